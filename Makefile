@@ -1,0 +1,152 @@
+# nlpd — plain GNU make. `make help` lists the targets.
+#
+# Layout of the build (everything generated lives under $(B)):
+#   $(B)/gen/proto/*.pb-c.[ch]   protoc-c output (never committed)
+#   $(B)/obj/...                 objects and -MMD dependency files
+#   $(B)/lib*.a                  engine, tasks, daemon core, client library
+#   $(B)/nlpd $(B)/nlpc $(B)/nlprun
+#   $(B)/tests/unit              the C test binary (tests/unit/*.c)
+#   $(B)/fuzz/*                  libFuzzer targets (clang)
+#
+# `make asan` rebuilds everything under build/asan with ASan+UBSan and runs the tests.
+
+B        ?= build
+CC       ?= cc
+PKGS     := libzmq libprotobuf-c libconfig libcjson openblas
+OPT      ?= -O2
+CFLAGS   ?= $(OPT) -g
+CFLAGS   += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -MMD -MP
+CFLAGS   += -I. -I$(B)/gen $(SANFLAGS)
+CFLAGS   += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
+LDFLAGS  += $(SANFLAGS)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# ---- sources (wildcards: adding a file to a module needs no Makefile edit) ----
+PROTOS      := $(wildcard proto/*.proto)
+PROTO_C     := $(PROTOS:%.proto=$(B)/gen/%.pb-c.c)
+PROTO_H     := $(PROTOS:%.proto=$(B)/gen/%.pb-c.h)
+SPM_PB_C    := $(B)/gen/proto/sentencepiece_model.pb-c.c
+NLP_PB_C    := $(B)/gen/proto/nlp.pb-c.c
+
+ENGINE_SRC  := $(wildcard engine/*.c)
+TASKS_SRC   := $(wildcard tasks/*.c)
+DAEMON_SRC  := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
+CLIENT_SRC  := $(wildcard clients/libnlpclient/*.c)
+NLPC_SRC    := $(wildcard clients/nlpc/*.c)
+NLPRUN_SRC  := $(wildcard clients/nlprun/*.c)
+UNIT_SRC    := $(wildcard tests/unit/*.c) $(wildcard tests/harness/*.c)
+BENCH_SRC   := $(wildcard tests/bench/*.c)
+FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+
+LIBENGINE := $(B)/libengine.a
+LIBTASKS  := $(B)/libtasks.a
+LIBDAEMON := $(B)/libdaemon.a
+LIBCLIENT := $(B)/libnlpclient.a
+
+BINS := $(B)/nlpd $(B)/nlpc $(B)/nlprun
+BENCH_BINS := $(patsubst tests/bench/%.c,$(B)/bench/%,$(BENCH_SRC))
+FUZZ_BINS  := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
+
+.PHONY: all deps test asan bench run fuzz clean help check-deps
+.DEFAULT_GOAL := all
+
+all: $(BINS) $(B)/tests/unit $(BENCH_BINS)
+
+help:
+	@echo "make            build $(BINS) and the test binary"
+	@echo "make deps       install missing Debian packages (apt-get; quiet when all present)"
+	@echo "make test       deps + build + every test (ends with 'N passed, N failed')"
+	@echo "make asan       the same tests under AddressSanitizer + UBSan (build/asan)"
+	@echo "make fuzz       build the libFuzzer targets (clang)"
+	@echo "make bench      benchmarks (tokenizer, engine, daemon); not part of test"
+	@echo "make run        deps + build + start nlpd on conf/nlpd.conf"
+	@echo "make clean      remove build/"
+	@echo "V=1             show full command lines"
+
+deps:
+	$(Q)scripts/deps.sh
+
+# ---- generated protobuf code ----
+$(B)/gen/proto/%.pb-c.c $(B)/gen/proto/%.pb-c.h: proto/%.proto
+	@mkdir -p $(dir $@)
+	@echo "  PROTOC  $<"
+	$(Q)protoc-c --proto_path=proto --c_out=$(B)/gen/proto $<
+
+# Every object may include generated headers: make them exist first.
+$(B)/obj/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+# Generated code is not ours to warn about beyond the defaults.
+$(B)/obj/gen/%.o: $(B)/gen/%.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(filter-out -Werror,$(CFLAGS)) -c -o $@ $<
+
+PB_OBJ = $(patsubst $(B)/gen/%.c,$(B)/obj/gen/%.o,$(1))
+
+$(LIBENGINE): $(call obj,$(ENGINE_SRC)) $(call PB_OBJ,$(filter $(SPM_PB_C),$(PROTO_C)))
+$(LIBTASKS):  $(call obj,$(TASKS_SRC))
+$(LIBDAEMON): $(call obj,$(DAEMON_SRC))
+$(LIBCLIENT): $(call obj,$(CLIENT_SRC)) $(call PB_OBJ,$(filter $(NLP_PB_C),$(PROTO_C)))
+
+$(B)/lib%.a:
+	@mkdir -p $(dir $@)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+ALL_LIBS := $(LIBDAEMON) $(LIBTASKS) $(LIBCLIENT) $(LIBENGINE)
+
+$(B)/nlpd: $(call obj,daemon/main.c) $(ALL_LIBS)
+$(B)/nlpc: $(call obj,$(NLPC_SRC)) $(LIBCLIENT)
+$(B)/nlprun: $(call obj,$(NLPRUN_SRC)) $(LIBTASKS) $(LIBENGINE)
+$(B)/tests/unit: $(call obj,$(UNIT_SRC)) $(ALL_LIBS)
+$(B)/bench/%: $(B)/obj/tests/bench/%.o $(ALL_LIBS)
+
+$(BINS) $(B)/tests/unit $(BENCH_BINS):
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) -Wl,--start-group $(filter %.a,$^) -Wl,--end-group $(LDLIBS)
+
+# ---- fuzzing (clang's libFuzzer; always with ASan+UBSan) ----
+FUZZ_CC    ?= clang
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+fuzz: $(FUZZ_BINS)
+$(B)/fuzz/%: tests/fuzz/%.c $(ENGINE_SRC) $(TASKS_SRC) $(DAEMON_SRC) $(CLIENT_SRC) $(PROTO_C)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) $(filter-out -MMD -MP -Werror $(OPT) -g,$(CFLAGS)) -Wno-unused-parameter -o $@ $< \
+	    $(ENGINE_SRC) $(TASKS_SRC) $(DAEMON_SRC) $(CLIENT_SRC) $(PROTO_C) $(LDLIBS)
+
+# ---- running ----
+# Tests are run from the repository root; scripts find binaries through NLP_BUILD.
+TEST_SCRIPTS := $(sort $(wildcard tests/scripts/*.sh))
+test: deps
+	$(Q)$(MAKE) --no-print-directory all fuzz
+	$(Q)NLP_BUILD=$(B) $(B)/tests/unit $(TEST_SCRIPTS)
+
+asan: deps
+	$(Q)$(MAKE) --no-print-directory B=build/asan CC=clang OPT=-O1 \
+	    SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" all
+	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    NLP_BUILD=build/asan NLP_ASAN=1 build/asan/tests/unit $(TEST_SCRIPTS)
+
+bench: deps all
+	$(Q)NLP_BUILD=$(B) tests/bench/run.sh
+
+run: deps all
+	$(Q)scripts/run.sh $(B)
+
+clean:
+	rm -rf build
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,3 @@
+/* STUB: replaced by the client work. */
+#include <stdio.h>
+int main(void) { fprintf(stderr, "nlpc: not implemented yet\n"); return 1; }

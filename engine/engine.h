@@ -1,0 +1,152 @@
+/* The T5-family encoder-decoder engine (Hugging Face T5ForConditionalGeneration).
+ *
+ * Knows nothing of protobuf, ZeroMQ or tasks: token ids in, token ids and scores out.
+ *
+ *   eng_model   immutable weights (mmapped) + config. Shared read-only between threads.
+ *   eng_ctx     working memory for one thread: all buffers are allocated in
+ *               eng_ctx_new(), nothing is allocated per decode step. One ctx per thread.
+ *
+ * Return codes: 0 ok, < 0 one of enum eng_status. Constructors return NULL on error
+ * and write the reason (naming the file or tensor) into `err`. */
+#ifndef NLP_ENGINE_H
+#define NLP_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct eng_model eng_model;
+typedef struct eng_ctx eng_ctx;
+
+enum eng_status {
+    ENG_OK = 0,
+    ENG_EINVAL = -1,     /* bad argument: empty input, id out of vocab, bad params */
+    ENG_ENOMEM = -2,
+    ENG_ETOOLONG = -3,   /* input or batch larger than the ctx was sized for */
+    ENG_ENOSYS = -4,     /* not implemented */
+};
+
+/* Values as read from config.json. */
+typedef struct eng_config {
+    int vocab_size;
+    int d_model;
+    int d_kv;
+    int num_heads;            /* inner_dim = num_heads * d_kv, may differ from d_model */
+    int d_ff;
+    int num_layers;           /* encoder */
+    int num_decoder_layers;
+    int num_buckets;          /* relative_attention_num_buckets */
+    int max_distance;         /* relative_attention_max_distance */
+    float layer_norm_eps;
+    int gated;                /* 1: gated-gelu (v1.1 / FLAN / mT5); 0: relu (v1.0) */
+    int tied;                 /* lm_head tied to shared.weight (scaled by d_model^-0.5) */
+    int decoder_start_token_id;
+    int eos_token_id;
+    int pad_token_id;
+} eng_config;
+
+typedef struct eng_model_params {
+    int n_threads;            /* OpenBLAS threads; 0 = all cores */
+} eng_model_params;
+
+eng_model_params eng_model_default_params(void);
+/* Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a
+ * sharded index). Weights F32/F16/BF16 are mmapped. */
+eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err, size_t errlen);
+void eng_model_free(eng_model **model);
+const eng_config *eng_model_config(const eng_model *model);
+
+typedef struct eng_ctx_params {
+    int max_rows;             /* decoder rows in flight at once (sum of beams); default 64 */
+    int max_input_len;        /* encoder tokens per sequence (incl. EOS); default 512 */
+    int max_new_tokens;       /* upper bound for any request; default 256 */
+    int max_cands;            /* label-scoring candidates per sequence; default 64 */
+    int max_cand_len;         /* tokens per candidate (incl. EOS); default 32 */
+} eng_ctx_params;
+
+eng_ctx_params eng_ctx_default_params(void);
+eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err, size_t errlen);
+void eng_ctx_free(eng_ctx **ctx);
+
+/* ---- generation ---- */
+
+typedef struct eng_gen_params {
+    int max_new_tokens;        /* 64 */
+    int min_new_tokens;        /* 0: EOS is forbidden before this many tokens */
+    int num_beams;             /* 1: greedy (or sampling) */
+    int num_return_sequences;  /* 1; <= num_beams with beam search */
+    float length_penalty;      /* 1.0 */
+    int no_repeat_ngram_size;  /* 0: off */
+    float repetition_penalty;  /* 1.0: off (HF semantics) */
+    int do_sample;             /* 0: deterministic */
+    float temperature;         /* 1.0 */
+    int top_k;                 /* 0: off */
+    float top_p;               /* 1.0: off */
+    uint64_t seed;             /* sampling seed: same seed, same output */
+} eng_gen_params;
+
+eng_gen_params eng_gen_default_params(void);
+
+#define ENG_MAX_RETURN 16
+
+typedef struct eng_hyp {
+    const int32_t *tokens;     /* generated ids (no start token; EOS included if reached) */
+    int n_tokens;
+    double score;              /* beam: sum_logprobs / n_tokens^lp; greedy: sum_logprobs */
+    double sum_logprobs;
+} eng_hyp;
+
+/* Output of one generation. The tokens live in `storage`, owned by the result:
+ * release with eng_gen_result_clear(). */
+typedef struct eng_gen_result {
+    int n_hyps;                /* best first */
+    eng_hyp hyps[ENG_MAX_RETURN];
+    int32_t *storage;
+} eng_gen_result;
+
+void eng_gen_result_clear(eng_gen_result *r);
+
+/* One sequence to generate from. */
+typedef struct eng_gen_req {
+    const int32_t *ids;        /* encoder input, EOS included */
+    int n_ids;
+    const eng_gen_params *params;
+    eng_gen_result *out;       /* filled on success */
+    int status;                /* out: 0 or enum eng_status, per request */
+} eng_gen_req;
+
+/* Runs n requests as one batch: the encoder batched over padded, masked inputs, the
+ * decoder stepping all live rows (all beams of all requests) together. A request's
+ * result does not depend on what it is batched with. Returns 0 if the batch ran (see
+ * each req's status), < 0 if nothing ran. */
+int eng_generate(eng_ctx *ctx, eng_gen_req *reqs, int n);
+
+/* ---- label scoring (zero-shot classification) ---- */
+
+typedef struct eng_score_req {
+    const int32_t *ids;              /* encoder input, EOS included */
+    int n_ids;
+    int n_cands;
+    const int32_t *const *cand_ids;  /* each candidate's tokens, WITHOUT EOS (added here) */
+    const int *cand_lens;
+    double *logprobs;                /* out: n_cands teacher-forced sums incl. EOS */
+    int status;                      /* out */
+} eng_score_req;
+
+/* One encoder pass per request, all candidates scored against it. */
+int eng_score(eng_ctx *ctx, eng_score_req *reqs, int n);
+
+/* ---- lower-level access (tests, nlprun) ---- */
+
+/* Encoder output after the final layer norm: out is [n_ids, d_model]. */
+int eng_encode(eng_ctx *ctx, const int32_t *ids, int n_ids, float *out);
+/* Next-token logits at the last decoder position: out is [vocab_size]. */
+int eng_logits(eng_ctx *ctx, const int32_t *ids, int n_ids, const int32_t *dec_ids,
+               int n_dec, float *out);
+
+/* T5 relative position bucket of (memory position - query position). */
+int eng_relative_bucket(int relative_position, int bidirectional, int num_buckets,
+                        int max_distance);
+
+const char *eng_strerror(int status);
+
+#endif

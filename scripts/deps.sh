@@ -1,0 +1,24 @@
+#!/bin/sh
+# Install, with apt-get, only the Debian packages nlpd needs that are missing.
+# Idempotent and silent when everything is present; `apt-get update` only when needed.
+set -eu
+
+PKGS="build-essential pkg-config clang libclang-rt-dev \
+libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev libconfig-dev libcjson-dev \
+python3 python3-zmq python3-protobuf python3-numpy sentencepiece"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "deps: installing:$missing"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

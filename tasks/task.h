@@ -1,0 +1,142 @@
+/* Tasks: turn one input document into engine work, and engine output into a result.
+ *
+ * A task knows nothing of sockets or protobuf: the daemon (or nlprun) fills a
+ * task_input, calls task_prepare(), runs the jobs on the engine -- batched with other
+ * documents' jobs in any grouping it likes -- then calls task_finish().
+ *
+ *   task_input --prepare--> task_doc { jobs[] } --engine--> jobs done --finish--> task_result
+ *
+ * Prompts and defaults come from the `tasks` group of the config (conf/nlpd.conf),
+ * read by task_conf_load(), never from code. */
+#ifndef NLP_TASK_H
+#define NLP_TASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "engine/tok.h"
+
+/* Values seen on the wire too: explicit, only grow. */
+typedef enum task_kind {
+    TASK_NONE = 0,
+    TASK_SUMMARIZE = 1,
+    TASK_TRANSLATE = 2,
+    TASK_CLASSIFY = 3,
+    TASK_QA = 4,
+    TASK_TEXT2TEXT = 5,
+} task_kind;
+
+/* Result codes of a document; the daemon maps them to wire status codes. */
+typedef enum task_status {
+    TASK_OK = 0,
+    TASK_EINVAL = -1,        /* bad argument: empty text, no labels, unknown language... */
+    TASK_ETOOLONG = -2,      /* input over the configured token limit */
+    TASK_EINTERNAL = -3,     /* engine failure */
+    TASK_ENOMEM = -4,
+} task_status;
+
+typedef struct task_conf task_conf;   /* opaque: prompts, defaults, limits per task */
+
+/* Everything a task needs, shared read-only between threads. */
+typedef struct task_env {
+    const tok_model *tok;
+    const eng_config *model;
+    const task_conf *conf;
+    int max_input_tokens;    /* encoder tokens per job, EOS included */
+} task_env;
+
+/* Decoding options as the client sent them: a field < 0 (or NAN for floats) means
+ * "not set, use the task's default from the config". */
+typedef struct task_decode_opts {
+    int max_new_tokens, min_new_tokens, num_beams, num_return_sequences;
+    int no_repeat_ngram_size, top_k;
+    float length_penalty, repetition_penalty, temperature, top_p;
+    int64_t seed;            /* < 0: not set; set => sampling */
+    int return_hypotheses;   /* include every hypothesis with its score in the result */
+} task_decode_opts;
+
+void task_decode_opts_unset(task_decode_opts *o);
+
+/* One document of a request. Strings are borrowed for the duration of prepare/finish. */
+typedef struct task_input {
+    task_kind kind;
+    const char *text;        /* the document (qa: the context) */
+    size_t text_len;
+    const char *source_lang; /* translate: ISO code or English name; may be NULL (-> conf) */
+    const char *target_lang; /* translate: required */
+    const char *const *labels;   /* classify */
+    int n_labels;
+    int multi_label;         /* classify: independent per-label probabilities */
+    const char *question;    /* qa */
+    task_decode_opts opts;
+} task_input;
+
+enum task_job_kind { TASK_JOB_GENERATE = 1, TASK_JOB_SCORE = 2 };
+
+/* One unit of engine work. `gen` or `score` is ready to hand to eng_generate() /
+ * eng_score() as is (its pointers point into the job); the engine writes the outputs. */
+typedef struct task_job {
+    int kind;
+    int32_t *ids;
+    int n_ids;
+    eng_gen_params params;
+    eng_gen_result result;
+    eng_gen_req gen;
+    eng_score_req score;
+} task_job;
+
+typedef struct task_doc {
+    task_kind kind;
+    int n_jobs;
+    task_job *jobs;
+    int input_tokens;        /* tokens of the document as encoded (sum over jobs) */
+    int truncated;           /* input was cut to fit */
+    void *priv;              /* the task's own state (labels' ids, chunk offsets...) */
+} task_doc;
+
+typedef struct task_label_score {
+    char *label;
+    double score;            /* probability */
+} task_label_score;
+
+typedef struct task_hyp {
+    char *text;
+    double score;
+} task_hyp;
+
+typedef struct task_result {
+    int status;              /* enum task_status */
+    char message[256];       /* human-readable reason when status != 0 */
+    char *text;              /* summarize / translate / text2text output; qa answer */
+    double score;            /* qa: answer score; others: best hypothesis score */
+    int n_labels;            /* classify, sorted by score, best first */
+    task_label_score *labels;
+    int n_hyps;              /* when return_hypotheses */
+    task_hyp *hyps;
+    int input_tokens;
+    int output_tokens;
+    int truncated;
+} task_result;
+
+/* Config: reads the `tasks` group (and `limits`) of a libconfig file. NULL on error,
+ * with the reason (file:line) in err. */
+task_conf *task_conf_load(const char *path, char *err, size_t errlen);
+task_conf *task_conf_default(void);   /* built-in defaults, for tests without a file */
+void task_conf_free(task_conf **conf);
+
+task_kind task_kind_from_name(const char *name);   /* TASK_NONE if unknown */
+const char *task_kind_name(task_kind kind);
+
+/* Builds the document's jobs. On error returns < 0 with the reason in `err`, and the doc
+ * holds nothing to free. */
+int task_prepare(const task_env *env, const task_input *in, task_doc *doc, char *err,
+                 size_t errlen);
+/* After every job ran: builds the result (which the caller frees with task_result_clear)
+ * and releases the doc. Always fills out->status/message. */
+int task_finish(const task_env *env, const task_input *in, task_doc *doc, task_result *out);
+/* Releases a doc whose jobs will not run (deadline, shutdown). */
+void task_doc_clear(task_doc *doc);
+void task_result_clear(task_result *r);
+
+#endif
