@@ -1,0 +1,52 @@
+/* Safetensors checkpoints and Hugging Face config.json, read-only and validated.
+ * Internal to engine/ (model.c binds tensors to the forward pass).
+ *
+ * A st_set is one checkpoint: `model.safetensors`, or the shards named by
+ * `model.safetensors.index.json`. Every file is mmapped read-only; tensor data points
+ * into the mapping and lives until st_close(). All validation happens in st_open_*():
+ * header length past the end, bad JSON, unknown dtype, shape/size mismatch, offsets out
+ * of range or overlapping, duplicate names... each a distinct message naming the file
+ * and the tensor. */
+#ifndef NLP_ST_H
+#define NLP_ST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+
+/* Values only grow. */
+typedef enum st_dtype { ST_F32 = 0, ST_F16 = 1, ST_BF16 = 2 } st_dtype;
+
+#define ST_MAX_DIMS 4
+
+typedef struct st_tensor {
+    const char *name;
+    st_dtype dtype;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    const void *data;          /* into the mmapped file; aligned as the file has it */
+    size_t nbytes;             /* = product(shape) * dtype size, checked */
+    const char *file;          /* path of the file it lives in (for messages) */
+} st_tensor;
+
+typedef struct st_set st_set;
+
+/* Opens a checkpoint directory: model.safetensors, else model.safetensors.index.json
+ * and its shards. NULL on error, reason in err. */
+st_set *st_open_dir(const char *dir, char *err, size_t errlen);
+/* Opens a single .safetensors file. */
+st_set *st_open_file(const char *path, char *err, size_t errlen);
+void st_close(st_set **set);
+
+const st_tensor *st_find(const st_set *set, const char *name);   /* NULL if absent */
+int st_count(const st_set *set);
+const st_tensor *st_at(const st_set *set, int i);
+size_t st_dtype_size(st_dtype dt);
+const char *st_dtype_name(st_dtype dt);
+
+/* Reads config.json into *out (HF T5Config defaults for absent keys; model_type must be
+ * t5 or mt5; feed_forward_proj relu | gated-gelu). 0 or < 0 with the reason in err. */
+int hf_config_load(const char *path, eng_config *out, char *err, size_t errlen);
+
+#endif
