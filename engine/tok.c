@@ -178,25 +178,65 @@ static int tok_key_cmp(const void *a, const void *b)
     return (x->len > y->len) - (x->len < y->len);
 }
 
+/* Double-array construction state. Free slots that may still start a placement sit on
+ * a circular doubly-linked list (index 0, the root, is its head), so the first-fit
+ * search never walks over used slots; a slot that failed too often as the first
+ * label's slot is taken off the list (it stays free for other labels). */
 struct tok_dabuild {
     struct tok_da *da;
+    int32_t *next, *prev;  /* [cap] free list links */
+    uint8_t *fails;        /* [cap] failed placements starting at the slot */
     size_t cap;
-    size_t used;       /* 1 + highest slot taken */
-    size_t first_free; /* no free slot below this one */
 };
+
+#define TOK_DA_MAX_FAILS 8
+
+static void tok_da_unlink(struct tok_dabuild *b, int32_t i)
+{
+    if (b->next[i] < 0) return;  /* not on the list */
+    b->next[b->prev[i]] = b->next[i];
+    b->prev[b->next[i]] = b->prev[i];
+    b->next[i] = b->prev[i] = -1;
+}
 
 static int tok_da_reserve(struct tok_dabuild *b, size_t need)
 {
     if (need <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 1024;
     while (cap < need) {
-        if (cap > SIZE_MAX / 2 / sizeof *b->da) return -1;
+        if (cap > (size_t)INT32_MAX / 2) return -1;
         cap *= 2;
     }
     struct tok_da *da = realloc(b->da, cap * sizeof *da);
     if (!da) return -1;
-    for (size_t i = b->cap; i < cap; i++) da[i] = (struct tok_da){ 0, -1, -1, 0.0f };
     b->da = da;
+    int32_t *nx = realloc(b->next, cap * sizeof *nx);
+    if (!nx) return -1;
+    b->next = nx;
+    int32_t *pv = realloc(b->prev, cap * sizeof *pv);
+    if (!pv) return -1;
+    b->prev = pv;
+    uint8_t *f = realloc(b->fails, cap);
+    if (!f) return -1;
+    b->fails = f;
+    size_t old = b->cap;
+    if (!old) {
+        /* Slot 0: the root, and the list head. */
+        da[0] = (struct tok_da){ 0, -2, -1, 0.0f };
+        nx[0] = pv[0] = 0;
+        f[0] = 0;
+        old = 1;
+    }
+    for (size_t i = old; i < cap; i++) {
+        da[i] = (struct tok_da){ 0, -1, -1, 0.0f };
+        f[i] = 0;
+        /* append i at the tail */
+        int32_t tail = pv[0];
+        nx[tail] = (int32_t)i;
+        pv[i] = tail;
+        nx[i] = 0;
+        pv[0] = (int32_t)i;
+    }
     b->cap = cap;
     return 0;
 }
@@ -222,23 +262,32 @@ static int tok_da_place(struct tok_dabuild *b, int32_t s, const struct tok_key *
         if (!nl || labels[nl - 1] != c) labels[nl++] = c;
     }
 
-    /* First fit: the lowest base whose slots for all labels are free. */
-    while (b->first_free < b->cap && b->da[b->first_free].check != -1) b->first_free++;
-    size_t p = b->first_free > labels[0] + 1u ? b->first_free : labels[0] + 1u;
-    size_t base;
-    for (;; p++) {
-        if (tok_da_reserve(b, p + 257) < 0) return -1;
-        if (b->da[p].check != -1) continue;
-        base = p - labels[0];
-        size_t j = 1;
-        while (j < nl && b->da[base + labels[j]].check == -1) j++;
-        if (j == nl) break;
+    /* First fit over the free list: the lowest base whose slots are all free. */
+    size_t base = 0;
+    for (int32_t p = b->next[0];; ) {
+        if (p == 0) {
+            /* List exhausted: grow, the new slots join the list's tail. */
+            size_t old = b->cap;
+            if (tok_da_reserve(b, b->cap * 2) < 0) return -1;
+            p = (int32_t)old;
+            continue;
+        }
+        int32_t nextp = b->next[p];
+        if ((size_t)p > labels[0]) {
+            base = (size_t)p - labels[0];
+            if (tok_da_reserve(b, base + 257) < 0) return -1;
+            size_t j = 1;
+            while (j < nl && b->da[base + labels[j]].check == -1) j++;
+            if (j == nl) break;
+            if (++b->fails[p] >= TOK_DA_MAX_FAILS) tok_da_unlink(b, p);
+        }
+        p = nextp;
     }
-    if (base + 256 > INT32_MAX) return -1;
     b->da[s].base = (int32_t)base;
     for (size_t j = 0; j < nl; j++) {
-        b->da[base + labels[j]].check = s;
-        if (base + labels[j] + 1 > b->used) b->used = base + labels[j] + 1;
+        int32_t t = (int32_t)(base + labels[j]);
+        b->da[t].check = s;
+        tok_da_unlink(b, t);
     }
 
     size_t i = lo;
@@ -966,15 +1015,17 @@ static tok_model *tok_build(const Sentencepiece__ModelProto *mp, char *err, size
             goto fail;
         }
     struct tok_dabuild b = { 0 };
-    if (tok_da_reserve(&b, 1024) < 0) goto oom;
-    b.da[0].check = -2; /* the root is nobody's child */
-    b.used = 1;
-    b.first_free = 1;
-    if (tok_da_place(&b, 0, keys, 0, nkeys, 0) < 0) {
+    int brc = tok_da_reserve(&b, 1024);
+    if (brc == 0) brc = tok_da_place(&b, 0, keys, 0, nkeys, 0);
+    free(b.next);
+    free(b.prev);
+    free(b.fails);
+    if (brc < 0) {
         free(b.da);
         goto oom;
     }
-    /* Keep 256 slots of slack after the last used one so base + c never overruns. */
+    /* Every base was placed with 257 slots reserved after it, so base + c never
+     * overruns da_size. */
     m->da_size = b.cap;
     m->da = b.da;
     free(keys);
