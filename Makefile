@@ -33,6 +33,7 @@ PROTO_C     := $(PROTOS:%.proto=$(B)/gen/%.pb-c.c)
 PROTO_H     := $(PROTOS:%.proto=$(B)/gen/%.pb-c.h)
 SPM_PB_C    := $(B)/gen/proto/sentencepiece_model.pb-c.c
 NLP_PB_C    := $(B)/gen/proto/nlp.pb-c.c
+PY_PB2      := $(B)/gen/python/nlp_pb2.py
 
 ENGINE_SRC  := $(wildcard engine/*.c)
 TASKS_SRC   := $(wildcard tasks/*.c)
@@ -58,7 +59,7 @@ FUZZ_BINS  := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 .PHONY: all deps test asan bench run fuzz clean help check-deps
 .DEFAULT_GOAL := all
 
-all: $(BINS) $(B)/tests/unit $(BENCH_BINS)
+all: $(BINS) $(B)/tests/unit $(BENCH_BINS) $(PY_PB2)
 
 help:
 	@echo "make            build $(BINS) and the test binary"
@@ -79,6 +80,12 @@ $(B)/gen/proto/%.pb-c.c $(B)/gen/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(dir $@)
 	@echo "  PROTOC  $<"
 	$(Q)protoc-c --proto_path=proto --c_out=$(B)/gen/proto $<
+
+# The Python client's message classes (clients/python/nlpclient.py imports nlp_pb2).
+$(PY_PB2): proto/nlp.proto
+	@mkdir -p $(dir $@)
+	@echo "  PROTOC  $< (python)"
+	$(Q)protoc --proto_path=proto --python_out=$(dir $@) $<
 
 # Every object may include generated headers: make them exist first.
 $(B)/obj/%.o: %.c | $(PROTO_H)
