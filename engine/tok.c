@@ -610,8 +610,10 @@ static int tok_encode_segment(const tok_model *m, const char *text, size_t len,
     int rc = 0;
 
     if (len > sizeof sbuf / 3 - 8) {
-        if (len > (SIZE_MAX - 16) / 3) return TOK_ENOMEM;
-        size_t cap = len * 3 + 16;
+        /* Room for the text, some escaped spaces and the dummy prefix; rarer growth
+         * (charsmap replacements longer than their input) reallocates. */
+        if (len > (SIZE_MAX - 16) / 2) return TOK_ENOMEM;
+        size_t cap = len + len / 2 + 16;
         nb.p = malloc(cap);
         if (!nb.p) return TOK_ENOMEM;
         nb.cap = cap;
