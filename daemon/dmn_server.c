@@ -83,10 +83,13 @@ int dmn_server_load(dmn_server *srv, char *err, size_t errlen)
     srv->env.conf = srv->tasks;
     srv->env.max_input_tokens = c->limits.max_input_tokens;
 
-    eng_ctx_params cp = eng_ctx_default_params();
+    /* Sized for what the tasks produce (labels per job, tokens per label), grown to the
+     * daemon's limits; a job over batching.max_rows on its own (a 16-beam search) still
+     * runs, in a call by itself, so the context keeps the engine's default rows too. */
+    eng_ctx_params cp = task_conf_ctx_params(srv->tasks);
     if (cp.max_rows < c->batching.max_rows) cp.max_rows = c->batching.max_rows;
-    cp.max_input_len = c->limits.max_input_tokens;
-    cp.max_new_tokens = c->limits.max_new_tokens;
+    if (cp.max_input_len < c->limits.max_input_tokens) cp.max_input_len = c->limits.max_input_tokens;
+    if (cp.max_new_tokens < c->limits.max_new_tokens) cp.max_new_tokens = c->limits.max_new_tokens;
     if (cp.max_cands < c->limits.max_labels) cp.max_cands = c->limits.max_labels;
     srv->ctx = eng_ctx_new(srv->model, &cp, why, sizeof why);
     if (!srv->ctx) {

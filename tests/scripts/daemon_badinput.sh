@@ -8,7 +8,8 @@
 write_conf '
 limits = { max_message_bytes = 4096; max_documents = 4; max_input_tokens = 64;
            max_new_tokens = 64; queue_size = 64; };
-batching = { max_batch_tokens = 1024; max_wait_ms = 2; max_rows = 8; };'
+batching = { max_batch_tokens = 1024; max_wait_ms = 2; max_rows = 8; };
+tasks = { truncate = false; };'
 start_daemon --bind "$IPC" --bind "$TCP"
 
 if ! timeout 120 $PY $WIRE badinput "$IPC" "$TCP"; then

@@ -23,10 +23,12 @@ IPC=ipc://$TMP/nlpd.sock
 TCP=tcp://127.0.0.1:$PORT
 
 # write_conf EXTRA: a config with the test's limits. The tasks group comes from the
-# repository's conf/tasks.conf (copied: includes resolve against the config's directory).
+# repository's conf/tasks.conf (copied: includes resolve against the config's directory)
+# unless EXTRA has its own.
 write_conf() {
     local inc=""
-    if [ -f conf/tasks.conf ]; then
+    # A test that sets its own tasks group does without the repository's.
+    if [ -f conf/tasks.conf ] && [[ "$1" != *"tasks ="* ]]; then
         cp conf/tasks.conf "$TMP/tasks.conf"
         inc='@include "tasks.conf"'
     fi
