@@ -33,10 +33,9 @@ static void fz_encode(const uint8_t *data, size_t size)
     static int32_t ids[1 << 16];
     int n = tok_encode(fz_tok, (const char *)data, size, 1, ids, 1 << 16);
     if (n == TOK_EINVAL) return;
-    if (n < 1) abort();                       /* at least EOS */
-    if (ids[n < (1 << 16) ? n - 1 : (1 << 16) - 1] != tok_eos_id(fz_tok) && n <= (1 << 16))
-        abort();
+    if (n < 1) abort(); /* at least EOS */
     int lim = n < (1 << 16) ? n : (1 << 16);
+    if (n == lim && ids[n - 1] != tok_eos_id(fz_tok)) abort();
     int vs = tok_vocab_size(fz_tok);
     for (int i = 0; i < lim; i++)
         if (ids[i] < 0 || ids[i] >= vs + 100) abort();
