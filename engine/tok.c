@@ -1097,7 +1097,7 @@ tok_model *tok_load(const char *path, char *err, size_t errlen)
         if (r == 0) break;
     }
     if (ferror(f)) {
-        tok_seterr(err, errlen, "%s: read error", path);
+        tok_seterr(err, errlen, "%s: read error: %s", path, strerror(errno));
         goto fail;
     }
     fclose(f);

@@ -508,3 +508,55 @@ TEST_TIMEOUT(tok_spm_parity_byte_fallback_user_defined, 120)
     tok_free(&t);
     free(mbuf);
 }
+
+TEST(tok_load_bad_charsmap_and_dir)
+{
+    char err[256] = "";
+    CHECK(tok_load(th_data("t5"), err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "t5") != NULL, "err: %s", err);
+
+    size_t len;
+    char *buf = tok_t_slurp(th_data("t5/spiece.model"), &len);
+    REQUIRE(buf);
+    Sentencepiece__ModelProto *mp =
+        sentencepiece__model_proto__unpack(NULL, len, (const uint8_t *)buf);
+    REQUIRE(mp && mp->normalizer_spec && mp->normalizer_spec->precompiled_charsmap.len > 8);
+    ProtobufCBinaryData *cm = &mp->normalizer_spec->precompiled_charsmap;
+    uint8_t save[4];
+    memcpy(save, cm->data, 4);
+    static const uint8_t bad_sizes[][4] = { { 0xFF, 0xFF, 0xFF, 0x7F }, { 3, 0, 0, 0 }, { 0, 0, 0, 0 } };
+    for (size_t i = 0; i < 3; i++) {
+        memcpy(cm->data, bad_sizes[i], 4);
+        size_t pl = sentencepiece__model_proto__get_packed_size(mp);
+        uint8_t *pb = malloc(pl);
+        REQUIRE(pb);
+        sentencepiece__model_proto__pack(mp, pb);
+        err[0] = '\0';
+        tok_model *t = tok_load_mem(pb, pl, err, sizeof err);
+        CHECK_MSG(t == NULL && strstr(err, "charsmap"), "bad trie size %zu: err '%s'", i, err);
+        tok_free(&t);
+        free(pb);
+    }
+    memcpy(cm->data, save, 4);
+    /* A model without unk, and one that is not unigram. */
+    Sentencepiece__ModelProto__SentencePiece__Type ut = mp->pieces[2]->type;
+    mp->pieces[2]->type = SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__TYPE__CONTROL;
+    size_t pl = sentencepiece__model_proto__get_packed_size(mp);
+    uint8_t *pb = malloc(pl);
+    REQUIRE(pb);
+    sentencepiece__model_proto__pack(mp, pb);
+    CHECK(tok_load_mem(pb, pl, err, sizeof err) == NULL && strstr(err, "unk"));
+    mp->pieces[2]->type = ut;
+    mp->trainer_spec->has_model_type = 1;
+    mp->trainer_spec->model_type = SENTENCEPIECE__TRAINER_SPEC__MODEL_TYPE__BPE;
+    free(pb);
+    pl = sentencepiece__model_proto__get_packed_size(mp);
+    pb = malloc(pl);
+    REQUIRE(pb);
+    sentencepiece__model_proto__pack(mp, pb);
+    CHECK(tok_load_mem(pb, pl, err, sizeof err) == NULL && strstr(err, "unigram"));
+    mp->trainer_spec->model_type = SENTENCEPIECE__TRAINER_SPEC__MODEL_TYPE__UNIGRAM;
+    free(pb);
+    sentencepiece__model_proto__free_unpacked(mp, NULL);
+    free(buf);
+}
