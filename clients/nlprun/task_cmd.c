@@ -361,21 +361,8 @@ int nlprun_task(int argc, char **argv)
         fprintf(stderr, "nlprun: %s\n", err);
         goto out;
     }
-    eng_model_params mp = eng_model_default_params();
-    mp.n_threads = cli.threads;
-    model = eng_model_load(cli.model_dir, &mp, err, sizeof err);
-    if (!model) {
-        fprintf(stderr, "nlprun: %s\n", err);
-        goto out;
-    }
-    eng_ctx_params cp = task_conf_ctx_params(conf);
-    ctx = eng_ctx_new(model, &cp, err, sizeof err);
-    if (!ctx) {
-        fprintf(stderr, "nlprun: %s\n", err);
-        goto out;
-    }
-
-    task_env env = { .tok = tok, .model = eng_model_config(model), .conf = conf,
+    /* Input errors first: they need the tokenizer, not the model. */
+    task_env env = { .tok = tok, .model = NULL, .conf = conf,
                      .max_input_tokens = task_conf_max_input_tokens(conf) };
     task_input in = { .kind = kind, .text = text, .text_len = text_len,
                       .source_lang = cli.from, .target_lang = cli.to,
@@ -389,12 +376,23 @@ int nlprun_task(int argc, char **argv)
         res.status = rc;
         snprintf(res.message, sizeof res.message, "%.*s", (int)sizeof res.message - 1, err);
     } else {
+        eng_model_params mp = eng_model_default_params();
+        mp.n_threads = cli.threads;
+        eng_ctx_params cp = task_conf_ctx_params(conf);
+        model = eng_model_load(cli.model_dir, &mp, err, sizeof err);
+        if (model) ctx = eng_ctx_new(model, &cp, err, sizeof err);
+        if (!ctx) {
+            fprintf(stderr, "nlprun: %s\n", err);
+            task_doc_clear(&doc);
+            goto out;
+        }
+        env.model = eng_model_config(model);
         run_jobs(ctx, &cp, &doc);
         rc = task_finish(&env, &in, &doc, &res);
     }
     if (cli.json) print_json(kind, &res);
     if (rc < 0) {
-        fprintf(stderr, "nlprun %s: %s\n", argv[0], res.message);
+        fprintf(stderr, "nlprun: %s\n", res.message);
     } else {
         if (!cli.json) print_text(kind, &res, cli.opts.return_hypotheses);
         ret = 0;
