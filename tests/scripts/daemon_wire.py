@@ -312,7 +312,7 @@ def sigterm(ep, pid, n):
     for i in range(n):
         # Long outputs keep the worker busy well past the signal.
         socks[i % 3].send(request(1000 + i, "text2text",
-                                  docs=["document %d of the shutdown test" % i] * 2,
+                                  docs=["request %d in flight at shutdown" % i] * 2,
                                   options={1: 48, 4: 48}))
     check(wait_in_flight(ctl, n), "all %d requests accepted before SIGTERM" % n)
     os.kill(pid, signal.SIGTERM)
