@@ -12,6 +12,10 @@
  *   3. emit ids: runs of unknown pieces merge into one unk id, or become <0xNN> byte
  *      pieces when the model has byte fallback.
  *
+ * Invalid UTF-8: the library would turn each bad byte into U+FFFD; tok.h instead makes
+ * it an error (TOK_EINVAL), checked up front so nothing below reads a partial
+ * character.
+ *
  * Everything is precomputed in tok_load_mem(); afterwards the model is only read, so
  * any number of threads may share it. Per call, memory is taken from the stack for
  * short texts and from the heap (two buffers) for long ones. */
@@ -19,6 +23,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +57,9 @@ static const char tok_ws[] = "\xe2\x96\x81"; /* U+2581, the escaped space */
 struct tok_da {
     int32_t base;
     int32_t check;  /* parent slot, -1 when free */
-    int32_t id;     /* piece id ending here, -1 if none (UNUSED pieces are left out) */
+    int32_t id;     /* piece id ending here; -1 if none (UNUSED pieces are left out);
+                     * a USER_DEFINED piece i is stored as -2 - i, so the hot loop
+                     * tells it apart without touching the piece table */
     float score;    /* score of that piece */
 };
 
@@ -87,18 +94,15 @@ struct tok_model {
     char *unk_surface;         /* owns */
 };
 
-/* "<extra_id_N>" for N = 0..99, built once; the strings are never written again. */
+/* "<extra_id_N>" for N = 0..99, written once (pthread_once) before any model exists
+ * and only read afterwards. */
 static char tok_sentinel_str[TOK_NSENTINEL][16];
-static int tok_sentinel_ready;
+static pthread_once_t tok_sentinel_once = PTHREAD_ONCE_INIT;
 
-static void tok_sentinels_init(void)
+static void tok_sentinels_fill(void)
 {
-    /* Idempotent and writes the same bytes every time, so a race between two first
-     * loads is harmless; callers normally load before starting threads. */
-    if (tok_sentinel_ready) return;
     for (int i = 0; i < TOK_NSENTINEL; i++)
         snprintf(tok_sentinel_str[i], sizeof tok_sentinel_str[i], "<extra_id_%d>", i);
-    tok_sentinel_ready = 1;
 }
 
 static void tok_seterr(char *err, size_t errlen, const char *fmt, ...)
@@ -167,6 +171,7 @@ struct tok_key {
     uint32_t len;
     int32_t id;
     float score;
+    int user;
 };
 
 static int tok_key_cmp(const void *a, const void *b)
@@ -248,7 +253,7 @@ static int tok_da_place(struct tok_dabuild *b, int32_t s, const struct tok_key *
                         size_t lo, size_t hi, uint32_t depth)
 {
     if (lo < hi && k[lo].len == depth) {
-        b->da[s].id = k[lo].id;
+        b->da[s].id = k[lo].user ? -2 - k[lo].id : k[lo].id;
         b->da[s].score = k[lo].score;
         lo++;
         /* A duplicate piece is rejected before the build. */
@@ -404,8 +409,7 @@ static size_t tok_norm_prefix(const tok_model *m, const unsigned char *s, size_t
         for (size_t i = 0; i < n; i++) {
             node = tok_da_next(m->da, node, s[i]);
             if (node < 0) break;
-            int32_t id = m->da[node].id;
-            if (id >= 0 && m->pieces[id].type == TOK_T_USER) best = i + 1;
+            if (m->da[node].id <= -2) best = i + 1;
         }
         if (best) {
             *rep = (const char *)s;
@@ -533,10 +537,11 @@ static void tok_viterbi(const tok_model *m, const char *str, size_t n, struct to
             if (da[t].check != node) break;
             node = t;
             int32_t id = da[t].id;
-            if (id < 0) continue;
+            if (id == -1) continue;
             size_t length = k + 1 - st;
             struct tok_best *tg = &best[k + 1];
-            if (m->pieces[id].type == TOK_T_USER) {
+            if (id <= -2) {
+                id = -2 - id;
                 /* The library scores a user-defined piece in double:
                  * (length * max_score - 0.1), with length * max_score in float. */
                 double cand = (double)((float)length * m->max_score) - 0.1 + (double)here;
@@ -610,8 +615,10 @@ static int tok_encode_segment(const tok_model *m, const char *text, size_t len,
     int rc = 0;
 
     if (len > sizeof sbuf / 3 - 8) {
-        if (len > (SIZE_MAX - 16) / 3) return TOK_ENOMEM;
-        size_t cap = len * 3 + 16;
+        /* Room for the text, some escaped spaces and the dummy prefix; rarer growth
+         * (charsmap replacements longer than their input) reallocates. */
+        if (len > (SIZE_MAX - 16) / 2) return TOK_ENOMEM;
+        size_t cap = len + len / 2 + 16;
         nb.p = malloc(cap);
         if (!nb.p) return TOK_ENOMEM;
         nb.cap = cap;
@@ -884,7 +891,7 @@ static int tok_find_piece(const tok_model *m, const char *s, int type)
 
 static tok_model *tok_build(const Sentencepiece__ModelProto *mp, char *err, size_t errlen)
 {
-    tok_sentinels_init();
+    pthread_once(&tok_sentinel_once, tok_sentinels_fill);
     if (!mp->n_pieces) {
         tok_seterr(err, errlen, "model has no pieces");
         return NULL;
@@ -1006,7 +1013,7 @@ static tok_model *tok_build(const Sentencepiece__ModelProto *mp, char *err, size
         int t = m->pieces[i].type;
         if (t == TOK_T_NORMAL || t == TOK_T_USER)
             keys[nkeys++] = (struct tok_key){ m->strs + m->pieces[i].off, m->pieces[i].len, i,
-                                              m->pieces[i].score };
+                                              m->pieces[i].score, t == TOK_T_USER };
     }
     qsort(keys, nkeys, sizeof *keys, tok_key_cmp);
     for (size_t i = 1; i < nkeys; i++)
@@ -1090,7 +1097,7 @@ tok_model *tok_load(const char *path, char *err, size_t errlen)
         if (r == 0) break;
     }
     if (ferror(f)) {
-        tok_seterr(err, errlen, "%s: read error", path);
+        tok_seterr(err, errlen, "%s: read error: %s", path, strerror(errno));
         goto fail;
     }
     fclose(f);

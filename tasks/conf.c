@@ -88,10 +88,10 @@ static const struct {
 
 /* Words whose trailing '.' does not end a sentence (case-sensitive, no '.'). */
 static const char *const builtin_abbrevs[] = {
-    "Mr", "Mrs", "Ms", "Dr", "Prof", "Sr", "Jr", "St", "vs", "etc", "e.g", "i.e", "No",
-    "Inc", "Ltd", "Co", "Corp", "Jan", "Feb", "Mar", "Apr", "Jun", "Jul", "Aug", "Sep",
-    "Sept", "Oct", "Nov", "Dec", "Gen", "Gov", "Sen", "Rep", "Mt", "approx", "cf", "al",
-    "Fig", "Nr", "Hr", "Fr", "bzw", "z.B", "d.h", "usw", "Mme", "M",
+    "Mr",  "Mrs", "Ms",  "Dr",   "Prof", "Sr",  "Jr",     "St",  "vs",  "etc", "No",
+    "Inc", "Ltd", "Co",  "Corp", "Jan",  "Feb", "Mar",    "Apr", "Jun", "Jul", "Aug",
+    "Sep", "Sept", "Oct", "Nov", "Dec",  "Gen", "Gov",    "Sen", "Rep", "Mt",  "approx",
+    "cf",  "al",  "Fig", "Nr",   "Hr",   "Fr",  "bzw",    "usw", "Mme",
 };
 
 static void *field(struct task_conf *c, const conf_key *k) { return (char *)c + k->off; }

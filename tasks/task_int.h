@@ -125,6 +125,10 @@ int task_fail(task_result *out, int status, const char *fmt, ...)
 
 /* ---- per task pieces, exposed for tests ---- */
 
+/* translate: appends s to the malloc'ed *buf (length *len; *buf may start NULL) with one
+ * space between parts, none after a CJK full stop; an empty s adds nothing. */
+int task_join(char **buf, size_t *len, const char *s);
+
 /* Language by ISO code or any of its names, ASCII case-insensitive; NULL if unknown. */
 const task_lang *task_lang_find(const task_conf *conf, const char *s);
 

@@ -5,6 +5,7 @@
  * full stop. An over-long sentence is cut like any over-long input. */
 #include "tasks/task_int.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +49,13 @@ static int abbrev_before(const task_conf *conf, const char *text, size_t start, 
     size_t n = dot - b;
     if (n == 0) return 0;
     if (n == 1 && text[b] >= 'A' && text[b] <= 'Z') return 1;
-    if (memchr(text + b, '.', n)) return 1;
+    /* Dotted letters: "U.S", "e.g" (not numbers like "2.71"). */
+    if (memchr(text + b, '.', n)) {
+        int letters = 1;
+        for (size_t i = b; i < dot; i++)
+            if (!isalpha((unsigned char)text[i]) && text[i] != '.') letters = 0;
+        if (letters) return 1;
+    }
     for (int i = 0; i < conf->n_abbrevs; i++)
         if (strlen(conf->abbrevs[i]) == n && !memcmp(conf->abbrevs[i], text + b, n)) return 1;
     return 0;
@@ -198,8 +205,7 @@ static int translate_prepare(const task_env *env, const task_input *in, task_doc
     return 0;
 }
 
-/* Appends s to *buf (length *len) with the joining space rule. */
-static int append(char **buf, size_t *len, const char *s)
+int task_join(char **buf, size_t *len, const char *s)
 {
     size_t sl = strlen(s);
     if (!sl) return 0;
@@ -229,7 +235,7 @@ static char *join_hyp(const task_env *env, task_doc *doc, int k, double *score, 
         const eng_hyp *h = &r->hyps[k < r->n_hyps ? k : r->n_hyps - 1];
         int nt;
         char *t = task_hyp_text(env->tok, h, &nt);
-        if (!t || append(&buf, &len, t) < 0) {
+        if (!t || task_join(&buf, &len, t) < 0) {
             free(t);
             free(buf);
             return NULL;

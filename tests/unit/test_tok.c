@@ -357,3 +357,206 @@ TEST(tok_nlprun_cli)
              th_data("t5/spiece.model"));
     CHECK(WEXITSTATUS(system(cmd)) == 1);
 }
+
+/* ---- parity with the sentencepiece library on a model with byte fallback,
+ * user-defined and unused pieces (T5 has none), through Debian's spm_encode. ---- */
+
+#include "proto/sentencepiece_model.pb-c.h"
+
+/* Writes a variant of the T5 model: byte_fallback on with 256 <0xNN> pieces,
+ * user-defined pieces, "▁the" unused. Returns the packed bytes (caller frees). */
+static uint8_t *tok_t_variant(size_t *outlen)
+{
+    size_t len;
+    char *buf = tok_t_slurp(th_data("t5/spiece.model"), &len);
+    REQUIRE(buf);
+    Sentencepiece__ModelProto *mp =
+        sentencepiece__model_proto__unpack(NULL, len, (const uint8_t *)buf);
+    REQUIRE(mp);
+    static const char *user[] = { "<sep>", "xyz", "\xe2\x96\x81qq" };
+    size_t nu = sizeof user / sizeof user[0];
+    size_t n0 = mp->n_pieces, n1 = n0 + 256 + nu;
+    Sentencepiece__ModelProto__SentencePiece **np = malloc(n1 * sizeof *np);
+    Sentencepiece__ModelProto__SentencePiece *extra = calloc(256 + nu, sizeof *extra);
+    static char names[256][8];
+    REQUIRE(np && extra);
+    memcpy(np, mp->pieces, n0 * sizeof *np);
+    for (size_t i = 0; i < 256 + nu; i++) {
+        Sentencepiece__ModelProto__SentencePiece init = SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__INIT;
+        extra[i] = init;
+        extra[i].has_type = 1;
+        extra[i].has_score = 1;
+        extra[i].score = 0.0f;
+        if (i < 256) {
+            snprintf(names[i], sizeof names[i], "<0x%02X>", (unsigned)i);
+            extra[i].piece = names[i];
+            extra[i].type = SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__TYPE__BYTE;
+        } else {
+            extra[i].piece = (char *)user[i - 256];
+            extra[i].type = SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__TYPE__USER_DEFINED;
+        }
+        np[n0 + i] = &extra[i];
+    }
+    Sentencepiece__ModelProto__SentencePiece **old = mp->pieces;
+    size_t oldn = mp->n_pieces;
+    mp->pieces = np;
+    mp->n_pieces = n1;
+    REQUIRE(strcmp(np[8]->piece, "\xe2\x96\x81the") == 0);
+    Sentencepiece__ModelProto__SentencePiece__Type oldtype = np[8]->type;
+    np[8]->type = SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__TYPE__UNUSED;
+    np[8]->has_type = 1;
+    protobuf_c_boolean oldbf = mp->trainer_spec->byte_fallback;
+    mp->trainer_spec->has_byte_fallback = 1;
+    mp->trainer_spec->byte_fallback = 1;
+
+    size_t plen = sentencepiece__model_proto__get_packed_size(mp);
+    uint8_t *out = malloc(plen);
+    REQUIRE(out);
+    sentencepiece__model_proto__pack(mp, out);
+    *outlen = plen;
+
+    /* Restore what free_unpacked will walk. */
+    np[8]->type = oldtype;
+    mp->trainer_spec->byte_fallback = oldbf;
+    mp->pieces = old;
+    mp->n_pieces = oldn;
+    sentencepiece__model_proto__free_unpacked(mp, NULL);
+    free(np);
+    free(extra);
+    free(buf);
+    return out;
+}
+
+TEST_TIMEOUT(tok_spm_parity_byte_fallback_user_defined, 120)
+{
+    size_t mlen;
+    uint8_t *mbuf = tok_t_variant(&mlen);
+    char err[256] = "";
+    tok_model *t = tok_load_mem(mbuf, mlen, err, sizeof err);
+    REQUIRE_MSG(t, "variant model: %s", err);
+    CHECK(tok_vocab_size(t) == 32000 + 256 + 3);
+
+    char mpath[] = "/tmp/nlp_tok_variant_XXXXXX";
+    int fd = mkstemp(mpath);
+    REQUIRE(fd >= 0);
+    REQUIRE(write(fd, mbuf, mlen) == (ssize_t)mlen);
+    close(fd);
+    char tpath[] = "/tmp/nlp_tok_text_XXXXXX";
+    fd = mkstemp(tpath);
+    REQUIRE(fd >= 0);
+    FILE *tf = fdopen(fd, "w");
+    REQUIRE(tf);
+
+    /* Texts: golden ones without sentinels or line breaks, plus user-defined cases. */
+    cJSON *root = tok_t_golden();
+    const char *extra[] = { "a<sep>b xyzxyz <sep> the theme", "qq ▁qq xqq the", "日本語 ok ĳ",
+                            "Привет <sep>мир", "the the", "😀😀 emoji" };
+    int ntext = 0;
+    static const char *texts[1024];
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "cases"))
+    {
+        const char *s = cJSON_GetObjectItemCaseSensitive(c, "text")->valuestring;
+        if (strstr(s, "<extra_id_") || strpbrk(s, "\n\r") || ntext >= 1000) continue;
+        texts[ntext++] = s;
+    }
+    for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) texts[ntext++] = extra[i];
+    for (int i = 0; i < ntext; i++) fprintf(tf, "%s\n", texts[i]);
+    fclose(tf);
+
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "spm_encode --model %s --output_format=id < %s", mpath, tpath);
+    FILE *p = popen(cmd, "r");
+    REQUIRE(p);
+    static char line[1 << 16];
+    int32_t ids[8192];
+    int i = 0, bad = 0, bytes_seen = 0, user_seen = 0;
+    while (i < ntext && fgets(line, sizeof line, p)) {
+        int n = tok_encode(t, texts[i], strlen(texts[i]), 0, ids, 8192);
+        char mine[1 << 16];
+        size_t o = 0;
+        mine[0] = '\0';
+        for (int k = 0; k < n && o < sizeof mine - 16; k++) {
+            o += (size_t)snprintf(mine + o, sizeof mine - o, k ? " %d" : "%d", ids[k]);
+            if (ids[k] >= 32000 && ids[k] < 32256) bytes_seen = 1;
+            if (ids[k] >= 32256) user_seen = 1;
+            CHECK(ids[k] != 8);  /* unused piece never produced */
+        }
+        line[strcspn(line, "\n")] = '\0';
+        if (strcmp(mine, line) != 0) {
+            bad++;
+            if (bad <= 3) CHECK_MSG(0, "'%.50s': ours [%.100s] spm [%.100s]", texts[i], mine, line);
+        }
+        i++;
+    }
+    CHECK(pclose(p) == 0);
+    CHECK_MSG(i == ntext, "spm_encode gave %d lines for %d texts", i, ntext);
+    CHECK_MSG(bad == 0, "%d of %d texts differ from spm_encode", bad, ntext);
+    CHECK(bytes_seen && user_seen);
+
+    /* Byte pieces decode back to the characters they spell. */
+    int n = tok_encode(t, "日本語", strlen("日本語"), 0, ids, 64);
+    char out[64];
+    CHECK(n == 10);  /* ▁ + 9 bytes */
+    CHECK(tok_decode(t, ids, n, out, sizeof out) == 9 && strcmp(out, "日本語") == 0);
+    int32_t broken[] = { 32000 + 0xE6, 32000 + 0x41 };  /* cut sequence, then 'A' */
+    CHECK(tok_decode(t, broken, 2, out, sizeof out) == 4 && strcmp(out, "\xEF\xBF\xBD" "A") == 0);
+
+    unlink(mpath);
+    unlink(tpath);
+    cJSON_Delete(root);
+    tok_free(&t);
+    free(mbuf);
+}
+
+TEST(tok_load_bad_charsmap_and_dir)
+{
+    char err[256] = "";
+    CHECK(tok_load(th_data("t5"), err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "t5") != NULL, "err: %s", err);
+
+    size_t len;
+    char *buf = tok_t_slurp(th_data("t5/spiece.model"), &len);
+    REQUIRE(buf);
+    Sentencepiece__ModelProto *mp =
+        sentencepiece__model_proto__unpack(NULL, len, (const uint8_t *)buf);
+    REQUIRE(mp && mp->normalizer_spec && mp->normalizer_spec->precompiled_charsmap.len > 8);
+    ProtobufCBinaryData *cm = &mp->normalizer_spec->precompiled_charsmap;
+    uint8_t save[4];
+    memcpy(save, cm->data, 4);
+    static const uint8_t bad_sizes[][4] = { { 0xFF, 0xFF, 0xFF, 0x7F }, { 3, 0, 0, 0 }, { 0, 0, 0, 0 } };
+    for (size_t i = 0; i < 3; i++) {
+        memcpy(cm->data, bad_sizes[i], 4);
+        size_t pl = sentencepiece__model_proto__get_packed_size(mp);
+        uint8_t *pb = malloc(pl);
+        REQUIRE(pb);
+        sentencepiece__model_proto__pack(mp, pb);
+        err[0] = '\0';
+        tok_model *t = tok_load_mem(pb, pl, err, sizeof err);
+        CHECK_MSG(t == NULL && strstr(err, "charsmap"), "bad trie size %zu: err '%s'", i, err);
+        tok_free(&t);
+        free(pb);
+    }
+    memcpy(cm->data, save, 4);
+    /* A model without unk, and one that is not unigram. */
+    Sentencepiece__ModelProto__SentencePiece__Type ut = mp->pieces[2]->type;
+    mp->pieces[2]->type = SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__TYPE__CONTROL;
+    size_t pl = sentencepiece__model_proto__get_packed_size(mp);
+    uint8_t *pb = malloc(pl);
+    REQUIRE(pb);
+    sentencepiece__model_proto__pack(mp, pb);
+    CHECK(tok_load_mem(pb, pl, err, sizeof err) == NULL && strstr(err, "unk"));
+    mp->pieces[2]->type = ut;
+    mp->trainer_spec->has_model_type = 1;
+    mp->trainer_spec->model_type = SENTENCEPIECE__TRAINER_SPEC__MODEL_TYPE__BPE;
+    free(pb);
+    pl = sentencepiece__model_proto__get_packed_size(mp);
+    pb = malloc(pl);
+    REQUIRE(pb);
+    sentencepiece__model_proto__pack(mp, pb);
+    CHECK(tok_load_mem(pb, pl, err, sizeof err) == NULL && strstr(err, "unigram"));
+    mp->trainer_spec->model_type = SENTENCEPIECE__TRAINER_SPEC__MODEL_TYPE__UNIGRAM;
+    free(pb);
+    sentencepiece__model_proto__free_unpacked(mp, NULL);
+    free(buf);
+}
