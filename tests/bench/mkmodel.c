@@ -289,7 +289,7 @@ int main(int argc, char **argv)
 {
     const char *config = NULL, *outdir = NULL, *dtype = "f32";
     uint64_t seed = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             mk_usage(stdout);
@@ -308,7 +308,6 @@ int main(int argc, char **argv)
             mk_usage(stderr);
             return 2;
         }
-        i++;
     }
     st_dtype dt;
     if (strcmp(dtype, "f32") == 0) dt = ST_F32;
