@@ -92,6 +92,9 @@ $(B)/obj/gen/%.o: $(B)/gen/%.c $(PROTO_H)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(filter-out -Werror,$(CFLAGS)) -c -o $@ $<
 
+# Generated sources are kept: make would otherwise delete them as intermediates.
+.SECONDARY: $(PROTO_C) $(PROTO_H)
+
 PB_OBJ = $(patsubst $(B)/gen/%.c,$(B)/obj/gen/%.o,$(1))
 
 $(LIBENGINE): $(call obj,$(ENGINE_SRC)) $(call PB_OBJ,$(filter $(SPM_PB_C),$(PROTO_C)))

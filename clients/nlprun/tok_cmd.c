@@ -1,5 +1,222 @@
-/* STUB: replaced by the tokenizer work. */
+/* nlprun tokenize / detokenize: the tokenizer on stdin lines. Single-threaded.
+ *
+ *   nlprun tokenize --tokenizer FILE     each line -> space-separated ids, EOS included
+ *   nlprun detokenize --tokenizer FILE   each line of ids (space or comma separated)
+ *                                        -> its text
+ *
+ * Line endings: the trailing '\n' is not part of the text. A line that cannot be
+ * processed (invalid UTF-8, an unknown id) gives an empty output line, so output lines
+ * stay aligned with input lines, a message on stderr, and exit status 1 at the end. */
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "clients/nlprun/nlprun.h"
-int nlprun_tokenize(int argc, char **argv) { (void)argc, (void)argv; fprintf(stderr, "nlprun: tokenize not implemented\n"); return 1; }
-int nlprun_detokenize(int argc, char **argv) { (void)argc, (void)argv; fprintf(stderr, "nlprun: detokenize not implemented\n"); return 1; }
+#include "engine/tok.h"
+
+static void tok_cmd_usage(FILE *f, const char *cmd)
+{
+    if (!strcmp(cmd, "tokenize"))
+        fprintf(f, "usage: nlprun tokenize --tokenizer FILE\n"
+                   "  Reads UTF-8 text from stdin, one text per line, and writes one line of\n"
+                   "  space-separated token ids per input line (EOS appended).\n"
+                   "  <extra_id_N> in the text becomes its sentinel id.\n");
+    else
+        fprintf(f, "usage: nlprun detokenize --tokenizer FILE\n"
+                   "  Reads token ids from stdin, one sequence per line (separated by spaces\n"
+                   "  or commas), and writes the decoded text of each line. Pad and EOS are\n"
+                   "  skipped, sentinels shown as <extra_id_N>.\n");
+}
+
+/* Parses `--tokenizer FILE` (or --tokenizer=FILE). Returns 0, or the exit code. */
+static int tok_cmd_args(int argc, char **argv, const char **path)
+{
+    *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            tok_cmd_usage(stdout, argv[0]);
+            return -1;
+        } else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) {
+            *path = argv[++i];
+        } else if (!strncmp(argv[i], "--tokenizer=", 12)) {
+            *path = argv[i] + 12;
+        } else {
+            fprintf(stderr, "nlprun %s: unexpected argument '%s'\n", argv[0], argv[i]);
+            tok_cmd_usage(stderr, argv[0]);
+            return 2;
+        }
+    }
+    if (!*path) {
+        fprintf(stderr, "nlprun %s: --tokenizer FILE is required\n", argv[0]);
+        tok_cmd_usage(stderr, argv[0]);
+        return 2;
+    }
+    return 0;
+}
+
+static tok_model *tok_cmd_load(const char *cmd, const char *path)
+{
+    char err[512];
+    tok_model *t = tok_load(path, err, sizeof err);
+    if (!t) fprintf(stderr, "nlprun %s: %s\n", cmd, err);
+    return t;
+}
+
+/* Writes v in decimal to p, returns the length. */
+static size_t tok_cmd_itoa(char *p, int32_t v)
+{
+    char tmp[12];
+    size_t n = 0, k = 0;
+    uint32_t u = v < 0 ? 0u - (uint32_t)v : (uint32_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) p[k++] = '-';
+    while (n) p[k++] = tmp[--n];
+    return k;
+}
+
+int nlprun_tokenize(int argc, char **argv)
+{
+    const char *path;
+    int rc = tok_cmd_args(argc, argv, &path);
+    if (rc) return rc < 0 ? 0 : rc;
+    tok_model *t = tok_cmd_load(argv[0], path);
+    if (!t) return 1;
+
+    static char obuf[1 << 16];
+    setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
+    char *line = NULL;
+    size_t lcap = 0;
+    int32_t *ids = NULL;
+    int idcap = 0;
+    char *txt = NULL;  /* formatted ids: <= 12 bytes each */
+    long lineno = 0;
+    int status = 0;
+    ssize_t n;
+    while ((n = getline(&line, &lcap, stdin)) >= 0) {
+        lineno++;
+        size_t len = (size_t)n;
+        if (len && line[len - 1] == '\n') len--;
+        int k = tok_encode(t, line, len, 1, ids, idcap);
+        if (k > idcap) {
+            int ncap = k + k / 2 + 16;
+            int32_t *ni = realloc(ids, (size_t)ncap * sizeof *ni);
+            char *nt = realloc(txt, (size_t)ncap * 12 + 2);
+            if (!ni || !nt) {
+                free(ni ? ni : ids);
+                free(nt ? nt : txt);
+                free(line);
+                tok_free(&t);
+                fprintf(stderr, "nlprun %s: out of memory\n", argv[0]);
+                return 1;
+            }
+            ids = ni;
+            txt = nt;
+            idcap = ncap;
+            k = tok_encode(t, line, len, 1, ids, idcap);
+        }
+        if (k < 0) {
+            fprintf(stderr, "nlprun %s: line %ld: %s\n", argv[0], lineno,
+                    k == TOK_EINVAL ? "invalid UTF-8" : "out of memory");
+            putchar('\n');
+            status = 1;
+            continue;
+        }
+        size_t o = 0;
+        for (int i = 0; i < k; i++) {
+            if (i) txt[o++] = ' ';
+            o += tok_cmd_itoa(txt + o, ids[i]);
+        }
+        txt[o++] = '\n';
+        fwrite(txt, 1, o, stdout);
+    }
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "nlprun %s: write error: %s\n", argv[0], strerror(errno));
+        status = 1;
+    }
+    free(line);
+    free(ids);
+    free(txt);
+    tok_free(&t);
+    return status;
+}
+
+int nlprun_detokenize(int argc, char **argv)
+{
+    const char *path;
+    int rc = tok_cmd_args(argc, argv, &path);
+    if (rc) return rc < 0 ? 0 : rc;
+    tok_model *t = tok_cmd_load(argv[0], path);
+    if (!t) return 1;
+
+    char *line = NULL, *out = NULL;
+    size_t lcap = 0, ocap = 0;
+    int32_t *ids = NULL;
+    size_t idcap = 0;
+    long lineno = 0;
+    int status = 0;
+    ssize_t n;
+    while ((n = getline(&line, &lcap, stdin)) >= 0) {
+        lineno++;
+        size_t nid = 0;
+        const char *bad = NULL;
+        char *p = line;
+        for (;;) {
+            while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+            if (!*p) break;
+            char *end;
+            errno = 0;
+            long v = strtol(p, &end, 10);
+            if (end == p || errno || v < INT32_MIN || v > INT32_MAX ||
+                (*end && !strchr(" ,\t\r\n", *end))) {
+                bad = p;
+                break;
+            }
+            if (nid == idcap) {
+                size_t nc = idcap ? idcap * 2 : 64;
+                int32_t *ni = realloc(ids, nc * sizeof *ni);
+                if (!ni) {
+                    bad = "(out of memory)";
+                    break;
+                }
+                ids = ni;
+                idcap = nc;
+            }
+            ids[nid++] = (int32_t)v;
+            p = end;
+        }
+        int k = bad || nid > INT32_MAX ? TOK_EINVAL : tok_decode(t, ids, (int)nid, out, ocap);
+        if (k >= 0 && (size_t)k >= ocap) {
+            size_t nc = (size_t)k + 1;
+            char *no = realloc(out, nc);
+            if (!no) {
+                k = TOK_ENOMEM;
+            } else {
+                out = no;
+                ocap = nc;
+                k = tok_decode(t, ids, (int)nid, out, ocap);
+            }
+        }
+        if (k < 0) {
+            if (bad) fprintf(stderr, "nlprun %s: line %ld: not an id list near '%.20s'\n",
+                             argv[0], lineno, bad);
+            else fprintf(stderr, "nlprun %s: line %ld: %s\n", argv[0], lineno,
+                         k == TOK_ERANGE ? "id outside the vocabulary" : "out of memory");
+            putchar('\n');
+            status = 1;
+            continue;
+        }
+        fwrite(out, 1, (size_t)k, stdout);
+        putchar('\n');
+    }
+    if (fflush(stdout) != 0) status = 1;
+    free(line);
+    free(out);
+    free(ids);
+    tok_free(&t);
+    return status;
+}
