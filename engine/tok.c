@@ -85,6 +85,9 @@ struct tok_model {
     size_t cm_normlen;
 
     int add_dummy_prefix, remove_extra_ws, escape_ws, ws_suffix;
+    /* ascii_plain[c]: no charsmap rule and no user-defined piece starts with byte c,
+     * so the normalizer copies it as is (the common case, taken without lookups). */
+    uint8_t ascii_plain[128];
     int has_user;              /* any USER_DEFINED piece */
     int byte_fallback;
     int32_t byte_id[256];      /* id of <0xNN>, -1 if absent */
@@ -361,6 +364,16 @@ static size_t tok_cm_match(const tok_model *m, const unsigned char *s, size_t n,
     return best;
 }
 
+/* 1 if some charsmap rule starts with byte c. */
+static int tok_cm_first(const tok_model *m, unsigned char c)
+{
+    if (!m->cm_nunits) return 0;
+    uint32_t root = m->cm_units[0];
+    size_t pos = (((root >> 10) << ((root & (1u << 9)) >> 6))) ^ c;
+    if (pos >= m->cm_nunits) return 0;
+    return (m->cm_units[pos] & ((1u << 31) | 0xFFu)) == c;
+}
+
 /* ------------------------------------------------------------- growable buffer -- */
 
 struct tok_buf {
@@ -455,6 +468,25 @@ static int tok_normalize(const tok_model *m, const char *in, size_t len, struct 
 
     int prev_space = m->remove_extra_ws;
     while (len) {
+        unsigned char c = s[0];
+        if (c < 0x80 && m->ascii_plain[c]) {
+            /* Same effect as the general path below for a character that maps to
+             * itself: a run of them is copied at once, a space is escaped. */
+            if (c == ' ') {
+                if (!prev_space && tok_put_ws(m, out) < 0) return -1;
+                prev_space = m->remove_extra_ws;
+                s++;
+                len--;
+                continue;
+            }
+            size_t r = 1;
+            while (r < len && s[r] < 0x80 && s[r] != ' ' && m->ascii_plain[s[r]]) r++;
+            if (tok_buf_put(out, (const char *)s, r) < 0) return -1;
+            prev_space = 0;
+            s += r;
+            len -= r;
+            continue;
+        }
         used = tok_norm_prefix(m, s, len, &rep, &replen);
         if (prev_space)
             while (replen && rep[0] == ' ') rep++, replen--;
@@ -1004,6 +1036,9 @@ static tok_model *tok_build(const Sentencepiece__ModelProto *mp, char *err, size
         tok_load_charsmap(m, ns->precompiled_charsmap.data, ns->precompiled_charsmap.len, err,
                           errlen) < 0)
         goto fail;
+
+    for (int c = 0; c < 128; c++)
+        m->ascii_plain[c] = !m->has_user && !tok_cm_first(m, (unsigned char)c);
 
     /* The Viterbi trie holds what the library's holds (normal, user-defined and unused
      * pieces) minus unused ones, which it skips anyway. */
