@@ -10,7 +10,10 @@ T=$(mktemp -d /tmp/nlpc-mock.XXXXXX)
 EP="ipc://$T/nlpd.sock"
 MOCK_PID=
 cleanup() {
-    [ -n "$MOCK_PID" ] && kill "$MOCK_PID" 2>/dev/null && wait "$MOCK_PID" 2>/dev/null
+    if [ -n "$MOCK_PID" ]; then
+        kill "$MOCK_PID" 2>/dev/null || true
+        wait "$MOCK_PID" 2>/dev/null || true
+    fi
     rm -rf "$T"
 }
 trap cleanup EXIT
