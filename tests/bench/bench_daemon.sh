@@ -36,5 +36,5 @@ until "$B/nlpc" --connect "$EP" --timeout 500 health >/dev/null 2>&1; do
     fi
 done
 "$B/bench/bench_daemon" --connect "$EP" --model "$M" --config conf/nlpd.conf \
-    --scale "${BENCH_SCALE:-1}"
+    --scale "${BENCH_SCALE:-1}" ${BENCH_ARGS:-}
 "$B/nlpc" --connect "$EP" stats | sed -n '/^batches/p'
