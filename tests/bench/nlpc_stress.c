@@ -236,6 +236,16 @@ out:
     return NULL;
 }
 
+static void free_all(cJSON *keep)
+{
+    for (int i = 0; i < n_cases; i++) {
+        free(want[i].text);
+        free(want[i].answer);
+        for (int k = 0; k < want[i].n_labels; k++) free(want[i].labels[k]);
+    }
+    cJSON_Delete(keep);
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -274,6 +284,7 @@ int main(int argc, char **argv)
     nlpc_client *c = nlpc_client_new(endpoint, err, sizeof err);
     if (!c) {
         fprintf(stderr, "nlpc_stress: %s\n", err);
+        free_all(keep);
         return 3;
     }
     FILE *out = out_path ? fopen(out_path, "w") : NULL;
@@ -282,6 +293,9 @@ int main(int argc, char **argv)
         nlpc_response *r = NULL;
         if (nlpc_call(c, &cases[i].rq, timeout_ms, &r) < 0) {
             fprintf(stderr, "case %d: %s\n", i, nlpc_client_error(c));
+            nlpc_client_destroy(&c);
+            if (out) fclose(out);
+            free_all(keep);
             return 3;
         }
         if (r->n_results != 1 || r->results[0].code != NLPC_OK) {
@@ -295,9 +309,11 @@ int main(int argc, char **argv)
     }
     nlpc_client_destroy(&c);
     if (out) fclose(out);
-    if (failed) return 1;
     printf("reference: %d cases one by one\n", n_cases);
-    if (n_clients == 0) return 0;
+    if (failed || n_clients == 0) {
+        free_all(keep);
+        return failed;
+    }
 
     /* 2. everyone at once */
     worker *ws = calloc((size_t)n_clients, sizeof *ws);
@@ -317,11 +333,6 @@ int main(int argc, char **argv)
     printf("concurrent: %d clients x %d requests (window %d): %d equal, %d wrong, %d lost, "
            "%.2f s\n", n_clients, n_requests, window, ok, bad, lost, dt);
     free(ws);
-    for (int i = 0; i < n_cases; i++) {
-        free(want[i].text);
-        free(want[i].answer);
-        for (int k = 0; k < want[i].n_labels; k++) free(want[i].labels[k]);
-    }
-    cJSON_Delete(keep);
+    free_all(keep);
     return (bad || lost || ok != n_clients * n_requests) ? 1 : 0;
 }
