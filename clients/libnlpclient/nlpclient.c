@@ -83,6 +83,13 @@ nlpc_client *nlpc_client_new(const char *endpoint, char *err, size_t errlen)
     zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo);
 
+    /* With several daemons, queue only to connected ones (ZMQ_IMMEDIATE), so a daemon
+     * that is down does not swallow every n-th request until its timeout. With one, keep
+     * queueing while it (re)starts: the caller's timeout bounds the wait. */
+    if (strchr(endpoint, ',')) {
+        int one = 1;
+        zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &one, sizeof one);
+    }
     int n_ok = 0;
     char *save = NULL;
     for (char *ep = strtok_r(eps, ",", &save); ep; ep = strtok_r(NULL, ",", &save)) {

@@ -157,8 +157,9 @@ typedef struct nlpc_response {
 } nlpc_response;
 
 /* Connects a DEALER socket to `endpoint` (several may be given, separated by commas: the
- * requests are then spread over them round-robin). Connection is asynchronous: a daemon
- * that is not there shows up as NLPC_ETIMEOUT later. NULL on error, reason in err. */
+ * requests are then spread round-robin over those connected; a send waits up to 10 s for
+ * one to be). Connection is asynchronous: a daemon that is not there shows up as
+ * NLPC_ETIMEOUT later. NULL on error, reason in err. */
 nlpc_client *nlpc_client_new(const char *endpoint, char *err, size_t errlen);
 /* Closes the socket (pending sends are dropped after at most 200 ms) and NULLs *c. */
 void nlpc_client_destroy(nlpc_client **c);

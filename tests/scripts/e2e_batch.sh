@@ -69,4 +69,9 @@ printf '%s\n' '{"id":"q","text":"Paris is the capital of France.","question":"Wh
     timeout 60 "$B/nlpc" --connect "$TCP" batch --task qa --max-new-tokens 6 >"$T/qa.out" 2>/dev/null \
     || e2e_fail "batch qa"
 grep -q '"id":"q","status":"OK","answer"' "$T/qa.out" || e2e_fail "qa line: $(cat "$T/qa.out")"
+# two endpoints, one of them dead: every line still answered (only connected peers get work)
+for i in $(seq 12); do echo "{\"id\":$i,\"text\":\"line $i\"}"; done >"$T/two.jsonl"
+timeout 60 "$B/nlpc" --connect "ipc://$T/nobody.sock,$IPC" --timeout 10000 batch --task classify \
+    --labels a,b <"$T/two.jsonl" >"$T/two.out" 2>/dev/null || e2e_fail "batch with a dead endpoint"
+[ "$(grep -c '"status":"OK"' "$T/two.out")" -eq 12 ] || e2e_fail "dead endpoint: $(cat "$T/two.out")"
 echo "e2e_batch: ok"
