@@ -73,7 +73,8 @@ int dmn_server_load(dmn_server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "model: %s", why);
         return -1;
     }
-    srv->tasks = c->path[0] ? task_conf_load(c->path, why, sizeof why) : task_conf_default();
+    if (!srv->tasks) srv->tasks = c->path[0] ? task_conf_load(c->path, why, sizeof why)
+                                             : task_conf_default();
     if (!srv->tasks) {
         snprintf(err, errlen, "tasks config: %s", c->path[0] ? why : "no defaults");
         return -1;

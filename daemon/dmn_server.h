@@ -54,8 +54,9 @@ extern dmn_server dmn_srv;
 /* CLOCK_MONOTONIC seconds. */
 double dmn_now(void);
 
-/* Loads the model, tokenizer and task config named by srv->conf. 0, or -1 with the
- * reason in err. */
+/* Loads the model and tokenizer named by srv->conf, and the task config unless
+ * srv->tasks is already set (main loads it early: its errors are config errors).
+ * 0, or -1 with the reason in err. */
 int dmn_server_load(dmn_server *srv, char *err, size_t errlen);
 /* Binds the sockets, starts the worker, serves until a stop signal, drains, and tears
  * everything down. Returns the process exit code. */
