@@ -231,6 +231,7 @@ static void handle_request(dmn_server *srv, zmq_msg_t *env, int n_env, int from_
         return;
     }
     srv->in_flight++;
+    if (!srv->next_expiry || r->t_deadline < srv->next_expiry) srv->next_expiry = r->t_deadline;
     DMN_LOG_REQ(DMN_LOG_DEBUG, seq, id, "queued %s, %d document(s), priority %d",
                 task_kind_name(r->in.kind), r->n_docs, r->priority);
 }
@@ -271,31 +272,62 @@ static void recv_one(dmn_server *srv, void *sock, int from_pull)
     for (int i = 0; i < n; i++) zmq_msg_close(&parts[i]);
 }
 
+/* Answers a task request whose every document is done; frees it. */
+static void answer_task(dmn_server *srv, dmn_req *r)
+{
+    double now = dmn_now();
+    char msg[320];
+    int code = dmn_req_status(r, msg, sizeof msg);
+    void *buf;
+    size_t len;
+    double latency = (now - r->t_recv) * 1e3;
+    dmn_stats_response(srv->stats, code, latency);
+    if (code == DMN_OK)
+        DMN_LOG_REQ(DMN_LOG_DEBUG, r->seq, r->id, "OK, %d document(s) in %.1f ms", r->n_docs,
+                    latency);
+    else
+        DMN_LOG_REQ(DMN_LOG_INFO, r->seq, r->id, "%s: %s (%.1f ms)", dmn_code_name(code), msg,
+                    latency);
+    if (dmn_resp_task(r, now, &buf, &len) == 0)
+        send_reply(srv, r->env, r->n_env, r->from_pull, buf, len, r->seq, r->id);
+    else
+        DMN_LOG_REQ(DMN_LOG_ERROR, r->seq, r->id, "out of memory encoding the response");
+    srv->in_flight--;
+    dmn_req_free(&r);
+}
+
 static void recv_done(dmn_server *srv)
 {
     for (;;) {
         dmn_req *r;
         if (zmq_recv(srv->done_rx, &r, sizeof r, ZMQ_DONTWAIT) != (int)sizeof r) return;
-        double now = dmn_now();
-        char msg[320];
-        int code = dmn_req_status(r, msg, sizeof msg);
-        void *buf;
-        size_t len;
-        double latency = (now - r->t_recv) * 1e3;
-        dmn_stats_response(srv->stats, code, latency);
-        if (code == DMN_OK)
-            DMN_LOG_REQ(DMN_LOG_DEBUG, r->seq, r->id, "OK, %d document(s) in %.1f ms", r->n_docs,
-                        latency);
-        else
-            DMN_LOG_REQ(DMN_LOG_INFO, r->seq, r->id, "%s: %s (%.1f ms)", dmn_code_name(code),
-                        msg, latency);
-        if (dmn_resp_task(r, now, &buf, &len) == 0)
-            send_reply(srv, r->env, r->n_env, r->from_pull, buf, len, r->seq, r->id);
-        else
-            DMN_LOG_REQ(DMN_LOG_ERROR, r->seq, r->id, "out of memory encoding the response");
-        srv->in_flight--;
-        dmn_req_free(&r);
+        answer_task(srv, r);
     }
+}
+
+/* Documents whose deadline passed while queued are answered now, not when the worker
+ * gets to them: a client asking for 50 ms hears back in about 50 ms. */
+static void expire_queued(dmn_server *srv)
+{
+    dmn_item it[64];
+    double now = dmn_now(), next = 0;
+    int n;
+    if (!srv->next_expiry || now < srv->next_expiry) return;
+    do {
+        n = dmn_queue_expire(srv->queue, now, it, 64, &next);
+        for (int i = 0; i < n; i++) {
+            dmn_req *r = it[i].req;
+            dmn_doc *d = &r->out[it[i].doc];
+            d->code = DMN_DEADLINE_EXCEEDED;
+            snprintf(d->message, sizeof d->message,
+                     "deadline passed after %.0f ms in the queue", (now - r->t_recv) * 1e3);
+            if (atomic_fetch_sub(&r->n_left, 1) == 1) {
+                r->t_done = now;
+                answer_task(srv, r);
+            }
+        }
+    } while (n == 64);
+    srv->next_expiry = next;
 }
 
 static void *open_socket(dmn_server *srv, int type, const char *ep, int bind, char *err,
@@ -313,6 +345,11 @@ static void *open_socket(dmn_server *srv, int type, const char *ep, int bind, ch
      * libzmq drops the connection rather than buffer them. */
     if (type == ZMQ_ROUTER || type == ZMQ_PULL)
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    /* A DEALER may have a whole queue's worth of requests in flight: room for all their
+     * replies (plus as many error replies) before a slow reader starts losing them. */
+    int hwm = 2 * srv->conf.limits.queue_size > 1000 ? 2 * srv->conf.limits.queue_size : 1000;
+    if (type == ZMQ_ROUTER || type == ZMQ_PUSH)
+        zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
     if ((bind ? zmq_bind(s, ep) : zmq_connect(s, ep)) != 0) {
         snprintf(err, errlen, "cannot %s %s: %s", bind ? "bind" : "connect to", ep,
                  zmq_strerror(zmq_errno()));
@@ -400,7 +437,13 @@ static int serve(dmn_server *srv)
             i_pull = n;
             items[n++] = (zmq_pollitem_t){ srv->pull, 0, ZMQ_POLLIN, 0 };
         }
-        int rc = zmq_poll(items, n, POLL_MS);
+        /* Wake for the next queued deadline, if it comes before the poll timeout. */
+        long timeout = POLL_MS;
+        if (srv->next_expiry) {
+            double left = (srv->next_expiry - dmn_now()) * 1e3 + 1;
+            timeout = left < 0 ? 0 : left < POLL_MS ? (long)left : POLL_MS;
+        }
+        int rc = zmq_poll(items, n, timeout);
         if (rc < 0) {
             if (zmq_errno() == EINTR) continue;
             DMN_LOG(DMN_LOG_ERROR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
@@ -418,6 +461,7 @@ static int serve(dmn_server *srv)
             }
         }
         if (i_pull >= 0 && (items[i_pull].revents & ZMQ_POLLIN)) recv_one(srv, srv->pull, 1);
+        expire_queued(srv);
     }
 }
 

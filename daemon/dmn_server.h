@@ -44,6 +44,7 @@ typedef struct dmn_server {
     void *done_tx;                 /* PAIR: the worker's end (used by the worker only) */
     uint64_t next_seq;
     int in_flight;                 /* task requests queued or running */
+    double next_expiry;            /* earliest queued deadline (may be stale), 0: none */
     int shutting_down;
     pthread_t worker;
     int worker_started;

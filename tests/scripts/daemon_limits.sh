@@ -5,7 +5,7 @@
 . tests/scripts/daemon_lib.bash
 
 write_conf '
-limits = { max_new_tokens = 64; max_documents = 2; queue_size = 4; };
+limits = { max_new_tokens = 64; max_documents = 2; queue_size = 6; };
 batching = { max_batch_tokens = 1024; max_wait_ms = 0; max_rows = 1; };'
 start_daemon
 

@@ -639,6 +639,37 @@ TEST(daemon_queue_waits_to_fill_a_batch)
     dmn_queue_free(&q);
 }
 
+TEST(daemon_queue_expire_removes_late_documents)
+{
+    dmn_queue *q = dmn_queue_new(16, 512);
+    dmn_req *a = fake_req(2, 0, 8), *b = fake_req(1, 9, 8), *c = fake_req(1, 0, 8);
+    dmn_item it[16];
+    double next = -1;
+    a->t_deadline = 10.0, b->t_deadline = 5.0, c->t_deadline = 20.0;
+    REQUIRE(dmn_queue_push(q, a, 0) == 0 && dmn_queue_push(q, b, 0) == 0 &&
+            dmn_queue_push(q, c, 0) == 0);
+    CHECK(dmn_queue_expire(q, 4.0, it, 16, &next) == 0 && next == 5.0);
+    CHECK(dmn_queue_expire(q, 11.0, it, 16, &next) == 3);   /* b, and both of a */
+    CHECK(next == 20.0);
+    CHECK(dmn_queue_depth(q) == 1);
+    int n = dmn_queue_take(q, it, 16, 1 << 20, 0);
+    CHECK(n == 1 && it[0].req == c);
+    CHECK(dmn_queue_expire(q, 100.0, it, 16, &next) == 0 && next == 0);
+    /* The heap order survives an expiry in the middle. */
+    dmn_req *d[6];
+    for (int i = 0; i < 6; i++) {
+        d[i] = fake_req(1, i, 8);
+        d[i]->t_deadline = i % 2 ? 1.0 : 50.0;
+        REQUIRE(dmn_queue_push(q, d[i], 0) == 0);
+    }
+    CHECK(dmn_queue_expire(q, 2.0, it, 16, NULL) == 3);
+    n = dmn_queue_take(q, it, 16, 1 << 20, 0);
+    CHECK(n == 3 && it[0].req == d[4] && it[1].req == d[2] && it[2].req == d[0]);
+    for (int i = 0; i < 6; i++) dmn_req_free(&d[i]);
+    dmn_req_free(&a), dmn_req_free(&b), dmn_req_free(&c);
+    dmn_queue_free(&q);
+}
+
 TEST(daemon_split_bounds_engine_calls)
 {
     int ends[16];
