@@ -44,6 +44,8 @@ double dmn_now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static void begin_shutdown(dmn_server *srv);
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -190,6 +192,8 @@ static void handle_request(dmn_server *srv, zmq_msg_t *env, int n_env, int from_
     uint64_t id = 0, seq = ++srv->next_seq;
     double now = dmn_now();
 
+    /* A signal that came while this message was on its way: it is already too late. */
+    if (srv->stop && !srv->shutting_down) begin_shutdown(srv);
     dmn_stats_request(srv->stats);
     int code = dmn_req_decode(zmq_msg_data(payload), zmq_msg_size(payload),
                               &srv->conf.limits, max_beams(srv), &r, &id, err, sizeof err);
@@ -223,6 +227,10 @@ static void handle_request(dmn_server *srv, zmq_msg_t *env, int n_env, int from_
         zmq_msg_move(&r->env[i], &env[i]);
     }
     r->n_env = n_env;
+    /* What the log and the expiry need, read before the request moves to the queue. */
+    double deadline = r->t_deadline;
+    int n_docs = r->n_docs, prio = r->priority;
+    task_kind kind = r->in.kind;
     if (dmn_queue_push(srv->queue, r, now) < 0) {
         snprintf(err, sizeof err, "the queue is full (%d documents waiting, limit %d): retry later",
                  dmn_queue_depth(srv->queue), srv->conf.limits.queue_size);
@@ -231,9 +239,9 @@ static void handle_request(dmn_server *srv, zmq_msg_t *env, int n_env, int from_
         return;
     }
     srv->in_flight++;
-    if (!srv->next_expiry || r->t_deadline < srv->next_expiry) srv->next_expiry = r->t_deadline;
+    if (!srv->next_expiry || deadline < srv->next_expiry) srv->next_expiry = deadline;
     DMN_LOG_REQ(DMN_LOG_DEBUG, seq, id, "queued %s, %d document(s), priority %d",
-                task_kind_name(r->in.kind), r->n_docs, r->priority);
+                task_kind_name(kind), n_docs, prio);
 }
 
 /* Reads one multipart message from a ROUTER (envelope + payload) or PULL (payload). */
@@ -465,13 +473,28 @@ static int serve(dmn_server *srv)
     }
 }
 
+void dmn_block_stop_signals(void)
+{
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGTERM);
+    sigaddset(&s, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &s, NULL);
+}
+
 int dmn_server_run(dmn_server *srv)
 {
     char err[512];
     int code = 1;
-    sigset_t block, old;
+    sigset_t stop;
     struct sigaction sa;
 
+    /* Every thread made from here on (libzmq's, the worker) inherits a mask blocking the
+     * stop signals; only the I/O thread unblocks them, so a signal normally interrupts
+     * its zmq_poll. (OpenBLAS may start threads before main() runs; a signal taken by
+     * one of those still sets the flag, seen within one poll timeout, and before any
+     * further request is accepted.) */
+    dmn_block_stop_signals();
     srv->t_start = dmn_now();
     srv->stats = dmn_stats_new(srv->t_start);
     srv->queue = dmn_queue_new(srv->conf.limits.queue_size, srv->conf.limits.max_input_tokens);
@@ -492,13 +515,7 @@ int dmn_server_run(dmn_server *srv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    /* The worker inherits a mask blocking the stop signals: they go to the I/O thread. */
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
     int prc = pthread_create(&srv->worker, NULL, dmn_worker_main, srv);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (prc != 0) {
         DMN_LOG(DMN_LOG_ERROR, "cannot start the worker thread: %s", strerror(prc));
         goto out;
@@ -509,6 +526,11 @@ int dmn_server_run(dmn_server *srv)
             srv->conf.limits.queue_size, srv->conf.batching.max_rows,
             srv->conf.batching.max_batch_tokens, srv->conf.batching.max_wait_ms);
 
+    /* A signal that came during start-up is pending: it is handled right here. */
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
     code = serve(srv) == 0 ? 0 : 1;
 out:
     if (srv->queue) dmn_queue_close(srv->queue);

@@ -65,6 +65,9 @@ int dmn_server_run(dmn_server *srv);
 /* Frees what dmn_server_load made (safe on a partly loaded server). */
 void dmn_server_unload(dmn_server *srv);
 
+/* Blocks SIGTERM/SIGINT in the calling thread (and the threads it creates later). */
+void dmn_block_stop_signals(void);
+
 /* The worker thread's body (dmn_worker.c); arg is the server. */
 void *dmn_worker_main(void *arg);
 

@@ -123,6 +123,9 @@ int main(int argc, char **argv)
         return 0;
     }
     dmn_log_set_level(srv->conf.log_level);
+    /* Before the model load starts OpenBLAS's threads: they must not take the stop
+     * signals, which belong to the I/O thread (dmn_server_run unblocks them there). */
+    dmn_block_stop_signals();
 
     if (dmn_server_load(srv, err, sizeof err) < 0) {
         DMN_LOG(DMN_LOG_ERROR, "cannot start: %s", err);
