@@ -483,25 +483,31 @@ char *task_hyp_text(const tok_model *tok, const eng_hyp *h, int *n_out)
     int n = h->n_tokens;
     if (n > 0 && h->tokens[n - 1] == tok_eos_id(tok)) n--;
     if (n_out) *n_out = n;
+    /* Checkpoints pad the vocabulary past the tokenizer's pieces and sentinels (T5:
+     * 32128 vs 32100); an untrained model may emit those ids. They have no text: drop
+     * them rather than fail the document. */
+    int32_t *ids = malloc((size_t)(n > 0 ? n : 1) * sizeof *ids);
     size_t cap = (size_t)n * 16 + 16;
     char *s = malloc(cap);
-    if (!s) return NULL;
-    int r = tok_decode(tok, h->tokens, n, s, cap);
+    if (!ids || !s) goto fail;
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (tok_piece(tok, h->tokens[i])) ids[m++] = h->tokens[i];
+    int r = tok_decode(tok, ids, m, s, cap);
     if (r >= 0 && (size_t)r >= cap) {
         cap = (size_t)r + 1;
         char *ns = realloc(s, cap);
-        if (!ns) {
-            free(s);
-            return NULL;
-        }
+        if (!ns) goto fail;
         s = ns;
-        r = tok_decode(tok, h->tokens, n, s, cap);
+        r = tok_decode(tok, ids, m, s, cap);
     }
-    if (r < 0) {
-        free(s);
-        return NULL;
-    }
+    if (r < 0) goto fail;
+    free(ids);
     return s;
+fail:
+    free(ids);
+    free(s);
+    return NULL;
 }
 
 int task_finish_single(const task_env *env, const task_input *in, task_doc *doc,

@@ -843,3 +843,202 @@ TEST(task_engine_failure_is_reported)
     task_result_clear(&r);
     fx_free(&f);
 }
+
+/* ---- real runs on tiny-flan: the task result equals the engine's own output ---- */
+
+typedef struct rig {
+    fx f;
+    eng_model *model;
+    eng_ctx *ctx;
+} rig;
+
+static void rig_init(rig *r, int max_input_tokens)
+{
+    char err[256];
+    fx_init(&r->f, max_input_tokens);
+    eng_model_params mp = eng_model_default_params();
+    mp.n_threads = 1;
+    r->model = eng_model_load(th_data("models/tiny-flan"), &mp, err, sizeof err);
+    REQUIRE_MSG(r->model, "%s", err);
+    eng_ctx_params cp = task_conf_ctx_params(r->f.conf);
+    r->ctx = eng_ctx_new(r->model, &cp, err, sizeof err);
+    REQUIRE_MSG(r->ctx, "%s", err);
+    r->f.env.model = eng_model_config(r->model);
+}
+
+static void rig_free(rig *r)
+{
+    eng_ctx_free(&r->ctx);
+    eng_model_free(&r->model);
+    fx_free(&r->f);
+}
+
+/* prepare, run every job (generate jobs as one batch), finish. */
+static int rig_run(rig *r, const task_input *in, task_result *out)
+{
+    task_doc doc;
+    char err[256];
+    int rc = task_prepare(&r->f.env, in, &doc, err, sizeof err);
+    REQUIRE_MSG(rc == 0, "prepare: %s", err);
+    eng_gen_req reqs[64];
+    int n = 0;
+    for (int i = 0; i < doc.n_jobs; i++) {
+        if (doc.jobs[i].kind == TASK_JOB_SCORE) {
+            REQUIRE(eng_score(r->ctx, &doc.jobs[i].score, 1) == 0);
+        } else {
+            REQUIRE(n < 64);
+            reqs[n++] = doc.jobs[i].gen;
+        }
+    }
+    if (n) REQUIRE(eng_generate(r->ctx, reqs, n) == 0);
+    for (int i = 0, k = 0; i < doc.n_jobs; i++)
+        if (doc.jobs[i].kind == TASK_JOB_GENERATE) doc.jobs[i].gen.status = reqs[k++].status;
+    return task_finish(&r->f.env, in, &doc, out);
+}
+
+/* The engine's best hypothesis for a prompt, decoded. */
+static char *direct(rig *r, const char *prompt, const eng_gen_params *p, double *score)
+{
+    int n;
+    int32_t *ids = enc(&r->f, prompt, 1, &n);
+    eng_gen_result res = { 0 };
+    eng_gen_req q = { ids, n, p, &res, 0 };
+    REQUIRE(eng_generate(r->ctx, &q, 1) == 0 && q.status == 0 && res.n_hyps >= 1);
+    char *t = task_hyp_text(r->f.tok, &res.hyps[0], NULL);
+    *score = res.hyps[0].score;
+    eng_gen_result_clear(&res);
+    free(ids);
+    return t;
+}
+
+TEST_TIMEOUT(task_real_summarize_and_text2text, 120)
+{
+    rig r;
+    rig_init(&r, 512);
+    const char *text = "The city council met on Monday to discuss the new park. Residents asked for more trees.";
+    task_input in = input(TASK_SUMMARIZE, text);
+    in.opts.max_new_tokens = 12;
+    task_result res;
+    REQUIRE(rig_run(&r, &in, &res) == TASK_OK);
+    eng_gen_params p;
+    char err[128];
+    REQUIRE(task_gen_params(r.f.conf, TASK_SUMMARIZE, &in.opts, &p, err, sizeof err) == 0);
+    char prompt[512];
+    snprintf(prompt, sizeof prompt, "summarize: %s", text);
+    double score;
+    char *want = direct(&r, prompt, &p, &score);
+    CHECK_MSG(!strcmp(res.text, want), "'%s' vs '%s'", res.text, want);
+    CHECK(res.score == score && res.output_tokens >= 1 && res.output_tokens <= 12);
+    free(want);
+    task_result_clear(&res);
+
+    in = input(TASK_TEXT2TEXT, "Answer the question: what is two plus two?");
+    in.opts.max_new_tokens = 6;
+    in.opts.num_beams = 3;
+    in.opts.return_hypotheses = 1;
+    REQUIRE(rig_run(&r, &in, &res) == TASK_OK);
+    REQUIRE(res.n_hyps == 3);
+    CHECK(res.hyps[0].score >= res.hyps[1].score && res.hyps[1].score >= res.hyps[2].score);
+    CHECK(!strcmp(res.text, res.hyps[0].text) && res.score == res.hyps[0].score);
+    task_result_clear(&res);
+    rig_free(&r);
+}
+
+TEST_TIMEOUT(task_real_translate, 120)
+{
+    rig r;
+    rig_init(&r, 512);
+    task_input in = input(TASK_TRANSLATE, "The house is small. The garden is big.");
+    in.target_lang = "German";
+    in.opts.max_new_tokens = 8;
+    in.opts.num_beams = 2;
+    task_result res;
+    REQUIRE(rig_run(&r, &in, &res) == TASK_OK);
+    eng_gen_params p;
+    char err[128];
+    REQUIRE(task_gen_params(r.f.conf, TASK_TRANSLATE, &in.opts, &p, err, sizeof err) == 0);
+    double s1, s2;
+    char *a = direct(&r, "translate English to German: The house is small.", &p, &s1);
+    char *b = direct(&r, "translate English to German: The garden is big.", &p, &s2);
+    char *want = NULL;
+    size_t len = 0;
+    REQUIRE(task_join(&want, &len, a) == 0 && task_join(&want, &len, b) == 0);
+    CHECK_MSG(want && !strcmp(res.text, want), "'%s' vs '%s'", res.text, want);
+    /* Batched (the task's two sentences together) and single runs differ in float
+     * rounding only: the text is the same, the score to ~1e-6. */
+    CHECK_MSG(fabs(res.score - (s1 + s2) / 2) < 1e-4, "%.17g vs %.17g (%g %g)", res.score, (s1 + s2) / 2, s1, s2);
+    free(a);
+    free(b);
+    free(want);
+    task_result_clear(&res);
+    rig_free(&r);
+}
+
+TEST_TIMEOUT(task_real_classify, 120)
+{
+    rig r;
+    rig_init(&r, 512);
+    const char *labels[] = { "positive", "negative", "neutral" };
+    task_input in = input(TASK_CLASSIFY, "I loved this film, it was wonderful.");
+    in.labels = labels;
+    in.n_labels = 3;
+    task_result res;
+    REQUIRE(rig_run(&r, &in, &res) == TASK_OK);
+    REQUIRE(res.n_labels == 3);
+    double sum = 0;
+    for (int i = 0; i < 3; i++) sum += res.labels[i].score;
+    CHECK(fabs(sum - 1) < 1e-9);
+    CHECK(res.labels[0].score >= res.labels[1].score && res.labels[1].score >= res.labels[2].score);
+    /* the same numbers straight from eng_score */
+    int n, nl[3];
+    int32_t *ids = enc(&r.f, "I loved this film, it was wonderful.\nOPTIONS:\n- positive\n- negative\n- neutral", 1, &n);
+    int32_t *li[3];
+    for (int i = 0; i < 3; i++) li[i] = enc(&r.f, labels[i], 0, &nl[i]);
+    double lp[3], pr[3];
+    eng_score_req q = { ids, n, 3, (const int32_t *const *)li, nl, lp, 0 };
+    REQUIRE(eng_score(r.ctx, &q, 1) == 0 && q.status == 0);
+    task_label_probs(lp, 3, 0, 0, pr);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++)
+            if (!strcmp(res.labels[i].label, labels[j]))
+                CHECK_MSG(fabs(res.labels[i].score - pr[j]) < 1e-12, "%s", labels[j]);
+    for (int i = 0; i < 3; i++) free(li[i]);
+    free(ids);
+    task_result_clear(&res);
+
+    in.multi_label = 1;
+    REQUIRE(rig_run(&r, &in, &res) == TASK_OK);
+    REQUIRE(res.n_labels == 3);
+    for (int i = 0; i < 3; i++) CHECK(res.labels[i].score > 0 && res.labels[i].score < 1);
+    task_result_clear(&res);
+    rig_free(&r);
+}
+
+TEST_TIMEOUT(task_real_qa_chunked, 120)
+{
+    rig r;
+    rig_init(&r, 64);
+    r.f.conf->qa_overlap = 8;
+    r.f.conf->qa_min_chunk = 16;
+    char ctx[2048] = "";
+    for (int i = 0; i < 12; i++) {
+        char s[80];
+        snprintf(s, sizeof s, "Room %d of the museum shows paintings from year %d. ", i, 1800 + i * 9);
+        strcat(ctx, s);
+    }
+    task_input in = input(TASK_QA, ctx);
+    in.question = "Which room shows 1863?";
+    in.opts.max_new_tokens = 5;
+    task_doc doc;
+    char err[256];
+    REQUIRE(task_prepare(&r.f.env, &in, &doc, err, sizeof err) == 0);
+    int chunks = doc.n_jobs;
+    task_doc_clear(&doc);
+    REQUIRE_MSG(chunks >= 2, "%d chunks", chunks);
+    task_result res;
+    REQUIRE(rig_run(&r, &in, &res) == TASK_OK);
+    CHECK(res.text != NULL && res.output_tokens <= 5 && !res.truncated);
+    CHECK(isfinite(res.score) && res.score <= 0);
+    task_result_clear(&res);
+    rig_free(&r);
+}

@@ -560,3 +560,75 @@ TEST(tok_load_bad_charsmap_and_dir)
     sentencepiece__model_proto__free_unpacked(mp, NULL);
     free(buf);
 }
+
+/* Random id sequences (spaces, unk, pad, EOS, bytes, user-defined pieces mixed in)
+ * decode exactly as spm_decode decodes them, on the byte-fallback variant model. */
+TEST_TIMEOUT(tok_spm_decode_parity, 120)
+{
+    size_t mlen;
+    uint8_t *mbuf = tok_t_variant(&mlen);
+    char err[256] = "";
+    tok_model *t = tok_load_mem(mbuf, mlen, err, sizeof err);
+    REQUIRE_MSG(t, "%s", err);
+    char mpath[] = "/tmp/nlp_tok_variant_XXXXXX";
+    int fd = mkstemp(mpath);
+    REQUIRE(fd >= 0);
+    REQUIRE(write(fd, mbuf, mlen) == (ssize_t)mlen);
+    close(fd);
+    char ipath[] = "/tmp/nlp_tok_ids_XXXXXX";
+    fd = mkstemp(ipath);
+    REQUIRE(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    REQUIRE(f);
+
+    enum { NSEQ = 2000, MAXL = 24 };
+    static int32_t seq[NSEQ][MAXL];
+    static int len[NSEQ];
+    uint32_t x = 2024;
+    for (int i = 0; i < NSEQ; i++) {
+        x = x * 1103515245u + 12345u;
+        len[i] = 1 + (int)((x >> 16) % MAXL);
+        for (int k = 0; k < len[i]; k++) {
+            x = x * 1103515245u + 12345u;
+            uint32_t r = x >> 8, v;
+            switch (r % 9) {
+            case 0: v = r / 9 % 4; break;                  /* pad, EOS, unk, ▁ */
+            case 1: case 2: v = 32000 + (r / 9) % 256; break; /* byte pieces */
+            case 3: v = 32000 + 0xE6 + (r / 9) % 3; break;    /* lead bytes */
+            case 4: v = 32000 + 0x80 + (r / 9) % 8; break;    /* continuation bytes */
+            case 5: v = 32256 + (r / 9) % 3; break;           /* user-defined */
+            default: v = 4 + (r / 9) % 31996; break;          /* normal pieces */
+            }
+            if (v == 8) v = 9;  /* the variant's unused piece: spm_decode shows it too */
+            /* Bytes NUL, LF, CR would break the line-by-line comparison. */
+            if (v == 32000 || v == 32000 + '\n' || v == 32000 + '\r') v = 32000 + 'A';
+            seq[i][k] = (int32_t)v;
+            fprintf(f, k ? " %u" : "%u", v);
+        }
+        fputc('\n', f);
+    }
+    fclose(f);
+
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "spm_decode --model %s --input_format=id < %s", mpath, ipath);
+    FILE *p = popen(cmd, "r");
+    REQUIRE(p);
+    static char line[1 << 14], mine[1 << 14];
+    int i = 0, bad = 0;
+    while (i < NSEQ && fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\n")] = '\0';
+        int r = tok_decode(t, seq[i], len[i], mine, sizeof mine);
+        if (r < 0 || strcmp(mine, line) != 0) {
+            bad++;
+            if (bad <= 3) CHECK_MSG(0, "seq %d: ours '%s' spm '%s'", i, mine, line);
+        }
+        i++;
+    }
+    CHECK(pclose(p) == 0);
+    CHECK_MSG(i == NSEQ, "spm_decode gave %d lines", i);
+    CHECK_MSG(bad == 0, "%d of %d sequences decode differently", bad, NSEQ);
+    unlink(mpath);
+    unlink(ipath);
+    tok_free(&t);
+    free(mbuf);
+}
