@@ -149,14 +149,21 @@ double eng_logsumexp(const float *x, int n)
     for (int i = 0; i < n; i++)
         if (x[i] > mx) mx = x[i];
     if (mx == -INFINITY) return -INFINITY;
-    /* float exponentials, summed in double per four-lane block */
+    /* float exponentials (each <= 1), summed in float over 64 values, then in double */
     double s = 0.0;
-    for (int i = 0; i < n; i += 4) {
-        ek_v4sf v = { -INFINITY, -INFINITY, -INFINITY, -INFINITY };
-        int k = n - i < 4 ? n - i : 4;
-        memcpy(&v, x + i, (size_t)k * sizeof(float));
-        v = ek_exp4(v - mx);
-        s += (double)v[0] + (double)v[1] + (double)v[2] + (double)v[3];
+    int i = 0;
+    while (i < n) {
+        ek_v4sf acc = { 0, 0, 0, 0 };
+        int end = n - i > 64 ? i + 64 : n;
+        for (; i < end; i += 4) {
+            ek_v4sf v = { -INFINITY, -INFINITY, -INFINITY, -INFINITY };
+            if (end - i >= 4)
+                memcpy(&v, x + i, sizeof v);
+            else
+                memcpy(&v, x + i, (size_t)(end - i) * sizeof(float));
+            acc += ek_exp4(v - mx);
+        }
+        s += (double)acc[0] + (double)acc[1] + (double)acc[2] + (double)acc[3];
     }
     return (double)mx + log(s);
 }
