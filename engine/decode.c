@@ -349,52 +349,44 @@ static void dc_row_step(eng_ctx *c, eng_greq *g, int slot, int a, int pos)
     if (tok == eos || pos + 1 >= g->p.max_new_tokens) c->row_done[slot] = 1;
 }
 
-static int dc_cmp_hyp(const void *a, const void *b)
-{
-    const eng_hyp *x = a, *y = b;
-    if (x->score != y->score) return x->score > y->score ? -1 : 1;
-    return 0;
-}
-
+/* Fills g's result with its best num_return hypotheses (finished beams, or rows), best
+ * first; equal scores keep slot order. The only allocation of a generation. */
 static int dc_result(eng_ctx *c, eng_greq *g)
 {
     eng_gen_result *out = g->r->out;
     memset(out, 0, sizeof *out);
     int P1 = c->max_pos + 1;
     int n = g->beam ? g->nfin : g->nrows;
+    int k = g->p.num_return_sequences < n ? g->p.num_return_sequences : n;
+    int pick[ENG_MAX_RETURN];
     size_t total = 0;
-    for (int i = 0; i < n; i++)
-        total += (size_t)(g->beam ? c->fin_len[g->base + i] : c->row_len[g->base + i]);
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int i = 0; i < n; i++) {
+            int s = g->base + i, used = 0;
+            for (int q = 0; q < j && !used; q++) used = pick[q] == s;
+            if (used) continue;
+            double sc = g->beam ? c->fin_score[s] : c->row_score[s];
+            double bs = best < 0 ? 0 : (g->beam ? c->fin_score[best] : c->row_score[best]);
+            if (best < 0 || sc > bs) best = s;
+        }
+        pick[j] = best;
+        total += (size_t)(g->beam ? c->fin_len[best] : c->row_len[best]);
+    }
     out->storage = malloc((total ? total : 1) * sizeof(int32_t));
     if (!out->storage) return ENG_ENOMEM;
-    eng_hyp tmp[ENG_MAX_RETURN * 4 > 64 ? ENG_MAX_RETURN * 4 : 64];
-    int nt = 0;
     size_t o = 0;
-    for (int i = 0; i < n && nt < (int)(sizeof tmp / sizeof tmp[0]); i++) {
-        int s = g->base + i;
+    for (int j = 0; j < k; j++) {
+        int s = pick[j];
         const int32_t *src = g->beam ? c->fin_tok + (size_t)s * c->p.max_new_tokens
                                      : c->hist + (size_t)s * P1 + 1;
         int len = g->beam ? c->fin_len[s] : c->row_len[s];
         memcpy(out->storage + o, src, (size_t)len * sizeof *src);
-        tmp[nt].tokens = out->storage + o;
-        tmp[nt].n_tokens = len;
-        tmp[nt].score = g->beam ? c->fin_score[s] : c->row_score[s];
-        tmp[nt].sum_logprobs = g->beam ? c->fin_sum[s] : c->row_score[s];
-        nt++;
+        out->hyps[j] = (eng_hyp){ .tokens = out->storage + o, .n_tokens = len,
+                                  .score = g->beam ? c->fin_score[s] : c->row_score[s],
+                                  .sum_logprobs = g->beam ? c->fin_sum[s] : c->row_score[s] };
         o += (size_t)len;
     }
-    /* stable: equal scores keep their order */
-    for (int i = 1; i < nt; i++) {
-        eng_hyp h = tmp[i];
-        int j = i;
-        while (j > 0 && dc_cmp_hyp(&h, &tmp[j - 1]) < 0) {
-            tmp[j] = tmp[j - 1];
-            j--;
-        }
-        tmp[j] = h;
-    }
-    int k = g->p.num_return_sequences < nt ? g->p.num_return_sequences : nt;
-    for (int i = 0; i < k; i++) out->hyps[i] = tmp[i];
     out->n_hyps = k;
     return 0;
 }
