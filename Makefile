@@ -113,7 +113,7 @@ $(B)/nlpd: $(call obj,daemon/main.c) $(ALL_LIBS)
 $(B)/nlpc: $(call obj,$(NLPC_SRC)) $(LIBCLIENT)
 $(B)/nlprun: $(call obj,$(NLPRUN_SRC)) $(LIBTASKS) $(LIBENGINE)
 $(B)/tests/unit: $(call obj,$(UNIT_SRC)) $(ALL_LIBS)
-$(B)/bench/%: $(B)/obj/tests/bench/%.o $(ALL_LIBS)
+$(BENCH_BINS): $(B)/bench/%: $(B)/obj/tests/bench/%.o $(ALL_LIBS)
 
 $(BINS) $(B)/tests/unit $(BENCH_BINS):
 	@mkdir -p $(dir $@)

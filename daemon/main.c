@@ -1,3 +1,128 @@
-/* STUB: replaced by the daemon work. */
+/* nlpd: the NLP task daemon. Main thread: parses the command line and the config,
+ * loads the model, then becomes the I/O thread (dmn_server_run). Exit codes: 0 after a
+ * clean stop, 1 when the daemon could not start, 2 for a bad command line or config. */
+#include <getopt.h>
 #include <stdio.h>
-int main(void) { fprintf(stderr, "nlpd: not implemented yet\n"); return 1; }
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/dmn_conf.h"
+#include "daemon/dmn_log.h"
+#include "daemon/dmn_server.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: nlpd [-c FILE] [--model DIR] [--bind ENDPOINT]... [--log-level LEVEL]\n"
+        "\n"
+        "The nlpd NLP task daemon: answers nlp.v1 protobuf requests (summarize, translate,\n"
+        "classify, qa, text2text, health, stats) on a ZeroMQ ROUTER socket, batching the\n"
+        "work of all clients onto one T5-family model. See docs/daemon.md.\n"
+        "\n"
+        "  -c, --config FILE     config file (libconfig; default conf/nlpd.conf)\n"
+        "  -m, --model DIR       model directory (config.json, model.safetensors,\n"
+        "                        spiece.model); overrides `model` in the config\n"
+        "  -b, --bind ENDPOINT   tcp://HOST:PORT or ipc://PATH; repeatable; replaces the\n"
+        "                        config's `bind` list\n"
+        "  -l, --log-level LEVEL error, warn, info or debug; overrides `log_level`\n"
+        "      --check-config    print the effective settings and exit (0: valid)\n"
+        "  -V, --version         print the version and exit\n"
+        "  -h, --help            this help\n"
+        "\n"
+        "Signals: SIGTERM or SIGINT stop taking work (new requests are answered\n"
+        "SHUTTING_DOWN), finish and answer everything accepted, then exit 0.\n"
+        "Exit codes: 0 clean stop, 1 could not start (model, sockets), 2 bad usage/config.\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "model", required_argument, NULL, 'm' },
+        { "bind", required_argument, NULL, 'b' },
+        { "log-level", required_argument, NULL, 'l' },
+        { "check-config", no_argument, NULL, 'C' },
+        { "version", no_argument, NULL, 'V' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *config = "conf/nlpd.conf", *model = NULL, *level = NULL;
+    const char *binds[DMN_MAX_BINDS + 1];
+    int n_binds = 0, check = 0, c;
+    char err[1024];
+    dmn_server *srv = &dmn_srv;
+
+    while ((c = getopt_long(argc, argv, "c:m:b:l:Vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config = optarg; break;
+        case 'm': model = optarg; break;
+        case 'b':
+            if (n_binds > DMN_MAX_BINDS) {
+                fprintf(stderr, "nlpd: at most %d --bind endpoints\n", DMN_MAX_BINDS);
+                return 2;
+            }
+            binds[n_binds++] = optarg;
+            break;
+        case 'l': level = optarg; break;
+        case 'C': check = 1; break;
+        case 'V': printf("nlpd %s\n", DMN_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "nlpd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    dmn_conf_defaults(&srv->conf);
+    if (dmn_conf_load(&srv->conf, config, err, sizeof err) < 0) {
+        fprintf(stderr, "nlpd: config: %s\n", err);
+        return 2;
+    }
+    if (model) {
+        if (strlen(model) >= sizeof srv->conf.model_dir) {
+            fprintf(stderr, "nlpd: --model: path too long\n");
+            return 2;
+        }
+        snprintf(srv->conf.model_dir, sizeof srv->conf.model_dir, "%s", model);
+    }
+    if (n_binds > 0) {
+        srv->conf.n_binds = 0;
+        for (int i = 0; i < n_binds; i++)
+            if (dmn_conf_add_bind(&srv->conf, binds[i], err, sizeof err) < 0) {
+                fprintf(stderr, "nlpd: --bind: %s\n", err);
+                return 2;
+            }
+    }
+    if (level) {
+        int l = dmn_log_level_from_name(level);
+        if (l < 0) {
+            fprintf(stderr, "nlpd: --log-level: '%s' is not error, warn, info or debug\n",
+                    level);
+            return 2;
+        }
+        srv->conf.log_level = l;
+    }
+    if (dmn_conf_check(&srv->conf, err, sizeof err) < 0) {
+        fprintf(stderr, "nlpd: %s\n", err);
+        return 2;
+    }
+    if (check) {
+        static char dump[8192];
+        dmn_conf_dump(&srv->conf, dump, sizeof dump);
+        fputs(dump, stdout);
+        return 0;
+    }
+    dmn_log_set_level(srv->conf.log_level);
+
+    if (dmn_server_load(srv, err, sizeof err) < 0) {
+        DMN_LOG(DMN_LOG_ERROR, "cannot start: %s", err);
+        dmn_server_unload(srv);
+        return 1;
+    }
+    int rc = dmn_server_run(srv);
+    dmn_server_unload(srv);
+    return rc;
+}

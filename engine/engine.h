@@ -61,6 +61,9 @@ typedef struct eng_ctx_params {
     int max_new_tokens;       /* upper bound for any request; default 256 */
     int max_cands;            /* label-scoring candidates per sequence; default 64 */
     int max_cand_len;         /* tokens per candidate (incl. EOS); default 32 */
+    int max_batch_tokens;     /* encoder tokens of all sequences of one batch together;
+                               * default 4096 (at least max_input_len). eng_generate and
+                               * eng_score split larger batches into runs that fit. */
 } eng_ctx_params;
 
 eng_ctx_params eng_ctx_default_params(void);

@@ -124,6 +124,13 @@ typedef struct task_result {
 task_conf *task_conf_load(const char *path, char *err, size_t errlen);
 task_conf *task_conf_default(void);   /* built-in defaults, for tests without a file */
 void task_conf_free(task_conf **conf);
+/* limits.max_input_tokens / limits.max_new_tokens of the file (512 / 256 when absent):
+ * what a caller without its own limits (nlprun) puts in task_env and sizes the engine by. */
+int task_conf_max_input_tokens(const task_conf *conf);
+int task_conf_max_new_tokens(const task_conf *conf);
+/* eng_ctx_default_params() grown to what these settings need: input and output limits,
+ * label candidates per scoring job and tokens per label. */
+eng_ctx_params task_conf_ctx_params(const task_conf *conf);
 
 task_kind task_kind_from_name(const char *name);   /* TASK_NONE if unknown */
 const char *task_kind_name(task_kind kind);

@@ -1,3 +1,395 @@
-/* STUB: replaced by the client work. */
+/* nlpc: command-line client for nlpd. Parses options, runs one request (or batch mode)
+ * and prints the result. Single-threaded. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
-int main(void) { fprintf(stderr, "nlpc: not implemented yet\n"); return 1; }
+#include <stdlib.h>
+#include <string.h>
+
+#include "clients/nlpc/nlpc_cli.h"
+
+static const char usage_text[] =
+"usage: nlpc [--connect ENDPOINT] TASK [options] [TEXT|-]\n"
+"       nlpc batch --task TASK [task options] < in.jsonl > out.jsonl\n"
+"\n"
+"Sends TEXT (or stdin when TEXT is '-' or absent) to nlpd and prints the result.\n"
+"\n"
+"tasks:\n"
+"  summarize                     summary of the text\n"
+"  translate --to LANG [--from LANG]   LANG: ISO code (de) or English name (German)\n"
+"  classify --labels a,b,c [--multi-label]   one 'label<TAB>probability' line per label, best first\n"
+"  qa --question Q               answer from the text (the context)\n"
+"  text2text                     the text is the prompt, as is\n"
+"  health                        is the daemon up (exit 0) and which model it serves\n"
+"  stats                         the daemon's counters\n"
+"  batch --task TASK             JSON lines in, JSON lines out (see below)\n"
+"\n"
+"connection and request:\n"
+"  --connect ENDPOINT    default $NLPD_ENDPOINT, else " NLPC_DEFAULT_ENDPOINT "\n"
+"                        (several, comma-separated: requests spread over them)\n"
+"  --timeout MS          how long to wait for a reply (default 30000)\n"
+"  --deadline MS         server-side deadline: work not started by then is dropped\n"
+"  --priority N          -100..100, higher runs first (default 0)\n"
+"  --json                print one JSON object instead of readable text\n"
+"\n"
+"decoding (unset: the daemon's configured default for the task):\n"
+"  --max-new-tokens N  --min-new-tokens N  --num-beams N  --length-penalty F\n"
+"  --no-repeat-ngram-size N  --repetition-penalty F\n"
+"  --temperature F  --top-k N  --top-p F  --seed N   (any of these four: sampling)\n"
+"  --num-return N        hypotheses to return (<= num-beams)\n"
+"  --hypotheses          print every hypothesis with its score\n"
+"\n"
+"batch mode: each input line is a JSON object {\"id\": any, \"text\": \"...\"} with optional\n"
+"per-line \"labels\" (array or \"a,b\"), \"question\", \"to\", \"from\" overriding the options.\n"
+"Each output line is {\"id\": ..., <result>} or {\"id\": ..., \"error\": ...}, in input order;\n"
+"blank input lines are skipped. --window N requests in flight (default 32);\n"
+"--progress / --no-progress (default: on when stderr is a terminal).\n"
+"\n"
+"exit codes: 0 ok, 1 the server answered with an error (message on stderr; batch: some\n"
+"line failed), 2 usage, 3 timeout or connection failure.\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "nlpc: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(nlpc --help for usage)\n");
+    return NLPC_EXIT_USAGE;
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_float(const char *s, float *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) return -1;
+    *out = (float)v;
+    return 0;
+}
+
+int nlpc_cli_split_labels(char *buf, const char **out, int max)
+{
+    int n = 0;
+    char *p = buf;
+    for (;;) {
+        char *comma = strchr(p, ',');
+        if (comma) *comma = '\0';
+        while (*p == ' ') p++;
+        size_t len = strlen(p);
+        while (len && p[len - 1] == ' ') p[--len] = '\0';
+        if (!*p || n == max) return -1;
+        out[n++] = p;
+        if (!comma) break;
+        p = comma + 1;
+    }
+    return n;
+}
+
+/* Options that take an integer: name, where it goes, range. */
+static int *int_opt(nlpc_cli *cli, const char *name, long *lo, long *hi)
+{
+    nlpc_decode_opts *o = &cli->rq.opts;
+    *lo = 0;
+    *hi = INT_MAX;
+    if (!strcmp(name, "--max-new-tokens")) return &o->max_new_tokens;
+    if (!strcmp(name, "--min-new-tokens")) return &o->min_new_tokens;
+    if (!strcmp(name, "--num-beams")) return &o->num_beams;
+    if (!strcmp(name, "--num-return")) return &o->num_return_sequences;
+    if (!strcmp(name, "--no-repeat-ngram-size")) return &o->no_repeat_ngram_size;
+    if (!strcmp(name, "--top-k")) return &o->top_k;
+    if (!strcmp(name, "--timeout")) return &cli->timeout_ms;
+    if (!strcmp(name, "--window")) {
+        *lo = 1;
+        *hi = 4096;
+        return &cli->window;
+    }
+    if (!strcmp(name, "--priority")) {
+        *lo = -100;
+        *hi = 100;
+        return &cli->rq.priority;
+    }
+    return NULL;
+}
+
+static float *float_opt(nlpc_cli *cli, const char *name)
+{
+    nlpc_decode_opts *o = &cli->rq.opts;
+    if (!strcmp(name, "--length-penalty")) return &o->length_penalty;
+    if (!strcmp(name, "--repetition-penalty")) return &o->repetition_penalty;
+    if (!strcmp(name, "--temperature")) return &o->temperature;
+    if (!strcmp(name, "--top-p")) return &o->top_p;
+    return NULL;
+}
+
+/* Parses argv into cli. Returns -1 on success, or the exit code to leave with. */
+static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
+{
+    const char *task = NULL, *batch_task = NULL;
+    int opts_done = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (opts_done || a[0] != '-' || !strcmp(a, "-")) {
+            if (!task) task = a;
+            else if (!cli->text) cli->text = a;
+            else return usage_error("unexpected argument '%s' (quote the text)", a);
+            continue;
+        }
+        if (!strcmp(a, "--")) {
+            opts_done = 1;
+            continue;
+        }
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage_text, stdout);
+            return NLPC_EXIT_OK;
+        }
+        if (!strcmp(a, "--json")) { cli->json = 1; continue; }
+        if (!strcmp(a, "--multi-label")) { cli->rq.multi_label = 1; continue; }
+        if (!strcmp(a, "--hypotheses")) { cli->rq.opts.return_hypotheses = 1; continue; }
+        if (!strcmp(a, "--progress")) { cli->progress = 1; continue; }
+        if (!strcmp(a, "--no-progress")) { cli->progress = 0; continue; }
+
+        /* everything below takes a value */
+        if (i + 1 >= argc) return usage_error("option %s needs a value", a);
+        const char *v = argv[++i];
+        long lo, hi, n;
+        int *ip;
+        float *fp;
+        if ((ip = int_opt(cli, a, &lo, &hi))) {
+            if (parse_long(v, lo, hi, &n) < 0)
+                return usage_error("bad number for %s", a);
+            *ip = (int)n;
+        } else if ((fp = float_opt(cli, a))) {
+            if (parse_float(v, fp) < 0) return usage_error("bad number for %s", a);
+        } else if (!strcmp(a, "--seed")) {
+            char *end;
+            errno = 0;
+            long long s = strtoll(v, &end, 10);
+            if (errno || end == v || *end || s < 0) return usage_error("bad number for %s", a);
+            cli->rq.opts.seed = s;
+        } else if (!strcmp(a, "--deadline")) {
+            if (parse_long(v, 0, INT_MAX, &n) < 0) return usage_error("bad number for %s", a);
+            cli->rq.deadline_ms = (uint32_t)n;
+        } else if (!strcmp(a, "--connect")) {
+            cli->endpoint = v;
+        } else if (!strcmp(a, "--to")) {
+            cli->rq.target_lang = v;
+        } else if (!strcmp(a, "--from")) {
+            cli->rq.source_lang = v;
+        } else if (!strcmp(a, "--question")) {
+            cli->rq.question = v;
+        } else if (!strcmp(a, "--task")) {
+            batch_task = v;
+        } else if (!strcmp(a, "--labels")) {
+            free(cli->labels_buf);
+            cli->labels_buf = strdup(v);
+            if (!cli->labels_buf) return NLPC_EXIT_USAGE;
+            int k = nlpc_cli_split_labels(cli->labels_buf, cli->labels, NLPC_MAX_LABELS);
+            if (k < 0) return usage_error("bad --labels '%s' (comma-separated, none empty)", v);
+            cli->rq.labels = cli->labels;
+            cli->rq.n_labels = k;
+        } else {
+            return usage_error("unknown option %s", a);
+        }
+    }
+    if (!task) {
+        fputs(usage_text, stderr);
+        return NLPC_EXIT_USAGE;
+    }
+    *is_batch = !strcmp(task, "batch");
+    if (*is_batch) {
+        if (!batch_task) return usage_error("%s needs --task TASK", "batch");
+        if (cli->text) return usage_error("batch reads stdin; unexpected '%s'", cli->text);
+        task = batch_task;
+    } else if (batch_task) {
+        return usage_error("--task is for batch mode (got task '%s')", task);
+    }
+    cli->rq.task = nlpc_task_from_name(task);
+    if (cli->rq.task == NLPC_TASK_NONE || (*is_batch && cli->rq.task >= NLPC_TASK_HEALTH))
+        return usage_error("unknown task '%s'", task);
+    int t = cli->rq.task;
+    if (t == NLPC_TASK_TRANSLATE && !cli->rq.target_lang && !*is_batch)
+        return usage_error("%s needs --to LANG", "translate");
+    if (t == NLPC_TASK_CLASSIFY && !cli->rq.n_labels && !*is_batch)
+        return usage_error("%s needs --labels a,b,c", "classify");
+    if (t == NLPC_TASK_QA && !cli->rq.question && !*is_batch)
+        return usage_error("%s needs --question Q", "qa");
+    if ((t == NLPC_TASK_HEALTH || t == NLPC_TASK_STATS) && cli->text)
+        return usage_error("unexpected argument '%s'", cli->text);
+    return -1;
+}
+
+/* Reads all of stdin; trailing newlines are dropped (what `echo` adds is not text). */
+static char *read_stdin(void)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) return NULL;
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, stdin)) > 0) {
+        len += n;
+        if (cap - len < 2) {
+            char *b = realloc(buf, cap * 2);
+            if (!b) {
+                free(buf);
+                return NULL;
+            }
+            buf = b;
+            cap *= 2;
+        }
+    }
+    while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) len--;
+    buf[len] = '\0';
+    return buf;
+}
+
+static void print_readable(const nlpc_cli *cli, const nlpc_response *r)
+{
+    if (r->has_health) {
+        printf("%s model=%s version=%s uptime=%.1fs%s\n", r->health.ok ? "ok" : "NOT OK",
+               r->health.model, r->health.version, r->health.uptime_s,
+               r->health.shutting_down ? " (shutting down)" : "");
+        return;
+    }
+    if (r->has_stats) {
+        const nlpc_stats *s = &r->stats;
+        printf("uptime_s         %.1f\n", s->uptime_s);
+        printf("requests         %llu\n", (unsigned long long)s->requests);
+        printf("documents        %llu\n", (unsigned long long)s->documents);
+        printf("in_flight        %u\n", s->in_flight);
+        printf("queue_depth      %u\n", s->queue_depth);
+        printf("batches          %llu (mean size %.2f)\n", (unsigned long long)s->batches,
+               s->mean_batch_size);
+        printf("tokens_per_s     %.1f\n", s->tokens_per_s);
+        printf("latency_ms       p50 %.1f  p90 %.1f  p99 %.1f\n", s->latency_p50_ms,
+               s->latency_p90_ms, s->latency_p99_ms);
+        printf("input_tokens     %llu\n", (unsigned long long)s->input_tokens);
+        printf("output_tokens    %llu\n", (unsigned long long)s->output_tokens);
+        for (int i = 0; i < s->n_responses; i++)
+            printf("responses        %-18s %llu\n", nlpc_code_name(s->responses[i].code),
+                   (unsigned long long)s->responses[i].count);
+        return;
+    }
+    for (int i = 0; i < r->n_results; i++) {
+        const nlpc_result *res = &r->results[i];
+        if (res->code != NLPC_OK) continue;   /* reported on stderr by the caller */
+        switch (cli->rq.task) {
+        case NLPC_TASK_CLASSIFY:
+            for (int k = 0; k < res->n_labels; k++)
+                printf("%s\t%.4f\n", res->labels[k].label, res->labels[k].score);
+            break;
+        case NLPC_TASK_QA:
+            printf("%s\n", res->answer);
+            break;
+        default:
+            if (res->n_hyps) {
+                for (int k = 0; k < res->n_hyps; k++)
+                    printf("%.4f\t%s\n", res->hyps[k].score, res->hyps[k].text);
+            } else {
+                printf("%s\n", res->text);
+            }
+        }
+    }
+}
+
+static void print_json(const nlpc_cli *cli, const nlpc_response *r)
+{
+    cJSON *o;
+    if (r->n_results == 1) {
+        /* one document: its result flattened, plus the request's id and timings */
+        o = cJSON_CreateObject();
+        if (o) {
+            cJSON_AddNumberToObject(o, "id", (double)r->id);
+            nlpc_json_result(o, cli->rq.task, &r->results[0]);
+            cJSON *t = cJSON_AddObjectToObject(o, "timings");
+            cJSON_AddNumberToObject(t, "queue_ms", r->queue_ms);
+            cJSON_AddNumberToObject(t, "compute_ms", r->compute_ms);
+            cJSON_AddNumberToObject(t, "total_ms", r->total_ms);
+        }
+    } else {
+        o = nlpc_json_response(cli->rq.task, r);
+    }
+    char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+    if (s) printf("%s\n", s);
+    cJSON_free(s);
+    cJSON_Delete(o);
+}
+
+static int run_one(nlpc_cli *cli)
+{
+    char *stdin_text = NULL;
+    const char *doc = cli->text;
+    if (cli->rq.task < NLPC_TASK_HEALTH) {
+        if (!doc || !strcmp(doc, "-")) {
+            stdin_text = read_stdin();
+            if (!stdin_text) {
+                fprintf(stderr, "nlpc: cannot read stdin\n");
+                return NLPC_EXIT_USAGE;
+            }
+            doc = stdin_text;
+        }
+        cli->rq.docs = &doc;
+        cli->rq.n_docs = 1;
+    }
+    char err[256];
+    nlpc_client *c = nlpc_client_new(cli->endpoint, err, sizeof err);
+    if (!c) {
+        fprintf(stderr, "nlpc: %s\n", err);
+        free(stdin_text);
+        return NLPC_EXIT_CONN;
+    }
+    nlpc_response *r = NULL;
+    int rc = nlpc_call(c, &cli->rq, cli->timeout_ms, &r);
+    int code;
+    if (rc < 0) {
+        fprintf(stderr, "nlpc: %s (%s)\n", nlpc_client_error(c), cli->endpoint);
+        code = rc == NLPC_EINVAL ? NLPC_EXIT_USAGE : NLPC_EXIT_CONN;
+    } else {
+        if (cli->json) print_json(cli, r);
+        else print_readable(cli, r);
+        code = NLPC_EXIT_OK;
+        if (r->code != NLPC_OK) {
+            fprintf(stderr, "nlpc: %s: %s\n", nlpc_code_name(r->code), r->message);
+            code = NLPC_EXIT_SERVER;
+        }
+        for (int i = 0; i < r->n_results; i++)
+            if (r->results[i].code != NLPC_OK) {
+                if (r->code == NLPC_OK)
+                    fprintf(stderr, "nlpc: %s: %s\n", nlpc_code_name(r->results[i].code),
+                            r->results[i].message);
+                code = NLPC_EXIT_SERVER;
+            }
+        if (r->has_health && !r->health.ok) code = NLPC_EXIT_SERVER;
+    }
+    nlpc_response_free(&r);
+    nlpc_client_destroy(&c);
+    free(stdin_text);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    nlpc_cli cli;
+    memset(&cli, 0, sizeof cli);
+    nlpc_request_init(&cli.rq, NLPC_TASK_NONE);
+    const char *env = getenv("NLPD_ENDPOINT");
+    cli.endpoint = env && *env ? env : NLPC_DEFAULT_ENDPOINT;
+    cli.timeout_ms = NLPC_DEFAULT_TIMEOUT_MS;
+    cli.window = 32;
+    cli.progress = -1;
+
+    int is_batch = 0;
+    int code = parse_args(&cli, argc, argv, &is_batch);
+    if (code < 0) code = is_batch ? nlpc_cli_batch(&cli) : run_one(&cli);
+    free(cli.labels_buf);
+    return code;
+}

@@ -1,4 +1,411 @@
-/* STUB: replaced by the tasks work. */
+/* nlprun summarize|translate|classify|qa|text2text: one task on stdin text (the whole of
+ * stdin is one document), without the daemon. Single-threaded.
+ *
+ * The output is deterministic (same model, config, options and text: same bytes), since
+ * the daemon's end-to-end test compares the daemon's results with it:
+ *   text       summarize/translate/text2text: the text; classify: `label<TAB>prob` lines,
+ *              best first; qa: `answer<TAB>score`. With --hypotheses (or --num-return > 1)
+ *              every hypothesis as `score<TAB>text`, best first.
+ *   --json     one JSON object: task, status, message, text, answer (qa), score,
+ *              labels [{label, score}], hypotheses [{text, score}], input_tokens,
+ *              output_tokens, truncated.
+ * Exit: 0 ok, 1 the task failed (the reason on stderr; with --json also the object on
+ * stdout), 2 usage. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "clients/nlprun/nlprun.h"
-int nlprun_task(int argc, char **argv) { (void)argc; fprintf(stderr, "nlprun: %s not implemented\n", argv[0]); return 1; }
+#include "engine/engine.h"
+#include "engine/tok.h"
+#include "tasks/task.h"
+
+#define DEFAULT_CONFIG "conf/tasks.conf"
+
+typedef struct task_cli {
+    const char *model_dir;
+    const char *config;
+    const char *from, *to;
+    char *labels_arg;              /* owned copy, cut into labels[] */
+    const char **labels;
+    int n_labels;
+    int multi_label;
+    const char *question;
+    int json;
+    int threads;
+    task_decode_opts opts;
+} task_cli;
+
+static void task_usage(FILE *f, const char *task)
+{
+    fprintf(f,
+            "usage: nlprun %s --model DIR [options] < TEXT\n"
+            "  --config FILE            tasks settings (default: " DEFAULT_CONFIG
+            " if present, else built-in)\n"
+            "  --to LANG --from LANG    translate: ISO code or English name (from: config default)\n"
+            "  --labels a,b,c           classify: candidate labels\n"
+            "  --multi-label            classify: independent per-label probabilities\n"
+            "  --question Q             qa: the question (stdin is the context)\n"
+            "  --max-new-tokens N --min-new-tokens N --num-beams N --num-return N\n"
+            "  --length-penalty F --no-repeat-ngram-size N --repetition-penalty F\n"
+            "  --temperature F --top-k N --top-p F --seed N   (any of these four: sampling)\n"
+            "  --hypotheses             every hypothesis with its score\n"
+            "  --threads N              OpenBLAS threads (default 1; 0 = all cores)\n"
+            "  --json                   one JSON object with the whole result\n",
+            task);
+}
+
+static int parse_int(const char *s, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_float(const char *s, float *out)
+{
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+/* Cuts "a, b,c" into trimmed labels pointing into cli->labels_arg. */
+static int split_labels(task_cli *cli, const char *arg)
+{
+    free(cli->labels_arg);
+    free(cli->labels);
+    cli->labels_arg = strdup(arg);
+    cli->labels = calloc(strlen(arg) + 1, sizeof *cli->labels);
+    cli->n_labels = 0;
+    if (!cli->labels_arg || !cli->labels) return -1;
+    char *save = NULL;
+    for (char *t = strtok_r(cli->labels_arg, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ') t++;
+        size_t n = strlen(t);
+        while (n && t[n - 1] == ' ') t[--n] = 0;
+        if (n) cli->labels[cli->n_labels++] = t;
+    }
+    return 0;
+}
+
+enum {
+    O_MODEL = 256, O_CONFIG, O_FROM, O_TO, O_LABELS, O_MULTI, O_QUESTION, O_JSON, O_THREADS,
+    O_MAXNEW, O_MINNEW, O_BEAMS, O_NRET, O_LP, O_NOREP, O_REPP, O_TEMP, O_TOPK, O_TOPP,
+    O_SEED, O_HYPS, O_HELP,
+};
+
+static int parse_args(int argc, char **argv, task_cli *cli)
+{
+    static const struct option lo[] = {
+        { "model", required_argument, 0, O_MODEL },
+        { "config", required_argument, 0, O_CONFIG },
+        { "from", required_argument, 0, O_FROM },
+        { "to", required_argument, 0, O_TO },
+        { "labels", required_argument, 0, O_LABELS },
+        { "multi-label", no_argument, 0, O_MULTI },
+        { "question", required_argument, 0, O_QUESTION },
+        { "json", no_argument, 0, O_JSON },
+        { "threads", required_argument, 0, O_THREADS },
+        { "max-new-tokens", required_argument, 0, O_MAXNEW },
+        { "min-new-tokens", required_argument, 0, O_MINNEW },
+        { "num-beams", required_argument, 0, O_BEAMS },
+        { "num-return", required_argument, 0, O_NRET },
+        { "length-penalty", required_argument, 0, O_LP },
+        { "no-repeat-ngram-size", required_argument, 0, O_NOREP },
+        { "repetition-penalty", required_argument, 0, O_REPP },
+        { "temperature", required_argument, 0, O_TEMP },
+        { "top-k", required_argument, 0, O_TOPK },
+        { "top-p", required_argument, 0, O_TOPP },
+        { "seed", required_argument, 0, O_SEED },
+        { "hypotheses", no_argument, 0, O_HYPS },
+        { "help", no_argument, 0, O_HELP },
+        { 0, 0, 0, 0 },
+    };
+    task_decode_opts *o = &cli->opts;
+    int c, li = 0, bad = 0;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", lo, &li)) != -1) {
+        switch (c) {
+        case O_MODEL: cli->model_dir = optarg; break;
+        case O_CONFIG: cli->config = optarg; break;
+        case O_FROM: cli->from = optarg; break;
+        case O_TO: cli->to = optarg; break;
+        case O_LABELS:
+            if (split_labels(cli, optarg) < 0) return -1;
+            break;
+        case O_MULTI: cli->multi_label = 1; break;
+        case O_QUESTION: cli->question = optarg; break;
+        case O_JSON: cli->json = 1; break;
+        case O_HYPS: o->return_hypotheses = 1; break;
+        case O_THREADS: bad |= parse_int(optarg, 0, 256, &cli->threads); break;
+        case O_MAXNEW: bad |= parse_int(optarg, 0, 1 << 20, &o->max_new_tokens); break;
+        case O_MINNEW: bad |= parse_int(optarg, 0, 1 << 20, &o->min_new_tokens); break;
+        case O_BEAMS: bad |= parse_int(optarg, 0, 1 << 20, &o->num_beams); break;
+        case O_NRET:
+            bad |= parse_int(optarg, 0, 1 << 20, &o->num_return_sequences);
+            if (o->num_return_sequences > 1) o->return_hypotheses = 1;
+            break;
+        case O_NOREP: bad |= parse_int(optarg, 0, 1 << 20, &o->no_repeat_ngram_size); break;
+        case O_TOPK: bad |= parse_int(optarg, 0, 1 << 30, &o->top_k); break;
+        case O_LP: bad |= parse_float(optarg, &o->length_penalty); break;
+        case O_REPP: bad |= parse_float(optarg, &o->repetition_penalty); break;
+        case O_TEMP: bad |= parse_float(optarg, &o->temperature); break;
+        case O_TOPP: bad |= parse_float(optarg, &o->top_p); break;
+        case O_SEED: {
+            char *end;
+            errno = 0;
+            long long v = strtoll(optarg, &end, 10);
+            if (errno || end == optarg || *end || v < 0) bad = 1;
+            o->seed = v;
+            break;
+        }
+        case O_HELP: return 1;
+        default:
+            fprintf(stderr, "nlprun %s: unknown or incomplete option '%s'\n", argv[0],
+                    argv[optind - 1]);
+            return -1;
+        }
+        if (bad) {
+            fprintf(stderr, "nlprun %s: bad value '%s' for --%s\n", argv[0], optarg,
+                    lo[li].name);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "nlprun %s: unexpected argument '%s' (the text goes on stdin)\n",
+                argv[0], argv[optind]);
+        return -1;
+    }
+    if (!cli->model_dir) {
+        fprintf(stderr, "nlprun %s: --model DIR is required\n", argv[0]);
+        return -1;
+    }
+    return 0;
+}
+
+static char *read_all(FILE *f, size_t *len)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (n < cap) break;
+        char *nb = realloc(buf, (cap *= 2) + 1);
+        if (!nb) free(buf);
+        buf = nb;
+    }
+    if (!buf || ferror(f)) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+/* Runs the doc's jobs: scoring jobs one by one, generate jobs batched up to the ctx's
+ * decoder rows (a request's result does not depend on its batch). A batch that fails as
+ * a whole marks each of its jobs. */
+static void flush(eng_ctx *ctx, task_doc *doc, eng_gen_req *reqs, const int *idx, int *nb,
+                  int *rows)
+{
+    if (!*nb) return;
+    int rc = eng_generate(ctx, reqs, *nb);
+    for (int k = 0; k < *nb; k++) doc->jobs[idx[k]].gen.status = rc < 0 ? rc : reqs[k].status;
+    *nb = *rows = 0;
+}
+
+static void run_jobs(eng_ctx *ctx, const eng_ctx_params *cp, task_doc *doc)
+{
+    eng_gen_req *reqs = calloc((size_t)doc->n_jobs + 1, sizeof *reqs);
+    int *idx = calloc((size_t)doc->n_jobs + 1, sizeof *idx);
+    int nb = 0, rows = 0;
+    for (int i = 0; i < doc->n_jobs; i++) {
+        task_job *j = &doc->jobs[i];
+        if (j->kind == TASK_JOB_SCORE) {
+            int rc = eng_score(ctx, &j->score, 1);
+            if (rc < 0) j->score.status = rc;
+            continue;
+        }
+        if (!reqs || !idx) {
+            j->gen.status = ENG_ENOMEM;
+            continue;
+        }
+        int r = j->params.num_beams > 0 ? j->params.num_beams : 1;
+        if (rows + r > cp->max_rows) flush(ctx, doc, reqs, idx, &nb, &rows);
+        idx[nb] = i;
+        reqs[nb++] = j->gen;
+        rows += r;
+    }
+    if (reqs && idx) flush(ctx, doc, reqs, idx, &nb, &rows);
+    free(reqs);
+    free(idx);
+}
+
+static const char *status_name(int st)
+{
+    switch (st) {
+    case TASK_OK: return "OK";
+    case TASK_EINVAL: return "INVALID_ARGUMENT";
+    case TASK_ETOOLONG: return "INPUT_TOO_LONG";
+    case TASK_ENOMEM: return "INTERNAL";
+    default: return "INTERNAL";
+    }
+}
+
+static void print_json(task_kind kind, const task_result *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "task", task_kind_name(kind));
+    cJSON_AddStringToObject(o, "status", status_name(r->status));
+    cJSON_AddStringToObject(o, "message", r->message);
+    cJSON_AddStringToObject(o, "text", r->text ? r->text : "");
+    if (kind == TASK_QA) cJSON_AddStringToObject(o, "answer", r->text ? r->text : "");
+    cJSON_AddNumberToObject(o, "score", r->score);
+    cJSON *labels = cJSON_AddArrayToObject(o, "labels");
+    for (int i = 0; i < r->n_labels; i++) {
+        cJSON *l = cJSON_CreateObject();
+        cJSON_AddStringToObject(l, "label", r->labels[i].label);
+        cJSON_AddNumberToObject(l, "score", r->labels[i].score);
+        cJSON_AddItemToArray(labels, l);
+    }
+    cJSON *hyps = cJSON_AddArrayToObject(o, "hypotheses");
+    for (int i = 0; i < r->n_hyps; i++) {
+        cJSON *h = cJSON_CreateObject();
+        cJSON_AddStringToObject(h, "text", r->hyps[i].text);
+        cJSON_AddNumberToObject(h, "score", r->hyps[i].score);
+        cJSON_AddItemToArray(hyps, h);
+    }
+    cJSON_AddNumberToObject(o, "input_tokens", r->input_tokens);
+    cJSON_AddNumberToObject(o, "output_tokens", r->output_tokens);
+    cJSON_AddBoolToObject(o, "truncated", r->truncated);
+    char *s = cJSON_PrintUnformatted(o);
+    if (s) printf("%s\n", s);
+    free(s);
+    cJSON_Delete(o);
+}
+
+static void print_text(task_kind kind, const task_result *r, int hyps)
+{
+    if (kind == TASK_CLASSIFY) {
+        for (int i = 0; i < r->n_labels; i++)
+            printf("%s\t%.6f\n", r->labels[i].label, r->labels[i].score);
+    } else if (hyps) {
+        for (int i = 0; i < r->n_hyps; i++) printf("%.6f\t%s\n", r->hyps[i].score, r->hyps[i].text);
+    } else if (kind == TASK_QA) {
+        printf("%s\t%.6f\n", r->text ? r->text : "", r->score);
+    } else {
+        printf("%s\n", r->text ? r->text : "");
+    }
+}
+
+int nlprun_task(int argc, char **argv)
+{
+    task_kind kind = task_kind_from_name(argv[0]);
+    task_cli cli = { 0 };
+    task_conf *conf = NULL;
+    tok_model *tok = NULL;
+    eng_model *model = NULL;
+    eng_ctx *ctx = NULL;
+    char *text = NULL;
+    char err[512];
+    int ret = 1;
+
+    if (kind == TASK_NONE) {
+        fprintf(stderr, "nlprun: unknown task '%s'\n", argv[0]);
+        return 2;
+    }
+    task_decode_opts_unset(&cli.opts);
+    cli.threads = 1;
+    int pr = parse_args(argc, argv, &cli);
+    if (pr != 0) {
+        if (pr > 0)
+            task_usage(stdout, argv[0]);
+        else
+            fprintf(stderr, "(nlprun %s --help lists the options)\n", argv[0]);
+        ret = pr > 0 ? 0 : 2;
+        goto out;
+    }
+
+    const char *cpath = cli.config;
+    if (!cpath && access(DEFAULT_CONFIG, R_OK) == 0) cpath = DEFAULT_CONFIG;
+    conf = cpath ? task_conf_load(cpath, err, sizeof err) : task_conf_default();
+    if (!conf) {
+        fprintf(stderr, "nlprun: %s\n", cpath ? err : "out of memory");
+        goto out;
+    }
+    size_t text_len = 0;
+    text = read_all(stdin, &text_len);
+    if (!text) {
+        fprintf(stderr, "nlprun: cannot read stdin\n");
+        goto out;
+    }
+
+    char path[4096];
+    snprintf(path, sizeof path, "%s/spiece.model", cli.model_dir);
+    tok = tok_load(path, err, sizeof err);
+    if (!tok) {
+        fprintf(stderr, "nlprun: %s\n", err);
+        goto out;
+    }
+    /* Input errors first: they need the tokenizer, not the model. */
+    task_env env = { .tok = tok, .model = NULL, .conf = conf,
+                     .max_input_tokens = task_conf_max_input_tokens(conf) };
+    task_input in = { .kind = kind, .text = text, .text_len = text_len,
+                      .source_lang = cli.from, .target_lang = cli.to,
+                      .labels = cli.labels, .n_labels = cli.n_labels,
+                      .multi_label = cli.multi_label, .question = cli.question,
+                      .opts = cli.opts };
+    task_doc doc;
+    task_result res = { 0 };
+    int rc = task_prepare(&env, &in, &doc, err, sizeof err);
+    if (rc < 0) {
+        res.status = rc;
+        snprintf(res.message, sizeof res.message, "%.*s", (int)sizeof res.message - 1, err);
+    } else {
+        eng_model_params mp = eng_model_default_params();
+        mp.n_threads = cli.threads;
+        eng_ctx_params cp = task_conf_ctx_params(conf);
+        model = eng_model_load(cli.model_dir, &mp, err, sizeof err);
+        if (model) ctx = eng_ctx_new(model, &cp, err, sizeof err);
+        if (!ctx) {
+            fprintf(stderr, "nlprun: %s\n", err);
+            task_doc_clear(&doc);
+            goto out;
+        }
+        env.model = eng_model_config(model);
+        run_jobs(ctx, &cp, &doc);
+        rc = task_finish(&env, &in, &doc, &res);
+    }
+    if (cli.json) print_json(kind, &res);
+    if (rc < 0) {
+        fprintf(stderr, "nlprun: %s\n", res.message);
+    } else {
+        if (!cli.json) print_text(kind, &res, cli.opts.return_hypotheses);
+        ret = 0;
+    }
+    task_result_clear(&res);
+out:
+    fflush(stdout);
+    eng_ctx_free(&ctx);
+    eng_model_free(&model);
+    tok_free(&tok);
+    task_conf_free(&conf);
+    free(text);
+    free(cli.labels_arg);
+    free(cli.labels);
+    return ret;
+}

@@ -1,0 +1,549 @@
+/* libnlpclient: request packing, the DEALER socket, reply decoding and the buffer of
+ * replies that arrived while nlpc_call() waited for another id. The only file that sees
+ * the generated protobuf types. Runs in the caller's thread; one thread per client. */
+#include "clients/libnlpclient/nlpclient.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <zmq.h>
+
+#include "proto/nlp.pb-c.h"
+
+/* Bounds how long nlpc_client_destroy() may block on unsent requests, and how long a
+ * send may wait for queue room (the high-water mark) before it counts as a timeout. */
+#define NLPC_LINGER_MS 200
+#define NLPC_SEND_TIMEOUT_MS 10000
+
+struct nlpc_client {
+    void *zctx;                  /* own context: a library must not share the caller's */
+    void *sock;                  /* DEALER */
+    uint64_t next_id;
+    int in_flight;
+    /* Replies received while nlpc_call() waited for another id, oldest first. */
+    nlpc_response **kept;
+    int n_kept, cap_kept;
+    char err[256];
+};
+
+/* ---- small helpers ---- */
+
+static int fail(nlpc_client *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(nlpc_client *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static const char *str_or_empty(const char *s) { return s ? s : ""; }
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- client ---- */
+
+nlpc_client *nlpc_client_new(const char *endpoint, char *err, size_t errlen)
+{
+    if (!endpoint || !*endpoint) {
+        snprintf(err, errlen, "no endpoint given");
+        return NULL;
+    }
+    nlpc_client *c = calloc(1, sizeof *c);
+    char *eps = strdup(endpoint);
+    if (!c || !eps) {
+        snprintf(err, errlen, "out of memory");
+        goto fail_alloc;
+    }
+    c->next_id = 1;
+    c->zctx = zmq_ctx_new();
+    if (!c->zctx) {
+        snprintf(err, errlen, "zmq_ctx_new: %s", zmq_strerror(errno));
+        goto fail_alloc;
+    }
+    c->sock = zmq_socket(c->zctx, ZMQ_DEALER);
+    if (!c->sock) {
+        snprintf(err, errlen, "zmq_socket: %s", zmq_strerror(errno));
+        goto fail_ctx;
+    }
+    int linger = NLPC_LINGER_MS, sndtimeo = NLPC_SEND_TIMEOUT_MS;
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(c->sock, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo);
+
+    int n_ok = 0;
+    char *save = NULL;
+    for (char *ep = strtok_r(eps, ",", &save); ep; ep = strtok_r(NULL, ",", &save)) {
+        while (*ep == ' ') ep++;
+        if (!*ep) continue;
+        if (zmq_connect(c->sock, ep) != 0) {
+            snprintf(err, errlen, "cannot connect to '%s': %s", ep, zmq_strerror(errno));
+            goto fail_sock;
+        }
+        n_ok++;
+    }
+    if (n_ok == 0) {
+        snprintf(err, errlen, "no endpoint in '%s'", endpoint);
+        goto fail_sock;
+    }
+    free(eps);
+    return c;
+
+fail_sock:
+    zmq_close(c->sock);
+fail_ctx:
+    zmq_ctx_term(c->zctx);
+fail_alloc:
+    free(eps);
+    free(c);
+    return NULL;
+}
+
+void nlpc_client_destroy(nlpc_client **cp)
+{
+    if (!cp || !*cp) return;
+    nlpc_client *c = *cp;
+    for (int i = 0; i < c->n_kept; i++) nlpc_response_free(&c->kept[i]);
+    free(c->kept);
+    zmq_close(c->sock);
+    zmq_ctx_term(c->zctx);
+    free(c);
+    *cp = NULL;
+}
+
+const char *nlpc_client_error(const nlpc_client *c) { return c ? c->err : "no client"; }
+int nlpc_in_flight(const nlpc_client *c) { return c->in_flight + c->n_kept; }
+
+void nlpc_request_init(nlpc_request *rq, nlpc_task task)
+{
+    memset(rq, 0, sizeof *rq);
+    rq->task = task;
+    nlpc_decode_opts *o = &rq->opts;
+    o->max_new_tokens = o->min_new_tokens = o->num_beams = o->num_return_sequences = -1;
+    o->no_repeat_ngram_size = o->top_k = -1;
+    o->length_penalty = o->repetition_penalty = o->temperature = o->top_p = NAN;
+    o->seed = -1;
+}
+
+/* ---- packing ---- */
+
+static int is_task(nlpc_task t) { return t >= NLPC_TASK_SUMMARIZE && t <= NLPC_TASK_TEXT2TEXT; }
+
+/* Packs rq with `id` into a fresh buffer (*buf, *len; the caller frees). Only the
+ * request's own shape is checked here; the server validates values and answers with a
+ * status, so a client never second-guesses server limits. */
+static int pack_request(nlpc_client *c, const nlpc_request *rq, uint64_t id,
+                        uint8_t **buf, size_t *len)
+{
+    Nlp__V1__Request r = NLP__V1__REQUEST__INIT;
+    Nlp__V1__Summarize sum = NLP__V1__SUMMARIZE__INIT;
+    Nlp__V1__Translate tr = NLP__V1__TRANSLATE__INIT;
+    Nlp__V1__Classify cl = NLP__V1__CLASSIFY__INIT;
+    Nlp__V1__QuestionAnswer qa = NLP__V1__QUESTION_ANSWER__INIT;
+    Nlp__V1__Text2Text tt = NLP__V1__TEXT2_TEXT__INIT;
+    Nlp__V1__HealthRequest hr = NLP__V1__HEALTH_REQUEST__INIT;
+    Nlp__V1__StatsRequest sr = NLP__V1__STATS_REQUEST__INIT;
+    Nlp__V1__DecodingOptions op = NLP__V1__DECODING_OPTIONS__INIT;
+
+    r.has_id = 1;
+    r.id = id;
+    switch (rq->task) {
+    case NLPC_TASK_SUMMARIZE:
+        r.task_case = NLP__V1__REQUEST__TASK_SUMMARIZE;
+        r.summarize = &sum;
+        break;
+    case NLPC_TASK_TRANSLATE:
+        if (!rq->target_lang || !*rq->target_lang)
+            return fail(c, NLPC_EINVAL, "translate needs a target language");
+        r.task_case = NLP__V1__REQUEST__TASK_TRANSLATE;
+        tr.source_lang = (char *)rq->source_lang;
+        tr.target_lang = (char *)rq->target_lang;
+        r.translate = &tr;
+        break;
+    case NLPC_TASK_CLASSIFY:
+        if (rq->n_labels < 1 || !rq->labels)
+            return fail(c, NLPC_EINVAL, "classify needs at least one label");
+        r.task_case = NLP__V1__REQUEST__TASK_CLASSIFY;
+        cl.n_labels = (size_t)rq->n_labels;
+        cl.labels = (char **)rq->labels;
+        if (rq->multi_label) {
+            cl.has_multi_label = 1;
+            cl.multi_label = 1;
+        }
+        r.classify = &cl;
+        break;
+    case NLPC_TASK_QA:
+        if (!rq->question || !*rq->question)
+            return fail(c, NLPC_EINVAL, "qa needs a question");
+        r.task_case = NLP__V1__REQUEST__TASK_QA;
+        qa.question = (char *)rq->question;
+        r.qa = &qa;
+        break;
+    case NLPC_TASK_TEXT2TEXT:
+        r.task_case = NLP__V1__REQUEST__TASK_TEXT2TEXT;
+        r.text2text = &tt;
+        break;
+    case NLPC_TASK_HEALTH:
+        r.task_case = NLP__V1__REQUEST__TASK_HEALTH;
+        r.health = &hr;
+        break;
+    case NLPC_TASK_STATS:
+        r.task_case = NLP__V1__REQUEST__TASK_STATS;
+        r.stats = &sr;
+        break;
+    default:
+        return fail(c, NLPC_EINVAL, "unknown task %d", (int)rq->task);
+    }
+    if (is_task(rq->task)) {
+        if (rq->n_docs < 1 || !rq->docs)
+            return fail(c, NLPC_EINVAL, "a %s request needs at least one document",
+                        nlpc_task_name(rq->task));
+        for (int i = 0; i < rq->n_docs; i++)
+            if (!rq->docs[i]) return fail(c, NLPC_EINVAL, "document %d is NULL", i);
+        r.n_documents = (size_t)rq->n_docs;
+        r.documents = (char **)rq->docs;
+    }
+
+    const nlpc_decode_opts *o = &rq->opts;
+    int any = 0;
+#define SET_INT(field, val)                                                   \
+    do {                                                                      \
+        if ((val) >= 0) {                                                     \
+            op.has_##field = 1;                                               \
+            op.field = (uint32_t)(val);                                       \
+            any = 1;                                                          \
+        }                                                                     \
+    } while (0)
+#define SET_FLOAT(field, val)                                                 \
+    do {                                                                      \
+        if (!isnan(val)) {                                                    \
+            op.has_##field = 1;                                               \
+            op.field = (val);                                                 \
+            any = 1;                                                          \
+        }                                                                     \
+    } while (0)
+    SET_INT(max_new_tokens, o->max_new_tokens);
+    SET_INT(num_beams, o->num_beams);
+    SET_INT(min_new_tokens, o->min_new_tokens);
+    SET_INT(no_repeat_ngram_size, o->no_repeat_ngram_size);
+    SET_INT(top_k, o->top_k);
+    SET_INT(num_return_sequences, o->num_return_sequences);
+    SET_FLOAT(length_penalty, o->length_penalty);
+    SET_FLOAT(repetition_penalty, o->repetition_penalty);
+    SET_FLOAT(temperature, o->temperature);
+    SET_FLOAT(top_p, o->top_p);
+#undef SET_INT
+#undef SET_FLOAT
+    if (o->seed >= 0) {
+        op.has_seed = 1;
+        op.seed = (uint64_t)o->seed;
+        any = 1;
+    }
+    if (o->return_hypotheses) {
+        op.has_return_hypotheses = 1;
+        op.return_hypotheses = 1;
+        any = 1;
+    }
+    if (any) r.options = &op;
+    if (rq->deadline_ms) {
+        r.has_deadline_ms = 1;
+        r.deadline_ms = rq->deadline_ms;
+    }
+    if (rq->priority) {
+        r.has_priority = 1;
+        r.priority = rq->priority;
+    }
+
+    *len = nlp__v1__request__get_packed_size(&r);
+    *buf = malloc(*len ? *len : 1);
+    if (!*buf) return fail(c, NLPC_ENOMEM, "out of memory packing a request");
+    nlp__v1__request__pack(&r, *buf);
+    return 0;
+}
+
+int64_t nlpc_send(nlpc_client *c, const nlpc_request *rq)
+{
+    if (!c || !rq) return NLPC_EINVAL;
+    uint64_t id = c->next_id;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = pack_request(c, rq, id, &buf, &len);
+    if (rc < 0) return rc;
+    int n = zmq_send(c->sock, buf, len, 0);
+    int e = errno;
+    free(buf);
+    if (n < 0) {
+        if (e == EAGAIN)
+            return fail(c, NLPC_ETIMEOUT, "send timed out: the daemon takes no requests");
+        return fail(c, NLPC_ECONN, "send: %s", zmq_strerror(e));
+    }
+    c->next_id++;
+    c->in_flight++;
+    return (int64_t)id;
+}
+
+/* ---- decoding ---- */
+
+/* Every array here is allocated once per response and freed by nlpc_response_free; the
+ * strings stay in the unpacked protobuf (priv). */
+static nlpc_response *convert(Nlp__V1__Response *pb)
+{
+    nlpc_response *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->priv = pb;
+    r->id = pb->has_id ? pb->id : 0;
+    r->code = pb->status && pb->status->has_code ? (int)pb->status->code : NLPC_OK;
+    r->message = str_or_empty(pb->status ? pb->status->message : NULL);
+    if (pb->timings) {
+        r->queue_ms = pb->timings->queue_ms;
+        r->compute_ms = pb->timings->compute_ms;
+        r->total_ms = pb->timings->total_ms;
+    }
+    nlpc_result *res = NULL;
+    if (pb->n_results) {
+        res = calloc(pb->n_results, sizeof *res);
+        if (!res) goto fail;
+        r->results = res;
+    }
+    r->n_results = (int)pb->n_results;
+    for (size_t i = 0; i < pb->n_results; i++) {
+        const Nlp__V1__Result *p = pb->results[i];
+        nlpc_result *q = &res[i];
+        q->code = p->status && p->status->has_code ? (int)p->status->code : NLPC_OK;
+        q->message = str_or_empty(p->status ? p->status->message : NULL);
+        q->text = str_or_empty(p->text);
+        q->answer = str_or_empty(p->answer);
+        q->score = p->score;
+        q->input_tokens = p->input_tokens;
+        q->output_tokens = p->output_tokens;
+        q->truncated = p->truncated;
+        if (p->n_labels) {
+            nlpc_label *l = calloc(p->n_labels, sizeof *l);
+            if (!l) goto fail;
+            for (size_t k = 0; k < p->n_labels; k++) {
+                l[k].label = str_or_empty(p->labels[k]->label);
+                l[k].score = p->labels[k]->score;
+            }
+            q->labels = l;
+            q->n_labels = (int)p->n_labels;
+        }
+        if (p->n_hypotheses) {
+            nlpc_hyp *h = calloc(p->n_hypotheses, sizeof *h);
+            if (!h) goto fail;
+            for (size_t k = 0; k < p->n_hypotheses; k++) {
+                h[k].text = str_or_empty(p->hypotheses[k]->text);
+                h[k].score = p->hypotheses[k]->score;
+            }
+            q->hyps = h;
+            q->n_hyps = (int)p->n_hypotheses;
+        }
+    }
+    if (pb->health) {
+        const Nlp__V1__Health *h = pb->health;
+        r->has_health = 1;
+        r->health.ok = h->ok;
+        r->health.shutting_down = h->shutting_down;
+        r->health.model = str_or_empty(h->model);
+        r->health.version = str_or_empty(h->version);
+        r->health.uptime_s = h->uptime_s;
+    }
+    if (pb->stats) {
+        const Nlp__V1__Stats *s = pb->stats;
+        nlpc_stats *d = &r->stats;
+        r->has_stats = 1;
+        d->requests = s->requests;
+        d->documents = s->documents;
+        d->batches = s->batches;
+        d->input_tokens = s->input_tokens;
+        d->output_tokens = s->output_tokens;
+        d->queue_depth = s->queue_depth;
+        d->in_flight = s->in_flight;
+        d->tokens_per_s = s->tokens_per_s;
+        d->latency_p50_ms = s->latency_p50_ms;
+        d->latency_p90_ms = s->latency_p90_ms;
+        d->latency_p99_ms = s->latency_p99_ms;
+        d->mean_batch_size = s->mean_batch_size;
+        d->uptime_s = s->uptime_s;
+        if (s->n_responses) {
+            nlpc_code_count *cc = calloc(s->n_responses, sizeof *cc);
+            if (!cc) goto fail;
+            for (size_t k = 0; k < s->n_responses; k++) {
+                cc[k].code = (int)s->responses[k]->code;
+                cc[k].count = s->responses[k]->count;
+            }
+            d->responses = cc;
+            d->n_responses = (int)s->n_responses;
+        }
+    }
+    return r;
+
+fail:
+    r->priv = NULL;   /* the caller still owns pb on failure */
+    nlpc_response_free(&r);
+    return NULL;
+}
+
+void nlpc_response_free(nlpc_response **rp)
+{
+    if (!rp || !*rp) return;
+    nlpc_response *r = *rp;
+    for (int i = 0; i < r->n_results; i++) {
+        free((void *)r->results[i].labels);
+        free((void *)r->results[i].hyps);
+    }
+    free((void *)r->results);
+    free((void *)r->stats.responses);
+    if (r->priv) nlp__v1__response__free_unpacked(r->priv, NULL);
+    free(r);
+    *rp = NULL;
+}
+
+/* Receives one message (all its frames) from the socket, waiting up to timeout_ms.
+ * The payload is the last frame: a DEALER sees exactly one, but tolerate an empty
+ * delimiter in front (a ROUTER that answers as if to a REQ). */
+static int recv_one(nlpc_client *c, int timeout_ms, nlpc_response **out)
+{
+    zmq_pollitem_t it = { c->sock, 0, ZMQ_POLLIN, 0 };
+    int n = zmq_poll(&it, 1, timeout_ms < 0 ? -1 : timeout_ms);
+    if (n < 0) {
+        if (errno == EINTR) return fail(c, NLPC_ETIMEOUT, "interrupted while waiting");
+        return fail(c, NLPC_ECONN, "poll: %s", zmq_strerror(errno));
+    }
+    if (n == 0)
+        return fail(c, NLPC_ETIMEOUT, "no reply within %d ms (is nlpd running?)", timeout_ms);
+
+    zmq_msg_t msg;
+    zmq_msg_init(&msg);
+    for (;;) {
+        if (zmq_msg_recv(&msg, c->sock, 0) < 0) {
+            int e = errno;
+            zmq_msg_close(&msg);
+            return fail(c, NLPC_ECONN, "recv: %s", zmq_strerror(e));
+        }
+        if (!zmq_msg_more(&msg)) break;
+    }
+    Nlp__V1__Response *pb = nlp__v1__response__unpack(NULL, zmq_msg_size(&msg),
+                                                      zmq_msg_data(&msg));
+    size_t sz = zmq_msg_size(&msg);
+    zmq_msg_close(&msg);
+    if (!pb) return fail(c, NLPC_EPROTO, "dropped a %zu-byte reply that is not a Response", sz);
+    nlpc_response *r = convert(pb);
+    if (!r) {
+        nlp__v1__response__free_unpacked(pb, NULL);
+        return fail(c, NLPC_ENOMEM, "out of memory decoding a reply");
+    }
+    if (c->in_flight > 0) c->in_flight--;
+    *out = r;
+    return 0;
+}
+
+static int keep(nlpc_client *c, nlpc_response *r)
+{
+    if (c->n_kept == c->cap_kept) {
+        int cap = c->cap_kept ? 2 * c->cap_kept : 16;
+        nlpc_response **k = realloc(c->kept, (size_t)cap * sizeof *k);
+        if (!k) return NLPC_ENOMEM;
+        c->kept = k;
+        c->cap_kept = cap;
+    }
+    c->kept[c->n_kept++] = r;
+    return 0;
+}
+
+int nlpc_recv(nlpc_client *c, int timeout_ms, nlpc_response **out)
+{
+    if (!c || !out) return NLPC_EINVAL;
+    *out = NULL;
+    if (c->n_kept) {
+        *out = c->kept[0];
+        memmove(c->kept, c->kept + 1, (size_t)(c->n_kept - 1) * sizeof *c->kept);
+        c->n_kept--;
+        return 0;
+    }
+    return recv_one(c, timeout_ms, out);
+}
+
+int nlpc_call(nlpc_client *c, const nlpc_request *rq, int timeout_ms, nlpc_response **out)
+{
+    if (!c || !out) return NLPC_EINVAL;
+    *out = NULL;
+    int64_t id = nlpc_send(c, rq);
+    if (id < 0) return (int)id;
+    int64_t end = now_ms() + timeout_ms;
+    for (;;) {
+        int left = -1;
+        if (timeout_ms >= 0) {
+            int64_t l = end - now_ms();
+            left = l > 0 ? (int)l : 0;
+        }
+        nlpc_response *r = NULL;
+        int rc = recv_one(c, left, &r);
+        if (rc == NLPC_EPROTO) continue;   /* garbage on the wire is not our reply */
+        if (rc < 0) return rc;
+        if (r->id == (uint64_t)id) {
+            *out = r;
+            return 0;
+        }
+        if (keep(c, r) < 0) {
+            nlpc_response_free(&r);
+            return fail(c, NLPC_ENOMEM, "out of memory keeping a reply");
+        }
+    }
+}
+
+/* ---- names ---- */
+
+const char *nlpc_strerror(int err)
+{
+    switch (err) {
+    case 0: return "ok";
+    case NLPC_EINVAL: return "invalid argument";
+    case NLPC_ETIMEOUT: return "timed out";
+    case NLPC_ECONN: return "connection error";
+    case NLPC_EPROTO: return "protocol error";
+    case NLPC_ENOMEM: return "out of memory";
+    default: return "unknown error";
+    }
+}
+
+static const char *const code_names[] = {
+    "OK", "INVALID_ARGUMENT", "UNKNOWN_TASK", "INPUT_TOO_LONG", "OVERLOADED",
+    "DEADLINE_EXCEEDED", "INTERNAL", "MESSAGE_TOO_LARGE", "TOO_MANY_DOCUMENTS",
+    "SHUTTING_DOWN", "MALFORMED",
+};
+
+const char *nlpc_code_name(int code)
+{
+    if (code >= 0 && code < (int)(sizeof code_names / sizeof code_names[0]))
+        return code_names[code];
+    return "UNKNOWN_STATUS";
+}
+
+static const char *const task_names[] = {
+    NULL, "summarize", "translate", "classify", "qa", "text2text", "health", "stats",
+};
+
+const char *nlpc_task_name(nlpc_task task)
+{
+    if (task > 0 && task <= NLPC_TASK_STATS) return task_names[task];
+    return "none";
+}
+
+nlpc_task nlpc_task_from_name(const char *name)
+{
+    for (int i = 1; i <= NLPC_TASK_STATS; i++)
+        if (name && !strcmp(name, task_names[i])) return (nlpc_task)i;
+    return NLPC_TASK_NONE;
+}

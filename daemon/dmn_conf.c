@@ -1,0 +1,337 @@
+/* Daemon configuration. Main thread only, at start-up (see dmn_conf.h). */
+#include "daemon/dmn_conf.h"
+
+#include <libconfig.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "daemon/dmn_log.h"
+
+enum key_type { KEY_INT = 1, KEY_STR = 2, KEY_BOOL = 3, KEY_LEVEL = 4 };
+
+typedef struct conf_key {
+    const char *path;      /* dotted libconfig path */
+    int type;
+    size_t off;            /* offset in dmn_conf */
+    size_t size;           /* KEY_STR: buffer size */
+    long long min, max, def;
+    const char *sdef;
+} conf_key;
+
+#define INT_KEY(p, f, mn, mx, d) { p, KEY_INT, offsetof(dmn_conf, f), 0, mn, mx, d, NULL }
+#define STR_KEY(p, f, d) { p, KEY_STR, offsetof(dmn_conf, f), sizeof(((dmn_conf *)0)->f), 0, 0, 0, d }
+#define BOOL_KEY(p, f, d) { p, KEY_BOOL, offsetof(dmn_conf, f), 0, 0, 1, d, NULL }
+
+/* The one table of scalar keys: their defaults, ranges and where they land. `bind` (a
+ * list) and the tasks group are handled apart. */
+static const conf_key keys[] = {
+    STR_KEY("model", model_dir, "models/flan-t5-small"),
+    INT_KEY("threads", threads, 0, 256, 0),
+    { "log_level", KEY_LEVEL, offsetof(dmn_conf, log_level), 0, 0, 3, DMN_LOG_INFO, "info" },
+    INT_KEY("linger_ms", linger_ms, 0, 60000, 2000),
+    STR_KEY("pipeline.pull", pull, ""),
+    STR_KEY("pipeline.push", push, ""),
+    BOOL_KEY("pipeline.connect", pipeline_connect, 1),
+    INT_KEY("limits.max_message_bytes", limits.max_message_bytes, 64, 256 << 20, 1 << 20),
+    INT_KEY("limits.max_documents", limits.max_documents, 1, 100000, 64),
+    INT_KEY("limits.max_input_tokens", limits.max_input_tokens, 8, 8192, 512),
+    INT_KEY("limits.max_new_tokens", limits.max_new_tokens, 1, 4096, 256),
+    INT_KEY("limits.max_labels", limits.max_labels, 1, 1024, 64),
+    INT_KEY("limits.queue_size", limits.queue_size, 1, 1000000, 1024),
+    INT_KEY("limits.default_deadline_ms", limits.default_deadline_ms, 1, 86400000, 60000),
+    INT_KEY("batching.max_batch_tokens", batching.max_batch_tokens, 8, 1 << 20, 8192),
+    INT_KEY("batching.max_wait_ms", batching.max_wait_ms, 0, 10000, 5),
+    INT_KEY("batching.max_rows", batching.max_rows, 1, 1024, 32),
+};
+#define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
+
+/* Top-level names and groups that are the daemon's; anything else at the top level but
+ * `tasks` is a typo worth an error. */
+static const char *const groups[] = { "pipeline", "limits", "batching" };
+
+static void *field(dmn_conf *c, const conf_key *k) { return (char *)c + k->off; }
+
+void dmn_conf_defaults(dmn_conf *c)
+{
+    memset(c, 0, sizeof *c);
+    for (int i = 0; i < N_KEYS; i++) {
+        const conf_key *k = &keys[i];
+        if (k->type == KEY_STR)
+            snprintf(field(c, k), k->size, "%s", k->sdef);
+        else
+            *(int *)field(c, k) = (int)k->def;
+    }
+    c->n_binds = 2;
+    snprintf(c->binds[0], sizeof c->binds[0], "tcp://127.0.0.1:5555");
+    snprintf(c->binds[1], sizeof c->binds[1], "ipc:///tmp/nlpd.sock");
+}
+
+static int where(const config_setting_t *s, const char *fallback, char *err, size_t errlen)
+{
+    const char *file = config_setting_source_file(s);
+    return snprintf(err, errlen, "%s:%u: ", file ? file : fallback,
+                    config_setting_source_line(s));
+}
+
+static int key_known(const char *group, const char *name)
+{
+    size_t gl = strlen(group);
+    for (int i = 0; i < N_KEYS; i++)
+        if (strncmp(keys[i].path, group, gl) == 0 && keys[i].path[gl] == '.' &&
+            strcmp(keys[i].path + gl + 1, name) == 0)
+            return 1;
+    return 0;
+}
+
+static int check_unknown(const config_t *cfg, const char *path, char *err, size_t errlen)
+{
+    const config_setting_t *root = config_root_setting(cfg);
+    for (int i = 0; i < config_setting_length(root); i++) {
+        const config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
+        const char *name = config_setting_name(s);
+        int known = strcmp(name, "tasks") == 0 || strcmp(name, "bind") == 0;
+        for (int k = 0; k < N_KEYS && !known; k++)
+            known = strcmp(keys[k].path, name) == 0;
+        int is_group = 0;
+        for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++)
+            if (strcmp(groups[g], name) == 0) is_group = known = 1;
+        if (!known) {
+            int n = where(s, path, err, errlen);
+            snprintf(err + n, errlen - n, "unknown setting '%s'", name);
+            return -1;
+        }
+        if (!is_group) continue;
+        if (!config_setting_is_group(s)) {
+            int n = where(s, path, err, errlen);
+            snprintf(err + n, errlen - n, "'%s' must be a group { ... }", name);
+            return -1;
+        }
+        for (int j = 0; j < config_setting_length(s); j++) {
+            const config_setting_t *e = config_setting_get_elem(s, (unsigned)j);
+            if (!key_known(name, config_setting_name(e))) {
+                int n = where(e, path, err, errlen);
+                snprintf(err + n, errlen - n, "unknown setting '%s.%s'", name,
+                         config_setting_name(e));
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int read_key(dmn_conf *c, const conf_key *k, const config_setting_t *s,
+                    const char *path, char *err, size_t errlen)
+{
+    int t = config_setting_type(s), n;
+    switch (k->type) {
+    case KEY_INT: {
+        if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) {
+            n = where(s, path, err, errlen);
+            snprintf(err + n, errlen - n, "%s must be an integer", k->path);
+            return -1;
+        }
+        long long v = config_setting_get_int64(s);
+        if (v < k->min || v > k->max) {
+            n = where(s, path, err, errlen);
+            snprintf(err + n, errlen - n, "%s = %lld is out of range [%lld, %lld]", k->path,
+                     v, k->min, k->max);
+            return -1;
+        }
+        *(int *)field(c, k) = (int)v;
+        return 0;
+    }
+    case KEY_BOOL:
+        if (t != CONFIG_TYPE_BOOL) {
+            n = where(s, path, err, errlen);
+            snprintf(err + n, errlen - n, "%s must be true or false", k->path);
+            return -1;
+        }
+        *(int *)field(c, k) = config_setting_get_bool(s);
+        return 0;
+    case KEY_STR:
+    case KEY_LEVEL: {
+        const char *v = t == CONFIG_TYPE_STRING ? config_setting_get_string(s) : NULL;
+        if (!v) {
+            n = where(s, path, err, errlen);
+            snprintf(err + n, errlen - n, "%s must be a string", k->path);
+            return -1;
+        }
+        if (k->type == KEY_LEVEL) {
+            int lvl = dmn_log_level_from_name(v);
+            if (lvl < 0) {
+                n = where(s, path, err, errlen);
+                snprintf(err + n, errlen - n,
+                         "%s = \"%s\": expected \"error\", \"warn\", \"info\" or \"debug\"",
+                         k->path, v);
+                return -1;
+            }
+            *(int *)field(c, k) = lvl;
+            return 0;
+        }
+        if (strlen(v) >= k->size) {
+            n = where(s, path, err, errlen);
+            snprintf(err + n, errlen - n, "%s is longer than %zu bytes", k->path,
+                     k->size - 1);
+            return -1;
+        }
+        snprintf(field(c, k), k->size, "%s", v);
+        return 0;
+    }
+    }
+    return -1;
+}
+
+static int read_binds(dmn_conf *c, const config_setting_t *s, const char *path, char *err,
+                      size_t errlen)
+{
+    int n;
+    if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
+        n = where(s, path, err, errlen);
+        snprintf(err + n, errlen - n, "bind must be a list of endpoints [ \"tcp://...\", ... ]");
+        return -1;
+    }
+    c->n_binds = 0;
+    for (int i = 0; i < config_setting_length(s); i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        const char *v = config_setting_type(e) == CONFIG_TYPE_STRING
+                            ? config_setting_get_string(e) : NULL;
+        char why[256];
+        if (!v) {
+            n = where(s, path, err, errlen);
+            snprintf(err + n, errlen - n, "bind[%d] must be a string", i);
+            return -1;
+        }
+        if (dmn_conf_add_bind(c, v, why, sizeof why) < 0) {
+            n = where(s, path, err, errlen);
+            snprintf(err + n, errlen - n, "bind[%d]: %s", i, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int endpoint_ok(const char *ep)
+{
+    return strncmp(ep, "tcp://", 6) == 0 || strncmp(ep, "ipc://", 6) == 0 ||
+           strncmp(ep, "inproc://", 9) == 0;
+}
+
+int dmn_conf_add_bind(dmn_conf *c, const char *ep, char *err, size_t errlen)
+{
+    if (c->n_binds >= DMN_MAX_BINDS) {
+        snprintf(err, errlen, "more than %d bind endpoints", DMN_MAX_BINDS);
+        return -1;
+    }
+    if (strlen(ep) >= sizeof c->binds[0]) {
+        snprintf(err, errlen, "endpoint longer than %zu bytes", sizeof c->binds[0] - 1);
+        return -1;
+    }
+    if (!endpoint_ok(ep)) {
+        snprintf(err, errlen, "endpoint '%s' is not tcp://, ipc:// or inproc://", ep);
+        return -1;
+    }
+    snprintf(c->binds[c->n_binds++], sizeof c->binds[0], "%s", ep);
+    return 0;
+}
+
+int dmn_conf_load(dmn_conf *c, const char *path, char *err, size_t errlen)
+{
+    config_t cfg;
+    char dir[1024];
+    int rc = -1;
+
+    snprintf(c->path, sizeof c->path, "%s", path);
+    /* Includes resolve against the config file's directory, not the cwd. */
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+
+    config_init(&cfg);
+    config_set_include_dir(&cfg, dir);
+    if (!config_read_file(&cfg, path)) {
+        if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
+            snprintf(err, errlen, "%s: cannot read the config file (%s)",
+                     config_error_file(&cfg) ? config_error_file(&cfg) : path,
+                     config_error_text(&cfg));
+        else
+            snprintf(err, errlen, "%s:%d: %s",
+                     config_error_file(&cfg) ? config_error_file(&cfg) : path,
+                     config_error_line(&cfg), config_error_text(&cfg));
+        goto out;
+    }
+    if (check_unknown(&cfg, path, err, errlen) < 0) goto out;
+    for (int i = 0; i < N_KEYS; i++) {
+        const config_setting_t *s = config_lookup(&cfg, keys[i].path);
+        if (s && read_key(c, &keys[i], s, path, err, errlen) < 0) goto out;
+    }
+    const config_setting_t *b = config_lookup(&cfg, "bind");
+    if (b && read_binds(c, b, path, err, errlen) < 0) goto out;
+    if (dmn_conf_check(c, err, errlen) < 0) {
+        /* cross-key errors have no single line: name the file */
+        char why[512];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, errlen, "%s: %s", path, why);
+        goto out;
+    }
+    rc = 0;
+out:
+    config_destroy(&cfg);
+    return rc;
+}
+
+int dmn_conf_check(const dmn_conf *c, char *err, size_t errlen)
+{
+    const dmn_limits *l = &c->limits;
+    if (c->n_binds == 0 && !c->pull[0]) {
+        snprintf(err, errlen, "no endpoint: set bind (or pipeline.pull)");
+        return -1;
+    }
+    if ((c->pull[0] != 0) != (c->push[0] != 0)) {
+        snprintf(err, errlen, "pipeline needs both pull and push endpoints");
+        return -1;
+    }
+    if ((c->pull[0] && !endpoint_ok(c->pull)) || (c->push[0] && !endpoint_ok(c->push))) {
+        snprintf(err, errlen, "pipeline endpoints must be tcp://, ipc:// or inproc://");
+        return -1;
+    }
+    if (l->queue_size < l->max_documents) {
+        snprintf(err, errlen,
+                 "limits.queue_size (%d) must be at least limits.max_documents (%d), or a "
+                 "full-size request could never be queued", l->queue_size, l->max_documents);
+        return -1;
+    }
+    if (c->batching.max_batch_tokens < l->max_input_tokens) {
+        snprintf(err, errlen,
+                 "batching.max_batch_tokens (%d) must be at least limits.max_input_tokens "
+                 "(%d)", c->batching.max_batch_tokens, l->max_input_tokens);
+        return -1;
+    }
+    if (!c->model_dir[0]) {
+        snprintf(err, errlen, "model is empty");
+        return -1;
+    }
+    return 0;
+}
+
+void dmn_conf_dump(const dmn_conf *c, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (int i = 0; i < N_KEYS && n < cap; i++) {
+        const conf_key *k = &keys[i];
+        const void *f = (const char *)c + k->off;
+        if (k->type == KEY_STR)
+            n += snprintf(out + n, cap - n, "%s = \"%s\"\n", k->path, (const char *)f);
+        else if (k->type == KEY_LEVEL)
+            n += snprintf(out + n, cap - n, "%s = \"%s\"\n", k->path,
+                          dmn_log_level_name(*(const int *)f));
+        else
+            n += snprintf(out + n, cap - n, "%s = %d\n", k->path, *(const int *)f);
+    }
+    for (int i = 0; i < c->n_binds && n < cap; i++)
+        n += snprintf(out + n, cap - n, "bind[%d] = \"%s\"\n", i, c->binds[i]);
+}

@@ -1,0 +1,58 @@
+/* Daemon configuration: conf/nlpd.conf (libconfig). Run by the main thread at start-up;
+ * the resulting dmn_conf is read-only afterwards and shared by every thread.
+ *
+ * Table-driven: every key has a type, a default and (numbers) a min and a max. A key out
+ * of range, of the wrong type or unknown in the daemon's groups is an error naming
+ * file:line. The `tasks` group (and `@include "tasks.conf"`) belongs to the tasks module,
+ * which reads the same file with task_conf_load(); include paths are relative to the
+ * directory of the config file. */
+#ifndef NLP_DMN_CONF_H
+#define NLP_DMN_CONF_H
+
+#include <stddef.h>
+
+#define DMN_MAX_BINDS 16
+
+typedef struct dmn_limits {
+    int max_message_bytes;     /* request frame bytes; larger -> MESSAGE_TOO_LARGE */
+    int max_documents;         /* documents per request; more -> TOO_MANY_DOCUMENTS */
+    int max_input_tokens;      /* encoder tokens per document (EOS incl.) */
+    int max_new_tokens;        /* upper bound for DecodingOptions.max_new_tokens */
+    int max_labels;            /* classify labels per request */
+    int queue_size;            /* documents waiting; beyond -> OVERLOADED */
+    int default_deadline_ms;   /* when the request sets none */
+} dmn_limits;
+
+typedef struct dmn_batching {
+    int max_batch_tokens;      /* padded encoder tokens per engine call */
+    int max_wait_ms;           /* how long a short queue waits to fill a batch */
+    int max_rows;              /* decoder rows per engine call (sum of beams / labels) */
+} dmn_batching;
+
+typedef struct dmn_conf {
+    char path[1024];                  /* the file read ("" for built-in defaults) */
+    char model_dir[1024];
+    int threads;                      /* OpenBLAS threads; 0 = all cores */
+    int log_level;                    /* enum dmn_log_level */
+    int n_binds;
+    char binds[DMN_MAX_BINDS][256];   /* ROUTER endpoints */
+    char pull[256];                   /* pipeline: requests in ("" = none) */
+    char push[256];                   /* pipeline: responses out */
+    int pipeline_connect;             /* 1: connect pull/push (worker); 0: bind them */
+    int linger_ms;                    /* how long replies may flush at exit */
+    dmn_limits limits;
+    dmn_batching batching;
+} dmn_conf;
+
+/* Built-in defaults (what an empty config file gives). */
+void dmn_conf_defaults(dmn_conf *c);
+/* Reads `path` over the defaults. Returns 0, or -1 with "file:line: reason" in err. */
+int dmn_conf_load(dmn_conf *c, const char *path, char *err, size_t errlen);
+/* Cross-key checks (also after command-line overrides). 0 or -1 with the reason. */
+int dmn_conf_check(const dmn_conf *c, char *err, size_t errlen);
+/* Appends one ROUTER endpoint; -1 when the list is full or the endpoint too long. */
+int dmn_conf_add_bind(dmn_conf *c, const char *endpoint, char *err, size_t errlen);
+/* Writes the effective settings, one "key = value" line each (for --check-config). */
+void dmn_conf_dump(const dmn_conf *c, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,111 @@
+/* Requests and responses: the daemon's one protobuf module.
+ *
+ * Decoding and validation run in the I/O thread; dmn_req objects then move to the queue
+ * and the worker thread (ownership moves with the pointer: exactly one thread holds a
+ * request at a time), and come back to the I/O thread, which encodes the response and
+ * frees the request. No other daemon file sees a protobuf type.
+ *
+ *   frame --dmn_req_decode--> dmn_req (validated) --worker fills res[]--> dmn_resp_task
+ *   frame --dmn_req_decode--> code != OK  ----------------------------> dmn_resp_error */
+#ifndef NLP_DMN_REQ_H
+#define NLP_DMN_REQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#include "daemon/dmn_conf.h"
+#include "tasks/task.h"
+
+/* The wire's nlp.v1.StatusCode, value for value (checked at compile time). */
+enum dmn_code {
+    DMN_OK = 0,
+    DMN_INVALID_ARGUMENT = 1,
+    DMN_UNKNOWN_TASK = 2,
+    DMN_INPUT_TOO_LONG = 3,
+    DMN_OVERLOADED = 4,
+    DMN_DEADLINE_EXCEEDED = 5,
+    DMN_INTERNAL = 6,
+    DMN_MESSAGE_TOO_LARGE = 7,
+    DMN_TOO_MANY_DOCUMENTS = 8,
+    DMN_SHUTTING_DOWN = 9,
+    DMN_MALFORMED = 10,
+    DMN_N_CODES = 11,
+};
+
+const char *dmn_code_name(int code);
+
+enum dmn_req_kind { DMN_REQ_TASK = 1, DMN_REQ_HEALTH = 2, DMN_REQ_STATS = 3 };
+
+/* Routing frames kept from receipt to reply: a DEALER's identity, or a REQ's identity
+ * and empty delimiter. */
+#define DMN_MAX_ENV 8
+
+/* One document's outcome, written by the worker. */
+typedef struct dmn_doc {
+    int code;                  /* enum dmn_code */
+    char message[256];         /* reason when code != OK */
+    task_result res;           /* valid when done and code == OK (or partial) */
+    int has_res;               /* res must be cleared */
+} dmn_doc;
+
+typedef struct dmn_req {
+    uint64_t seq;              /* the daemon's number for it (logs) */
+    uint64_t id;               /* the client's */
+    int kind;                  /* enum dmn_req_kind */
+    int priority;              /* -100..100, higher first */
+    unsigned deadline_ms;      /* from receipt; 0: the server's default */
+    int n_docs;
+    task_input in;             /* template: every field but text; strings point into pb */
+    const char **docs;         /* [n_docs] into pb */
+    size_t *doc_lens;          /* [n_docs] */
+    dmn_doc *out;              /* [n_docs] */
+    void *pb;                  /* the unpacked protobuf; owned; freed by dmn_req_free */
+    const char **labels;       /* [in.n_labels] into pb */
+
+    /* times: CLOCK_MONOTONIC seconds */
+    double t_recv, t_deadline, t_start, t_done;
+    int n_left;                /* documents not finished (worker) */
+
+    /* routing (I/O thread) */
+    int from_pull;             /* came from the pipeline: answer on PUSH, no envelope */
+    int n_env;
+    zmq_msg_t env[DMN_MAX_ENV];
+} dmn_req;
+
+/* Decodes and validates one request frame of `len` bytes (the envelope is the caller's).
+ * Returns DMN_OK with a new request in *out (the caller owns it; t_* and routing unset),
+ * or the status code to answer with, *out NULL, the reason in err, and *id the request
+ * id when it could be read (else 0). Never crashes on any input. */
+int dmn_req_decode(const void *buf, size_t len, const dmn_limits *lim, int max_beams,
+                   dmn_req **out, uint64_t *id, char *err, size_t errlen);
+
+/* Frees everything the request holds (pb, results, envelope frames) and NULLs *r. */
+void dmn_req_free(dmn_req **r);
+
+/* The request-level status of a finished task request: OK, or the first failing
+ * document's code with "document N: reason" in msg. */
+int dmn_req_status(const dmn_req *r, char *msg, size_t cap);
+
+typedef struct dmn_health {
+    int ok, shutting_down;
+    const char *model;
+    const char *version;
+    double uptime_s;
+} dmn_health;
+
+typedef struct dmn_stats_snap dmn_stats_snap;   /* dmn_stats.h */
+
+/* Encoders: each returns a malloc'd packed Response in *buf (caller frees) and its
+ * length, or -1 on allocation failure. */
+int dmn_resp_error(uint64_t id, int code, const char *msg, void **buf, size_t *len);
+/* `now` is the send time (for timings.total_ms). */
+int dmn_resp_task(const dmn_req *r, double now, void **buf, size_t *len);
+int dmn_resp_health(uint64_t id, const dmn_health *h, void **buf, size_t *len);
+int dmn_resp_stats(uint64_t id, const dmn_stats_snap *s, void **buf, size_t *len);
+
+/* 1 if s[0..len) is valid UTF-8 (no overlongs, surrogates, or code points past
+ * U+10FFFF); else 0 and *bad (if not NULL) is the offset of the first bad byte. */
+int dmn_utf8_valid(const char *s, size_t len, size_t *bad);
+
+#endif

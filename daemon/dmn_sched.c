@@ -1,0 +1,187 @@
+/* Work queue: pushed by the I/O thread, taken by the worker thread (see dmn_sched.h). */
+#include "daemon/dmn_sched.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+struct dmn_queue {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;         /* signalled on push and close */
+    dmn_item *heap;            /* [cap] binary heap, best at 0 */
+    int n, cap;
+    int max_input_tokens;
+    long est_sum;              /* sum of est_tokens queued */
+    uint64_t next_order;
+    int closed;
+};
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+dmn_queue *dmn_queue_new(int capacity, int max_input_tokens)
+{
+    dmn_queue *q = calloc(1, sizeof *q);
+    if (!q) return NULL;
+    q->heap = calloc((size_t)capacity, sizeof *q->heap);
+    if (!q->heap) {
+        free(q);
+        return NULL;
+    }
+    q->cap = capacity;
+    q->max_input_tokens = max_input_tokens;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&q->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&q->mu, NULL);
+    return q;
+}
+
+void dmn_queue_free(dmn_queue **qp)
+{
+    dmn_queue *q = *qp;
+    if (!q) return;
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->cv);
+    free(q->heap);
+    free(q);
+    *qp = NULL;
+}
+
+/* a runs before b */
+static int before(const dmn_item *a, const dmn_item *b)
+{
+    if (a->priority != b->priority) return a->priority > b->priority;
+    return a->order < b->order;
+}
+
+static void sift_up(dmn_item *h, int i)
+{
+    while (i > 0) {
+        int p = (i - 1) / 2;
+        if (!before(&h[i], &h[p])) break;
+        dmn_item t = h[i];
+        h[i] = h[p];
+        h[p] = t;
+        i = p;
+    }
+}
+
+static void sift_down(dmn_item *h, int n, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && before(&h[l], &h[m])) m = l;
+        if (r < n && before(&h[r], &h[m])) m = r;
+        if (m == i) break;
+        dmn_item t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+int dmn_queue_push(dmn_queue *q, dmn_req *r, double now)
+{
+    pthread_mutex_lock(&q->mu);
+    if (q->closed || q->n + r->n_docs > q->cap) {
+        pthread_mutex_unlock(&q->mu);
+        return -1;
+    }
+    for (int d = 0; d < r->n_docs; d++) {
+        dmn_item *it = &q->heap[q->n];
+        long est = (long)(r->doc_lens[d] / 4) + 2;
+        it->req = r;
+        it->doc = d;
+        it->est_tokens = est > q->max_input_tokens ? q->max_input_tokens : (int)est;
+        it->priority = r->priority;
+        it->order = q->next_order++;
+        it->t_enq = now;
+        q->est_sum += it->est_tokens;
+        sift_up(q->heap, q->n++);
+    }
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    return 0;
+}
+
+int dmn_queue_depth(dmn_queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    int n = q->n;
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
+
+void dmn_queue_close(dmn_queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->closed = 1;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+static double oldest(const dmn_queue *q)
+{
+    double t = q->heap[0].t_enq;
+    for (int i = 1; i < q->n; i++)
+        if (q->heap[i].t_enq < t) t = q->heap[i].t_enq;
+    return t;
+}
+
+int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
+                   int max_wait_ms)
+{
+    int n = 0;
+    pthread_mutex_lock(&q->mu);
+    while (q->n == 0 && !q->closed) pthread_cond_wait(&q->cv, &q->mu);
+    /* A short queue waits a little for company, so the engine runs fuller batches. */
+    while (!q->closed && q->n > 0 && q->n < max_items && q->est_sum < max_tokens) {
+        double until = oldest(q) + max_wait_ms * 1e-3;
+        if (mono_now() >= until) break;
+        struct timespec ts;
+        ts.tv_sec = (time_t)until;
+        ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        int rc = pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+        if (rc == ETIMEDOUT) break;
+    }
+    long tokens = 0;
+    while (q->n > 0 && n < max_items) {
+        if (n > 0 && tokens + q->heap[0].est_tokens > max_tokens) break;
+        out[n] = q->heap[0];
+        tokens += out[n].est_tokens;
+        q->est_sum -= out[n].est_tokens;
+        n++;
+        q->heap[0] = q->heap[--q->n];
+        sift_down(q->heap, q->n, 0);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
+
+int dmn_sched_split(const int *lens, const int *rows, int n, int max_tokens, int max_rows,
+                    int *ends)
+{
+    int groups = 0, count = 0, longest = 0, nrows = 0;
+    for (int i = 0; i < n; i++) {
+        int l = lens[i] > longest ? lens[i] : longest;
+        if (count > 0 && ((long)(count + 1) * l > max_tokens || nrows + rows[i] > max_rows)) {
+            ends[groups++] = i;
+            count = 0, longest = 0, nrows = 0;
+            l = lens[i];
+        }
+        count++;
+        longest = l;
+        nrows += rows[i];
+    }
+    if (count > 0) ends[groups++] = n;
+    return groups;
+}

@@ -1,0 +1,51 @@
+/* The work queue between the I/O thread (push) and the worker thread (take), and the
+ * batching rules. The queue holds documents (a request's documents are queued together
+ * or not at all), ordered by request priority (higher first), then arrival.
+ *
+ * Thread use: dmn_queue_push/close/depth from the I/O thread, dmn_queue_take from the
+ * worker; one mutex + condition variable inside. dmn_sched_split is pure. */
+#ifndef NLP_DMN_SCHED_H
+#define NLP_DMN_SCHED_H
+
+#include <stdint.h>
+
+#include "daemon/dmn_req.h"
+
+typedef struct dmn_item {
+    dmn_req *req;              /* borrowed: the request is owned by the worker side */
+    int doc;                   /* document index */
+    int est_tokens;            /* cheap estimate (bytes / 4 + 2) used to fill batches */
+    int priority;
+    uint64_t order;            /* arrival number */
+    double t_enq;              /* CLOCK_MONOTONIC seconds */
+} dmn_item;
+
+typedef struct dmn_queue dmn_queue;
+
+/* capacity: documents. max_input_tokens caps each estimate. NULL on failure. */
+dmn_queue *dmn_queue_new(int capacity, int max_input_tokens);
+void dmn_queue_free(dmn_queue **q);
+
+/* Queues every document of r, or none: -1 when they do not all fit (OVERLOADED) or the
+ * queue is closed. On 0 the request now belongs to the worker side. */
+int dmn_queue_push(dmn_queue *q, dmn_req *r, double now);
+int dmn_queue_depth(dmn_queue *q);
+/* No more pushes; take() no longer waits to fill batches and returns 0 once empty. */
+void dmn_queue_close(dmn_queue *q);
+
+/* Blocks until there is work, then waits (up to max_wait_ms after the oldest document
+ * arrived) for a full batch: max_items documents or max_tokens estimated tokens. Takes
+ * the best documents (priority, then arrival) into out[], at least one, stopping before
+ * the estimate would pass max_tokens. Returns the count; 0 when closed and empty. */
+int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
+                   int max_wait_ms);
+
+/* Splits n jobs, in the given order, into consecutive engine calls: each call's padded
+ * encoder size (jobs * longest input) stays <= max_tokens and its decoder rows (beams or
+ * label candidates) <= max_rows; a job over a bound on its own is a call by itself.
+ * Writes the end index (exclusive) of each call into ends[] (room for n). Returns the
+ * number of calls. */
+int dmn_sched_split(const int *lens, const int *rows, int n, int max_tokens, int max_rows,
+                    int *ends);
+
+#endif

@@ -1,0 +1,492 @@
+/* The server: start-up and teardown (main thread), and the I/O thread's loop (the main
+ * thread again, once the worker runs).
+ *
+ * Threads and ownership:
+ *   I/O thread (main): owns every socket but the worker's PAIR end. zmq_poll with a
+ *     100 ms timeout over the ROUTER, the optional PULL and the PAIR from the worker.
+ *     Receives, decodes and validates requests; answers errors, health and stats at
+ *     once; queues task requests (the request then belongs to the queue/worker side);
+ *     receives finished requests back over the PAIR, encodes, sends, frees them.
+ *   worker thread (dmn_worker.c): owns the eng_ctx and the PAIR's sending end.
+ *   signal handler: sets dmn_srv.stop, nothing else. Signals are blocked in the worker,
+ *     so they interrupt the I/O thread's poll.
+ *
+ * Shutdown: on stop, new task requests are answered SHUTTING_DOWN, the PULL socket is no
+ * longer read, the queue is closed (the worker drains it without waiting to fill
+ * batches); once every accepted request is answered the worker is joined and the
+ * sockets close with linger_ms for the replies to flush. Nothing accepted is lost. */
+#include "daemon/dmn_server.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "daemon/dmn_log.h"
+#include "daemon/dmn_req.h"
+#include "daemon/dmn_sched.h"
+#include "daemon/dmn_stats.h"
+
+/* The daemon's one global. */
+dmn_server dmn_srv = { .log_level = DMN_LOG_INFO };
+
+#define DONE_ENDPOINT "inproc://nlpd-done"
+#define POLL_MS 100
+#define MAX_RECV_PER_POLL 256   /* then look at the worker's replies again */
+
+double dmn_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    dmn_srv.stop = 1;
+}
+
+static int max_beams(const dmn_server *srv)
+{
+    return srv->conf.batching.max_rows < 16 ? srv->conf.batching.max_rows : 16;
+}
+
+int dmn_server_load(dmn_server *srv, char *err, size_t errlen)
+{
+    char path[1200], why[512];
+    const dmn_conf *c = &srv->conf;
+
+    snprintf(path, sizeof path, "%s/spiece.model", c->model_dir);
+    srv->tok = tok_load(path, why, sizeof why);
+    if (!srv->tok) {
+        snprintf(err, errlen, "tokenizer: %s", why);
+        return -1;
+    }
+    eng_model_params mp = eng_model_default_params();
+    mp.n_threads = c->threads;
+    srv->model = eng_model_load(c->model_dir, &mp, why, sizeof why);
+    if (!srv->model) {
+        snprintf(err, errlen, "model: %s", why);
+        return -1;
+    }
+    srv->tasks = c->path[0] ? task_conf_load(c->path, why, sizeof why) : task_conf_default();
+    if (!srv->tasks) {
+        snprintf(err, errlen, "tasks config: %s", c->path[0] ? why : "no defaults");
+        return -1;
+    }
+    srv->env.tok = srv->tok;
+    srv->env.model = eng_model_config(srv->model);
+    srv->env.conf = srv->tasks;
+    srv->env.max_input_tokens = c->limits.max_input_tokens;
+
+    /* Sized for what the tasks produce (labels per job, tokens per label), grown to the
+     * daemon's limits; a job over batching.max_rows on its own (a 16-beam search) still
+     * runs, in a call by itself, so the context keeps the engine's default rows too. */
+    eng_ctx_params cp = task_conf_ctx_params(srv->tasks);
+    if (cp.max_rows < c->batching.max_rows) cp.max_rows = c->batching.max_rows;
+    if (cp.max_input_len < c->limits.max_input_tokens) cp.max_input_len = c->limits.max_input_tokens;
+    if (cp.max_new_tokens < c->limits.max_new_tokens) cp.max_new_tokens = c->limits.max_new_tokens;
+    if (cp.max_cands < c->limits.max_labels) cp.max_cands = c->limits.max_labels;
+    srv->ctx = eng_ctx_new(srv->model, &cp, why, sizeof why);
+    if (!srv->ctx) {
+        snprintf(err, errlen, "engine context: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
+void dmn_server_unload(dmn_server *srv)
+{
+    eng_ctx_free(&srv->ctx);
+    task_conf_free(&srv->tasks);
+    eng_model_free(&srv->model);
+    tok_free(&srv->tok);
+}
+
+static void free_buf(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+/* Sends env frames (consumed) then the packed response (ownership of buf moves here).
+ * Never blocks: a ROUTER drops what it cannot route; a full PUSH drops with a warning. */
+static void send_reply(dmn_server *srv, zmq_msg_t *env, int n_env, int from_pull,
+                       void *buf, size_t len, uint64_t seq, uint64_t id)
+{
+    void *sock = from_pull ? srv->push : srv->router;
+    zmq_msg_t body;
+    if (!sock) {
+        free(buf);
+        return;
+    }
+    if (zmq_msg_init_data(&body, buf, len, free_buf, NULL) != 0) {
+        free(buf);
+        return;
+    }
+    for (int i = 0; i < n_env; i++)
+        if (zmq_msg_send(&env[i], sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) goto fail;
+    if (zmq_msg_send(&body, sock, ZMQ_DONTWAIT) < 0) goto fail;
+    return;
+fail:
+    DMN_LOG_REQ(DMN_LOG_WARN, seq, id, "reply dropped: %s", zmq_strerror(zmq_errno()));
+    zmq_msg_close(&body);
+}
+
+static void reply_error(dmn_server *srv, zmq_msg_t *env, int n_env, int from_pull,
+                        uint64_t seq, uint64_t id, int code, const char *msg)
+{
+    void *buf;
+    size_t len;
+    DMN_LOG_REQ(DMN_LOG_INFO, seq, id, "%s: %s", dmn_code_name(code), msg);
+    dmn_stats_response(srv->stats, code, -1);
+    if (dmn_resp_error(id, code, msg, &buf, &len) < 0) return;
+    send_reply(srv, env, n_env, from_pull, buf, len, seq, id);
+}
+
+static void reply_health(dmn_server *srv, zmq_msg_t *env, int n_env, int from_pull,
+                         uint64_t seq, uint64_t id)
+{
+    dmn_health h = {
+        .ok = !srv->shutting_down,
+        .shutting_down = srv->shutting_down,
+        .model = srv->conf.model_dir,
+        .version = "nlpd " DMN_VERSION,
+        .uptime_s = dmn_now() - srv->t_start,
+    };
+    void *buf;
+    size_t len;
+    dmn_stats_response(srv->stats, DMN_OK, -1);
+    if (dmn_resp_health(id, &h, &buf, &len) < 0) return;
+    send_reply(srv, env, n_env, from_pull, buf, len, seq, id);
+}
+
+static void reply_stats(dmn_server *srv, zmq_msg_t *env, int n_env, int from_pull,
+                        uint64_t seq, uint64_t id)
+{
+    dmn_stats_snap s;
+    void *buf;
+    size_t len;
+    /* Counted before the snapshot, so a stats reply includes itself. */
+    dmn_stats_response(srv->stats, DMN_OK, -1);
+    dmn_stats_snapshot(srv->stats, &s, dmn_now());
+    s.queue_depth = (uint32_t)dmn_queue_depth(srv->queue);
+    s.in_flight = (uint32_t)srv->in_flight;
+    if (dmn_resp_stats(id, &s, &buf, &len) < 0) return;
+    send_reply(srv, env, n_env, from_pull, buf, len, seq, id);
+}
+
+/* One request frame (payload) with its routing frames (env, consumed). */
+static void handle_request(dmn_server *srv, zmq_msg_t *env, int n_env, int from_pull,
+                           zmq_msg_t *payload)
+{
+    char err[320];
+    dmn_req *r = NULL;
+    uint64_t id = 0, seq = ++srv->next_seq;
+    double now = dmn_now();
+
+    dmn_stats_request(srv->stats);
+    int code = dmn_req_decode(zmq_msg_data(payload), zmq_msg_size(payload),
+                              &srv->conf.limits, max_beams(srv), &r, &id, err, sizeof err);
+    if (code != DMN_OK) {
+        reply_error(srv, env, n_env, from_pull, seq, id, code, err);
+        return;
+    }
+    r->seq = seq;
+    if (r->kind == DMN_REQ_HEALTH) {
+        reply_health(srv, env, n_env, from_pull, seq, id);
+        dmn_req_free(&r);
+        return;
+    }
+    if (r->kind == DMN_REQ_STATS) {
+        reply_stats(srv, env, n_env, from_pull, seq, id);
+        dmn_req_free(&r);
+        return;
+    }
+    if (srv->shutting_down) {
+        reply_error(srv, env, n_env, from_pull, seq, id, DMN_SHUTTING_DOWN,
+                    "the daemon is stopping and takes no new work");
+        dmn_req_free(&r);
+        return;
+    }
+    r->t_recv = now;
+    r->t_deadline = now + (r->deadline_ms ? r->deadline_ms
+                                          : (unsigned)srv->conf.limits.default_deadline_ms) * 1e-3;
+    r->from_pull = from_pull;
+    for (int i = 0; i < n_env; i++) {
+        zmq_msg_init(&r->env[i]);
+        zmq_msg_move(&r->env[i], &env[i]);
+    }
+    r->n_env = n_env;
+    if (dmn_queue_push(srv->queue, r, now) < 0) {
+        snprintf(err, sizeof err, "the queue is full (%d documents waiting, limit %d): retry later",
+                 dmn_queue_depth(srv->queue), srv->conf.limits.queue_size);
+        reply_error(srv, r->env, r->n_env, from_pull, seq, id, DMN_OVERLOADED, err);
+        dmn_req_free(&r);
+        return;
+    }
+    srv->in_flight++;
+    DMN_LOG_REQ(DMN_LOG_DEBUG, seq, id, "queued %s, %d document(s), priority %d",
+                task_kind_name(r->in.kind), r->n_docs, r->priority);
+}
+
+/* Reads one multipart message from a ROUTER (envelope + payload) or PULL (payload). */
+static void recv_one(dmn_server *srv, void *sock, int from_pull)
+{
+    zmq_msg_t parts[DMN_MAX_ENV + 1];
+    int n = 0, more = 1, dropped = 0;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, 0) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        more = zmq_msg_more(&m);
+        if (n < DMN_MAX_ENV + 1) {
+            parts[n++] = m;
+        } else {
+            zmq_msg_close(&m);
+            dropped++;
+        }
+    }
+    if (n == 0) return;
+    if (dropped) {
+        /* Too many routing frames to echo: there is no way to address a reply. */
+        DMN_LOG(DMN_LOG_WARN, "dropped a message of more than %d frames", DMN_MAX_ENV + 1);
+    } else if (from_pull && n > 1) {
+        char err[128];
+        snprintf(err, sizeof err, "a pipeline request is one frame, got %d", n);
+        dmn_stats_request(srv->stats);
+        reply_error(srv, NULL, 0, 1, ++srv->next_seq, 0, DMN_MALFORMED, err);
+    } else {
+        /* The payload is the last frame; everything before it is echoed back. */
+        handle_request(srv, parts, n - 1, from_pull, &parts[n - 1]);
+    }
+    for (int i = 0; i < n; i++) zmq_msg_close(&parts[i]);
+}
+
+static void recv_done(dmn_server *srv)
+{
+    for (;;) {
+        dmn_req *r;
+        if (zmq_recv(srv->done_rx, &r, sizeof r, ZMQ_DONTWAIT) != (int)sizeof r) return;
+        double now = dmn_now();
+        char msg[320];
+        int code = dmn_req_status(r, msg, sizeof msg);
+        void *buf;
+        size_t len;
+        double latency = (now - r->t_recv) * 1e3;
+        dmn_stats_response(srv->stats, code, latency);
+        if (code == DMN_OK)
+            DMN_LOG_REQ(DMN_LOG_DEBUG, r->seq, r->id, "OK, %d document(s) in %.1f ms", r->n_docs,
+                        latency);
+        else
+            DMN_LOG_REQ(DMN_LOG_INFO, r->seq, r->id, "%s: %s (%.1f ms)", dmn_code_name(code),
+                        msg, latency);
+        if (dmn_resp_task(r, now, &buf, &len) == 0)
+            send_reply(srv, r->env, r->n_env, r->from_pull, buf, len, r->seq, r->id);
+        else
+            DMN_LOG_REQ(DMN_LOG_ERROR, r->seq, r->id, "out of memory encoding the response");
+        srv->in_flight--;
+        dmn_req_free(&r);
+    }
+}
+
+static void *open_socket(dmn_server *srv, int type, const char *ep, int bind, char *err,
+                         size_t errlen)
+{
+    void *s = zmq_socket(srv->zctx, type);
+    int linger = srv->conf.linger_ms;
+    int64_t maxmsg = 4 * (int64_t)srv->conf.limits.max_message_bytes;
+    if (!s) {
+        snprintf(err, errlen, "zmq_socket: %s", zmq_strerror(zmq_errno()));
+        return NULL;
+    }
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    /* Frames up to 4x the limit are read and answered MESSAGE_TOO_LARGE; beyond that
+     * libzmq drops the connection rather than buffer them. */
+    if (type == ZMQ_ROUTER || type == ZMQ_PULL)
+        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if ((bind ? zmq_bind(s, ep) : zmq_connect(s, ep)) != 0) {
+        snprintf(err, errlen, "cannot %s %s: %s", bind ? "bind" : "connect to", ep,
+                 zmq_strerror(zmq_errno()));
+        zmq_close(s);
+        return NULL;
+    }
+    char last[256];
+    size_t ll = sizeof last;
+    if (bind && zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, last, &ll) == 0)
+        DMN_LOG(DMN_LOG_INFO, "listening on %s", last);
+    else
+        DMN_LOG(DMN_LOG_INFO, "%s %s", bind ? "bound" : "connected to", ep);
+    return s;
+}
+
+static int open_sockets(dmn_server *srv, char *err, size_t errlen)
+{
+    const dmn_conf *c = &srv->conf;
+    if (c->n_binds > 0) {
+        srv->router = open_socket(srv, ZMQ_ROUTER, c->binds[0], 1, err, errlen);
+        if (!srv->router) return -1;
+        for (int i = 1; i < c->n_binds; i++) {
+            if (zmq_bind(srv->router, c->binds[i]) != 0) {
+                snprintf(err, errlen, "cannot bind %s: %s", c->binds[i],
+                         zmq_strerror(zmq_errno()));
+                return -1;
+            }
+            DMN_LOG(DMN_LOG_INFO, "listening on %s", c->binds[i]);
+        }
+    }
+    if (c->pull[0]) {
+        srv->pull = open_socket(srv, ZMQ_PULL, c->pull, !c->pipeline_connect, err, errlen);
+        if (!srv->pull) return -1;
+        srv->push = open_socket(srv, ZMQ_PUSH, c->push, !c->pipeline_connect, err, errlen);
+        if (!srv->push) return -1;
+    }
+    int hwm = 0;   /* the worker must never drop a finished request */
+    srv->done_rx = zmq_socket(srv->zctx, ZMQ_PAIR);
+    srv->done_tx = zmq_socket(srv->zctx, ZMQ_PAIR);
+    if (!srv->done_rx || !srv->done_tx) {
+        snprintf(err, errlen, "zmq_socket: %s", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    zmq_setsockopt(srv->done_rx, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(srv->done_tx, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    if (zmq_bind(srv->done_rx, DONE_ENDPOINT) != 0 ||
+        zmq_connect(srv->done_tx, DONE_ENDPOINT) != 0) {
+        snprintf(err, errlen, "%s: %s", DONE_ENDPOINT, zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    return 0;
+}
+
+static void close_socket(void **s)
+{
+    if (*s) zmq_close(*s);
+    *s = NULL;
+}
+
+static void begin_shutdown(dmn_server *srv)
+{
+    srv->shutting_down = 1;
+    dmn_queue_close(srv->queue);
+    DMN_LOG(DMN_LOG_INFO, "stop signal: taking no new work; finishing %d request(s) in flight",
+            srv->in_flight);
+}
+
+static int serve(dmn_server *srv)
+{
+    for (;;) {
+        if (srv->stop && !srv->shutting_down) begin_shutdown(srv);
+        if (srv->shutting_down && srv->in_flight == 0) return 0;
+
+        zmq_pollitem_t items[3];
+        int n = 0, i_router = -1, i_pull = -1;
+        items[n++] = (zmq_pollitem_t){ srv->done_rx, 0, ZMQ_POLLIN, 0 };
+        if (srv->router) {
+            i_router = n;
+            items[n++] = (zmq_pollitem_t){ srv->router, 0, ZMQ_POLLIN, 0 };
+        }
+        /* The pipeline is read only while the queue has room: backpressure rather than
+         * OVERLOADED for queue-fed work. */
+        if (srv->pull && !srv->shutting_down &&
+            dmn_queue_depth(srv->queue) < srv->conf.limits.queue_size) {
+            i_pull = n;
+            items[n++] = (zmq_pollitem_t){ srv->pull, 0, ZMQ_POLLIN, 0 };
+        }
+        int rc = zmq_poll(items, n, POLL_MS);
+        if (rc < 0) {
+            if (zmq_errno() == EINTR) continue;
+            DMN_LOG(DMN_LOG_ERROR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
+            return -1;
+        }
+        if (items[0].revents & ZMQ_POLLIN) recv_done(srv);
+        if (i_router >= 0 && (items[i_router].revents & ZMQ_POLLIN)) {
+            int events = 0;
+            size_t el = sizeof events;
+            for (int k = 0; k < MAX_RECV_PER_POLL; k++) {
+                if (zmq_getsockopt(srv->router, ZMQ_EVENTS, &events, &el) != 0 ||
+                    !(events & ZMQ_POLLIN))
+                    break;
+                recv_one(srv, srv->router, 0);
+            }
+        }
+        if (i_pull >= 0 && (items[i_pull].revents & ZMQ_POLLIN)) recv_one(srv, srv->pull, 1);
+    }
+}
+
+int dmn_server_run(dmn_server *srv)
+{
+    char err[512];
+    int code = 1;
+    sigset_t block, old;
+    struct sigaction sa;
+
+    srv->t_start = dmn_now();
+    srv->stats = dmn_stats_new(srv->t_start);
+    srv->queue = dmn_queue_new(srv->conf.limits.queue_size, srv->conf.limits.max_input_tokens);
+    srv->zctx = zmq_ctx_new();
+    if (!srv->stats || !srv->queue || !srv->zctx) {
+        DMN_LOG(DMN_LOG_ERROR, "out of memory at start-up");
+        goto out;
+    }
+    if (open_sockets(srv, err, sizeof err) < 0) {
+        DMN_LOG(DMN_LOG_ERROR, "%s", err);
+        goto out;
+    }
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* The worker inherits a mask blocking the stop signals: they go to the I/O thread. */
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int prc = pthread_create(&srv->worker, NULL, dmn_worker_main, srv);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (prc != 0) {
+        DMN_LOG(DMN_LOG_ERROR, "cannot start the worker thread: %s", strerror(prc));
+        goto out;
+    }
+    srv->worker_started = 1;
+    DMN_LOG(DMN_LOG_INFO, "nlpd %s ready: model %s, queue %d documents, batches of up to %d "
+            "rows / %d tokens, waiting up to %d ms", DMN_VERSION, srv->conf.model_dir,
+            srv->conf.limits.queue_size, srv->conf.batching.max_rows,
+            srv->conf.batching.max_batch_tokens, srv->conf.batching.max_wait_ms);
+
+    code = serve(srv) == 0 ? 0 : 1;
+out:
+    if (srv->queue) dmn_queue_close(srv->queue);
+    if (srv->worker_started) {
+        /* On a poll failure requests may still be in flight: let the worker finish them
+         * and free what comes back, unanswered. */
+        while (srv->in_flight > 0) {
+            dmn_req *r;
+            if (zmq_recv(srv->done_rx, &r, sizeof r, 0) != (int)sizeof r) break;
+            srv->in_flight--;
+            dmn_req_free(&r);
+        }
+        pthread_join(srv->worker, NULL);
+    }
+    close_socket(&srv->done_tx);
+    close_socket(&srv->done_rx);
+    close_socket(&srv->pull);
+    close_socket(&srv->push);
+    close_socket(&srv->router);
+    if (srv->zctx) zmq_ctx_term(srv->zctx);   /* waits up to linger_ms for replies */
+    srv->zctx = NULL;
+    dmn_queue_free((dmn_queue **)&srv->queue);
+    dmn_stats_free((dmn_stats **)&srv->stats);
+    if (code == 0) DMN_LOG(DMN_LOG_INFO, "stopped cleanly");
+    return code;
+}

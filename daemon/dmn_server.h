@@ -1,0 +1,72 @@
+/* The daemon: the server struct (the daemon's one global, `dmn_srv`), start-up, the I/O
+ * thread's loop, shutdown. See dmn_server.c for the threads and who owns what.
+ *
+ * Exit codes of dmn_server_run(): 0 after a clean stop (SIGTERM/SIGINT), 1 when the
+ * daemon could not start (model, sockets). */
+#ifndef NLP_DMN_SERVER_H
+#define NLP_DMN_SERVER_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+
+#include "daemon/dmn_conf.h"
+#include "engine/engine.h"
+#include "engine/tok.h"
+#include "tasks/task.h"
+
+#define DMN_VERSION "0.1.0"
+
+struct dmn_stats;
+struct dmn_queue;
+
+typedef struct dmn_server {
+    int log_level;                 /* read by the log macros; set before threads start */
+    volatile sig_atomic_t stop;    /* set by the signal handler only */
+
+    dmn_conf conf;                 /* read-only once threads run */
+    double t_start;                /* CLOCK_MONOTONIC seconds */
+
+    /* the model, shared read-only by the worker (and the I/O thread for nothing) */
+    eng_model *model;
+    tok_model *tok;
+    task_conf *tasks;
+    task_env env;
+    eng_ctx *ctx;                  /* created here, owned by the worker once it runs */
+
+    struct dmn_queue *queue;
+    struct dmn_stats *stats;
+
+    /* I/O thread only */
+    void *zctx;
+    void *router, *pull, *push;
+    void *done_rx;                 /* PAIR: finished requests from the worker */
+    void *done_tx;                 /* PAIR: the worker's end (used by the worker only) */
+    uint64_t next_seq;
+    int in_flight;                 /* task requests queued or running */
+    int shutting_down;
+    pthread_t worker;
+    int worker_started;
+} dmn_server;
+
+extern dmn_server dmn_srv;
+
+/* CLOCK_MONOTONIC seconds. */
+double dmn_now(void);
+
+/* Loads the model, tokenizer and task config named by srv->conf. 0, or -1 with the
+ * reason in err. */
+int dmn_server_load(dmn_server *srv, char *err, size_t errlen);
+/* Binds the sockets, starts the worker, serves until a stop signal, drains, and tears
+ * everything down. Returns the process exit code. */
+int dmn_server_run(dmn_server *srv);
+/* Frees what dmn_server_load made (safe on a partly loaded server). */
+void dmn_server_unload(dmn_server *srv);
+
+/* The worker thread's body (dmn_worker.c); arg is the server. */
+void *dmn_worker_main(void *arg);
+
+/* Maps a task_status to the wire code. */
+int dmn_code_from_task(int task_status);
+
+#endif

@@ -1,0 +1,48 @@
+/* Counters, latency percentiles, throughput. Written by the I/O thread (requests,
+ * responses, latencies) and the worker thread (batches, tokens); read by the I/O thread
+ * for StatsRequest. One mutex; every call is O(1) except the snapshot, which sorts the
+ * latency ring (1024 doubles) and is only taken on request. */
+#ifndef NLP_DMN_STATS_H
+#define NLP_DMN_STATS_H
+
+#include <stdint.h>
+
+#include "daemon/dmn_req.h"
+
+#define DMN_LAT_RING 1024     /* latencies kept for percentiles: the most recent */
+#define DMN_TPS_WINDOW 10     /* seconds of throughput history */
+
+typedef struct dmn_stats dmn_stats;
+
+struct dmn_stats_snap {
+    uint64_t requests;
+    uint64_t documents;
+    uint64_t by_code[DMN_N_CODES];   /* responses by request-level code */
+    uint32_t queue_depth;
+    uint32_t in_flight;
+    double tokens_per_s;
+    double p50_ms, p90_ms, p99_ms;   /* 0 when no latency recorded yet */
+    uint64_t batches;
+    double mean_batch_size;
+    uint64_t input_tokens, output_tokens;
+    double uptime_s;
+};
+
+/* `now`: CLOCK_MONOTONIC seconds at start. NULL on allocation failure. */
+dmn_stats *dmn_stats_new(double now);
+void dmn_stats_free(dmn_stats **s);
+
+void dmn_stats_request(dmn_stats *s);
+/* A response sent; latency_ms < 0 keeps it out of the percentiles (health, errors). */
+void dmn_stats_response(dmn_stats *s, int code, double latency_ms);
+/* One engine call of n_seqs sequences; the tokens it read and generated. */
+void dmn_stats_batch(dmn_stats *s, int n_seqs, uint64_t in_tokens, uint64_t out_tokens,
+                     double now);
+void dmn_stats_documents(dmn_stats *s, int n);
+/* Fills everything but queue_depth and in_flight (the server's). */
+void dmn_stats_snapshot(dmn_stats *s, dmn_stats_snap *out, double now);
+
+/* Nearest-rank percentile (0 < p <= 100) of v[0..n), sorting v in place; 0 if n == 0. */
+double dmn_percentile(double *v, int n, double p);
+
+#endif

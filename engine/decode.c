@@ -1,0 +1,555 @@
+/* Decoding: greedy, beam search (HF BeamSearchScorer, early stopping), sampling, the
+ * logits processors, and label scoring. Semantics: DESIGN.md "Decoding semantics".
+ *
+ * A batch is run in groups that fit the context (rows = beams or returned samples of
+ * every request; encoder tokens). Every request of a group owns a fixed range of row
+ * slots; its beams' KV cache blocks are permuted only within that range, so no request
+ * ever reads another's state and results do not depend on batch composition. */
+#include "engine/eng_int.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct eng_greq {
+    eng_gen_req *r;
+    eng_gen_params p;
+    int base, nrows;           /* row slots [base, base + nrows) */
+    int beam;                  /* 1: beam search */
+    int done;
+    int nfin;                  /* finished beam hypotheses in fin_* [base, base + nfin) */
+    double worst;              /* lowest finished score when nfin == num_beams */
+    int enc_off, enc_len;
+} eng_greq;
+
+size_t eng_greq_size(void) { return sizeof(eng_greq); }
+
+eng_gen_params eng_gen_default_params(void)
+{
+    return (eng_gen_params){ .max_new_tokens = 64, .min_new_tokens = 0, .num_beams = 1,
+                             .num_return_sequences = 1, .length_penalty = 1.0f,
+                             .no_repeat_ngram_size = 0, .repetition_penalty = 1.0f,
+                             .do_sample = 0, .temperature = 1.0f, .top_k = 0, .top_p = 1.0f,
+                             .seed = 0 };
+}
+
+void eng_gen_result_clear(eng_gen_result *r)
+{
+    if (!r) return;
+    free(r->storage);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- PRNG (splitmix64): per row, seeded from the request's seed and the row ---- */
+
+static uint64_t dc_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double dc_uniform(uint64_t *s) { return (double)(dc_next(s) >> 11) * 0x1.0p-53; }
+
+/* ---- logits processors (HF order): repetition penalty, no-repeat n-gram, min new tokens.
+ * They act on float logits (greedy / sampling) or on double log-probs (beam search, as HF
+ * applies them after log_softmax there). seq is the decoder sequence incl. the start token. */
+
+#define DC_PROCESS(T)                                                                   \
+    static void dc_process_##T(T *x, const int32_t *seq, int len, const eng_gen_params *p, \
+                               int eos)                                                  \
+    {                                                                                    \
+        if (p->repetition_penalty != 1.0f) {                                             \
+            for (int i = 0; i < len; i++) {                                              \
+                int dup = 0;                                                             \
+                for (int j = 0; j < i && !dup; j++) dup = seq[j] == seq[i];              \
+                if (dup) continue;                                                       \
+                T v = x[seq[i]];                                                         \
+                x[seq[i]] = v < 0 ? v * (T)p->repetition_penalty : v / (T)p->repetition_penalty; \
+            }                                                                            \
+        }                                                                                \
+        int n = p->no_repeat_ngram_size;                                                 \
+        if (n > 0 && len + 1 >= n) {                                                     \
+            const int32_t *pre = seq + len - (n - 1);                                    \
+            for (int i = 0; i + n <= len; i++) {                                         \
+                if (n == 1 || !memcmp(seq + i, pre, (size_t)(n - 1) * sizeof *seq))      \
+                    x[seq[i + n - 1]] = (T)-INFINITY;                                    \
+            }                                                                            \
+        }                                                                                \
+        if (len - 1 < p->min_new_tokens) x[eos] = (T)-INFINITY;                          \
+    }
+DC_PROCESS(float)
+DC_PROCESS(double)
+#undef DC_PROCESS
+
+static int dc_argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+static int dc_cmp_desc(const void *a, const void *b, void *arg)
+{
+    const float *v = arg;
+    float x = v[*(const int *)a], y = v[*(const int *)b];
+    if (x != y) return x > y ? -1 : 1;
+    return *(const int *)a - *(const int *)b;
+}
+
+/* Temperature, top-k, top-p (HF warpers, in that order) on processed logits x, then a
+ * draw from the softmax of what is left. */
+static int dc_sample(eng_ctx *c, float *x, int V, const eng_gen_params *p, uint64_t *rng)
+{
+    if (p->temperature != 1.0f)
+        for (int i = 0; i < V; i++) x[i] /= p->temperature;
+    if (p->top_k > 0 && p->top_k < V) {
+        /* k-th largest value: keep everything >= it (HF keeps ties). */
+        int nf = 0;
+        for (int i = 0; i < V; i++) c->sort_idx[nf++] = i;
+        qsort_r(c->sort_idx, (size_t)nf, sizeof(int), dc_cmp_desc, x);
+        float kth = x[c->sort_idx[p->top_k - 1]];
+        for (int i = 0; i < V; i++)
+            if (x[i] < kth) x[i] = -INFINITY;
+    }
+    if (p->top_p < 1.0f) {
+        int nf = 0;
+        for (int i = 0; i < V; i++)
+            if (x[i] != -INFINITY) c->sort_idx[nf++] = i;
+        qsort_r(c->sort_idx, (size_t)nf, sizeof(int), dc_cmp_desc, x);
+        float mx = x[c->sort_idx[0]], sum = 0.0f;
+        for (int i = 0; i < nf; i++) {
+            c->sort_val[i] = expf(x[c->sort_idx[i]] - mx);
+            sum += c->sort_val[i];
+        }
+        /* Ascending cumulative probability; drop while it stays <= 1 - top_p, always
+         * keeping the most likely token. */
+        float cum = 0.0f;
+        for (int i = nf - 1; i >= 1; i--) {
+            cum += c->sort_val[i] / sum;
+            if (cum > 1.0f - p->top_p) break;
+            x[c->sort_idx[i]] = -INFINITY;
+        }
+    }
+    float mx = -INFINITY;
+    for (int i = 0; i < V; i++)
+        if (x[i] > mx) mx = x[i];
+    double total = 0.0;
+    for (int i = 0; i < V; i++)
+        if (x[i] != -INFINITY) total += exp((double)x[i] - mx);
+    double u = dc_uniform(rng) * total, acc = 0.0;
+    int last = -1;
+    for (int i = 0; i < V; i++) {
+        if (x[i] == -INFINITY) continue;
+        acc += exp((double)x[i] - mx);
+        last = i;
+        if (acc > u) return i;
+    }
+    return last;
+}
+
+/* ---- validation ---- */
+
+static int dc_check_params(const eng_ctx *c, const eng_gen_params *p, int *rows)
+{
+    if (p->max_new_tokens < 1 || p->min_new_tokens < 0 || p->num_beams < 1 ||
+        p->num_return_sequences < 1 || p->num_return_sequences > ENG_MAX_RETURN ||
+        p->no_repeat_ngram_size < 0 || !(p->repetition_penalty > 0.0f) ||
+        !isfinite(p->length_penalty) || !isfinite(p->repetition_penalty))
+        return ENG_EINVAL;
+    if (p->num_beams > 1) {
+        if (p->do_sample) return ENG_EINVAL; /* beam sampling is not supported */
+        if (p->num_return_sequences > p->num_beams) return ENG_EINVAL;
+        *rows = p->num_beams;
+    } else {
+        if (!p->do_sample && p->num_return_sequences > 1) return ENG_EINVAL;
+        if (p->do_sample && (!(p->temperature > 0.0f) || !isfinite(p->temperature) ||
+                             p->top_k < 0 || !(p->top_p > 0.0f) || p->top_p > 1.0f))
+            return ENG_EINVAL;
+        *rows = p->num_return_sequences;
+    }
+    if (p->max_new_tokens > c->p.max_new_tokens || *rows > c->p.max_rows) return ENG_ETOOLONG;
+    return 0;
+}
+
+static int dc_check_ids(const eng_ctx *c, const int32_t *ids, int n, int maxn)
+{
+    if (!ids || n <= 0) return ENG_EINVAL;
+    if (n > maxn) return ENG_ETOOLONG;
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= c->m->cfg.vocab_size) return ENG_EINVAL;
+    return 0;
+}
+
+/* ---- beam search bookkeeping ---- */
+
+static void dc_beam_add(eng_ctx *c, eng_greq *g, const int32_t *toks, int n, double sum)
+{
+    int B = g->p.num_beams;
+    double score = sum / pow((double)n, (double)g->p.length_penalty);
+    int slot;
+    if (g->nfin < B) {
+        slot = g->nfin++;
+    } else {
+        if (!(score > g->worst)) return;
+        slot = 0; /* replace the worst */
+        for (int i = 1; i < B; i++)
+            if (c->fin_score[g->base + i] < c->fin_score[g->base + slot]) slot = i;
+    }
+    int s = g->base + slot;
+    memcpy(c->fin_tok + (size_t)s * c->p.max_new_tokens, toks, (size_t)n * sizeof *toks);
+    c->fin_len[s] = n;
+    c->fin_score[s] = score;
+    c->fin_sum[s] = sum;
+    if (g->nfin == B) {
+        g->worst = INFINITY;
+        for (int i = 0; i < B; i++)
+            if (c->fin_score[g->base + i] < g->worst) g->worst = c->fin_score[g->base + i];
+    }
+}
+
+/* One beam-search step for request g whose B beams' logits are rows a0.. of c->logits. */
+static void dc_beam_step(eng_ctx *c, eng_greq *g, int a0, int pos)
+{
+    const eng_config *cf = &c->m->cfg;
+    int V = cf->vocab_size, B = g->p.num_beams, K = 2 * B, eos = cf->eos_token_id;
+    int P1 = c->max_pos + 1;
+    int nc = 0;
+    for (int b = 0; b < B; b++) {
+        int slot = g->base + b;
+        const float *lg = c->logits + (size_t)(a0 + b) * V;
+        double lse = eng_logsumexp(lg, V);
+        double *lp = c->lp_row;
+        for (int v = 0; v < V; v++) lp[v] = (double)lg[v] - lse;
+        dc_process_double(lp, c->hist + (size_t)slot * P1, pos + 1, &g->p, eos);
+        /* this beam's top 2B by cumulative score; the global top 2B is among them */
+        int first = nc;
+        double bs = c->row_score[slot];
+        for (int v = 0; v < V; v++) {
+            double s = lp[v] + bs;
+            int n = nc - first;
+            if (n == K && !(s > c->cand_score[nc - 1])) continue;
+            if (n < K) nc++;
+            int i = nc - 1;
+            while (i > first && s > c->cand_score[i - 1]) {
+                c->cand_score[i] = c->cand_score[i - 1];
+                c->cand_tok[i] = c->cand_tok[i - 1];
+                c->cand_beam[i] = c->cand_beam[i - 1];
+                i--;
+            }
+            c->cand_score[i] = s;
+            c->cand_tok[i] = v;
+            c->cand_beam[i] = b;
+        }
+    }
+    /* rank all candidates: selection of the top 2B, stable on (beam, token) order */
+    for (int k = 0; k < K && k < nc; k++) {
+        int best = k;
+        for (int i = k + 1; i < nc; i++) {
+            if (c->cand_score[i] > c->cand_score[best] ||
+                (c->cand_score[i] == c->cand_score[best] &&
+                 (c->cand_beam[i] * V + c->cand_tok[i] < c->cand_beam[best] * V + c->cand_tok[best])))
+                best = i;
+        }
+        if (best != k) {
+            double ts = c->cand_score[k]; c->cand_score[k] = c->cand_score[best]; c->cand_score[best] = ts;
+            int tt = c->cand_tok[k]; c->cand_tok[k] = c->cand_tok[best]; c->cand_tok[best] = tt;
+            int tb = c->cand_beam[k]; c->cand_beam[k] = c->cand_beam[best]; c->cand_beam[best] = tb;
+        }
+    }
+    /* scratch: the new beams' histories in this request's rows of hist2, and one
+     * finished hypothesis in hist2's spare last row */
+    int32_t *tmp = c->hist2 + (size_t)g->base * P1;
+    int32_t *fin = c->hist2 + (size_t)c->p.max_rows * P1;
+    int *parent = c->act_req; /* scratch: act_req is rebuilt every step */
+    int nb = 0;
+    for (int k = 0; k < K && k < nc && nb < B; k++) {
+        int tok = c->cand_tok[k], b = c->cand_beam[k];
+        const int32_t *h = c->hist + (size_t)(g->base + b) * P1;
+        if (tok == eos) {
+            if (k >= B) continue;
+            memcpy(fin, h + 1, (size_t)pos * sizeof *fin);
+            fin[pos] = eos;
+            dc_beam_add(c, g, fin, pos + 1, c->cand_score[k]);
+            continue;
+        }
+        memcpy(tmp + (size_t)nb * P1, h, (size_t)(pos + 1) * sizeof *h);
+        tmp[(size_t)nb * P1 + pos + 1] = tok;
+        c->row_score2[nb] = c->cand_score[k];
+        parent[nb] = b;
+        nb++;
+    }
+    /* KV blocks: the first child of a parent takes its block; others copy it into a
+     * block freed by a parent without children (there are always enough). */
+    int *claimed = c->block_used;
+    for (int b = 0; b < B; b++) claimed[b] = 0;
+    for (int i = 0; i < nb; i++) c->row_block2[i] = -1;
+    for (int i = 0; i < nb; i++) {
+        int par = parent[i];
+        if (!claimed[par]) {
+            claimed[par] = 1;
+            c->row_block2[i] = c->row_block[g->base + par];
+        }
+    }
+    int fi = 0;
+    size_t used = (size_t)(pos + 1) * c->m->inner;
+    for (int i = 0; i < nb; i++) {
+        if (c->row_block2[i] >= 0) continue;
+        while (claimed[fi]) fi++;
+        claimed[fi] = 1;
+        int dst = c->row_block[g->base + fi], src = c->row_block[g->base + parent[i]];
+        for (int l = 0; l < cf->num_decoder_layers; l++)
+            for (int w = 0; w < 2; w++)
+                memcpy(t5_kv_block(c, dst, l, w), t5_kv_block(c, src, l, w), used * sizeof(float));
+        c->row_block2[i] = dst;
+    }
+    for (int i = 0; i < nb; i++) {
+        int slot = g->base + i;
+        memcpy(c->hist + (size_t)slot * P1, tmp + (size_t)i * P1, (size_t)(pos + 2) * sizeof *tmp);
+        c->row_score[slot] = c->row_score2[i];
+    }
+    for (int i = 0; i < nb; i++) c->row_block[g->base + i] = c->row_block2[i];
+    if (g->nfin >= B) g->done = 1;
+    if (!g->done && pos + 1 == g->p.max_new_tokens) {
+        for (int b = 0; b < nb; b++) {
+            int slot = g->base + b;
+            dc_beam_add(c, g, c->hist + (size_t)slot * P1 + 1, pos + 1, c->row_score[slot]);
+        }
+        g->done = 1;
+    }
+}
+
+/* Greedy or sampling step for one row (slot) whose logits are row a of c->logits. */
+static void dc_row_step(eng_ctx *c, eng_greq *g, int slot, int a, int pos)
+{
+    const eng_config *cf = &c->m->cfg;
+    int V = cf->vocab_size, eos = cf->eos_token_id, P1 = c->max_pos + 1;
+    float *lg = c->logits + (size_t)a * V;
+    int32_t *h = c->hist + (size_t)slot * P1;
+    dc_process_float(lg, h, pos + 1, &g->p, eos);
+    double lse = eng_logsumexp(lg, V);
+    int tok;
+    double lp;
+    if (g->p.do_sample) {
+        /* The score is the log-prob under the processed model distribution, before
+         * the warpers (which rewrite lg): keep the one value needed. */
+        float *save = (float *)c->lp_row; /* scratch, [vocab] */
+        memcpy(save, lg, (size_t)V * sizeof *lg);
+        tok = dc_sample(c, lg, V, &g->p, &c->row_rng[slot]);
+        lp = (double)save[tok] - lse;
+    } else {
+        tok = dc_argmax(lg, V);
+        lp = (double)lg[tok] - lse;
+    }
+    h[pos + 1] = tok;
+    c->row_score[slot] += lp;
+    c->row_len[slot] = pos + 1;
+    if (tok == eos || pos + 1 >= g->p.max_new_tokens) c->row_done[slot] = 1;
+}
+
+static int dc_cmp_hyp(const void *a, const void *b)
+{
+    const eng_hyp *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return 0;
+}
+
+static int dc_result(eng_ctx *c, eng_greq *g)
+{
+    eng_gen_result *out = g->r->out;
+    memset(out, 0, sizeof *out);
+    int P1 = c->max_pos + 1;
+    int n = g->beam ? g->nfin : g->nrows;
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += (size_t)(g->beam ? c->fin_len[g->base + i] : c->row_len[g->base + i]);
+    out->storage = malloc((total ? total : 1) * sizeof(int32_t));
+    if (!out->storage) return ENG_ENOMEM;
+    eng_hyp tmp[ENG_MAX_RETURN * 4 > 64 ? ENG_MAX_RETURN * 4 : 64];
+    int nt = 0;
+    size_t o = 0;
+    for (int i = 0; i < n && nt < (int)(sizeof tmp / sizeof tmp[0]); i++) {
+        int s = g->base + i;
+        const int32_t *src = g->beam ? c->fin_tok + (size_t)s * c->p.max_new_tokens
+                                     : c->hist + (size_t)s * P1 + 1;
+        int len = g->beam ? c->fin_len[s] : c->row_len[s];
+        memcpy(out->storage + o, src, (size_t)len * sizeof *src);
+        tmp[nt].tokens = out->storage + o;
+        tmp[nt].n_tokens = len;
+        tmp[nt].score = g->beam ? c->fin_score[s] : c->row_score[s];
+        tmp[nt].sum_logprobs = g->beam ? c->fin_sum[s] : c->row_score[s];
+        nt++;
+        o += (size_t)len;
+    }
+    /* stable: equal scores keep their order */
+    for (int i = 1; i < nt; i++) {
+        eng_hyp h = tmp[i];
+        int j = i;
+        while (j > 0 && dc_cmp_hyp(&h, &tmp[j - 1]) < 0) {
+            tmp[j] = tmp[j - 1];
+            j--;
+        }
+        tmp[j] = h;
+    }
+    int k = g->p.num_return_sequences < nt ? g->p.num_return_sequences : nt;
+    for (int i = 0; i < k; i++) out->hyps[i] = tmp[i];
+    out->n_hyps = k;
+    return 0;
+}
+
+static void dc_run_group(eng_ctx *c, eng_greq *gs, int ng)
+{
+    const eng_config *cf = &c->m->cfg;
+    int P1 = c->max_pos + 1, V = cf->vocab_size;
+    (void)V;
+    int T = 0, maxnew = 0;
+    for (int i = 0; i < ng; i++) {
+        c->tok_off[i] = T;
+        memcpy(c->enc_ids + T, gs[i].r->ids, (size_t)gs[i].r->n_ids * sizeof(int32_t));
+        gs[i].enc_off = T;
+        gs[i].enc_len = gs[i].r->n_ids;
+        T += gs[i].r->n_ids;
+        if (gs[i].p.max_new_tokens > maxnew) maxnew = gs[i].p.max_new_tokens;
+    }
+    c->tok_off[ng] = T;
+    t5_encode(c, c->enc_ids, c->tok_off, ng, 1);
+    for (int i = 0; i < ng; i++) {
+        eng_greq *g = &gs[i];
+        for (int b = 0; b < g->nrows; b++) {
+            int s = g->base + b;
+            c->hist[(size_t)s * P1] = cf->decoder_start_token_id;
+            c->row_block[s] = s;
+            c->row_done[s] = 0;
+            c->row_len[s] = 0;
+            /* HF: only beam 0 is live at first, so step 0's candidates all come from it */
+            c->row_score[s] = g->beam && b > 0 ? -1e9 : 0.0;
+            c->row_rng[s] = g->p.seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(b + 1));
+        }
+    }
+    for (int pos = 0; pos < maxnew; pos++) {
+        int na = 0;
+        for (int i = 0; i < ng; i++) {
+            eng_greq *g = &gs[i];
+            if (g->done) continue;
+            for (int b = 0; b < g->nrows; b++) {
+                int s = g->base + b;
+                if (!g->beam && c->row_done[s]) continue;
+                c->act[na] = s;
+                c->act_tok[na] = c->hist[(size_t)s * P1 + pos];
+                c->act_blk[na] = c->row_block[s];
+                c->enc_off[na] = g->enc_off;
+                c->enc_len[na] = g->enc_len;
+                na++;
+            }
+        }
+        if (!na) break;
+        t5_decode_step(c, c->act_tok, c->act_blk, c->enc_off, c->enc_len, na, pos);
+        t5_lm_head(c, c->h, na, c->logits);
+        int a = 0;
+        for (int i = 0; i < ng; i++) {
+            eng_greq *g = &gs[i];
+            if (g->done) continue;
+            if (g->beam) {
+                dc_beam_step(c, g, a, pos);
+                a += g->nrows;
+                continue;
+            }
+            int live = 0;
+            for (int b = 0; b < g->nrows; b++) {
+                int s = g->base + b;
+                if (c->row_done[s]) continue;
+                dc_row_step(c, g, s, a++, pos);
+                live += !c->row_done[s];
+            }
+            if (!live) g->done = 1;
+        }
+    }
+    for (int i = 0; i < ng; i++) gs[i].r->status = dc_result(c, &gs[i]);
+}
+
+int eng_generate(eng_ctx *c, eng_gen_req *reqs, int n)
+{
+    if (!c || n < 0 || (n > 0 && !reqs)) return ENG_EINVAL;
+    eng_gen_params dp = eng_gen_default_params();
+    eng_greq *gs = c->greq;
+    int i = 0;
+    while (i < n) {
+        int ng = 0, rows = 0, toks = 0;
+        for (; i < n; i++) {
+            eng_gen_req *r = &reqs[i];
+            if (r->out) memset(r->out, 0, sizeof *r->out);
+            const eng_gen_params *p = r->params ? r->params : &dp;
+            int need = 0;
+            int st = dc_check_params(c, p, &need);
+            if (!st) st = dc_check_ids(c, r->ids, r->n_ids, c->p.max_input_len);
+            if (!st && !r->out) st = ENG_EINVAL;
+            r->status = st;
+            if (st) continue;
+            if (rows + need > c->p.max_rows || toks + r->n_ids > c->p.max_batch_tokens) break;
+            eng_greq *g = &gs[ng++];
+            memset(g, 0, sizeof *g);
+            g->r = r;
+            g->p = *p;
+            g->base = rows;
+            g->nrows = need;
+            g->beam = p->num_beams > 1;
+            rows += need;
+            toks += r->n_ids;
+        }
+        if (ng) dc_run_group(c, gs, ng);
+    }
+    return 0;
+}
+
+/* ---- label scoring ---- */
+
+static int dc_score_one(eng_ctx *c, eng_score_req *r)
+{
+    const eng_config *cf = &c->m->cfg;
+    int st = dc_check_ids(c, r->ids, r->n_ids, c->p.max_input_len);
+    if (st) return st;
+    if (r->n_cands <= 0 || !r->cand_ids || !r->cand_lens || !r->logprobs) return ENG_EINVAL;
+    if (r->n_cands > c->p.max_cands) return ENG_ETOOLONG;
+    int T = 0;
+    for (int k = 0; k < r->n_cands; k++) {
+        int len = r->cand_lens[k];
+        if (len < 0 || (len > 0 && !r->cand_ids[k])) return ENG_EINVAL;
+        if (len + 1 > c->p.max_cand_len) return ENG_ETOOLONG;
+        for (int j = 0; j < len; j++)
+            if (r->cand_ids[k][j] < 0 || r->cand_ids[k][j] >= cf->vocab_size) return ENG_EINVAL;
+        c->cand_off[k] = T;
+        c->cand_seq[T++] = cf->decoder_start_token_id;
+        for (int j = 0; j < len; j++) c->cand_seq[T++] = r->cand_ids[k][j];
+    }
+    c->cand_off[r->n_cands] = T;
+    int off[2] = { 0, r->n_ids };
+    t5_encode(c, r->ids, off, 1, 1);
+    t5_decode_full(c, c->cand_seq, c->cand_off, r->n_cands, 0, r->n_ids);
+    int V = cf->vocab_size, D = cf->d_model, R = c->p.max_rows;
+    int k = 0;
+    double sum = 0.0;
+    for (int t0 = 0; t0 < T; t0 += R) {
+        int rows = T - t0 < R ? T - t0 : R;
+        t5_lm_head(c, c->h + (size_t)t0 * D, rows, c->logits);
+        for (int i = 0; i < rows; i++) {
+            int t = t0 + i;
+            while (t >= c->cand_off[k + 1]) k++;
+            /* target: the next decoder input, or EOS after the candidate's last token */
+            int tgt = t + 1 < c->cand_off[k + 1] ? c->cand_seq[t + 1] : cf->eos_token_id;
+            const float *lg = c->logits + (size_t)i * V;
+            if (t == c->cand_off[k]) sum = 0.0;
+            sum += (double)lg[tgt] - eng_logsumexp(lg, V);
+            if (t + 1 == c->cand_off[k + 1]) r->logprobs[k] = sum;
+        }
+    }
+    return 0;
+}
+
+int eng_score(eng_ctx *c, eng_score_req *reqs, int n)
+{
+    if (!c || n < 0 || (n > 0 && !reqs)) return ENG_EINVAL;
+    for (int i = 0; i < n; i++) reqs[i].status = dc_score_one(c, &reqs[i]);
+    return 0;
+}

@@ -1,0 +1,149 @@
+/* Engine internals shared by model.c, kernels.c, t5.c and decode.c. Not a public API.
+ *
+ * Conventions: every activation buffer is row-major float, one row per token; HF Linear
+ * weights are [out, in] and are used as such (y = x W^T). */
+#ifndef NLP_ENG_INT_H
+#define NLP_ENG_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "engine/st.h"
+
+/* ---- kernels.c: the one door for matrix products, and the elementwise kernels ---- */
+
+/* C[M,N] = A[M,K] * op(B) (+ beta * C).
+ *   trans_b = 1: B is [N, K] (an HF Linear weight, or keys): C = A B^T
+ *   trans_b = 0: B is [K, N] (values): C = A B
+ * M == 1 goes to sgemv (sgemm with M = 1 is several times slower in OpenBLAS). */
+void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+              int trans_b, float beta, float *C, int ldc);
+/* y[rows, N] = x[rows, K] W^T for a Linear weight W [N, K], all dense. */
+void eng_linear(const float *x, int rows, int K, const float *W, int N, float *y);
+void eng_set_threads(int n);
+/* out[rows, d] = w * x / sqrt(mean(x^2) + eps); out may alias x. */
+void eng_rmsnorm(const float *x, const float *w, int rows, int d, float eps, float *out);
+/* In place over n values; fp32 with max subtraction. -INFINITY entries become 0. */
+void eng_softmax(float *x, int n);
+void eng_gelu_new(float *x, size_t n);
+void eng_relu(float *x, size_t n);
+/* Natural-log normaliser of a logit row, accumulated in double: log(sum(exp(x))). */
+double eng_logsumexp(const float *x, int n);
+/* F16 / BF16 -> F32. */
+float eng_f16_to_f32(uint16_t h);
+float eng_bf16_to_f32(uint16_t h);
+
+/* ---- model.c ---- */
+
+typedef struct eng_attn_w {
+    const float *q, *k, *v;    /* [inner, d_model] */
+    const float *o;            /* [d_model, inner] */
+} eng_attn_w;
+
+typedef struct eng_layer_w {
+    const float *ln_self;      /* [d_model] */
+    eng_attn_w self;
+    const float *ln_cross;     /* decoder only */
+    eng_attn_w cross;          /* decoder only */
+    const float *ln_ff;        /* [d_model] */
+    const float *wi;           /* relu: [d_ff, d_model] */
+    const float *wi0, *wi1;    /* gated: [d_ff, d_model] each */
+    const float *wo;           /* [d_model, d_ff] */
+} eng_layer_w;
+
+struct eng_model {
+    eng_config cfg;
+    int inner;                 /* num_heads * d_kv */
+    st_set *st;                /* owns the mmaps that F32 weights point into */
+    const float *shared;       /* [vocab, d_model] */
+    const float *lm_head;      /* [vocab, d_model]; == shared when tied */
+    const float *enc_rel;      /* [num_buckets, num_heads] */
+    const float *dec_rel;      /* [num_buckets, num_heads] */
+    const float *enc_final_ln; /* [d_model] */
+    const float *dec_final_ln; /* [d_model] */
+    eng_layer_w *enc;          /* [num_layers] */
+    eng_layer_w *dec;          /* [num_decoder_layers] */
+    float **owned;             /* F32 copies of F16/BF16 (or misaligned) tensors */
+    int n_owned;
+    size_t owned_bytes;        /* memory cost of the conversion */
+    int n_threads;
+};
+
+/* ---- decode.c ---- */
+size_t eng_greq_size(void);
+
+/* ---- t5.c: the forward pass ---- */
+
+/* One self-attention K/V cache block: one decoder row's keys and values for every
+ * decoder layer, contiguous per layer: [n_dec_layers][2 (k, v)][max_pos][inner]. */
+
+struct eng_ctx {
+    const eng_model *m;
+    eng_ctx_params p;
+    int max_pos;               /* decoder positions per row: max_new_tokens + 1 */
+    int max_tok;               /* rows of the packed workspaces */
+    int max_len;               /* longest sequence any attention sees */
+
+    /* packed workspaces, [max_tok, *] */
+    float *x;                  /* [max_tok, d_model] residual stream */
+    float *h;                  /* [max_tok, d_model] normed / projections out */
+    float *q, *k, *v;          /* [max_tok, inner] */
+    float *att;                /* [max_tok, inner] attention output, heads side by side */
+    float *ff0, *ff1;          /* [max_tok, d_ff] */
+    float *scores;             /* [max_len, max_len] one head of one sequence */
+    float *enc_out;            /* [max_batch_tokens, d_model] */
+    float *cross_k, *cross_v;  /* [n_dec_layers][max_batch_tokens][inner] */
+    float *enc_bias;           /* [num_heads][2 * max_len - 1]: bias at rel pos r is [r + max_len - 1] */
+    float *dec_bias;           /* [num_heads][max_len]: bias at rel pos -r (r >= 0) is [r] */
+    float *kv;                 /* [max_rows] cache blocks, see above */
+    size_t kv_block;           /* floats per block */
+    float *logits;             /* [max_rows, vocab] */
+
+    /* decoding state (decode.c), all [max_rows ...] */
+    int32_t *hist, *hist2;     /* [max_rows][max_pos + 1] token history incl. start */
+    int *row_block, *row_block2;/* cache block of each row slot */
+    int *act;                  /* [max_rows] active slots this step */
+    int *act_req;              /* [max_rows] request (in group) of each active row */
+    int32_t *act_tok;          /* [max_rows] input token of each active row */
+    int *block_used;           /* [max_rows] */
+    double *row_score, *row_score2;   /* [max_rows] cumulative log-prob */
+    int *row_done;             /* [max_rows] */
+    int *row_len;              /* [max_rows] generated tokens */
+    uint64_t *row_rng;         /* [max_rows] sampling PRNG state */
+    int32_t *fin_tok;          /* [max_rows][max_new_tokens] finished beam hypotheses */
+    int *fin_len;              /* [max_rows] */
+    double *fin_score, *fin_sum; /* [max_rows] */
+    double *cand_score;        /* [max_rows * 2 * max_rows] beam candidates */
+    int *cand_tok, *cand_beam; /* idem */
+    float *sort_val;           /* [vocab] */
+    int *sort_idx;             /* [vocab] */
+    double *lp_row;            /* [vocab] one row's log-probs (beam search) */
+    int *act_blk;              /* [max_rows] cache block of each active row */
+    int *enc_off, *enc_len;    /* [max_rows + 1] encoder slice of each active row */
+    int *tok_off;              /* [max_rows + 1] packed encoder offsets per request */
+    int32_t *enc_ids;          /* [max_batch_tokens] packed encoder input */
+    int *cand_off;             /* [max_cands + 1] */
+    int32_t *cand_seq;         /* [max_cands * max_cand_len] teacher-forced decoder input */
+    struct eng_greq *greq;     /* [max_rows] per-request state of a running group */
+};
+
+/* Encodes n sequences packed back to back (tok_off[i] .. tok_off[i+1]) into ctx->enc_out,
+ * and (if cross != 0) projects each decoder layer's cross-attention K/V from it. */
+void t5_encode(eng_ctx *c, const int32_t *ids, const int *tok_off, int n, int cross);
+/* One decoder step for n rows: row i has input token tok[i] at position pos, its
+ * self-attention cache in block blk[i], and attends to encoder tokens
+ * [enc_off[i], enc_off[i] + enc_len[i]) of the packed cross K/V. Writes the final hidden
+ * states to c->h [n, d_model] (already scaled for tied models). */
+void t5_decode_step(eng_ctx *c, const int32_t *tok, const int *blk, const int *enc_off,
+                    const int *enc_len, int n, int pos);
+/* Teacher-forced decoder over n sequences packed back to back (off[i] .. off[i+1]),
+ * each attending causally to itself and to encoder tokens [enc_off, enc_off + enc_len).
+ * Final hidden states go to c->h [off[n], d_model] (scaled for tied models). */
+void t5_decode_full(eng_ctx *c, const int32_t *tok, const int *off, int n, int enc_off,
+                    int enc_len);
+/* logits[rows, vocab] from hidden[rows, d_model]. */
+void t5_lm_head(eng_ctx *c, const float *hidden, int rows, float *logits);
+float *t5_kv_block(eng_ctx *c, int blk, int layer, int which);
+
+#endif

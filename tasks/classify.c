@@ -1,0 +1,235 @@
+/* classify: zero-shot classification by label likelihood (DESIGN.md). The prompt
+ * (tasks.classify.prompt, with {text} and {labels}) is encoded once; each candidate
+ * label is tokenized WITHOUT EOS and scored by the engine as the teacher-forced sum of
+ * log-probs of its tokens + EOS given that input.
+ *
+ * Single-label (default): probabilities are a softmax over the labels' log-likelihoods;
+ * they sum to 1.
+ * Multi-label: each label is compared on its own with a contrast label
+ * (tasks.classify.multi_label_contrast, "none"), scored in the same encoder pass:
+ * p(label) = exp(lp_label) / (exp(lp_label) + exp(lp_contrast)) = sigmoid(lp_label -
+ * lp_contrast). Labels are independent (they need not sum to 1): a label is "on" when
+ * the model prefers it to saying "none". A label equal to the contrast gets 0.5.
+ *
+ * Candidates are split into scoring jobs of at most tasks.classify.labels_per_job (the
+ * engine's max_cands), each job re-encoding the same input. input_tokens counts the
+ * encoded input once. An over-long text is cut like any over-long input. */
+#include "tasks/task_int.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct classify_priv {
+    int n_cands;           /* labels (+1: the contrast, last, in multi-label mode) */
+    int32_t **cand_ids;    /* [n_cands] -> [cand_lens[i]] */
+    int *cand_lens;        /* [n_cands] */
+    double *logprobs;      /* [n_cands], written by the engine */
+} classify_priv;
+
+static void classify_free(void *p)
+{
+    classify_priv *c = p;
+    for (int i = 0; c->cand_ids && i < c->n_cands; i++) free(c->cand_ids[i]);
+    free(c->cand_ids);
+    free(c->cand_lens);
+    free(c->logprobs);
+    free(c);
+}
+
+void task_label_probs(const double *lp, int n, int multi_label, double contrast_lp,
+                      double *probs)
+{
+    if (multi_label) {
+        for (int i = 0; i < n; i++) {
+            double d = lp[i] - contrast_lp;
+            probs[i] = d >= 0 ? 1.0 / (1.0 + exp(-d)) : exp(d) / (1.0 + exp(d));
+        }
+        return;
+    }
+    double mx = -INFINITY, sum = 0;
+    for (int i = 0; i < n; i++)
+        if (lp[i] > mx) mx = lp[i];
+    for (int i = 0; i < n; i++) sum += probs[i] = exp(lp[i] - mx);
+    for (int i = 0; i < n; i++) probs[i] /= sum;
+}
+
+/* The label without surrounding whitespace. */
+static void trimmed(const char *s, const char **b, size_t *n)
+{
+    size_t len = strlen(s);
+    while (len && (*s == ' ' || *s == '\t' || *s == '\n')) s++, len--;
+    while (len && (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\n')) len--;
+    *b = s;
+    *n = len;
+}
+
+static int classify_prepare(const task_env *env, const task_input *in, task_doc *doc,
+                            char *err, size_t errlen)
+{
+    const task_conf *conf = env->conf;
+    int rc;
+
+    if (in->n_labels < 1 || !in->labels) {
+        snprintf(err, errlen, "classify: no labels given");
+        return TASK_EINVAL;
+    }
+    for (int i = 0; i < in->n_labels; i++) {
+        const char *b;
+        size_t n;
+        trimmed(in->labels[i] ? in->labels[i] : "", &b, &n);
+        if (!n) {
+            snprintf(err, errlen, "classify: label %d is empty", i + 1);
+            return TASK_EINVAL;
+        }
+        for (int j = 0; j < i; j++)
+            if (!strcmp(in->labels[i], in->labels[j])) {
+                snprintf(err, errlen, "classify: label '%s' is given twice", in->labels[i]);
+                return TASK_EINVAL;
+            }
+    }
+
+    classify_priv *c = calloc(1, sizeof *c);
+    if (!c) goto oom;
+    doc->priv = c;
+    c->n_cands = in->n_labels + (in->multi_label ? 1 : 0);
+    c->cand_ids = calloc((size_t)c->n_cands, sizeof *c->cand_ids);
+    c->cand_lens = calloc((size_t)c->n_cands, sizeof *c->cand_lens);
+    c->logprobs = calloc((size_t)c->n_cands, sizeof *c->logprobs);
+    if (!c->cand_ids || !c->cand_lens || !c->logprobs) goto oom;
+
+    /* The labels as the prompt lists them, and as candidates. */
+    size_t sep_len = strlen(conf->label_separator), list_len = 0;
+    for (int i = 0; i < in->n_labels; i++) list_len += strlen(in->labels[i]) + sep_len;
+    char *list = malloc(list_len + 1);
+    if (!list) goto oom;
+    size_t w = 0;
+    for (int i = 0; i < c->n_cands; i++) {
+        const char *label = i < in->n_labels ? in->labels[i] : conf->contrast_label;
+        const char *b;
+        size_t n;
+        trimmed(label, &b, &n);
+        if (i < in->n_labels) {
+            if (i) {
+                memcpy(list + w, conf->label_separator, sep_len);
+                w += sep_len;
+            }
+            memcpy(list + w, b, n);
+            w += n;
+        }
+        rc = task_encode(env->tok, b, n, 0, &c->cand_ids[i], &c->cand_lens[i], err, errlen);
+        if (rc < 0) {
+            free(list);
+            return rc;
+        }
+        if (c->cand_lens[i] < 1 || c->cand_lens[i] > conf->max_label_tokens) {
+            snprintf(err, errlen, "classify: label '%s' is %d tokens; a label must be 1 to %d",
+                     label, c->cand_lens[i], conf->max_label_tokens);
+            free(list);
+            return TASK_EINVAL;
+        }
+    }
+    list[w] = 0;
+
+    static const char *const names[] = { "text", "labels" };
+    const char *vals[] = { in->text, list };
+    size_t lens[] = { in->text_len, w };
+    int32_t *ids;
+    int n_ids;
+    rc = task_encode_prompt(env, conf->spec[TASK_CLASSIFY].prompt, names, vals, lens, 2, 0,
+                            env->max_input_tokens, &ids, &n_ids, &doc->truncated, err, errlen);
+    free(list);
+    if (rc < 0) return rc;
+
+    int per = conf->labels_per_job;
+    int nj = (c->n_cands + per - 1) / per;
+    if ((rc = task_doc_jobs(doc, nj)) < 0) {
+        free(ids);
+        goto oom;
+    }
+    for (int j = 0; j < nj; j++) {
+        task_job *job = &doc->jobs[j];
+        int first = j * per, cnt = c->n_cands - first < per ? c->n_cands - first : per;
+        job->kind = TASK_JOB_SCORE;
+        if (j == 0) {
+            job->ids = ids;
+        } else {
+            job->ids = malloc((size_t)n_ids * sizeof *ids);
+            if (!job->ids) goto oom;
+            memcpy(job->ids, ids, (size_t)n_ids * sizeof *ids);
+        }
+        job->n_ids = n_ids;
+        job->score = (eng_score_req){
+            .ids = job->ids, .n_ids = n_ids, .n_cands = cnt,
+            .cand_ids = (const int32_t *const *)(c->cand_ids + first),
+            .cand_lens = c->cand_lens + first, .logprobs = c->logprobs + first, .status = 0,
+        };
+    }
+    doc->input_tokens = n_ids;
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return TASK_ENOMEM;
+}
+
+static int classify_finish(const task_env *env, const task_input *in, task_doc *doc,
+                           task_result *out)
+{
+    (void)env;
+    const classify_priv *c = doc->priv;
+    int n = in->n_labels;
+    double *probs = malloc((size_t)n * sizeof *probs);
+    out->labels = calloc((size_t)n, sizeof *out->labels);
+    if (!probs || !out->labels) {
+        free(probs);
+        return task_fail(out, TASK_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < c->n_cands; i++)
+        if (!isfinite(c->logprobs[i]) && c->logprobs[i] != -INFINITY) {
+            free(probs);
+            return task_fail(out, TASK_EINTERNAL, "engine: label %d scored NaN", i + 1);
+        }
+    task_label_probs(c->logprobs, n, in->multi_label,
+                     in->multi_label ? c->logprobs[n] : 0.0, probs);
+    /* Best first; ties keep the given order (insertion sort: n is small). */
+    int *ord = malloc((size_t)n * sizeof *ord);
+    if (!ord) {
+        free(probs);
+        return task_fail(out, TASK_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        int j = i;
+        while (j > 0 && probs[ord[j - 1]] < probs[i]) {
+            ord[j] = ord[j - 1];
+            j--;
+        }
+        ord[j] = i;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *b;
+        size_t len;
+        trimmed(in->labels[ord[i]], &b, &len);
+        out->labels[i].label = strndup(b, len);
+        out->labels[i].score = probs[ord[i]];
+        out->n_labels = i + 1;
+        if (!out->labels[i].label) break;
+    }
+    free(ord);
+    free(probs);
+    if (out->n_labels < n || !out->labels[n - 1].label)
+        return task_fail(out, TASK_ENOMEM, "out of memory");
+    out->text = strdup(out->labels[0].label);
+    if (!out->text) return task_fail(out, TASK_ENOMEM, "out of memory");
+    out->score = out->labels[0].score;
+    out->output_tokens = 0;
+    return TASK_OK;
+}
+
+const task_ops task_classify_ops = {
+    .kind = TASK_CLASSIFY,
+    .name = "classify",
+    .prepare = classify_prepare,
+    .finish = classify_finish,
+    .free_priv = classify_free,
+};

@@ -1,0 +1,716 @@
+/* Daemon units without sockets: config table, request decoding and validation,
+ * response encoding, the work queue and batching rules, stats. */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/dmn_conf.h"
+#include "daemon/dmn_log.h"
+#include "daemon/dmn_req.h"
+#include "daemon/dmn_sched.h"
+#include "daemon/dmn_server.h"
+#include "daemon/dmn_stats.h"
+#include "proto/nlp.pb-c.h"
+#include "tests/harness/harness.h"
+
+/* ---- helpers ---- */
+
+static const char *write_tmp(const char *name, const char *text)
+{
+    static char dir[64], path[4][128];
+    static int slot;
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/tmp/nlpd-unit.XXXXXX");
+        if (!mkdtemp(dir)) return NULL;
+    }
+    char *p = path[slot++ % 4];
+    snprintf(p, 128, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    if (!f) return NULL;
+    fputs(text, f);
+    fclose(f);
+    return p;
+}
+
+static dmn_limits test_limits(void)
+{
+    dmn_conf c;
+    dmn_conf_defaults(&c);
+    c.limits.max_documents = 4;
+    c.limits.max_message_bytes = 4096;
+    c.limits.max_new_tokens = 64;
+    c.limits.max_labels = 8;
+    return c.limits;
+}
+
+/* Packs a Request into buf; returns its length. */
+static size_t pack_req(const Nlp__V1__Request *r, uint8_t *buf, size_t cap)
+{
+    size_t n = nlp__v1__request__get_packed_size(r);
+    REQUIRE(n <= cap);
+    return nlp__v1__request__pack(r, buf);
+}
+
+static int decode(const uint8_t *buf, size_t len, dmn_req **out, uint64_t *id, char *err)
+{
+    dmn_limits lim = test_limits();
+    return dmn_req_decode(buf, len, &lim, 16, out, id, err, 256);
+}
+
+/* ---- config ---- */
+
+TEST(daemon_conf_defaults)
+{
+    dmn_conf c;
+    char err[256];
+    dmn_conf_defaults(&c);
+    CHECK(strcmp(c.model_dir, "models/flan-t5-small") == 0);
+    CHECK(c.n_binds == 2);
+    CHECK(strcmp(c.binds[0], "tcp://127.0.0.1:5555") == 0);
+    CHECK(strcmp(c.binds[1], "ipc:///tmp/nlpd.sock") == 0);
+    CHECK(c.limits.max_message_bytes == 1 << 20);
+    CHECK(c.limits.queue_size == 1024);
+    CHECK(c.batching.max_rows == 32);
+    CHECK(c.log_level == DMN_LOG_INFO);
+    CHECK(dmn_conf_check(&c, err, sizeof err) == 0);
+}
+
+TEST(daemon_conf_file_values)
+{
+    dmn_conf c;
+    char err[256] = "";
+    const char *p = write_tmp("a.conf",
+        "model = \"/m\";\nthreads = 3;\nlog_level = \"debug\";\n"
+        "bind = [ \"ipc:///tmp/x.sock\" ];\n"
+        "limits = { max_documents = 7; queue_size = 70; max_input_tokens = 100; };\n"
+        "batching = { max_wait_ms = 0; max_rows = 5; max_batch_tokens = 100; };\n"
+        "pipeline = { pull = \"tcp://127.0.0.1:9\"; push = \"tcp://127.0.0.1:10\"; connect = false; };\n"
+        "tasks = { anything = \"belongs to the tasks module\"; };\n");
+    REQUIRE(p);
+    dmn_conf_defaults(&c);
+    REQUIRE_MSG(dmn_conf_load(&c, p, err, sizeof err) == 0, "%s", err);
+    CHECK(strcmp(c.model_dir, "/m") == 0);
+    CHECK(c.threads == 3);
+    CHECK(c.log_level == DMN_LOG_DEBUG);
+    CHECK(c.n_binds == 1 && strcmp(c.binds[0], "ipc:///tmp/x.sock") == 0);
+    CHECK(c.limits.max_documents == 7 && c.limits.queue_size == 70);
+    CHECK(c.limits.max_message_bytes == 1 << 20);   /* untouched keys keep defaults */
+    CHECK(c.batching.max_wait_ms == 0 && c.batching.max_rows == 5);
+    CHECK(strcmp(c.pull, "tcp://127.0.0.1:9") == 0 && c.pipeline_connect == 0);
+}
+
+static void expect_conf_error(const char *text, const char *needle)
+{
+    dmn_conf c;
+    char err[512] = "";
+    const char *p = write_tmp("bad.conf", text);
+    REQUIRE(p);
+    dmn_conf_defaults(&c);
+    CHECK_MSG(dmn_conf_load(&c, p, err, sizeof err) < 0, "accepted: %s", text);
+    CHECK_MSG(strstr(err, needle) != NULL, "error '%s' lacks '%s'", err, needle);
+    CHECK_MSG(strstr(err, p) != NULL, "error '%s' does not name the file", err);
+}
+
+TEST(daemon_conf_errors_name_file_and_line)
+{
+    expect_conf_error("\n\nlimits = { queue_size = 0; };\n", "bad.conf:3: limits.queue_size = 0 is out of range");
+    expect_conf_error("threads = -1;\n", ":1: threads = -1 is out of range [0, 256]");
+    expect_conf_error("limitz = { };\n", ":1: unknown setting 'limitz'");
+    expect_conf_error("limits = { max_docs = 3; };\n", "unknown setting 'limits.max_docs'");
+    expect_conf_error("limits = { max_documents = \"many\"; };\n", "must be an integer");
+    expect_conf_error("limits = { max_documents = 1.5; };\n", "must be an integer");
+    expect_conf_error("log_level = \"loud\";\n", "expected \"error\"");
+    expect_conf_error("model = 3;\n", "model must be a string");
+    expect_conf_error("bind = [ \"udp://x\" ];\n", "not tcp://, ipc:// or inproc://");
+    expect_conf_error("bind = \"tcp://127.0.0.1:1\";\n", "bind must be a list");
+    expect_conf_error("limits = 3;\n", "must be a group");
+    expect_conf_error("limits = { max_documents = 10; queue_size = 5; };\n",
+                      "must be at least limits.max_documents");
+    expect_conf_error("pipeline = { pull = \"tcp://127.0.0.1:9\"; };\n", "both pull and push");
+    expect_conf_error("limits = { max_documents = 3 \n", ":2:");   /* syntax error */
+    expect_conf_error("@include \"missing.conf\"\n", "include");
+}
+
+TEST(daemon_conf_missing_file)
+{
+    dmn_conf c;
+    char err[512] = "";
+    dmn_conf_defaults(&c);
+    CHECK(dmn_conf_load(&c, "/nonexistent/nlpd.conf", err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "/nonexistent/nlpd.conf") != NULL, "%s", err);
+}
+
+TEST(daemon_conf_include_is_relative_to_the_file)
+{
+    dmn_conf c;
+    char err[512] = "";
+    REQUIRE(write_tmp("inc.conf", "limits = { max_documents = 9; };\n"));
+    const char *p = write_tmp("main.conf", "@include \"inc.conf\"\nthreads = 2;\n");
+    REQUIRE(p);
+    dmn_conf_defaults(&c);
+    REQUIRE_MSG(dmn_conf_load(&c, p, err, sizeof err) == 0, "%s", err);
+    CHECK(c.limits.max_documents == 9 && c.threads == 2);
+}
+
+/* The shipped conf/nlpd.conf parses (with whatever tasks group beside it). */
+TEST(daemon_conf_shipped_file_parses)
+{
+    dmn_conf c;
+    char err[512] = "", path[256];
+    FILE *in = fopen("conf/nlpd.conf", "r");
+    REQUIRE_MSG(in, "conf/nlpd.conf not found (tests run from the repository root)");
+    static char text[16384];
+    size_t n = fread(text, 1, sizeof text - 1, in);
+    fclose(in);
+    text[n] = '\0';
+    REQUIRE(write_tmp("tasks.conf", "tasks = { };\n"));
+    const char *p = write_tmp("nlpd.conf", text);
+    REQUIRE(p);
+    snprintf(path, sizeof path, "%s", p);
+    dmn_conf_defaults(&c);
+    REQUIRE_MSG(dmn_conf_load(&c, path, err, sizeof err) == 0, "%s", err);
+    dmn_conf d;
+    dmn_conf_defaults(&d);
+    /* The file spells out the defaults: loading it changes nothing. */
+    CHECK(memcmp(&c.limits, &d.limits, sizeof d.limits) == 0);
+    CHECK(memcmp(&c.batching, &d.batching, sizeof d.batching) == 0);
+    CHECK(strcmp(c.model_dir, d.model_dir) == 0);
+    CHECK(c.n_binds == 2);
+}
+
+TEST(daemon_conf_add_bind)
+{
+    dmn_conf c;
+    char err[256];
+    dmn_conf_defaults(&c);
+    c.n_binds = 0;
+    CHECK(dmn_conf_add_bind(&c, "tcp://127.0.0.1:1", err, sizeof err) == 0);
+    CHECK(dmn_conf_add_bind(&c, "ftp://x", err, sizeof err) < 0);
+    for (int i = 1; i < DMN_MAX_BINDS; i++)
+        CHECK(dmn_conf_add_bind(&c, "ipc:///tmp/a", err, sizeof err) == 0);
+    CHECK(dmn_conf_add_bind(&c, "ipc:///tmp/b", err, sizeof err) < 0);
+    CHECK(c.n_binds == DMN_MAX_BINDS);
+}
+
+TEST(daemon_log_levels)
+{
+    CHECK(dmn_log_level_from_name("error") == DMN_LOG_ERROR);
+    CHECK(dmn_log_level_from_name("debug") == DMN_LOG_DEBUG);
+    CHECK(dmn_log_level_from_name("verbose") == -1);
+    CHECK(dmn_log_level_from_name(NULL) == -1);
+    CHECK(strcmp(dmn_log_level_name(DMN_LOG_WARN), "warn") == 0);
+}
+
+/* ---- UTF-8 ---- */
+
+TEST(daemon_utf8)
+{
+    size_t bad = 99;
+    CHECK(dmn_utf8_valid("", 0, NULL));
+    CHECK(dmn_utf8_valid("plain ascii", 11, NULL));
+    CHECK(dmn_utf8_valid("\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, NULL));
+    CHECK(!dmn_utf8_valid("ab\xff", 3, &bad) && bad == 2);
+    CHECK(!dmn_utf8_valid("\xc0\xaf", 2, &bad) && bad == 0);           /* overlong '/' */
+    CHECK(!dmn_utf8_valid("\xe0\x80\xaf", 3, NULL));                   /* overlong */
+    CHECK(!dmn_utf8_valid("\xed\xa0\x80", 3, NULL));                   /* surrogate */
+    CHECK(!dmn_utf8_valid("\xf4\x90\x80\x80", 4, NULL));               /* > U+10FFFF */
+    CHECK(!dmn_utf8_valid("x\xe2\x82", 3, &bad) && bad == 1);          /* truncated */
+    CHECK(!dmn_utf8_valid("\x80", 1, NULL));                           /* lone continuation */
+    CHECK(!dmn_utf8_valid("\xc3\x28", 2, NULL));                       /* bad continuation */
+}
+
+/* ---- request decoding ---- */
+
+TEST(daemon_decode_valid_requests)
+{
+    uint8_t buf[4096];
+    char err[256];
+    dmn_req *r = NULL;
+    uint64_t id = 0;
+    char *docs[] = { "first document", "second" };
+    char *labels[] = { "sports", "politics" };
+    Nlp__V1__Request q = NLP__V1__REQUEST__INIT;
+    Nlp__V1__Classify cl = NLP__V1__CLASSIFY__INIT;
+    Nlp__V1__DecodingOptions o = NLP__V1__DECODING_OPTIONS__INIT;
+    q.has_id = 1, q.id = 77;
+    q.task_case = NLP__V1__REQUEST__TASK_CLASSIFY;
+    q.classify = &cl;
+    cl.n_labels = 2, cl.labels = labels;
+    cl.has_multi_label = 1, cl.multi_label = 1;
+    q.n_documents = 2, q.documents = docs;
+    q.has_priority = 1, q.priority = -5;
+    q.has_deadline_ms = 1, q.deadline_ms = 1234;
+    q.options = &o;
+    o.has_num_beams = 1, o.num_beams = 3;
+    o.has_seed = 1, o.seed = 0;
+    o.has_top_p = 1, o.top_p = 0.5f;
+    size_t n = pack_req(&q, buf, sizeof buf);
+
+    REQUIRE_MSG(decode(buf, n, &r, &id, err) == DMN_OK, "%s", err);
+    REQUIRE(r);
+    CHECK(id == 77 && r->id == 77);
+    CHECK(r->kind == DMN_REQ_TASK);
+    CHECK(r->in.kind == TASK_CLASSIFY);
+    CHECK(r->n_docs == 2 && r->n_left == 2);
+    CHECK(strcmp(r->docs[1], "second") == 0 && r->doc_lens[1] == 6);
+    CHECK(r->in.n_labels == 2 && strcmp(r->in.labels[1], "politics") == 0);
+    CHECK(r->in.multi_label == 1);
+    CHECK(r->priority == -5 && r->deadline_ms == 1234);
+    CHECK(r->in.opts.num_beams == 3);
+    CHECK(r->in.opts.seed == 0);               /* set, and 0: not "unset" */
+    CHECK(fabsf(r->in.opts.top_p - 0.5f) < 1e-6);
+    CHECK(r->in.opts.max_new_tokens < 0);      /* not set: the task's default */
+    CHECK(isnan(r->in.opts.temperature));
+    dmn_req_free(&r);
+    CHECK(r == NULL);
+
+    Nlp__V1__Request h = NLP__V1__REQUEST__INIT;
+    Nlp__V1__HealthRequest hr = NLP__V1__HEALTH_REQUEST__INIT;
+    h.has_id = 1, h.id = 5;
+    h.task_case = NLP__V1__REQUEST__TASK_HEALTH;
+    h.health = &hr;
+    n = pack_req(&h, buf, sizeof buf);
+    REQUIRE(decode(buf, n, &r, &id, err) == DMN_OK);
+    CHECK(r->kind == DMN_REQ_HEALTH && r->id == 5 && r->n_docs == 0);
+    dmn_req_free(&r);
+}
+
+/* Builds a summarize request with the given documents and lets `tweak` alter it. */
+static int decode_summarize(char **docs, size_t n_docs, uint64_t *id, char *err,
+                            void (*tweak)(Nlp__V1__Request *))
+{
+    static uint8_t buf[65536];
+    Nlp__V1__Request q = NLP__V1__REQUEST__INIT;
+    Nlp__V1__Summarize s = NLP__V1__SUMMARIZE__INIT;
+    q.has_id = 1, q.id = 9;
+    q.task_case = NLP__V1__REQUEST__TASK_SUMMARIZE;
+    q.summarize = &s;
+    q.n_documents = n_docs, q.documents = docs;
+    if (tweak) tweak(&q);
+    size_t n = pack_req(&q, buf, sizeof buf);
+    dmn_req *r = NULL;
+    int rc = decode(buf, n, &r, id, err);
+    CHECK((rc == DMN_OK) == (r != NULL));
+    dmn_req_free(&r);
+    return rc;
+}
+
+static void no_task(Nlp__V1__Request *q) { q->task_case = NLP__V1__REQUEST__TASK__NOT_SET; }
+static void bad_priority(Nlp__V1__Request *q) { q->has_priority = 1, q->priority = 101; }
+static Nlp__V1__DecodingOptions opts;
+static void with_opts(Nlp__V1__Request *q) { q->options = &opts; }
+
+TEST(daemon_decode_rejects_with_the_documented_code)
+{
+    char err[256];
+    uint64_t id = 0;
+    char *one[] = { "text" }, *empty[] = { "text", "" }, *five[] = { "a", "b", "c", "d", "e" };
+    char *badutf[] = { "ok", "caf\xc3" };
+    static char big[8192];
+    memset(big, 'x', sizeof big - 1);
+    char *bigdoc[] = { big };
+
+    CHECK(decode_summarize(one, 1, &id, err, NULL) == DMN_OK);
+    CHECK(decode_summarize(one, 0, &id, err, NULL) == DMN_INVALID_ARGUMENT);
+    CHECK(decode_summarize(empty, 2, &id, err, NULL) == DMN_INVALID_ARGUMENT);
+    CHECK_MSG(strstr(err, "document 1 is empty"), "%s", err);
+    CHECK(decode_summarize(five, 5, &id, err, NULL) == DMN_TOO_MANY_DOCUMENTS);
+    CHECK(decode_summarize(badutf, 2, &id, err, NULL) == DMN_INVALID_ARGUMENT);
+    CHECK_MSG(strstr(err, "document 1: invalid UTF-8 at byte 3"), "%s", err);
+    CHECK(decode_summarize(one, 1, &id, err, no_task) == DMN_UNKNOWN_TASK);
+    CHECK(decode_summarize(one, 1, &id, err, bad_priority) == DMN_INVALID_ARGUMENT);
+    id = 0;
+    CHECK(decode_summarize(bigdoc, 1, &id, err, NULL) == DMN_MESSAGE_TOO_LARGE);
+    CHECK_MSG(id == 9, "the id of an oversized request is still read (%llu)",
+              (unsigned long long)id);
+
+    nlp__v1__decoding_options__init(&opts);
+    opts.has_num_beams = 1, opts.num_beams = 0;
+    CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_INVALID_ARGUMENT);
+    opts.num_beams = 17;
+    CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_INVALID_ARGUMENT);
+    opts.num_beams = 4;
+    CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_OK);
+    opts.has_num_return_sequences = 1, opts.num_return_sequences = 5;
+    CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_INVALID_ARGUMENT);
+    opts.num_return_sequences = 4;
+    CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_OK);
+    opts.has_max_new_tokens = 1, opts.max_new_tokens = 65;   /* limit 64 */
+    CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_INVALID_ARGUMENT);
+    opts.max_new_tokens = 64;
+    CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_OK);
+    opts.has_temperature = 1, opts.temperature = 0;
+    CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_INVALID_ARGUMENT);
+    opts.temperature = NAN;
+    CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_INVALID_ARGUMENT);
+    opts.temperature = 0.7f;
+    opts.has_top_p = 1, opts.top_p = 1.5f;
+    CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_INVALID_ARGUMENT);
+    opts.top_p = 0.9f;
+    opts.has_repetition_penalty = 1, opts.repetition_penalty = -1;
+    CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_INVALID_ARGUMENT);
+    opts.repetition_penalty = 1.2f;
+    CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_OK);
+}
+
+TEST(daemon_decode_task_fields)
+{
+    uint8_t buf[4096];
+    char err[256];
+    uint64_t id;
+    dmn_req *r = NULL;
+    char *docs[] = { "context" };
+    Nlp__V1__Request q = NLP__V1__REQUEST__INIT;
+    q.n_documents = 1, q.documents = docs;
+
+    Nlp__V1__Translate tr = NLP__V1__TRANSLATE__INIT;
+    q.task_case = NLP__V1__REQUEST__TASK_TRANSLATE, q.translate = &tr;
+    CHECK(decode(buf, pack_req(&q, buf, sizeof buf), &r, &id, err) == DMN_INVALID_ARGUMENT);
+    tr.target_lang = "de";
+    REQUIRE(decode(buf, pack_req(&q, buf, sizeof buf), &r, &id, err) == DMN_OK);
+    CHECK(r->in.kind == TASK_TRANSLATE && strcmp(r->in.target_lang, "de") == 0);
+    CHECK(r->in.source_lang == NULL);
+    dmn_req_free(&r);
+    tr.source_lang = "French";
+    REQUIRE(decode(buf, pack_req(&q, buf, sizeof buf), &r, &id, err) == DMN_OK);
+    CHECK(strcmp(r->in.source_lang, "French") == 0);
+    dmn_req_free(&r);
+
+    Nlp__V1__QuestionAnswer qa = NLP__V1__QUESTION_ANSWER__INIT;
+    q.task_case = NLP__V1__REQUEST__TASK_QA, q.qa = &qa;
+    CHECK(decode(buf, pack_req(&q, buf, sizeof buf), &r, &id, err) == DMN_INVALID_ARGUMENT);
+    qa.question = "who?";
+    REQUIRE(decode(buf, pack_req(&q, buf, sizeof buf), &r, &id, err) == DMN_OK);
+    CHECK(r->in.kind == TASK_QA && strcmp(r->in.question, "who?") == 0);
+    dmn_req_free(&r);
+
+    char *labels[9] = { "a", "b", "c", "d", "e", "f", "g", "h", "i" };
+    Nlp__V1__Classify cl = NLP__V1__CLASSIFY__INIT;
+    q.task_case = NLP__V1__REQUEST__TASK_CLASSIFY, q.classify = &cl;
+    CHECK(decode(buf, pack_req(&q, buf, sizeof buf), &r, &id, err) == DMN_INVALID_ARGUMENT);
+    cl.labels = labels, cl.n_labels = 9;   /* limit 8 */
+    CHECK(decode(buf, pack_req(&q, buf, sizeof buf), &r, &id, err) == DMN_INVALID_ARGUMENT);
+    cl.n_labels = 8;
+    CHECK(decode(buf, pack_req(&q, buf, sizeof buf), &r, &id, err) == DMN_OK);
+    dmn_req_free(&r);
+}
+
+TEST(daemon_decode_garbage)
+{
+    char err[256];
+    uint64_t id = 1;
+    dmn_req *r = (dmn_req *)1;
+    const uint8_t trunc[] = { 0x08, 0x05, 0x4a, 0x10, 'a', 'b' };     /* string cut short */
+    const uint8_t wt[] = { 0x08, 0x06, 0x48, 0x01 };                  /* documents as varint */
+    const uint8_t bad[] = { 0x07, 0x01, 0x02 };
+    CHECK(decode(trunc, sizeof trunc, &r, &id, err) == DMN_MALFORMED);
+    CHECK(r == NULL);
+    CHECK(id == 5);   /* peeked from the leading field */
+    CHECK(decode(wt, sizeof wt, &r, &id, err) == DMN_MALFORMED);
+    CHECK(id == 6);
+    CHECK(decode(bad, sizeof bad, &r, &id, err) == DMN_MALFORMED);
+    CHECK(id == 0);
+    CHECK(decode((const uint8_t *)"", 0, &r, &id, err) == DMN_UNKNOWN_TASK);
+}
+
+/* ---- responses ---- */
+
+TEST(daemon_responses_round_trip)
+{
+    void *buf;
+    size_t len;
+    REQUIRE(dmn_resp_error(42, DMN_OVERLOADED, "queue full", &buf, &len) == 0);
+    Nlp__V1__Response *p = nlp__v1__response__unpack(NULL, len, buf);
+    REQUIRE(p);
+    CHECK(p->id == 42 && p->status && p->status->code == NLP__V1__STATUS_CODE__OVERLOADED);
+    CHECK(strcmp(p->status->message, "queue full") == 0);
+    nlp__v1__response__free_unpacked(p, NULL);
+    free(buf);
+
+    dmn_health h = { .ok = 1, .model = "m", .version = "v", .uptime_s = 2.5 };
+    REQUIRE(dmn_resp_health(7, &h, &buf, &len) == 0);
+    p = nlp__v1__response__unpack(NULL, len, buf);
+    REQUIRE(p && p->health);
+    CHECK(p->health->ok && strcmp(p->health->model, "m") == 0 && p->health->uptime_s == 2.5);
+    nlp__v1__response__free_unpacked(p, NULL);
+    free(buf);
+
+    dmn_stats_snap s;
+    memset(&s, 0, sizeof s);
+    s.requests = 10, s.by_code[DMN_OK] = 6, s.by_code[DMN_MALFORMED] = 4;
+    s.queue_depth = 3, s.p99_ms = 12.5, s.in_flight = 2;
+    REQUIRE(dmn_resp_stats(8, &s, &buf, &len) == 0);
+    p = nlp__v1__response__unpack(NULL, len, buf);
+    REQUIRE(p && p->stats);
+    CHECK(p->stats->requests == 10 && p->stats->queue_depth == 3);
+    CHECK(p->stats->latency_p99_ms == 12.5 && p->stats->in_flight == 2);
+    REQUIRE(p->stats->n_responses == 2);
+    CHECK(p->stats->responses[0]->code == NLP__V1__STATUS_CODE__OK &&
+          p->stats->responses[0]->count == 6);
+    CHECK(p->stats->responses[1]->code == NLP__V1__STATUS_CODE__MALFORMED &&
+          p->stats->responses[1]->count == 4);
+    nlp__v1__response__free_unpacked(p, NULL);
+    free(buf);
+}
+
+TEST(daemon_task_response_status_and_results)
+{
+    uint8_t pbuf[1024];
+    char err[256];
+    uint64_t id;
+    dmn_req *r = NULL;
+    char *docs[] = { "one", "two" };
+    Nlp__V1__Request q = NLP__V1__REQUEST__INIT;
+    Nlp__V1__Classify cl = NLP__V1__CLASSIFY__INIT;
+    char *labels[] = { "x", "y" };
+    q.has_id = 1, q.id = 3;
+    q.task_case = NLP__V1__REQUEST__TASK_CLASSIFY, q.classify = &cl;
+    cl.labels = labels, cl.n_labels = 2;
+    q.n_documents = 2, q.documents = docs;
+    REQUIRE(decode(pbuf, pack_req(&q, pbuf, sizeof pbuf), &r, &id, err) == DMN_OK);
+
+    /* Document 0 done with two labels, document 1 past its deadline. */
+    r->out[0].has_res = 1;
+    r->out[0].res.n_labels = 2;
+    r->out[0].res.labels = calloc(2, sizeof *r->out[0].res.labels);
+    r->out[0].res.labels[0] = (task_label_score){ strdup("y"), 0.75 };
+    r->out[0].res.labels[1] = (task_label_score){ strdup("x"), 0.25 };
+    r->out[0].res.input_tokens = 4;
+    r->out[1].code = DMN_DEADLINE_EXCEEDED;
+    snprintf(r->out[1].message, sizeof r->out[1].message, "too late");
+    r->t_recv = 1.0, r->t_start = 1.5, r->t_done = 2.0;
+
+    char msg[320];
+    CHECK(dmn_req_status(r, msg, sizeof msg) == DMN_DEADLINE_EXCEEDED);
+    CHECK_MSG(strcmp(msg, "document 1: too late") == 0, "%s", msg);
+
+    void *buf;
+    size_t len;
+    REQUIRE(dmn_resp_task(r, 2.5, &buf, &len) == 0);
+    Nlp__V1__Response *p = nlp__v1__response__unpack(NULL, len, buf);
+    REQUIRE(p);
+    CHECK(p->id == 3);
+    CHECK(p->status->code == NLP__V1__STATUS_CODE__DEADLINE_EXCEEDED);
+    REQUIRE(p->n_results == 2);
+    CHECK(p->results[0]->status->code == NLP__V1__STATUS_CODE__OK);
+    REQUIRE(p->results[0]->n_labels == 2);
+    CHECK(strcmp(p->results[0]->labels[0]->label, "y") == 0);
+    CHECK(p->results[0]->labels[0]->score == 0.75);
+    CHECK(p->results[0]->input_tokens == 4);
+    CHECK(p->results[1]->status->code == NLP__V1__STATUS_CODE__DEADLINE_EXCEEDED);
+    CHECK(fabs(p->timings->queue_ms - 500) < 1e-6);
+    CHECK(fabs(p->timings->compute_ms - 500) < 1e-6);
+    CHECK(fabs(p->timings->total_ms - 1500) < 1e-6);
+    nlp__v1__response__free_unpacked(p, NULL);
+    free(buf);
+    dmn_req_free(&r);
+}
+
+/* ---- queue and batching ---- */
+
+/* A request with n documents of the given byte lengths. */
+static dmn_req *fake_req(int n, int priority, size_t len)
+{
+    dmn_req *r = calloc(1, sizeof *r);
+    r->n_docs = n;
+    r->n_left = n;
+    r->priority = priority;
+    r->doc_lens = calloc((size_t)n, sizeof *r->doc_lens);
+    r->docs = calloc((size_t)n, sizeof *r->docs);
+    r->out = calloc((size_t)n, sizeof *r->out);
+    for (int i = 0; i < n; i++) r->doc_lens[i] = len;
+    return r;
+}
+
+TEST(daemon_queue_priority_then_arrival)
+{
+    dmn_queue *q = dmn_queue_new(16, 512);
+    dmn_req *a = fake_req(2, 0, 8), *b = fake_req(1, 5, 8), *c = fake_req(1, -3, 8),
+            *d = fake_req(1, 5, 8);
+    dmn_item it[16];
+    REQUIRE(q);
+    CHECK(dmn_queue_push(q, a, 0) == 0);
+    CHECK(dmn_queue_push(q, b, 0) == 0);
+    CHECK(dmn_queue_push(q, c, 0) == 0);
+    CHECK(dmn_queue_push(q, d, 0) == 0);
+    CHECK(dmn_queue_depth(q) == 5);
+    int n = dmn_queue_take(q, it, 16, 1 << 20, 0);
+    REQUIRE(n == 5);
+    CHECK(it[0].req == b && it[1].req == d);              /* priority 5, in arrival order */
+    CHECK(it[2].req == a && it[2].doc == 0 && it[3].req == a && it[3].doc == 1);
+    CHECK(it[4].req == c);                                 /* lowest priority last */
+    CHECK(dmn_queue_depth(q) == 0);
+    dmn_req_free(&a), dmn_req_free(&b), dmn_req_free(&c), dmn_req_free(&d);
+    dmn_queue_free(&q);
+    CHECK(q == NULL);
+}
+
+TEST(daemon_queue_is_bounded_all_or_nothing)
+{
+    dmn_queue *q = dmn_queue_new(4, 512);
+    dmn_req *a = fake_req(3, 0, 8), *b = fake_req(2, 0, 8), *c = fake_req(1, 0, 8);
+    CHECK(dmn_queue_push(q, a, 0) == 0);
+    CHECK(dmn_queue_push(q, b, 0) < 0);       /* 3 + 2 > 4: none of b is queued */
+    CHECK(dmn_queue_depth(q) == 3);
+    CHECK(dmn_queue_push(q, c, 0) == 0);
+    CHECK(dmn_queue_depth(q) == 4);
+    dmn_queue_close(q);
+    dmn_req *late = fake_req(1, 0, 8);
+    CHECK(dmn_queue_push(q, late, 0) < 0);   /* closed: nothing more is taken */
+    dmn_req_free(&late);
+    dmn_item it[8];
+    CHECK(dmn_queue_take(q, it, 8, 1 << 20, 1000) == 4);   /* closed: no waiting */
+    CHECK(dmn_queue_take(q, it, 8, 1 << 20, 1000) == 0);   /* closed and drained */
+    dmn_req_free(&a), dmn_req_free(&b), dmn_req_free(&c);
+    dmn_queue_free(&q);
+}
+
+TEST(daemon_queue_take_respects_batch_bounds)
+{
+    dmn_queue *q = dmn_queue_new(64, 100);
+    /* 10 documents of 200 bytes: estimate 200/4 + 2 = 52 tokens each. One of 4000 bytes:
+     * capped at max_input_tokens (100). */
+    dmn_req *a = fake_req(10, 0, 200), *b = fake_req(1, 0, 4000);
+    dmn_item it[64];
+    REQUIRE(dmn_queue_push(q, a, 0) == 0 && dmn_queue_push(q, b, 0) == 0);
+    int n = dmn_queue_take(q, it, 3, 1 << 20, 0);
+    CHECK(n == 3);                                        /* max_items */
+    CHECK(it[0].est_tokens == 52);
+    n = dmn_queue_take(q, it, 64, 110, 0);
+    CHECK_MSG(n == 2, "token bound: took %d", n);         /* 52 + 52 <= 110 < 156 */
+    n = dmn_queue_take(q, it, 64, 10, 0);
+    CHECK(n == 1);                                        /* always at least one */
+    n = dmn_queue_take(q, it, 64, 1 << 20, 0);
+    CHECK(n == 5 && it[4].req == b && it[4].est_tokens == 100);
+    dmn_req_free(&a), dmn_req_free(&b);
+    dmn_queue_free(&q);
+}
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+struct pusher { dmn_queue *q; dmn_req *r; int delay_ms; };
+
+static void *push_later(void *arg)
+{
+    struct pusher *p = arg;
+    usleep((useconds_t)p->delay_ms * 1000);
+    dmn_queue_push(p->q, p->r, mono());
+    return NULL;
+}
+
+TEST(daemon_queue_waits_to_fill_a_batch)
+{
+    dmn_queue *q = dmn_queue_new(64, 512);
+    dmn_req *a = fake_req(1, 0, 8), *b = fake_req(3, 0, 8), *c = fake_req(1, 0, 8);
+    dmn_item it[8];
+
+    /* A short queue waits max_wait_ms, then runs what it has. */
+    REQUIRE(dmn_queue_push(q, a, mono()) == 0);
+    double t0 = mono();
+    CHECK(dmn_queue_take(q, it, 4, 1 << 20, 80) == 1);
+    double waited = mono() - t0;
+    CHECK_MSG(waited > 0.06 && waited < 1.0, "waited %.3f s for max_wait_ms = 80", waited);
+
+    /* Company arriving within the wait fills the batch and ends the wait early. */
+    REQUIRE(dmn_queue_push(q, c, mono()) == 0);
+    struct pusher p = { q, b, 20 };
+    pthread_t th;
+    pthread_create(&th, NULL, push_later, &p);
+    t0 = mono();
+    int n = dmn_queue_take(q, it, 4, 1 << 20, 2000);
+    waited = mono() - t0;
+    pthread_join(th, NULL);
+    CHECK_MSG(n == 4, "took %d", n);
+    CHECK_MSG(waited < 1.0, "a full batch should not wait the full 2 s (%.3f)", waited);
+
+    /* A blocked take wakes on close. */
+    dmn_queue_close(q);
+    CHECK(dmn_queue_take(q, it, 4, 1 << 20, 2000) == 0);
+    dmn_req_free(&a), dmn_req_free(&b), dmn_req_free(&c);
+    dmn_queue_free(&q);
+}
+
+TEST(daemon_split_bounds_engine_calls)
+{
+    int ends[16];
+    int lens[] = { 10, 10, 20, 30, 40, 200 };
+    int rows[] = { 1, 1, 4, 4, 4, 1 };
+    /* tokens <= 64 padded: {10,10,20} = 3*20 = 60; {30} then + 40 -> 2*40 = 80 > 64 */
+    int n = dmn_sched_split(lens, rows, 6, 64, 100, ends);
+    REQUIRE(n == 4);
+    CHECK(ends[0] == 3 && ends[1] == 4 && ends[2] == 5 && ends[3] == 6);   /* 200 alone */
+    /* rows <= 5: {1,1} (+4 would be 6), {4}, {4}, {4,1} */
+    n = dmn_sched_split(lens, rows, 6, 1 << 20, 5, ends);
+    REQUIRE(n == 4);
+    CHECK(ends[0] == 2 && ends[1] == 3 && ends[2] == 4 && ends[3] == 6);
+    CHECK(dmn_sched_split(lens, rows, 0, 64, 4, ends) == 0);
+    n = dmn_sched_split(lens, rows, 6, 1 << 20, 1000, ends);
+    CHECK(n == 1 && ends[0] == 6);
+}
+
+/* ---- stats ---- */
+
+TEST(daemon_percentiles)
+{
+    double v[100];
+    for (int i = 0; i < 100; i++) v[i] = 100 - i;    /* 100 .. 1, unsorted */
+    CHECK(dmn_percentile(v, 100, 50) == 50);
+    CHECK(dmn_percentile(v, 100, 90) == 90);
+    CHECK(dmn_percentile(v, 100, 99) == 99);
+    CHECK(dmn_percentile(v, 100, 100) == 100);
+    CHECK(dmn_percentile(v, 0, 50) == 0);
+    double one = 7;
+    CHECK(dmn_percentile(&one, 1, 99) == 7);
+}
+
+TEST(daemon_stats_counts_and_window)
+{
+    dmn_stats *s = dmn_stats_new(100.0);
+    dmn_stats_snap o;
+    REQUIRE(s);
+    for (int i = 0; i < 5; i++) dmn_stats_request(s);
+    dmn_stats_response(s, DMN_OK, 10);
+    dmn_stats_response(s, DMN_OK, 30);
+    dmn_stats_response(s, DMN_MALFORMED, -1);     /* not a latency sample */
+    dmn_stats_response(s, 99, -1);                /* out of range: ignored */
+    dmn_stats_batch(s, 4, 100, 40, 101.0);
+    dmn_stats_batch(s, 2, 50, 20, 102.0);
+    dmn_stats_documents(s, 6);
+    dmn_stats_snapshot(s, &o, 104.0);
+    CHECK(o.requests == 5 && o.documents == 6);
+    CHECK(o.by_code[DMN_OK] == 2 && o.by_code[DMN_MALFORMED] == 1);
+    CHECK(o.p50_ms == 10 && o.p99_ms == 30);
+    CHECK(o.batches == 2 && o.mean_batch_size == 3);
+    CHECK(o.input_tokens == 150 && o.output_tokens == 60);
+    CHECK(o.uptime_s == 4);
+    CHECK_MSG(fabs(o.tokens_per_s - 60.0 / 4) < 1e-9, "tokens/s %.3f", o.tokens_per_s);
+    /* 30 s later the old tokens are out of the window. */
+    dmn_stats_snapshot(s, &o, 134.0);
+    CHECK(o.tokens_per_s == 0);
+    /* the ring keeps the most recent DMN_LAT_RING samples */
+    for (int i = 0; i < DMN_LAT_RING; i++) dmn_stats_response(s, DMN_OK, 1000);
+    dmn_stats_snapshot(s, &o, 134.0);
+    CHECK(o.p50_ms == 1000 && o.p99_ms == 1000);
+    dmn_stats_free(&s);
+    CHECK(s == NULL);
+}
+
+TEST(daemon_task_status_mapping)
+{
+    CHECK(dmn_code_from_task(TASK_OK) == DMN_OK);
+    CHECK(dmn_code_from_task(TASK_EINVAL) == DMN_INVALID_ARGUMENT);
+    CHECK(dmn_code_from_task(TASK_ETOOLONG) == DMN_INPUT_TOO_LONG);
+    CHECK(dmn_code_from_task(TASK_EINTERNAL) == DMN_INTERNAL);
+    CHECK(dmn_code_from_task(TASK_ENOMEM) == DMN_INTERNAL);
+    CHECK(strcmp(dmn_code_name(DMN_MALFORMED), "MALFORMED") == 0);
+    CHECK(strcmp(dmn_code_name(42), "UNKNOWN") == 0);
+}

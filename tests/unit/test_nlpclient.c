@@ -1,0 +1,458 @@
+/* libnlpclient against a scripted ROUTER in a thread (no daemon, no model): packing of
+ * every task and option, decoding of every reply field, replies out of order, nlpc_call
+ * keeping other replies, timeouts and garbage frames. The end-to-end tests against nlpd
+ * are tests/scripts/e2e_*.sh. */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "clients/libnlpclient/nlpclient.h"
+#include "proto/nlp.pb-c.h"
+#include "tests/harness/harness.h"
+
+/* The mock answers each request from what it asked, so the test can check both ways:
+ * text = "<task>:<document>", score = number of options set, labels in reverse order
+ * with scores 1/(i+1), answer = question. `hold` requests are collected and answered in
+ * reverse order of arrival. A document "GARBAGE" gets a frame that is not a Response. */
+typedef struct mock {
+    char endpoint[128];
+    void *zctx, *sock;
+    int hold;
+    int serve;            /* requests to answer before the thread ends */
+    pthread_t th;
+    Nlp__V1__Request *last;   /* copy of the last request seen (owned by the mock) */
+} mock;
+
+static int count_opts(const Nlp__V1__DecodingOptions *o)
+{
+    if (!o) return 0;
+    return o->has_max_new_tokens + o->has_num_beams + o->has_length_penalty +
+           o->has_min_new_tokens + o->has_no_repeat_ngram_size + o->has_repetition_penalty +
+           o->has_temperature + o->has_top_k + o->has_top_p + o->has_seed +
+           o->has_num_return_sequences + o->has_return_hypotheses;
+}
+
+static void answer(mock *m, zmq_msg_t *ident, Nlp__V1__Request *rq)
+{
+    Nlp__V1__Response r = NLP__V1__RESPONSE__INIT;
+    Nlp__V1__Status st = NLP__V1__STATUS__INIT;
+    Nlp__V1__Result res = NLP__V1__RESULT__INIT, *resp[1] = { &res };
+    Nlp__V1__Status rst = NLP__V1__STATUS__INIT;
+    Nlp__V1__LabelScore ls[8], *lsp[8];
+    Nlp__V1__Health h = NLP__V1__HEALTH__INIT;
+    Nlp__V1__Stats s = NLP__V1__STATS__INIT;
+    Nlp__V1__CodeCount cc = NLP__V1__CODE_COUNT__INIT, *ccp[1] = { &cc };
+    Nlp__V1__Timings tm = NLP__V1__TIMINGS__INIT;
+    char text[256];
+
+    r.has_id = 1;
+    r.id = rq->id;
+    r.status = &st;
+    r.timings = &tm;
+    tm.has_total_ms = 1;
+    tm.total_ms = 1.5;
+    res.status = &rst;
+    int garbage = rq->n_documents && !strcmp(rq->documents[0], "GARBAGE");
+    switch (rq->task_case) {
+    case NLP__V1__REQUEST__TASK_HEALTH:
+        r.health = &h;
+        h.has_ok = h.ok = 1;
+        h.model = "mock-model";
+        h.version = "0.0";
+        break;
+    case NLP__V1__REQUEST__TASK_STATS:
+        r.stats = &s;
+        s.has_requests = 1;
+        s.requests = 42;
+        s.n_responses = 1;
+        s.responses = ccp;
+        cc.has_code = cc.has_count = 1;
+        cc.code = NLP__V1__STATUS_CODE__OVERLOADED;
+        cc.count = 3;
+        break;
+    default:
+        if (rq->n_documents == 0) {
+            st.has_code = 1;
+            st.code = NLP__V1__STATUS_CODE__INVALID_ARGUMENT;
+            st.message = "no documents";
+            break;
+        }
+        r.n_results = 1;
+        r.results = resp;
+        snprintf(text, sizeof text, "%d:%s", (int)rq->task_case, rq->documents[0]);
+        res.text = text;
+        res.has_score = 1;
+        res.score = count_opts(rq->options);
+        if (rq->task_case == NLP__V1__REQUEST__TASK_CLASSIFY) {
+            size_t n = rq->classify->n_labels < 8 ? rq->classify->n_labels : 8;
+            for (size_t i = 0; i < n; i++) {
+                Nlp__V1__LabelScore init = NLP__V1__LABEL_SCORE__INIT;
+                ls[i] = init;
+                ls[i].label = rq->classify->labels[n - 1 - i];
+                ls[i].has_score = 1;
+                ls[i].score = 1.0 / (double)(i + 1);
+                lsp[i] = &ls[i];
+            }
+            res.n_labels = n;
+            res.labels = lsp;
+        }
+        if (rq->task_case == NLP__V1__REQUEST__TASK_QA) res.answer = rq->qa->question;
+        if (rq->task_case == NLP__V1__REQUEST__TASK_TRANSLATE) {
+            snprintf(text, sizeof text, "%s>%s:%s",
+                     rq->translate->source_lang ? rq->translate->source_lang : "",
+                     rq->translate->target_lang, rq->documents[0]);
+        }
+    }
+    size_t len = nlp__v1__response__get_packed_size(&r);
+    uint8_t *buf = malloc(len + 1);
+    nlp__v1__response__pack(&r, buf);
+    zmq_msg_send(ident, m->sock, ZMQ_SNDMORE);
+    if (garbage) zmq_send(m->sock, "\xff\xff\xff", 3, 0);
+    else zmq_send(m->sock, buf, len, 0);
+    free(buf);
+}
+
+static void *mock_main(void *arg)
+{
+    mock *m = arg;
+    zmq_msg_t ids[64];
+    Nlp__V1__Request *held[64];
+    int n_held = 0;
+    while (m->serve > 0) {
+        zmq_msg_t id, payload;
+        zmq_msg_init(&id);
+        zmq_msg_init(&payload);
+        if (zmq_msg_recv(&id, m->sock, 0) < 0) break;
+        if (zmq_msg_recv(&payload, m->sock, 0) < 0) break;
+        Nlp__V1__Request *rq = nlp__v1__request__unpack(NULL, zmq_msg_size(&payload),
+                                                        zmq_msg_data(&payload));
+        zmq_msg_close(&payload);
+        if (!rq) {
+            zmq_msg_close(&id);
+            continue;
+        }
+        if (m->last) nlp__v1__request__free_unpacked(m->last, NULL);
+        m->last = NULL;
+        if (m->hold > 1) {
+            ids[n_held] = id;
+            held[n_held++] = rq;
+            if (n_held == m->hold) {
+                for (int i = n_held - 1; i >= 0; i--) {
+                    answer(m, &ids[i], held[i]);
+                    zmq_msg_close(&ids[i]);
+                    nlp__v1__request__free_unpacked(held[i], NULL);
+                    m->serve--;
+                }
+                n_held = 0;
+            }
+            continue;
+        }
+        answer(m, &id, rq);
+        zmq_msg_close(&id);
+        m->last = rq;
+        m->serve--;
+    }
+    return NULL;
+}
+
+static void mock_start(mock *m, int serve, int hold)
+{
+    memset(m, 0, sizeof *m);
+    snprintf(m->endpoint, sizeof m->endpoint, "ipc:///tmp/nlpc-test-%d.sock", (int)getpid());
+    m->zctx = zmq_ctx_new();
+    m->sock = zmq_socket(m->zctx, ZMQ_ROUTER);
+    int linger = 0;
+    zmq_setsockopt(m->sock, ZMQ_LINGER, &linger, sizeof linger);
+    REQUIRE(zmq_bind(m->sock, m->endpoint) == 0);
+    m->serve = serve;
+    m->hold = hold;
+    REQUIRE(pthread_create(&m->th, NULL, mock_main, m) == 0);
+}
+
+static void mock_stop(mock *m)
+{
+    pthread_join(m->th, NULL);
+    if (m->last) nlp__v1__request__free_unpacked(m->last, NULL);
+    zmq_close(m->sock);
+    zmq_ctx_term(m->zctx);
+    unlink(m->endpoint + strlen("ipc://"));
+}
+
+TEST(nlpc_call_every_task)
+{
+    mock m;
+    mock_start(&m, 7, 1);
+    char err[256];
+    nlpc_client *c = nlpc_client_new(m.endpoint, err, sizeof err);
+    REQUIRE_MSG(c, "%s", err);
+    const char *doc = "hello world";
+    nlpc_request rq;
+    nlpc_response *r = NULL;
+
+    nlpc_request_init(&rq, NLPC_TASK_SUMMARIZE);
+    rq.docs = &doc;
+    rq.n_docs = 1;
+    REQUIRE(nlpc_call(c, &rq, 5000, &r) == 0);
+    CHECK(r->code == NLPC_OK);
+    REQUIRE(r->n_results == 1);
+    CHECK_MSG(!strcmp(r->results[0].text, "2:hello world"), "text '%s'", r->results[0].text);
+    CHECK(r->results[0].score == 0);   /* no options set: none on the wire */
+    CHECK(r->total_ms == 1.5);
+    CHECK(!strcmp(r->results[0].answer, ""));   /* absent strings are "" */
+    nlpc_response_free(&r);
+    CHECK(r == NULL);
+
+    nlpc_request_init(&rq, NLPC_TASK_TRANSLATE);
+    rq.docs = &doc;
+    rq.n_docs = 1;
+    rq.target_lang = "de";
+    rq.source_lang = "en";
+    REQUIRE(nlpc_call(c, &rq, 5000, &r) == 0);
+    CHECK_MSG(!strcmp(r->results[0].text, "en>de:hello world"), "'%s'", r->results[0].text);
+    nlpc_response_free(&r);
+
+    const char *labels[] = { "a", "b", "c" };
+    nlpc_request_init(&rq, NLPC_TASK_CLASSIFY);
+    rq.docs = &doc;
+    rq.n_docs = 1;
+    rq.labels = labels;
+    rq.n_labels = 3;
+    REQUIRE(nlpc_call(c, &rq, 5000, &r) == 0);
+    REQUIRE(r->results[0].n_labels == 3);
+    CHECK(!strcmp(r->results[0].labels[0].label, "c"));
+    CHECK(!strcmp(r->results[0].labels[2].label, "a"));
+    CHECK(fabs(r->results[0].labels[1].score - 0.5) < 1e-12);
+    nlpc_response_free(&r);
+
+    nlpc_request_init(&rq, NLPC_TASK_QA);
+    rq.docs = &doc;
+    rq.n_docs = 1;
+    rq.question = "who?";
+    REQUIRE(nlpc_call(c, &rq, 5000, &r) == 0);
+    CHECK(!strcmp(r->results[0].answer, "who?"));
+    nlpc_response_free(&r);
+
+    /* every decoding option reaches the wire: the mock counts them */
+    nlpc_request_init(&rq, NLPC_TASK_TEXT2TEXT);
+    rq.docs = &doc;
+    rq.n_docs = 1;
+    nlpc_decode_opts *o = &rq.opts;
+    o->max_new_tokens = 5;
+    o->min_new_tokens = 0;   /* 0 is a value, not "unset" */
+    o->num_beams = 2;
+    o->num_return_sequences = 2;
+    o->no_repeat_ngram_size = 3;
+    o->top_k = 4;
+    o->length_penalty = 0.0f;
+    o->repetition_penalty = 1.2f;
+    o->temperature = 0.7f;
+    o->top_p = 0.9f;
+    o->seed = 0;
+    o->return_hypotheses = 1;
+    REQUIRE(nlpc_call(c, &rq, 5000, &r) == 0);
+    CHECK_MSG(r->results[0].score == 12, "options on the wire: %g", r->results[0].score);
+    nlpc_response_free(&r);
+
+    nlpc_request_init(&rq, NLPC_TASK_HEALTH);
+    REQUIRE(nlpc_call(c, &rq, 5000, &r) == 0);
+    CHECK(r->has_health && r->health.ok && !strcmp(r->health.model, "mock-model"));
+    nlpc_response_free(&r);
+
+    nlpc_request_init(&rq, NLPC_TASK_STATS);
+    REQUIRE(nlpc_call(c, &rq, 5000, &r) == 0);
+    CHECK(r->has_stats && r->stats.requests == 42);
+    REQUIRE(r->stats.n_responses == 1);
+    CHECK(r->stats.responses[0].code == NLPC_OVERLOADED && r->stats.responses[0].count == 3);
+    nlpc_response_free(&r);
+
+    CHECK(nlpc_in_flight(c) == 0);
+    nlpc_client_destroy(&c);
+    CHECK(c == NULL);
+    mock_stop(&m);
+}
+
+TEST(nlpc_many_in_flight_out_of_order)
+{
+    enum { N = 20 };
+    mock m;
+    mock_start(&m, N, N);   /* answers all 20 only once all arrived, last first */
+    char err[256];
+    nlpc_client *c = nlpc_client_new(m.endpoint, err, sizeof err);
+    REQUIRE(c);
+    char docs[N][16];
+    int64_t ids[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(docs[i], sizeof docs[i], "doc%d", i);
+        const char *d = docs[i];
+        nlpc_request rq;
+        nlpc_request_init(&rq, NLPC_TASK_SUMMARIZE);
+        rq.docs = &d;
+        rq.n_docs = 1;
+        ids[i] = nlpc_send(c, &rq);
+        REQUIRE(ids[i] > 0);
+        if (i) CHECK(ids[i] > ids[i - 1]);
+    }
+    CHECK(nlpc_in_flight(c) == N);
+    int seen[N] = { 0 };
+    for (int k = 0; k < N; k++) {
+        nlpc_response *r = NULL;
+        REQUIRE(nlpc_recv(c, 5000, &r) == 0);
+        int i = -1;
+        for (int j = 0; j < N; j++)
+            if ((uint64_t)ids[j] == r->id) i = j;
+        REQUIRE(i >= 0);
+        char want[32];
+        snprintf(want, sizeof want, "2:doc%d", i);
+        CHECK_MSG(!strcmp(r->results[0].text, want), "id %d got '%s'", i, r->results[0].text);
+        if (k == 0) CHECK(i == N - 1);   /* the mock answers last first */
+        seen[i]++;
+        nlpc_response_free(&r);
+    }
+    for (int i = 0; i < N; i++) CHECK(seen[i] == 1);
+    CHECK(nlpc_in_flight(c) == 0);
+    nlpc_client_destroy(&c);
+    mock_stop(&m);
+}
+
+TEST(nlpc_call_keeps_other_replies)
+{
+    mock m;
+    mock_start(&m, 3, 3);   /* three requests, answered in reverse */
+    char err[256];
+    nlpc_client *c = nlpc_client_new(m.endpoint, err, sizeof err);
+    REQUIRE(c);
+    const char *a = "A", *b = "B", *x = "X";
+    nlpc_request rq;
+    nlpc_request_init(&rq, NLPC_TASK_SUMMARIZE);
+    rq.n_docs = 1;
+    rq.docs = &a;
+    int64_t ida = nlpc_send(c, &rq);
+    rq.docs = &b;
+    int64_t idb = nlpc_send(c, &rq);
+    REQUIRE(ida > 0 && idb > 0);
+    rq.docs = &x;
+    nlpc_response *r = NULL;
+    REQUIRE(nlpc_call(c, &rq, 5000, &r) == 0);   /* X comes first, nothing kept yet */
+    CHECK(!strcmp(r->results[0].text, "2:X"));
+    nlpc_response_free(&r);
+    REQUIRE(nlpc_recv(c, 5000, &r) == 0);
+    CHECK(r->id == (uint64_t)idb && !strcmp(r->results[0].text, "2:B"));
+    nlpc_response_free(&r);
+    REQUIRE(nlpc_recv(c, 5000, &r) == 0);
+    CHECK(r->id == (uint64_t)ida && !strcmp(r->results[0].text, "2:A"));
+    nlpc_response_free(&r);
+    nlpc_client_destroy(&c);
+    mock_stop(&m);
+}
+
+TEST(nlpc_call_buffers_earlier_replies)
+{
+    mock m;
+    mock_start(&m, 2, 1);   /* answered in order: A's reply arrives while waiting for B */
+    char err[256];
+    nlpc_client *c = nlpc_client_new(m.endpoint, err, sizeof err);
+    REQUIRE(c);
+    const char *a = "A", *b = "B";
+    nlpc_request rq;
+    nlpc_request_init(&rq, NLPC_TASK_SUMMARIZE);
+    rq.n_docs = 1;
+    rq.docs = &a;
+    int64_t ida = nlpc_send(c, &rq);
+    rq.docs = &b;
+    nlpc_response *r = NULL;
+    REQUIRE(nlpc_call(c, &rq, 5000, &r) == 0);
+    CHECK(!strcmp(r->results[0].text, "2:B"));
+    nlpc_response_free(&r);
+    CHECK(nlpc_in_flight(c) == 1);   /* A's reply is kept, not yet returned */
+    REQUIRE(nlpc_recv(c, 0, &r) == 0);
+    CHECK(r->id == (uint64_t)ida && !strcmp(r->results[0].text, "2:A"));
+    nlpc_response_free(&r);
+    nlpc_client_destroy(&c);
+    mock_stop(&m);
+}
+
+TEST(nlpc_timeout_without_server)
+{
+    char err[256], ep[128];
+    snprintf(ep, sizeof ep, "ipc:///tmp/nlpc-nobody-%d.sock", (int)getpid());
+    nlpc_client *c = nlpc_client_new(ep, err, sizeof err);
+    REQUIRE(c);
+    const char *d = "x";
+    nlpc_request rq;
+    nlpc_request_init(&rq, NLPC_TASK_SUMMARIZE);
+    rq.docs = &d;
+    rq.n_docs = 1;
+    nlpc_response *r = NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(nlpc_call(c, &rq, 200, &r) == NLPC_ETIMEOUT);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+    CHECK_MSG(ms >= 150 && ms < 2000, "waited %.0f ms", ms);
+    CHECK(r == NULL);
+    CHECK(strstr(nlpc_client_error(c), "200 ms") != NULL);
+    nlpc_client_destroy(&c);   /* bounded linger: must not hang on the unsent request */
+}
+
+TEST(nlpc_garbage_reply_is_an_error)
+{
+    mock m;
+    mock_start(&m, 2, 1);
+    char err[256];
+    nlpc_client *c = nlpc_client_new(m.endpoint, err, sizeof err);
+    REQUIRE(c);
+    const char *g = "GARBAGE";
+    nlpc_request rq;
+    nlpc_request_init(&rq, NLPC_TASK_SUMMARIZE);
+    rq.docs = &g;
+    rq.n_docs = 1;
+    REQUIRE(nlpc_send(c, &rq) > 0);
+    nlpc_response *r = NULL;
+    CHECK(nlpc_recv(c, 5000, &r) == NLPC_EPROTO);
+    CHECK(r == NULL);
+    /* the client goes on working after a bad frame */
+    const char *d = "ok";
+    rq.docs = &d;
+    REQUIRE(nlpc_call(c, &rq, 5000, &r) == 0);
+    CHECK(!strcmp(r->results[0].text, "2:ok"));
+    nlpc_response_free(&r);
+    nlpc_client_destroy(&c);
+    mock_stop(&m);
+}
+
+TEST(nlpc_bad_requests_rejected_locally)
+{
+    char err[256];
+    CHECK(nlpc_client_new("", err, sizeof err) == NULL);
+    CHECK(nlpc_client_new("bogus://x", err, sizeof err) == NULL);
+    CHECK(strlen(err) > 0);
+    nlpc_client *c = nlpc_client_new("tcp://127.0.0.1:1", err, sizeof err);
+    REQUIRE(c);
+    const char *d = "x";
+    nlpc_request rq;
+    nlpc_request_init(&rq, NLPC_TASK_CLASSIFY);
+    rq.docs = &d;
+    rq.n_docs = 1;
+    CHECK(nlpc_send(c, &rq) == NLPC_EINVAL);   /* no labels */
+    CHECK(strstr(nlpc_client_error(c), "label") != NULL);
+    nlpc_request_init(&rq, NLPC_TASK_TRANSLATE);
+    rq.docs = &d;
+    rq.n_docs = 1;
+    CHECK(nlpc_send(c, &rq) == NLPC_EINVAL);   /* no target */
+    nlpc_request_init(&rq, NLPC_TASK_SUMMARIZE);
+    CHECK(nlpc_send(c, &rq) == NLPC_EINVAL);   /* no document */
+    nlpc_request_init(&rq, (nlpc_task)99);
+    CHECK(nlpc_send(c, &rq) == NLPC_EINVAL);
+    CHECK(nlpc_in_flight(c) == 0);
+    CHECK(nlpc_task_from_name("qa") == NLPC_TASK_QA);
+    CHECK(nlpc_task_from_name("nope") == NLPC_TASK_NONE);
+    CHECK(!strcmp(nlpc_code_name(NLPC_DEADLINE_EXCEEDED), "DEADLINE_EXCEEDED"));
+    CHECK(!strcmp(nlpc_code_name(999), "UNKNOWN_STATUS"));
+    nlpc_client_destroy(&c);
+}
