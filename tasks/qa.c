@@ -115,7 +115,8 @@ static int qa_prepare(const task_env *env, const task_input *in, task_doc *doc, 
     }
     rc = task_encode(env->tok, pre, l1, 0, &pre_ids, &n_pre, err, errlen);
     if (rc == 0) rc = task_encode(env->tok, suf, l2, 0, &suf_ids, &n_suf, err, errlen);
-    if (rc == 0) rc = task_encode(env->tok, in->text, in->text_len, 0, &ctx_ids, &n_ctx, err, errlen);
+    if (rc == 0)
+        rc = task_encode(env->tok, in->text, in->text_len, 0, &ctx_ids, &n_ctx, err, errlen);
     free(pre);
     free(suf);
     if (rc < 0) goto out;

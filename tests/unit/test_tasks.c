@@ -384,14 +384,24 @@ TEST(task_conf_errors_name_file_and_line)
             CHECK_MSG(strstr(err, cases[i].needle) != NULL, "case %zu: '%s' lacks '%s'", i, err,
                       cases[i].needle);
     }
-    /* Cross-key and prompt errors name the file. */
-    char err[512];
-    char *p = write_tmp(dir, "p.conf", "tasks = { qa = { prompt = \"{question} only\"; }; };\n");
+    /* Cross-key and prompt errors name the key's line too. */
+    char err[512], want[600];
+    char *p = write_tmp(dir, "p.conf", "tasks = {\n qa = {\n prompt = \"{question} only\"; }; };\n");
     CHECK(task_conf_load(p, err, sizeof err) == NULL);
-    CHECK_MSG(strstr(err, p) && strstr(err, "{context}"), "%s", err);
-    p = write_tmp(dir, "d.conf", "tasks = { translate = { default_source = \"xx\"; }; };\n");
+    snprintf(want, sizeof want, "%s:3: tasks.qa.prompt: the prompt must contain {context}", p);
+    CHECK_MSG(!strcmp(err, want), "'%s', want '%s'", err, want);
+    p = write_tmp(dir, "d.conf", "tasks = { translate = {\n default_source = \"xx\"; }; };\n");
     CHECK(task_conf_load(p, err, sizeof err) == NULL);
-    CHECK_MSG(strstr(err, "default_source"), "%s", err);
+    snprintf(want, sizeof want, "%s:2: tasks.translate.default_source 'xx'", p);
+    CHECK_MSG(!strncmp(err, want, strlen(want)), "'%s', want '%s'", err, want);
+    p = write_tmp(dir, "b.conf", "tasks = { max_beams = 4;\n text2text = { num_beams = 5; }; };\n");
+    CHECK(task_conf_load(p, err, sizeof err) == NULL);
+    snprintf(want, sizeof want, "%s:2: tasks.text2text.num_beams (5) exceeds tasks.max_beams (4)", p);
+    CHECK_MSG(!strcmp(err, want), "'%s', want '%s'", err, want);
+    p = write_tmp(dir, "m.conf", "tasks = {\n max_beams = 2; };\n");
+    CHECK(task_conf_load(p, err, sizeof err) == NULL);
+    snprintf(want, sizeof want, "%s:2: tasks.summarize.num_beams (4) exceeds tasks.max_beams (2)", p);
+    CHECK_MSG(!strcmp(err, want), "'%s', want '%s'", err, want);
     CHECK(task_conf_load("/nonexistent/nlpd.conf", err, sizeof err) == NULL);
     CHECK_MSG(strstr(err, "/nonexistent/nlpd.conf"), "%s", err);
 }
