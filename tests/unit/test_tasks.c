@@ -219,6 +219,54 @@ TEST(task_split_sentences_cases)
     task_conf_free(&c);
 }
 
+/* Random texts from pieces that exercise every rule: spans are ordered, disjoint,
+ * trimmed, on UTF-8 boundaries, and cover every non-space byte. */
+TEST(task_split_sentences_invariants)
+{
+    static const char *const pieces[] = {
+        "word", "Dr.", "U.S.", "3.14", " ", "  ", "\n", "\n\n", ". ", "!", "?", "...",
+        "\"", ")", "。", "！", "？", "」", "é", "Ab", "x", ".\n", "e.g.", "A.", "\t",
+    };
+    const int np = (int)(sizeof pieces / sizeof pieces[0]);
+    task_conf *c = task_conf_default();
+    REQUIRE(c);
+    unsigned seed = 12345;
+    char text[512];
+    for (int iter = 0; iter < 3000; iter++) {
+        size_t len = 0;
+        int n = (int)((seed = seed * 1103515245u + 12345u) >> 16) % 40;
+        for (int i = 0; i < n; i++) {
+            const char *p = pieces[((seed = seed * 1103515245u + 12345u) >> 16) % (unsigned)np];
+            size_t pl = strlen(p);
+            if (len + pl >= sizeof text) break;
+            memcpy(text + len, p, pl);
+            len += pl;
+        }
+        text[len] = 0;
+        task_span *sp = NULL;
+        int k = task_split_sentences(c, text, len, &sp);
+        REQUIRE(k >= 0);
+        size_t end = 0;
+        for (int i = 0; i < k; i++) {
+            const char *a = text + sp[i].off, *z = a + sp[i].len - 1;
+            CHECK_MSG(sp[i].len > 0 && sp[i].off >= end && sp[i].off + sp[i].len <= len,
+                      "'%s': span %d out of order", text, i);
+            CHECK_MSG(!strchr(" \t\n", *a) && !strchr(" \t\n", *z), "'%s': untrimmed", text);
+            CHECK_MSG(((unsigned char)*a & 0xC0) != 0x80 &&
+                          (sp[i].off + sp[i].len == len ||
+                           ((unsigned char)a[sp[i].len] & 0xC0) != 0x80),
+                      "'%s': span %d splits a character", text, i);
+            for (size_t b = end; b < sp[i].off; b++)
+                CHECK_MSG(strchr(" \t\n", text[b]), "'%s': byte %zu dropped", text, b);
+            end = sp[i].off + sp[i].len;
+        }
+        for (size_t b = end; b < len; b++)
+            CHECK_MSG(strchr(" \t\n", text[b]), "'%s': tail byte %zu dropped", text, b);
+        free(sp);
+    }
+    task_conf_free(&c);
+}
+
 /* ---- qa chunks ---- */
 
 TEST(task_qa_chunks_cover_and_overlap)
@@ -665,11 +713,11 @@ TEST(task_classify_bad_labels)
     in.n_labels = 2;
     CHECK(task_prepare(&f.env, &in, &doc, err, sizeof err) == TASK_EINVAL);
     CHECK_MSG(strstr(err, "label 2 is empty"), "%s", err);
-    const char *dup[] = { "x", "y", "x" };
+    const char *dup[] = { "x", "y", " x " };
     in.labels = dup;
     in.n_labels = 3;
     CHECK(task_prepare(&f.env, &in, &doc, err, sizeof err) == TASK_EINVAL);
-    CHECK_MSG(strstr(err, "twice"), "%s", err);
+    CHECK_MSG(strstr(err, "label 'x' is given twice"), "%s", err);
     f.conf->max_label_tokens = 2;
     const char *longl[] = { "a rather long label indeed" };
     in.labels = longl;
