@@ -4,7 +4,8 @@
  * (chunk bounds snapped to word starts), each chunk a generate job with the question
  * around it; the answer is the best hypothesis over all chunks by score (the engine's
  * hypothesis score: length-normalised log-prob with beams, sum of log-probs greedy),
- * and that score is the result's score. Ties go to the earlier chunk.
+ * and that score is the result's score. Ties go to the earlier chunk; with
+ * return_hypotheses the hypotheses are the chosen chunk's.
  *
  * A question so long that less than tasks.qa.min_chunk_tokens of context fit per chunk
  * is TASK_ETOOLONG. qa is never "truncated": chunking reads the whole context. */
