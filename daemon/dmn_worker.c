@@ -215,9 +215,13 @@ static void run_batch(worker *w, int n)
                          o->res.message[0] ? o->res.message : "task failed");
             finished++;
         }
+    }
+    /* Counted before any reply goes out, so a client's next stats request sees them. */
+    dmn_stats_documents(srv->stats, finished);
+    for (int i = 0; i < n; i++) {
+        dmn_req *r = w->items[i].req;
         if (atomic_fetch_sub(&r->n_left, 1) == 1) hand_back(srv, r);
     }
-    dmn_stats_documents(srv->stats, finished);
 }
 
 void *dmn_worker_main(void *arg)
