@@ -1,5 +1,7 @@
 /* The daemon: the server struct (the daemon's one global, `dmn_srv`), start-up, the I/O
- * thread's loop, shutdown. See dmn_server.c for the threads and who owns what.
+ * thread's loop, shutdown. Run by the main thread, which becomes the I/O thread; the
+ * worker thread reads the struct's read-only parts (conf, env, queue, stats, done_tx).
+ * See dmn_server.c for the threads and who owns what.
  *
  * Exit codes of dmn_server_run(): 0 after a clean stop (SIGTERM/SIGINT), 1 when the
  * daemon could not start (model, sockets). */
