@@ -54,34 +54,59 @@ static double dc_uniform(uint64_t *s) { return (double)(dc_next(s) >> 11) * 0x1.
 
 /* ---- logits processors (HF order): repetition penalty, no-repeat n-gram, min new tokens.
  * They act on float logits (greedy / sampling) or on double log-probs (beam search, as HF
- * applies them after log_softmax there). seq is the decoder sequence incl. the start token. */
+ * applies them after log_softmax there). seq is the decoder sequence incl. the start
+ * token, len its length. */
 
-#define DC_PROCESS(T)                                                                   \
-    static void dc_process_##T(T *x, const int32_t *seq, int len, const eng_gen_params *p, \
-                               int eos)                                                  \
-    {                                                                                    \
-        if (p->repetition_penalty != 1.0f) {                                             \
-            for (int i = 0; i < len; i++) {                                              \
-                int dup = 0;                                                             \
-                for (int j = 0; j < i && !dup; j++) dup = seq[j] == seq[i];              \
-                if (dup) continue;                                                       \
-                T v = x[seq[i]];                                                         \
-                x[seq[i]] = v < 0 ? v * (T)p->repetition_penalty : v / (T)p->repetition_penalty; \
-            }                                                                            \
-        }                                                                                \
-        int n = p->no_repeat_ngram_size;                                                 \
-        if (n > 0 && len + 1 >= n) {                                                     \
-            const int32_t *pre = seq + len - (n - 1);                                    \
-            for (int i = 0; i + n <= len; i++) {                                         \
-                if (n == 1 || !memcmp(seq + i, pre, (size_t)(n - 1) * sizeof *seq))      \
-                    x[seq[i + n - 1]] = (T)-INFINITY;                                    \
-            }                                                                            \
-        }                                                                                \
-        if (len - 1 < p->min_new_tokens) x[eos] = (T)-INFINITY;                          \
+/* Tokens the no-repeat n-gram and min-new-tokens rules forbid next, into ban[] (at most
+ * len + 1 of them); returns the count. */
+static int dc_bans(const int32_t *seq, int len, const eng_gen_params *p, int eos, int32_t *ban)
+{
+    int nb = 0, n = p->no_repeat_ngram_size;
+    if (n > 0 && len + 1 >= n) {
+        const int32_t *pre = seq + len - (n - 1); /* the last n - 1 tokens */
+        for (int i = 0; i + n <= len; i++)
+            if (n == 1 || !memcmp(seq + i, pre, (size_t)(n - 1) * sizeof *seq))
+                ban[nb++] = seq[i + n - 1];
     }
-DC_PROCESS(float)
-DC_PROCESS(double)
-#undef DC_PROCESS
+    if (len - 1 < p->min_new_tokens) ban[nb++] = eos;
+    return nb;
+}
+
+/* Repetition penalty applies once per distinct token of seq. */
+static int dc_first_occurrence(const int32_t *seq, int i)
+{
+    for (int j = 0; j < i; j++)
+        if (seq[j] == seq[i]) return 0;
+    return 1;
+}
+
+static void dc_process_float(float *x, const int32_t *seq, int len, const eng_gen_params *p,
+                             int eos, int32_t *ban)
+{
+    float rp = p->repetition_penalty;
+    if (rp != 1.0f)
+        for (int i = 0; i < len; i++)
+            if (dc_first_occurrence(seq, i)) {
+                float v = x[seq[i]];
+                x[seq[i]] = v < 0 ? v * rp : v / rp;
+            }
+    int nb = dc_bans(seq, len, p, eos, ban);
+    for (int i = 0; i < nb; i++) x[ban[i]] = -INFINITY;
+}
+
+static void dc_process_double(double *x, const int32_t *seq, int len, const eng_gen_params *p,
+                              int eos, int32_t *ban)
+{
+    double rp = p->repetition_penalty;
+    if (rp != 1.0)
+        for (int i = 0; i < len; i++)
+            if (dc_first_occurrence(seq, i)) {
+                double v = x[seq[i]];
+                x[seq[i]] = v < 0 ? v * rp : v / rp;
+            }
+    int nb = dc_bans(seq, len, p, eos, ban);
+    for (int i = 0; i < nb; i++) x[ban[i]] = -INFINITY;
+}
 
 static int dc_argmax(const float *x, int n)
 {
@@ -223,7 +248,7 @@ static void dc_beam_step(eng_ctx *c, eng_greq *g, int a0, int pos)
         double lse = eng_logsumexp(lg, V);
         double *lp = c->lp_row;
         for (int v = 0; v < V; v++) lp[v] = (double)lg[v] - lse;
-        dc_process_double(lp, c->hist + (size_t)slot * P1, pos + 1, &g->p, eos);
+        dc_process_double(lp, c->hist + (size_t)slot * P1, pos + 1, &g->p, eos, c->ban);
         /* this beam's top 2B by cumulative score; the global top 2B is among them */
         int first = nc;
         double bs = c->row_score[slot];
@@ -328,7 +353,7 @@ static void dc_row_step(eng_ctx *c, eng_greq *g, int slot, int a, int pos)
     int V = cf->vocab_size, eos = cf->eos_token_id, P1 = c->max_pos + 1;
     float *lg = c->logits + (size_t)a * V;
     int32_t *h = c->hist + (size_t)slot * P1;
-    dc_process_float(lg, h, pos + 1, &g->p, eos);
+    dc_process_float(lg, h, pos + 1, &g->p, eos, c->ban);
     double lse = eng_logsumexp(lg, V);
     int tok;
     double lp;
@@ -394,8 +419,7 @@ static int dc_result(eng_ctx *c, eng_greq *g)
 static void dc_run_group(eng_ctx *c, eng_greq *gs, int ng)
 {
     const eng_config *cf = &c->m->cfg;
-    int P1 = c->max_pos + 1, V = cf->vocab_size;
-    (void)V;
+    int P1 = c->max_pos + 1;
     int T = 0, maxnew = 0;
     for (int i = 0; i < ng; i++) {
         c->tok_off[i] = T;

@@ -126,6 +126,7 @@ struct eng_ctx {
     int *cand_off;             /* [max_cands + 1] */
     int32_t *cand_seq;         /* [max_cands * max_cand_len] teacher-forced decoder input */
     struct eng_greq *greq;     /* [max_rows] per-request state of a running group */
+    int32_t *ban;              /* [max_pos + 2] tokens a processor forbids next */
 };
 
 /* Encodes n sequences packed back to back (tok_off[i] .. tok_off[i+1]) into ctx->enc_out,

@@ -114,6 +114,7 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     ALLOC(c->lp_row, V);
     ALLOC(c->act_blk, R);
     ALLOC(c->enc_ids, BT);
+    ALLOC(c->ban, P + 2);
     c->greq = calloc(R, eng_greq_size());
     bad |= !c->greq;
 #undef ALLOC
@@ -149,7 +150,7 @@ void eng_ctx_free(eng_ctx **ctx)
                      c->fin_score, c->fin_sum, c->cand_score, c->cand_tok, c->cand_beam,
                      c->sort_val, c->sort_idx, c->enc_off, c->enc_len, c->tok_off,
                      c->cand_off, c->cand_seq,
-                     c->lp_row, c->act_blk, c->enc_ids, c->greq };
+                     c->lp_row, c->act_blk, c->enc_ids, c->greq, c->ban };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
     *ctx = NULL;
