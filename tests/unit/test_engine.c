@@ -3,6 +3,7 @@
  * sampling reproducible and consistent with greedy at its limits, the processors, API
  * errors, and a distinct message for each kind of damaged checkpoint. */
 #include "engine/engine.h"
+#include "engine/eng_int.h" /* owned_bytes: which tensors were converted */
 #include "tests/harness/harness.h"
 
 #include <cjson/cJSON.h>
@@ -624,3 +625,108 @@ TEST_TIMEOUT(eng_damaged_checkpoints, 60)
     CHECK(eng_model_load("/nonexistent/model", NULL, err, sizeof err) == NULL);
     CHECK(strstr(err, "/nonexistent/model") != NULL);
 }
+
+/* ---- other weight layouts: F16, and F32 whose data is not 4-byte aligned ---- */
+
+/* Rewrites models/tiny-t5 (F32) into dir: every tensor as F16 (to_f16), or as F32 with
+ * the header padded so that all data sits 2 bytes off a 4-byte boundary. */
+static void et_write_variant(char *dir, int to_f16)
+{
+    char rel[128], path[256];
+    strcpy(dir, "/tmp/nlp-eng-XXXXXX");
+    REQUIRE(mkdtemp(dir));
+    snprintf(rel, sizeof rel, "models/tiny-t5/model.safetensors");
+    FILE *f = fopen(th_data(rel), "rb");
+    REQUIRE(f);
+    unsigned char b8[8];
+    REQUIRE(fread(b8, 1, 8, f) == 8);
+    uint64_t hl = 0;
+    for (int i = 0; i < 8; i++) hl |= (uint64_t)b8[i] << (8 * i);
+    char *hdr = calloc(1, hl + 1);
+    REQUIRE(hdr && fread(hdr, 1, hl, f) == hl);
+    fseek(f, 0, SEEK_END);
+    size_t nd = (size_t)ftell(f) - 8 - hl;
+    char *data = malloc(nd), *out = malloc(nd);
+    fseek(f, (long)(8 + hl), SEEK_SET);
+    REQUIRE(data && out && fread(data, 1, nd, f) == nd);
+    fclose(f);
+    cJSON *h = cJSON_Parse(hdr);
+    REQUIRE(h);
+    size_t o = 0;
+    cJSON *t;
+    cJSON_ArrayForEach(t, h) {
+        if (!strcmp(t->string, "__metadata__")) continue;
+        REQUIRE(!strcmp(cJSON_GetObjectItem(t, "dtype")->valuestring, "F32"));
+        cJSON *offs = cJSON_GetObjectItem(t, "data_offsets");
+        size_t a = (size_t)cJSON_GetArrayItem(offs, 0)->valuedouble;
+        size_t b = (size_t)cJSON_GetArrayItem(offs, 1)->valuedouble;
+        size_t n = (b - a) / 4;
+        if (to_f16) {
+            for (size_t i = 0; i < n; i++) {
+                float v;
+                memcpy(&v, data + a + 4 * i, 4);
+                _Float16 hv = (_Float16)v;
+                memcpy(out + o + 2 * i, &hv, 2);
+            }
+            cJSON_ReplaceItemInObject(t, "dtype", cJSON_CreateString("F16"));
+        } else {
+            memcpy(out + o, data + a, b - a);
+        }
+        size_t len = to_f16 ? 2 * n : b - a;
+        cJSON_ReplaceItemInArray(offs, 0, cJSON_CreateNumber((double)o));
+        cJSON_ReplaceItemInArray(offs, 1, cJSON_CreateNumber((double)(o + len)));
+        o += len;
+    }
+    char *nh = cJSON_PrintUnformatted(h);
+    size_t nl = strlen(nh);
+    size_t pad = (8 - nl % 8) % 8 + (to_f16 ? 0 : 2); /* F32 variant: 8 + L = 2 mod 8 */
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    f = fopen(path, "wb");
+    REQUIRE(f);
+    uint64_t L = nl + pad;
+    for (int i = 0; i < 8; i++) b8[i] = (unsigned char)(L >> (8 * i));
+    fwrite(b8, 1, 8, f);
+    fwrite(nh, 1, nl, f);
+    for (size_t i = 0; i < pad; i++) fputc(' ', f);
+    fwrite(out, 1, o, f);
+    fclose(f);
+    snprintf(rel, sizeof rel, "cp '%s' '%s/config.json'", th_data("models/tiny-t5/config.json"), dir);
+    REQUIRE(system(rel) == 0);
+    free(nh), cJSON_Delete(h), free(out), free(data), free(hdr);
+}
+
+static void et_variant(int to_f16, double tol)
+{
+    char dir[64], err[512];
+    et_write_variant(dir, to_f16);
+    eng_model *mv = eng_model_load(dir, NULL, err, sizeof err);
+    REQUIRE_MSG(mv, "%s", err);
+    eng_model *m = et_model("tiny-t5");
+    CHECK(m->owned_bytes == 0);                       /* aligned F32: in place */
+    CHECK_MSG(mv->owned_bytes > 8000000, "%zu bytes converted", mv->owned_bytes); /* all copied */
+    eng_ctx *c = et_ctx(m, 2, 0), *cv = et_ctx(mv, 2, 0);
+    static et_case cs[8];
+    et_cases("tiny-t5", cs);
+    int V = eng_model_config(m)->vocab_size;
+    float *a = malloc((size_t)V * 4), *b = malloc((size_t)V * 4);
+    REQUIRE(a && b);
+    int32_t dec[2] = { 0, 37 };
+    REQUIRE(eng_logits(c, cs[0].ids, cs[0].n, dec, 2, a) == 0);
+    REQUIRE(eng_logits(cv, cs[0].ids, cs[0].n, dec, 2, b) == 0);
+    double md = 0, mx = 0;
+    for (int v = 0; v < V; v++) {
+        md = fmax(md, fabs((double)a[v] - b[v]));
+        mx = fmax(mx, fabs(a[v]));
+    }
+    CHECK_MSG(md <= tol, "%s: logits differ by %g (max |logit| %g)", to_f16 ? "F16" : "unaligned F32", md, mx);
+    CHECK(mx > 1.0);
+    free(a), free(b);
+    eng_ctx_free(&c), eng_ctx_free(&cv);
+    eng_model_free(&m), eng_model_free(&mv);
+    et_rmdir(dir);
+}
+
+/* F16 weights are F32 rounded to 11 significant bits: logits agree to a few 1e-3 */
+TEST(eng_f16_checkpoint) { et_variant(1, 2e-2); }
+/* misaligned F32 data is copied at load: bit-identical results */
+TEST(eng_unaligned_f32_checkpoint) { et_variant(0, 0.0); }
