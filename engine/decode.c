@@ -288,7 +288,7 @@ static void dc_beam_step(eng_ctx *c, eng_greq *g, int a0, int pos)
      * finished hypothesis in hist2's spare last row */
     int32_t *tmp = c->hist2 + (size_t)g->base * P1;
     int32_t *fin = c->hist2 + (size_t)c->p.max_rows * P1;
-    int *parent = c->act_req; /* scratch: act_req is rebuilt every step */
+    int *parent = c->parent;
     int nb = 0;
     for (int k = 0; k < K && k < nc && nb < B; k++) {
         int tok = c->cand_tok[k], b = c->cand_beam[k];

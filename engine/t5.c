@@ -89,7 +89,7 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     ALLOC(c->row_block, R);
     ALLOC(c->row_block2, R);
     ALLOC(c->act, R);
-    ALLOC(c->act_req, R);
+    ALLOC(c->parent, R);
     ALLOC(c->act_tok, R);
     ALLOC(c->block_used, R);
     ALLOC(c->row_score, R);
@@ -145,7 +145,7 @@ void eng_ctx_free(eng_ctx **ctx)
     void *bufs[] = { c->x, c->h, c->q, c->k, c->v, c->att, c->ff0, c->ff1, c->scores,
                      c->enc_out, c->cross_k, c->cross_v, c->enc_bias, c->dec_bias, c->kv,
                      c->logits, c->hist, c->hist2, c->row_block, c->row_block2, c->act,
-                     c->act_req, c->act_tok, c->block_used, c->row_score, c->row_score2,
+                     c->parent, c->act_tok, c->block_used, c->row_score, c->row_score2,
                      c->row_done, c->row_len, c->row_rng, c->fin_tok, c->fin_len,
                      c->fin_score, c->fin_sum, c->cand_score, c->cand_tok, c->cand_beam,
                      c->sort_val, c->sort_idx, c->enc_off, c->enc_len, c->tok_off,
