@@ -131,11 +131,29 @@ static int dc_sample(eng_ctx *c, float *x, int V, const eng_gen_params *p, uint6
     if (p->temperature != 1.0f)
         for (int i = 0; i < V; i++) x[i] /= p->temperature;
     if (p->top_k > 0 && p->top_k < V) {
-        /* k-th largest value: keep everything >= it (HF keeps ties). */
-        int nf = 0;
-        for (int i = 0; i < V; i++) c->sort_idx[nf++] = i;
-        qsort_r(c->sort_idx, (size_t)nf, sizeof(int), dc_cmp_desc, x);
-        float kth = x[c->sort_idx[p->top_k - 1]];
+        /* k-th largest value: keep everything >= it (HF keeps ties). Small k: a sorted
+         * array of the k best so far (most values fail the first comparison). */
+        float kth;
+        int k = p->top_k;
+        if (k <= 1024) {
+            float *best = c->sort_val; /* [k] descending */
+            int n = 0;
+            for (int i = 0; i < V; i++) {
+                float v = x[i];
+                if (n == k && !(v > best[k - 1])) continue;
+                int j = n < k ? n++ : k - 1;
+                while (j > 0 && v > best[j - 1]) {
+                    best[j] = best[j - 1];
+                    j--;
+                }
+                best[j] = v;
+            }
+            kth = best[k - 1];
+        } else {
+            for (int i = 0; i < V; i++) c->sort_idx[i] = i;
+            qsort_r(c->sort_idx, (size_t)V, sizeof(int), dc_cmp_desc, x);
+            kth = x[c->sort_idx[k - 1]];
+        }
         for (int i = 0; i < V; i++)
             if (x[i] < kth) x[i] = -INFINITY;
     }

@@ -730,3 +730,56 @@ static void et_variant(int to_f16, double tol)
 TEST(eng_f16_checkpoint) { et_variant(1, 2e-2); }
 /* misaligned F32 data is copied at load: bit-identical results */
 TEST(eng_unaligned_f32_checkpoint) { et_variant(0, 0.0); }
+
+/* Every sampled token lies inside the top-k set, or inside the top-p nucleus, of the
+ * recomputed next-token distribution (temperature 2 flattens it so that the draw has
+ * real choice). */
+TEST(eng_sampling_respects_top_k_top_p)
+{
+    eng_model *m = et_model("tiny-t5");
+    eng_ctx *c = et_ctx(m, 4, 0);
+    int V = eng_model_config(m)->vocab_size;
+    static et_case cs[8];
+    et_cases("tiny-t5", cs);
+    float *lg = malloc((size_t)V * sizeof *lg);
+    double *pr = malloc((size_t)V * sizeof *pr);
+    REQUIRE(lg && pr);
+    int nonargmax = 0;
+    for (int mode = 0; mode < 2; mode++) {
+        for (uint64_t seed = 1; seed <= 4; seed++) {
+            eng_gen_params p = eng_gen_default_params();
+            p.max_new_tokens = 8;
+            p.do_sample = 1;
+            p.temperature = 2.0f;
+            p.seed = seed;
+            if (mode == 0) p.top_k = 3;
+            else p.top_p = 0.3f;
+            eng_gen_result r;
+            et_gen1(c, &cs[4], &p, &r);
+            int32_t dec[16] = { 0 };
+            for (int t = 0; t < r.hyps[0].n_tokens; t++) {
+                REQUIRE(eng_logits(c, cs[4].ids, cs[4].n, dec, t + 1, lg) == 0);
+                int tok = r.hyps[0].tokens[t];
+                if (mode == 0) {
+                    int above = 0;
+                    for (int v = 0; v < V; v++) above += lg[v] > lg[tok];
+                    CHECK_MSG(above < 3, "seed %d step %d: token %d has %d better", (int)seed, t, tok, above);
+                    nonargmax += above > 0;
+                } else {
+                    double mx = -INFINITY, sum = 0, more = 0;
+                    for (int v = 0; v < V; v++) mx = fmax(mx, lg[v] / 2.0);
+                    for (int v = 0; v < V; v++) sum += pr[v] = exp(lg[v] / 2.0 - mx);
+                    for (int v = 0; v < V; v++)
+                        if (pr[v] > pr[tok]) more += pr[v] / sum;
+                    CHECK_MSG(more < 0.3 + 1e-4, "seed %d step %d: mass above token %g", (int)seed, t, more);
+                }
+                dec[t + 1] = tok;
+            }
+            eng_gen_result_clear(&r);
+        }
+    }
+    CHECK_MSG(nonargmax > 0, "top-k 3 at temperature 2 never drew a non-argmax token");
+    free(lg), free(pr);
+    eng_ctx_free(&c);
+    eng_model_free(&m);
+}
