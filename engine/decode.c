@@ -54,34 +54,59 @@ static double dc_uniform(uint64_t *s) { return (double)(dc_next(s) >> 11) * 0x1.
 
 /* ---- logits processors (HF order): repetition penalty, no-repeat n-gram, min new tokens.
  * They act on float logits (greedy / sampling) or on double log-probs (beam search, as HF
- * applies them after log_softmax there). seq is the decoder sequence incl. the start token. */
+ * applies them after log_softmax there). seq is the decoder sequence incl. the start
+ * token, len its length. */
 
-#define DC_PROCESS(T)                                                                   \
-    static void dc_process_##T(T *x, const int32_t *seq, int len, const eng_gen_params *p, \
-                               int eos)                                                  \
-    {                                                                                    \
-        if (p->repetition_penalty != 1.0f) {                                             \
-            for (int i = 0; i < len; i++) {                                              \
-                int dup = 0;                                                             \
-                for (int j = 0; j < i && !dup; j++) dup = seq[j] == seq[i];              \
-                if (dup) continue;                                                       \
-                T v = x[seq[i]];                                                         \
-                x[seq[i]] = v < 0 ? v * (T)p->repetition_penalty : v / (T)p->repetition_penalty; \
-            }                                                                            \
-        }                                                                                \
-        int n = p->no_repeat_ngram_size;                                                 \
-        if (n > 0 && len + 1 >= n) {                                                     \
-            const int32_t *pre = seq + len - (n - 1);                                    \
-            for (int i = 0; i + n <= len; i++) {                                         \
-                if (n == 1 || !memcmp(seq + i, pre, (size_t)(n - 1) * sizeof *seq))      \
-                    x[seq[i + n - 1]] = (T)-INFINITY;                                    \
-            }                                                                            \
-        }                                                                                \
-        if (len - 1 < p->min_new_tokens) x[eos] = (T)-INFINITY;                          \
+/* Tokens the no-repeat n-gram and min-new-tokens rules forbid next, into ban[] (at most
+ * len + 1 of them); returns the count. */
+static int dc_bans(const int32_t *seq, int len, const eng_gen_params *p, int eos, int32_t *ban)
+{
+    int nb = 0, n = p->no_repeat_ngram_size;
+    if (n > 0 && len + 1 >= n) {
+        const int32_t *pre = seq + len - (n - 1); /* the last n - 1 tokens */
+        for (int i = 0; i + n <= len; i++)
+            if (n == 1 || !memcmp(seq + i, pre, (size_t)(n - 1) * sizeof *seq))
+                ban[nb++] = seq[i + n - 1];
     }
-DC_PROCESS(float)
-DC_PROCESS(double)
-#undef DC_PROCESS
+    if (len - 1 < p->min_new_tokens) ban[nb++] = eos;
+    return nb;
+}
+
+/* Repetition penalty applies once per distinct token of seq. */
+static int dc_first_occurrence(const int32_t *seq, int i)
+{
+    for (int j = 0; j < i; j++)
+        if (seq[j] == seq[i]) return 0;
+    return 1;
+}
+
+static void dc_process_float(float *x, const int32_t *seq, int len, const eng_gen_params *p,
+                             int eos, int32_t *ban)
+{
+    float rp = p->repetition_penalty;
+    if (rp != 1.0f)
+        for (int i = 0; i < len; i++)
+            if (dc_first_occurrence(seq, i)) {
+                float v = x[seq[i]];
+                x[seq[i]] = v < 0 ? v * rp : v / rp;
+            }
+    int nb = dc_bans(seq, len, p, eos, ban);
+    for (int i = 0; i < nb; i++) x[ban[i]] = -INFINITY;
+}
+
+static void dc_process_double(double *x, const int32_t *seq, int len, const eng_gen_params *p,
+                              int eos, int32_t *ban)
+{
+    double rp = p->repetition_penalty;
+    if (rp != 1.0)
+        for (int i = 0; i < len; i++)
+            if (dc_first_occurrence(seq, i)) {
+                double v = x[seq[i]];
+                x[seq[i]] = v < 0 ? v * rp : v / rp;
+            }
+    int nb = dc_bans(seq, len, p, eos, ban);
+    for (int i = 0; i < nb; i++) x[ban[i]] = -INFINITY;
+}
 
 static int dc_argmax(const float *x, int n)
 {
@@ -106,11 +131,29 @@ static int dc_sample(eng_ctx *c, float *x, int V, const eng_gen_params *p, uint6
     if (p->temperature != 1.0f)
         for (int i = 0; i < V; i++) x[i] /= p->temperature;
     if (p->top_k > 0 && p->top_k < V) {
-        /* k-th largest value: keep everything >= it (HF keeps ties). */
-        int nf = 0;
-        for (int i = 0; i < V; i++) c->sort_idx[nf++] = i;
-        qsort_r(c->sort_idx, (size_t)nf, sizeof(int), dc_cmp_desc, x);
-        float kth = x[c->sort_idx[p->top_k - 1]];
+        /* k-th largest value: keep everything >= it (HF keeps ties). Small k: a sorted
+         * array of the k best so far (most values fail the first comparison). */
+        float kth;
+        int k = p->top_k;
+        if (k <= 1024) {
+            float *best = c->sort_val; /* [k] descending */
+            int n = 0;
+            for (int i = 0; i < V; i++) {
+                float v = x[i];
+                if (n == k && !(v > best[k - 1])) continue;
+                int j = n < k ? n++ : k - 1;
+                while (j > 0 && v > best[j - 1]) {
+                    best[j] = best[j - 1];
+                    j--;
+                }
+                best[j] = v;
+            }
+            kth = best[k - 1];
+        } else {
+            for (int i = 0; i < V; i++) c->sort_idx[i] = i;
+            qsort_r(c->sort_idx, (size_t)V, sizeof(int), dc_cmp_desc, x);
+            kth = x[c->sort_idx[k - 1]];
+        }
         for (int i = 0; i < V; i++)
             if (x[i] < kth) x[i] = -INFINITY;
     }
@@ -223,7 +266,7 @@ static void dc_beam_step(eng_ctx *c, eng_greq *g, int a0, int pos)
         double lse = eng_logsumexp(lg, V);
         double *lp = c->lp_row;
         for (int v = 0; v < V; v++) lp[v] = (double)lg[v] - lse;
-        dc_process_double(lp, c->hist + (size_t)slot * P1, pos + 1, &g->p, eos);
+        dc_process_double(lp, c->hist + (size_t)slot * P1, pos + 1, &g->p, eos, c->ban);
         /* this beam's top 2B by cumulative score; the global top 2B is among them */
         int first = nc;
         double bs = c->row_score[slot];
@@ -263,7 +306,7 @@ static void dc_beam_step(eng_ctx *c, eng_greq *g, int a0, int pos)
      * finished hypothesis in hist2's spare last row */
     int32_t *tmp = c->hist2 + (size_t)g->base * P1;
     int32_t *fin = c->hist2 + (size_t)c->p.max_rows * P1;
-    int *parent = c->act_req; /* scratch: act_req is rebuilt every step */
+    int *parent = c->parent;
     int nb = 0;
     for (int k = 0; k < K && k < nc && nb < B; k++) {
         int tok = c->cand_tok[k], b = c->cand_beam[k];
@@ -328,7 +371,7 @@ static void dc_row_step(eng_ctx *c, eng_greq *g, int slot, int a, int pos)
     int V = cf->vocab_size, eos = cf->eos_token_id, P1 = c->max_pos + 1;
     float *lg = c->logits + (size_t)a * V;
     int32_t *h = c->hist + (size_t)slot * P1;
-    dc_process_float(lg, h, pos + 1, &g->p, eos);
+    dc_process_float(lg, h, pos + 1, &g->p, eos, c->ban);
     double lse = eng_logsumexp(lg, V);
     int tok;
     double lp;
@@ -349,52 +392,44 @@ static void dc_row_step(eng_ctx *c, eng_greq *g, int slot, int a, int pos)
     if (tok == eos || pos + 1 >= g->p.max_new_tokens) c->row_done[slot] = 1;
 }
 
-static int dc_cmp_hyp(const void *a, const void *b)
-{
-    const eng_hyp *x = a, *y = b;
-    if (x->score != y->score) return x->score > y->score ? -1 : 1;
-    return 0;
-}
-
+/* Fills g's result with its best num_return hypotheses (finished beams, or rows), best
+ * first; equal scores keep slot order. The only allocation of a generation. */
 static int dc_result(eng_ctx *c, eng_greq *g)
 {
     eng_gen_result *out = g->r->out;
     memset(out, 0, sizeof *out);
     int P1 = c->max_pos + 1;
     int n = g->beam ? g->nfin : g->nrows;
+    int k = g->p.num_return_sequences < n ? g->p.num_return_sequences : n;
+    int pick[ENG_MAX_RETURN];
     size_t total = 0;
-    for (int i = 0; i < n; i++)
-        total += (size_t)(g->beam ? c->fin_len[g->base + i] : c->row_len[g->base + i]);
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int i = 0; i < n; i++) {
+            int s = g->base + i, used = 0;
+            for (int q = 0; q < j && !used; q++) used = pick[q] == s;
+            if (used) continue;
+            double sc = g->beam ? c->fin_score[s] : c->row_score[s];
+            double bs = best < 0 ? 0 : (g->beam ? c->fin_score[best] : c->row_score[best]);
+            if (best < 0 || sc > bs) best = s;
+        }
+        pick[j] = best;
+        total += (size_t)(g->beam ? c->fin_len[best] : c->row_len[best]);
+    }
     out->storage = malloc((total ? total : 1) * sizeof(int32_t));
     if (!out->storage) return ENG_ENOMEM;
-    eng_hyp tmp[ENG_MAX_RETURN * 4 > 64 ? ENG_MAX_RETURN * 4 : 64];
-    int nt = 0;
     size_t o = 0;
-    for (int i = 0; i < n && nt < (int)(sizeof tmp / sizeof tmp[0]); i++) {
-        int s = g->base + i;
+    for (int j = 0; j < k; j++) {
+        int s = pick[j];
         const int32_t *src = g->beam ? c->fin_tok + (size_t)s * c->p.max_new_tokens
                                      : c->hist + (size_t)s * P1 + 1;
         int len = g->beam ? c->fin_len[s] : c->row_len[s];
         memcpy(out->storage + o, src, (size_t)len * sizeof *src);
-        tmp[nt].tokens = out->storage + o;
-        tmp[nt].n_tokens = len;
-        tmp[nt].score = g->beam ? c->fin_score[s] : c->row_score[s];
-        tmp[nt].sum_logprobs = g->beam ? c->fin_sum[s] : c->row_score[s];
-        nt++;
+        out->hyps[j] = (eng_hyp){ .tokens = out->storage + o, .n_tokens = len,
+                                  .score = g->beam ? c->fin_score[s] : c->row_score[s],
+                                  .sum_logprobs = g->beam ? c->fin_sum[s] : c->row_score[s] };
         o += (size_t)len;
     }
-    /* stable: equal scores keep their order */
-    for (int i = 1; i < nt; i++) {
-        eng_hyp h = tmp[i];
-        int j = i;
-        while (j > 0 && dc_cmp_hyp(&h, &tmp[j - 1]) < 0) {
-            tmp[j] = tmp[j - 1];
-            j--;
-        }
-        tmp[j] = h;
-    }
-    int k = g->p.num_return_sequences < nt ? g->p.num_return_sequences : nt;
-    for (int i = 0; i < k; i++) out->hyps[i] = tmp[i];
     out->n_hyps = k;
     return 0;
 }
@@ -402,8 +437,7 @@ static int dc_result(eng_ctx *c, eng_greq *g)
 static void dc_run_group(eng_ctx *c, eng_greq *gs, int ng)
 {
     const eng_config *cf = &c->m->cfg;
-    int P1 = c->max_pos + 1, V = cf->vocab_size;
-    (void)V;
+    int P1 = c->max_pos + 1;
     int T = 0, maxnew = 0;
     for (int i = 0; i < ng; i++) {
         c->tok_off[i] = T;

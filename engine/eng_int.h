@@ -104,7 +104,7 @@ struct eng_ctx {
     int32_t *hist, *hist2;     /* [max_rows][max_pos + 1] token history incl. start */
     int *row_block, *row_block2;/* cache block of each row slot */
     int *act;                  /* [max_rows] active slots this step */
-    int *act_req;              /* [max_rows] request (in group) of each active row */
+    int *parent;              /* [max_rows] beam search: parent beam of each new beam */
     int32_t *act_tok;          /* [max_rows] input token of each active row */
     int *block_used;           /* [max_rows] */
     double *row_score, *row_score2;   /* [max_rows] cumulative log-prob */
@@ -126,6 +126,7 @@ struct eng_ctx {
     int *cand_off;             /* [max_cands + 1] */
     int32_t *cand_seq;         /* [max_cands * max_cand_len] teacher-forced decoder input */
     struct eng_greq *greq;     /* [max_rows] per-request state of a running group */
+    int32_t *ban;              /* [max_pos + 2] tokens a processor forbids next */
 };
 
 /* Encodes n sequences packed back to back (tok_off[i] .. tok_off[i+1]) into ctx->enc_out,

@@ -50,7 +50,10 @@ typedef struct eng_model_params {
 
 eng_model_params eng_model_default_params(void);
 /* Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a
- * sharded index). Weights F32/F16/BF16 are mmapped. */
+ * sharded index). Weights F32/F16/BF16 are mmapped; F32 is used in place, F16/BF16 are
+ * converted to F32 once here (anonymous memory of twice the file's size). Missing or
+ * mis-shaped tensors fail with a message naming the tensor. p may be NULL (defaults);
+ * p->n_threads is applied process-wide (openblas_set_num_threads). */
 eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err, size_t errlen);
 void eng_model_free(eng_model **model);
 const eng_config *eng_model_config(const eng_model *model);
@@ -67,6 +70,10 @@ typedef struct eng_ctx_params {
 } eng_ctx_params;
 
 eng_ctx_params eng_ctx_default_params(void);
+/* Allocates every workspace (fields <= 0 take the defaults). The largest is the decoder
+ * KV cache: max_rows * num_decoder_layers * 2 * (max_new_tokens + 1) * inner floats,
+ * then the cross-attention K/V: num_decoder_layers * 2 * max_batch_tokens * inner. Pages
+ * are touched only when used. */
 eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err, size_t errlen);
 void eng_ctx_free(eng_ctx **ctx);
 
@@ -76,7 +83,8 @@ typedef struct eng_gen_params {
     int max_new_tokens;        /* 64 */
     int min_new_tokens;        /* 0: EOS is forbidden before this many tokens */
     int num_beams;             /* 1: greedy (or sampling) */
-    int num_return_sequences;  /* 1; <= num_beams with beam search */
+    int num_return_sequences;  /* 1; <= num_beams with beam search; with do_sample, that
+                                * many independent samples; greedy: must be 1 */
     float length_penalty;      /* 1.0 */
     int no_repeat_ngram_size;  /* 0: off */
     float repetition_penalty;  /* 1.0: off (HF semantics) */
@@ -94,7 +102,9 @@ eng_gen_params eng_gen_default_params(void);
 typedef struct eng_hyp {
     const int32_t *tokens;     /* generated ids (no start token; EOS included if reached) */
     int n_tokens;
-    double score;              /* beam: sum_logprobs / n_tokens^lp; greedy: sum_logprobs */
+    double score;              /* beam: sum_logprobs / n_tokens^lp; greedy and sampling:
+                                * sum_logprobs (log-softmax of the processed logits, before
+                                * temperature / top-k / top-p) */
     double sum_logprobs;
 } eng_hyp;
 
@@ -117,10 +127,14 @@ typedef struct eng_gen_req {
     int status;                /* out: 0 or enum eng_status, per request */
 } eng_gen_req;
 
-/* Runs n requests as one batch: the encoder batched over padded, masked inputs, the
- * decoder stepping all live rows (all beams of all requests) together. A request's
- * result does not depend on what it is batched with. Returns 0 if the batch ran (see
- * each req's status), < 0 if nothing ran. */
+/* Runs n requests as one batch: the encoder batched over all inputs (packed back to back,
+ * masked per sequence), the decoder stepping all live rows (all beams of all requests)
+ * together. A request's result does not depend on what it is batched with (same tokens;
+ * scores equal up to float rounding of sgemv vs sgemm, ~1e-6 relative). Batches larger
+ * than the ctx (max_rows, max_batch_tokens) run as several groups. Per request status:
+ * ENG_EINVAL (bad ids or params), ENG_ETOOLONG (n_ids > max_input_len, max_new_tokens
+ * or rows beyond the ctx), ENG_ENOMEM (result allocation). Returns 0 if the batch ran
+ * (see each req's status), < 0 (ENG_EINVAL) if nothing ran. */
 int eng_generate(eng_ctx *ctx, eng_gen_req *reqs, int n);
 
 /* ---- label scoring (zero-shot classification) ---- */
@@ -135,7 +149,9 @@ typedef struct eng_score_req {
     int status;                      /* out */
 } eng_score_req;
 
-/* One encoder pass per request, all candidates scored against it. */
+/* One encoder pass per request, all candidates scored against it (teacher forced, as
+ * rows of one decoder pass). Per request status as eng_generate; ENG_ETOOLONG when
+ * n_cands > max_cands or a candidate + EOS is longer than max_cand_len. */
 int eng_score(eng_ctx *ctx, eng_score_req *reqs, int n);
 
 /* ---- lower-level access (tests, nlprun) ---- */

@@ -89,7 +89,7 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     ALLOC(c->row_block, R);
     ALLOC(c->row_block2, R);
     ALLOC(c->act, R);
-    ALLOC(c->act_req, R);
+    ALLOC(c->parent, R);
     ALLOC(c->act_tok, R);
     ALLOC(c->block_used, R);
     ALLOC(c->row_score, R);
@@ -114,6 +114,7 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     ALLOC(c->lp_row, V);
     ALLOC(c->act_blk, R);
     ALLOC(c->enc_ids, BT);
+    ALLOC(c->ban, P + 2);
     c->greq = calloc(R, eng_greq_size());
     bad |= !c->greq;
 #undef ALLOC
@@ -144,12 +145,12 @@ void eng_ctx_free(eng_ctx **ctx)
     void *bufs[] = { c->x, c->h, c->q, c->k, c->v, c->att, c->ff0, c->ff1, c->scores,
                      c->enc_out, c->cross_k, c->cross_v, c->enc_bias, c->dec_bias, c->kv,
                      c->logits, c->hist, c->hist2, c->row_block, c->row_block2, c->act,
-                     c->act_req, c->act_tok, c->block_used, c->row_score, c->row_score2,
+                     c->parent, c->act_tok, c->block_used, c->row_score, c->row_score2,
                      c->row_done, c->row_len, c->row_rng, c->fin_tok, c->fin_len,
                      c->fin_score, c->fin_sum, c->cand_score, c->cand_tok, c->cand_beam,
                      c->sort_val, c->sort_idx, c->enc_off, c->enc_len, c->tok_off,
                      c->cand_off, c->cand_seq,
-                     c->lp_row, c->act_blk, c->enc_ids, c->greq };
+                     c->lp_row, c->act_blk, c->enc_ids, c->greq, c->ban };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
     *ctx = NULL;

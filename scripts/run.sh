@@ -19,9 +19,10 @@ FALLBACK=tests/data/models/tiny-flan
 SUMS=${FLAN_SUMS:-scripts/flan-t5-small.sha256}
 FILES="config.json model.safetensors spiece.model"
 
-# The Hugging Face commit of google/flan-t5-small the checksums belong to.
-# PLACEHOLDER: replace with the real 40-hex commit id when the sums are filled in.
-FLAN_REVISION=${FLAN_REVISION:-PINNED_REVISION_PLACEHOLDER}
+# The Hugging Face commit of google/flan-t5-small the checksums belong to. Its
+# spiece.model sum is known; the config.json and model.safetensors sums in $SUMS are
+# still placeholders, so no download happens until they are filled in.
+FLAN_REVISION=${FLAN_REVISION:-e48659520aaf0069046c3413e9835d214fefa83c}
 HF_URL=${FLAN_URL:-https://huggingface.co/google/flan-t5-small/resolve/$FLAN_REVISION}
 
 have_model() {

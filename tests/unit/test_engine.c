@@ -3,6 +3,7 @@
  * sampling reproducible and consistent with greedy at its limits, the processors, API
  * errors, and a distinct message for each kind of damaged checkpoint. */
 #include "engine/engine.h"
+#include "engine/eng_int.h" /* owned_bytes: which tensors were converted */
 #include "tests/harness/harness.h"
 
 #include <cjson/cJSON.h>
@@ -623,4 +624,162 @@ TEST_TIMEOUT(eng_damaged_checkpoints, 60)
     char err[256];
     CHECK(eng_model_load("/nonexistent/model", NULL, err, sizeof err) == NULL);
     CHECK(strstr(err, "/nonexistent/model") != NULL);
+}
+
+/* ---- other weight layouts: F16, and F32 whose data is not 4-byte aligned ---- */
+
+/* Rewrites models/tiny-t5 (F32) into dir: every tensor as F16 (to_f16), or as F32 with
+ * the header padded so that all data sits 2 bytes off a 4-byte boundary. */
+static void et_write_variant(char *dir, int to_f16)
+{
+    char rel[128], path[256];
+    strcpy(dir, "/tmp/nlp-eng-XXXXXX");
+    REQUIRE(mkdtemp(dir));
+    snprintf(rel, sizeof rel, "models/tiny-t5/model.safetensors");
+    FILE *f = fopen(th_data(rel), "rb");
+    REQUIRE(f);
+    unsigned char b8[8];
+    REQUIRE(fread(b8, 1, 8, f) == 8);
+    uint64_t hl = 0;
+    for (int i = 0; i < 8; i++) hl |= (uint64_t)b8[i] << (8 * i);
+    char *hdr = calloc(1, hl + 1);
+    REQUIRE(hdr && fread(hdr, 1, hl, f) == hl);
+    fseek(f, 0, SEEK_END);
+    size_t nd = (size_t)ftell(f) - 8 - hl;
+    char *data = malloc(nd), *out = malloc(nd);
+    fseek(f, (long)(8 + hl), SEEK_SET);
+    REQUIRE(data && out && fread(data, 1, nd, f) == nd);
+    fclose(f);
+    cJSON *h = cJSON_Parse(hdr);
+    REQUIRE(h);
+    size_t o = 0;
+    cJSON *t;
+    cJSON_ArrayForEach(t, h) {
+        if (!strcmp(t->string, "__metadata__")) continue;
+        REQUIRE(!strcmp(cJSON_GetObjectItem(t, "dtype")->valuestring, "F32"));
+        cJSON *offs = cJSON_GetObjectItem(t, "data_offsets");
+        size_t a = (size_t)cJSON_GetArrayItem(offs, 0)->valuedouble;
+        size_t b = (size_t)cJSON_GetArrayItem(offs, 1)->valuedouble;
+        size_t n = (b - a) / 4;
+        if (to_f16) {
+            for (size_t i = 0; i < n; i++) {
+                float v;
+                memcpy(&v, data + a + 4 * i, 4);
+                _Float16 hv = (_Float16)v;
+                memcpy(out + o + 2 * i, &hv, 2);
+            }
+            cJSON_ReplaceItemInObject(t, "dtype", cJSON_CreateString("F16"));
+        } else {
+            memcpy(out + o, data + a, b - a);
+        }
+        size_t len = to_f16 ? 2 * n : b - a;
+        cJSON_ReplaceItemInArray(offs, 0, cJSON_CreateNumber((double)o));
+        cJSON_ReplaceItemInArray(offs, 1, cJSON_CreateNumber((double)(o + len)));
+        o += len;
+    }
+    char *nh = cJSON_PrintUnformatted(h);
+    size_t nl = strlen(nh);
+    size_t pad = (8 - nl % 8) % 8 + (to_f16 ? 0 : 2); /* F32 variant: 8 + L = 2 mod 8 */
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    f = fopen(path, "wb");
+    REQUIRE(f);
+    uint64_t L = nl + pad;
+    for (int i = 0; i < 8; i++) b8[i] = (unsigned char)(L >> (8 * i));
+    fwrite(b8, 1, 8, f);
+    fwrite(nh, 1, nl, f);
+    for (size_t i = 0; i < pad; i++) fputc(' ', f);
+    fwrite(out, 1, o, f);
+    fclose(f);
+    snprintf(rel, sizeof rel, "cp '%s' '%s/config.json'", th_data("models/tiny-t5/config.json"), dir);
+    REQUIRE(system(rel) == 0);
+    free(nh), cJSON_Delete(h), free(out), free(data), free(hdr);
+}
+
+static void et_variant(int to_f16, double tol)
+{
+    char dir[64], err[512];
+    et_write_variant(dir, to_f16);
+    eng_model *mv = eng_model_load(dir, NULL, err, sizeof err);
+    REQUIRE_MSG(mv, "%s", err);
+    eng_model *m = et_model("tiny-t5");
+    CHECK(m->owned_bytes == 0);                       /* aligned F32: in place */
+    CHECK_MSG(mv->owned_bytes > 8000000, "%zu bytes converted", mv->owned_bytes); /* all copied */
+    eng_ctx *c = et_ctx(m, 2, 0), *cv = et_ctx(mv, 2, 0);
+    static et_case cs[8];
+    et_cases("tiny-t5", cs);
+    int V = eng_model_config(m)->vocab_size;
+    float *a = malloc((size_t)V * 4), *b = malloc((size_t)V * 4);
+    REQUIRE(a && b);
+    int32_t dec[2] = { 0, 37 };
+    REQUIRE(eng_logits(c, cs[0].ids, cs[0].n, dec, 2, a) == 0);
+    REQUIRE(eng_logits(cv, cs[0].ids, cs[0].n, dec, 2, b) == 0);
+    double md = 0, mx = 0;
+    for (int v = 0; v < V; v++) {
+        md = fmax(md, fabs((double)a[v] - b[v]));
+        mx = fmax(mx, fabs(a[v]));
+    }
+    CHECK_MSG(md <= tol, "%s: logits differ by %g (max |logit| %g)", to_f16 ? "F16" : "unaligned F32", md, mx);
+    CHECK(mx > 1.0);
+    free(a), free(b);
+    eng_ctx_free(&c), eng_ctx_free(&cv);
+    eng_model_free(&m), eng_model_free(&mv);
+    et_rmdir(dir);
+}
+
+/* F16 weights are F32 rounded to 11 significant bits: logits agree to a few 1e-3 */
+TEST(eng_f16_checkpoint) { et_variant(1, 2e-2); }
+/* misaligned F32 data is copied at load: bit-identical results */
+TEST(eng_unaligned_f32_checkpoint) { et_variant(0, 0.0); }
+
+/* Every sampled token lies inside the top-k set, or inside the top-p nucleus, of the
+ * recomputed next-token distribution (temperature 2 flattens it so that the draw has
+ * real choice). */
+TEST(eng_sampling_respects_top_k_top_p)
+{
+    eng_model *m = et_model("tiny-t5");
+    eng_ctx *c = et_ctx(m, 4, 0);
+    int V = eng_model_config(m)->vocab_size;
+    static et_case cs[8];
+    et_cases("tiny-t5", cs);
+    float *lg = malloc((size_t)V * sizeof *lg);
+    double *pr = malloc((size_t)V * sizeof *pr);
+    REQUIRE(lg && pr);
+    int nonargmax = 0;
+    for (int mode = 0; mode < 2; mode++) {
+        for (uint64_t seed = 1; seed <= 4; seed++) {
+            eng_gen_params p = eng_gen_default_params();
+            p.max_new_tokens = 8;
+            p.do_sample = 1;
+            p.temperature = 2.0f;
+            p.seed = seed;
+            if (mode == 0) p.top_k = 3;
+            else p.top_p = 0.3f;
+            eng_gen_result r;
+            et_gen1(c, &cs[4], &p, &r);
+            int32_t dec[16] = { 0 };
+            for (int t = 0; t < r.hyps[0].n_tokens; t++) {
+                REQUIRE(eng_logits(c, cs[4].ids, cs[4].n, dec, t + 1, lg) == 0);
+                int tok = r.hyps[0].tokens[t];
+                if (mode == 0) {
+                    int above = 0;
+                    for (int v = 0; v < V; v++) above += lg[v] > lg[tok];
+                    CHECK_MSG(above < 3, "seed %d step %d: token %d has %d better", (int)seed, t, tok, above);
+                    nonargmax += above > 0;
+                } else {
+                    double mx = -INFINITY, sum = 0, more = 0;
+                    for (int v = 0; v < V; v++) mx = fmax(mx, lg[v] / 2.0);
+                    for (int v = 0; v < V; v++) sum += pr[v] = exp(lg[v] / 2.0 - mx);
+                    for (int v = 0; v < V; v++)
+                        if (pr[v] > pr[tok]) more += pr[v] / sum;
+                    CHECK_MSG(more < 0.3 + 1e-4, "seed %d step %d: mass above token %g", (int)seed, t, more);
+                }
+                dec[t + 1] = tok;
+            }
+            eng_gen_result_clear(&r);
+        }
+    }
+    CHECK_MSG(nonargmax > 0, "top-k 3 at temperature 2 never drew a non-argmax token");
+    free(lg), free(pr);
+    eng_ctx_free(&c);
+    eng_model_free(&m);
 }
