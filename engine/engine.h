@@ -65,8 +65,8 @@ typedef struct eng_ctx_params {
     int max_cands;            /* label-scoring candidates per sequence; default 64 */
     int max_cand_len;         /* tokens per candidate (incl. EOS); default 32 */
     int max_batch_tokens;     /* encoder tokens of all sequences of one batch together;
-                               * default 4096 (at least max_input_len). eng_generate and
-                               * eng_score split larger batches into runs that fit. */
+                               * default 4096 (at least max_input_len). eng_generate
+                               * splits larger batches into runs that fit. */
 } eng_ctx_params;
 
 eng_ctx_params eng_ctx_default_params(void);
@@ -130,7 +130,7 @@ typedef struct eng_gen_req {
 /* Runs n requests as one batch: the encoder batched over all inputs (packed back to back,
  * masked per sequence), the decoder stepping all live rows (all beams of all requests)
  * together. A request's result does not depend on what it is batched with (same tokens;
- * scores equal up to float rounding of sgemv vs sgemm, ~1e-6 relative). Batches larger
+ * scores equal up to BLAS rounding, which varies with the number of rows: ~1e-6 relative). Batches larger
  * than the ctx (max_rows, max_batch_tokens) run as several groups. Per request status:
  * ENG_EINVAL (bad ids or params), ENG_ETOOLONG (n_ids > max_input_len, max_new_tokens
  * or rows beyond the ctx), ENG_ENOMEM (result allocation). Returns 0 if the batch ran

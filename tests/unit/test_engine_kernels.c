@@ -84,7 +84,9 @@ TEST(eng_kernel_gemm_door)
     for (int i = 0; i < M * LD; i++) A[i] = (float)((i * 13) % 17) / 7 - 1;
     for (int i = 0; i < 16 * LD; i++) B[i] = (float)((i * 5) % 11) / 5 - 1;
     for (int tb = 0; tb < 2; tb++) {
-        for (int m = 1; m <= M; m += M - 1) {
+        static const int ms[] = { 1, 2, 3, 4, M }; /* sgemv, sgemv per row, sgemm */
+        for (int mi = 0; mi < 5; mi++) {
+            int m = ms[mi];
             memset(C, 0, sizeof C);
             memset(R, 0, sizeof R);
             eng_gemm(m, N, K, A, LD, B, LD, tb, 0.0f, C, LD);
