@@ -1,7 +1,7 @@
 /* bench_engine: engine speed on one model directory, through the public API only
  * (engine/engine.h), next to an OpenBLAS sgemm peak measured in the same run.
  *
- *   bench_engine --model DIR [--threads 2] [--target-enc-frac 0.6] [--target-decode-b1 100]
+ *   bench_engine --model DIR [--threads 2] [--reps 3] [--target-enc-frac 0.6] [--target-decode-b1 100]
  *
  * Figures:
  *   encoder 1 x 512       eng_encode on one 512-token sequence
@@ -13,6 +13,9 @@
  *                         16-token inputs; tokens/s counts generated tokens of all rows
  * FLOPs: 2*M*N*K per matmul (projections, FF) + 2 * 2*n*n*inner for attention scores and
  * context; norms, softmax and activations are left out (they are < 1%).
+ * Every figure is the best of --reps runs after a warm-up: on a shared machine the best
+ * run is the one least disturbed. The load average is printed before and after, since
+ * other processes on the cores lower every figure (and the sgemm peak with them).
  * Exit status: 0 when everything ran (targets are reported, not enforced), 1 otherwise. */
 #include "engine/engine.h"
 
@@ -187,6 +190,18 @@ done:
     return best;
 }
 
+static void be_loadavg(const char *when)
+{
+    char buf[64] = "?";
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (!fgets(buf, sizeof buf, f)) buf[0] = '\0';
+        fclose(f);
+    }
+    buf[strcspn(buf, "\n")] = '\0';
+    printf("load average %s: %s\n", when, buf);
+}
+
 static void be_row(const char *what, double secs, double tokens, double flops, double peak)
 {
     printf("  %-34s %9.1f ms %11.1f", what, secs * 1e3, tokens / secs);
@@ -199,11 +214,12 @@ static void be_row(const char *what, double secs, double tokens, double flops, d
 int main(int argc, char **argv)
 {
     const char *dir = NULL;
-    int threads = 2;
+    int threads = 2, reps = 3;
     double target_frac = 0, target_b1 = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--model") == 0) dir = argv[i + 1];
         else if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--reps") == 0) reps = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--target-enc-frac") == 0) target_frac = atof(argv[i + 1]);
         else if (strcmp(argv[i], "--target-decode-b1") == 0) target_b1 = atof(argv[i + 1]);
         else {
@@ -211,15 +227,16 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!dir || threads < 1) {
-        fprintf(stderr, "usage: bench_engine --model DIR [--threads N] [--target-enc-frac F] "
+    if (!dir || threads < 1 || reps < 1) {
+        fprintf(stderr, "usage: bench_engine --model DIR [--threads N] [--reps N] [--target-enc-frac F] "
                         "[--target-decode-b1 TOK_S]\n");
         return 2;
     }
     openblas_set_num_threads(threads);
+    be_loadavg("at start");
     /* Measured before loading, so the machine's figure shows even if the engine fails. */
-    double cube = be_sgemm_gflops(1024, 1024, 1024, 5);
-    printf("sgemm 1024 x 1024 x 1024 (OpenBLAS, %d threads, best of 5): %.1f GFLOP/s\n", threads, cube);
+    double cube = be_sgemm_gflops(1024, 1024, 1024, reps + 2);
+    printf("sgemm 1024 x 1024 x 1024 (OpenBLAS, %d threads, best of %d): %.1f GFLOP/s\n", threads, reps + 2, cube);
     fflush(stdout);
 
     double t0 = be_now();
@@ -246,10 +263,10 @@ int main(int argc, char **argv)
            "%d threads; load %.0f ms\n", dir, c->d_model, c->num_heads, c->d_kv, c->d_ff,
            c->num_layers, c->num_decoder_layers, c->gated ? "gated-gelu" : "relu",
            c->vocab_size, threads, t_load * 1e3);
-    printf("  sgemm (OpenBLAS, best of 5)        GFLOP/s\n");
+    printf("  sgemm (OpenBLAS)                   GFLOP/s\n");
     printf("  %-34s %7.1f\n", "1024 x 1024 x 1024", cube);
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        double g = be_sgemm_gflops(shapes[i].m, shapes[i].n, shapes[i].k, 5);
+        double g = be_sgemm_gflops(shapes[i].m, shapes[i].n, shapes[i].k, reps + 2);
         printf("  %-34s %7.1f\n", shapes[i].name, g);
         if (g > peak) peak = g;
     }
@@ -271,11 +288,11 @@ int main(int argc, char **argv)
     long tok = 0;
     printf("  %-34s %12s %11s %9s %9s\n", "", "time", "tokens/s", "GFLOP/s", "of peak");
 
-    double t_enc512 = be_encode_best(ctx, c, 1, 512, 3);
+    double t_enc512 = be_encode_best(ctx, c, 1, 512, reps);
     if (t_enc512 < 0) goto done;
     be_row("encoder 1 x 512", t_enc512, 512, be_enc_flops(c, 512), peak);
 
-    double t_seq = be_encode_best(ctx, c, 8, 128, 2);
+    double t_seq = be_encode_best(ctx, c, 8, 128, reps);
     if (t_seq < 0) goto done;
     be_row("encoder 8 x 128 (8 x eng_encode)", t_seq, 1024, 8 * be_enc_flops(c, 128), peak);
 
@@ -286,17 +303,17 @@ int main(int argc, char **argv)
         goto done;
     }
     /* Decode runs first: the batched encoder figure subtracts one batch-8 step. */
-    double t_d1 = be_generate_best(ctx, &d1, 2, &tok);
+    double t_d1 = be_generate_best(ctx, &d1, reps, &tok);
     if (t_d1 < 0) goto done;
     long tok1 = tok;
-    double t_d8 = be_generate_best(ctx, &d8, 2, &tok);
+    double t_d8 = be_generate_best(ctx, &d8, reps, &tok);
     if (t_d8 < 0) goto done;
     long tok8 = tok;
     d8.gp.max_new_tokens = d8.gp.min_new_tokens = 1;
-    double t_d8_1 = be_generate_best(ctx, &d8, 3, &tok);
+    double t_d8_1 = be_generate_best(ctx, &d8, reps, &tok);
     if (t_d8_1 < 0) goto done;
     double step8 = (t_d8 - t_d8_1) / (BE_NEW - 1); /* one batch-8 decode step */
-    double t_pre = be_generate_best(ctx, &pre, 3, &tok);
+    double t_pre = be_generate_best(ctx, &pre, reps, &tok);
     if (t_pre < 0) goto done;
     double t_enc8 = t_pre - step8;
     if (t_enc8 <= 0) t_enc8 = t_pre; /* noise: keep the figure conservative */
@@ -314,6 +331,7 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("  %-34s %9.0f MiB\n", "peak RSS", ru.ru_maxrss / 1024.0);
+    be_loadavg("at end");
 
     double frac = f_enc8 / t_enc8 / 1e9 / peak;
     if (target_frac > 0)
