@@ -148,12 +148,24 @@ void nlpc_request_init(nlpc_request *rq, nlpc_task task)
 
 static int is_task(nlpc_task t) { return t >= NLPC_TASK_SUMMARIZE && t <= NLPC_TASK_TEXT2TEXT; }
 
-/* Packs rq with `id` into a fresh buffer (*buf, *len; the caller frees). Only the
- * request's own shape is checked here; the server validates values and answers with a
- * status, so a client never second-guesses server limits. */
-static int pack_request(nlpc_client *c, const nlpc_request *rq, uint64_t id,
-                        uint8_t **buf, size_t *len)
+/* Only the request's own shape is checked here; the server validates values and
+ * answers with a status, so a client never second-guesses server limits. */
+static int pack_fail(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int pack_fail(char *err, size_t errlen, int code, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int nlpc_request_pack(const nlpc_request *rq, uint64_t id, uint8_t **buf, size_t *len,
+                      char *err, size_t errlen)
+{
+    if (!rq || !buf || !len) return pack_fail(err, errlen, NLPC_EINVAL, "NULL argument");
     Nlp__V1__Request r = NLP__V1__REQUEST__INIT;
     Nlp__V1__Summarize sum = NLP__V1__SUMMARIZE__INIT;
     Nlp__V1__Translate tr = NLP__V1__TRANSLATE__INIT;
@@ -173,7 +185,7 @@ static int pack_request(nlpc_client *c, const nlpc_request *rq, uint64_t id,
         break;
     case NLPC_TASK_TRANSLATE:
         if (!rq->target_lang || !*rq->target_lang)
-            return fail(c, NLPC_EINVAL, "translate needs a target language");
+            return pack_fail(err, errlen, NLPC_EINVAL, "translate needs a target language");
         r.task_case = NLP__V1__REQUEST__TASK_TRANSLATE;
         tr.source_lang = (char *)rq->source_lang;
         tr.target_lang = (char *)rq->target_lang;
@@ -181,7 +193,7 @@ static int pack_request(nlpc_client *c, const nlpc_request *rq, uint64_t id,
         break;
     case NLPC_TASK_CLASSIFY:
         if (rq->n_labels < 1 || !rq->labels)
-            return fail(c, NLPC_EINVAL, "classify needs at least one label");
+            return pack_fail(err, errlen, NLPC_EINVAL, "classify needs at least one label");
         r.task_case = NLP__V1__REQUEST__TASK_CLASSIFY;
         cl.n_labels = (size_t)rq->n_labels;
         cl.labels = (char **)rq->labels;
@@ -193,7 +205,7 @@ static int pack_request(nlpc_client *c, const nlpc_request *rq, uint64_t id,
         break;
     case NLPC_TASK_QA:
         if (!rq->question || !*rq->question)
-            return fail(c, NLPC_EINVAL, "qa needs a question");
+            return pack_fail(err, errlen, NLPC_EINVAL, "qa needs a question");
         r.task_case = NLP__V1__REQUEST__TASK_QA;
         qa.question = (char *)rq->question;
         r.qa = &qa;
@@ -211,14 +223,14 @@ static int pack_request(nlpc_client *c, const nlpc_request *rq, uint64_t id,
         r.stats = &sr;
         break;
     default:
-        return fail(c, NLPC_EINVAL, "unknown task %d", (int)rq->task);
+        return pack_fail(err, errlen, NLPC_EINVAL, "unknown task %d", (int)rq->task);
     }
     if (is_task(rq->task)) {
         if (rq->n_docs < 1 || !rq->docs)
-            return fail(c, NLPC_EINVAL, "a %s request needs at least one document",
+            return pack_fail(err, errlen, NLPC_EINVAL, "a %s request needs at least one document",
                         nlpc_task_name(rq->task));
         for (int i = 0; i < rq->n_docs; i++)
-            if (!rq->docs[i]) return fail(c, NLPC_EINVAL, "document %d is NULL", i);
+            if (!rq->docs[i]) return pack_fail(err, errlen, NLPC_EINVAL, "document %d is NULL", i);
         r.n_documents = (size_t)rq->n_docs;
         r.documents = (char **)rq->docs;
     }
@@ -275,7 +287,7 @@ static int pack_request(nlpc_client *c, const nlpc_request *rq, uint64_t id,
 
     *len = nlp__v1__request__get_packed_size(&r);
     *buf = malloc(*len ? *len : 1);
-    if (!*buf) return fail(c, NLPC_ENOMEM, "out of memory packing a request");
+    if (!*buf) return pack_fail(err, errlen, NLPC_ENOMEM, "out of memory packing a request");
     nlp__v1__request__pack(&r, *buf);
     return 0;
 }
@@ -286,7 +298,7 @@ int64_t nlpc_send(nlpc_client *c, const nlpc_request *rq)
     uint64_t id = c->next_id;
     uint8_t *buf = NULL;
     size_t len = 0;
-    int rc = pack_request(c, rq, id, &buf, &len);
+    int rc = nlpc_request_pack(rq, id, &buf, &len, c->err, sizeof c->err);
     if (rc < 0) return rc;
     int n = zmq_send(c->sock, buf, len, 0);
     int e = errno;
@@ -441,17 +453,29 @@ static int recv_one(nlpc_client *c, int timeout_ms, nlpc_response **out)
         }
         if (!zmq_msg_more(&msg)) break;
     }
-    Nlp__V1__Response *pb = nlp__v1__response__unpack(NULL, zmq_msg_size(&msg),
-                                                      zmq_msg_data(&msg));
     size_t sz = zmq_msg_size(&msg);
+    nlpc_response *r = NULL;
+    int rc = nlpc_response_decode(zmq_msg_data(&msg), sz, &r);
     zmq_msg_close(&msg);
-    if (!pb) return fail(c, NLPC_EPROTO, "dropped a %zu-byte reply that is not a Response", sz);
+    if (rc == NLPC_EPROTO)
+        return fail(c, rc, "dropped a %zu-byte reply that is not a Response", sz);
+    if (rc < 0) return fail(c, rc, "out of memory decoding a reply");
+    if (c->in_flight > 0) c->in_flight--;
+    *out = r;
+    return 0;
+}
+
+int nlpc_response_decode(const void *frame, size_t len, nlpc_response **out)
+{
+    if (!out || (!frame && len)) return NLPC_EINVAL;
+    *out = NULL;
+    Nlp__V1__Response *pb = nlp__v1__response__unpack(NULL, len, frame);
+    if (!pb) return NLPC_EPROTO;
     nlpc_response *r = convert(pb);
     if (!r) {
         nlp__v1__response__free_unpacked(pb, NULL);
-        return fail(c, NLPC_ENOMEM, "out of memory decoding a reply");
+        return NLPC_ENOMEM;
     }
-    if (c->in_flight > 0) c->in_flight--;
     *out = r;
     return 0;
 }

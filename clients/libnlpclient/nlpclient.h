@@ -183,6 +183,15 @@ int nlpc_call(nlpc_client *c, const nlpc_request *rq, int timeout_ms, nlpc_respo
 
 void nlpc_response_free(nlpc_response **r);
 
+/* The wire format without the DEALER socket, for other transports (the daemon's
+ * PUSH/PULL pipeline, files, queues). nlpc_request_pack() writes the packed Request with
+ * `id` into a malloc'd buffer (*buf, *len; the caller frees): 0 or NLPC_EINVAL (with
+ * the reason in err) / NLPC_ENOMEM. nlpc_response_decode() turns one frame into a
+ * response the caller frees: 0, or NLPC_EPROTO for bytes that are not a Response. */
+int nlpc_request_pack(const nlpc_request *rq, uint64_t id, uint8_t **buf, size_t *len,
+                      char *err, size_t errlen);
+int nlpc_response_decode(const void *frame, size_t len, nlpc_response **out);
+
 const char *nlpc_strerror(int err);          /* NLPC_E* */
 const char *nlpc_code_name(int code);        /* "OK", "INVALID_ARGUMENT", ... */
 const char *nlpc_task_name(nlpc_task task);  /* "summarize", ... */

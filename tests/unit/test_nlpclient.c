@@ -456,3 +456,45 @@ TEST(nlpc_bad_requests_rejected_locally)
     CHECK(!strcmp(nlpc_code_name(999), "UNKNOWN_STATUS"));
     nlpc_client_destroy(&c);
 }
+
+TEST(nlpc_pack_and_decode_without_socket)
+{
+    const char *doc = "d";
+    const char *labels[] = { "x", "y" };
+    nlpc_request rq;
+    nlpc_request_init(&rq, NLPC_TASK_CLASSIFY);
+    rq.docs = &doc;
+    rq.n_docs = 1;
+    rq.labels = labels;
+    rq.n_labels = 2;
+    rq.multi_label = 1;
+    rq.priority = -5;
+    rq.deadline_ms = 1234;
+    rq.opts.num_beams = 3;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char err[128];
+    REQUIRE(nlpc_request_pack(&rq, 99, &buf, &len, err, sizeof err) == 0);
+    Nlp__V1__Request *pb = nlp__v1__request__unpack(NULL, len, buf);
+    REQUIRE(pb);
+    CHECK(pb->id == 99 && pb->task_case == NLP__V1__REQUEST__TASK_CLASSIFY);
+    CHECK(pb->classify->n_labels == 2 && !strcmp(pb->classify->labels[1], "y"));
+    CHECK(pb->classify->has_multi_label && pb->classify->multi_label);
+    CHECK(pb->has_priority && pb->priority == -5);
+    CHECK(pb->has_deadline_ms && pb->deadline_ms == 1234);
+    CHECK(pb->options && pb->options->has_num_beams && pb->options->num_beams == 3);
+    CHECK(!pb->options->has_max_new_tokens && !pb->options->has_seed);
+    nlp__v1__request__free_unpacked(pb, NULL);
+    free(buf);
+
+    rq.n_labels = 0;
+    CHECK(nlpc_request_pack(&rq, 1, &buf, &len, err, sizeof err) == NLPC_EINVAL);
+    CHECK(strstr(err, "label") != NULL);
+
+    nlpc_response *r = NULL;
+    CHECK(nlpc_response_decode("\xff\xff\xff", 3, &r) == NLPC_EPROTO && r == NULL);
+    /* a zero-length frame is a valid, empty Response: id 0, OK, no results */
+    REQUIRE(nlpc_response_decode("", 0, &r) == 0);
+    CHECK(r->id == 0 && r->code == NLPC_OK && r->n_results == 0 && !strcmp(r->message, ""));
+    nlpc_response_free(&r);
+}
