@@ -88,4 +88,21 @@ s = json.load(sys.stdin)["stats"]
 assert s["documents"] >= 33, s       # 11 cases x (lib + nlpc + python)
 assert s["responses"]["OK"] >= 33, s
 ' || e2e_fail "stats"
+# server errors: exit 1, the code and message on stderr, the status in --json
+rc=0; "$B/nlpc" --connect "$TCP" --json summarize --num-beams 999 "x" >"$T/e.json" 2>"$T/e.err" || rc=$?
+[ $rc -eq 1 ] && grep -q '^nlpc: INVALID_ARGUMENT: ' "$T/e.err" \
+    && grep -q '"status":"INVALID_ARGUMENT"' "$T/e.json" || e2e_fail "bad option: rc=$rc $(cat "$T/e.err")"
+rc=0; "$B/nlpc" --connect "$IPC" translate --to klingon "x" 2>"$T/e.err" || rc=$?
+[ $rc -eq 1 ] && grep -q "klingon" "$T/e.err" || e2e_fail "unknown language: rc=$rc"
+NLP_BUILD=$B $PY - "$TCP" <<'PYEOF' || e2e_fail "python client error path"
+import sys
+sys.path.insert(0, "clients/python")
+import nlpclient
+with nlpclient.Client(sys.argv[1], timeout_ms=30000) as c:
+    try:
+        c.translate("x", to="klingon")
+        raise SystemExit("no NlpError")
+    except nlpclient.NlpError as e:
+        assert e.code == "INVALID_ARGUMENT" and "klingon" in e.message, e
+PYEOF
 echo "e2e_tasks: ok"
