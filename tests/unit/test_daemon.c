@@ -20,16 +20,32 @@
 
 /* ---- helpers ---- */
 
+/* Scratch files of one test process, removed when it exits (th_end calls exit). */
+static char tmp_dir[64];
+static char tmp_files[16][128];
+static int n_tmp_files;
+
+static void remove_tmp(void)
+{
+    for (int i = 0; i < n_tmp_files; i++) unlink(tmp_files[i]);
+    if (tmp_dir[0]) rmdir(tmp_dir);
+}
+
 static const char *write_tmp(const char *name, const char *text)
 {
-    static char dir[64], path[4][128];
-    static int slot;
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/nlpd-unit.XXXXXX");
-        if (!mkdtemp(dir)) return NULL;
+    if (!tmp_dir[0]) {
+        snprintf(tmp_dir, sizeof tmp_dir, "/tmp/nlpd-unit.XXXXXX");
+        if (!mkdtemp(tmp_dir)) return NULL;
+        atexit(remove_tmp);
     }
-    char *p = path[slot++ % 4];
-    snprintf(p, 128, "%s/%s", dir, name);
+    char *p = NULL;
+    for (int i = 0; i < n_tmp_files && !p; i++)
+        if (strcmp(strrchr(tmp_files[i], '/') + 1, name) == 0) p = tmp_files[i];
+    if (!p) {
+        if (n_tmp_files == 16) return NULL;
+        p = tmp_files[n_tmp_files++];
+        snprintf(p, sizeof tmp_files[0], "%s/%s", tmp_dir, name);
+    }
     FILE *f = fopen(p, "w");
     if (!f) return NULL;
     fputs(text, f);
