@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -815,5 +816,66 @@ TEST(eng_sampling_respects_top_k_top_p)
     CHECK_MSG(nonargmax > 0, "top-k 3 at temperature 2 never drew a non-argmax token");
     free(lg), free(pr);
     eng_ctx_free(&c);
+    eng_model_free(&m);
+}
+
+/* ---- one model, several threads: each with its own ctx, same results as serially ---- */
+
+typedef struct et_thr {
+    const eng_model *m;
+    const et_case *k;
+    eng_gen_params p;
+    eng_gen_result r;
+    int rc;
+} et_thr;
+
+static void *et_thr_run(void *arg)
+{
+    et_thr *t = arg;
+    char err[256];
+    eng_ctx_params cp = eng_ctx_default_params();
+    cp.max_rows = 4;
+    cp.max_new_tokens = 24;
+    eng_ctx *c = eng_ctx_new(t->m, &cp, err, sizeof err);
+    t->rc = -1;
+    if (!c) return NULL;
+    for (int rep = 0; rep < 3; rep++) {
+        eng_gen_result_clear(&t->r);
+        eng_gen_req q = { .ids = t->k->ids, .n_ids = t->k->n, .params = &t->p, .out = &t->r };
+        t->rc = eng_generate(c, &q, 1);
+        if (!t->rc) t->rc = q.status;
+    }
+    eng_ctx_free(&c);
+    return NULL;
+}
+
+TEST(eng_threads_share_a_model)
+{
+    eng_model *m = et_model("tiny-flan");
+    static et_case cs[8];
+    et_cases("tiny-flan", cs);
+    enum { NT = 4 };
+    et_thr t[NT], s[NT];
+    for (int i = 0; i < NT; i++) {
+        memset(&t[i], 0, sizeof t[i]);
+        t[i].m = m;
+        t[i].k = &cs[i];
+        t[i].p = eng_gen_default_params();
+        t[i].p.max_new_tokens = 16;
+        t[i].p.num_beams = i % 2 ? 3 : 1;
+        t[i].p.num_return_sequences = t[i].p.num_beams;
+        s[i] = t[i];
+        et_thr_run(&s[i]);
+        REQUIRE(s[i].rc == 0);
+    }
+    pthread_t th[NT];
+    for (int i = 0; i < NT; i++) REQUIRE(pthread_create(&th[i], NULL, et_thr_run, &t[i]) == 0);
+    for (int i = 0; i < NT; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < NT; i++) {
+        CHECK(t[i].rc == 0);
+        CHECK_MSG(et_same(&t[i].r, &s[i].r, 0), "thread %d differs from the serial run", i);
+        eng_gen_result_clear(&t[i].r);
+        eng_gen_result_clear(&s[i].r);
+    }
     eng_model_free(&m);
 }
