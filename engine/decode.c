@@ -188,35 +188,31 @@ static int dc_sample(eng_ctx *c, float *x, int V, const eng_gen_params *p, uint6
         for (int i = 0; i < V; i++)
             if (x[i] != -INFINITY) c->sort_idx[nf++] = i;
         dc_sort_desc(c->sort_idx, nf, x);
-        float mx = x[c->sort_idx[0]], sum = 0.0f;
-        for (int i = 0; i < nf; i++) {
-            c->sort_val[i] = expf(x[c->sort_idx[i]] - mx);
-            sum += c->sort_val[i];
-        }
+        float *prob = c->sort_val; /* [nf] softmax of the sorted values, fp32 as HF */
+        for (int i = 0; i < nf; i++) prob[i] = x[c->sort_idx[i]];
+        eng_softmax(prob, nf);
         /* Ascending cumulative probability; drop while it stays <= 1 - top_p, always
          * keeping the most likely token. */
         float cum = 0.0f;
         for (int i = nf - 1; i >= 1; i--) {
-            cum += c->sort_val[i] / sum;
+            cum += prob[i];
             if (cum > 1.0f - p->top_p) break;
             x[c->sort_idx[i]] = -INFINITY;
         }
     }
-    float mx = -INFINITY;
-    for (int i = 0; i < V; i++)
-        if (x[i] > mx) mx = x[i];
+    /* draw from softmax(x); x is scratch from here on */
+    eng_softmax(x, V);
     double total = 0.0;
-    for (int i = 0; i < V; i++)
-        if (x[i] != -INFINITY) total += exp((double)x[i] - mx);
+    for (int i = 0; i < V; i++) total += x[i];
     double u = dc_uniform(rng) * total, acc = 0.0;
     int last = -1;
     for (int i = 0; i < V; i++) {
-        if (x[i] == -INFINITY) continue;
-        acc += exp((double)x[i] - mx);
+        if (x[i] <= 0.0f) continue;
+        acc += x[i];
         last = i;
         if (acc > u) return i;
     }
-    return last;
+    return last >= 0 ? last : dc_argmax(x, V); /* the max always has p > 0: not reached */
 }
 
 /* ---- validation ---- */
