@@ -139,7 +139,7 @@ test: deps
 
 asan: deps
 	$(Q)$(MAKE) --no-print-directory B=build/asan CC=clang OPT=-O1 \
-	    SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" all
+	    SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" all fuzz
 	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    NLP_BUILD=build/asan NLP_ASAN=1 build/asan/tests/unit $(TEST_SCRIPTS)
 

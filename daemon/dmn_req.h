@@ -10,6 +10,7 @@
 #ifndef NLP_DMN_REQ_H
 #define NLP_DMN_REQ_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <zmq.h>
@@ -41,7 +42,7 @@ enum dmn_req_kind { DMN_REQ_TASK = 1, DMN_REQ_HEALTH = 2, DMN_REQ_STATS = 3 };
  * and empty delimiter. */
 #define DMN_MAX_ENV 8
 
-/* One document's outcome, written by the worker. */
+/* One document's outcome, written by the thread that dequeued the document. */
 typedef struct dmn_doc {
     int code;                  /* enum dmn_code */
     char message[256];         /* reason when code != OK */
@@ -65,7 +66,10 @@ typedef struct dmn_req {
 
     /* times: CLOCK_MONOTONIC seconds */
     double t_recv, t_deadline, t_start, t_done;
-    int n_left;                /* documents not finished (worker) */
+    /* Documents not finished. A queued document belongs to whoever dequeues it (the
+     * worker, or the I/O thread expiring it); the thread that takes n_left to 0 owns
+     * the request from then on and has it answered. */
+    atomic_int n_left;
 
     /* routing (I/O thread) */
     int from_pull;             /* came from the pipeline: answer on PUSH, no envelope */

@@ -104,6 +104,7 @@ int dmn_queue_push(dmn_queue *q, dmn_req *r, double now)
         it->priority = r->priority;
         it->order = q->next_order++;
         it->t_enq = now;
+        it->deadline = r->t_deadline;
         q->est_sum += it->est_tokens;
         sift_up(q->heap, q->n++);
     }
@@ -164,6 +165,29 @@ int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
         sift_down(q->heap, q->n, 0);
     }
     pthread_mutex_unlock(&q->mu);
+    return n;
+}
+
+int dmn_queue_expire(dmn_queue *q, double now, dmn_item *out, int cap, double *next)
+{
+    int n = 0, kept = 0;
+    double earliest = 0;
+    pthread_mutex_lock(&q->mu);
+    for (int i = 0; i < q->n; i++) {
+        dmn_item *it = &q->heap[i];
+        if (it->deadline < now && n < cap) {
+            out[n++] = *it;
+            q->est_sum -= it->est_tokens;
+            continue;
+        }
+        if (earliest == 0 || it->deadline < earliest) earliest = it->deadline;
+        q->heap[kept++] = *it;
+    }
+    q->n = kept;
+    if (n > 0)   /* the order broke: rebuild the heap */
+        for (int i = kept / 2 - 1; i >= 0; i--) sift_down(q->heap, kept, i);
+    pthread_mutex_unlock(&q->mu);
+    if (next) *next = earliest;
     return n;
 }
 

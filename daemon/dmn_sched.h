@@ -18,6 +18,7 @@ typedef struct dmn_item {
     int priority;
     uint64_t order;            /* arrival number */
     double t_enq;              /* CLOCK_MONOTONIC seconds */
+    double deadline;           /* the request's, CLOCK_MONOTONIC seconds */
 } dmn_item;
 
 typedef struct dmn_queue dmn_queue;
@@ -39,6 +40,11 @@ void dmn_queue_close(dmn_queue *q);
  * the estimate would pass max_tokens. Returns the count; 0 when closed and empty. */
 int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
                    int max_wait_ms);
+
+/* Removes up to cap documents whose deadline is before `now` into out[] (the I/O thread
+ * answers them DEADLINE_EXCEEDED without waiting for the worker). Returns the count;
+ * *next (if not NULL) gets the earliest deadline still queued, or 0 if none. */
+int dmn_queue_expire(dmn_queue *q, double now, dmn_item *out, int cap, double *next);
 
 /* Splits n jobs, in the given order, into consecutive engine calls: each call's padded
  * encoder size (jobs * longest input) stays <= max_tokens and its decoder rows (beams or

@@ -44,6 +44,8 @@ double dmn_now(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static void begin_shutdown(dmn_server *srv);
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -73,7 +75,8 @@ int dmn_server_load(dmn_server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "model: %s", why);
         return -1;
     }
-    srv->tasks = c->path[0] ? task_conf_load(c->path, why, sizeof why) : task_conf_default();
+    if (!srv->tasks) srv->tasks = c->path[0] ? task_conf_load(c->path, why, sizeof why)
+                                             : task_conf_default();
     if (!srv->tasks) {
         snprintf(err, errlen, "tasks config: %s", c->path[0] ? why : "no defaults");
         return -1;
@@ -189,6 +192,8 @@ static void handle_request(dmn_server *srv, zmq_msg_t *env, int n_env, int from_
     uint64_t id = 0, seq = ++srv->next_seq;
     double now = dmn_now();
 
+    /* A signal that came while this message was on its way: it is already too late. */
+    if (srv->stop && !srv->shutting_down) begin_shutdown(srv);
     dmn_stats_request(srv->stats);
     int code = dmn_req_decode(zmq_msg_data(payload), zmq_msg_size(payload),
                               &srv->conf.limits, max_beams(srv), &r, &id, err, sizeof err);
@@ -222,6 +227,10 @@ static void handle_request(dmn_server *srv, zmq_msg_t *env, int n_env, int from_
         zmq_msg_move(&r->env[i], &env[i]);
     }
     r->n_env = n_env;
+    /* What the log and the expiry need, read before the request moves to the queue. */
+    double deadline = r->t_deadline;
+    int n_docs = r->n_docs, prio = r->priority;
+    task_kind kind = r->in.kind;
     if (dmn_queue_push(srv->queue, r, now) < 0) {
         snprintf(err, sizeof err, "the queue is full (%d documents waiting, limit %d): retry later",
                  dmn_queue_depth(srv->queue), srv->conf.limits.queue_size);
@@ -230,8 +239,9 @@ static void handle_request(dmn_server *srv, zmq_msg_t *env, int n_env, int from_
         return;
     }
     srv->in_flight++;
+    if (!srv->next_expiry || deadline < srv->next_expiry) srv->next_expiry = deadline;
     DMN_LOG_REQ(DMN_LOG_DEBUG, seq, id, "queued %s, %d document(s), priority %d",
-                task_kind_name(r->in.kind), r->n_docs, r->priority);
+                task_kind_name(kind), n_docs, prio);
 }
 
 /* Reads one multipart message from a ROUTER (envelope + payload) or PULL (payload). */
@@ -270,31 +280,62 @@ static void recv_one(dmn_server *srv, void *sock, int from_pull)
     for (int i = 0; i < n; i++) zmq_msg_close(&parts[i]);
 }
 
+/* Answers a task request whose every document is done; frees it. */
+static void answer_task(dmn_server *srv, dmn_req *r)
+{
+    double now = dmn_now();
+    char msg[320];
+    int code = dmn_req_status(r, msg, sizeof msg);
+    void *buf;
+    size_t len;
+    double latency = (now - r->t_recv) * 1e3;
+    dmn_stats_response(srv->stats, code, latency);
+    if (code == DMN_OK)
+        DMN_LOG_REQ(DMN_LOG_DEBUG, r->seq, r->id, "OK, %d document(s) in %.1f ms", r->n_docs,
+                    latency);
+    else
+        DMN_LOG_REQ(DMN_LOG_INFO, r->seq, r->id, "%s: %s (%.1f ms)", dmn_code_name(code), msg,
+                    latency);
+    if (dmn_resp_task(r, now, &buf, &len) == 0)
+        send_reply(srv, r->env, r->n_env, r->from_pull, buf, len, r->seq, r->id);
+    else
+        DMN_LOG_REQ(DMN_LOG_ERROR, r->seq, r->id, "out of memory encoding the response");
+    srv->in_flight--;
+    dmn_req_free(&r);
+}
+
 static void recv_done(dmn_server *srv)
 {
     for (;;) {
         dmn_req *r;
         if (zmq_recv(srv->done_rx, &r, sizeof r, ZMQ_DONTWAIT) != (int)sizeof r) return;
-        double now = dmn_now();
-        char msg[320];
-        int code = dmn_req_status(r, msg, sizeof msg);
-        void *buf;
-        size_t len;
-        double latency = (now - r->t_recv) * 1e3;
-        dmn_stats_response(srv->stats, code, latency);
-        if (code == DMN_OK)
-            DMN_LOG_REQ(DMN_LOG_DEBUG, r->seq, r->id, "OK, %d document(s) in %.1f ms", r->n_docs,
-                        latency);
-        else
-            DMN_LOG_REQ(DMN_LOG_INFO, r->seq, r->id, "%s: %s (%.1f ms)", dmn_code_name(code),
-                        msg, latency);
-        if (dmn_resp_task(r, now, &buf, &len) == 0)
-            send_reply(srv, r->env, r->n_env, r->from_pull, buf, len, r->seq, r->id);
-        else
-            DMN_LOG_REQ(DMN_LOG_ERROR, r->seq, r->id, "out of memory encoding the response");
-        srv->in_flight--;
-        dmn_req_free(&r);
+        answer_task(srv, r);
     }
+}
+
+/* Documents whose deadline passed while queued are answered now, not when the worker
+ * gets to them: a client asking for 50 ms hears back in about 50 ms. */
+static void expire_queued(dmn_server *srv)
+{
+    dmn_item it[64];
+    double now = dmn_now(), next = 0;
+    int n;
+    if (!srv->next_expiry || now < srv->next_expiry) return;
+    do {
+        n = dmn_queue_expire(srv->queue, now, it, 64, &next);
+        for (int i = 0; i < n; i++) {
+            dmn_req *r = it[i].req;
+            dmn_doc *d = &r->out[it[i].doc];
+            d->code = DMN_DEADLINE_EXCEEDED;
+            snprintf(d->message, sizeof d->message,
+                     "deadline passed after %.0f ms in the queue", (now - r->t_recv) * 1e3);
+            if (atomic_fetch_sub(&r->n_left, 1) == 1) {
+                r->t_done = now;
+                answer_task(srv, r);
+            }
+        }
+    } while (n == 64);
+    srv->next_expiry = next;
 }
 
 static void *open_socket(dmn_server *srv, int type, const char *ep, int bind, char *err,
@@ -312,6 +353,11 @@ static void *open_socket(dmn_server *srv, int type, const char *ep, int bind, ch
      * libzmq drops the connection rather than buffer them. */
     if (type == ZMQ_ROUTER || type == ZMQ_PULL)
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    /* A DEALER may have a whole queue's worth of requests in flight: room for all their
+     * replies (plus as many error replies) before a slow reader starts losing them. */
+    int hwm = 2 * srv->conf.limits.queue_size > 1000 ? 2 * srv->conf.limits.queue_size : 1000;
+    if (type == ZMQ_ROUTER || type == ZMQ_PUSH)
+        zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
     if ((bind ? zmq_bind(s, ep) : zmq_connect(s, ep)) != 0) {
         snprintf(err, errlen, "cannot %s %s: %s", bind ? "bind" : "connect to", ep,
                  zmq_strerror(zmq_errno()));
@@ -399,7 +445,13 @@ static int serve(dmn_server *srv)
             i_pull = n;
             items[n++] = (zmq_pollitem_t){ srv->pull, 0, ZMQ_POLLIN, 0 };
         }
-        int rc = zmq_poll(items, n, POLL_MS);
+        /* Wake for the next queued deadline, if it comes before the poll timeout. */
+        long timeout = POLL_MS;
+        if (srv->next_expiry) {
+            double left = (srv->next_expiry - dmn_now()) * 1e3 + 1;
+            timeout = left < 0 ? 0 : left < POLL_MS ? (long)left : POLL_MS;
+        }
+        int rc = zmq_poll(items, n, timeout);
         if (rc < 0) {
             if (zmq_errno() == EINTR) continue;
             DMN_LOG(DMN_LOG_ERROR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
@@ -417,16 +469,32 @@ static int serve(dmn_server *srv)
             }
         }
         if (i_pull >= 0 && (items[i_pull].revents & ZMQ_POLLIN)) recv_one(srv, srv->pull, 1);
+        expire_queued(srv);
     }
+}
+
+void dmn_block_stop_signals(void)
+{
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGTERM);
+    sigaddset(&s, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &s, NULL);
 }
 
 int dmn_server_run(dmn_server *srv)
 {
     char err[512];
     int code = 1;
-    sigset_t block, old;
+    sigset_t stop;
     struct sigaction sa;
 
+    /* Every thread made from here on (libzmq's, the worker) inherits a mask blocking the
+     * stop signals; only the I/O thread unblocks them, so a signal normally interrupts
+     * its zmq_poll. (OpenBLAS may start threads before main() runs; a signal taken by
+     * one of those still sets the flag, seen within one poll timeout, and before any
+     * further request is accepted.) */
+    dmn_block_stop_signals();
     srv->t_start = dmn_now();
     srv->stats = dmn_stats_new(srv->t_start);
     srv->queue = dmn_queue_new(srv->conf.limits.queue_size, srv->conf.limits.max_input_tokens);
@@ -447,13 +515,7 @@ int dmn_server_run(dmn_server *srv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    /* The worker inherits a mask blocking the stop signals: they go to the I/O thread. */
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &block, &old);
     int prc = pthread_create(&srv->worker, NULL, dmn_worker_main, srv);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (prc != 0) {
         DMN_LOG(DMN_LOG_ERROR, "cannot start the worker thread: %s", strerror(prc));
         goto out;
@@ -464,6 +526,11 @@ int dmn_server_run(dmn_server *srv)
             srv->conf.limits.queue_size, srv->conf.batching.max_rows,
             srv->conf.batching.max_batch_tokens, srv->conf.batching.max_wait_ms);
 
+    /* A signal that came during start-up is pending: it is handled right here. */
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
     code = serve(srv) == 0 ? 0 : 1;
 out:
     if (srv->queue) dmn_queue_close(srv->queue);

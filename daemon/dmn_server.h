@@ -1,5 +1,7 @@
 /* The daemon: the server struct (the daemon's one global, `dmn_srv`), start-up, the I/O
- * thread's loop, shutdown. See dmn_server.c for the threads and who owns what.
+ * thread's loop, shutdown. Run by the main thread, which becomes the I/O thread; the
+ * worker thread reads the struct's read-only parts (conf, env, queue, stats, done_tx).
+ * See dmn_server.c for the threads and who owns what.
  *
  * Exit codes of dmn_server_run(): 0 after a clean stop (SIGTERM/SIGINT), 1 when the
  * daemon could not start (model, sockets). */
@@ -44,6 +46,7 @@ typedef struct dmn_server {
     void *done_tx;                 /* PAIR: the worker's end (used by the worker only) */
     uint64_t next_seq;
     int in_flight;                 /* task requests queued or running */
+    double next_expiry;            /* earliest queued deadline (may be stale), 0: none */
     int shutting_down;
     pthread_t worker;
     int worker_started;
@@ -54,14 +57,18 @@ extern dmn_server dmn_srv;
 /* CLOCK_MONOTONIC seconds. */
 double dmn_now(void);
 
-/* Loads the model, tokenizer and task config named by srv->conf. 0, or -1 with the
- * reason in err. */
+/* Loads the model and tokenizer named by srv->conf, and the task config unless
+ * srv->tasks is already set (main loads it early: its errors are config errors).
+ * 0, or -1 with the reason in err. */
 int dmn_server_load(dmn_server *srv, char *err, size_t errlen);
 /* Binds the sockets, starts the worker, serves until a stop signal, drains, and tears
  * everything down. Returns the process exit code. */
 int dmn_server_run(dmn_server *srv);
 /* Frees what dmn_server_load made (safe on a partly loaded server). */
 void dmn_server_unload(dmn_server *srv);
+
+/* Blocks SIGTERM/SIGINT in the calling thread (and the threads it creates later). */
+void dmn_block_stop_signals(void);
 
 /* The worker thread's body (dmn_worker.c); arg is the server. */
 void *dmn_worker_main(void *arg);

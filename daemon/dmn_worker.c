@@ -215,9 +215,13 @@ static void run_batch(worker *w, int n)
                          o->res.message[0] ? o->res.message : "task failed");
             finished++;
         }
-        if (--r->n_left == 0) hand_back(srv, r);
     }
+    /* Counted before any reply goes out, so a client's next stats request sees them. */
     dmn_stats_documents(srv->stats, finished);
+    for (int i = 0; i < n; i++) {
+        dmn_req *r = w->items[i].req;
+        if (atomic_fetch_sub(&r->n_left, 1) == 1) hand_back(srv, r);
+    }
 }
 
 void *dmn_worker_main(void *arg)
@@ -239,7 +243,7 @@ void *dmn_worker_main(void *arg)
         if (!w.items || !w.in || !w.docs || !w.prepared || !w.cap) {
             if (dmn_queue_take(srv->queue, &one, 1, 1 << 30, 0) == 0) break;
             fail_doc(one.req, one.doc, DMN_INTERNAL, "worker out of memory");
-            if (--one.req->n_left == 0) hand_back(srv, one.req);
+            if (atomic_fetch_sub(&one.req->n_left, 1) == 1) hand_back(srv, one.req);
             continue;
         }
         int n = dmn_queue_take(srv->queue, w.items, w.max_items,

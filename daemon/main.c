@@ -109,13 +109,23 @@ int main(int argc, char **argv)
         fprintf(stderr, "nlpd: %s\n", err);
         return 2;
     }
+    /* The tasks group is part of the same config: its errors are config errors too. */
+    srv->tasks = task_conf_load(config, err, sizeof err);
+    if (!srv->tasks) {
+        fprintf(stderr, "nlpd: config: %s\n", err);
+        return 2;
+    }
     if (check) {
         static char dump[8192];
         dmn_conf_dump(&srv->conf, dump, sizeof dump);
         fputs(dump, stdout);
+        task_conf_free(&srv->tasks);
         return 0;
     }
     dmn_log_set_level(srv->conf.log_level);
+    /* Before the model load starts OpenBLAS's threads: they must not take the stop
+     * signals, which belong to the I/O thread (dmn_server_run unblocks them there). */
+    dmn_block_stop_signals();
 
     if (dmn_server_load(srv, err, sizeof err) < 0) {
         DMN_LOG(DMN_LOG_ERROR, "cannot start: %s", err);

@@ -85,6 +85,10 @@ struct tok_model {
     size_t cm_normlen;
 
     int add_dummy_prefix, remove_extra_ws, escape_ws, ws_suffix;
+    /* ascii_plain[c]: the normalizer keeps ASCII byte c as it is whenever the next
+     * byte is ASCII too or the text ends (no charsmap rule is c alone or c followed by
+     * ASCII, no user-defined pieces), so such runs are copied without lookups. */
+    uint8_t ascii_plain[128];
     int has_user;              /* any USER_DEFINED piece */
     int byte_fallback;
     int32_t byte_id[256];      /* id of <0xNN>, -1 if absent */
@@ -361,6 +365,27 @@ static size_t tok_cm_match(const tok_model *m, const unsigned char *s, size_t n,
     return best;
 }
 
+/* Walks the charsmap trie along s[0..n): -1 if no rule starts with these bytes, else 1
+ * if a rule is exactly these bytes, 0 if rules only continue past them. */
+static int tok_cm_path(const tok_model *m, const unsigned char *s, size_t n)
+{
+    const uint32_t *u = m->cm_units;
+    size_t nu = m->cm_nunits;
+    if (!nu) return -1;
+    int leaf = 0;
+    size_t pos = ((u[0] >> 10) << ((u[0] & (1u << 9)) >> 6));
+    for (size_t i = 0; i < n; i++) {
+        pos ^= s[i];
+        if (pos >= nu) return -1;
+        uint32_t unit = u[pos];
+        if ((unit & ((1u << 31) | 0xFFu)) != s[i]) return -1;
+        pos ^= ((unit >> 10) << ((unit & (1u << 9)) >> 6));
+        if (pos >= nu) return -1;
+        leaf = (unit >> 8) & 1;
+    }
+    return leaf;
+}
+
 /* ------------------------------------------------------------- growable buffer -- */
 
 struct tok_buf {
@@ -455,6 +480,27 @@ static int tok_normalize(const tok_model *m, const char *in, size_t len, struct 
 
     int prev_space = m->remove_extra_ws;
     while (len) {
+        unsigned char c = s[0];
+        if (c < 0x80 && m->ascii_plain[c] && (len == 1 || s[1] < 0x80)) {
+            /* Same effect as the general path below for a character that maps to
+             * itself: a run of them is copied at once, a space is escaped. */
+            if (c == ' ') {
+                if (!prev_space && tok_put_ws(m, out) < 0) return -1;
+                prev_space = m->remove_extra_ws;
+                s++;
+                len--;
+                continue;
+            }
+            size_t r = 1;
+            while (r < len && s[r] < 0x80 && s[r] != ' ' && m->ascii_plain[s[r]] &&
+                   (r + 1 == len || s[r + 1] < 0x80))
+                r++;
+            if (tok_buf_put(out, (const char *)s, r) < 0) return -1;
+            prev_space = 0;
+            s += r;
+            len -= r;
+            continue;
+        }
         used = tok_norm_prefix(m, s, len, &rep, &replen);
         if (prev_space)
             while (replen && rep[0] == ' ') rep++, replen--;
@@ -1004,6 +1050,22 @@ static tok_model *tok_build(const Sentencepiece__ModelProto *mp, char *err, size
         tok_load_charsmap(m, ns->precompiled_charsmap.data, ns->precompiled_charsmap.len, err,
                           errlen) < 0)
         goto fail;
+
+    for (int c = 0; c < 128 && !m->has_user; c++) {
+        unsigned char k[2] = { (unsigned char)c, 0 };
+        int r = tok_cm_path(m, k, 1);
+        int plain = r < 0;
+        if (r == 0) {
+            /* Rules start with c (e.g. c + a combining mark) but none is c alone:
+             * c stays itself when an ASCII byte follows, which no rule continues. */
+            plain = 1;
+            for (int d = 0; d < 128 && plain; d++) {
+                k[1] = (unsigned char)d;
+                plain = tok_cm_path(m, k, 2) < 0;
+            }
+        }
+        m->ascii_plain[c] = (uint8_t)plain;
+    }
 
     /* The Viterbi trie holds what the library's holds (normal, user-defined and unused
      * pieces) minus unused ones, which it skips anyway. */

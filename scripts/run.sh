@@ -2,14 +2,18 @@
 # make run: start nlpd on conf/nlpd.conf with a real model when there is one.
 #
 # 1. models/flan-t5-small present (config.json, model.safetensors, spiece.model): use it.
-# 2. Else, when the revision and checksums are pinned and huggingface.co answers within
-#    a few seconds, download google/flan-t5-small at FLAN_REVISION and verify each file
-#    against scripts/flan-t5-small.sha256; a mismatch deletes the file.
+# 2. Else, when huggingface.co answers within a few seconds, download
+#    google/flan-t5-small at the pinned commit FLAN_REVISION and verify each file as
+#    scripts/flan-t5-small.sha256 says: a literal sha256, `lfs` (the sha256 and size in
+#    the Git LFS pointer of that commit, read from FLAN_RAW_URL: content-addressed by the
+#    pinned commit), or `json:FILE` (equal as JSON to a copy we ship). A mismatch deletes
+#    the file.
 # 3. Else start on the bundled tiny test model, with a loud warning: it has random
 #    weights and its output is meaningless, but the daemon, the protocol and the clients
 #    all work against it.
 # Never hangs: every network step has a time limit. Then execs build/nlpd.
-# Environment (tests): NLP_MODEL_DIR, FLAN_REVISION, FLAN_SUMS, FLAN_URL, NLPD_CONF.
+# Environment (tests): NLP_MODEL_DIR, FLAN_REVISION, FLAN_SUMS, FLAN_URL, FLAN_RAW_URL,
+# NLPD_CONF.
 set -u
 B=${1:-build}
 NLPD=$B/nlpd
@@ -20,9 +24,9 @@ SUMS=${FLAN_SUMS:-scripts/flan-t5-small.sha256}
 FILES="config.json model.safetensors spiece.model"
 
 # The Hugging Face commit of google/flan-t5-small the checksums belong to.
-# PLACEHOLDER: replace with the real 40-hex commit id when the sums are filled in.
-FLAN_REVISION=${FLAN_REVISION:-PINNED_REVISION_PLACEHOLDER}
+FLAN_REVISION=${FLAN_REVISION:-e48659520aaf0069046c3413e9835d214fefa83c}
 HF_URL=${FLAN_URL:-https://huggingface.co/google/flan-t5-small/resolve/$FLAN_REVISION}
+RAW_URL=${FLAN_RAW_URL:-https://huggingface.co/google/flan-t5-small/raw/$FLAN_REVISION}
 
 have_model() {
     for f in $FILES; do [ -s "$1/$f" ] || return 1; done
@@ -37,6 +41,36 @@ pinned() {
 
 expected_sum() {
     grep -v '^#' "$SUMS" | awk -v f="$1" '$2 == f { print $1 }'
+}
+
+# verify NAME FILE: 0 when FILE is what $SUMS pins for NAME.
+verify() {
+    want=$(expected_sum "$1")
+    got=$(sha256sum "$2" | awk '{ print $1 }')
+    case $want in
+    lfs)
+        ptr=$(curl -fsS --connect-timeout 5 --max-time 30 "$RAW_URL/$1" 2>/dev/null) || {
+            echo "run: cannot read the LFS pointer of $1 at $FLAN_REVISION"; return 1; }
+        want=$(echo "$ptr" | awk '$1 == "oid" { sub("sha256:", "", $2); print $2 }')
+        size=$(echo "$ptr" | awk '$1 == "size" { print $2 }')
+        if [ "$size" != "$(wc -c < "$2" | tr -d ' ')" ]; then
+            echo "run: size mismatch for $1 (pointer says ${size:-nothing}): deleted"
+            return 1
+        fi ;;
+    json:*)
+        ref=${want#json:}
+        if /usr/bin/python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1])) != json.load(open(sys.argv[2])))' \
+            "$ref" "$2" 2>/dev/null; then
+            return 0
+        fi
+        echo "run: $1 differs from $ref: deleted"
+        return 1 ;;
+    esac
+    if [ -z "$want" ] || [ "$want" != "$got" ]; then
+        echo "run: checksum mismatch for $1 (want ${want:-none}, got $got): deleted"
+        return 1
+    fi
+    return 0
 }
 
 download() {
@@ -54,10 +88,7 @@ download() {
             rm -f "$MODEL/$f.part"
             return 1
         fi
-        want=$(expected_sum "$f")
-        got=$(sha256sum "$MODEL/$f.part" | awk '{ print $1 }')
-        if [ -z "$want" ] || [ "$want" != "$got" ]; then
-            echo "run: checksum mismatch for $f (want ${want:-none}, got $got): deleted"
+        if ! verify "$f" "$MODEL/$f.part"; then
             rm -f "$MODEL/$f.part"
             return 1
         fi

@@ -83,11 +83,15 @@ static int classify_prepare(const task_env *env, const task_input *in, task_doc 
             snprintf(err, errlen, "classify: label %d is empty", i + 1);
             return TASK_EINVAL;
         }
-        for (int j = 0; j < i; j++)
-            if (!strcmp(in->labels[i], in->labels[j])) {
-                snprintf(err, errlen, "classify: label '%s' is given twice", in->labels[i]);
+        for (int j = 0; j < i; j++) {
+            const char *bj;
+            size_t nj;
+            trimmed(in->labels[j] ? in->labels[j] : "", &bj, &nj);
+            if (nj == n && !memcmp(b, bj, n)) {
+                snprintf(err, errlen, "classify: label '%.*s' is given twice", (int)n, b);
                 return TASK_EINVAL;
             }
+        }
     }
 
     classify_priv *c = calloc(1, sizeof *c);

@@ -157,6 +157,7 @@ static const char *const ph_translate[] = { "text", "source", "target" };
 static const char *const ph_classify[] = { "text", "labels" };
 static const char *const ph_qa[] = { "context", "question" };
 
+/* 0, or the task_kind whose prompt is bad, with the reason in err. */
 static int check_prompts(const struct task_conf *c, char *err, size_t errlen)
 {
     static const struct {
@@ -173,14 +174,14 @@ static int check_prompts(const struct task_conf *c, char *err, size_t errlen)
         if (!task_template_check(c->spec[t[i].k].prompt, t[i].ph, t[i].n, t[i].ph[0], why,
                                  sizeof why)) {
             snprintf(err, errlen, "tasks.%s.prompt: %s", task_kind_name(t[i].k), why);
-            return -1;
+            return t[i].k;
         }
     }
     /* qa chunking splits the prompt around its one {context}. */
     const char *q = strstr(c->spec[TASK_QA].prompt, "{context}");
     if (q && strstr(q + 1, "{context}")) {
         snprintf(err, errlen, "tasks.qa.prompt: {context} may appear only once");
-        return -1;
+        return TASK_QA;
     }
     return 0;
 }
@@ -217,6 +218,16 @@ errat(const config_setting_t *s, const char *path, char *err, size_t errlen, con
     va_end(ap);
 }
 
+/* "file:line: " of a key when the file sets it, else "file: "; returns the length. */
+static size_t where_key(const config_t *cfg, const char *key, const char *path, char *err,
+                        size_t errlen)
+{
+    const config_setting_t *s = config_lookup(cfg, key);
+    if (s) return where(s, path, err, errlen);
+    int n = snprintf(err, errlen, "%s: ", path);
+    return n < 0 ? 0 : (size_t)n < errlen ? (size_t)n : errlen - 1;
+}
+
 static const conf_key *find_key(const char *group, const char *name)
 {
     for (int i = 0; i < N_KEYS; i++)
@@ -237,7 +248,8 @@ static int read_key(struct task_conf *c, const conf_key *k, const config_setting
         }
         long long v = config_setting_get_int64(s);
         if ((double)v < k->min || (double)v > k->max) {
-            errat(s, path, err, errlen, "%s = %lld is out of range [%.0f, %.0f]", full, v, k->min, k->max);
+            errat(s, path, err, errlen,
+                  "%s = %lld is out of range [%.0f, %.0f]", full, v, k->min, k->max);
             return -1;
         }
         if (k->type == K_INT)
@@ -254,7 +266,8 @@ static int read_key(struct task_conf *c, const conf_key *k, const config_setting
         double v = t == CONFIG_TYPE_FLOAT ? config_setting_get_float(s)
                                           : (double)config_setting_get_int64(s);
         if (!(v >= k->min && v <= k->max)) {
-            errat(s, path, err, errlen, "%s = %g is out of range [%g, %g]", full, v, k->min, k->max);
+            errat(s, path, err, errlen,
+                  "%s = %g is out of range [%g, %g]", full, v, k->min, k->max);
             return -1;
         }
         *(double *)field(c, k) = v;
@@ -289,7 +302,8 @@ static int read_languages(struct task_conf *c, const config_setting_t *g, const 
                           char *err, size_t errlen)
 {
     if (!config_setting_is_group(g)) {
-        errat(g, path, err, errlen, "tasks.translate.languages must be a group: { de = \"German\"; ... }");
+        errat(g, path, err, errlen,
+              "tasks.translate.languages must be a group: { de = \"German\"; ... }");
         return -1;
     }
     int n = config_setting_length(g);
@@ -321,7 +335,8 @@ static int read_languages(struct task_conf *c, const config_setting_t *g, const 
             for (int j = 0; j < config_setting_length(e); j++) {
                 const char *v = config_setting_get_string_elem(e, j);
                 if (!v || !*v || strlen(v) >= sizeof l->names[0]) {
-                    errat(e, path, err, errlen, "language '%s': names must be strings of 1 to %zu bytes", code,
+                    errat(e, path, err, errlen,
+                          "language '%s': names must be strings of 1 to %zu bytes", code,
                           sizeof l->names[0] - 1);
                     goto fail;
                 }
@@ -329,7 +344,8 @@ static int read_languages(struct task_conf *c, const config_setting_t *g, const 
             }
             l->n_names = config_setting_length(e);
         } else {
-            errat(e, path, err, errlen, "language '%s' must be a name or an array of 1 to %d names", code,
+            errat(e, path, err, errlen,
+                  "language '%s' must be a name or an array of 1 to %d names", code,
                   TASK_LANG_NAMES);
             goto fail;
         }
@@ -361,7 +377,8 @@ static int read_abbrevs(struct task_conf *c, const config_setting_t *a, const ch
         size_t len = v ? strlen(v) : 0;
         if (len && v[len - 1] == '.') len--;   /* "Mr." and "Mr" both accepted */
         if (!v || !len || len >= sizeof ab[0]) {
-            errat(a, path, err, errlen, "tasks.translate.abbreviations[%d] must be a word of 1 to %zu bytes", i,
+            errat(a, path, err, errlen,
+                  "tasks.translate.abbreviations[%d] must be a word of 1 to %zu bytes", i,
                   sizeof ab[0] - 1);
             free(ab);
             return -1;
@@ -434,7 +451,8 @@ static int read_limits(struct task_conf *c, const config_t *cfg, const char *pat
         long long v = config_setting_get_int64(s);
         if ((t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) || v < lk[i].min ||
             v > lk[i].max) {
-            errat(s, path, err, errlen, "%s must be an integer in [%d, %d]", lk[i].path, lk[i].min, lk[i].max);
+            errat(s, path, err, errlen,
+                  "%s must be an integer in [%d, %d]", lk[i].path, lk[i].min, lk[i].max);
             return -1;
         }
         *(int *)((char *)c + lk[i].off) = (int)v;
@@ -483,29 +501,43 @@ task_conf *task_conf_load(const char *path, char *err, size_t errlen)
     }
     if (read_limits(c, &cfg, path, err, errlen) < 0) goto fail;
 
-    /* Cross-key checks; a setting's own line is the best place to point at. */
+    /* Cross-key checks, pointing at the later key's line when the file has it. */
     for (int k = 1; k < TASK_N_KINDS; k++) {
         const task_dec_defaults *d = &c->spec[k].dec;
+        const char *tn = task_kind_name((task_kind)k);
+        char key[96];
         if (k == TASK_CLASSIFY) continue;
-        if (d->num_return_sequences > d->num_beams && !d->do_sample) {
-            snprintf(err, errlen, "%s: tasks.%s: num_return_sequences (%d) exceeds num_beams (%d)",
-                     path, task_kind_name((task_kind)k), d->num_return_sequences, d->num_beams);
+        if (d->num_return_sequences > d->num_beams) {
+            snprintf(key, sizeof key, "tasks.%s.num_return_sequences", tn);
+            size_t at = where_key(&cfg, key, path, err, errlen);
+            snprintf(err + at, errlen - at, "%s (%d) exceeds num_beams (%d)", key,
+                     d->num_return_sequences, d->num_beams);
             goto fail;
         }
         if (d->num_beams > c->max_beams) {
-            snprintf(err, errlen, "%s: tasks.%s: num_beams (%d) exceeds tasks.max_beams (%d)",
-                     path, task_kind_name((task_kind)k), d->num_beams, c->max_beams);
+            snprintf(key, sizeof key, "tasks.%s.num_beams", tn);
+            /* A default over a lowered max_beams: the max_beams line is the culprit. */
+            size_t at = where_key(&cfg, config_lookup(&cfg, key) ? key : "tasks.max_beams",
+                                  path, err, errlen);
+            snprintf(err + at, errlen - at, "%s (%d) exceeds tasks.max_beams (%d)", key,
+                     d->num_beams, c->max_beams);
             goto fail;
         }
     }
     if (!task_lang_find(c, c->default_source)) {
-        snprintf(err, errlen, "%s: tasks.translate.default_source '%s' is not in the language table",
-                 path, c->default_source);
+        size_t at = where_key(&cfg, "tasks.translate.default_source", path, err, errlen);
+        snprintf(err + at, errlen - at,
+                 "tasks.translate.default_source '%s' is not in the language table",
+                 c->default_source);
         goto fail;
     }
     char why[256];
-    if (check_prompts(c, why, sizeof why) < 0) {
-        snprintf(err, errlen, "%s: %s", path, why);
+    int bad = check_prompts(c, why, sizeof why);
+    if (bad > 0) {
+        char key[96];
+        snprintf(key, sizeof key, "tasks.%s.prompt", task_kind_name((task_kind)bad));
+        size_t at = where_key(&cfg, key, path, err, errlen);
+        snprintf(err + at, errlen - at, "%s", why);
         goto fail;
     }
     config_destroy(&cfg);
@@ -539,7 +571,8 @@ eng_ctx_params task_conf_ctx_params(const task_conf *conf)
 {
     eng_ctx_params p = eng_ctx_default_params();
     if (p.max_input_len < conf->max_input_tokens) p.max_input_len = conf->max_input_tokens;
-    if (p.max_new_tokens < conf->max_new_tokens_limit) p.max_new_tokens = conf->max_new_tokens_limit;
+    if (p.max_new_tokens < conf->max_new_tokens_limit)
+        p.max_new_tokens = conf->max_new_tokens_limit;
     /* multi-label adds the contrast label to the last job's candidates: still within
      * labels_per_job, since classify splits by that count including it. */
     if (p.max_cands < conf->labels_per_job) p.max_cands = conf->labels_per_job;

@@ -4,7 +4,8 @@
  * (chunk bounds snapped to word starts), each chunk a generate job with the question
  * around it; the answer is the best hypothesis over all chunks by score (the engine's
  * hypothesis score: length-normalised log-prob with beams, sum of log-probs greedy),
- * and that score is the result's score. Ties go to the earlier chunk.
+ * and that score is the result's score. Ties go to the earlier chunk; with
+ * return_hypotheses the hypotheses are the chosen chunk's.
  *
  * A question so long that less than tasks.qa.min_chunk_tokens of context fit per chunk
  * is TASK_ETOOLONG. qa is never "truncated": chunking reads the whole context. */
@@ -115,7 +116,8 @@ static int qa_prepare(const task_env *env, const task_input *in, task_doc *doc, 
     }
     rc = task_encode(env->tok, pre, l1, 0, &pre_ids, &n_pre, err, errlen);
     if (rc == 0) rc = task_encode(env->tok, suf, l2, 0, &suf_ids, &n_suf, err, errlen);
-    if (rc == 0) rc = task_encode(env->tok, in->text, in->text_len, 0, &ctx_ids, &n_ctx, err, errlen);
+    if (rc == 0)
+        rc = task_encode(env->tok, in->text, in->text_len, 0, &ctx_ids, &n_ctx, err, errlen);
     free(pre);
     free(suf);
     if (rc < 0) goto out;

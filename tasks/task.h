@@ -135,6 +135,18 @@ eng_ctx_params task_conf_ctx_params(const task_conf *conf);
 task_kind task_kind_from_name(const char *name);   /* TASK_NONE if unknown */
 const char *task_kind_name(task_kind kind);
 
+/* Per-task semantics (details in tasks/README.md and each tasks/<task>.c):
+ * - Over-long input (more than env->max_input_tokens): with `tasks.truncate = true`
+ *   (default) summarize/text2text/classify keep the longest prefix of the text whose
+ *   whole prompt fits and set truncated = 1 (translate: per sentence); with false the
+ *   document fails with TASK_ETOOLONG. qa chunks the context instead of truncating.
+ * - classify: single-label probabilities are a softmax over the labels' log-likelihoods;
+ *   multi_label gives each label sigmoid(logprob(label) - logprob(contrast)), the contrast
+ *   being tasks.classify.multi_label_contrast ("none"), scored in the same encoder pass.
+ * - Empty or whitespace-only text is TASK_EINVAL.
+ * - input_tokens: encoder tokens (sum over jobs; classify counts its input once);
+ *   output_tokens: generated tokens without EOS. */
+
 /* Builds the document's jobs. On error returns < 0 with the reason in `err`, and the doc
  * holds nothing to free. */
 int task_prepare(const task_env *env, const task_input *in, task_doc *doc, char *err,

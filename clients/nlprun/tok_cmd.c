@@ -8,6 +8,7 @@
  * processed (invalid UTF-8, an unknown id) gives an empty output line, so output lines
  * stay aligned with input lines, a message on stderr, and exit status 1 at the end. */
 #include <errno.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,7 +104,7 @@ int nlprun_tokenize(int argc, char **argv)
         if (len && line[len - 1] == '\n') len--;
         int k = tok_encode(t, line, len, 1, ids, idcap);
         if (k > idcap) {
-            int ncap = k + k / 2 + 16;
+            int ncap = k > INT_MAX / 2 ? k : k + k / 2 + 16;
             int32_t *ni = realloc(ids, (size_t)ncap * sizeof *ni);
             char *nt = realloc(txt, (size_t)ncap * 12 + 2);
             if (!ni || !nt) {

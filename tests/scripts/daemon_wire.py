@@ -8,6 +8,7 @@ generated code. Every wait is bounded; any failed expectation exits 1 with a mes
   daemon_wire.py badinput ENDPOINT [ENDPOINT2]   every bad input gets its status
   daemon_wire.py sigterm ENDPOINT PID N          N requests in flight, SIGTERM, all OK
   daemon_wire.py deadline ENDPOINT               deadline_ms=1 behind a backlog
+  daemon_wire.py priority ENDPOINT               higher priority runs first
   daemon_wire.py overload ENDPOINT               a small queue answers OVERLOADED
   daemon_wire.py pipeline PUSH_EP PULL_EP        the PULL -> PUSH pipeline
 """
@@ -338,15 +339,24 @@ def deadline(ep):
     s = dealer(ep)
     # A backlog: the worker runs one document at a time (max_rows = 1 in the test config).
     for i in range(2):
-        s.send(request(400 + i, "text2text", docs=["backlog document %d" % i],
+        s.send(request(400 + i, "text2text", docs=["backlog document %d" % i] * 2,
                        options={1: 48, 4: 48}))
+    t0 = time.time()
     s.send(request(450, "text2text", docs=["in a hurry"], deadline_ms=1))
-    got = {}
+    got, order = {}, []
     end = time.time() + TIMEOUT_MS / 1000
     while len(got) < 3 and time.time() < end:
         if s.poll(100):
             r = Resp(s.recv_multipart()[-1])
             got[r.id] = r
+            order.append(r.id)
+            if r.id == 450:
+                waited = time.time() - t0
+    # The I/O thread answers an expired document itself: before the backlog is done.
+    check(order[:1] == [450], "deadline answered first, without waiting for the backlog: %r"
+          % order)
+    if 450 in got and got[450].code == DEADLINE_EXCEEDED:
+        print("ok  deadline answered after %.1f ms" % (waited * 1e3), flush=True)
     check(len(got) == 3, "all 3 answered (%d)" % len(got))
     if 450 in got:
         r = got[450]
@@ -358,6 +368,26 @@ def deadline(ep):
         if 400 + i in got:
             check(got[400 + i].code == OK, "backlog %d: %s" % (i, NAMES.get(got[400 + i].code)))
     normal(s, 460)
+
+
+def priority(ep):
+    """With one document per batch, a late high-priority request overtakes the queue."""
+    s = dealer(ep)
+    for i in range(5):
+        s.send(request(900 + i, "text2text", docs=["low priority document %d" % i],
+                       options={1: 48, 4: 48}, priority=-10))
+    s.send(request(950, "text2text", docs=["urgent document"], options={1: 8}, priority=50))
+    order = []
+    end = time.time() + TIMEOUT_MS / 1000
+    while len(order) < 6 and time.time() < end:
+        if s.poll(100):
+            r = Resp(s.recv_multipart()[-1])
+            check(r.code == OK, "priority request %d: %s" % (r.id, NAMES.get(r.code)))
+            order.append(r.id)
+    check(len(order) == 6, "all 6 answered (%d)" % len(order))
+    # At most the one low-priority document already running finishes first.
+    check(950 in order[:2], "priority 50 answered among the first two: %r" % order)
+    print("ok  priority order %r" % order, flush=True)
 
 
 def overload(ep):
@@ -425,6 +455,8 @@ def main():
         sigterm(args[0], int(args[1]), int(args[2]))
     elif cmd == "deadline":
         deadline(args[0])
+    elif cmd == "priority":
+        priority(args[0])
     elif cmd == "overload":
         overload(args[0])
     elif cmd == "pipeline":

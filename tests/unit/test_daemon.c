@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #include "daemon/dmn_conf.h"
 #include "daemon/dmn_log.h"
@@ -19,16 +20,32 @@
 
 /* ---- helpers ---- */
 
+/* Scratch files of one test process, removed when it exits (th_end calls exit). */
+static char tmp_dir[64];
+static char tmp_files[16][128];
+static int n_tmp_files;
+
+static void remove_tmp(void)
+{
+    for (int i = 0; i < n_tmp_files; i++) unlink(tmp_files[i]);
+    if (tmp_dir[0]) rmdir(tmp_dir);
+}
+
 static const char *write_tmp(const char *name, const char *text)
 {
-    static char dir[64], path[4][128];
-    static int slot;
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "/tmp/nlpd-unit.XXXXXX");
-        if (!mkdtemp(dir)) return NULL;
+    if (!tmp_dir[0]) {
+        snprintf(tmp_dir, sizeof tmp_dir, "/tmp/nlpd-unit.XXXXXX");
+        if (!mkdtemp(tmp_dir)) return NULL;
+        atexit(remove_tmp);
     }
-    char *p = path[slot++ % 4];
-    snprintf(p, 128, "%s/%s", dir, name);
+    char *p = NULL;
+    for (int i = 0; i < n_tmp_files && !p; i++)
+        if (strcmp(strrchr(tmp_files[i], '/') + 1, name) == 0) p = tmp_files[i];
+    if (!p) {
+        if (n_tmp_files == 16) return NULL;
+        p = tmp_files[n_tmp_files++];
+        snprintf(p, sizeof tmp_files[0], "%s/%s", tmp_dir, name);
+    }
     FILE *f = fopen(p, "w");
     if (!f) return NULL;
     fputs(text, f);
@@ -639,6 +656,37 @@ TEST(daemon_queue_waits_to_fill_a_batch)
     dmn_queue_free(&q);
 }
 
+TEST(daemon_queue_expire_removes_late_documents)
+{
+    dmn_queue *q = dmn_queue_new(16, 512);
+    dmn_req *a = fake_req(2, 0, 8), *b = fake_req(1, 9, 8), *c = fake_req(1, 0, 8);
+    dmn_item it[16];
+    double next = -1;
+    a->t_deadline = 10.0, b->t_deadline = 5.0, c->t_deadline = 20.0;
+    REQUIRE(dmn_queue_push(q, a, 0) == 0 && dmn_queue_push(q, b, 0) == 0 &&
+            dmn_queue_push(q, c, 0) == 0);
+    CHECK(dmn_queue_expire(q, 4.0, it, 16, &next) == 0 && next == 5.0);
+    CHECK(dmn_queue_expire(q, 11.0, it, 16, &next) == 3);   /* b, and both of a */
+    CHECK(next == 20.0);
+    CHECK(dmn_queue_depth(q) == 1);
+    int n = dmn_queue_take(q, it, 16, 1 << 20, 0);
+    CHECK(n == 1 && it[0].req == c);
+    CHECK(dmn_queue_expire(q, 100.0, it, 16, &next) == 0 && next == 0);
+    /* The heap order survives an expiry in the middle. */
+    dmn_req *d[6];
+    for (int i = 0; i < 6; i++) {
+        d[i] = fake_req(1, i, 8);
+        d[i]->t_deadline = i % 2 ? 1.0 : 50.0;
+        REQUIRE(dmn_queue_push(q, d[i], 0) == 0);
+    }
+    CHECK(dmn_queue_expire(q, 2.0, it, 16, NULL) == 3);
+    n = dmn_queue_take(q, it, 16, 1 << 20, 0);
+    CHECK(n == 3 && it[0].req == d[4] && it[1].req == d[2] && it[2].req == d[0]);
+    for (int i = 0; i < 6; i++) dmn_req_free(&d[i]);
+    dmn_req_free(&a), dmn_req_free(&b), dmn_req_free(&c);
+    dmn_queue_free(&q);
+}
+
 TEST(daemon_split_bounds_engine_calls)
 {
     int ends[16];
@@ -713,4 +761,125 @@ TEST(daemon_task_status_mapping)
     CHECK(dmn_code_from_task(TASK_ENOMEM) == DMN_INTERNAL);
     CHECK(strcmp(dmn_code_name(DMN_MALFORMED), "MALFORMED") == 0);
     CHECK(strcmp(dmn_code_name(42), "UNKNOWN") == 0);
+}
+
+/* ---- the worker on the tiny model (no sockets but its inproc hand-back) ---- */
+
+/* A packed request of one document, decoded into a queue-ready dmn_req. */
+static dmn_req *make_req(int task, const char *doc, uint64_t id, double deadline_s)
+{
+    uint8_t buf[1024];
+    char err[256];
+    uint64_t rid;
+    dmn_req *r = NULL;
+    char *docs[] = { (char *)doc }, *labels[] = { "sports", "politics" };
+    Nlp__V1__Request q = NLP__V1__REQUEST__INIT;
+    Nlp__V1__Summarize su = NLP__V1__SUMMARIZE__INIT;
+    Nlp__V1__Text2Text tt = NLP__V1__TEXT2_TEXT__INIT;
+    Nlp__V1__Classify cl = NLP__V1__CLASSIFY__INIT;
+    Nlp__V1__DecodingOptions o = NLP__V1__DECODING_OPTIONS__INIT;
+    q.has_id = 1, q.id = id;
+    q.task_case = task;
+    if (task == NLP__V1__REQUEST__TASK_SUMMARIZE) q.summarize = &su;
+    if (task == NLP__V1__REQUEST__TASK_TEXT2TEXT) q.text2text = &tt;
+    if (task == NLP__V1__REQUEST__TASK_CLASSIFY) q.classify = &cl;
+    cl.labels = labels, cl.n_labels = 2;
+    q.n_documents = 1, q.documents = docs;
+    o.has_max_new_tokens = 1, o.max_new_tokens = 8;
+    if (task != NLP__V1__REQUEST__TASK_CLASSIFY) q.options = &o;
+    dmn_limits lim = test_limits();
+    if (dmn_req_decode(buf, pack_req(&q, buf, sizeof buf), &lim, 16, &r, &rid, err,
+                       sizeof err) != DMN_OK)
+        return NULL;
+    r->t_recv = dmn_now();
+    r->t_deadline = r->t_recv + deadline_s;
+    return r;
+}
+
+/* Queues reqs, runs the worker until the queue drains, collects what it hands back;
+ * returns the stats. */
+static void run_worker(int max_rows, dmn_req **reqs, int n, dmn_stats_snap *snap)
+{
+    dmn_server *srv = &dmn_srv;
+    char err[512];
+    dmn_log_set_level(DMN_LOG_ERROR);   /* the expected deadline line stays quiet */
+    dmn_conf_defaults(&srv->conf);
+    srv->conf.path[0] = '\0';   /* built-in task defaults */
+    snprintf(srv->conf.model_dir, sizeof srv->conf.model_dir, "%s", th_data("models/tiny-flan"));
+    srv->conf.batching.max_rows = max_rows;
+    srv->conf.batching.max_wait_ms = 0;
+    REQUIRE_MSG(dmn_server_load(srv, err, sizeof err) == 0, "%s", err);
+    srv->stats = dmn_stats_new(dmn_now());
+    srv->queue = dmn_queue_new(64, 512);
+    srv->zctx = zmq_ctx_new();
+    srv->done_rx = zmq_socket(srv->zctx, ZMQ_PAIR);
+    srv->done_tx = zmq_socket(srv->zctx, ZMQ_PAIR);
+    REQUIRE(zmq_bind(srv->done_rx, "inproc://test-done") == 0);
+    REQUIRE(zmq_connect(srv->done_tx, "inproc://test-done") == 0);
+    for (int i = 0; i < n; i++) REQUIRE(reqs[i] && dmn_queue_push(srv->queue, reqs[i], dmn_now()) == 0);
+    dmn_queue_close(srv->queue);   /* the worker drains it without waiting, then ends */
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, dmn_worker_main, srv) == 0);
+    pthread_join(th, NULL);
+    for (int i = 0; i < n; i++) {
+        dmn_req *r = NULL;
+        REQUIRE(zmq_recv(srv->done_rx, &r, sizeof r, ZMQ_DONTWAIT) == (int)sizeof r);
+        int found = 0;
+        for (int k = 0; k < n; k++) found |= reqs[k] == r;
+        CHECK(found);
+    }
+    dmn_req *extra;
+    CHECK(zmq_recv(srv->done_rx, &extra, sizeof extra, ZMQ_DONTWAIT) < 0);   /* each once */
+    dmn_stats_snapshot(srv->stats, snap, dmn_now());
+    zmq_close(srv->done_rx);
+    zmq_close(srv->done_tx);
+    zmq_ctx_term(srv->zctx);
+    dmn_queue_free((dmn_queue **)&srv->queue);
+    dmn_stats_free((dmn_stats **)&srv->stats);
+    dmn_server_unload(srv);
+}
+
+TEST_TIMEOUT(daemon_worker_batches_across_requests_and_tasks, 120)
+{
+    dmn_req *r[5] = {
+        make_req(NLP__V1__REQUEST__TASK_SUMMARIZE, "The cat sat on the mat all day.", 1, 60),
+        make_req(NLP__V1__REQUEST__TASK_TEXT2TEXT, "What is the capital of France?", 2, 60),
+        make_req(NLP__V1__REQUEST__TASK_TEXT2TEXT, "Say something nice.", 3, 60),
+        make_req(NLP__V1__REQUEST__TASK_CLASSIFY, "The match ended two to one.", 4, 60),
+        make_req(NLP__V1__REQUEST__TASK_TEXT2TEXT, "Too late for this one.", 5, -1),
+    };
+    dmn_stats_snap s;
+    run_worker(16, r, 5, &s);
+    for (int i = 0; i < 4; i++) {
+        CHECK_MSG(r[i]->out[0].code == DMN_OK, "request %d: %s %s", i + 1,
+                  dmn_code_name(r[i]->out[0].code), r[i]->out[0].message);
+        CHECK(r[i]->out[0].has_res && r[i]->out[0].res.input_tokens > 0);
+        CHECK(r[i]->t_start > 0 && r[i]->t_done >= r[i]->t_start);
+    }
+    CHECK(r[0]->out[0].res.text != NULL && r[1]->out[0].res.text != NULL);
+    CHECK(r[3]->out[0].res.n_labels == 2);
+    /* Past its deadline when the worker took it: never prepared, answered as such. */
+    CHECK(r[4]->out[0].code == DMN_DEADLINE_EXCEEDED && !r[4]->out[0].has_res);
+    /* Three generations (two tasks, three requests) in one engine call, one scoring. */
+    CHECK_MSG(s.batches == 2, "engine calls: %llu", (unsigned long long)s.batches);
+    CHECK_MSG(fabs(s.mean_batch_size - 2.0) < 1e-9, "mean batch %.2f", s.mean_batch_size);
+    CHECK(s.documents == 4);
+    CHECK(s.output_tokens > 0 && s.input_tokens > 0);
+    for (int i = 0; i < 5; i++) dmn_req_free(&r[i]);
+}
+
+TEST_TIMEOUT(daemon_worker_respects_max_rows, 120)
+{
+    /* summarize searches 4 beams by default: with max_rows 4 it runs alone, the two
+     * greedy text2text jobs (1 row each) share a call. */
+    dmn_req *r[3] = {
+        make_req(NLP__V1__REQUEST__TASK_SUMMARIZE, "The cat sat on the mat all day.", 1, 60),
+        make_req(NLP__V1__REQUEST__TASK_TEXT2TEXT, "What is the capital of France?", 2, 60),
+        make_req(NLP__V1__REQUEST__TASK_TEXT2TEXT, "Say something nice.", 3, 60),
+    };
+    dmn_stats_snap s;
+    run_worker(4, r, 3, &s);
+    for (int i = 0; i < 3; i++) CHECK(r[i]->out[0].code == DMN_OK);
+    CHECK_MSG(s.batches == 2, "engine calls: %llu", (unsigned long long)s.batches);
+    for (int i = 0; i < 3; i++) dmn_req_free(&r[i]);
 }

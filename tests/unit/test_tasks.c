@@ -219,6 +219,54 @@ TEST(task_split_sentences_cases)
     task_conf_free(&c);
 }
 
+/* Random texts from pieces that exercise every rule: spans are ordered, disjoint,
+ * trimmed, on UTF-8 boundaries, and cover every non-space byte. */
+TEST(task_split_sentences_invariants)
+{
+    static const char *const pieces[] = {
+        "word", "Dr.", "U.S.", "3.14", " ", "  ", "\n", "\n\n", ". ", "!", "?", "...",
+        "\"", ")", "。", "！", "？", "」", "é", "Ab", "x", ".\n", "e.g.", "A.", "\t",
+    };
+    const int np = (int)(sizeof pieces / sizeof pieces[0]);
+    task_conf *c = task_conf_default();
+    REQUIRE(c);
+    unsigned seed = 12345;
+    char text[512];
+    for (int iter = 0; iter < 3000; iter++) {
+        size_t len = 0;
+        int n = (int)((seed = seed * 1103515245u + 12345u) >> 16) % 40;
+        for (int i = 0; i < n; i++) {
+            const char *p = pieces[((seed = seed * 1103515245u + 12345u) >> 16) % (unsigned)np];
+            size_t pl = strlen(p);
+            if (len + pl >= sizeof text) break;
+            memcpy(text + len, p, pl);
+            len += pl;
+        }
+        text[len] = 0;
+        task_span *sp = NULL;
+        int k = task_split_sentences(c, text, len, &sp);
+        REQUIRE(k >= 0);
+        size_t end = 0;
+        for (int i = 0; i < k; i++) {
+            const char *a = text + sp[i].off, *z = a + sp[i].len - 1;
+            CHECK_MSG(sp[i].len > 0 && sp[i].off >= end && sp[i].off + sp[i].len <= len,
+                      "'%s': span %d out of order", text, i);
+            CHECK_MSG(!strchr(" \t\n", *a) && !strchr(" \t\n", *z), "'%s': untrimmed", text);
+            CHECK_MSG(((unsigned char)*a & 0xC0) != 0x80 &&
+                          (sp[i].off + sp[i].len == len ||
+                           ((unsigned char)a[sp[i].len] & 0xC0) != 0x80),
+                      "'%s': span %d splits a character", text, i);
+            for (size_t b = end; b < sp[i].off; b++)
+                CHECK_MSG(strchr(" \t\n", text[b]), "'%s': byte %zu dropped", text, b);
+            end = sp[i].off + sp[i].len;
+        }
+        for (size_t b = end; b < len; b++)
+            CHECK_MSG(strchr(" \t\n", text[b]), "'%s': tail byte %zu dropped", text, b);
+        free(sp);
+    }
+    task_conf_free(&c);
+}
+
 /* ---- qa chunks ---- */
 
 TEST(task_qa_chunks_cover_and_overlap)
@@ -384,14 +432,24 @@ TEST(task_conf_errors_name_file_and_line)
             CHECK_MSG(strstr(err, cases[i].needle) != NULL, "case %zu: '%s' lacks '%s'", i, err,
                       cases[i].needle);
     }
-    /* Cross-key and prompt errors name the file. */
-    char err[512];
-    char *p = write_tmp(dir, "p.conf", "tasks = { qa = { prompt = \"{question} only\"; }; };\n");
+    /* Cross-key and prompt errors name the key's line too. */
+    char err[512], want[600];
+    char *p = write_tmp(dir, "p.conf", "tasks = {\n qa = {\n prompt = \"{question} only\"; }; };\n");
     CHECK(task_conf_load(p, err, sizeof err) == NULL);
-    CHECK_MSG(strstr(err, p) && strstr(err, "{context}"), "%s", err);
-    p = write_tmp(dir, "d.conf", "tasks = { translate = { default_source = \"xx\"; }; };\n");
+    snprintf(want, sizeof want, "%s:3: tasks.qa.prompt: the prompt must contain {context}", p);
+    CHECK_MSG(!strcmp(err, want), "'%s', want '%s'", err, want);
+    p = write_tmp(dir, "d.conf", "tasks = { translate = {\n default_source = \"xx\"; }; };\n");
     CHECK(task_conf_load(p, err, sizeof err) == NULL);
-    CHECK_MSG(strstr(err, "default_source"), "%s", err);
+    snprintf(want, sizeof want, "%s:2: tasks.translate.default_source 'xx'", p);
+    CHECK_MSG(!strncmp(err, want, strlen(want)), "'%s', want '%s'", err, want);
+    p = write_tmp(dir, "b.conf", "tasks = { max_beams = 4;\n text2text = { num_beams = 5; }; };\n");
+    CHECK(task_conf_load(p, err, sizeof err) == NULL);
+    snprintf(want, sizeof want, "%s:2: tasks.text2text.num_beams (5) exceeds tasks.max_beams (4)", p);
+    CHECK_MSG(!strcmp(err, want), "'%s', want '%s'", err, want);
+    p = write_tmp(dir, "m.conf", "tasks = {\n max_beams = 2; };\n");
+    CHECK(task_conf_load(p, err, sizeof err) == NULL);
+    snprintf(want, sizeof want, "%s:2: tasks.summarize.num_beams (4) exceeds tasks.max_beams (2)", p);
+    CHECK_MSG(!strcmp(err, want), "'%s', want '%s'", err, want);
     CHECK(task_conf_load("/nonexistent/nlpd.conf", err, sizeof err) == NULL);
     CHECK_MSG(strstr(err, "/nonexistent/nlpd.conf"), "%s", err);
 }
@@ -655,11 +713,11 @@ TEST(task_classify_bad_labels)
     in.n_labels = 2;
     CHECK(task_prepare(&f.env, &in, &doc, err, sizeof err) == TASK_EINVAL);
     CHECK_MSG(strstr(err, "label 2 is empty"), "%s", err);
-    const char *dup[] = { "x", "y", "x" };
+    const char *dup[] = { "x", "y", " x " };
     in.labels = dup;
     in.n_labels = 3;
     CHECK(task_prepare(&f.env, &in, &doc, err, sizeof err) == TASK_EINVAL);
-    CHECK_MSG(strstr(err, "twice"), "%s", err);
+    CHECK_MSG(strstr(err, "label 'x' is given twice"), "%s", err);
     f.conf->max_label_tokens = 2;
     const char *longl[] = { "a rather long label indeed" };
     in.labels = longl;

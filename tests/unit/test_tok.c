@@ -632,3 +632,33 @@ TEST_TIMEOUT(tok_spm_decode_parity, 120)
     tok_free(&t);
     free(mbuf);
 }
+
+/* The engine goldens' input_ids are the tokenizer's output too: they must agree. */
+TEST(tok_golden_engine_inputs)
+{
+    tok_model *t = tok_t_load();
+    const char *files[] = { "golden/tiny-t5.json", "golden/tiny-flan.json" };
+    int checked = 0;
+    for (int f = 0; f < 2; f++) {
+        char *js = tok_t_slurp(th_data(files[f]), NULL);
+        REQUIRE(js);
+        cJSON *root = cJSON_Parse(js);
+        free(js);
+        REQUIRE(root);
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "cases"))
+        {
+            const char *text = cJSON_GetObjectItemCaseSensitive(c, "text")->valuestring;
+            const cJSON *want = cJSON_GetObjectItemCaseSensitive(c, "input_ids");
+            int32_t ids[1024];
+            int n = tok_encode(t, text, strlen(text), 1, ids, 1024);
+            int same = n == cJSON_GetArraySize(want);
+            for (int i = 0; same && i < n; i++) same = ids[i] == cJSON_GetArrayItem(want, i)->valueint;
+            CHECK_MSG(same, "%s: '%.40s' differs", files[f], text);
+            checked++;
+        }
+        cJSON_Delete(root);
+    }
+    CHECK(checked >= 2);
+    tok_free(&t);
+}
