@@ -116,12 +116,38 @@ static int dc_argmax(const float *x, int n)
     return best;
 }
 
-static int dc_cmp_desc(const void *a, const void *b, void *arg)
+/* "a ranks before b": larger value first, then lower id. */
+static int dc_before(const float *v, int a, int b)
 {
-    const float *v = arg;
-    float x = v[*(const int *)a], y = v[*(const int *)b];
-    if (x != y) return x > y ? -1 : 1;
-    return *(const int *)a - *(const int *)b;
+    return v[a] > v[b] || (v[a] == v[b] && a < b);
+}
+
+static void dc_sift(int *idx, int n, int i, const float *v)
+{
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= n) return;
+        /* max-heap on "ranks after", so the heap top is the worst-ranked */
+        if (c + 1 < n && dc_before(v, idx[c], idx[c + 1])) c++;
+        if (!dc_before(v, idx[i], idx[c])) return;
+        int t = idx[i];
+        idx[i] = idx[c];
+        idx[c] = t;
+        i = c;
+    }
+}
+
+/* Sorts ids by value, best first. Heapsort: glibc's qsort may allocate, and nothing in a
+ * decode step does. */
+static void dc_sort_desc(int *idx, int n, const float *v)
+{
+    for (int i = n / 2 - 1; i >= 0; i--) dc_sift(idx, n, i, v);
+    for (int end = n - 1; end > 0; end--) {
+        int t = idx[0];
+        idx[0] = idx[end];
+        idx[end] = t;
+        dc_sift(idx, end, 0, v);
+    }
 }
 
 /* Temperature, top-k, top-p (HF warpers, in that order) on processed logits x, then a
@@ -151,7 +177,7 @@ static int dc_sample(eng_ctx *c, float *x, int V, const eng_gen_params *p, uint6
             kth = best[k - 1];
         } else {
             for (int i = 0; i < V; i++) c->sort_idx[i] = i;
-            qsort_r(c->sort_idx, (size_t)V, sizeof(int), dc_cmp_desc, x);
+            dc_sort_desc(c->sort_idx, V, x);
             kth = x[c->sort_idx[k - 1]];
         }
         for (int i = 0; i < V; i++)
@@ -161,36 +187,32 @@ static int dc_sample(eng_ctx *c, float *x, int V, const eng_gen_params *p, uint6
         int nf = 0;
         for (int i = 0; i < V; i++)
             if (x[i] != -INFINITY) c->sort_idx[nf++] = i;
-        qsort_r(c->sort_idx, (size_t)nf, sizeof(int), dc_cmp_desc, x);
-        float mx = x[c->sort_idx[0]], sum = 0.0f;
-        for (int i = 0; i < nf; i++) {
-            c->sort_val[i] = expf(x[c->sort_idx[i]] - mx);
-            sum += c->sort_val[i];
-        }
+        dc_sort_desc(c->sort_idx, nf, x);
+        float *prob = c->sort_val; /* [nf] softmax of the sorted values, fp32 as HF */
+        for (int i = 0; i < nf; i++) prob[i] = x[c->sort_idx[i]];
+        eng_softmax(prob, nf);
         /* Ascending cumulative probability; drop while it stays <= 1 - top_p, always
          * keeping the most likely token. */
         float cum = 0.0f;
         for (int i = nf - 1; i >= 1; i--) {
-            cum += c->sort_val[i] / sum;
+            cum += prob[i];
             if (cum > 1.0f - p->top_p) break;
             x[c->sort_idx[i]] = -INFINITY;
         }
     }
-    float mx = -INFINITY;
-    for (int i = 0; i < V; i++)
-        if (x[i] > mx) mx = x[i];
+    /* draw from softmax(x); x is scratch from here on */
+    eng_softmax(x, V);
     double total = 0.0;
-    for (int i = 0; i < V; i++)
-        if (x[i] != -INFINITY) total += exp((double)x[i] - mx);
+    for (int i = 0; i < V; i++) total += x[i];
     double u = dc_uniform(rng) * total, acc = 0.0;
     int last = -1;
     for (int i = 0; i < V; i++) {
-        if (x[i] == -INFINITY) continue;
-        acc += exp((double)x[i] - mx);
+        if (x[i] <= 0.0f) continue;
+        acc += x[i];
         last = i;
         if (acc > u) return i;
     }
-    return last;
+    return last >= 0 ? last : dc_argmax(x, V); /* the max always has p > 0: not reached */
 }
 
 /* ---- validation ---- */

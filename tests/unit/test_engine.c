@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -628,6 +629,29 @@ TEST_TIMEOUT(eng_damaged_checkpoints, 60)
 
 /* ---- other weight layouts: F16, and F32 whose data is not 4-byte aligned ---- */
 
+/* IEEE half, round to nearest even (clang 14 has no _Float16 on x86-64). */
+static uint16_t et_f32_to_f16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    int exp = (int)((u >> 23) & 0xff) - 127 + 15;
+    uint32_t mant = u & 0x7fffffu;
+    if ((u & 0x7fffffffu) > 0x7f800000u) return sign | 0x7e00u;
+    if (exp >= 31) return sign | 0x7c00u;
+    if (exp <= 0) {
+        if (exp < -10) return sign;
+        mant |= 0x800000u;
+        int shift = 14 - exp;
+        uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1))) h++;
+        return sign | (uint16_t)h;
+    }
+    uint32_t h = ((uint32_t)exp << 10) | (mant >> 13), rem = mant & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;
+    return sign | (uint16_t)h;
+}
+
 /* Rewrites models/tiny-t5 (F32) into dir: every tensor as F16 (to_f16), or as F32 with
  * the header padded so that all data sits 2 bytes off a 4-byte boundary. */
 static void et_write_variant(char *dir, int to_f16)
@@ -665,7 +689,7 @@ static void et_write_variant(char *dir, int to_f16)
             for (size_t i = 0; i < n; i++) {
                 float v;
                 memcpy(&v, data + a + 4 * i, 4);
-                _Float16 hv = (_Float16)v;
+                uint16_t hv = et_f32_to_f16(v);
                 memcpy(out + o + 2 * i, &hv, 2);
             }
             cJSON_ReplaceItemInObject(t, "dtype", cJSON_CreateString("F16"));
@@ -727,7 +751,18 @@ static void et_variant(int to_f16, double tol)
 }
 
 /* F16 weights are F32 rounded to 11 significant bits: logits agree to a few 1e-3 */
-TEST(eng_f16_checkpoint) { et_variant(1, 2e-2); }
+TEST(eng_f16_checkpoint)
+{
+    /* the test's own encoder first: exact values, rounding, subnormals */
+    CHECK(et_f32_to_f16(1.0f) == 0x3c00 && et_f32_to_f16(-2.0f) == 0xc000);
+    CHECK(et_f32_to_f16(65504.0f) == 0x7bff && et_f32_to_f16(1e6f) == 0x7c00);
+    CHECK(et_f32_to_f16(1.0f + 1.0f / 2048) == 0x3c00); /* tie to even */
+    CHECK(et_f32_to_f16(1.0f + 3.0f / 2048) == 0x3c02);
+    for (float v = -3.0f; v < 3.0f; v += 0.0123f)
+        CHECK(fabsf(eng_f16_to_f32(et_f32_to_f16(v)) - v) <= fabsf(v) / 2048 + 1e-7f);
+    CHECK(eng_f16_to_f32(et_f32_to_f16(3e-6f)) > 2.9e-6f && eng_f16_to_f32(et_f32_to_f16(3e-6f)) < 3.1e-6f);
+    et_variant(1, 2e-2);
+}
 /* misaligned F32 data is copied at load: bit-identical results */
 TEST(eng_unaligned_f32_checkpoint) { et_variant(0, 0.0); }
 
@@ -781,5 +816,66 @@ TEST(eng_sampling_respects_top_k_top_p)
     CHECK_MSG(nonargmax > 0, "top-k 3 at temperature 2 never drew a non-argmax token");
     free(lg), free(pr);
     eng_ctx_free(&c);
+    eng_model_free(&m);
+}
+
+/* ---- one model, several threads: each with its own ctx, same results as serially ---- */
+
+typedef struct et_thr {
+    const eng_model *m;
+    const et_case *k;
+    eng_gen_params p;
+    eng_gen_result r;
+    int rc;
+} et_thr;
+
+static void *et_thr_run(void *arg)
+{
+    et_thr *t = arg;
+    char err[256];
+    eng_ctx_params cp = eng_ctx_default_params();
+    cp.max_rows = 4;
+    cp.max_new_tokens = 24;
+    eng_ctx *c = eng_ctx_new(t->m, &cp, err, sizeof err);
+    t->rc = -1;
+    if (!c) return NULL;
+    for (int rep = 0; rep < 3; rep++) {
+        eng_gen_result_clear(&t->r);
+        eng_gen_req q = { .ids = t->k->ids, .n_ids = t->k->n, .params = &t->p, .out = &t->r };
+        t->rc = eng_generate(c, &q, 1);
+        if (!t->rc) t->rc = q.status;
+    }
+    eng_ctx_free(&c);
+    return NULL;
+}
+
+TEST(eng_threads_share_a_model)
+{
+    eng_model *m = et_model("tiny-flan");
+    static et_case cs[8];
+    et_cases("tiny-flan", cs);
+    enum { NT = 4 };
+    et_thr t[NT], s[NT];
+    for (int i = 0; i < NT; i++) {
+        memset(&t[i], 0, sizeof t[i]);
+        t[i].m = m;
+        t[i].k = &cs[i];
+        t[i].p = eng_gen_default_params();
+        t[i].p.max_new_tokens = 16;
+        t[i].p.num_beams = i % 2 ? 3 : 1;
+        t[i].p.num_return_sequences = t[i].p.num_beams;
+        s[i] = t[i];
+        et_thr_run(&s[i]);
+        REQUIRE(s[i].rc == 0);
+    }
+    pthread_t th[NT];
+    for (int i = 0; i < NT; i++) REQUIRE(pthread_create(&th[i], NULL, et_thr_run, &t[i]) == 0);
+    for (int i = 0; i < NT; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < NT; i++) {
+        CHECK(t[i].rc == 0);
+        CHECK_MSG(et_same(&t[i].r, &s[i].r, 0), "thread %d differs from the serial run", i);
+        eng_gen_result_clear(&t[i].r);
+        eng_gen_result_clear(&s[i].r);
+    }
     eng_model_free(&m);
 }
