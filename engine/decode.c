@@ -561,28 +561,50 @@ int eng_generate(eng_ctx *c, eng_gen_req *reqs, int n)
 
 /* ---- label scoring ---- */
 
-static int dc_score_one(eng_ctx *c, eng_score_req *r)
+/* 0 if the scoring request can run, else its status. */
+static int dc_score_check(const eng_ctx *c, const eng_score_req *r)
 {
     const eng_config *cf = &c->m->cfg;
     int st = dc_check_ids(c, r->ids, r->n_ids, c->p.max_input_len);
     if (st) return st;
     if (r->n_cands <= 0 || !r->cand_ids || !r->cand_lens || !r->logprobs) return ENG_EINVAL;
     if (r->n_cands > c->p.max_cands) return ENG_ETOOLONG;
-    int T = 0;
     for (int k = 0; k < r->n_cands; k++) {
         int len = r->cand_lens[k];
         if (len < 0 || (len > 0 && !r->cand_ids[k])) return ENG_EINVAL;
         if (len + 1 > c->p.max_cand_len) return ENG_ETOOLONG;
         for (int j = 0; j < len; j++)
             if (r->cand_ids[k][j] < 0 || r->cand_ids[k][j] >= cf->vocab_size) return ENG_EINVAL;
-        c->cand_off[k] = T;
-        c->cand_seq[T++] = cf->decoder_start_token_id;
-        for (int j = 0; j < len; j++) c->cand_seq[T++] = r->cand_ids[k][j];
     }
-    c->cand_off[r->n_cands] = T;
-    int off[2] = { 0, r->n_ids };
-    t5_encode(c, r->ids, off, 1, 1);
-    t5_decode_full(c, c->cand_seq, c->cand_off, r->n_cands, 0, r->n_ids);
+    return 0;
+}
+
+/* Scores a run of checked requests (run[] indexes reqs) together: one packed encoder pass
+ * over all of them, then one teacher-forced decoder pass over every candidate of every
+ * request, each candidate attending to its own request's encoder output. The caller
+ * keeps the run within max_rows requests, max_batch_tokens encoder tokens and
+ * max_cand_total candidates. */
+static void dc_score_run(eng_ctx *c, eng_score_req *reqs, const int *run, int nr)
+{
+    const eng_config *cf = &c->m->cfg;
+    int T = 0, E = 0, nc = 0;
+    for (int i = 0; i < nr; i++) {
+        const eng_score_req *r = &reqs[run[i]];
+        c->tok_off[i] = E;
+        memcpy(c->enc_ids + E, r->ids, (size_t)r->n_ids * sizeof(int32_t));
+        for (int k = 0; k < r->n_cands; k++, nc++) {
+            c->cand_off[nc] = T;
+            c->cand_eoff[nc] = E;
+            c->cand_elen[nc] = r->n_ids;
+            c->cand_seq[T++] = cf->decoder_start_token_id;
+            for (int j = 0; j < r->cand_lens[k]; j++) c->cand_seq[T++] = r->cand_ids[k][j];
+        }
+        E += r->n_ids;
+    }
+    c->tok_off[nr] = E;
+    c->cand_off[nc] = T;
+    t5_encode(c, c->enc_ids, c->tok_off, nr, 1);
+    t5_decode_full(c, c->cand_seq, c->cand_off, nc, c->cand_eoff, c->cand_elen);
     int V = cf->vocab_size, D = cf->d_model, R = c->p.max_rows;
     int k = 0;
     double sum = 0.0;
@@ -597,15 +619,36 @@ static int dc_score_one(eng_ctx *c, eng_score_req *r)
             const float *lg = c->logits + (size_t)i * V;
             if (t == c->cand_off[k]) sum = 0.0;
             sum += (double)lg[tgt] - eng_logsumexp(lg, V);
-            if (t + 1 == c->cand_off[k + 1]) r->logprobs[k] = sum;
+            if (t + 1 == c->cand_off[k + 1]) c->cand_lp[k] = sum;
         }
     }
-    return 0;
+    for (int i = 0, first = 0; i < nr; i++) {
+        eng_score_req *r = &reqs[run[i]];
+        memcpy(r->logprobs, c->cand_lp + first, (size_t)r->n_cands * sizeof(double));
+        first += r->n_cands;
+    }
 }
 
 int eng_score(eng_ctx *c, eng_score_req *reqs, int n)
 {
     if (!c || n < 0 || (n > 0 && !reqs)) return ENG_EINVAL;
-    for (int i = 0; i < n; i++) reqs[i].status = dc_score_one(c, &reqs[i]);
+    int *run = c->act; /* [max_rows]: free between eng_generate calls */
+    int i = 0;
+    while (i < n) {
+        int nr = 0, toks = 0, cands = 0;
+        for (; i < n; i++) {
+            eng_score_req *r = &reqs[i];
+            r->status = dc_score_check(c, r);
+            if (r->status) continue;
+            /* Each request alone fits a run (checked above), so a run is never empty. */
+            if (nr == c->p.max_rows || toks + r->n_ids > c->p.max_batch_tokens ||
+                cands + r->n_cands > c->max_cand_total)
+                break;
+            run[nr++] = i;
+            toks += r->n_ids;
+            cands += r->n_cands;
+        }
+        if (nr) dc_score_run(c, reqs, run, nr);
+    }
     return 0;
 }

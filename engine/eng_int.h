@@ -123,8 +123,11 @@ struct eng_ctx {
     int *enc_off, *enc_len;    /* [max_rows + 1] encoder slice of each active row */
     int *tok_off;              /* [max_rows + 1] packed encoder offsets per request */
     int32_t *enc_ids;          /* [max_batch_tokens] packed encoder input */
-    int *cand_off;             /* [max_cands + 1] */
-    int32_t *cand_seq;         /* [max_cands * max_cand_len] teacher-forced decoder input */
+    int max_cand_total;        /* candidates of one scoring run: max(max_cands, max_rows) */
+    int *cand_off;             /* [max_cand_total + 1] */
+    int32_t *cand_seq;         /* [max_cand_total * max_cand_len] teacher-forced decoder input */
+    double *cand_lp;           /* [max_cand_total] log-likelihood of each candidate */
+    int *cand_eoff, *cand_elen;/* [max_cand_total] encoder slice each candidate attends to */
     struct eng_greq *greq;     /* [max_rows] per-request state of a running group */
     int32_t *ban;              /* [max_pos + 2] tokens a processor forbids next */
 };
@@ -139,10 +142,11 @@ void t5_encode(eng_ctx *c, const int32_t *ids, const int *tok_off, int n, int cr
 void t5_decode_step(eng_ctx *c, const int32_t *tok, const int *blk, const int *enc_off,
                     const int *enc_len, int n, int pos);
 /* Teacher-forced decoder over n sequences packed back to back (off[i] .. off[i+1]),
- * each attending causally to itself and to encoder tokens [enc_off, enc_off + enc_len).
+ * sequence i attending causally to itself and to the packed encoder tokens
+ * [enc_off[i], enc_off[i] + enc_len[i]).
  * Final hidden states go to c->h [off[n], d_model] (scaled for tied models). */
-void t5_decode_full(eng_ctx *c, const int32_t *tok, const int *off, int n, int enc_off,
-                    int enc_len);
+void t5_decode_full(eng_ctx *c, const int32_t *tok, const int *off, int n,
+                    const int *enc_off, const int *enc_len);
 /* logits[rows, vocab] from hidden[rows, d_model]. */
 void t5_lm_head(eng_ctx *c, const float *hidden, int rows, float *logits);
 float *t5_kv_block(eng_ctx *c, int blk, int layer, int which);

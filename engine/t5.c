@@ -57,7 +57,8 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     c->p = q;
     c->max_pos = q.max_new_tokens + 1;
     c->max_len = imax(imax(q.max_input_len, c->max_pos), q.max_cand_len);
-    c->max_tok = imax(imax(q.max_batch_tokens, q.max_cands * q.max_cand_len),
+    c->max_cand_total = imax(q.max_cands, q.max_rows);
+    c->max_tok = imax(imax(q.max_batch_tokens, c->max_cand_total * q.max_cand_len),
                       imax(q.max_rows, c->max_pos));
     size_t T = (size_t)c->max_tok, D = (size_t)cf->d_model, I = (size_t)model->inner;
     size_t F = (size_t)cf->d_ff, V = (size_t)cf->vocab_size, H = (size_t)cf->num_heads;
@@ -109,8 +110,11 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     ALLOC(c->enc_off, R + 1);
     ALLOC(c->enc_len, R + 1);
     ALLOC(c->tok_off, R + 1);
-    ALLOC(c->cand_off, (size_t)q.max_cands + 1);
-    ALLOC(c->cand_seq, (size_t)q.max_cands * q.max_cand_len);
+    ALLOC(c->cand_off, (size_t)c->max_cand_total + 1);
+    ALLOC(c->cand_seq, (size_t)c->max_cand_total * q.max_cand_len);
+    ALLOC(c->cand_lp, c->max_cand_total);
+    ALLOC(c->cand_eoff, c->max_cand_total);
+    ALLOC(c->cand_elen, c->max_cand_total);
     ALLOC(c->lp_row, V);
     ALLOC(c->act_blk, R);
     ALLOC(c->enc_ids, BT);
@@ -149,7 +153,7 @@ void eng_ctx_free(eng_ctx **ctx)
                      c->row_done, c->row_len, c->row_rng, c->fin_tok, c->fin_len,
                      c->fin_score, c->fin_sum, c->cand_score, c->cand_tok, c->cand_beam,
                      c->sort_val, c->sort_idx, c->enc_off, c->enc_len, c->tok_off,
-                     c->cand_off, c->cand_seq,
+                     c->cand_off, c->cand_seq, c->cand_lp, c->cand_eoff, c->cand_elen,
                      c->lp_row, c->act_blk, c->enc_ids, c->greq, c->ban };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
@@ -302,8 +306,8 @@ void t5_decode_step(eng_ctx *c, const int32_t *tok, const int *blk, const int *e
     t5_final(c, n);
 }
 
-void t5_decode_full(eng_ctx *c, const int32_t *tok, const int *off, int n, int enc_off,
-                    int enc_len)
+void t5_decode_full(eng_ctx *c, const int32_t *tok, const int *off, int n,
+                    const int *enc_off, const int *enc_len)
 {
     const eng_model *m = c->m;
     const eng_config *cf = &m->cfg;
@@ -325,11 +329,11 @@ void t5_decode_full(eng_ctx *c, const int32_t *tok, const int *off, int n, int e
 
         eng_rmsnorm(c->x, l->ln_cross, T, D, cf->layer_norm_eps, c->h);
         eng_linear(c->h, T, D, l->cross.q, I, c->q);
-        const float *ck = c->cross_k + (li * BT + (size_t)enc_off) * I;
-        const float *cv = c->cross_v + (li * BT + (size_t)enc_off) * I;
         for (int s = 0; s < n; s++) {
             size_t o = (size_t)off[s] * I;
-            t5_attend(c, c->q + o, c->att + o, off[s + 1] - off[s], ck, cv, enc_len, 2);
+            const float *ck = c->cross_k + (li * BT + (size_t)enc_off[s]) * I;
+            const float *cv = c->cross_v + (li * BT + (size_t)enc_off[s]) * I;
+            t5_attend(c, c->q + o, c->att + o, off[s + 1] - off[s], ck, cv, enc_len[s], 2);
         }
         t5_attn_out(c, l->cross.o, T);
         t5_ff(c, l, T);
@@ -369,8 +373,8 @@ int eng_logits(eng_ctx *c, const int32_t *ids, int n_ids, const int32_t *dec_ids
     if (t5_check_ids(c, ids, n_ids) || t5_check_ids(c, dec_ids, n_dec)) return ENG_EINVAL;
     int off[2] = { 0, n_ids };
     t5_encode(c, ids, off, 1, 1);
-    int doff[2] = { 0, n_dec };
-    t5_decode_full(c, dec_ids, doff, 1, 0, n_ids);
+    int doff[2] = { 0, n_dec }, eoff = 0;
+    t5_decode_full(c, dec_ids, doff, 1, &eoff, &n_ids);
     t5_lm_head(c, c->h + (size_t)(n_dec - 1) * c->m->cfg.d_model, 1, out);
     return 0;
 }

@@ -287,6 +287,52 @@ TEST(eng_score_equals_teacher_forcing)
     eng_model_free(&m);
 }
 
+/* Scoring batches across requests (one encoder pass for the run, every candidate of every
+ * request in one decoder pass): each request's log-likelihoods equal scoring it alone,
+ * also when the run is split by max_rows or max_batch_tokens. */
+TEST(eng_score_batched_equals_alone)
+{
+    static et_case cs[8];
+    static const int32_t c0[] = { 2163 }, c1[] = { 150, 13, 3 }, c2[] = { 7163, 1465 },
+                         c3[] = { 5, 6, 7, 8, 9 };
+    const int32_t *cands[] = { c0, c1, c2, c3, c1 };
+    int lens[] = { 1, 3, 2, 5, 0 };
+    const char *models[] = { "tiny-t5", "tiny-flan" };
+    for (int mi = 0; mi < 2; mi++) {
+        eng_model *m = et_model(models[mi]);
+        int nc = et_cases(models[mi], cs);
+        REQUIRE(nc >= 4);
+        double alone[8][5], lp[8][5];
+        eng_ctx *c1x = et_ctx(m, 8, 0);
+        for (int r = 0; r < nc; r++) {
+            int n = 1 + r % 5;
+            eng_score_req q = { .ids = cs[r].ids, .n_ids = cs[r].n, .n_cands = n,
+                                .cand_ids = cands, .cand_lens = lens, .logprobs = alone[r] };
+            REQUIRE(eng_score(c1x, &q, 1) == 0 && q.status == 0);
+        }
+        /* rows 64: the whole batch in one run; rows 2 / 512 batch tokens: split runs */
+        int rows[] = { 64, 2, 8 }, bt[] = { 0, 0, 512 };
+        for (int v = 0; v < 3; v++) {
+            eng_ctx *c = et_ctx(m, rows[v], bt[v]);
+            eng_score_req q[8];
+            for (int r = 0; r < nc; r++)
+                q[r] = (eng_score_req){ .ids = cs[r].ids, .n_ids = cs[r].n, .n_cands = 1 + r % 5,
+                                        .cand_ids = cands, .cand_lens = lens, .logprobs = lp[r] };
+            REQUIRE(eng_score(c, q, nc) == 0);
+            for (int r = 0; r < nc; r++) {
+                CHECK_MSG(q[r].status == 0, "%s v%d req %d status %d", models[mi], v, r, q[r].status);
+                for (int k = 0; k < q[r].n_cands; k++)
+                    CHECK_MSG(fabs(lp[r][k] - alone[r][k]) <= 1e-5 * fmax(1.0, fabs(alone[r][k])),
+                              "%s v%d req %d cand %d: %.9f batched vs %.9f alone", models[mi], v,
+                              r, k, lp[r][k], alone[r][k]);
+            }
+            eng_ctx_free(&c);
+        }
+        eng_ctx_free(&c1x);
+        eng_model_free(&m);
+    }
+}
+
 /* ---- sampling ---- */
 
 static void et_gen1(eng_ctx *c, const et_case *k, const eng_gen_params *p, eng_gen_result *r)
