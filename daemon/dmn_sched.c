@@ -138,13 +138,14 @@ static double oldest(const dmn_queue *q)
 }
 
 int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
-                   int max_wait_ms)
+                   int max_wait_ms, int expect)
 {
     int n = 0;
+    if (expect > max_items) expect = max_items;
     pthread_mutex_lock(&q->mu);
     while (q->n == 0 && !q->closed) pthread_cond_wait(&q->cv, &q->mu);
     /* A short queue waits a little for company, so the engine runs fuller batches. */
-    while (!q->closed && q->n > 0 && q->n < max_items && q->est_sum < max_tokens) {
+    while (!q->closed && q->n > 0 && q->n < expect && q->est_sum < max_tokens) {
         double until = oldest(q) + max_wait_ms * 1e-3;
         if (mono_now() >= until) break;
         struct timespec ts;

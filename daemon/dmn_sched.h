@@ -35,11 +35,13 @@ int dmn_queue_depth(dmn_queue *q);
 void dmn_queue_close(dmn_queue *q);
 
 /* Blocks until there is work, then waits (up to max_wait_ms after the oldest document
- * arrived) for a full batch: max_items documents or max_tokens estimated tokens. Takes
- * the best documents (priority, then arrival) into out[], at least one, stopping before
- * the estimate would pass max_tokens. Returns the count; 0 when closed and empty. */
+ * arrived) for company: until `expect` documents (at most max_items) or max_tokens
+ * estimated tokens are queued. The worker passes the size of its last batch as expect,
+ * so a lone client pays no batching delay while concurrent clients still fill batches.
+ * Takes the best documents (priority, then arrival) into out[], at least one, stopping
+ * before the estimate would pass max_tokens. Returns the count; 0 when closed and empty. */
 int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
-                   int max_wait_ms);
+                   int max_wait_ms, int expect);
 
 /* Removes up to cap documents whose deadline is before `now` into out[] (the I/O thread
  * answers them DEADLINE_EXCEEDED without waiting for the worker). Returns the count;

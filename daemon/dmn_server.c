@@ -94,6 +94,10 @@ int dmn_server_load(dmn_server *srv, char *err, size_t errlen)
     if (cp.max_input_len < c->limits.max_input_tokens) cp.max_input_len = c->limits.max_input_tokens;
     if (cp.max_new_tokens < c->limits.max_new_tokens) cp.max_new_tokens = c->limits.max_new_tokens;
     if (cp.max_cands < c->limits.max_labels) cp.max_cands = c->limits.max_labels;
+    /* The worker hands the engine up to max_batch_tokens encoder tokens at once: size the
+     * context for them, or the engine would split every full batch in two. */
+    if (cp.max_batch_tokens < c->batching.max_batch_tokens)
+        cp.max_batch_tokens = c->batching.max_batch_tokens;
     srv->ctx = eng_ctx_new(srv->model, &cp, why, sizeof why);
     if (!srv->ctx) {
         snprintf(err, errlen, "engine context: %s", why);

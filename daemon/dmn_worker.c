@@ -122,7 +122,9 @@ static void run_score(worker *w, int n)
     qsort(w->sjobs, (size_t)n, sizeof *w->sjobs, cmp_job_len);
     for (int i = 0; i < n; i++) {
         w->lens[i] = w->sjobs[i]->n_ids;
-        w->rows[i] = w->sjobs[i]->score.n_cands > 0 ? w->sjobs[i]->score.n_cands : 1;
+        /* Candidates are teacher-forced, not decoder rows held across steps: the engine
+         * groups them by its own workspace, so a call is bounded by tokens only. */
+        w->rows[i] = 1;
     }
     int calls = dmn_sched_split(w->lens, w->rows, n, srv->conf.batching.max_batch_tokens,
                                 srv->conf.batching.max_rows, w->ends);
@@ -238,18 +240,20 @@ void *dmn_worker_main(void *arg)
         DMN_LOG(DMN_LOG_ERROR, "worker: out of memory");
     }
     DMN_LOG(DMN_LOG_DEBUG, "worker started");
+    int last_n = 1;   /* documents in the last batch: how much company to wait for */
     for (;;) {
         dmn_item one;
         if (!w.items || !w.in || !w.docs || !w.prepared || !w.cap) {
-            if (dmn_queue_take(srv->queue, &one, 1, 1 << 30, 0) == 0) break;
+            if (dmn_queue_take(srv->queue, &one, 1, 1 << 30, 0, 1) == 0) break;
             fail_doc(one.req, one.doc, DMN_INTERNAL, "worker out of memory");
             if (atomic_fetch_sub(&one.req->n_left, 1) == 1) hand_back(srv, one.req);
             continue;
         }
         int n = dmn_queue_take(srv->queue, w.items, w.max_items,
                                srv->conf.batching.max_batch_tokens,
-                               srv->conf.batching.max_wait_ms);
+                               srv->conf.batching.max_wait_ms, last_n);
         if (n == 0) break;   /* closed and drained */
+        last_n = n;
         run_batch(&w, n);
     }
     DMN_LOG(DMN_LOG_DEBUG, "worker stopped: queue drained");

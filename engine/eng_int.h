@@ -123,7 +123,7 @@ struct eng_ctx {
     int *enc_off, *enc_len;    /* [max_rows + 1] encoder slice of each active row */
     int *tok_off;              /* [max_rows + 1] packed encoder offsets per request */
     int32_t *enc_ids;          /* [max_batch_tokens] packed encoder input */
-    int max_cand_total;        /* candidates of one scoring run: max(max_cands, max_rows) */
+    int max_cand_total;        /* candidates of one scoring run (see eng_ctx_new) */
     int *cand_off;             /* [max_cand_total + 1] */
     int32_t *cand_seq;         /* [max_cand_total * max_cand_len] teacher-forced decoder input */
     double *cand_lp;           /* [max_cand_total] log-likelihood of each candidate */

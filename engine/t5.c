@@ -57,7 +57,9 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     c->p = q;
     c->max_pos = q.max_new_tokens + 1;
     c->max_len = imax(imax(q.max_input_len, c->max_pos), q.max_cand_len);
-    c->max_cand_total = imax(q.max_cands, q.max_rows);
+    /* Candidates of one scoring run: as many as the token workspace (>= max_batch_tokens
+     * rows) holds at max_cand_len each, so batching labels costs no extra memory. */
+    c->max_cand_total = imax(q.max_cands, imax(q.max_rows, q.max_batch_tokens / q.max_cand_len));
     c->max_tok = imax(imax(q.max_batch_tokens, c->max_cand_total * q.max_cand_len),
                       imax(q.max_rows, c->max_pos));
     size_t T = (size_t)c->max_tok, D = (size_t)cf->d_model, I = (size_t)model->inner;

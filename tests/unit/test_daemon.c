@@ -555,7 +555,7 @@ TEST(daemon_queue_priority_then_arrival)
     CHECK(dmn_queue_push(q, c, 0) == 0);
     CHECK(dmn_queue_push(q, d, 0) == 0);
     CHECK(dmn_queue_depth(q) == 5);
-    int n = dmn_queue_take(q, it, 16, 1 << 20, 0);
+    int n = dmn_queue_take(q, it, 16, 1 << 20, 0, 16);
     REQUIRE(n == 5);
     CHECK(it[0].req == b && it[1].req == d);              /* priority 5, in arrival order */
     CHECK(it[2].req == a && it[2].doc == 0 && it[3].req == a && it[3].doc == 1);
@@ -580,8 +580,8 @@ TEST(daemon_queue_is_bounded_all_or_nothing)
     CHECK(dmn_queue_push(q, late, 0) < 0);   /* closed: nothing more is taken */
     dmn_req_free(&late);
     dmn_item it[8];
-    CHECK(dmn_queue_take(q, it, 8, 1 << 20, 1000) == 4);   /* closed: no waiting */
-    CHECK(dmn_queue_take(q, it, 8, 1 << 20, 1000) == 0);   /* closed and drained */
+    CHECK(dmn_queue_take(q, it, 8, 1 << 20, 1000, 8) == 4);   /* closed: no waiting */
+    CHECK(dmn_queue_take(q, it, 8, 1 << 20, 1000, 8) == 0);   /* closed and drained */
     dmn_req_free(&a), dmn_req_free(&b), dmn_req_free(&c);
     dmn_queue_free(&q);
 }
@@ -594,14 +594,14 @@ TEST(daemon_queue_take_respects_batch_bounds)
     dmn_req *a = fake_req(10, 0, 200), *b = fake_req(1, 0, 4000);
     dmn_item it[64];
     REQUIRE(dmn_queue_push(q, a, 0) == 0 && dmn_queue_push(q, b, 0) == 0);
-    int n = dmn_queue_take(q, it, 3, 1 << 20, 0);
+    int n = dmn_queue_take(q, it, 3, 1 << 20, 0, 3);
     CHECK(n == 3);                                        /* max_items */
     CHECK(it[0].est_tokens == 52);
-    n = dmn_queue_take(q, it, 64, 110, 0);
+    n = dmn_queue_take(q, it, 64, 110, 0, 64);
     CHECK_MSG(n == 2, "token bound: took %d", n);         /* 52 + 52 <= 110 < 156 */
-    n = dmn_queue_take(q, it, 64, 10, 0);
+    n = dmn_queue_take(q, it, 64, 10, 0, 64);
     CHECK(n == 1);                                        /* always at least one */
-    n = dmn_queue_take(q, it, 64, 1 << 20, 0);
+    n = dmn_queue_take(q, it, 64, 1 << 20, 0, 64);
     CHECK(n == 5 && it[4].req == b && it[4].est_tokens == 100);
     dmn_req_free(&a), dmn_req_free(&b);
     dmn_queue_free(&q);
@@ -633,7 +633,7 @@ TEST(daemon_queue_waits_to_fill_a_batch)
     /* A short queue waits max_wait_ms, then runs what it has. */
     REQUIRE(dmn_queue_push(q, a, mono()) == 0);
     double t0 = mono();
-    CHECK(dmn_queue_take(q, it, 4, 1 << 20, 80) == 1);
+    CHECK(dmn_queue_take(q, it, 4, 1 << 20, 80, 4) == 1);
     double waited = mono() - t0;
     CHECK_MSG(waited > 0.06 && waited < 1.0, "waited %.3f s for max_wait_ms = 80", waited);
 
@@ -643,16 +643,24 @@ TEST(daemon_queue_waits_to_fill_a_batch)
     pthread_t th;
     pthread_create(&th, NULL, push_later, &p);
     t0 = mono();
-    int n = dmn_queue_take(q, it, 4, 1 << 20, 2000);
+    int n = dmn_queue_take(q, it, 4, 1 << 20, 2000, 4);
     waited = mono() - t0;
     pthread_join(th, NULL);
     CHECK_MSG(n == 4, "took %d", n);
     CHECK_MSG(waited < 1.0, "a full batch should not wait the full 2 s (%.3f)", waited);
 
+    /* As much company as the last batch had (expect) is enough: no waiting. */
+    dmn_req *d = fake_req(1, 0, 8);
+    REQUIRE(dmn_queue_push(q, d, mono()) == 0);
+    t0 = mono();
+    CHECK(dmn_queue_take(q, it, 4, 1 << 20, 2000, 1) == 1);
+    waited = mono() - t0;
+    CHECK_MSG(waited < 0.5, "expect 1 with 1 queued should not wait (%.3f s)", waited);
+
     /* A blocked take wakes on close. */
     dmn_queue_close(q);
-    CHECK(dmn_queue_take(q, it, 4, 1 << 20, 2000) == 0);
-    dmn_req_free(&a), dmn_req_free(&b), dmn_req_free(&c);
+    CHECK(dmn_queue_take(q, it, 4, 1 << 20, 2000, 4) == 0);
+    dmn_req_free(&a), dmn_req_free(&b), dmn_req_free(&c), dmn_req_free(&d);
     dmn_queue_free(&q);
 }
 
@@ -669,7 +677,7 @@ TEST(daemon_queue_expire_removes_late_documents)
     CHECK(dmn_queue_expire(q, 11.0, it, 16, &next) == 3);   /* b, and both of a */
     CHECK(next == 20.0);
     CHECK(dmn_queue_depth(q) == 1);
-    int n = dmn_queue_take(q, it, 16, 1 << 20, 0);
+    int n = dmn_queue_take(q, it, 16, 1 << 20, 0, 16);
     CHECK(n == 1 && it[0].req == c);
     CHECK(dmn_queue_expire(q, 100.0, it, 16, &next) == 0 && next == 0);
     /* The heap order survives an expiry in the middle. */
@@ -680,7 +688,7 @@ TEST(daemon_queue_expire_removes_late_documents)
         REQUIRE(dmn_queue_push(q, d[i], 0) == 0);
     }
     CHECK(dmn_queue_expire(q, 2.0, it, 16, NULL) == 3);
-    n = dmn_queue_take(q, it, 16, 1 << 20, 0);
+    n = dmn_queue_take(q, it, 16, 1 << 20, 0, 16);
     CHECK(n == 3 && it[0].req == d[4] && it[1].req == d[2] && it[2].req == d[0]);
     for (int i = 0; i < 6; i++) dmn_req_free(&d[i]);
     dmn_req_free(&a), dmn_req_free(&b), dmn_req_free(&c);
