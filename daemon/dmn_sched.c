@@ -143,10 +143,16 @@ int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
     int n = 0;
     if (expect > max_items) expect = max_items;
     pthread_mutex_lock(&q->mu);
+    double free_at = mono_now();
     while (q->n == 0 && !q->closed) pthread_cond_wait(&q->cv, &q->mu);
-    /* A short queue waits a little for company, so the engine runs fuller batches. */
+    /* A short queue waits a little for company, so the engine runs fuller batches. The
+     * wait counts from when the worker became free or the oldest document arrived,
+     * whichever is later: documents that queued during the last batch must not end the
+     * wait at once, or the clients it just answered never catch up, and batches
+     * alternate between a few early documents and everyone else. */
     while (!q->closed && q->n > 0 && q->n < expect && q->est_sum < max_tokens) {
-        double until = oldest(q) + max_wait_ms * 1e-3;
+        double from = oldest(q) > free_at ? oldest(q) : free_at;
+        double until = from + max_wait_ms * 1e-3;
         if (mono_now() >= until) break;
         struct timespec ts;
         ts.tv_sec = (time_t)until;

@@ -34,8 +34,8 @@ int dmn_queue_depth(dmn_queue *q);
 /* No more pushes; take() no longer waits to fill batches and returns 0 once empty. */
 void dmn_queue_close(dmn_queue *q);
 
-/* Blocks until there is work, then waits (up to max_wait_ms after the oldest document
- * arrived) for company: until `expect` documents (at most max_items) or max_tokens
+/* Blocks until there is work, then waits (up to max_wait_ms after the call or the oldest
+ * document's arrival, whichever is later) for company: until `expect` documents (at most max_items) or max_tokens
  * estimated tokens are queued. The worker passes the size of its last batch as expect,
  * so a lone client pays no batching delay while concurrent clients still fill batches.
  * Takes the best documents (priority, then arrival) into out[], at least one, stopping

@@ -605,7 +605,7 @@ static void dc_score_run(eng_ctx *c, eng_score_req *reqs, const int *run, int nr
     c->cand_off[nc] = T;
     t5_encode(c, c->enc_ids, c->tok_off, nr, 1);
     t5_decode_full(c, c->cand_seq, c->cand_off, nc, c->cand_eoff, c->cand_elen);
-    int V = cf->vocab_size, D = cf->d_model, R = c->p.max_rows;
+    int V = cf->vocab_size, D = cf->d_model, R = c->logit_rows;
     int k = 0;
     double sum = 0.0;
     for (int t0 = 0; t0 < T; t0 += R) {

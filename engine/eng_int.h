@@ -70,6 +70,10 @@ struct eng_model {
     int n_threads;
 };
 
+/* Label scoring runs lm_head over this many rows per call at least: every sgemm call
+ * repacks the whole [vocab, d_model] weight, so small chunks pay that again and again. */
+#define ENG_SCORE_CHUNK 128
+
 /* ---- decode.c ---- */
 size_t eng_greq_size(void);
 
@@ -98,7 +102,8 @@ struct eng_ctx {
     float *dec_bias;           /* [num_heads][max_len]: bias at rel pos -r (r >= 0) is [r] */
     float *kv;                 /* [max_rows] cache blocks, see above */
     size_t kv_block;           /* floats per block */
-    float *logits;             /* [max_rows, vocab] */
+    int logit_rows;            /* max(max_rows, ENG_SCORE_CHUNK) */
+    float *logits;             /* [logit_rows, vocab] */
 
     /* decoding state (decode.c), all [max_rows ...] */
     int32_t *hist, *hist2;     /* [max_rows][max_pos + 1] token history incl. start */

@@ -86,7 +86,8 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     ALLOC(c->enc_bias, H * (2 * L - 1));
     ALLOC(c->dec_bias, H * L);
     ALLOC(c->kv, R * c->kv_block);
-    ALLOC(c->logits, R * V);
+    c->logit_rows = imax(q.max_rows, ENG_SCORE_CHUNK);
+    ALLOC(c->logits, (size_t)c->logit_rows * V);
     ALLOC(c->hist, R * (P + 1));
     ALLOC(c->hist2, (R + 1) * (P + 1));
     ALLOC(c->row_block, R);
