@@ -200,6 +200,7 @@ static void run_batch(worker *w, int n)
         }
     }
 
+    DMN_LOG(DMN_LOG_DEBUG, "batch: %d documents, %d generation and %d scoring jobs", n, ng, ns);
     run_generate(w, ng);
     run_score(w, ns);
 
