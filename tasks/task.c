@@ -510,6 +510,30 @@ fail:
     return NULL;
 }
 
+int task_prepare_single(const task_env *env, task_kind kind, const task_input *in,
+                        task_doc *doc, char *err, size_t errlen)
+{
+    static const char *const names[] = { "text" };
+    const char *vals[] = { in->text };
+    size_t lens[] = { in->text_len };
+    eng_gen_params p;
+    int32_t *ids;
+    int n, rc;
+
+    rc = task_gen_params(env->conf, kind, &in->opts, &p, err, errlen);
+    if (rc < 0) return rc;
+    rc = task_encode_prompt(env, env->conf->spec[kind].prompt, names, vals, lens, 1, 0,
+                            env->max_input_tokens, &ids, &n, &doc->truncated, err, errlen);
+    if (rc < 0) return rc;
+    if ((rc = task_doc_jobs(doc, 1)) < 0) {
+        free(ids);
+        return rc;
+    }
+    task_job_generate(&doc->jobs[0], ids, n, &p);
+    doc->input_tokens = n;
+    return 0;
+}
+
 int task_finish_single(const task_env *env, const task_input *in, task_doc *doc,
                        task_result *out)
 {

@@ -116,6 +116,11 @@ void task_job_generate(task_job *job, int32_t *ids, int n_ids, const eng_gen_par
 int task_job_status(const task_job *job, char *msg, size_t msglen);
 /* Text of a hypothesis (malloc'ed); *n_out: its tokens without EOS. NULL on error. */
 char *task_hyp_text(const tok_model *tok, const eng_hyp *h, int *n_out);
+/* Prepares the one generate job of a single-prompt task (summarize, text2text): the
+ * task's configured prompt with {text}, its decoding defaults under the client's
+ * options; the text is cut to fit (truncated = 1) unless tasks.truncate = false. */
+int task_prepare_single(const task_env *env, task_kind kind, const task_input *in,
+                        task_doc *doc, char *err, size_t errlen);
 /* Fills text/score/hyps/output_tokens from one generate job (summarize, text2text). */
 int task_finish_single(const task_env *env, const task_input *in, task_doc *doc,
                        task_result *out);

@@ -1,33 +1,5 @@
 #!/bin/bash
-# Runs the request-decoder fuzzer (build/fuzz/fuzz_request, libFuzzer + ASan + UBSan)
-# for ~15 s from the seed corpus. Passes only if no crash, leak, sanitizer report or
-# contract abort was found. New inputs go to a scratch copy of the corpus, so the
-# checked-in seeds never change.
+# The request decoder and validator of nlpd (tests/fuzz/fuzz_request.c) for ~15 s.
 set -u
-B=${NLP_BUILD:-build}
-FZ=""
-for c in "$B/fuzz/fuzz_request" "$B/../fuzz/fuzz_request" build/fuzz/fuzz_request; do
-    if [ -x "$c" ]; then FZ=$c; break; fi
-done
-if [ -z "$FZ" ]; then
-    echo "fuzz_request.sh: no fuzz_request binary (make fuzz builds build/fuzz/fuzz_request)" >&2
-    exit 1
-fi
-SECS=${NLP_FUZZ_SECS:-15}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/corpus"
-cp tests/fuzz/corpus/fuzz_request/* "$work/corpus/"
-"$FZ" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
-    -print_final_stats=1 -artifact_prefix="$work/" "$work/corpus" >"$work/log" 2>&1
-rc=$?
-if [ $rc -ne 0 ] || ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* >/dev/null 2>&1; then
-    tail -n 60 "$work/log" >&2
-    for a in "$work"/crash-* "$work"/leak-* "$work"/timeout-*; do
-        [ -e "$a" ] && { echo "artifact $a:" >&2; od -c "$a" | head -20 >&2; }
-    done
-    echo "fuzz_request.sh: fuzzer failed (rc=$rc)" >&2
-    exit 1
-fi
-grep -E "stat::number_of_executed_units|Done " "$work/log" | head -3
-exit 0
+. "$(dirname "$0")/lib/fuzz.bash"
+fuzz_run fuzz_request 15 16384
