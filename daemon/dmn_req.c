@@ -116,10 +116,11 @@ static int read_options(const Nlp__V1__DecodingOptions *o, const dmn_limits *lim
         t->num_beams = (int)o->num_beams;
     }
     if (o->has_num_return_sequences) {
-        uint32_t cap = o->has_num_beams ? o->num_beams : (uint32_t)max_beams;
-        if (cap > ENG_MAX_RETURN) cap = ENG_MAX_RETURN;
+        /* The range only: how it relates to num_beams and sampling is the task's rule
+         * (task_gen_params), which says exactly what is wrong. */
+        uint32_t cap = ENG_MAX_RETURN;
         if (o->num_return_sequences < 1 || o->num_return_sequences > cap) {
-            snprintf(range, sizeof range, "1..%u, at most num_beams", cap);
+            snprintf(range, sizeof range, "1..%u", cap);
             return bad_opt(err, errlen, "num_return_sequences", range);
         }
         t->num_return_sequences = (int)o->num_return_sequences;

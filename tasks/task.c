@@ -373,20 +373,6 @@ int task_gen_params(const task_conf *conf, task_kind kind, const task_decode_opt
                         conf->max_beams, o->num_beams);
         p->num_beams = o->num_beams;
     }
-    /* return_hypotheses without a count: every beam. */
-    int nret = o->num_return_sequences >= 0 ? o->num_return_sequences
-               : o->return_hypotheses       ? p->num_beams
-                                            : d->num_return_sequences;
-    if (nret > p->num_beams) {
-        if (o->num_return_sequences >= 0)
-            return errf(err, errlen, TASK_EINVAL,
-                        "num_return_sequences (%d) must be in [1, num_beams = %d]", nret,
-                        p->num_beams);
-        nret = p->num_beams;
-    }
-    if (nret < 1) return errf(err, errlen, TASK_EINVAL, "num_return_sequences must be at least 1");
-    if (nret > ENG_MAX_RETURN) nret = ENG_MAX_RETURN;
-    p->num_return_sequences = nret;
 
     p->length_penalty = (float)d->length_penalty;
     if (!isnan(o->length_penalty)) {
@@ -432,6 +418,31 @@ int task_gen_params(const task_conf *conf, task_kind kind, const task_decode_opt
         p->seed = (uint64_t)o->seed;
         p->do_sample = 1;
     }
+    /* Sampling draws from one row per returned sequence; beam sampling is not supported.
+     * A task whose configured default is beam search (summarize) samples with one beam
+     * when the client asks for sampling without choosing beams. */
+    if (p->do_sample && p->num_beams > 1) {
+        if (o->num_beams >= 0)
+            return errf(err, errlen, TASK_EINVAL,
+                        "sampling (temperature, top_k, top_p or seed) needs num_beams = 1, "
+                        "not %d: beam sampling is not supported", o->num_beams);
+        p->num_beams = 1;
+    }
+    /* How many sequences come back: up to num_beams with beam search, up to
+     * ENG_MAX_RETURN independent samples when sampling, one with greedy search.
+     * return_hypotheses without a count: every beam. */
+    int most = p->do_sample ? ENG_MAX_RETURN : p->num_beams;
+    int nret = o->num_return_sequences >= 0 ? o->num_return_sequences
+               : o->return_hypotheses       ? p->num_beams
+                                            : d->num_return_sequences;
+    if (nret > most) {
+        if (o->num_return_sequences >= 0)
+            return errf(err, errlen, TASK_EINVAL, "num_return_sequences (%d) must be in [1, %d]%s",
+                        nret, most, p->do_sample ? "" : " (num_beams)");
+        nret = most;
+    }
+    if (nret < 1) return errf(err, errlen, TASK_EINVAL, "num_return_sequences must be at least 1");
+    p->num_return_sequences = nret;
     return 0;
 }
 

@@ -37,7 +37,7 @@ static const char usage_text[] =
 "  --max-new-tokens N  --min-new-tokens N  --num-beams N  --length-penalty F\n"
 "  --no-repeat-ngram-size N  --repetition-penalty F\n"
 "  --temperature F  --top-k N  --top-p F  --seed N   (any of these four: sampling)\n"
-"  --num-return N        hypotheses to return (<= num-beams)\n"
+"  --num-return N        sequences to return (<= num-beams; up to 16 when sampling)\n"
 "  --hypotheses          print every hypothesis with its score\n"
 "\n"
 "batch mode: each input line is a JSON object {\"id\": any, \"text\": \"...\"} with optional\n"

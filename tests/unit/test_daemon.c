@@ -352,7 +352,11 @@ TEST(daemon_decode_rejects_with_the_documented_code)
     CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_INVALID_ARGUMENT);
     opts.num_beams = 4;
     CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_OK);
-    opts.has_num_return_sequences = 1, opts.num_return_sequences = 5;
+    /* Only the range here (1..16); its relation to num_beams and sampling is the
+     * task's rule (task_gen_params), answered per document. */
+    opts.has_num_return_sequences = 1, opts.num_return_sequences = 17;
+    CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_INVALID_ARGUMENT);
+    opts.num_return_sequences = 0;
     CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_INVALID_ARGUMENT);
     opts.num_return_sequences = 4;
     CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_OK);

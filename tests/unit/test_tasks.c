@@ -124,6 +124,27 @@ TEST(task_gen_params_defaults_and_overrides)
     REQUIRE(task_gen_params(c, TASK_TEXT2TEXT, &o, &p, err, sizeof err) == 0);
     CHECK(p.do_sample == 1 && p.seed == 7);
 
+    /* Sampling on a task whose default is beam search: one beam, unless the client chose
+     * beams (then a clear error); several independent samples may come back. */
+    task_decode_opts_unset(&o);
+    o.temperature = 0.7f;
+    REQUIRE(task_gen_params(c, TASK_SUMMARIZE, &o, &p, err, sizeof err) == 0);
+    CHECK(p.do_sample == 1 && p.num_beams == 1 && p.num_return_sequences == 1);
+    o.num_return_sequences = 3;
+    REQUIRE(task_gen_params(c, TASK_SUMMARIZE, &o, &p, err, sizeof err) == 0);
+    CHECK(p.num_beams == 1 && p.num_return_sequences == 3);
+    o.num_return_sequences = ENG_MAX_RETURN + 1;
+    CHECK(task_gen_params(c, TASK_SUMMARIZE, &o, &p, err, sizeof err) == TASK_EINVAL);
+    o.num_return_sequences = -1;
+    o.num_beams = 4;
+    err[0] = 0;
+    CHECK(task_gen_params(c, TASK_SUMMARIZE, &o, &p, err, sizeof err) == TASK_EINVAL);
+    CHECK_MSG(strstr(err, "beam sampling"), "message: %s", err);
+    /* greedy returns one sequence */
+    task_decode_opts_unset(&o);
+    o.num_beams = 1, o.num_return_sequences = 2;
+    CHECK(task_gen_params(c, TASK_TEXT2TEXT, &o, &p, err, sizeof err) == TASK_EINVAL);
+
     struct { const char *what; task_decode_opts o; } bad[4];
     for (int i = 0; i < 4; i++) task_decode_opts_unset(&bad[i].o);
     bad[0].o.max_new_tokens = 0;
