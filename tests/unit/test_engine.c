@@ -487,6 +487,51 @@ TEST(eng_api_errors)
 typedef void (*et_edit_fn)(cJSON *hdr);
 typedef void (*et_data_fn)(cJSON *hdr, char *data);
 
+/* Reads a safetensors file into its header (parsed) and data region (malloc'ed). */
+static cJSON *et_read_st(const char *path, char **data, size_t *nd)
+{
+    FILE *f = fopen(path, "rb");
+    REQUIRE(f);
+    unsigned char b8[8];
+    REQUIRE(fread(b8, 1, 8, f) == 8);
+    uint64_t hl = 0;
+    for (int i = 0; i < 8; i++) hl |= (uint64_t)b8[i] << (8 * i);
+    char *hdr = calloc(1, hl + 1);
+    REQUIRE(hdr && fread(hdr, 1, hl, f) == hl);
+    fseek(f, 0, SEEK_END);
+    *nd = (size_t)ftell(f) - 8 - hl;
+    *data = malloc(*nd);
+    fseek(f, (long)(8 + hl), SEEK_SET);
+    REQUIRE(*data && fread(*data, 1, *nd, f) == *nd);
+    fclose(f);
+    cJSON *h = cJSON_Parse(hdr);
+    REQUIRE(h);
+    free(hdr);
+    return h;
+}
+
+/* Writes DIR/model.safetensors from a header and data; the header is space-padded to a
+ * multiple of 8 bytes plus `extra_pad` (to misalign the data on purpose). */
+static void et_write_st(const char *dir, const cJSON *h, size_t extra_pad, const char *data,
+                        size_t nd)
+{
+    char path[256];
+    char *nh = cJSON_PrintUnformatted(h);
+    size_t nl = strlen(nh), pad = (8 - nl % 8) % 8 + extra_pad;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f);
+    uint64_t L = nl + pad;
+    unsigned char b8[8];
+    for (int i = 0; i < 8; i++) b8[i] = (unsigned char)(L >> (8 * i));
+    fwrite(b8, 1, 8, f);
+    fwrite(nh, 1, nl, f);
+    for (size_t i = 0; i < pad; i++) fputc(' ', f);
+    fwrite(data, 1, nd, f);
+    fclose(f);
+    free(nh);
+}
+
 static void et_copy_model(char *dir, const char *src, et_edit_fn edit, et_data_fn dedit,
                           const char *cfg_from, const char *cfg_to)
 {
@@ -494,37 +539,12 @@ static void et_copy_model(char *dir, const char *src, et_edit_fn edit, et_data_f
     strcpy(dir, "/tmp/nlp-eng-XXXXXX");
     REQUIRE(mkdtemp(dir));
     snprintf(rel, sizeof rel, "models/%s/model.safetensors", src);
-    FILE *f = fopen(th_data(rel), "rb");
-    REQUIRE(f);
-    uint64_t hl = 0;
-    unsigned char b8[8];
-    REQUIRE(fread(b8, 1, 8, f) == 8);
-    for (int i = 0; i < 8; i++) hl |= (uint64_t)b8[i] << (8 * i);
-    char *hdr = calloc(1, hl + 1);
-    REQUIRE(hdr && fread(hdr, 1, hl, f) == hl);
-    fseek(f, 0, SEEK_END);
-    long total = ftell(f);
-    size_t nd = (size_t)total - 8 - hl;
-    char *data = malloc(nd);
-    fseek(f, (long)(8 + hl), SEEK_SET);
-    REQUIRE(data && fread(data, 1, nd, f) == nd);
-    fclose(f);
-    cJSON *h = cJSON_Parse(hdr);
-    REQUIRE(h);
+    size_t nd;
+    char *data;
+    cJSON *h = et_read_st(th_data(rel), &data, &nd);
     if (edit) edit(h);
     if (dedit) dedit(h, data);
-    char *nh = cJSON_PrintUnformatted(h);
-    size_t nl = strlen(nh), pad = (8 - nl % 8) % 8;
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    f = fopen(path, "wb");
-    REQUIRE(f);
-    uint64_t L = nl + pad;
-    for (int i = 0; i < 8; i++) b8[i] = (unsigned char)(L >> (8 * i));
-    fwrite(b8, 1, 8, f);
-    fwrite(nh, 1, nl, f);
-    for (size_t i = 0; i < pad; i++) fputc(' ', f);
-    fwrite(data, 1, nd, f);
-    fclose(f);
+    et_write_st(dir, h, 0, data, nd);
     /* config.json, with one textual substitution */
     snprintf(rel, sizeof rel, "models/%s/config.json", src);
     cJSON *cj = et_json(th_data(rel));
@@ -540,10 +560,11 @@ static void et_copy_model(char *dir, const char *src, et_edit_fn edit, et_data_f
         ct = nt;
     }
     snprintf(path, sizeof path, "%s/config.json", dir);
-    f = fopen(path, "w");
+    FILE *f = fopen(path, "w");
+    REQUIRE(f);
     fputs(ct, f);
     fclose(f);
-    free(ct), cJSON_Delete(cj), free(nh), cJSON_Delete(h), free(data), free(hdr);
+    free(ct), cJSON_Delete(cj), cJSON_Delete(h), free(data);
 }
 
 static void et_rmdir(const char *dir)
@@ -702,26 +723,14 @@ static uint16_t et_f32_to_f16(float f)
  * the header padded so that all data sits 2 bytes off a 4-byte boundary. */
 static void et_write_variant(char *dir, int to_f16)
 {
-    char rel[128], path[256];
+    char rel[128];
     strcpy(dir, "/tmp/nlp-eng-XXXXXX");
     REQUIRE(mkdtemp(dir));
-    snprintf(rel, sizeof rel, "models/tiny-t5/model.safetensors");
-    FILE *f = fopen(th_data(rel), "rb");
-    REQUIRE(f);
-    unsigned char b8[8];
-    REQUIRE(fread(b8, 1, 8, f) == 8);
-    uint64_t hl = 0;
-    for (int i = 0; i < 8; i++) hl |= (uint64_t)b8[i] << (8 * i);
-    char *hdr = calloc(1, hl + 1);
-    REQUIRE(hdr && fread(hdr, 1, hl, f) == hl);
-    fseek(f, 0, SEEK_END);
-    size_t nd = (size_t)ftell(f) - 8 - hl;
-    char *data = malloc(nd), *out = malloc(nd);
-    fseek(f, (long)(8 + hl), SEEK_SET);
-    REQUIRE(data && out && fread(data, 1, nd, f) == nd);
-    fclose(f);
-    cJSON *h = cJSON_Parse(hdr);
-    REQUIRE(h);
+    size_t nd;
+    char *data;
+    cJSON *h = et_read_st(th_data("models/tiny-t5/model.safetensors"), &data, &nd);
+    char *out = malloc(nd);
+    REQUIRE(out);
     size_t o = 0;
     cJSON *t;
     cJSON_ArrayForEach(t, h) {
@@ -747,22 +756,10 @@ static void et_write_variant(char *dir, int to_f16)
         cJSON_ReplaceItemInArray(offs, 1, cJSON_CreateNumber((double)(o + len)));
         o += len;
     }
-    char *nh = cJSON_PrintUnformatted(h);
-    size_t nl = strlen(nh);
-    size_t pad = (8 - nl % 8) % 8 + (to_f16 ? 0 : 2); /* F32 variant: 8 + L = 2 mod 8 */
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    f = fopen(path, "wb");
-    REQUIRE(f);
-    uint64_t L = nl + pad;
-    for (int i = 0; i < 8; i++) b8[i] = (unsigned char)(L >> (8 * i));
-    fwrite(b8, 1, 8, f);
-    fwrite(nh, 1, nl, f);
-    for (size_t i = 0; i < pad; i++) fputc(' ', f);
-    fwrite(out, 1, o, f);
-    fclose(f);
+    et_write_st(dir, h, to_f16 ? 0 : 2, out, o); /* F32 variant: 8 + L = 2 mod 8 */
     snprintf(rel, sizeof rel, "cp '%s' '%s/config.json'", th_data("models/tiny-t5/config.json"), dir);
     REQUIRE(system(rel) == 0);
-    free(nh), cJSON_Delete(h), free(out), free(data), free(hdr);
+    cJSON_Delete(h), free(out), free(data);
 }
 
 static void et_variant(int to_f16, double tol)
