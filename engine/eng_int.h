@@ -11,17 +11,24 @@
 #include "engine/engine.h"
 #include "engine/st.h"
 
-/* ---- kernels.c: the one door for matrix products, and the elementwise kernels ---- */
+/* ---- gemm.c: the one door for matrix products ---- */
 
 /* C[M,N] = A[M,K] * op(B) (+ beta * C).
  *   trans_b = 1: B is [N, K] (an HF Linear weight, or keys): C = A B^T
  *   trans_b = 0: B is [K, N] (values): C = A B
- * M == 1 goes to sgemv (sgemm with M = 1 is several times slower in OpenBLAS). */
+ * Up to 32 rows: the project's few-rows kernel (weights read once, in place); more rows:
+ * OpenBLAS sgemm. */
 void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
               int trans_b, float beta, float *C, int ldc);
 /* y[rows, N] = x[rows, K] W^T for a Linear weight W [N, K], all dense. */
 void eng_linear(const float *x, int rows, int K, const float *W, int N, float *y);
+/* OpenBLAS threads, process-wide; n <= 0: all cores. */
 void eng_set_threads(int n);
+/* Called by each public entry point: the calling thread's OpenMP team size follows the
+ * model's thread count (OpenMP keeps that setting per thread). */
+void eng_threads_enter(const eng_model *m);
+
+/* ---- kernels.c: the elementwise kernels ---- */
 /* out[rows, d] = w * x / sqrt(mean(x^2) + eps); out may alias x. */
 void eng_rmsnorm(const float *x, const float *w, int rows, int d, float eps, float *out);
 /* In place over n values; fp32 with max subtraction. -INFINITY entries become 0. */

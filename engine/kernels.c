@@ -1,56 +1,9 @@
-/* Tensor kernels: the one door for matrix products (OpenBLAS), and the elementwise
- * pieces of the T5 forward pass. Nothing here allocates. */
+/* Tensor kernels: the elementwise pieces of the T5 forward pass (matrix products are in
+ * gemm.c). Nothing here allocates. */
 #include "engine/eng_int.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
-
-void eng_set_threads(int n)
-{
-    if (n <= 0) n = openblas_get_num_procs();
-    if (n <= 0) n = 1;
-    openblas_set_num_threads(n);
-}
-
-/* Up to this many rows, a Linear product is one sgemv per row. sgemm packs the whole
- * weight matrix before multiplying, so for a handful of rows it costs about three weight
- * reads: measured on flan-t5-small's decoder weights (2 cores), 2 rows took 13.6 ms by
- * sgemv vs 18.9 ms by sgemm; at 4 rows sgemm wins (14.6 vs 22.9 ms). */
-#define EK_GEMV_MAX_ROWS 3
-
-void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-              int trans_b, float beta, float *C, int ldc)
-{
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++)
-                C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
-        return;
-    }
-    if (M == 1) {
-        /* A row vector: y = B x (trans_b, B [N, K]) or y = B^T x (B [K, N]). */
-        if (trans_b)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, B, ldb, A, 1, beta, C, 1);
-        else
-            cblas_sgemv(CblasRowMajor, CblasTrans, K, N, 1.0f, B, ldb, A, 1, beta, C, 1);
-        return;
-    }
-    if (trans_b && M <= EK_GEMV_MAX_ROWS) {
-        for (int i = 0; i < M; i++)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, B, ldb, A + (size_t)i * lda, 1,
-                        beta, C + (size_t)i * ldc, 1);
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
-                1.0f, A, lda, B, ldb, beta, C, ldc);
-}
-
-void eng_linear(const float *x, int rows, int K, const float *W, int N, float *y)
-{
-    eng_gemm(rows, N, K, x, K, W, K, 1, 0.0f, y, N);
-}
 
 void eng_rmsnorm(const float *x, const float *w, int rows, int d, float eps, float *out)
 {

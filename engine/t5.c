@@ -79,7 +79,8 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     ALLOC(c->att, T * I);
     ALLOC(c->ff0, T * F);
     ALLOC(c->ff1, T * F);
-    ALLOC(c->scores, L * L);
+    /* one head of one sequence [L, L], or in a decode step one row of [max_rows, L] each */
+    ALLOC(c->scores, imax(L, R) * L);
     ALLOC(c->enc_out, BT * D);
     ALLOC(c->cross_k, NL * BT * I);
     ALLOC(c->cross_v, NL * BT * I);
@@ -201,10 +202,9 @@ static void t5_embed(eng_ctx *c, const int32_t *tok, int n)
  * (rows of k / v), head by head. mode 0: bidirectional encoder bias; 1: causal decoder
  * bias (queries and keys are the same positions); 2: no bias (cross attention). */
 static void t5_attend(eng_ctx *c, const float *q, float *att, int Lq, const float *k,
-                      const float *v, int Lk, int mode)
+                      const float *v, int Lk, int mode, float *s /* [Lq, Lk] */)
 {
     int I = c->m->inner, dk = c->m->cfg.d_kv, H = c->m->cfg.num_heads, L = c->max_len;
-    float *s = c->scores; /* [Lq, Lk] */
     for (int hd = 0; hd < H; hd++) {
         eng_gemm(Lq, Lk, dk, q + hd * dk, I, k + hd * dk, I, 1, 0.0f, s, Lk);
         for (int i = 0; i < Lq; i++) {
@@ -238,7 +238,7 @@ void t5_encode(eng_ctx *c, const int32_t *ids, const int *tok_off, int n, int cr
         for (int s = 0; s < n; s++) {
             size_t o = (size_t)tok_off[s] * I;
             int len = tok_off[s + 1] - tok_off[s];
-            t5_attend(c, c->q + o, c->att + o, len, c->k + o, c->v + o, len, 0);
+            t5_attend(c, c->q + o, c->att + o, len, c->k + o, c->v + o, len, 0, c->scores);
         }
         t5_attn_out(c, l->self.o, T);
         t5_ff(c, l, T);
@@ -264,12 +264,32 @@ static void t5_final(eng_ctx *c, int n)
     }
 }
 
+/* Self-attention of decode row i at position pos: its new key and value go into its KV
+ * cache block, then its query attends over positions 0..pos. s: [pos + 1] scratch. */
+static void t5_step_self_row(eng_ctx *c, int li, int blk, int pos, int i, float *s)
+{
+    int I = c->m->inner, dk = c->m->cfg.d_kv, H = c->m->cfg.num_heads;
+    float *kc = t5_kv_block(c, blk, li, 0); /* [max_pos, inner] */
+    float *vc = t5_kv_block(c, blk, li, 1);
+    memcpy(kc + (size_t)pos * I, c->k + (size_t)i * I, (size_t)I * sizeof(float));
+    memcpy(vc + (size_t)pos * I, c->v + (size_t)i * I, (size_t)I * sizeof(float));
+    const float *qi = c->q + (size_t)i * I;
+    float *ai = c->att + (size_t)i * I;
+    for (int hd = 0; hd < H; hd++) {
+        eng_gemm(1, pos + 1, dk, qi + hd * dk, I, kc + hd * dk, I, 1, 0.0f, s, pos + 1);
+        const float *b = c->dec_bias + (size_t)hd * c->max_len;
+        for (int j = 0; j <= pos; j++) s[j] += b[pos - j];
+        eng_softmax(s, pos + 1);
+        eng_gemm(1, dk, pos + 1, s, pos + 1, vc + hd * dk, I, 0, 0.0f, ai + hd * dk, I);
+    }
+}
+
 void t5_decode_step(eng_ctx *c, const int32_t *tok, const int *blk, const int *enc_off,
                     const int *enc_len, int n, int pos)
 {
     const eng_model *m = c->m;
     const eng_config *cf = &m->cfg;
-    int D = cf->d_model, I = m->inner, dk = cf->d_kv, H = cf->num_heads;
+    int D = cf->d_model, I = m->inner;
     size_t BT = (size_t)c->p.max_batch_tokens;
     t5_embed(c, tok, n);
     for (int li = 0; li < cf->num_decoder_layers; li++) {
@@ -278,30 +298,25 @@ void t5_decode_step(eng_ctx *c, const int32_t *tok, const int *blk, const int *e
         eng_linear(c->h, n, D, l->self.q, I, c->q);
         eng_linear(c->h, n, D, l->self.k, I, c->k);
         eng_linear(c->h, n, D, l->self.v, I, c->v);
-        for (int i = 0; i < n; i++) {
-            float *kc = t5_kv_block(c, blk[i], li, 0); /* [max_pos, inner] */
-            float *vc = t5_kv_block(c, blk[i], li, 1);
-            memcpy(kc + (size_t)pos * I, c->k + (size_t)i * I, (size_t)I * sizeof(float));
-            memcpy(vc + (size_t)pos * I, c->v + (size_t)i * I, (size_t)I * sizeof(float));
-            const float *qi = c->q + (size_t)i * I;
-            float *ai = c->att + (size_t)i * I;
-            float *s = c->scores; /* [pos + 1] */
-            for (int hd = 0; hd < H; hd++) {
-                eng_gemm(1, pos + 1, dk, qi + hd * dk, I, kc + hd * dk, I, 1, 0.0f, s, pos + 1);
-                const float *b = c->dec_bias + (size_t)hd * c->max_len;
-                for (int j = 0; j <= pos; j++) s[j] += b[pos - j];
-                eng_softmax(s, pos + 1);
-                eng_gemm(1, dk, pos + 1, s, pos + 1, vc + hd * dk, I, 0, 0.0f, ai + hd * dk, I);
-            }
-        }
+        /* Rows are independent here: the threads share them, each row with its own
+         * slice of the scores workspace ([max_rows, max_len]). */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (n > 1)
+#endif
+        for (int i = 0; i < n; i++)
+            t5_step_self_row(c, li, blk[i], pos, i, c->scores + (size_t)i * c->max_len);
         t5_attn_out(c, l->self.o, n);
 
         eng_rmsnorm(c->x, l->ln_cross, n, D, cf->layer_norm_eps, c->h);
         eng_linear(c->h, n, D, l->cross.q, I, c->q);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (n > 1)
+#endif
         for (int i = 0; i < n; i++) {
             const float *ck = c->cross_k + (li * BT + (size_t)enc_off[i]) * I;
             const float *cv = c->cross_v + (li * BT + (size_t)enc_off[i]) * I;
-            t5_attend(c, c->q + (size_t)i * I, c->att + (size_t)i * I, 1, ck, cv, enc_len[i], 2);
+            t5_attend(c, c->q + (size_t)i * I, c->att + (size_t)i * I, 1, ck, cv, enc_len[i], 2,
+                      c->scores + (size_t)i * c->max_len);
         }
         t5_attn_out(c, l->cross.o, n);
         t5_ff(c, l, n);
@@ -326,7 +341,7 @@ void t5_decode_full(eng_ctx *c, const int32_t *tok, const int *off, int n,
         for (int s = 0; s < n; s++) {
             size_t o = (size_t)off[s] * I;
             int len = off[s + 1] - off[s];
-            t5_attend(c, c->q + o, c->att + o, len, c->k + o, c->v + o, len, 1);
+            t5_attend(c, c->q + o, c->att + o, len, c->k + o, c->v + o, len, 1, c->scores);
         }
         t5_attn_out(c, l->self.o, T);
 
@@ -336,7 +351,8 @@ void t5_decode_full(eng_ctx *c, const int32_t *tok, const int *off, int n,
             size_t o = (size_t)off[s] * I;
             const float *ck = c->cross_k + (li * BT + (size_t)enc_off[s]) * I;
             const float *cv = c->cross_v + (li * BT + (size_t)enc_off[s]) * I;
-            t5_attend(c, c->q + o, c->att + o, off[s + 1] - off[s], ck, cv, enc_len[s], 2);
+            t5_attend(c, c->q + o, c->att + o, off[s + 1] - off[s], ck, cv, enc_len[s], 2,
+                      c->scores);
         }
         t5_attn_out(c, l->cross.o, T);
         t5_ff(c, l, T);
@@ -361,6 +377,7 @@ int eng_encode(eng_ctx *c, const int32_t *ids, int n_ids, float *out)
     if (!c || !ids || !out || n_ids <= 0) return ENG_EINVAL;
     if (n_ids > c->p.max_input_len) return ENG_ETOOLONG;
     if (t5_check_ids(c, ids, n_ids)) return ENG_EINVAL;
+    eng_threads_enter(c->m);
     int off[2] = { 0, n_ids };
     t5_encode(c, ids, off, 1, 0);
     memcpy(out, c->enc_out, (size_t)n_ids * c->m->cfg.d_model * sizeof(float));
@@ -374,6 +391,7 @@ int eng_logits(eng_ctx *c, const int32_t *ids, int n_ids, const int32_t *dec_ids
     if (n_ids > c->p.max_input_len || n_dec > c->max_len || n_dec > c->max_tok)
         return ENG_ETOOLONG;
     if (t5_check_ids(c, ids, n_ids) || t5_check_ids(c, dec_ids, n_dec)) return ENG_EINVAL;
+    eng_threads_enter(c->m);
     int off[2] = { 0, n_ids };
     t5_encode(c, ids, off, 1, 1);
     int doff[2] = { 0, n_dec }, eoff = 0;

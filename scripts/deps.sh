@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential pkg-config clang libclang-rt-dev \
-libzmq3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libopenblas-dev libconfig-dev libcjson-dev \
+libzmq3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libopenblas-dev libopenblas-openmp-dev libconfig-dev libcjson-dev \
 python3 python3-zmq python3-protobuf python3-numpy sentencepiece"
 
 missing=""

@@ -65,42 +65,82 @@ TEST(eng_kernel_rmsnorm_and_conversions)
     CHECK(eng_f16_to_f32(0x8000) == 0.0f && signbit(eng_f16_to_f32(0x8000)));
 }
 
+/* C = A op(B) + beta C in double; also the sum of |terms| per output (the error scale). */
 static void et_ref_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-                        int tb, float *C, int ldc)
+                        int tb, float beta, const float *C0, int ldc, double *R, double *mag)
 {
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++) {
-            double s = 0;
-            for (int k = 0; k < K; k++)
-                s += (double)A[i * lda + k] * (tb ? B[j * ldb + k] : B[k * ldb + j]);
-            C[i * ldc + j] = (float)s;
+            double s = beta * (double)C0[i * ldc + j], a = fabs(s);
+            for (int k = 0; k < K; k++) {
+                double t = (double)A[i * lda + k] * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+                s += t;
+                a += fabs(t);
+            }
+            R[i * N + j] = s;
+            mag[i * N + j] = a;
         }
 }
 
+/* Every shape class of the door: the few-rows kernel (1..64 rows: a single row, groups of
+ * 4, groups of 2-3 padded, K and N not multiples of 16 and 4) and OpenBLAS (65+ rows),
+ * B transposed or not, strided operands, beta 0 and not. Error bound: 1e-6 of the sum of
+ * |terms| (fp32 accumulation over up to 300 terms). Columns beyond N stay untouched. */
 TEST(eng_kernel_gemm_door)
 {
-    enum { M = 5, N = 7, K = 9, LD = 12 };
-    static float A[M * LD], B[16 * LD], C[M * LD], R[M * LD];
-    for (int i = 0; i < M * LD; i++) A[i] = (float)((i * 13) % 17) / 7 - 1;
-    for (int i = 0; i < 16 * LD; i++) B[i] = (float)((i * 5) % 11) / 5 - 1;
-    for (int tb = 0; tb < 2; tb++) {
-        static const int ms[] = { 1, 2, 3, 4, M }; /* sgemv, sgemv per row, sgemm */
-        for (int mi = 0; mi < 5; mi++) {
-            int m = ms[mi];
-            memset(C, 0, sizeof C);
-            memset(R, 0, sizeof R);
-            eng_gemm(m, N, K, A, LD, B, LD, tb, 0.0f, C, LD);
-            et_ref_gemm(m, N, K, A, LD, B, LD, tb, R, LD);
-            double md = 0;
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < N; j++) md = fmax(md, fabs(C[i * LD + j] - R[i * LD + j]));
-            CHECK_MSG(md < 1e-5, "gemm m=%d trans_b=%d: max diff %g", m, tb, md);
-            /* columns beyond N untouched: the door respects ldc */
-            for (int i = 0; i < m; i++) CHECK(C[i * LD + N] == 0.0f);
+    enum { LD = 320, MAXM = 80 };
+    static float A[MAXM * LD], B[LD * LD], C[MAXM * LD], C0[MAXM * LD];
+    static double R[MAXM * LD], MAG[MAXM * LD];
+    unsigned r = 12345;
+    for (int i = 0; i < MAXM * LD; i++) A[i] = (float)((r = r * 1103515245u + 12345u) >> 8) / (1u << 24) * 2 - 1;
+    for (int i = 0; i < LD * LD; i++) B[i] = (float)((r = r * 1103515245u + 12345u) >> 8) / (1u << 24) * 2 - 1;
+    for (int i = 0; i < MAXM * LD; i++) C0[i] = (float)(i % 7) - 3;
+    static const int ms[] = { 1, 2, 3, 4, 5, 6, 7, 9, 16, 17, 31, 33, 64, 65, 80 };
+    static const int ns[] = { 1, 3, 4, 5, 8, 13, 64, 129 };
+    static const int ks[] = { 1, 7, 16, 17, 48, 100, 300 };
+    int bad = 0;
+    for (int tb = 0; tb < 2; tb++)
+        for (int bi = 0; bi < 2; bi++)
+            for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++)
+                for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
+                    for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+                        int m = ms[mi], n = ns[ni], k = ks[ki];
+                        float beta = bi ? 0.5f : 0.0f;
+                        memcpy(C, C0, sizeof C);
+                        eng_gemm(m, n, k, A, LD, B, LD, tb, beta, C, LD);
+                        et_ref_gemm(m, n, k, A, LD, B, LD, tb, beta, C0, LD, R, MAG);
+                        for (int i = 0; i < m; i++) {
+                            for (int j = 0; j < n; j++) {
+                                double d = fabs(C[i * LD + j] - R[i * n + j]);
+                                if (d > 1e-6 * MAG[i * n + j] + 1e-30 && bad++ < 5)
+                                    CHECK_MSG(0, "gemm m=%d n=%d k=%d trans_b=%d beta=%g: "
+                                              "C[%d][%d] off by %g", m, n, k, tb, beta, i, j, d);
+                            }
+                            if (n < LD && C[i * LD + n] != C0[i * LD + n] && bad++ < 5)
+                                CHECK_MSG(0, "gemm m=%d n=%d k=%d: wrote beyond N", m, n, k);
+                        }
+                    }
+    CHECK_MSG(bad == 0, "%d wrong outputs", bad);
+    float y[64];
+    double ry[64], my[64];
+    eng_linear(A, 1, 100, B, 64, y);
+    et_ref_gemm(1, 64, 100, A, 100, B, 100, 1, 0.0f, C0, 64, ry, my);
+    for (int j = 0; j < 64; j++) CHECK(fabs(y[j] - ry[j]) <= 1e-6 * my[j]);
+}
+
+/* The few-rows kernel computes each output the same way whatever rows share the call:
+ * row i of a 1..64-row product is bitwise the row computed alone. */
+TEST(eng_kernel_gemm_rows_independent)
+{
+    enum { N = 37, K = 200, MAXM = 64 };
+    static float A[MAXM * K], W[N * K], C[MAXM * N], one[N];
+    for (int i = 0; i < MAXM * K; i++) A[i] = sinf(0.37f * (float)i);
+    for (int i = 0; i < N * K; i++) W[i] = cosf(0.11f * (float)i);
+    for (int m = 1; m <= MAXM; m++) {
+        eng_gemm(m, N, K, A, K, W, K, 1, 0.0f, C, N);
+        for (int i = 0; i < m; i++) {
+            eng_gemm(1, N, K, A + (size_t)i * K, K, W, K, 1, 0.0f, one, N);
+            REQUIRE(memcmp(one, C + (size_t)i * N, sizeof one) == 0);
         }
     }
-    float y[N];
-    eng_linear(A, 1, K, B, N, y);
-    et_ref_gemm(1, N, K, A, K, B, K, 1, R, N);
-    for (int j = 0; j < N; j++) CHECK(fabs(y[j] - R[j]) < 1e-5);
 }

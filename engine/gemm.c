@@ -1,0 +1,269 @@
+/* The one door for matrix products: OpenBLAS for many rows, a few-rows kernel of our own
+ * for the decoder's products (1 to EK_ROWS_MAX rows against a weight matrix).
+ *
+ * Why a kernel of our own: OpenBLAS's sgemm packs the whole weight matrix into its own
+ * panel layout on every call and its sgemv takes one row at a time, so for 2..32 rows it
+ * runs at a fraction of the machine. Measured on this project's 2-core machine
+ * (OpenBLAS 0.3.21, 2 threads; lm_head of flan-t5-small, N = 32128, K = 512, weights
+ * streamed from memory): 8 rows 6.4 ms by sgemm vs 2.7 ms here, 16 rows 5.3 vs 3.5 ms,
+ * 32 rows 7.2 vs 5.2 ms; a 1024 x 512 weight at 16 rows 0.121 vs 0.051 ms. Every decode
+ * step is made of such products. The kernel reads the weights in place ([N, K], the
+ * Hugging Face Linear layout, mmapped) exactly once per call: each tile of 4 weight rows
+ * is loaded into L1 and multiplied with every input row before the next.
+ *
+ * Each output is a dot product accumulated in a fixed order (16 lanes over K, the lanes
+ * summed pairwise, then the tail of K), independent of M and of the thread split: a row's
+ * result does not depend on which rows share the call.
+ *
+ * Threads: OpenMP splits the weight rows between threads. OpenBLAS is linked in its
+ * OpenMP build (Makefile), so both share one thread pool instead of two pools fighting
+ * over the cores. Without OpenMP (e.g. the clang ASan build) the kernel runs serially.
+ * This file is compiled with -ffp-contract=fast so that a*b+c is one FMA. */
+#include "engine/eng_int.h"
+
+#include <cblas.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Up to this many rows, products with trans_b go to the few-rows kernel. Above it,
+ * OpenBLAS's packing pays for itself (at 64 rows sgemm wins on flan-t5-small). */
+#define EK_ROWS_MAX 64
+/* Products smaller than this many multiply-adds run on one thread: waking the others
+ * costs more than it saves. */
+#define EK_PAR_MIN (1 << 17)
+
+/* Compiled for AVX-512 and for AVX2 + FMA; the loader picks the clone the CPU runs.
+ * Clang (the sanitizer and fuzzing builds) compiles one generic version: it rejects
+ * 64-byte vectors between inlined functions in the AVX2 clone. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define EK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define EK_CLONES
+#endif
+
+typedef float ek_v16 __attribute__((vector_size(64)));
+typedef float ek_v8 __attribute__((vector_size(32)));
+typedef float ek_v4 __attribute__((vector_size(16)));
+
+__attribute__((always_inline)) static inline ek_v16 ek_load(const float *p)
+{
+    ek_v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* The sum of the 16 lanes, pairwise (the same order on every target). */
+__attribute__((always_inline)) static inline float ek_hsum(ek_v16 a)
+{
+    ek_v8 b = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7) +
+              __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15);
+    ek_v4 c = __builtin_shufflevector(b, b, 0, 1, 2, 3) + __builtin_shufflevector(b, b, 4, 5, 6, 7);
+    return (c[0] + c[2]) + (c[1] + c[3]);
+}
+
+__attribute__((always_inline)) static inline float ek_dot_tail(const float *a, const float *w, int k, int K)
+{
+    float s = 0.0f;
+    for (; k < K; k++) s += a[k] * w[k];
+    return s;
+}
+
+__attribute__((always_inline)) static inline void ek_store(float *c, float v, float beta)
+{
+    *c = beta == 0.0f ? v : v + beta * *c;
+}
+
+/* c[0..3] = the sums of 4 accumulators (input row a times weight rows w0 + j ldw), each
+ * plus the tail of K. */
+__attribute__((always_inline)) static inline void ek_store4(float *c, const float *a,
+        const float *w0, int ldw, int K16, int K, ek_v16 s0, ek_v16 s1, ek_v16 s2, ek_v16 s3,
+        float beta)
+{
+    ek_store(c + 0, ek_hsum(s0) + ek_dot_tail(a, w0, K16, K), beta);
+    ek_store(c + 1, ek_hsum(s1) + ek_dot_tail(a, w0 + ldw, K16, K), beta);
+    ek_store(c + 2, ek_hsum(s2) + ek_dot_tail(a, w0 + 2 * (size_t)ldw, K16, K), beta);
+    ek_store(c + 3, ek_hsum(s3) + ek_dot_tail(a, w0 + 3 * (size_t)ldw, K16, K), beta);
+}
+
+/* C rows 0..M-1 x weight rows n0..n0+3: the 4 weight rows stay in L1 while every input
+ * row passes by, 4 input rows at a time (16 accumulators in registers). A last group of
+ * 2 or 3 rows repeats its last row (computed, not stored); a last single row has a loop
+ * of its own. Each output is computed the same way wherever its row falls. While the
+ * first group runs, the next tile's weights are prefetched (when there is one: next). */
+__attribute__((always_inline)) static inline void ek_tile4(int M, int K, const float *A,
+        int lda, const float *W, int ldw, int n0, int next, float beta, float *C, int ldc)
+{
+    const float *w0 = W + (size_t)n0 * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
+    const float *p0 = next ? w3 + ldw : NULL; /* the next tile's rows: p0 + j ldw */
+    int K16 = K & ~15;
+    int m = 0, m4 = M % 4 == 1 ? M - 1 : M; /* rows done in groups of 4 */
+    for (; m < m4; m += 4) {
+        int rows = M - m < 4 ? M - m : 4;
+        const float *a0 = A + (size_t)m * lda;
+        const float *a1 = A + (size_t)(m + (rows > 1)) * lda;
+        const float *a2 = A + (size_t)(m + (rows > 2 ? 2 : rows - 1)) * lda;
+        const float *a3 = A + (size_t)(m + rows - 1) * lda;
+        int pf = m == 0 && p0;
+        /* cRJ: input row m + R times weight row n0 + J */
+        ek_v16 c00 = { 0 }, c01 = { 0 }, c02 = { 0 }, c03 = { 0 };
+        ek_v16 c10 = { 0 }, c11 = { 0 }, c12 = { 0 }, c13 = { 0 };
+        ek_v16 c20 = { 0 }, c21 = { 0 }, c22 = { 0 }, c23 = { 0 };
+        ek_v16 c30 = { 0 }, c31 = { 0 }, c32 = { 0 }, c33 = { 0 };
+        for (int k = 0; k < K16; k += 16) {
+            ek_v16 x0 = ek_load(w0 + k), x1 = ek_load(w1 + k);
+            ek_v16 x2 = ek_load(w2 + k), x3 = ek_load(w3 + k);
+            if (pf) {
+                __builtin_prefetch(p0 + k);
+                __builtin_prefetch(p0 + (size_t)ldw + k);
+                __builtin_prefetch(p0 + 2 * (size_t)ldw + k);
+                __builtin_prefetch(p0 + 3 * (size_t)ldw + k);
+            }
+            ek_v16 y = ek_load(a0 + k);
+            c00 += y * x0, c01 += y * x1, c02 += y * x2, c03 += y * x3;
+            y = ek_load(a1 + k);
+            c10 += y * x0, c11 += y * x1, c12 += y * x2, c13 += y * x3;
+            y = ek_load(a2 + k);
+            c20 += y * x0, c21 += y * x1, c22 += y * x2, c23 += y * x3;
+            y = ek_load(a3 + k);
+            c30 += y * x0, c31 += y * x1, c32 += y * x2, c33 += y * x3;
+        }
+        float *c = C + (size_t)m * ldc + n0;
+        ek_store4(c, a0, w0, ldw, K16, K, c00, c01, c02, c03, beta);
+        if (rows > 1) ek_store4(c + ldc, a1, w0, ldw, K16, K, c10, c11, c12, c13, beta);
+        if (rows > 2) ek_store4(c + 2 * (size_t)ldc, a2, w0, ldw, K16, K, c20, c21, c22, c23, beta);
+        if (rows > 3) ek_store4(c + 3 * (size_t)ldc, a3, w0, ldw, K16, K, c30, c31, c32, c33, beta);
+    }
+    if (m < M) { /* one row left: 4 accumulators (padding it to 4 would do 4 times the work) */
+        const float *a = A + (size_t)m * lda;
+        int pf = m == 0 && p0;
+        ek_v16 c0 = { 0 }, c1 = { 0 }, c2 = { 0 }, c3 = { 0 };
+        for (int k = 0; k < K16; k += 16) {
+            if (pf) {
+                __builtin_prefetch(p0 + k);
+                __builtin_prefetch(p0 + (size_t)ldw + k);
+                __builtin_prefetch(p0 + 2 * (size_t)ldw + k);
+                __builtin_prefetch(p0 + 3 * (size_t)ldw + k);
+            }
+            ek_v16 y = ek_load(a + k);
+            c0 += y * ek_load(w0 + k);
+            c1 += y * ek_load(w1 + k);
+            c2 += y * ek_load(w2 + k);
+            c3 += y * ek_load(w3 + k);
+        }
+        ek_store4(C + (size_t)m * ldc + n0, a, w0, ldw, K16, K, c0, c1, c2, c3, beta);
+    }
+}
+
+/* One weight row (the last N % 4) against every input row. */
+__attribute__((always_inline)) static inline void ek_tile1(int M, int K, const float *A,
+        int lda, const float *W, int ldw, int n, float beta, float *C, int ldc)
+{
+    const float *w = W + (size_t)n * ldw;
+    int K16 = K & ~15;
+    for (int m = 0; m < M; m++) {
+        const float *a = A + (size_t)m * lda;
+        ek_v16 acc = { 0 };
+        for (int k = 0; k < K16; k += 16) acc += ek_load(a + k) * ek_load(w + k);
+        ek_store(C + (size_t)m * ldc + n, ek_hsum(acc) + ek_dot_tail(a, w, K16, K), beta);
+    }
+}
+
+/* Tiles t0..t1-1 of C[M,N] = A[M,K] W[N,K]^T (+ beta C), and the last N % 4 weight
+ * rows when t1 is the last tile. One thread's share of the product. */
+EK_CLONES
+static void ek_rows_nt_part(int t0, int t1, int M, int N, int K, const float *A, int lda,
+                            const float *W, int ldw, float beta, float *C, int ldc)
+{
+    for (int t = t0; t < t1; t++)
+        ek_tile4(M, K, A, lda, W, ldw, 4 * t, t + 1 < t1, beta, C, ldc);
+    if (t1 == N / 4)
+        for (int n = 4 * t1; n < N; n++) ek_tile1(M, K, A, lda, W, ldw, n, beta, C, ldc);
+}
+
+/* The threads split the weight rows (the parallel region stays outside the cloned
+ * function, so that each thread runs the clone the CPU supports). */
+static void ek_rows_nt(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                       float beta, float *C, int ldc)
+{
+    int tiles = N / 4;
+#ifdef _OPENMP
+    if ((double)M * N * K >= EK_PAR_MIN) {
+#pragma omp parallel
+        {
+            int nt = omp_get_num_threads(), id = omp_get_thread_num();
+            int t0 = (int)((long)tiles * id / nt), t1 = (int)((long)tiles * (id + 1) / nt);
+            ek_rows_nt_part(t0, t1, M, N, K, A, lda, W, ldw, beta, C, ldc);
+        }
+        return;
+    }
+#endif
+    ek_rows_nt_part(0, tiles, M, N, K, A, lda, W, ldw, beta, C, ldc);
+}
+
+/* C[M,N] = A[M,K] B[K,N] (+ beta C), M small: each C row is a sum of B rows in k order
+ * (the attention output: weights times values). */
+EK_CLONES
+static void ek_rows_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                       float beta, float *C, int ldc)
+{
+    for (int m = 0; m < M; m++) {
+        const float *a = A + (size_t)m * lda;
+        float *c = C + (size_t)m * ldc;
+        int j = 0;
+        for (; j + 16 <= N; j += 16) {
+            ek_v16 acc = { 0 };
+            for (int k = 0; k < K; k++) acc += a[k] * ek_load(B + (size_t)k * ldb + j);
+            for (int l = 0; l < 16; l++) ek_store(c + j + l, acc[l], beta);
+        }
+        for (; j < N; j++) {
+            float s = 0.0f;
+            for (int k = 0; k < K; k++) s += a[k] * B[(size_t)k * ldb + j];
+            ek_store(c + j, s, beta);
+        }
+    }
+}
+
+void eng_set_threads(int n)
+{
+    if (n <= 0) n = openblas_get_num_procs();
+    if (n <= 0) n = 1;
+    openblas_set_num_threads(n);
+}
+
+void eng_threads_enter(const eng_model *m)
+{
+#ifdef _OPENMP
+    int n = m->n_threads > 0 ? m->n_threads : openblas_get_num_procs();
+    if (n > 0 && omp_get_max_threads() != n) omp_set_num_threads(n);
+#else
+    (void)m;
+#endif
+}
+
+void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+              int trans_b, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++)
+                C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+        return;
+    }
+    if (M <= EK_ROWS_MAX) {
+        if (trans_b)
+            ek_rows_nt(M, N, K, A, lda, B, ldb, beta, C, ldc);
+        else
+            ek_rows_nn(M, N, K, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
+                1.0f, A, lda, B, ldb, beta, C, ldc);
+}
+
+void eng_linear(const float *x, int rows, int K, const float *W, int N, float *y)
+{
+    eng_gemm(rows, N, K, x, K, W, K, 1, 0.0f, y, N);
+}
