@@ -138,12 +138,14 @@ static double oldest(const dmn_queue *q)
 }
 
 int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
-                   int max_wait_ms, int expect)
+                   int max_wait_ms, int expect, double replied_at)
 {
     int n = 0;
-    if (expect > max_items) expect = max_items;
     pthread_mutex_lock(&q->mu);
     double free_at = mono_now();
+    for (int i = 0; i < q->n; i++)
+        if (q->heap[i].t_enq < replied_at) expect++;
+    if (expect > max_items) expect = max_items;
     while (q->n == 0 && !q->closed) pthread_cond_wait(&q->cv, &q->mu);
     /* A short queue waits a little for company, so the engine runs fuller batches. The
      * wait counts from when the worker became free or the oldest document arrived,

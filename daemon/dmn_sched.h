@@ -35,13 +35,17 @@ int dmn_queue_depth(dmn_queue *q);
 void dmn_queue_close(dmn_queue *q);
 
 /* Blocks until there is work, then waits (up to max_wait_ms after the call or the oldest
- * document's arrival, whichever is later) for company: until `expect` documents (at most max_items) or max_tokens
- * estimated tokens are queued. The worker passes the size of its last batch as expect,
- * so a lone client pays no batching delay while concurrent clients still fill batches.
+ * document's arrival, whichever is later) for company: until `expect` documents (at most
+ * max_items) or max_tokens estimated tokens are queued. The worker passes the size of its
+ * last batch as expect and the time its replies went out as replied_at: the clients it
+ * answered are likely to send again, so a lone client pays no batching delay while
+ * concurrent clients fill batches. Documents queued before replied_at come from other
+ * clients (nobody answered could have sent them), so they add to expect: a client that
+ * arrived while a batch ran does not split the next batch from the ones just answered.
  * Takes the best documents (priority, then arrival) into out[], at least one, stopping
  * before the estimate would pass max_tokens. Returns the count; 0 when closed and empty. */
 int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
-                   int max_wait_ms, int expect);
+                   int max_wait_ms, int expect, double replied_at);
 
 /* Removes up to cap documents whose deadline is before `now` into out[] (the I/O thread
  * answers them DEADLINE_EXCEEDED without waiting for the worker). Returns the count;

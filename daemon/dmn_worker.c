@@ -33,6 +33,7 @@ typedef struct worker {
     eng_gen_req *greq;         /* [cap] contiguous copies for eng_generate */
     eng_score_req *sreq;       /* [cap] */
     int *lens, *rows, *ends;   /* [cap] */
+    double replied_at;         /* when the last batch's replies went out (0: none yet) */
 } worker;
 
 int dmn_code_from_task(int st)
@@ -221,6 +222,7 @@ static void run_batch(worker *w, int n)
     }
     /* Counted before any reply goes out, so a client's next stats request sees them. */
     dmn_stats_documents(srv->stats, finished);
+    w->replied_at = dmn_now();
     for (int i = 0; i < n; i++) {
         dmn_req *r = w->items[i].req;
         if (atomic_fetch_sub(&r->n_left, 1) == 1) hand_back(srv, r);
@@ -245,14 +247,14 @@ void *dmn_worker_main(void *arg)
     for (;;) {
         dmn_item one;
         if (!w.items || !w.in || !w.docs || !w.prepared || !w.cap) {
-            if (dmn_queue_take(srv->queue, &one, 1, 1 << 30, 0, 1) == 0) break;
+            if (dmn_queue_take(srv->queue, &one, 1, 1 << 30, 0, 1, 0) == 0) break;
             fail_doc(one.req, one.doc, DMN_INTERNAL, "worker out of memory");
             if (atomic_fetch_sub(&one.req->n_left, 1) == 1) hand_back(srv, one.req);
             continue;
         }
         int n = dmn_queue_take(srv->queue, w.items, w.max_items,
                                srv->conf.batching.max_batch_tokens,
-                               srv->conf.batching.max_wait_ms, last_n);
+                               srv->conf.batching.max_wait_ms, last_n, w.replied_at);
         if (n == 0) break;   /* closed and drained */
         last_n = n;
         run_batch(&w, n);

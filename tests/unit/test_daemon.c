@@ -559,7 +559,7 @@ TEST(daemon_queue_priority_then_arrival)
     CHECK(dmn_queue_push(q, c, 0) == 0);
     CHECK(dmn_queue_push(q, d, 0) == 0);
     CHECK(dmn_queue_depth(q) == 5);
-    int n = dmn_queue_take(q, it, 16, 1 << 20, 0, 16);
+    int n = dmn_queue_take(q, it, 16, 1 << 20, 0, 16, 0);
     REQUIRE(n == 5);
     CHECK(it[0].req == b && it[1].req == d);              /* priority 5, in arrival order */
     CHECK(it[2].req == a && it[2].doc == 0 && it[3].req == a && it[3].doc == 1);
@@ -584,8 +584,8 @@ TEST(daemon_queue_is_bounded_all_or_nothing)
     CHECK(dmn_queue_push(q, late, 0) < 0);   /* closed: nothing more is taken */
     dmn_req_free(&late);
     dmn_item it[8];
-    CHECK(dmn_queue_take(q, it, 8, 1 << 20, 1000, 8) == 4);   /* closed: no waiting */
-    CHECK(dmn_queue_take(q, it, 8, 1 << 20, 1000, 8) == 0);   /* closed and drained */
+    CHECK(dmn_queue_take(q, it, 8, 1 << 20, 1000, 8, 0) == 4);   /* closed: no waiting */
+    CHECK(dmn_queue_take(q, it, 8, 1 << 20, 1000, 8, 0) == 0);   /* closed and drained */
     dmn_req_free(&a), dmn_req_free(&b), dmn_req_free(&c);
     dmn_queue_free(&q);
 }
@@ -598,14 +598,14 @@ TEST(daemon_queue_take_respects_batch_bounds)
     dmn_req *a = fake_req(10, 0, 200), *b = fake_req(1, 0, 4000);
     dmn_item it[64];
     REQUIRE(dmn_queue_push(q, a, 0) == 0 && dmn_queue_push(q, b, 0) == 0);
-    int n = dmn_queue_take(q, it, 3, 1 << 20, 0, 3);
+    int n = dmn_queue_take(q, it, 3, 1 << 20, 0, 3, 0);
     CHECK(n == 3);                                        /* max_items */
     CHECK(it[0].est_tokens == 52);
-    n = dmn_queue_take(q, it, 64, 110, 0, 64);
+    n = dmn_queue_take(q, it, 64, 110, 0, 64, 0);
     CHECK_MSG(n == 2, "token bound: took %d", n);         /* 52 + 52 <= 110 < 156 */
-    n = dmn_queue_take(q, it, 64, 10, 0, 64);
+    n = dmn_queue_take(q, it, 64, 10, 0, 64, 0);
     CHECK(n == 1);                                        /* always at least one */
-    n = dmn_queue_take(q, it, 64, 1 << 20, 0, 64);
+    n = dmn_queue_take(q, it, 64, 1 << 20, 0, 64, 0);
     CHECK(n == 5 && it[4].req == b && it[4].est_tokens == 100);
     dmn_req_free(&a), dmn_req_free(&b);
     dmn_queue_free(&q);
@@ -637,7 +637,7 @@ TEST(daemon_queue_waits_to_fill_a_batch)
     /* A short queue waits max_wait_ms, then runs what it has. */
     REQUIRE(dmn_queue_push(q, a, mono()) == 0);
     double t0 = mono();
-    CHECK(dmn_queue_take(q, it, 4, 1 << 20, 80, 4) == 1);
+    CHECK(dmn_queue_take(q, it, 4, 1 << 20, 80, 4, 0) == 1);
     double waited = mono() - t0;
     CHECK_MSG(waited > 0.06 && waited < 1.0, "waited %.3f s for max_wait_ms = 80", waited);
 
@@ -647,7 +647,7 @@ TEST(daemon_queue_waits_to_fill_a_batch)
     pthread_t th;
     pthread_create(&th, NULL, push_later, &p);
     t0 = mono();
-    int n = dmn_queue_take(q, it, 4, 1 << 20, 2000, 4);
+    int n = dmn_queue_take(q, it, 4, 1 << 20, 2000, 4, 0);
     waited = mono() - t0;
     pthread_join(th, NULL);
     CHECK_MSG(n == 4, "took %d", n);
@@ -657,14 +657,31 @@ TEST(daemon_queue_waits_to_fill_a_batch)
     dmn_req *d = fake_req(1, 0, 8);
     REQUIRE(dmn_queue_push(q, d, mono()) == 0);
     t0 = mono();
-    CHECK(dmn_queue_take(q, it, 4, 1 << 20, 2000, 1) == 1);
+    CHECK(dmn_queue_take(q, it, 4, 1 << 20, 2000, 1, 0) == 1);
     waited = mono() - t0;
     CHECK_MSG(waited < 0.5, "expect 1 with 1 queued should not wait (%.3f s)", waited);
 
+    /* A document queued before the last batch's replies went out came from another
+     * client: it adds to the company awaited (expect 1 + 1), so the answered client's
+     * next request joins it in one batch instead of running alone after it. */
+    dmn_req *e = fake_req(1, 0, 8), *f = fake_req(1, 0, 8);
+    REQUIRE(dmn_queue_push(q, e, mono()) == 0);
+    double replied = mono() + 1e-3;
+    struct pusher p2 = { q, f, 20 };
+    pthread_create(&th, NULL, push_later, &p2);
+    t0 = mono();
+    n = dmn_queue_take(q, it, 4, 1 << 20, 2000, 1, replied);
+    waited = mono() - t0;
+    pthread_join(th, NULL);
+    CHECK_MSG(n == 2, "took %d: the early document should have waited for company", n);
+    CHECK_MSG(waited > 0.01 && waited < 1.0, "waited %.3f s", waited);
+
     /* A blocked take wakes on close. */
     dmn_queue_close(q);
-    CHECK(dmn_queue_take(q, it, 4, 1 << 20, 2000, 4) == 0);
+    CHECK(dmn_queue_take(q, it, 4, 1 << 20, 2000, 4, 0) == 0);
     dmn_req_free(&a), dmn_req_free(&b), dmn_req_free(&c), dmn_req_free(&d);
+    dmn_req_free(&e), dmn_req_free(&f);
+    dmn_req_free(&e), dmn_req_free(&f);
     dmn_queue_free(&q);
 }
 
@@ -681,7 +698,7 @@ TEST(daemon_queue_expire_removes_late_documents)
     CHECK(dmn_queue_expire(q, 11.0, it, 16, &next) == 3);   /* b, and both of a */
     CHECK(next == 20.0);
     CHECK(dmn_queue_depth(q) == 1);
-    int n = dmn_queue_take(q, it, 16, 1 << 20, 0, 16);
+    int n = dmn_queue_take(q, it, 16, 1 << 20, 0, 16, 0);
     CHECK(n == 1 && it[0].req == c);
     CHECK(dmn_queue_expire(q, 100.0, it, 16, &next) == 0 && next == 0);
     /* The heap order survives an expiry in the middle. */
@@ -692,7 +709,7 @@ TEST(daemon_queue_expire_removes_late_documents)
         REQUIRE(dmn_queue_push(q, d[i], 0) == 0);
     }
     CHECK(dmn_queue_expire(q, 2.0, it, 16, NULL) == 3);
-    n = dmn_queue_take(q, it, 16, 1 << 20, 0, 16);
+    n = dmn_queue_take(q, it, 16, 1 << 20, 0, 16, 0);
     CHECK(n == 3 && it[0].req == d[4] && it[1].req == d[2] && it[2].req == d[0]);
     for (int i = 0; i < 6; i++) dmn_req_free(&d[i]);
     dmn_req_free(&a), dmn_req_free(&b), dmn_req_free(&c);
