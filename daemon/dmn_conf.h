@@ -32,7 +32,7 @@ typedef struct dmn_batching {
 typedef struct dmn_conf {
     char path[1024];                  /* the file read ("" for built-in defaults) */
     char model_dir[1024];
-    int threads;                      /* OpenBLAS threads; 0 = all cores */
+    int threads;                      /* matrix-product threads; 0 = all cores */
     int log_level;                    /* enum dmn_log_level */
     int n_binds;
     char binds[DMN_MAX_BINDS][256];   /* ROUTER endpoints */

@@ -45,7 +45,7 @@ typedef struct eng_config {
 } eng_config;
 
 typedef struct eng_model_params {
-    int n_threads;            /* OpenBLAS threads; 0 = all cores */
+    int n_threads;            /* matrix-product threads (OpenBLAS, OpenMP); 0 = all cores */
 } eng_model_params;
 
 eng_model_params eng_model_default_params(void);
@@ -53,7 +53,8 @@ eng_model_params eng_model_default_params(void);
  * sharded index). Weights F32/F16/BF16 are mmapped; F32 is used in place, F16/BF16 are
  * converted to F32 once here (anonymous memory of twice the file's size). Missing or
  * mis-shaped tensors fail with a message naming the tensor. p may be NULL (defaults);
- * p->n_threads is applied process-wide (openblas_set_num_threads). */
+ * p->n_threads is applied process-wide to OpenBLAS, and to the OpenMP team of each
+ * thread that calls the engine. */
 eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err, size_t errlen);
 void eng_model_free(eng_model **model);
 const eng_config *eng_model_config(const eng_model *model);

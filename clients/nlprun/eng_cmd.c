@@ -1,6 +1,6 @@
 /* nlprun generate / nlprun logits: the engine on token ids, without tokenizer or daemon.
  * Output formats are contracts (DESIGN.md "Command contracts"). Single-threaded caller;
- * OpenBLAS may use --threads threads. */
+ * Matrix products may use --threads threads. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -24,7 +24,7 @@ static const char ec_gen_usage[] =
     "  --repetition-penalty F      (1.0: off)\n"
     "  --sample                    sample instead of argmax; with --temperature F (1.0),\n"
     "                              --top-k K (0: off), --top-p P (1.0: off), --seed S (0)\n"
-    "  --threads N                 OpenBLAS threads (0: all cores)\n"
+    "  --threads N                 matrix-product threads (0: all cores)\n"
     "Prints one line per hypothesis, best first: SCORE<TAB>id id id (no start token;\n"
     "EOS included when generated). Greedy score = sum of log-probs.\n";
 

@@ -55,7 +55,7 @@ static void task_usage(FILE *f, const char *task)
             "  --length-penalty F --no-repeat-ngram-size N --repetition-penalty F\n"
             "  --temperature F --top-k N --top-p F --seed N   (any of these four: sampling)\n"
             "  --hypotheses             every hypothesis with its score\n"
-            "  --threads N              OpenBLAS threads (default 1; 0 = all cores)\n"
+            "  --threads N              matrix-product threads (default 1; 0 = all cores)\n"
             "  --json                   one JSON object with the whole result\n",
             task);
 }
