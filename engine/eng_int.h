@@ -24,8 +24,8 @@ void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int 
 void eng_linear(const float *x, int rows, int K, const float *W, int N, float *y);
 /* OpenBLAS threads, process-wide; n <= 0: all cores. */
 void eng_set_threads(int n);
-/* Called by each public entry point: the calling thread's OpenMP team size follows the
- * model's thread count (OpenMP keeps that setting per thread). */
+/* Called by each public entry point: the calling thread computes with the model's thread
+ * count (OpenBLAS's OpenMP build and OpenMP keep that setting per thread). */
 void eng_threads_enter(const eng_model *m);
 
 /* ---- kernels.c: the elementwise kernels ---- */

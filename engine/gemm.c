@@ -22,6 +22,7 @@
 #include "engine/eng_int.h"
 
 #include <cblas.h>
+#include <pthread.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -42,6 +43,8 @@
 #else
 #define EK_CLONES
 #endif
+
+static pthread_mutex_t ek_blas_lock = PTHREAD_MUTEX_INITIALIZER;
 
 typedef float ek_v16 __attribute__((vector_size(64)));
 typedef float ek_v8 __attribute__((vector_size(32)));
@@ -229,17 +232,22 @@ void eng_set_threads(int n)
 {
     if (n <= 0) n = openblas_get_num_procs();
     if (n <= 0) n = 1;
+    pthread_mutex_lock(&ek_blas_lock);
     openblas_set_num_threads(n);
+    pthread_mutex_unlock(&ek_blas_lock);
 }
 
 void eng_threads_enter(const eng_model *m)
 {
-#ifdef _OPENMP
+    /* OpenBLAS's OpenMP build sizes each call by the calling thread's OpenMP setting
+     * (and its own rounding depends on that size), and openblas_set_num_threads sets it
+     * for the calling thread: so every thread that runs the engine computes with the same
+     * thread count, and so does the few-rows kernel's OpenMP team. */
     int n = m->n_threads > 0 ? m->n_threads : openblas_get_num_procs();
-    if (n > 0 && omp_get_max_threads() != n) omp_set_num_threads(n);
-#else
-    (void)m;
-#endif
+    if (n <= 0) n = 1;
+    pthread_mutex_lock(&ek_blas_lock);
+    openblas_set_num_threads(n);
+    pthread_mutex_unlock(&ek_blas_lock);
 }
 
 void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
@@ -259,8 +267,13 @@ void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int 
             ek_rows_nn(M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
+    /* OpenBLAS's OpenMP build keeps one set of thread work buffers for all callers
+     * unless built with NUM_PARALLEL > 1: two threads inside sgemm at once would share
+     * them. One caller at a time; each call uses every core anyway. */
+    pthread_mutex_lock(&ek_blas_lock);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
                 1.0f, A, lda, B, ldb, beta, C, ldc);
+    pthread_mutex_unlock(&ek_blas_lock);
 }
 
 void eng_linear(const float *x, int rows, int K, const float *W, int N, float *y)

@@ -916,7 +916,7 @@ TEST(eng_threads_share_a_model)
     for (int i = 0; i < NT; i++) pthread_join(th[i], NULL);
     for (int i = 0; i < NT; i++) {
         CHECK(t[i].rc == 0);
-        CHECK_MSG(et_same(&t[i].r, &s[i].r, 0), "thread %d differs from the serial run", i);
+        CHECK_MSG(et_same(&t[i].r, &s[i].r, 0), "thread %d differs from the serial run (%d/%d hyps, score %.17g vs %.17g, %d vs %d tokens)", i, t[i].r.n_hyps, s[i].r.n_hyps, t[i].r.hyps[0].score, s[i].r.hyps[0].score, t[i].r.hyps[0].n_tokens, s[i].r.hyps[0].n_tokens);
         eng_gen_result_clear(&t[i].r);
         eng_gen_result_clear(&s[i].r);
     }
