@@ -78,6 +78,12 @@ __attribute__((always_inline)) static inline void ek_store(float *c, float v, fl
     *c = beta == 0.0f ? v : v + beta * *c;
 }
 
+/* The cache lines at p, p + ldw, p + 2 ldw, p + 3 ldw: the next tile's weights. */
+__attribute__((always_inline)) static inline void ek_prefetch4(const float *p, int ldw)
+{
+    for (int j = 0; j < 4; j++) __builtin_prefetch(p + (size_t)j * ldw);
+}
+
 /* c[0..3] = the sums of 4 accumulators (input row a times weight rows w0 + j ldw), each
  * plus the tail of K. */
 __attribute__((always_inline)) static inline void ek_store4(float *c, const float *a,
@@ -117,12 +123,7 @@ __attribute__((always_inline)) static inline void ek_tile4(int M, int K, const f
         for (int k = 0; k < K16; k += 16) {
             ek_v16 x0 = ek_load(w0 + k), x1 = ek_load(w1 + k);
             ek_v16 x2 = ek_load(w2 + k), x3 = ek_load(w3 + k);
-            if (pf) {
-                __builtin_prefetch(p0 + k);
-                __builtin_prefetch(p0 + (size_t)ldw + k);
-                __builtin_prefetch(p0 + 2 * (size_t)ldw + k);
-                __builtin_prefetch(p0 + 3 * (size_t)ldw + k);
-            }
+            if (pf) ek_prefetch4(p0 + k, ldw);
             ek_v16 y = ek_load(a0 + k);
             c00 += y * x0, c01 += y * x1, c02 += y * x2, c03 += y * x3;
             y = ek_load(a1 + k);
@@ -143,12 +144,7 @@ __attribute__((always_inline)) static inline void ek_tile4(int M, int K, const f
         int pf = m == 0 && p0;
         ek_v16 c0 = { 0 }, c1 = { 0 }, c2 = { 0 }, c3 = { 0 };
         for (int k = 0; k < K16; k += 16) {
-            if (pf) {
-                __builtin_prefetch(p0 + k);
-                __builtin_prefetch(p0 + (size_t)ldw + k);
-                __builtin_prefetch(p0 + 2 * (size_t)ldw + k);
-                __builtin_prefetch(p0 + 3 * (size_t)ldw + k);
-            }
+            if (pf) ek_prefetch4(p0 + k, ldw);
             ek_v16 y = ek_load(a + k);
             c0 += y * ek_load(w0 + k);
             c1 += y * ek_load(w1 + k);
