@@ -528,7 +528,7 @@ static void dc_run_group(eng_ctx *c, eng_greq *gs, int ng)
 int eng_generate(eng_ctx *c, eng_gen_req *reqs, int n)
 {
     if (!c || n < 0 || (n > 0 && !reqs)) return ENG_EINVAL;
-    eng_threads_enter(c->m);
+    eng_set_threads(c->m->n_threads);
     eng_gen_params dp = eng_gen_default_params();
     eng_greq *gs = c->greq;
     int i = 0;
@@ -633,7 +633,7 @@ static void dc_score_run(eng_ctx *c, eng_score_req *reqs, const int *run, int nr
 int eng_score(eng_ctx *c, eng_score_req *reqs, int n)
 {
     if (!c || n < 0 || (n > 0 && !reqs)) return ENG_EINVAL;
-    eng_threads_enter(c->m);
+    eng_set_threads(c->m->n_threads);
     int *run = c->act; /* [max_rows]: free between eng_generate calls */
     int i = 0;
     while (i < n) {

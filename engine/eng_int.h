@@ -22,11 +22,10 @@ void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int 
               int trans_b, float beta, float *C, int ldc);
 /* y[rows, N] = x[rows, K] W^T for a Linear weight W [N, K], all dense. */
 void eng_linear(const float *x, int rows, int K, const float *W, int N, float *y);
-/* OpenBLAS threads, process-wide; n <= 0: all cores. */
+/* Matrix-product threads (n <= 0: all cores): OpenBLAS's count, and the calling thread's
+ * OpenMP team size. Called at model load and by each public entry point with the
+ * model's count, since OpenMP keeps the setting per thread. */
 void eng_set_threads(int n);
-/* Called by each public entry point: the calling thread computes with the model's thread
- * count (OpenBLAS's OpenMP build and OpenMP keep that setting per thread). */
-void eng_threads_enter(const eng_model *m);
 
 /* ---- kernels.c: the elementwise kernels ---- */
 /* out[rows, d] = w * x / sqrt(mean(x^2) + eps); out may alias x. */

@@ -226,20 +226,11 @@ static void ek_rows_nn(int M, int N, int K, const float *A, int lda, const float
 
 void eng_set_threads(int n)
 {
-    if (n <= 0) n = openblas_get_num_procs();
-    if (n <= 0) n = 1;
-    pthread_mutex_lock(&ek_blas_lock);
-    openblas_set_num_threads(n);
-    pthread_mutex_unlock(&ek_blas_lock);
-}
-
-void eng_threads_enter(const eng_model *m)
-{
     /* OpenBLAS's OpenMP build sizes each call by the calling thread's OpenMP setting
      * (and its own rounding depends on that size), and openblas_set_num_threads sets it
      * for the calling thread: so every thread that runs the engine computes with the same
      * thread count, and so does the few-rows kernel's OpenMP team. */
-    int n = m->n_threads > 0 ? m->n_threads : openblas_get_num_procs();
+    if (n <= 0) n = openblas_get_num_procs();
     if (n <= 0) n = 1;
     pthread_mutex_lock(&ek_blas_lock);
     openblas_set_num_threads(n);

@@ -377,7 +377,7 @@ int eng_encode(eng_ctx *c, const int32_t *ids, int n_ids, float *out)
     if (!c || !ids || !out || n_ids <= 0) return ENG_EINVAL;
     if (n_ids > c->p.max_input_len) return ENG_ETOOLONG;
     if (t5_check_ids(c, ids, n_ids)) return ENG_EINVAL;
-    eng_threads_enter(c->m);
+    eng_set_threads(c->m->n_threads);
     int off[2] = { 0, n_ids };
     t5_encode(c, ids, off, 1, 0);
     memcpy(out, c->enc_out, (size_t)n_ids * c->m->cfg.d_model * sizeof(float));
@@ -391,7 +391,7 @@ int eng_logits(eng_ctx *c, const int32_t *ids, int n_ids, const int32_t *dec_ids
     if (n_ids > c->p.max_input_len || n_dec > c->max_len || n_dec > c->max_tok)
         return ENG_ETOOLONG;
     if (t5_check_ids(c, ids, n_ids) || t5_check_ids(c, dec_ids, n_dec)) return ENG_EINVAL;
-    eng_threads_enter(c->m);
+    eng_set_threads(c->m->n_threads);
     int off[2] = { 0, n_ids };
     t5_encode(c, ids, off, 1, 1);
     int doff[2] = { 0, n_dec }, eoff = 0;
