@@ -152,7 +152,8 @@ static void dc_sort_desc(int *idx, int n, const float *v)
 
 /* Temperature, top-k, top-p (HF warpers, in that order) on processed logits x, then a
  * draw from the softmax of what is left. */
-static int dc_sample(eng_ctx *c, float *x, int V, const eng_gen_params *p, uint64_t *rng)
+static int dc_sample(const eng_rowbuf *rb, float *x, int V, const eng_gen_params *p,
+                     uint64_t *rng)
 {
     if (p->temperature != 1.0f)
         for (int i = 0; i < V; i++) x[i] /= p->temperature;
@@ -162,7 +163,7 @@ static int dc_sample(eng_ctx *c, float *x, int V, const eng_gen_params *p, uint6
         float kth;
         int k = p->top_k;
         if (k <= 1024) {
-            float *best = c->sort_val; /* [k] descending */
+            float *best = rb->sort_val; /* [k] descending */
             int n = 0;
             for (int i = 0; i < V; i++) {
                 float v = x[i];
@@ -176,9 +177,9 @@ static int dc_sample(eng_ctx *c, float *x, int V, const eng_gen_params *p, uint6
             }
             kth = best[k - 1];
         } else {
-            for (int i = 0; i < V; i++) c->sort_idx[i] = i;
-            dc_sort_desc(c->sort_idx, V, x);
-            kth = x[c->sort_idx[k - 1]];
+            for (int i = 0; i < V; i++) rb->sort_idx[i] = i;
+            dc_sort_desc(rb->sort_idx, V, x);
+            kth = x[rb->sort_idx[k - 1]];
         }
         for (int i = 0; i < V; i++)
             if (x[i] < kth) x[i] = -INFINITY;
@@ -186,10 +187,10 @@ static int dc_sample(eng_ctx *c, float *x, int V, const eng_gen_params *p, uint6
     if (p->top_p < 1.0f) {
         int nf = 0;
         for (int i = 0; i < V; i++)
-            if (x[i] != -INFINITY) c->sort_idx[nf++] = i;
-        dc_sort_desc(c->sort_idx, nf, x);
-        float *prob = c->sort_val; /* [nf] softmax of the sorted values, fp32 as HF */
-        for (int i = 0; i < nf; i++) prob[i] = x[c->sort_idx[i]];
+            if (x[i] != -INFINITY) rb->sort_idx[nf++] = i;
+        dc_sort_desc(rb->sort_idx, nf, x);
+        float *prob = rb->sort_val; /* [nf] softmax of the sorted values, fp32 as HF */
+        for (int i = 0; i < nf; i++) prob[i] = x[rb->sort_idx[i]];
         eng_softmax(prob, nf);
         /* Ascending cumulative probability; drop while it stays <= 1 - top_p, always
          * keeping the most likely token. */
@@ -197,7 +198,7 @@ static int dc_sample(eng_ctx *c, float *x, int V, const eng_gen_params *p, uint6
         for (int i = nf - 1; i >= 1; i--) {
             cum += prob[i];
             if (cum > 1.0f - p->top_p) break;
-            x[c->sort_idx[i]] = -INFINITY;
+            x[rb->sort_idx[i]] = -INFINITY;
         }
     }
     /* draw from softmax(x); x is scratch from here on */
@@ -286,9 +287,9 @@ static void dc_beam_step(eng_ctx *c, eng_greq *g, int a0, int pos)
         int slot = g->base + b;
         const float *lg = c->logits + (size_t)(a0 + b) * V;
         double lse = eng_logsumexp(lg, V);
-        double *lp = c->lp_row;
+        double *lp = c->rb[0].lp;
         for (int v = 0; v < V; v++) lp[v] = (double)lg[v] - lse;
-        dc_process_double(lp, c->hist + (size_t)slot * P1, pos + 1, &g->p, eos, c->ban);
+        dc_process_double(lp, c->hist + (size_t)slot * P1, pos + 1, &g->p, eos, c->rb[0].ban);
         /* this beam's top 2B by cumulative score; the global top 2B is among them */
         int first = nc;
         double bs = c->row_score[slot];
@@ -386,23 +387,24 @@ static void dc_beam_step(eng_ctx *c, eng_greq *g, int a0, int pos)
     }
 }
 
-/* Greedy or sampling step for one row (slot) whose logits are row a of c->logits. */
-static void dc_row_step(eng_ctx *c, eng_greq *g, int slot, int a, int pos)
+/* Greedy or sampling step for one row (slot) whose logits are row a of c->logits, with
+ * scratch rb. Touches only the row's own state: rows run in parallel. */
+static void dc_row_step(eng_ctx *c, const eng_rowbuf *rb, eng_greq *g, int slot, int a, int pos)
 {
     const eng_config *cf = &c->m->cfg;
     int V = cf->vocab_size, eos = cf->eos_token_id, P1 = c->max_pos + 1;
     float *lg = c->logits + (size_t)a * V;
     int32_t *h = c->hist + (size_t)slot * P1;
-    dc_process_float(lg, h, pos + 1, &g->p, eos, c->ban);
+    dc_process_float(lg, h, pos + 1, &g->p, eos, rb->ban);
     double lse = eng_logsumexp(lg, V);
     int tok;
     double lp;
     if (g->p.do_sample) {
         /* The score is the log-prob under the processed model distribution, before
          * the warpers (which rewrite lg): keep the one value needed. */
-        float *save = (float *)c->lp_row; /* scratch, [vocab] */
+        float *save = (float *)rb->lp; /* scratch, [vocab] */
         memcpy(save, lg, (size_t)V * sizeof *lg);
-        tok = dc_sample(c, lg, V, &g->p, &c->row_rng[slot]);
+        tok = dc_sample(rb, lg, V, &g->p, &c->row_rng[slot]);
         lp = (double)save[tok] - lse;
     } else {
         tok = dc_argmax(lg, V);
@@ -493,6 +495,7 @@ static void dc_run_group(eng_ctx *c, eng_greq *gs, int ng)
                 int s = g->base + b;
                 if (!g->beam && c->row_done[s]) continue;
                 c->act[na] = s;
+                c->act_req[na] = i;
                 c->act_tok[na] = c->hist[(size_t)s * P1 + pos];
                 c->act_blk[na] = c->row_block[s];
                 c->enc_off[na] = g->enc_off;
@@ -503,8 +506,14 @@ static void dc_run_group(eng_ctx *c, eng_greq *gs, int ng)
         if (!na) break;
         t5_decode_step(c, c->act_tok, c->act_blk, c->enc_off, c->enc_len, na, pos);
         t5_lm_head(c, c->h, na, c->logits);
-        int a = 0;
-        for (int i = 0; i < ng; i++) {
+        /* Greedy and sampled rows: each on its own (logits row a is active row a), shared
+         * between the threads. Beam requests: one at a time, their beams together. */
+        ENG_PARALLEL_FOR_NT(na > 1, c->m->n_threads)
+        for (int a = 0; a < na; a++) {
+            eng_greq *g = &gs[c->act_req[a]];
+            if (!g->beam) dc_row_step(c, &c->rb[eng_thread_id()], g, c->act[a], a, pos);
+        }
+        for (int i = 0, a = 0; i < ng; i++) {
             eng_greq *g = &gs[i];
             if (g->done) continue;
             if (g->beam) {
@@ -515,8 +524,8 @@ static void dc_run_group(eng_ctx *c, eng_greq *gs, int ng)
             int live = 0;
             for (int b = 0; b < g->nrows; b++) {
                 int s = g->base + b;
-                if (c->row_done[s]) continue;
-                dc_row_step(c, g, s, a++, pos);
+                if (c->row_len[s] != pos + 1) continue; /* done before this step */
+                a++;
                 live += !c->row_done[s];
             }
             if (!live) g->done = 1;
@@ -607,21 +616,23 @@ static void dc_score_run(eng_ctx *c, eng_score_req *reqs, const int *run, int nr
     t5_encode(c, c->enc_ids, c->tok_off, nr, 1);
     t5_decode_full(c, c->cand_seq, c->cand_off, nc, c->cand_eoff, c->cand_elen);
     int V = cf->vocab_size, D = cf->d_model, R = c->logit_rows;
-    int k = 0;
-    double sum = 0.0;
+    /* row t's target: the next decoder input, or EOS after the candidate's last token */
+    for (int k = 0, t = 0; k < nc; k++)
+        for (; t < c->cand_off[k + 1]; t++)
+            c->cand_tgt[t] = t + 1 < c->cand_off[k + 1] ? c->cand_seq[t + 1] : cf->eos_token_id;
     for (int t0 = 0; t0 < T; t0 += R) {
         int rows = T - t0 < R ? T - t0 : R;
         t5_lm_head(c, c->h + (size_t)t0 * D, rows, c->logits);
+        ENG_PARALLEL_FOR(rows > 1)
         for (int i = 0; i < rows; i++) {
-            int t = t0 + i;
-            while (t >= c->cand_off[k + 1]) k++;
-            /* target: the next decoder input, or EOS after the candidate's last token */
-            int tgt = t + 1 < c->cand_off[k + 1] ? c->cand_seq[t + 1] : cf->eos_token_id;
             const float *lg = c->logits + (size_t)i * V;
-            if (t == c->cand_off[k]) sum = 0.0;
-            sum += (double)lg[tgt] - eng_logsumexp(lg, V);
-            if (t + 1 == c->cand_off[k + 1]) c->cand_lp[k] = sum;
+            c->cand_row_lp[t0 + i] = (double)lg[c->cand_tgt[t0 + i]] - eng_logsumexp(lg, V);
         }
+    }
+    for (int k = 0; k < nc; k++) {
+        double sum = 0.0;
+        for (int t = c->cand_off[k]; t < c->cand_off[k + 1]; t++) sum += c->cand_row_lp[t];
+        c->cand_lp[k] = sum;
     }
     for (int i = 0, first = 0; i < nr; i++) {
         eng_score_req *r = &reqs[run[i]];

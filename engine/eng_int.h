@@ -16,16 +16,48 @@
 /* C[M,N] = A[M,K] * op(B) (+ beta * C).
  *   trans_b = 1: B is [N, K] (an HF Linear weight, or keys): C = A B^T
  *   trans_b = 0: B is [K, N] (values): C = A B
- * Up to 32 rows: the project's few-rows kernel (weights read once, in place); more rows:
- * OpenBLAS sgemm. */
+ * Up to 64 rows with trans_b: the project's few-rows kernel (weights read once, in place);
+ * more rows: OpenBLAS sgemm. */
 void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
               int trans_b, float beta, float *C, int ldc);
 /* y[rows, N] = x[rows, K] W^T for a Linear weight W [N, K], all dense. */
 void eng_linear(const float *x, int rows, int K, const float *W, int N, float *y);
 /* Matrix-product threads (n <= 0: all cores): OpenBLAS's count, and the calling thread's
- * OpenMP team size. Called at model load and by each public entry point with the
- * model's count, since OpenMP keeps the setting per thread. */
-void eng_set_threads(int n);
+ * OpenMP team size. Called at model load (which keeps the count returned) and by each
+ * public entry point with the model's count, since OpenMP keeps the setting per thread.
+ * Returns the count set (>= 1). */
+int eng_set_threads(int n);
+/* The same product computed on the calling thread alone, by the project's kernels
+ * whatever M: for work items that the threads already share (attention heads). */
+void eng_gemm_serial(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                     int trans_b, float beta, float *C, int ldc);
+
+/* ---- threads for elementwise work ----
+ * A loop whose iterations are independent and each computed the same way whichever
+ * thread runs it, split between the engine's threads when cond says it is big enough to
+ * pay for waking them: results are bitwise those of the serial loop. Without OpenMP (the
+ * sanitizer build) the loop runs serially. */
+#define ENG_PRAGMA(x) _Pragma(#x)
+#ifdef _OPENMP
+#define ENG_PARALLEL_FOR(cond) ENG_PRAGMA(omp parallel for schedule(static) if (cond))
+/* The same with at most nt threads, for loops that index per-thread scratch by
+ * eng_thread_id(), and with iterations handed out one by one (uneven costs). */
+#define ENG_PARALLEL_FOR_NT(cond, nt) \
+    ENG_PRAGMA(omp parallel for schedule(dynamic) num_threads(nt) if (cond))
+#else
+#define ENG_PARALLEL_FOR(cond)
+#define ENG_PARALLEL_FOR_NT(cond, nt)
+#endif
+/* Floats of elementwise work below which a loop stays on one thread (a wake-up of the
+ * team costs a few microseconds: about this many floats of work). */
+#define ENG_PAR_FLOATS (1 << 15)
+/* The index of the calling thread in its team (0 outside a parallel loop). */
+#ifdef _OPENMP
+#include <omp.h>
+#define eng_thread_id() omp_get_thread_num()
+#else
+#define eng_thread_id() 0
+#endif
 
 /* ---- kernels.c: the elementwise kernels ---- */
 /* out[rows, d] = w * x / sqrt(mean(x^2) + eps); out may alias x. */
@@ -34,6 +66,9 @@ void eng_rmsnorm(const float *x, const float *w, int rows, int d, float eps, flo
 void eng_softmax(float *x, int n);
 void eng_gelu_new(float *x, size_t n);
 void eng_relu(float *x, size_t n);
+/* x[i] *= y[i] and x[i] += y[i] over n values. */
+void eng_mul(float *x, const float *y, size_t n);
+void eng_add(float *x, const float *y, size_t n);
 /* Natural-log normaliser of a logit row, accumulated in double: log(sum(exp(x))). */
 double eng_logsumexp(const float *x, int n);
 /* F16 / BF16 -> F32. */
@@ -88,6 +123,14 @@ size_t eng_greq_size(void);
 /* One self-attention K/V cache block: one decoder row's keys and values for every
  * decoder layer, contiguous per layer: [n_dec_layers][2 (k, v)][max_pos][inner]. */
 
+/* One thread's scratch for the logits processing of a decode row (decode.c). */
+typedef struct eng_rowbuf {
+    double *lp;                /* [vocab] a row's log-probs (beam); a saved row (sampling) */
+    float *sort_val;           /* [vocab] */
+    int *sort_idx;             /* [vocab] */
+    int32_t *ban;              /* [max_pos + 2] tokens a processor forbids next */
+} eng_rowbuf;
+
 struct eng_ctx {
     const eng_model *m;
     eng_ctx_params p;
@@ -101,7 +144,7 @@ struct eng_ctx {
     float *q, *k, *v;          /* [max_tok, inner] */
     float *att;                /* [max_tok, inner] attention output, heads side by side */
     float *ff0, *ff1;          /* [max_tok, d_ff] */
-    float *scores;             /* [max_len, max_len] one head of one sequence */
+    float *scores;             /* [n_threads][max_len, max_len]: a head each; or [max_rows, max_len] */
     float *enc_out;            /* [max_batch_tokens, d_model] */
     float *cross_k, *cross_v;  /* [n_dec_layers][max_batch_tokens][inner] */
     float *enc_bias;           /* [num_heads][2 * max_len - 1]: bias at rel pos r is [r + max_len - 1] */
@@ -115,6 +158,7 @@ struct eng_ctx {
     int32_t *hist, *hist2;     /* [max_rows][max_pos + 1] token history incl. start */
     int *row_block, *row_block2;/* cache block of each row slot */
     int *act;                  /* [max_rows] active slots this step */
+    int *act_req;              /* [max_rows] the request of each active row */
     int *parent;              /* [max_rows] beam search: parent beam of each new beam */
     int32_t *act_tok;          /* [max_rows] input token of each active row */
     int *block_used;           /* [max_rows] */
@@ -127,9 +171,10 @@ struct eng_ctx {
     double *fin_score, *fin_sum; /* [max_rows] */
     double *cand_score;        /* [max_rows * 2 * max_rows] beam candidates */
     int *cand_tok, *cand_beam; /* idem */
-    float *sort_val;           /* [vocab] */
-    int *sort_idx;             /* [vocab] */
-    double *lp_row;            /* [vocab] one row's log-probs (beam search) */
+    float *sort_val;           /* [n_threads][vocab] */
+    int *sort_idx;             /* [n_threads][vocab] */
+    double *lp_row;            /* [n_threads][vocab] */
+    eng_rowbuf *rb;            /* [n_threads]: each thread's slices of the three above and of ban */
     int *act_blk;              /* [max_rows] cache block of each active row */
     int *enc_off, *enc_len;    /* [max_rows + 1] encoder slice of each active row */
     int *tok_off;              /* [max_rows + 1] packed encoder offsets per request */
@@ -138,9 +183,11 @@ struct eng_ctx {
     int *cand_off;             /* [max_cand_total + 1] */
     int32_t *cand_seq;         /* [max_cand_total * max_cand_len] teacher-forced decoder input */
     double *cand_lp;           /* [max_cand_total] log-likelihood of each candidate */
+    int32_t *cand_tgt;         /* [max_cand_total * max_cand_len] each scored row's target */
+    double *cand_row_lp;       /* [max_cand_total * max_cand_len] its log-prob */
     int *cand_eoff, *cand_elen;/* [max_cand_total] encoder slice each candidate attends to */
     struct eng_greq *greq;     /* [max_rows] per-request state of a running group */
-    int32_t *ban;              /* [max_pos + 2] tokens a processor forbids next */
+    int32_t *ban;              /* [n_threads][max_pos + 2] */
 };
 
 /* Encodes n sequences packed back to back (tok_off[i] .. tok_off[i+1]) into ctx->enc_out,

@@ -224,7 +224,7 @@ static void ek_rows_nn(int M, int N, int K, const float *A, int lda, const float
     }
 }
 
-void eng_set_threads(int n)
+int eng_set_threads(int n)
 {
     /* OpenBLAS's OpenMP build sizes each call by the calling thread's OpenMP setting
      * (and its own rounding depends on that size), and openblas_set_num_threads sets it
@@ -235,6 +235,27 @@ void eng_set_threads(int n)
     pthread_mutex_lock(&ek_blas_lock);
     openblas_set_num_threads(n);
     pthread_mutex_unlock(&ek_blas_lock);
+    return n;
+}
+
+/* C = beta C: the product of an empty K. */
+static void ek_scale(int M, int N, float beta, float *C, int ldc)
+{
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++)
+            C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+}
+
+void eng_gemm_serial(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                     int trans_b, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0)
+        ek_scale(M, N, beta, C, ldc);
+    else if (trans_b)
+        ek_rows_nt_part(0, N / 4, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    else
+        ek_rows_nn(M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
 void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
@@ -242,9 +263,7 @@ void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int 
 {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++)
-                C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+        ek_scale(M, N, beta, C, ldc);
         return;
     }
     if (M <= EK_ROWS_MAX) {

@@ -7,6 +7,7 @@
 
 void eng_rmsnorm(const float *x, const float *w, int rows, int d, float eps, float *out)
 {
+    ENG_PARALLEL_FOR((size_t)rows * (size_t)d >= ENG_PAR_FLOATS)
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * d;
         float *o = out + (size_t)r * d;
@@ -85,7 +86,8 @@ void eng_softmax(float *x, int n)
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
-void eng_gelu_new(float *x, size_t n)
+/* gelu_new over n values: the vector formula in groups of 4, libm's tanhf for a last 1-3. */
+static void ek_gelu_new(float *x, size_t n)
 {
     /* 0.5 x (1 + tanh(u)) = x * (1 - 1 / (1 + exp(2u))), u = sqrt(2/pi)(x + 0.044715 x^3) */
     const float c2 = 2.0f * 0.7978845608028654f;
@@ -103,10 +105,37 @@ void eng_gelu_new(float *x, size_t n)
     }
 }
 
+/* Blocks of EK_BLOCK values (a multiple of 4, so every value but the last n % 4 takes the
+ * vector formula, however the blocks are shared out). */
+#define EK_BLOCK 4096
+
+void eng_gelu_new(float *x, size_t n)
+{
+    long blocks = (long)((n + EK_BLOCK - 1) / EK_BLOCK);
+    ENG_PARALLEL_FOR(n >= ENG_PAR_FLOATS)
+    for (long b = 0; b < blocks; b++) {
+        size_t i = (size_t)b * EK_BLOCK;
+        ek_gelu_new(x + i, n - i < EK_BLOCK ? n - i : EK_BLOCK);
+    }
+}
+
 void eng_relu(float *x, size_t n)
 {
+    ENG_PARALLEL_FOR(n >= ENG_PAR_FLOATS)
     for (size_t i = 0; i < n; i++)
         if (!(x[i] > 0.0f)) x[i] = 0.0f;
+}
+
+void eng_mul(float *x, const float *y, size_t n)
+{
+    ENG_PARALLEL_FOR(n >= ENG_PAR_FLOATS)
+    for (size_t i = 0; i < n; i++) x[i] *= y[i];
+}
+
+void eng_add(float *x, const float *y, size_t n)
+{
+    ENG_PARALLEL_FOR(n >= ENG_PAR_FLOATS)
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
 double eng_logsumexp(const float *x, int n)

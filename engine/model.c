@@ -243,7 +243,6 @@ eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err,
         goto fail;
     }
     m->inner = c->num_heads * c->d_kv;
-    m->n_threads = p->n_threads;
     m->st = st_open_dir(dir, err, errlen);
     if (!m->st) goto fail;
     m->enc = calloc((size_t)c->num_layers, sizeof *m->enc);
@@ -253,7 +252,7 @@ eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err,
         goto fail;
     }
     if (ml_bind_all(m, dir, err, errlen) < 0) goto fail;
-    eng_set_threads(p->n_threads);
+    m->n_threads = eng_set_threads(p->n_threads);
     return m;
 fail:
     eng_model_free(&m);

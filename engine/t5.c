@@ -80,7 +80,9 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     ALLOC(c->ff0, T * F);
     ALLOC(c->ff1, T * F);
     /* one head of one sequence [L, L], or in a decode step one row of [max_rows, L] each */
-    ALLOC(c->scores, imax(L, R) * L);
+    /* a [max_len, max_len] head per thread; a decode step's rows [max_rows, max_len] */
+    size_t SL = (size_t)model->n_threads * L;
+    ALLOC(c->scores, (SL > R ? SL : R) * L);
     ALLOC(c->enc_out, BT * D);
     ALLOC(c->cross_k, NL * BT * I);
     ALLOC(c->cross_v, NL * BT * I);
@@ -109,8 +111,9 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     ALLOC(c->cand_score, 2 * R * R);
     ALLOC(c->cand_tok, 2 * R * R);
     ALLOC(c->cand_beam, 2 * R * R);
-    ALLOC(c->sort_val, V);
-    ALLOC(c->sort_idx, V);
+    size_t NT = (size_t)model->n_threads;
+    ALLOC(c->sort_val, NT * V);
+    ALLOC(c->sort_idx, NT * V);
     ALLOC(c->enc_off, R + 1);
     ALLOC(c->enc_len, R + 1);
     ALLOC(c->tok_off, R + 1);
@@ -119,13 +122,20 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     ALLOC(c->cand_lp, c->max_cand_total);
     ALLOC(c->cand_eoff, c->max_cand_total);
     ALLOC(c->cand_elen, c->max_cand_total);
-    ALLOC(c->lp_row, V);
+    ALLOC(c->lp_row, NT * V);
+    ALLOC(c->rb, NT);
+    ALLOC(c->act_req, R);
+    ALLOC(c->cand_tgt, (size_t)c->max_cand_total * q.max_cand_len);
+    ALLOC(c->cand_row_lp, (size_t)c->max_cand_total * q.max_cand_len);
     ALLOC(c->act_blk, R);
     ALLOC(c->enc_ids, BT);
-    ALLOC(c->ban, P + 2);
+    ALLOC(c->ban, NT * (P + 2));
     c->greq = calloc(R, eng_greq_size());
     bad |= !c->greq;
 #undef ALLOC
+    for (size_t t = 0; !bad && t < NT; t++)
+        c->rb[t] = (eng_rowbuf){ .lp = c->lp_row + t * V, .sort_val = c->sort_val + t * V,
+                                 .sort_idx = c->sort_idx + t * V, .ban = c->ban + t * (P + 2) };
     if (bad) {
         snprintf(err, errlen, "eng_ctx_new: out of memory (workspaces for %d rows, %d tokens)",
                  q.max_rows, c->max_tok);
@@ -158,7 +168,8 @@ void eng_ctx_free(eng_ctx **ctx)
                      c->fin_score, c->fin_sum, c->cand_score, c->cand_tok, c->cand_beam,
                      c->sort_val, c->sort_idx, c->enc_off, c->enc_len, c->tok_off,
                      c->cand_off, c->cand_seq, c->cand_lp, c->cand_eoff, c->cand_elen,
-                     c->lp_row, c->act_blk, c->enc_ids, c->greq, c->ban };
+                     c->lp_row, c->act_blk, c->enc_ids, c->greq, c->ban, c->rb,
+                     c->act_req, c->cand_tgt, c->cand_row_lp };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
     *ctx = NULL;
@@ -174,13 +185,13 @@ static void t5_ff(eng_ctx *c, const eng_layer_w *l, int n)
         eng_linear(c->h, n, D, l->wi0, F, c->ff0);
         eng_linear(c->h, n, D, l->wi1, F, c->ff1);
         eng_gelu_new(c->ff0, (size_t)n * F);
-        for (size_t i = 0; i < (size_t)n * F; i++) c->ff0[i] *= c->ff1[i];
+        eng_mul(c->ff0, c->ff1, (size_t)n * F);
     } else {
         eng_linear(c->h, n, D, l->wi, F, c->ff0);
         eng_relu(c->ff0, (size_t)n * F);
     }
     eng_linear(c->ff0, n, F, l->wo, D, c->h);
-    for (size_t i = 0; i < (size_t)n * D; i++) c->x[i] += c->h[i];
+    eng_add(c->x, c->h, (size_t)n * D);
 }
 
 /* x += att[n, inner] Wo^T */
@@ -188,7 +199,7 @@ static void t5_attn_out(eng_ctx *c, const float *wo, int n)
 {
     int D = c->m->cfg.d_model;
     eng_linear(c->att, n, c->m->inner, wo, D, c->h);
-    for (size_t i = 0; i < (size_t)n * D; i++) c->x[i] += c->h[i];
+    eng_add(c->x, c->h, (size_t)n * D);
 }
 
 static void t5_embed(eng_ctx *c, const int32_t *tok, int n)
@@ -198,28 +209,56 @@ static void t5_embed(eng_ctx *c, const int32_t *tok, int n)
         memcpy(c->x + (size_t)i * D, c->m->shared + (size_t)tok[i] * D, (size_t)D * sizeof(float));
 }
 
-/* Attention of one sequence's Lq queries (rows of q / att from qrow) over Lk keys/values
- * (rows of k / v), head by head. mode 0: bidirectional encoder bias; 1: causal decoder
- * bias (queries and keys are the same positions); 2: no bias (cross attention). */
-static void t5_attend(eng_ctx *c, const float *q, float *att, int Lq, const float *k,
-                      const float *v, int Lk, int mode, float *s /* [Lq, Lk] */)
+/* Attention of one head hd of one sequence: Lq queries (rows of c->q and c->att from q,
+ * att) over Lk keys/values (rows of k, v). mode 0: bidirectional encoder bias; 1: causal
+ * decoder bias (queries and keys are the same positions); 2: no bias (cross attention).
+ * s: [Lq, Lk] scratch. Runs on the calling thread. */
+static void t5_attend_head(const eng_ctx *c, const float *q, float *att, int Lq, const float *k,
+                           const float *v, int Lk, int mode, int hd, float *s)
 {
-    int I = c->m->inner, dk = c->m->cfg.d_kv, H = c->m->cfg.num_heads, L = c->max_len;
-    for (int hd = 0; hd < H; hd++) {
-        eng_gemm(Lq, Lk, dk, q + hd * dk, I, k + hd * dk, I, 1, 0.0f, s, Lk);
-        for (int i = 0; i < Lq; i++) {
-            float *si = s + (size_t)i * Lk;
-            if (mode == 0) {
-                const float *b = c->enc_bias + (size_t)hd * (2 * L - 1) + (L - 1) - i;
-                for (int j = 0; j < Lk; j++) si[j] += b[j];
-            } else if (mode == 1) {
-                const float *b = c->dec_bias + (size_t)hd * L;
-                for (int j = 0; j <= i; j++) si[j] += b[i - j];
-                for (int j = i + 1; j < Lk; j++) si[j] = -INFINITY;
-            }
-            eng_softmax(si, Lk);
+    int I = c->m->inner, dk = c->m->cfg.d_kv, L = c->max_len;
+    eng_gemm_serial(Lq, Lk, dk, q + hd * dk, I, k + hd * dk, I, 1, 0.0f, s, Lk);
+    for (int i = 0; i < Lq; i++) {
+        float *si = s + (size_t)i * Lk;
+        if (mode == 0) {
+            const float *b = c->enc_bias + (size_t)hd * (2 * L - 1) + (L - 1) - i;
+            for (int j = 0; j < Lk; j++) si[j] += b[j];
+        } else if (mode == 1) {
+            const float *b = c->dec_bias + (size_t)hd * L;
+            for (int j = 0; j <= i; j++) si[j] += b[i - j];
+            for (int j = i + 1; j < Lk; j++) si[j] = -INFINITY;
         }
-        eng_gemm(Lq, dk, Lk, s, Lk, v + hd * dk, I, 0, 0.0f, att + hd * dk, I);
+        eng_softmax(si, Lk);
+    }
+    eng_gemm_serial(Lq, dk, Lk, s, Lk, v + hd * dk, I, 0, 0.0f, att + hd * dk, I);
+}
+
+/* Attention of n sequences into c->att: sequence i's queries are rows qoff[i] ..
+ * qoff[i + 1] - 1 of c->q (qoff NULL: row i alone), its keys and values rows koff[i] ..
+ * of k and v, klen[i] of them (klen NULL: the sequence's own rows, self-attention). The
+ * (sequence, head) pairs are shared between the threads, each with its own
+ * [max_len, max_len] slice of the scores workspace; every pair is computed the same way
+ * whichever thread takes it. */
+static void t5_attend(eng_ctx *c, int n, const int *qoff, const float *k, const float *v,
+                      const int *koff, const int *klen, int mode)
+{
+    int I = c->m->inner, H = c->m->cfg.num_heads, dk = c->m->cfg.d_kv;
+    double work = 0; /* multiply-adds */
+    for (int i = 0; i < n; i++) {
+        int lq = qoff ? qoff[i + 1] - qoff[i] : 1;
+        work += 2.0 * lq * (klen ? klen[i] : lq) * dk * H;
+    }
+    size_t L = (size_t)c->max_len;
+    int nt = c->m->n_threads;
+    (void)nt;
+    ENG_PARALLEL_FOR_NT(work >= ENG_PAR_FLOATS * 4.0, nt)
+    for (int it = 0; it < n * H; it++) {
+        int i = it / H, hd = it % H;
+        int q0 = qoff ? qoff[i] : i, lq = qoff ? qoff[i + 1] - q0 : 1;
+        int k0 = klen ? koff[i] : q0, lk = klen ? klen[i] : lq;
+        t5_attend_head(c, c->q + (size_t)q0 * I, c->att + (size_t)q0 * I, lq,
+                       k + (size_t)k0 * I, v + (size_t)k0 * I, lk, mode, hd,
+                       c->scores + (size_t)eng_thread_id() * L * L);
     }
 }
 
@@ -235,11 +274,7 @@ void t5_encode(eng_ctx *c, const int32_t *ids, const int *tok_off, int n, int cr
         eng_linear(c->h, T, D, l->self.q, I, c->q);
         eng_linear(c->h, T, D, l->self.k, I, c->k);
         eng_linear(c->h, T, D, l->self.v, I, c->v);
-        for (int s = 0; s < n; s++) {
-            size_t o = (size_t)tok_off[s] * I;
-            int len = tok_off[s + 1] - tok_off[s];
-            t5_attend(c, c->q + o, c->att + o, len, c->k + o, c->v + o, len, 0, c->scores);
-        }
+        t5_attend(c, n, tok_off, c->k, c->v, NULL, NULL, 0);
         t5_attn_out(c, l->self.o, T);
         t5_ff(c, l, T);
     }
@@ -309,15 +344,8 @@ void t5_decode_step(eng_ctx *c, const int32_t *tok, const int *blk, const int *e
 
         eng_rmsnorm(c->x, l->ln_cross, n, D, cf->layer_norm_eps, c->h);
         eng_linear(c->h, n, D, l->cross.q, I, c->q);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (n > 1)
-#endif
-        for (int i = 0; i < n; i++) {
-            const float *ck = c->cross_k + (li * BT + (size_t)enc_off[i]) * I;
-            const float *cv = c->cross_v + (li * BT + (size_t)enc_off[i]) * I;
-            t5_attend(c, c->q + (size_t)i * I, c->att + (size_t)i * I, 1, ck, cv, enc_len[i], 2,
-                      c->scores + (size_t)i * c->max_len);
-        }
+        t5_attend(c, n, NULL, c->cross_k + li * BT * I, c->cross_v + li * BT * I, enc_off,
+                  enc_len, 2);
         t5_attn_out(c, l->cross.o, n);
         t5_ff(c, l, n);
     }
@@ -338,22 +366,13 @@ void t5_decode_full(eng_ctx *c, const int32_t *tok, const int *off, int n,
         eng_linear(c->h, T, D, l->self.q, I, c->q);
         eng_linear(c->h, T, D, l->self.k, I, c->k);
         eng_linear(c->h, T, D, l->self.v, I, c->v);
-        for (int s = 0; s < n; s++) {
-            size_t o = (size_t)off[s] * I;
-            int len = off[s + 1] - off[s];
-            t5_attend(c, c->q + o, c->att + o, len, c->k + o, c->v + o, len, 1, c->scores);
-        }
+        t5_attend(c, n, off, c->k, c->v, NULL, NULL, 1);
         t5_attn_out(c, l->self.o, T);
 
         eng_rmsnorm(c->x, l->ln_cross, T, D, cf->layer_norm_eps, c->h);
         eng_linear(c->h, T, D, l->cross.q, I, c->q);
-        for (int s = 0; s < n; s++) {
-            size_t o = (size_t)off[s] * I;
-            const float *ck = c->cross_k + (li * BT + (size_t)enc_off[s]) * I;
-            const float *cv = c->cross_v + (li * BT + (size_t)enc_off[s]) * I;
-            t5_attend(c, c->q + o, c->att + o, off[s + 1] - off[s], ck, cv, enc_len[s], 2,
-                      c->scores);
-        }
+        t5_attend(c, n, off, c->cross_k + li * BT * I, c->cross_v + li * BT * I, enc_off,
+                  enc_len, 2);
         t5_attn_out(c, l->cross.o, T);
         t5_ff(c, l, T);
     }
