@@ -8,7 +8,8 @@
 #   $(B)/tests/unit              the C test binary (tests/unit/*.c)
 #   $(B)/fuzz/*                  libFuzzer targets (clang)
 #
-# `make asan` rebuilds everything under build/asan with ASan+UBSan and runs the tests.
+# `make asan` rebuilds everything under build/asan (clang) and build/asan-omp (gcc, OpenMP)
+# with ASan+UBSan and runs the tests in each.
 
 B        ?= build
 CC       ?= cc
@@ -74,7 +75,7 @@ help:
 	@echo "make            build $(BINS) and the test binary"
 	@echo "make deps       install missing Debian packages (apt-get; quiet when all present)"
 	@echo "make test       deps + build + every test (ends with 'N passed, N failed')"
-	@echo "make asan       the same tests under AddressSanitizer + UBSan (build/asan)"
+	@echo "make asan       the same tests under AddressSanitizer + UBSan (build/asan, build/asan-omp)"
 	@echo "make fuzz       build the libFuzzer targets (clang)"
 	@echo "make bench      benchmarks (tokenizer, engine, daemon); not part of test"
 	@echo "make run        deps + build + start nlpd on conf/nlpd.conf"
@@ -158,11 +159,18 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory all fuzz
 	$(Q)NLP_BUILD=$(B) $(B)/tests/unit $(TEST_SCRIPTS)
 
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+SAN_ENV   := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1
+# Two passes: clang (no OpenMP: the engine's threaded loops run serially) with the
+# fuzzers, then gcc with OpenMP, so the threaded loops run under the sanitizers too
+# (every test again but the fuzzers, which are clang's).
 asan: deps
 	$(Q)$(MAKE) --no-print-directory B=build/asan CC=clang OPT=-O1 OMPFLAGS= \
-	    SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" all fuzz
-	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	    NLP_BUILD=build/asan NLP_ASAN=1 build/asan/tests/unit $(TEST_SCRIPTS)
+	    SANFLAGS="$(SAN_FLAGS)" all fuzz
+	$(Q)$(SAN_ENV) NLP_BUILD=build/asan NLP_ASAN=1 build/asan/tests/unit $(TEST_SCRIPTS)
+	$(Q)$(MAKE) --no-print-directory B=build/asan-omp CC=gcc OPT=-O1 SANFLAGS="$(SAN_FLAGS)" all
+	$(Q)$(SAN_ENV) NLP_BUILD=build/asan-omp NLP_ASAN=1 build/asan-omp/tests/unit \
+	    $(filter-out tests/scripts/fuzz_%,$(TEST_SCRIPTS))
 
 bench: deps all
 	$(Q)NLP_BUILD=$(B) tests/bench/run.sh

@@ -249,9 +249,9 @@ static void t5_attend(eng_ctx *c, int n, const int *qoff, const float *k, const 
         work += 2.0 * lq * (klen ? klen[i] : lq) * dk * H;
     }
     size_t L = (size_t)c->max_len;
-    int nt = c->m->n_threads;
-    (void)nt;
-    ENG_PARALLEL_FOR_NT(work >= ENG_PAR_FLOATS * 4.0, nt)
+    int par = work >= ENG_PAR_FLOATS * 4.0, nt = c->m->n_threads;
+    (void)par, (void)nt; /* without OpenMP */
+    ENG_PARALLEL_FOR_NT(par, nt)
     for (int it = 0; it < n * H; it++) {
         int i = it / H, hd = it % H;
         int q0 = qoff ? qoff[i] : i, lq = qoff ? qoff[i + 1] - q0 : 1;

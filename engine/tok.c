@@ -100,7 +100,7 @@ struct tok_model {
 
 /* "<extra_id_N>" for N = 0..99, written once (pthread_once) before any model exists
  * and only read afterwards. */
-static char tok_sentinel_str[TOK_NSENTINEL][16];
+static char tok_sentinel_str[TOK_NSENTINEL][24];
 static pthread_once_t tok_sentinel_once = PTHREAD_ONCE_INIT;
 
 static void tok_sentinels_fill(void)
