@@ -79,8 +79,7 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     ALLOC(c->att, T * I);
     ALLOC(c->ff0, T * F);
     ALLOC(c->ff1, T * F);
-    /* one head of one sequence [L, L], or in a decode step one row of [max_rows, L] each */
-    /* a [max_len, max_len] head per thread; a decode step's rows [max_rows, max_len] */
+    /* a thread's head of one sequence [L, L] each, or a decode step's rows [max_rows, L] */
     size_t SL = (size_t)model->n_threads * L;
     ALLOC(c->scores, (SL > R ? SL : R) * L);
     ALLOC(c->enc_out, BT * D);
