@@ -36,7 +36,7 @@ void eng_gemm_serial(int M, int N, int K, const float *A, int lda, const float *
  * A loop whose iterations are independent and each computed the same way whichever
  * thread runs it, split between the engine's threads when cond says it is big enough to
  * pay for waking them: results are bitwise those of the serial loop. Without OpenMP (the
- * sanitizer build) the loop runs serially. */
+ * clang sanitizer build) the loop runs serially. */
 #define ENG_PRAGMA(x) _Pragma(#x)
 #ifdef _OPENMP
 #define ENG_PARALLEL_FOR(cond) ENG_PRAGMA(omp parallel for schedule(static) if (cond))
