@@ -20,6 +20,7 @@ typedef struct eng_greq {
     int nfin;                  /* finished beam hypotheses in fin_* [base, base + nfin) */
     double worst;              /* lowest finished score when nfin == num_beams */
     int enc_off, enc_len;
+    int pos;                   /* decode position of this step (its own: joiners start later) */
 } eng_greq;
 
 size_t eng_greq_size(void) { return sizeof(eng_greq); }
@@ -458,23 +459,61 @@ static int dc_result(eng_ctx *c, eng_greq *g)
     return 0;
 }
 
-static void dc_run_group(eng_ctx *c, eng_greq *gs, int ng)
+/* A running batch: requests gs[0..ng) in row slots [0, rows) and encoder tokens
+ * [0, toks). Slots and tokens are handed out in order and reused only by the next batch. */
+typedef struct dc_batch {
+    eng_greq *gs;
+    int ng, rows, toks;
+    const eng_stream *s;
+} dc_batch;
+
+/* Checks request r and, if it fits the batch, sets up its state as gs[ng] (not yet
+ * encoded). Returns 0 (added), 1 (does not fit: nothing changed) or its failed status
+ * (set in r->status). */
+static int dc_add(eng_ctx *c, dc_batch *bt, eng_gen_req *r)
+{
+    eng_gen_params dp = eng_gen_default_params();
+    if (r->out) memset(r->out, 0, sizeof *r->out);
+    const eng_gen_params *p = r->params ? r->params : &dp;
+    int need = 0;
+    int st = dc_check_params(c, p, &need);
+    if (!st) st = dc_check_ids(c, r->ids, r->n_ids, c->p.max_input_len);
+    if (!st && !r->out) st = ENG_EINVAL;
+    r->status = st;
+    if (st) return st;
+    if (bt->rows + need > c->p.max_rows || bt->toks + r->n_ids > c->p.max_batch_tokens)
+        return 1;
+    eng_greq *g = &bt->gs[bt->ng++];
+    memset(g, 0, sizeof *g);
+    g->r = r;
+    g->p = *p;
+    g->base = bt->rows;
+    g->nrows = need;
+    g->beam = p->num_beams > 1;
+    g->enc_off = bt->toks;
+    g->enc_len = r->n_ids;
+    bt->rows += need;
+    bt->toks += r->n_ids;
+    return 0;
+}
+
+/* Encodes requests gs[k0..ng) (packed, their cross K/V at their enc_off) and starts
+ * their rows. */
+static void dc_start(eng_ctx *c, dc_batch *bt, int k0)
 {
     const eng_config *cf = &c->m->cfg;
-    int P1 = c->max_pos + 1;
-    int T = 0, maxnew = 0;
-    for (int i = 0; i < ng; i++) {
+    int P1 = c->max_pos + 1, T = 0, n = bt->ng - k0;
+    if (n <= 0) return;
+    for (int i = 0; i < n; i++) {
+        const eng_greq *g = &bt->gs[k0 + i];
         c->tok_off[i] = T;
-        memcpy(c->enc_ids + T, gs[i].r->ids, (size_t)gs[i].r->n_ids * sizeof(int32_t));
-        gs[i].enc_off = T;
-        gs[i].enc_len = gs[i].r->n_ids;
-        T += gs[i].r->n_ids;
-        if (gs[i].p.max_new_tokens > maxnew) maxnew = gs[i].p.max_new_tokens;
+        memcpy(c->enc_ids + T, g->r->ids, (size_t)g->enc_len * sizeof(int32_t));
+        T += g->enc_len;
     }
-    c->tok_off[ng] = T;
-    t5_encode(c, c->enc_ids, c->tok_off, ng, 1);
-    for (int i = 0; i < ng; i++) {
-        eng_greq *g = &gs[i];
+    c->tok_off[n] = T;
+    t5_encode(c, c->enc_ids, c->tok_off, n, bt->gs[k0].enc_off);
+    for (int i = k0; i < bt->ng; i++) {
+        eng_greq *g = &bt->gs[i];
         for (int b = 0; b < g->nrows; b++) {
             int s = g->base + b;
             c->hist[(size_t)s * P1] = cf->decoder_start_token_id;
@@ -486,9 +525,44 @@ static void dc_run_group(eng_ctx *c, eng_greq *gs, int ng)
             c->row_rng[s] = g->p.seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(b + 1));
         }
     }
-    for (int pos = 0; pos < maxnew; pos++) {
+}
+
+/* The request's result, then its report. */
+static void dc_finish(eng_ctx *c, const dc_batch *bt, eng_greq *g)
+{
+    g->r->status = dc_result(c, g);
+    if (bt->s && bt->s->done) bt->s->done(bt->s->user, g->r);
+}
+
+/* Takes joiners from the stream while they fit, then encodes and starts them. */
+static void dc_join(eng_ctx *c, dc_batch *bt)
+{
+    if (!bt->s || !bt->s->join) return;
+    int k0 = bt->ng;
+    for (;;) {
+        int rows = c->p.max_rows - bt->rows, toks = c->p.max_batch_tokens - bt->toks;
+        if (rows <= 0 || toks <= 0) break;
+        eng_gen_req *r = bt->s->join(bt->s->user, rows, toks);
+        if (!r) break;
+        int st = dc_add(c, bt, r);
+        if (st == 1) { /* the caller promised it fits: refuse it rather than lose it */
+            r->status = ENG_ETOOLONG;
+            st = ENG_ETOOLONG;
+        }
+        if (st && bt->s->done) bt->s->done(bt->s->user, r);
+    }
+    dc_start(c, bt, k0);
+}
+
+/* Steps the batch until every request in it (joiners too) has its result. */
+static void dc_run(eng_ctx *c, dc_batch *bt)
+{
+    int P1 = c->max_pos + 1;
+    eng_greq *gs = bt->gs;
+    for (;;) {
+        dc_join(c, bt);
         int na = 0;
-        for (int i = 0; i < ng; i++) {
+        for (int i = 0; i < bt->ng; i++) {
             eng_greq *g = &gs[i];
             if (g->done) continue;
             for (int b = 0; b < g->nrows; b++) {
@@ -496,7 +570,8 @@ static void dc_run_group(eng_ctx *c, eng_greq *gs, int ng)
                 if (!g->beam && c->row_done[s]) continue;
                 c->act[na] = s;
                 c->act_req[na] = i;
-                c->act_tok[na] = c->hist[(size_t)s * P1 + pos];
+                c->act_pos[na] = g->pos;
+                c->act_tok[na] = c->hist[(size_t)s * P1 + g->pos];
                 c->act_blk[na] = c->row_block[s];
                 c->enc_off[na] = g->enc_off;
                 c->enc_len[na] = g->enc_len;
@@ -504,67 +579,67 @@ static void dc_run_group(eng_ctx *c, eng_greq *gs, int ng)
             }
         }
         if (!na) break;
-        t5_decode_step(c, c->act_tok, c->act_blk, c->enc_off, c->enc_len, na, pos);
+        t5_decode_step(c, c->act_tok, c->act_blk, c->enc_off, c->enc_len, na, c->act_pos);
         t5_lm_head(c, c->h, na, c->logits);
         /* Greedy and sampled rows: each on its own (logits row a is active row a), shared
          * between the threads. Beam requests: one at a time, their beams together. */
         ENG_PARALLEL_FOR_NT(na > 1, c->m->n_threads)
         for (int a = 0; a < na; a++) {
             eng_greq *g = &gs[c->act_req[a]];
-            if (!g->beam) dc_row_step(c, &c->rb[eng_thread_id()], g, c->act[a], a, pos);
+            if (!g->beam) dc_row_step(c, &c->rb[eng_thread_id()], g, c->act[a], a, g->pos);
         }
-        for (int i = 0, a = 0; i < ng; i++) {
+        for (int i = 0, a = 0; i < bt->ng; i++) {
             eng_greq *g = &gs[i];
             if (g->done) continue;
             if (g->beam) {
-                dc_beam_step(c, g, a, pos);
+                dc_beam_step(c, g, a, g->pos);
                 a += g->nrows;
-                continue;
+            } else {
+                int live = 0;
+                for (int b = 0; b < g->nrows; b++) {
+                    int s = g->base + b;
+                    if (c->row_len[s] != g->pos + 1) continue; /* done before this step */
+                    a++;
+                    live += !c->row_done[s];
+                }
+                if (!live) g->done = 1;
             }
-            int live = 0;
-            for (int b = 0; b < g->nrows; b++) {
-                int s = g->base + b;
-                if (c->row_len[s] != pos + 1) continue; /* done before this step */
-                a++;
-                live += !c->row_done[s];
-            }
-            if (!live) g->done = 1;
+            if (g->done)
+                dc_finish(c, bt, g);
+            else
+                g->pos++;
         }
     }
-    for (int i = 0; i < ng; i++) gs[i].r->status = dc_result(c, &gs[i]);
+}
+
+int eng_generate_stream(eng_ctx *c, eng_gen_req *const *reqs, int n, const eng_stream *s)
+{
+    if (!c || n < 0 || (n > 0 && !reqs)) return ENG_EINVAL;
+    eng_set_threads(c->m->n_threads);
+    int i = 0;
+    do {
+        dc_batch bt = { .gs = c->greq, .s = s };
+        for (; i < n; i++) {
+            int st = dc_add(c, &bt, reqs[i]);
+            if (st == 1 && bt.ng > 0) break; /* full: the next batch */
+            if (st == 1) reqs[i]->status = st = ENG_ETOOLONG; /* fits no batch */
+            if (st && s && s->done) s->done(s->user, reqs[i]);
+        }
+        dc_start(c, &bt, 0);
+        dc_run(c, &bt);
+    } while (i < n);
+    return 0;
 }
 
 int eng_generate(eng_ctx *c, eng_gen_req *reqs, int n)
 {
     if (!c || n < 0 || (n > 0 && !reqs)) return ENG_EINVAL;
-    eng_set_threads(c->m->n_threads);
-    eng_gen_params dp = eng_gen_default_params();
-    eng_greq *gs = c->greq;
-    int i = 0;
-    while (i < n) {
-        int ng = 0, rows = 0, toks = 0;
-        for (; i < n; i++) {
-            eng_gen_req *r = &reqs[i];
-            if (r->out) memset(r->out, 0, sizeof *r->out);
-            const eng_gen_params *p = r->params ? r->params : &dp;
-            int need = 0;
-            int st = dc_check_params(c, p, &need);
-            if (!st) st = dc_check_ids(c, r->ids, r->n_ids, c->p.max_input_len);
-            if (!st && !r->out) st = ENG_EINVAL;
-            r->status = st;
-            if (st) continue;
-            if (rows + need > c->p.max_rows || toks + r->n_ids > c->p.max_batch_tokens) break;
-            eng_greq *g = &gs[ng++];
-            memset(g, 0, sizeof *g);
-            g->r = r;
-            g->p = *p;
-            g->base = rows;
-            g->nrows = need;
-            g->beam = p->num_beams > 1;
-            rows += need;
-            toks += r->n_ids;
-        }
-        if (ng) dc_run_group(c, gs, ng);
+    enum { CHUNK = 256 };
+    eng_gen_req *ptr[CHUNK];
+    for (int i = 0; i < n; i += CHUNK) {
+        int k = n - i < CHUNK ? n - i : CHUNK;
+        for (int j = 0; j < k; j++) ptr[j] = &reqs[i + j];
+        eng_generate_stream(c, ptr, k, NULL);
     }
     return 0;
 }
@@ -613,7 +688,7 @@ static void dc_score_run(eng_ctx *c, eng_score_req *reqs, const int *run, int nr
     }
     c->tok_off[nr] = E;
     c->cand_off[nc] = T;
-    t5_encode(c, c->enc_ids, c->tok_off, nr, 1);
+    t5_encode(c, c->enc_ids, c->tok_off, nr, 0);
     t5_decode_full(c, c->cand_seq, c->cand_off, nc, c->cand_eoff, c->cand_elen);
     int V = cf->vocab_size, D = cf->d_model, R = c->logit_rows;
     /* row t's target: the next decoder input, or EOS after the candidate's last token */

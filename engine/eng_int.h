@@ -159,6 +159,7 @@ struct eng_ctx {
     int *row_block, *row_block2;/* cache block of each row slot */
     int *act;                  /* [max_rows] active slots this step */
     int *act_req;              /* [max_rows] the request of each active row */
+    int *act_pos;              /* [max_rows] the decode position of each active row */
     int *parent;              /* [max_rows] beam search: parent beam of each new beam */
     int32_t *act_tok;          /* [max_rows] input token of each active row */
     int *block_used;           /* [max_rows] */
@@ -191,14 +192,15 @@ struct eng_ctx {
 };
 
 /* Encodes n sequences packed back to back (tok_off[i] .. tok_off[i+1]) into ctx->enc_out,
- * and (if cross != 0) projects each decoder layer's cross-attention K/V from it. */
-void t5_encode(eng_ctx *c, const int32_t *ids, const int *tok_off, int n, int cross);
-/* One decoder step for n rows: row i has input token tok[i] at position pos, its
+ * and (if cross_at >= 0) projects each decoder layer's cross-attention K/V from it into
+ * the packed cross K/V from token cross_at on. */
+void t5_encode(eng_ctx *c, const int32_t *ids, const int *tok_off, int n, int cross_at);
+/* One decoder step for n rows: row i has input token tok[i] at position pos[i], its
  * self-attention cache in block blk[i], and attends to encoder tokens
  * [enc_off[i], enc_off[i] + enc_len[i]) of the packed cross K/V. Writes the final hidden
  * states to c->h [n, d_model] (already scaled for tied models). */
 void t5_decode_step(eng_ctx *c, const int32_t *tok, const int *blk, const int *enc_off,
-                    const int *enc_len, int n, int pos);
+                    const int *enc_len, int n, const int *pos);
 /* Teacher-forced decoder over n sequences packed back to back (off[i] .. off[i+1]),
  * sequence i attending causally to itself and to the packed encoder tokens
  * [enc_off[i], enc_off[i] + enc_len[i]).

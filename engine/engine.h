@@ -126,6 +126,7 @@ typedef struct eng_gen_req {
     const eng_gen_params *params;
     eng_gen_result *out;       /* filled on success */
     int status;                /* out: 0 or enum eng_status, per request */
+    void *tag;                 /* the caller's; the engine does not touch it */
 } eng_gen_req;
 
 /* Runs n requests as one batch: the encoder batched over all inputs (packed back to back,
@@ -137,6 +138,23 @@ typedef struct eng_gen_req {
  * or rows beyond the ctx), ENG_ENOMEM (result allocation). Returns 0 if the batch ran
  * (see each req's status), < 0 (ENG_EINVAL) if nothing ran. */
 int eng_generate(eng_ctx *ctx, eng_gen_req *reqs, int n);
+
+/* Continuous batching: eng_generate_stream runs reqs[0..n) as eng_generate does, and
+ * before every decode step asks join for more requests to start at once beside the
+ * running ones, while they fit the room left in this batch. done reports each request,
+ * joined or not, as soon as its result is ready (or it failed its checks), exactly once,
+ * from the calling thread; a request must stay valid until then. A joiner's rows are
+ * computed as if it ran alone (same tokens; scores up to BLAS rounding). */
+typedef struct eng_stream {
+    /* One more request that needs at most `rows` decoder rows (num_beams, or
+     * num_return_sequences when sampling) and `tokens` encoder tokens, or NULL. */
+    eng_gen_req *(*join)(void *user, int rows, int tokens);
+    void (*done)(void *user, eng_gen_req *req);
+    void *user;
+} eng_stream;
+
+/* reqs: n pointers. Returns as eng_generate. */
+int eng_generate_stream(eng_ctx *ctx, eng_gen_req *const *reqs, int n, const eng_stream *s);
 
 /* ---- label scoring (zero-shot classification) ---- */
 

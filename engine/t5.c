@@ -124,6 +124,7 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     ALLOC(c->lp_row, NT * V);
     ALLOC(c->rb, NT);
     ALLOC(c->act_req, R);
+    ALLOC(c->act_pos, R);
     ALLOC(c->cand_tgt, (size_t)c->max_cand_total * q.max_cand_len);
     ALLOC(c->cand_row_lp, (size_t)c->max_cand_total * q.max_cand_len);
     ALLOC(c->act_blk, R);
@@ -168,7 +169,7 @@ void eng_ctx_free(eng_ctx **ctx)
                      c->sort_val, c->sort_idx, c->enc_off, c->enc_len, c->tok_off,
                      c->cand_off, c->cand_seq, c->cand_lp, c->cand_eoff, c->cand_elen,
                      c->lp_row, c->act_blk, c->enc_ids, c->greq, c->ban, c->rb,
-                     c->act_req, c->cand_tgt, c->cand_row_lp };
+                     c->act_req, c->act_pos, c->cand_tgt, c->cand_row_lp };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
     *ctx = NULL;
@@ -261,7 +262,7 @@ static void t5_attend(eng_ctx *c, int n, const int *qoff, const float *k, const 
     }
 }
 
-void t5_encode(eng_ctx *c, const int32_t *ids, const int *tok_off, int n, int cross)
+void t5_encode(eng_ctx *c, const int32_t *ids, const int *tok_off, int n, int cross_at)
 {
     const eng_model *m = c->m;
     const eng_config *cf = &m->cfg;
@@ -278,12 +279,12 @@ void t5_encode(eng_ctx *c, const int32_t *ids, const int *tok_off, int n, int cr
         t5_ff(c, l, T);
     }
     eng_rmsnorm(c->x, m->enc_final_ln, T, D, cf->layer_norm_eps, c->enc_out);
-    if (!cross) return;
-    size_t BT = (size_t)c->p.max_batch_tokens;
+    if (cross_at < 0) return;
+    size_t BT = (size_t)c->p.max_batch_tokens, at = (size_t)cross_at * I;
     for (int li = 0; li < cf->num_decoder_layers; li++) {
         const eng_layer_w *l = &m->dec[li];
-        eng_linear(c->enc_out, T, D, l->cross.k, I, c->cross_k + li * BT * I);
-        eng_linear(c->enc_out, T, D, l->cross.v, I, c->cross_v + li * BT * I);
+        eng_linear(c->enc_out, T, D, l->cross.k, I, c->cross_k + li * BT * I + at);
+        eng_linear(c->enc_out, T, D, l->cross.v, I, c->cross_v + li * BT * I + at);
     }
 }
 
@@ -319,7 +320,7 @@ static void t5_step_self_row(eng_ctx *c, int li, int blk, int pos, int i, float 
 }
 
 void t5_decode_step(eng_ctx *c, const int32_t *tok, const int *blk, const int *enc_off,
-                    const int *enc_len, int n, int pos)
+                    const int *enc_len, int n, const int *pos)
 {
     const eng_model *m = c->m;
     const eng_config *cf = &m->cfg;
@@ -338,7 +339,7 @@ void t5_decode_step(eng_ctx *c, const int32_t *tok, const int *blk, const int *e
 #pragma omp parallel for schedule(static) if (n > 1)
 #endif
         for (int i = 0; i < n; i++)
-            t5_step_self_row(c, li, blk[i], pos, i, c->scores + (size_t)i * c->max_len);
+            t5_step_self_row(c, li, blk[i], pos[i], i, c->scores + (size_t)i * c->max_len);
         t5_attn_out(c, l->self.o, n);
 
         eng_rmsnorm(c->x, l->ln_cross, n, D, cf->layer_norm_eps, c->h);
@@ -397,7 +398,7 @@ int eng_encode(eng_ctx *c, const int32_t *ids, int n_ids, float *out)
     if (t5_check_ids(c, ids, n_ids)) return ENG_EINVAL;
     eng_set_threads(c->m->n_threads);
     int off[2] = { 0, n_ids };
-    t5_encode(c, ids, off, 1, 0);
+    t5_encode(c, ids, off, 1, -1);
     memcpy(out, c->enc_out, (size_t)n_ids * c->m->cfg.d_model * sizeof(float));
     return 0;
 }
@@ -411,7 +412,7 @@ int eng_logits(eng_ctx *c, const int32_t *ids, int n_ids, const int32_t *dec_ids
     if (t5_check_ids(c, ids, n_ids) || t5_check_ids(c, dec_ids, n_dec)) return ENG_EINVAL;
     eng_set_threads(c->m->n_threads);
     int off[2] = { 0, n_ids };
-    t5_encode(c, ids, off, 1, 1);
+    t5_encode(c, ids, off, 1, 0);
     int doff[2] = { 0, n_dec }, eoff = 0;
     t5_decode_full(c, dec_ids, doff, 1, &eoff, &n_ids);
     t5_lm_head(c, c->h + (size_t)(n_dec - 1) * c->m->cfg.d_model, 1, out);

@@ -1005,3 +1005,105 @@ TEST(eng_thread_count_does_not_change_results)
         eng_model_free(&m2);
     }
 }
+
+/* ---- continuous batching: requests join a running batch ---- */
+
+typedef struct et_stream {
+    eng_gen_req *pool;     /* requests handed out by join, in order */
+    int n_pool, next;
+    int calls;             /* join calls so far */
+    int every;             /* hand out one request every `every` calls */
+    int done_count[16];    /* per request (pool and initial), by tag */
+    int bad_room;          /* a join asked with rows or tokens <= 0 */
+} et_stream;
+
+static eng_gen_req *et_join(void *user, int rows, int tokens)
+{
+    et_stream *s = user;
+    if (rows <= 0 || tokens <= 0) s->bad_room = 1;
+    if (s->next >= s->n_pool || s->calls++ % s->every) return NULL;
+    return &s->pool[s->next++];
+}
+
+static void et_done(void *user, eng_gen_req *r)
+{
+    et_stream *s = user;
+    s->done_count[(int)(intptr_t)r->tag]++;
+}
+
+TEST(eng_stream_joiners_match_running_alone)
+{
+    eng_model *m = et_model("tiny-flan");
+    static et_case cs[8];
+    int nc = et_cases("tiny-flan", cs);
+    REQUIRE(nc >= 6);
+    eng_ctx *c = et_ctx(m, 16, 1024);
+    enum { N = 8 };
+    eng_gen_params p[N];
+    eng_gen_result alone[N], joined[N];
+    eng_gen_req q[N];
+    static const int32_t bad_ids[2] = { 5, 99999999 };
+    for (int i = 0; i < N; i++) {
+        p[i] = eng_gen_default_params();
+        p[i].max_new_tokens = 6 + 3 * i;
+        if (i % 3 == 1) p[i].num_beams = 2, p[i].num_return_sequences = 2;
+        if (i % 3 == 2) p[i].do_sample = 1, p[i].seed = 7 + i, p[i].top_k = 20;
+        const et_case *k = &cs[i % nc];
+        q[i] = (eng_gen_req){ .ids = k->ids, .n_ids = k->n, .params = &p[i], .out = &alone[i],
+                              .tag = (void *)(intptr_t)i };
+        if (i == 5) q[i].ids = bad_ids, q[i].n_ids = 2; /* an invalid id: EINVAL */
+        REQUIRE(eng_generate(c, &q[i], 1) == 0);
+        CHECK(q[i].status == (i == 5 ? ENG_EINVAL : 0));
+        q[i].out = &joined[i];
+    }
+    /* 2 requests start; the other 6 join one every 2 steps, into the same batch. */
+    et_stream st = { .pool = q + 2, .n_pool = N - 2, .every = 2 };
+    eng_stream s = { .join = et_join, .done = et_done, .user = &st };
+    eng_gen_req *first[2] = { &q[0], &q[1] };
+    REQUIRE(eng_generate_stream(c, first, 2, &s) == 0);
+    CHECK(st.next == N - 2);
+    CHECK(!st.bad_room);
+    for (int i = 0; i < N; i++) {
+        CHECK_MSG(st.done_count[i] == 1, "request %d reported %d times", i, st.done_count[i]);
+        CHECK(q[i].status == (i == 5 ? ENG_EINVAL : 0));
+        if (i != 5)
+            CHECK_MSG(et_same(&alone[i], &joined[i], 1e-5), "request %d: joined differs", i);
+        eng_gen_result_clear(&alone[i]);
+        eng_gen_result_clear(&joined[i]);
+    }
+    eng_ctx_free(&c);
+    eng_model_free(&m);
+}
+
+/* A joiner that does not fit the room it was offered is refused, not lost. */
+static eng_gen_req *et_join_too_big(void *user, int rows, int tokens)
+{
+    (void)rows, (void)tokens;
+    et_stream *s = user;
+    if (s->next >= s->n_pool) return NULL;
+    return &s->pool[s->next++];
+}
+
+TEST(eng_stream_refuses_a_joiner_beyond_the_room)
+{
+    eng_model *m = et_model("tiny-flan");
+    eng_ctx *c = et_ctx(m, 4, 1024);
+    static int32_t ids[8] = { 100, 200, 300, 1 };
+    eng_gen_params p = eng_gen_default_params(), pb = p;
+    p.max_new_tokens = 4;
+    pb.max_new_tokens = 4, pb.num_beams = 4; /* 4 rows: more than the 3 left */
+    eng_gen_result r0, r1;
+    eng_gen_req q0 = { .ids = ids, .n_ids = 4, .params = &p, .out = &r0, .tag = (void *)0 };
+    eng_gen_req q1 = { .ids = ids, .n_ids = 4, .params = &pb, .out = &r1, .tag = (void *)1 };
+    et_stream st = { .pool = &q1, .n_pool = 1, .every = 1 };
+    eng_stream s = { .join = et_join_too_big, .done = et_done, .user = &st };
+    eng_gen_req *first = &q0;
+    REQUIRE(eng_generate_stream(c, &first, 1, &s) == 0);
+    CHECK(q0.status == 0 && r0.n_hyps == 1);
+    CHECK(q1.status == ENG_ETOOLONG);
+    CHECK(st.done_count[0] == 1 && st.done_count[1] == 1);
+    eng_gen_result_clear(&r0);
+    eng_gen_result_clear(&r1);
+    eng_ctx_free(&c);
+    eng_model_free(&m);
+}

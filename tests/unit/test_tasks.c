@@ -981,7 +981,7 @@ static char *direct(rig *r, const char *prompt, const eng_gen_params *p, double 
     int n;
     int32_t *ids = enc(&r->f, prompt, 1, &n);
     eng_gen_result res = { 0 };
-    eng_gen_req q = { ids, n, p, &res, 0 };
+    eng_gen_req q = { .ids = ids, .n_ids = n, .params = p, .out = &res };
     REQUIRE(eng_generate(r->ctx, &q, 1) == 0 && q.status == 0 && res.n_hyps >= 1);
     char *t = task_hyp_text(r->f.tok, &res.hyps[0], NULL);
     *score = res.hyps[0].score;
