@@ -177,6 +177,21 @@ int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
     return n;
 }
 
+int dmn_queue_try_take(dmn_queue *q, dmn_item *out)
+{
+    int n = 0;
+    pthread_mutex_lock(&q->mu);
+    if (q->n > 0) {
+        *out = q->heap[0];
+        q->est_sum -= out->est_tokens;
+        q->heap[0] = q->heap[--q->n];
+        sift_down(q->heap, q->n, 0);
+        n = 1;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return n;
+}
+
 int dmn_queue_expire(dmn_queue *q, double now, dmn_item *out, int cap, double *next)
 {
     int n = 0, kept = 0;

@@ -47,6 +47,10 @@ void dmn_queue_close(dmn_queue *q);
 int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
                    int max_wait_ms, int expect, double replied_at);
 
+/* Takes the best queued document into *out without waiting: 1, or 0 if none is queued
+ * (the worker's joins into a running generation). */
+int dmn_queue_try_take(dmn_queue *q, dmn_item *out);
+
 /* Removes up to cap documents whose deadline is before `now` into out[] (the I/O thread
  * answers them DEADLINE_EXCEEDED without waiting for the worker). Returns the count;
  * *next (if not NULL) gets the earliest deadline still queued, or 0 if none. */

@@ -2,14 +2,21 @@
  *
  * Loop: take documents from the queue (priority, then arrival; waiting up to
  * batching.max_wait_ms to fill a batch), check each one's deadline, task_prepare() them,
- * gather the jobs of all documents -- whatever their request or task -- into as few
- * eng_generate()/eng_score() calls as the batch bounds allow (jobs sorted by length so
- * padding stays small), task_finish() each document, and hand every request whose last
- * document is done back to the I/O thread over the inproc PAIR socket (the pointer
- * moves; the I/O thread owns the request from then on).
+ * and gather the jobs of all documents -- whatever their request or task. Generation
+ * jobs run with continuous batching: eng_generate_stream() starts as many as fit, and
+ * before every decode step the join hook hands it more -- first jobs still waiting in
+ * this batch, then documents taken from the queue meanwhile -- so clients that arrive
+ * while a generation runs join it at the next step instead of waiting for it to end.
+ * A document is finished (task_finish) as soon as its last job is done and its request
+ * goes back to the I/O thread over the inproc PAIR socket as soon as its last document
+ * is (the pointer moves; the I/O thread owns the request from then on). Scoring jobs run
+ * after the generation, in calls bounded by max_batch_tokens.
  *
- * Working arrays grow to the largest batch seen and are reused: no allocation per batch
- * once warm (task_prepare/finish allocate their own results). */
+ * Working arrays are sized at start (documents: 4 x max_rows per batch) or grow to the
+ * largest batch seen (jobs) and are reused: no allocation per batch once warm
+ * (task_prepare/finish allocate their own results). */
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,18 +29,26 @@
 
 typedef struct worker {
     dmn_server *srv;
-    int max_items;
-    dmn_item *items;           /* [max_items] */
-    task_input *in;            /* [max_items] per taken document */
-    task_doc *docs;            /* [max_items] */
-    int *prepared;             /* [max_items] 1: docs[i] holds jobs */
-    /* job lists, grown on demand */
+    int max_items;             /* documents taken at the start of a batch (max_rows) */
+    int cap_items;             /* documents a batch may hold, joiners included */
+    int n_items;               /* documents in this batch */
+    dmn_item *items;           /* [cap_items] */
+    task_input *in;            /* [cap_items] per document */
+    task_doc *docs;            /* [cap_items] */
+    int *prepared;             /* [cap_items] 1: docs[i] holds jobs */
+    int *left;                 /* [cap_items] jobs not done yet */
+    int *finished;             /* [cap_items] 1: answered (its request may be gone) */
+    eng_gen_req **gptr;        /* [max_rows] the requests of one eng_generate_stream call */
+    /* job lists, grown on demand; generation jobs [ghead, ng) are still to start */
     int cap;
+    int ng, ghead, ns;
     task_job **gjobs, **sjobs; /* [cap] */
-    eng_gen_req *greq;         /* [cap] contiguous copies for eng_generate */
-    eng_score_req *sreq;       /* [cap] */
+    eng_score_req *sreq;       /* [cap] contiguous copies for eng_score */
     int *lens, *rows, *ends;   /* [cap] */
-    double replied_at;         /* when the last batch's replies went out (0: none yet) */
+    /* the running engine call, for its stats line */
+    int call_seqs, call_rows;  /* sequences and decoder rows started in it */
+    uint64_t call_in, call_out;
+    double replied_at;         /* when a reply last went out (0: none yet) */
 } worker;
 
 int dmn_code_from_task(int st)
@@ -62,7 +77,6 @@ static int grow(worker *w, int need)
     while (cap < need) cap *= 2;
     if (grow_array((void **)&w->gjobs, sizeof *w->gjobs, cap) < 0 ||
         grow_array((void **)&w->sjobs, sizeof *w->sjobs, cap) < 0 ||
-        grow_array((void **)&w->greq, sizeof *w->greq, cap) < 0 ||
         grow_array((void **)&w->sreq, sizeof *w->sreq, cap) < 0 ||
         grow_array((void **)&w->lens, sizeof *w->lens, cap) < 0 ||
         grow_array((void **)&w->rows, sizeof *w->rows, cap) < 0 ||
@@ -84,41 +98,180 @@ static void fail_doc(dmn_req *r, int doc, int code, const char *msg)
     snprintf(r->out[doc].message, sizeof r->out[doc].message, "%s", msg);
 }
 
-/* Runs the generation jobs in calls bounded by max_batch_tokens and max_rows. */
-static void run_generate(worker *w, int n)
+/* Decoder rows a generation job holds, counted as the engine counts them. */
+static int job_rows(const task_job *j)
 {
-    dmn_server *srv = w->srv;
-    if (n == 0) return;
-    qsort(w->gjobs, (size_t)n, sizeof *w->gjobs, cmp_job_len);
-    for (int i = 0; i < n; i++) {
-        w->lens[i] = w->gjobs[i]->n_ids;
-        w->rows[i] = w->gjobs[i]->params.num_beams > 0 ? w->gjobs[i]->params.num_beams : 1;
-    }
-    int calls = dmn_sched_split(w->lens, w->rows, n, srv->conf.batching.max_batch_tokens,
-                                srv->conf.batching.max_rows, w->ends);
-    for (int c = 0, start = 0; c < calls; start = w->ends[c++]) {
-        int cnt = w->ends[c] - start;
-        uint64_t in_tok = 0, out_tok = 0;
-        for (int k = 0; k < cnt; k++) {
-            w->greq[k] = w->gjobs[start + k]->gen;
-            in_tok += (uint64_t)w->lens[start + k];
-        }
-        int rc = eng_generate(srv->ctx, w->greq, cnt);
-        if (rc < 0)
-            DMN_LOG(DMN_LOG_ERROR, "eng_generate(%d sequences): %s", cnt, eng_strerror(rc));
-        for (int k = 0; k < cnt; k++) {
-            task_job *j = w->gjobs[start + k];
-            j->gen.status = rc < 0 ? rc : w->greq[k].status;
-            if (j->gen.status == 0 && j->result.n_hyps > 0)
-                out_tok += (uint64_t)j->result.hyps[0].n_tokens;
-        }
-        dmn_stats_batch(srv->stats, cnt, in_tok, out_tok, dmn_now());
+    if (j->params.num_beams > 1) return j->params.num_beams;
+    return j->params.num_return_sequences > 1 ? j->params.num_return_sequences : 1;
+}
+
+static void hand_back(dmn_server *srv, dmn_req *r)
+{
+    r->t_done = dmn_now();
+    if (zmq_send(srv->done_tx, &r, sizeof r, 0) != (int)sizeof r) {
+        /* Only when the context is being torn down, which waits for this thread. */
+        DMN_LOG_REQ(DMN_LOG_ERROR, r->seq, r->id, "cannot hand the response back: %s",
+                    zmq_strerror(zmq_errno()));
+        dmn_req_free(&r);
     }
 }
 
-static void run_score(worker *w, int n)
+/* Document i's last job is done (or it has none): finish it and, when it is its
+ * request's last document, send the request back. */
+static void finish_doc(worker *w, int i)
 {
     dmn_server *srv = w->srv;
+    dmn_req *r = w->items[i].req;
+    int d = w->items[i].doc;
+    if (w->prepared[i]) {
+        dmn_doc *o = &r->out[d];
+        memset(&o->res, 0, sizeof o->res);
+        task_finish(&srv->env, &w->in[i], &w->docs[i], &o->res);
+        o->has_res = 1;
+        o->code = dmn_code_from_task(o->res.status);
+        if (o->code != DMN_OK)
+            snprintf(o->message, sizeof o->message, "%s",
+                     o->res.message[0] ? o->res.message : "task failed");
+        /* Counted before the reply goes out, so a client's next stats request sees it. */
+        dmn_stats_documents(srv->stats, 1);
+    }
+    w->finished[i] = 1;
+    w->replied_at = dmn_now();
+    if (atomic_fetch_sub(&r->n_left, 1) == 1) hand_back(srv, r);
+}
+
+/* Checks the deadline of document i (items[i]), prepares its jobs and queues them:
+ * generation jobs on the FIFO [ghead, ng), scoring jobs on sjobs. A document that
+ * fails gets its error and no jobs (left 0). */
+static void prepare_doc(worker *w, int i, double now)
+{
+    dmn_server *srv = w->srv;
+    char err[256];
+    dmn_req *r = w->items[i].req;
+    int d = w->items[i].doc;
+    w->prepared[i] = 0;
+    w->finished[i] = 0;
+    w->left[i] = 0;
+    w->in[i] = r->in;
+    w->in[i].text = r->docs[d];
+    w->in[i].text_len = r->doc_lens[d];
+    if (now > r->t_deadline) {
+        snprintf(err, sizeof err, "deadline passed after %.0f ms in the queue",
+                 (now - r->t_recv) * 1e3);
+        fail_doc(r, d, DMN_DEADLINE_EXCEEDED, err);
+        DMN_LOG_REQ(DMN_LOG_INFO, r->seq, r->id, "document %d: %s", d, err);
+        return;
+    }
+    if (r->t_start == 0) r->t_start = now;
+    memset(&w->docs[i], 0, sizeof w->docs[i]);
+    err[0] = '\0';
+    int rc = task_prepare(&srv->env, &w->in[i], &w->docs[i], err, sizeof err);
+    if (rc < 0) {
+        fail_doc(r, d, dmn_code_from_task(rc), err[0] ? err : "task_prepare failed");
+        DMN_LOG_REQ(DMN_LOG_INFO, r->seq, r->id, "document %d: %s: %s", d,
+                    dmn_code_name(r->out[d].code), r->out[d].message);
+        return;
+    }
+    w->prepared[i] = 1;
+    if (grow(w, w->ng + w->ns + w->docs[i].n_jobs) < 0) {
+        task_doc_clear(&w->docs[i]);
+        w->prepared[i] = 0;
+        fail_doc(r, d, DMN_INTERNAL, "out of memory");
+        return;
+    }
+    for (int j = 0; j < w->docs[i].n_jobs; j++) {
+        task_job *job = &w->docs[i].jobs[j];
+        if (job->kind == TASK_JOB_SCORE) {
+            w->sjobs[w->ns++] = job;
+        } else {
+            job->gen.tag = (void *)(intptr_t)i;
+            w->gjobs[w->ng++] = job;
+        }
+    }
+    w->left[i] = w->docs[i].n_jobs;
+}
+
+/* eng_stream.join: the next waiting generation job if it fits the room, else (none
+ * waiting) a document taken from the queue, prepared, and its first job if it fits. A
+ * job that does not fit waits for the next call; at most one document's jobs wait. */
+static eng_gen_req *join_hook(void *user, int rows, int tokens)
+{
+    worker *w = user;
+    while (w->ghead == w->ng) {
+        if (w->n_items == w->cap_items) return NULL;
+        int i = w->n_items;
+        if (!dmn_queue_try_take(w->srv->queue, &w->items[i])) return NULL;
+        w->n_items++;
+        prepare_doc(w, i, dmn_now());
+        if (w->left[i] == 0) finish_doc(w, i); /* failed, or nothing to run: answer now */
+        /* its scoring jobs, if any, wait for the scoring pass after the generation */
+    }
+    /* the room left in the engine's batch, within the daemon's own bounds */
+    const dmn_conf *cf = &w->srv->conf;
+    if (rows > cf->batching.max_rows - w->call_rows) rows = cf->batching.max_rows - w->call_rows;
+    if (tokens > cf->batching.max_batch_tokens - (int)w->call_in)
+        tokens = cf->batching.max_batch_tokens - (int)w->call_in;
+    task_job *j = w->gjobs[w->ghead];
+    if (job_rows(j) > rows || j->n_ids > tokens) return NULL;
+    w->ghead++;
+    w->call_seqs++;
+    w->call_rows += job_rows(j);
+    w->call_in += (uint64_t)j->n_ids;
+    return &j->gen;
+}
+
+/* eng_stream.done: a generation job has its result (status in job->gen). */
+static void done_hook(void *user, eng_gen_req *r)
+{
+    worker *w = user;
+    int i = (int)(intptr_t)r->tag;
+    if (r->status == 0 && r->out->n_hyps > 0) w->call_out += (uint64_t)r->out->hyps[0].n_tokens;
+    if (--w->left[i] == 0) finish_doc(w, i);
+}
+
+/* Runs the generation FIFO: each call starts with the waiting jobs that fit one batch
+ * (max_batch_tokens, max_rows), shortest first for the initial ones, and takes joiners
+ * until the FIFO and the queue are both empty. */
+static void run_generate(worker *w)
+{
+    dmn_server *srv = w->srv;
+    const eng_stream hooks = { .join = join_hook, .done = done_hook, .user = w };
+    if (w->ng > w->ghead)
+        qsort(w->gjobs + w->ghead, (size_t)(w->ng - w->ghead), sizeof *w->gjobs, cmp_job_len);
+    while (w->ghead < w->ng) {
+        int n = w->ng - w->ghead;
+        for (int k = 0; k < n; k++) {
+            w->lens[k] = w->gjobs[w->ghead + k]->n_ids;
+            w->rows[k] = job_rows(w->gjobs[w->ghead + k]);
+        }
+        dmn_sched_split(w->lens, w->rows, n, srv->conf.batching.max_batch_tokens,
+                        srv->conf.batching.max_rows, w->ends);
+        int cnt = w->ends[0];
+        w->call_seqs = cnt, w->call_rows = 0, w->call_in = 0, w->call_out = 0;
+        for (int k = 0; k < cnt; k++) {
+            w->gptr[k] = &w->gjobs[w->ghead + k]->gen;
+            w->call_rows += w->rows[k];
+            w->call_in += (uint64_t)w->lens[k];
+        }
+        w->ghead += cnt;
+        int rc = eng_generate_stream(srv->ctx, w->gptr, cnt, &hooks);
+        if (rc < 0) { /* nothing ran, nothing was reported: fail the call's jobs */
+            DMN_LOG(DMN_LOG_ERROR, "eng_generate(%d sequences): %s", cnt, eng_strerror(rc));
+            for (int k = 0; k < cnt; k++) {
+                w->gptr[k]->status = rc;
+                done_hook(w, w->gptr[k]);
+            }
+        }
+        dmn_stats_batch(srv->stats, w->call_seqs, w->call_in, w->call_out, dmn_now());
+    }
+}
+
+/* Runs the scoring jobs in calls bounded by max_batch_tokens; each document whose last
+ * job this was is finished. */
+static void run_score(worker *w)
+{
+    dmn_server *srv = w->srv;
+    int n = w->ns;
     if (n == 0) return;
     qsort(w->sjobs, (size_t)n, sizeof *w->sjobs, cmp_job_len);
     for (int i = 0; i < n; i++) {
@@ -145,88 +298,21 @@ static void run_score(worker *w, int n)
     }
 }
 
-static void hand_back(dmn_server *srv, dmn_req *r)
-{
-    r->t_done = dmn_now();
-    if (zmq_send(srv->done_tx, &r, sizeof r, 0) != (int)sizeof r) {
-        /* Only when the context is being torn down, which waits for this thread. */
-        DMN_LOG_REQ(DMN_LOG_ERROR, r->seq, r->id, "cannot hand the response back: %s",
-                    zmq_strerror(zmq_errno()));
-        dmn_req_free(&r);
-    }
-}
-
 static void run_batch(worker *w, int n)
 {
-    dmn_server *srv = w->srv;
-    char err[256];
-    int ng = 0, ns = 0, finished = 0;
     double now = dmn_now();
-
-    for (int i = 0; i < n; i++) {
-        dmn_req *r = w->items[i].req;
-        int d = w->items[i].doc;
-        w->prepared[i] = 0;
-        w->in[i] = r->in;
-        w->in[i].text = r->docs[d];
-        w->in[i].text_len = r->doc_lens[d];
-        if (now > r->t_deadline) {
-            snprintf(err, sizeof err, "deadline passed after %.0f ms in the queue",
-                     (now - r->t_recv) * 1e3);
-            fail_doc(r, d, DMN_DEADLINE_EXCEEDED, err);
-            DMN_LOG_REQ(DMN_LOG_INFO, r->seq, r->id, "document %d: %s", d, err);
-            continue;
-        }
-        if (r->t_start == 0) r->t_start = now;
-        memset(&w->docs[i], 0, sizeof w->docs[i]);
-        err[0] = '\0';
-        int rc = task_prepare(&srv->env, &w->in[i], &w->docs[i], err, sizeof err);
-        if (rc < 0) {
-            fail_doc(r, d, dmn_code_from_task(rc), err[0] ? err : "task_prepare failed");
-            DMN_LOG_REQ(DMN_LOG_INFO, r->seq, r->id, "document %d: %s: %s", d,
-                        dmn_code_name(r->out[d].code), r->out[d].message);
-            continue;
-        }
-        w->prepared[i] = 1;
-        if (grow(w, ng + ns + w->docs[i].n_jobs) < 0) {
-            task_doc_clear(&w->docs[i]);
-            w->prepared[i] = 0;
-            fail_doc(r, d, DMN_INTERNAL, "out of memory");
-            continue;
-        }
-        for (int j = 0; j < w->docs[i].n_jobs; j++) {
-            task_job *job = &w->docs[i].jobs[j];
-            if (job->kind == TASK_JOB_SCORE) w->sjobs[ns++] = job;
-            else w->gjobs[ng++] = job;
-        }
-    }
-
-    DMN_LOG(DMN_LOG_DEBUG, "batch: %d documents, %d generation and %d scoring jobs", n, ng, ns);
-    run_generate(w, ng);
-    run_score(w, ns);
-
-    for (int i = 0; i < n; i++) {
-        dmn_req *r = w->items[i].req;
-        int d = w->items[i].doc;
-        if (w->prepared[i]) {
-            dmn_doc *o = &r->out[d];
-            memset(&o->res, 0, sizeof o->res);
-            task_finish(&srv->env, &w->in[i], &w->docs[i], &o->res);
-            o->has_res = 1;
-            o->code = dmn_code_from_task(o->res.status);
-            if (o->code != DMN_OK)
-                snprintf(o->message, sizeof o->message, "%s",
-                         o->res.message[0] ? o->res.message : "task failed");
-            finished++;
-        }
-    }
-    /* Counted before any reply goes out, so a client's next stats request sees them. */
-    dmn_stats_documents(srv->stats, finished);
-    w->replied_at = dmn_now();
-    for (int i = 0; i < n; i++) {
-        dmn_req *r = w->items[i].req;
-        if (atomic_fetch_sub(&r->n_left, 1) == 1) hand_back(srv, r);
-    }
+    w->n_items = n;
+    w->ng = w->ghead = w->ns = 0;
+    for (int i = 0; i < n; i++) prepare_doc(w, i, now);
+    DMN_LOG(DMN_LOG_DEBUG, "batch: %d documents, %d generation and %d scoring jobs", n, w->ng,
+            w->ns);
+    run_generate(w);
+    run_score(w);
+    /* Every document not yet answered: scored ones, failed ones, those without jobs. */
+    for (int i = 0; i < w->n_items; i++)
+        if (!w->finished[i]) finish_doc(w, i);
+    if (w->n_items > n)
+        DMN_LOG(DMN_LOG_DEBUG, "batch: %d documents joined while it ran", w->n_items - n);
 }
 
 void *dmn_worker_main(void *arg)
@@ -234,19 +320,24 @@ void *dmn_worker_main(void *arg)
     dmn_server *srv = arg;
     worker w = { .srv = srv };
     w.max_items = srv->conf.batching.max_rows;
-    w.items = calloc((size_t)w.max_items, sizeof *w.items);
-    w.in = calloc((size_t)w.max_items, sizeof *w.in);
-    w.docs = calloc((size_t)w.max_items, sizeof *w.docs);
-    w.prepared = calloc((size_t)w.max_items, sizeof *w.prepared);
-    if (!w.items || !w.in || !w.docs || !w.prepared || grow(&w, 64) < 0) {
-        /* Without working memory nothing can run: answer every document INTERNAL. */
+    w.cap_items = 4 * w.max_items;
+    size_t ci = (size_t)w.cap_items;
+    w.items = calloc(ci, sizeof *w.items);
+    w.in = calloc(ci, sizeof *w.in);
+    w.docs = calloc(ci, sizeof *w.docs);
+    w.prepared = calloc(ci, sizeof *w.prepared);
+    w.left = calloc(ci, sizeof *w.left);
+    w.finished = calloc(ci, sizeof *w.finished);
+    w.gptr = calloc((size_t)w.max_items, sizeof *w.gptr);
+    int ok = w.items && w.in && w.docs && w.prepared && w.left && w.finished && w.gptr &&
+             grow(&w, 64) == 0;
+    if (!ok) /* Without working memory nothing can run: answer every document INTERNAL. */
         DMN_LOG(DMN_LOG_ERROR, "worker: out of memory");
-    }
     DMN_LOG(DMN_LOG_DEBUG, "worker started");
     int last_n = 1;   /* documents in the last batch: how much company to wait for */
     for (;;) {
         dmn_item one;
-        if (!w.items || !w.in || !w.docs || !w.prepared || !w.cap) {
+        if (!ok) {
             if (dmn_queue_take(srv->queue, &one, 1, 1 << 30, 0, 1, 0) == 0) break;
             fail_doc(one.req, one.doc, DMN_INTERNAL, "worker out of memory");
             if (atomic_fetch_sub(&one.req->n_left, 1) == 1) hand_back(srv, one.req);
@@ -256,17 +347,19 @@ void *dmn_worker_main(void *arg)
                                srv->conf.batching.max_batch_tokens,
                                srv->conf.batching.max_wait_ms, last_n, w.replied_at);
         if (n == 0) break;   /* closed and drained */
-        last_n = n;
         run_batch(&w, n);
+        last_n = w.n_items < w.max_items ? w.n_items : w.max_items;
     }
     DMN_LOG(DMN_LOG_DEBUG, "worker stopped: queue drained");
     free(w.items);
     free(w.in);
     free(w.docs);
     free(w.prepared);
+    free(w.left);
+    free(w.finished);
+    free(w.gptr);
     free(w.gjobs);
     free(w.sjobs);
-    free(w.greq);
     free(w.sreq);
     free(w.lens);
     free(w.rows);

@@ -827,7 +827,8 @@ static dmn_req *make_req(int task, const char *doc, uint64_t id, double deadline
 
 /* Queues reqs, runs the worker until the queue drains, collects what it hands back;
  * returns the stats. */
-static void run_worker(int max_rows, dmn_req **reqs, int n, dmn_stats_snap *snap)
+static void run_worker_tokens(int max_rows, int max_batch_tokens, dmn_req **reqs, int n,
+                              dmn_stats_snap *snap)
 {
     dmn_server *srv = &dmn_srv;
     char err[512];
@@ -836,6 +837,7 @@ static void run_worker(int max_rows, dmn_req **reqs, int n, dmn_stats_snap *snap
     srv->conf.path[0] = '\0';   /* built-in task defaults */
     snprintf(srv->conf.model_dir, sizeof srv->conf.model_dir, "%s", th_data("models/tiny-flan"));
     srv->conf.batching.max_rows = max_rows;
+    if (max_batch_tokens > 0) srv->conf.batching.max_batch_tokens = max_batch_tokens;
     srv->conf.batching.max_wait_ms = 0;
     REQUIRE_MSG(dmn_server_load(srv, err, sizeof err) == 0, "%s", err);
     srv->stats = dmn_stats_new(dmn_now());
@@ -866,6 +868,11 @@ static void run_worker(int max_rows, dmn_req **reqs, int n, dmn_stats_snap *snap
     dmn_queue_free((dmn_queue **)&srv->queue);
     dmn_stats_free((dmn_stats **)&srv->stats);
     dmn_server_unload(srv);
+}
+
+static void run_worker(int max_rows, dmn_req **reqs, int n, dmn_stats_snap *snap)
+{
+    run_worker_tokens(max_rows, 0, reqs, n, snap);
 }
 
 TEST_TIMEOUT(daemon_worker_batches_across_requests_and_tasks, 120)
@@ -911,4 +918,34 @@ TEST_TIMEOUT(daemon_worker_respects_max_rows, 120)
     for (int i = 0; i < 3; i++) CHECK(r[i]->out[0].code == DMN_OK);
     CHECK_MSG(s.batches == 2, "engine calls: %llu", (unsigned long long)s.batches);
     for (int i = 0; i < 3; i++) dmn_req_free(&r[i]);
+}
+
+TEST_TIMEOUT(daemon_worker_joins_documents_into_a_running_generation, 120)
+{
+    /* Whitespace counts in the queue's estimate (bytes / 4) but not in the tokens: with a
+     * 40-token batch bound the worker takes one document (estimates 27 + 27 > 40), and
+     * the other two join its generation (about 6 tokens each): one engine call. The
+     * results are those of the three taken together. */
+    char docs[3][128];
+    const char *text[3] = { "Say something nice.", "What is the capital of France?",
+                            "Name a colour." };
+    for (int i = 0; i < 3; i++) snprintf(docs[i], sizeof docs[i], "%-100s", text[i]);
+    dmn_req *r[3], *t[3];
+    for (int i = 0; i < 3; i++) {
+        r[i] = make_req(NLP__V1__REQUEST__TASK_TEXT2TEXT, docs[i], (uint64_t)i + 1, 60);
+        t[i] = make_req(NLP__V1__REQUEST__TASK_TEXT2TEXT, docs[i], (uint64_t)i + 1, 60);
+    }
+    dmn_stats_snap s, st;
+    run_worker_tokens(16, 40, r, 3, &s);
+    run_worker_tokens(16, 0, t, 3, &st);
+    CHECK_MSG(s.batches == 1, "engine calls: %llu", (unsigned long long)s.batches);
+    CHECK(st.batches == 1);
+    for (int i = 0; i < 3; i++) {
+        REQUIRE(r[i]->out[0].code == DMN_OK && t[i]->out[0].code == DMN_OK);
+        CHECK_MSG(strcmp(r[i]->out[0].res.text, t[i]->out[0].res.text) == 0,
+                  "document %d: \"%s\" joined, \"%s\" taken together", i,
+                  r[i]->out[0].res.text, t[i]->out[0].res.text);
+        dmn_req_free(&r[i]);
+        dmn_req_free(&t[i]);
+    }
 }
