@@ -418,6 +418,7 @@ int dmn_resp_stats(uint64_t id, const dmn_stats_snap *s, void **buf, size_t *len
     sp.has_output_tokens = 1, sp.output_tokens = s->output_tokens;
     sp.has_uptime_s = 1, sp.uptime_s = s->uptime_s;
     sp.has_in_flight = 1, sp.in_flight = s->in_flight;
+    sp.has_peak_rows = 1, sp.peak_rows = s->peak_rows;
     resp.has_id = 1, resp.id = id;
     resp.status = &st;
     resp.stats = &sp;

@@ -10,6 +10,7 @@ struct dmn_stats {
     pthread_mutex_t mu;
     double t0;
     uint64_t requests, documents, batches, batch_seqs, in_tokens, out_tokens;
+    int peak_rows;
     uint64_t by_code[DMN_N_CODES];
     double lat[DMN_LAT_RING];        /* ring of the most recent latencies, ms */
     int lat_n, lat_next;
@@ -53,6 +54,13 @@ void dmn_stats_response(dmn_stats *s, int code, double latency_ms)
         s->lat_next = (s->lat_next + 1) % DMN_LAT_RING;
         if (s->lat_n < DMN_LAT_RING) s->lat_n++;
     }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void dmn_stats_rows(dmn_stats *s, int rows)
+{
+    pthread_mutex_lock(&s->mu);
+    if (rows > s->peak_rows) s->peak_rows = rows;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -105,6 +113,7 @@ void dmn_stats_snapshot(dmn_stats *s, dmn_stats_snap *o, double now)
     o->documents = s->documents;
     memcpy(o->by_code, s->by_code, sizeof o->by_code);
     o->batches = s->batches;
+    o->peak_rows = (uint32_t)s->peak_rows;
     o->mean_batch_size = s->batches ? (double)s->batch_seqs / (double)s->batches : 0;
     o->input_tokens = s->in_tokens;
     o->output_tokens = s->out_tokens;

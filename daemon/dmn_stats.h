@@ -26,6 +26,7 @@ struct dmn_stats_snap {
     double mean_batch_size;
     uint64_t input_tokens, output_tokens;
     double uptime_s;
+    uint32_t peak_rows;
 };
 
 /* `now`: CLOCK_MONOTONIC seconds at start. NULL on allocation failure. */
@@ -38,6 +39,8 @@ void dmn_stats_response(dmn_stats *s, int code, double latency_ms);
 /* One engine call of n_seqs sequences; the tokens it read and generated. */
 void dmn_stats_batch(dmn_stats *s, int n_seqs, uint64_t in_tokens, uint64_t out_tokens,
                      double now);
+/* Decoder rows running at once in a generation (the most is kept). */
+void dmn_stats_rows(dmn_stats *s, int rows);
 void dmn_stats_documents(dmn_stats *s, int n);
 /* Fills everything but queue_depth and in_flight (the server's). */
 void dmn_stats_snapshot(dmn_stats *s, dmn_stats_snap *out, double now);

@@ -46,8 +46,9 @@ typedef struct worker {
     eng_score_req *sreq;       /* [cap] contiguous copies for eng_score */
     int *lens, *rows, *ends;   /* [cap] */
     /* the running engine call, for its stats line */
-    int call_seqs, call_rows;  /* sequences and decoder rows started in it */
+    int call_seqs;             /* sequences started in it */
     uint64_t call_in, call_out;
+    int live_rows, live_tokens;/* decoder rows and encoder tokens of its unfinished jobs */
     double replied_at;         /* when a reply last went out (0: none yet) */
 } worker;
 
@@ -197,8 +198,15 @@ static void prepare_doc(worker *w, int i, double now)
 static eng_gen_req *join_hook(void *user, int rows, int tokens)
 {
     worker *w = user;
+    /* the room left in the engine's batch, within the daemon's own bounds */
+    const dmn_conf *cf = &w->srv->conf;
+    if (rows > cf->batching.max_rows - w->live_rows) rows = cf->batching.max_rows - w->live_rows;
+    if (tokens > cf->batching.max_batch_tokens - w->live_tokens)
+        tokens = cf->batching.max_batch_tokens - w->live_tokens;
+    if (rows < 1 || tokens < 1) return NULL;
     while (w->ghead == w->ng) {
-        if (w->n_items == w->cap_items) return NULL;
+        /* Scoring jobs run once the generation ends: with some waiting, let it end. */
+        if (w->n_items == w->cap_items || w->ns > 0) return NULL;
         int i = w->n_items;
         if (!dmn_queue_try_take(w->srv->queue, &w->items[i])) return NULL;
         w->n_items++;
@@ -206,17 +214,14 @@ static eng_gen_req *join_hook(void *user, int rows, int tokens)
         if (w->left[i] == 0) finish_doc(w, i); /* failed, or nothing to run: answer now */
         /* its scoring jobs, if any, wait for the scoring pass after the generation */
     }
-    /* the room left in the engine's batch, within the daemon's own bounds */
-    const dmn_conf *cf = &w->srv->conf;
-    if (rows > cf->batching.max_rows - w->call_rows) rows = cf->batching.max_rows - w->call_rows;
-    if (tokens > cf->batching.max_batch_tokens - (int)w->call_in)
-        tokens = cf->batching.max_batch_tokens - (int)w->call_in;
     task_job *j = w->gjobs[w->ghead];
     if (job_rows(j) > rows || j->n_ids > tokens) return NULL;
     w->ghead++;
     w->call_seqs++;
-    w->call_rows += job_rows(j);
     w->call_in += (uint64_t)j->n_ids;
+    w->live_rows += job_rows(j);
+    w->live_tokens += j->n_ids;
+    dmn_stats_rows(w->srv->stats, w->live_rows);
     return &j->gen;
 }
 
@@ -225,6 +230,9 @@ static void done_hook(void *user, eng_gen_req *r)
 {
     worker *w = user;
     int i = (int)(intptr_t)r->tag;
+    const task_job *j = (const task_job *)(const void *)((const char *)r - offsetof(task_job, gen));
+    w->live_rows -= job_rows(j);
+    w->live_tokens -= j->n_ids;
     if (r->status == 0 && r->out->n_hyps > 0) w->call_out += (uint64_t)r->out->hyps[0].n_tokens;
     if (--w->left[i] == 0) finish_doc(w, i);
 }
@@ -247,13 +255,16 @@ static void run_generate(worker *w)
         dmn_sched_split(w->lens, w->rows, n, srv->conf.batching.max_batch_tokens,
                         srv->conf.batching.max_rows, w->ends);
         int cnt = w->ends[0];
-        w->call_seqs = cnt, w->call_rows = 0, w->call_in = 0, w->call_out = 0;
+        w->call_seqs = cnt, w->call_in = 0, w->call_out = 0;
+        w->live_rows = 0, w->live_tokens = 0;
         for (int k = 0; k < cnt; k++) {
             w->gptr[k] = &w->gjobs[w->ghead + k]->gen;
-            w->call_rows += w->rows[k];
             w->call_in += (uint64_t)w->lens[k];
+            w->live_rows += w->rows[k];
+            w->live_tokens += w->lens[k];
         }
         w->ghead += cnt;
+        dmn_stats_rows(srv->stats, w->live_rows);
         int rc = eng_generate_stream(srv->ctx, w->gptr, cnt, &hooks);
         if (rc < 0) { /* nothing ran, nothing was reported: fail the call's jobs */
             DMN_LOG(DMN_LOG_ERROR, "eng_generate(%d sequences): %s", cnt, eng_strerror(rc));

@@ -459,17 +459,64 @@ static int dc_result(eng_ctx *c, eng_greq *g)
     return 0;
 }
 
-/* A running batch: requests gs[0..ng) in row slots [0, rows) and encoder tokens
- * [0, toks). Slots and tokens are handed out in order and reused only by the next batch. */
+/* A running batch: requests gs[0..ng), each holding row slots [base, base + nrows) and
+ * encoder tokens [enc_off, enc_off + enc_len) until it is done. A finished request's
+ * slots and tokens go to the requests that join after it. */
 typedef struct dc_batch {
     eng_greq *gs;
-    int ng, rows, toks;
+    int ng;
     const eng_stream *s;
 } dc_batch;
 
-/* Checks request r and, if it fits the batch, sets up its state as gs[ng] (not yet
- * encoded). Returns 0 (added), 1 (does not fit: nothing changed) or its failed status
- * (set in r->status). */
+/* Marks the row slots live requests hold in c->slot_used [max_rows]. */
+static void dc_mark_rows(eng_ctx *c, const dc_batch *bt)
+{
+    memset(c->slot_used, 0, (size_t)c->p.max_rows * sizeof *c->slot_used);
+    for (int i = 0; i < bt->ng; i++)
+        if (!bt->gs[i].done)
+            for (int b = 0; b < bt->gs[i].nrows; b++) c->slot_used[bt->gs[i].base + b] = 1;
+}
+
+/* The first run of `need` free row slots (need > 0), or -1; with need 0, the longest
+ * run's length. */
+static int dc_find_rows(eng_ctx *c, const dc_batch *bt, int need)
+{
+    int run = 0, best = 0;
+    dc_mark_rows(c, bt);
+    for (int s = 0; s < c->p.max_rows; s++) {
+        run = c->slot_used[s] ? 0 : run + 1;
+        if (need > 0 && run == need) return s - need + 1;
+        if (run > best) best = run;
+    }
+    return need > 0 ? -1 : best;
+}
+
+/* The first gap of `len` encoder tokens between the live requests' ranges (len > 0), or
+ * -1; with len 0, the longest gap's length. */
+static int dc_find_tokens(eng_ctx *c, const dc_batch *bt, int len)
+{
+    int n = 0, *lo = c->slot_used; /* scratch: [max_rows] range starts, then ends */
+    int *hi = c->slot_used + c->p.max_rows;
+    for (int i = 0; i < bt->ng; i++) {
+        const eng_greq *g = &bt->gs[i];
+        if (g->done) continue;
+        int j = n++; /* insertion by start: few live requests */
+        while (j > 0 && lo[j - 1] > g->enc_off) lo[j] = lo[j - 1], hi[j] = hi[j - 1], j--;
+        lo[j] = g->enc_off, hi[j] = g->enc_off + g->enc_len;
+    }
+    int at = 0, best = 0;
+    for (int j = 0; j <= n; j++) {
+        int end = j < n ? lo[j] : c->p.max_batch_tokens;
+        if (len > 0 && end - at >= len) return at;
+        if (end - at > best) best = end - at;
+        if (j < n && hi[j] > at) at = hi[j];
+    }
+    return len > 0 ? -1 : best;
+}
+
+/* Checks request r and, if its rows and tokens are free, sets up its state as gs[ng]
+ * (not yet encoded). Returns 0 (added), 1 (no room now: nothing changed) or its failed
+ * status (set in r->status). */
 static int dc_add(eng_ctx *c, dc_batch *bt, eng_gen_req *r)
 {
     eng_gen_params dp = eng_gen_default_params();
@@ -481,37 +528,39 @@ static int dc_add(eng_ctx *c, dc_batch *bt, eng_gen_req *r)
     if (!st && !r->out) st = ENG_EINVAL;
     r->status = st;
     if (st) return st;
-    if (bt->rows + need > c->p.max_rows || bt->toks + r->n_ids > c->p.max_batch_tokens)
-        return 1;
+    if (bt->ng == c->p.max_rows) return 1;
+    int base = dc_find_rows(c, bt, need), off = dc_find_tokens(c, bt, r->n_ids);
+    if (base < 0 || off < 0) return 1;
     eng_greq *g = &bt->gs[bt->ng++];
     memset(g, 0, sizeof *g);
     g->r = r;
     g->p = *p;
-    g->base = bt->rows;
+    g->base = base;
     g->nrows = need;
     g->beam = p->num_beams > 1;
-    g->enc_off = bt->toks;
+    g->enc_off = off;
     g->enc_len = r->n_ids;
-    bt->rows += need;
-    bt->toks += r->n_ids;
     return 0;
 }
 
-/* Encodes requests gs[k0..ng) (packed, their cross K/V at their enc_off) and starts
- * their rows. */
+/* Encodes requests gs[k0..ng) (runs of them whose token ranges follow each other go
+ * together) and starts their rows. */
 static void dc_start(eng_ctx *c, dc_batch *bt, int k0)
 {
     const eng_config *cf = &c->m->cfg;
-    int P1 = c->max_pos + 1, T = 0, n = bt->ng - k0;
-    if (n <= 0) return;
-    for (int i = 0; i < n; i++) {
-        const eng_greq *g = &bt->gs[k0 + i];
-        c->tok_off[i] = T;
-        memcpy(c->enc_ids + T, g->r->ids, (size_t)g->enc_len * sizeof(int32_t));
-        T += g->enc_len;
+    int P1 = c->max_pos + 1;
+    for (int i0 = k0, i1; i0 < bt->ng; i0 = i1) {
+        int T = 0;
+        for (i1 = i0; i1 < bt->ng; i1++) {
+            const eng_greq *g = &bt->gs[i1];
+            if (i1 > i0 && g->enc_off != bt->gs[i0].enc_off + T) break;
+            c->tok_off[i1 - i0] = T;
+            memcpy(c->enc_ids + T, g->r->ids, (size_t)g->enc_len * sizeof(int32_t));
+            T += g->enc_len;
+        }
+        c->tok_off[i1 - i0] = T;
+        t5_encode(c, c->enc_ids, c->tok_off, i1 - i0, bt->gs[i0].enc_off);
     }
-    c->tok_off[n] = T;
-    t5_encode(c, c->enc_ids, c->tok_off, n, bt->gs[k0].enc_off);
     for (int i = k0; i < bt->ng; i++) {
         eng_greq *g = &bt->gs[i];
         for (int b = 0; b < g->nrows; b++) {
@@ -534,18 +583,24 @@ static void dc_finish(eng_ctx *c, const dc_batch *bt, eng_greq *g)
     if (bt->s && bt->s->done) bt->s->done(bt->s->user, g->r);
 }
 
-/* Takes joiners from the stream while they fit, then encodes and starts them. */
+/* Takes joiners from the stream while there is room, then encodes and starts them.
+ * Finished requests leave gs first (they have been reported). */
 static void dc_join(eng_ctx *c, dc_batch *bt)
 {
     if (!bt->s || !bt->s->join) return;
+    int live = 0;
+    for (int i = 0; i < bt->ng; i++)
+        if (!bt->gs[i].done) bt->gs[live++] = bt->gs[i];
+    bt->ng = live;
     int k0 = bt->ng;
-    for (;;) {
-        int rows = c->p.max_rows - bt->rows, toks = c->p.max_batch_tokens - bt->toks;
-        if (rows <= 0 || toks <= 0) break;
-        eng_gen_req *r = bt->s->join(bt->s->user, rows, toks);
+    while (bt->ng < c->p.max_rows) {
+        /* the room: the longest free runs of slots and of tokens */
+        int room_rows = dc_find_rows(c, bt, 0), room_toks = dc_find_tokens(c, bt, 0);
+        if (room_rows <= 0 || room_toks <= 0) break;
+        eng_gen_req *r = bt->s->join(bt->s->user, room_rows, room_toks);
         if (!r) break;
         int st = dc_add(c, bt, r);
-        if (st == 1) { /* the caller promised it fits: refuse it rather than lose it */
+        if (st == 1) { /* more than the room offered: refused */
             r->status = ENG_ETOOLONG;
             st = ENG_ETOOLONG;
         }

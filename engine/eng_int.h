@@ -160,6 +160,7 @@ struct eng_ctx {
     int *act;                  /* [max_rows] active slots this step */
     int *act_req;              /* [max_rows] the request of each active row */
     int *act_pos;              /* [max_rows] the decode position of each active row */
+    int *slot_used;            /* [2 * max_rows] scratch: slots held; token ranges held */
     int *parent;              /* [max_rows] beam search: parent beam of each new beam */
     int32_t *act_tok;          /* [max_rows] input token of each active row */
     int *block_used;           /* [max_rows] */

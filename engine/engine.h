@@ -141,13 +141,16 @@ int eng_generate(eng_ctx *ctx, eng_gen_req *reqs, int n);
 
 /* Continuous batching: eng_generate_stream runs reqs[0..n) as eng_generate does, and
  * before every decode step asks join for more requests to start at once beside the
- * running ones, while they fit the room left in this batch. done reports each request,
- * joined or not, as soon as its result is ready (or it failed its checks), exactly once,
- * from the calling thread; a request must stay valid until then. A joiner's rows are
- * computed as if it ran alone (same tokens; scores up to BLAS rounding). */
+ * running ones, while there is room: a finished request's row slots and encoder tokens
+ * go to the requests that join after it, so the batch runs as long as requests come.
+ * done reports each request, joined or not, as soon as its result is ready (or it failed
+ * its checks), exactly once, from the calling thread; a request must stay valid until
+ * then. A joiner's rows are computed as if it ran alone (same tokens; scores up to BLAS
+ * rounding). */
 typedef struct eng_stream {
     /* One more request that needs at most `rows` decoder rows (num_beams, or
-     * num_return_sequences when sampling) and `tokens` encoder tokens, or NULL. */
+     * num_return_sequences otherwise) and `tokens` encoder tokens (the longest free runs
+     * of each), or NULL. A request over the room is refused (ENG_ETOOLONG, reported). */
     eng_gen_req *(*join)(void *user, int rows, int tokens);
     void (*done)(void *user, eng_gen_req *req);
     void *user;

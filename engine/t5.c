@@ -125,6 +125,7 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     ALLOC(c->rb, NT);
     ALLOC(c->act_req, R);
     ALLOC(c->act_pos, R);
+    ALLOC(c->slot_used, 2 * R);
     ALLOC(c->cand_tgt, (size_t)c->max_cand_total * q.max_cand_len);
     ALLOC(c->cand_row_lp, (size_t)c->max_cand_total * q.max_cand_len);
     ALLOC(c->act_blk, R);
@@ -169,7 +170,7 @@ void eng_ctx_free(eng_ctx **ctx)
                      c->sort_val, c->sort_idx, c->enc_off, c->enc_len, c->tok_off,
                      c->cand_off, c->cand_seq, c->cand_lp, c->cand_eoff, c->cand_elen,
                      c->lp_row, c->act_blk, c->enc_ids, c->greq, c->ban, c->rb,
-                     c->act_req, c->act_pos, c->cand_tgt, c->cand_row_lp };
+                     c->act_req, c->act_pos, c->slot_used, c->cand_tgt, c->cand_row_lp };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
     *ctx = NULL;

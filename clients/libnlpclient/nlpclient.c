@@ -389,6 +389,7 @@ static nlpc_response *convert(Nlp__V1__Response *pb)
         d->output_tokens = s->output_tokens;
         d->queue_depth = s->queue_depth;
         d->in_flight = s->in_flight;
+        d->peak_rows = s->peak_rows;
         d->tokens_per_s = s->tokens_per_s;
         d->latency_p50_ms = s->latency_p50_ms;
         d->latency_p90_ms = s->latency_p90_ms;

@@ -266,6 +266,7 @@ static void print_readable(const nlpc_cli *cli, const nlpc_response *r)
         printf("requests         %llu\n", (unsigned long long)s->requests);
         printf("documents        %llu\n", (unsigned long long)s->documents);
         printf("in_flight        %u\n", s->in_flight);
+        printf("peak_rows        %u\n", s->peak_rows);
         printf("queue_depth      %u\n", s->queue_depth);
         printf("batches          %llu (mean size %.2f)\n", (unsigned long long)s->batches,
                s->mean_batch_size);

@@ -1022,7 +1022,12 @@ static eng_gen_req *et_join(void *user, int rows, int tokens)
     et_stream *s = user;
     if (rows <= 0 || tokens <= 0) s->bad_room = 1;
     if (s->next >= s->n_pool || s->calls++ % s->every) return NULL;
-    return &s->pool[s->next++];
+    eng_gen_req *r = &s->pool[s->next];
+    const eng_gen_params *p = r->params;
+    int need = p->num_beams > 1 ? p->num_beams : p->num_return_sequences;
+    if (need > rows || r->n_ids > tokens) return NULL; /* later, when there is room */
+    s->next++;
+    return r;
 }
 
 static void et_done(void *user, eng_gen_req *r)
@@ -1104,6 +1109,53 @@ TEST(eng_stream_refuses_a_joiner_beyond_the_room)
     CHECK(st.done_count[0] == 1 && st.done_count[1] == 1);
     eng_gen_result_clear(&r0);
     eng_gen_result_clear(&r1);
+    eng_ctx_free(&c);
+    eng_model_free(&m);
+}
+
+/* Finished requests hand their row slots and encoder tokens to later joiners: 12
+ * requests stream through a batch of 3 rows and 40 tokens (beams need a run of free
+ * slots, inputs a gap of free tokens), each with the results of running alone. */
+TEST(eng_stream_reuses_rows_and_tokens)
+{
+    eng_model *m = et_model("tiny-flan");
+    char err[256];
+    eng_ctx_params cp = eng_ctx_default_params();
+    cp.max_rows = 3, cp.max_input_len = 32, cp.max_batch_tokens = 40, cp.max_new_tokens = 16;
+    eng_ctx *c = eng_ctx_new(m, &cp, err, sizeof err);
+    REQUIRE_MSG(c, "%s", err);
+    enum { N = 12 };
+    static int32_t ids[N][16];
+    eng_gen_params p[N];
+    eng_gen_result alone[N], joined[N];
+    eng_gen_req q[N];
+    for (int i = 0; i < N; i++) {
+        int len = 6 + (i * 5) % 10;
+        for (int t = 0; t < len - 1; t++) ids[i][t] = 10 + (i * 331 + t * 977) % 30000;
+        ids[i][len - 1] = 1;
+        p[i] = eng_gen_default_params();
+        p[i].max_new_tokens = 3 + (i * 7) % 11;
+        if (i % 4 == 1) p[i].num_beams = 2, p[i].num_return_sequences = 2;
+        if (i % 4 == 3) p[i].do_sample = 1, p[i].seed = 100 + i;
+        q[i] = (eng_gen_req){ .ids = ids[i], .n_ids = len, .params = &p[i], .out = &alone[i],
+                              .tag = (void *)(intptr_t)i };
+        REQUIRE(eng_generate(c, &q[i], 1) == 0);
+        REQUIRE(q[i].status == 0);
+        q[i].out = &joined[i];
+    }
+    et_stream st = { .pool = q + 1, .n_pool = N - 1, .every = 1 };
+    eng_stream s = { .join = et_join, .done = et_done, .user = &st };
+    eng_gen_req *first = &q[0];
+    REQUIRE(eng_generate_stream(c, &first, 1, &s) == 0);
+    CHECK(st.next == N - 1);
+    CHECK(!st.bad_room);
+    for (int i = 0; i < N; i++) {
+        CHECK_MSG(st.done_count[i] == 1, "request %d reported %d times", i, st.done_count[i]);
+        CHECK_MSG(q[i].status == 0, "request %d: status %d", i, q[i].status);
+        CHECK_MSG(et_same(&alone[i], &joined[i], 1e-5), "request %d: joined differs", i);
+        eng_gen_result_clear(&alone[i]);
+        eng_gen_result_clear(&joined[i]);
+    }
     eng_ctx_free(&c);
     eng_model_free(&m);
 }
