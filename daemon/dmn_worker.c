@@ -193,8 +193,9 @@ static void prepare_doc(worker *w, int i, double now)
 }
 
 /* eng_stream.join: the next waiting generation job if it fits the room, else (none
- * waiting) a document taken from the queue, prepared, and its first job if it fits. A
- * job that does not fit waits for the next call; at most one document's jobs wait. */
+ * waiting) a document taken from the queue, prepared, and its first job if it fits. The
+ * queue is read only when no job waits, so a job that does not fit yet keeps its turn:
+ * it starts at a later step, once running rows end, or in the next call. */
 static eng_gen_req *join_hook(void *user, int rows, int tokens)
 {
     worker *w = user;
