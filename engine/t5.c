@@ -301,7 +301,8 @@ static void t5_final(eng_ctx *c, int n)
 }
 
 /* Self-attention of decode row i at position pos: its new key and value go into its KV
- * cache block, then its query attends over positions 0..pos. s: [pos + 1] scratch. */
+ * cache block, then its query attends over positions 0..pos. s: [pos + 1] scratch. Runs
+ * on the calling thread (the threads share the rows). */
 static void t5_step_self_row(eng_ctx *c, int li, int blk, int pos, int i, float *s)
 {
     int I = c->m->inner, dk = c->m->cfg.d_kv, H = c->m->cfg.num_heads;
@@ -312,11 +313,11 @@ static void t5_step_self_row(eng_ctx *c, int li, int blk, int pos, int i, float 
     const float *qi = c->q + (size_t)i * I;
     float *ai = c->att + (size_t)i * I;
     for (int hd = 0; hd < H; hd++) {
-        eng_gemm(1, pos + 1, dk, qi + hd * dk, I, kc + hd * dk, I, 1, 0.0f, s, pos + 1);
+        eng_gemm_serial(1, pos + 1, dk, qi + hd * dk, I, kc + hd * dk, I, 1, 0.0f, s, pos + 1);
         const float *b = c->dec_bias + (size_t)hd * c->max_len;
         for (int j = 0; j <= pos; j++) s[j] += b[pos - j];
         eng_softmax(s, pos + 1);
-        eng_gemm(1, dk, pos + 1, s, pos + 1, vc + hd * dk, I, 0, 0.0f, ai + hd * dk, I);
+        eng_gemm_serial(1, dk, pos + 1, s, pos + 1, vc + hd * dk, I, 0, 0.0f, ai + hd * dk, I);
     }
 }
 
@@ -336,9 +337,7 @@ void t5_decode_step(eng_ctx *c, const int32_t *tok, const int *blk, const int *e
         eng_linear(c->h, n, D, l->self.v, I, c->v);
         /* Rows are independent here: the threads share them, each row with its own
          * slice of the scores workspace ([max_rows, max_len]). */
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (n > 1)
-#endif
+        ENG_PARALLEL_FOR(n > 1)
         for (int i = 0; i < n; i++)
             t5_step_self_row(c, li, blk[i], pos[i], i, c->scores + (size_t)i * c->max_len);
         t5_attn_out(c, l->self.o, n);
