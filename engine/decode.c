@@ -719,49 +719,118 @@ static int dc_score_check(const eng_ctx *c, const eng_score_req *r)
     return 0;
 }
 
+/* 1 if candidate a of r sorts before candidate b: token by token, a prefix first. */
+static int dc_cand_less(const eng_score_req *r, int a, int b)
+{
+    int la = r->cand_lens[a], lb = r->cand_lens[b];
+    for (int j = 0; j < la && j < lb; j++)
+        if (r->cand_ids[a][j] != r->cand_ids[b][j]) return r->cand_ids[a][j] < r->cand_ids[b][j];
+    return la < lb;
+}
+
+/* Lays out the decoder rows of request r (its candidates numbered from first, its
+ * encoder tokens from eoff) as prefix trees from node *T on, and each candidate's
+ * positions: position j of a candidate is read off the node that takes its first j
+ * tokens after the start token, and targets its token j (EOS after the last). Candidates
+ * whose first j tokens agree share those nodes, so a decoder input is run once however
+ * many labels begin with it (all of them begin with the start token). Sorted candidates
+ * make every subtree a run of nodes (preorder). A tree holds at most max_len nodes (the
+ * attention's bound); a request with more starts another. */
+static void dc_score_trees(eng_ctx *c, const eng_score_req *r, int first, int eoff, int *T,
+                           int *nt)
+{
+    int *ord = c->cand_order;
+    for (int k = 0; k < r->n_cands; k++) { /* insertion sort of at most max_cands */
+        int j = k;
+        for (; j > 0 && dc_cand_less(r, k, ord[j - 1]); j--) ord[j] = ord[j - 1];
+        ord[j] = k;
+    }
+    int root = -1, prev = -1;
+    for (int o = 0; o < r->n_cands; o++) {
+        int k = ord[o], len = r->cand_lens[k], lcp = 0;
+        int *path = c->cand_node + c->cand_off[first + k];
+        const int *prev_path = prev >= 0 ? c->cand_node + c->cand_off[first + prev] : NULL;
+        if (prev >= 0)
+            while (lcp < len && lcp < r->cand_lens[prev] &&
+                   r->cand_ids[k][lcp] == r->cand_ids[prev][lcp])
+                lcp++;
+        if (root < 0 || *T - root + len - lcp > c->max_len) {
+            root = (*T)++;
+            lcp = 0;
+            c->tree_off[*nt] = root;
+            c->cand_eoff[*nt] = eoff;
+            c->cand_elen[*nt] = r->n_ids;
+            (*nt)++;
+            c->cand_seq[root] = c->m->cfg.decoder_start_token_id;
+            c->node_dep[root] = 0;
+            c->node_end[root] = 1;
+        }
+        path[0] = root;
+        for (int j = 1; j <= len; j++) {
+            if (j <= lcp) {
+                path[j] = prev_path[j];
+                continue;
+            }
+            int t = (*T)++;
+            c->cand_seq[t] = r->cand_ids[k][j - 1];
+            c->node_dep[t] = j;
+            path[j] = t;
+            for (int a = 0; a <= j; a++) c->node_end[path[a]] = t + 1 - root;
+        }
+        for (int j = 0; j <= len; j++)
+            c->cand_tgt[c->cand_off[first + k] + j] =
+                j < len ? r->cand_ids[k][j] : c->m->cfg.eos_token_id;
+        prev = k;
+    }
+}
+
 /* Scores a run of checked requests (run[] indexes reqs) together: one packed encoder pass
- * over all of them, then one teacher-forced decoder pass over every candidate of every
- * request, each candidate attending to its own request's encoder output. The caller
+ * over all of them, then one teacher-forced decoder pass over every request's prefix
+ * trees of candidates, each attending to its own request's encoder output. The caller
  * keeps the run within max_rows requests, max_batch_tokens encoder tokens and
  * max_cand_total candidates. */
 static void dc_score_run(eng_ctx *c, eng_score_req *reqs, const int *run, int nr)
 {
     const eng_config *cf = &c->m->cfg;
-    int T = 0, E = 0, nc = 0;
+    int E = 0, nc = 0, P = 0;
     for (int i = 0; i < nr; i++) {
         const eng_score_req *r = &reqs[run[i]];
         c->tok_off[i] = E;
         memcpy(c->enc_ids + E, r->ids, (size_t)r->n_ids * sizeof(int32_t));
         for (int k = 0; k < r->n_cands; k++, nc++) {
-            c->cand_off[nc] = T;
-            c->cand_eoff[nc] = E;
-            c->cand_elen[nc] = r->n_ids;
-            c->cand_seq[T++] = cf->decoder_start_token_id;
-            for (int j = 0; j < r->cand_lens[k]; j++) c->cand_seq[T++] = r->cand_ids[k][j];
+            c->cand_off[nc] = P;
+            P += r->cand_lens[k] + 1;
         }
         E += r->n_ids;
     }
     c->tok_off[nr] = E;
-    c->cand_off[nc] = T;
+    c->cand_off[nc] = P;
+    int T = 0, nt = 0;
+    for (int i = 0, first = 0; i < nr; i++) {
+        dc_score_trees(c, &reqs[run[i]], first, c->tok_off[i], &T, &nt);
+        first += reqs[run[i]].n_cands;
+    }
+    c->tree_off[nt] = T;
     t5_encode(c, c->enc_ids, c->tok_off, nr, 0);
-    t5_decode_full(c, c->cand_seq, c->cand_off, nc, c->cand_eoff, c->cand_elen);
+    t5_decode_full(c, c->cand_seq, c->tree_off, nt, c->cand_eoff, c->cand_elen, c->node_dep,
+                   c->node_end);
     int V = cf->vocab_size, D = cf->d_model, R = c->logit_rows;
-    /* row t's target: the next decoder input, or EOS after the candidate's last token */
-    for (int k = 0, t = 0; k < nc; k++)
-        for (; t < c->cand_off[k + 1]; t++)
-            c->cand_tgt[t] = t + 1 < c->cand_off[k + 1] ? c->cand_seq[t + 1] : cf->eos_token_id;
     for (int t0 = 0; t0 < T; t0 += R) {
         int rows = T - t0 < R ? T - t0 : R;
         t5_lm_head(c, c->h + (size_t)t0 * D, rows, c->logits);
         ENG_PARALLEL_FOR(rows > 1)
-        for (int i = 0; i < rows; i++) {
-            const float *lg = c->logits + (size_t)i * V;
-            c->cand_row_lp[t0 + i] = (double)lg[c->cand_tgt[t0 + i]] - eng_logsumexp(lg, V);
+        for (int i = 0; i < rows; i++)
+            c->node_lse[t0 + i] = eng_logsumexp(c->logits + (size_t)i * V, V);
+        for (int p = 0; p < P; p++) {
+            int t = c->cand_node[p];
+            if (t >= t0 && t < t0 + rows)
+                c->cand_row_lp[p] = (double)c->logits[(size_t)(t - t0) * V + c->cand_tgt[p]] -
+                                    c->node_lse[t];
         }
     }
     for (int k = 0; k < nc; k++) {
         double sum = 0.0;
-        for (int t = c->cand_off[k]; t < c->cand_off[k + 1]; t++) sum += c->cand_row_lp[t];
+        for (int p = c->cand_off[k]; p < c->cand_off[k + 1]; p++) sum += c->cand_row_lp[p];
         c->cand_lp[k] = sum;
     }
     for (int i = 0, first = 0; i < nr; i++) {

@@ -181,13 +181,21 @@ struct eng_ctx {
     int *enc_off, *enc_len;    /* [max_rows + 1] encoder slice of each active row */
     int *tok_off;              /* [max_rows + 1] packed encoder offsets per request */
     int32_t *enc_ids;          /* [max_batch_tokens] packed encoder input */
+    /* label scoring (decode.c): a candidate of n tokens is n + 1 scored positions (its
+     * tokens, then EOS), each read off one node of its request's prefix tree; a node is
+     * one teacher-forced decoder row, shared by the candidates whose inputs agree so far */
     int max_cand_total;        /* candidates of one scoring run (see eng_ctx_new) */
-    int *cand_off;             /* [max_cand_total + 1] */
-    int32_t *cand_seq;         /* [max_cand_total * max_cand_len] teacher-forced decoder input */
+    int *cand_off;             /* [max_cand_total + 1] each candidate's first position */
+    int *cand_order;           /* [max_cand_total] a request's candidates, sorted by tokens */
     double *cand_lp;           /* [max_cand_total] log-likelihood of each candidate */
-    int32_t *cand_tgt;         /* [max_cand_total * max_cand_len] each scored row's target */
-    double *cand_row_lp;       /* [max_cand_total * max_cand_len] its log-prob */
-    int *cand_eoff, *cand_elen;/* [max_cand_total] encoder slice each candidate attends to */
+    int32_t *cand_tgt;         /* [max_cand_total * max_cand_len] each position's target */
+    int *cand_node;            /* idem: the node (decoder row) that predicts it */
+    double *cand_row_lp;       /* idem: its log-prob */
+    int *tree_off;             /* [max_cand_total + 1] each tree's first node */
+    int *cand_eoff, *cand_elen;/* [max_cand_total] encoder slice each tree attends to */
+    int32_t *cand_seq;         /* [max_cand_total * max_cand_len] each node's decoder input */
+    int *node_dep, *node_end;  /* idem: its decoder position; its subtree's end in its tree */
+    double *node_lse;          /* idem: logsumexp of its logits */
     struct eng_greq *greq;     /* [max_rows] per-request state of a running group */
     int32_t *ban;              /* [n_threads][max_pos + 2] */
 };
@@ -204,10 +212,13 @@ void t5_decode_step(eng_ctx *c, const int32_t *tok, const int *blk, const int *e
                     const int *enc_len, int n, const int *pos);
 /* Teacher-forced decoder over n sequences packed back to back (off[i] .. off[i+1]),
  * sequence i attending causally to itself and to the packed encoder tokens
- * [enc_off[i], enc_off[i] + enc_len[i]).
+ * [enc_off[i], enc_off[i] + enc_len[i]). With dep and end (else NULL), each sequence is
+ * a prefix tree of decoder inputs in preorder: row t is at decoder position dep[t], its
+ * subtree is rows t .. (its sequence's first row + end[t] - 1), and it attends to itself
+ * and its ancestors only; every root-to-node path computes what it would alone.
  * Final hidden states go to c->h [off[n], d_model] (scaled for tied models). */
 void t5_decode_full(eng_ctx *c, const int32_t *tok, const int *off, int n,
-                    const int *enc_off, const int *enc_len);
+                    const int *enc_off, const int *enc_len, const int *dep, const int *end);
 /* logits[rows, vocab] from hidden[rows, d_model]. */
 void t5_lm_head(eng_ctx *c, const float *hidden, int rows, float *logits);
 float *t5_kv_block(eng_ctx *c, int blk, int layer, int which);

@@ -128,6 +128,12 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     ALLOC(c->slot_used, 2 * R);
     ALLOC(c->cand_tgt, (size_t)c->max_cand_total * q.max_cand_len);
     ALLOC(c->cand_row_lp, (size_t)c->max_cand_total * q.max_cand_len);
+    ALLOC(c->cand_node, (size_t)c->max_cand_total * q.max_cand_len);
+    ALLOC(c->cand_order, c->max_cand_total);
+    ALLOC(c->tree_off, (size_t)c->max_cand_total + 1);
+    ALLOC(c->node_dep, (size_t)c->max_cand_total * q.max_cand_len);
+    ALLOC(c->node_end, (size_t)c->max_cand_total * q.max_cand_len);
+    ALLOC(c->node_lse, (size_t)c->max_cand_total * q.max_cand_len);
     ALLOC(c->act_blk, R);
     ALLOC(c->enc_ids, BT);
     ALLOC(c->ban, NT * (P + 2));
@@ -170,7 +176,9 @@ void eng_ctx_free(eng_ctx **ctx)
                      c->sort_val, c->sort_idx, c->enc_off, c->enc_len, c->tok_off,
                      c->cand_off, c->cand_seq, c->cand_lp, c->cand_eoff, c->cand_elen,
                      c->lp_row, c->act_blk, c->enc_ids, c->greq, c->ban, c->rb,
-                     c->act_req, c->act_pos, c->slot_used, c->cand_tgt, c->cand_row_lp };
+                     c->act_req, c->act_pos, c->slot_used, c->cand_tgt, c->cand_row_lp,
+                     c->cand_node, c->cand_order, c->tree_off, c->node_dep, c->node_end,
+                     c->node_lse };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
     *ctx = NULL;
@@ -213,9 +221,13 @@ static void t5_embed(eng_ctx *c, const int32_t *tok, int n)
 /* Attention of one head hd of one sequence: Lq queries (rows of c->q and c->att from q,
  * att) over Lk keys/values (rows of k, v). mode 0: bidirectional encoder bias; 1: causal
  * decoder bias (queries and keys are the same positions); 2: no bias (cross attention).
+ * Mode 1 with a tree (dep, end not NULL): the sequence is a prefix tree in preorder, node
+ * i at decoder position dep[i] with its subtree at [i, end[i]); a node sees itself and
+ * its ancestors, as if each root-to-node path were a sequence of its own.
  * s: [Lq, Lk] scratch. Runs on the calling thread. */
 static void t5_attend_head(const eng_ctx *c, const float *q, float *att, int Lq, const float *k,
-                           const float *v, int Lk, int mode, int hd, float *s)
+                           const float *v, int Lk, int mode, const int *dep, const int *end,
+                           int hd, float *s)
 {
     int I = c->m->inner, dk = c->m->cfg.d_kv, L = c->max_len;
     eng_gemm_serial(Lq, Lk, dk, q + hd * dk, I, k + hd * dk, I, 1, 0.0f, s, Lk);
@@ -224,6 +236,10 @@ static void t5_attend_head(const eng_ctx *c, const float *q, float *att, int Lq,
         if (mode == 0) {
             const float *b = c->enc_bias + (size_t)hd * (2 * L - 1) + (L - 1) - i;
             for (int j = 0; j < Lk; j++) si[j] += b[j];
+        } else if (mode == 1 && dep) {
+            const float *b = c->dec_bias + (size_t)hd * L;
+            for (int j = 0; j < Lk; j++)
+                si[j] = j <= i && i < end[j] ? si[j] + b[dep[i] - dep[j]] : -INFINITY;
         } else if (mode == 1) {
             const float *b = c->dec_bias + (size_t)hd * L;
             for (int j = 0; j <= i; j++) si[j] += b[i - j];
@@ -241,7 +257,8 @@ static void t5_attend_head(const eng_ctx *c, const float *q, float *att, int Lq,
  * [max_len, max_len] slice of the scores workspace; every pair is computed the same way
  * whichever thread takes it. */
 static void t5_attend(eng_ctx *c, int n, const int *qoff, const float *k, const float *v,
-                      const int *koff, const int *klen, int mode)
+                      const int *koff, const int *klen, int mode, const int *dep,
+                      const int *end)
 {
     int I = c->m->inner, H = c->m->cfg.num_heads, dk = c->m->cfg.d_kv;
     double work = 0; /* multiply-adds */
@@ -258,8 +275,8 @@ static void t5_attend(eng_ctx *c, int n, const int *qoff, const float *k, const 
         int q0 = qoff ? qoff[i] : i, lq = qoff ? qoff[i + 1] - q0 : 1;
         int k0 = klen ? koff[i] : q0, lk = klen ? klen[i] : lq;
         t5_attend_head(c, c->q + (size_t)q0 * I, c->att + (size_t)q0 * I, lq,
-                       k + (size_t)k0 * I, v + (size_t)k0 * I, lk, mode, hd,
-                       c->scores + (size_t)eng_thread_id() * L * L);
+                       k + (size_t)k0 * I, v + (size_t)k0 * I, lk, mode,
+                       dep ? dep + q0 : NULL, end ? end + q0 : NULL, hd, c->scores + (size_t)eng_thread_id() * L * L);
     }
 }
 
@@ -275,7 +292,7 @@ void t5_encode(eng_ctx *c, const int32_t *ids, const int *tok_off, int n, int cr
         eng_linear(c->h, T, D, l->self.q, I, c->q);
         eng_linear(c->h, T, D, l->self.k, I, c->k);
         eng_linear(c->h, T, D, l->self.v, I, c->v);
-        t5_attend(c, n, tok_off, c->k, c->v, NULL, NULL, 0);
+        t5_attend(c, n, tok_off, c->k, c->v, NULL, NULL, 0, NULL, NULL);
         t5_attn_out(c, l->self.o, T);
         t5_ff(c, l, T);
     }
@@ -345,7 +362,7 @@ void t5_decode_step(eng_ctx *c, const int32_t *tok, const int *blk, const int *e
         eng_rmsnorm(c->x, l->ln_cross, n, D, cf->layer_norm_eps, c->h);
         eng_linear(c->h, n, D, l->cross.q, I, c->q);
         t5_attend(c, n, NULL, c->cross_k + li * BT * I, c->cross_v + li * BT * I, enc_off,
-                  enc_len, 2);
+                  enc_len, 2, NULL, NULL);
         t5_attn_out(c, l->cross.o, n);
         t5_ff(c, l, n);
     }
@@ -353,7 +370,7 @@ void t5_decode_step(eng_ctx *c, const int32_t *tok, const int *blk, const int *e
 }
 
 void t5_decode_full(eng_ctx *c, const int32_t *tok, const int *off, int n,
-                    const int *enc_off, const int *enc_len)
+                    const int *enc_off, const int *enc_len, const int *dep, const int *end)
 {
     const eng_model *m = c->m;
     const eng_config *cf = &m->cfg;
@@ -366,13 +383,13 @@ void t5_decode_full(eng_ctx *c, const int32_t *tok, const int *off, int n,
         eng_linear(c->h, T, D, l->self.q, I, c->q);
         eng_linear(c->h, T, D, l->self.k, I, c->k);
         eng_linear(c->h, T, D, l->self.v, I, c->v);
-        t5_attend(c, n, off, c->k, c->v, NULL, NULL, 1);
+        t5_attend(c, n, off, c->k, c->v, NULL, NULL, 1, dep, end);
         t5_attn_out(c, l->self.o, T);
 
         eng_rmsnorm(c->x, l->ln_cross, T, D, cf->layer_norm_eps, c->h);
         eng_linear(c->h, T, D, l->cross.q, I, c->q);
         t5_attend(c, n, off, c->cross_k + li * BT * I, c->cross_v + li * BT * I, enc_off,
-                  enc_len, 2);
+                  enc_len, 2, NULL, NULL);
         t5_attn_out(c, l->cross.o, T);
         t5_ff(c, l, T);
     }
@@ -414,7 +431,7 @@ int eng_logits(eng_ctx *c, const int32_t *ids, int n_ids, const int32_t *dec_ids
     int off[2] = { 0, n_ids };
     t5_encode(c, ids, off, 1, 0);
     int doff[2] = { 0, n_dec }, eoff = 0;
-    t5_decode_full(c, dec_ids, doff, 1, &eoff, &n_ids);
+    t5_decode_full(c, dec_ids, doff, 1, &eoff, &n_ids, NULL, NULL);
     t5_lm_head(c, c->h + (size_t)(n_dec - 1) * c->m->cfg.d_model, 1, out);
     return 0;
 }

@@ -236,6 +236,25 @@ TEST(eng_incremental_equals_recompute_tiny_flan) { et_incremental("tiny-flan"); 
 
 /* ---- label scoring ---- */
 
+/* The log-likelihood of candidate cand[0 .. len) + EOS given ids, teacher-forced one
+ * position at a time through eng_logits (a plain causal decoder, nothing shared). */
+static double et_teacher_lp(eng_ctx *c, const eng_config *cf, const et_case *in,
+                            const int32_t *cand, int len, float *lg)
+{
+    int32_t dec[40] = { cf->decoder_start_token_id };
+    double sum = 0;
+    for (int t = 0; t <= len; t++) {
+        REQUIRE(t < 40 && eng_logits(c, in->ids, in->n, dec, t + 1, lg) == 0);
+        int tgt = t < len ? cand[t] : cf->eos_token_id;
+        double mx = -INFINITY, s = 0;
+        for (int v = 0; v < cf->vocab_size; v++) mx = fmax(mx, lg[v]);
+        for (int v = 0; v < cf->vocab_size; v++) s += exp(lg[v] - mx);
+        sum += lg[tgt] - (mx + log(s));
+        if (t < len) dec[t + 1] = cand[t];
+    }
+    return sum;
+}
+
 TEST(eng_score_equals_teacher_forcing)
 {
     eng_model *m = et_model("tiny-flan");
@@ -256,18 +275,10 @@ TEST(eng_score_equals_teacher_forcing)
     float *lg = malloc((size_t)cf->vocab_size * sizeof *lg);
     REQUIRE(lg);
     for (int r = 0; r < 2; r++) {
+        et_case in = { .n = rq[r].n_ids };
+        memcpy(in.ids, rq[r].ids, (size_t)in.n * sizeof(int32_t));
         for (int k = 0; k < rq[r].n_cands; k++) {
-            int32_t dec[8] = { cf->decoder_start_token_id };
-            double sum = 0;
-            for (int t = 0; t <= lens[k]; t++) {
-                REQUIRE(eng_logits(c, rq[r].ids, rq[r].n_ids, dec, t + 1, lg) == 0);
-                int tgt = t < lens[k] ? cands[k][t] : cf->eos_token_id;
-                double mx = -INFINITY, s = 0;
-                for (int v = 0; v < cf->vocab_size; v++) mx = fmax(mx, lg[v]);
-                for (int v = 0; v < cf->vocab_size; v++) s += exp(lg[v] - mx);
-                sum += lg[tgt] - (mx + log(s));
-                if (t < lens[k]) dec[t + 1] = cands[k][t];
-            }
+            double sum = et_teacher_lp(c, cf, &in, cands[k], lens[k], lg);
             CHECK_MSG(fabs(sum - rq[r].logprobs[k]) < 1e-4, "req %d cand %d: %.6f vs %.6f", r, k,
                       rq[r].logprobs[k], sum);
             CHECK(rq[r].logprobs[k] < 0);
@@ -285,6 +296,77 @@ TEST(eng_score_equals_teacher_forcing)
     free(lg);
     eng_ctx_free(&c);
     eng_model_free(&m);
+}
+
+/* Candidates that begin alike share decoder rows (a prefix tree per request): every
+ * candidate still scores what it scores alone, whatever it shares, in any order given,
+ * duplicates and prefixes of others included, and when the tree outgrows the attention
+ * bound (max_len 20 here) and is split. */
+TEST(eng_score_shared_prefixes_equal_teacher_forcing)
+{
+    static const int32_t a[] = { 150, 13, 3, 9 }, b[] = { 150, 13, 7 }, d[] = { 150, 13 },
+                         e[] = { 42, 150, 13 }, f[] = { 150, 14, 3, 9, 11, 12 };
+    const int32_t *base[] = { a, b, d, e, f, a, d };
+    int base_len[] = { 4, 3, 2, 3, 6, 4, 0 };
+    enum { NB = 7, NC = 21 };
+    const int32_t *cands[NC];
+    int lens[NC];
+    int32_t uniq[NC - NB][3];
+    for (int k = 0; k < NC; k++) {
+        if (k < NB) {
+            cands[k] = base[k];
+            lens[k] = base_len[k];
+        } else { /* 14 distinct 3-token candidates: 43 nodes with the ones above, > 20 */
+            uniq[k - NB][0] = 200 + k;
+            uniq[k - NB][1] = 13;
+            uniq[k - NB][2] = 300 + 7 * k;
+            cands[k] = uniq[k - NB];
+            lens[k] = 3;
+        }
+    }
+    const char *models[] = { "tiny-t5", "tiny-flan" };
+    for (int mi = 0; mi < 2; mi++) {
+        eng_model *m = et_model(models[mi]);
+        const eng_config *cf = eng_model_config(m);
+        static et_case cs[8];
+        REQUIRE(et_cases(models[mi], cs) >= 2);
+        char err[512];
+        eng_ctx_params cp = eng_ctx_default_params();
+        cp.max_rows = 4;
+        cp.max_new_tokens = 8;
+        cp.max_cand_len = 8;
+        cp.max_input_len = 20;
+        eng_ctx *small = eng_ctx_new(m, &cp, err, sizeof err);
+        REQUIRE_MSG(small, "%s", err);
+        eng_ctx *c = et_ctx(m, 8, 0);
+        float *lg = malloc((size_t)cf->vocab_size * sizeof *lg);
+        REQUIRE(lg);
+        for (int r = 0; r < 2; r++) {
+            et_case in = cs[r];
+            if (in.n > 20) { /* the small context's input bound: keep the last 20 (EOS) */
+                memmove(in.ids, in.ids + in.n - 20, 20 * sizeof(int32_t));
+                in.n = 20;
+            }
+            double lp[NC], lp_small[NC];
+            eng_score_req q = { .ids = in.ids, .n_ids = in.n, .n_cands = NC,
+                                .cand_ids = cands, .cand_lens = lens, .logprobs = lp };
+            REQUIRE(eng_score(c, &q, 1) == 0 && q.status == 0);
+            q.logprobs = lp_small;
+            REQUIRE(eng_score(small, &q, 1) == 0 && q.status == 0);
+            for (int k = 0; k < NC; k++) {
+                double want = et_teacher_lp(c, cf, &in, cands[k], lens[k], lg);
+                CHECK_MSG(fabs(lp[k] - want) < 1e-4, "%s req %d cand %d: %.6f vs %.6f",
+                          models[mi], r, k, lp[k], want);
+                CHECK_MSG(fabs(lp_small[k] - want) < 1e-4, "%s req %d cand %d split: %.6f vs %.6f",
+                          models[mi], r, k, lp_small[k], want);
+            }
+            CHECK(lp[0] == lp[5]); /* the same candidate twice: the same rows */
+        }
+        free(lg);
+        eng_ctx_free(&c);
+        eng_ctx_free(&small);
+        eng_model_free(&m);
+    }
 }
 
 /* Scoring batches across requests (one encoder pass for the run, every candidate of every
