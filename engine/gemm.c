@@ -23,7 +23,9 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -222,6 +224,24 @@ static void ek_rows_nn(int M, int N, int K, const float *A, int lda, const float
             ek_store(c + j, s, beta);
         }
     }
+}
+
+const char *eng_blas_core(int *pinned)
+{
+    const char *core = openblas_get_corename();
+    if (!core) core = "unknown";
+    if (pinned) {
+        *pinned = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+        const char *env = getenv("OPENBLAS_CORETYPE");
+        static const char *const wide[] = { "SkylakeX", "Cooperlake", "SapphireRapids" };
+        int is_wide = 0;
+        for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++)
+            is_wide |= strcasecmp(core, wide[i]) == 0;
+        *pinned = env && *env && !is_wide && __builtin_cpu_supports("avx512f");
+#endif
+    }
+    return core;
 }
 
 int eng_set_threads(int n)

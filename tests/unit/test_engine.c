@@ -1241,3 +1241,22 @@ TEST(eng_stream_reuses_rows_and_tokens)
     eng_ctx_free(&c);
     eng_model_free(&m);
 }
+
+/* The kernels OpenBLAS runs are named, and only an OPENBLAS_CORETYPE in the environment
+ * counts as pinning them (OpenBLAS read it at load; eng_blas_core reads it per call). */
+TEST(eng_blas_core_names_the_kernels)
+{
+    int pinned = -1;
+    const char *core = eng_blas_core(&pinned);
+    REQUIRE(core && core[0]);
+    CHECK(pinned == 0 || pinned == 1);
+    const char *was = getenv("OPENBLAS_CORETYPE");
+    char *saved = was ? strdup(was) : NULL;
+    unsetenv("OPENBLAS_CORETYPE");
+    pinned = -1;
+    CHECK(strcmp(eng_blas_core(&pinned), core) == 0);
+    CHECK_MSG(pinned == 0, "pinned %d without OPENBLAS_CORETYPE", pinned);
+    if (saved) setenv("OPENBLAS_CORETYPE", saved, 1);
+    free(saved);
+    CHECK(eng_blas_core(NULL) == core || strcmp(eng_blas_core(NULL), core) == 0);
+}
