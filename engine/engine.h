@@ -192,8 +192,8 @@ const char *eng_strerror(int status);
 
 /* The kernels OpenBLAS runs the larger matrix products with (its core name, e.g.
  * "Haswell"). *pinned (if not NULL) is set to 1 when OPENBLAS_CORETYPE holds OpenBLAS to
- * AVX2 kernels on a CPU with AVX-512, where its own choice is about twice as fast at
- * large batches; else 0. */
+ * AVX2 kernels on a CPU with AVX-512, where its own choice runs large products about
+ * twice as fast; else 0. */
 const char *eng_blas_core(int *pinned);
 
 #endif
