@@ -758,10 +758,10 @@ static void dc_score_trees(eng_ctx *c, const eng_score_req *r, int first, int eo
             root = (*T)++;
             lcp = 0;
             c->tree_off[*nt] = root;
-            c->cand_eoff[*nt] = eoff;
-            c->cand_elen[*nt] = r->n_ids;
+            c->tree_eoff[*nt] = eoff;
+            c->tree_elen[*nt] = r->n_ids;
             (*nt)++;
-            c->cand_seq[root] = c->m->cfg.decoder_start_token_id;
+            c->node_tok[root] = c->m->cfg.decoder_start_token_id;
             c->node_dep[root] = 0;
             c->node_end[root] = 1;
         }
@@ -772,7 +772,7 @@ static void dc_score_trees(eng_ctx *c, const eng_score_req *r, int first, int eo
                 continue;
             }
             int t = (*T)++;
-            c->cand_seq[t] = r->cand_ids[k][j - 1];
+            c->node_tok[t] = r->cand_ids[k][j - 1];
             c->node_dep[t] = j;
             path[j] = t;
             for (int a = 0; a <= j; a++) c->node_end[path[a]] = t + 1 - root;
@@ -812,7 +812,7 @@ static void dc_score_run(eng_ctx *c, eng_score_req *reqs, const int *run, int nr
     }
     c->tree_off[nt] = T;
     t5_encode(c, c->enc_ids, c->tok_off, nr, 0);
-    t5_decode_full(c, c->cand_seq, c->tree_off, nt, c->cand_eoff, c->cand_elen, c->node_dep,
+    t5_decode_full(c, c->node_tok, c->tree_off, nt, c->tree_eoff, c->tree_elen, c->node_dep,
                    c->node_end);
     int V = cf->vocab_size, D = cf->d_model, R = c->logit_rows;
     for (int t0 = 0; t0 < T; t0 += R) {
@@ -824,13 +824,13 @@ static void dc_score_run(eng_ctx *c, eng_score_req *reqs, const int *run, int nr
         for (int p = 0; p < P; p++) {
             int t = c->cand_node[p];
             if (t >= t0 && t < t0 + rows)
-                c->cand_row_lp[p] = (double)c->logits[(size_t)(t - t0) * V + c->cand_tgt[p]] -
+                c->cand_pos_lp[p] = (double)c->logits[(size_t)(t - t0) * V + c->cand_tgt[p]] -
                                     c->node_lse[t];
         }
     }
     for (int k = 0; k < nc; k++) {
         double sum = 0.0;
-        for (int p = c->cand_off[k]; p < c->cand_off[k + 1]; p++) sum += c->cand_row_lp[p];
+        for (int p = c->cand_off[k]; p < c->cand_off[k + 1]; p++) sum += c->cand_pos_lp[p];
         c->cand_lp[k] = sum;
     }
     for (int i = 0, first = 0; i < nr; i++) {

@@ -190,10 +190,10 @@ struct eng_ctx {
     double *cand_lp;           /* [max_cand_total] log-likelihood of each candidate */
     int32_t *cand_tgt;         /* [max_cand_total * max_cand_len] each position's target */
     int *cand_node;            /* idem: the node (decoder row) that predicts it */
-    double *cand_row_lp;       /* idem: its log-prob */
+    double *cand_pos_lp;       /* idem: its log-prob */
     int *tree_off;             /* [max_cand_total + 1] each tree's first node */
-    int *cand_eoff, *cand_elen;/* [max_cand_total] encoder slice each tree attends to */
-    int32_t *cand_seq;         /* [max_cand_total * max_cand_len] each node's decoder input */
+    int *tree_eoff, *tree_elen;/* [max_cand_total] encoder slice each tree attends to */
+    int32_t *node_tok;         /* [max_cand_total * max_cand_len] each node's decoder input */
     int *node_dep, *node_end;  /* idem: its decoder position; its subtree's end in its tree */
     double *node_lse;          /* idem: logsumexp of its logits */
     struct eng_greq *greq;     /* [max_rows] per-request state of a running group */

@@ -117,17 +117,17 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     ALLOC(c->enc_len, R + 1);
     ALLOC(c->tok_off, R + 1);
     ALLOC(c->cand_off, (size_t)c->max_cand_total + 1);
-    ALLOC(c->cand_seq, (size_t)c->max_cand_total * q.max_cand_len);
+    ALLOC(c->node_tok, (size_t)c->max_cand_total * q.max_cand_len);
     ALLOC(c->cand_lp, c->max_cand_total);
-    ALLOC(c->cand_eoff, c->max_cand_total);
-    ALLOC(c->cand_elen, c->max_cand_total);
+    ALLOC(c->tree_eoff, c->max_cand_total);
+    ALLOC(c->tree_elen, c->max_cand_total);
     ALLOC(c->lp_row, NT * V);
     ALLOC(c->rb, NT);
     ALLOC(c->act_req, R);
     ALLOC(c->act_pos, R);
     ALLOC(c->slot_used, 2 * R);
     ALLOC(c->cand_tgt, (size_t)c->max_cand_total * q.max_cand_len);
-    ALLOC(c->cand_row_lp, (size_t)c->max_cand_total * q.max_cand_len);
+    ALLOC(c->cand_pos_lp, (size_t)c->max_cand_total * q.max_cand_len);
     ALLOC(c->cand_node, (size_t)c->max_cand_total * q.max_cand_len);
     ALLOC(c->cand_order, c->max_cand_total);
     ALLOC(c->tree_off, (size_t)c->max_cand_total + 1);
@@ -174,9 +174,9 @@ void eng_ctx_free(eng_ctx **ctx)
                      c->row_done, c->row_len, c->row_rng, c->fin_tok, c->fin_len,
                      c->fin_score, c->fin_sum, c->cand_score, c->cand_tok, c->cand_beam,
                      c->sort_val, c->sort_idx, c->enc_off, c->enc_len, c->tok_off,
-                     c->cand_off, c->cand_seq, c->cand_lp, c->cand_eoff, c->cand_elen,
+                     c->cand_off, c->node_tok, c->cand_lp, c->tree_eoff, c->tree_elen,
                      c->lp_row, c->act_blk, c->enc_ids, c->greq, c->ban, c->rb,
-                     c->act_req, c->act_pos, c->slot_used, c->cand_tgt, c->cand_row_lp,
+                     c->act_req, c->act_pos, c->slot_used, c->cand_tgt, c->cand_pos_lp,
                      c->cand_node, c->cand_order, c->tree_off, c->node_dep, c->node_end,
                      c->node_lse };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -236,14 +236,15 @@ static void t5_attend_head(const eng_ctx *c, const float *q, float *att, int Lq,
         if (mode == 0) {
             const float *b = c->enc_bias + (size_t)hd * (2 * L - 1) + (L - 1) - i;
             for (int j = 0; j < Lk; j++) si[j] += b[j];
-        } else if (mode == 1 && dep) {
-            const float *b = c->dec_bias + (size_t)hd * L;
-            for (int j = 0; j < Lk; j++)
-                si[j] = j <= i && i < end[j] ? si[j] + b[dep[i] - dep[j]] : -INFINITY;
         } else if (mode == 1) {
             const float *b = c->dec_bias + (size_t)hd * L;
-            for (int j = 0; j <= i; j++) si[j] += b[i - j];
-            for (int j = i + 1; j < Lk; j++) si[j] = -INFINITY;
+            if (dep) {
+                for (int j = 0; j < Lk; j++)
+                    si[j] = j <= i && i < end[j] ? si[j] + b[dep[i] - dep[j]] : -INFINITY;
+            } else {
+                for (int j = 0; j <= i; j++) si[j] += b[i - j];
+                for (int j = i + 1; j < Lk; j++) si[j] = -INFINITY;
+            }
         }
         eng_softmax(si, Lk);
     }
@@ -276,7 +277,8 @@ static void t5_attend(eng_ctx *c, int n, const int *qoff, const float *k, const 
         int k0 = klen ? koff[i] : q0, lk = klen ? klen[i] : lq;
         t5_attend_head(c, c->q + (size_t)q0 * I, c->att + (size_t)q0 * I, lq,
                        k + (size_t)k0 * I, v + (size_t)k0 * I, lk, mode,
-                       dep ? dep + q0 : NULL, end ? end + q0 : NULL, hd, c->scores + (size_t)eng_thread_id() * L * L);
+                       dep ? dep + q0 : NULL, end ? end + q0 : NULL, hd,
+                       c->scores + (size_t)eng_thread_id() * L * L);
     }
 }
 
