@@ -103,10 +103,11 @@ $(B)/obj/%.o: %.c | $(PROTO_H)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
-# The matrix kernels: a*b+c as one FMA (fewer instructions, one rounding). -Wno-psabi:
-# GCC warns that 64-byte vector arguments have another ABI without AVX-512; they only
-# pass between static functions of that one file.
+# The matrix kernels: a*b+c as one FMA (fewer instructions, one rounding). -Wno-psabi
+# (also for the elementwise kernels): GCC warns that 64-byte vector arguments have
+# another ABI without AVX-512; they only pass between static functions of each file.
 $(B)/obj/engine/gemm.o: CFLAGS += -ffp-contract=fast -Wno-psabi
+$(B)/obj/engine/kernels.o: CFLAGS += -Wno-psabi
 
 # Generated code is not ours to warn about beyond the defaults.
 $(B)/obj/gen/%.o: $(B)/gen/%.c $(PROTO_H)

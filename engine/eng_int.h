@@ -32,6 +32,18 @@ int eng_set_threads(int n);
 void eng_gemm_serial(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                      int trans_b, float beta, float *C, int ldc);
 
+/* ---- kernels compiled for several CPUs ----
+ * Compiled for AVX-512, for AVX2 + FMA and for the baseline; the loader picks the clone
+ * the CPU runs. Clang (the sanitizer and fuzzing builds) compiles one generic version: it
+ * rejects 64-byte vectors between inlined functions in the AVX2 clone. An OpenMP parallel
+ * region stays outside a cloned function, so that each thread runs the clone the CPU
+ * supports. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ENG_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define ENG_CLONES
+#endif
+
 /* ---- threads for elementwise work ----
  * A loop whose iterations are independent and each computed the same way whichever
  * thread runs it, split between the engine's threads when cond says it is big enough to
@@ -64,10 +76,11 @@ void eng_gemm_serial(int M, int N, int K, const float *A, int lda, const float *
 void eng_rmsnorm(const float *x, const float *w, int rows, int d, float eps, float *out);
 /* In place over n values; fp32 with max subtraction. -INFINITY entries become 0. */
 void eng_softmax(float *x, int n);
-void eng_gelu_new(float *x, size_t n);
+/* x[i] = gelu_new(x[i]), times y[i] when y is not NULL (the gated feed-forward), over n
+ * values. */
+void eng_gelu_new(float *x, const float *y, size_t n);
 void eng_relu(float *x, size_t n);
-/* x[i] *= y[i] and x[i] += y[i] over n values. */
-void eng_mul(float *x, const float *y, size_t n);
+/* x[i] += y[i] over n values. */
 void eng_add(float *x, const float *y, size_t n);
 /* Natural-log normaliser of a logit row, accumulated in double: log(sum(exp(x))). */
 double eng_logsumexp(const float *x, int n);

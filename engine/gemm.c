@@ -37,15 +37,6 @@
  * costs more than it saves. */
 #define EK_PAR_MIN (1 << 17)
 
-/* Compiled for AVX-512 and for AVX2 + FMA; the loader picks the clone the CPU runs.
- * Clang (the sanitizer and fuzzing builds) compiles one generic version: it rejects
- * 64-byte vectors between inlined functions in the AVX2 clone. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define EK_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define EK_CLONES
-#endif
-
 static pthread_mutex_t ek_blas_lock = PTHREAD_MUTEX_INITIALIZER;
 
 typedef float ek_v16 __attribute__((vector_size(64)));
@@ -220,7 +211,7 @@ __attribute__((always_inline)) static inline void ek_tile1(int M, int K, const f
 
 /* Tiles t0..t1-1 of C[M,N] = A[M,K] W[N,K]^T (+ beta C), and the last N % 4 weight
  * rows when t1 is the last tile. One thread's share of the product. */
-EK_CLONES
+ENG_CLONES
 static void ek_rows_nt_part(int t0, int t1, int M, int N, int K, const float *A, int lda,
                             const float *W, int ldw, float beta, float *C, int ldc)
 {
@@ -312,7 +303,7 @@ __attribute__((always_inline)) static inline void ek_nn_rows(int nr, int N, int 
  * A times B (the attention's scores against transposed keys, and weights times values).
  * Two rows by 64 columns at a time keep 8 sums in flight: one sum alone would wait on its
  * own previous add at every k. */
-EK_CLONES
+ENG_CLONES
 static void ek_rows_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                        float beta, float *C, int ldc)
 {

@@ -5,117 +5,181 @@
 #include <math.h>
 #include <string.h>
 
+/* The loops below run 16 lanes at a time with GCC/Clang vector extensions, compiled for
+ * AVX-512, AVX2 and the baseline (ENG_CLONES). This file is compiled without contracting
+ * a * b + c into one FMA, so every clone computes the same bits. The helpers that take
+ * or return vectors are always inlined: a call between code built for different CPUs
+ * would pass 64-byte vectors in different ways. */
+typedef float ek_vf __attribute__((vector_size(64)));
+typedef int32_t ek_vi __attribute__((vector_size(64)));
+#define EK_LANES 16
+
+__attribute__((always_inline)) static inline ek_vf ek_vload(const float *p)
+{
+    ek_vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+__attribute__((always_inline)) static inline void ek_vstore(float *p, ek_vf v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* The first n (< 16) values at p, the other lanes fill. */
+__attribute__((always_inline)) static inline ek_vf ek_vload_part(const float *p, size_t n, float fill)
+{
+    ek_vf v;
+    for (int l = 0; l < EK_LANES; l++) v[l] = fill;
+    memcpy(&v, p, n * sizeof(float));
+    return v;
+}
+
+/* The sum of the lanes, pairwise: lanes i and i + 8, then i + 4, i + 2, i + 1. */
+__attribute__((always_inline)) static inline float ek_vsum(ek_vf v)
+{
+    for (int h = EK_LANES / 2; h >= 1; h /= 2)
+        for (int l = 0; l < h; l++) v[l] += v[l + h];
+    return v[0];
+}
+
+/* lanes of a where a > b, else of b */
+__attribute__((always_inline)) static inline ek_vf ek_vmax2(ek_vf a, ek_vf b)
+{
+    ek_vi gt = a > b;
+    return (ek_vf)((gt & (ek_vi)a) | (~gt & (ek_vi)b));
+}
+
+__attribute__((always_inline)) static inline float ek_vmax(ek_vf v)
+{
+    float m = v[0];
+    for (int l = 1; l < EK_LANES; l++) m = v[l] > m ? v[l] : m;
+    return m;
+}
+
+/* The largest of x[0..n), -inf for none (or all -inf). */
+__attribute__((always_inline)) static inline float ek_max(const float *x, size_t n)
+{
+    ek_vf m = ek_vload_part(x, 0, -INFINITY);
+    size_t i = 0;
+    for (; i + EK_LANES <= n; i += EK_LANES) {
+        m = ek_vmax2(ek_vload(x + i), m);
+    }
+    if (i < n) {
+        m = ek_vmax2(ek_vload_part(x + i, n - i, -INFINITY), m);
+    }
+    return ek_vmax(m);
+}
+
+ENG_CLONES
+static void ek_rmsnorm_row(const float *x, const float *w, int d, float eps, float *o)
+{
+    /* HF computes the variance in fp32 (hidden_states.to(torch.float32)). */
+    ek_vf acc = { 0 };
+    int i = 0;
+    for (; i + EK_LANES <= d; i += EK_LANES) {
+        ek_vf v = ek_vload(x + i);
+        acc += v * v;
+    }
+    float ss = ek_vsum(acc);
+    for (; i < d; i++) ss += x[i] * x[i];
+    float inv = 1.0f / sqrtf(ss / (float)d + eps);
+    for (i = 0; i < d; i++) o[i] = w[i] * (x[i] * inv);
+}
+
 void eng_rmsnorm(const float *x, const float *w, int rows, int d, float eps, float *out)
 {
     ENG_PARALLEL_FOR((size_t)rows * (size_t)d >= ENG_PAR_FLOATS)
-    for (int r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * d;
-        float *o = out + (size_t)r * d;
-        /* HF computes the variance in fp32 (hidden_states.to(torch.float32)). */
-        float ss = 0.0f;
-        for (int i = 0; i < d; i++) ss += xr[i] * xr[i];
-        float inv = 1.0f / sqrtf(ss / (float)d + eps);
-        for (int i = 0; i < d; i++) o[i] = w[i] * (xr[i] * inv);
-    }
+    for (int r = 0; r < rows; r++)
+        ek_rmsnorm_row(x + (size_t)r * d, w, d, eps, out + (size_t)r * d);
 }
 
-/* ---- exp: a Cephes-style polynomial (about 2 ulp), four lanes at a time with GCC/Clang
- * vector extensions so it vectorises at -O2 without -ffast-math. libm's expf and tanhf
- * are a fifth of the encoder's time otherwise (gelu, softmax). */
-
-typedef float ek_v4sf __attribute__((vector_size(16)));
-typedef int32_t ek_v4si __attribute__((vector_size(16)));
-
-static inline ek_v4sf ek_exp4(ek_v4sf x)
+/* ---- exp: a Cephes-style polynomial (about 2 ulp). libm's expf and tanhf are a fifth of
+ * the encoder's time otherwise (gelu, softmax). */
+__attribute__((always_inline)) static inline ek_vf ek_exp(ek_vf x)
 {
-    const ek_v4sf hi = { 88.3762626647949f, 88.3762626647949f, 88.3762626647949f, 88.3762626647949f };
-    const ek_v4sf lo = { -87.3365447504019f, -87.3365447504019f, -87.3365447504019f, -87.3365447504019f };
-    ek_v4si m = x > hi;
-    x = (ek_v4sf)((m & (ek_v4si)hi) | (~m & (ek_v4si)x));
-    ek_v4si under = x < lo; /* exp underflows: exactly 0 (also -inf) */
-    x = (ek_v4sf)((under & (ek_v4si)lo) | (~under & (ek_v4si)x));
+    ek_vf hi, lo;
+    for (int l = 0; l < EK_LANES; l++) hi[l] = 88.3762626647949f, lo[l] = -87.3365447504019f;
+    ek_vi m = x > hi;
+    x = (ek_vf)((m & (ek_vi)hi) | (~m & (ek_vi)x));
+    ek_vi under = x < lo; /* exp underflows: exactly 0 (also -inf) */
+    x = (ek_vf)((under & (ek_vi)lo) | (~under & (ek_vi)x));
     /* n = round(x / ln 2) via the 1.5 * 2^23 trick; r = x - n ln 2 in two parts */
     const float magic = 12582912.0f;
-    ek_v4sf n = (x * 1.44269504088896341f + magic) - magic;
-    ek_v4sf r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    ek_v4sf p = r * 1.9875691500E-4f + 1.3981999507E-3f;
+    ek_vf n = (x * 1.44269504088896341f + magic) - magic;
+    ek_vf r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    ek_vf p = r * 1.9875691500E-4f + 1.3981999507E-3f;
     p = p * r + 8.3334519073E-3f;
     p = p * r + 4.1665795894E-2f;
     p = p * r + 1.6666665459E-1f;
     p = p * r + 5.0000001201E-1f;
-    ek_v4sf y = p * r * r + r + 1.0f;
-    ek_v4si e = (__builtin_convertvector(n, ek_v4si) + 127) << 23;
-    y = y * (ek_v4sf)e;
-    return (ek_v4sf)(~under & (ek_v4si)y);
+    ek_vf y = p * r * r + r + 1.0f;
+    ek_vi e = (__builtin_convertvector(n, ek_vi) + 127) << 23;
+    y = y * (ek_vf)e;
+    return (ek_vf)(~under & (ek_vi)y);
 }
 
-/* x[i] = exp(x[i] - shift) */
-static void ek_exp_shift(float *x, size_t n, float shift)
-{
-    size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        ek_v4sf v;
-        memcpy(&v, x + i, sizeof v);
-        v = ek_exp4(v - shift);
-        memcpy(x + i, &v, sizeof v);
-    }
-    if (i < n) {
-        ek_v4sf v = { 0, 0, 0, 0 };
-        size_t k = n - i;
-        memcpy(&v, x + i, k * sizeof(float));
-        v = ek_exp4(v - shift);
-        memcpy(x + i, &v, k * sizeof(float));
-    }
-}
-
+ENG_CLONES
 void eng_softmax(float *x, int n)
 {
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++)
-        if (x[i] > mx) mx = x[i];
+    float mx = ek_max(x, (size_t)n);
     if (mx == -INFINITY) {
         /* Fully masked row: cannot happen for causal/self attention (the diagonal is
          * always visible); keep it finite rather than NaN. */
         memset(x, 0, (size_t)n * sizeof *x);
         return;
     }
-    ek_exp_shift(x, (size_t)n, mx);
-    float sum = 0.0f;
-    for (int i = 0; i < n; i++) sum += x[i];
-    float inv = 1.0f / sum;
-    for (int i = 0; i < n; i++) x[i] *= inv;
+    ek_vf acc = { 0 };
+    int i = 0;
+    for (; i + EK_LANES <= n; i += EK_LANES) {
+        ek_vf v = ek_exp(ek_vload(x + i) - mx);
+        acc += v;
+        ek_vstore(x + i, v);
+    }
+    if (i < n) {
+        ek_vf v = ek_exp(ek_vload_part(x + i, (size_t)(n - i), -INFINITY) - mx);
+        acc += v;
+        memcpy(x + i, &v, (size_t)(n - i) * sizeof(float));
+    }
+    float inv = 1.0f / ek_vsum(acc);
+    for (i = 0; i < n; i++) x[i] *= inv;
 }
 
-/* gelu_new over n values: the vector formula in groups of 4, libm's tanhf for a last 1-3. */
-static void ek_gelu_new(float *x, size_t n)
+/* gelu_new: 0.5 x (1 + tanh(u)) = x * (1 - 1 / (1 + exp(2u))),
+ * u = sqrt(2/pi)(x + 0.044715 x^3). */
+__attribute__((always_inline)) static inline ek_vf ek_gelu(ek_vf v)
 {
-    /* 0.5 x (1 + tanh(u)) = x * (1 - 1 / (1 + exp(2u))), u = sqrt(2/pi)(x + 0.044715 x^3) */
     const float c2 = 2.0f * 0.7978845608028654f;
+    ek_vf e = ek_exp(c2 * (v + 0.044715f * v * v * v));
+    return v - v / (1.0f + e);
+}
+
+/* n values from x: gelu_new, times y[i] when y is not NULL (the gated FF's two halves). */
+ENG_CLONES
+static void ek_gelu_block(float *x, const float *y, size_t n)
+{
     size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        ek_v4sf v;
-        memcpy(&v, x + i, sizeof v);
-        ek_v4sf e = ek_exp4(c2 * (v + 0.044715f * v * v * v));
-        v = v - v / (1.0f + e);
-        memcpy(x + i, &v, sizeof v);
+    for (; i + EK_LANES <= n; i += EK_LANES) {
+        ek_vf v = ek_gelu(ek_vload(x + i));
+        ek_vstore(x + i, y ? v * ek_vload(y + i) : v);
     }
-    for (; i < n; i++) {
-        float v = x[i];
-        x[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+    if (i < n) {
+        ek_vf v = ek_gelu(ek_vload_part(x + i, n - i, 0.0f));
+        if (y) v *= ek_vload_part(y + i, n - i, 0.0f);
+        memcpy(x + i, &v, (n - i) * sizeof(float));
     }
 }
 
-/* Blocks of EK_BLOCK values (a multiple of 4, so every value but the last n % 4 takes the
- * vector formula, however the blocks are shared out). */
+/* Blocks of EK_BLOCK values shared out between the threads. */
 #define EK_BLOCK 4096
 
-void eng_gelu_new(float *x, size_t n)
+void eng_gelu_new(float *x, const float *y, size_t n)
 {
     long blocks = (long)((n + EK_BLOCK - 1) / EK_BLOCK);
     ENG_PARALLEL_FOR(n >= ENG_PAR_FLOATS)
     for (long b = 0; b < blocks; b++) {
         size_t i = (size_t)b * EK_BLOCK;
-        ek_gelu_new(x + i, n - i < EK_BLOCK ? n - i : EK_BLOCK);
+        ek_gelu_block(x + i, y ? y + i : NULL, n - i < EK_BLOCK ? n - i : EK_BLOCK);
     }
 }
 
@@ -126,39 +190,29 @@ void eng_relu(float *x, size_t n)
         if (!(x[i] > 0.0f)) x[i] = 0.0f;
 }
 
-void eng_mul(float *x, const float *y, size_t n)
-{
-    ENG_PARALLEL_FOR(n >= ENG_PAR_FLOATS)
-    for (size_t i = 0; i < n; i++) x[i] *= y[i];
-}
-
 void eng_add(float *x, const float *y, size_t n)
 {
     ENG_PARALLEL_FOR(n >= ENG_PAR_FLOATS)
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+ENG_CLONES
 double eng_logsumexp(const float *x, int n)
 {
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++)
-        if (x[i] > mx) mx = x[i];
+    float mx = ek_max(x, (size_t)n);
     if (mx == -INFINITY) return -INFINITY;
-    /* float exponentials (each <= 1), summed in float over 64 values, then in double */
+    /* float exponentials (each <= 1), summed in float over 256 values, then in double */
     double s = 0.0;
     int i = 0;
     while (i < n) {
-        ek_v4sf acc = { 0, 0, 0, 0 };
-        int end = n - i > 64 ? i + 64 : n;
-        for (; i < end; i += 4) {
-            ek_v4sf v = { -INFINITY, -INFINITY, -INFINITY, -INFINITY };
-            if (end - i >= 4)
-                memcpy(&v, x + i, sizeof v);
-            else
-                memcpy(&v, x + i, (size_t)(end - i) * sizeof(float));
-            acc += ek_exp4(v - mx);
+        ek_vf acc = { 0 };
+        int end = n - i > 256 ? i + 256 : n;
+        for (; i + EK_LANES <= end; i += EK_LANES) acc += ek_exp(ek_vload(x + i) - mx);
+        if (i < end) {
+            acc += ek_exp(ek_vload_part(x + i, (size_t)(end - i), -INFINITY) - mx);
+            i = end;
         }
-        s += (double)acc[0] + (double)acc[1] + (double)acc[2] + (double)acc[3];
+        s += (double)ek_vsum(acc);
     }
     return (double)mx + log(s);
 }

@@ -193,8 +193,7 @@ static void t5_ff(eng_ctx *c, const eng_layer_w *l, int n)
     if (cf->gated) {
         eng_linear(c->h, n, D, l->wi0, F, c->ff0);
         eng_linear(c->h, n, D, l->wi1, F, c->ff1);
-        eng_gelu_new(c->ff0, (size_t)n * F);
-        eng_mul(c->ff0, c->ff1, (size_t)n * F);
+        eng_gelu_new(c->ff0, c->ff1, (size_t)n * F);
     } else {
         eng_linear(c->h, n, D, l->wi, F, c->ff0);
         eng_relu(c->ff0, (size_t)n * F);

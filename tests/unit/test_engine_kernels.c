@@ -16,13 +16,21 @@ TEST(eng_kernel_gelu_softmax_lse)
     for (int i = 0; i < N; i++) x[i] = -12.0f + 24.0f * (float)i / (N - 1);
     static float g[N];
     memcpy(g, x, sizeof g);
-    eng_gelu_new(g, N);
+    eng_gelu_new(g, NULL, N);
     for (int i = 0; i < N; i++) {
         double v = x[i];
         double want = 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
         maxabs = fmax(maxabs, fabs(g[i] - want));
     }
     CHECK_MSG(maxabs < 2e-6, "gelu_new max abs error %g", maxabs);
+    /* gated: gelu_new(x) * y, the last values (past the vector blocks) included */
+    static float gy[N], y[N];
+    memcpy(gy, x, sizeof gy);
+    for (int i = 0; i < N; i++) y[i] = 0.5f - (float)(i % 7) * 0.25f;
+    eng_gelu_new(gy, y, N);
+    double gated = 0;
+    for (int i = 0; i < N; i++) gated = fmax(gated, fabs(gy[i] - g[i] * y[i]));
+    CHECK_MSG(gated == 0, "gated gelu_new differs from gelu_new times y by %g", gated);
     /* softmax over a wide range, with a masked entry */
     static float s[N];
     for (int i = 0; i < N; i++) s[i] = 0.05f * (float)((i * 37) % 401) - 10.0f;
