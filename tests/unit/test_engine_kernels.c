@@ -104,7 +104,7 @@ TEST(eng_kernel_gemm_door)
     for (int i = 0; i < LD * LD; i++) B[i] = (float)((r = r * 1103515245u + 12345u) >> 8) / (1u << 24) * 2 - 1;
     for (int i = 0; i < MAXM * LD; i++) C0[i] = (float)(i % 7) - 3;
     static const int ms[] = { 1, 2, 3, 4, 5, 6, 7, 9, 16, 17, 31, 33, 64, 65, 80 };
-    static const int ns[] = { 1, 3, 4, 5, 8, 13, 64, 129 };
+    static const int ns[] = { 1, 3, 4, 5, 8, 13, 37, 64, 85, 129 };
     static const int ks[] = { 1, 7, 16, 17, 48, 100, 300 };
     int bad = 0;
     for (int tb = 0; tb < 2; tb++)
