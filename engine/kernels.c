@@ -26,13 +26,25 @@ __attribute__((always_inline)) static inline void ek_vstore(float *p, ek_vf v)
     memcpy(p, &v, sizeof v);
 }
 
+__attribute__((always_inline)) static inline ek_vf ek_vsplat(float f)
+{
+    ek_vf v;
+    for (int l = 0; l < EK_LANES; l++) v[l] = f;
+    return v;
+}
+
 /* The first n (< 16) values at p, the other lanes fill. */
 __attribute__((always_inline)) static inline ek_vf ek_vload_part(const float *p, size_t n, float fill)
 {
-    ek_vf v;
-    for (int l = 0; l < EK_LANES; l++) v[l] = fill;
+    ek_vf v = ek_vsplat(fill);
     memcpy(&v, p, n * sizeof(float));
     return v;
+}
+
+/* lanes of a where mask is set, else of b */
+__attribute__((always_inline)) static inline ek_vf ek_vsel(ek_vi mask, ek_vf a, ek_vf b)
+{
+    return (ek_vf)((mask & (ek_vi)a) | (~mask & (ek_vi)b));
 }
 
 /* The sum of the lanes, pairwise: lanes i and i + 8, then i + 4, i + 2, i + 1. */
@@ -41,13 +53,6 @@ __attribute__((always_inline)) static inline float ek_vsum(ek_vf v)
     for (int h = EK_LANES / 2; h >= 1; h /= 2)
         for (int l = 0; l < h; l++) v[l] += v[l + h];
     return v[0];
-}
-
-/* lanes of a where a > b, else of b */
-__attribute__((always_inline)) static inline ek_vf ek_vmax2(ek_vf a, ek_vf b)
-{
-    ek_vi gt = a > b;
-    return (ek_vf)((gt & (ek_vi)a) | (~gt & (ek_vi)b));
 }
 
 __attribute__((always_inline)) static inline float ek_vmax(ek_vf v)
@@ -60,13 +65,15 @@ __attribute__((always_inline)) static inline float ek_vmax(ek_vf v)
 /* The largest of x[0..n), -inf for none (or all -inf). */
 __attribute__((always_inline)) static inline float ek_max(const float *x, size_t n)
 {
-    ek_vf m = ek_vload_part(x, 0, -INFINITY);
+    ek_vf m = ek_vsplat(-INFINITY);
     size_t i = 0;
     for (; i + EK_LANES <= n; i += EK_LANES) {
-        m = ek_vmax2(ek_vload(x + i), m);
+        ek_vf v = ek_vload(x + i);
+        m = ek_vsel(v > m, v, m);
     }
     if (i < n) {
-        m = ek_vmax2(ek_vload_part(x + i, n - i, -INFINITY), m);
+        ek_vf v = ek_vload_part(x + i, n - i, -INFINITY);
+        m = ek_vsel(v > m, v, m);
     }
     return ek_vmax(m);
 }
@@ -98,12 +105,10 @@ void eng_rmsnorm(const float *x, const float *w, int rows, int d, float eps, flo
  * the encoder's time otherwise (gelu, softmax). */
 __attribute__((always_inline)) static inline ek_vf ek_exp(ek_vf x)
 {
-    ek_vf hi, lo;
-    for (int l = 0; l < EK_LANES; l++) hi[l] = 88.3762626647949f, lo[l] = -87.3365447504019f;
-    ek_vi m = x > hi;
-    x = (ek_vf)((m & (ek_vi)hi) | (~m & (ek_vi)x));
+    ek_vf hi = ek_vsplat(88.3762626647949f), lo = ek_vsplat(-87.3365447504019f);
+    x = ek_vsel(x > hi, hi, x);
     ek_vi under = x < lo; /* exp underflows: exactly 0 (also -inf) */
-    x = (ek_vf)((under & (ek_vi)lo) | (~under & (ek_vi)x));
+    x = ek_vsel(under, lo, x);
     /* n = round(x / ln 2) via the 1.5 * 2^23 trick; r = x - n ln 2 in two parts */
     const float magic = 12582912.0f;
     ek_vf n = (x * 1.44269504088896341f + magic) - magic;
