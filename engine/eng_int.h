@@ -17,7 +17,8 @@
  *   trans_b = 1: B is [N, K] (an HF Linear weight, or keys): C = A B^T
  *   trans_b = 0: B is [K, N] (values): C = A B
  * Up to 64 rows with trans_b: the project's few-rows kernel (weights read once, in place);
- * more rows: OpenBLAS sgemm. */
+ * more rows: OpenBLAS sgemm, or with trans_b the project's packed kernel when OpenBLAS
+ * runs kernels narrower than the CPU (AVX2 ones on an AVX-512 CPU). */
 void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
               int trans_b, float beta, float *C, int ldc);
 /* y[rows, N] = x[rows, K] W^T for a Linear weight W [N, K], all dense. */
@@ -27,6 +28,11 @@ void eng_linear(const float *x, int rows, int K, const float *W, int N, float *y
  * public entry point with the model's count, since OpenMP keeps the setting per thread.
  * Returns the count set (>= 1). */
 int eng_set_threads(int n);
+/* C[M,N] = A[M,K] W[N,K]^T (+ beta C) by the packed many-rows kernel whatever the CPU and
+ * OpenBLAS (eng_gemm's choice for many rows when OpenBLAS is narrower than the CPU): for
+ * tests. 0, or -1 out of memory. */
+int eng_gemm_many(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                  float beta, float *C, int ldc);
 /* The same product computed on the calling thread alone, by the project's kernels
  * whatever M: for work items that the threads already share (attention heads). */
 void eng_gemm_serial(int M, int N, int K, const float *A, int lda, const float *B, int ldb,

@@ -317,20 +317,208 @@ static void ek_rows_nn(int M, int N, int K, const float *A, int lda, const float
         ek_nn_rows(1, N, K, A + (size_t)m * lda, NULL, B, ldb, beta, C + (size_t)m * ldc, NULL);
 }
 
+/* ---- many rows: packed input panels ----
+ * Products of more than EK_ROWS_MAX rows, when OpenBLAS runs kernels narrower than the
+ * CPU (its AVX2 kernels on an AVX-512 CPU: OPENBLAS_CORETYPE pins them, or this OpenBLAS
+ * does not know the CPU). Measured on the project's machine (2 threads, 1536 rows,
+ * flan-t5-small's shapes): 330-360 GFLOP/s here against 222-227 for OpenBLAS's Haswell
+ * kernels; its own AVX-512 kernels reach 414, so when it runs those it keeps the work.
+ *
+ * The input rows are packed in panels of 32 rows as [K][32] (the threads pack, then split
+ * the weight rows). A register tile is 12 weight rows x 32 input rows: 24 accumulators,
+ * and each k costs 2 loads of the panel and 12 weight broadcasts for 24 multiply-adds.
+ * Weights are read in place. Each output is one multiply-add chain over k in order, so a
+ * row's result does not depend on which rows share the call nor on the thread split (its
+ * rounding differs from the few-rows kernel's, as OpenBLAS's does). */
+
+#define EK_PW 32 /* input rows per panel (a last panel of <= 16 rows is 16 wide) */
+#define EK_NR 12 /* weight rows per register tile */
+/* Packed panels kept in L2 while the weight tiles pass: about this many floats. */
+#define EK_CHUNK_FLOATS (1 << 17)
+
+static float *ek_pack_buf; /* grown under ek_blas_lock, kept for the next call */
+static int ek_many_first = -1; /* ek_blas_narrow of this OpenBLAS, once known */
+static size_t ek_pack_cap;
+
+/* Rows u and v of a 16 x 16 block exchange their off-diagonal h x h blocks (h = 8, 4, 2,
+ * 1: after the four steps every row is a column). */
+__attribute__((always_inline)) static inline void ek_swap8(ek_v16 *u, ek_v16 *v)
+{
+    ek_v16 a = *u, b = *v;
+    *u = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    *v = __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+}
+__attribute__((always_inline)) static inline void ek_swap4(ek_v16 *u, ek_v16 *v)
+{
+    ek_v16 a = *u, b = *v;
+    *u = __builtin_shufflevector(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+    *v = __builtin_shufflevector(a, b, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+}
+__attribute__((always_inline)) static inline void ek_swap2(ek_v16 *u, ek_v16 *v)
+{
+    ek_v16 a = *u, b = *v;
+    *u = __builtin_shufflevector(a, b, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    *v = __builtin_shufflevector(a, b, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+}
+__attribute__((always_inline)) static inline void ek_swap1(ek_v16 *u, ek_v16 *v)
+{
+    ek_v16 a = *u, b = *v;
+    *u = __builtin_shufflevector(a, b, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+    *v = __builtin_shufflevector(a, b, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+}
+__attribute__((always_inline)) static inline void ek_transpose16(ek_v16 x[16])
+{
+    for (int i = 0; i < 8; i++) ek_swap8(&x[i], &x[i + 8]);
+    for (int i = 0; i < 16; i++)
+        if (!(i & 4)) ek_swap4(&x[i], &x[i + 4]);
+    for (int i = 0; i < 16; i++)
+        if (!(i & 2)) ek_swap2(&x[i], &x[i + 2]);
+    for (int i = 0; i < 16; i += 2) ek_swap1(&x[i], &x[i + 1]);
+}
+
+/* Width of panel p of an M-row product: 32, or 16 for a last panel of <= 16 rows. */
+static int ek_panel_width(int p, int M)
+{
+    return M - p * EK_PW <= 16 ? 16 : EK_PW;
+}
+
+/* Panels p0..p1-1 of A: panel p is rows 32 p onwards as [K][width], rows past M 0. Blocks
+ * of 16 rows x 16 k are transposed in registers. */
+ENG_CLONES
+static void ek_pack_panels(int p0, int p1, int M, int K, const float *A, int lda, float *Ap)
+{
+    int K16 = K & ~15;
+    for (int p = p0; p < p1; p++) {
+        int pw = ek_panel_width(p, M);
+        float *d = Ap + (size_t)p * K * EK_PW;
+        for (int r0 = 0; r0 < pw; r0 += 16) {
+            int m0 = p * EK_PW + r0, n = M - m0 < 16 ? M - m0 : 16;
+            const float *a = A + (size_t)m0 * lda;
+            for (int k = 0; k < K16; k += 16) {
+                ek_v16 x[16];
+                for (int i = 0; i < 16; i++) x[i] = i < n ? ek_load(a + (size_t)i * lda + k) : (ek_v16){ 0 };
+                ek_transpose16(x);
+                for (int j = 0; j < 16; j++) memcpy(d + (size_t)(k + j) * pw + r0, &x[j], sizeof x[j]);
+            }
+            for (int k = K16; k < K; k++)
+                for (int i = 0; i < 16; i++) d[(size_t)k * pw + r0 + i] = i < n ? a[(size_t)i * lda + k] : 0.0f;
+        }
+    }
+}
+
+/* Rows m0 .. m0 + rows - 1 (packed pw wide at ap; pw is 32 or 16 at every call) x weight
+ * rows n0 .. n0 + nr - 1 (nr <= 12: the tile's rows past nr repeat the last, computed,
+ * not stored). */
+__attribute__((always_inline)) static inline void ek_many_tile(int pw, int K, const float *ap,
+        const float *W, int ldw, int n0, int nr, int rows, float beta, float *C, int ldc)
+{
+    const float *w[EK_NR];
+    for (int i = 0; i < EK_NR; i++) w[i] = W + (size_t)(n0 + (i < nr ? i : nr - 1)) * ldw;
+    ek_v16 s[2][16]; /* s[h][i]: weight row n0 + i times input rows 16 h .. 16 h + 15 */
+    for (int i = 0; i < 16; i++) s[0][i] = s[1][i] = (ek_v16){ 0 };
+    for (int k = 0; k < K; k++) {
+        ek_v16 a0 = ek_load(ap + (size_t)k * pw), a1 = pw > 16 ? ek_load(ap + (size_t)k * pw + 16) : a0;
+#pragma GCC unroll 12
+        for (int i = 0; i < EK_NR; i++) {
+            float x = w[i][k];
+            s[0][i] += x * a0;
+            if (pw > 16) s[1][i] += x * a1;
+        }
+    }
+    /* s[h] transposed: s[h][j] lane i is input row 16 h + j times weight row n0 + i */
+    for (int h = 0; h < pw / 16; h++) {
+        ek_transpose16(s[h]);
+        for (int j = 0; j < 16 && 16 * h + j < rows; j++) {
+            float *c = C + (size_t)(16 * h + j) * ldc + n0;
+            if (nr == EK_NR && beta == 0.0f) {
+                memcpy(c, &s[h][j], EK_NR * sizeof(float));
+            } else {
+                for (int i = 0; i < nr; i++) ek_store(c + i, s[h][j][i], beta);
+            }
+        }
+    }
+}
+
+/* One thread's share: weight tiles t0..t1-1 against every panel, a chunk of panels (held
+ * in L2) at a time. */
+ENG_CLONES
+static void ek_many_part(int t0, int t1, int M, int N, int K, const float *Ap, const float *W,
+                         int ldw, float beta, float *C, int ldc)
+{
+    int np = (M + EK_PW - 1) / EK_PW;
+    int chunk = EK_CHUNK_FLOATS / (K * EK_PW);
+    if (chunk < 1) chunk = 1;
+    for (int p0 = 0; p0 < np; p0 += chunk) {
+        int p1 = p0 + chunk < np ? p0 + chunk : np;
+        for (int t = t0; t < t1; t++) {
+            int n0 = t * EK_NR, nr = N - n0 < EK_NR ? N - n0 : EK_NR;
+            for (int p = p0; p < p1; p++) {
+                int m0 = p * EK_PW, rows = M - m0 < EK_PW ? M - m0 : EK_PW;
+                const float *ap = Ap + (size_t)p * K * EK_PW;
+                float *c = C + (size_t)m0 * ldc;
+                if (ek_panel_width(p, M) == EK_PW)
+                    ek_many_tile(EK_PW, K, ap, W, ldw, n0, nr, rows, beta, c, ldc);
+                else
+                    ek_many_tile(16, K, ap, W, ldw, n0, nr, rows, beta, c, ldc);
+            }
+        }
+    }
+}
+
+/* C[M,N] = A[M,K] W[N,K]^T (+ beta C), K >= 1, by packed panels. The caller holds
+ * ek_blas_lock (the packing buffer is shared). 0, or -1 when the buffer cannot grow. */
+static int ek_many(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                   float beta, float *C, int ldc)
+{
+    int np = (M + EK_PW - 1) / EK_PW, tiles = (N + EK_NR - 1) / EK_NR;
+    size_t need = (size_t)np * EK_PW * K;
+    if (need > ek_pack_cap) {
+        free(ek_pack_buf);
+        ek_pack_buf = aligned_alloc(64, (need * sizeof(float) + 63) & ~(size_t)63);
+        ek_pack_cap = ek_pack_buf ? need : 0;
+        if (!ek_pack_buf) return -1;
+    }
+    float *Ap = ek_pack_buf;
+#ifdef _OPENMP
+    if ((double)M * N * K >= EK_PAR_MIN) {
+#pragma omp parallel
+        {
+            int nt = omp_get_num_threads(), id = omp_get_thread_num();
+            ek_pack_panels(np * id / nt, np * (id + 1) / nt, M, K, A, lda, Ap);
+#pragma omp barrier
+            ek_many_part((int)((long)tiles * id / nt), (int)((long)tiles * (id + 1) / nt), M,
+                         N, K, Ap, W, ldw, beta, C, ldc);
+        }
+        return 0;
+    }
+#endif
+    ek_pack_panels(0, np, M, K, A, lda, Ap);
+    ek_many_part(0, tiles, M, N, K, Ap, W, ldw, beta, C, ldc);
+    return 0;
+}
+
+/* 1 if OpenBLAS runs kernels narrower than the CPU: the x86 CPU has AVX-512 but
+ * OpenBLAS's core type is not one of its AVX-512 ones. */
+static int ek_blas_narrow(const char *core)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    static const char *const wide[] = { "SkylakeX", "Cooperlake", "SapphireRapids" };
+    for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++)
+        if (strcasecmp(core, wide[i]) == 0) return 0;
+    return __builtin_cpu_supports("avx512f");
+#else
+    (void)core;
+    return 0;
+#endif
+}
+
 const char *eng_blas_core(int *pinned)
 {
     const char *core = openblas_get_corename();
     if (!core) core = "unknown";
     if (pinned) {
-        *pinned = 0;
-#if defined(__x86_64__) && defined(__GNUC__)
         const char *env = getenv("OPENBLAS_CORETYPE");
-        static const char *const wide[] = { "SkylakeX", "Cooperlake", "SapphireRapids" };
-        int is_wide = 0;
-        for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++)
-            is_wide |= strcasecmp(core, wide[i]) == 0;
-        *pinned = env && *env && !is_wide && __builtin_cpu_supports("avx512f");
-#endif
+        *pinned = env && *env && ek_blas_narrow(core);
     }
     return core;
 }
@@ -386,8 +574,14 @@ void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int 
     }
     /* OpenBLAS's OpenMP build keeps one set of thread work buffers for all callers
      * unless built with NUM_PARALLEL > 1: two threads inside sgemm at once would share
-     * them. One caller at a time; each call uses every core anyway. */
+     * them. One caller at a time (the packed kernel's buffer too); each call uses every
+     * core anyway. */
     pthread_mutex_lock(&ek_blas_lock);
+    if (ek_many_first < 0) ek_many_first = ek_blas_narrow(eng_blas_core(NULL));
+    if (trans_b && ek_many_first && ek_many(M, N, K, A, lda, B, ldb, beta, C, ldc) == 0) {
+        pthread_mutex_unlock(&ek_blas_lock);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
                 1.0f, A, lda, B, ldb, beta, C, ldc);
     pthread_mutex_unlock(&ek_blas_lock);
@@ -396,4 +590,18 @@ void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int 
 void eng_linear(const float *x, int rows, int K, const float *W, int N, float *y)
 {
     eng_gemm(rows, N, K, x, K, W, K, 1, 0.0f, y, N);
+}
+
+int eng_gemm_many(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                  float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return 0;
+    if (K <= 0) {
+        ek_scale(M, N, beta, C, ldc);
+        return 0;
+    }
+    pthread_mutex_lock(&ek_blas_lock);
+    int rc = ek_many(M, N, K, A, lda, W, ldw, beta, C, ldc);
+    pthread_mutex_unlock(&ek_blas_lock);
+    return rc;
 }

@@ -154,3 +154,64 @@ TEST(eng_kernel_gemm_rows_independent)
             }
         }
 }
+
+/* The packed many-rows kernel (eng_gemm's choice past 64 rows when OpenBLAS runs kernels
+ * narrower than the CPU), called directly so that it is checked on every CPU: panels of
+ * 32 and a last one of 16, rows past the panels' fill, weight tiles of 12 and a partial
+ * last one, K not a multiple of 16, strided operands, beta 0 and not. Same error bound as
+ * the door. Columns beyond N stay untouched. */
+TEST(eng_kernel_gemm_many)
+{
+    enum { LD = 320, MAXM = 200 };
+    static float A[MAXM * LD], W[LD * LD], C[MAXM * LD], C0[MAXM * LD];
+    static double R[MAXM * LD], MAG[MAXM * LD];
+    unsigned r = 777;
+    for (int i = 0; i < MAXM * LD; i++) A[i] = (float)((r = r * 1103515245u + 12345u) >> 8) / (1u << 24) * 2 - 1;
+    for (int i = 0; i < LD * LD; i++) W[i] = (float)((r = r * 1103515245u + 12345u) >> 8) / (1u << 24) * 2 - 1;
+    for (int i = 0; i < MAXM * LD; i++) C0[i] = (float)(i % 5) - 2;
+    static const int ms[] = { 1, 15, 16, 17, 32, 33, 48, 49, 65, 100, 200 };
+    static const int ns[] = { 1, 5, 12, 13, 25, 37, 130 };
+    static const int ks[] = { 1, 7, 16, 17, 100, 300 };
+    int bad = 0;
+    for (int bi = 0; bi < 2; bi++)
+        for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++)
+            for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
+                for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+                    int m = ms[mi], n = ns[ni], k = ks[ki];
+                    float beta = bi ? 0.5f : 0.0f;
+                    memcpy(C, C0, sizeof C);
+                    REQUIRE(eng_gemm_many(m, n, k, A, LD, W, LD, beta, C, LD) == 0);
+                    et_ref_gemm(m, n, k, A, LD, W, LD, 1, beta, C0, LD, R, MAG);
+                    for (int i = 0; i < m; i++) {
+                        for (int j = 0; j < n; j++) {
+                            double d = fabs(C[i * LD + j] - R[i * n + j]);
+                            if (d > 1e-6 * MAG[i * n + j] + 1e-30 && bad++ < 5)
+                                CHECK_MSG(0, "many m=%d n=%d k=%d beta=%g: C[%d][%d] off by %g",
+                                          m, n, k, beta, i, j, d);
+                        }
+                        if (C[i * LD + n] != C0[i * LD + n] && bad++ < 5)
+                            CHECK_MSG(0, "many m=%d n=%d k=%d: wrote beyond N", m, n, k);
+                    }
+                }
+    CHECK_MSG(bad == 0, "%d wrong outputs", bad);
+}
+
+/* The packed kernel computes each output the same way wherever its row falls (first or
+ * second half of a 32-row panel, a 16-wide last panel) and whatever rows share the call:
+ * row i of an m-row product is bitwise the row computed alone. */
+TEST(eng_kernel_gemm_many_rows_independent)
+{
+    enum { N = 29, K = 77, MAXM = 97 };
+    static float A[MAXM * K], W[N * K], C[MAXM * N], one[N];
+    for (int i = 0; i < MAXM * K; i++) A[i] = sinf(0.29f * (float)i);
+    for (int i = 0; i < N * K; i++) W[i] = cosf(0.13f * (float)i);
+    static const int ms[] = { 2, 16, 17, 33, 64, 65, 97 };
+    for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++) {
+        int m = ms[mi];
+        REQUIRE(eng_gemm_many(m, N, K, A, K, W, K, 0.0f, C, N) == 0);
+        for (int i = 0; i < m; i++) {
+            REQUIRE(eng_gemm_many(1, N, K, A + (size_t)i * K, K, W, K, 0.0f, one, N) == 0);
+            REQUIRE_MSG(memcmp(one, C + (size_t)i * N, sizeof one) == 0, "m=%d row %d", m, i);
+        }
+    }
+}
