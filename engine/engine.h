@@ -190,10 +190,11 @@ int eng_relative_bucket(int relative_position, int bidirectional, int num_bucket
 
 const char *eng_strerror(int status);
 
-/* The kernels OpenBLAS runs the larger matrix products with (its core name, e.g.
+/* The kernels OpenBLAS would run the larger matrix products with (its core name, e.g.
  * "Haswell"). *pinned (if not NULL) is set to 1 when OPENBLAS_CORETYPE holds OpenBLAS to
- * AVX2 kernels on a CPU with AVX-512, where its own choice runs large products about
- * twice as fast; else 0. */
+ * AVX2 kernels on a CPU with AVX-512; else 0. Whenever OpenBLAS runs kernels narrower than
+ * the CPU (pinned, or a CPU it does not know), the engine's own packed AVX-512 kernel
+ * runs the large products with weights instead. */
 const char *eng_blas_core(int *pinned);
 
 #endif

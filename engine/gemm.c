@@ -1,5 +1,7 @@
 /* The one door for matrix products: OpenBLAS for many rows, a few-rows kernel of our own
- * for the decoder's products (1 to EK_ROWS_MAX rows against a weight matrix).
+ * for the decoder's products (1 to EK_ROWS_MAX rows against a weight matrix), and a packed
+ * many-rows kernel of our own in OpenBLAS's place when OpenBLAS runs kernels narrower than
+ * the CPU (see "many rows" below).
  *
  * Why a kernel of our own: OpenBLAS's sgemm packs the whole weight matrix into its own
  * panel layout on every call and its sgemv takes one row at a time, so for 2..32 rows it
@@ -333,10 +335,11 @@ static void ek_rows_nn(int M, int N, int K, const float *A, int lda, const float
 
 #define EK_PW 32 /* input rows per panel (a last panel of <= 16 rows is 16 wide) */
 #define EK_NR 12 /* weight rows per register tile */
-/* Packed panels kept in L2 while the weight tiles pass: about this many floats. */
+/* The panels are packed a chunk at a time, kept in L2 while the weight tiles pass: about
+ * this many floats (at least one panel). */
 #define EK_CHUNK_FLOATS (1 << 17)
 
-static float *ek_pack_buf; /* grown under ek_blas_lock, kept for the next call */
+static float *ek_pack_buf; /* one chunk; grown under ek_blas_lock, kept for the next call */
 static int ek_many_first = -1; /* ek_blas_narrow of this OpenBLAS, once known */
 static size_t ek_pack_cap;
 
@@ -382,15 +385,17 @@ static int ek_panel_width(int p, int M)
     return M - p * EK_PW <= 16 ? 16 : EK_PW;
 }
 
-/* Panels p0..p1-1 of A: panel p is rows 32 p onwards as [K][width], rows past M 0. Blocks
- * of 16 rows x 16 k are transposed in registers. */
+/* Panels p0..p1-1 of A into the chunk at Ap (whose first panel is pc): panel p is rows
+ * 32 p onwards as [K][width], rows past M 0. Blocks of 16 rows x 16 k are transposed in
+ * registers. */
 ENG_CLONES
-static void ek_pack_panels(int p0, int p1, int M, int K, const float *A, int lda, float *Ap)
+static void ek_pack_panels(int p0, int p1, int pc, int M, int K, const float *A, int lda,
+                           float *Ap)
 {
     int K16 = K & ~15;
     for (int p = p0; p < p1; p++) {
         int pw = ek_panel_width(p, M);
-        float *d = Ap + (size_t)p * K * EK_PW;
+        float *d = Ap + (size_t)(p - pc) * K * EK_PW;
         for (int r0 = 0; r0 < pw; r0 += 16) {
             int m0 = p * EK_PW + r0, n = M - m0 < 16 ? M - m0 : 16;
             const float *a = A + (size_t)m0 * lda;
@@ -439,39 +444,37 @@ __attribute__((always_inline)) static inline void ek_many_tile(int pw, int K, co
     }
 }
 
-/* One thread's share: weight tiles t0..t1-1 against every panel, a chunk of panels (held
- * in L2) at a time. */
+/* One thread's share of a chunk: weight tiles t0..t1-1 against the packed panels
+ * p0..p1-1 at Ap. */
 ENG_CLONES
-static void ek_many_part(int t0, int t1, int M, int N, int K, const float *Ap, const float *W,
-                         int ldw, float beta, float *C, int ldc)
+static void ek_many_part(int t0, int t1, int p0, int p1, int M, int N, int K, const float *Ap,
+                         const float *W, int ldw, float beta, float *C, int ldc)
 {
-    int np = (M + EK_PW - 1) / EK_PW;
-    int chunk = EK_CHUNK_FLOATS / (K * EK_PW);
-    if (chunk < 1) chunk = 1;
-    for (int p0 = 0; p0 < np; p0 += chunk) {
-        int p1 = p0 + chunk < np ? p0 + chunk : np;
-        for (int t = t0; t < t1; t++) {
-            int n0 = t * EK_NR, nr = N - n0 < EK_NR ? N - n0 : EK_NR;
-            for (int p = p0; p < p1; p++) {
-                int m0 = p * EK_PW, rows = M - m0 < EK_PW ? M - m0 : EK_PW;
-                const float *ap = Ap + (size_t)p * K * EK_PW;
-                float *c = C + (size_t)m0 * ldc;
-                if (ek_panel_width(p, M) == EK_PW)
-                    ek_many_tile(EK_PW, K, ap, W, ldw, n0, nr, rows, beta, c, ldc);
-                else
-                    ek_many_tile(16, K, ap, W, ldw, n0, nr, rows, beta, c, ldc);
-            }
+    for (int t = t0; t < t1; t++) {
+        int n0 = t * EK_NR, nr = N - n0 < EK_NR ? N - n0 : EK_NR;
+        for (int p = p0; p < p1; p++) {
+            int m0 = p * EK_PW, rows = M - m0 < EK_PW ? M - m0 : EK_PW;
+            const float *ap = Ap + (size_t)(p - p0) * K * EK_PW;
+            float *c = C + (size_t)m0 * ldc;
+            if (ek_panel_width(p, M) == EK_PW)
+                ek_many_tile(EK_PW, K, ap, W, ldw, n0, nr, rows, beta, c, ldc);
+            else
+                ek_many_tile(16, K, ap, W, ldw, n0, nr, rows, beta, c, ldc);
         }
     }
 }
 
-/* C[M,N] = A[M,K] W[N,K]^T (+ beta C), K >= 1, by packed panels. The caller holds
- * ek_blas_lock (the packing buffer is shared). 0, or -1 when the buffer cannot grow. */
+/* C[M,N] = A[M,K] W[N,K]^T (+ beta C), K >= 1, by packed panels: for each chunk of
+ * panels, the threads pack it, then split the weight tiles over it. The caller holds
+ * ek_blas_lock (the chunk buffer is shared). 0, or -1 when the buffer cannot grow. */
 static int ek_many(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
                    float beta, float *C, int ldc)
 {
     int np = (M + EK_PW - 1) / EK_PW, tiles = (N + EK_NR - 1) / EK_NR;
-    size_t need = (size_t)np * EK_PW * K;
+    int chunk = EK_CHUNK_FLOATS / K / EK_PW;
+    if (chunk < 1) chunk = 1;
+    if (chunk > np) chunk = np;
+    size_t need = (size_t)chunk * EK_PW * K;
     if (need > ek_pack_cap) {
         free(ek_pack_buf);
         ek_pack_buf = aligned_alloc(64, (need * sizeof(float) + 63) & ~(size_t)63);
@@ -484,16 +487,23 @@ static int ek_many(int M, int N, int K, const float *A, int lda, const float *W,
 #pragma omp parallel
         {
             int nt = omp_get_num_threads(), id = omp_get_thread_num();
-            ek_pack_panels(np * id / nt, np * (id + 1) / nt, M, K, A, lda, Ap);
+            int t0 = (int)((long)tiles * id / nt), t1 = (int)((long)tiles * (id + 1) / nt);
+            for (int p0 = 0; p0 < np; p0 += chunk) {
+                int n = np - p0 < chunk ? np - p0 : chunk;
+                ek_pack_panels(p0 + n * id / nt, p0 + n * (id + 1) / nt, p0, M, K, A, lda, Ap);
 #pragma omp barrier
-            ek_many_part((int)((long)tiles * id / nt), (int)((long)tiles * (id + 1) / nt), M,
-                         N, K, Ap, W, ldw, beta, C, ldc);
+                ek_many_part(t0, t1, p0, p0 + n, M, N, K, Ap, W, ldw, beta, C, ldc);
+#pragma omp barrier
+            }
         }
         return 0;
     }
 #endif
-    ek_pack_panels(0, np, M, K, A, lda, Ap);
-    ek_many_part(0, tiles, M, N, K, Ap, W, ldw, beta, C, ldc);
+    for (int p0 = 0; p0 < np; p0 += chunk) {
+        int p1 = np - p0 < chunk ? np : p0 + chunk;
+        ek_pack_panels(p0, p1, p0, M, K, A, lda, Ap);
+        ek_many_part(0, tiles, p0, p1, M, N, K, Ap, W, ldw, beta, C, ldc);
+    }
     return 0;
 }
 

@@ -194,6 +194,21 @@ TEST(eng_kernel_gemm_many)
                     }
                 }
     CHECK_MSG(bad == 0, "%d wrong outputs", bad);
+
+    /* K = 4500: one panel a chunk, so 70 rows take three chunks (packed and computed
+     * one after the other in the same buffer). Bound 2e-5 of the sum of |terms|: one
+     * fp32 chain over 4500 terms (sqrt(4500) x 2^-24 is 4e-6). */
+    enum { BM = 70, BN = 13, BK = 4500 };
+    static float BA[BM * BK], BW[BN * BK], BC[BM * BN];
+    static double BR[BM * BN], BMAG[BM * BN];
+    for (int i = 0; i < BM * BK; i++) BA[i] = sinf(0.7f * (float)i);
+    for (int i = 0; i < BN * BK; i++) BW[i] = cosf(0.3f * (float)i);
+    REQUIRE(eng_gemm_many(BM, BN, BK, BA, BK, BW, BK, 0.0f, BC, BN) == 0);
+    et_ref_gemm(BM, BN, BK, BA, BK, BW, BK, 1, 0.0f, BC, BN, BR, BMAG);
+    for (int i = 0; i < BM * BN; i++)
+        if (fabs(BC[i] - BR[i]) > 2e-5 * BMAG[i] && bad++ < 5)
+            CHECK_MSG(0, "many K=%d: C[%d][%d] off by %g", BK, i / BN, i % BN, fabs(BC[i] - BR[i]));
+    CHECK_MSG(bad == 0, "%d wrong outputs at K = %d", bad, BK);
 }
 
 /* The packed kernel computes each output the same way wherever its row falls (first or
