@@ -15,7 +15,7 @@
  * (dmn_sched_split with batching.max_rows / max_batch_tokens, jobs sorted by length),
  * eng_generate / eng_score, task_finish. So "1 client" vs "batch 1" and "16 clients" vs
  * "batch 16" do the same engine work; the difference is the daemon (sockets, protobuf,
- * queueing, max_wait_ms). Each row runs R times (default 2), daemon and in-process
+ * queueing, max_wait_ms). Each row runs R times (default 5), daemon and in-process
  * alternating, and keeps the best documents/s of each: on a shared machine the best run
  * is the one least disturbed by other work.
  *
@@ -281,7 +281,7 @@ int main(int argc, char **argv)
     const char *model_dir = NULL, *config = "conf/nlpd.conf";
     int threads = 0, max_rows = 32, max_batch_tokens = 8192;
     double scale = 1.0;
-    int reps = 3;
+    int reps = 5;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--connect")) endpoint = argv[i + 1];
         else if (!strcmp(argv[i], "--model")) model_dir = argv[i + 1];

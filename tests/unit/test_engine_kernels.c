@@ -90,8 +90,38 @@ static void et_ref_gemm(int M, int N, int K, const float *A, int lda, const floa
         }
 }
 
+/* x[0..n) uniform in [-1, 1) from the generator state *r. */
+static void et_fill_uniform(float *x, size_t n, unsigned *r)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)((*r = *r * 1103515245u + 12345u) >> 8) / (1u << 24) * 2 - 1;
+}
+
+/* C (row stride ld) against the double reference of C0 + the product (R, MAG from
+ * et_ref_gemm): each output within 1e-6 of its sum of |terms|, nothing written past
+ * column n. The number of wrong outputs; the first few (bad counts earlier ones) are
+ * reported with the shape. */
+static int et_check_product(const char *who, int m, int n, int k, int tb, float beta,
+                            const float *C, const float *C0, int ld, const double *R,
+                            const double *MAG, int bad)
+{
+    int wrong = 0;
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) {
+            double d = fabs(C[i * ld + j] - R[i * n + j]);
+            if (d > 1e-6 * MAG[i * n + j] + 1e-30 && bad + wrong++ < 5)
+                CHECK_MSG(0, "%s m=%d n=%d k=%d trans_b=%d beta=%g: C[%d][%d] off by %g", who,
+                          m, n, k, tb, beta, i, j, d);
+        }
+        if (n < ld && C[i * ld + n] != C0[i * ld + n] && bad + wrong++ < 5)
+            CHECK_MSG(0, "%s m=%d n=%d k=%d: wrote beyond N", who, m, n, k);
+    }
+    return wrong;
+}
+
 /* Every shape class of the door: the few-rows kernel (1..64 rows: a single row, groups of
- * 4, groups of 2-3 padded, K and N not multiples of 16 and 4) and OpenBLAS (65+ rows),
+ * 4, groups of 2-3 padded, K and N not multiples of 16 and 4) and 65+ rows (OpenBLAS, or
+ * the packed kernel when OpenBLAS runs kernels narrower than the CPU),
  * B transposed or not, strided operands, beta 0 and not. Error bound: 1e-6 of the sum of
  * |terms| (fp32 accumulation over up to 300 terms). Columns beyond N stay untouched. */
 TEST(eng_kernel_gemm_door)
@@ -100,8 +130,8 @@ TEST(eng_kernel_gemm_door)
     static float A[MAXM * LD], B[LD * LD], C[MAXM * LD], C0[MAXM * LD];
     static double R[MAXM * LD], MAG[MAXM * LD];
     unsigned r = 12345;
-    for (int i = 0; i < MAXM * LD; i++) A[i] = (float)((r = r * 1103515245u + 12345u) >> 8) / (1u << 24) * 2 - 1;
-    for (int i = 0; i < LD * LD; i++) B[i] = (float)((r = r * 1103515245u + 12345u) >> 8) / (1u << 24) * 2 - 1;
+    et_fill_uniform(A, MAXM * LD, &r);
+    et_fill_uniform(B, LD * LD, &r);
     for (int i = 0; i < MAXM * LD; i++) C0[i] = (float)(i % 7) - 3;
     static const int ms[] = { 1, 2, 3, 4, 5, 6, 7, 9, 16, 17, 31, 33, 64, 65, 80 };
     static const int ns[] = { 1, 3, 4, 5, 8, 13, 37, 64, 85, 129 };
@@ -117,16 +147,7 @@ TEST(eng_kernel_gemm_door)
                         memcpy(C, C0, sizeof C);
                         eng_gemm(m, n, k, A, LD, B, LD, tb, beta, C, LD);
                         et_ref_gemm(m, n, k, A, LD, B, LD, tb, beta, C0, LD, R, MAG);
-                        for (int i = 0; i < m; i++) {
-                            for (int j = 0; j < n; j++) {
-                                double d = fabs(C[i * LD + j] - R[i * n + j]);
-                                if (d > 1e-6 * MAG[i * n + j] + 1e-30 && bad++ < 5)
-                                    CHECK_MSG(0, "gemm m=%d n=%d k=%d trans_b=%d beta=%g: "
-                                              "C[%d][%d] off by %g", m, n, k, tb, beta, i, j, d);
-                            }
-                            if (n < LD && C[i * LD + n] != C0[i * LD + n] && bad++ < 5)
-                                CHECK_MSG(0, "gemm m=%d n=%d k=%d: wrote beyond N", m, n, k);
-                        }
+                        bad += et_check_product("gemm", m, n, k, tb, beta, C, C0, LD, R, MAG, bad);
                     }
     CHECK_MSG(bad == 0, "%d wrong outputs", bad);
     float y[64];
@@ -166,8 +187,8 @@ TEST(eng_kernel_gemm_many)
     static float A[MAXM * LD], W[LD * LD], C[MAXM * LD], C0[MAXM * LD];
     static double R[MAXM * LD], MAG[MAXM * LD];
     unsigned r = 777;
-    for (int i = 0; i < MAXM * LD; i++) A[i] = (float)((r = r * 1103515245u + 12345u) >> 8) / (1u << 24) * 2 - 1;
-    for (int i = 0; i < LD * LD; i++) W[i] = (float)((r = r * 1103515245u + 12345u) >> 8) / (1u << 24) * 2 - 1;
+    et_fill_uniform(A, MAXM * LD, &r);
+    et_fill_uniform(W, LD * LD, &r);
     for (int i = 0; i < MAXM * LD; i++) C0[i] = (float)(i % 5) - 2;
     static const int ms[] = { 1, 15, 16, 17, 32, 33, 48, 49, 65, 100, 200 };
     static const int ns[] = { 1, 5, 12, 13, 25, 37, 130 };
@@ -182,16 +203,7 @@ TEST(eng_kernel_gemm_many)
                     memcpy(C, C0, sizeof C);
                     REQUIRE(eng_gemm_many(m, n, k, A, LD, W, LD, beta, C, LD) == 0);
                     et_ref_gemm(m, n, k, A, LD, W, LD, 1, beta, C0, LD, R, MAG);
-                    for (int i = 0; i < m; i++) {
-                        for (int j = 0; j < n; j++) {
-                            double d = fabs(C[i * LD + j] - R[i * n + j]);
-                            if (d > 1e-6 * MAG[i * n + j] + 1e-30 && bad++ < 5)
-                                CHECK_MSG(0, "many m=%d n=%d k=%d beta=%g: C[%d][%d] off by %g",
-                                          m, n, k, beta, i, j, d);
-                        }
-                        if (C[i * LD + n] != C0[i * LD + n] && bad++ < 5)
-                            CHECK_MSG(0, "many m=%d n=%d k=%d: wrote beyond N", m, n, k);
-                    }
+                    bad += et_check_product("many", m, n, k, 1, beta, C, C0, LD, R, MAG, bad);
                 }
     CHECK_MSG(bad == 0, "%d wrong outputs", bad);
 
