@@ -243,80 +243,97 @@ static void ek_rows_nt(int M, int N, int K, const float *A, int lda, const float
     ek_rows_nt_part(0, tiles, M, N, K, A, lda, W, ldw, beta, C, ldc);
 }
 
-/* Rows m, m + 1 (nr of them) by columns j .. j + 16 nc of C = A B (+ beta C), stored from
- * column js on: each output the sum over k in order. nr and nc are constants at every
- * call, so the sums stay in registers. */
+/* Rows a[0..nr-1] (nr <= 4) by columns j .. j + 16 nc of C = A B (+ beta C) into rows
+ * c[0..nr-1], stored from column js on: each output the sum over k in order. nr and nc
+ * are constants at every call, so the nr x nc sums stay in registers. */
 __attribute__((always_inline)) static inline void ek_nn_block(int nr, int nc, int K,
-        const float *a0, const float *a1, const float *B, int ldb, int j, int js, float beta,
-        float *c0, float *c1)
+        const float *const a[4], const float *B, int ldb, int j, int js, float beta,
+        float *const c[4])
 {
-    ek_v16 s0[4] = { { 0 } }, s1[4] = { { 0 } };
+    ek_v16 s[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) s[r][q] = (ek_v16){ 0 };
     for (int k = 0; k < K; k++) {
         const float *b = B + (size_t)k * ldb + j;
-        float x0 = a0[k], x1 = nr > 1 ? a1[k] : 0.0f;
+        float x[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < nr; r++) x[r] = a[r][k];
+#pragma GCC unroll 4
         for (int q = 0; q < nc; q++) {
             ek_v16 y = ek_load(b + 16 * q);
-            s0[q] += x0 * y;
-            if (nr > 1) s1[q] += x1 * y;
+#pragma GCC unroll 4
+            for (int r = 0; r < nr; r++) s[r][q] += x[r] * y;
         }
     }
-    for (int q = 0; q < nc; q++)
-        for (int l = 0; l < 16; l++) {
-            int col = j + 16 * q + l;
-            if (col < js) continue;
-            ek_store(c0 + col, s0[q][l], beta);
-            if (nr > 1) ek_store(c1 + col, s1[q][l], beta);
+#pragma GCC unroll 4
+    for (int r = 0; r < nr; r++)
+#pragma GCC unroll 4
+        for (int q = 0; q < nc; q++) {
+            float *cq = c[r] + j + 16 * q;
+            if (beta == 0.0f && j + 16 * q >= js) {
+                memcpy(cq, &s[r][q], sizeof s[r][q]);
+                continue;
+            }
+            for (int l = 0; l < 16; l++)
+                if (j + 16 * q + l >= js) ek_store(cq + l, s[r][q][l], beta);
         }
 }
 
-/* Rows m, m + 1 (nr of them) of C = A B: 64 columns at a time, then 16 to 48, then the
- * last N % 16 as the last 16 columns again (computed alike, so the same values), stored
- * from where the others stopped; N < 16: one by one. */
+/* Rows a[0..nr-1] of C = A B into rows c[0..nr-1]: 64 columns at a time, then 16 to 48,
+ * then the last N % 16 as the last 16 columns again (computed alike, so the same values),
+ * stored from where the others stopped; N < 16: one by one. */
 __attribute__((always_inline)) static inline void ek_nn_rows(int nr, int N, int K,
-        const float *a0, const float *a1, const float *B, int ldb, float beta, float *c0,
-        float *c1)
+        const float *const a[4], const float *B, int ldb, float beta, float *const c[4])
 {
     int j = 0;
-    for (; j + 64 <= N; j += 64) ek_nn_block(nr, 4, K, a0, a1, B, ldb, j, j, beta, c0, c1);
+    for (; j + 64 <= N; j += 64) ek_nn_block(nr, 4, K, a, B, ldb, j, j, beta, c);
     switch ((N - j) / 16) {
-    case 3: ek_nn_block(nr, 3, K, a0, a1, B, ldb, j, j, beta, c0, c1); break;
-    case 2: ek_nn_block(nr, 2, K, a0, a1, B, ldb, j, j, beta, c0, c1); break;
-    case 1: ek_nn_block(nr, 1, K, a0, a1, B, ldb, j, j, beta, c0, c1); break;
+    case 3: ek_nn_block(nr, 3, K, a, B, ldb, j, j, beta, c); break;
+    case 2: ek_nn_block(nr, 2, K, a, B, ldb, j, j, beta, c); break;
+    case 1: ek_nn_block(nr, 1, K, a, B, ldb, j, j, beta, c); break;
     default: break;
     }
     j += (N - j) / 16 * 16;
     if (j == N) return;
     if (N >= 16) {
-        ek_nn_block(nr, 1, K, a0, a1, B, ldb, N - 16, j, beta, c0, c1);
+        ek_nn_block(nr, 1, K, a, B, ldb, N - 16, j, beta, c);
         return;
     }
-    for (int r = 0; r < nr; r++) {
-        const float *a = r ? a1 : a0;
-        float *c = r ? c1 : c0;
+    for (int r = 0; r < nr; r++)
         for (int jj = j; jj < N; jj++) {
-            float s = 0.0f;
-            for (int k = 0; k < K; k++) s += a[k] * B[(size_t)k * ldb + jj];
-            ek_store(c + jj, s, beta);
+            float sum = 0.0f;
+            for (int k = 0; k < K; k++) sum += a[r][k] * B[(size_t)k * ldb + jj];
+            ek_store(c[r] + jj, sum, beta);
         }
-    }
 }
 
 /* C[M,N] = A[M,K] B[K,N] (+ beta C), M small: each output is the sum over k in order of
- * A times B (the attention's scores against transposed keys, and weights times values).
- * Two rows by 64 columns at a time keep 8 sums in flight: one sum alone would wait on its
- * own previous add at every k. */
+ * A times B (the attention's weights times values). Four rows by 64 columns at a time
+ * keep 16 sums in registers, and each k's 4 loads of B serve 16 multiply-adds (with two
+ * rows the sums spilled to the stack and it ran at half the speed: 49 against 84-93
+ * GFLOP/s a thread at 64-512 keys). */
 ENG_CLONES
 static void ek_rows_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                        float beta, float *C, int ldc)
 {
     int m = 0;
-    for (; m + 2 <= M; m += 2) {
-        const float *a0 = A + (size_t)m * lda;
-        float *c0 = C + (size_t)m * ldc;
-        ek_nn_rows(2, N, K, a0, a0 + lda, B, ldb, beta, c0, c0 + ldc);
+    for (; m < M; m += 4) {
+        const float *a[4];
+        float *c[4];
+        for (int r = 0; r < 4; r++) {
+            int row = m + r < M ? m + r : M - 1;
+            a[r] = A + (size_t)row * lda;
+            c[r] = C + (size_t)row * ldc;
+        }
+        switch (M - m) {
+        case 1: ek_nn_rows(1, N, K, a, B, ldb, beta, c); break;
+        case 2: ek_nn_rows(2, N, K, a, B, ldb, beta, c); break;
+        case 3: ek_nn_rows(3, N, K, a, B, ldb, beta, c); break;
+        default: ek_nn_rows(4, N, K, a, B, ldb, beta, c); break;
+        }
     }
-    if (m < M)
-        ek_nn_rows(1, N, K, A + (size_t)m * lda, NULL, B, ldb, beta, C + (size_t)m * ldc, NULL);
 }
 
 /* ---- many rows: packed input panels ----

@@ -157,8 +157,10 @@ TEST(eng_kernel_gemm_door)
     for (int j = 0; j < 64; j++) CHECK(fabs(y[j] - ry[j]) <= 1e-6 * my[j]);
 }
 
-/* The few-rows kernel computes each output the same way whatever rows share the call:
- * row i of a 1..64-row product is bitwise the row computed alone. */
+/* The few-rows kernels compute each output the same way whatever rows share the call:
+ * row i of a 1..64-row product is bitwise the row computed alone, with the weights
+ * transposed (groups of 4 rows, a padded last group) or not (groups of 4 rows by 64, 16
+ * and an overlapped last 16 columns at N = 37). */
 TEST(eng_kernel_gemm_rows_independent)
 {
     /* K = 200 has a tail past the 16-lane blocks, K = 192 none (the tiles' fast store) */
@@ -166,14 +168,17 @@ TEST(eng_kernel_gemm_rows_independent)
     static float A[MAXM * KMAX], W[N * KMAX], C[MAXM * N], one[N];
     for (int i = 0; i < MAXM * KMAX; i++) A[i] = sinf(0.37f * (float)i);
     for (int i = 0; i < N * KMAX; i++) W[i] = cosf(0.11f * (float)i);
-    for (int K = 192; K <= KMAX; K += KMAX - 192)
-        for (int m = 1; m <= MAXM; m++) {
-            eng_gemm(m, N, K, A, K, W, K, 1, 0.0f, C, N);
-            for (int i = 0; i < m; i++) {
-                eng_gemm(1, N, K, A + (size_t)i * K, K, W, K, 1, 0.0f, one, N);
-                REQUIRE(memcmp(one, C + (size_t)i * N, sizeof one) == 0);
+    for (int tb = 0; tb < 2; tb++) /* W as [N, K] (tb), or as [K, N] */
+        for (int K = 192; K <= KMAX; K += KMAX - 192)
+            for (int m = 1; m <= MAXM; m++) {
+                int ldw = tb ? K : N;
+                eng_gemm(m, N, K, A, K, W, ldw, tb, 0.0f, C, N);
+                for (int i = 0; i < m; i++) {
+                    eng_gemm(1, N, K, A + (size_t)i * K, K, W, ldw, tb, 0.0f, one, N);
+                    REQUIRE_MSG(memcmp(one, C + (size_t)i * N, sizeof one) == 0,
+                                "trans_b=%d K=%d m=%d row %d", tb, K, m, i);
+                }
             }
-        }
 }
 
 /* The packed many-rows kernel (eng_gemm's choice past 64 rows when OpenBLAS runs kernels
