@@ -339,9 +339,10 @@ static void ek_rows_nn(int M, int N, int K, const float *A, int lda, const float
 /* ---- many rows: packed input panels ----
  * Products of more than EK_ROWS_MAX rows, when OpenBLAS runs kernels narrower than the
  * CPU (its AVX2 kernels on an AVX-512 CPU: OPENBLAS_CORETYPE pins them, or this OpenBLAS
- * does not know the CPU). Measured on the project's machine (2 threads, 1536 rows,
- * flan-t5-small's shapes): 330-360 GFLOP/s here against 222-227 for OpenBLAS's Haswell
- * kernels; its own AVX-512 kernels reach 414, so when it runs those it keeps the work.
+ * does not know the CPU). Measured on the project's machine (2 threads, flan-t5-small's
+ * shapes at 90 to 1536 rows): 405-464 GFLOP/s here against 169-240 for OpenBLAS's Haswell
+ * kernels. Its own AVX-512 kernels reach 448-457 at 1440 rows (230-266 at 90), so when
+ * it runs those it keeps the work.
  *
  * The input rows are packed in panels of 32 rows as [K][32] (the threads pack, then split
  * the weight rows). A register tile is 12 weight rows x 32 input rows: 24 accumulators,
