@@ -97,26 +97,64 @@ static void et_fill_uniform(float *x, size_t n, unsigned *r)
         x[i] = (float)((*r = *r * 1103515245u + 12345u) >> 8) / (1u << 24) * 2 - 1;
 }
 
-/* C (row stride ld) against the double reference of C0 + the product (R, MAG from
- * et_ref_gemm): each output within 1e-6 of its sum of |terms|, nothing written past
- * column n. The number of wrong outputs; the first few (bad counts earlier ones) are
- * reported with the shape. */
-static int et_check_product(const char *who, int m, int n, int k, int tb, float beta,
-                            const float *C, const float *C0, int ld, const double *R,
-                            const double *MAG, int bad)
+/* A product under test: C = A op(B) (+ beta C) as eng_gemm takes it; 0 if it ran. */
+typedef int (*et_product)(int M, int N, int K, const float *A, int lda, const float *B,
+                          int ldb, int trans_b, float beta, float *C, int ldc);
+
+/* Every (trans_b from tb0 to 1, beta 0 and 0.5, m, n, k) of the lists through fn, with
+ * strided operands (row stride 320), against the double reference: each output within
+ * 1e-6 of its sum of |terms|, nothing written past column n. The number of wrong outputs
+ * (the first few reported with their shape). */
+static int et_sweep(const char *who, et_product fn, int tb0, const int *ms, size_t nm,
+                    const int *ns, size_t nn, const int *ks, size_t nk, unsigned seed)
 {
-    int wrong = 0;
-    for (int i = 0; i < m; i++) {
-        for (int j = 0; j < n; j++) {
-            double d = fabs(C[i * ld + j] - R[i * n + j]);
-            if (d > 1e-6 * MAG[i * n + j] + 1e-30 && bad + wrong++ < 5)
-                CHECK_MSG(0, "%s m=%d n=%d k=%d trans_b=%d beta=%g: C[%d][%d] off by %g", who,
-                          m, n, k, tb, beta, i, j, d);
-        }
-        if (n < ld && C[i * ld + n] != C0[i * ld + n] && bad + wrong++ < 5)
-            CHECK_MSG(0, "%s m=%d n=%d k=%d: wrote beyond N", who, m, n, k);
-    }
-    return wrong;
+    enum { LD = 320, MAXM = 200 };
+    static float A[MAXM * LD], B[LD * LD], C[MAXM * LD], C0[MAXM * LD];
+    static double R[MAXM * LD], MAG[MAXM * LD];
+    et_fill_uniform(A, MAXM * LD, &seed);
+    et_fill_uniform(B, LD * LD, &seed);
+    for (int i = 0; i < MAXM * LD; i++) C0[i] = (float)(i % 7) - 3;
+    int bad = 0;
+    for (int tb = tb0; tb < 2; tb++)
+        for (int bi = 0; bi < 2; bi++)
+            for (size_t mi = 0; mi < nm; mi++)
+                for (size_t ni = 0; ni < nn; ni++)
+                    for (size_t ki = 0; ki < nk; ki++) {
+                        int m = ms[mi], n = ns[ni], k = ks[ki];
+                        float beta = bi ? 0.5f : 0.0f;
+                        memcpy(C, C0, sizeof C);
+                        if (fn(m, n, k, A, LD, B, LD, tb, beta, C, LD) != 0) {
+                            CHECK_MSG(0, "%s m=%d n=%d k=%d failed", who, m, n, k);
+                            return bad + 1;
+                        }
+                        et_ref_gemm(m, n, k, A, LD, B, LD, tb, beta, C0, LD, R, MAG);
+                        for (int i = 0; i < m; i++) {
+                            for (int j = 0; j < n; j++) {
+                                double d = fabs(C[i * LD + j] - R[i * n + j]);
+                                if (d > 1e-6 * MAG[i * n + j] + 1e-30 && bad++ < 5)
+                                    CHECK_MSG(0, "%s m=%d n=%d k=%d trans_b=%d beta=%g: "
+                                              "C[%d][%d] off by %g", who, m, n, k, tb, beta,
+                                              i, j, d);
+                            }
+                            if (C[i * LD + n] != C0[i * LD + n] && bad++ < 5)
+                                CHECK_MSG(0, "%s m=%d n=%d k=%d: wrote beyond N", who, m, n, k);
+                        }
+                    }
+    return bad;
+}
+
+static int et_door(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                   int trans_b, float beta, float *C, int ldc)
+{
+    eng_gemm(M, N, K, A, lda, B, ldb, trans_b, beta, C, ldc);
+    return 0;
+}
+
+static int et_many(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                   int trans_b, float beta, float *C, int ldc)
+{
+    (void)trans_b; /* swept with trans_b = 1 only */
+    return eng_gemm_many(M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* Every shape class of the door: the few-rows kernel (1..64 rows: a single row, groups of
@@ -126,30 +164,16 @@ static int et_check_product(const char *who, int m, int n, int k, int tb, float 
  * |terms| (fp32 accumulation over up to 300 terms). Columns beyond N stay untouched. */
 TEST(eng_kernel_gemm_door)
 {
-    enum { LD = 320, MAXM = 80 };
-    static float A[MAXM * LD], B[LD * LD], C[MAXM * LD], C0[MAXM * LD];
-    static double R[MAXM * LD], MAG[MAXM * LD];
-    unsigned r = 12345;
-    et_fill_uniform(A, MAXM * LD, &r);
-    et_fill_uniform(B, LD * LD, &r);
-    for (int i = 0; i < MAXM * LD; i++) C0[i] = (float)(i % 7) - 3;
     static const int ms[] = { 1, 2, 3, 4, 5, 6, 7, 9, 16, 17, 31, 33, 64, 65, 80 };
     static const int ns[] = { 1, 3, 4, 5, 8, 13, 37, 64, 85, 129 };
     static const int ks[] = { 1, 7, 16, 17, 48, 100, 300 };
-    int bad = 0;
-    for (int tb = 0; tb < 2; tb++)
-        for (int bi = 0; bi < 2; bi++)
-            for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++)
-                for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
-                    for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
-                        int m = ms[mi], n = ns[ni], k = ks[ki];
-                        float beta = bi ? 0.5f : 0.0f;
-                        memcpy(C, C0, sizeof C);
-                        eng_gemm(m, n, k, A, LD, B, LD, tb, beta, C, LD);
-                        et_ref_gemm(m, n, k, A, LD, B, LD, tb, beta, C0, LD, R, MAG);
-                        bad += et_check_product("gemm", m, n, k, tb, beta, C, C0, LD, R, MAG, bad);
-                    }
+    int bad = et_sweep("gemm", et_door, 0, ms, sizeof ms / sizeof *ms, ns, sizeof ns / sizeof *ns,
+                       ks, sizeof ks / sizeof *ks, 12345);
     CHECK_MSG(bad == 0, "%d wrong outputs", bad);
+    static float A[100], B[64 * 100], C0[64];
+    unsigned r = 99;
+    et_fill_uniform(A, 100, &r);
+    et_fill_uniform(B, 64 * 100, &r);
     float y[64];
     double ry[64], my[64];
     eng_linear(A, 1, 100, B, 64, y);
@@ -188,28 +212,11 @@ TEST(eng_kernel_gemm_rows_independent)
  * the door. Columns beyond N stay untouched. */
 TEST(eng_kernel_gemm_many)
 {
-    enum { LD = 320, MAXM = 200 };
-    static float A[MAXM * LD], W[LD * LD], C[MAXM * LD], C0[MAXM * LD];
-    static double R[MAXM * LD], MAG[MAXM * LD];
-    unsigned r = 777;
-    et_fill_uniform(A, MAXM * LD, &r);
-    et_fill_uniform(W, LD * LD, &r);
-    for (int i = 0; i < MAXM * LD; i++) C0[i] = (float)(i % 5) - 2;
     static const int ms[] = { 1, 15, 16, 17, 32, 33, 48, 49, 65, 100, 200 };
     static const int ns[] = { 1, 5, 12, 13, 25, 37, 130 };
     static const int ks[] = { 1, 7, 16, 17, 100, 300 };
-    int bad = 0;
-    for (int bi = 0; bi < 2; bi++)
-        for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++)
-            for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++)
-                for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
-                    int m = ms[mi], n = ns[ni], k = ks[ki];
-                    float beta = bi ? 0.5f : 0.0f;
-                    memcpy(C, C0, sizeof C);
-                    REQUIRE(eng_gemm_many(m, n, k, A, LD, W, LD, beta, C, LD) == 0);
-                    et_ref_gemm(m, n, k, A, LD, W, LD, 1, beta, C0, LD, R, MAG);
-                    bad += et_check_product("many", m, n, k, 1, beta, C, C0, LD, R, MAG, bad);
-                }
+    int bad = et_sweep("many", et_many, 1, ms, sizeof ms / sizeof *ms, ns, sizeof ns / sizeof *ns,
+                       ks, sizeof ks / sizeof *ks, 777);
     CHECK_MSG(bad == 0, "%d wrong outputs", bad);
 
     /* K = 4500: one panel a chunk, so 70 rows take three chunks (packed and computed
