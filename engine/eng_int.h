@@ -33,6 +33,9 @@ int eng_set_threads(int n);
  * tests. 0, or -1 out of memory. */
 int eng_gemm_many(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
                   float beta, float *C, int ldc);
+/* dst[c][r] = src[r][c] for a rows x cols block (row strides lds, ldd), in 16 x 16 blocks
+ * transposed in registers; on the calling thread. */
+void eng_transpose(int rows, int cols, const float *src, int lds, float *dst, int ldd);
 /* The same product computed on the calling thread alone, by the project's kernels
  * whatever M: for work items that the threads already share (attention heads). */
 void eng_gemm_serial(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
@@ -164,6 +167,8 @@ struct eng_ctx {
     float *att;                /* [max_tok, inner] attention output, heads side by side */
     float *ff0, *ff1;          /* [max_tok, d_ff] */
     float *scores;             /* [n_threads][max_len, max_len]: a head each; or [max_rows, max_len] */
+    float *keys_t;             /* [n_threads][d_kv, keys_ld]: a head's keys transposed */
+    int keys_ld;               /* max_len rounded up to 16, plus 16 (no power-of-two stride) */
     float *enc_out;            /* [max_batch_tokens, d_model] */
     float *cross_k, *cross_v;  /* [n_dec_layers][max_batch_tokens][inner] */
     float *enc_bias;           /* [num_heads][2 * max_len - 1]: bias at rel pos r is [r + max_len - 1] */

@@ -397,6 +397,25 @@ __attribute__((always_inline)) static inline void ek_transpose16(ek_v16 x[16])
     for (int i = 0; i < 16; i += 2) ek_swap1(&x[i], &x[i + 1]);
 }
 
+ENG_CLONES
+void eng_transpose(int rows, int cols, const float *src, int lds, float *dst, int ldd)
+{
+    int r = 0;
+    for (; r + 16 <= rows; r += 16) {
+        int c = 0;
+        for (; c + 16 <= cols; c += 16) {
+            ek_v16 x[16];
+            for (int i = 0; i < 16; i++) x[i] = ek_load(src + (size_t)(r + i) * lds + c);
+            ek_transpose16(x);
+            for (int j = 0; j < 16; j++) memcpy(dst + (size_t)(c + j) * ldd + r, &x[j], sizeof x[j]);
+        }
+        for (; c < cols; c++)
+            for (int i = 0; i < 16; i++) dst[(size_t)c * ldd + r + i] = src[(size_t)(r + i) * lds + c];
+    }
+    for (; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
+}
+
 /* Width of panel p of an M-row product: 32, or 16 for a last panel of <= 16 rows. */
 static int ek_panel_width(int p, int M)
 {

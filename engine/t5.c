@@ -82,6 +82,8 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     /* a thread's head of one sequence [L, L] each, or a decode step's rows [max_rows, L] */
     size_t SL = (size_t)model->n_threads * L;
     ALLOC(c->scores, (SL > R ? SL : R) * L);
+    c->keys_ld = (int)((L + 15) & ~(size_t)15) + 16;
+    ALLOC(c->keys_t, (size_t)model->n_threads * cf->d_kv * c->keys_ld);
     ALLOC(c->enc_out, BT * D);
     ALLOC(c->cross_k, NL * BT * I);
     ALLOC(c->cross_v, NL * BT * I);
@@ -167,7 +169,7 @@ void eng_ctx_free(eng_ctx **ctx)
 {
     if (!ctx || !*ctx) return;
     eng_ctx *c = *ctx;
-    void *bufs[] = { c->x, c->h, c->q, c->k, c->v, c->att, c->ff0, c->ff1, c->scores,
+    void *bufs[] = { c->x, c->h, c->q, c->k, c->v, c->att, c->ff0, c->ff1, c->scores, c->keys_t,
                      c->enc_out, c->cross_k, c->cross_v, c->enc_bias, c->dec_bias, c->kv,
                      c->logits, c->hist, c->hist2, c->row_block, c->row_block2, c->act,
                      c->parent, c->act_tok, c->block_used, c->row_score, c->row_score2,
@@ -223,13 +225,21 @@ static void t5_embed(eng_ctx *c, const int32_t *tok, int n)
  * Mode 1 with a tree (dep, end not NULL): the sequence is a prefix tree in preorder, node
  * i at decoder position dep[i] with its subtree at [i, end[i]); a node sees itself and
  * its ancestors, as if each root-to-node path were a sequence of its own.
- * s: [Lq, Lk] scratch. Runs on the calling thread. */
+ * s: [Lq, Lk] scratch, kt: [d_kv, keys_ld] scratch. Runs on the calling thread.
+ * With 4 queries or more the keys are transposed first, so that the scores are rows
+ * times columns (16 sums of 4 rows x 64 keys in registers, 2x the speed of one dot
+ * product per key); a single query takes the dot products. */
 static void t5_attend_head(const eng_ctx *c, const float *q, float *att, int Lq, const float *k,
                            const float *v, int Lk, int mode, const int *dep, const int *end,
-                           int hd, float *s)
+                           int hd, float *s, float *kt)
 {
     int I = c->m->inner, dk = c->m->cfg.d_kv, L = c->max_len;
-    eng_gemm_serial(Lq, Lk, dk, q + hd * dk, I, k + hd * dk, I, 1, 0.0f, s, Lk);
+    if (Lq >= 4) {
+        eng_transpose(Lk, dk, k + hd * dk, I, kt, c->keys_ld);
+        eng_gemm_serial(Lq, Lk, dk, q + hd * dk, I, kt, c->keys_ld, 0, 0.0f, s, Lk);
+    } else {
+        eng_gemm_serial(Lq, Lk, dk, q + hd * dk, I, k + hd * dk, I, 1, 0.0f, s, Lk);
+    }
     for (int i = 0; i < Lq; i++) {
         float *si = s + (size_t)i * Lk;
         if (mode == 0) {
@@ -277,7 +287,8 @@ static void t5_attend(eng_ctx *c, int n, const int *qoff, const float *k, const 
         t5_attend_head(c, c->q + (size_t)q0 * I, c->att + (size_t)q0 * I, lq,
                        k + (size_t)k0 * I, v + (size_t)k0 * I, lk, mode,
                        dep ? dep + q0 : NULL, end ? end + q0 : NULL, hd,
-                       c->scores + (size_t)eng_thread_id() * L * L);
+                       c->scores + (size_t)eng_thread_id() * L * L,
+                       c->keys_t + (size_t)eng_thread_id() * dk * c->keys_ld);
     }
 }
 

@@ -254,3 +254,25 @@ TEST(eng_kernel_gemm_many_rows_independent)
         }
     }
 }
+
+/* eng_transpose: whole 16 x 16 blocks (transposed in registers), the column and row
+ * edges, strided source and destination; nothing written outside the block. */
+TEST(eng_kernel_transpose)
+{
+    enum { LS = 53, LD = 61, MAX = 40 };
+    static float src[MAX * LS], dst[LD * LD];
+    for (int i = 0; i < MAX * LS; i++) src[i] = (float)i;
+    static const int sizes[] = { 1, 3, 15, 16, 17, 31, 32, 33, 40 };
+    for (size_t ri = 0; ri < sizeof sizes / sizeof *sizes; ri++)
+        for (size_t ci = 0; ci < sizeof sizes / sizeof *sizes; ci++) {
+            int rows = sizes[ri], cols = sizes[ci];
+            for (int i = 0; i < LD * LD; i++) dst[i] = -1.0f;
+            eng_transpose(rows, cols, src, LS, dst, LD);
+            for (int c = 0; c < LD; c++)
+                for (int r = 0; r < LD; r++) {
+                    float want = c < cols && r < rows ? src[r * LS + c] : -1.0f;
+                    REQUIRE_MSG(dst[c * LD + r] == want, "%d x %d: dst[%d][%d] = %g, want %g",
+                                rows, cols, c, r, dst[c * LD + r], want);
+                }
+        }
+}
