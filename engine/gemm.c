@@ -358,8 +358,8 @@ static void ek_rows_nn(int M, int N, int K, const float *A, int lda, const float
 #define EK_CHUNK_FLOATS (1 << 17)
 
 static float *ek_pack_buf; /* one chunk; grown under ek_blas_lock, kept for the next call */
-static int ek_many_first = -1; /* ek_blas_narrow of this OpenBLAS, once known */
 static size_t ek_pack_cap;
+static int ek_many_first = -1; /* ek_blas_narrow of this OpenBLAS, once known */
 
 /* Rows u and v of a 16 x 16 block exchange their off-diagonal h x h blocks (h = 8, 4, 2,
  * 1: after the four steps every row is a column). */
