@@ -407,10 +407,12 @@ void eng_transpose(int rows, int cols, const float *src, int lds, float *dst, in
             ek_v16 x[16];
             for (int i = 0; i < 16; i++) x[i] = ek_load(src + (size_t)(r + i) * lds + c);
             ek_transpose16(x);
-            for (int j = 0; j < 16; j++) memcpy(dst + (size_t)(c + j) * ldd + r, &x[j], sizeof x[j]);
+            for (int j = 0; j < 16; j++)
+                memcpy(dst + (size_t)(c + j) * ldd + r, &x[j], sizeof x[j]);
         }
         for (; c < cols; c++)
-            for (int i = 0; i < 16; i++) dst[(size_t)c * ldd + r + i] = src[(size_t)(r + i) * lds + c];
+            for (int i = 0; i < 16; i++)
+                dst[(size_t)c * ldd + r + i] = src[(size_t)(r + i) * lds + c];
     }
     for (; r < rows; r++)
         for (int c = 0; c < cols; c++) dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
@@ -438,15 +440,18 @@ static void ek_pack_panels(int p0, int p1, int pc, int M, int K, const float *A,
             const float *a = A + (size_t)m0 * lda;
             for (int k = 0; k < K16; k += 16) {
                 ek_v16 x[16];
-                for (int i = 0; i < 16; i++) x[i] = i < n ? ek_load(a + (size_t)i * lda + k) : (ek_v16){ 0 };
+                for (int i = 0; i < 16; i++)
+                    x[i] = i < n ? ek_load(a + (size_t)i * lda + k) : (ek_v16){ 0 };
                 /* the 16 rows are 16 streams: ask for each row's block 4 ahead (2-4% faster
                  * at 1536 rows) */
                 for (int i = 0; i < n; i++) __builtin_prefetch(a + (size_t)i * lda + k + 64);
                 ek_transpose16(x);
-                for (int j = 0; j < 16; j++) memcpy(d + (size_t)(k + j) * pw + r0, &x[j], sizeof x[j]);
+                for (int j = 0; j < 16; j++)
+                    memcpy(d + (size_t)(k + j) * pw + r0, &x[j], sizeof x[j]);
             }
             for (int k = K16; k < K; k++)
-                for (int i = 0; i < 16; i++) d[(size_t)k * pw + r0 + i] = i < n ? a[(size_t)i * lda + k] : 0.0f;
+                for (int i = 0; i < 16; i++)
+                    d[(size_t)k * pw + r0 + i] = i < n ? a[(size_t)i * lda + k] : 0.0f;
         }
     }
 }
@@ -462,7 +467,8 @@ __attribute__((always_inline)) static inline void ek_many_tile(int pw, int K, co
     ek_v16 s[2][16]; /* s[h][i]: weight row n0 + i times input rows 16 h .. 16 h + 15 */
     for (int i = 0; i < 16; i++) s[0][i] = s[1][i] = (ek_v16){ 0 };
     for (int k = 0; k < K; k++) {
-        ek_v16 a0 = ek_load(ap + (size_t)k * pw), a1 = pw > 16 ? ek_load(ap + (size_t)k * pw + 16) : a0;
+        ek_v16 a0 = ek_load(ap + (size_t)k * pw);
+        ek_v16 a1 = pw > 16 ? ek_load(ap + (size_t)k * pw + 16) : a0;
 #pragma GCC unroll 12
         for (int i = 0; i < EK_NR; i++) {
             float x = w[i][k];

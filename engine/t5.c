@@ -169,9 +169,9 @@ void eng_ctx_free(eng_ctx **ctx)
 {
     if (!ctx || !*ctx) return;
     eng_ctx *c = *ctx;
-    void *bufs[] = { c->x, c->h, c->q, c->k, c->v, c->att, c->ff0, c->ff1, c->scores, c->keys_t,
-                     c->enc_out, c->cross_k, c->cross_v, c->enc_bias, c->dec_bias, c->kv,
-                     c->logits, c->hist, c->hist2, c->row_block, c->row_block2, c->act,
+    void *bufs[] = { c->x, c->h, c->q, c->k, c->v, c->att, c->ff0, c->ff1, c->scores,
+                     c->keys_t, c->enc_out, c->cross_k, c->cross_v, c->enc_bias, c->dec_bias,
+                     c->kv, c->logits, c->hist, c->hist2, c->row_block, c->row_block2, c->act,
                      c->parent, c->act_tok, c->block_used, c->row_score, c->row_score2,
                      c->row_done, c->row_len, c->row_rng, c->fin_tok, c->fin_len,
                      c->fin_score, c->fin_sum, c->cand_score, c->cand_tok, c->cand_beam,
