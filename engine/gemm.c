@@ -91,14 +91,51 @@ __attribute__((always_inline)) static inline void ek_store4(float *c, const floa
     ek_store(c + 3, ek_hsum(s3) + ek_dot_tail(a, w0 + 3 * (size_t)ldw, K16, K), beta);
 }
 
+/* Rows u and v of a 16 x 16 block exchange their off-diagonal h x h blocks (h = 8, 4, 2,
+ * 1: after the four steps every row is a column). */
+__attribute__((always_inline)) static inline void ek_swap8(ek_v16 *u, ek_v16 *v)
+{
+    ek_v16 a = *u, b = *v;
+    *u = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    *v = __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+}
+__attribute__((always_inline)) static inline void ek_swap4(ek_v16 *u, ek_v16 *v)
+{
+    ek_v16 a = *u, b = *v;
+    *u = __builtin_shufflevector(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+    *v = __builtin_shufflevector(a, b, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+}
+__attribute__((always_inline)) static inline void ek_swap2(ek_v16 *u, ek_v16 *v)
+{
+    ek_v16 a = *u, b = *v;
+    *u = __builtin_shufflevector(a, b, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+    *v = __builtin_shufflevector(a, b, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+}
+__attribute__((always_inline)) static inline void ek_swap1(ek_v16 *u, ek_v16 *v)
+{
+    ek_v16 a = *u, b = *v;
+    *u = __builtin_shufflevector(a, b, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+    *v = __builtin_shufflevector(a, b, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+}
+__attribute__((always_inline)) static inline void ek_transpose16(ek_v16 x[16])
+{
+    for (int i = 0; i < 8; i++) ek_swap8(&x[i], &x[i + 8]);
+    for (int i = 0; i < 16; i++)
+        if (!(i & 4)) ek_swap4(&x[i], &x[i + 4]);
+    for (int i = 0; i < 16; i++)
+        if (!(i & 2)) ek_swap2(&x[i], &x[i + 2]);
+    for (int i = 0; i < 16; i += 2) ek_swap1(&x[i], &x[i + 1]);
+}
+
 /* The 16 sums of 16 accumulators at once, added in the pairs ek_hsum adds (lanes i and
  * i + 8, then i + 4, i + 2, i + 1), so each equals ek_hsum of its accumulator: each
  * level adds the two halves of every accumulator's partial sums and packs two
- * accumulators' halves into one vector. */
+ * accumulators' halves into one vector (levels 8 and 2 pack them as the transpose's
+ * block exchanges do; 4 and 1 keep each accumulator's halves side by side). */
 __attribute__((always_inline)) static inline ek_v16 ek_sum_half8(ek_v16 u, ek_v16 v)
 {
-    return __builtin_shufflevector(u, v, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
-           __builtin_shufflevector(u, v, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    ek_swap8(&u, &v);
+    return u + v;
 }
 __attribute__((always_inline)) static inline ek_v16 ek_sum_half4(ek_v16 u, ek_v16 v)
 {
@@ -107,8 +144,8 @@ __attribute__((always_inline)) static inline ek_v16 ek_sum_half4(ek_v16 u, ek_v1
 }
 __attribute__((always_inline)) static inline ek_v16 ek_sum_half2(ek_v16 u, ek_v16 v)
 {
-    return __builtin_shufflevector(u, v, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29) +
-           __builtin_shufflevector(u, v, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    ek_swap2(&u, &v);
+    return u + v;
 }
 __attribute__((always_inline)) static inline ek_v16 ek_sum_half1(ek_v16 u, ek_v16 v)
 {
@@ -361,42 +398,6 @@ static float *ek_pack_buf; /* one chunk; grown under ek_blas_lock, kept for the 
 static size_t ek_pack_cap;
 static int ek_many_first = -1; /* ek_blas_narrow of this OpenBLAS, once known */
 
-/* Rows u and v of a 16 x 16 block exchange their off-diagonal h x h blocks (h = 8, 4, 2,
- * 1: after the four steps every row is a column). */
-__attribute__((always_inline)) static inline void ek_swap8(ek_v16 *u, ek_v16 *v)
-{
-    ek_v16 a = *u, b = *v;
-    *u = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
-    *v = __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
-}
-__attribute__((always_inline)) static inline void ek_swap4(ek_v16 *u, ek_v16 *v)
-{
-    ek_v16 a = *u, b = *v;
-    *u = __builtin_shufflevector(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
-    *v = __builtin_shufflevector(a, b, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
-}
-__attribute__((always_inline)) static inline void ek_swap2(ek_v16 *u, ek_v16 *v)
-{
-    ek_v16 a = *u, b = *v;
-    *u = __builtin_shufflevector(a, b, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
-    *v = __builtin_shufflevector(a, b, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
-}
-__attribute__((always_inline)) static inline void ek_swap1(ek_v16 *u, ek_v16 *v)
-{
-    ek_v16 a = *u, b = *v;
-    *u = __builtin_shufflevector(a, b, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
-    *v = __builtin_shufflevector(a, b, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
-}
-__attribute__((always_inline)) static inline void ek_transpose16(ek_v16 x[16])
-{
-    for (int i = 0; i < 8; i++) ek_swap8(&x[i], &x[i + 8]);
-    for (int i = 0; i < 16; i++)
-        if (!(i & 4)) ek_swap4(&x[i], &x[i + 4]);
-    for (int i = 0; i < 16; i++)
-        if (!(i & 2)) ek_swap2(&x[i], &x[i + 2]);
-    for (int i = 0; i < 16; i += 2) ek_swap1(&x[i], &x[i + 1]);
-}
-
 ENG_CLONES
 void eng_transpose(int rows, int cols, const float *src, int lds, float *dst, int ldd)
 {
@@ -406,6 +407,9 @@ void eng_transpose(int rows, int cols, const float *src, int lds, float *dst, in
         for (; c + 16 <= cols; c += 16) {
             ek_v16 x[16];
             for (int i = 0; i < 16; i++) x[i] = ek_load(src + (size_t)(r + i) * lds + c);
+            /* the 16 rows are 16 streams: ask for each row's block 4 ahead (2-4% faster
+             * packing 1536 rows) */
+            for (int i = 0; i < 16; i++) __builtin_prefetch(src + (size_t)(r + i) * lds + c + 64);
             ek_transpose16(x);
             for (int j = 0; j < 16; j++)
                 memcpy(dst + (size_t)(c + j) * ldd + r, &x[j], sizeof x[j]);
@@ -425,33 +429,18 @@ static int ek_panel_width(int p, int M)
 }
 
 /* Panels p0..p1-1 of A into the chunk at Ap (whose first panel is pc): panel p is rows
- * 32 p onwards as [K][width], rows past M 0. Blocks of 16 rows x 16 k are transposed in
- * registers. */
-ENG_CLONES
+ * 32 p onwards as [K][width] (16 rows at a time transposed), rows past M 0. */
 static void ek_pack_panels(int p0, int p1, int pc, int M, int K, const float *A, int lda,
                            float *Ap)
 {
-    int K16 = K & ~15;
     for (int p = p0; p < p1; p++) {
         int pw = ek_panel_width(p, M);
         float *d = Ap + (size_t)(p - pc) * K * EK_PW;
         for (int r0 = 0; r0 < pw; r0 += 16) {
             int m0 = p * EK_PW + r0, n = M - m0 < 16 ? M - m0 : 16;
-            const float *a = A + (size_t)m0 * lda;
-            for (int k = 0; k < K16; k += 16) {
-                ek_v16 x[16];
-                for (int i = 0; i < 16; i++)
-                    x[i] = i < n ? ek_load(a + (size_t)i * lda + k) : (ek_v16){ 0 };
-                /* the 16 rows are 16 streams: ask for each row's block 4 ahead (2-4% faster
-                 * at 1536 rows) */
-                for (int i = 0; i < n; i++) __builtin_prefetch(a + (size_t)i * lda + k + 64);
-                ek_transpose16(x);
-                for (int j = 0; j < 16; j++)
-                    memcpy(d + (size_t)(k + j) * pw + r0, &x[j], sizeof x[j]);
-            }
-            for (int k = K16; k < K; k++)
-                for (int i = 0; i < 16; i++)
-                    d[(size_t)k * pw + r0 + i] = i < n ? a[(size_t)i * lda + k] : 0.0f;
+            eng_transpose(n, K, A + (size_t)m0 * lda, lda, d + r0, pw);
+            for (int k = 0; n < 16 && k < K; k++)
+                memset(d + (size_t)k * pw + r0 + n, 0, (size_t)(16 - n) * sizeof(float));
         }
     }
 }
@@ -519,8 +508,9 @@ static int ek_many(int M, int N, int K, const float *A, int lda, const float *W,
     int np = (M + EK_PW - 1) / EK_PW, tiles = (N + EK_NR - 1) / EK_NR;
     int chunk = EK_CHUNK_FLOATS / K / EK_PW;
     if (chunk < 1) chunk = 1;
-    if (chunk > np) chunk = np;
+    /* sized for a full chunk whatever M, so the buffer grows once per K (at most) */
     size_t need = (size_t)chunk * EK_PW * K;
+    if (chunk > np) chunk = np;
     if (need > ek_pack_cap) {
         free(ek_pack_buf);
         ek_pack_buf = aligned_alloc(64, (need * sizeof(float) + 63) & ~(size_t)63);
