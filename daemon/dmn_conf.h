@@ -21,6 +21,8 @@ typedef struct dmn_limits {
     int max_labels;            /* classify labels per request */
     int queue_size;            /* documents waiting; beyond -> OVERLOADED */
     int default_deadline_ms;   /* when the request sets none */
+    int max_envelope_bytes;    /* routing frames before the payload, all together */
+    int max_reply_backlog_bytes; /* replies queued unread on one connection */
 } dmn_limits;
 
 typedef struct dmn_batching {
