@@ -146,22 +146,28 @@ int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
     for (int i = 0; i < q->n; i++)
         if (q->heap[i].t_enq < replied_at) expect++;
     if (expect > max_items) expect = max_items;
-    while (q->n == 0 && !q->closed) pthread_cond_wait(&q->cv, &q->mu);
-    /* A short queue waits a little for company, so the engine runs fuller batches. The
-     * wait counts from when the worker became free or the oldest document arrived,
-     * whichever is later: documents that queued during the last batch must not end the
-     * wait at once, or the clients it just answered never catch up, and batches
-     * alternate between a few early documents and everyone else. */
-    while (!q->closed && q->n > 0 && q->n < expect && q->est_sum < max_tokens) {
-        double from = oldest(q) > free_at ? oldest(q) : free_at;
-        double until = from + max_wait_ms * 1e-3;
-        if (mono_now() >= until) break;
-        struct timespec ts;
-        ts.tv_sec = (time_t)until;
-        ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
-        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-        int rc = pthread_cond_timedwait(&q->cv, &q->mu, &ts);
-        if (rc == ETIMEDOUT) break;
+    /* The queue can empty under a waiting worker: the I/O thread expires documents
+     * whose deadline passed. That is not the end of the work: wait again. Only a closed
+     * queue that is empty returns 0. */
+    for (;;) {
+        while (q->n == 0 && !q->closed) pthread_cond_wait(&q->cv, &q->mu);
+        if (q->n == 0) break;
+        /* A short queue waits a little for company, so the engine runs fuller batches.
+         * The wait counts from when the worker became free or the oldest document
+         * arrived, whichever is later: documents that queued during the last batch must
+         * not end the wait at once, or the clients it just answered never catch up, and
+         * batches alternate between a few early documents and everyone else. */
+        while (!q->closed && q->n > 0 && q->n < expect && q->est_sum < max_tokens) {
+            double from = oldest(q) > free_at ? oldest(q) : free_at;
+            double until = from + max_wait_ms * 1e-3;
+            if (mono_now() >= until) break;
+            struct timespec ts;
+            ts.tv_sec = (time_t)until;
+            ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
+            if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+            if (pthread_cond_timedwait(&q->cv, &q->mu, &ts) == ETIMEDOUT) break;
+        }
+        if (q->n > 0) break;
     }
     long tokens = 0;
     while (q->n > 0 && n < max_items) {
@@ -208,8 +214,12 @@ int dmn_queue_expire(dmn_queue *q, double now, dmn_item *out, int cap, double *n
         q->heap[kept++] = *it;
     }
     q->n = kept;
-    if (n > 0)   /* the order broke: rebuild the heap */
+    if (n > 0) {   /* the order broke: rebuild the heap */
         for (int i = kept / 2 - 1; i >= 0; i--) sift_down(q->heap, kept, i);
+        /* A worker waiting for company re-counts what is left (and, if nothing is,
+         * goes back to waiting for work). */
+        pthread_cond_broadcast(&q->cv);
+    }
     pthread_mutex_unlock(&q->mu);
     if (next) *next = earliest;
     return n;

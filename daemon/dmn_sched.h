@@ -43,7 +43,9 @@ void dmn_queue_close(dmn_queue *q);
  * clients (nobody answered could have sent them), so they add to expect: a client that
  * arrived while a batch ran does not split the next batch from the ones just answered.
  * Takes the best documents (priority, then arrival) into out[], at least one, stopping
- * before the estimate would pass max_tokens. Returns the count; 0 when closed and empty. */
+ * before the estimate would pass max_tokens. Returns the count, which is 0 only when the
+ * queue is closed and empty: documents expired during the wait send it back to waiting
+ * for work, never out with nothing. */
 int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
                    int max_wait_ms, int expect, double replied_at);
 

@@ -2,6 +2,7 @@
  * response encoding, the work queue and batching rules, stats. */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -713,6 +714,44 @@ TEST(daemon_queue_expire_removes_late_documents)
     CHECK(n == 3 && it[0].req == d[4] && it[1].req == d[2] && it[2].req == d[0]);
     for (int i = 0; i < 6; i++) dmn_req_free(&d[i]);
     dmn_req_free(&a), dmn_req_free(&b), dmn_req_free(&c);
+    dmn_queue_free(&q);
+}
+
+/* Issue 13's critical fault: the worker waits for company (expect 2, max_wait 1 s) over
+ * one queued document; the I/O thread expires that document meanwhile. take() must go
+ * back to waiting for work -- returning 0 told the worker "closed and drained", and it
+ * ended for good while the daemon kept accepting requests. */
+struct taker { dmn_queue *q; dmn_item it[4]; int n; atomic_int returned; };
+
+static void *take_one(void *arg)
+{
+    struct taker *t = arg;
+    t->n = dmn_queue_take(t->q, t->it, 4, 1 << 20, 1000, 2, 0);
+    atomic_store(&t->returned, 1);
+    return NULL;
+}
+
+TEST(daemon_queue_take_survives_an_expiry_during_the_wait)
+{
+    dmn_queue *q = dmn_queue_new(16, 512);
+    dmn_req *a = fake_req(1, 0, 8), *b = fake_req(1, 0, 8);
+    dmn_item gone[4];
+    struct taker t = { .q = q };
+    pthread_t th;
+    a->t_deadline = mono() + 0.05;
+    REQUIRE(dmn_queue_push(q, a, mono()) == 0);
+    REQUIRE(pthread_create(&th, NULL, take_one, &t) == 0);
+    usleep(100 * 1000);                       /* the taker waits for a second document */
+    CHECK(dmn_queue_expire(q, mono(), gone, 4, NULL) == 1 && gone[0].req == a);
+    usleep(1200 * 1000);                      /* past max_wait_ms: nothing to take */
+    CHECK_MSG(!atomic_load(&t.returned), "take returned %d with the queue open", t.n);
+    b->t_deadline = mono() + 60;
+    REQUIRE(dmn_queue_push(q, b, mono()) == 0);
+    for (int i = 0; i < 300 && !atomic_load(&t.returned); i++) usleep(10 * 1000);
+    if (!atomic_load(&t.returned)) dmn_queue_close(q);   /* unblock it before failing */
+    pthread_join(th, NULL);
+    CHECK_MSG(t.n == 1 && t.it[0].req == b, "took %d document(s)", t.n);
+    dmn_req_free(&a), dmn_req_free(&b);
     dmn_queue_free(&q);
 }
 
