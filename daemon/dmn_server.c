@@ -159,7 +159,7 @@ static void reply_health(dmn_server *srv, zmq_msg_t *env, int n_env, int from_pu
                          uint64_t seq, uint64_t id)
 {
     dmn_health h = {
-        .ok = !srv->shutting_down,
+        .ok = !srv->shutting_down && atomic_load(&srv->worker_running),
         .shutting_down = srv->shutting_down,
         .model = srv->conf.model_dir,
         .version = "nlpd " DMN_VERSION,
@@ -429,10 +429,43 @@ static void begin_shutdown(dmn_server *srv)
             srv->in_flight);
 }
 
+/* The worker returned while the daemon runs (a bug: it ends only when the queue is
+ * closed and drained): answer what is still queued INTERNAL, so no client waits for a
+ * deadline, and have the daemon exit 1 for its supervisor to restart it. Requests the
+ * worker held are lost with it: they stay unanswered. */
+static void worker_lost(dmn_server *srv)
+{
+    dmn_item it[64];
+    int n;
+    DMN_LOG(DMN_LOG_ERROR, "the worker thread ended while the daemon was running: "
+            "answering %d queued document(s) INTERNAL and exiting", dmn_queue_depth(srv->queue));
+    dmn_queue_close(srv->queue);
+    do {
+        n = dmn_queue_expire(srv->queue, INFINITY, it, 64, NULL);
+        for (int i = 0; i < n; i++) {
+            dmn_req *r = it[i].req;
+            dmn_doc *d = &r->out[it[i].doc];
+            d->code = DMN_INTERNAL;
+            snprintf(d->message, sizeof d->message, "the daemon's worker thread ended");
+            if (atomic_fetch_sub(&r->n_left, 1) == 1) {
+                r->t_done = dmn_now();
+                answer_task(srv, r);
+            }
+        }
+    } while (n == 64);
+}
+
 static int serve(dmn_server *srv)
 {
     for (;;) {
         if (srv->stop && !srv->shutting_down) begin_shutdown(srv);
+        if (!atomic_load(&srv->worker_running)) {
+            recv_done(srv);   /* what it handed back before it returned */
+            if (!srv->shutting_down || srv->in_flight > 0) {
+                worker_lost(srv);
+                return -1;
+            }
+        }
         if (srv->shutting_down && srv->in_flight == 0) return 0;
 
         zmq_pollitem_t items[3];
@@ -519,8 +552,10 @@ int dmn_server_run(dmn_server *srv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    atomic_store(&srv->worker_running, 1);
     int prc = pthread_create(&srv->worker, NULL, dmn_worker_main, srv);
     if (prc != 0) {
+        atomic_store(&srv->worker_running, 0);
         DMN_LOG(DMN_LOG_ERROR, "cannot start the worker thread: %s", strerror(prc));
         goto out;
     }
@@ -547,7 +582,7 @@ out:
     if (srv->worker_started) {
         /* On a poll failure requests may still be in flight: let the worker finish them
          * and free what comes back, unanswered. */
-        while (srv->in_flight > 0) {
+        while (srv->in_flight > 0 && atomic_load(&srv->worker_running)) {
             dmn_req *r;
             if (zmq_recv(srv->done_rx, &r, sizeof r, 0) != (int)sizeof r) break;
             srv->in_flight--;

@@ -4,12 +4,13 @@
  * See dmn_server.c for the threads and who owns what.
  *
  * Exit codes of dmn_server_run(): 0 after a clean stop (SIGTERM/SIGINT), 1 when the
- * daemon could not start (model, sockets). */
+ * daemon could not start (model, sockets) or its worker thread ended while it ran. */
 #ifndef NLP_DMN_SERVER_H
 #define NLP_DMN_SERVER_H
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "daemon/dmn_conf.h"
@@ -50,6 +51,11 @@ typedef struct dmn_server {
     int shutting_down;
     pthread_t worker;
     int worker_started;
+    /* 1 from before the worker starts until it returns: set to 0 by the worker as its
+     * last act, read by the I/O thread (health, and the loop: a worker gone while the
+     * daemon runs ends the daemon with exit code 1 rather than leave it accepting work
+     * nobody computes). */
+    atomic_int worker_running;
 } dmn_server;
 
 extern dmn_server dmn_srv;

@@ -347,6 +347,10 @@ void *dmn_worker_main(void *arg)
         DMN_LOG(DMN_LOG_ERROR, "worker: out of memory");
     DMN_LOG(DMN_LOG_DEBUG, "worker started");
     int last_n = 1;   /* documents in the last batch: how much company to wait for */
+    /* Fault injection for the supervision test (tests/scripts/daemon_worker_lost.sh):
+     * the worker returns after this many batches, as a bug would end it. */
+    const char *fault = getenv("NLPD_TEST_WORKER_EXIT_AFTER");
+    long batches_left = fault ? strtol(fault, NULL, 10) : -1;
     for (;;) {
         dmn_item one;
         if (!ok) {
@@ -358,11 +362,15 @@ void *dmn_worker_main(void *arg)
         int n = dmn_queue_take(srv->queue, w.items, w.max_items,
                                srv->conf.batching.max_batch_tokens,
                                srv->conf.batching.max_wait_ms, last_n, w.replied_at);
-        if (n == 0) break;   /* closed and drained */
+        if (n == 0) break;   /* closed and drained: the daemon is stopping */
         run_batch(&w, n);
         last_n = w.n_items < w.max_items ? w.n_items : w.max_items;
+        if (batches_left > 0 && --batches_left == 0) {
+            DMN_LOG(DMN_LOG_ERROR, "worker: NLPD_TEST_WORKER_EXIT_AFTER reached: ending");
+            break;
+        }
     }
-    DMN_LOG(DMN_LOG_DEBUG, "worker stopped: queue drained");
+    DMN_LOG(DMN_LOG_DEBUG, "worker stopped");
     free(w.items);
     free(w.in);
     free(w.docs);
@@ -376,5 +384,6 @@ void *dmn_worker_main(void *arg)
     free(w.lens);
     free(w.rows);
     free(w.ends);
+    atomic_store(&srv->worker_running, 0);
     return NULL;
 }
