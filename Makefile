@@ -3,7 +3,7 @@
 # Layout of the build (everything generated lives under $(B)):
 #   $(B)/gen/proto/*.pb-c.[ch]   protoc-c output (never committed)
 #   $(B)/obj/...                 objects and -MMD dependency files
-#   $(B)/lib*.a                  engine, tasks, daemon core, client library
+#   $(B)/lib*.a                  common (shared helpers), engine, tasks, daemon core, client library
 #   $(B)/nlpd $(B)/nlpc $(B)/nlprun
 #   $(B)/tests/unit              the C test binary (tests/unit/*.c)
 #   $(B)/fuzz/*                  libFuzzer targets (clang)
@@ -45,6 +45,7 @@ SPM_PB_C    := $(B)/gen/proto/sentencepiece_model.pb-c.c
 NLP_PB_C    := $(B)/gen/proto/nlp.pb-c.c
 PY_PB2      := $(B)/gen/python/nlp_pb2.py
 
+COMMON_SRC  := $(wildcard common/*.c)
 ENGINE_SRC  := $(wildcard engine/*.c)
 TASKS_SRC   := $(wildcard tasks/*.c)
 DAEMON_SRC  := $(filter-out daemon/main.c,$(wildcard daemon/*.c))
@@ -57,6 +58,7 @@ FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
+LIBCOMMON := $(B)/libcommon.a
 LIBENGINE := $(B)/libengine.a
 LIBTASKS  := $(B)/libtasks.a
 LIBDAEMON := $(B)/libdaemon.a
@@ -120,6 +122,7 @@ $(B)/obj/gen/%.o: $(B)/gen/%.c $(PROTO_H)
 
 PB_OBJ = $(patsubst $(B)/gen/%.c,$(B)/obj/gen/%.o,$(1))
 
+$(LIBCOMMON): $(call obj,$(COMMON_SRC))
 $(LIBENGINE): $(call obj,$(ENGINE_SRC)) $(call PB_OBJ,$(filter $(SPM_PB_C),$(PROTO_C)))
 $(LIBTASKS):  $(call obj,$(TASKS_SRC))
 $(LIBDAEMON): $(call obj,$(DAEMON_SRC))
@@ -130,11 +133,11 @@ $(B)/lib%.a:
 	@echo "  AR      $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-ALL_LIBS := $(LIBDAEMON) $(LIBTASKS) $(LIBCLIENT) $(LIBENGINE)
+ALL_LIBS := $(LIBDAEMON) $(LIBTASKS) $(LIBCLIENT) $(LIBENGINE) $(LIBCOMMON)
 
 $(B)/nlpd: $(call obj,daemon/main.c) $(ALL_LIBS)
-$(B)/nlpc: $(call obj,$(NLPC_SRC)) $(LIBCLIENT)
-$(B)/nlprun: $(call obj,$(NLPRUN_SRC)) $(LIBTASKS) $(LIBENGINE)
+$(B)/nlpc: $(call obj,$(NLPC_SRC)) $(LIBCLIENT) $(LIBCOMMON)
+$(B)/nlprun: $(call obj,$(NLPRUN_SRC)) $(LIBTASKS) $(LIBENGINE) $(LIBCOMMON)
 $(B)/tests/unit: $(call obj,$(UNIT_SRC)) $(ALL_LIBS)
 $(BENCH_BINS): $(B)/bench/%: $(B)/obj/tests/bench/%.o $(ALL_LIBS)
 
@@ -147,11 +150,11 @@ $(BINS) $(B)/tests/unit $(BENCH_BINS):
 FUZZ_CC    ?= clang
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 fuzz: $(FUZZ_BINS)
-$(B)/fuzz/%: tests/fuzz/%.c $(ENGINE_SRC) $(TASKS_SRC) $(DAEMON_SRC) $(CLIENT_SRC) $(PROTO_C)
+$(B)/fuzz/%: tests/fuzz/%.c $(ENGINE_SRC) $(TASKS_SRC) $(DAEMON_SRC) $(CLIENT_SRC) $(COMMON_SRC) $(PROTO_C)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) $(filter-out -MMD -MP -Werror $(OPT) -g $(OMPFLAGS),$(CFLAGS)) -Wno-unused-parameter -Wno-psabi -o $@ $< \
-	    $(ENGINE_SRC) $(TASKS_SRC) $(DAEMON_SRC) $(CLIENT_SRC) $(PROTO_C) $(LDLIBS)
+	    $(ENGINE_SRC) $(TASKS_SRC) $(DAEMON_SRC) $(CLIENT_SRC) $(COMMON_SRC) $(PROTO_C) $(LDLIBS)
 
 # ---- running ----
 # Tests are run from the repository root; scripts find binaries through NLP_BUILD.
