@@ -317,7 +317,7 @@ void dmn_req_free(dmn_req **rp)
     if (r->out)
         for (int i = 0; i < r->n_docs; i++)
             if (r->out[i].has_res) task_result_clear(&r->out[i].res);
-    for (int i = 0; i < r->n_env; i++) zmq_msg_close(&r->env[i]);
+    dmn_route_clear(&r->route);
     if (r->pb) nlp__v1__request__free_unpacked(r->pb, NULL);
     free(r->labels);
     free(r->docs);
@@ -419,6 +419,7 @@ int dmn_resp_stats(uint64_t id, const dmn_stats_snap *s, void **buf, size_t *len
     sp.has_uptime_s = 1, sp.uptime_s = s->uptime_s;
     sp.has_in_flight = 1, sp.in_flight = s->in_flight;
     sp.has_peak_rows = 1, sp.peak_rows = s->peak_rows;
+    sp.has_replies_dropped = 1, sp.replies_dropped = s->replies_dropped;
     resp.has_id = 1, resp.id = id;
     resp.status = &st;
     resp.stats = &sp;

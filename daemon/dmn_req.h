@@ -13,9 +13,9 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <zmq.h>
 
 #include "daemon/dmn_conf.h"
+#include "daemon/dmn_route.h"
 #include "tasks/task.h"
 
 /* The wire's nlp.v1.StatusCode, value for value (checked at compile time). */
@@ -37,10 +37,6 @@ enum dmn_code {
 const char *dmn_code_name(int code);
 
 enum dmn_req_kind { DMN_REQ_TASK = 1, DMN_REQ_HEALTH = 2, DMN_REQ_STATS = 3 };
-
-/* Routing frames kept from receipt to reply: a DEALER's identity, or a REQ's identity
- * and empty delimiter. */
-#define DMN_MAX_ENV 8
 
 /* One document's outcome, written by the thread that dequeued the document. */
 typedef struct dmn_doc {
@@ -71,10 +67,7 @@ typedef struct dmn_req {
      * the request from then on and has it answered. */
     atomic_int n_left;
 
-    /* routing (I/O thread) */
-    int from_pull;             /* came from the pipeline: answer on PUSH, no envelope */
-    int n_env;
-    zmq_msg_t env[DMN_MAX_ENV];
+    dmn_route route;           /* where the reply goes (I/O thread) */
 } dmn_req;
 
 /* Decodes and validates one request frame of `len` bytes (the envelope is the caller's).

@@ -27,6 +27,7 @@
 
 #include "daemon/dmn_log.h"
 #include "daemon/dmn_req.h"
+#include "daemon/dmn_route.h"
 #include "daemon/dmn_sched.h"
 #include "daemon/dmn_stats.h"
 
@@ -114,49 +115,64 @@ void dmn_server_unload(dmn_server *srv)
     tok_free(&srv->tok);
 }
 
-static void free_buf(void *data, void *hint)
+/* Sends the route's frames, then the packed response (ownership of buf moves here).
+ * Never blocks: a ROUTER drops what it cannot route; a full PUSH drops with a warning;
+ * a reply that would take its peer's unread replies past max_reply_backlog_bytes is
+ * dropped and counted (the peer is not reading: its connection pays, not the daemon). */
+static void send_reply(dmn_server *srv, const dmn_route *to, void *buf, size_t len,
+                       uint64_t seq, uint64_t id)
 {
-    (void)hint;
-    free(data);
-}
-
-/* Sends env frames (consumed) then the packed response (ownership of buf moves here).
- * Never blocks: a ROUTER drops what it cannot route; a full PUSH drops with a warning. */
-static void send_reply(dmn_server *srv, zmq_msg_t *env, int n_env, int from_pull,
-                       void *buf, size_t len, uint64_t seq, uint64_t id)
-{
-    void *sock = from_pull ? srv->push : srv->router;
+    void *sock = to->sock == DMN_SOCK_PUSH ? srv->push : srv->router;
     zmq_msg_t body;
     if (!sock) {
         free(buf);
         return;
     }
-    if (zmq_msg_init_data(&body, buf, len, free_buf, NULL) != 0) {
+    /* A ROUTER peer is named by its routing id, the route's first frame; the PUSH
+     * socket's readers share one count. */
+    size_t keylen = to->sock == DMN_SOCK_ROUTER && to->n_env > 0 ? to->env_len[0] : 0;
+    void *ticket = dmn_backlog_reserve(srv->backlog, to->env, keylen, len);
+    if (!ticket) {
         free(buf);
+        uint64_t n = dmn_stats_reply_dropped(srv->stats);
+        if ((n & (n - 1)) == 0)   /* 1st, 2nd, 4th, ...: a flood logs a few lines */
+            DMN_LOG_REQ(DMN_LOG_WARN, seq, id, "reply dropped: its connection leaves more "
+                        "than limits.max_reply_backlog_bytes (%d) unread (%llu dropped so far)",
+                        srv->conf.limits.max_reply_backlog_bytes, (unsigned long long)n);
         return;
     }
-    for (int i = 0; i < n_env; i++)
-        if (zmq_msg_send(&env[i], sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) goto fail;
+    if (zmq_msg_init_data(&body, buf, len, dmn_backlog_release, ticket) != 0) {
+        dmn_backlog_release(buf, ticket);
+        return;
+    }
+    for (int i = 0; i < to->n_env; i++) {
+        zmq_msg_t f;
+        if (zmq_msg_init_size(&f, to->env_len[i]) != 0) goto fail;
+        memcpy(zmq_msg_data(&f), dmn_route_frame(to, i), to->env_len[i]);
+        if (zmq_msg_send(&f, sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&f);
+            goto fail;
+        }
+    }
     if (zmq_msg_send(&body, sock, ZMQ_DONTWAIT) < 0) goto fail;
     return;
 fail:
     DMN_LOG_REQ(DMN_LOG_WARN, seq, id, "reply dropped: %s", zmq_strerror(zmq_errno()));
-    zmq_msg_close(&body);
+    zmq_msg_close(&body);   /* gives the reservation back */
 }
 
-static void reply_error(dmn_server *srv, zmq_msg_t *env, int n_env, int from_pull,
-                        uint64_t seq, uint64_t id, int code, const char *msg)
+static void reply_error(dmn_server *srv, const dmn_route *to, uint64_t seq, uint64_t id,
+                        int code, const char *msg)
 {
     void *buf;
     size_t len;
     DMN_LOG_REQ(DMN_LOG_INFO, seq, id, "%s: %s", dmn_code_name(code), msg);
     dmn_stats_response(srv->stats, code, -1);
     if (dmn_resp_error(id, code, msg, &buf, &len) < 0) return;
-    send_reply(srv, env, n_env, from_pull, buf, len, seq, id);
+    send_reply(srv, to, buf, len, seq, id);
 }
 
-static void reply_health(dmn_server *srv, zmq_msg_t *env, int n_env, int from_pull,
-                         uint64_t seq, uint64_t id)
+static void reply_health(dmn_server *srv, const dmn_route *to, uint64_t seq, uint64_t id)
 {
     dmn_health h = {
         .ok = !srv->shutting_down && atomic_load(&srv->worker_running),
@@ -169,11 +185,10 @@ static void reply_health(dmn_server *srv, zmq_msg_t *env, int n_env, int from_pu
     size_t len;
     dmn_stats_response(srv->stats, DMN_OK, -1);
     if (dmn_resp_health(id, &h, &buf, &len) < 0) return;
-    send_reply(srv, env, n_env, from_pull, buf, len, seq, id);
+    send_reply(srv, to, buf, len, seq, id);
 }
 
-static void reply_stats(dmn_server *srv, zmq_msg_t *env, int n_env, int from_pull,
-                        uint64_t seq, uint64_t id)
+static void reply_stats(dmn_server *srv, const dmn_route *to, uint64_t seq, uint64_t id)
 {
     dmn_stats_snap s;
     void *buf;
@@ -184,12 +199,12 @@ static void reply_stats(dmn_server *srv, zmq_msg_t *env, int n_env, int from_pul
     s.queue_depth = (uint32_t)dmn_queue_depth(srv->queue);
     s.in_flight = (uint32_t)srv->in_flight;
     if (dmn_resp_stats(id, &s, &buf, &len) < 0) return;
-    send_reply(srv, env, n_env, from_pull, buf, len, seq, id);
+    send_reply(srv, to, buf, len, seq, id);
 }
 
-/* One request frame (payload) with its routing frames (env, consumed). */
-static void handle_request(dmn_server *srv, zmq_msg_t *env, int n_env, int from_pull,
-                           zmq_msg_t *payload)
+/* One request payload with its route (consumed: moved into the queued request, or
+ * cleared). */
+static void handle_request(dmn_server *srv, dmn_route *to, const void *data, size_t size)
 {
     char err[320];
     dmn_req *r = NULL;
@@ -199,60 +214,63 @@ static void handle_request(dmn_server *srv, zmq_msg_t *env, int n_env, int from_
     /* A signal that came while this message was on its way: it is already too late. */
     if (srv->stop && !srv->shutting_down) begin_shutdown(srv);
     dmn_stats_request(srv->stats);
-    int code = dmn_req_decode(zmq_msg_data(payload), zmq_msg_size(payload),
-                              &srv->conf.limits, max_beams(srv), &r, &id, err, sizeof err);
+    int code = dmn_req_decode(data, size, &srv->conf.limits, max_beams(srv), &r, &id, err,
+                              sizeof err);
     if (code != DMN_OK) {
-        reply_error(srv, env, n_env, from_pull, seq, id, code, err);
-        return;
+        reply_error(srv, to, seq, id, code, err);
+        goto done;
     }
     r->seq = seq;
     if (r->kind == DMN_REQ_HEALTH) {
-        reply_health(srv, env, n_env, from_pull, seq, id);
-        dmn_req_free(&r);
-        return;
+        reply_health(srv, to, seq, id);
+        goto done;
     }
     if (r->kind == DMN_REQ_STATS) {
-        reply_stats(srv, env, n_env, from_pull, seq, id);
-        dmn_req_free(&r);
-        return;
+        reply_stats(srv, to, seq, id);
+        goto done;
     }
     if (srv->shutting_down) {
-        reply_error(srv, env, n_env, from_pull, seq, id, DMN_SHUTTING_DOWN,
+        reply_error(srv, to, seq, id, DMN_SHUTTING_DOWN,
                     "the daemon is stopping and takes no new work");
-        dmn_req_free(&r);
-        return;
+        goto done;
     }
     r->t_recv = now;
     r->t_deadline = now + (r->deadline_ms ? r->deadline_ms
                                           : (unsigned)srv->conf.limits.default_deadline_ms) * 1e-3;
-    r->from_pull = from_pull;
-    for (int i = 0; i < n_env; i++) {
-        zmq_msg_init(&r->env[i]);
-        zmq_msg_move(&r->env[i], &env[i]);
-    }
-    r->n_env = n_env;
     /* What the log and the expiry need, read before the request moves to the queue. */
     double deadline = r->t_deadline;
     int n_docs = r->n_docs, prio = r->priority;
     task_kind kind = r->in.kind;
+    /* The route moves into the request, and with it to the queue/worker side. */
+    r->route = *to;
+    *to = (dmn_route){ .sock = r->route.sock };
     if (dmn_queue_push(srv->queue, r, now) < 0) {
+        *to = r->route;
+        r->route = (dmn_route){ .sock = to->sock };
         snprintf(err, sizeof err, "the queue is full (%d documents waiting, limit %d): retry later",
                  dmn_queue_depth(srv->queue), srv->conf.limits.queue_size);
-        reply_error(srv, r->env, r->n_env, from_pull, seq, id, DMN_OVERLOADED, err);
-        dmn_req_free(&r);
-        return;
+        reply_error(srv, to, seq, id, DMN_OVERLOADED, err);
+        goto done;
     }
+    r = NULL;
     srv->in_flight++;
     if (!srv->next_expiry || deadline < srv->next_expiry) srv->next_expiry = deadline;
     DMN_LOG_REQ(DMN_LOG_DEBUG, seq, id, "queued %s, %d document(s), priority %d",
                 task_kind_name(kind), n_docs, prio);
+done:
+    dmn_req_free(&r);
+    dmn_route_clear(to);
 }
 
-/* Reads one multipart message from a ROUTER (envelope + payload) or PULL (payload). */
-static void recv_one(dmn_server *srv, void *sock, int from_pull)
+/* Reads one multipart message from a ROUTER (routing frames + payload) or PULL (payload
+ * alone). Every frame is read, so the next message starts clean; only the first
+ * DMN_MAX_ENV + 1 and the last are kept, and what is kept past receipt is the routing
+ * frames' bytes, bounded by limits.max_envelope_bytes. */
+static void recv_one(dmn_server *srv, void *sock, int kind)
 {
-    zmq_msg_t parts[DMN_MAX_ENV + 1];
-    int n = 0, more = 1, dropped = 0;
+    zmq_msg_t parts[DMN_MAX_ENV + 2];   /* the first DMN_MAX_ENV + 1, then the last */
+    int n = 0, frames = 0, more = 1;
+    size_t bytes = 0;
     while (more) {
         zmq_msg_t m;
         zmq_msg_init(&m);
@@ -261,25 +279,45 @@ static void recv_one(dmn_server *srv, void *sock, int from_pull)
             break;
         }
         more = zmq_msg_more(&m);
-        if (n < DMN_MAX_ENV + 1) {
-            parts[n++] = m;
-        } else {
-            zmq_msg_close(&m);
-            dropped++;
-        }
+        frames++;
+        bytes += zmq_msg_size(&m);
+        if (n == DMN_MAX_ENV + 2) zmq_msg_close(&parts[--n]);   /* keep the latest last */
+        parts[n++] = m;
     }
     if (n == 0) return;
-    if (dropped) {
-        /* Too many routing frames to echo: there is no way to address a reply. */
-        DMN_LOG(DMN_LOG_WARN, "dropped a message of more than %d frames", DMN_MAX_ENV + 1);
-    } else if (from_pull && n > 1) {
-        char err[128];
-        snprintf(err, sizeof err, "a pipeline request is one frame, got %d", n);
+    zmq_msg_t *payload = &parts[n - 1];
+    size_t env_bytes = bytes - zmq_msg_size(payload);
+    int n_env = frames - 1;
+    const void *data[DMN_MAX_ENV];
+    size_t len[DMN_MAX_ENV];
+    dmn_route to = { .sock = kind };
+    char err[200];
+    if (kind == DMN_SOCK_PUSH && frames > 1) {
+        snprintf(err, sizeof err, "a pipeline request is one frame, got %d", frames);
         dmn_stats_request(srv->stats);
-        reply_error(srv, NULL, 0, 1, ++srv->next_seq, 0, DMN_MALFORMED, err);
+        reply_error(srv, &to, ++srv->next_seq, 0, DMN_MALFORMED, err);
+    } else if (n_env > DMN_MAX_ENV || env_bytes > (size_t)srv->conf.limits.max_envelope_bytes) {
+        /* Answered through the first frame alone: the ROUTER's routing id of the peer
+         * (at most 255 bytes), so the client hears why instead of nothing. */
+        snprintf(err, sizeof err, "%d frame(s) of %zu bytes before the payload (routing "
+                 "identity included): the limits are %d frames and limits.max_envelope_bytes "
+                 "= %d bytes", n_env, env_bytes, DMN_MAX_ENV,
+                 srv->conf.limits.max_envelope_bytes);
+        data[0] = zmq_msg_data(&parts[0]);
+        len[0] = zmq_msg_size(&parts[0]);
+        dmn_stats_request(srv->stats);
+        if (dmn_route_set(&to, kind, data, len, 1) == 0)
+            reply_error(srv, &to, ++srv->next_seq, 0, DMN_MALFORMED, err);
+        dmn_route_clear(&to);
     } else {
-        /* The payload is the last frame; everything before it is echoed back. */
-        handle_request(srv, parts, n - 1, from_pull, &parts[n - 1]);
+        for (int i = 0; i < n_env; i++) {
+            data[i] = zmq_msg_data(&parts[i]);
+            len[i] = zmq_msg_size(&parts[i]);
+        }
+        if (dmn_route_set(&to, kind, data, len, n_env) == 0)
+            handle_request(srv, &to, zmq_msg_data(payload), zmq_msg_size(payload));
+        else
+            DMN_LOG(DMN_LOG_ERROR, "out of memory keeping a request's routing frames");
     }
     for (int i = 0; i < n; i++) zmq_msg_close(&parts[i]);
 }
@@ -301,7 +339,7 @@ static void answer_task(dmn_server *srv, dmn_req *r)
         DMN_LOG_REQ(DMN_LOG_INFO, r->seq, r->id, "%s: %s (%.1f ms)", dmn_code_name(code), msg,
                     latency);
     if (dmn_resp_task(r, now, &buf, &len) == 0)
-        send_reply(srv, r->env, r->n_env, r->from_pull, buf, len, r->seq, r->id);
+        send_reply(srv, &r->route, buf, len, r->seq, r->id);
     else
         DMN_LOG_REQ(DMN_LOG_ERROR, r->seq, r->id, "out of memory encoding the response");
     srv->in_flight--;
@@ -457,6 +495,7 @@ static void worker_lost(dmn_server *srv)
 
 static int serve(dmn_server *srv)
 {
+    double next_sweep = 0;
     for (;;) {
         if (srv->stop && !srv->shutting_down) begin_shutdown(srv);
         if (!atomic_load(&srv->worker_running)) {
@@ -502,11 +541,15 @@ static int serve(dmn_server *srv)
                 if (zmq_getsockopt(srv->router, ZMQ_EVENTS, &events, &el) != 0 ||
                     !(events & ZMQ_POLLIN))
                     break;
-                recv_one(srv, srv->router, 0);
+                recv_one(srv, srv->router, DMN_SOCK_ROUTER);
             }
         }
-        if (i_pull >= 0 && (items[i_pull].revents & ZMQ_POLLIN)) recv_one(srv, srv->pull, 1);
+        if (i_pull >= 0 && (items[i_pull].revents & ZMQ_POLLIN)) recv_one(srv, srv->pull, DMN_SOCK_PUSH);
         expire_queued(srv);
+        if (dmn_now() >= next_sweep) {   /* forget peers with no reply outstanding */
+            dmn_backlog_sweep(srv->backlog);
+            next_sweep = dmn_now() + 1.0;
+        }
     }
 }
 
@@ -535,8 +578,9 @@ int dmn_server_run(dmn_server *srv)
     srv->t_start = dmn_now();
     srv->stats = dmn_stats_new(srv->t_start);
     srv->queue = dmn_queue_new(srv->conf.limits.queue_size, srv->conf.limits.max_input_tokens);
+    srv->backlog = dmn_backlog_new((size_t)srv->conf.limits.max_reply_backlog_bytes);
     srv->zctx = zmq_ctx_new();
-    if (!srv->stats || !srv->queue || !srv->zctx) {
+    if (!srv->stats || !srv->queue || !srv->backlog || !srv->zctx) {
         DMN_LOG(DMN_LOG_ERROR, "out of memory at start-up");
         goto out;
     }
@@ -597,6 +641,7 @@ out:
     close_socket(&srv->router);
     if (srv->zctx) zmq_ctx_term(srv->zctx);   /* waits up to linger_ms for replies */
     srv->zctx = NULL;
+    dmn_backlog_free(&srv->backlog);          /* libzmq released every reply */
     dmn_queue_free((dmn_queue **)&srv->queue);
     dmn_stats_free((dmn_stats **)&srv->stats);
     if (code == 0) DMN_LOG(DMN_LOG_INFO, "stopped cleanly");

@@ -22,6 +22,7 @@
 
 struct dmn_stats;
 struct dmn_queue;
+struct dmn_backlog;
 
 typedef struct dmn_server {
     int log_level;                 /* read by the log macros; set before threads start */
@@ -45,6 +46,7 @@ typedef struct dmn_server {
     void *router, *pull, *push;
     void *done_rx;                 /* PAIR: finished requests from the worker */
     void *done_tx;                 /* PAIR: the worker's end (used by the worker only) */
+    struct dmn_backlog *backlog;   /* unread reply bytes per peer */
     uint64_t next_seq;
     int in_flight;                 /* task requests queued or running */
     double next_expiry;            /* earliest queued deadline (may be stale), 0: none */

@@ -11,6 +11,7 @@ struct dmn_stats {
     double t0;
     uint64_t requests, documents, batches, batch_seqs, in_tokens, out_tokens;
     int peak_rows;
+    uint64_t replies_dropped;
     uint64_t by_code[DMN_N_CODES];
     double lat[DMN_LAT_RING];        /* ring of the most recent latencies, ms */
     int lat_n, lat_next;
@@ -55,6 +56,14 @@ void dmn_stats_response(dmn_stats *s, int code, double latency_ms)
         if (s->lat_n < DMN_LAT_RING) s->lat_n++;
     }
     pthread_mutex_unlock(&s->mu);
+}
+
+uint64_t dmn_stats_reply_dropped(dmn_stats *s)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t n = ++s->replies_dropped;
+    pthread_mutex_unlock(&s->mu);
+    return n;
 }
 
 void dmn_stats_rows(dmn_stats *s, int rows)
@@ -114,6 +123,7 @@ void dmn_stats_snapshot(dmn_stats *s, dmn_stats_snap *o, double now)
     memcpy(o->by_code, s->by_code, sizeof o->by_code);
     o->batches = s->batches;
     o->peak_rows = (uint32_t)s->peak_rows;
+    o->replies_dropped = s->replies_dropped;
     o->mean_batch_size = s->batches ? (double)s->batch_seqs / (double)s->batches : 0;
     o->input_tokens = s->in_tokens;
     o->output_tokens = s->out_tokens;

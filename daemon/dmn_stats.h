@@ -27,6 +27,7 @@ struct dmn_stats_snap {
     uint64_t input_tokens, output_tokens;
     double uptime_s;
     uint32_t peak_rows;
+    uint64_t replies_dropped;        /* to peers past limits.max_reply_backlog_bytes */
 };
 
 /* `now`: CLOCK_MONOTONIC seconds at start. NULL on allocation failure. */
@@ -42,6 +43,8 @@ void dmn_stats_batch(dmn_stats *s, int n_seqs, uint64_t in_tokens, uint64_t out_
 /* Decoder rows running at once in a generation (the most is kept). */
 void dmn_stats_rows(dmn_stats *s, int rows);
 void dmn_stats_documents(dmn_stats *s, int n);
+/* A reply dropped because its peer left too much unread; returns the total so far. */
+uint64_t dmn_stats_reply_dropped(dmn_stats *s);
 /* Fills everything but queue_depth and in_flight (the server's). */
 void dmn_stats_snapshot(dmn_stats *s, dmn_stats_snap *out, double now);
 

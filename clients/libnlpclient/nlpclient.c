@@ -390,6 +390,7 @@ static nlpc_response *convert(Nlp__V1__Response *pb)
         d->queue_depth = s->queue_depth;
         d->in_flight = s->in_flight;
         d->peak_rows = s->peak_rows;
+        d->replies_dropped = s->replies_dropped;
         d->tokens_per_s = s->tokens_per_s;
         d->latency_p50_ms = s->latency_p50_ms;
         d->latency_p90_ms = s->latency_p90_ms;

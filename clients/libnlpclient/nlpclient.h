@@ -136,6 +136,7 @@ typedef struct nlpc_stats {
     uint64_t requests, documents, batches, input_tokens, output_tokens;
     unsigned queue_depth, in_flight;
     unsigned peak_rows;        /* most decoder rows the daemon has run at once */
+    uint64_t replies_dropped;  /* replies to connections that left too much unread */
     double tokens_per_s, latency_p50_ms, latency_p90_ms, latency_p99_ms;
     double mean_batch_size, uptime_s;
     int n_responses;

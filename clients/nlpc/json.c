@@ -81,6 +81,7 @@ cJSON *nlpc_json_response(nlpc_task task, const nlpc_response *r)
         cJSON_AddNumberToObject(j, "queue_depth", s->queue_depth);
         cJSON_AddNumberToObject(j, "in_flight", s->in_flight);
         cJSON_AddNumberToObject(j, "peak_rows", s->peak_rows);
+        cJSON_AddNumberToObject(j, "replies_dropped", (double)s->replies_dropped);
         cJSON_AddNumberToObject(j, "tokens_per_s", s->tokens_per_s);
         cJSON_AddNumberToObject(j, "latency_p50_ms", s->latency_p50_ms);
         cJSON_AddNumberToObject(j, "latency_p90_ms", s->latency_p90_ms);

@@ -267,6 +267,7 @@ static void print_readable(const nlpc_cli *cli, const nlpc_response *r)
         printf("documents        %llu\n", (unsigned long long)s->documents);
         printf("in_flight        %u\n", s->in_flight);
         printf("peak_rows        %u\n", s->peak_rows);
+        printf("replies_dropped  %llu\n", (unsigned long long)s->replies_dropped);
         printf("queue_depth      %u\n", s->queue_depth);
         printf("batches          %llu (mean size %.2f)\n", (unsigned long long)s->batches,
                s->mean_batch_size);

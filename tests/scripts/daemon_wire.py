@@ -11,6 +11,7 @@ generated code. Every wait is bounded; any failed expectation exits 1 with a mes
   daemon_wire.py priority ENDPOINT               higher priority runs first
   daemon_wire.py overload ENDPOINT               a small queue answers OVERLOADED
   daemon_wire.py pipeline PUSH_EP PULL_EP        the PULL -> PUSH pipeline
+  daemon_wire.py envelope ENDPOINT ENV_BYTES     routing-frame bounds, unread replies
 """
 import os
 import random
@@ -444,6 +445,63 @@ def pipeline(push_ep, pull_ep):
     print("pipeline: %d answered" % len(got), flush=True)
 
 
+def stats_field(sock, field):
+    r = call(sock, request(999, "stats"))
+    return one(r.stats, field, 0) if r and r.stats else None
+
+
+def envelope(ep, env_bytes):
+    """Frames before the payload are bounded (count and bytes) and answered MALFORMED
+    past the bound, routed by the routing id; a connection that never reads has its
+    replies dropped past max_reply_backlog_bytes, counted, while others are served."""
+    env_bytes = int(env_bytes)
+    s = dealer(ep)
+    health = request(1, "health")
+    # Within the bounds, every frame comes back in order before the reply.
+    frames = [b"hop-a", b"", b"hop-b"]
+    s.send_multipart(frames + [health])
+    if check(s.poll(TIMEOUT_MS), "3 routing frames: no reply"):
+        got = s.recv_multipart()
+        check(got[:-1] == frames, "routing frames echoed as %r" % got[:-1])
+        check(Resp(got[-1]).code == OK, "3 routing frames: health answered")
+    # 7 frames from a DEALER (+ the routing id the ROUTER adds = 8): still served.
+    expect(s, "7 routing frames", None, OK, frames=[b"x"] * 7 + [health])
+    # 8 or more: MALFORMED, reaching the client without its frames (routing id only).
+    for n in (8, 9, 40):
+        r = expect(s, "%d routing frames" % n, None, MALFORMED, frames=[b"x"] * n + [health])
+        if r:
+            check("limits" in r.message, "the reason names the limits: %r" % r.message)
+    # Bytes: the routing id (5 bytes) plus the frames must stay within env_bytes.
+    expect(s, "envelope at the byte limit", None, OK,
+           frames=[b"e" * (env_bytes - 5), b"", health])
+    expect(s, "envelope past the byte limit", None, MALFORMED,
+           frames=[b"e" * (env_bytes - 5 + 1), b"", health])
+    expect(s, "1 MiB routing frame", None, MALFORMED, frames=[b"e" * (1 << 20), health])
+    # A client that never reads: tiny receive buffers on its side, so replies pile up in
+    # the daemon; past max_reply_backlog_bytes they are dropped and counted.
+    lazy = CTX.socket(zmq.DEALER)
+    lazy.setsockopt(zmq.LINGER, 0)
+    lazy.setsockopt(zmq.RCVHWM, 1)
+    lazy.setsockopt(zmq.RCVBUF, 4096)
+    lazy.setsockopt(zmq.SNDHWM, 0)
+    lazy.connect(ep)
+    pad = [b"p" * (env_bytes - 5 - 1), b""]
+    sent, dropped = 0, 0
+    t_end = time.time() + 30
+    while time.time() < t_end and sent < 200000:
+        for _ in range(500):
+            lazy.send_multipart(pad + [health])
+        sent += 500
+        dropped = stats_field(s, 16) or 0
+        if dropped > 0:
+            break
+    check(dropped > 0, "no reply dropped after %d unread health requests" % sent)
+    print("unread: %d requests sent, %d replies dropped" % (sent, dropped), flush=True)
+    normal(s, 7, "classify")   # everyone else is still served
+    lazy.close()
+    s.close()
+
+
 def main():
     if len(sys.argv) < 3:
         print(__doc__)
@@ -461,6 +519,8 @@ def main():
         overload(args[0])
     elif cmd == "pipeline":
         pipeline(args[0], args[1])
+    elif cmd == "envelope":
+        envelope(args[0], args[1])
     else:
         print(__doc__)
         return 2
