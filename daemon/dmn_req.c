@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/common.h"
 #include "daemon/dmn_stats.h"
 #include "proto/nlp.pb-c.h"
 
@@ -25,33 +26,6 @@ const char *dmn_code_name(int code)
     return code >= 0 && code < DMN_N_CODES ? code_names[code] : "UNKNOWN";
 }
 
-int dmn_utf8_valid(const char *str, size_t len, size_t *bad)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        size_t n;
-        unsigned cp, min;
-        if (c < 0x80) { i++; continue; }
-        if ((c & 0xE0) == 0xC0) n = 1, cp = c & 0x1F, min = 0x80;
-        else if ((c & 0xF0) == 0xE0) n = 2, cp = c & 0x0F, min = 0x800;
-        else if ((c & 0xF8) == 0xF0) n = 3, cp = c & 0x07, min = 0x10000;
-        else goto fail;
-        if (i + n >= len) goto fail;   /* truncated sequence */
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80) goto fail;
-            cp = (cp << 6) | (s[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) goto fail;
-        i += n + 1;
-    }
-    return 1;
-fail:
-    if (bad) *bad = i;
-    return 0;
-}
-
 /* The id of a frame protobuf-c could not unpack (or that is too large to unpack):
  * field 1 comes first in what every encoder we know writes. 0 when unreadable. */
 static uint64_t peek_id(const uint8_t *b, size_t len)
@@ -65,17 +39,105 @@ static uint64_t peek_id(const uint8_t *b, size_t len)
     return 0;
 }
 
+/* ---- strings on the wire ----
+ * protobuf-c hands strings over NUL-terminated, so one with a NUL byte inside would reach
+ * the tasks silently cut short. Every string field of the frame, sub-messages included,
+ * is therefore checked on the wire, where its length is known: no NUL byte, valid UTF-8.
+ * The descriptors say which fields are strings: a string field added to the proto is
+ * checked without a change here. Runs on frames protobuf-c unpacked, so the wire is
+ * well-formed; it stays bounds-checked anyway. */
+
+#define WALK_MAX_DEPTH 8
+
+static int read_varint(const uint8_t *b, size_t len, size_t *i, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (int shift = 0; shift < 64 && *i < len; shift += 7) {
+        uint8_t c = b[(*i)++];
+        x |= (uint64_t)(c & 0x7F) << shift;
+        if (!(c & 0x80)) {
+            *v = x;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Checks the string fields of the message b[0..len) of type d. `at` prefixes the names
+ * in messages: "" for the request, "classify." in its classify field, and so on;
+ * repeated fields are named with their index ("documents[2]"). */
+static int check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *b, size_t len,
+                         const char *at, int depth, char *err, size_t errlen)
+{
+    unsigned seen[64] = { 0 };   /* per field: occurrences so far (a repeated one's index) */
+    size_t i = 0;
+    while (i < len) {
+        uint64_t key, n;
+        if (read_varint(b, len, &i, &key) < 0) goto malformed;
+        switch (key & 7) {
+        case 0:
+            if (read_varint(b, len, &i, &n) < 0) goto malformed;
+            continue;
+        case 1:
+            if (len - i < 8) goto malformed;
+            i += 8;
+            continue;
+        case 5:
+            if (len - i < 4) goto malformed;
+            i += 4;
+            continue;
+        case 2:
+            break;
+        default:
+            goto malformed;
+        }
+        if (read_varint(b, len, &i, &n) < 0 || n > len - i) goto malformed;
+        const uint8_t *v = b + i;
+        i += (size_t)n;
+        const ProtobufCFieldDescriptor *f =
+            key >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3))
+                                   : NULL;
+        if (!f || (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE))
+            continue;
+        size_t fi = (size_t)(f - d->fields);
+        unsigned idx = fi < 64 ? seen[fi]++ : 0;
+        char name[128];
+        if (f->label == PROTOBUF_C_LABEL_REPEATED)
+            snprintf(name, sizeof name, "%s%s[%u]", at, f->name, idx);
+        else
+            snprintf(name, sizeof name, "%s%s", at, f->name);
+        if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+            char sub[130];
+            int rc;
+            if (depth >= WALK_MAX_DEPTH) continue;
+            snprintf(sub, sizeof sub, "%s.", name);
+            rc = check_strings(f->descriptor, v, (size_t)n, sub, depth + 1, err, errlen);
+            if (rc != DMN_OK) return rc;
+            continue;
+        }
+        const uint8_t *nul = memchr(v, 0, (size_t)n);
+        size_t bad;
+        if (nul) {
+            snprintf(err, errlen, "%s: a NUL byte at byte %zu", name, (size_t)(nul - v));
+            return DMN_INVALID_ARGUMENT;
+        }
+        if (!cm_utf8_valid((const char *)v, (size_t)n, &bad)) {
+            snprintf(err, errlen, "%s: invalid UTF-8 at byte %zu", name, bad);
+            return DMN_INVALID_ARGUMENT;
+        }
+    }
+    return DMN_OK;
+malformed:
+    snprintf(err, errlen, "not a valid nlp.v1.Request protobuf (%zu bytes)", len);
+    return DMN_MALFORMED;
+}
+
+/* Bytes and encoding were checked on the wire (check_strings): only emptiness here. */
 static int check_text(const char *what, int idx, const char *s, char *err, size_t errlen)
 {
-    size_t bad;
     if (!s || !s[0]) {
         if (idx >= 0) snprintf(err, errlen, "%s %d is empty", what, idx);
         else snprintf(err, errlen, "%s is empty", what);
-        return DMN_INVALID_ARGUMENT;
-    }
-    if (!dmn_utf8_valid(s, strlen(s), &bad)) {
-        if (idx >= 0) snprintf(err, errlen, "%s %d: invalid UTF-8 at byte %zu", what, idx, bad);
-        else snprintf(err, errlen, "%s: invalid UTF-8 at byte %zu", what, bad);
         return DMN_INVALID_ARGUMENT;
     }
     return DMN_OK;
@@ -243,6 +305,11 @@ int dmn_req_decode(const void *buf, size_t len, const dmn_limits *lim, int max_b
         return DMN_MALFORMED;
     }
     *id = pb->id;
+    if ((rc = check_strings(&nlp__v1__request__descriptor, buf, len, "", 0, err, errlen)) !=
+        DMN_OK) {
+        nlp__v1__request__free_unpacked(pb, NULL);
+        return rc;
+    }
     r = calloc(1, sizeof *r);
     if (!r) {
         nlp__v1__request__free_unpacked(pb, NULL);
@@ -332,24 +399,101 @@ int dmn_req_status(const dmn_req *r, char *msg, size_t cap)
     for (int i = 0; i < r->n_docs; i++)
         if (r->out[i].code != DMN_OK) {
             if (r->n_docs == 1)
-                snprintf(msg, cap, "%s", r->out[i].message);
+                cm_fmt(msg, cap, "%s", r->out[i].message);
             else
-                snprintf(msg, cap, "document %d: %s", i, r->out[i].message);
+                cm_fmt(msg, cap, "document %d: %s", i, r->out[i].message);
             return r->out[i].code;
         }
     if (cap) msg[0] = '\0';
     return DMN_OK;
 }
 
-/* Packs `resp` into a malloc'd buffer. */
-static int pack(const Nlp__V1__Response *resp, void **buf, size_t *len)
+/* ---- response strings ----
+ * A protobuf string must be valid UTF-8: strict decoders (Python's, Go's, Java's) reject
+ * the whole Response otherwise. Messages quote client input and are cut to buffer
+ * sizes; generated text comes from token pieces. So pack() sends every string field of
+ * the Response, sub-messages included, through one sanitizer: invalid bytes become
+ * U+FFFD, a Status.message longer than DMN_MAX_MESSAGE is cut at a character boundary.
+ * Clean strings (nearly all) are used in place; the others are copied, and the copies
+ * freed once packed. The descriptors say which fields are strings, so a string field
+ * added to the proto is covered without a change here. */
+
+typedef struct owned {
+    char **p;                  /* [n] copies made for one Response */
+    size_t n, cap;
+    int oom;
+} owned;
+
+static char *clean(owned *o, char *s, size_t max)
 {
-    size_t n = nlp__v1__response__get_packed_size(resp);
-    uint8_t *b = malloc(n ? n : 1);
-    if (!b) return -1;
-    *len = nlp__v1__response__pack(resp, b);
-    *buf = b;
-    return 0;
+    size_t len = strlen(s);
+    if (len <= max && cm_utf8_valid(s, len, NULL)) return s;
+    if (o->n == o->cap) {
+        size_t nc = o->cap ? 2 * o->cap : 8;
+        char **np = realloc(o->p, nc * sizeof *np);
+        if (!np) goto oom;
+        o->p = np;
+        o->cap = nc;
+    }
+    /* Each bad byte may become 3 (U+FFFD); never more than max. */
+    size_t cap = (len < max / 3 ? 3 * len : max) + 1;
+    char *c = malloc(cap);
+    if (!c) goto oom;
+    cm_utf8_copy(c, cap, s, len);
+    o->p[o->n++] = c;
+    return c;
+oom:
+    o->oom = 1;
+    return s;
+}
+
+static void clean_strings(ProtobufCMessage *m, owned *o, int depth)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        char *at = (char *)m + f->offset;
+        size_t n = 1;
+        void **items = (void **)at;
+        if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)((const char *)m + f->quantifier_offset) != f->id)
+            continue;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            n = *(const size_t *)((const char *)m + f->quantifier_offset);
+            items = *(void ***)at;
+            if (!items) continue;
+        }
+        size_t max = d == &nlp__v1__status__descriptor ? DMN_MAX_MESSAGE : SIZE_MAX / 4;
+        for (size_t k = 0; k < n; k++) {
+            if (!items[k]) continue;
+            if (f->type == PROTOBUF_C_TYPE_STRING)
+                items[k] = clean(o, items[k], max);
+            else if (depth < WALK_MAX_DEPTH)
+                clean_strings(items[k], o, depth + 1);
+        }
+    }
+}
+
+/* Packs `resp` into a malloc'd buffer, its strings made clean first (resp's string
+ * pointers are not to be used after). */
+static int pack(Nlp__V1__Response *resp, void **buf, size_t *len)
+{
+    owned o = { 0 };
+    int rc = -1;
+    clean_strings(&resp->base, &o, 0);
+    if (!o.oom) {
+        size_t n = nlp__v1__response__get_packed_size(resp);
+        uint8_t *b = malloc(n ? n : 1);
+        if (b) {
+            *len = nlp__v1__response__pack(resp, b);
+            *buf = b;
+            rc = 0;
+        }
+    }
+    for (size_t i = 0; i < o.n; i++) free(o.p[i]);
+    free(o.p);
+    return rc;
 }
 
 static void set_status(Nlp__V1__Status *st, int code, const char *msg)

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/common.h"
 #include "daemon/dmn_conf.h"
 #include "daemon/dmn_route.h"
 #include "tasks/task.h"
@@ -73,7 +74,10 @@ typedef struct dmn_req {
 /* Decodes and validates one request frame of `len` bytes (the envelope is the caller's).
  * Returns DMN_OK with a new request in *out (the caller owns it; t_* and routing unset),
  * or the status code to answer with, *out NULL, the reason in err, and *id the request
- * id when it could be read (else 0). Never crashes on any input. */
+ * id when it could be read (else 0). Never crashes on any input. Every string field of
+ * the frame (sub-messages too) must be valid UTF-8 without NUL bytes, checked on the
+ * wire against its length: else INVALID_ARGUMENT naming the field ("documents[1]: ...").
+ * Strings in the request are then exactly what the client sent. */
 int dmn_req_decode(const void *buf, size_t len, const dmn_limits *lim, int max_beams,
                    dmn_req **out, uint64_t *id, char *err, size_t errlen);
 
@@ -94,15 +98,20 @@ typedef struct dmn_health {
 typedef struct dmn_stats_snap dmn_stats_snap;   /* dmn_stats.h */
 
 /* Encoders: each returns a malloc'd packed Response in *buf (caller frees) and its
- * length, or -1 on allocation failure. */
+ * length, or -1 on allocation failure. Every string they put on the wire is valid UTF-8:
+ * invalid bytes become U+FFFD, and status messages are cut to DMN_MAX_MESSAGE bytes at a
+ * character boundary, whatever the caller passes. */
+#define DMN_MAX_MESSAGE 1024
 int dmn_resp_error(uint64_t id, int code, const char *msg, void **buf, size_t *len);
 /* `now` is the send time (for timings.total_ms). */
 int dmn_resp_task(const dmn_req *r, double now, void **buf, size_t *len);
 int dmn_resp_health(uint64_t id, const dmn_health *h, void **buf, size_t *len);
 int dmn_resp_stats(uint64_t id, const dmn_stats_snap *s, void **buf, size_t *len);
 
-/* 1 if s[0..len) is valid UTF-8 (no overlongs, surrogates, or code points past
- * U+10FFFF); else 0 and *bad (if not NULL) is the offset of the first bad byte. */
-int dmn_utf8_valid(const char *s, size_t len, size_t *bad);
+/* The fuzz target's name for cm_utf8_valid (common/common.h), the one implementation. */
+static inline int dmn_utf8_valid(const char *s, size_t len, size_t *bad)
+{
+    return cm_utf8_valid(s, len, bad);
+}
 
 #endif

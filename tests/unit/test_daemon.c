@@ -1,5 +1,6 @@
 /* Daemon units without sockets: config table, request decoding and validation,
  * response encoding, the work queue and batching rules, stats. */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -10,6 +11,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "common/cm_conf.h"
+#include "common/common.h"
 #include "daemon/dmn_conf.h"
 #include "daemon/dmn_log.h"
 #include "daemon/dmn_req.h"
@@ -225,20 +228,95 @@ TEST(daemon_log_levels)
 
 /* ---- UTF-8 ---- */
 
-TEST(daemon_utf8)
+TEST(common_utf8_valid)
 {
     size_t bad = 99;
-    CHECK(dmn_utf8_valid("", 0, NULL));
-    CHECK(dmn_utf8_valid("plain ascii", 11, NULL));
-    CHECK(dmn_utf8_valid("\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, NULL));
-    CHECK(!dmn_utf8_valid("ab\xff", 3, &bad) && bad == 2);
-    CHECK(!dmn_utf8_valid("\xc0\xaf", 2, &bad) && bad == 0);           /* overlong '/' */
-    CHECK(!dmn_utf8_valid("\xe0\x80\xaf", 3, NULL));                   /* overlong */
-    CHECK(!dmn_utf8_valid("\xed\xa0\x80", 3, NULL));                   /* surrogate */
-    CHECK(!dmn_utf8_valid("\xf4\x90\x80\x80", 4, NULL));               /* > U+10FFFF */
-    CHECK(!dmn_utf8_valid("x\xe2\x82", 3, &bad) && bad == 1);          /* truncated */
-    CHECK(!dmn_utf8_valid("\x80", 1, NULL));                           /* lone continuation */
-    CHECK(!dmn_utf8_valid("\xc3\x28", 2, NULL));                       /* bad continuation */
+    CHECK(cm_utf8_valid("", 0, NULL));
+    CHECK(cm_utf8_valid("plain ascii", 11, NULL));
+    CHECK(cm_utf8_valid("\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, NULL));
+    CHECK(!cm_utf8_valid("ab\xff", 3, &bad) && bad == 2);
+    CHECK(!cm_utf8_valid("\xc0\xaf", 2, &bad) && bad == 0);           /* overlong '/' */
+    CHECK(!cm_utf8_valid("\xe0\x80\xaf", 3, NULL));                   /* overlong */
+    CHECK(!cm_utf8_valid("\xed\xa0\x80", 3, NULL));                   /* surrogate */
+    CHECK(!cm_utf8_valid("\xf4\x90\x80\x80", 4, NULL));               /* > U+10FFFF */
+    CHECK(!cm_utf8_valid("x\xe2\x82", 3, &bad) && bad == 1);          /* truncated */
+    CHECK(!cm_utf8_valid("\x80", 1, NULL));                           /* lone continuation */
+    CHECK(!cm_utf8_valid("\xc3\x28", 2, NULL));                       /* bad continuation */
+    CHECK(dmn_utf8_valid("\xc3\xa9", 2, NULL) && !dmn_utf8_valid("\xc3", 1, NULL));
+}
+
+/* Text of 1-, 2-, 3- and 4-byte characters, and its character boundaries. */
+static const char mixed[] = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80z\xe4\xb8\xad\xc3\xb1";
+static int is_boundary(size_t k)
+{
+    static const size_t b[] = { 0, 1, 3, 6, 10, 11, 14, 16 };
+    for (size_t i = 0; i < sizeof b / sizeof b[0]; i++)
+        if (b[i] == k) return 1;
+    return 0;
+}
+
+TEST(common_utf8_cut_copy_and_format_at_every_offset)
+{
+    size_t n = sizeof mixed - 1;
+    char out[64];
+    for (size_t k = 0; k <= n; k++) {
+        /* cut: the longest whole-character prefix of at most k bytes */
+        size_t c = cm_utf8_cut(mixed, n, k);
+        CHECK_MSG(c <= k && is_boundary(c), "cut at %zu gave %zu", k, c);
+        for (size_t j = c + 1; j <= k; j++) CHECK(!is_boundary(j));
+        /* copy into k + 1 bytes: a valid prefix, cut where cm_utf8_cut cuts */
+        size_t w = cm_utf8_copy(out, k + 1, mixed, n);
+        CHECK_MSG(w == c && strlen(out) == w && memcmp(out, mixed, w) == 0,
+                  "copy into %zu bytes wrote %zu", k + 1, w);
+        /* a text cut short inside a character by someone else: the piece is dropped */
+        w = cm_utf8_copy(out, sizeof out, mixed, k);
+        CHECK_MSG(w == c && cm_utf8_valid(out, w, NULL), "copy of %zu bytes wrote %zu", k, w);
+        /* format: quoted text cut by the buffer stays valid */
+        w = cm_fmt(out, k + 1, "%s", mixed);
+        CHECK_MSG(w == c && cm_utf8_valid(out, w, NULL), "fmt into %zu bytes wrote %zu", k + 1, w);
+        char quoted[96];
+        w = cm_fmt(quoted, k + 9, "label '%s' is given twice", mixed);
+        CHECK_MSG(cm_utf8_valid(quoted, w, NULL) && w == strlen(quoted) && w <= k + 8,
+                  "quoted into %zu bytes: %zu", k + 9, w);
+    }
+    /* invalid bytes and NUL bytes become U+FFFD */
+    CHECK(cm_utf8_copy(out, sizeof out, "a\xff" "b\0c\xc0\xaf", 7) == 15);
+    CHECK(strcmp(out, "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c\xef\xbf\xbd\xef\xbf\xbd") == 0);
+    CHECK(cm_utf8_copy(out, 4, "a\xff", 2) == 1);   /* U+FFFD does not fit: stop before */
+    CHECK(cm_utf8_copy(out, 0, "abc", 3) == 0);
+    /* dst may be an argument */
+    snprintf(out, sizeof out, "why");
+    cm_fmt(out, sizeof out, "sentence %d: %s", 2, out);
+    CHECK(strcmp(out, "sentence 2: why") == 0);
+    /* longer than the formatter's stack buffer, in full */
+    static char long_in[3000], long_out[4000];
+    for (size_t i = 0; i + 3 <= sizeof long_in - 1; i += 3) memcpy(long_in + i, "\xe2\x82\xac", 3);
+    CHECK(cm_fmt(long_out, sizeof long_out, "%s", long_in) == strlen(long_in));
+}
+
+TEST(common_read_file_and_numbers)
+{
+    char *text;
+    size_t len;
+    const char *p = write_tmp("ten.txt", "0123456789");
+    REQUIRE(p);
+    CHECK(cm_read_file(p, 10, &text, &len) == 0 && len == 10 && strcmp(text, "0123456789") == 0);
+    free(text);
+    CHECK(cm_read_file(p, 9, &text, &len) == -EFBIG && text == NULL);
+    CHECK(cm_read_file("/nonexistent/x", 10, &text, &len) == -ENOENT);
+    long long v;
+    CHECK(cm_parse_ll("42", 0, 100, &v) == 0 && v == 42);
+    CHECK(cm_parse_ll("101", 0, 100, &v) == -ERANGE);
+    CHECK(cm_parse_ll("99999999999999999999", 0, 100, &v) == -ERANGE);
+    CHECK(cm_parse_ll("4x", 0, 100, &v) == -EINVAL);
+    CHECK(cm_parse_ll("", 0, 100, &v) == -EINVAL);
+    float f;
+    CHECK(cm_parse_float("0.5", &f) == 0 && f == 0.5f);
+    CHECK(cm_parse_float("1e39", &f) == -ERANGE);
+    CHECK(cm_parse_float("nan", &f) == -ERANGE);
+    CHECK(cm_parse_float("1.5.", &f) == -EINVAL);
+    double t0 = cm_now();
+    CHECK(t0 > 0 && cm_now() >= t0 && cm_now_ms() >= (int64_t)(t0 * 1000) - 1);
 }
 
 /* ---- request decoding ---- */
@@ -338,7 +416,7 @@ TEST(daemon_decode_rejects_with_the_documented_code)
     CHECK_MSG(strstr(err, "document 1 is empty"), "%s", err);
     CHECK(decode_summarize(five, 5, &id, err, NULL) == DMN_TOO_MANY_DOCUMENTS);
     CHECK(decode_summarize(badutf, 2, &id, err, NULL) == DMN_INVALID_ARGUMENT);
-    CHECK_MSG(strstr(err, "document 1: invalid UTF-8 at byte 3"), "%s", err);
+    CHECK_MSG(strstr(err, "documents[1]: invalid UTF-8 at byte 3"), "%s", err);
     CHECK(decode_summarize(one, 1, &id, err, no_task) == DMN_UNKNOWN_TASK);
     CHECK(decode_summarize(one, 1, &id, err, bad_priority) == DMN_INVALID_ARGUMENT);
     id = 0;
@@ -530,6 +608,174 @@ TEST(daemon_task_response_status_and_results)
     nlp__v1__response__free_unpacked(p, NULL);
     free(buf);
     dmn_req_free(&r);
+}
+
+/* Every string of a decoded Response is valid UTF-8 (what strict decoders demand). */
+static int status_ok(const Nlp__V1__Status *st)
+{
+    return !st || !st->message || cm_utf8_valid(st->message, strlen(st->message), NULL);
+}
+
+static int str_ok(const char *s) { return !s || cm_utf8_valid(s, strlen(s), NULL); }
+
+static int resp_strings_valid(const Nlp__V1__Response *p)
+{
+    int ok = status_ok(p->status);
+    for (size_t i = 0; i < p->n_results; i++) {
+        const Nlp__V1__Result *r = p->results[i];
+        ok &= status_ok(r->status) && str_ok(r->text) && str_ok(r->answer);
+        for (size_t k = 0; k < r->n_labels; k++) ok &= str_ok(r->labels[k]->label);
+        for (size_t k = 0; k < r->n_hypotheses; k++) ok &= str_ok(r->hypotheses[k]->text);
+    }
+    if (p->health) ok &= str_ok(p->health->model) && str_ok(p->health->version);
+    return ok;
+}
+
+static Nlp__V1__Response *encode_error(const char *msg)
+{
+    void *buf;
+    size_t len;
+    REQUIRE(dmn_resp_error(1, DMN_INVALID_ARGUMENT, msg, &buf, &len) == 0);
+    Nlp__V1__Response *p = nlp__v1__response__unpack(NULL, len, buf);
+    free(buf);
+    REQUIRE(p && p->status && p->status->message);
+    return p;
+}
+
+/* Issue 13 item 4: messages cut inside a character by a buffer, or quoting invalid
+ * input, went out as invalid UTF-8. */
+TEST(daemon_responses_carry_only_valid_utf8)
+{
+    Nlp__V1__Response *p = encode_error("label '\xff\xfe' at \xc0\xaf, cut \xe2\x82");
+    CHECK_MSG(resp_strings_valid(p), "message '%s'", p->status->message);
+    CHECK(strncmp(p->status->message, "label '", 7) == 0);
+    nlp__v1__response__free_unpacked(p, NULL);
+
+    /* A long multi-byte text cut at every offset: what snprintf leaves in a buffer. Over
+     * DMN_MAX_MESSAGE it is cut there, at a character boundary. */
+    static char text[3 * 400 + 1], msg[sizeof text];
+    for (int i = 0; i < 400; i++) memcpy(text + 3 * i, i % 2 ? "\xe2\x82\xac" : "\xe4\xb8\xad", 3);
+    for (size_t k = 0; k <= strlen(text); k++) {
+        memcpy(msg, text, k);
+        msg[k] = '\0';
+        p = encode_error(msg);
+        size_t got = strlen(p->status->message);
+        CHECK_MSG(resp_strings_valid(p), "cut at %zu: invalid UTF-8", k);
+        CHECK_MSG(got <= DMN_MAX_MESSAGE && got == (k < DMN_MAX_MESSAGE ? k : DMN_MAX_MESSAGE) / 3 * 3 &&
+                  memcmp(p->status->message, text, got) == 0, "cut at %zu: %zu bytes", k, got);
+        nlp__v1__response__free_unpacked(p, NULL);
+    }
+
+    /* Every other string a Response carries: text, answer, labels, hypotheses, the
+     * per-document and request-level messages, the health strings. */
+    uint8_t pbuf[1024];
+    char err[256];
+    uint64_t id;
+    dmn_req *r = NULL;
+    char *docs[] = { "one", "two" };
+    Nlp__V1__Request q = NLP__V1__REQUEST__INIT;
+    Nlp__V1__Summarize su = NLP__V1__SUMMARIZE__INIT;
+    q.task_case = NLP__V1__REQUEST__TASK_SUMMARIZE, q.summarize = &su;
+    q.n_documents = 2, q.documents = docs;
+    REQUIRE(decode(pbuf, pack_req(&q, pbuf, sizeof pbuf), &r, &id, err) == DMN_OK);
+    task_result *t = &r->out[0].res;
+    r->out[0].has_res = 1;
+    t->text = strdup("summary \xff end");
+    t->n_labels = 1;
+    t->labels = calloc(1, sizeof *t->labels);
+    t->labels[0] = (task_label_score){ strdup("lab\xc3"), 0.5 };
+    t->n_hyps = 1;
+    t->hyps = calloc(1, sizeof *t->hyps);
+    t->hyps[0].text = strdup("\xed\xa0\x80 surrogate");
+    t->hyps[0].score = -1;
+    r->out[1].code = DMN_INTERNAL;
+    memset(r->out[1].message, 0, sizeof r->out[1].message);
+    for (size_t i = 0; i + 3 < sizeof r->out[1].message; i += 3)
+        memcpy(r->out[1].message + i, "\xe2\x82\xac", 3);
+    r->out[1].message[sizeof r->out[1].message - 2] = '\0';   /* cut inside a character */
+    void *buf;
+    size_t len;
+    REQUIRE(dmn_resp_task(r, 1.0, &buf, &len) == 0);
+    p = nlp__v1__response__unpack(NULL, len, buf);
+    free(buf);
+    REQUIRE(p && p->n_results == 2);
+    CHECK(resp_strings_valid(p));
+    CHECK(strcmp(p->results[0]->text, "summary \xef\xbf\xbd end") == 0);
+    CHECK(strncmp(p->status->message, "document 1: \xe2\x82\xac", 15) == 0);
+    nlp__v1__response__free_unpacked(p, NULL);
+    dmn_req_free(&r);
+
+    dmn_health h = { .ok = 1, .model = "/models/caf\xe9s", .version = "v\xff" };
+    REQUIRE(dmn_resp_health(7, &h, &buf, &len) == 0);
+    p = nlp__v1__response__unpack(NULL, len, buf);
+    free(buf);
+    REQUIRE(p && p->health);
+    CHECK(resp_strings_valid(p));
+    CHECK(strcmp(p->health->model, "/models/caf\xef\xbf\xbds") == 0);
+    nlp__v1__response__free_unpacked(p, NULL);
+}
+
+/* Builds a request whose strings may hold the marker "a#c"; packs it, puts `bad` in place
+ * of each '#' on the wire (protobuf-c packs C strings: a NUL cannot be set any other
+ * way) and decodes it. */
+static int decode_with_byte(Nlp__V1__Request *q, char bad, char *err)
+{
+    static uint8_t buf[4096];
+    size_t n = pack_req(q, buf, sizeof buf);
+    for (size_t i = 0; i + 3 <= n; i++)
+        if (!memcmp(buf + i, "a#c", 3)) buf[i + 1] = (uint8_t)bad;
+    dmn_req *r = NULL;
+    uint64_t id;
+    int rc = decode(buf, n, &r, &id, err);
+    dmn_req_free(&r);
+    return rc;
+}
+
+/* Issue 13 item 5: a NUL byte inside a string silently cut it short. Each string field
+ * of the Request, with a NUL and with an invalid byte, is rejected by name. */
+TEST(daemon_decode_rejects_nul_and_bad_utf8_in_every_string_field)
+{
+    static const struct {
+        int task;
+        const char *field;    /* as the error names it */
+    } cases[] = {
+        { NLP__V1__REQUEST__TASK_SUMMARIZE, "documents[1]" },
+        { NLP__V1__REQUEST__TASK_CLASSIFY, "classify.labels[1]" },
+        { NLP__V1__REQUEST__TASK_QA, "qa.question" },
+        { NLP__V1__REQUEST__TASK_TRANSLATE, "translate.source_lang" },
+        { NLP__V1__REQUEST__TASK_TRANSLATE, "translate.target_lang" },
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const char *field = cases[c].field;
+        char *docs[] = { "fine", strstr(field, "documents") ? "a#c" : "text" };
+        char *labels[] = { "x", strstr(field, "labels") ? "a#c" : "y" };
+        Nlp__V1__Request q = NLP__V1__REQUEST__INIT;
+        Nlp__V1__Summarize su = NLP__V1__SUMMARIZE__INIT;
+        Nlp__V1__Classify cl = NLP__V1__CLASSIFY__INIT;
+        Nlp__V1__QuestionAnswer qa = NLP__V1__QUESTION_ANSWER__INIT;
+        Nlp__V1__Translate tr = NLP__V1__TRANSLATE__INIT;
+        q.n_documents = 2, q.documents = docs;
+        q.task_case = (Nlp__V1__Request__TaskCase)cases[c].task;
+        switch (cases[c].task) {   /* one member of the oneof's union */
+        case NLP__V1__REQUEST__TASK_SUMMARIZE: q.summarize = &su; break;
+        case NLP__V1__REQUEST__TASK_CLASSIFY: q.classify = &cl; break;
+        case NLP__V1__REQUEST__TASK_QA: q.qa = &qa; break;
+        default: q.translate = &tr; break;
+        }
+        cl.n_labels = 2, cl.labels = labels;
+        qa.question = strstr(field, "question") ? "a#c" : "who?";
+        tr.source_lang = strstr(field, "source") ? "a#c" : "en";
+        tr.target_lang = strstr(field, "target") ? "a#c" : "de";
+        char err[256] = "", want[96];
+        /* the marker itself is fine */
+        CHECK_MSG(decode_with_byte(&q, '#', err) == DMN_OK, "%s: %s", field, err);
+        snprintf(want, sizeof want, "%s: a NUL byte at byte 1", field);
+        CHECK_MSG(decode_with_byte(&q, '\0', err) == DMN_INVALID_ARGUMENT && strstr(err, want),
+                  "%s with a NUL: '%s'", field, err);
+        snprintf(want, sizeof want, "%s: invalid UTF-8 at byte 1", field);
+        CHECK_MSG(decode_with_byte(&q, '\xff', err) == DMN_INVALID_ARGUMENT && strstr(err, want),
+                  "%s with 0xff: '%s'", field, err);
+    }
 }
 
 /* ---- queue and batching ---- */
