@@ -6,11 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-int dmn_route_set(dmn_route *r, int sock, const void *const *data, const size_t *len, int n)
+int dmn_route_set(dmn_route *r, int transport, const void *const *data, const size_t *len,
+                  int n)
 {
     size_t total = 0;
     dmn_route_clear(r);
-    r->sock = sock;
+    r->transport = transport;
     if (n < 0 || n > DMN_MAX_ENV) return -1;
     for (int i = 0; i < n; i++) {
         if (len[i] > UINT16_MAX) return -1;

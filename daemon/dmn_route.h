@@ -23,10 +23,8 @@
 /* Routing frames kept from receipt to reply. */
 #define DMN_MAX_ENV 8
 
-enum dmn_sock { DMN_SOCK_ROUTER = 0, DMN_SOCK_PUSH = 1 };
-
 typedef struct dmn_route {
-    int sock;                      /* enum dmn_sock: where the reply is sent */
+    int transport;                 /* the transport that answers (dmn_transport.h) */
     int n_env;                     /* routing frames sent before the reply */
     uint16_t env_len[DMN_MAX_ENV]; /* each frame's bytes */
     unsigned char *env;            /* the frames back to back; owned; NULL when empty */
@@ -34,8 +32,9 @@ typedef struct dmn_route {
 
 /* Copies n frames (data[i], len[i]) into r, replacing what it held. 0, or -1 when n >
  * DMN_MAX_ENV, a frame is over 65535 bytes, or memory runs out (r is then empty). */
-int dmn_route_set(dmn_route *r, int sock, const void *const *data, const size_t *len, int n);
-/* Frees the frames; r is an empty route to the same socket afterwards. */
+int dmn_route_set(dmn_route *r, int transport, const void *const *data, const size_t *len,
+                  int n);
+/* Frees the frames; r is an empty route to the same transport afterwards. */
 void dmn_route_clear(dmn_route *r);
 /* Total bytes of the frames. */
 size_t dmn_route_bytes(const dmn_route *r);
@@ -50,7 +49,7 @@ dmn_backlog *dmn_backlog_new(size_t cap);
 void dmn_backlog_free(dmn_backlog **b);
 
 /* Reserves len bytes on the peer named by key (a ROUTER peer's routing id; the empty key
- * for the PUSH socket). Returns the hint to give zmq_msg_init_data with
+ * for a PUSH socket's readers). Returns the hint to give zmq_msg_init_data with
  * dmn_backlog_release, or NULL when the peer's unread replies would pass the cap (or
  * memory runs out): the reply is to be dropped. */
 void *dmn_backlog_reserve(dmn_backlog *b, const void *key, size_t keylen, size_t len);

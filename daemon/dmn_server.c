@@ -2,17 +2,19 @@
  * thread again, once the worker runs).
  *
  * Threads and ownership:
- *   I/O thread (main): owns every socket but the worker's PAIR end. zmq_poll with a
- *     100 ms timeout over the ROUTER, the optional PULL and the PAIR from the worker.
- *     Receives, decodes and validates requests; answers errors, health and stats at
- *     once; queues task requests (the request then belongs to the queue/worker side);
- *     receives finished requests back over the PAIR, encodes, sends, frees them.
+ *   I/O thread (main): owns the transports (dmn_transport.h: the ZeroMQ ROUTER and
+ *     pipeline today) and the PAIR from the worker. zmq_poll with a 100 ms timeout over
+ *     all their items; transports hand it request payloads (dmn_server_submit), which
+ *     it decodes and validates; answers errors, health and stats at once; queues task
+ *     requests (the request then belongs to the queue/worker side); receives finished
+ *     requests back over the PAIR, encodes them and sends them through the transport
+ *     their route names, frees them.
  *   worker thread (dmn_worker.c): owns the eng_ctx and the PAIR's sending end.
  *   signal handler: sets dmn_srv.stop, nothing else. Signals are blocked in the worker,
  *     so they interrupt the I/O thread's poll.
  *
- * Shutdown: on stop, new task requests are answered SHUTTING_DOWN, the PULL socket is no
- * longer read, the queue is closed (the worker drains it without waiting to fill
+ * Shutdown: on stop, new task requests are answered SHUTTING_DOWN, transports that pull
+ * work (the pipeline) are no longer read, the queue is closed (the worker drains it without waiting to fill
  * batches); once every accepted request is answered the worker is joined and the
  * sockets close with linger_ms for the replies to flush. Nothing accepted is lost. */
 #include "daemon/dmn_server.h"
@@ -29,6 +31,7 @@
 #include "daemon/dmn_req.h"
 #include "daemon/dmn_route.h"
 #include "daemon/dmn_sched.h"
+#include "daemon/dmn_transport.h"
 #include "daemon/dmn_stats.h"
 
 /* The daemon's one global. */
@@ -36,7 +39,6 @@ dmn_server dmn_srv = { .log_level = DMN_LOG_INFO };
 
 #define DONE_ENDPOINT "inproc://nlpd-done"
 #define POLL_MS 100
-#define MAX_RECV_PER_POLL 256   /* then look at the worker's replies again */
 
 double dmn_now(void)
 {
@@ -115,50 +117,17 @@ void dmn_server_unload(dmn_server *srv)
     tok_free(&srv->tok);
 }
 
-/* Sends the route's frames, then the packed response (ownership of buf moves here).
- * Never blocks: a ROUTER drops what it cannot route; a full PUSH drops with a warning;
- * a reply that would take its peer's unread replies past max_reply_backlog_bytes is
- * dropped and counted (the peer is not reading: its connection pays, not the daemon). */
+/* Sends a packed response (ownership of buf moves) through the route's transport. */
 static void send_reply(dmn_server *srv, const dmn_route *to, void *buf, size_t len,
                        uint64_t seq, uint64_t id)
 {
-    void *sock = to->sock == DMN_SOCK_PUSH ? srv->push : srv->router;
-    zmq_msg_t body;
-    if (!sock) {
+    dmn_transport *t = to->transport >= 0 && to->transport < srv->n_transports
+                           ? srv->transports[to->transport] : NULL;
+    if (!t) {
         free(buf);
         return;
     }
-    /* A ROUTER peer is named by its routing id, the route's first frame; the PUSH
-     * socket's readers share one count. */
-    size_t keylen = to->sock == DMN_SOCK_ROUTER && to->n_env > 0 ? to->env_len[0] : 0;
-    void *ticket = dmn_backlog_reserve(srv->backlog, to->env, keylen, len);
-    if (!ticket) {
-        free(buf);
-        uint64_t n = dmn_stats_reply_dropped(srv->stats);
-        if ((n & (n - 1)) == 0)   /* 1st, 2nd, 4th, ...: a flood logs a few lines */
-            DMN_LOG_REQ(DMN_LOG_WARN, seq, id, "reply dropped: its connection leaves more "
-                        "than limits.max_reply_backlog_bytes (%d) unread (%llu dropped so far)",
-                        srv->conf.limits.max_reply_backlog_bytes, (unsigned long long)n);
-        return;
-    }
-    if (zmq_msg_init_data(&body, buf, len, dmn_backlog_release, ticket) != 0) {
-        dmn_backlog_release(buf, ticket);
-        return;
-    }
-    for (int i = 0; i < to->n_env; i++) {
-        zmq_msg_t f;
-        if (zmq_msg_init_size(&f, to->env_len[i]) != 0) goto fail;
-        memcpy(zmq_msg_data(&f), dmn_route_frame(to, i), to->env_len[i]);
-        if (zmq_msg_send(&f, sock, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&f);
-            goto fail;
-        }
-    }
-    if (zmq_msg_send(&body, sock, ZMQ_DONTWAIT) < 0) goto fail;
-    return;
-fail:
-    DMN_LOG_REQ(DMN_LOG_WARN, seq, id, "reply dropped: %s", zmq_strerror(zmq_errno()));
-    zmq_msg_close(&body);   /* gives the reservation back */
+    t->ops->reply(t, to, buf, len, seq, id);
 }
 
 static void reply_error(dmn_server *srv, const dmn_route *to, uint64_t seq, uint64_t id,
@@ -202,9 +171,13 @@ static void reply_stats(dmn_server *srv, const dmn_route *to, uint64_t seq, uint
     send_reply(srv, to, buf, len, seq, id);
 }
 
-/* One request payload with its route (consumed: moved into the queued request, or
- * cleared). */
-static void handle_request(dmn_server *srv, dmn_route *to, const void *data, size_t size)
+void dmn_server_reject(dmn_server *srv, const dmn_route *to, int code, const char *msg)
+{
+    dmn_stats_request(srv->stats);
+    reply_error(srv, to, ++srv->next_seq, 0, code, msg);
+}
+
+void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t size)
 {
     char err[320];
     dmn_req *r = NULL;
@@ -243,10 +216,10 @@ static void handle_request(dmn_server *srv, dmn_route *to, const void *data, siz
     task_kind kind = r->in.kind;
     /* The route moves into the request, and with it to the queue/worker side. */
     r->route = *to;
-    *to = (dmn_route){ .sock = r->route.sock };
+    *to = (dmn_route){ .transport = r->route.transport };
     if (dmn_queue_push(srv->queue, r, now) < 0) {
         *to = r->route;
-        r->route = (dmn_route){ .sock = to->sock };
+        r->route = (dmn_route){ .transport = to->transport };
         snprintf(err, sizeof err, "the queue is full (%d documents waiting, limit %d): retry later",
                  dmn_queue_depth(srv->queue), srv->conf.limits.queue_size);
         reply_error(srv, to, seq, id, DMN_OVERLOADED, err);
@@ -260,66 +233,6 @@ static void handle_request(dmn_server *srv, dmn_route *to, const void *data, siz
 done:
     dmn_req_free(&r);
     dmn_route_clear(to);
-}
-
-/* Reads one multipart message from a ROUTER (routing frames + payload) or PULL (payload
- * alone). Every frame is read, so the next message starts clean; only the first
- * DMN_MAX_ENV + 1 and the last are kept, and what is kept past receipt is the routing
- * frames' bytes, bounded by limits.max_envelope_bytes. */
-static void recv_one(dmn_server *srv, void *sock, int kind)
-{
-    zmq_msg_t parts[DMN_MAX_ENV + 2];   /* the first DMN_MAX_ENV + 1, then the last */
-    int n = 0, frames = 0, more = 1;
-    size_t bytes = 0;
-    while (more) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, sock, 0) < 0) {
-            zmq_msg_close(&m);
-            break;
-        }
-        more = zmq_msg_more(&m);
-        frames++;
-        bytes += zmq_msg_size(&m);
-        if (n == DMN_MAX_ENV + 2) zmq_msg_close(&parts[--n]);   /* keep the latest last */
-        parts[n++] = m;
-    }
-    if (n == 0) return;
-    zmq_msg_t *payload = &parts[n - 1];
-    size_t env_bytes = bytes - zmq_msg_size(payload);
-    int n_env = frames - 1;
-    const void *data[DMN_MAX_ENV];
-    size_t len[DMN_MAX_ENV];
-    dmn_route to = { .sock = kind };
-    char err[200];
-    if (kind == DMN_SOCK_PUSH && frames > 1) {
-        snprintf(err, sizeof err, "a pipeline request is one frame, got %d", frames);
-        dmn_stats_request(srv->stats);
-        reply_error(srv, &to, ++srv->next_seq, 0, DMN_MALFORMED, err);
-    } else if (n_env > DMN_MAX_ENV || env_bytes > (size_t)srv->conf.limits.max_envelope_bytes) {
-        /* Answered through the first frame alone: the ROUTER's routing id of the peer
-         * (at most 255 bytes), so the client hears why instead of nothing. */
-        snprintf(err, sizeof err, "%d frame(s) of %zu bytes before the payload (routing "
-                 "identity included): the limits are %d frames and limits.max_envelope_bytes "
-                 "= %d bytes", n_env, env_bytes, DMN_MAX_ENV,
-                 srv->conf.limits.max_envelope_bytes);
-        data[0] = zmq_msg_data(&parts[0]);
-        len[0] = zmq_msg_size(&parts[0]);
-        dmn_stats_request(srv->stats);
-        if (dmn_route_set(&to, kind, data, len, 1) == 0)
-            reply_error(srv, &to, ++srv->next_seq, 0, DMN_MALFORMED, err);
-        dmn_route_clear(&to);
-    } else {
-        for (int i = 0; i < n_env; i++) {
-            data[i] = zmq_msg_data(&parts[i]);
-            len[i] = zmq_msg_size(&parts[i]);
-        }
-        if (dmn_route_set(&to, kind, data, len, n_env) == 0)
-            handle_request(srv, &to, zmq_msg_data(payload), zmq_msg_size(payload));
-        else
-            DMN_LOG(DMN_LOG_ERROR, "out of memory keeping a request's routing frames");
-    }
-    for (int i = 0; i < n; i++) zmq_msg_close(&parts[i]);
 }
 
 /* Answers a task request whose every document is done; frees it. */
@@ -380,61 +293,18 @@ static void expire_queued(dmn_server *srv)
     srv->next_expiry = next;
 }
 
-static void *open_socket(dmn_server *srv, int type, const char *ep, int bind, char *err,
-                         size_t errlen)
-{
-    void *s = zmq_socket(srv->zctx, type);
-    int linger = srv->conf.linger_ms;
-    int64_t maxmsg = 4 * (int64_t)srv->conf.limits.max_message_bytes;
-    if (!s) {
-        snprintf(err, errlen, "zmq_socket: %s", zmq_strerror(zmq_errno()));
-        return NULL;
-    }
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    /* Frames up to 4x the limit are read and answered MESSAGE_TOO_LARGE; beyond that
-     * libzmq drops the connection rather than buffer them. */
-    if (type == ZMQ_ROUTER || type == ZMQ_PULL)
-        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    /* A DEALER may have a whole queue's worth of requests in flight: room for all their
-     * replies (plus as many error replies) before a slow reader starts losing them. */
-    int hwm = 2 * srv->conf.limits.queue_size > 1000 ? 2 * srv->conf.limits.queue_size : 1000;
-    if (type == ZMQ_ROUTER || type == ZMQ_PUSH)
-        zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    if ((bind ? zmq_bind(s, ep) : zmq_connect(s, ep)) != 0) {
-        snprintf(err, errlen, "cannot %s %s: %s", bind ? "bind" : "connect to", ep,
-                 zmq_strerror(zmq_errno()));
-        zmq_close(s);
-        return NULL;
-    }
-    char last[256];
-    size_t ll = sizeof last;
-    if (bind && zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, last, &ll) == 0)
-        DMN_LOG(DMN_LOG_INFO, "listening on %s", last);
-    else
-        DMN_LOG(DMN_LOG_INFO, "%s %s", bind ? "bound" : "connected to", ep);
-    return s;
-}
-
+/* The transports the config asks for, then the worker's PAIR. */
 static int open_sockets(dmn_server *srv, char *err, size_t errlen)
 {
     const dmn_conf *c = &srv->conf;
+    dmn_transport *t;
     if (c->n_binds > 0) {
-        srv->router = open_socket(srv, ZMQ_ROUTER, c->binds[0], 1, err, errlen);
-        if (!srv->router) return -1;
-        for (int i = 1; i < c->n_binds; i++) {
-            if (zmq_bind(srv->router, c->binds[i]) != 0) {
-                snprintf(err, errlen, "cannot bind %s: %s", c->binds[i],
-                         zmq_strerror(zmq_errno()));
-                return -1;
-            }
-            DMN_LOG(DMN_LOG_INFO, "listening on %s", c->binds[i]);
-        }
+        if (!(t = dmn_zmq_router_new(srv, srv->n_transports, err, errlen))) return -1;
+        srv->transports[srv->n_transports++] = t;
     }
     if (c->pull[0]) {
-        srv->pull = open_socket(srv, ZMQ_PULL, c->pull, !c->pipeline_connect, err, errlen);
-        if (!srv->pull) return -1;
-        srv->push = open_socket(srv, ZMQ_PUSH, c->push, !c->pipeline_connect, err, errlen);
-        if (!srv->push) return -1;
+        if (!(t = dmn_zmq_pipeline_new(srv, srv->n_transports, err, errlen))) return -1;
+        srv->transports[srv->n_transports++] = t;
     }
     int hwm = 0;   /* the worker must never drop a finished request */
     srv->done_rx = zmq_socket(srv->zctx, ZMQ_PAIR);
@@ -495,7 +365,6 @@ static void worker_lost(dmn_server *srv)
 
 static int serve(dmn_server *srv)
 {
-    double next_sweep = 0;
     for (;;) {
         if (srv->stop && !srv->shutting_down) begin_shutdown(srv);
         if (!atomic_load(&srv->worker_running)) {
@@ -507,19 +376,18 @@ static int serve(dmn_server *srv)
         }
         if (srv->shutting_down && srv->in_flight == 0) return 0;
 
-        zmq_pollitem_t items[3];
-        int n = 0, i_router = -1, i_pull = -1;
+        /* Transports that pull work (a pipeline) read only while the queue has room:
+         * backpressure rather than OVERLOADED for queue-fed work. */
+        int pull = !srv->shutting_down &&
+                   dmn_queue_depth(srv->queue) < srv->conf.limits.queue_size;
+        zmq_pollitem_t items[1 + DMN_MAX_TRANSPORTS * DMN_MAX_POLL_ITEMS];
+        int at[DMN_MAX_TRANSPORTS], cnt[DMN_MAX_TRANSPORTS], n = 0;
         items[n++] = (zmq_pollitem_t){ srv->done_rx, 0, ZMQ_POLLIN, 0 };
-        if (srv->router) {
-            i_router = n;
-            items[n++] = (zmq_pollitem_t){ srv->router, 0, ZMQ_POLLIN, 0 };
-        }
-        /* The pipeline is read only while the queue has room: backpressure rather than
-         * OVERLOADED for queue-fed work. */
-        if (srv->pull && !srv->shutting_down &&
-            dmn_queue_depth(srv->queue) < srv->conf.limits.queue_size) {
-            i_pull = n;
-            items[n++] = (zmq_pollitem_t){ srv->pull, 0, ZMQ_POLLIN, 0 };
+        for (int i = 0; i < srv->n_transports; i++) {
+            dmn_transport *t = srv->transports[i];
+            at[i] = n;
+            cnt[i] = t->ops->poll_items(t, items + n, pull);
+            n += cnt[i];
         }
         /* Wake for the next queued deadline, if it comes before the poll timeout. */
         long timeout = POLL_MS;
@@ -534,22 +402,12 @@ static int serve(dmn_server *srv)
             return -1;
         }
         if (items[0].revents & ZMQ_POLLIN) recv_done(srv);
-        if (i_router >= 0 && (items[i_router].revents & ZMQ_POLLIN)) {
-            int events = 0;
-            size_t el = sizeof events;
-            for (int k = 0; k < MAX_RECV_PER_POLL; k++) {
-                if (zmq_getsockopt(srv->router, ZMQ_EVENTS, &events, &el) != 0 ||
-                    !(events & ZMQ_POLLIN))
-                    break;
-                recv_one(srv, srv->router, DMN_SOCK_ROUTER);
-            }
+        for (int i = 0; i < srv->n_transports; i++) {
+            int ready = 0;
+            for (int k = 0; k < cnt[i]; k++) ready |= items[at[i] + k].revents;
+            if (ready) srv->transports[i]->ops->on_ready(srv->transports[i], items + at[i], cnt[i]);
         }
-        if (i_pull >= 0 && (items[i_pull].revents & ZMQ_POLLIN)) recv_one(srv, srv->pull, DMN_SOCK_PUSH);
         expire_queued(srv);
-        if (dmn_now() >= next_sweep) {   /* forget peers with no reply outstanding */
-            dmn_backlog_sweep(srv->backlog);
-            next_sweep = dmn_now() + 1.0;
-        }
     }
 }
 
@@ -578,9 +436,8 @@ int dmn_server_run(dmn_server *srv)
     srv->t_start = dmn_now();
     srv->stats = dmn_stats_new(srv->t_start);
     srv->queue = dmn_queue_new(srv->conf.limits.queue_size, srv->conf.limits.max_input_tokens);
-    srv->backlog = dmn_backlog_new((size_t)srv->conf.limits.max_reply_backlog_bytes);
     srv->zctx = zmq_ctx_new();
-    if (!srv->stats || !srv->queue || !srv->backlog || !srv->zctx) {
+    if (!srv->stats || !srv->queue || !srv->zctx) {
         DMN_LOG(DMN_LOG_ERROR, "out of memory at start-up");
         goto out;
     }
@@ -636,12 +493,13 @@ out:
     }
     close_socket(&srv->done_tx);
     close_socket(&srv->done_rx);
-    close_socket(&srv->pull);
-    close_socket(&srv->push);
-    close_socket(&srv->router);
+    for (int i = 0; i < srv->n_transports; i++)
+        srv->transports[i]->ops->close(srv->transports[i]);
     if (srv->zctx) zmq_ctx_term(srv->zctx);   /* waits up to linger_ms for replies */
     srv->zctx = NULL;
-    dmn_backlog_free(&srv->backlog);          /* libzmq released every reply */
+    for (int i = 0; i < srv->n_transports; i++)   /* libzmq released every reply */
+        srv->transports[i]->ops->destroy(&srv->transports[i]);
+    srv->n_transports = 0;
     dmn_queue_free((dmn_queue **)&srv->queue);
     dmn_stats_free((dmn_stats **)&srv->stats);
     if (code == 0) DMN_LOG(DMN_LOG_INFO, "stopped cleanly");

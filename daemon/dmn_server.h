@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "daemon/dmn_conf.h"
+#include "daemon/dmn_transport.h"
 #include "engine/engine.h"
 #include "engine/tok.h"
 #include "tasks/task.h"
@@ -22,7 +23,6 @@
 
 struct dmn_stats;
 struct dmn_queue;
-struct dmn_backlog;
 
 typedef struct dmn_server {
     int log_level;                 /* read by the log macros; set before threads start */
@@ -43,10 +43,10 @@ typedef struct dmn_server {
 
     /* I/O thread only */
     void *zctx;
-    void *router, *pull, *push;
+    dmn_transport *transports[DMN_MAX_TRANSPORTS];   /* routes name them by index */
+    int n_transports;
     void *done_rx;                 /* PAIR: finished requests from the worker */
     void *done_tx;                 /* PAIR: the worker's end (used by the worker only) */
-    struct dmn_backlog *backlog;   /* unread reply bytes per peer */
     uint64_t next_seq;
     int in_flight;                 /* task requests queued or running */
     double next_expiry;            /* earliest queued deadline (may be stale), 0: none */

@@ -10,16 +10,16 @@ TEST(daemon_route_copies_and_bounds_frames)
     dmn_route r = { 0 };
     const void *data[DMN_MAX_ENV + 1] = { "peer", "", "hop" };
     size_t len[DMN_MAX_ENV + 1] = { 4, 0, 3 };
-    REQUIRE(dmn_route_set(&r, DMN_SOCK_ROUTER, data, len, 3) == 0);
+    REQUIRE(dmn_route_set(&r, 0, data, len, 3) == 0);
     CHECK(r.n_env == 3 && dmn_route_bytes(&r) == 7);
     CHECK(memcmp(dmn_route_frame(&r, 0), "peer", 4) == 0);
     CHECK(r.env_len[1] == 0 && memcmp(dmn_route_frame(&r, 2), "hop", 3) == 0);
     for (int i = 0; i <= DMN_MAX_ENV; i++) data[i] = "x", len[i] = 1;
-    CHECK(dmn_route_set(&r, DMN_SOCK_ROUTER, data, len, DMN_MAX_ENV + 1) < 0);
+    CHECK(dmn_route_set(&r, 0, data, len, DMN_MAX_ENV + 1) < 0);
     CHECK(r.n_env == 0 && r.env == NULL);          /* a refused set leaves it empty */
     len[0] = 70000;
-    CHECK(dmn_route_set(&r, DMN_SOCK_ROUTER, data, len, 1) < 0);
-    CHECK(dmn_route_set(&r, DMN_SOCK_PUSH, data, len, 0) == 0 && r.sock == DMN_SOCK_PUSH);
+    CHECK(dmn_route_set(&r, 0, data, len, 1) < 0);
+    CHECK(dmn_route_set(&r, 1, data, len, 0) == 0 && r.transport == 1);
     dmn_route_clear(&r);
 }
 
