@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/common.h"
+
 typedef struct classify_priv {
     int n_cands;           /* labels (+1: the contrast, last, in multi-label mode) */
     int32_t **cand_ids;    /* [n_cands] -> [cand_lens[i]] */
@@ -88,7 +90,7 @@ static int classify_prepare(const task_env *env, const task_input *in, task_doc 
             size_t nj;
             trimmed(in->labels[j] ? in->labels[j] : "", &bj, &nj);
             if (nj == n && !memcmp(b, bj, n)) {
-                snprintf(err, errlen, "classify: label '%.*s' is given twice", (int)n, b);
+                cm_fmt(err, errlen, "classify: label '%.*s' is given twice", (int)n, b);
                 return TASK_EINVAL;
             }
         }
@@ -128,8 +130,8 @@ static int classify_prepare(const task_env *env, const task_input *in, task_doc 
             return rc;
         }
         if (c->cand_lens[i] < 1 || c->cand_lens[i] > conf->max_label_tokens) {
-            snprintf(err, errlen, "classify: label '%s' is %d tokens; a label must be 1 to %d",
-                     label, c->cand_lens[i], conf->max_label_tokens);
+            cm_fmt(err, errlen, "classify: label '%s' is %d tokens; a label must be 1 to %d",
+                   label, c->cand_lens[i], conf->max_label_tokens);
             free(list);
             return TASK_EINVAL;
         }

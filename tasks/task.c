@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/common.h"
+
 /* Indexed by task_kind. */
 static const task_ops *const registry[TASK_N_KINDS] = {
     [TASK_SUMMARIZE] = &task_summarize_ops, [TASK_TRANSLATE] = &task_translate_ops,
@@ -48,7 +50,7 @@ int task_fail(task_result *out, int status, const char *fmt, ...)
     va_list ap;
     out->status = status;
     va_start(ap, fmt);
-    vsnprintf(out->message, sizeof out->message, fmt, ap);
+    cm_vfmt(out->message, sizeof out->message, fmt, ap);   /* may quote client text */
     va_end(ap);
     return status;
 }
@@ -59,7 +61,7 @@ static int errf(char *err, size_t errlen, int status, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    if (err && errlen) vsnprintf(err, errlen, fmt, ap);
+    if (err && errlen) cm_vfmt(err, errlen, fmt, ap);
     va_end(ap);
     return status;
 }
@@ -473,6 +475,7 @@ static int from_eng(int st)
     case ENG_EINVAL: return TASK_EINVAL;
     case ENG_ENOMEM: return TASK_ENOMEM;
     case ENG_ETOOLONG: return TASK_ETOOLONG;
+    case ENG_ENONFINITE: return TASK_EINTERNAL; /* damaged weights: never OK with no text */
     default: return TASK_EINTERNAL;
     }
 }

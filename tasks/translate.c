@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/common.h"
+
 /* ---- sentence splitting ---- */
 
 static int is_space(unsigned char c)
@@ -142,7 +144,7 @@ static int resolve(const task_env *env, const char *given, const char *what,
     for (int i = 0; i < env->conf->n_langs && w + 8 < sizeof known; i++)
         w += (size_t)snprintf(known + w, sizeof known - w, "%s%s", i ? ", " : "",
                               env->conf->langs[i].code);
-    snprintf(err, errlen, "translate: unknown %s language '%s' (known: %s)", what, given, known);
+    cm_fmt(err, errlen, "translate: unknown %s language '%s' (known: %s)", what, given, known);
     return TASK_EINVAL;
 }
 
@@ -191,9 +193,7 @@ static int translate_prepare(const task_env *env, const task_input *in, task_doc
                                 lens, 3, 0, env->max_input_tokens, &ids, &n, &cut, err, errlen);
         if (rc < 0) {
             /* Which sentence, for a long document. */
-            char why[200];
-            snprintf(why, sizeof why, "%s", err);
-            snprintf(err, errlen, "translate: sentence %d of %d: %s", i + 1, ns, why);
+            cm_fmt(err, errlen, "translate: sentence %d of %d: %s", i + 1, ns, err);
             free(sp);
             return rc;
         }
