@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/cm_conf.h"
 #include "daemon/dmn_log.h"
 
 enum key_type { KEY_INT = 1, KEY_STR = 2, KEY_BOOL = 3, KEY_LEVEL = 4 };
@@ -124,8 +125,8 @@ static int check_unknown(const config_t *cfg, const char *path, char *err, size_
     return 0;
 }
 
-static int read_key(dmn_conf *c, const conf_key *k, const config_setting_t *s,
-                    const char *path, char *err, size_t errlen)
+static int read_key(dmn_conf *c, const cm_conf *cf, const conf_key *k,
+                    const config_setting_t *s, const char *path, char *err, size_t errlen)
 {
     int t = config_setting_type(s), n;
     switch (k->type) {
@@ -135,11 +136,13 @@ static int read_key(dmn_conf *c, const conf_key *k, const config_setting_t *s,
             snprintf(err + n, errlen - n, "%s must be an integer", k->path);
             return -1;
         }
-        long long v = config_setting_get_int64(s);
-        if (v < k->min || v > k->max) {
+        /* As written: libconfig wraps what does not fit (99999999999999999999 is -1). */
+        long long v;
+        char lit[32];
+        if (cm_conf_int(cf, s, &v, lit, sizeof lit) < 0 || v < k->min || v > k->max) {
             n = where(s, path, err, errlen);
-            snprintf(err + n, errlen - n, "%s = %lld is out of range [%lld, %lld]", k->path,
-                     v, k->min, k->max);
+            snprintf(err + n, errlen - n, "%s = %s is out of range [%lld, %lld]", k->path,
+                     lit, k->min, k->max);
             return -1;
         }
         *(int *)field(c, k) = (int)v;
@@ -241,38 +244,19 @@ int dmn_conf_add_bind(dmn_conf *c, const char *ep, char *err, size_t errlen)
 
 int dmn_conf_load(dmn_conf *c, const char *path, char *err, size_t errlen)
 {
-    config_t cfg;
-    char dir[1024];
+    cm_conf cf;
     int rc = -1;
 
     snprintf(c->path, sizeof c->path, "%s", path);
-    /* Includes resolve against the config file's directory, not the cwd. */
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *slash = '\0';
-    else
-        snprintf(dir, sizeof dir, ".");
-
-    config_init(&cfg);
-    config_set_include_dir(&cfg, dir);
-    if (!config_read_file(&cfg, path)) {
-        if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
-            snprintf(err, errlen, "%s: cannot read the config file (%s)",
-                     config_error_file(&cfg) ? config_error_file(&cfg) : path,
-                     config_error_text(&cfg));
-        else
-            snprintf(err, errlen, "%s:%d: %s",
-                     config_error_file(&cfg) ? config_error_file(&cfg) : path,
-                     config_error_line(&cfg), config_error_text(&cfg));
-        goto out;
-    }
-    if (check_unknown(&cfg, path, err, errlen) < 0) goto out;
+    /* Bounded: the file and its includes together (libconfig is slow on huge tokens). */
+    if (cm_conf_load(&cf, path, CM_CONF_MAX_BYTES, err, errlen) < 0) goto out;
+    const config_t *cfg = &cf.cfg;
+    if (check_unknown(cfg, path, err, errlen) < 0) goto out;
     for (int i = 0; i < N_KEYS; i++) {
-        const config_setting_t *s = config_lookup(&cfg, keys[i].path);
-        if (s && read_key(c, &keys[i], s, path, err, errlen) < 0) goto out;
+        const config_setting_t *s = config_lookup(cfg, keys[i].path);
+        if (s && read_key(c, &cf, &keys[i], s, path, err, errlen) < 0) goto out;
     }
-    const config_setting_t *b = config_lookup(&cfg, "bind");
+    const config_setting_t *b = config_lookup(cfg, "bind");
     if (b && read_binds(c, b, path, err, errlen) < 0) goto out;
     if (dmn_conf_check(c, err, errlen) < 0) {
         /* cross-key errors have no single line: name the file */
@@ -283,7 +267,7 @@ int dmn_conf_load(dmn_conf *c, const char *path, char *err, size_t errlen)
     }
     rc = 0;
 out:
-    config_destroy(&cfg);
+    cm_conf_free(&cf);
     return rc;
 }
 

@@ -5,7 +5,9 @@
  * of range, of the wrong type or unknown in the daemon's groups is an error naming
  * file:line. The `tasks` group (and `@include "tasks.conf"`) belongs to the tasks module,
  * which reads the same file with task_conf_load(); include paths are relative to the
- * directory of the config file. */
+ * directory of the config file. The file and what it includes may have 256 KiB together
+ * (CM_CONF_MAX_BYTES), and an integer is range-checked as written, also past 64 bits
+ * (common/cm_conf.h). */
 #ifndef NLP_DMN_CONF_H
 #define NLP_DMN_CONF_H
 

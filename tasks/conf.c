@@ -16,6 +16,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/cm_conf.h"
+
 enum key_type { K_INT = 1, K_FLOAT, K_BOOL, K_STR, K_I64 };
 
 typedef struct conf_key {
@@ -235,9 +237,12 @@ static const conf_key *find_key(const char *group, const char *name)
     return NULL;
 }
 
-static int read_key(struct task_conf *c, const conf_key *k, const config_setting_t *s,
-                    const char *path, const char *full, char *err, size_t errlen)
+static int read_key(struct task_conf *c, const cm_conf *cf, const conf_key *k,
+                    const config_setting_t *s, const char *path, const char *full, char *err,
+                    size_t errlen)
 {
+    long long iv;
+    char lit[32];
     int t = config_setting_type(s);
     switch (k->type) {
     case K_INT:
@@ -246,16 +251,17 @@ static int read_key(struct task_conf *c, const conf_key *k, const config_setting
             errat(s, path, err, errlen, "%s must be an integer", full);
             return -1;
         }
-        long long v = config_setting_get_int64(s);
-        if ((double)v < k->min || (double)v > k->max) {
+        /* As written: libconfig wraps what does not fit (99999999999999999999 is -1). */
+        if (cm_conf_int(cf, s, &iv, lit, sizeof lit) < 0 || (double)iv < k->min ||
+            (double)iv > k->max) {
             errat(s, path, err, errlen,
-                  "%s = %lld is out of range [%.0f, %.0f]", full, v, k->min, k->max);
+                  "%s = %s is out of range [%.0f, %.0f]", full, lit, k->min, k->max);
             return -1;
         }
         if (k->type == K_INT)
-            *(int *)field(c, k) = (int)v;
+            *(int *)field(c, k) = (int)iv;
         else
-            *(long long *)field(c, k) = v;
+            *(long long *)field(c, k) = iv;
         return 0;
     }
     case K_FLOAT: {
@@ -263,8 +269,13 @@ static int read_key(struct task_conf *c, const conf_key *k, const config_setting
             errat(s, path, err, errlen, "%s must be a number", full);
             return -1;
         }
-        double v = t == CONFIG_TYPE_FLOAT ? config_setting_get_float(s)
-                                          : (double)config_setting_get_int64(s);
+        double v = t == CONFIG_TYPE_FLOAT ? config_setting_get_float(s) : 0;
+        if (t != CONFIG_TYPE_FLOAT && cm_conf_int(cf, s, &iv, lit, sizeof lit) < 0) {
+            errat(s, path, err, errlen,
+                  "%s = %s is out of range [%g, %g]", full, lit, k->min, k->max);
+            return -1;
+        }
+        if (t != CONFIG_TYPE_FLOAT) v = (double)iv;
         if (!(v >= k->min && v <= k->max)) {
             errat(s, path, err, errlen,
                   "%s = %g is out of range [%g, %g]", full, v, k->min, k->max);
@@ -391,8 +402,8 @@ static int read_abbrevs(struct task_conf *c, const config_setting_t *a, const ch
     return 0;
 }
 
-static int read_group(struct task_conf *c, const config_setting_t *g, const char *gname,
-                      const char *path, char *err, size_t errlen)
+static int read_group(struct task_conf *c, const cm_conf *cf, const config_setting_t *g,
+                      const char *gname, const char *path, char *err, size_t errlen)
 {
     int n = config_setting_length(g);
     for (int i = 0; i < n; i++) {
@@ -409,7 +420,7 @@ static int read_group(struct task_conf *c, const config_setting_t *g, const char
                     errat(s, path, err, errlen, "%s must be a group { ... }", full);
                     return -1;
                 }
-                if (read_group(c, s, name, path, err, errlen) < 0) return -1;
+                if (read_group(c, cf, s, name, path, err, errlen) < 0) return -1;
                 continue;
             }
         }
@@ -426,14 +437,14 @@ static int read_group(struct task_conf *c, const config_setting_t *g, const char
             errat(s, path, err, errlen, "unknown setting %s", full);
             return -1;
         }
-        if (read_key(c, k, s, path, full, err, errlen) < 0) return -1;
+        if (read_key(c, cf, k, s, path, full, err, errlen) < 0) return -1;
     }
     return 0;
 }
 
 /* limits.max_input_tokens / max_new_tokens: the daemon owns and checks the group; we only
  * pick these two up so nlprun honours the same limits. */
-static int read_limits(struct task_conf *c, const config_t *cfg, const char *path, char *err,
+static int read_limits(struct task_conf *c, const cm_conf *cf, const char *path, char *err,
                        size_t errlen)
 {
     static const struct {
@@ -445,12 +456,13 @@ static int read_limits(struct task_conf *c, const config_t *cfg, const char *pat
         { "limits.max_new_tokens", OFF(max_new_tokens_limit), 1, 4096 },
     };
     for (size_t i = 0; i < sizeof lk / sizeof lk[0]; i++) {
-        const config_setting_t *s = config_lookup(cfg, lk[i].path);
+        const config_setting_t *s = config_lookup(&cf->cfg, lk[i].path);
         if (!s) continue;
         int t = config_setting_type(s);
-        long long v = config_setting_get_int64(s);
-        if ((t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) || v < lk[i].min ||
-            v > lk[i].max) {
+        long long v = 0;
+        char lit[32];
+        if ((t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) ||
+            cm_conf_int(cf, s, &v, lit, sizeof lit) < 0 || v < lk[i].min || v > lk[i].max) {
             errat(s, path, err, errlen,
                   "%s must be an integer in [%d, %d]", lk[i].path, lk[i].min, lk[i].max);
             return -1;
@@ -462,44 +474,28 @@ static int read_limits(struct task_conf *c, const config_t *cfg, const char *pat
 
 task_conf *task_conf_load(const char *path, char *err, size_t errlen)
 {
-    config_t cfg;
+    cm_conf cf;
     struct task_conf *c = NULL;
-    char dir[1024];
 
     snprintf(err, errlen, "ok");
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *slash = 0;
-    else
-        snprintf(dir, sizeof dir, ".");
-
-    config_init(&cfg);
-    config_set_include_dir(&cfg, dir);
-    if (!config_read_file(&cfg, path)) {
-        if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
-            snprintf(err, errlen, "%s: cannot read the file", path);
-        else
-            snprintf(err, errlen, "%s:%d: %s",
-                     config_error_file(&cfg) ? config_error_file(&cfg) : path,
-                     config_error_line(&cfg), config_error_text(&cfg));
-        goto fail;
-    }
+    /* Bounded: the file and its includes together (libconfig is slow on huge tokens). */
+    if (cm_conf_load(&cf, path, CM_CONF_MAX_BYTES, err, errlen) < 0) goto fail;
+    const config_t *cfg = &cf.cfg;
     c = task_conf_default();
     if (!c) {
         snprintf(err, errlen, "%s: out of memory", path);
         goto fail;
     }
     snprintf(c->path, sizeof c->path, "%s", path);
-    const config_setting_t *g = config_lookup(&cfg, "tasks");
+    const config_setting_t *g = config_lookup(cfg, "tasks");
     if (g) {
         if (!config_setting_is_group(g)) {
             errat(g, path, err, errlen, "tasks must be a group { ... }");
             goto fail;
         }
-        if (read_group(c, g, "", path, err, errlen) < 0) goto fail;
+        if (read_group(c, &cf, g, "", path, err, errlen) < 0) goto fail;
     }
-    if (read_limits(c, &cfg, path, err, errlen) < 0) goto fail;
+    if (read_limits(c, &cf, path, err, errlen) < 0) goto fail;
 
     /* Cross-key checks, pointing at the later key's line when the file has it. */
     for (int k = 1; k < TASK_N_KINDS; k++) {
@@ -509,7 +505,7 @@ task_conf *task_conf_load(const char *path, char *err, size_t errlen)
         if (k == TASK_CLASSIFY) continue;
         if (d->num_return_sequences > d->num_beams) {
             snprintf(key, sizeof key, "tasks.%s.num_return_sequences", tn);
-            size_t at = where_key(&cfg, key, path, err, errlen);
+            size_t at = where_key(cfg, key, path, err, errlen);
             snprintf(err + at, errlen - at, "%s (%d) exceeds num_beams (%d)", key,
                      d->num_return_sequences, d->num_beams);
             goto fail;
@@ -517,7 +513,7 @@ task_conf *task_conf_load(const char *path, char *err, size_t errlen)
         if (d->num_beams > c->max_beams) {
             snprintf(key, sizeof key, "tasks.%s.num_beams", tn);
             /* A default over a lowered max_beams: the max_beams line is the culprit. */
-            size_t at = where_key(&cfg, config_lookup(&cfg, key) ? key : "tasks.max_beams",
+            size_t at = where_key(cfg, config_lookup(cfg, key) ? key : "tasks.max_beams",
                                   path, err, errlen);
             snprintf(err + at, errlen - at, "%s (%d) exceeds tasks.max_beams (%d)", key,
                      d->num_beams, c->max_beams);
@@ -525,7 +521,7 @@ task_conf *task_conf_load(const char *path, char *err, size_t errlen)
         }
     }
     if (!task_lang_find(c, c->default_source)) {
-        size_t at = where_key(&cfg, "tasks.translate.default_source", path, err, errlen);
+        size_t at = where_key(cfg, "tasks.translate.default_source", path, err, errlen);
         snprintf(err + at, errlen - at,
                  "tasks.translate.default_source '%s' is not in the language table",
                  c->default_source);
@@ -536,14 +532,14 @@ task_conf *task_conf_load(const char *path, char *err, size_t errlen)
     if (bad > 0) {
         char key[96];
         snprintf(key, sizeof key, "tasks.%s.prompt", task_kind_name((task_kind)bad));
-        size_t at = where_key(&cfg, key, path, err, errlen);
+        size_t at = where_key(cfg, key, path, err, errlen);
         snprintf(err + at, errlen - at, "%s", why);
         goto fail;
     }
-    config_destroy(&cfg);
+    cm_conf_free(&cf);
     return c;
 fail:
-    config_destroy(&cfg);
+    cm_conf_free(&cf);
     task_conf_free(&c);
     return NULL;
 }

@@ -156,6 +156,99 @@ TEST(daemon_conf_errors_name_file_and_line)
     expect_conf_error("@include \"missing.conf\"\n", "include");
 }
 
+/* Issue 13 item 7: libconfig wraps an integer literal that does not fit its type
+ * (99999999999999999999 reads as -1, 4294968320 as 1024: accepted!). Every integer key
+ * is range-checked as written. */
+TEST(daemon_conf_integers_as_written)
+{
+    expect_conf_error("limits = { queue_size = 99999999999999999999; };\n",
+                      ":1: limits.queue_size = 99999999999999999999 is out of range [1, 1000000]");
+    expect_conf_error("limits = { queue_size = 4294968320; };\n",
+                      "limits.queue_size = 4294968320 is out of range");
+    expect_conf_error("limits = { queue_size = -99999999999999999999; };\n",
+                      "limits.queue_size = -99999999999999999999 is out of range");
+    expect_conf_error("limits = { queue_size = 99999999999999999999L; };\n",
+                      "limits.queue_size = 99999999999999999999L is out of range");
+    expect_conf_error("threads = 0x100000002;\n", "threads = 0x100000002 is out of range");
+    expect_conf_error("limits = {\n  queue_size =\n    4294968320; };\n",
+                      ":2: limits.queue_size = 4294968320 is out of range");
+    REQUIRE(write_tmp("ovinc.conf", "batching = { max_rows = 4294967298; };\n"));
+    dmn_conf c;
+    char err[512] = "";
+    dmn_conf_defaults(&c);
+    CHECK(dmn_conf_load(&c, write_tmp("bad.conf", "@include \"ovinc.conf\"\n"), err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "ovinc.conf:1: batching.max_rows = 4294967298 is out of range"), "%s", err);
+
+    /* Every integer key: those --check-config prints as numbers (but the boolean). */
+    static char dump[8192];
+    dmn_conf_defaults(&c);
+    dmn_conf_dump(&c, dump, sizeof dump);
+    int n_int = 0;
+    for (char *line = strtok(dump, "\n"); line; line = strtok(NULL, "\n")) {
+        char key[96], text[256], want[160];
+        int v;
+        if (sscanf(line, "%95s = %d", key, &v) != 2 || !strcmp(key, "pipeline.connect")) continue;
+        char *dot = strchr(key, '.');
+        if (dot) {
+            *dot = '\0';
+            snprintf(text, sizeof text, "%s = { %s = 18446744073709551617; };\n", key, dot + 1);
+            *dot = '.';
+        } else {
+            snprintf(text, sizeof text, "%s = 18446744073709551617;\n", key);
+        }
+        snprintf(want, sizeof want, "%s = 18446744073709551617 is out of range", key);
+        expect_conf_error(text, want);
+        n_int++;
+    }
+    CHECK_MSG(n_int >= 14, "%d integer keys", n_int);
+
+    /* The tasks module reads the same file: its integers too. */
+    const char *p = write_tmp("bad.conf", "tasks = { summarize = { num_beams = 4294967297; }; };\n");
+    REQUIRE(p);
+    task_conf *tc = task_conf_load(p, err, sizeof err);
+    CHECK_MSG(!tc && strstr(err, "tasks.summarize.num_beams = 4294967297 is out of range"), "%s", err);
+    task_conf_free(&tc);
+    p = write_tmp("bad.conf", "tasks = { summarize = { length_penalty = 4294967297; }; };\n");
+    tc = task_conf_load(p, err, sizeof err);
+    CHECK_MSG(!tc && strstr(err, "length_penalty = 4.29497e+09 is out of range"), "%s", err);
+    task_conf_free(&tc);
+    p = write_tmp("bad.conf", "limits = { max_new_tokens = 4294967297; };\n");
+    tc = task_conf_load(p, err, sizeof err);
+    CHECK_MSG(!tc && strstr(err, "limits.max_new_tokens must be an integer in"), "%s", err);
+    task_conf_free(&tc);
+}
+
+/* Issue 13 item 7: a 10 MB token took libconfig over 20 s. The file and its includes are
+ * read first, CM_CONF_MAX_BYTES at most together. */
+TEST(daemon_conf_size_is_bounded)
+{
+    size_t n = CM_CONF_MAX_BYTES + 16;
+    char *big = malloc(n + 32);
+    REQUIRE(big);
+    memcpy(big, "model = \"", 9);
+    memset(big + 9, 'm', n);
+    memcpy(big + 9 + n, "\";\n", 4);
+    double t0 = cm_now();
+    expect_conf_error(big, "is over 262144 bytes");
+    /* an include that takes the total past the bound */
+    REQUIRE(write_tmp("biginc.conf", big));
+    expect_conf_error("threads = 1;\n@include \"biginc.conf\"\n",
+                      ":2: @include \"biginc.conf\": the config files together are over");
+    char err[512] = "";
+    const char *p = write_tmp("bad.conf", "  @include \"biginc.conf\"\n");
+    task_conf *tc = task_conf_load(p, err, sizeof err);
+    CHECK_MSG(!tc && strstr(err, "the config files together are over"), "%s", err);
+    CHECK_MSG(cm_now() - t0 < 2, "%.1f s", cm_now() - t0);
+    /* just under the bound: parsed */
+    memset(big + 9, 'm', CM_CONF_MAX_BYTES - 64);
+    memcpy(big + 9 + CM_CONF_MAX_BYTES - 64, "\";\n", 4);
+    dmn_conf c;
+    dmn_conf_defaults(&c);
+    p = write_tmp("big.conf", big);
+    CHECK_MSG(dmn_conf_load(&c, p, err, sizeof err) < 0 && strstr(err, "longer than"), "%s", err);
+    free(big);
+}
+
 TEST(daemon_conf_missing_file)
 {
     dmn_conf c;
