@@ -23,6 +23,8 @@ enum eng_status {
     ENG_ENOMEM = -2,
     ENG_ETOOLONG = -3,   /* input or batch larger than the ctx was sized for */
     ENG_ENOSYS = -4,     /* not implemented */
+    ENG_ENONFINITE = -5, /* the model computed a NaN or infinity (logits of a decode row,
+                          * or a label's score): damaged weights; no result */
 };
 
 /* Values as read from config.json. */
