@@ -1,5 +1,7 @@
-/* Test runner: forks one child per test, bounds it with a timeout, reports.
- * Usage: unit [-k SUBSTRING] [-l] [script.sh ...] */
+/* Test runner: forks one child per test, bounds it with a timeout, runs several side by
+ * side (one per CPU unless -j / NLP_TEST_JOBS says otherwise), and reports each with its
+ * output once it ends, so outputs never interleave.
+ * Usage: unit [-k SUBSTRING] [-j JOBS] [-l] [script.sh ...] */
 #include "tests/harness/harness.h"
 
 #include <signal.h>
@@ -70,57 +72,112 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* Runs one test (a C function or a script) in a child; returns 1 on pass. */
-static int run_one(const char *name, th_fn fn, const char *script, int timeout_s)
+/* One test to run: a C function or a script. */
+typedef struct th_job {
+    const char *name;
+    th_fn fn;
+    const char *script;
+    int timeout_s;
+    pid_t pid;            /* running: its process group too */
+    double t0;
+    FILE *out;            /* its stdout and stderr, shown when it ends */
+} th_job;
+
+/* Starts a job in a child of its own process group, its output into a temp file. */
+static int start_job(th_job *j)
 {
     fflush(stdout);
     fflush(stderr);
-    double t0 = now_s();
+    j->out = tmpfile();
+    if (!j->out) {
+        perror("tmpfile");
+        return -1;
+    }
+    j->t0 = now_s();
     pid_t pid = fork();
     if (pid < 0) {
         perror("fork");
-        return 0;
+        fclose(j->out);
+        return -1;
     }
     if (pid == 0) {
         setpgid(0, 0); /* so a timeout kills the whole group (daemons started by scripts) */
-        if (script) {
-            execlp("bash", "bash", script, (char *)NULL);
+        dup2(fileno(j->out), 1);
+        dup2(fileno(j->out), 2);
+        if (j->script) {
+            execlp("bash", "bash", j->script, (char *)NULL);
             perror("exec bash");
             _exit(127);
         }
         th_failures = 0;
-        fn();
+        j->fn();
         th_end();
     }
     setpgid(pid, pid);
-    int status = 0, timed_out = 0;
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid) break;
-        if (now_s() - t0 > timeout_s) {
-            kill(-pid, SIGKILL);
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            timed_out = 1;
-            break;
-        }
-        usleep(2000);
-    }
+    j->pid = pid;
+    return 0;
+}
+
+/* Reports a finished job: its output, then one line. Returns 1 on pass. */
+static int end_job(th_job *j, int status, int timed_out)
+{
     /* Scripts may leave background children behind in their group: end them. */
-    kill(-pid, SIGKILL);
-    double dt = now_s() - t0;
+    kill(-j->pid, SIGKILL);
+    double dt = now_s() - j->t0;
+    char buf[4096];
+    size_t n;
+    rewind(j->out);
+    while ((n = fread(buf, 1, sizeof buf, j->out)) > 0) fwrite(buf, 1, n, stdout);
+    fclose(j->out);
     int ok = !timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0;
     if (ok)
-        printf("ok    %-44s %7.2fs\n", name, dt);
+        printf("ok    %-44s %7.2fs\n", j->name, dt);
     else if (timed_out)
-        printf("FAIL  %-44s timed out after %ds\n", name, timeout_s);
+        printf("FAIL  %-44s timed out after %ds\n", j->name, j->timeout_s);
     else if (WIFSIGNALED(status))
-        printf("FAIL  %-44s killed by signal %d (%s)\n", name, WTERMSIG(status),
+        printf("FAIL  %-44s killed by signal %d (%s)\n", j->name, WTERMSIG(status),
                strsignal(WTERMSIG(status)));
     else
-        printf("FAIL  %-44s exit %d\n", name, WEXITSTATUS(status));
+        printf("FAIL  %-44s exit %d\n", j->name, WEXITSTATUS(status));
     fflush(stdout);
+    j->pid = 0;
     return ok;
+}
+
+/* Runs jobs[0..n), at most `par` at a time, in order of start; adds to the two counts. */
+static void run_jobs(th_job *jobs, int n, int par, int *passed, int *failed)
+{
+    int next = 0, running = 0;
+    while (next < n || running > 0) {
+        while (running < par && next < n) {
+            if (start_job(&jobs[next]) == 0)
+                running++;
+            else
+                (*failed)++;
+            next++;
+        }
+        int progressed = 0;
+        for (int k = 0; k < next; k++) {
+            th_job *j = &jobs[k];
+            if (!j->pid) continue;
+            int status = 0, timed_out = 0;
+            pid_t r = waitpid(j->pid, &status, WNOHANG);
+            if (r != j->pid) {
+                if (now_s() - j->t0 <= j->timeout_s) continue;
+                kill(-j->pid, SIGKILL);
+                kill(j->pid, SIGKILL);
+                waitpid(j->pid, &status, 0);
+                timed_out = 1;
+            }
+            if (end_job(j, status, timed_out))
+                (*passed)++;
+            else
+                (*failed)++;
+            running--;
+            progressed = 1;
+        }
+        if (!progressed) usleep(2000);
+    }
 }
 
 static int script_timeout(void)
@@ -129,47 +186,55 @@ static int script_timeout(void)
     return t ? atoi(t) : 180;
 }
 
+/* Tests run side by side: NLP_TEST_JOBS, else -j, else one per online CPU. */
+static int default_jobs(void)
+{
+    const char *e = getenv("NLP_TEST_JOBS");
+    long n = e ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
 int main(int argc, char **argv)
 {
     const char *filter = NULL;
-    int list = 0, i = 1, passed = 0, failed = 0;
+    int list = 0, i = 1, passed = 0, failed = 0, par = default_jobs();
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "-k") && i + 1 < argc) {
             filter = argv[++i];
+        } else if (!strcmp(argv[i], "-j") && i + 1 < argc) {
+            par = atoi(argv[++i]);
+            if (par < 1) par = 1;
         } else if (!strcmp(argv[i], "-l")) {
             list = 1;
         } else {
-            fprintf(stderr, "usage: %s [-k SUBSTRING] [-l] [script.sh ...]\n", argv[0]);
+            fprintf(stderr, "usage: %s [-k SUBSTRING] [-j JOBS] [-l] [script.sh ...]\n",
+                    argv[0]);
             return 2;
         }
     }
     /* ASan's slowdown: give tests more time under sanitizers. */
     int scale = getenv("NLP_ASAN") ? 4 : 1;
+    static th_job jobs[TH_MAX + 256];
+    int n = 0;
+    /* Scripts first: they are the long ones (daemons, fuzzers), and the C tests fill the
+     * other slots around them. */
+    for (int k = i; k < argc && n < (int)(sizeof jobs / sizeof *jobs); k++) {
+        const char *base = strrchr(argv[k], '/');
+        base = base ? base + 1 : argv[k];
+        if (filter && !strstr(base, filter)) continue;
+        jobs[n++] = (th_job){ .name = base, .script = argv[k],
+                              .timeout_s = script_timeout() * scale };
+    }
     for (int t = 0; t < th_n; t++) {
         if (filter && !strstr(th_tests[t].name, filter)) continue;
-        if (list) {
-            puts(th_tests[t].name);
-            continue;
-        }
-        if (run_one(th_tests[t].name, th_tests[t].fn, NULL, th_tests[t].timeout_s * scale))
-            passed++;
-        else
-            failed++;
+        jobs[n++] = (th_job){ .name = th_tests[t].name, .fn = th_tests[t].fn,
+                              .timeout_s = th_tests[t].timeout_s * scale };
     }
-    for (; i < argc; i++) {
-        const char *base = strrchr(argv[i], '/');
-        base = base ? base + 1 : argv[i];
-        if (filter && !strstr(base, filter)) continue;
-        if (list) {
-            puts(base);
-            continue;
-        }
-        if (run_one(base, NULL, argv[i], script_timeout() * scale))
-            passed++;
-        else
-            failed++;
+    if (list) {
+        for (int k = 0; k < n; k++) puts(jobs[k].name);
+        return 0;
     }
-    if (list) return 0;
+    run_jobs(jobs, n, par, &passed, &failed);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
