@@ -159,8 +159,10 @@ $(B)/fuzz/%: tests/fuzz/%.c $(ENGINE_SRC) $(TASKS_SRC) $(DAEMON_SRC) $(CLIENT_SR
 # ---- running ----
 # Tests are run from the repository root; scripts find binaries through NLP_BUILD.
 TEST_SCRIPTS := $(sort $(wildcard tests/scripts/*.sh))
+# Builds use every core unless the caller gave -j itself.
+JOBS := $(if $(findstring j,$(firstword $(MAKEFLAGS))),,-j$(shell nproc 2>/dev/null || echo 2))
 test: deps
-	$(Q)$(MAKE) --no-print-directory all fuzz
+	$(Q)$(MAKE) --no-print-directory $(JOBS) all fuzz
 	$(Q)NLP_BUILD=$(B) $(B)/tests/unit $(TEST_SCRIPTS)
 
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -169,10 +171,10 @@ SAN_ENV   := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_st
 # fuzzers, then gcc with OpenMP, so the threaded loops run under the sanitizers too
 # (every test again but the fuzzers, which are clang's).
 asan: deps
-	$(Q)$(MAKE) --no-print-directory B=build/asan CC=clang OPT=-O1 OMPFLAGS= \
+	$(Q)$(MAKE) --no-print-directory $(JOBS) B=build/asan CC=clang OPT=-O1 OMPFLAGS= \
 	    SANFLAGS="$(SAN_FLAGS)" all fuzz
 	$(Q)$(SAN_ENV) NLP_BUILD=build/asan NLP_ASAN=1 build/asan/tests/unit $(TEST_SCRIPTS)
-	$(Q)$(MAKE) --no-print-directory B=build/asan-omp CC=gcc OPT=-O1 SANFLAGS="$(SAN_FLAGS)" all
+	$(Q)$(MAKE) --no-print-directory $(JOBS) B=build/asan-omp CC=gcc OPT=-O1 SANFLAGS="$(SAN_FLAGS)" all
 	$(Q)$(SAN_ENV) NLP_BUILD=build/asan-omp NLP_ASAN=1 build/asan-omp/tests/unit \
 	    $(filter-out tests/scripts/fuzz_%,$(TEST_SCRIPTS))
 
