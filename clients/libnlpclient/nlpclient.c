@@ -23,6 +23,10 @@
 struct nlpc_client {
     void *zctx;                  /* own context: a library must not share the caller's */
     void *sock;                  /* DEALER */
+    void *mon;                   /* PAIR receiving the DEALER's connection events; NULL
+                                  * when the monitor could not be set up */
+    nlpc_conn_info conn;         /* what the events said so far */
+    size_t max_message;          /* 0: no limit */
     uint64_t next_id;
     int in_flight;
     /* Replies received while nlpc_call() waited for another id, oldest first. */
@@ -52,6 +56,89 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- connection events ---- */
+
+/* The DEALER reports connects and disconnects to a PAIR over inproc (same context). The
+ * events are read without blocking whenever the caller asks; a failure here only means
+ * the events are not known, never that the client is unusable. */
+static void monitor_start(nlpc_client *c)
+{
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://nlpc-monitor-%p", (void *)c);
+    if (zmq_socket_monitor(c->sock, ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
+        return;
+    void *mon = zmq_socket(c->zctx, ZMQ_PAIR);
+    if (!mon) goto fail;
+    int linger = 0;
+    zmq_setsockopt(mon, ZMQ_LINGER, &linger, sizeof linger);
+    if (zmq_connect(mon, ep) != 0) {
+        zmq_close(mon);
+        goto fail;
+    }
+    c->mon = mon;
+    return;
+fail:
+    zmq_socket_monitor(c->sock, NULL, 0);
+}
+
+/* Reads every event waiting on the monitor into c->conn. An event is two frames: 6
+ * bytes (uint16 event, uint32 value) and the endpoint. */
+static void monitor_drain(nlpc_client *c)
+{
+    if (!c->mon) return;
+    for (;;) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, c->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&msg);
+            return;
+        }
+        uint16_t ev = 0;
+        if (zmq_msg_size(&msg) >= 2) memcpy(&ev, zmq_msg_data(&msg), 2);
+        while (zmq_msg_more(&msg)) {
+            if (zmq_msg_recv(&msg, c->mon, 0) < 0) break;
+        }
+        zmq_msg_close(&msg);
+        if (ev == ZMQ_EVENT_CONNECTED) {
+            c->conn.connected++;
+            c->conn.connects++;
+        } else if (ev == ZMQ_EVENT_DISCONNECTED) {
+            if (c->conn.connected > 0) c->conn.connected--;
+            c->conn.disconnects++;
+        }
+    }
+}
+
+int nlpc_client_conn(nlpc_client *c, nlpc_conn_info *out)
+{
+    if (!c || !out) return NLPC_EINVAL;
+    if (!c->mon) {
+        memset(out, 0, sizeof *out);
+        out->connected = 1;
+        return NLPC_EINVAL;
+    }
+    monitor_drain(c);
+    *out = c->conn;
+    return 0;
+}
+
+int nlpc_client_wait_connected(nlpc_client *c, int timeout_ms)
+{
+    if (!c) return NLPC_EINVAL;
+    if (!c->mon) return 0;   /* unknown: let the reply's timeout decide */
+    int64_t end = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    for (;;) {
+        monitor_drain(c);
+        if (c->conn.connected > 0) return 0;
+        int64_t left = end - now_ms();
+        if (left <= 0) break;
+        zmq_pollitem_t it = { c->mon, 0, ZMQ_POLLIN, 0 };
+        if (zmq_poll(&it, 1, (long)left) < 0) break;   /* a signal: the caller decides */
+    }
+    return fail(c, NLPC_ETIMEOUT, "not connected within %d ms (is nlpd running there?)",
+                timeout_ms);
 }
 
 /* ---- client ---- */
@@ -90,6 +177,7 @@ nlpc_client *nlpc_client_new(const char *endpoint, char *err, size_t errlen)
         int one = 1;
         zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &one, sizeof one);
     }
+    monitor_start(c);
     int n_ok = 0;
     char *save = NULL;
     for (char *ep = strtok_r(eps, ",", &save); ep; ep = strtok_r(NULL, ",", &save)) {
@@ -109,6 +197,7 @@ nlpc_client *nlpc_client_new(const char *endpoint, char *err, size_t errlen)
     return c;
 
 fail_sock:
+    if (c->mon) zmq_close(c->mon);
     zmq_close(c->sock);
 fail_ctx:
     zmq_ctx_term(c->zctx);
@@ -124,6 +213,10 @@ void nlpc_client_destroy(nlpc_client **cp)
     nlpc_client *c = *cp;
     for (int i = 0; i < c->n_kept; i++) nlpc_response_free(&c->kept[i]);
     free(c->kept);
+    if (c->mon) {
+        zmq_socket_monitor(c->sock, NULL, 0);
+        zmq_close(c->mon);
+    }
     zmq_close(c->sock);
     zmq_ctx_term(c->zctx);
     free(c);
@@ -132,6 +225,7 @@ void nlpc_client_destroy(nlpc_client **cp)
 
 const char *nlpc_client_error(const nlpc_client *c) { return c ? c->err : "no client"; }
 int nlpc_in_flight(const nlpc_client *c) { return c->in_flight + c->n_kept; }
+void nlpc_client_set_max_message(nlpc_client *c, size_t bytes) { if (c) c->max_message = bytes; }
 
 void nlpc_request_init(nlpc_request *rq, nlpc_task task)
 {
@@ -300,6 +394,11 @@ int64_t nlpc_send(nlpc_client *c, const nlpc_request *rq)
     size_t len = 0;
     int rc = nlpc_request_pack(rq, id, &buf, &len, c->err, sizeof c->err);
     if (rc < 0) return rc;
+    if (c->max_message && len > c->max_message) {
+        free(buf);
+        return fail(c, NLPC_ETOOBIG, "the request is %zu bytes, over the limit of %zu",
+                    len, c->max_message);
+    }
     int n = zmq_send(c->sock, buf, len, 0);
     int e = errno;
     free(buf);
@@ -538,6 +637,8 @@ int nlpc_call(nlpc_client *c, const nlpc_request *rq, int timeout_ms, nlpc_respo
 
 /* ---- names ---- */
 
+const char *nlpc_version(void) { return NLPC_VERSION; }
+
 const char *nlpc_strerror(int err)
 {
     switch (err) {
@@ -547,6 +648,7 @@ const char *nlpc_strerror(int err)
     case NLPC_ECONN: return "connection error";
     case NLPC_EPROTO: return "protocol error";
     case NLPC_ENOMEM: return "out of memory";
+    case NLPC_ETOOBIG: return "request too large";
     default: return "unknown error";
     }
 }

@@ -39,7 +39,12 @@ enum {
     NLPC_ECONN = -3,     /* socket error: endpoint unusable, send failed */
     NLPC_EPROTO = -4,    /* the reply is not a valid Response */
     NLPC_ENOMEM = -5,
+    NLPC_ETOOBIG = -6,   /* the packed request is over nlpc_client_set_max_message() */
 };
+
+/* The nlpd release these clients belong to (the daemon's `nlpd --version`). */
+#define NLPC_VERSION "0.1.0"
+
 
 /* Server status codes: the values of nlp.v1.StatusCode, mirrored so callers need no
  * protobuf header. Only grow. */
@@ -170,10 +175,33 @@ const char *nlpc_client_error(const nlpc_client *c);
 /* Number of requests sent whose replies have not been returned yet. */
 int nlpc_in_flight(const nlpc_client *c);
 
+/* Requests whose packed frame is over `bytes` are refused by nlpc_send()/nlpc_call()
+ * with NLPC_ETOOBIG before anything is sent; 0 (the default) sends any size. Set it to
+ * the daemon's limits.max_message_bytes: the daemon answers a larger frame
+ * MESSAGE_TOO_LARGE, but ZeroMQ closes the connection on one over 4x that limit, and
+ * every reply owed on the connection is lost with it. */
+void nlpc_client_set_max_message(nlpc_client *c, size_t bytes);
+
+/* The connection as the socket sees it. ZeroMQ reconnects by itself, and a ROUTER drops
+ * replies to a connection that is gone: a request in flight when `disconnects` grows
+ * will get no reply and must be sent again. Counts are since nlpc_client_new(). */
+typedef struct nlpc_conn_info {
+    int connected;               /* endpoints connected now */
+    uint64_t connects;           /* connections made (reconnections included) */
+    uint64_t disconnects;        /* connections lost */
+} nlpc_conn_info;
+/* Fills *out from the connection events seen so far (does not block). 0, or
+ * NLPC_EINVAL when the events are not available (then *out says connected). */
+int nlpc_client_conn(nlpc_client *c, nlpc_conn_info *out);
+/* Waits up to timeout_ms for at least one endpoint to be connected: 0, or
+ * NLPC_ETIMEOUT with the reason in nlpc_client_error(). A quick way to tell "no daemon
+ * there" from "the daemon is slow" before waiting for a reply. */
+int nlpc_client_wait_connected(nlpc_client *c, int timeout_ms);
+
 void nlpc_request_init(nlpc_request *rq, nlpc_task task);
 
 /* Sends the request without waiting. Returns its id (> 0; increasing per client), or a
- * negative NLPC_E* code. */
+ * negative NLPC_E* code (NLPC_ETOOBIG: nothing was sent, the id is not used). */
 int64_t nlpc_send(nlpc_client *c, const nlpc_request *rq);
 /* Waits up to timeout_ms (< 0: forever) for the next reply and stores it in *out (the
  * caller frees it). 0 on success, NLPC_ETIMEOUT, NLPC_EPROTO (a frame that is not a
@@ -194,6 +222,7 @@ int nlpc_request_pack(const nlpc_request *rq, uint64_t id, uint8_t **buf, size_t
                       char *err, size_t errlen);
 int nlpc_response_decode(const void *frame, size_t len, nlpc_response **out);
 
+const char *nlpc_version(void);              /* NLPC_VERSION of the library linked */
 const char *nlpc_strerror(int err);          /* NLPC_E* */
 const char *nlpc_code_name(int code);        /* "OK", "INVALID_ARGUMENT", ... */
 const char *nlpc_task_name(nlpc_task task);  /* "summarize", ... */

@@ -8,10 +8,12 @@
 #include <string.h>
 
 #include "clients/nlpc/nlpc_cli.h"
+#include "common/common.h"
 
 static const char usage_text[] =
 "usage: nlpc [--connect ENDPOINT] TASK [options] [TEXT|-]\n"
-"       nlpc batch --task TASK [task options] < in.jsonl > out.jsonl\n"
+"       nlpc batch --task TASK [task options] [-o out.jsonl [--resume]] < in.jsonl\n"
+"       nlpc --version | --help\n"
 "\n"
 "Sends TEXT (or stdin when TEXT is '-' or absent) to nlpd and prints the result.\n"
 "\n"
@@ -24,13 +26,18 @@ static const char usage_text[] =
 "  health                        is the daemon up (exit 0) and which model it serves\n"
 "  stats                         the daemon's counters\n"
 "  batch --task TASK             JSON lines in, JSON lines out (see below)\n"
+"Options of another task are ignored.\n"
 "\n"
 "connection and request:\n"
 "  --connect ENDPOINT    default $NLPD_ENDPOINT, else " NLPC_DEFAULT_ENDPOINT "\n"
 "                        (several, comma-separated: requests spread over them)\n"
-"  --timeout MS          how long to wait for a reply (default 30000)\n"
+"  --timeout MS          how long to wait for a reply (default 30000; batch: per\n"
+"                        request, then the daemon is asked whether it still owes it)\n"
 "  --deadline MS         server-side deadline: work not started by then is dropped\n"
 "  --priority N          -100..100, higher runs first (default 0)\n"
+"  --max-message-bytes N requests larger than this are refused before they are sent\n"
+"                        (MESSAGE_TOO_LARGE); default 1048576, nlpd's\n"
+"                        limits.max_message_bytes\n"
 "  --json                print one JSON object instead of readable text\n"
 "\n"
 "decoding (unset: the daemon's configured default for the task):\n"
@@ -43,11 +50,20 @@ static const char usage_text[] =
 "batch mode: each input line is a JSON object {\"id\": any, \"text\": \"...\"} with optional\n"
 "per-line \"labels\" (array or \"a,b\"), \"question\", \"to\", \"from\" overriding the options.\n"
 "Each output line is {\"id\": ..., <result>} or {\"id\": ..., \"error\": ...}, in input order;\n"
-"blank input lines are skipped. --window N requests in flight (default 32);\n"
-"--progress / --no-progress (default: on when stderr is a terminal).\n"
+"blank input lines are skipped. A late reply is waited for while the daemon still owes\n"
+"it; lost requests are sent again; only a daemon that is gone ends the run early.\n"
+"  --window N            lines in flight (default 32)\n"
+"  -o, --output FILE     write the output lines to FILE instead of stdout\n"
+"  --resume              keep FILE's answered lines and skip as many input lines\n"
+"  --retries N           OVERLOADED retries per line, with backoff (default 10)\n"
+"  --reconnect MS        how long an unreachable daemon is waited for (default 10000)\n"
+"  --drain MS            after SIGINT/SIGTERM, wait this long for replies (default 5000)\n"
+"  --progress / --no-progress   progress every second (default: when stderr is a tty)\n"
 "\n"
 "exit codes: 0 ok, 1 the server answered with an error (message on stderr; batch: some\n"
-"line failed), 2 usage, 3 timeout or connection failure.\n";
+"line failed), 2 usage, 3 timeout or connection failure (batch: the daemon is gone,\n"
+"lines not written), 130 / 143 batch stopped by SIGINT / SIGTERM with lines not\n"
+"written (the summary on stderr says how many; --resume continues).\n";
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -57,24 +73,15 @@ static int usage_error(const char *fmt, const char *arg)
     return NLPC_EXIT_USAGE;
 }
 
-static int parse_long(const char *s, long lo, long hi, long *out)
+/* A number option's value in [lo, hi], or a usage error that gives the range. */
+static int number_arg(const char *opt, const char *v, long long lo, long long hi,
+                      long long *out)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_float(const char *s, float *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) return -1;
-    *out = (float)v;
-    return 0;
+    int rc = cm_parse_ll(v, lo, hi, out);
+    if (rc == 0) return 0;
+    fprintf(stderr, "nlpc: %s %s: %s (range %lld..%lld)\n(nlpc --help for usage)\n", opt, v,
+            rc == -ERANGE ? "out of range" : "not a whole number", lo, hi);
+    return -1;
 }
 
 int nlpc_cli_split_labels(char *buf, const char **out, int max)
@@ -95,8 +102,18 @@ int nlpc_cli_split_labels(char *buf, const char **out, int max)
     return n;
 }
 
+int nlpc_cli_empty_text(nlpc_task task, const char *text, char *msg, size_t len)
+{
+    for (const char *p = text; *p; p++)
+        if (!strchr(" \t\n\r\v\f", *p)) return 0;
+    /* the words of tasks/task.c's check, which nlprun and the daemon give for it */
+    snprintf(msg, len, "%s: the text is empty",
+             task == NLPC_TASK_QA ? "qa: the context" : nlpc_task_name(task));
+    return 1;
+}
+
 /* Options that take an integer: name, where it goes, range. */
-static int *int_opt(nlpc_cli *cli, const char *name, long *lo, long *hi)
+static int *int_opt(nlpc_cli *cli, const char *name, long long *lo, long long *hi)
 {
     nlpc_decode_opts *o = &cli->rq.opts;
     *lo = 0;
@@ -107,7 +124,19 @@ static int *int_opt(nlpc_cli *cli, const char *name, long *lo, long *hi)
     if (!strcmp(name, "--num-return")) return &o->num_return_sequences;
     if (!strcmp(name, "--no-repeat-ngram-size")) return &o->no_repeat_ngram_size;
     if (!strcmp(name, "--top-k")) return &o->top_k;
-    if (!strcmp(name, "--timeout")) return &cli->timeout_ms;
+    if (!strcmp(name, "--timeout")) {
+        *lo = 1;
+        return &cli->timeout_ms;
+    }
+    if (!strcmp(name, "--retries")) {
+        *hi = 1000;
+        return &cli->retries;
+    }
+    if (!strcmp(name, "--reconnect")) {
+        *lo = 1;
+        return &cli->reconnect_ms;
+    }
+    if (!strcmp(name, "--drain")) return &cli->drain_ms;
     if (!strcmp(name, "--window")) {
         *lo = 1;
         *hi = 4096;
@@ -129,6 +158,21 @@ static float *float_opt(nlpc_cli *cli, const char *name)
     if (!strcmp(name, "--temperature")) return &o->temperature;
     if (!strcmp(name, "--top-p")) return &o->top_p;
     return NULL;
+}
+
+/* Options that take a value (the flags are matched before). */
+static int known_value_opt(const char *a)
+{
+    static const char *const names[] = {
+        "--max-new-tokens", "--min-new-tokens", "--num-beams", "--num-return",
+        "--no-repeat-ngram-size", "--top-k", "--timeout", "--window", "--priority",
+        "--retries", "--reconnect", "--drain", "--length-penalty", "--repetition-penalty",
+        "--temperature", "--top-p", "--seed", "--deadline", "--max-message-bytes", "--output",
+        "-o", "--connect", "--to", "--from", "--question", "--task", "--labels",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(a, names[i])) return 1;
+    return 0;
 }
 
 /* Parses argv into cli. Returns -1 on success, or the exit code to leave with. */
@@ -156,29 +200,37 @@ static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
         if (!strcmp(a, "--multi-label")) { cli->rq.multi_label = 1; continue; }
         if (!strcmp(a, "--hypotheses")) { cli->rq.opts.return_hypotheses = 1; continue; }
         if (!strcmp(a, "--progress")) { cli->progress = 1; continue; }
+        if (!strcmp(a, "--resume")) { cli->resume = 1; continue; }
+        if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
+            printf("nlpc %s\n", NLPC_VERSION);
+            return NLPC_EXIT_OK;
+        }
+        if (!known_value_opt(a)) return usage_error("unknown option %s", a);
         if (!strcmp(a, "--no-progress")) { cli->progress = 0; continue; }
 
         /* everything below takes a value */
         if (i + 1 >= argc) return usage_error("option %s needs a value", a);
         const char *v = argv[++i];
-        long lo, hi, n;
+        long long lo, hi, n;
         int *ip;
         float *fp;
         if ((ip = int_opt(cli, a, &lo, &hi))) {
-            if (parse_long(v, lo, hi, &n) < 0)
-                return usage_error("bad number for %s", a);
+            if (number_arg(a, v, lo, hi, &n) < 0) return NLPC_EXIT_USAGE;
             *ip = (int)n;
         } else if ((fp = float_opt(cli, a))) {
-            if (parse_float(v, fp) < 0) return usage_error("bad number for %s", a);
+            if (cm_parse_float(v, fp) < 0)
+                return usage_error("%s needs a finite number", a);
         } else if (!strcmp(a, "--seed")) {
-            char *end;
-            errno = 0;
-            long long s = strtoll(v, &end, 10);
-            if (errno || end == v || *end || s < 0) return usage_error("bad number for %s", a);
-            cli->rq.opts.seed = s;
+            if (number_arg(a, v, 0, INT64_MAX, &n) < 0) return NLPC_EXIT_USAGE;
+            cli->rq.opts.seed = n;
         } else if (!strcmp(a, "--deadline")) {
-            if (parse_long(v, 0, INT_MAX, &n) < 0) return usage_error("bad number for %s", a);
+            if (number_arg(a, v, 0, UINT32_MAX, &n) < 0) return NLPC_EXIT_USAGE;
             cli->rq.deadline_ms = (uint32_t)n;
+        } else if (!strcmp(a, "--max-message-bytes")) {
+            if (number_arg(a, v, 64, 1LL << 30, &n) < 0) return NLPC_EXIT_USAGE;
+            cli->max_message = (long)n;
+        } else if (!strcmp(a, "--output") || !strcmp(a, "-o")) {
+            cli->output = v;
         } else if (!strcmp(a, "--connect")) {
             cli->endpoint = v;
         } else if (!strcmp(a, "--to")) {
@@ -190,15 +242,7 @@ static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
         } else if (!strcmp(a, "--task")) {
             batch_task = v;
         } else if (!strcmp(a, "--labels")) {
-            free(cli->labels_buf);
-            cli->labels_buf = strdup(v);
-            if (!cli->labels_buf) return NLPC_EXIT_USAGE;
-            int k = nlpc_cli_split_labels(cli->labels_buf, cli->labels, NLPC_MAX_LABELS);
-            if (k < 0) return usage_error("bad --labels '%s' (comma-separated, none empty)", v);
-            cli->rq.labels = cli->labels;
-            cli->rq.n_labels = k;
-        } else {
-            return usage_error("unknown option %s", a);
+            cli->labels_arg = v;
         }
     }
     if (!task) {
@@ -217,6 +261,23 @@ static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
     if (cli->rq.task == NLPC_TASK_NONE || (*is_batch && cli->rq.task >= NLPC_TASK_HEALTH))
         return usage_error("unknown task '%s'", task);
     int t = cli->rq.task;
+    if (t == NLPC_TASK_CLASSIFY && cli->labels_arg) {
+        /* checked only here: options of other tasks are ignored, not validated */
+        cli->labels_buf = strdup(cli->labels_arg);
+        if (!cli->labels_buf) return NLPC_EXIT_USAGE;
+        int k = nlpc_cli_split_labels(cli->labels_buf, cli->labels, NLPC_MAX_LABELS);
+        if (k < 0)
+            return usage_error("bad --labels '%s' (comma-separated, none empty, at most 256)",
+                               cli->labels_arg);
+        cli->rq.labels = cli->labels;
+        cli->rq.n_labels = k;
+    }
+    if (t != NLPC_TASK_TRANSLATE) cli->rq.target_lang = cli->rq.source_lang = NULL;
+    if (t != NLPC_TASK_QA) cli->rq.question = NULL;
+    if (cli->resume && !cli->output)
+        return usage_error("%s needs --output FILE (the output it continues)", "--resume");
+    if ((cli->output || cli->resume) && !*is_batch)
+        return usage_error("%s is for batch mode", cli->resume ? "--resume" : "--output");
     if (t == NLPC_TASK_TRANSLATE && !cli->rq.target_lang && !*is_batch)
         return usage_error("%s needs --to LANG", "translate");
     if (t == NLPC_TASK_CLASSIFY && !cli->rq.n_labels && !*is_batch)
@@ -341,6 +402,12 @@ static int run_one(nlpc_cli *cli)
         }
         cli->rq.docs = &doc;
         cli->rq.n_docs = 1;
+        char msg[128];
+        if (nlpc_cli_empty_text(cli->rq.task, doc, msg, sizeof msg)) {
+            fprintf(stderr, "nlpc: INVALID_ARGUMENT: %s\n", msg);
+            free(stdin_text);
+            return NLPC_EXIT_SERVER;
+        }
     }
     char err[256];
     nlpc_client *c = nlpc_client_new(cli->endpoint, err, sizeof err);
@@ -349,10 +416,22 @@ static int run_one(nlpc_cli *cli)
         free(stdin_text);
         return NLPC_EXIT_CONN;
     }
+    nlpc_client_set_max_message(c, (size_t)cli->max_message);
     nlpc_response *r = NULL;
-    int rc = nlpc_call(c, &cli->rq, cli->timeout_ms, &r);
+    int rc = 0;
+    if (cli->rq.task >= NLPC_TASK_HEALTH) {
+        /* answered at once when the daemon is there: do not wait --timeout for nobody */
+        int probe = cli->timeout_ms < NLPC_CONNECT_PROBE_MS ? cli->timeout_ms
+                                                            : NLPC_CONNECT_PROBE_MS;
+        rc = nlpc_client_wait_connected(c, probe);
+    }
+    if (rc == 0) rc = nlpc_call(c, &cli->rq, cli->timeout_ms, &r);
     int code;
-    if (rc < 0) {
+    if (rc == NLPC_ETOOBIG) {
+        fprintf(stderr, "nlpc: MESSAGE_TOO_LARGE: %s (--max-message-bytes): not sent\n",
+                nlpc_client_error(c));
+        code = NLPC_EXIT_SERVER;
+    } else if (rc < 0) {
         fprintf(stderr, "nlpc: %s (%s)\n", nlpc_client_error(c), cli->endpoint);
         code = rc == NLPC_EINVAL ? NLPC_EXIT_USAGE : NLPC_EXIT_CONN;
     } else {
@@ -388,6 +467,10 @@ int main(int argc, char **argv)
     cli.timeout_ms = NLPC_DEFAULT_TIMEOUT_MS;
     cli.window = 32;
     cli.progress = -1;
+    cli.max_message = NLPC_DEFAULT_MAX_MESSAGE;
+    cli.retries = 10;
+    cli.reconnect_ms = 10000;
+    cli.drain_ms = 5000;
 
     int is_batch = 0;
     int code = parse_args(&cli, argc, argv, &is_batch);

@@ -12,12 +12,17 @@ enum {
     NLPC_EXIT_OK = 0,
     NLPC_EXIT_SERVER = 1,     /* the server answered with an error status */
     NLPC_EXIT_USAGE = 2,
-    NLPC_EXIT_CONN = 3,       /* timeout or connection failure */
+    NLPC_EXIT_CONN = 3,       /* timeout or connection failure; batch: the daemon is gone */
+    /* batch stopped by SIGINT / SIGTERM with lines not written: 128 + the signal's
+     * number (130, 143), what a shell reports for a process the signal ended. */
+    NLPC_EXIT_SIGNAL_BASE = 128,
 };
 
 #define NLPC_DEFAULT_ENDPOINT "tcp://127.0.0.1:5555"
 #define NLPC_DEFAULT_TIMEOUT_MS 30000
 #define NLPC_MAX_LABELS 256
+#define NLPC_DEFAULT_MAX_MESSAGE (1 << 20)   /* nlpd's default limits.max_message_bytes */
+#define NLPC_CONNECT_PROBE_MS 1500           /* health/stats: is anyone there at all */
 
 typedef struct nlpc_cli {
     const char *endpoint;
@@ -25,15 +30,28 @@ typedef struct nlpc_cli {
     int json;
     int window;               /* batch: requests in flight */
     int progress;             /* batch: -1 auto (tty), 0 off, 1 on */
+    long max_message;         /* request bytes; larger is refused before it is sent */
+    int retries;              /* batch: OVERLOADED retries per line */
+    int reconnect_ms;         /* batch: how long an unreachable daemon is waited for */
+    int drain_ms;             /* batch: after SIGINT/SIGTERM, wait for replies this long */
+    const char *output;       /* batch: write here instead of stdout */
+    int resume;               /* batch: keep the answered lines of `output`, skip them */
     nlpc_request rq;          /* task, options; docs filled per call */
     char *labels_buf;         /* owns the strings rq.labels points at */
     const char *labels[NLPC_MAX_LABELS];
+    const char *labels_arg;   /* --labels as given: checked only when the task is classify */
     const char *text;         /* positional TEXT, "-" or NULL (stdin) */
 } nlpc_cli;
 
 /* Splits "a,b,c" into out[] (pointers into buf, which is modified). Returns the count,
  * or -1 if there are more than max or one is empty. */
 int nlpc_cli_split_labels(char *buf, const char **out, int max);
+
+/* If text has nothing but whitespace, writes the message the daemon's task layer gives
+ * for it ("summarize: the text is empty") into msg and returns 1, so the client says the
+ * same thing on every path (argument, stdin, batch line) instead of whichever check the
+ * daemon reaches first. */
+int nlpc_cli_empty_text(nlpc_task task, const char *text, char *msg, size_t len);
 
 /* batch.c: runs `nlpc batch`; returns the exit code. */
 int nlpc_cli_batch(nlpc_cli *cli);
