@@ -1,6 +1,8 @@
 /* Work queue: pushed by the I/O thread, taken by the worker thread (see dmn_sched.h). */
 #include "daemon/dmn_sched.h"
 
+#include "common/common.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -16,13 +18,6 @@ struct dmn_queue {
     uint64_t next_order;
     int closed;
 };
-
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 dmn_queue *dmn_queue_new(int capacity, int max_input_tokens)
 {
@@ -142,7 +137,7 @@ int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
 {
     int n = 0;
     pthread_mutex_lock(&q->mu);
-    double free_at = mono_now();
+    double free_at = cm_now();
     for (int i = 0; i < q->n; i++)
         if (q->heap[i].t_enq < replied_at) expect++;
     if (expect > max_items) expect = max_items;
@@ -160,7 +155,7 @@ int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
         while (!q->closed && q->n > 0 && q->n < expect && q->est_sum < max_tokens) {
             double from = oldest(q) > free_at ? oldest(q) : free_at;
             double until = from + max_wait_ms * 1e-3;
-            if (mono_now() >= until) break;
+            if (cm_now() >= until) break;
             struct timespec ts;
             ts.tv_sec = (time_t)until;
             ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "common/common.h"
 #include "daemon/dmn_log.h"
 #include "daemon/dmn_req.h"
 #include "daemon/dmn_route.h"
@@ -39,13 +40,6 @@ dmn_server dmn_srv = { .log_level = DMN_LOG_INFO };
 
 #define DONE_ENDPOINT "inproc://nlpd-done"
 #define POLL_MS 100
-
-double dmn_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void begin_shutdown(dmn_server *srv);
 
@@ -62,11 +56,10 @@ static int max_beams(const dmn_server *srv)
 
 int dmn_server_load(dmn_server *srv, char *err, size_t errlen)
 {
-    char path[1200], why[512];
+    char why[512];
     const dmn_conf *c = &srv->conf;
 
-    snprintf(path, sizeof path, "%s/spiece.model", c->model_dir);
-    srv->tok = tok_load(path, why, sizeof why);
+    srv->tok = tok_open_dir(c->model_dir, why, sizeof why);
     if (!srv->tok) {
         snprintf(err, errlen, "tokenizer: %s", why);
         return -1;
@@ -148,7 +141,7 @@ static void reply_health(dmn_server *srv, const dmn_route *to, uint64_t seq, uin
         .shutting_down = srv->shutting_down,
         .model = srv->conf.model_dir,
         .version = "nlpd " DMN_VERSION,
-        .uptime_s = dmn_now() - srv->t_start,
+        .uptime_s = cm_now() - srv->t_start,
     };
     void *buf;
     size_t len;
@@ -164,7 +157,7 @@ static void reply_stats(dmn_server *srv, const dmn_route *to, uint64_t seq, uint
     size_t len;
     /* Counted before the snapshot, so a stats reply includes itself. */
     dmn_stats_response(srv->stats, DMN_OK, -1);
-    dmn_stats_snapshot(srv->stats, &s, dmn_now());
+    dmn_stats_snapshot(srv->stats, &s, cm_now());
     s.queue_depth = (uint32_t)dmn_queue_depth(srv->queue);
     s.in_flight = (uint32_t)srv->in_flight;
     if (dmn_resp_stats(id, &s, &buf, &len) < 0) return;
@@ -182,7 +175,7 @@ void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t 
     char err[320];
     dmn_req *r = NULL;
     uint64_t id = 0, seq = ++srv->next_seq;
-    double now = dmn_now();
+    double now = cm_now();
 
     /* A signal that came while this message was on its way: it is already too late. */
     if (srv->stop && !srv->shutting_down) begin_shutdown(srv);
@@ -238,7 +231,7 @@ done:
 /* Answers a task request whose every document is done; frees it. */
 static void answer_task(dmn_server *srv, dmn_req *r)
 {
-    double now = dmn_now();
+    double now = cm_now();
     char msg[320];
     int code = dmn_req_status(r, msg, sizeof msg);
     void *buf;
@@ -273,7 +266,7 @@ static void recv_done(dmn_server *srv)
 static void expire_queued(dmn_server *srv)
 {
     dmn_item it[64];
-    double now = dmn_now(), next = 0;
+    double now = cm_now(), next = 0;
     int n;
     if (!srv->next_expiry || now < srv->next_expiry) return;
     do {
@@ -356,7 +349,7 @@ static void worker_lost(dmn_server *srv)
             d->code = DMN_INTERNAL;
             snprintf(d->message, sizeof d->message, "the daemon's worker thread ended");
             if (atomic_fetch_sub(&r->n_left, 1) == 1) {
-                r->t_done = dmn_now();
+                r->t_done = cm_now();
                 answer_task(srv, r);
             }
         }
@@ -392,7 +385,7 @@ static int serve(dmn_server *srv)
         /* Wake for the next queued deadline, if it comes before the poll timeout. */
         long timeout = POLL_MS;
         if (srv->next_expiry) {
-            double left = (srv->next_expiry - dmn_now()) * 1e3 + 1;
+            double left = (srv->next_expiry - cm_now()) * 1e3 + 1;
             timeout = left < 0 ? 0 : left < POLL_MS ? (long)left : POLL_MS;
         }
         int rc = zmq_poll(items, n, timeout);
@@ -433,7 +426,7 @@ int dmn_server_run(dmn_server *srv)
      * one of those still sets the flag, seen within one poll timeout, and before any
      * further request is accepted.) */
     dmn_block_stop_signals();
-    srv->t_start = dmn_now();
+    srv->t_start = cm_now();
     srv->stats = dmn_stats_new(srv->t_start);
     srv->queue = dmn_queue_new(srv->conf.limits.queue_size, srv->conf.limits.max_input_tokens);
     srv->zctx = zmq_ctx_new();

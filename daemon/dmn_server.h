@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "common/common.h"
 #include "daemon/dmn_conf.h"
 #include "daemon/dmn_transport.h"
 #include "engine/engine.h"
@@ -62,8 +63,6 @@ typedef struct dmn_server {
 
 extern dmn_server dmn_srv;
 
-/* CLOCK_MONOTONIC seconds. */
-double dmn_now(void);
 
 /* Loads the model and tokenizer named by srv->conf, and the task config unless
  * srv->tasks is already set (main loads it early: its errors are config errors).

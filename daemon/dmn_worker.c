@@ -22,6 +22,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "common/common.h"
 #include "daemon/dmn_log.h"
 #include "daemon/dmn_sched.h"
 #include "daemon/dmn_server.h"
@@ -108,7 +109,7 @@ static int job_rows(const task_job *j)
 
 static void hand_back(dmn_server *srv, dmn_req *r)
 {
-    r->t_done = dmn_now();
+    r->t_done = cm_now();
     if (zmq_send(srv->done_tx, &r, sizeof r, 0) != (int)sizeof r) {
         /* Only when the context is being torn down, which waits for this thread. */
         DMN_LOG_REQ(DMN_LOG_ERROR, r->seq, r->id, "cannot hand the response back: %s",
@@ -137,7 +138,7 @@ static void finish_doc(worker *w, int i)
         dmn_stats_documents(srv->stats, 1);
     }
     w->finished[i] = 1;
-    w->replied_at = dmn_now();
+    w->replied_at = cm_now();
     if (atomic_fetch_sub(&r->n_left, 1) == 1) hand_back(srv, r);
 }
 
@@ -211,7 +212,7 @@ static eng_gen_req *join_hook(void *user, int rows, int tokens)
         int i = w->n_items;
         if (!dmn_queue_try_take(w->srv->queue, &w->items[i])) return NULL;
         w->n_items++;
-        prepare_doc(w, i, dmn_now());
+        prepare_doc(w, i, cm_now());
         if (w->left[i] == 0) finish_doc(w, i); /* failed, or nothing to run: answer now */
         /* its scoring jobs, if any, wait for the scoring pass after the generation */
     }
@@ -274,7 +275,7 @@ static void run_generate(worker *w)
                 done_hook(w, w->gptr[k]);
             }
         }
-        dmn_stats_batch(srv->stats, w->call_seqs, w->call_in, w->call_out, dmn_now());
+        dmn_stats_batch(srv->stats, w->call_seqs, w->call_in, w->call_out, cm_now());
     }
 }
 
@@ -306,13 +307,13 @@ static void run_score(worker *w)
             DMN_LOG(DMN_LOG_ERROR, "eng_score(%d sequences): %s", cnt, eng_strerror(rc));
         for (int k = 0; k < cnt; k++)
             w->sjobs[start + k]->score.status = rc < 0 ? rc : w->sreq[k].status;
-        dmn_stats_batch(srv->stats, cnt, in_tok, 0, dmn_now());
+        dmn_stats_batch(srv->stats, cnt, in_tok, 0, cm_now());
     }
 }
 
 static void run_batch(worker *w, int n)
 {
-    double now = dmn_now();
+    double now = cm_now();
     w->n_items = n;
     w->ng = w->ghead = w->ns = 0;
     for (int i = 0; i < n; i++) prepare_doc(w, i, now);

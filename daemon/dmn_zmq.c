@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/common.h"
 #include "daemon/dmn_log.h"
 #include "daemon/dmn_req.h"
 #include "daemon/dmn_server.h"
@@ -173,7 +174,7 @@ static void recv_one(zt *z)
 static int zt_poll_items(dmn_transport *t, zmq_pollitem_t *items, int pull)
 {
     zt *z = (zt *)t;
-    double now = dmn_now();
+    double now = cm_now();
     if (now >= z->next_sweep) {   /* forget peers with no reply outstanding */
         dmn_backlog_sweep(z->backlog);
         z->next_sweep = now + 1.0;

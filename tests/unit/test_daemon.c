@@ -1198,7 +1198,7 @@ static dmn_req *make_req(int task, const char *doc, uint64_t id, double deadline
     if (dmn_req_decode(buf, pack_req(&q, buf, sizeof buf), &lim, 16, &r, &rid, err,
                        sizeof err) != DMN_OK)
         return NULL;
-    r->t_recv = dmn_now();
+    r->t_recv = cm_now();
     r->t_deadline = r->t_recv + deadline_s;
     return r;
 }
@@ -1218,14 +1218,14 @@ static void run_worker_tokens(int max_rows, int max_batch_tokens, dmn_req **reqs
     if (max_batch_tokens > 0) srv->conf.batching.max_batch_tokens = max_batch_tokens;
     srv->conf.batching.max_wait_ms = 0;
     REQUIRE_MSG(dmn_server_load(srv, err, sizeof err) == 0, "%s", err);
-    srv->stats = dmn_stats_new(dmn_now());
+    srv->stats = dmn_stats_new(cm_now());
     srv->queue = dmn_queue_new(64, 512);
     srv->zctx = zmq_ctx_new();
     srv->done_rx = zmq_socket(srv->zctx, ZMQ_PAIR);
     srv->done_tx = zmq_socket(srv->zctx, ZMQ_PAIR);
     REQUIRE(zmq_bind(srv->done_rx, "inproc://test-done") == 0);
     REQUIRE(zmq_connect(srv->done_tx, "inproc://test-done") == 0);
-    for (int i = 0; i < n; i++) REQUIRE(reqs[i] && dmn_queue_push(srv->queue, reqs[i], dmn_now()) == 0);
+    for (int i = 0; i < n; i++) REQUIRE(reqs[i] && dmn_queue_push(srv->queue, reqs[i], cm_now()) == 0);
     dmn_queue_close(srv->queue);   /* the worker drains it without waiting, then ends */
     pthread_t th;
     REQUIRE(pthread_create(&th, NULL, dmn_worker_main, srv) == 0);
@@ -1239,7 +1239,7 @@ static void run_worker_tokens(int max_rows, int max_batch_tokens, dmn_req **reqs
     }
     dmn_req *extra;
     CHECK(zmq_recv(srv->done_rx, &extra, sizeof extra, ZMQ_DONTWAIT) < 0);   /* each once */
-    dmn_stats_snapshot(srv->stats, snap, dmn_now());
+    dmn_stats_snapshot(srv->stats, snap, cm_now());
     zmq_close(srv->done_rx);
     zmq_close(srv->done_tx);
     zmq_ctx_term(srv->zctx);
