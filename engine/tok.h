@@ -1,9 +1,22 @@
-/* SentencePiece unigram tokenizer, bit-exact with the sentencepiece library.
+/* Tokenizers: text <-> token ids for a model, behind one interface.
  *
- * A tok_model is immutable after tok_load(): share it between threads freely.
- * Text is UTF-8. `<extra_id_N>` in text becomes the sentinel id
- * (vocab_size_spm + 99 - N, i.e. 32099 - N for T5); `</s>`, `<pad>`, `<unk>` in text are
- * plain text, never control tokens.
+ * Tasks, the daemon and nlprun code against this header only. Which algorithm a model
+ * uses is the model directory's business: tok_open_dir() looks at the files there and
+ * picks the implementation (engine/tok.c holds the table; today `spiece.model`, a
+ * SentencePiece unigram model bit-exact with the sentencepiece library, engine/tok_spm.c).
+ * What a caller may rely on is what this header says, for every implementation:
+ * - ids are 0 .. tok_vocab_size() - 1, then the model's extra ids (T5's sentinels);
+ * - TOK_ADD_SPECIAL adds the ids the model's convention puts around one text
+ *   (tok_specials(); T5: EOS after it);
+ * - tok_word_start() says where a sequence may be cut without splitting a word;
+ * - spans give the bytes of the input text each id stands for.
+ * The decoder start id is the model's (eng_config), not the tokenizer's.
+ *
+ * A tok_model is immutable after loading: share it between threads freely.
+ * Text is UTF-8; invalid UTF-8 is an error (TOK_EINVAL), never replaced.
+ * SentencePiece (T5): `<extra_id_N>` in text becomes the sentinel id
+ * (vocab_size + 99 - N, i.e. 32099 - N); `</s>`, `<pad>`, `<unk>` in text are plain text,
+ * never control tokens.
  *
  * Return codes: >= 0 success (a count), < 0 one of enum tok_status. */
 #ifndef NLP_TOK_H
@@ -21,34 +34,91 @@ enum tok_status {
     TOK_ERANGE = -3,   /* an id outside the vocabulary (decode) */
 };
 
-/* Loads spiece.model (a ModelProto). On error, NULL is returned and `err` says why,
- * naming the file. */
+/* Flags of tok_encode(). 1 is what the former `add_eos` argument meant for T5. */
+enum tok_encode_flags {
+    TOK_ADD_SPECIAL = 1,   /* tok_specials()' head before the text's ids, tail after */
+};
+
+/* ---- loading ---- */
+
+/* The tokenizer of a model directory (a Hugging Face checkpoint directory): the first
+ * known tokenizer whose files are all there (today: spiece.model). On error, NULL is
+ * returned and `err` says why: the file that is damaged, or the files looked for when
+ * none is there. */
+tok_model *tok_open_dir(const char *dir, char *err, size_t errlen);
+/* One tokenizer file on its own (spiece.model, whatever its name). A directory is an
+ * error here: see tok_open_dir / tok_open. */
 tok_model *tok_load(const char *path, char *err, size_t errlen);
-/* The same from bytes in memory (the caller keeps ownership of `buf`). */
+/* tok_open_dir() when path is a directory, else tok_load(). */
+tok_model *tok_open(const char *path, char *err, size_t errlen);
+/* tok_load() from bytes in memory (the caller keeps ownership of `buf`). */
 tok_model *tok_load_mem(const void *buf, size_t len, char *err, size_t errlen);
 /* Frees the model and NULLs the caller's pointer. NULL is fine. */
 void tok_free(tok_model **tok);
 
-/* Encodes `len` bytes of `text` into ids, appending EOS when add_eos is set.
+/* What kind of tokenizer this is, for messages and reports ("sentencepiece-unigram"). */
+const char *tok_kind(const tok_model *tok);
+
+/* ---- encoding ---- */
+
+/* The bytes [begin, end) of the input text one id stands for. Spans never go backwards
+ * (begin <= end <= the next id's begin); the whitespace a word-start id carries belongs
+ * to its span (" world" in "Hello world"); ids that stand for no input (EOS, a
+ * SentencePiece dummy prefix alone, all but the last byte piece of a character) have an
+ * empty span where they sit. SentencePiece: the begin/end sentencepiece's
+ * EncodeAsImmutableProto gives. */
+typedef struct tok_span {
+    size_t begin, end;
+} tok_span;
+
+/* Encodes `len` bytes of `text` into ids (flags: enum tok_encode_flags).
  * Returns the number of ids the full encoding has; only the first `cap` are written
  * (so a return > cap means: call again with a bigger buffer). < 0 on error:
  * TOK_EINVAL for invalid UTF-8 (nothing useful is written). */
-int tok_encode(const tok_model *tok, const char *text, size_t len, int add_eos,
-               int32_t *ids, int cap);
+int tok_encode(const tok_model *tok, const char *text, size_t len, int flags, int32_t *ids,
+               int cap);
+/* The same, with the span of each id in spans[0..cap) (spans may be NULL). */
+int tok_encode_spans(const tok_model *tok, const char *text, size_t len, int flags,
+                     int32_t *ids, tok_span *spans, int cap);
 
-/* Decodes ids into text: pieces joined, U+2581 turned into spaces, the leading space
- * dropped, pad and EOS skipped, sentinels shown as `<extra_id_N>`, unk as sentencepiece
- * shows it (" ⁇ "). Writes at most `cap` bytes including the terminating NUL, returns
- * the full length (snprintf-like), or TOK_ERANGE for an id outside the vocabulary. */
+#define TOK_MAX_SPECIALS 4
+/* The ids TOK_ADD_SPECIAL puts before (head) and after (tail) the ids of one text, for
+ * callers that build a sequence from separately encoded parts (qa's chunks). T5: no
+ * head, tail = { EOS }. */
+typedef struct tok_special_ids {
+    int n_head, n_tail;
+    int32_t head[TOK_MAX_SPECIALS], tail[TOK_MAX_SPECIALS];
+} tok_special_ids;
+tok_special_ids tok_specials(const tok_model *tok);
+
+/* 1 if the id starts a word (a new word begins with its text, so a sequence may be cut
+ * just before it without splitting a word; SentencePiece: the piece begins with the
+ * escaped space), 0 otherwise: inside a word, special ids, sentinels, unknown ids. */
+int tok_word_start(const tok_model *tok, int32_t id);
+
+/* ---- decoding ---- */
+
+/* Decodes ids into text: pieces joined with the model's spaces restored, the leading
+ * space dropped, pad and EOS skipped, sentinels shown as `<extra_id_N>`, unk as the
+ * model shows it (sentencepiece: " ⁇ "). Writes at most `cap` bytes including the
+ * terminating NUL, returns the full length (snprintf-like), or TOK_ERANGE for an id
+ * outside the vocabulary. */
 int tok_decode(const tok_model *tok, const int32_t *ids, int n, char *out, size_t cap);
 
-int tok_vocab_size(const tok_model *tok);   /* pieces in spiece.model (32000 for T5) */
+/* ---- vocabulary ---- */
+
+int tok_vocab_size(const tok_model *tok);   /* pieces of the model (32000 for T5) */
 int tok_eos_id(const tok_model *tok);       /* 1 for T5 */
 int tok_pad_id(const tok_model *tok);       /* 0 for T5 */
 int tok_unk_id(const tok_model *tok);       /* 2 for T5 */
-/* The piece text of an id (sentinels: "<extra_id_N>" in a static table), NULL if none. */
+int tok_bos_id(const tok_model *tok);       /* -1 when the model has none (T5) */
+/* The text of an id as the model stores it (sentinels: "<extra_id_N>"), NULL for an id
+ * the tokenizer does not know. For display and debugging: what a piece looks like is
+ * the implementation's business (tok_word_start, tok_decode). */
 const char *tok_piece(const tok_model *tok, int32_t id);
 /* 1 if id is a sentinel <extra_id_N>. */
 int tok_is_sentinel(const tok_model *tok, int32_t id);
+/* The id of sentinel <extra_id_n>, -1 when the model has no such sentinel. */
+int tok_sentinel_id(const tok_model *tok, int n);
 
 #endif

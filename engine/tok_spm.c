@@ -1,11 +1,15 @@
-/* SentencePiece unigram tokenizer (see engine/tok.h), bit-exact with the sentencepiece
- * library's SentencePieceProcessor::Encode / Decode for unigram models.
+/* SentencePiece unigram tokenizer behind engine/tok.h (the kind tok.c opens for
+ * `spiece.model`), bit-exact with the sentencepiece library's
+ * SentencePieceProcessor::Encode / Decode for unigram models, and with the begin/end
+ * offsets of its EncodeAsImmutableProto.
  *
- * Pipeline of tok_encode, per text segment between `<extra_id_N>` markers:
+ * Pipeline of spm_encode, per text segment between `<extra_id_N>` markers:
  *   1. normalize (tok_normalize): user-defined pieces pass through untouched, otherwise
  *      the longest rule of the precompiled charsmap (a darts-clone double array whose
  *      values are offsets of NUL-terminated replacements) or one UTF-8 character as is;
  *      dummy prefix, extra-whitespace removal and ' ' -> U+2581 as the library does;
+ *      when spans are asked for, the input offset of every normalized byte as the
+ *      library's norm_to_orig;
  *   2. Viterbi over piece scores (the library's "optimized" encoder: best path ending at
  *      every byte offset, ties keep the earliest start), unknown characters scored
  *      min_score - 10;
@@ -13,15 +17,14 @@
  *      pieces when the model has byte fallback.
  *
  * Invalid UTF-8: the library would turn each bad byte into U+FFFD; tok.h instead makes
- * it an error (TOK_EINVAL), checked up front so nothing below reads a partial
- * character.
+ * it an error (TOK_EINVAL), which tok.c checks before calling in, so nothing below
+ * reads a partial character.
  *
- * Everything is precomputed in tok_load_mem(); afterwards the model is only read, so
- * any number of threads may share it. Per call, memory is taken from the stack for
- * short texts and from the heap (two buffers) for long ones. */
-#include "engine/tok.h"
+ * Everything is precomputed in tok_spm_load_mem(); afterwards the model is only read,
+ * so any number of threads may share it. Per call, memory is taken from the stack for
+ * short texts and from the heap (two buffers, three with spans) for long ones. */
+#include "engine/tok_int.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -43,7 +46,6 @@ enum {
 
 #define TOK_NSENTINEL 100
 #define TOK_UNK_PENALTY 10.0f
-#define TOK_MAX_FILE ((size_t)1 << 30)
 /* The library looks at no more than this many charsmap matches per position. */
 #define TOK_CM_MAX_RESULTS 32
 /* Texts up to this many bytes are encoded with stack buffers only. */
@@ -64,14 +66,15 @@ struct tok_da {
 };
 
 struct tok_piece {
-    uint32_t off;  /* into tok_model.strs; NUL-terminated */
+    uint32_t off;  /* into tok_spm.strs; NUL-terminated */
     uint32_t len;
     float score;
     uint8_t type;
 };
 
-struct tok_model {
-    int n;                     /* pieces in spiece.model */
+typedef struct tok_spm {
+    tok_model base;            /* first: a tok_model * points here */
+    int n;                     /* pieces in the model */
     struct tok_piece *pieces;  /* [n] */
     char *strs;                /* piece texts, NUL-separated */
 
@@ -96,7 +99,7 @@ struct tok_model {
     float min_score, max_score, unk_score;
     int unk_id, eos_id, pad_id, bos_id;
     char *unk_surface;         /* owns */
-};
+} tok_spm;
 
 /* "<extra_id_N>" for N = 0..99, written once (pthread_once) before any model exists
  * and only read afterwards. */
@@ -150,22 +153,6 @@ static size_t tok_utf8_valid(const unsigned char *s, size_t n)
         return 4;
     }
     return 0;
-}
-
-static int tok_utf8_check(const char *text, size_t len)
-{
-    const unsigned char *s = (const unsigned char *)text;
-    size_t i = 0;
-    while (i < len) {
-        if (s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t l = tok_utf8_valid(s + i, len - i);
-        if (!l) return 0;
-        i += l;
-    }
-    return 1;
 }
 
 /* ---------------------------------------------------------------- double array -- */
@@ -321,7 +308,7 @@ static inline int32_t tok_da_next(const struct tok_da *da, int32_t s, unsigned c
 
 /* The longest charsmap rule matching a prefix of s[0..n), among the first 32 matches
  * as the library does. Returns its length (0: none) and writes the replacement. */
-static size_t tok_cm_match(const tok_model *m, const unsigned char *s, size_t n,
+static size_t tok_cm_match(const tok_spm *m, const unsigned char *s, size_t n,
                            const char **rep, size_t *replen)
 {
     const uint32_t *u = m->cm_units;
@@ -367,7 +354,7 @@ static size_t tok_cm_match(const tok_model *m, const unsigned char *s, size_t n,
 
 /* Walks the charsmap trie along s[0..n): -1 if no rule starts with these bytes, else 1
  * if a rule is exactly these bytes, 0 if rules only continue past them. */
-static int tok_cm_path(const tok_model *m, const unsigned char *s, size_t n)
+static int tok_cm_path(const tok_spm *m, const unsigned char *s, size_t n)
 {
     const uint32_t *u = m->cm_units;
     size_t nu = m->cm_nunits;
@@ -424,7 +411,7 @@ static inline int tok_buf_put(struct tok_buf *b, const char *s, size_t n)
 /* ------------------------------------------------------------------ normalize -- */
 
 /* NormalizePrefix: what the next input unit becomes, and how many bytes it takes. */
-static size_t tok_norm_prefix(const tok_model *m, const unsigned char *s, size_t n,
+static size_t tok_norm_prefix(const tok_spm *m, const unsigned char *s, size_t n,
                               const char **rep, size_t *replen)
 {
     if (m->has_user) {
@@ -452,16 +439,49 @@ static size_t tok_norm_prefix(const tok_model *m, const unsigned char *s, size_t
     return l;
 }
 
-static int tok_put_ws(const tok_model *m, struct tok_buf *out)
+/* Input offsets of the normalized bytes (the library's norm_to_orig), kept only when
+ * spans are asked for: one per normalized byte, then one for the end. */
+struct tok_align {
+    size_t *p;
+    size_t len, cap;
+};
+
+/* Appends n offsets: `orig` n times (step 0), or orig, orig + 1, ... (step 1).
+ * Nothing without an alignment. */
+static int tok_align_put(struct tok_align *al, size_t orig, size_t n, int step)
 {
+    if (!al) return 0;
+    if (al->cap - al->len < n) {
+        size_t cap = al->cap ? al->cap : 64;
+        while (cap - al->len < n) {
+            if (cap > SIZE_MAX / 2 / sizeof *al->p) return -1;
+            cap *= 2;
+        }
+        size_t *p = realloc(al->p, cap * sizeof *p);
+        if (!p) return -1;
+        al->p = p;
+        al->cap = cap;
+    }
+    for (size_t i = 0; i < n; i++) al->p[al->len++] = orig + (step ? i : 0);
+    return 0;
+}
+
+/* An escaped (or plain) space standing for input offset `orig`. */
+static int tok_put_ws(const tok_spm *m, struct tok_buf *out, struct tok_align *al, size_t orig)
+{
+    if (tok_align_put(al, orig, m->escape_ws ? 3 : 1, 0) < 0) return -1;
     return m->escape_ws ? tok_buf_put(out, tok_ws, 3) : tok_buf_put(out, " ", 1);
 }
 
-/* Normalizer::Normalize without the offset bookkeeping. `in` is valid UTF-8. */
-static int tok_normalize(const tok_model *m, const char *in, size_t len, struct tok_buf *out)
+/* Normalizer::Normalize; `in` is valid UTF-8. With `al`, also its norm_to_orig: every
+ * byte a unit of input becomes maps to the unit's first byte, the end to where the
+ * kept input ends. */
+static int tok_normalize(const tok_spm *m, const char *in, size_t len, struct tok_buf *out,
+                         struct tok_align *al)
 {
-    const unsigned char *s = (const unsigned char *)in;
+    const unsigned char *s = (const unsigned char *)in, *const s0 = s;
     out->len = 0;
+    if (al) al->len = 0;
     if (!len) return 0;
     const char *rep;
     size_t replen, used;
@@ -476,7 +496,8 @@ static int tok_normalize(const tok_model *m, const char *in, size_t len, struct 
     }
     if (!len) return 0;
 
-    if (!m->ws_suffix && m->add_dummy_prefix && tok_put_ws(m, out) < 0) return -1;
+    if (!m->ws_suffix && m->add_dummy_prefix && tok_put_ws(m, out, al, (size_t)(s - s0)) < 0)
+        return -1;
 
     int prev_space = m->remove_extra_ws;
     while (len) {
@@ -485,7 +506,7 @@ static int tok_normalize(const tok_model *m, const char *in, size_t len, struct 
             /* Same effect as the general path below for a character that maps to
              * itself: a run of them is copied at once, a space is escaped. */
             if (c == ' ') {
-                if (!prev_space && tok_put_ws(m, out) < 0) return -1;
+                if (!prev_space && tok_put_ws(m, out, al, (size_t)(s - s0)) < 0) return -1;
                 prev_space = m->remove_extra_ws;
                 s++;
                 len--;
@@ -496,12 +517,14 @@ static int tok_normalize(const tok_model *m, const char *in, size_t len, struct 
                    (r + 1 == len || s[r + 1] < 0x80))
                 r++;
             if (tok_buf_put(out, (const char *)s, r) < 0) return -1;
+            if (tok_align_put(al, (size_t)(s - s0), r, 1) < 0) return -1;
             prev_space = 0;
             s += r;
             len -= r;
             continue;
         }
         used = tok_norm_prefix(m, s, len, &rep, &replen);
+        const size_t at = (size_t)(s - s0);
         if (prev_space)
             while (replen && rep[0] == ' ') rep++, replen--;
         if (replen) {
@@ -511,12 +534,15 @@ static int tok_normalize(const tok_model *m, const char *in, size_t len, struct 
                 while (r < e) {
                     const char *sp = memchr(r, ' ', (size_t)(e - r));
                     const char *stop = sp ? sp : e;
-                    if (stop > r && tok_buf_put(out, r, (size_t)(stop - r)) < 0) return -1;
+                    if (stop > r && (tok_buf_put(out, r, (size_t)(stop - r)) < 0 ||
+                                     tok_align_put(al, at, (size_t)(stop - r), 0) < 0))
+                        return -1;
                     if (!sp) break;
-                    if (tok_buf_put(out, tok_ws, 3) < 0) return -1;
+                    if (tok_put_ws(m, out, al, at) < 0) return -1;
                     r = sp + 1;
                 }
-            } else if (tok_buf_put(out, rep, replen) < 0) {
+            } else if (tok_buf_put(out, rep, replen) < 0 ||
+                       tok_align_put(al, at, replen, 0) < 0) {
                 return -1;
             }
             prev_space = rep[replen - 1] == ' ';
@@ -526,15 +552,17 @@ static int tok_normalize(const tok_model *m, const char *in, size_t len, struct 
         if (!m->remove_extra_ws) prev_space = 0;
     }
 
+    /* Where the kept input ends: trimmed trailing spaces give it back. */
+    size_t end = (size_t)(s - s0);
     if (m->remove_extra_ws) {
-        if (m->escape_ws) {
-            while (out->len >= 3 && !memcmp(out->p + out->len - 3, tok_ws, 3)) out->len -= 3;
-        } else {
-            while (out->len >= 1 && out->p[out->len - 1] == ' ') out->len--;
+        const size_t wl = m->escape_ws ? 3 : 1;
+        while (out->len >= wl && !memcmp(out->p + out->len - wl, m->escape_ws ? tok_ws : " ", wl)) {
+            out->len -= wl;
+            if (al) end = al->p[al->len = out->len];
         }
     }
-    if (m->ws_suffix && m->add_dummy_prefix && tok_put_ws(m, out) < 0) return -1;
-    return 0;
+    if (m->ws_suffix && m->add_dummy_prefix && tok_put_ws(m, out, al, end) < 0) return -1;
+    return tok_align_put(al, end, 1, 0);
 }
 
 /* -------------------------------------------------------------------- viterbi -- */
@@ -547,23 +575,11 @@ struct tok_best {
     int32_t id;
 };
 
-/* Output sink: counts every id, stores the first `cap`. */
-struct tok_out {
-    int32_t *ids;
-    size_t cap;
-    size_t n;
-};
-
-static inline void tok_emit(struct tok_out *o, int32_t id)
-{
-    if (o->n < o->cap) o->ids[o->n] = id;
-    o->n++;
-}
-
 /* Segments the normalized text s[0..n) (n < INT32_MAX) and emits its ids.
- * `best` has room for n + 1 entries. */
-static void tok_viterbi(const tok_model *m, const char *str, size_t n, struct tok_best *best,
-                        struct tok_out *o)
+ * `best` has room for n + 1 entries. With n2o (the normalizer's alignment, n + 1
+ * entries), spans are base + n2o[] of each piece's ends, as the library gives them. */
+static void tok_viterbi(const tok_spm *m, const char *str, size_t n, struct tok_best *best,
+                        tok_out *o, const size_t *n2o, size_t base)
 {
     const unsigned char *s = (const unsigned char *)str;
     const struct tok_da *da = m->da;
@@ -635,29 +651,37 @@ static void tok_viterbi(const tok_model *m, const char *str, size_t n, struct to
     for (size_t p = 0; p < n;) {
         size_t end = (size_t)best[p].start;
         int32_t pid = best[p].id;
+        size_t b = n2o ? base + n2o[p] : 0, e = n2o ? base + n2o[end] : 0;
         if (pid == m->unk_id) {
             if (m->byte_fallback) {
-                for (size_t i = p; i < end; i++) tok_emit(o, m->byte_id[s[i]]);
+                /* The character's span goes to its last byte piece, as the library
+                 * does; the others are empty at its start. */
+                for (size_t i = p; i < end; i++)
+                    tok_emit(o, m->byte_id[s[i]], b, i + 1 < end ? b : e);
             } else if (!prev_unk) {
-                tok_emit(o, pid);  /* a run of unknowns is one unk */
+                tok_emit(o, pid, b, e);  /* a run of unknowns is one unk */
+            } else {
+                tok_emit_extend(o, e);
             }
             prev_unk = 1;
         } else {
-            tok_emit(o, pid);
+            tok_emit(o, pid, b, e);
             prev_unk = 0;
         }
         p = end;
     }
 }
 
-/* Encodes one segment of raw text (no sentinels in it). */
-static int tok_encode_segment(const tok_model *m, const char *text, size_t len,
-                              struct tok_out *o)
+/* Encodes one segment of raw text (no sentinels in it), which starts at byte `base` of
+ * the caller's text. */
+static int tok_encode_segment(const tok_spm *m, const char *text, size_t len, tok_out *o,
+                              size_t base)
 {
     if (!len) return 0;
     char sbuf[TOK_STACK_TEXT * 3 + 16];
     struct tok_best sbest[TOK_STACK_TEXT * 3 + 17];
     struct tok_buf nb = { sbuf, 0, sizeof sbuf, 0 };
+    struct tok_align al = { NULL, 0, 0 };
     int rc = 0;
 
     if (len > sizeof sbuf / 3 - 8) {
@@ -670,7 +694,7 @@ static int tok_encode_segment(const tok_model *m, const char *text, size_t len,
         nb.cap = cap;
         nb.heap = 1;
     }
-    if (tok_normalize(m, text, len, &nb) < 0) {
+    if (tok_normalize(m, text, len, &nb, o->spans ? &al : NULL) < 0) {
         rc = TOK_ENOMEM;
         goto out;
     }
@@ -686,10 +710,11 @@ static int tok_encode_segment(const tok_model *m, const char *text, size_t len,
             goto out;
         }
     }
-    tok_viterbi(m, nb.p, nb.len, best, o);
+    tok_viterbi(m, nb.p, nb.len, best, o, o->spans ? al.p : NULL, base);
     if (best != sbest) free(best);
 out:
     if (nb.heap) free(nb.p);
+    free(al.p);
     return rc;
 }
 
@@ -712,13 +737,11 @@ static size_t tok_sentinel_at(const char *t, size_t len, int *n)
     return i + 1;
 }
 
-int tok_encode(const tok_model *tok, const char *text, size_t len, int add_eos,
-               int32_t *ids, int cap)
+/* tok_ops.encode: the text between sentinel markers segment by segment, each marker
+ * its sentinel id. */
+static int spm_encode(const tok_model *tok, const char *text, size_t len, tok_out *o)
 {
-    if (!tok || (!text && len)) return TOK_EINVAL;
-    if (!tok_utf8_check(text, len)) return TOK_EINVAL;
-    struct tok_out o = { ids, (ids && cap > 0) ? (size_t)cap : 0, 0 };
-
+    const tok_spm *m = (const tok_spm *)tok;
     size_t seg = 0, i = 0;
     while (i < len) {
         const char *lt = memchr(text + i, '<', len - i);
@@ -730,17 +753,13 @@ int tok_encode(const tok_model *tok, const char *text, size_t len, int add_eos,
             i++;
             continue;
         }
-        int rc = tok_encode_segment(tok, text + seg, i - seg, &o);
+        int rc = tok_encode_segment(m, text + seg, i - seg, o, seg);
         if (rc < 0) return rc;
-        tok_emit(&o, tok->n + TOK_NSENTINEL - 1 - sn);
+        tok_emit(o, m->n + TOK_NSENTINEL - 1 - sn, i, i + sl);
         i += sl;
         seg = i;
     }
-    int rc = tok_encode_segment(tok, text + seg, len - seg, &o);
-    if (rc < 0) return rc;
-    if (add_eos && tok->eos_id >= 0) tok_emit(&o, tok->eos_id);
-    if (o.n > INT_MAX) return TOK_ENOMEM;
-    return (int)o.n;
+    return tok_encode_segment(m, text + seg, len - seg, o, seg);
 }
 
 /* --------------------------------------------------------------------- decode -- */
@@ -829,9 +848,10 @@ static void tok_byte_push(struct tok_sink *k, unsigned char *pend, size_t *np, u
     tok_flush_bytes(k, &b, 1);
 }
 
-int tok_decode(const tok_model *tok, const int32_t *ids, int n, char *out, size_t cap)
+/* tok_ops.decode */
+static int spm_decode(const tok_model *base, const int32_t *ids, int n, char *out, size_t cap)
 {
-    if (!tok || n < 0 || (n && !ids)) return TOK_EINVAL;
+    const tok_spm *tok = (const tok_spm *)base;
     struct tok_sink k = { out, out ? cap : 0, 0 };
     unsigned char pend[4];
     size_t np = 0;
@@ -882,10 +902,11 @@ int tok_decode(const tok_model *tok, const int32_t *ids, int n, char *out, size_
 
 /* ------------------------------------------------------------------------ load -- */
 
-void tok_free(tok_model **tok)
+/* tok_ops.free; also frees a model tok_build left half built. */
+static void spm_free(tok_model *base)
 {
-    if (!tok || !*tok) return;
-    tok_model *m = *tok;
+    tok_spm *m = (tok_spm *)base;
+    if (!m) return;
     free(m->pieces);
     free(m->strs);
     free(m->da);
@@ -893,10 +914,9 @@ void tok_free(tok_model **tok)
     free(m->cm_norm);
     free(m->unk_surface);
     free(m);
-    *tok = NULL;
 }
 
-static int tok_load_charsmap(tok_model *m, const uint8_t *b, size_t len, char *err,
+static int tok_load_charsmap(tok_spm *m, const uint8_t *b, size_t len, char *err,
                              size_t errlen)
 {
     if (len <= 4) {
@@ -927,7 +947,7 @@ static int tok_load_charsmap(tok_model *m, const uint8_t *b, size_t len, char *e
     return 0;
 }
 
-static int tok_find_piece(const tok_model *m, const char *s, int type)
+static int tok_find_piece(const tok_spm *m, const char *s, int type)
 {
     if (!s) return -1;
     for (int i = 0; i < m->n; i++)
@@ -935,7 +955,9 @@ static int tok_find_piece(const tok_model *m, const char *s, int type)
     return -1;
 }
 
-static tok_model *tok_build(const Sentencepiece__ModelProto *mp, char *err, size_t errlen)
+static const tok_ops spm_ops;
+
+static tok_spm *tok_build(const Sentencepiece__ModelProto *mp, char *err, size_t errlen)
 {
     pthread_once(&tok_sentinel_once, tok_sentinels_fill);
     if (!mp->n_pieces) {
@@ -958,7 +980,7 @@ static tok_model *tok_build(const Sentencepiece__ModelProto *mp, char *err, size
         return NULL;
     }
 
-    tok_model *m = calloc(1, sizeof *m);
+    tok_spm *m = calloc(1, sizeof *m);
     struct tok_key *keys = NULL;
     if (!m) goto oom;
     m->n = (int)mp->n_pieces;
@@ -1098,17 +1120,25 @@ static tok_model *tok_build(const Sentencepiece__ModelProto *mp, char *err, size
     m->da_size = b.cap;
     m->da = b.da;
     free(keys);
+
+    m->base = (tok_model){
+        .ops = &spm_ops, .kind = "sentencepiece-unigram", .vocab_size = m->n,
+        .eos_id = m->eos_id, .pad_id = m->pad_id, .unk_id = m->unk_id, .bos_id = m->bos_id,
+        .n_sentinels = TOK_NSENTINEL, .sentinel0 = m->n + TOK_NSENTINEL - 1,
+    };
+    /* T5's convention (transformers' T5Tokenizer): EOS after the text, nothing before. */
+    if (m->eos_id >= 0) m->base.specials.tail[m->base.specials.n_tail++] = m->eos_id;
     return m;
 
 oom:
     tok_seterr(err, errlen, "out of memory");
 fail:
     free(keys);
-    tok_free(&m);
+    spm_free((tok_model *)m);
     return NULL;
 }
 
-tok_model *tok_load_mem(const void *buf, size_t len, char *err, size_t errlen)
+tok_model *tok_spm_load_mem(const void *buf, size_t len, char *err, size_t errlen)
 {
     if (!buf || !len) {
         tok_seterr(err, errlen, "empty model");
@@ -1121,76 +1151,36 @@ tok_model *tok_load_mem(const void *buf, size_t len, char *err, size_t errlen)
                                 "truncated)");
         return NULL;
     }
-    tok_model *m = tok_build(mp, err, errlen);
+    tok_spm *m = tok_build(mp, err, errlen);
     sentencepiece__model_proto__free_unpacked(mp, NULL);
-    return m;
-}
-
-tok_model *tok_load(const char *path, char *err, size_t errlen)
-{
-    char why[256];
-    if (!path) {
-        tok_seterr(err, errlen, "(null): no tokenizer path");
-        return NULL;
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        tok_seterr(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            if (cap >= TOK_MAX_FILE) {
-                tok_seterr(err, errlen, "%s: larger than %zu bytes", path, TOK_MAX_FILE);
-                goto fail;
-            }
-            cap = cap ? cap * 2 : 1 << 20;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                tok_seterr(err, errlen, "%s: out of memory", path);
-                goto fail;
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + len, 1, cap - len, f);
-        len += r;
-        if (r == 0) break;
-    }
-    if (ferror(f)) {
-        tok_seterr(err, errlen, "%s: read error: %s", path, strerror(errno));
-        goto fail;
-    }
-    fclose(f);
-    f = NULL;
-    why[0] = '\0';
-    tok_model *m = tok_load_mem(buf, len, why, sizeof why);
-    free(buf);
-    if (!m) tok_seterr(err, errlen, "%s: %s", path, why);
-    return m;
-fail:
-    free(buf);
-    if (f) fclose(f);
-    return NULL;
+    return m ? &m->base : NULL;
 }
 
 /* ---------------------------------------------------------------------- query -- */
 
-int tok_vocab_size(const tok_model *tok) { return tok ? tok->n : 0; }
-int tok_eos_id(const tok_model *tok) { return tok ? tok->eos_id : -1; }
-int tok_pad_id(const tok_model *tok) { return tok ? tok->pad_id : -1; }
-int tok_unk_id(const tok_model *tok) { return tok ? tok->unk_id : -1; }
-
-const char *tok_piece(const tok_model *tok, int32_t id)
+/* tok_ops.piece */
+static const char *spm_piece(const tok_model *base, int32_t id)
 {
-    if (!tok || id < 0) return NULL;
+    const tok_spm *tok = (const tok_spm *)base;
     if (id < tok->n) return tok->strs + tok->pieces[id].off;
     if (id < tok->n + TOK_NSENTINEL) return tok_sentinel_str[tok->n + TOK_NSENTINEL - 1 - id];
     return NULL;
 }
 
-int tok_is_sentinel(const tok_model *tok, int32_t id)
+/* tok_ops.word_start: a piece that begins with the escaped space. Sentinels, control
+ * and byte pieces never do. */
+static int spm_word_start(const tok_model *base, int32_t id)
 {
-    return tok && id >= tok->n && id < tok->n + TOK_NSENTINEL;
+    const tok_spm *tok = (const tok_spm *)base;
+    if (id >= tok->n) return 0;
+    const struct tok_piece *p = &tok->pieces[id];
+    return p->len >= 3 && !memcmp(tok->strs + p->off, tok_ws, 3);
 }
+
+static const tok_ops spm_ops = {
+    .encode = spm_encode,
+    .decode = spm_decode,
+    .piece = spm_piece,
+    .word_start = spm_word_start,
+    .free = spm_free,
+};

@@ -94,9 +94,10 @@ static int qa_prepare(const task_env *env, const task_input *in, task_doc *doc, 
     }
     free(ids);
 
-    /* Chunks: prefix (the prompt before {context}) + context tokens + suffix + EOS.
-     * SentencePiece splits at whitespace, so pieces encoded apart equal the whole when
-     * {context} is surrounded by spaces or the prompt's ends. */
+    /* Chunks: the tokenizer's head ids + prefix (the prompt before {context}) + context
+     * tokens + suffix + its tail ids (T5: EOS). A tokenizer whose pieces do not cross
+     * whitespace (T5's SentencePiece) encodes the parts apart as it encodes the whole
+     * when {context} is surrounded by spaces or the prompt's ends. */
     const char *at = strstr(tmpl, "{context}");
     size_t pre_len = (size_t)(at - tmpl);
     char *pre_t = strndup(tmpl, pre_len);
@@ -122,7 +123,8 @@ static int qa_prepare(const task_env *env, const task_input *in, task_doc *doc, 
     free(suf);
     if (rc < 0) goto out;
 
-    int window = env->max_input_tokens - n_pre - n_suf - 1;
+    const tok_special_ids sp = tok_specials(env->tok);
+    int window = env->max_input_tokens - sp.n_head - n_pre - n_suf - sp.n_tail;
     if (window < conf->qa_min_chunk) {
         snprintf(err, errlen,
                  "qa: the question leaves %d context tokens per chunk of %d, at least %d are "
@@ -132,24 +134,21 @@ static int qa_prepare(const task_env *env, const task_input *in, task_doc *doc, 
     }
     ws = malloc((size_t)n_ctx + 1);
     if (!ws) goto oom_out;
-    for (int i = 0; i < n_ctx; i++) {
-        const char *piece = tok_piece(env->tok, ctx_ids[i]);
-        ws[i] = piece && !strncmp(piece, "\xe2\x96\x81", 3);   /* U+2581: a word start */
-    }
+    for (int i = 0; i < n_ctx; i++) ws[i] = (uint8_t)tok_word_start(env->tok, ctx_ids[i]);
     ws[n_ctx] = 1;
     int overlap = conf->qa_overlap < window / 2 ? conf->qa_overlap : window / 2;
     int nc = task_qa_chunks(n_ctx, window, overlap, ws, &ch);
     if (nc < 0) goto oom_out;
     if ((rc = task_doc_jobs(doc, nc)) < 0) goto oom_out;
-    int eos = tok_eos_id(env->tok);
     for (int c = 0; c < nc; c++) {
-        int cl = (int)ch[c].len, n = n_pre + cl + n_suf + 1;
-        int32_t *j = malloc((size_t)n * sizeof *j);
+        int cl = (int)ch[c].len, n = sp.n_head + n_pre + cl + n_suf + sp.n_tail;
+        int32_t *j = malloc((size_t)n * sizeof *j), *w = j;
         if (!j) goto oom_out;
-        memcpy(j, pre_ids, (size_t)n_pre * sizeof *j);
-        memcpy(j + n_pre, ctx_ids + ch[c].off, (size_t)cl * sizeof *j);
-        memcpy(j + n_pre + cl, suf_ids, (size_t)n_suf * sizeof *j);
-        j[n - 1] = eos;
+        memcpy(w, sp.head, (size_t)sp.n_head * sizeof *j);
+        memcpy(w += sp.n_head, pre_ids, (size_t)n_pre * sizeof *j);
+        memcpy(w += n_pre, ctx_ids + ch[c].off, (size_t)cl * sizeof *j);
+        memcpy(w += cl, suf_ids, (size_t)n_suf * sizeof *j);
+        memcpy(w += n_suf, sp.tail, (size_t)sp.n_tail * sizeof *j);
         task_job_generate(&doc->jobs[c], j, n, &p);
         doc->input_tokens += n;
     }

@@ -235,16 +235,16 @@ int task_has_text(const char *text, size_t len)
 
 /* ---- tokenizing ---- */
 
-int task_encode(const tok_model *tok, const char *text, size_t len, int add_eos,
+int task_encode(const tok_model *tok, const char *text, size_t len, int add_special,
                 int32_t **ids, int *n, char *err, size_t errlen)
 {
-    /* Every byte gives at most one piece plus one word-start piece per word. */
+    /* A first guess that fits most texts; a longer encoding is asked for again. */
     size_t cap0 = 2 * len + 4;
     if (cap0 > (size_t)1 << 30) return errf(err, errlen, TASK_ETOOLONG, "the text is too large");
     int cap = (int)cap0;
     int32_t *buf = malloc((size_t)cap * sizeof *buf);
     if (!buf) return errf(err, errlen, TASK_ENOMEM, "out of memory");
-    int r = tok_encode(tok, text, len, add_eos, buf, cap);
+    int r = tok_encode(tok, text, len, add_special ? TOK_ADD_SPECIAL : 0, buf, cap);
     if (r > cap) {
         int32_t *nb = realloc(buf, (size_t)r * sizeof *buf);
         if (!nb) {
@@ -253,7 +253,7 @@ int task_encode(const tok_model *tok, const char *text, size_t len, int add_eos,
         }
         buf = nb;
         cap = r;
-        r = tok_encode(tok, text, len, add_eos, buf, cap);
+        r = tok_encode(tok, text, len, add_special ? TOK_ADD_SPECIAL : 0, buf, cap);
     }
     if (r < 0) {
         free(buf);
@@ -266,7 +266,8 @@ int task_encode(const tok_model *tok, const char *text, size_t len, int add_eos,
     return 0;
 }
 
-/* Fills the template with vals, names[var] cut to cut bytes, and tokenizes with EOS. */
+/* Fills the template with vals, names[var] cut to cut bytes, and tokenizes with the
+ * special ids. */
 static int encode_cut(const task_env *env, const char *tmpl, const char *const *names,
                       const char *const *vals, const size_t *vlens, int n, int var, size_t cut,
                       int32_t **ids, int *n_ids, char *err, size_t errlen)

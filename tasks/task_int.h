@@ -92,11 +92,13 @@ int task_template_check(const char *tmpl, const char *const *names, int n,
 /* 1 if the text has anything but whitespace. */
 int task_has_text(const char *text, size_t len);
 
-/* Tokenizes into a malloc'ed array (*ids, *n). TASK_EINVAL on invalid UTF-8. */
-int task_encode(const tok_model *tok, const char *text, size_t len, int add_eos,
+/* Tokenizes into a malloc'ed array (*ids, *n); add_special: with the tokenizer's special
+ * ids around the text (TOK_ADD_SPECIAL; T5: EOS after it). TASK_EINVAL on invalid
+ * UTF-8. */
+int task_encode(const tok_model *tok, const char *text, size_t len, int add_special,
                 int32_t **ids, int *n, char *err, size_t errlen);
 
-/* Tokenizes the prompt tmpl (with EOS) where names[var] may be cut from the end so that
+/* Tokenizes the prompt tmpl (with the special ids) where names[var] may be cut from the end so that
  * the whole fits max_tokens: the longest prefix (at a UTF-8 boundary) that fits is kept
  * and *truncated set. conf->truncate == 0 makes an over-long prompt TASK_ETOOLONG. */
 int task_encode_prompt(const task_env *env, const char *tmpl, const char *const *names,

@@ -9,8 +9,9 @@ static const struct {
     int (*fn)(int argc, char **argv);
     const char *help;
 } cmds[] = {
-    { "tokenize", nlprun_tokenize, "--tokenizer FILE: stdin lines -> ids per line (EOS included)" },
-    { "detokenize", nlprun_detokenize, "--tokenizer FILE: ids per line -> text per line" },
+    { "tokenize", nlprun_tokenize,
+      "--tokenizer FILE|DIR: stdin lines -> ids per line (special ids included)" },
+    { "detokenize", nlprun_detokenize, "--tokenizer FILE|DIR: ids per line -> text per line" },
     { "generate", nlprun_generate, "--model DIR --ids 37,32099,1 [decoding options]" },
     { "logits", nlprun_logits, "--model DIR --ids ... --decoder-ids 0,... [--top K]" },
     { "summarize", nlprun_task, "--model DIR [task options]: run the task on stdin text" },

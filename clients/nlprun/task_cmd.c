@@ -354,9 +354,7 @@ int nlprun_task(int argc, char **argv)
         goto out;
     }
 
-    char path[4096];
-    snprintf(path, sizeof path, "%s/spiece.model", cli.model_dir);
-    tok = tok_load(path, err, sizeof err);
+    tok = tok_open_dir(cli.model_dir, err, sizeof err);
     if (!tok) {
         fprintf(stderr, "nlprun: %s\n", err);
         goto out;

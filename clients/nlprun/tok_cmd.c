@@ -1,8 +1,11 @@
 /* nlprun tokenize / detokenize: the tokenizer on stdin lines. Single-threaded.
  *
- *   nlprun tokenize --tokenizer FILE     each line -> space-separated ids, EOS included
- *   nlprun detokenize --tokenizer FILE   each line of ids (space or comma separated)
+ *   nlprun tokenize --tokenizer PATH     each line -> space-separated ids, the model's
+ *                                        special ids included (T5: EOS)
+ *   nlprun detokenize --tokenizer PATH   each line of ids (space or comma separated)
  *                                        -> its text
+ *
+ * PATH is one tokenizer file or a model directory holding a tokenizer (tok_open).
  *
  * Line endings: the trailing '\n' is not part of the text. A line that cannot be
  * processed (invalid UTF-8, an unknown id) gives an empty output line, so output lines
@@ -20,18 +23,19 @@
 static void tok_cmd_usage(FILE *f, const char *cmd)
 {
     if (!strcmp(cmd, "tokenize"))
-        fprintf(f, "usage: nlprun tokenize --tokenizer FILE\n"
+        fprintf(f, "usage: nlprun tokenize --tokenizer FILE|DIR\n"
                    "  Reads UTF-8 text from stdin, one text per line, and writes one line of\n"
-                   "  space-separated token ids per input line (EOS appended).\n"
-                   "  <extra_id_N> in the text becomes its sentinel id.\n");
+                   "  space-separated token ids per input line, with the model's special ids\n"
+                   "  (T5: EOS appended). <extra_id_N> in the text becomes its sentinel id.\n"
+                   "  FILE is one tokenizer file, DIR a model directory holding one.\n");
     else
-        fprintf(f, "usage: nlprun detokenize --tokenizer FILE\n"
+        fprintf(f, "usage: nlprun detokenize --tokenizer FILE|DIR\n"
                    "  Reads token ids from stdin, one sequence per line (separated by spaces\n"
                    "  or commas), and writes the decoded text of each line. Pad and EOS are\n"
                    "  skipped, sentinels shown as <extra_id_N>.\n");
 }
 
-/* Parses `--tokenizer FILE` (or --tokenizer=FILE). Returns 0, or the exit code. */
+/* Parses `--tokenizer PATH` (or --tokenizer=PATH). Returns 0, or the exit code. */
 static int tok_cmd_args(int argc, char **argv, const char **path)
 {
     *path = NULL;
@@ -50,7 +54,7 @@ static int tok_cmd_args(int argc, char **argv, const char **path)
         }
     }
     if (!*path) {
-        fprintf(stderr, "nlprun %s: --tokenizer FILE is required\n", argv[0]);
+        fprintf(stderr, "nlprun %s: --tokenizer FILE|DIR is required\n", argv[0]);
         tok_cmd_usage(stderr, argv[0]);
         return 2;
     }
@@ -60,7 +64,7 @@ static int tok_cmd_args(int argc, char **argv, const char **path)
 static tok_model *tok_cmd_load(const char *cmd, const char *path)
 {
     char err[512];
-    tok_model *t = tok_load(path, err, sizeof err);
+    tok_model *t = tok_open(path, err, sizeof err);
     if (!t) fprintf(stderr, "nlprun %s: %s\n", cmd, err);
     return t;
 }
@@ -102,7 +106,7 @@ int nlprun_tokenize(int argc, char **argv)
         lineno++;
         size_t len = (size_t)n;
         if (len && line[len - 1] == '\n') len--;
-        int k = tok_encode(t, line, len, 1, ids, idcap);
+        int k = tok_encode(t, line, len, TOK_ADD_SPECIAL, ids, idcap);
         if (k > idcap) {
             int ncap = k > INT_MAX / 2 ? k : k + k / 2 + 16;
             int32_t *ni = realloc(ids, (size_t)ncap * sizeof *ni);
@@ -118,7 +122,7 @@ int nlprun_tokenize(int argc, char **argv)
             ids = ni;
             txt = nt;
             idcap = ncap;
-            k = tok_encode(t, line, len, 1, ids, idcap);
+            k = tok_encode(t, line, len, TOK_ADD_SPECIAL, ids, idcap);
         }
         if (k < 0) {
             fprintf(stderr, "nlprun %s: line %ld: %s\n", argv[0], lineno,

@@ -1,0 +1,237 @@
+/* The tokenizer interface (engine/tok.h): which implementation a file or a model
+ * directory gets, argument and UTF-8 checks, the special ids around a text, and the
+ * queries every tokenizer answers alike. The algorithms live in engine/tok_<kind>.c
+ * behind tok_ops (engine/tok_int.h); nothing here knows how a kind encodes.
+ *
+ * A new tokenizer is one new file engine/tok_<kind>.c (its tok_ops and a loader filling
+ * the tok_model part) and one row in tok_kinds[] below naming the files a model
+ * directory holds for it. Any thread: the table is constant, models are read-only. */
+#include "engine/tok_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/common.h"
+
+/* A tokenizer file larger than this is refused rather than read (T5's is 0.8 MB,
+ * NLLB's 4.8 MB). */
+#define TOK_MAX_FILE ((size_t)1 << 30)
+#define TOK_KIND_FILES 4
+
+/* One kind of tokenizer: the files that show it in a model directory and how to open
+ * it. */
+typedef struct tok_kind_entry {
+    const char *name;                        /* for messages */
+    const char *files[TOK_KIND_FILES];       /* all present; unused slots NULL */
+    /* A kind that is one file (files[0]): that file's bytes to a model. */
+    tok_model *(*load_mem)(const void *buf, size_t len, char *err, size_t errlen);
+    /* A kind made of several files: opens them in dir, naming a damaged one in err.
+     * NULL for one-file kinds, which tok.c opens through load_mem. */
+    tok_model *(*open_dir)(const char *dir, char *err, size_t errlen);
+} tok_kind_entry;
+
+/* Most specific first: a directory gets the first kind whose files are all there
+ * (Marian's source.spm + target.spm + vocab.json will sit above byte-level BPE's
+ * vocab.json + merges.txt). A single file of unknown name is read by the first kind
+ * with load_mem. */
+static const tok_kind_entry tok_kinds[] = {
+    { "SentencePiece", { "spiece.model" }, tok_spm_load_mem, NULL },
+};
+#define TOK_N_KINDS (sizeof tok_kinds / sizeof tok_kinds[0])
+
+static void tok_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void tok_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    cm_vfmt(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ------------------------------------------------------------------------ load -- */
+
+/* The one-file kind for a file: the one whose file name it has, else the first. */
+static const tok_kind_entry *tok_kind_of_file(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    const tok_kind_entry *first = NULL;
+    for (size_t i = 0; i < TOK_N_KINDS; i++) {
+        const tok_kind_entry *k = &tok_kinds[i];
+        if (!k->load_mem) continue;
+        if (!first) first = k;
+        if (!strcmp(k->files[0], base)) return k;
+    }
+    return first;
+}
+
+tok_model *tok_load(const char *path, char *err, size_t errlen)
+{
+    if (!path) {
+        tok_seterr(err, errlen, "(null): no tokenizer path");
+        return NULL;
+    }
+    char *buf;
+    size_t len;
+    int rc = cm_read_file(path, TOK_MAX_FILE, &buf, &len);
+    if (rc == -EFBIG) {
+        tok_seterr(err, errlen, "%s: larger than %zu bytes", path, TOK_MAX_FILE);
+        return NULL;
+    }
+    if (rc < 0) {
+        tok_seterr(err, errlen, "%s: %s", path, strerror(-rc));
+        return NULL;
+    }
+    char why[256] = "";
+    tok_model *t = tok_kind_of_file(path)->load_mem(buf, len, why, sizeof why);
+    free(buf);
+    if (!t) tok_seterr(err, errlen, "%s: %s", path, why);
+    return t;
+}
+
+tok_model *tok_load_mem(const void *buf, size_t len, char *err, size_t errlen)
+{
+    return tok_kind_of_file("")->load_mem(buf, len, err, errlen);
+}
+
+/* 1 if every file of kind k is in dir. */
+static int tok_kind_present(const tok_kind_entry *k, const char *dir)
+{
+    char path[4096];
+    struct stat st;
+    for (int i = 0; i < TOK_KIND_FILES && k->files[i]; i++) {
+        int n = snprintf(path, sizeof path, "%s/%s", dir, k->files[i]);
+        if (n < 0 || (size_t)n >= sizeof path || stat(path, &st) != 0) return 0;
+    }
+    return 1;
+}
+
+tok_model *tok_open_dir(const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (!dir) {
+        tok_seterr(err, errlen, "(null): no model directory");
+        return NULL;
+    }
+    if (stat(dir, &st) != 0) {
+        tok_seterr(err, errlen, "%s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        tok_seterr(err, errlen, "%s: not a directory", dir);
+        return NULL;
+    }
+    for (size_t i = 0; i < TOK_N_KINDS; i++) {
+        const tok_kind_entry *k = &tok_kinds[i];
+        if (!tok_kind_present(k, dir)) continue;
+        if (k->open_dir) return k->open_dir(dir, err, errlen);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, k->files[0]);
+        return tok_load(path, err, errlen);
+    }
+    /* None: say what would have been taken, e.g. "spiece.model (SentencePiece)". */
+    char looked[512];
+    size_t w = 0;
+    looked[0] = '\0';
+    for (size_t i = 0; i < TOK_N_KINDS && w < sizeof looked; i++) {
+        const tok_kind_entry *k = &tok_kinds[i];
+        w += (size_t)snprintf(looked + w, sizeof looked - w, "%s", i ? "; " : "");
+        for (int f = 0; f < TOK_KIND_FILES && k->files[f] && w < sizeof looked; f++)
+            w += (size_t)snprintf(looked + w, sizeof looked - w, "%s%s", f ? " + " : "",
+                                  k->files[f]);
+        if (w < sizeof looked)
+            w += (size_t)snprintf(looked + w, sizeof looked - w, " (%s)", k->name);
+    }
+    tok_seterr(err, errlen, "%s: no tokenizer found; looked for %s", dir, looked);
+    return NULL;
+}
+
+tok_model *tok_open(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (path && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return tok_open_dir(path, err, errlen);
+    return tok_load(path, err, errlen);
+}
+
+void tok_free(tok_model **tok)
+{
+    if (!tok || !*tok) return;
+    (*tok)->ops->free(*tok);
+    *tok = NULL;
+}
+
+const char *tok_kind(const tok_model *tok) { return tok ? tok->kind : "none"; }
+
+/* -------------------------------------------------------------------- encode -- */
+
+int tok_encode_spans(const tok_model *tok, const char *text, size_t len, int flags,
+                     int32_t *ids, tok_span *spans, int cap)
+{
+    if (!tok || (!text && len)) return TOK_EINVAL;
+    if (!cm_utf8_valid(text, len, NULL)) return TOK_EINVAL;
+    tok_out o = { ids, spans, (ids && cap > 0) ? (size_t)cap : 0, 0 };
+    const tok_special_ids *sp = &tok->specials;
+    if (flags & TOK_ADD_SPECIAL)
+        for (int i = 0; i < sp->n_head; i++) tok_emit(&o, sp->head[i], 0, 0);
+    int rc = tok->ops->encode(tok, text, len, &o);
+    if (rc < 0) return rc;
+    if (flags & TOK_ADD_SPECIAL)
+        for (int i = 0; i < sp->n_tail; i++) tok_emit(&o, sp->tail[i], len, len);
+    if (o.n > INT_MAX) return TOK_ENOMEM;
+    return (int)o.n;
+}
+
+int tok_encode(const tok_model *tok, const char *text, size_t len, int flags, int32_t *ids,
+               int cap)
+{
+    return tok_encode_spans(tok, text, len, flags, ids, NULL, cap);
+}
+
+tok_special_ids tok_specials(const tok_model *tok)
+{
+    return tok ? tok->specials : (tok_special_ids){ 0 };
+}
+
+int tok_word_start(const tok_model *tok, int32_t id)
+{
+    return tok && id >= 0 && tok->ops->word_start(tok, id);
+}
+
+/* -------------------------------------------------------------------- decode -- */
+
+int tok_decode(const tok_model *tok, const int32_t *ids, int n, char *out, size_t cap)
+{
+    if (!tok || n < 0 || (n && !ids)) return TOK_EINVAL;
+    return tok->ops->decode(tok, ids, n, out, cap);
+}
+
+/* ---------------------------------------------------------------- vocabulary -- */
+
+int tok_vocab_size(const tok_model *tok) { return tok ? tok->vocab_size : 0; }
+int tok_eos_id(const tok_model *tok) { return tok ? tok->eos_id : -1; }
+int tok_pad_id(const tok_model *tok) { return tok ? tok->pad_id : -1; }
+int tok_unk_id(const tok_model *tok) { return tok ? tok->unk_id : -1; }
+int tok_bos_id(const tok_model *tok) { return tok ? tok->bos_id : -1; }
+
+const char *tok_piece(const tok_model *tok, int32_t id)
+{
+    return tok && id >= 0 ? tok->ops->piece(tok, id) : NULL;
+}
+
+int tok_is_sentinel(const tok_model *tok, int32_t id)
+{
+    return tok && id <= tok->sentinel0 && id > tok->sentinel0 - tok->n_sentinels;
+}
+
+int tok_sentinel_id(const tok_model *tok, int n)
+{
+    return tok && n >= 0 && n < tok->n_sentinels ? tok->sentinel0 - n : -1;
+}
