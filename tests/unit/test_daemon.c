@@ -592,6 +592,25 @@ TEST(daemon_decode_task_fields)
     dmn_req_free(&r);
 }
 
+/* Documented (docs/daemon.md): two task fields are not an error, the last one wins, as
+ * protobuf decoders do for a oneof. */
+TEST(daemon_decode_last_task_field_wins)
+{
+    static const uint8_t sum_then_tr[] = { 0x12, 0x00, 0x1a, 0x04, 0x12, 0x02, 'd', 'e',
+                                           0x4a, 0x01, 'x' };
+    static const uint8_t tr_then_sum[] = { 0x1a, 0x04, 0x12, 0x02, 'd', 'e', 0x12, 0x00,
+                                           0x4a, 0x01, 'x' };
+    char err[256];
+    uint64_t id;
+    dmn_req *r = NULL;
+    REQUIRE_MSG(decode(sum_then_tr, sizeof sum_then_tr, &r, &id, err) == DMN_OK, "%s", err);
+    CHECK(r->in.kind == TASK_TRANSLATE && strcmp(r->in.target_lang, "de") == 0);
+    dmn_req_free(&r);
+    REQUIRE_MSG(decode(tr_then_sum, sizeof tr_then_sum, &r, &id, err) == DMN_OK, "%s", err);
+    CHECK(r->in.kind == TASK_SUMMARIZE && r->in.target_lang == NULL);
+    dmn_req_free(&r);
+}
+
 TEST(daemon_decode_garbage)
 {
     char err[256];
