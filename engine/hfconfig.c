@@ -212,15 +212,23 @@ int hf_config_load(const char *path, eng_config *out, char *err, size_t errlen)
         hf_err(err, errlen, "%s: file too large (limit %zu bytes)", path, HF_MAX_CONFIG);
         return ENG_EINVAL;
     }
-    cJSON *root = cJSON_ParseWithLength(buf, n);
+    int rc = hf_config_parse(buf, n, path, out, err, errlen);
     free(buf);
+    return rc;
+}
+
+int hf_config_parse(const char *text, size_t len, const char *name, eng_config *out, char *err,
+                    size_t errlen)
+{
+    if (!name) name = "config.json";
+    cJSON *root = text ? cJSON_ParseWithLength(text, len) : NULL;
     if (!root) {
-        hf_err(err, errlen, "%s: not valid JSON", path);
+        hf_err(err, errlen, "%s: not valid JSON", name);
         return ENG_EINVAL;
     }
     eng_config c;
     memset(&c, 0, sizeof c);
-    int rc = hf_parse(path, root, &c, err, errlen);
+    int rc = hf_parse(name, root, &c, err, errlen);
     cJSON_Delete(root);
     if (rc != 0) return ENG_EINVAL;
     *out = c;

@@ -32,9 +32,10 @@
 #define ST_MAX_JSON_INT 9007199254740992.0
 
 typedef struct st_file {
-    char *path;          /* owned */
-    void *map;           /* whole file, read-only; MAP_FAILED never stored */
+    char *path;          /* owned; for a caller's buffer, the name it was given */
+    const unsigned char *data; /* [size] the whole file: map, or the caller's buffer */
     size_t size;
+    void *map;           /* ours to munmap (== data), or NULL; MAP_FAILED never stored */
 } st_file;
 
 struct st_set {
@@ -124,7 +125,8 @@ static int st_cmp_range(const void *a, const void *b)
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
-/* Maps f->path into f. 0 or -1 with err set. */
+/* Maps f->path into f. 0 or -1 with err set. A file too short to map is left unmapped
+ * (f->size says how short) for st_parse_file to refuse. */
 static int st_map(st_file *f, char *err, size_t errlen)
 {
     int fd = open(f->path, O_RDONLY | O_CLOEXEC);
@@ -138,11 +140,10 @@ static int st_map(st_file *f, char *err, size_t errlen)
         close(fd);
         return -1;
     }
+    f->size = (size_t)sb.st_size;
     if (sb.st_size < 8) {
-        st_err(err, errlen, "%s: truncated: %lld bytes, too short for the 8-byte header length",
-               f->path, (long long)sb.st_size);
         close(fd);
-        return -1;
+        return 0;
     }
     void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd); /* the mapping keeps the file */
@@ -151,16 +152,21 @@ static int st_map(st_file *f, char *err, size_t errlen)
         return -1;
     }
     f->map = m;
-    f->size = (size_t)sb.st_size;
+    f->data = m;
     return 0;
 }
 
-/* Parses and validates one mapped file's header. On success *out holds *nout tensors
- * (unsorted, names owned) pointing into f's mapping. */
+/* Parses and validates one file's header (f->data, mapped or in memory). On success
+ * *out holds *nout tensors (unsorted, names owned) pointing into f->data. */
 static int st_parse_file(const st_file *f, st_tensor **out, int *nout, char *err, size_t errlen)
 {
-    const unsigned char *p = f->map;
+    const unsigned char *p = f->data;
     const char *path = f->path;
+    if (f->size < 8) {
+        st_err(err, errlen, "%s: truncated: %zu bytes, too short for the 8-byte header length",
+               path, f->size);
+        return -1;
+    }
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | p[i];
     if (n > ST_MAX_HEADER) {
@@ -342,13 +348,14 @@ static int st_index(st_set *s, char *err, size_t errlen)
     return 0;
 }
 
-/* Maps and parses one more file into s. */
-static int st_add_file(st_set *s, const char *path, char *err, size_t errlen)
+/* One more file of s, its path copied (data and size still unset); NULL when out of
+ * memory. Counted at once, so that st_close releases it on any later failure. */
+static st_file *st_new_file(st_set *s, const char *path, char *err, size_t errlen)
 {
     st_file *nf = realloc(s->files, (size_t)(s->nfiles + 1) * sizeof *nf);
     if (!nf) {
         st_err(err, errlen, "%s: out of memory", path);
-        return -1;
+        return NULL;
     }
     s->files = nf;
     st_file *f = &s->files[s->nfiles];
@@ -356,18 +363,22 @@ static int st_add_file(st_set *s, const char *path, char *err, size_t errlen)
     f->path = strdup(path);
     if (!f->path) {
         st_err(err, errlen, "%s: out of memory", path);
-        return -1;
+        return NULL;
     }
-    s->nfiles++; /* counted now so st_close releases the path on any later failure */
-    if (st_map(f, err, errlen) != 0) return -1;
+    s->nfiles++;
+    return f;
+}
 
+/* Parses file f of s and adds its tensors to s. */
+static int st_add_tensors(st_set *s, const st_file *f, char *err, size_t errlen)
+{
     st_tensor *ts = NULL;
     int nt = 0;
     if (st_parse_file(f, &ts, &nt, err, errlen) != 0) return -1;
     st_tensor *all = realloc(s->tensors, (size_t)(s->ntensors + nt + 1) * sizeof *all);
     if (!all) {
         st_tensors_free(ts, nt);
-        st_err(err, errlen, "%s: out of memory", path);
+        st_err(err, errlen, "%s: out of memory", f->path);
         return -1;
     }
     memcpy(all + s->ntensors, ts, (size_t)nt * sizeof *ts);
@@ -375,6 +386,14 @@ static int st_add_file(st_set *s, const char *path, char *err, size_t errlen)
     s->tensors = all;
     s->ntensors += nt;
     return 0;
+}
+
+/* Maps and parses one more file into s. */
+static int st_add_file(st_set *s, const char *path, char *err, size_t errlen)
+{
+    st_file *f = st_new_file(s, path, err, errlen);
+    if (!f || st_map(f, err, errlen) != 0) return -1;
+    return st_add_tensors(s, f, err, errlen);
 }
 
 void st_close(st_set **set)
@@ -389,6 +408,26 @@ void st_close(st_set **set)
     free(s->files);
     free(s);
     *set = NULL;
+}
+
+st_set *st_open_mem(const void *buf, size_t size, const char *name, char *err, size_t errlen)
+{
+    if (!name) name = "(memory)";
+    st_set *s = calloc(1, sizeof *s);
+    if (!s) {
+        st_err(err, errlen, "%s: out of memory", name);
+        return NULL;
+    }
+    st_file *f = st_new_file(s, name, err, errlen);
+    if (f) {
+        f->data = buf;
+        f->size = buf ? size : 0;
+    }
+    if (!f || st_add_tensors(s, f, err, errlen) != 0 || st_index(s, err, errlen) != 0) {
+        st_close(&s);
+        return NULL;
+    }
+    return s;
 }
 
 st_set *st_open_file(const char *path, char *err, size_t errlen)

@@ -37,6 +37,10 @@ typedef struct st_set st_set;
 st_set *st_open_dir(const char *dir, char *err, size_t errlen);
 /* Opens a single .safetensors file. */
 st_set *st_open_file(const char *path, char *err, size_t errlen);
+/* Parses size bytes of safetensors held by the caller (the parser behind st_open_file,
+ * with the same checks and messages; `name` stands for the path in them). Tensor data
+ * points into buf, which must outlive the set. */
+st_set *st_open_mem(const void *buf, size_t size, const char *name, char *err, size_t errlen);
 void st_close(st_set **set);
 
 const st_tensor *st_find(const st_set *set, const char *name);   /* NULL if absent */
@@ -48,5 +52,9 @@ const char *st_dtype_name(st_dtype dt);
 /* Reads config.json into *out (HF T5Config defaults for absent keys; model_type must be
  * t5 or mt5; feed_forward_proj relu | gated-gelu). 0 or < 0 with the reason in err. */
 int hf_config_load(const char *path, eng_config *out, char *err, size_t errlen);
+/* The same from len bytes of JSON text in memory; `name` stands for the path in
+ * messages. */
+int hf_config_parse(const char *text, size_t len, const char *name, eng_config *out, char *err,
+                    size_t errlen);
 
 #endif

@@ -611,3 +611,87 @@ TEST(hfcfg_hostile)
     CHECK(hf_config_load("/nonexistent/config.json", &c, err, sizeof err) < 0);
     CHECK(strstr(err, "cannot open") && strstr(err, "/nonexistent/config.json"));
 }
+
+/* ---- in memory: the same parser as the file path ---- */
+
+/* A safetensors image in memory: header (unpadded) + ndata bytes; caller frees. */
+static unsigned char *mem_st(const char *header, const void *data, size_t ndata, size_t *n)
+{
+    size_t hn = strlen(header);
+    *n = 8 + hn + ndata;
+    unsigned char *b = malloc(*n + 1);
+    REQUIRE(b);
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)hn >> (8 * i));
+    memcpy(b + 8, header, hn);
+    if (ndata) memcpy(b + 8 + hn, data, ndata);
+    return b;
+}
+
+TEST(st_open_mem_same_as_file)
+{
+    FILE *in = fopen(th_data("models/tiny-t5/model.safetensors"), "rb");
+    REQUIRE(in);
+    size_t cap = 20u << 20;
+    unsigned char *buf = malloc(cap);
+    REQUIRE(buf);
+    size_t n = fread(buf, 1, cap, in);
+    fclose(in);
+    REQUIRE(n > 1000 && n < cap);
+    char err[512] = "";
+    st_set *f = st_open_dir(th_data("models/tiny-t5"), err, sizeof err);
+    REQUIRE_MSG(f, "%s", err);
+    st_set *m = st_open_mem(buf, n, "mem:tiny-t5", err, sizeof err);
+    REQUIRE_MSG(m, "%s", err);
+    CHECK(st_count(m) == st_count(f));
+    for (int i = 0; i < st_count(f); i++) {
+        const st_tensor *a = st_at(f, i), *b = st_at(m, i);
+        CHECK(!strcmp(a->name, b->name) && a->dtype == b->dtype && a->nbytes == b->nbytes);
+        CHECK(!memcmp(a->shape, b->shape, sizeof a->shape) && !memcmp(a->data, b->data, a->nbytes));
+        CHECK((const unsigned char *)b->data >= buf && (const unsigned char *)b->data + b->nbytes <= buf + n);
+        CHECK(!strcmp(b->file, "mem:tiny-t5"));
+    }
+    st_close(&m);
+    st_close(&f);
+    /* Damage gets the file path's messages, naming the buffer. */
+    m = st_open_mem(buf, n - 100, "mem:cut", err, sizeof err);
+    CHECK(m == NULL);
+    CHECK_MSG(strstr(err, "mem:cut: tensor '") && strstr(err, "past the end of the data region"), "%s", err);
+    m = st_open_mem(buf, 7, "mem:short", err, sizeof err);
+    CHECK(m == NULL && strstr(err, "mem:short: truncated: 7 bytes, too short"));
+    m = st_open_mem(NULL, 0, NULL, err, sizeof err);
+    CHECK(m == NULL && strstr(err, "too short"));
+    free(buf);
+    /* A hand-made image, header unpadded: F16 data wherever that leaves it. */
+    static const uint16_t h[3] = { 0x3c00, 0xc000, 0x7bff };
+    size_t len;
+    unsigned char *img = mem_st("{\"h\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[0,6]}}",
+                                h, sizeof h, &len);
+    m = st_open_mem(img, len, "img", err, sizeof err);
+    REQUIRE_MSG(m, "%s", err);
+    const st_tensor *t = st_find(m, "h");
+    CHECK(st_count(m) == 1 && t && t->nbytes == 6 && !memcmp(t->data, h, 6));
+    st_close(&m);
+    free(img);
+    /* A 0-byte file is refused the same way, before any mmap. */
+    const char *dir = st_tmpdir();
+    char path[128];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    write_bytes(path, "", 0);
+    f = st_open_file(path, err, sizeof err);
+    CHECK(f == NULL && strstr(err, "truncated: 0 bytes"));
+    st_rmdir(dir);
+}
+
+TEST(hfcfg_parse_in_memory)
+{
+    eng_config c;
+    char err[256] = "";
+    const char *js = "{\"model_type\":\"t5\",\"d_model\":64}";
+    REQUIRE_MSG(hf_config_parse(js, strlen(js), "mem.json", &c, err, sizeof err) == 0, "%s", err);
+    CHECK(c.d_model == 64 && c.d_kv == 64);
+    /* not NUL-terminated: only len bytes count */
+    CHECK(hf_config_parse("{\"model_type\":\"t5\"}xx", 19, "mem.json", &c, err, sizeof err) == 0);
+    CHECK(hf_config_parse(js, 10, "mem.json", &c, err, sizeof err) < 0);
+    CHECK(strstr(err, "mem.json: not valid JSON"));
+    CHECK(hf_config_parse(NULL, 0, NULL, &c, err, sizeof err) < 0 && strstr(err, "not valid JSON"));
+}
