@@ -3,7 +3,8 @@
  * A table gives each integer key its HF T5Config default and the bounds we accept: the
  * engine sizes buffers from these values, so a hostile config must not be able to ask
  * for huge allocations or make products overflow. Absent or null keys take the default
- * (as HF does); present keys of the wrong JSON type are errors naming the key. */
+ * (as HF does); present keys of the wrong JSON type are errors naming the key. A key
+ * given twice takes its last value, as Python's json (and so HF) does. */
 #include "engine/st.h"
 
 #include <cjson/cJSON.h>
@@ -225,6 +226,11 @@ int hf_config_parse(const char *text, size_t len, const char *name, eng_config *
     if (!root) {
         hf_err(err, errlen, "%s: not valid JSON", name);
         return ENG_EINVAL;
+    }
+    if (st_json_last_wins(root) != 0) {
+        cJSON_Delete(root);
+        hf_err(err, errlen, "%s: out of memory", name);
+        return ENG_ENOMEM;
     }
     eng_config c;
     memset(&c, 0, sizeof c);

@@ -76,6 +76,41 @@ const char *st_dtype_name(st_dtype dt)
     return "?";
 }
 
+/* ---- duplicate JSON keys: the last wins ---- */
+
+typedef struct st_member {
+    const char *key;
+    int pos;             /* in the object, so that equal keys sort in file order */
+    cJSON *item;
+} st_member;
+
+static int st_cmp_member(const void *a, const void *b)
+{
+    const st_member *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+int st_json_last_wins(cJSON *obj)
+{
+    if (!cJSON_IsObject(obj)) return 0;
+    int n = 0;
+    for (const cJSON *e = obj->child; e; e = e->next) n++;
+    if (n < 2) return 0;
+    st_member small[32];
+    st_member *m = n <= 32 ? small : malloc((size_t)n * sizeof *m);
+    if (!m) return -1;
+    int i = 0;
+    for (cJSON *e = obj->child; e; e = e->next, i++)
+        m[i] = (st_member){ e->string ? e->string : "", i, e };
+    qsort(m, (size_t)n, sizeof *m, st_cmp_member);
+    for (i = 0; i + 1 < n; i++)
+        if (strcmp(m[i].key, m[i + 1].key) == 0)
+            cJSON_Delete(cJSON_DetachItemViaPointer(obj, m[i].item));
+    if (m != small) free(m);
+    return 0;
+}
+
 /* 0 and *out set when s names a supported dtype. */
 static int st_parse_dtype(const char *s, st_dtype *out)
 {
@@ -202,7 +237,7 @@ static int st_parse_file(const st_file *f, st_tensor **out, int *nout, char *err
         goto fail;
     }
 
-    for (const cJSON *e = root->child; e; e = e->next) {
+    for (cJSON *e = root->child; e; e = e->next) {
         const char *name = e->string ? e->string : "";
         if (strcmp(name, "__metadata__") == 0) {
             if (!cJSON_IsObject(e)) {
@@ -213,6 +248,10 @@ static int st_parse_file(const st_file *f, st_tensor **out, int *nout, char *err
         }
         if (!cJSON_IsObject(e)) {
             st_err(err, errlen, "%s: tensor '%.200s': entry is not a JSON object", path, name);
+            goto fail;
+        }
+        if (st_json_last_wins(e) != 0) {
+            st_err(err, errlen, "%s: out of memory", path);
             goto fail;
         }
         const cJSON *jd = cJSON_GetObjectItemCaseSensitive(e, "dtype");
@@ -507,9 +546,18 @@ static st_set *st_open_index(const char *dir, const char *ipath, char *err, size
         st_err(err, errlen, "%s: not valid JSON", ipath);
         goto fail;
     }
-    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (st_json_last_wins(root) != 0) {
+        st_err(err, errlen, "%s: out of memory", ipath);
+        goto fail;
+    }
+    cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(root) || !cJSON_IsObject(wm)) {
         st_err(err, errlen, "%s: no \"weight_map\" object", ipath);
+        goto fail;
+    }
+    /* A tensor listed twice is in the shard named last (HF reads the map as a dict). */
+    if (st_json_last_wins(wm) != 0) {
+        st_err(err, errlen, "%s: out of memory", ipath);
         goto fail;
     }
     int nw = cJSON_GetArraySize(wm);

@@ -6,7 +6,11 @@
  * into the mapping and lives until st_close(). All validation happens in st_open_*():
  * header length past the end, bad JSON, unknown dtype, shape/size mismatch, offsets out
  * of range or overlapping, duplicate names... each a distinct message naming the file
- * and the tensor. */
+ * and the tensor.
+ *
+ * JSON objects with a key given twice mean what Python's json (and so Hugging Face)
+ * makes of them: the last value wins. The one exception is a tensor name given twice in
+ * a safetensors header, which is refused as a duplicate. */
 #ifndef NLP_ST_H
 #define NLP_ST_H
 
@@ -14,6 +18,8 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
+
+struct cJSON;
 
 /* Values only grow. */
 typedef enum st_dtype { ST_F32 = 0, ST_F16 = 1, ST_BF16 = 2 } st_dtype;
@@ -48,6 +54,12 @@ int st_count(const st_set *set);
 const st_tensor *st_at(const st_set *set, int i);
 size_t st_dtype_size(st_dtype dt);
 const char *st_dtype_name(st_dtype dt);
+
+/* Removes every member of obj that a later member of the same name overrides, so that
+ * cJSON's lookups (which find the first) and walks see what Python's json sees. Every
+ * object read from a checkpoint's JSON goes through this before any lookup. Does nothing
+ * to a non-object. 0, or -1 out of memory. */
+int st_json_last_wins(struct cJSON *obj);
 
 /* Reads config.json into *out (HF T5Config defaults for absent keys; model_type must be
  * t5 or mt5; feed_forward_proj relu | gated-gelu). 0 or < 0 with the reason in err. */

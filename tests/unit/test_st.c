@@ -695,3 +695,103 @@ TEST(hfcfg_parse_in_memory)
     CHECK(strstr(err, "mem.json: not valid JSON"));
     CHECK(hf_config_parse(NULL, 0, NULL, &c, err, sizeof err) < 0 && strstr(err, "not valid JSON"));
 }
+
+/* ---- duplicate JSON keys: the last wins, as in Python ---- */
+
+TEST(st_json_last_wins_helper)
+{
+    cJSON *o = cJSON_Parse("{\"a\":1,\"b\":2,\"a\":3,\"c\":{\"x\":1,\"x\":2},\"b\":4,\"a\":5}");
+    REQUIRE(o);
+    REQUIRE(st_json_last_wins(o) == 0);
+    CHECK(cJSON_GetArraySize(o) == 3);
+    CHECK(cJSON_GetObjectItemCaseSensitive(o, "a")->valueint == 5);
+    CHECK(cJSON_GetObjectItemCaseSensitive(o, "b")->valueint == 4);
+    /* only the object given: nested ones are for their readers to pass */
+    CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "c")) == 2);
+    cJSON_Delete(o);
+    /* many members (past the on-stack array), case-sensitive keys */
+    cJSON *m = cJSON_CreateObject();
+    for (int i = 0; i < 300; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i % 100);
+        cJSON_AddNumberToObject(m, k, i);
+    }
+    cJSON_AddNumberToObject(m, "K1", -1);
+    REQUIRE(st_json_last_wins(m) == 0);
+    CHECK(cJSON_GetArraySize(m) == 101);
+    CHECK(cJSON_GetObjectItemCaseSensitive(m, "k7")->valueint == 207);
+    CHECK(cJSON_GetObjectItemCaseSensitive(m, "K1")->valueint == -1);
+    cJSON_Delete(m);
+    cJSON *arr = cJSON_Parse("[1,1]");
+    CHECK(st_json_last_wins(arr) == 0 && cJSON_GetArraySize(arr) == 2);
+    cJSON_Delete(arr);
+    CHECK(st_json_last_wins(NULL) == 0);
+}
+
+TEST(hfcfg_duplicate_keys_last_wins)
+{
+    eng_config c;
+    char err[512] = "";
+    /* the first value would be refused; the last one is what HF reads */
+    REQUIRE_MSG(load_cfg_text("{\"model_type\":\"bart\",\"model_type\":\"t5\",\"d_model\":\"x\","
+                              "\"d_model\":64,\"feed_forward_proj\":\"relu\","
+                              "\"feed_forward_proj\":\"gated-gelu\",\"tie_word_embeddings\":true,"
+                              "\"tie_word_embeddings\":false,\"layer_norm_epsilon\":1e-6,"
+                              "\"layer_norm_epsilon\":1e-5,\"num_decoder_layers\":2,"
+                              "\"num_decoder_layers\":null}", &c, err, sizeof err) == 0, "%s", err);
+    CHECK(c.d_model == 64 && c.gated == 1 && c.tied == 0 && c.layer_norm_eps == 1e-5f);
+    CHECK(c.num_decoder_layers == c.num_layers); /* null last: the default */
+    /* and a bad last value is refused even after a good first one */
+    expect_cfg_err("{\"model_type\":\"t5\",\"model_type\":\"bart\"}", "unknown model_type 'bart'");
+    expect_cfg_err("{\"model_type\":\"t5\",\"d_model\":64,\"d_model\":1e12}", "key 'd_model'");
+    expect_cfg_err("{\"model_type\":\"t5\",\"vocab_size\":100,\"eos_token_id\":1,\"eos_token_id\":100}",
+                   "key 'eos_token_id' = 100 not below vocab_size");
+}
+
+TEST(st_duplicate_keys_last_wins)
+{
+    /* inside a tensor's entry */
+    static const float four[4] = { 1, 2, 3, 4 };
+    size_t n;
+    char err[512] = "";
+    unsigned char *img = mem_st("{\"w\":{\"dtype\":\"I64\",\"shape\":[9],\"data_offsets\":[0,0],"
+                                "\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}",
+                                four, sizeof four, &n);
+    st_set *s = st_open_mem(img, n, "dup", err, sizeof err);
+    REQUIRE_MSG(s, "%s", err);
+    const st_tensor *t = st_find(s, "w");
+    CHECK(t && t->dtype == ST_F32 && t->ndim == 2 && t->shape[1] == 2 && t->nbytes == 16);
+    st_close(&s);
+    free(img);
+    img = mem_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16],\"dtype\":\"BF16\"}}",
+                 four, sizeof four, &n);
+    s = st_open_mem(img, n, "dup", err, sizeof err);
+    CHECK(s == NULL && strstr(err, "(4 elements of BF16)"));
+    free(img);
+    /* a tensor named twice in one header stays an error (see st.h) */
+    expect_st_err("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+                  "\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[16,32]}}", 32,
+                  "duplicate tensor name", "'a'");
+
+    /* the sharded index: a tensor listed twice is in the shard named last */
+    st_set *src = NULL;
+    const char *dir = make_sharded(&src, ",\"shared.weight\":\"model-00002-of-00002.safetensors\"");
+    expect_dir_err(dir, "found in", "shared.weight"); /* last names the wrong shard */
+    const st_tensor *sw = st_find(src, "shared.weight");
+    int i_sw = 0;
+    while (st_at(src, i_sw) != sw) i_sw++;
+    char extra[160];
+    snprintf(extra, sizeof extra, ",\"shared.weight\":\"nowhere.safetensors\","
+             "\"shared.weight\":\"model-0000%d-of-00002.safetensors\"", i_sw % 2 + 1);
+    write_index(src, dir, extra); /* the bogus shard is overridden: never opened */
+    s = st_open_dir(dir, err, sizeof err);
+    CHECK_MSG(s != NULL, "%s", err);
+    st_close(&s);
+    /* "weight_map" itself twice: the last one */
+    char path[256];
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    write_text(path, "{\"weight_map\":{\"x\":\"../etc\"},\"weight_map\":{}}");
+    expect_dir_err(dir, "weight_map is empty", NULL);
+    st_close(&src);
+    st_rmdir(dir);
+}
