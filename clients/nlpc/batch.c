@@ -37,6 +37,10 @@
 #define BATCH_RETRY_MAX_MS 2000
 #define BATCH_PROBE_MAX_MS 2000   /* a probe is answered at once; longer is "no answer" */
 #define BATCH_RESEND_DELAY_MS 1000   /* a send the socket refused is tried again after */
+/* A line in flight through this many lost connections gets an error instead of another
+ * send: a request that makes the connection drop (a frame the daemon's ZeroMQ refuses
+ * when --max-message-bytes is set above the daemon's limit) must not loop forever. */
+#define BATCH_MAX_RESENDS 8
 
 enum { S_FREE = 0, S_WAIT, S_SENT, S_DONE };
 
@@ -46,6 +50,8 @@ typedef struct slot {
     long lineno;
     int state;
     int overloads;            /* OVERLOADED answers so far */
+    int late;                 /* its reply took longer than --timeout (counted once) */
+    int resends;              /* sends lost with the connection or the daemon */
     uint64_t req_id;          /* id of the latest send (S_SENT) */
     int64_t sent_at;          /* S_SENT: since when the reply is awaited */
     int64_t retry_at;         /* S_WAIT: send at or after this time */
@@ -547,6 +553,13 @@ static void resend_lost(batch *b, uint64_t before, int64_t now)
     for (long q = b->head; q < b->next; q++) {
         slot *s = &b->slots[q % b->window];
         if (s->state != S_SENT || (before && s->req_id >= before)) continue;
+        if (++s->resends > BATCH_MAX_RESENDS) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "the connection was lost %d times with this line in "
+                     "flight", BATCH_MAX_RESENDS + 1);
+            finish_error(b, s, "CONNECTION_LOST", msg);
+            continue;
+        }
         s->state = S_WAIT;
         s->retry_at = now;
         b->n_resent++;
@@ -583,7 +596,8 @@ static void on_probe(batch *b, const nlpc_response *r, int64_t now)
         slot *s = &b->slots[q % b->window];
         if (s->state == S_SENT && now - s->sent_at >= b->cli->timeout_ms) {
             s->sent_at = now;   /* late, and still owed: wait on */
-            b->n_late++;
+            b->n_late += !s->late;
+            s->late = 1;
         }
     }
 }
