@@ -54,7 +54,8 @@ eng_model_params eng_model_default_params(void);
 /* Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a
  * sharded index). Weights F32/F16/BF16 are mmapped; F32 is used in place, F16/BF16 are
  * converted to F32 once here (anonymous memory of twice the file's size). Missing or
- * mis-shaped tensors fail with a message naming the tensor. p may be NULL (defaults);
+ * mis-shaped tensors, and tensors holding a NaN or an infinity, fail with a message
+ * naming the tensor (every weight is read once here to check). p may be NULL (defaults);
  * p->n_threads is applied process-wide to OpenBLAS, and to the OpenMP team of each
  * thread that calls the engine. */
 eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err, size_t errlen);

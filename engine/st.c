@@ -76,6 +76,70 @@ const char *st_dtype_name(st_dtype dt)
     return "?";
 }
 
+/* ---- non-finite values ----
+ * A value is NaN or infinite when its exponent bits are all ones: with the sign bit
+ * cleared, its bits are above the largest finite value's. The scan reads whole blocks of
+ * ST_SCAN_BLOCK values whose loop count is a constant, which GCC vectorises even at -O2
+ * (its cheapest cost model wants no remainder loop); only a block that fails, and the
+ * tail, are looked at one value at a time. It runs once per tensor at load, at about
+ * the speed memory delivers the bytes. */
+
+#define ST_SCAN_BLOCK 64
+
+static int st_bad32(const unsigned char *p)
+{
+    int bad = 0;
+    for (int i = 0; i < ST_SCAN_BLOCK; i++) {
+        uint32_t u;
+        memcpy(&u, p + 4 * i, sizeof u);
+        bad |= (u & 0x7fffffffu) > 0x7f7fffffu;
+    }
+    return bad;
+}
+
+/* F16 (max finite 0x7bff) and BF16 (0x7f7f) differ only by that bound. */
+static int st_bad16(const unsigned char *p, uint16_t max_finite)
+{
+    int bad = 0;
+    for (int i = 0; i < ST_SCAN_BLOCK; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, sizeof h);
+        bad |= (uint16_t)(h & 0x7fffu) > max_finite;
+    }
+    return bad;
+}
+
+static int st_bad_at(const unsigned char *p, st_dtype dt, size_t i)
+{
+    if (dt == ST_F32) {
+        uint32_t u;
+        memcpy(&u, p + 4 * i, sizeof u);
+        return (u & 0x7fffffffu) > 0x7f7fffffu;
+    }
+    uint16_t h;
+    memcpy(&h, p + 2 * i, sizeof h);
+    return (uint16_t)(h & 0x7fffu) > (dt == ST_F16 ? 0x7bffu : 0x7f7fu);
+}
+
+int64_t st_first_nonfinite(const st_tensor *t)
+{
+    size_t esz = st_dtype_size(t->dtype);
+    if (!esz || !t->data) return -1;
+    size_t n = t->nbytes / esz;
+    const unsigned char *p = t->data;
+    uint16_t max16 = t->dtype == ST_F16 ? 0x7bff : 0x7f7f;
+    for (size_t i0 = 0; i0 < n; i0 += ST_SCAN_BLOCK) {
+        size_t i1 = n - i0 < ST_SCAN_BLOCK ? n : i0 + ST_SCAN_BLOCK;
+        if (i1 - i0 == ST_SCAN_BLOCK) {
+            const unsigned char *b = p + i0 * esz;
+            if (!(t->dtype == ST_F32 ? st_bad32(b) : st_bad16(b, max16))) continue;
+        }
+        for (size_t i = i0; i < i1; i++)
+            if (st_bad_at(p, t->dtype, i)) return (int64_t)i;
+    }
+    return -1;
+}
+
 /* ---- duplicate JSON keys: the last wins ---- */
 
 typedef struct st_member {

@@ -55,6 +55,10 @@ const st_tensor *st_at(const st_set *set, int i);
 size_t st_dtype_size(st_dtype dt);
 const char *st_dtype_name(st_dtype dt);
 
+/* The index of the first NaN or infinity among t's values, or -1 when all are finite.
+ * Reads all of t's bytes (any alignment). */
+int64_t st_first_nonfinite(const st_tensor *t);
+
 /* Removes every member of obj that a later member of the same name overrides, so that
  * cJSON's lookups (which find the first) and walks see what Python's json sees. Every
  * object read from a checkpoint's JSON goes through this before any lookup. Does nothing

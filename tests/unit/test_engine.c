@@ -1260,3 +1260,66 @@ TEST(eng_blas_core_names_the_kernels)
     free(saved);
     CHECK(eng_blas_core(NULL) == core || strcmp(eng_blas_core(NULL), core) == 0);
 }
+
+/* ---- NaN and infinity: refused at load, and an error (never OK) if computed ---- */
+
+/* Rewrites DIR/model.safetensors with element `elem` of `tensor` set to the bits of
+ * kind 'n' (NaN), '+' or '-' (infinities) in the tensor's own dtype. */
+static void et_poison(const char *dir, const char *tensor, size_t elem, char kind)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    size_t nd;
+    char *data;
+    cJSON *h = et_read_st(path, &data, &nd);
+    cJSON *t = cJSON_GetObjectItem(h, tensor);
+    REQUIRE_MSG(t, "no tensor %s", tensor);
+    const char *dt = cJSON_GetObjectItem(t, "dtype")->valuestring;
+    size_t off = (size_t)cJSON_GetArrayItem(cJSON_GetObjectItem(t, "data_offsets"), 0)->valuedouble;
+    int k = kind == 'n' ? 0 : kind == '+' ? 1 : 2;
+    if (!strcmp(dt, "F32")) {
+        static const uint32_t bits[] = { 0x7fc00000u, 0x7f800000u, 0xff800000u };
+        memcpy(data + off + 4 * elem, &bits[k], 4);
+    } else {
+        static const uint16_t f16[] = { 0x7e00, 0x7c00, 0xfc00 }, bf16[] = { 0x7fc0, 0x7f80, 0xff80 };
+        memcpy(data + off + 2 * elem, !strcmp(dt, "F16") ? &f16[k] : &bf16[k], 2);
+    }
+    et_write_st(dir, h, 0, data, nd);
+    cJSON_Delete(h);
+    free(data);
+}
+
+TEST(eng_nonfinite_weights_refused)
+{
+    static const struct {
+        const char *src;    /* tiny-t5 (F32), tiny-flan (BF16), or "f16" (tiny-t5 as F16) */
+        const char *tensor;
+        size_t elem;
+        char kind;
+        const char *want;
+    } cases[] = {
+        { "tiny-t5", "decoder.block.1.layer.2.DenseReluDense.wo.weight", 77, 'n', "holds NaN at element 77 (F32)" },
+        { "tiny-t5", "shared.weight", 32128u * 64 - 1, '+', "holds +inf at element 2056191 (F32)" },
+        { "tiny-t5", "encoder.final_layer_norm.weight", 0, '-', "holds -inf at element 0 (F32)" },
+        { "tiny-flan", "lm_head.weight", 12345, 'n', "holds NaN at element 12345 (BF16)" },
+        { "tiny-flan", "encoder.block.2.layer.1.DenseReluDense.wi_1.weight", 64, '+', "holds +inf at element 64 (BF16)" },
+        { "f16", "encoder.block.0.layer.0.SelfAttention.q.weight", 5, 'n', "holds NaN at element 5 (F16)" },
+        { "f16", "decoder.final_layer_norm.weight", 63, '+', "holds +inf at element 63 (F16)" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char dir[64], err[512] = "";
+        if (!strcmp(cases[i].src, "f16"))
+            et_write_variant(dir, 1);
+        else
+            et_copy_model(dir, cases[i].src, NULL, NULL, NULL, NULL);
+        et_poison(dir, cases[i].tensor, cases[i].elem, cases[i].kind);
+        eng_model *m = eng_model_load(dir, NULL, err, sizeof err);
+        CHECK_MSG(m == NULL, "case %zu: loaded with a non-finite weight", i);
+        eng_model_free(&m);
+        char want[256];
+        snprintf(want, sizeof want, "%s/model.safetensors: tensor '%s' %s", dir, cases[i].tensor,
+                 cases[i].want);
+        CHECK_MSG(strstr(err, want), "case %zu: '%s' lacks '%s'", i, err, want);
+        et_rmdir(dir);
+    }
+}

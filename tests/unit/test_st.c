@@ -696,6 +696,77 @@ TEST(hfcfg_parse_in_memory)
     CHECK(hf_config_parse(NULL, 0, NULL, &c, err, sizeof err) < 0 && strstr(err, "not valid JSON"));
 }
 
+/* ---- NaN and infinity: the load-time scan ---- */
+
+/* Opens one tensor of `n` values of dtype dt (bits in vals, esz bytes each) placed `skew`
+ * bytes into the data region, and returns st_first_nonfinite of it. */
+static int64_t scan_one(const char *dt, size_t esz, const void *vals, size_t n, size_t skew)
+{
+    char hdr[256];
+    snprintf(hdr, sizeof hdr,
+             "{\"pad\":{\"dtype\":\"BF16\",\"shape\":[%zu],\"data_offsets\":[0,%zu]},"
+             "\"t\":{\"dtype\":\"%s\",\"shape\":[%zu],\"data_offsets\":[%zu,%zu]}}",
+             skew / 2, skew, dt, n, skew, skew + n * esz);
+    unsigned char *data = calloc(1, skew + n * esz + 1);
+    REQUIRE(data);
+    memcpy(data + skew, vals, n * esz);
+    size_t len;
+    unsigned char *img = mem_st(hdr, data, skew + n * esz, &len);
+    char err[256];
+    st_set *s = st_open_mem(img, len, "scan", err, sizeof err);
+    REQUIRE_MSG(s, "%s", err);
+    int64_t r = st_first_nonfinite(st_find(s, "t"));
+    st_close(&s);
+    free(img);
+    free(data);
+    return r;
+}
+
+TEST(st_nonfinite_scan)
+{
+    enum { N = 200 }; /* three whole blocks of 64 and a tail of 8 */
+    static const struct {
+        const char *dt;
+        size_t esz;
+        uint32_t fin[6];   /* finite edge values: max, -max, smallest subnormal, -0, 1, -1 */
+        uint32_t bad[4];   /* +inf, -inf, quiet NaN, NaN with the sign set */
+    } kinds[] = {
+        { "F32", 4, { 0x7f7fffff, 0xff7fffff, 0x00000001, 0x80000000, 0x3f800000, 0xbf800000 },
+          { 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001 } },
+        { "F16", 2, { 0x7bff, 0xfbff, 0x0001, 0x8000, 0x3c00, 0xbc00 },
+          { 0x7c00, 0xfc00, 0x7e00, 0xfc01 } },
+        { "BF16", 2, { 0x7f7f, 0xff7f, 0x0001, 0x8000, 0x3f80, 0xbf80 },
+          { 0x7f80, 0xff80, 0x7fc0, 0xff81 } },
+    };
+    static const size_t at[] = { 0, 63, 64, 130, 191, 192, 199 };
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        unsigned char v[N * 4];
+        size_t esz = kinds[k].esz;
+        for (size_t i = 0; i < N; i++) {
+            uint32_t x = kinds[k].fin[i % 6];
+            memcpy(v + i * esz, &x, esz); /* little-endian: the low bytes */
+        }
+        for (size_t skew = 0; skew <= 2; skew += 2) { /* F32 data 2 bytes off alignment too */
+            CHECK_MSG(scan_one(kinds[k].dt, esz, v, N, skew) == -1, "%s: finite values flagged",
+                      kinds[k].dt);
+            for (size_t b = 0; b < 4; b++)
+                for (size_t a = 0; a < sizeof at / sizeof at[0]; a++) {
+                    unsigned char w[N * 4];
+                    memcpy(w, v, sizeof w);
+                    memcpy(w + at[a] * esz, &kinds[k].bad[b], esz);
+                    /* a second bad value later: the first is reported */
+                    if (at[a] + 5 < N) memcpy(w + (at[a] + 5) * esz, &kinds[k].bad[b], esz);
+                    int64_t r = scan_one(kinds[k].dt, esz, w, N, skew);
+                    CHECK_MSG(r == (int64_t)at[a], "%s bits %#x at %zu (skew %zu): got %lld",
+                              kinds[k].dt, (unsigned)kinds[k].bad[b], at[a], skew, (long long)r);
+                }
+        }
+        /* short tensors (tail only) and an empty one */
+        CHECK(scan_one(kinds[k].dt, esz, kinds[k].bad, 1, 0) == 0);
+        CHECK(scan_one(kinds[k].dt, esz, v, 0, 0) == -1);
+    }
+}
+
 /* ---- duplicate JSON keys: the last wins, as in Python ---- */
 
 TEST(st_json_last_wins_helper)
