@@ -228,7 +228,9 @@ static int st_cmp_range(const void *a, const void *b)
  * (f->size says how short) for st_parse_file to refuse. */
 static int st_map(st_file *f, char *err, size_t errlen)
 {
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO planted in a checkpoint directory would block open() until a
+     * writer came; this way it is refused below as not a regular file. */
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         st_err(err, errlen, "%s: cannot open: %s", f->path, strerror(errno));
         return -1;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- helpers ---- */
@@ -864,5 +865,20 @@ TEST(st_duplicate_keys_last_wins)
     write_text(path, "{\"weight_map\":{\"x\":\"../etc\"},\"weight_map\":{}}");
     expect_dir_err(dir, "weight_map is empty", NULL);
     st_close(&src);
+    st_rmdir(dir);
+}
+
+/* ---- other hostile directory contents ---- */
+
+TEST_TIMEOUT(st_fifo_refused_not_waited_on, 20)
+{
+    /* open() of a FIFO blocks until a writer comes: it must be refused instead */
+    const char *dir = st_tmpdir();
+    char path[128], err[512] = "";
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    REQUIRE(mkfifo(path, 0600) == 0);
+    st_set *s = st_open_dir(dir, err, sizeof err);
+    CHECK(s == NULL);
+    CHECK_MSG(strstr(err, "not a regular file") && strstr(err, path), "%s", err);
     st_rmdir(dir);
 }
