@@ -725,19 +725,18 @@ static void summary(batch *b)
 {
     if (b->progress && isatty(2)) fputc('\n', stderr);
     show_progress(b, 1);
-    long unwritten = b->next - b->head;
-    long unread = b->total >= 0 ? b->total - b->skipped - b->next : -1;
-    if (unwritten == 0 && (b->eof || unread == 0)) return;
-    char rest[96] = "the rest of the input";
-    if (unread >= 0) snprintf(rest, sizeof rest, "%ld lines not read", unread);
-    fprintf(stderr, "nlpc batch: %s: %ld lines not written (%ld in flight, %ld waiting to "
-            "be sent), %s; %s\n",
-            b->gone ? "the daemon is gone (no answer, no connection)"
-                    : batch_nsig ? (batch_sig == SIGINT ? "stopped by SIGINT"
-                                                        : "stopped by SIGTERM")
-                                 : "stopped",
-            unwritten, count_state(b, S_SENT), count_state(b, S_WAIT), b->eof ? "none unread"
-            : rest, b->cli->output ? "--resume continues" : "--output FILE --resume continues");
+    long read = b->next - b->head;   /* read, not written */
+    long unread = b->eof ? 0 : b->total >= 0 ? b->total - b->skipped - b->next : -1;
+    if (read == 0 && unread == 0) return;
+    const char *why = b->gone ? "the daemon is gone (no answer, no connection)"
+                      : batch_sig == SIGTERM ? "stopped by SIGTERM"
+                      : batch_sig == SIGINT ? "stopped by SIGINT" : "stopped";
+    char rest[64] = "the rest of the input";
+    if (unread >= 0) snprintf(rest, sizeof rest, "%ld not read", unread);
+    fprintf(stderr, "nlpc batch: %s: %ld%s lines not written (%ld read: %ld in flight, %ld "
+            "waiting to be sent; %s); %s\n", why, read + (unread > 0 ? unread : 0),
+            unread < 0 ? "+" : "", read, count_state(b, S_SENT), count_state(b, S_WAIT),
+            rest, b->cli->output ? "--resume continues" : "-o FILE --resume continues");
 }
 
 /* ---- the run ---- */
