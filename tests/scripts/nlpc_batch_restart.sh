@@ -10,7 +10,7 @@ fail() { echo "FAIL: $*" >&2; show_log_on_failure; exit 1; }
 
 write_conf 'batching = { max_rows = 1; max_wait_ms = 0; };'
 start_daemon
-N=60
+N=40
 for i in $(seq 0 $((N - 1))); do
     echo "{\"id\":$i,\"text\":\"Document $i is about the weather and the markets.\"}"
     [ $((i % 17)) -eq 5 ] && echo ""          # blank lines are skipped, also on resume

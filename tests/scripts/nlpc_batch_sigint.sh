@@ -11,7 +11,7 @@ grep -q '130.*SIGINT' docs/clients.md || fail "docs/clients.md does not give the
 
 write_conf 'batching = { max_rows = 1; max_wait_ms = 0; };'
 start_daemon
-N=80
+N=50
 for i in $(seq 0 $((N - 1))); do
     echo "{\"id\":$i,\"text\":\"Document $i is about the weather and the markets.\"}"
 done >"$TMP/in.jsonl"
