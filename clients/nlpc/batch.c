@@ -449,9 +449,10 @@ static int resume_check(batch *b, const char *line, size_t len)
     }
     cJSON *oj = cJSON_Parse(o);
     free(o);
-    cJSON *in = cJSON_ParseWithLength(line, len);
-    const cJSON *want = in && cJSON_IsObject(in) ? cJSON_GetObjectItemCaseSensitive(in, "id")
-                                                 : NULL;
+    cJSON *in;
+    char msg[320];
+    parse_line(line, len, &in, msg, sizeof msg);   /* as the run read it: NULL if refused */
+    const cJSON *want = cJSON_GetObjectItemCaseSensitive(in, "id");
     const cJSON *got = cJSON_GetObjectItemCaseSensitive(oj, want ? "id" : "line");
     int ok = want ? got && cJSON_Compare(want, got, 1)
                   : cJSON_IsNumber(got) && got->valuedouble == (double)b->lineno;
