@@ -170,6 +170,8 @@ TEST(daemon_conf_integers_as_written)
     expect_conf_error("limits = { queue_size = 99999999999999999999L; };\n",
                       "limits.queue_size = 99999999999999999999L is out of range");
     expect_conf_error("threads = 0x100000002;\n", "threads = 0x100000002 is out of range");
+    expect_conf_error("model = \"queue_size = 5\"; limits = { queue_size = 99999999999999999999; };\n",
+                      "limits.queue_size = 99999999999999999999 is out of range");
     expect_conf_error("limits = {\n  queue_size =\n    4294968320; };\n",
                       ":2: limits.queue_size = 4294968320 is out of range");
     REQUIRE(write_tmp("ovinc.conf", "batching = { max_rows = 4294967298; };\n"));
