@@ -1,7 +1,8 @@
 #!/bin/bash
 # nlpc batch and a daemon that dies mid-run (SIGKILL: every reply it owed is lost).
 # 1. Restarted within --reconnect: the run goes on by itself, the lost lines are sent
-#    again, and every line is in the output exactly once, in order.
+#    again, and every line is in the output exactly once, in order. The same after a
+#    graceful stop (SIGTERM) and start, whose SHUTTING_DOWN answers are retried.
 # 2. Not back within --reconnect: the run ends (exit 3) with a summary of what is not
 #    written; after a restart, --resume on the same output (with a torn last line, as a
 #    killed writer leaves) completes it: every line exactly once, in order.
@@ -61,6 +62,24 @@ check_out "$TMP/out1.jsonl" || fail "restart within --reconnect: output"
 resent=$(sed -n 's/.* \([0-9]*\) resent.*/\1/p' "$TMP/err1" | tail -1)
 [ -n "$resent" ] && [ "$resent" -gt 0 ] || fail "nothing counted as resent: $(cat "$TMP/err1")"
 
+# ---- 1b: stopped gracefully (SIGTERM: it answers what it took, SHUTTING_DOWN to the
+# rest) and started again: the refused lines are retried until the new daemon takes them
+"$B/nlpc" --connect "$IPC" batch --task summarize --max-new-tokens 32 --window 16 \
+    --timeout 500 --reconnect 30000 -o "$TMP/out1b.jsonl" <"$TMP/in.jsonl" 2>"$TMP/err1b" &
+NLPC_PID=$!
+wait_lines "$TMP/out1b.jsonl" 5 || fail "no output before SIGTERM: $(cat "$TMP/err1b")"
+stop_daemon
+[ "$DAEMON_RC" -eq 0 ] || fail "nlpd exit $DAEMON_RC after SIGTERM"
+start_daemon
+rc=0
+for _ in $(seq 600); do kill -0 "$NLPC_PID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$NLPC_PID" 2>/dev/null && fail "nlpc still running 60 s after the restart: $(cat "$TMP/err1b")"
+wait "$NLPC_PID" || rc=$?
+NLPC_PID=
+[ $rc -eq 0 ] || fail "graceful restart: rc=$rc: $(cat "$TMP/err1b")"
+check_out "$TMP/out1b.jsonl" || fail "graceful restart: output"
+retried=$(sed -n 's/.* \([0-9]*\) retried.*/\1/p' "$TMP/err1b" | tail -1)
+
 # ---- 2: gone for longer than --reconnect, then --resume ----
 "$B/nlpc" --connect "$IPC" batch --task summarize --max-new-tokens 32 --window 16 \
     --timeout 500 --reconnect 1000 -o "$TMP/out2.jsonl" <"$TMP/in.jsonl" 2>"$TMP/err2" &
@@ -92,4 +111,4 @@ rc=0
 "$B/nlpc" --connect "$IPC" batch --task summarize -o "$TMP/out4.jsonl" --resume \
     <"$TMP/other.jsonl" 2>"$TMP/err4" || rc=$?
 [ $rc -eq 2 ] && grep -q "does not answer input line" "$TMP/err4" || fail "wrong input: rc=$rc $(cat "$TMP/err4")"
-echo "nlpc_batch_restart: restart within --reconnect ($resent resent) and --resume after $k lines: $N lines, each once"
+echo "nlpc_batch_restart: restart within --reconnect ($resent resent), graceful restart ($retried retried) and --resume after $k lines: $N lines, each once"
