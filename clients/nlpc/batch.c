@@ -22,7 +22,6 @@
  * Requests over --max-message-bytes are refused here (MESSAGE_TOO_LARGE for that line):
  * ZeroMQ would drop the connection, and every line in flight with it. */
 #include <errno.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +91,8 @@ typedef struct batch {
     char usage[320];          /* set: a usage error found in the first line */
 } batch;
 
+/* Set by the signal handler only (the one thing a handler may touch): the last stop
+ * signal and how many came. The loop reads them. */
 static volatile sig_atomic_t batch_sig, batch_nsig;
 
 static void on_signal(int sig)
@@ -262,10 +263,12 @@ static const char *str_field(const cJSON *in, const char *key, const char *dflt,
 /* What a task needs that a line may carry instead of the command line. */
 static const char *required_field(nlpc_task t, const nlpc_request *rq, const char **opt)
 {
-    if (t == NLPC_TASK_TRANSLATE && !rq->target_lang) return *opt = "--to LANG", "to";
-    if (t == NLPC_TASK_CLASSIFY && !rq->n_labels) return *opt = "--labels a,b,c", "labels";
-    if (t == NLPC_TASK_QA && !rq->question) return *opt = "--question Q", "question";
-    return NULL;
+    *opt = NULL;
+    if (t == NLPC_TASK_TRANSLATE && !rq->target_lang) *opt = "--to LANG";
+    if (t == NLPC_TASK_CLASSIFY && !rq->n_labels) *opt = "--labels a,b,c";
+    if (t == NLPC_TASK_QA && !rq->question) *opt = "--question Q";
+    if (!*opt) return NULL;
+    return t == NLPC_TASK_TRANSLATE ? "to" : t == NLPC_TASK_CLASSIFY ? "labels" : "question";
 }
 
 /* Builds the line's request from the command-line options and the line's overrides
