@@ -184,6 +184,9 @@ class Client:
         # connection events, watched before connecting so none is missed
         self._mon = self._sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self._connected = 0
+        if "," in endpoint:
+            # as libnlpclient: with several daemons, queue only to connected ones
+            self._sock.setsockopt(zmq.IMMEDIATE, 1)
         for ep in endpoint.split(","):
             if ep.strip():
                 self._sock.connect(ep.strip())
