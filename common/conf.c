@@ -224,7 +224,8 @@ int cm_conf_int(const cm_conf *c, const config_setting_t *s, long long *v, char 
     const char *d = l + (*l == '-' || *l == '+');
     char *end;
     errno = 0;
-    unsigned long long mag = strtoull(d, &end, d[0] == '0' && (d[1] == 'x' || d[1] == 'X') ? 16 : 10);
+    int hex = d[0] == '0' && (d[1] == 'x' || d[1] == 'X');
+    unsigned long long mag = strtoull(d, &end, hex ? 16 : 10);
     if (errno == ERANGE || mag > (unsigned long long)LLONG_MAX + neg) return -ERANGE;
     *v = neg ? (mag == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(long long)mag)
              : (long long)mag;

@@ -170,7 +170,8 @@ TEST(daemon_conf_integers_as_written)
     expect_conf_error("limits = { queue_size = 99999999999999999999L; };\n",
                       "limits.queue_size = 99999999999999999999L is out of range");
     expect_conf_error("threads = 0x100000002;\n", "threads = 0x100000002 is out of range");
-    expect_conf_error("model = \"queue_size = 5\"; limits = { queue_size = 99999999999999999999; };\n",
+    expect_conf_error("model = \"queue_size = 5\"; "
+                      "limits = { queue_size = 99999999999999999999; };\n",
                       "limits.queue_size = 99999999999999999999 is out of range");
     expect_conf_error("limits = {\n  queue_size =\n    4294968320; };\n",
                       ":2: limits.queue_size = 4294968320 is out of range");
@@ -178,8 +179,10 @@ TEST(daemon_conf_integers_as_written)
     dmn_conf c;
     char err[512] = "";
     dmn_conf_defaults(&c);
-    CHECK(dmn_conf_load(&c, write_tmp("bad.conf", "@include \"ovinc.conf\"\n"), err, sizeof err) < 0);
-    CHECK_MSG(strstr(err, "ovinc.conf:1: batching.max_rows = 4294967298 is out of range"), "%s", err);
+    const char *p = write_tmp("bad.conf", "@include \"ovinc.conf\"\n");
+    CHECK(dmn_conf_load(&c, p, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "ovinc.conf:1: batching.max_rows = 4294967298 is out of range"), "%s",
+              err);
 
     /* Every integer key: those --check-config prints as numbers (but the boolean). */
     static char dump[8192];
@@ -205,10 +208,11 @@ TEST(daemon_conf_integers_as_written)
     CHECK_MSG(n_int >= 14, "%d integer keys", n_int);
 
     /* The tasks module reads the same file: its integers too. */
-    const char *p = write_tmp("bad.conf", "tasks = { summarize = { num_beams = 4294967297; }; };\n");
+    p = write_tmp("bad.conf", "tasks = { summarize = { num_beams = 4294967297; }; };\n");
     REQUIRE(p);
     task_conf *tc = task_conf_load(p, err, sizeof err);
-    CHECK_MSG(!tc && strstr(err, "tasks.summarize.num_beams = 4294967297 is out of range"), "%s", err);
+    CHECK_MSG(!tc && strstr(err, "tasks.summarize.num_beams = 4294967297 is out of range"), "%s",
+              err);
     task_conf_free(&tc);
     p = write_tmp("bad.conf", "tasks = { summarize = { length_penalty = 4294967297; }; };\n");
     tc = task_conf_load(p, err, sizeof err);
@@ -775,8 +779,9 @@ TEST(daemon_responses_carry_only_valid_utf8)
         p = encode_error(msg);
         size_t got = strlen(p->status->message);
         CHECK_MSG(resp_strings_valid(p), "cut at %zu: invalid UTF-8", k);
-        CHECK_MSG(got <= DMN_MAX_MESSAGE && got == (k < DMN_MAX_MESSAGE ? k : DMN_MAX_MESSAGE) / 3 * 3 &&
-                  memcmp(p->status->message, text, got) == 0, "cut at %zu: %zu bytes", k, got);
+        size_t want = (k < DMN_MAX_MESSAGE ? k : DMN_MAX_MESSAGE) / 3 * 3;
+        CHECK_MSG(got == want && memcmp(p->status->message, text, got) == 0,
+                  "cut at %zu: %zu bytes", k, got);
         nlp__v1__response__free_unpacked(p, NULL);
     }
 
