@@ -8,7 +8,6 @@
 #include "engine/st.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -189,30 +188,9 @@ static int hf_parse(const char *path, const cJSON *root, eng_config *c, char *er
 
 int hf_config_load(const char *path, eng_config *out, char *err, size_t errlen)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        hf_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return ENG_EINVAL;
-    }
-    char *buf = malloc(HF_MAX_CONFIG + 1);
-    if (!buf) {
-        fclose(fp);
-        hf_err(err, errlen, "%s: out of memory", path);
-        return ENG_ENOMEM;
-    }
-    size_t n = fread(buf, 1, HF_MAX_CONFIG + 1, fp);
-    int rd_err = ferror(fp);
-    fclose(fp);
-    if (rd_err) {
-        free(buf);
-        hf_err(err, errlen, "%s: read error", path);
-        return ENG_EINVAL;
-    }
-    if (n > HF_MAX_CONFIG) {
-        free(buf);
-        hf_err(err, errlen, "%s: file too large (limit %zu bytes)", path, HF_MAX_CONFIG);
-        return ENG_EINVAL;
-    }
+    size_t n = 0;
+    char *buf = st_read_file(path, HF_MAX_CONFIG, &n, err, errlen);
+    if (!buf) return ENG_EINVAL;
     int rc = hf_config_parse(buf, n, path, out, err, errlen);
     free(buf);
     return rc;

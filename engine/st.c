@@ -224,23 +224,31 @@ static int st_cmp_range(const void *a, const void *b)
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
+/* Opens path for reading if it is a regular file: a descriptor (size in *sb), or -1 with
+ * err set. O_NONBLOCK: a FIFO planted in a checkpoint directory would block open() until
+ * a writer came; this way fstat refuses it as not a regular file. */
+static int st_open_regular(const char *path, struct stat *sb, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        st_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, sb) != 0 || !S_ISREG(sb->st_mode)) {
+        st_err(err, errlen, "%s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* Maps f->path into f. 0 or -1 with err set. A file too short to map is left unmapped
  * (f->size says how short) for st_parse_file to refuse. */
 static int st_map(st_file *f, char *err, size_t errlen)
 {
-    /* O_NONBLOCK: a FIFO planted in a checkpoint directory would block open() until a
-     * writer came; this way it is refused below as not a regular file. */
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-        st_err(err, errlen, "%s: cannot open: %s", f->path, strerror(errno));
-        return -1;
-    }
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st_err(err, errlen, "%s: not a regular file", f->path);
-        close(fd);
-        return -1;
-    }
+    int fd = st_open_regular(f->path, &sb, err, errlen);
+    if (fd < 0) return -1;
     f->size = (size_t)sb.st_size;
     if (sb.st_size < 8) {
         close(fd);
@@ -549,24 +557,28 @@ st_set *st_open_file(const char *path, char *err, size_t errlen)
     return s;
 }
 
-/* Reads a whole small file into a NUL-terminated buffer (caller frees). */
-static char *st_slurp(const char *path, size_t limit, size_t *len, char *err, size_t errlen)
+char *st_read_file(const char *path, size_t limit, size_t *len, char *err, size_t errlen)
 {
-    FILE *fp = fopen(path, "rb");
+    struct stat sb;
+    int fd = st_open_regular(path, &sb, err, errlen);
+    if (fd < 0) return NULL;
+    FILE *fp = fdopen(fd, "rb");
     if (!fp) {
-        st_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+        st_err(err, errlen, "%s: out of memory", path);
         return NULL;
     }
     char *buf = NULL;
     size_t n = 0, cap = 0;
     for (;;) {
         if (n == cap) {
-            if (cap >= limit) {
+            /* up to limit + 1 bytes: a file of exactly `limit` reads to its end */
+            if (n > limit) {
                 st_err(err, errlen, "%s: file too large (limit %zu bytes)", path, limit);
                 goto fail;
             }
             cap = cap ? cap * 2 : 4096;
-            if (cap > limit) cap = limit;
+            if (cap > limit + 1) cap = limit + 1;
             char *nb = realloc(buf, cap + 1);
             if (!nb) {
                 st_err(err, errlen, "%s: out of memory", path);
@@ -601,7 +613,7 @@ static int st_cmp_str(const void *a, const void *b)
 static st_set *st_open_index(const char *dir, const char *ipath, char *err, size_t errlen)
 {
     size_t len = 0;
-    char *text = st_slurp(ipath, ST_MAX_INDEX, &len, err, errlen);
+    char *text = st_read_file(ipath, ST_MAX_INDEX, &len, err, errlen);
     if (!text) return NULL;
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);

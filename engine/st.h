@@ -65,6 +65,11 @@ int64_t st_first_nonfinite(const st_tensor *t);
  * to a non-object. 0, or -1 out of memory. */
 int st_json_last_wins(struct cJSON *obj);
 
+/* Reads a whole small regular file (not a FIFO or device) of at most `limit` bytes into a
+ * new NUL-terminated buffer (the caller frees; *len without the NUL). NULL with the
+ * reason in err. */
+char *st_read_file(const char *path, size_t limit, size_t *len, char *err, size_t errlen);
+
 /* Reads config.json into *out (HF T5Config defaults for absent keys; model_type must be
  * t5 or mt5; feed_forward_proj relu | gated-gelu). 0 or < 0 with the reason in err. */
 int hf_config_load(const char *path, eng_config *out, char *err, size_t errlen);

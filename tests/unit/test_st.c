@@ -882,3 +882,35 @@ TEST_TIMEOUT(st_fifo_refused_not_waited_on, 20)
     CHECK_MSG(strstr(err, "not a regular file") && strstr(err, path), "%s", err);
     st_rmdir(dir);
 }
+
+TEST_TIMEOUT(st_small_json_files_fifo_and_size, 20)
+{
+    /* config.json and the shard index as FIFOs: refused, not waited on */
+    const char *dir = st_tmpdir();
+    char path[128], err[512] = "";
+    eng_config c;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    REQUIRE(mkfifo(path, 0600) == 0);
+    CHECK(hf_config_load(path, &c, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "not a regular file") && strstr(err, path), "%s", err);
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    REQUIRE(mkfifo(path, 0600) == 0);
+    st_set *s = st_open_dir(dir, err, sizeof err);
+    CHECK(s == NULL);
+    CHECK_MSG(strstr(err, "not a regular file") && strstr(err, path), "%s", err);
+    st_rmdir(dir);
+    /* config.json of exactly the 4 MiB limit loads; one byte more does not */
+    size_t lim = (size_t)4 << 20;
+    char *big = malloc(lim + 2);
+    REQUIRE(big);
+    memset(big, ' ', lim + 1);
+    memcpy(big, "{\"model_type\":\"t5\"}", 19);
+    big[lim] = '\0';
+    eng_config c2;
+    char e2[512] = "";
+    CHECK_MSG(load_cfg_text(big, &c2, e2, sizeof e2) == 0, "%s", e2);
+    big[lim] = ' ';
+    big[lim + 1] = '\0';
+    expect_cfg_err(big, "too large (limit 4194304 bytes)");
+    free(big);
+}
