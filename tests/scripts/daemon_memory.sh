@@ -21,6 +21,8 @@
 #  3. The non-readers go away; a normal client is then served (summarize OK, health ok),
 #     in_flight returns to 0, and SIGTERM exits 0.
 # Figures: baseline and peak RSS, requests and bytes sent, replies dropped, time.
+# Under `make asan` (NLP_ASAN set) the RSS bound is reported, not asserted: ASan's
+# quarantine and shadow memory are not the daemon's.
 . tests/scripts/daemon_lib.bash
 
 write_conf '
@@ -37,6 +39,9 @@ import nlp_pb2 as pb
 
 EP, PID = sys.argv[1], int(sys.argv[2])
 BOUND = 64 << 20
+if os.environ.get("NLP_ASAN"):
+    BOUND = 1 << 40   # see the header: reported, not asserted
+    print("NLP_ASAN: the RSS bound is not asserted under the sanitizers", flush=True)
 MIB = 1 << 20
 ctx = zmq.Context()
 fails = []
@@ -119,7 +124,8 @@ time.sleep(0.3)
 base = rss()
 sp = Sampler(base)
 sp.start()
-print("baseline RSS %.1f MiB; bound %.0f MiB over it" % (base / MIB, BOUND / MIB), flush=True)
+print("baseline RSS %.1f MiB; bound %.0f MiB over it" % (base / MIB, min(BOUND, 64 << 20) / MIB),
+      flush=True)
 sent = sent_bytes = 0
 
 # ---- 1. clients that never read ----
@@ -245,7 +251,7 @@ if sp.peak - base > BOUND and not fails:
     fail("peak RSS +%.1f MiB over the baseline" % ((sp.peak - base) / MIB))
 print("memory figures: baseline %.1f MiB, peak %.1f MiB (+%.1f MiB, bound +%d MiB); %d "
       "requests, %.0f MiB sent; %d replies dropped; %.1f s"
-      % (base / MIB, sp.peak / MIB, (sp.peak - base) / MIB, BOUND // MIB, sent,
+      % (base / MIB, sp.peak / MIB, (sp.peak - base) / MIB, min(BOUND, 64 << 20) // MIB, sent,
          sent_bytes / MIB, dropped, time.time() - t0), flush=True)
 sys.exit(1 if fails else 0)
 PYEOF
