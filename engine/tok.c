@@ -172,11 +172,27 @@ const char *tok_kind(const tok_model *tok) { return tok ? tok->kind : "none"; }
 
 /* -------------------------------------------------------------------- encode -- */
 
+static int tok_utf8_check(const char *text, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    size_t i = 0;
+    while (i < len) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t l = tok_utf8_valid(s + i, len - i);
+        if (!l) return 0;
+        i += l;
+    }
+    return 1;
+}
+
 int tok_encode_spans(const tok_model *tok, const char *text, size_t len, int flags,
                      int32_t *ids, tok_span *spans, int cap)
 {
     if (!tok || (!text && len)) return TOK_EINVAL;
-    if (!cm_utf8_valid(text, len, NULL)) return TOK_EINVAL;
+    if (!tok_utf8_check(text, len)) return TOK_EINVAL;
     tok_out o = { ids, spans, (ids && cap > 0) ? (size_t)cap : 0, 0 };
     const tok_special_ids *sp = &tok->specials;
     if (flags & TOK_ADD_SPECIAL)

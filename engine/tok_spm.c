@@ -130,31 +130,6 @@ static inline size_t tok_charlen(unsigned char c)
     return len[c >> 4];
 }
 
-/* Length of the valid UTF-8 character at s (n bytes available), 0 if malformed.
- * Same rules as the library's DecodeUTF8: no overlongs, no surrogates, <= U+10FFFF. */
-static size_t tok_utf8_valid(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    if (c < 0xC2) return 0;
-    if (c < 0xE0) return (n >= 2 && (s[1] & 0xC0) == 0x80) ? 2 : 0;
-    if (c < 0xF0) {
-        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-        if (c == 0xE0 && s[1] < 0xA0) return 0;  /* overlong */
-        if (c == 0xED && s[1] >= 0xA0) return 0; /* surrogate */
-        return 3;
-    }
-    if (c < 0xF5) {
-        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 ||
-            (s[3] & 0xC0) != 0x80)
-            return 0;
-        if (c == 0xF0 && s[1] < 0x90) return 0;  /* overlong */
-        if (c == 0xF4 && s[1] >= 0x90) return 0; /* > U+10FFFF */
-        return 4;
-    }
-    return 0;
-}
-
 /* ---------------------------------------------------------------- double array -- */
 
 struct tok_key {
@@ -446,11 +421,8 @@ struct tok_align {
     size_t len, cap;
 };
 
-/* Appends n offsets: `orig` n times (step 0), or orig, orig + 1, ... (step 1).
- * Nothing without an alignment. */
-static int tok_align_put(struct tok_align *al, size_t orig, size_t n, int step)
+static int tok_align_fill(struct tok_align *al, size_t orig, size_t n, int step)
 {
-    if (!al) return 0;
     if (al->cap - al->len < n) {
         size_t cap = al->cap ? al->cap : 64;
         while (cap - al->len < n) {
@@ -466,8 +438,16 @@ static int tok_align_put(struct tok_align *al, size_t orig, size_t n, int step)
     return 0;
 }
 
+/* Appends n offsets: `orig` n times (step 0), or orig, orig + 1, ... (step 1).
+ * Nothing without an alignment: the common case stays a test of `al`. */
+static inline int tok_align_put(struct tok_align *al, size_t orig, size_t n, int step)
+{
+    return al ? tok_align_fill(al, orig, n, step) : 0;
+}
+
 /* An escaped (or plain) space standing for input offset `orig`. */
-static int tok_put_ws(const tok_spm *m, struct tok_buf *out, struct tok_align *al, size_t orig)
+static inline int tok_put_ws(const tok_spm *m, struct tok_buf *out, struct tok_align *al,
+                             size_t orig)
 {
     if (tok_align_put(al, orig, m->escape_ws ? 3 : 1, 0) < 0) return -1;
     return m->escape_ws ? tok_buf_put(out, tok_ws, 3) : tok_buf_put(out, " ", 1);
