@@ -33,6 +33,18 @@ typedef struct dmn_batching {
     int max_rows;              /* decoder rows per engine call (sum of beams / labels) */
 } dmn_batching;
 
+/* queue = { ... }: jobs from a Redis stream (docs/queue.md). redis "" = no queue. */
+typedef struct dmn_queue_conf {
+    char redis[256];           /* redis://HOST:PORT or unix:///PATH */
+    char stream[128];          /* jobs */
+    char group[128];           /* consumer group (created with MKSTREAM when missing) */
+    char consumer[128];        /* "" = <hostname>-<pid> */
+    char results[128];         /* result entries */
+    char dead_letter[128];     /* entries delivered max_deliveries times */
+    int claim_idle_ms;         /* pending this long on any consumer: claimed */
+    int max_deliveries;
+} dmn_queue_conf;
+
 typedef struct dmn_conf {
     char path[1024];                  /* the file read ("" for built-in defaults) */
     char model_dir[1024];
@@ -46,6 +58,7 @@ typedef struct dmn_conf {
     int linger_ms;                    /* how long replies may flush at exit */
     dmn_limits limits;
     dmn_batching batching;
+    dmn_queue_conf queue;             /* Redis Streams queue mode (dmn_redis.c) */
 } dmn_conf;
 
 /* Built-in defaults (what an empty config file gives). */

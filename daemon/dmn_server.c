@@ -34,6 +34,7 @@
 #include "daemon/dmn_sched.h"
 #include "daemon/dmn_transport.h"
 #include "daemon/dmn_stats.h"
+#include "daemon/dmn_redis.h"
 
 /* The daemon's one global. */
 dmn_server dmn_srv = { .log_level = DMN_LOG_INFO };
@@ -145,6 +146,7 @@ static void reply_health(dmn_server *srv, const dmn_route *to, uint64_t seq, uin
     };
     void *buf;
     size_t len;
+    dmn_stats_get_queue(srv->stats, &h.queue);
     dmn_stats_response(srv->stats, DMN_OK, -1);
     if (dmn_resp_health(id, &h, &buf, &len) < 0) return;
     send_reply(srv, to, buf, len, seq, id);
@@ -297,6 +299,10 @@ static int open_sockets(dmn_server *srv, char *err, size_t errlen)
     }
     if (c->pull[0]) {
         if (!(t = dmn_zmq_pipeline_new(srv, srv->n_transports, err, errlen))) return -1;
+        srv->transports[srv->n_transports++] = t;
+    }
+    if (c->queue.redis[0]) {
+        if (!(t = dmn_redis_new(srv, srv->n_transports, err, errlen))) return -1;
         srv->transports[srv->n_transports++] = t;
     }
     int hwm = 0;   /* the worker must never drop a finished request */
