@@ -59,6 +59,9 @@ static const char usage_text[] =
 "  --reconnect MS        how long an unreachable daemon is waited for (default 10000)\n"
 "  --drain MS            after SIGINT/SIGTERM, wait this long for replies (default 5000)\n"
 "  --progress / --no-progress   progress every second (default: when stderr is a tty)\n"
+"  --queue redis://HOST:PORT|unix:///PATH   through a Redis stream instead (nlpd in queue\n"
+"                        mode, docs/queue.md); --stream S (nlpd:requests), --results R\n"
+"                        (nlpd:results); output as above, in input order\n"
 "\n"
 "exit codes: 0 ok, 1 the server answered with an error (message on stderr; batch: some\n"
 "line failed), 2 usage, 3 timeout or connection failure (batch: the daemon is gone,\n"
@@ -169,6 +172,7 @@ static int known_value_opt(const char *a)
         "--retries", "--reconnect", "--drain", "--length-penalty", "--repetition-penalty",
         "--temperature", "--top-p", "--seed", "--deadline", "--max-message-bytes", "--output",
         "-o", "--connect", "--to", "--from", "--question", "--task", "--labels",
+        "--queue", "--stream", "--results",
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(a, names[i])) return 1;
@@ -243,6 +247,12 @@ static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
             batch_task = v;
         } else if (!strcmp(a, "--labels")) {
             cli->labels_arg = v;
+        } else if (!strcmp(a, "--queue")) {
+            cli->queue = v;
+        } else if (!strcmp(a, "--stream")) {
+            cli->stream = v;
+        } else if (!strcmp(a, "--results")) {
+            cli->results = v;
         }
     }
     if (!task) {
@@ -276,6 +286,12 @@ static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
     if (t != NLPC_TASK_QA) cli->rq.question = NULL;
     if (cli->resume && !cli->output)
         return usage_error("%s needs --output FILE (the output it continues)", "--resume");
+    if ((cli->queue || cli->stream || cli->results) && !*is_batch)
+        return usage_error("%s is for batch mode", "--queue");
+    if ((cli->stream || cli->results) && !cli->queue)
+        return usage_error("%s needs --queue URL", cli->stream ? "--stream" : "--results");
+    if (cli->queue && cli->resume)
+        return usage_error("%s does not go with --queue", "--resume");
     if ((cli->output || cli->resume) && !*is_batch)
         return usage_error("%s is for batch mode", cli->resume ? "--resume" : "--output");
     if (t == NLPC_TASK_TRANSLATE && !cli->rq.target_lang && !*is_batch)
