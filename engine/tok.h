@@ -37,6 +37,8 @@ enum tok_status {
 /* Flags of tok_encode(). 1 is what the former `add_eos` argument meant for T5. */
 enum tok_encode_flags {
     TOK_ADD_SPECIAL = 1,   /* tok_specials()' head before the text's ids, tail after */
+    TOK_TARGET = 2,        /* target-side text (what a seq2seq model is to produce): the
+                            * target language's special ids (NLLB: [tgt_lang] text </s>) */
 };
 
 /* ---- loading ---- */
@@ -95,6 +97,46 @@ tok_special_ids tok_specials(const tok_model *tok);
  * just before it without splitting a word; SentencePiece: the piece begins with the
  * escaped space), 0 otherwise: inside a word, special ids, sentinels, unknown ids. */
 int tok_word_start(const tok_model *tok, int32_t id);
+
+/* ---- languages (many-to-many translation: NLLB-200, M2M100, mBART-50) ----
+ *
+ * Such a tokenizer puts a language code id around each text: [src_lang] text </s> for
+ * the source side, [tgt_lang] text </s> for target-side text (TOK_TARGET); NLLB's
+ * legacy_behaviour and mBART-cc25 put it last: text </s> [lang]. The translate task asks
+ * which languages the model has (tok_n_langs, tok_lang_code; engine/langs.h maps what
+ * users write to one of them) and passes the ids it wants per call (tok_encode_opts);
+ * the model stays immutable. Language codes in a text are their ids too. */
+
+/* Number of language codes (0 for a tokenizer without them, e.g. T5). */
+int tok_n_langs(const tok_model *tok);
+/* Code i as the model writes it ("deu_Latn", M2M100's "__de__"), NULL outside
+ * 0 .. tok_n_langs() - 1. Valid while the model is. */
+const char *tok_lang_code(const tok_model *tok, int i);
+/* Token id of a language code (exact; for M2M100 "de" also finds "__de__"), -1 when the
+ * model has no such code. */
+int32_t tok_lang_id(const tok_model *tok, const char *code);
+/* The language id used when a call asks for none: the tokenizer config's src_lang (else
+ * the tokenizer's own default, NLLB's eng_Latn) or, with target = 1, its tgt_lang.
+ * -1 when there is none. */
+int32_t tok_lang_default(const tok_model *tok, int target);
+
+/* Per-call encoding options. */
+typedef struct tok_encode_opts {
+    int flags;          /* enum tok_encode_flags */
+    int32_t src_lang;   /* id of the source language code (tok_lang_id); -1: default */
+    int32_t tgt_lang;   /* the same for TOK_TARGET text */
+} tok_encode_opts;
+
+/* { TOK_ADD_SPECIAL, -1, -1 }: what tok_encode(..., TOK_ADD_SPECIAL, ...) does. */
+tok_encode_opts tok_encode_default_opts(void);
+/* tok_encode_spans with options (opts NULL: the defaults). A language id that is not one
+ * of the model's codes is TOK_ERANGE; without a language (none asked, no default) no
+ * code is put. For a tokenizer without languages the ids are ignored. */
+int tok_encode_opt(const tok_model *tok, const char *text, size_t len,
+                   const tok_encode_opts *opts, int32_t *ids, tok_span *spans, int cap);
+/* The head and tail ids tok_encode_opt adds for these options (tok_specials() is this
+ * for the defaults). */
+tok_special_ids tok_specials_opt(const tok_model *tok, const tok_encode_opts *opts);
 
 /* ---- decoding ---- */
 
