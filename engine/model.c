@@ -247,7 +247,10 @@ eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err,
         return NULL;
     }
     char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
+    if ((size_t)snprintf(path, sizeof path, "%s/config.json", dir) >= sizeof path) {
+        ml_err(err, errlen, "%s: path too long", dir);
+        goto fail;
+    }
     if (hf_config_load(path, &m->cfg, err, errlen) < 0) goto fail;
     const eng_config *c = &m->cfg;
     if (c->vocab_size <= 0 || c->d_model <= 0 || c->d_kv <= 0 || c->num_heads <= 0 ||
