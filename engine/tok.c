@@ -42,6 +42,7 @@ typedef struct tok_kind_entry {
 static const tok_kind_entry tok_kinds[] = {
     { "NLLB, M2M100, mBART", { "sentencepiece.bpe.model", "tokenizer_config.json" }, NULL,
       tok_fs_open_dir },
+    { "byte-level BPE", { "vocab.json", "merges.txt" }, NULL, tok_bpe_open_dir },
     { "SentencePiece", { "spiece.model" }, tok_spm_load_mem, NULL },
 };
 #define TOK_N_KINDS (sizeof tok_kinds / sizeof tok_kinds[0])
@@ -228,7 +229,7 @@ int tok_encode_opt(const tok_model *tok, const char *text, size_t len,
     if (l && lang >= 0 && !tok_is_lang(l, lang)) return TOK_ERANGE;
     if (!tok || (!text && len)) return TOK_EINVAL;
     if (!tok_utf8_check(text, len)) return TOK_EINVAL;
-    tok_out o = { ids, spans, (ids && cap > 0) ? (size_t)cap : 0, 0 };
+    tok_out o = { ids, spans, (ids && cap > 0) ? (size_t)cap : 0, 0, flags };
     const tok_special_ids spv = tok_specials_opt(tok, opts);
     const tok_special_ids *sp = &spv;
     if (flags & TOK_ADD_SPECIAL)
@@ -254,6 +255,35 @@ int tok_encode(const tok_model *tok, const char *text, size_t len, int flags, in
     return tok_encode_spans(tok, text, len, flags, ids, NULL, cap);
 }
 
+int tok_encode_pair(const tok_model *tok, const char *a, size_t alen, const char *b,
+                    size_t blen, int flags, int32_t *ids, tok_span *spans, int cap)
+{
+    if (!tok || (!a && alen) || (!b && blen)) return TOK_EINVAL;
+    if (!tok_utf8_check(a, alen) || !tok_utf8_check(b, blen)) return TOK_EINVAL;
+    tok_out o = { ids, spans, (ids && cap > 0) ? (size_t)cap : 0, 0, flags };
+    const tok_special_ids *sp = &tok->specials;
+    const int add = flags & TOK_ADD_SPECIAL;
+    if (add)
+        for (int i = 0; i < sp->n_head; i++) tok_emit(&o, sp->head[i], 0, 0);
+    int rc = tok->ops->encode(tok, a, alen, &o);
+    if (rc < 0) return rc;
+    if (add)
+        for (int i = 0; i < tok->n_pair_mid; i++) tok_emit(&o, tok->pair_mid[i], alen, alen);
+    size_t b0 = o.n;
+    rc = tok->ops->encode(tok, b, blen, &o);
+    if (rc < 0) return rc;
+    if (spans)
+        for (size_t i = b0; i < o.n && i < o.cap; i++) {
+            spans[i].begin += alen;
+            spans[i].end += alen;
+        }
+    if (add)
+        for (int i = 0; i < sp->n_tail; i++)
+            tok_emit(&o, sp->tail[i], alen + blen, alen + blen);
+    if (o.n > INT_MAX) return TOK_ENOMEM;
+    return (int)o.n;
+}
+
 tok_special_ids tok_specials(const tok_model *tok)
 {
     return tok ? tok->specials : (tok_special_ids){ 0 };
@@ -270,6 +300,52 @@ int tok_decode(const tok_model *tok, const int32_t *ids, int n, char *out, size_
 {
     if (!tok || n < 0 || (n && !ids)) return TOK_EINVAL;
     return tok->ops->decode(tok, ids, n, out, cap);
+}
+
+/* transformers' clean_up_tokenization: each replacement over the whole text in turn.
+ * Every one shortens, so it works in place; returns the new length. */
+static size_t tok_cleanup(char *s, size_t n)
+{
+    static const char *const from[] = { " .", " ?", " !", " ,", " ' ", " n't",
+                                        " 'm", " 's", " 've", " 're" };
+    static const char *const to[] = { ".", "?", "!", ",", "'", "n't", "'m", "'s", "'ve",
+                                      "'re" };
+    for (size_t k = 0; k < sizeof from / sizeof from[0]; k++) {
+        const size_t fl = strlen(from[k]), tl = strlen(to[k]);
+        size_t r = 0, w = 0;
+        while (r < n) {
+            if (n - r >= fl && !memcmp(s + r, from[k], fl)) {
+                memcpy(s + w, to[k], tl);
+                w += tl;
+                r += fl;
+            } else {
+                s[w++] = s[r++];
+            }
+        }
+        n = w;
+    }
+    return n;
+}
+
+int tok_decode_flags(const tok_model *tok, const int32_t *ids, int n, int flags, char *out,
+                     size_t cap)
+{
+    if (!(flags & TOK_DECODE_CLEANUP)) return tok_decode(tok, ids, n, out, cap);
+    int len = tok_decode(tok, ids, n, NULL, 0);
+    if (len < 0) return len;
+    char *buf = malloc((size_t)len + 1);
+    if (!buf) return TOK_ENOMEM;
+    len = tok_decode(tok, ids, n, buf, (size_t)len + 1);
+    if (len >= 0) {
+        len = (int)tok_cleanup(buf, (size_t)len);
+        if (out && cap) {
+            size_t c = (size_t)len < cap - 1 ? (size_t)len : cap - 1;
+            memcpy(out, buf, c);
+            out[c] = '\0';
+        }
+    }
+    free(buf);
+    return len;
 }
 
 /* ---------------------------------------------------------------- vocabulary -- */

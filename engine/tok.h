@@ -38,7 +38,8 @@ enum tok_status {
 enum tok_encode_flags {
     TOK_ADD_SPECIAL = 1,   /* tok_specials()' head before the text's ids, tail after */
     TOK_TARGET = 2,        /* target-side text (what a seq2seq model is to produce): the
-                            * target language's special ids (NLLB: [tgt_lang] text </s>) */
+                            * target language's special ids (NLLB: [tgt_lang] text </s>);
+                            * Marian: encoded with target.spm */
 };
 
 /* ---- loading ---- */
@@ -82,6 +83,13 @@ int tok_encode(const tok_model *tok, const char *text, size_t len, int flags, in
 /* The same, with the span of each id in spans[0..cap) (spans may be NULL). */
 int tok_encode_spans(const tok_model *tok, const char *text, size_t len, int flags,
                      int32_t *ids, tok_span *spans, int cap);
+/* Two texts as one sequence (a premise and a hypothesis for BART-MNLI), each encoded on
+ * its own, as transformers' tokenizer(a, b) does. With TOK_ADD_SPECIAL: head, a's ids,
+ * the model's pair separator, b's ids, tail (BART: <s> A </s></s> B </s>; Marian:
+ * A B </s>; a kind without a separator, T5 today: A B </s>). Spans of b's ids count from
+ * the start of a, as if b followed a in one buffer. Returns as tok_encode_spans. */
+int tok_encode_pair(const tok_model *tok, const char *a, size_t alen, const char *b,
+                    size_t blen, int flags, int32_t *ids, tok_span *spans, int cap);
 
 #define TOK_MAX_SPECIALS 4
 /* The ids TOK_ADD_SPECIAL puts before (head) and after (tail) the ids of one text, for
@@ -146,6 +154,19 @@ tok_special_ids tok_specials_opt(const tok_model *tok, const tok_encode_opts *op
  * terminating NUL, returns the full length (snprintf-like), or TOK_ERANGE for an id
  * outside the vocabulary. */
 int tok_decode(const tok_model *tok, const int32_t *ids, int n, char *out, size_t cap);
+
+/* Flags of tok_decode_flags(). */
+enum tok_decode_flag {
+    /* transformers' clean_up_tokenization_spaces (decode()'s default in 4.46, not its
+     * pipelines'): " ." " ?" " !" " ," lose their space, " ' " becomes "'", " n't" " 'm"
+     * " 's" " 've" " 're" join the word before, replaced in that order. */
+    TOK_DECODE_CLEANUP = 1,
+};
+/* tok_decode with flags (0: tok_decode). Byte-level BPE and Marian decode as transformers'
+ * decode(ids, skip_special_tokens=True): every special id skipped (BART: <s> </s> <pad>
+ * <unk> <mask>; Marian: </s> <unk> <pad>). */
+int tok_decode_flags(const tok_model *tok, const int32_t *ids, int n, int flags, char *out,
+                     size_t cap);
 
 /* ---- vocabulary ---- */
 

@@ -22,6 +22,7 @@ typedef struct tok_out {
     tok_span *spans;
     size_t cap;
     size_t n;
+    int flags;   /* the caller's enum tok_encode_flags (TOK_TARGET: Marian's target.spm) */
 } tok_out;
 
 static inline void tok_emit(tok_out *o, int32_t id, size_t begin, size_t end)
@@ -89,9 +90,17 @@ struct tok_model {
     int n_sentinels;
     int32_t sentinel0;
     tok_special_ids specials;   /* TOK_ADD_SPECIAL */
+    /* Between the two texts of tok_encode_pair with TOK_ADD_SPECIAL (BART: </s> </s>). */
+    int n_pair_mid;
+    int32_t pair_mid[TOK_MAX_SPECIALS];
 };
 
 /* SentencePiece (engine/tok_spm.c): a ModelProto from memory. */
 tok_model *tok_spm_load_mem(const void *buf, size_t len, char *err, size_t errlen);
+
+/* Byte-level BPE (engine/tok_bpe.c): dir/vocab.json + dir/merges.txt. */
+tok_model *tok_bpe_open_dir(const char *dir, char *err, size_t errlen);
+/* Marian (engine/tok_marian.c): dir/source.spm + dir/target.spm + dir/vocab.json. */
+tok_model *tok_marian_open_dir(const char *dir, char *err, size_t errlen);
 
 #endif
