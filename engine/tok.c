@@ -36,10 +36,11 @@ typedef struct tok_kind_entry {
 } tok_kind_entry;
 
 /* Most specific first: a directory gets the first kind whose files are all there
- * (Marian's source.spm + target.spm + vocab.json will sit above byte-level BPE's
- * vocab.json + merges.txt). A single file of unknown name is read by the first kind
- * with load_mem. */
+ * (Marian's source.spm + target.spm + vocab.json sits above byte-level BPE's
+ * vocab.json + merges.txt: both have vocab.json). A single file of unknown name is read
+ * by the first kind with load_mem. */
 static const tok_kind_entry tok_kinds[] = {
+    { "Marian", { "source.spm", "target.spm", "vocab.json" }, NULL, tok_marian_open_dir },
     { "NLLB, M2M100, mBART", { "sentencepiece.bpe.model", "tokenizer_config.json" }, NULL,
       tok_fs_open_dir },
     { "byte-level BPE", { "vocab.json", "merges.txt" }, NULL, tok_bpe_open_dir },
