@@ -1,9 +1,13 @@
 /* nlprun tokenize / detokenize: the tokenizer on stdin lines. Single-threaded.
  *
- *   nlprun tokenize --tokenizer PATH     each line -> space-separated ids, the model's
- *                                        special ids included (T5: EOS)
- *   nlprun detokenize --tokenizer PATH   each line of ids (space or comma separated)
- *                                        -> its text
+ *   nlprun tokenize --tokenizer PATH [--target]
+ *        each line -> space-separated ids, the model's special ids included (T5: EOS;
+ *        BART: <s> ... </s>; Marian: </s>); --target: as target-side text (Marian:
+ *        target.spm)
+ *   nlprun detokenize --tokenizer PATH [--no-cleanup]
+ *        each line of ids (space or comma separated) -> its text, as transformers'
+ *        decode(ids, skip_special_tokens=True) gives it (clean_up_tokenization_spaces on
+ *        unless --no-cleanup)
  *
  * PATH is one tokenizer file or a model directory holding a tokenizer (tok_open).
  *
@@ -23,26 +27,37 @@
 static void tok_cmd_usage(FILE *f, const char *cmd)
 {
     if (!strcmp(cmd, "tokenize"))
-        fprintf(f, "usage: nlprun tokenize --tokenizer FILE|DIR\n"
+        fprintf(f, "usage: nlprun tokenize --tokenizer FILE|DIR [--target]\n"
                    "  Reads UTF-8 text from stdin, one text per line, and writes one line of\n"
                    "  space-separated token ids per input line, with the model's special ids\n"
-                   "  (T5: EOS appended). <extra_id_N> in the text becomes its sentinel id.\n"
-                   "  FILE is one tokenizer file, DIR a model directory holding one.\n");
+                   "  (T5: EOS appended; BART: <s> ... </s>; Marian: </s> appended).\n"
+                   "  <extra_id_N> in the text becomes its sentinel id (T5).\n"
+                   "  FILE is one tokenizer file, DIR a model directory holding one.\n"
+                   "  --target   tokenize as target-side text (Marian: target.spm)\n");
     else
-        fprintf(f, "usage: nlprun detokenize --tokenizer FILE|DIR\n"
+        fprintf(f, "usage: nlprun detokenize --tokenizer FILE|DIR [--no-cleanup]\n"
                    "  Reads token ids from stdin, one sequence per line (separated by spaces\n"
-                   "  or commas), and writes the decoded text of each line. Pad and EOS are\n"
-                   "  skipped, sentinels shown as <extra_id_N>.\n");
+                   "  or commas), and writes the decoded text of each line. Special ids are\n"
+                   "  skipped (T5: pad and EOS), sentinels shown as <extra_id_N>; spaces\n"
+                   "  before punctuation are cleaned up as transformers' decode() does.\n"
+                   "  --no-cleanup   keep them (clean_up_tokenization_spaces=False)\n");
 }
 
-/* Parses `--tokenizer PATH` (or --tokenizer=PATH). Returns 0, or the exit code. */
-static int tok_cmd_args(int argc, char **argv, const char **path)
+/* Parses `--tokenizer PATH` (or --tokenizer=PATH), and the command's flag (tokenize:
+ * --target, *flag |= TOK_TARGET; detokenize: --no-cleanup, *flag &= ~TOK_DECODE_CLEANUP).
+ * Returns 0, or the exit code. */
+static int tok_cmd_args(int argc, char **argv, const char **path, int *flag)
 {
+    const int tokenize = !strcmp(argv[0], "tokenize");
     *path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             tok_cmd_usage(stdout, argv[0]);
             return -1;
+        } else if (tokenize && !strcmp(argv[i], "--target")) {
+            *flag |= TOK_TARGET;
+        } else if (!tokenize && !strcmp(argv[i], "--no-cleanup")) {
+            *flag &= ~TOK_DECODE_CLEANUP;
         } else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) {
             *path = argv[++i];
         } else if (!strncmp(argv[i], "--tokenizer=", 12)) {
@@ -87,7 +102,8 @@ static size_t tok_cmd_itoa(char *p, int32_t v)
 int nlprun_tokenize(int argc, char **argv)
 {
     const char *path;
-    int rc = tok_cmd_args(argc, argv, &path);
+    int flags = TOK_ADD_SPECIAL;
+    int rc = tok_cmd_args(argc, argv, &path, &flags);
     if (rc) return rc < 0 ? 0 : rc;
     tok_model *t = tok_cmd_load(argv[0], path);
     if (!t) return 1;
@@ -106,7 +122,7 @@ int nlprun_tokenize(int argc, char **argv)
         lineno++;
         size_t len = (size_t)n;
         if (len && line[len - 1] == '\n') len--;
-        int k = tok_encode(t, line, len, TOK_ADD_SPECIAL, ids, idcap);
+        int k = tok_encode(t, line, len, flags, ids, idcap);
         if (k > idcap) {
             int ncap = k > INT_MAX / 2 ? k : k + k / 2 + 16;
             int32_t *ni = realloc(ids, (size_t)ncap * sizeof *ni);
@@ -122,7 +138,7 @@ int nlprun_tokenize(int argc, char **argv)
             ids = ni;
             txt = nt;
             idcap = ncap;
-            k = tok_encode(t, line, len, TOK_ADD_SPECIAL, ids, idcap);
+            k = tok_encode(t, line, len, flags, ids, idcap);
         }
         if (k < 0) {
             fprintf(stderr, "nlprun %s: line %ld: %s\n", argv[0], lineno,
@@ -153,7 +169,8 @@ int nlprun_tokenize(int argc, char **argv)
 int nlprun_detokenize(int argc, char **argv)
 {
     const char *path;
-    int rc = tok_cmd_args(argc, argv, &path);
+    int flags = TOK_DECODE_CLEANUP;
+    int rc = tok_cmd_args(argc, argv, &path, &flags);
     if (rc) return rc < 0 ? 0 : rc;
     tok_model *t = tok_cmd_load(argv[0], path);
     if (!t) return 1;
@@ -194,7 +211,8 @@ int nlprun_detokenize(int argc, char **argv)
             ids[nid++] = (int32_t)v;
             p = end;
         }
-        int k = bad || nid > INT32_MAX ? TOK_EINVAL : tok_decode(t, ids, (int)nid, out, ocap);
+        int k = bad || nid > INT32_MAX ? TOK_EINVAL
+                                       : tok_decode_flags(t, ids, (int)nid, flags, out, ocap);
         if (k >= 0 && (size_t)k >= ocap) {
             size_t nc = (size_t)k + 1;
             char *no = realloc(out, nc);
@@ -203,7 +221,7 @@ int nlprun_detokenize(int argc, char **argv)
             } else {
                 out = no;
                 ocap = nc;
-                k = tok_decode(t, ids, (int)nid, out, ocap);
+                k = tok_decode_flags(t, ids, (int)nid, flags, out, ocap);
             }
         }
         if (k < 0) {
