@@ -332,9 +332,11 @@ static char *read_stdin(void)
 static void print_readable(const nlpc_cli *cli, const nlpc_response *r)
 {
     if (r->has_health) {
-        printf("%s model=%s version=%s uptime=%.1fs%s\n", r->health.ok ? "ok" : "NOT OK",
+        printf("%s model=%s version=%s uptime=%.1fs%s%s\n", r->health.ok ? "ok" : "NOT OK",
                r->health.model, r->health.version, r->health.uptime_s,
-               r->health.shutting_down ? " (shutting down)" : "");
+               r->health.shutting_down ? " (shutting down)" : "",
+               !r->health.queue.has ? "" : r->health.queue.connected ? " queue=connected"
+                                                                     : " queue=down");
         return;
     }
     if (r->has_stats) {
@@ -356,6 +358,15 @@ static void print_readable(const nlpc_cli *cli, const nlpc_response *r)
         for (int i = 0; i < s->n_responses; i++)
             printf("responses        %-18s %llu\n", nlpc_code_name(s->responses[i].code),
                    (unsigned long long)s->responses[i].count);
+        if (s->queue.has)   /* queue mode: docs/queue.md */
+            printf("queue            %s lag %llu pending %llu held %u claims %llu "
+                   "dead_letters %llu results %llu lost %llu reconnects %llu\n",
+                   s->queue.connected ? "connected" : "down", (unsigned long long)s->queue.lag,
+                   (unsigned long long)s->queue.pending, s->queue.held,
+                   (unsigned long long)s->queue.claims,
+                   (unsigned long long)s->queue.dead_letters,
+                   (unsigned long long)s->queue.results, (unsigned long long)s->queue.lost,
+                   (unsigned long long)s->queue.reconnects);
         return;
     }
     for (int i = 0; i < r->n_results; i++) {
