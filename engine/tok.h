@@ -2,8 +2,10 @@
  *
  * Tasks, the daemon and nlprun code against this header only. Which algorithm a model
  * uses is the model directory's business: tok_open_dir() looks at the files there and
- * picks the implementation (engine/tok.c holds the table; today `spiece.model`, a
- * SentencePiece unigram model bit-exact with the sentencepiece library, engine/tok_spm.c).
+ * picks the implementation (engine/tok.c holds the table: `spiece.model`, a SentencePiece
+ * unigram model bit-exact with the sentencepiece library, engine/tok_spm.c; `vocab.json` +
+ * `merges.txt`, byte-level BPE as transformers' BartTokenizer, engine/tok_bpe.c;
+ * `source.spm` + `target.spm` + `vocab.json`, MarianTokenizer's, engine/tok_marian.c).
  * What a caller may rely on is what this header says, for every implementation:
  * - ids are 0 .. tok_vocab_size() - 1, then the model's extra ids (T5's sentinels);
  * - TOK_ADD_SPECIAL adds the ids the model's convention puts around one text
@@ -16,7 +18,8 @@
  * Text is UTF-8; invalid UTF-8 is an error (TOK_EINVAL), never replaced.
  * SentencePiece (T5): `<extra_id_N>` in text becomes the sentinel id
  * (vocab_size + 99 - N, i.e. 32099 - N); `</s>`, `<pad>`, `<unk>` in text are plain text,
- * never control tokens.
+ * never control tokens. Byte-level BPE (BART): `<s>` `</s>` `<unk>` `<pad>` `<mask>` in
+ * text are their ids; Marian: `</s>` `<unk>` `<pad>` are, `<s>` and `<mask>` are text.
  *
  * Return codes: >= 0 success (a count), < 0 one of enum tok_status. */
 #ifndef NLP_TOK_H
