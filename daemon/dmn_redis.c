@@ -101,12 +101,22 @@ static const char HEARTBEAT_LUA[] =
     "end\n"
     "return n\n";
 
-/* Hands an entry this consumer owns back to the group: idle ARGV[4] ms, so the next
- * XAUTOCLAIM of any consumer takes it. KEYS: stream; ARGV: group consumer entry idle. */
+/* Hands an entry this consumer owns back to the group: to the other consumer seen most
+ * recently (this one when alone), idle ARGV[4] ms, so the next XAUTOCLAIM of any
+ * consumer takes it, and a consumer that stops leaves nothing pending on itself.
+ * KEYS: stream; ARGV: group consumer entry idle. */
 static const char RELEASE_LUA[] =
     "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)\n"
     "if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end\n"
-    "redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')\n"
+    "local to, best = ARGV[2], nil\n"
+    "for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do\n"
+    "  local f = {}\n"
+    "  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end\n"
+    "  if f['name'] ~= ARGV[2] and (best == nil or f['idle'] < best) then\n"
+    "    to, best = f['name'], f['idle']\n"
+    "  end\n"
+    "end\n"
+    "redis.call('XCLAIM', KEYS[1], ARGV[1], to, 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')\n"
     "return 1\n";
 
 /* XAUTOCLAIM, with each entry's delivery count (after this claim). KEYS: stream; ARGV:
@@ -176,6 +186,8 @@ struct rt {
     int port;
     char path[256];                /* unix:///PATH */
     rconn rd, wr;
+    long long rd_id;               /* the reader's CLIENT ID (0: not known) */
+    int id_pending, unblock_sent;
     int group_ok, group_pending;
     int read_pending, claim_pending, beat_pending, info_pending;
     double next_claim, next_beat, next_info, outbox_retry_at;
@@ -271,7 +283,7 @@ static void conn_down(rconn *c, const char *why)
     c->up = 0;
     c->n_out = 0;
     c->want_read = c->want_write = 0;
-    if (c == &r->rd) r->read_pending = 0;
+    if (c == &r->rd) r->read_pending = r->id_pending = 0, r->rd_id = 0;
     else r->group_pending = r->claim_pending = r->beat_pending = r->info_pending = 0;
     if (c->closing) {
         c->closing = 0;
@@ -982,6 +994,38 @@ static const redisReply *field_value(const redisReply *fields, const char *name,
     return v;
 }
 
+/* Its error result names the job as a result of it would: the request id, or the json
+ * job's "id" (else "line") and task. */
+static void dead_letter(rt *r, const char *entry, int enc, const redisReply *req,
+                        const redisReply *json, const char *reason, int deliveries)
+{
+    uint64_t id = 0, dl;
+    int docs, task = 0;
+    char idtext[32] = "", *echo = NULL, *idj = NULL;
+    if (enc == ENC_REQ && req->type == REDIS_REPLY_STRING &&
+        scan_request((const uint8_t *)req->str, req->len, &id, &dl, &docs) == 0)
+        snprintf(idtext, sizeof idtext, "%" PRIu64, id);
+    cJSON *in = enc == ENC_JSON && json->type == REDIS_REPLY_STRING
+                    ? cJSON_ParseWithLength(json->str, json->len) : NULL;
+    if (cJSON_IsObject(in)) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(in, "id");
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(in, "line");
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(in, "task");
+        cJSON *eo = cJSON_CreateObject();
+        if (eo && (v || l))
+            cJSON_AddItemToObject(eo, v ? "id" : "line", cJSON_Duplicate(v ? v : l, 1));
+        echo = eo ? cJSON_PrintUnformatted(eo) : NULL;
+        cJSON_Delete(eo);
+        idj = v ? cJSON_PrintUnformatted(v) : NULL;
+        if (cJSON_IsString(t)) task = nlpc_task_from_name(t->valuestring);
+    }
+    finish_error(r, entry, enc, echo, task, id, idj ? idj : idtext, DMN_INTERNAL, reason,
+                 reason, deliveries);
+    cJSON_free(echo);
+    cJSON_free(idj);
+    cJSON_Delete(in);
+}
+
 /* One entry, read or claimed (deliveries: its delivery count after the claim, 0 for a
  * first read). */
 static void on_entry(rt *r, const char *entry, const redisReply *fields, long long deliveries)
@@ -1001,8 +1045,7 @@ static void on_entry(rt *r, const char *entry, const redisReply *fields, long lo
                r->q->max_deliveries, last ? "; last: " : "", last ? last : "");
         DMN_LOG(DMN_LOG_WARN, "queue: entry %s goes to %s: %s", entry, r->q->dead_letter,
                 reason);
-        finish_error(r, entry, enc, NULL, 0, 0, "", DMN_INTERNAL, reason, reason,
-                     (int)deliveries - 1);
+        dead_letter(r, entry, enc, req, json, reason, (int)deliveries - 1);
         return;
     }
     if (stopping(r)) {   /* read as the stop came: for another consumer */
@@ -1224,12 +1267,28 @@ static void on_claim(redisAsyncContext *ac, void *reply, void *priv)
     if (strcmp(r->claim_cursor, "0-0") != 0) r->next_claim = 0;
 }
 
+static void on_client_id(redisAsyncContext *ac, void *reply, void *priv)
+{
+    rt *r = answered(ac)->owner;
+    redisReply *rep = reply;
+    (void)priv;
+    r->id_pending = 0;
+    if (rep && rep->type == REDIS_REPLY_INTEGER) r->rd_id = rep->integer;
+}
+
 static void on_beat(redisAsyncContext *ac, void *reply, void *priv)
 {
     rt *r = answered(ac)->owner;
     (void)reply;
     (void)priv;
     r->beat_pending = 0;
+}
+
+static void on_ignored(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)reply;
+    (void)priv;
+    answered(ac);
 }
 
 static void on_info(redisAsyncContext *ac, void *reply, void *priv)
@@ -1270,8 +1329,15 @@ static void tick(rt *r)
         if (c->ac && c->n_out > 0 && now > c->deadline)
             conn_close(c, 1, "no answer in time: reconnecting");
     }
-    /* Stopping: the reader goes, so Redis delivers nothing more to this consumer. */
-    if (stop && r->rd.ac) conn_close(&r->rd, 0, "stopping");
+    /* Stopping: a read still waiting is ended (CLIENT UNBLOCK: it returns what it has,
+     * at most), then the reader goes, so Redis delivers nothing more to this consumer.
+     * Not before: entries Redis already delivered must be seen, and handed back. */
+    if (stop && r->read_pending && r->rd_id && !r->unblock_sent && r->wr.up) {
+        snprintf(num, sizeof num, "%lld", r->rd_id);
+        const char *a[] = { "CLIENT", "UNBLOCK", num };
+        if (conn_send(&r->wr, on_ignored, NULL, 3, a, NULL) == 0) r->unblock_sent = 1;
+    }
+    if (stop && r->rd.ac && !r->read_pending) conn_close(&r->rd, 0, "stopping");
     if (!r->wr.ac && now >= r->wr.retry_at) conn_open(&r->wr);
     if (!stop && !r->rd.ac && now >= r->rd.retry_at) conn_open(&r->rd);
 
@@ -1283,6 +1349,10 @@ static void tick(rt *r)
     if (r->group_ok) {
         int space = room(r);
         if (space > READ_MAX) space = READ_MAX;
+        if (!stop && r->rd.up && !r->rd_id && !r->id_pending) {
+            const char *a[] = { "CLIENT", "ID" };
+            if (conn_send(&r->rd, on_client_id, NULL, 2, a, NULL) == 0) r->id_pending = 1;
+        }
         if (!stop && r->rd.up && !r->read_pending && space > 0 && now >= r->rd.retry_at) {
             snprintf(cnt, sizeof cnt, "%d", space);
             snprintf(num, sizeof num, "%d", READ_BLOCK_MS);
@@ -1431,16 +1501,25 @@ static void rt_close(dmn_transport *t)
     double end = cm_now() + (srv->conf.linger_ms > 2000 ? srv->conf.linger_ms : 2000) * 1e-3;
     r->stopping = 1;
     wait_flush(r);   /* releases what waits */
-    /* what the daemon answered must reach Redis before it goes */
-    while (r->outbox && cm_now() < end) {
+    /* What the daemon answered must reach Redis before it goes, and what a read or a
+     * claim still brings is handed back (released to another consumer). */
+    while ((r->outbox || r->read_pending || r->claim_pending) && cm_now() < end) {
         tick(r);
-        struct pollfd p = { -1, 0, 0 };
-        if (r->wr.ac && (r->wr.want_read || r->wr.want_write))
-            p = (struct pollfd){ r->wr.ac->c.fd, (short)((r->wr.want_read ? POLLIN : 0) |
-                                                         (r->wr.want_write ? POLLOUT : 0)), 0 };
-        if (poll(&p, p.fd >= 0 ? 1 : 0, 50) > 0 && r->wr.ac) {
-            if (p.revents & (POLLIN | POLLERR | POLLHUP)) redisAsyncHandleRead(r->wr.ac);
-            if (r->wr.ac && (p.revents & POLLOUT)) redisAsyncHandleWrite(r->wr.ac);
+        struct pollfd p[2];
+        rconn *pc[2];
+        int n = 0;
+        for (int k = 0; k < 2; k++) {
+            rconn *c = conn_of(r, k);
+            if (!c->ac || (!c->want_read && !c->want_write)) continue;
+            p[n] = (struct pollfd){ c->ac->c.fd, (short)((c->want_read ? POLLIN : 0) |
+                                                         (c->want_write ? POLLOUT : 0)), 0 };
+            pc[n++] = c;
+        }
+        if (poll(p, (nfds_t)n, 50) <= 0) continue;
+        for (int i = 0; i < n; i++) {
+            if (pc[i]->ac && (p[i].revents & (POLLIN | POLLERR | POLLHUP)))
+                redisAsyncHandleRead(pc[i]->ac);
+            if (pc[i]->ac && (p[i].revents & POLLOUT)) redisAsyncHandleWrite(pc[i]->ac);
         }
     }
     if (r->n_outbox)

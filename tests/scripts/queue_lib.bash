@@ -62,6 +62,11 @@ kill_redis() {
 
 rcli() { redis-cli -p "$RPORT" "$@"; }
 
+# pending_of CONSUMER: entries pending on it (redis-cli: quicker than a Python start).
+pending_of() {
+    rcli XPENDING "$STREAM" "$GROUP" - + 100000 "$1" | grep -c '^[0-9]*-[0-9]*$'
+}
+
 # write_qconf NAME EXTRA: a daemon's config: consumer NAME, its own ipc endpoint, a small
 # queue (so the daemons share the jobs), EXTRA inside the queue group.
 write_qconf() {
