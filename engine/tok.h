@@ -116,7 +116,9 @@ int tok_word_start(const tok_model *tok, int32_t id);
  * legacy_behaviour and mBART-cc25 put it last: text </s> [lang]. The translate task asks
  * which languages the model has (tok_n_langs, tok_lang_code; engine/langs.h maps what
  * users write to one of them) and passes the ids it wants per call (tok_encode_opts);
- * the model stays immutable. Language codes in a text are their ids too. */
+ * the model stays immutable. Language codes in a text are their ids too; tok_decode
+ * drops them with the other special ids and unk, as transformers' decode(ids,
+ * skip_special_tokens=True) does (TOK_DECODE_CLEANUP adds its clean-up). */
 
 /* Number of language codes (0 for a tokenizer without them, e.g. T5). */
 int tok_n_langs(const tok_model *tok);

@@ -1,9 +1,11 @@
 /* nlprun tokenize / detokenize: the tokenizer on stdin lines. Single-threaded.
  *
- *   nlprun tokenize --tokenizer PATH [--target]
+ *   nlprun tokenize --tokenizer PATH [--target] [--src-lang CODE] [--tgt-lang CODE]
  *        each line -> space-separated ids, the model's special ids included (T5: EOS;
  *        BART: <s> ... </s>; Marian: </s>); --target: as target-side text (Marian:
- *        target.spm)
+ *        target.spm); NLLB, M2M100, mBART: [lang] ... </s> (or ... </s> [lang] when
+ *        legacy), the language from --src-lang, or --tgt-lang with --target, else the
+ *        tokenizer config's
  *   nlprun detokenize --tokenizer PATH [--no-cleanup]
  *        each line of ids (space or comma separated) -> its text, as transformers'
  *        decode(ids, skip_special_tokens=True) gives it (clean_up_tokenization_spaces on
@@ -22,6 +24,7 @@
 #include <string.h>
 
 #include "clients/nlprun/nlprun.h"
+#include "engine/langs.h"
 #include "engine/tok.h"
 
 static void tok_cmd_usage(FILE *f, const char *cmd)
@@ -33,7 +36,12 @@ static void tok_cmd_usage(FILE *f, const char *cmd)
                    "  (T5: EOS appended; BART: <s> ... </s>; Marian: </s> appended).\n"
                    "  <extra_id_N> in the text becomes its sentinel id (T5).\n"
                    "  FILE is one tokenizer file, DIR a model directory holding one.\n"
-                   "  --target   tokenize as target-side text (Marian: target.spm)\n");
+                   "  --target   tokenize as target-side text (Marian: target.spm)\n"
+                   "  --src-lang CODE   the source language (NLLB, M2M100, mBART: its code id\n"
+                   "             around the text, [CODE] text </s>, or text </s> [CODE] when\n"
+                   "             the tokenizer config says legacy); a code of the model, or an\n"
+                   "             ISO 639 code or English name of one of its languages\n"
+                   "  --tgt-lang CODE   the same for --target text\n");
     else
         fprintf(f, "usage: nlprun detokenize --tokenizer FILE|DIR [--no-cleanup]\n"
                    "  Reads token ids from stdin, one sequence per line (separated by spaces\n"
@@ -84,6 +92,58 @@ static tok_model *tok_cmd_load(const char *cmd, const char *path)
     return t;
 }
 
+/* Takes --src-lang CODE / --tgt-lang CODE (or =CODE) out of argv (tokenize only), so
+ * the other options parse as before. Returns 0, or the exit code. */
+static int tok_cmd_lang_args(int *argc, char **argv, const char **lang)
+{
+    int w = 1;
+    for (int i = 1; i < *argc; i++) {
+        const char *a = argv[i];
+        int k = !strncmp(a, "--src-lang", 10) ? 0 : !strncmp(a, "--tgt-lang", 10) ? 1 : -1;
+        if (k < 0 || (a[10] && a[10] != '=')) {
+            argv[w++] = argv[i];
+            continue;
+        }
+        if (a[10] == '=') {
+            lang[k] = a + 11;
+        } else if (i + 1 < *argc) {
+            lang[k] = argv[++i];
+        } else {
+            fprintf(stderr, "nlprun %s: %s needs a language code\n", argv[0], a);
+            return 2;
+        }
+    }
+    *argc = w;
+    return 0;
+}
+
+/* The id of the language `name` names in t: one of its codes, else what engine/langs.h
+ * maps an ISO code or English name to. -1 (with a message) when t has none. */
+static int32_t tok_cmd_lang(const char *cmd, const tok_model *t, const char *opt,
+                            const char *name)
+{
+    int n = tok_n_langs(t);
+    if (!n) {
+        fprintf(stderr, "nlprun %s: %s: this tokenizer (%s) has no language codes\n", cmd, opt,
+                tok_kind(t));
+        return -1;
+    }
+    int32_t id = tok_lang_id(t, name);
+    if (id >= 0) return id;
+    const char **codes = malloc((size_t)n * sizeof *codes);
+    if (codes) {
+        for (int i = 0; i < n; i++) codes[i] = tok_lang_code(t, i);
+        int i = lang_resolve(name, codes, n);
+        if (i >= 0) id = tok_lang_id(t, codes[i]);
+        free(codes);
+    }
+    if (id < 0)
+        fprintf(stderr, "nlprun %s: %s '%s': the tokenizer has no such language (it has %d "
+                        "codes: %s ... %s)\n", cmd, opt, name, n, tok_lang_code(t, 0),
+                tok_lang_code(t, n - 1));
+    return id;
+}
+
 /* Writes v in decimal to p, returns the length. */
 static size_t tok_cmd_itoa(char *p, int32_t v)
 {
@@ -103,10 +163,23 @@ int nlprun_tokenize(int argc, char **argv)
 {
     const char *path;
     int flags = TOK_ADD_SPECIAL;
-    int rc = tok_cmd_args(argc, argv, &path, &flags);
+    const char *lang[2] = { NULL, NULL };  /* --src-lang, --tgt-lang */
+    int rc = tok_cmd_lang_args(&argc, argv, lang);
+    if (!rc) rc = tok_cmd_args(argc, argv, &path, &flags);
     if (rc) return rc < 0 ? 0 : rc;
+    if (lang[1] && !(flags & TOK_TARGET)) {
+        fprintf(stderr, "nlprun %s: --tgt-lang is for target-side text: add --target\n",
+                argv[0]);
+        return 2;
+    }
     tok_model *t = tok_cmd_load(argv[0], path);
     if (!t) return 1;
+    tok_encode_opts opts = { flags, -1, -1 };
+    if ((lang[0] && (opts.src_lang = tok_cmd_lang(argv[0], t, "--src-lang", lang[0])) < 0) ||
+        (lang[1] && (opts.tgt_lang = tok_cmd_lang(argv[0], t, "--tgt-lang", lang[1])) < 0)) {
+        tok_free(&t);
+        return 2;
+    }
 
     static char obuf[1 << 16];
     setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
@@ -122,7 +195,7 @@ int nlprun_tokenize(int argc, char **argv)
         lineno++;
         size_t len = (size_t)n;
         if (len && line[len - 1] == '\n') len--;
-        int k = tok_encode(t, line, len, flags, ids, idcap);
+        int k = tok_encode_opt(t, line, len, &opts, ids, NULL, idcap);
         if (k > idcap) {
             int ncap = k > INT_MAX / 2 ? k : k + k / 2 + 16;
             int32_t *ni = realloc(ids, (size_t)ncap * sizeof *ni);
@@ -138,7 +211,7 @@ int nlprun_tokenize(int argc, char **argv)
             ids = ni;
             txt = nt;
             idcap = ncap;
-            k = tok_encode(t, line, len, flags, ids, idcap);
+            k = tok_encode_opt(t, line, len, &opts, ids, NULL, idcap);
         }
         if (k < 0) {
             fprintf(stderr, "nlprun %s: line %ld: %s\n", argv[0], lineno,

@@ -359,10 +359,14 @@ TEST(spmbpe_nllb_decode)
             sb_cleanup(out);
             if ((d < 0 || strcmp(out, dw)) && ++bad <= 5)
                 CHECK_MSG(0, "case %d %s: '%.60s' want '%.60s'", n, fields[f], out, dw);
+            /* tok.c's clean-up is the same */
+            d = tok_decode_flags(t, ids, nw, TOK_DECODE_CLEANUP, out, sizeof out);
+            if ((d < 0 || strcmp(out, dw)) && ++bad <= 5)
+                CHECK_MSG(0, "case %d %s cleanup: '%.60s' want '%.60s'", n, fields[f], out, dw);
         }
         n++;
     }
-    CHECK_MSG(bad == 0, "nllb_decoded: %d of %d differ", bad, 4 * n);
+    CHECK_MSG(bad == 0, "nllb_decoded: %d of %d differ", bad, 8 * n);
     printf("nllb_decoded: %d cases x 4 id fields, %d differences\n", n, bad);
     /* snprintf-like: a short buffer gets a cut, terminated copy and the full length */
     int32_t hw[] = { 2047, 205, 455, 986, 48, 16, 988, 989, 2 };
