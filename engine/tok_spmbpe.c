@@ -652,11 +652,21 @@ tok_model *tok_fs_open_dir(const char *dir, char *err, size_t errlen)
     }
     const tok_spm *m = (const tok_spm *)t->spm;
 
+    /* Other classes ship sentencepiece.bpe.model too (XLM-R, with no language codes and
+     * <s> before the text): refused rather than given NLLB's layout. Without a class,
+     * vocab.json says M2M100, else NLLB. */
     const char *cls = fs_str(cfg, "tokenizer_class");
-    if (voc || (cls && !strncmp(cls, "M2M100", 6))) t->style = FS_M2M100;
+    if (cls && !strncmp(cls, "M2M100", 6)) t->style = FS_M2M100;
     else if (cls && !strncmp(cls, "MBart50", 7)) t->style = FS_MBART50;
     else if (cls && !strncmp(cls, "MBartTokenizer", 14)) t->style = FS_MBART;
-    else t->style = FS_NLLB;
+    else if (cls && !strncmp(cls, "Nllb", 4)) t->style = FS_NLLB;
+    else if (cls) {
+        fs_seterr(err, errlen, "%s/tokenizer_config.json: tokenizer_class '%.64s' is not one "
+                  "of NLLB, M2M100, mBART-50 or mBART", dir, cls);
+        goto fail_quiet;
+    } else {
+        t->style = voc ? FS_M2M100 : FS_NLLB;
+    }
     if (t->style == FS_M2M100 && !voc) {
         fs_seterr(err, errlen, "%s/vocab.json: missing (an M2M100 tokenizer needs it)", dir);
         goto fail_quiet;

@@ -613,6 +613,17 @@ TEST(spmbpe_hostile_dir)
     REQUIRE_MSG(t, "%s", err);
     CHECK(tok_n_langs(t) == 202 && tok_lang_id(t, "eng_Latn") == 2047);
     tok_free(&t);
+    /* another class with the same files (XLM-R) is refused, not read as NLLB */
+    sb_write(p, "{\"tokenizer_class\": \"XLMRobertaTokenizer\"}");
+    CHECK(tok_open_dir(dir, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "XLMRobertaTokenizer") && strstr(err, "tokenizer_config.json"), "%s",
+              err);
+    /* no class: NLLB */
+    sb_write(p, "{}");
+    t = tok_open_dir(dir, err, sizeof err);
+    REQUIRE_MSG(t, "%s", err);
+    CHECK(!strcmp(tok_kind(t), "sentencepiece-bpe-nllb"));
+    tok_free(&t);
     /* a truncated sentencepiece.bpe.model is named */
     snprintf(p, sizeof p, "%s/sentencepiece.bpe.model", dir);
     unlink(p);
