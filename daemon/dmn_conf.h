@@ -25,6 +25,7 @@ typedef struct dmn_limits {
     int default_deadline_ms;   /* when the request sets none */
     int max_envelope_bytes;    /* routing frames before the payload, all together */
     int max_reply_backlog_bytes; /* replies queued unread on one connection */
+    int max_queued_bytes;      /* request frames and routing frames held by accepted work */
 } dmn_limits;
 
 typedef struct dmn_batching {

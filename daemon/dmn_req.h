@@ -69,6 +69,7 @@ typedef struct dmn_req {
     atomic_int n_left;
 
     dmn_route route;           /* where the reply goes (I/O thread) */
+    size_t bytes;              /* its frame and routing frames: what it holds until answered */
 } dmn_req;
 
 /* Decodes and validates one request frame of `len` bytes (the envelope is the caller's).

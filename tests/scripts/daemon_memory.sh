@@ -5,8 +5,10 @@
 # 64 MiB over its baseline (measured after start-up and a first request), with
 #   limits.max_envelope_bytes = 65536 (the most it can be configured to keep),
 #   limits.max_reply_backlog_bytes = 4 MiB per connection (so 3 non-reading
-#   connections may hold 12 MiB of replies), limits.max_message_bytes = 1 MiB (frames
-#   up to 4 MiB are read; beyond, ZeroMQ closes the connection).
+#   connections may hold 12 MiB of replies), limits.max_queued_bytes = 8 MiB (what
+#   accepted requests hold, frames and routing frames, until answered; past it,
+#   OVERLOADED), limits.max_message_bytes = 1 MiB (frames up to 4 MiB are read; beyond,
+#   ZeroMQ closes the connection).
 # docs/daemon.md ("Limits and memory") states the same bound.
 #
 #  1. Non-readers: 3 DEALERs that never receive send 2000 requests each (health, stats and
@@ -27,6 +29,7 @@
 
 write_conf '
 limits = { max_envelope_bytes = 65536; max_reply_backlog_bytes = 4194304;
+           max_queued_bytes = 8388608;
            max_new_tokens = 8; max_documents = 8; queue_size = 1024; };
 batching = { max_wait_ms = 0; max_rows = 8; };'
 sed -i 's/^log_level = "debug";$/log_level = "info";/' "$TMP/nlpd.conf"
