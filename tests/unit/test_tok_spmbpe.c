@@ -15,6 +15,7 @@
 
 #include "engine/langs.h"
 #include "engine/tok.h"
+#include "proto/sentencepiece_model.pb-c.h"
 
 #define SB_MAXIDS 8192
 
@@ -239,6 +240,99 @@ TEST(spmbpe_round_trip_and_spans)
     }
     CHECK(bad == 0);
     CHECK_MSG(trips >= 438, "%d round trips", trips);  /* the cases without unknowns */
+    cJSON_Delete(root);
+    tok_free(&t);
+}
+
+/* The paths spm-bpe.golden.json does not reach, against spm_encode / spm_decode
+ * (spm-bpe-variants.gen.sh): byte fallback and user-defined pieces in a BPE model, and
+ * merged pieces marked UNUSED (split back along their merge). */
+static void sb_variant(tok_model *t, const cJSON *root, const char *ids_key, const char *dec_key)
+{
+    static int32_t ids[SB_MAXIDS];
+    static char out[1 << 16];
+    int n = 0, bad = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, sb_cases(root))
+    {
+        size_t len;
+        const char *text = sb_text_len(c, &len);
+        char why[200];
+        int k = tok_encode(t, text, len, 0, ids, SB_MAXIDS);
+        REQUIRE(k >= 0 && k <= SB_MAXIDS);
+        const cJSON *want = cJSON_GetObjectItemCaseSensitive(c, ids_key);
+        if (!sb_same(ids, k, want, why, sizeof why) && ++bad <= 5)
+            CHECK_MSG(0, "%s case %d '%.50s': %s", ids_key, n, text, why);
+        int nw = cJSON_GetArraySize(want);
+        for (int i = 0; i < nw; i++) ids[i] = cJSON_GetArrayItem(want, i)->valueint;
+        int d = tok_decode(t, ids, nw, out, sizeof out);
+        const char *dw = cJSON_GetObjectItemCaseSensitive(c, dec_key)->valuestring;
+        if ((d < 0 || strcmp(out, dw)) && ++bad <= 5)
+            CHECK_MSG(0, "%s case %d: '%.50s' want '%.50s'", dec_key, n, out, dw);
+        n++;
+    }
+    CHECK_MSG(bad == 0, "%s: %d of %d cases differ", ids_key, bad, n);
+    CHECK(n > 500);
+    printf("%s: %d cases, %d differences\n", ids_key, n, bad);
+}
+
+static cJSON *sb_variants(void)
+{
+    char *js = sb_slurp(th_data("families/tokenizers/spm-bpe-variants.golden.json"), NULL);
+    REQUIRE(js != NULL);
+    cJSON *root = cJSON_Parse(js);
+    free(js);
+    REQUIRE(root != NULL);
+    return root;
+}
+
+TEST(spmbpe_byte_fallback_user_defined)
+{
+    char err[256] = "";
+    tok_model *t = tok_load(th_data("families/tokenizers/spm-bpe-bytes/spm-bpe-bytes.model"),
+                            err, sizeof err);
+    REQUIRE_MSG(t, "%s", err);
+    CHECK(!strcmp(tok_kind(t), "sentencepiece-bpe"));
+    cJSON *root = sb_variants();
+    sb_variant(t, root, "bytes_ids", "bytes_decoded");
+    /* spans: a character's byte pieces are empty but for the last, which has it all */
+    int32_t ids[64];
+    tok_span sp[64];
+    int k = tok_encode_spans(t, "a\xf0\x9f\x98\x80", 5, 0, ids, sp, 64);
+    REQUIRE(k >= 4);
+    CHECK(sp[k - 1].begin == 1 && sp[k - 1].end == 5 && sp[k - 2].begin == sp[k - 2].end);
+    cJSON_Delete(root);
+    tok_free(&t);
+}
+
+TEST(spmbpe_unused_pieces)
+{
+    size_t len;
+    char *buf = sb_slurp(sb_model_path(), &len);
+    REQUIRE(buf);
+    Sentencepiece__ModelProto *mp =
+        sentencepiece__model_proto__unpack(NULL, len, (const uint8_t *)buf);
+    free(buf);
+    REQUIRE(mp);
+    cJSON *root = sb_variants();
+    const cJSON *u, *un = cJSON_GetObjectItemCaseSensitive(root, "unused_pieces");
+    REQUIRE(cJSON_GetArraySize(un) > 100);
+    cJSON_ArrayForEach(u, un)
+    {
+        REQUIRE(u->valueint > 0 && (size_t)u->valueint < mp->n_pieces);
+        mp->pieces[u->valueint]->has_type = 1;
+        mp->pieces[u->valueint]->type = SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__TYPE__UNUSED;
+    }
+    size_t pl = sentencepiece__model_proto__get_packed_size(mp);
+    uint8_t *pb = malloc(pl);
+    REQUIRE(pb);
+    sentencepiece__model_proto__pack(mp, pb);
+    sentencepiece__model_proto__free_unpacked(mp, NULL);
+    char err[256] = "";
+    tok_model *t = tok_load_mem(pb, pl, err, sizeof err);
+    free(pb);
+    REQUIRE_MSG(t, "%s", err);
+    sb_variant(t, root, "unused_ids", "unused_decoded");
     cJSON_Delete(root);
     tok_free(&t);
 }
