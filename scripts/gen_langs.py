@@ -131,7 +131,8 @@ def main():
                                                   cstr(re.sub(r"\s*\(.*?\)", "", e["name"]))))
     lines.append("};")
     lines.append("")
-    lines.append("/* Alias (ASCII lower case; sorted by bytes) -> ISO 639-3 code of an NLLB language. */")
+    lines.append("/* Alias (ASCII lower case; sorted by bytes) -> ISO 639-3 code of an NLLB "
+                 "language. */")
     lines.append("static const struct lang_alias lang_aliases[%d] = {" % len(alias))
     for k in sorted(alias, key=lambda s: s.encode("utf-8")):
         lines.append("    { %s, %s }," % (cstr(k), cstr(alias[k])))

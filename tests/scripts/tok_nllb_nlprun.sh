@@ -39,7 +39,10 @@ PYEOF
 check() {  # name expected-file args...
     local name=$1 want=$2
     shift 2
-    "$NLPRUN" tokenize --tokenizer "$@" <"$tmp/text" >"$tmp/got" || { bad "$name: exit $?"; return; }
+    if ! "$NLPRUN" tokenize --tokenizer "$@" <"$tmp/text" >"$tmp/got"; then
+        bad "$name: exit status"
+        return
+    fi
     cmp -s "$tmp/got" "$tmp/$want" || bad "$name: $(diff "$tmp/got" "$tmp/$want" | head -4)"
 }
 

@@ -40,9 +40,11 @@ EOF
     --num_threads=1 --minloglevel=2)
 cp "$T/spm-bpe-bytes.model" "$D/spm-bpe-bytes/spm-bpe-bytes.model"
 M=$D/spm-bpe/spm-bpe.model
-spm_encode --model="$D/spm-bpe-bytes/spm-bpe-bytes.model" --output_format=id <"$T/texts.txt" >"$T/bytes.ids"
-spm_decode --model="$D/spm-bpe-bytes/spm-bpe-bytes.model" --input_format=id <"$T/bytes.ids" >"$T/bytes.dec"
-spm_encode --model="$M" --output_format=id --vocabulary="$T/vocab.txt" <"$T/texts.txt" >"$T/unused.ids"
+MB=$D/spm-bpe-bytes/spm-bpe-bytes.model
+spm_encode --model="$MB" --output_format=id <"$T/texts.txt" >"$T/bytes.ids"
+spm_decode --model="$MB" --input_format=id <"$T/bytes.ids" >"$T/bytes.dec"
+spm_encode --model="$M" --output_format=id --vocabulary="$T/vocab.txt" \
+    <"$T/texts.txt" >"$T/unused.ids"
 spm_decode --model="$M" --input_format=id <"$T/unused.ids" >"$T/unused.dec"
 python3 - "$D" "$T" <<'EOF'
 import json, sys
@@ -53,9 +55,10 @@ ids = lambda n: [[int(x) for x in l.split()] for l in rd(n)]
 out = {"generator": "spm_train/spm_encode/spm_decode 0.1.97 (Debian), spm-bpe-variants.gen.sh",
        "bytes_model": "spm-bpe-bytes/spm-bpe-bytes.model", "unused_model": "spm-bpe/spm-bpe.model",
        "unused_pieces": json.load(open(t + "/unused.json")),
-       "cases": [{"text": x, "bytes_ids": a, "bytes_decoded": b, "unused_ids": c, "unused_decoded": e}
-                 for x, a, b, c, e in zip(texts, ids("bytes.ids"), rd("bytes.dec"), ids("unused.ids"),
-                                          rd("unused.dec"))]}
+       "cases": [{"text": x, "bytes_ids": a, "bytes_decoded": b, "unused_ids": c,
+                  "unused_decoded": e}
+                 for x, a, b, c, e in zip(texts, ids("bytes.ids"), rd("bytes.dec"),
+                                          ids("unused.ids"), rd("unused.dec"))]}
 assert len(out["cases"]) == len(texts)
 with open(d + "/spm-bpe-variants.golden.json", "w", encoding="utf-8") as f:
     f.write("{" + ", ".join('"%s": %s' % (k, json.dumps(v, ensure_ascii=False))
