@@ -1063,6 +1063,17 @@ static tok_spm *tok_build(const Sentencepiece__ModelProto *mp, char *err, size_t
     m->da = b.da;
     free(keys);
 
+    if (bpe && !m->ws_suffix) {
+        m->bpe_by_word = 1;
+        for (int i = 0; i < m->n && m->bpe_by_word; i++) {
+            const struct tok_piece *p = &m->pieces[i];
+            if (p->type == TOK_T_UNUSED ||
+                (p->type != TOK_T_CONTROL && p->type != TOK_T_UNKNOWN && p->len > 3 &&
+                 memmem(m->strs + p->off + 1, p->len - 1, tok_ws, 3)))
+                m->bpe_by_word = 0;
+        }
+    }
+
     m->base = (tok_model){
         .ops = bpe ? &tok_spmbpe_ops : &spm_ops,
         .kind = bpe ? "sentencepiece-bpe" : "sentencepiece-unigram", .vocab_size = m->n,

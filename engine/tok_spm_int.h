@@ -53,6 +53,9 @@ typedef struct tok_spm {
     tok_model base;            /* first: a tok_model * points here */
     int n;                     /* pieces in the model */
     int bpe;                   /* model_type BPE: segments are cut by tok_spmbpe_merge */
+    int bpe_by_word;           /* BPE, and no piece has U+2581 past its start and none is
+                                * unused: no merge crosses a word start, so words can be
+                                * merged one by one (same result, small queues) */
     int nsent;                 /* <extra_id_N> sentinels after the pieces (T5: 100;
                                 * BPE models: 0) */
     struct tok_piece *pieces;  /* [n] */

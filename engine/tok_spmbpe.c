@@ -107,20 +107,15 @@ static struct bpe_pair bpe_pop(struct bpe_heap *h)
     return top;
 }
 
-/* The library's rev_merge: for a merged UNUSED piece, the length of its left part as
- * last recorded (a later record for the same piece replaces an earlier one). */
-struct bpe_rev {
-    int32_t id;
-    uint32_t left_len;
-};
-
 struct bpe_state {
     const tok_spm *m;
     const char *s;
     struct bpe_sym *sym;
     struct bpe_heap agenda;
-    struct bpe_rev *rev;
-    size_t nrev, caprev;
+    /* The library's rev_merge: rev_left[id] - 1 is the length of the left part of a
+     * merged UNUSED piece as last recorded (a later record for the same piece replaces
+     * an earlier one); 0: none. [m->n], allocated at the first such merge. */
+    uint32_t *rev_left;
 };
 
 /* MaybeAddNewSymbolPair. */
@@ -133,19 +128,9 @@ static int bpe_add_pair(struct bpe_state *st, int32_t l, int32_t r)
     struct bpe_pair x = { st->m->pieces[id].score, l, r, size };
     if (bpe_push(&st->agenda, x) < 0) return -1;
     if (st->m->pieces[id].type == TOK_T_UNUSED) {
-        for (size_t i = 0; i < st->nrev; i++)
-            if (st->rev[i].id == id) {
-                st->rev[i].left_len = st->sym[l].len;
-                return 0;
-            }
-        if (st->nrev == st->caprev) {
-            size_t cap = st->caprev ? st->caprev * 2 : 8;
-            struct bpe_rev *p = realloc(st->rev, cap * sizeof *p);
-            if (!p) return -1;
-            st->rev = p;
-            st->caprev = cap;
-        }
-        st->rev[st->nrev++] = (struct bpe_rev){ id, st->sym[l].len };
+        if (!st->rev_left && !(st->rev_left = calloc((size_t)st->m->n, sizeof *st->rev_left)))
+            return -1;
+        st->rev_left[id] = st->sym[l].len + 1;
     }
     return 0;
 }
@@ -159,14 +144,12 @@ static void bpe_resegment(struct bpe_state *st, uint32_t off, uint32_t len, tok_
 {
     const tok_spm *m = st->m;
     int32_t id = tok_spm_find(m, st->s + off, len);
-    if (id >= 0 && m->pieces[id].type == TOK_T_UNUSED) {
-        for (size_t i = 0; i < st->nrev; i++)
-            if (st->rev[i].id == id && st->rev[i].left_len < len) {
-                uint32_t ll = st->rev[i].left_len;
-                bpe_resegment(st, off, ll, o, n2o, base, prev_unk);
-                bpe_resegment(st, off + ll, len - ll, o, n2o, base, prev_unk);
-                return;
-            }
+    if (id >= 0 && m->pieces[id].type == TOK_T_UNUSED && st->rev_left && st->rev_left[id] &&
+        st->rev_left[id] - 1 < len) {
+        uint32_t ll = st->rev_left[id] - 1;
+        bpe_resegment(st, off, ll, o, n2o, base, prev_unk);
+        bpe_resegment(st, off + ll, len - ll, o, n2o, base, prev_unk);
+        return;
     }
     if (id < 0) id = m->unk_id;
     tok_spm_emit(m, o, id, (const unsigned char *)st->s, off, (size_t)off + len, n2o, base,
@@ -211,32 +194,46 @@ int tok_spmbpe_merge(const tok_spm *m, const char *s, size_t n, tok_out *o, cons
         i += len;
     }
 
-    for (int32_t i = 1; i < ns; i++)
-        if (bpe_add_pair(&st, i - 1, i) < 0) goto oom;
-
-    while (st.agenda.n) {
-        struct bpe_pair top = bpe_pop(&st.agenda);
-        struct bpe_sym *l = &st.sym[top.left], *r = &st.sym[top.right];
-        if (!l->len || !r->len || l->len + r->len != top.size) continue;  /* stale */
-        l->len += r->len;
-        l->next = r->next;
-        if (r->next >= 0) st.sym[r->next].prev = top.left;
-        r->len = 0;
-        if (bpe_add_pair(&st, l->prev, top.left) < 0 ||
-            bpe_add_pair(&st, top.left, st.sym[top.left].next) < 0)
-            goto oom;
-    }
-
+    /* The whole text at once, as the library does; or, when no merge can cross a word
+     * start (m->bpe_by_word), word by word: a pair inside one word is ordered against
+     * another pair of that word as it would be in the whole text. */
     int prev_unk = 0;
-    for (int32_t i = 0; i >= 0; i = st.sym[i].next)
-        bpe_resegment(&st, st.sym[i].off, st.sym[i].len, o, n2o, base, &prev_unk);
+    for (int32_t ws = 0, we; ws < ns; ws = we) {
+        we = ns;
+        if (m->bpe_by_word) {
+            we = ws + 1;
+            while (we < ns &&
+                   !(st.sym[we].len >= 3 && !memcmp(s + st.sym[we].off, tok_bpe_ws, 3)))
+                we++;
+        }
+        st.sym[ws].prev = -1;
+        st.sym[we - 1].next = -1;
+        for (int32_t i = ws + 1; i < we; i++)
+            if (bpe_add_pair(&st, i - 1, i) < 0) goto oom;
+
+        while (st.agenda.n) {
+            struct bpe_pair top = bpe_pop(&st.agenda);
+            struct bpe_sym *l = &st.sym[top.left], *r = &st.sym[top.right];
+            if (!l->len || !r->len || l->len + r->len != top.size) continue;  /* stale */
+            l->len += r->len;
+            l->next = r->next;
+            if (r->next >= 0) st.sym[r->next].prev = top.left;
+            r->len = 0;
+            if (bpe_add_pair(&st, l->prev, top.left) < 0 ||
+                bpe_add_pair(&st, top.left, st.sym[top.left].next) < 0)
+                goto oom;
+        }
+
+        for (int32_t i = ws; i >= 0; i = st.sym[i].next)
+            bpe_resegment(&st, st.sym[i].off, st.sym[i].len, o, n2o, base, &prev_unk);
+    }
     goto out;
 oom:
     rc = TOK_ENOMEM;
 out:
     free(st.sym);
     free(st.agenda.p);
-    free(st.rev);
+    free(st.rev_left);
     return rc;
 }
 

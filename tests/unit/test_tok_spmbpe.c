@@ -15,6 +15,7 @@
 
 #include "engine/langs.h"
 #include "engine/tok.h"
+#include "engine/tok_spm_int.h" /* spmbpe_by_word: the word-by-word switch */
 #include "proto/sentencepiece_model.pb-c.h"
 
 #define SB_MAXIDS 8192
@@ -335,6 +336,47 @@ TEST(spmbpe_unused_pieces)
     sb_variant(t, root, "unused_ids", "unused_decoded");
     cJSON_Delete(root);
     tok_free(&t);
+}
+
+/* Merging word by word (bpe_by_word, for models where no merge crosses a word start)
+ * gives what merging the whole text at once does, on long random texts of pieces that
+ * merge, user-defined pieces, escaped spaces and unknown characters. */
+TEST(spmbpe_by_word)
+{
+    const char *paths[] = { "families/tokenizers/spm-bpe/spm-bpe.model",
+                            "families/tokenizers/spm-bpe-bytes/spm-bpe-bytes.model" };
+    const char *pool[] = { "a", "b", "ab", " ", "  ", "\t", "<sep>", "xyz", "\xe2\x96\x81qq",
+                           "qq", "\xe2\x96\x81", "\xe6\x97\xa5", "\xc3\xa9", "the", "ing",
+                           ".", "x", "\xf0\x9f\x98\x80", "e\xcc\x81", "tion", "er" };
+    const int np = (int)(sizeof pool / sizeof pool[0]);
+    static char text[100000];
+    static int32_t a[200000], b[200000];
+    for (int m = 0; m < 2; m++) {
+        char err[256] = "";
+        tok_model *t = tok_load(th_data(paths[m]), err, sizeof err);
+        REQUIRE_MSG(t, "%s", err);
+        tok_spm *sp = (tok_spm *)t;
+        CHECK(sp->bpe);
+        int by_word = sp->bpe_by_word;
+        srand(11 + m);
+        for (int r = 0; r < 8; r++) {
+            size_t len = 0;
+            while (len < sizeof text - 16) {
+                const char *p = pool[rand() % np];
+                memcpy(text + len, p, strlen(p));
+                len += strlen(p);
+            }
+            sp->bpe_by_word = by_word;
+            int na = tok_encode(t, text, len, 0, a, 200000);
+            sp->bpe_by_word = 0;
+            int nb = tok_encode(t, text, len, 0, b, 200000);
+            CHECK_MSG(na == nb && na > 0 && !memcmp(a, b, (size_t)na * sizeof *a),
+                      "%s round %d: %d vs %d ids", paths[m], r, na, nb);
+        }
+        sp->bpe_by_word = by_word;
+        if (m == 0) CHECK(by_word);  /* the golden model qualifies */
+        tok_free(&t);
+    }
 }
 
 /* Spans equal to the library's own begin/end (spm-bpe-spans.gen.sh, libsentencepiece's
