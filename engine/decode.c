@@ -369,7 +369,8 @@ static void dc_beam_step(eng_ctx *c, eng_greq *g, int a0, int pos)
         int dst = c->row_block[g->base + fi], src = c->row_block[g->base + parent[i]];
         for (int l = 0; l < cf->num_decoder_layers; l++)
             for (int w = 0; w < 2; w++)
-                memcpy(t5_kv_block(c, dst, l, w), t5_kv_block(c, src, l, w), used * sizeof(float));
+                memcpy(c->m->arch->fwd->kv_at(c, dst, l, w), c->m->arch->fwd->kv_at(c, src, l, w),
+                       used * sizeof(float));
         c->row_block2[i] = dst;
     }
     for (int i = 0; i < nb; i++) {
@@ -559,7 +560,7 @@ static void dc_start(eng_ctx *c, dc_batch *bt, int k0)
             T += g->enc_len;
         }
         c->tok_off[i1 - i0] = T;
-        t5_encode(c, c->enc_ids, c->tok_off, i1 - i0, bt->gs[i0].enc_off);
+        c->m->arch->fwd->encode(c, c->enc_ids, c->tok_off, i1 - i0, bt->gs[i0].enc_off);
     }
     for (int i = k0; i < bt->ng; i++) {
         eng_greq *g = &bt->gs[i];
@@ -634,8 +635,9 @@ static void dc_run(eng_ctx *c, dc_batch *bt)
             }
         }
         if (!na) break;
-        t5_decode_step(c, c->act_tok, c->act_blk, c->enc_off, c->enc_len, na, c->act_pos);
-        t5_lm_head(c, c->h, na, c->logits);
+        c->m->arch->fwd->decode_step(c, c->act_tok, c->act_blk, c->enc_off, c->enc_len, na,
+                                     c->act_pos);
+        c->m->arch->fwd->lm_head(c, c->h, na, c->logits);
         /* Greedy and sampled rows: each on its own (logits row a is active row a), shared
          * between the threads. Beam requests: one at a time, their beams together. */
         ENG_PARALLEL_FOR_NT(na > 1, c->m->n_threads)
@@ -811,13 +813,14 @@ static void dc_score_run(eng_ctx *c, eng_score_req *reqs, const int *run, int nr
         first += reqs[run[i]].n_cands;
     }
     c->tree_off[nt] = T;
-    t5_encode(c, c->enc_ids, c->tok_off, nr, 0);
-    t5_decode_full(c, c->node_tok, c->tree_off, nt, c->tree_eoff, c->tree_elen, c->node_dep,
-                   c->node_end);
+    const eng_fwd *fwd = c->m->arch->fwd;
+    fwd->encode(c, c->enc_ids, c->tok_off, nr, 0);
+    fwd->decode_full(c, c->node_tok, c->tree_off, nt, c->tree_eoff, c->tree_elen, c->node_dep,
+                     c->node_end);
     int V = cf->vocab_size, D = cf->d_model, R = c->logit_rows;
     for (int t0 = 0; t0 < T; t0 += R) {
         int rows = T - t0 < R ? T - t0 : R;
-        t5_lm_head(c, c->h + (size_t)t0 * D, rows, c->logits);
+        fwd->lm_head(c, c->h + (size_t)t0 * D, rows, c->logits);
         ENG_PARALLEL_FOR(rows > 1)
         for (int i = 0; i < rows; i++)
             c->node_lse[t0 + i] = eng_logsumexp(c->logits + (size_t)i * V, V);

@@ -1,4 +1,5 @@
-/* The T5-family encoder-decoder engine (Hugging Face T5ForConditionalGeneration).
+/* The encoder-decoder engine: Hugging Face seq2seq checkpoints (T5, FLAN-T5, mT5 today),
+ * one parameterised Transformer behind an architecture table (engine/arch.c).
  *
  * Knows nothing of protobuf, ZeroMQ or tasks: token ids in, token ids and scores out.
  *
@@ -27,23 +28,64 @@ enum eng_status {
                           * or a label's score): damaged weights; no result */
 };
 
-/* Values as read from config.json. */
+/* How an architecture computes, read from config.json by its entry in the engine's
+ * architecture table (engine/arch.c). One Transformer encoder-decoder (engine/tf.c) takes
+ * these as parameters, CTranslate2-style: a new family is a new table entry (its config
+ * keys, its tensor names) and, only when it computes something new, a new value here. */
+typedef enum eng_norm_kind {
+    ENG_NORM_RMS = 0,          /* w * x / sqrt(mean(x^2) + eps) (T5) */
+    ENG_NORM_LAYER = 1,        /* (x - mean) / sqrt(var + eps) * w + b (BART, Marian, ...) */
+} eng_norm_kind;
+
+typedef enum eng_act {
+    ENG_ACT_RELU = 0,
+    ENG_ACT_GELU = 1,          /* exact: x * Phi(x) with erf */
+    ENG_ACT_GELU_TANH = 2,     /* the tanh approximation (HF gelu_new / gelu_pytorch_tanh) */
+    ENG_ACT_SILU = 3,          /* x * sigmoid(x) (HF silu / swish) */
+} eng_act;
+
+typedef enum eng_pos_kind {
+    ENG_POS_RELATIVE = 0,      /* bucketed relative attention bias (T5) */
+    ENG_POS_LEARNED = 1,       /* a learned table added to the embeddings, row pos + offset */
+    ENG_POS_SINUSOIDAL = 2,    /* a computed table added to the embeddings */
+} eng_pos_kind;
+
+typedef struct eng_arch_config {
+    eng_norm_kind norm;
+    float norm_eps;
+    int pre_norm;              /* 1: x + f(norm(x)); 0: norm(x + f(x)) (post-norm) */
+    int final_norm;            /* a norm after each stack's last layer */
+    int embed_norm;            /* a norm right after the embeddings (layernorm_embedding) */
+    eng_act act;
+    int gated;                 /* feed-forward act(x W0) * (x W1), else act(x W) */
+    int bias;                  /* Linear layers have biases */
+    float attn_scale;          /* queries are multiplied by it (1 for T5, head_dim^-0.5) */
+    float embed_scale;         /* embeddings are multiplied by it (1, or sqrt(d_model)) */
+    float lm_scale;            /* decoder output times it before lm_head (T5 tied: d^-0.5) */
+    eng_pos_kind pos;
+    int pos_offset;            /* learned / sinusoidal: the row of position p is p + offset */
+    int max_positions;         /* learned / sinusoidal: positions the table has (no limit: 0) */
+    int num_buckets;           /* relative: relative_attention_num_buckets */
+    int max_distance;          /* relative: relative_attention_max_distance */
+    int tied;                  /* lm_head is the shared embedding */
+    int logits_bias;           /* final_logits_bias is added to the logits */
+} eng_arch_config;
+
+/* What every encoder-decoder has, as read from config.json, and its architecture's own
+ * part. */
 typedef struct eng_config {
+    char model_type[32];       /* config.json's model_type, e.g. "t5" */
     int vocab_size;
     int d_model;
-    int d_kv;
-    int num_heads;            /* inner_dim = num_heads * d_kv, may differ from d_model */
+    int d_kv;                  /* per head */
+    int num_heads;             /* inner_dim = num_heads * d_kv, may differ from d_model */
     int d_ff;
-    int num_layers;           /* encoder */
+    int num_layers;            /* encoder */
     int num_decoder_layers;
-    int num_buckets;          /* relative_attention_num_buckets */
-    int max_distance;         /* relative_attention_max_distance */
-    float layer_norm_eps;
-    int gated;                /* 1: gated-gelu (v1.1 / FLAN / mT5); 0: relu (v1.0) */
-    int tied;                 /* lm_head tied to shared.weight (scaled by d_model^-0.5) */
     int decoder_start_token_id;
     int eos_token_id;
     int pad_token_id;
+    eng_arch_config arch;
 } eng_config;
 
 typedef struct eng_model_params {

@@ -45,8 +45,4 @@ const st_tensor *st_at(const st_set *set, int i);
 size_t st_dtype_size(st_dtype dt);
 const char *st_dtype_name(st_dtype dt);
 
-/* Reads config.json into *out (HF T5Config defaults for absent keys; model_type must be
- * t5 or mt5; feed_forward_proj relu | gated-gelu). 0 or < 0 with the reason in err. */
-int hf_config_load(const char *path, eng_config *out, char *err, size_t errlen);
-
 #endif

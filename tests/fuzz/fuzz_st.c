@@ -1,6 +1,7 @@
 /* libFuzzer target: arbitrary bytes as a .safetensors file and as a config.json.
  * Both readers take paths, so the input goes through a memfd (no disk writes). Any
  * result is fine except a crash, a sanitizer report or a leak. */
+#include "engine/hfconfig.h"
 #include "engine/st.h"
 
 #include <stdint.h>
@@ -26,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         st_close(&s);
         eng_config c;
-        (void)hf_config_load(path, &c, err, sizeof err);
+        (void)hf_config_load(path, &c, &(const eng_arch *){ NULL }, err, sizeof err);
     }
     close(fd);
     return 0;

@@ -3,6 +3,7 @@
  * and the tensor (or key). */
 #include "tests/harness/harness.h"
 
+#include "engine/hfconfig.h"
 #include "engine/st.h"
 
 #include <cjson/cJSON.h>
@@ -495,7 +496,7 @@ static int load_cfg_text(const char *text, eng_config *c, char *err, size_t errl
     char path[128];
     snprintf(path, sizeof path, "%s/config.json", dir);
     write_text(path, text);
-    int rc = hf_config_load(path, c, err, errlen);
+    int rc = hf_config_load(path, c, &(const eng_arch *){ NULL }, err, errlen);
     st_rmdir(dir);
     return rc;
 }
@@ -514,23 +515,23 @@ TEST(hfcfg_tiny_models)
 {
     eng_config c;
     char err[512] = "";
-    REQUIRE_MSG(hf_config_load(th_data("models/tiny-t5/config.json"), &c, err, sizeof err) == 0,
+    REQUIRE_MSG(hf_config_load(th_data("models/tiny-t5/config.json"), &c, &(const eng_arch *){ NULL }, err, sizeof err) == 0,
                 "%s", err);
     CHECK(c.vocab_size == 32128 && c.d_model == 64 && c.d_kv == 16 && c.num_heads == 4);
     CHECK(c.d_ff == 128 && c.num_layers == 2 && c.num_decoder_layers == 2);
-    CHECK(c.num_buckets == 32 && c.max_distance == 128 && c.layer_norm_eps == 1e-6f);
-    CHECK(c.gated == 0 && c.tied == 1);
+    CHECK(c.arch.num_buckets == 32 && c.arch.max_distance == 128 && c.arch.norm_eps == 1e-6f);
+    CHECK(c.arch.gated == 0 && c.arch.tied == 1);
     CHECK(c.decoder_start_token_id == 0 && c.eos_token_id == 1 && c.pad_token_id == 0);
-    REQUIRE_MSG(hf_config_load(th_data("models/tiny-flan/config.json"), &c, err, sizeof err) == 0,
+    REQUIRE_MSG(hf_config_load(th_data("models/tiny-flan/config.json"), &c, &(const eng_arch *){ NULL }, err, sizeof err) == 0,
                 "%s", err);
     CHECK(c.d_kv == 8 && c.num_heads == 6 && c.d_ff == 96);
-    CHECK(c.num_layers == 3 && c.num_decoder_layers == 2 && c.gated == 1 && c.tied == 0);
-    REQUIRE_MSG(hf_config_load(th_data("configs/flan-t5-base.json"), &c, err, sizeof err) == 0,
+    CHECK(c.num_layers == 3 && c.num_decoder_layers == 2 && c.arch.gated == 1 && c.arch.tied == 0);
+    REQUIRE_MSG(hf_config_load(th_data("configs/flan-t5-base.json"), &c, &(const eng_arch *){ NULL }, err, sizeof err) == 0,
                 "%s", err);
     CHECK(c.d_model == 768 && c.num_heads == 12 && c.d_ff == 2048 && c.num_layers == 12);
-    REQUIRE_MSG(hf_config_load(th_data("configs/t5-small.json"), &c, err, sizeof err) == 0,
+    REQUIRE_MSG(hf_config_load(th_data("configs/t5-small.json"), &c, &(const eng_arch *){ NULL }, err, sizeof err) == 0,
                 "%s", err);
-    CHECK(c.d_model == 512 && c.gated == 0 && c.tied == 1 && c.num_decoder_layers == 6);
+    CHECK(c.d_model == 512 && c.arch.gated == 0 && c.arch.tied == 1 && c.num_decoder_layers == 6);
 }
 
 TEST(hfcfg_defaults)
@@ -540,8 +541,8 @@ TEST(hfcfg_defaults)
     REQUIRE_MSG(load_cfg_text("{\"model_type\":\"t5\"}", &c, err, sizeof err) == 0, "%s", err);
     CHECK(c.vocab_size == 32128 && c.d_model == 512 && c.d_kv == 64 && c.d_ff == 2048);
     CHECK(c.num_layers == 6 && c.num_decoder_layers == 6 && c.num_heads == 8);
-    CHECK(c.num_buckets == 32 && c.max_distance == 128 && c.layer_norm_eps == 1e-6f);
-    CHECK(c.gated == 0 && c.tied == 1 && c.decoder_start_token_id == 0);
+    CHECK(c.arch.num_buckets == 32 && c.arch.max_distance == 128 && c.arch.norm_eps == 1e-6f);
+    CHECK(c.arch.gated == 0 && c.arch.tied == 1 && c.decoder_start_token_id == 0);
     CHECK(c.eos_token_id == 1 && c.pad_token_id == 0);
     /* num_decoder_layers follows num_layers when absent or null. */
     REQUIRE(load_cfg_text("{\"model_type\":\"mt5\",\"num_layers\":3,\"num_decoder_layers\":null}",
@@ -551,7 +552,7 @@ TEST(hfcfg_defaults)
     REQUIRE_MSG(load_cfg_text("{\"architectures\":[\"MT5ForConditionalGeneration\"],"
                               "\"feed_forward_proj\":\"gated-gelu\",\"tie_word_embeddings\":false}",
                               &c, err, sizeof err) == 0, "%s", err);
-    CHECK(c.gated == 1 && c.tied == 0);
+    CHECK(c.arch.gated == 1 && c.arch.tied == 0);
 }
 
 TEST(hfcfg_hostile)
@@ -608,6 +609,6 @@ TEST(hfcfg_hostile)
     free(huge);
     eng_config c;
     char err[256] = "";
-    CHECK(hf_config_load("/nonexistent/config.json", &c, err, sizeof err) < 0);
+    CHECK(hf_config_load("/nonexistent/config.json", &c, &(const eng_arch *){ NULL }, err, sizeof err) < 0);
     CHECK(strstr(err, "cannot open") && strstr(err, "/nonexistent/config.json"));
 }
