@@ -9,6 +9,7 @@
 
 static const eng_arch *const arch_table[] = {
     &eng_arch_t5,
+    &eng_arch_bart,
 };
 #define N_ARCH (sizeof arch_table / sizeof arch_table[0])
 
@@ -24,7 +25,8 @@ const char *eng_arch_supported(void)
     return list;
 }
 
-const eng_arch *eng_arch_find(const char *path, const cJSON *root, char *err, size_t errlen)
+const eng_arch *eng_arch_find(const char *path, const cJSON *root, const char **model_type,
+                              char *err, size_t errlen)
 {
     const char *mt;
     if (hf_read_str(path, root, "model_type", &mt, err, errlen) < 0) return NULL;
@@ -36,12 +38,18 @@ const eng_arch *eng_arch_find(const char *path, const cJSON *root, char *err, si
     for (size_t i = 0; i < N_ARCH; i++) {
         const eng_arch *a = arch_table[i];
         for (int k = 0; k < 4 && a->model_types[k]; k++)
-            if (mt && strcmp(mt, a->model_types[k]) == 0) return a;
+            if (mt && strcmp(mt, a->model_types[k]) == 0) {
+                *model_type = a->model_types[k];
+                return a;
+            }
         if (mt) continue;
+        /* architectures[k] is the class of model_types[k] */
         for (const cJSON *s = archs ? archs->child : NULL; s; s = s->next)
             for (int k = 0; k < 4 && a->architectures[k]; k++)
-                if (cJSON_IsString(s) && strcmp(s->valuestring, a->architectures[k]) == 0)
+                if (cJSON_IsString(s) && strcmp(s->valuestring, a->architectures[k]) == 0) {
+                    *model_type = a->model_types[k] ? a->model_types[k] : a->model_types[0];
                     return a;
+                }
     }
     if (mt)
         hf_err(err, errlen, "%s: unknown model_type '%.64s' (supported: %s)", path, mt,

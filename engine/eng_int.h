@@ -244,14 +244,16 @@ typedef struct eng_arch {
     const eng_fwd *fwd;
 } eng_arch;
 
-/* The entry for config.json's root object; NULL with the reason (naming the type and the
- * supported ones) in err. */
-const eng_arch *eng_arch_find(const char *path, const struct cJSON *root, char *err,
-                              size_t errlen);
+/* The entry for config.json's root object, and in *model_type the table's name of the
+ * model_type (from architectures[] when the key is absent); NULL with the reason (naming
+ * the type and the supported ones) in err. */
+const eng_arch *eng_arch_find(const char *path, const struct cJSON *root,
+                              const char **model_type, char *err, size_t errlen);
 /* "t5, mt5" (every supported model_type, for messages). */
 const char *eng_arch_supported(void);
 
 extern const eng_arch eng_arch_t5;   /* arch_t5.c */
+extern const eng_arch eng_arch_bart; /* arch_bart.c: BART, mBART, Marian, M2M100 */
 extern const eng_fwd eng_tf_fwd;     /* tf.c: the parameterised Transformer */
 
 /* Label scoring runs lm_head over this many rows per call at least: every sgemm call

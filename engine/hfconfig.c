@@ -160,12 +160,11 @@ int hf_config_load(const char *path, eng_config *out, const eng_arch **arch, cha
     memset(&c, 0, sizeof c);
     int rc = -1;
     const eng_arch *a = NULL;
+    const char *mt = NULL;
     if (!cJSON_IsObject(root)) {
         hf_err(err, errlen, "%s: not a JSON object", path);
-    } else if ((a = eng_arch_find(path, root, err, errlen)) != NULL) {
-        const cJSON *mt = hf_get(root, "model_type");
-        snprintf(c.model_type, sizeof c.model_type, "%s",
-                 cJSON_IsString(mt) ? mt->valuestring : a->model_types[0]);
+    } else if ((a = eng_arch_find(path, root, &mt, err, errlen)) != NULL) {
+        snprintf(c.model_type, sizeof c.model_type, "%s", mt);
         rc = a->read_config(path, root, &c, err, errlen);
         if (rc == 0) rc = hf_check(path, &c, err, errlen);
     }
