@@ -143,6 +143,7 @@ static int bart_read_config(const char *path, const cJSON *root, eng_config *c, 
     a->pos = k->pos;
     a->pos_offset = k->pos_offset;
     a->max_positions = b.max_pos;
+    a->pos_pad_zero = strcmp(k->model_type, "m2m_100") == 0;
     return 0;
 }
 

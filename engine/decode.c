@@ -31,7 +31,8 @@ eng_gen_params eng_gen_default_params(void)
                              .num_return_sequences = 1, .length_penalty = 1.0f,
                              .no_repeat_ngram_size = 0, .repetition_penalty = 1.0f,
                              .do_sample = 0, .temperature = 1.0f, .top_k = 0, .top_p = 1.0f,
-                             .seed = 0 };
+                             .seed = 0, .early_stopping = ENG_EARLY_FALSE,
+                             .forced_bos_token_id = -1, .forced_eos_token_id = -1 };
 }
 
 void eng_gen_result_clear(eng_gen_result *r)
@@ -53,10 +54,27 @@ static uint64_t dc_next(uint64_t *s)
 
 static double dc_uniform(uint64_t *s) { return (double)(dc_next(s) >> 11) * 0x1.0p-53; }
 
-/* ---- logits processors (HF order): repetition penalty, no-repeat n-gram, min new tokens.
- * They act on float logits (greedy / sampling) or on double log-probs (beam search, as HF
- * applies them after log_softmax there). seq is the decoder sequence incl. the start
- * token, len its length. */
+/* ---- logits processors (HF order): repetition penalty, no-repeat n-gram, bad words, min
+ * new tokens, forced BOS, forced EOS. They act on float logits (greedy / sampling) or on
+ * double log-probs (beam search, as HF applies them after log_softmax there). seq is the
+ * decoder sequence incl. the start token, len its length: the token chosen next is
+ * generated token len - 1. */
+
+/* The token a forced-BOS / forced-EOS rule sets at this step, or -1. */
+static int dc_forced(const eng_gen_params *p, int len)
+{
+    if (len == 1 && p->forced_bos_token_id >= 0) return p->forced_bos_token_id;
+    if (len == p->max_new_tokens && p->forced_eos_token_id >= 0) return p->forced_eos_token_id;
+    return -1;
+}
+
+/* Bad words whose prefix ends seq: their last token, for each, into fn(x, token). */
+#define DC_BAD_WORDS(p, seq, len, BAN)                                                   \
+    for (int bw = 0; bw < (p)->n_bad_words; bw++) {                                      \
+        const int32_t *w = (p)->bad_words + (p)->bad_off[bw];                            \
+        int wl = (p)->bad_off[bw + 1] - (p)->bad_off[bw] - 1;                            \
+        if (wl <= (len) && !memcmp((seq) + (len) - wl, w, (size_t)wl * sizeof *w)) BAN(w[wl]); \
+    }
 
 /* Tokens the no-repeat n-gram and min-new-tokens rules forbid next, into ban[] (at most
  * len + 1 of them); returns the count. */
@@ -81,8 +99,8 @@ static int dc_first_occurrence(const int32_t *seq, int i)
     return 1;
 }
 
-static void dc_process_float(float *x, const int32_t *seq, int len, const eng_gen_params *p,
-                             int eos, int32_t *ban)
+static void dc_process_float(float *x, int V, const int32_t *seq, int len,
+                             const eng_gen_params *p, int eos, int32_t *ban)
 {
     float rp = p->repetition_penalty;
     if (rp != 1.0f)
@@ -93,10 +111,18 @@ static void dc_process_float(float *x, const int32_t *seq, int len, const eng_ge
             }
     int nb = dc_bans(seq, len, p, eos, ban);
     for (int i = 0; i < nb; i++) x[ban[i]] = -INFINITY;
+#define DC_BAN_F(t) x[t] = -INFINITY
+    DC_BAD_WORDS(p, seq, len, DC_BAN_F)
+#undef DC_BAN_F
+    int f = dc_forced(p, len);
+    if (f >= 0) {
+        for (int v = 0; v < V; v++) x[v] = -INFINITY;
+        x[f] = 0.0f;
+    }
 }
 
-static void dc_process_double(double *x, const int32_t *seq, int len, const eng_gen_params *p,
-                              int eos, int32_t *ban)
+static void dc_process_double(double *x, int V, const int32_t *seq, int len,
+                              const eng_gen_params *p, int eos, int32_t *ban)
 {
     double rp = p->repetition_penalty;
     if (rp != 1.0)
@@ -107,6 +133,14 @@ static void dc_process_double(double *x, const int32_t *seq, int len, const eng_
             }
     int nb = dc_bans(seq, len, p, eos, ban);
     for (int i = 0; i < nb; i++) x[ban[i]] = -INFINITY;
+#define DC_BAN_D(t) x[t] = -INFINITY
+    DC_BAD_WORDS(p, seq, len, DC_BAN_D)
+#undef DC_BAN_D
+    int f = dc_forced(p, len);
+    if (f >= 0) {
+        for (int v = 0; v < V; v++) x[v] = -INFINITY;
+        x[f] = 0.0;
+    }
 }
 
 static int dc_argmax(const float *x, int n)
@@ -224,8 +258,17 @@ static int dc_check_params(const eng_ctx *c, const eng_gen_params *p, int *rows)
     if (p->max_new_tokens < 1 || p->min_new_tokens < 0 || p->num_beams < 1 ||
         p->num_return_sequences < 1 || p->num_return_sequences > ENG_MAX_RETURN ||
         p->no_repeat_ngram_size < 0 || !(p->repetition_penalty > 0.0f) ||
-        !isfinite(p->length_penalty) || !isfinite(p->repetition_penalty))
+        !isfinite(p->length_penalty) || !isfinite(p->repetition_penalty) ||
+        p->early_stopping < ENG_EARLY_FALSE || p->early_stopping > ENG_EARLY_NEVER ||
+        p->forced_bos_token_id >= c->m->cfg.vocab_size ||
+        p->forced_eos_token_id >= c->m->cfg.vocab_size || p->n_bad_words < 0 ||
+        (p->n_bad_words > 0 && (!p->bad_words || !p->bad_off)))
         return ENG_EINVAL;
+    for (int i = 0; i < p->n_bad_words; i++) {
+        if (p->bad_off[i + 1] <= p->bad_off[i]) return ENG_EINVAL;
+        for (int j = p->bad_off[i]; j < p->bad_off[i + 1]; j++)
+            if (p->bad_words[j] < 0 || p->bad_words[j] >= c->m->cfg.vocab_size) return ENG_EINVAL;
+    }
     if (p->num_beams > 1) {
         if (p->do_sample) return ENG_EINVAL; /* beam sampling is not supported */
         if (p->num_return_sequences > p->num_beams) return ENG_EINVAL;
@@ -290,7 +333,8 @@ static void dc_beam_step(eng_ctx *c, eng_greq *g, int a0, int pos)
         double lse = eng_logsumexp(lg, V);
         double *lp = c->rb[0].lp;
         for (int v = 0; v < V; v++) lp[v] = (double)lg[v] - lse;
-        dc_process_double(lp, c->hist + (size_t)slot * P1, pos + 1, &g->p, eos, c->rb[0].ban);
+        dc_process_double(lp, V, c->hist + (size_t)slot * P1, pos + 1, &g->p, eos,
+                          c->rb[0].ban);
         /* this beam's top 2B by cumulative score; the global top 2B is among them */
         int first = nc;
         double bs = c->row_score[slot];
@@ -379,7 +423,16 @@ static void dc_beam_step(eng_ctx *c, eng_greq *g, int a0, int pos)
         c->row_score[slot] = c->row_score2[i];
     }
     for (int i = 0; i < nb; i++) c->row_block[g->base + i] = c->row_block2[i];
-    if (g->nfin >= B) g->done = 1;
+    if (g->nfin >= B) {   /* HF's BeamHypotheses.is_done, with n tokens generated */
+        double lp = g->p.length_penalty, best = c->cand_score[0];
+        int n = pos + 1;
+        if (g->p.early_stopping == ENG_EARLY_TRUE)
+            g->done = 1;
+        else if (g->p.early_stopping == ENG_EARLY_NEVER && lp > 0.0)
+            g->done = g->worst >= best / pow((double)g->p.max_new_tokens, lp);
+        else
+            g->done = g->worst >= best / pow((double)n, lp);
+    }
     if (!g->done && pos + 1 == g->p.max_new_tokens) {
         for (int b = 0; b < nb; b++) {
             int slot = g->base + b;
@@ -397,7 +450,7 @@ static void dc_row_step(eng_ctx *c, const eng_rowbuf *rb, eng_greq *g, int slot,
     int V = cf->vocab_size, eos = cf->eos_token_id, P1 = c->max_pos + 1;
     float *lg = c->logits + (size_t)a * V;
     int32_t *h = c->hist + (size_t)slot * P1;
-    dc_process_float(lg, h, pos + 1, &g->p, eos, rb->ban);
+    dc_process_float(lg, V, h, pos + 1, &g->p, eos, rb->ban);
     double lse = eng_logsumexp(lg, V);
     int tok;
     double lp;

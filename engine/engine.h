@@ -65,6 +65,8 @@ typedef struct eng_arch_config {
     eng_pos_kind pos;
     int pos_offset;            /* learned / sinusoidal: the row of position p is p + offset */
     int max_positions;         /* learned / sinusoidal: positions the table has (no limit: 0) */
+    int pos_pad_zero;          /* fairseq's positions (M2M100): a pad token adds no position,
+                                * and the encoder counts only the tokens that are not pad */
     int num_buckets;           /* relative: relative_attention_num_buckets */
     int max_distance;          /* relative: relative_attention_max_distance */
     int tied;                  /* lm_head is the shared embedding */
@@ -138,7 +140,22 @@ typedef struct eng_gen_params {
     int top_k;                 /* 0: off */
     float top_p;               /* 1.0: off */
     uint64_t seed;             /* sampling seed: same seed, same output */
+    int early_stopping;        /* beam search: enum eng_early (HF's early_stopping) */
+    int forced_bos_token_id;   /* -1: none; else the first generated token, scored 0 */
+    int forced_eos_token_id;   /* -1: none; else the token at max_new_tokens, scored 0 */
+    /* Token sequences never generated (HF bad_words_ids): sequence i is
+     * bad_words[bad_off[i] .. bad_off[i + 1]); its last token is banned when the tokens
+     * before it end the decoder sequence. The caller owns the arrays. */
+    const int32_t *bad_words;
+    const int *bad_off;        /* [n_bad_words + 1] */
+    int n_bad_words;
 } eng_gen_params;
+
+/* When beam search stops (HF's early_stopping): once num_beams hypotheses are finished,
+ * TRUE stops at once; FALSE (HF's default) stops when the best running candidate can no
+ * longer beat the worst finished one at its current length; NEVER likewise at the
+ * longest length possible (max_new_tokens) when length_penalty > 0. */
+enum eng_early { ENG_EARLY_FALSE = 0, ENG_EARLY_TRUE = 1, ENG_EARLY_NEVER = 2 };
 
 eng_gen_params eng_gen_default_params(void);
 

@@ -82,7 +82,7 @@ static void tf_embed(eng_ctx *c, const eng_stack_w *s, const int32_t *tok, const
         float *xi = c->x + (size_t)i * D;
         memcpy(xi, s->embed + (size_t)tok[i] * D, (size_t)D * sizeof(float));
         if (a->embed_scale != 1.0f) eng_scale(xi, (size_t)D, a->embed_scale);
-        if (s->pos) {
+        if (s->pos && !(a->pos_pad_zero && tok[i] == c->m->cfg.pad_token_id)) {
             const float *p = s->pos + (size_t)(pos[i] + a->pos_offset) * D;
             for (int d = 0; d < D; d++) xi[d] += p[d];
         }
@@ -100,11 +100,16 @@ static void tf_final(eng_ctx *c, const eng_stack_w *s, int n, float *out)
         memcpy(out, c->x, (size_t)n * D * sizeof(float));
 }
 
-/* Positions of packed rows: row t of sequence i is at t - off[i]. */
-static void tf_positions(eng_ctx *c, const int *off, int n)
+/* Positions of packed rows: row t of sequence i is at t - off[i]; with fairseq's
+ * positions (encoder), at the count of tokens before it that are not pad. */
+static void tf_positions(eng_ctx *c, const int32_t *tok, const int *off, int n, int skip_pad)
 {
+    int pad = c->m->cfg.pad_token_id;
     for (int i = 0; i < n; i++)
-        for (int t = off[i]; t < off[i + 1]; t++) c->pos_ids[t] = t - off[i];
+        for (int t = off[i], p = 0; t < off[i + 1]; t++) {
+            c->pos_ids[t] = skip_pad ? p : t - off[i];
+            p += !skip_pad || tok[t] != pad;
+        }
 }
 
 /* Attention of one head hd of one sequence: Lq queries (rows of c->q and c->att from q,
@@ -193,7 +198,7 @@ static void tf_encode(eng_ctx *c, const int32_t *ids, const int *tok_off, int n,
     const eng_model *m = c->m;
     const eng_config *cf = &m->cfg;
     int D = cf->d_model, I = m->inner, T = tok_off[n];
-    tf_positions(c, tok_off, n);
+    tf_positions(c, ids, tok_off, n, cf->arch.pos_pad_zero);
     tf_embed(c, &m->enc, ids, c->pos_ids, T);
     for (int li = 0; li < cf->num_layers; li++) {
         const eng_layer_w *l = &m->enc.layers[li];
@@ -284,8 +289,8 @@ static void tf_decode_full(eng_ctx *c, const int32_t *tok, const int *off, int n
     size_t BT = (size_t)c->p.max_batch_tokens;
     if (dep)   /* a tree's rows are at their depth */
         for (int t = 0; t < T; t++) c->pos_ids[t] = dep[t];
-    else
-        tf_positions(c, off, n);
+    else   /* as generation feeds them: a decoder row is at its index */
+        tf_positions(c, tok, off, n, 0);
     tf_embed(c, &m->dec, tok, c->pos_ids, T);
     for (int li = 0; li < cf->num_decoder_layers; li++) {
         const eng_layer_w *l = &m->dec.layers[li];

@@ -712,6 +712,7 @@ TEST(eng_min_new_tokens)
     p.num_beams = 3;
     p.num_return_sequences = 3;
     p.length_penalty = 0.5f;
+    p.early_stopping = ENG_EARLY_TRUE;   /* stop at 3 finished: all of them end in EOS */
     et_gen1(c, &cs[1], &p, &r);
     CHECK(r.n_hyps == 3);
     for (int h = 0; h < r.n_hyps; h++) {

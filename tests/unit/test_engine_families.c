@@ -122,6 +122,117 @@ static void fam_check(const char *model, int generating)
     cJSON_Delete(gold);
 }
 
+/* Generation parameters from a golden "params" object (HF's names). Bad words go into
+ * words/off, which must outlive the params. */
+static eng_gen_params fam_params(const cJSON *j, int32_t *words, int *off)
+{
+    eng_gen_params p = eng_gen_default_params();
+    const cJSON *v;
+    if ((v = cJSON_GetObjectItem(j, "num_beams"))) p.num_beams = v->valueint;
+    if ((v = cJSON_GetObjectItem(j, "max_new_tokens"))) p.max_new_tokens = v->valueint;
+    if ((v = cJSON_GetObjectItem(j, "min_new_tokens"))) p.min_new_tokens = v->valueint;
+    if ((v = cJSON_GetObjectItem(j, "length_penalty"))) p.length_penalty = (float)v->valuedouble;
+    if ((v = cJSON_GetObjectItem(j, "no_repeat_ngram_size"))) p.no_repeat_ngram_size = v->valueint;
+    if ((v = cJSON_GetObjectItem(j, "num_return_sequences"))) p.num_return_sequences = v->valueint;
+    if ((v = cJSON_GetObjectItem(j, "forced_bos_token_id"))) p.forced_bos_token_id = v->valueint;
+    if ((v = cJSON_GetObjectItem(j, "forced_eos_token_id"))) p.forced_eos_token_id = v->valueint;
+    if ((v = cJSON_GetObjectItem(j, "early_stopping")))
+        p.early_stopping = cJSON_IsString(v) ? ENG_EARLY_NEVER
+                           : cJSON_IsTrue(v) ? ENG_EARLY_TRUE : ENG_EARLY_FALSE;
+    if ((v = cJSON_GetObjectItem(j, "bad_words_ids"))) {
+        const cJSON *w, *t;
+        int n = 0, k = 0;
+        off[0] = 0;
+        cJSON_ArrayForEach(w, v) {
+            cJSON_ArrayForEach(t, w) words[k++] = t->valueint;
+            off[++n] = k;
+        }
+        p.bad_words = words, p.bad_off = off, p.n_bad_words = n;
+    }
+    return p;
+}
+
+/* Greedy ids identical; beam hypotheses identical in tokens and order, scores and sums
+ * within FAM_TOL; every case and beam configuration. */
+static void fam_generate(const char *model)
+{
+    char rel[160], err[512];
+    snprintf(rel, sizeof rel, "families/models/%s/golden.json", model);
+    cJSON *gold = fam_json(rel);
+    REQUIRE_MSG(gold, "cannot read %s", rel);
+    snprintf(rel, sizeof rel, "families/models/%s", model);
+    eng_model_params mp = eng_model_default_params();
+    mp.n_threads = 1;
+    eng_model *m = eng_model_load(th_data(rel), &mp, err, sizeof err);
+    REQUIRE_MSG(m, "%s", err);
+    eng_ctx *c = eng_ctx_new(m, NULL, err, sizeof err);
+    REQUIRE_MSG(c, "%s", err);
+    int runs = 0, hyps = 0;
+    double worst = 0;
+    const cJSON *cs;
+    cJSON_ArrayForEach(cs, cJSON_GetObjectItem(gold, "cases")) {
+        const char *name = cJSON_GetObjectItem(cs, "name")->valuestring;
+        int32_t ids[512], want[64], words[64];
+        int off[17];
+        int n = fam_ids(cJSON_GetObjectItem(cs, "input_ids"), ids, 512);
+        const cJSON *gr = cJSON_GetObjectItem(cs, "greedy");
+        eng_gen_params p = fam_params(cJSON_GetObjectItem(gr, "params"), words, off);
+        p.max_new_tokens = cJSON_GetObjectItem(gr, "max_new_tokens")->valueint;
+        eng_gen_result out;
+        eng_gen_req r = { .ids = ids, .n_ids = n, .params = &p, .out = &out };
+        REQUIRE(eng_generate(c, &r, 1) == 0);
+        REQUIRE_MSG(r.status == 0, "%s %s greedy: %s", model, name, eng_strerror(r.status));
+        int nw = fam_ids(cJSON_GetObjectItem(gr, "tokens"), want, 64);
+        CHECK_MSG(out.hyps[0].n_tokens == nw &&
+                  !memcmp(out.hyps[0].tokens, want, (size_t)nw * sizeof *want),
+                  "%s %s: greedy ids differ", model, name);
+        eng_gen_result_clear(&out);
+        runs++;
+        const cJSON *bm;
+        int bi = 0;
+        cJSON_ArrayForEach(bm, cJSON_GetObjectItem(cs, "beam")) {
+            p = fam_params(cJSON_GetObjectItem(bm, "params"), words, off);
+            r = (eng_gen_req){ .ids = ids, .n_ids = n, .params = &p, .out = &out };
+            REQUIRE(eng_generate(c, &r, 1) == 0);
+            REQUIRE_MSG(r.status == 0, "%s %s beam %d: %s", model, name, bi,
+                        eng_strerror(r.status));
+            const cJSON *hs = cJSON_GetObjectItem(bm, "hypotheses"), *h;
+            CHECK_MSG(out.n_hyps == cJSON_GetArraySize(hs), "%s %s beam %d: %d hypotheses, "
+                      "want %d", model, name, bi, out.n_hyps, cJSON_GetArraySize(hs));
+            int k = 0;
+            cJSON_ArrayForEach(h, hs) {
+                if (k >= out.n_hyps) break;
+                nw = fam_ids(cJSON_GetObjectItem(h, "tokens"), want, 64);
+                const eng_hyp *got = &out.hyps[k];
+                CHECK_MSG(got->n_tokens == nw &&
+                          !memcmp(got->tokens, want, (size_t)nw * sizeof *want),
+                          "%s %s beam %d: hypothesis %d differs", model, name, bi, k);
+                double ds = fabs(got->score - cJSON_GetObjectItem(h, "score")->valuedouble);
+                double dl = fabs(got->sum_logprobs -
+                                 cJSON_GetObjectItem(h, "sum_logprobs")->valuedouble);
+                CHECK_MSG(ds <= FAM_TOL && dl <= FAM_TOL, "%s %s beam %d hyp %d: score off by "
+                          "%.3g, sum by %.3g", model, name, bi, k, ds, dl);
+                if (ds > worst) worst = ds;
+                if (dl > worst) worst = dl;
+                k++, hyps++;
+            }
+            eng_gen_result_clear(&out);
+            bi++, runs++;
+        }
+    }
+    printf("%s: %d generations, %d beam hypotheses, score max diff %.3g\n", model, runs, hyps,
+           worst);
+    eng_ctx_free(&c);
+    eng_model_free(&m);
+    cJSON_Delete(gold);
+}
+
+TEST(fam_bart_generate) { fam_generate("tiny-bart"); }
+TEST(fam_marian_generate) { fam_generate("tiny-marian"); }
+TEST(fam_m2m100_generate) { fam_generate("tiny-m2m100"); }
+TEST(fam_mbart_generate) { fam_generate("tiny-mbart"); }
+TEST(fam_t5_early_stopping_generate) { fam_generate("tiny-t5-es"); }
+
 TEST(fam_bart_encoder_and_logits) { fam_check("tiny-bart", 1); }
 TEST(fam_bart_mnli_encoder) { fam_check("tiny-bart-mnli", 0); }
 TEST(fam_marian_encoder_and_logits) { fam_check("tiny-marian", 1); }

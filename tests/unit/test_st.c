@@ -557,9 +557,10 @@ TEST(hfcfg_defaults)
 
 TEST(hfcfg_hostile)
 {
-    expect_cfg_err("{\"model_type\":\"bart\"}", "unknown model_type 'bart'");
+    expect_cfg_err("{\"model_type\":\"pegasus\"}", "unknown model_type 'pegasus'");
     expect_cfg_err("{\"model_type\":5}", "key 'model_type' must be a string");
-    expect_cfg_err("{\"architectures\":[\"BartForConditionalGeneration\"]}", "unknown architecture");
+    expect_cfg_err("{\"architectures\":[\"PegasusForConditionalGeneration\"]}",
+                   "unknown architecture");
     expect_cfg_err("{}", "unknown architecture");
     expect_cfg_err("{\"model_type\":\"t5\",\"architectures\":\"T5\"}", "'architectures' must be an array");
     expect_cfg_err("{\"model_type\":\"t5\",\"feed_forward_proj\":\"gated-relu\"}",
