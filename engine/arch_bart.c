@@ -14,11 +14,13 @@
  * (activation_function), the embedding scale (scale_embedding), the sizes and ids, tied
  * embeddings; a final_logits_bias is used when the checkpoint has one. */
 #include "engine/hfconfig.h"
+#include "engine/st.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The structure of each model_type (the table above). */
@@ -91,6 +93,33 @@ static int bart_act(const char *path, const char *name, eng_act *out, char *err,
     return -1;
 }
 
+/* id2label {"0": "contradiction", ...}: names of a classification head's classes, into
+ * c->labels; c->num_labels is set by the binder, from the head's shape. Returns the count
+ * named, or -1. */
+static int bart_labels(const char *path, const cJSON *root, eng_config *c, char *err,
+                       size_t errlen)
+{
+    const cJSON *map = hf_get(root, "id2label"), *e;
+    int n = 0;
+    if (!map) return 0;
+    if (!cJSON_IsObject(map)) goto bad;
+    cJSON_ArrayForEach(e, map) {
+        char *end;
+        long i = strtol(e->string, &end, 10);
+        if (end == e->string || *end || i < 0 || i >= ENG_MAX_LABELS || !cJSON_IsString(e))
+            goto bad;
+        snprintf(c->labels[i], ENG_LABEL_LEN, "%s", e->valuestring);
+        if (i + 1 > n) n = (int)i + 1;
+    }
+    for (int i = 0; i < n; i++)
+        if (!c->labels[i][0]) goto bad;
+    return n;
+bad:
+    hf_err(err, errlen, "%s: key 'id2label' must map the class numbers 0..N-1 (N <= %d) to "
+           "names", path, ENG_MAX_LABELS);
+    return -1;
+}
+
 static int bart_read_config(const char *path, const cJSON *root, eng_config *c, char *err,
                             size_t errlen)
 {
@@ -144,7 +173,7 @@ static int bart_read_config(const char *path, const cJSON *root, eng_config *c, 
     a->pos_offset = k->pos_offset;
     a->max_positions = b.max_pos;
     a->pos_pad_zero = strcmp(k->model_type, "m2m_100") == 0;
-    return 0;
+    return bart_labels(path, root, c, err, errlen) < 0 ? -1 : 0;
 }
 
 static int bart_attn(eng_model *m, eng_attn_w *w, const char *pfx, char *err, size_t errlen)
@@ -231,6 +260,32 @@ static const float *bart_embed(eng_model *m, char *err, size_t errlen)
     return NULL;
 }
 
+/* BartForSequenceClassification's head, when the checkpoint has one: dense [D, D] and
+ * out_proj [num_labels, D], both with biases; classes named by id2label (else LABEL_i). */
+static int bart_head(eng_model *m, char *err, size_t errlen)
+{
+    eng_config *c = &m->cfg;
+    const st_tensor *t = st_find(m->st, "classification_head.out_proj.weight");
+    if (!t) return 0;
+    if (t->ndim != 2 || t->shape[0] < 1 || t->shape[0] > ENG_MAX_LABELS) {
+        hf_err(err, errlen, "%s: classification_head.out_proj.weight: 1..%d classes expected",
+               t->file, ENG_MAX_LABELS);
+        return -1;
+    }
+    int n = (int)t->shape[0], D = c->d_model;
+    if (eng_bind_lin(m, &m->cls_dense, D, D, 1, err, errlen, "classification_head.dense.") ||
+        eng_bind_lin(m, &m->cls_out, n, D, 1, err, errlen, "classification_head.out_proj."))
+        return -1;
+    for (int i = 0; i < n; i++)
+        if (!c->labels[i][0]) snprintf(c->labels[i], ENG_LABEL_LEN, "LABEL_%d", i);
+    if (n < ENG_MAX_LABELS && c->labels[n][0]) {
+        hf_err(err, errlen, "%s: id2label names more classes than the head's %d", m->dir, n);
+        return -1;
+    }
+    c->num_labels = n;
+    return 0;
+}
+
 static int bart_bind(eng_model *m, const char *dir, char *err, size_t errlen)
 {
     (void)dir;
@@ -249,8 +304,10 @@ static int bart_bind(eng_model *m, const char *dir, char *err, size_t errlen)
             return -1;
         m->cfg.arch.logits_bias = 1;
     }
-    if (bart_stack(m, k, &m->enc, shared, "encoder", 0, err, errlen)) return -1;
-    return bart_stack(m, k, &m->dec, shared, "decoder", 1, err, errlen);
+    if (bart_stack(m, k, &m->enc, shared, "encoder", 0, err, errlen) ||
+        bart_stack(m, k, &m->dec, shared, "decoder", 1, err, errlen))
+        return -1;
+    return bart_head(m, err, errlen);
 }
 
 const eng_arch eng_arch_bart = {

@@ -82,6 +82,10 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
         ALLOC(c->dec_bias, H * L);
     }
     ALLOC(c->pos_ids, T);
+    ALLOC(c->cls_dec, BT);
+    ALLOC(c->cls_h, 2 * R * D);
+    ALLOC(c->cls_run, R);
+    ALLOC(c->cls_eos, R);
     ALLOC(c->kv, R * c->kv_block);
     c->logit_rows = imax(q.max_rows, ENG_SCORE_CHUNK);
     ALLOC(c->logits, (size_t)c->logit_rows * V);
@@ -173,7 +177,8 @@ void eng_ctx_free(eng_ctx **ctx)
                      c->lp_row, c->act_blk, c->enc_ids, c->greq, c->ban, c->rb,
                      c->act_req, c->act_pos, c->slot_used, c->cand_tgt, c->cand_pos_lp,
                      c->cand_node, c->cand_order, c->tree_off, c->node_dep, c->node_end,
-                     c->node_lse, c->pos_ids };
+                     c->node_lse, c->pos_ids, c->cls_dec, c->cls_h, c->cls_run,
+                     c->cls_eos };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c);
     *ctx = NULL;

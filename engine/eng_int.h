@@ -180,6 +180,12 @@ struct eng_model {
     size_t owned_bytes;        /* memory cost of the conversion */
     int n_threads;
     char dir[1024];            /* the checkpoint directory (messages) */
+    eng_lin cls_dense;         /* classification head: [d_model, d_model] */
+    eng_lin cls_out;           /* [num_labels, d_model] */
+    eng_gen_params gen;        /* the checkpoint's generation settings */
+    unsigned gen_set;          /* ENG_GEN_SET_* bits of what it states */
+    int32_t *bad_words;        /* gen's bad_words_ids, owned */
+    int *bad_off;
 };
 
 /* Binding tensors (model.c), for the architecture entries: finds `name`, checks its
@@ -295,6 +301,9 @@ struct eng_ctx {
     float *dec_bias;           /* [num_heads][max_len]: bias at rel pos -r (r >= 0) is [r]
                                 * (both for relative positions only, else NULL) */
     int *pos_ids;              /* [max_tok] the position of each packed row */
+    int32_t *cls_dec;          /* [max_batch_tokens] classification: decoder inputs */
+    float *cls_h;              /* [2 * max_rows, d_model] classification: head rows */
+    int *cls_run, *cls_eos;    /* [max_rows] classification: a pass's requests, last EOS */
     float *kv;                 /* [max_rows] cache blocks, see above */
     size_t kv_block;           /* floats per block */
     int logit_rows;            /* max(max_rows, ENG_SCORE_CHUNK) */

@@ -73,6 +73,9 @@ typedef struct eng_arch_config {
     int logits_bias;           /* final_logits_bias is added to the logits */
 } eng_arch_config;
 
+#define ENG_MAX_LABELS 64
+#define ENG_LABEL_LEN 48
+
 /* What every encoder-decoder has, as read from config.json, and its architecture's own
  * part. */
 typedef struct eng_config {
@@ -88,6 +91,10 @@ typedef struct eng_config {
     int eos_token_id;
     int pad_token_id;
     eng_arch_config arch;
+    /* A sequence-classification head (BartForSequenceClassification): its classes, in
+     * order, named by config.json's id2label (0: the model has none). */
+    int num_labels;
+    char labels[ENG_MAX_LABELS][ENG_LABEL_LEN];
 } eng_config;
 
 typedef struct eng_model_params {
@@ -219,6 +226,43 @@ typedef struct eng_stream {
 
 /* reqs: n pointers. Returns as eng_generate. */
 int eng_generate_stream(eng_ctx *ctx, eng_gen_req *const *reqs, int n, const eng_stream *s);
+
+/* The checkpoint's own generation settings: generation_config.json, else the generation
+ * keys of config.json (as transformers' GenerationConfig.from_model_config), over
+ * eng_gen_default_params(). max_length / min_length count the decoder start token, as
+ * HF's do (max_new_tokens = max_length - 1). *set (if not NULL) gets an ENG_GEN_SET_*
+ * bit for each field the checkpoint states, so that a caller can put its own defaults
+ * beneath them and a request's options above. bad_words point into the model. */
+eng_gen_params eng_model_gen_params(const eng_model *model, unsigned *set);
+
+enum eng_gen_set {
+    ENG_GEN_SET_MAX_NEW = 1 << 0,
+    ENG_GEN_SET_MIN_NEW = 1 << 1,
+    ENG_GEN_SET_BEAMS = 1 << 2,
+    ENG_GEN_SET_LENGTH_PENALTY = 1 << 3,
+    ENG_GEN_SET_NO_REPEAT = 1 << 4,
+    ENG_GEN_SET_EARLY_STOPPING = 1 << 5,
+    ENG_GEN_SET_REPETITION_PENALTY = 1 << 6,
+    ENG_GEN_SET_FORCED_BOS = 1 << 7,
+    ENG_GEN_SET_FORCED_EOS = 1 << 8,
+    ENG_GEN_SET_BAD_WORDS = 1 << 9,
+};
+
+/* ---- sequence classification (a classification head: NLI, zero-shot) ---- */
+
+typedef struct eng_cls_req {
+    const int32_t *ids;        /* encoder input as the tokenizer lays it out, EOS included */
+    int n_ids;
+    float *logits;             /* out: [num_labels] */
+    int status;                /* out: 0 or enum eng_status */
+} eng_cls_req;
+
+/* BartForSequenceClassification: the decoder reads shift_right(ids) (start token, then
+ * ids without the last), and the head (dense, tanh, out_proj) reads its last-layer state
+ * at the last EOS of ids. ENG_EINVAL when the model has no head, ids have no EOS or an id
+ * is out of range; ENG_ETOOLONG past the context's max_input_len. Requests are batched
+ * into as few passes as the context holds; each result is what it would be alone. */
+int eng_classify(eng_ctx *ctx, eng_cls_req *reqs, int n);
 
 /* ---- label scoring (zero-shot classification) ---- */
 

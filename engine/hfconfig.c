@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,4 +174,153 @@ int hf_config_load(const char *path, eng_config *out, const eng_arch **arch, cha
     *out = c;
     *arch = a;
     return 0;
+}
+
+/* ---- generation settings ---- */
+
+/* Reads the JSON object at path into *out (NULL when the file does not exist). */
+static int hf_read_json(const char *path, cJSON **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        if (errno == ENOENT) return 0;
+        hf_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    char *buf = malloc(HF_MAX_CONFIG + 1);
+    size_t n = buf ? fread(buf, 1, HF_MAX_CONFIG + 1, fp) : 0;
+    int bad = !buf || ferror(fp) || n > HF_MAX_CONFIG;
+    fclose(fp);
+    cJSON *root = bad ? NULL : cJSON_ParseWithLength(buf, n);
+    free(buf);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        hf_err(err, errlen, "%s: %s", path, bad ? "cannot read (or over 4 MiB)"
+                                                : "not a JSON object");
+        return -1;
+    }
+    *out = root;
+    return 0;
+}
+
+/* bad_words_ids: a list of non-empty lists of token ids below vocab_size. */
+static int hf_bad_words(const char *path, const cJSON *j, eng_model *m, char *err, size_t errlen)
+{
+    int V = m->cfg.vocab_size, n = 0, total = 0;
+    const cJSON *w, *t;
+    if (!cJSON_IsArray(j)) goto bad;
+    cJSON_ArrayForEach(w, j) {
+        if (!cJSON_IsArray(w) || cJSON_GetArraySize(w) == 0) goto bad;
+        cJSON_ArrayForEach(t, w) {
+            if (!cJSON_IsNumber(t) || t->valuedouble != floor(t->valuedouble) ||
+                t->valuedouble < 0 || t->valuedouble >= V)
+                goto bad;
+            total++;
+        }
+        n++;
+    }
+    if (n > 65536 || total > 1 << 20) goto bad;
+    m->bad_words = malloc((size_t)(total ? total : 1) * sizeof *m->bad_words);
+    m->bad_off = malloc((size_t)(n + 1) * sizeof *m->bad_off);
+    if (!m->bad_words || !m->bad_off) {
+        hf_err(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    int k = 0, i = 0;
+    m->bad_off[0] = 0;
+    cJSON_ArrayForEach(w, j) {
+        cJSON_ArrayForEach(t, w) m->bad_words[k++] = (int32_t)t->valuedouble;
+        m->bad_off[++i] = k;
+    }
+    m->gen.bad_words = m->bad_words;
+    m->gen.bad_off = m->bad_off;
+    m->gen.n_bad_words = n;
+    return 0;
+bad:
+    hf_err(err, errlen, "%s: key 'bad_words_ids' must be a list of non-empty lists of token "
+           "ids below vocab_size %d", path, V);
+    return -1;
+}
+
+typedef struct hf_gen_ints {
+    int max_len, max_new, min_len, min_new, beams, no_repeat, bos, eos;
+} hf_gen_ints;
+
+int hf_generation_load(const char *dir, eng_model *m, char *err, size_t errlen)
+{
+    char path[1200];
+    cJSON *root;
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    if (hf_read_json(path, &root, err, errlen)) return -1;
+    if (!root) {   /* as GenerationConfig.from_model_config: config.json's keys */
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        if (hf_read_json(path, &root, err, errlen)) return -1;
+    }
+    eng_gen_params *g = &m->gen;
+    *g = eng_gen_default_params();
+    m->gen_set = 0;
+    if (!root) return 0;
+    int V = m->cfg.vocab_size, rc = -1;
+    /* Integers: -1 means absent. */
+    hf_gen_ints v;
+#define GOFF(f) offsetof(hf_gen_ints, f)
+    static const hf_int_key keys[] = {
+        { "max_length", GOFF(max_len), -1, 2, 1 << 20 },
+        { "max_new_tokens", GOFF(max_new), -1, 1, 1 << 20 },
+        { "min_length", GOFF(min_len), -1, 0, 1 << 20 },
+        { "min_new_tokens", GOFF(min_new), -1, 0, 1 << 20 },
+        { "num_beams", GOFF(beams), -1, 1, 1024 },
+        { "no_repeat_ngram_size", GOFF(no_repeat), -1, 0, 1 << 20 },
+        { "forced_bos_token_id", GOFF(bos), -1, 0, (1 << 22) - 1 },
+        { "forced_eos_token_id", GOFF(eos), -1, 0, (1 << 22) - 1 },
+    };
+#undef GOFF
+    if (hf_read_ints(path, root, keys, sizeof keys / sizeof keys[0], &v, err, errlen)) goto out;
+    if ((v.bos >= V) | (v.eos >= V)) {
+        hf_err(err, errlen, "%s: a forced token id is not below vocab_size %d", path, V);
+        goto out;
+    }
+    /* HF's lengths count the decoder start token; max_new_tokens wins over max_length. */
+    if (v.max_new > 0) g->max_new_tokens = v.max_new, m->gen_set |= ENG_GEN_SET_MAX_NEW;
+    else if (v.max_len > 0) g->max_new_tokens = v.max_len - 1, m->gen_set |= ENG_GEN_SET_MAX_NEW;
+    if (v.min_new >= 0) g->min_new_tokens = v.min_new, m->gen_set |= ENG_GEN_SET_MIN_NEW;
+    else if (v.min_len > 0) g->min_new_tokens = v.min_len - 1, m->gen_set |= ENG_GEN_SET_MIN_NEW;
+    if (v.beams > 0) g->num_beams = v.beams, m->gen_set |= ENG_GEN_SET_BEAMS;
+    if (v.no_repeat >= 0) g->no_repeat_ngram_size = v.no_repeat, m->gen_set |= ENG_GEN_SET_NO_REPEAT;
+    if (v.bos >= 0) g->forced_bos_token_id = v.bos, m->gen_set |= ENG_GEN_SET_FORCED_BOS;
+    if (v.eos >= 0) g->forced_eos_token_id = v.eos, m->gen_set |= ENG_GEN_SET_FORCED_EOS;
+    if (hf_get(root, "length_penalty")) {
+        if (hf_read_float(path, root, "length_penalty", 1.0, -1e6, 1e6, &g->length_penalty, err,
+                          errlen))
+            goto out;
+        m->gen_set |= ENG_GEN_SET_LENGTH_PENALTY;
+    }
+    if (hf_get(root, "repetition_penalty")) {
+        if (hf_read_float(path, root, "repetition_penalty", 1.0, 0.0, 1e6,
+                          &g->repetition_penalty, err, errlen))
+            goto out;
+        m->gen_set |= ENG_GEN_SET_REPETITION_PENALTY;
+    }
+    const cJSON *es = hf_get(root, "early_stopping");
+    if (es) {
+        if (cJSON_IsBool(es))
+            g->early_stopping = cJSON_IsTrue(es) ? ENG_EARLY_TRUE : ENG_EARLY_FALSE;
+        else if (cJSON_IsString(es) && strcmp(es->valuestring, "never") == 0)
+            g->early_stopping = ENG_EARLY_NEVER;
+        else {
+            hf_err(err, errlen, "%s: key 'early_stopping' must be true, false or \"never\"", path);
+            goto out;
+        }
+        m->gen_set |= ENG_GEN_SET_EARLY_STOPPING;
+    }
+    const cJSON *bw = hf_get(root, "bad_words_ids");
+    if (bw) {
+        if (hf_bad_words(path, bw, m, err, errlen)) goto out;
+        m->gen_set |= ENG_GEN_SET_BAD_WORDS;
+    }
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    return rc;
 }

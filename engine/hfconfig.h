@@ -20,6 +20,10 @@ struct cJSON;
 int hf_config_load(const char *path, eng_config *out, const eng_arch **arch, char *err,
                    size_t errlen);
 
+/* The checkpoint's generation settings into m->gen / m->gen_set / m->bad_words:
+ * dir/generation_config.json, else dir/config.json. 0, or < 0 with the reason in err. */
+int hf_generation_load(const char *dir, eng_model *m, char *err, size_t errlen);
+
 /* The value of key in obj (the last one when given twice), NULL when absent or null. */
 const struct cJSON *hf_get(const struct cJSON *obj, const char *key);
 

@@ -25,6 +25,12 @@ const eng_config *eng_model_config(const eng_model *model)
     return model ? &model->cfg : NULL;
 }
 
+eng_gen_params eng_model_gen_params(const eng_model *m, unsigned *set)
+{
+    if (set) *set = m ? m->gen_set : 0;
+    return m ? m->gen : eng_gen_default_params();
+}
+
 const char *eng_strerror(int status)
 {
     switch (status) {
@@ -201,6 +207,7 @@ eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err,
         goto fail;
     }
     if (m->arch->bind(m, dir, err, errlen) < 0) goto fail;
+    if (hf_generation_load(dir, m, err, errlen) < 0) goto fail;
     m->n_threads = eng_set_threads(p->n_threads);
     return m;
 fail:
@@ -216,6 +223,8 @@ void eng_model_free(eng_model **model)
     free(m->owned);
     free(m->enc.layers);
     free(m->dec.layers);
+    free(m->bad_words);
+    free(m->bad_off);
     st_close(&m->st);
     free(m);
     *model = NULL;

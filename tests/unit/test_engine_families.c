@@ -227,6 +227,95 @@ static void fam_generate(const char *model)
     cJSON_Delete(gold);
 }
 
+/* BartForSequenceClassification (tiny-bart-mnli): every case's logits and every zero-shot
+ * pair's within FAM_TOL, class names from id2label, and the whole set in one call equal,
+ * bit for bit, to each request alone. */
+TEST(fam_bart_mnli_classify)
+{
+    char err[512];
+    cJSON *gold = fam_json("families/models/tiny-bart-mnli/golden.json");
+    REQUIRE(gold);
+    eng_model_params mp = eng_model_default_params();
+    mp.n_threads = 1;
+    eng_model *m = eng_model_load(th_data("families/models/tiny-bart-mnli"), &mp, err, sizeof err);
+    REQUIRE_MSG(m, "%s", err);
+    eng_ctx *c = eng_ctx_new(m, NULL, err, sizeof err);
+    REQUIRE_MSG(c, "%s", err);
+    const eng_config *cf = eng_model_config(m);
+    REQUIRE(cf->num_labels == 3);
+    CHECK(!strcmp(cf->labels[0], "contradiction") && !strcmp(cf->labels[1], "neutral") &&
+          !strcmp(cf->labels[2], "entailment"));
+    enum { MAXR = 64 };
+    static int32_t ids[MAXR][128];
+    static float got[MAXR][3], alone[3];
+    static double want[MAXR][3];
+    eng_cls_req reqs[MAXR];
+    int n = 0;
+    const cJSON *cs, *it, *pr, *v;
+    cJSON_ArrayForEach(cs, cJSON_GetObjectItem(gold, "cases")) {
+        REQUIRE(n < MAXR);
+        int k = 0;
+        cJSON_ArrayForEach(v, cJSON_GetObjectItem(cs, "logits")) want[n][k++] = v->valuedouble;
+        reqs[n] = (eng_cls_req){ .ids = ids[n], .logits = got[n],
+                                 .n_ids = fam_ids(cJSON_GetObjectItem(cs, "input_ids"), ids[n], 128) };
+        n++;
+    }
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(cJSON_GetObjectItem(gold, "zero_shot"), "items"))
+        cJSON_ArrayForEach(pr, cJSON_GetObjectItem(it, "pairs")) {
+            REQUIRE(n < MAXR);
+            int k = 0;
+            cJSON_ArrayForEach(v, cJSON_GetObjectItem(pr, "logits")) want[n][k++] = v->valuedouble;
+            reqs[n] = (eng_cls_req){ .ids = ids[n], .logits = got[n],
+                                     .n_ids = fam_ids(cJSON_GetObjectItem(pr, "input_ids"), ids[n],
+                                                      128) };
+            n++;
+        }
+    REQUIRE(eng_classify(c, reqs, n) == 0);
+    double mx = 0;
+    for (int i = 0; i < n; i++) {
+        REQUIRE_MSG(reqs[i].status == 0, "request %d: %s", i, eng_strerror(reqs[i].status));
+        for (int l = 0; l < 3; l++) {
+            double d = fabs(got[i][l] - want[i][l]);
+            if (!(d <= mx)) mx = d;
+        }
+        eng_cls_req one = reqs[i];
+        one.logits = alone;
+        REQUIRE(eng_classify(c, &one, 1) == 0 && one.status == 0);
+        CHECK_MSG(!memcmp(alone, got[i], sizeof alone), "request %d alone differs from batched", i);
+    }
+    CHECK_MSG(mx <= FAM_TOL, "classification logits differ by %.3g", mx);
+    printf("tiny-bart-mnli: %d pairs classified, logits max diff %.3g (tolerance %g)\n", n, mx,
+           FAM_TOL);
+    /* no EOS: refused */
+    int32_t noeos[3] = { 0, 5, 6 };
+    eng_cls_req bad = { .ids = noeos, .n_ids = 3, .logits = alone };
+    REQUIRE(eng_classify(c, &bad, 1) == 0);
+    CHECK(bad.status == ENG_EINVAL);
+    eng_ctx_free(&c);
+    eng_model_free(&m);
+    cJSON_Delete(gold);
+}
+
+/* generation_config.json's settings come with the model. */
+TEST(fam_generation_config_defaults)
+{
+    char err[512];
+    eng_model *m = eng_model_load(th_data("families/models/tiny-marian"), NULL, err, sizeof err);
+    REQUIRE_MSG(m, "%s", err);
+    unsigned set;
+    eng_gen_params p = eng_model_gen_params(m, &set);
+    CHECK(p.forced_eos_token_id == 0 && p.forced_bos_token_id == -1);
+    CHECK(p.n_bad_words == 1 && p.bad_words[p.bad_off[0]] == 127 && p.bad_off[1] == 1);
+    CHECK((set & ENG_GEN_SET_FORCED_EOS) && (set & ENG_GEN_SET_BAD_WORDS) &&
+          !(set & ENG_GEN_SET_BEAMS) && !(set & ENG_GEN_SET_FORCED_BOS));
+    eng_model_free(&m);
+    m = eng_model_load(th_data("families/models/tiny-m2m100"), NULL, err, sizeof err);
+    REQUIRE_MSG(m, "%s", err);
+    p = eng_model_gen_params(m, &set);
+    CHECK(p.forced_bos_token_id == 123 && set == ENG_GEN_SET_FORCED_BOS);
+    eng_model_free(&m);
+}
+
 TEST(fam_bart_generate) { fam_generate("tiny-bart"); }
 TEST(fam_marian_generate) { fam_generate("tiny-marian"); }
 TEST(fam_m2m100_generate) { fam_generate("tiny-m2m100"); }
