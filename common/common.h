@@ -29,6 +29,10 @@ size_t cm_utf8_cut(const char *s, size_t len, size_t max);
  * so it is never cut inside one. Returns the bytes written, without the NUL. */
 size_t cm_utf8_copy(char *dst, size_t cap, const char *s, size_t len);
 
+/* How many bytes of client text a message quotes (cut with cm_utf8_cut, "..." after):
+ * enough to recognise it, and the reason after the quote survives the message buffer. */
+#define CM_QUOTE_MAX 64
+
 /* snprintf whose result is always valid UTF-8, cut at a character boundary: for messages
  * that quote client input. Formats in full first, so dst may also be an argument.
  * Returns the bytes written, without the NUL. */

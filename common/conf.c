@@ -157,6 +157,17 @@ static const char *skip_blank(const char *p)
     return p;
 }
 
+/* 1 when `at` is inside a string that starts on the same line at or after p. */
+static int in_string(const char *p, const char *at)
+{
+    int in = 0;
+    for (; p < at; p++) {
+        if (in && *p == '\\' && p + 1 < at) p++;
+        else if (*p == '"') in = !in;
+    }
+    return in;
+}
+
 /* The integer literal assigned to `name` on line `line` of text: its start and length,
  * or NULL. The name comes first on the setting's line; the value may follow on later
  * lines. A float ("1.5", "1e3") is not an integer literal. */
@@ -171,7 +182,7 @@ static const char *find_literal(const char *text, int line, const char *name, si
     const char *eol = strchr(p, '\n');
     size_t nl = strlen(name);
     for (const char *at = p; (at = strstr(at, name)) && (!eol || at < eol); at += nl) {
-        if ((at > text && name_char(at[-1])) || name_char(at[nl])) continue;
+        if ((at > text && name_char(at[-1])) || name_char(at[nl]) || in_string(p, at)) continue;
         const char *q = skip_blank(at + nl);
         if (*q != '=' && *q != ':') continue;
         const char *lit = skip_blank(q + 1), *e = lit;
@@ -213,7 +224,8 @@ int cm_conf_int(const cm_conf *c, const config_setting_t *s, long long *v, char 
     const char *d = l + (*l == '-' || *l == '+');
     char *end;
     errno = 0;
-    unsigned long long mag = strtoull(d, &end, d[0] == '0' && (d[1] == 'x' || d[1] == 'X') ? 16 : 10);
+    int hex = d[0] == '0' && (d[1] == 'x' || d[1] == 'X');
+    unsigned long long mag = strtoull(d, &end, hex ? 16 : 10);
     if (errno == ERANGE || mag > (unsigned long long)LLONG_MAX + neg) return -ERANGE;
     *v = neg ? (mag == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(long long)mag)
              : (long long)mag;

@@ -94,9 +94,9 @@ static int check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *b, 
         if (read_varint(b, len, &i, &n) < 0 || n > len - i) goto malformed;
         const uint8_t *v = b + i;
         i += (size_t)n;
+        uint64_t fnum = key >> 3;
         const ProtobufCFieldDescriptor *f =
-            key >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3))
-                                   : NULL;
+            fnum <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)fnum) : NULL;
         if (!f || (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE))
             continue;
         size_t fi = (size_t)(f - d->fields);

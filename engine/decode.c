@@ -21,6 +21,7 @@ typedef struct eng_greq {
     double worst;              /* lowest finished score when nfin == num_beams */
     int enc_off, enc_len;
     int pos;                   /* decode position of this step (its own: joiners start later) */
+    int status;                /* ENG_ENONFINITE once a row's logits were not finite */
 } eng_greq;
 
 size_t eng_greq_size(void) { return sizeof(eng_greq); }
@@ -331,6 +332,11 @@ static void dc_beam_step(eng_ctx *c, eng_greq *g, int a0, int pos)
         int slot = g->base + b;
         const float *lg = c->logits + (size_t)(a0 + b) * V;
         double lse = eng_logsumexp(lg, V);
+        if (!isfinite(lse)) { /* a NaN or infinite logit (or all -inf): damaged weights */
+            g->status = ENG_ENONFINITE;
+            g->done = 1;
+            return;
+        }
         double *lp = c->rb[0].lp;
         for (int v = 0; v < V; v++) lp[v] = (double)lg[v] - lse;
         dc_process_double(lp, V, c->hist + (size_t)slot * P1, pos + 1, &g->p, eos,
@@ -452,6 +458,12 @@ static void dc_row_step(eng_ctx *c, const eng_rowbuf *rb, eng_greq *g, int slot,
     int32_t *h = c->hist + (size_t)slot * P1;
     dc_process_float(lg, V, h, pos + 1, &g->p, eos, rb->ban);
     double lse = eng_logsumexp(lg, V);
+    c->row_len[slot] = pos + 1;
+    if (!isfinite(lse)) { /* a NaN or infinite logit: dc_run fails the request */
+        c->row_score[slot] = NAN;
+        c->row_done[slot] = 1;
+        return;
+    }
     int tok;
     double lp;
     if (g->p.do_sample) {
@@ -467,7 +479,6 @@ static void dc_row_step(eng_ctx *c, const eng_rowbuf *rb, eng_greq *g, int slot,
     }
     h[pos + 1] = tok;
     c->row_score[slot] += lp;
-    c->row_len[slot] = pos + 1;
     if (tok == eos || pos + 1 >= g->p.max_new_tokens) c->row_done[slot] = 1;
 }
 
@@ -633,7 +644,7 @@ static void dc_start(eng_ctx *c, dc_batch *bt, int k0)
 /* The request's result, then its report. */
 static void dc_finish(eng_ctx *c, const dc_batch *bt, eng_greq *g)
 {
-    g->r->status = dc_result(c, g);
+    g->r->status = g->status ? g->status : dc_result(c, g);
     if (bt->s && bt->s->done) bt->s->done(bt->s->user, g->r);
 }
 
@@ -711,8 +722,10 @@ static void dc_run(eng_ctx *c, dc_batch *bt)
                     if (c->row_len[s] != g->pos + 1) continue; /* done before this step */
                     a++;
                     live += !c->row_done[s];
+                    /* one value per row: a NaN or infinite logit makes it non-finite */
+                    if (!isfinite(c->row_score[s])) g->status = ENG_ENONFINITE;
                 }
-                if (!live) g->done = 1;
+                if (!live || g->status) g->done = 1;
             }
             if (g->done)
                 dc_finish(c, bt, g);
@@ -892,6 +905,9 @@ static void dc_score_run(eng_ctx *c, eng_score_req *reqs, const int *run, int nr
     for (int i = 0, first = 0; i < nr; i++) {
         eng_score_req *r = &reqs[run[i]];
         memcpy(r->logprobs, c->cand_lp + first, (size_t)r->n_cands * sizeof(double));
+        /* a NaN or infinite logit (target or normaliser) leaves its sum non-finite */
+        for (int k = 0; k < r->n_cands; k++)
+            if (!isfinite(r->logprobs[k])) r->status = ENG_ENONFINITE;
         first += r->n_cands;
     }
 }

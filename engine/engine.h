@@ -105,7 +105,8 @@ eng_model_params eng_model_default_params(void);
 /* Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a
  * sharded index). Weights F32/F16/BF16 are mmapped; F32 is used in place, F16/BF16 are
  * converted to F32 once here (anonymous memory of twice the file's size). Missing or
- * mis-shaped tensors fail with a message naming the tensor. p may be NULL (defaults);
+ * mis-shaped tensors, and tensors holding a NaN or an infinity, fail with a message
+ * naming the tensor (every weight is read once here to check). p may be NULL (defaults);
  * p->n_threads is applied process-wide to OpenBLAS, and to the OpenMP team of each
  * thread that calls the engine. */
 eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err, size_t errlen);
@@ -203,7 +204,8 @@ typedef struct eng_gen_req {
  * scores equal up to BLAS rounding, which varies with the number of rows: ~1e-6 relative). Batches larger
  * than the ctx (max_rows, max_batch_tokens) run as several groups. Per request status:
  * ENG_EINVAL (bad ids or params), ENG_ETOOLONG (n_ids > max_input_len, max_new_tokens
- * or rows beyond the ctx), ENG_ENOMEM (result allocation). Returns 0 if the batch ran
+ * or rows beyond the ctx), ENG_ENOMEM (result allocation), ENG_ENONFINITE (a row's
+ * logits held a NaN or an infinity: no result). Returns 0 if the batch ran
  * (see each req's status), < 0 (ENG_EINVAL) if nothing ran. */
 int eng_generate(eng_ctx *ctx, eng_gen_req *reqs, int n);
 
@@ -278,7 +280,8 @@ typedef struct eng_score_req {
 
 /* One encoder pass per request, all candidates scored against it (teacher forced, as
  * rows of one decoder pass). Per request status as eng_generate; ENG_ETOOLONG when
- * n_cands > max_cands or a candidate + EOS is longer than max_cand_len. */
+ * n_cands > max_cands or a candidate + EOS is longer than max_cand_len; ENG_ENONFINITE
+ * when a candidate's sum is not finite (logprobs then unspecified). */
 int eng_score(eng_ctx *ctx, eng_score_req *reqs, int n);
 
 /* ---- lower-level access (tests, nlprun) ---- */

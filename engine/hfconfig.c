@@ -2,6 +2,7 @@
  * architecture, the checks every architecture needs, and the key readers the table's
  * entries use. */
 #include "engine/hfconfig.h"
+#include "engine/st.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define HF_MAX_CONFIG ((size_t)4 << 20) /* real ones are ~2 KB */
 
@@ -127,52 +129,53 @@ static int hf_check(const char *path, const eng_config *c, char *err, size_t err
 int hf_config_load(const char *path, eng_config *out, const eng_arch **arch, char *err,
                    size_t errlen)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        hf_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return ENG_EINVAL;
-    }
-    char *buf = malloc(HF_MAX_CONFIG + 1);
-    if (!buf) {
-        fclose(fp);
-        hf_err(err, errlen, "%s: out of memory", path);
-        return ENG_ENOMEM;
-    }
-    size_t n = fread(buf, 1, HF_MAX_CONFIG + 1, fp);
-    int rd_err = ferror(fp);
-    fclose(fp);
-    if (rd_err) {
-        free(buf);
-        hf_err(err, errlen, "%s: read error", path);
-        return ENG_EINVAL;
-    }
-    if (n > HF_MAX_CONFIG) {
-        free(buf);
-        hf_err(err, errlen, "%s: file too large (limit %zu bytes)", path, HF_MAX_CONFIG);
-        return ENG_EINVAL;
-    }
-    cJSON *root = cJSON_ParseWithLength(buf, n);
+    size_t n = 0;
+    char *buf = st_read_file(path, HF_MAX_CONFIG, &n, err, errlen);
+    if (!buf) return ENG_EINVAL;
+    int rc = hf_config_parse(buf, n, path, out, arch, err, errlen);
     free(buf);
-    if (!root) {
-        hf_err(err, errlen, "%s: not valid JSON", path);
-        return ENG_EINVAL;
+    return rc;
+}
+
+/* len bytes of JSON text into a cJSON object with duplicate keys resolved as Python's
+ * json resolves them (the last wins); NULL with the reason in err. */
+static cJSON *hf_parse_object(const char *text, size_t len, const char *name, char *err,
+                              size_t errlen)
+{
+    cJSON *root = text ? cJSON_ParseWithLength(text, len) : NULL;
+    if (!root || !cJSON_IsObject(root)) {
+        hf_err(err, errlen, "%s: %s", name, root ? "not a JSON object" : "not valid JSON");
+        cJSON_Delete(root);
+        return NULL;
     }
+    if (st_json_last_wins(root) != 0) {
+        cJSON_Delete(root);
+        hf_err(err, errlen, "%s: out of memory", name);
+        return NULL;
+    }
+    return root;
+}
+
+int hf_config_parse(const char *text, size_t len, const char *name, eng_config *out,
+                    const eng_arch **arch, char *err, size_t errlen)
+{
+    if (!name) name = "config.json";
+    cJSON *root = hf_parse_object(text, len, name, err, errlen);
+    if (!root) return ENG_EINVAL;
     eng_config c;
     memset(&c, 0, sizeof c);
     int rc = -1;
-    const eng_arch *a = NULL;
     const char *mt = NULL;
-    if (!cJSON_IsObject(root)) {
-        hf_err(err, errlen, "%s: not a JSON object", path);
-    } else if ((a = eng_arch_find(path, root, &mt, err, errlen)) != NULL) {
+    const eng_arch *a = eng_arch_find(name, root, &mt, err, errlen);
+    if (a) {
         snprintf(c.model_type, sizeof c.model_type, "%s", mt);
-        rc = a->read_config(path, root, &c, err, errlen);
-        if (rc == 0) rc = hf_check(path, &c, err, errlen);
+        rc = a->read_config(name, root, &c, err, errlen);
+        if (rc == 0) rc = hf_check(name, &c, err, errlen);
     }
     cJSON_Delete(root);
     if (rc != 0) return ENG_EINVAL;
     *out = c;
-    *arch = a;
+    if (arch) *arch = a;
     return 0;
 }
 
@@ -182,26 +185,13 @@ int hf_config_load(const char *path, eng_config *out, const eng_arch **arch, cha
 static int hf_read_json(const char *path, cJSON **out, char *err, size_t errlen)
 {
     *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        if (errno == ENOENT) return 0;
-        hf_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    char *buf = malloc(HF_MAX_CONFIG + 1);
-    size_t n = buf ? fread(buf, 1, HF_MAX_CONFIG + 1, fp) : 0;
-    int bad = !buf || ferror(fp) || n > HF_MAX_CONFIG;
-    fclose(fp);
-    cJSON *root = bad ? NULL : cJSON_ParseWithLength(buf, n);
+    if (access(path, F_OK) != 0) return 0;
+    size_t n = 0;
+    char *buf = st_read_file(path, HF_MAX_CONFIG, &n, err, errlen);
+    if (!buf) return -1;
+    *out = hf_parse_object(buf, n, path, err, errlen);
     free(buf);
-    if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        hf_err(err, errlen, "%s: %s", path, bad ? "cannot read (or over 4 MiB)"
-                                                : "not a JSON object");
-        return -1;
-    }
-    *out = root;
-    return 0;
+    return *out ? 0 : -1;
 }
 
 /* bad_words_ids: a list of non-empty lists of token ids below vocab_size. */

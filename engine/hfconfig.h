@@ -19,6 +19,10 @@ struct cJSON;
  * reason in err (naming the file, and the key or the unsupported model_type). */
 int hf_config_load(const char *path, eng_config *out, const eng_arch **arch, char *err,
                    size_t errlen);
+/* The same from len bytes of JSON text in memory; `name` stands for the path in messages.
+ * arch may be NULL. */
+int hf_config_parse(const char *text, size_t len, const char *name, eng_config *out,
+                    const eng_arch **arch, char *err, size_t errlen);
 
 /* The checkpoint's generation settings into m->gen / m->gen_set / m->bad_words:
  * dir/generation_config.json, else dir/config.json. 0, or < 0 with the reason in err. */

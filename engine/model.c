@@ -80,6 +80,20 @@ static void ml_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Element i of t as F32. */
+static float ml_value(const st_tensor *t, size_t i)
+{
+    const unsigned char *src = t->data;
+    if (t->dtype == ST_F32) {
+        float f;
+        memcpy(&f, src + 4 * i, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, src + 2 * i, 2);
+    return t->dtype == ST_F16 ? eng_f16_to_f32(h) : eng_bf16_to_f32(h);
+}
+
 /* Finds `name`, checks its shape, and returns F32 data (in place or converted). NULL with
  * the reason in err when missing, mis-shaped or out of memory. */
 static const float *ml_bind(eng_model *m, const char *name, int64_t d0, int64_t d1, char *err,
@@ -105,6 +119,16 @@ static const float *ml_bind(eng_model *m, const char *name, int64_t d0, int64_t 
                t->file, name, got, want);
         return NULL;
     }
+    /* A NaN or infinite weight makes every output it reaches NaN, which greedy search
+     * would turn into a run of token 0 and so an empty text that looks like success. */
+    int64_t bad = st_first_nonfinite(t);
+    if (bad >= 0) {
+        float v = ml_value(t, (size_t)bad);
+        ml_err(err, errlen, "%s: tensor '%s' holds %s at element %lld (%s): damaged checkpoint",
+               t->file, name, isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf", (long long)bad,
+               st_dtype_name(t->dtype));
+        return NULL;
+    }
     size_t n = (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1);
     if (t->dtype == ST_F32 && ((uintptr_t)t->data % sizeof(float)) == 0)
         return (const float *)t->data;
@@ -114,16 +138,7 @@ static const float *ml_bind(eng_model *m, const char *name, int64_t d0, int64_t 
         ml_err(err, errlen, "%s: out of memory converting tensor '%s' to F32", m->dir, name);
         return NULL;
     }
-    const unsigned char *src = t->data;
-    for (size_t i = 0; i < n; i++) {
-        if (t->dtype == ST_F32) {
-            memcpy(&f[i], src + 4 * i, 4);
-        } else {
-            uint16_t h;
-            memcpy(&h, src + 2 * i, 2);
-            f[i] = t->dtype == ST_F16 ? eng_f16_to_f32(h) : eng_bf16_to_f32(h);
-        }
-    }
+    for (size_t i = 0; i < n; i++) f[i] = ml_value(t, i);
     return f;
 }
 

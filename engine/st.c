@@ -32,9 +32,10 @@
 #define ST_MAX_JSON_INT 9007199254740992.0
 
 typedef struct st_file {
-    char *path;          /* owned */
-    void *map;           /* whole file, read-only; MAP_FAILED never stored */
+    char *path;          /* owned; for a caller's buffer, the name it was given */
+    const unsigned char *data; /* [size] the whole file: map, or the caller's buffer */
     size_t size;
+    void *map;           /* ours to munmap (== data), or NULL; MAP_FAILED never stored */
 } st_file;
 
 struct st_set {
@@ -73,6 +74,105 @@ const char *st_dtype_name(st_dtype dt)
     case ST_BF16: return "BF16";
     }
     return "?";
+}
+
+/* ---- non-finite values ----
+ * A value is NaN or infinite when its exponent bits are all ones: with the sign bit
+ * cleared, its bits are above the largest finite value's. The scan reads whole blocks of
+ * ST_SCAN_BLOCK values whose loop count is a constant, which GCC vectorises even at -O2
+ * (its cheapest cost model wants no remainder loop); only a block that fails, and the
+ * tail, are looked at one value at a time. It runs once per tensor at load, at about
+ * the speed memory delivers the bytes. */
+
+#define ST_SCAN_BLOCK 64
+
+static int st_bad32(const unsigned char *p)
+{
+    int bad = 0;
+    for (int i = 0; i < ST_SCAN_BLOCK; i++) {
+        uint32_t u;
+        memcpy(&u, p + 4 * i, sizeof u);
+        bad |= (u & 0x7fffffffu) > 0x7f7fffffu;
+    }
+    return bad;
+}
+
+/* F16 (max finite 0x7bff) and BF16 (0x7f7f) differ only by that bound. */
+static int st_bad16(const unsigned char *p, uint16_t max_finite)
+{
+    int bad = 0;
+    for (int i = 0; i < ST_SCAN_BLOCK; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, sizeof h);
+        bad |= (uint16_t)(h & 0x7fffu) > max_finite;
+    }
+    return bad;
+}
+
+static int st_bad_at(const unsigned char *p, st_dtype dt, size_t i)
+{
+    if (dt == ST_F32) {
+        uint32_t u;
+        memcpy(&u, p + 4 * i, sizeof u);
+        return (u & 0x7fffffffu) > 0x7f7fffffu;
+    }
+    uint16_t h;
+    memcpy(&h, p + 2 * i, sizeof h);
+    return (uint16_t)(h & 0x7fffu) > (dt == ST_F16 ? 0x7bffu : 0x7f7fu);
+}
+
+int64_t st_first_nonfinite(const st_tensor *t)
+{
+    size_t esz = st_dtype_size(t->dtype);
+    if (!esz || !t->data) return -1;
+    size_t n = t->nbytes / esz;
+    const unsigned char *p = t->data;
+    uint16_t max16 = t->dtype == ST_F16 ? 0x7bff : 0x7f7f;
+    for (size_t i0 = 0; i0 < n; i0 += ST_SCAN_BLOCK) {
+        size_t i1 = n - i0 < ST_SCAN_BLOCK ? n : i0 + ST_SCAN_BLOCK;
+        if (i1 - i0 == ST_SCAN_BLOCK) {
+            const unsigned char *b = p + i0 * esz;
+            if (!(t->dtype == ST_F32 ? st_bad32(b) : st_bad16(b, max16))) continue;
+        }
+        for (size_t i = i0; i < i1; i++)
+            if (st_bad_at(p, t->dtype, i)) return (int64_t)i;
+    }
+    return -1;
+}
+
+/* ---- duplicate JSON keys: the last wins ---- */
+
+typedef struct st_member {
+    const char *key;
+    int pos;             /* in the object, so that equal keys sort in file order */
+    cJSON *item;
+} st_member;
+
+static int st_cmp_member(const void *a, const void *b)
+{
+    const st_member *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+int st_json_last_wins(cJSON *obj)
+{
+    if (!cJSON_IsObject(obj)) return 0;
+    int n = 0;
+    for (const cJSON *e = obj->child; e; e = e->next) n++;
+    if (n < 2) return 0;
+    st_member small[32];
+    st_member *m = n <= 32 ? small : malloc((size_t)n * sizeof *m);
+    if (!m) return -1;
+    int i = 0;
+    for (cJSON *e = obj->child; e; e = e->next, i++)
+        m[i] = (st_member){ e->string ? e->string : "", i, e };
+    qsort(m, (size_t)n, sizeof *m, st_cmp_member);
+    for (i = 0; i + 1 < n; i++)
+        if (strcmp(m[i].key, m[i + 1].key) == 0)
+            cJSON_Delete(cJSON_DetachItemViaPointer(obj, m[i].item));
+    if (m != small) free(m);
+    return 0;
 }
 
 /* 0 and *out set when s names a supported dtype. */
@@ -124,25 +224,35 @@ static int st_cmp_range(const void *a, const void *b)
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
-/* Maps f->path into f. 0 or -1 with err set. */
+/* Opens path for reading if it is a regular file: a descriptor (size in *sb), or -1 with
+ * err set. O_NONBLOCK: a FIFO planted in a checkpoint directory would block open() until
+ * a writer came; this way fstat refuses it as not a regular file. */
+static int st_open_regular(const char *path, struct stat *sb, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        st_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, sb) != 0 || !S_ISREG(sb->st_mode)) {
+        st_err(err, errlen, "%s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Maps f->path into f. 0 or -1 with err set. A file too short to map is left unmapped
+ * (f->size says how short) for st_parse_file to refuse. */
 static int st_map(st_file *f, char *err, size_t errlen)
 {
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        st_err(err, errlen, "%s: cannot open: %s", f->path, strerror(errno));
-        return -1;
-    }
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        st_err(err, errlen, "%s: not a regular file", f->path);
-        close(fd);
-        return -1;
-    }
+    int fd = st_open_regular(f->path, &sb, err, errlen);
+    if (fd < 0) return -1;
+    f->size = (size_t)sb.st_size;
     if (sb.st_size < 8) {
-        st_err(err, errlen, "%s: truncated: %lld bytes, too short for the 8-byte header length",
-               f->path, (long long)sb.st_size);
         close(fd);
-        return -1;
+        return 0;
     }
     void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd); /* the mapping keeps the file */
@@ -151,16 +261,21 @@ static int st_map(st_file *f, char *err, size_t errlen)
         return -1;
     }
     f->map = m;
-    f->size = (size_t)sb.st_size;
+    f->data = m;
     return 0;
 }
 
-/* Parses and validates one mapped file's header. On success *out holds *nout tensors
- * (unsorted, names owned) pointing into f's mapping. */
+/* Parses and validates one file's header (f->data, mapped or in memory). On success
+ * *out holds *nout tensors (unsorted, names owned) pointing into f->data. */
 static int st_parse_file(const st_file *f, st_tensor **out, int *nout, char *err, size_t errlen)
 {
-    const unsigned char *p = f->map;
+    const unsigned char *p = f->data;
     const char *path = f->path;
+    if (f->size < 8) {
+        st_err(err, errlen, "%s: truncated: %zu bytes, too short for the 8-byte header length",
+               path, f->size);
+        return -1;
+    }
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | p[i];
     if (n > ST_MAX_HEADER) {
@@ -196,7 +311,7 @@ static int st_parse_file(const st_file *f, st_tensor **out, int *nout, char *err
         goto fail;
     }
 
-    for (const cJSON *e = root->child; e; e = e->next) {
+    for (cJSON *e = root->child; e; e = e->next) {
         const char *name = e->string ? e->string : "";
         if (strcmp(name, "__metadata__") == 0) {
             if (!cJSON_IsObject(e)) {
@@ -207,6 +322,10 @@ static int st_parse_file(const st_file *f, st_tensor **out, int *nout, char *err
         }
         if (!cJSON_IsObject(e)) {
             st_err(err, errlen, "%s: tensor '%.200s': entry is not a JSON object", path, name);
+            goto fail;
+        }
+        if (st_json_last_wins(e) != 0) {
+            st_err(err, errlen, "%s: out of memory", path);
             goto fail;
         }
         const cJSON *jd = cJSON_GetObjectItemCaseSensitive(e, "dtype");
@@ -342,13 +461,14 @@ static int st_index(st_set *s, char *err, size_t errlen)
     return 0;
 }
 
-/* Maps and parses one more file into s. */
-static int st_add_file(st_set *s, const char *path, char *err, size_t errlen)
+/* One more file of s, its path copied (data and size still unset); NULL when out of
+ * memory. Counted at once, so that st_close releases it on any later failure. */
+static st_file *st_new_file(st_set *s, const char *path, char *err, size_t errlen)
 {
     st_file *nf = realloc(s->files, (size_t)(s->nfiles + 1) * sizeof *nf);
     if (!nf) {
         st_err(err, errlen, "%s: out of memory", path);
-        return -1;
+        return NULL;
     }
     s->files = nf;
     st_file *f = &s->files[s->nfiles];
@@ -356,18 +476,22 @@ static int st_add_file(st_set *s, const char *path, char *err, size_t errlen)
     f->path = strdup(path);
     if (!f->path) {
         st_err(err, errlen, "%s: out of memory", path);
-        return -1;
+        return NULL;
     }
-    s->nfiles++; /* counted now so st_close releases the path on any later failure */
-    if (st_map(f, err, errlen) != 0) return -1;
+    s->nfiles++;
+    return f;
+}
 
+/* Parses file f of s and adds its tensors to s. */
+static int st_add_tensors(st_set *s, const st_file *f, char *err, size_t errlen)
+{
     st_tensor *ts = NULL;
     int nt = 0;
     if (st_parse_file(f, &ts, &nt, err, errlen) != 0) return -1;
     st_tensor *all = realloc(s->tensors, (size_t)(s->ntensors + nt + 1) * sizeof *all);
     if (!all) {
         st_tensors_free(ts, nt);
-        st_err(err, errlen, "%s: out of memory", path);
+        st_err(err, errlen, "%s: out of memory", f->path);
         return -1;
     }
     memcpy(all + s->ntensors, ts, (size_t)nt * sizeof *ts);
@@ -375,6 +499,14 @@ static int st_add_file(st_set *s, const char *path, char *err, size_t errlen)
     s->tensors = all;
     s->ntensors += nt;
     return 0;
+}
+
+/* Maps and parses one more file into s. */
+static int st_add_file(st_set *s, const char *path, char *err, size_t errlen)
+{
+    st_file *f = st_new_file(s, path, err, errlen);
+    if (!f || st_map(f, err, errlen) != 0) return -1;
+    return st_add_tensors(s, f, err, errlen);
 }
 
 void st_close(st_set **set)
@@ -391,6 +523,26 @@ void st_close(st_set **set)
     *set = NULL;
 }
 
+st_set *st_open_mem(const void *buf, size_t size, const char *name, char *err, size_t errlen)
+{
+    if (!name) name = "(memory)";
+    st_set *s = calloc(1, sizeof *s);
+    if (!s) {
+        st_err(err, errlen, "%s: out of memory", name);
+        return NULL;
+    }
+    st_file *f = st_new_file(s, name, err, errlen);
+    if (f) {
+        f->data = buf;
+        f->size = buf ? size : 0;
+    }
+    if (!f || st_add_tensors(s, f, err, errlen) != 0 || st_index(s, err, errlen) != 0) {
+        st_close(&s);
+        return NULL;
+    }
+    return s;
+}
+
 st_set *st_open_file(const char *path, char *err, size_t errlen)
 {
     st_set *s = calloc(1, sizeof *s);
@@ -405,24 +557,28 @@ st_set *st_open_file(const char *path, char *err, size_t errlen)
     return s;
 }
 
-/* Reads a whole small file into a NUL-terminated buffer (caller frees). */
-static char *st_slurp(const char *path, size_t limit, size_t *len, char *err, size_t errlen)
+char *st_read_file(const char *path, size_t limit, size_t *len, char *err, size_t errlen)
 {
-    FILE *fp = fopen(path, "rb");
+    struct stat sb;
+    int fd = st_open_regular(path, &sb, err, errlen);
+    if (fd < 0) return NULL;
+    FILE *fp = fdopen(fd, "rb");
     if (!fp) {
-        st_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+        st_err(err, errlen, "%s: out of memory", path);
         return NULL;
     }
     char *buf = NULL;
     size_t n = 0, cap = 0;
     for (;;) {
         if (n == cap) {
-            if (cap >= limit) {
+            /* up to limit + 1 bytes: a file of exactly `limit` reads to its end */
+            if (n > limit) {
                 st_err(err, errlen, "%s: file too large (limit %zu bytes)", path, limit);
                 goto fail;
             }
             cap = cap ? cap * 2 : 4096;
-            if (cap > limit) cap = limit;
+            if (cap > limit + 1) cap = limit + 1;
             char *nb = realloc(buf, cap + 1);
             if (!nb) {
                 st_err(err, errlen, "%s: out of memory", path);
@@ -457,7 +613,7 @@ static int st_cmp_str(const void *a, const void *b)
 static st_set *st_open_index(const char *dir, const char *ipath, char *err, size_t errlen)
 {
     size_t len = 0;
-    char *text = st_slurp(ipath, ST_MAX_INDEX, &len, err, errlen);
+    char *text = st_read_file(ipath, ST_MAX_INDEX, &len, err, errlen);
     if (!text) return NULL;
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);
@@ -468,9 +624,18 @@ static st_set *st_open_index(const char *dir, const char *ipath, char *err, size
         st_err(err, errlen, "%s: not valid JSON", ipath);
         goto fail;
     }
-    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (st_json_last_wins(root) != 0) {
+        st_err(err, errlen, "%s: out of memory", ipath);
+        goto fail;
+    }
+    cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(root) || !cJSON_IsObject(wm)) {
         st_err(err, errlen, "%s: no \"weight_map\" object", ipath);
+        goto fail;
+    }
+    /* A tensor listed twice is in the shard named last (HF reads the map as a dict). */
+    if (st_json_last_wins(wm) != 0) {
+        st_err(err, errlen, "%s: out of memory", ipath);
         goto fail;
     }
     int nw = cJSON_GetArraySize(wm);

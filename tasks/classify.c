@@ -90,7 +90,9 @@ static int classify_prepare(const task_env *env, const task_input *in, task_doc 
             size_t nj;
             trimmed(in->labels[j] ? in->labels[j] : "", &bj, &nj);
             if (nj == n && !memcmp(b, bj, n)) {
-                cm_fmt(err, errlen, "classify: label '%.*s' is given twice", (int)n, b);
+                size_t q = cm_utf8_cut(b, n, CM_QUOTE_MAX);
+                cm_fmt(err, errlen, "classify: label '%.*s%s' is given twice", (int)q, b,
+                       q < n ? "..." : "");
                 return TASK_EINVAL;
             }
         }
@@ -130,8 +132,9 @@ static int classify_prepare(const task_env *env, const task_input *in, task_doc 
             return rc;
         }
         if (c->cand_lens[i] < 1 || c->cand_lens[i] > conf->max_label_tokens) {
-            cm_fmt(err, errlen, "classify: label '%s' is %d tokens; a label must be 1 to %d",
-                   label, c->cand_lens[i], conf->max_label_tokens);
+            size_t q = cm_utf8_cut(label, strlen(label), CM_QUOTE_MAX);
+            cm_fmt(err, errlen, "classify: label '%.*s%s' is %d tokens; a label must be 1 to %d",
+                   (int)q, label, label[q] ? "..." : "", c->cand_lens[i], conf->max_label_tokens);
             free(list);
             return TASK_EINVAL;
         }

@@ -144,7 +144,9 @@ static int resolve(const task_env *env, const char *given, const char *what,
     for (int i = 0; i < env->conf->n_langs && w + 8 < sizeof known; i++)
         w += (size_t)snprintf(known + w, sizeof known - w, "%s%s", i ? ", " : "",
                               env->conf->langs[i].code);
-    cm_fmt(err, errlen, "translate: unknown %s language '%s' (known: %s)", what, given, known);
+    size_t q = cm_utf8_cut(given, strlen(given), CM_QUOTE_MAX);
+    cm_fmt(err, errlen, "translate: unknown %s language '%.*s%s' (known: %s)", what, (int)q,
+           given, given[q] ? "..." : "", known);
     return TASK_EINVAL;
 }
 

@@ -22,7 +22,6 @@
  * Requests over --max-message-bytes are refused here (MESSAGE_TOO_LARGE for that line):
  * ZeroMQ would drop the connection, and every line in flight with it. */
 #include <errno.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +36,10 @@
 #define BATCH_RETRY_MAX_MS 2000
 #define BATCH_PROBE_MAX_MS 2000   /* a probe is answered at once; longer is "no answer" */
 #define BATCH_RESEND_DELAY_MS 1000   /* a send the socket refused is tried again after */
+/* A line in flight through this many lost connections gets an error instead of another
+ * send: a request that makes the connection drop (a frame the daemon's ZeroMQ refuses
+ * when --max-message-bytes is set above the daemon's limit) must not loop forever. */
+#define BATCH_MAX_RESENDS 8
 
 enum { S_FREE = 0, S_WAIT, S_SENT, S_DONE };
 
@@ -46,6 +49,8 @@ typedef struct slot {
     long lineno;
     int state;
     int overloads;            /* OVERLOADED answers so far */
+    int late;                 /* its reply took longer than --timeout (counted once) */
+    int resends;              /* sends lost with the connection or the daemon */
     uint64_t req_id;          /* id of the latest send (S_SENT) */
     int64_t sent_at;          /* S_SENT: since when the reply is awaited */
     int64_t retry_at;         /* S_WAIT: send at or after this time */
@@ -86,6 +91,8 @@ typedef struct batch {
     char usage[320];          /* set: a usage error found in the first line */
 } batch;
 
+/* Set by the signal handler only (the one thing a handler may touch): the last stop
+ * signal and how many came. The loop reads them. */
 static volatile sig_atomic_t batch_sig, batch_nsig;
 
 static void on_signal(int sig)
@@ -256,10 +263,12 @@ static const char *str_field(const cJSON *in, const char *key, const char *dflt,
 /* What a task needs that a line may carry instead of the command line. */
 static const char *required_field(nlpc_task t, const nlpc_request *rq, const char **opt)
 {
-    if (t == NLPC_TASK_TRANSLATE && !rq->target_lang) return *opt = "--to LANG", "to";
-    if (t == NLPC_TASK_CLASSIFY && !rq->n_labels) return *opt = "--labels a,b,c", "labels";
-    if (t == NLPC_TASK_QA && !rq->question) return *opt = "--question Q", "question";
-    return NULL;
+    *opt = NULL;
+    if (t == NLPC_TASK_TRANSLATE && !rq->target_lang) *opt = "--to LANG";
+    if (t == NLPC_TASK_CLASSIFY && !rq->n_labels) *opt = "--labels a,b,c";
+    if (t == NLPC_TASK_QA && !rq->question) *opt = "--question Q";
+    if (!*opt) return NULL;
+    return t == NLPC_TASK_TRANSLATE ? "to" : t == NLPC_TASK_CLASSIFY ? "labels" : "question";
 }
 
 /* Builds the line's request from the command-line options and the line's overrides
@@ -443,9 +452,10 @@ static int resume_check(batch *b, const char *line, size_t len)
     }
     cJSON *oj = cJSON_Parse(o);
     free(o);
-    cJSON *in = cJSON_ParseWithLength(line, len);
-    const cJSON *want = in && cJSON_IsObject(in) ? cJSON_GetObjectItemCaseSensitive(in, "id")
-                                                 : NULL;
+    cJSON *in;
+    char msg[320];
+    parse_line(line, len, &in, msg, sizeof msg);   /* as the run read it: NULL if refused */
+    const cJSON *want = cJSON_GetObjectItemCaseSensitive(in, "id");
     const cJSON *got = cJSON_GetObjectItemCaseSensitive(oj, want ? "id" : "line");
     int ok = want ? got && cJSON_Compare(want, got, 1)
                   : cJSON_IsNumber(got) && got->valuedouble == (double)b->lineno;
@@ -547,6 +557,13 @@ static void resend_lost(batch *b, uint64_t before, int64_t now)
     for (long q = b->head; q < b->next; q++) {
         slot *s = &b->slots[q % b->window];
         if (s->state != S_SENT || (before && s->req_id >= before)) continue;
+        if (++s->resends > BATCH_MAX_RESENDS) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "the connection was lost %d times with this line in "
+                     "flight", BATCH_MAX_RESENDS + 1);
+            finish_error(b, s, "CONNECTION_LOST", msg);
+            continue;
+        }
         s->state = S_WAIT;
         s->retry_at = now;
         b->n_resent++;
@@ -583,7 +600,8 @@ static void on_probe(batch *b, const nlpc_response *r, int64_t now)
         slot *s = &b->slots[q % b->window];
         if (s->state == S_SENT && now - s->sent_at >= b->cli->timeout_ms) {
             s->sent_at = now;   /* late, and still owed: wait on */
-            b->n_late++;
+            b->n_late += !s->late;
+            s->late = 1;
         }
     }
 }
@@ -711,19 +729,18 @@ static void summary(batch *b)
 {
     if (b->progress && isatty(2)) fputc('\n', stderr);
     show_progress(b, 1);
-    long unwritten = b->next - b->head;
-    long unread = b->total >= 0 ? b->total - b->skipped - b->next : -1;
-    if (unwritten == 0 && (b->eof || unread == 0)) return;
-    char rest[96] = "the rest of the input";
-    if (unread >= 0) snprintf(rest, sizeof rest, "%ld lines not read", unread);
-    fprintf(stderr, "nlpc batch: %s: %ld lines not written (%ld in flight, %ld waiting to "
-            "be sent), %s; %s\n",
-            b->gone ? "the daemon is gone (no answer, no connection)"
-                    : batch_nsig ? (batch_sig == SIGINT ? "stopped by SIGINT"
-                                                        : "stopped by SIGTERM")
-                                 : "stopped",
-            unwritten, count_state(b, S_SENT), count_state(b, S_WAIT), b->eof ? "none unread"
-            : rest, b->cli->output ? "--resume continues" : "--output FILE --resume continues");
+    long read = b->next - b->head;   /* read, not written */
+    long unread = b->eof ? 0 : b->total >= 0 ? b->total - b->skipped - b->next : -1;
+    if (read == 0 && unread == 0) return;
+    const char *why = b->gone ? "the daemon is gone (no answer, no connection)"
+                      : batch_sig == SIGTERM ? "stopped by SIGTERM"
+                      : batch_sig == SIGINT ? "stopped by SIGINT" : "stopped";
+    char rest[64] = "the rest of the input";
+    if (unread >= 0) snprintf(rest, sizeof rest, "%ld not read", unread);
+    fprintf(stderr, "nlpc batch: %s: %ld%s lines not written (%ld read: %ld in flight, %ld "
+            "waiting to be sent; %s); %s\n", why, read + (unread > 0 ? unread : 0),
+            unread < 0 ? "+" : "", read, count_state(b, S_SENT), count_state(b, S_WAIT),
+            rest, b->cli->output ? "--resume continues" : "-o FILE --resume continues");
 }
 
 /* ---- the run ---- */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "clients/nlprun/nlprun.h"
+#include "common/common.h"
 #include "engine/engine.h"
 
 #define EC_MAX_IDS 65536
@@ -66,10 +67,8 @@ static int32_t *ec_parse_ids(const char *s, int *n)
 
 static int ec_int(const char *opt, const char *v, int lo, int hi, int *out)
 {
-    char *end;
-    errno = 0;
-    long x = v ? strtol(v, &end, 10) : 0;
-    if (!v || end == v || *end || errno || x < lo || x > hi) {
+    long long x;
+    if (cm_parse_ll(v, lo, hi, &x) < 0) {
         fprintf(stderr, "nlprun: %s needs an integer in [%d, %d]\n", opt, lo, hi);
         return -1;
     }
@@ -79,10 +78,8 @@ static int ec_int(const char *opt, const char *v, int lo, int hi, int *out)
 
 static int ec_float(const char *opt, const char *v, float *out)
 {
-    char *end;
-    errno = 0;
-    float x = v ? strtof(v, &end) : 0;
-    if (!v || end == v || *end || errno) {
+    float x;
+    if (cm_parse_float(v, &x) < 0) {
         fprintf(stderr, "nlprun: %s needs a number\n", opt);
         return -1;
     }

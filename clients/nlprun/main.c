@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "clients/libnlpclient/nlpclient.h"   /* NLPC_VERSION only: nlprun links no client */
 #include "clients/nlprun/nlprun.h"
 
 static const struct {
@@ -23,7 +24,8 @@ static const struct {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: nlprun COMMAND [options]   (nlprun COMMAND --help for details)\n\n");
+    fprintf(f, "usage: nlprun COMMAND [options]   (nlprun COMMAND --help for details)\n"
+               "       nlprun --version | --help\n\n");
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         fprintf(f, "  %-11s %s\n", cmds[i].name, cmds[i].help);
 }
@@ -37,6 +39,15 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
         return 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        printf("nlprun %s\n", NLPC_VERSION);
+        return 0;
+    }
+    if (argv[1][0] == '-') {
+        fprintf(stderr, "nlprun: unknown option '%s' (options follow the command)\n", argv[1]);
+        usage(stderr);
+        return 2;
     }
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         if (!strcmp(argv[1], cmds[i].name)) return cmds[i].fn(argc - 1, argv + 1);

@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "clients/nlprun/nlprun.h"
+#include "common/common.h"
 #include "engine/engine.h"
 #include "engine/tok.h"
 #include "tasks/task.h"
@@ -62,23 +64,13 @@ static void task_usage(FILE *f, const char *task)
 
 static int parse_int(const char *s, long lo, long hi, int *out)
 {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    long long v;
+    if (cm_parse_ll(s, lo, hi, &v) < 0) return 1;
     *out = (int)v;
     return 0;
 }
 
-static int parse_float(const char *s, float *out)
-{
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) return -1;
-    *out = v;
-    return 0;
-}
+static int parse_float(const char *s, float *out) { return cm_parse_float(s, out) < 0; }
 
 /* Cuts "a, b,c" into trimmed labels pointing into cli->labels_arg. */
 static int split_labels(task_cli *cli, const char *arg)
@@ -164,11 +156,9 @@ static int parse_args(int argc, char **argv, task_cli *cli)
         case O_TEMP: bad |= parse_float(optarg, &o->temperature); break;
         case O_TOPP: bad |= parse_float(optarg, &o->top_p); break;
         case O_SEED: {
-            char *end;
-            errno = 0;
-            long long v = strtoll(optarg, &end, 10);
-            if (errno || end == optarg || *end || v < 0) bad = 1;
-            o->seed = v;
+            long long v;
+            if (cm_parse_ll(optarg, 0, LLONG_MAX, &v) < 0) bad = 1;
+            else o->seed = v;
             break;
         }
         case O_HELP: return 1;
@@ -195,26 +185,6 @@ static int parse_args(int argc, char **argv, task_cli *cli)
     return 0;
 }
 
-static char *read_all(FILE *f, size_t *len)
-{
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    while (buf) {
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (n < cap) break;
-        char *nb = realloc(buf, (cap *= 2) + 1);
-        if (!nb) free(buf);
-        buf = nb;
-    }
-    if (!buf || ferror(f)) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
 
 /* Runs the doc's jobs: scoring jobs one by one, generate jobs batched up to the ctx's
  * decoder rows (a request's result does not depend on its batch). A batch that fails as
@@ -348,8 +318,7 @@ int nlprun_task(int argc, char **argv)
         goto out;
     }
     size_t text_len = 0;
-    text = read_all(stdin, &text_len);
-    if (!text) {
+    if (cm_read_stream(stdin, SIZE_MAX, &text, &text_len) < 0) {
         fprintf(stderr, "nlprun: cannot read stdin\n");
         goto out;
     }

@@ -1,5 +1,6 @@
-/* libFuzzer target for the tokenizer. Most inputs are text for tok_encode (the text
- * as given, so invalid UTF-8, NULs, sentinel look-alikes and huge runs all arrive);
+/* libFuzzer target for the tokenizer. Most inputs are text for tok_encode and
+ * tok_encode_spans (the text as given, so invalid UTF-8, NULs, sentinel look-alikes and
+ * huge runs all arrive);
  * the first byte picks a few other modes: the bytes as ids for tok_decode (0xFE), as a
  * model file for tok_load_mem (0xFD), or as the precompiled charsmap of a tiny model
  * plus a text to encode with it (0xFC). Every result is checked for internal consistency.
@@ -49,6 +50,22 @@ static void fz_encode(const uint8_t *data, size_t size)
     /* And the ids decode. */
     char out[256];
     if (tok_decode(fz_tok, ids, lim, out, sizeof out) < 0) abort();
+
+    /* Spans: the same ids; inside the text, never backwards, at character starts;
+     * EOS empty at the end. */
+    static int32_t sids[1 << 16];
+    static tok_span sp[1 << 16];
+    if (tok_encode_spans(fz_tok, (const char *)data, size, TOK_ADD_SPECIAL, sids, sp, 1 << 16) != n)
+        abort();
+    if (memcmp(sids, ids, (size_t)lim * sizeof *ids)) abort();
+    for (int i = 0; i < lim; i++) {
+        size_t b = sp[i].begin, e = sp[i].end;
+        if (b > e || e > size || (i && sp[i - 1].end > b)) abort();
+        if ((b < size && (data[b] & 0xC0) == 0x80) || (e < size && (data[e] & 0xC0) == 0x80))
+            abort();
+        (void)tok_word_start(fz_tok, ids[i]);
+    }
+    if (n == lim && (sp[n - 1].begin != size || sp[n - 1].end != size)) abort();
 }
 
 static void fz_decode(const uint8_t *data, size_t size)

@@ -170,14 +170,19 @@ TEST(daemon_conf_integers_as_written)
     expect_conf_error("limits = { queue_size = 99999999999999999999L; };\n",
                       "limits.queue_size = 99999999999999999999L is out of range");
     expect_conf_error("threads = 0x100000002;\n", "threads = 0x100000002 is out of range");
+    expect_conf_error("model = \"queue_size = 5\"; "
+                      "limits = { queue_size = 99999999999999999999; };\n",
+                      "limits.queue_size = 99999999999999999999 is out of range");
     expect_conf_error("limits = {\n  queue_size =\n    4294968320; };\n",
                       ":2: limits.queue_size = 4294968320 is out of range");
     REQUIRE(write_tmp("ovinc.conf", "batching = { max_rows = 4294967298; };\n"));
     dmn_conf c;
     char err[512] = "";
     dmn_conf_defaults(&c);
-    CHECK(dmn_conf_load(&c, write_tmp("bad.conf", "@include \"ovinc.conf\"\n"), err, sizeof err) < 0);
-    CHECK_MSG(strstr(err, "ovinc.conf:1: batching.max_rows = 4294967298 is out of range"), "%s", err);
+    const char *p = write_tmp("bad.conf", "@include \"ovinc.conf\"\n");
+    CHECK(dmn_conf_load(&c, p, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "ovinc.conf:1: batching.max_rows = 4294967298 is out of range"), "%s",
+              err);
 
     /* Every integer key: those --check-config prints as numbers (but the boolean). */
     static char dump[8192];
@@ -203,10 +208,11 @@ TEST(daemon_conf_integers_as_written)
     CHECK_MSG(n_int >= 14, "%d integer keys", n_int);
 
     /* The tasks module reads the same file: its integers too. */
-    const char *p = write_tmp("bad.conf", "tasks = { summarize = { num_beams = 4294967297; }; };\n");
+    p = write_tmp("bad.conf", "tasks = { summarize = { num_beams = 4294967297; }; };\n");
     REQUIRE(p);
     task_conf *tc = task_conf_load(p, err, sizeof err);
-    CHECK_MSG(!tc && strstr(err, "tasks.summarize.num_beams = 4294967297 is out of range"), "%s", err);
+    CHECK_MSG(!tc && strstr(err, "tasks.summarize.num_beams = 4294967297 is out of range"), "%s",
+              err);
     task_conf_free(&tc);
     p = write_tmp("bad.conf", "tasks = { summarize = { length_penalty = 4294967297; }; };\n");
     tc = task_conf_load(p, err, sizeof err);
@@ -592,6 +598,25 @@ TEST(daemon_decode_task_fields)
     dmn_req_free(&r);
 }
 
+/* Documented (docs/daemon.md): two task fields are not an error, the last one wins, as
+ * protobuf decoders do for a oneof. */
+TEST(daemon_decode_last_task_field_wins)
+{
+    static const uint8_t sum_then_tr[] = { 0x12, 0x00, 0x1a, 0x04, 0x12, 0x02, 'd', 'e',
+                                           0x4a, 0x01, 'x' };
+    static const uint8_t tr_then_sum[] = { 0x1a, 0x04, 0x12, 0x02, 'd', 'e', 0x12, 0x00,
+                                           0x4a, 0x01, 'x' };
+    char err[256];
+    uint64_t id;
+    dmn_req *r = NULL;
+    REQUIRE_MSG(decode(sum_then_tr, sizeof sum_then_tr, &r, &id, err) == DMN_OK, "%s", err);
+    CHECK(r->in.kind == TASK_TRANSLATE && strcmp(r->in.target_lang, "de") == 0);
+    dmn_req_free(&r);
+    REQUIRE_MSG(decode(tr_then_sum, sizeof tr_then_sum, &r, &id, err) == DMN_OK, "%s", err);
+    CHECK(r->in.kind == TASK_SUMMARIZE && r->in.target_lang == NULL);
+    dmn_req_free(&r);
+}
+
 TEST(daemon_decode_garbage)
 {
     char err[256];
@@ -754,8 +779,9 @@ TEST(daemon_responses_carry_only_valid_utf8)
         p = encode_error(msg);
         size_t got = strlen(p->status->message);
         CHECK_MSG(resp_strings_valid(p), "cut at %zu: invalid UTF-8", k);
-        CHECK_MSG(got <= DMN_MAX_MESSAGE && got == (k < DMN_MAX_MESSAGE ? k : DMN_MAX_MESSAGE) / 3 * 3 &&
-                  memcmp(p->status->message, text, got) == 0, "cut at %zu: %zu bytes", k, got);
+        size_t want = (k < DMN_MAX_MESSAGE ? k : DMN_MAX_MESSAGE) / 3 * 3;
+        CHECK_MSG(got == want && memcmp(p->status->message, text, got) == 0,
+                  "cut at %zu: %zu bytes", k, got);
         nlp__v1__response__free_unpacked(p, NULL);
     }
 

@@ -4,6 +4,7 @@
  * errors, and a distinct message for each kind of damaged checkpoint. */
 #include "engine/engine.h"
 #include "engine/eng_int.h" /* owned_bytes: which tensors were converted */
+#include "tasks/task_int.h"  /* task_job_status: how tasks report an engine status */
 #include "tests/harness/harness.h"
 
 #include <cjson/cJSON.h>
@@ -1260,4 +1261,157 @@ TEST(eng_blas_core_names_the_kernels)
     if (saved) setenv("OPENBLAS_CORETYPE", saved, 1);
     free(saved);
     CHECK(eng_blas_core(NULL) == core || strcmp(eng_blas_core(NULL), core) == 0);
+}
+
+/* ---- NaN and infinity: refused at load, and an error (never OK) if computed ---- */
+
+/* Rewrites DIR/model.safetensors with element `elem` of `tensor` set to the bits of
+ * kind 'n' (NaN), '+' or '-' (infinities) in the tensor's own dtype. */
+static void et_poison(const char *dir, const char *tensor, size_t elem, char kind)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    size_t nd;
+    char *data;
+    cJSON *h = et_read_st(path, &data, &nd);
+    cJSON *t = cJSON_GetObjectItem(h, tensor);
+    REQUIRE_MSG(t, "no tensor %s", tensor);
+    const char *dt = cJSON_GetObjectItem(t, "dtype")->valuestring;
+    size_t off = (size_t)cJSON_GetArrayItem(cJSON_GetObjectItem(t, "data_offsets"), 0)->valuedouble;
+    int k = kind == 'n' ? 0 : kind == '+' ? 1 : 2;
+    if (!strcmp(dt, "F32")) {
+        static const uint32_t bits[] = { 0x7fc00000u, 0x7f800000u, 0xff800000u };
+        memcpy(data + off + 4 * elem, &bits[k], 4);
+    } else {
+        static const uint16_t f16[] = { 0x7e00, 0x7c00, 0xfc00 }, bf16[] = { 0x7fc0, 0x7f80, 0xff80 };
+        memcpy(data + off + 2 * elem, !strcmp(dt, "F16") ? &f16[k] : &bf16[k], 2);
+    }
+    et_write_st(dir, h, 0, data, nd);
+    cJSON_Delete(h);
+    free(data);
+}
+
+TEST(eng_nonfinite_weights_refused)
+{
+    static const struct {
+        const char *src;    /* tiny-t5 (F32), tiny-flan (BF16), or "f16" (tiny-t5 as F16) */
+        const char *tensor;
+        size_t elem;
+        char kind;
+        const char *want;
+    } cases[] = {
+        { "tiny-t5", "decoder.block.1.layer.2.DenseReluDense.wo.weight", 77, 'n', "holds NaN at element 77 (F32)" },
+        { "tiny-t5", "shared.weight", 32128u * 64 - 1, '+', "holds +inf at element 2056191 (F32)" },
+        { "tiny-t5", "encoder.final_layer_norm.weight", 0, '-', "holds -inf at element 0 (F32)" },
+        { "tiny-flan", "lm_head.weight", 12345, 'n', "holds NaN at element 12345 (BF16)" },
+        { "tiny-flan", "encoder.block.2.layer.1.DenseReluDense.wi_1.weight", 64, '+', "holds +inf at element 64 (BF16)" },
+        { "f16", "encoder.block.0.layer.0.SelfAttention.q.weight", 5, 'n', "holds NaN at element 5 (F16)" },
+        { "f16", "decoder.final_layer_norm.weight", 63, '+', "holds +inf at element 63 (F16)" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char dir[64], err[512] = "";
+        if (!strcmp(cases[i].src, "f16"))
+            et_write_variant(dir, 1);
+        else
+            et_copy_model(dir, cases[i].src, NULL, NULL, NULL, NULL);
+        et_poison(dir, cases[i].tensor, cases[i].elem, cases[i].kind);
+        eng_model *m = eng_model_load(dir, NULL, err, sizeof err);
+        CHECK_MSG(m == NULL, "case %zu: loaded with a non-finite weight", i);
+        eng_model_free(&m);
+        char want[256];
+        snprintf(want, sizeof want, "%s/model.safetensors: tensor '%s' %s", dir, cases[i].tensor,
+                 cases[i].want);
+        CHECK_MSG(strstr(err, want), "case %zu: '%s' lacks '%s'", i, err, want);
+        et_rmdir(dir);
+    }
+}
+
+/* Weights poisoned in memory after load (tiny-flan is BF16: every weight is a converted
+ * copy, so writable): every path that reads logits reports ENG_ENONFINITE and no result,
+ * and the ctx works again once the weight is repaired. */
+TEST(eng_nonfinite_logits_are_errors)
+{
+    eng_model *m = et_model("tiny-flan");
+    eng_ctx *c = et_ctx(m, 8, 0);
+    const eng_config *cf = eng_model_config(m);
+    static et_case cs[8];
+    et_cases("tiny-flan", cs);
+    int owned = 0;
+    for (int i = 0; i < m->n_owned; i++)
+        owned += m->owned[i] == m->lm_head.w || m->owned[i] == m->dec.final_norm.w ||
+                 m->owned[i] == m->enc.final_norm.w;
+    REQUIRE(owned == 3);
+    float *targets[] = {
+        (float *)m->lm_head.w + (size_t)5962 * cf->d_model + 3, /* one logit of every row */
+        (float *)m->dec.final_norm.w,                            /* every decoder output */
+        (float *)m->enc.final_norm.w + 5,                        /* the encoder's output */
+    };
+    const float poison[] = { NAN, INFINITY, NAN };
+    eng_gen_params greedy = eng_gen_default_params();
+    greedy.max_new_tokens = 8;
+    eng_gen_result ref;
+    et_gen1(c, &cs[0], &greedy, &ref);
+    CHECK(ref.n_hyps == 1 && ref.hyps[0].n_tokens > 0);
+    eng_gen_params beam = greedy, sample = greedy;
+    beam.num_beams = 3;
+    beam.num_return_sequences = 2;
+    sample.do_sample = 1;
+    sample.num_return_sequences = 3;
+    sample.top_k = 20;
+    static const int32_t c0[] = { 2163 }, c1[] = { 150, 13, 3 };
+    const int32_t *cands[] = { c0, c1 };
+    int lens[] = { 1, 3 };
+    for (int p = 0; p < 3; p++) {
+        float saved = *targets[p];
+        *targets[p] = poison[p];
+        eng_gen_result r[3];
+        eng_gen_req q[3] = {
+            { .ids = cs[0].ids, .n_ids = cs[0].n, .params = &greedy, .out = &r[0] },
+            { .ids = cs[1].ids, .n_ids = cs[1].n, .params = &beam, .out = &r[1] },
+            { .ids = cs[2].ids, .n_ids = cs[2].n, .params = &sample, .out = &r[2] },
+        };
+        REQUIRE(eng_generate(c, q, 3) == 0);
+        for (int i = 0; i < 3; i++) {
+            CHECK_MSG(q[i].status == ENG_ENONFINITE, "poison %d req %d: status %d", p, i, q[i].status);
+            CHECK(r[i].n_hyps == 0 && r[i].storage == NULL);
+            eng_gen_result_clear(&r[i]);
+        }
+        double lp[2] = { 0, 0 };
+        eng_score_req sr = { .ids = cs[3].ids, .n_ids = cs[3].n, .n_cands = 2, .cand_ids = cands,
+                             .cand_lens = lens, .logprobs = lp };
+        REQUIRE(eng_score(c, &sr, 1) == 0);
+        CHECK_MSG(sr.status == ENG_ENONFINITE, "poison %d score: status %d", p, sr.status);
+        *targets[p] = saved;
+        /* repaired: the same ctx gives the same answer as before */
+        eng_gen_result again;
+        et_gen1(c, &cs[0], &greedy, &again);
+        CHECK(et_same(&ref, &again, 0));
+        eng_gen_result_clear(&again);
+        sr.status = -99;
+        REQUIRE(eng_score(c, &sr, 1) == 0);
+        CHECK(sr.status == 0 && lp[0] < 0 && lp[1] < 0);
+    }
+    eng_gen_result_clear(&ref);
+    CHECK(strstr(eng_strerror(ENG_ENONFINITE), "NaN") != NULL);
+    eng_ctx_free(&c);
+    eng_model_free(&m);
+}
+
+/* The tasks layer turns the status into an internal error with the engine's reason: a
+ * damaged model never answers OK with an empty text. */
+TEST(eng_nonfinite_is_a_task_internal_error)
+{
+    task_job job;
+    memset(&job, 0, sizeof job);
+    char msg[256] = "";
+    job.kind = TASK_JOB_GENERATE;
+    job.gen.status = ENG_ENONFINITE;
+    CHECK(task_job_status(&job, msg, sizeof msg) == TASK_EINTERNAL);
+    CHECK_MSG(strstr(msg, "NaN"), "%s", msg);
+    job.kind = TASK_JOB_SCORE;
+    job.gen.status = 0;
+    job.score.status = ENG_ENONFINITE;
+    msg[0] = '\0';
+    CHECK(task_job_status(&job, msg, sizeof msg) == TASK_EINTERNAL);
+    CHECK_MSG(strstr(msg, "NaN"), "%s", msg);
 }

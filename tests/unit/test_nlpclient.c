@@ -1,6 +1,7 @@
 /* libnlpclient against a scripted ROUTER in a thread (no daemon, no model): packing of
  * every task and option, decoding of every reply field, replies out of order, nlpc_call
- * keeping other replies, timeouts and garbage frames. The end-to-end tests against nlpd
+ * keeping other replies, timeouts, garbage frames, oversize requests refused before
+ * sending and the connection events. The end-to-end tests against nlpd
  * are tests/scripts/e2e_*.sh. */
 #include <math.h>
 #include <pthread.h>
@@ -497,4 +498,79 @@ TEST(nlpc_pack_and_decode_without_socket)
     REQUIRE(nlpc_response_decode("", 0, &r) == 0);
     CHECK(r->id == 0 && r->code == NLPC_OK && r->n_results == 0 && !strcmp(r->message, ""));
     nlpc_response_free(&r);
+}
+
+TEST(nlpc_oversize_request_refused_before_sending)
+{
+    mock m;
+    mock_start(&m, 1, 1);
+    char err[256];
+    nlpc_client *c = nlpc_client_new(m.endpoint, err, sizeof err);
+    REQUIRE_MSG(c, "%s", err);
+    nlpc_client_set_max_message(c, 64);
+    char big[200];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    const char *doc = big;
+    nlpc_request rq;
+    nlpc_request_init(&rq, NLPC_TASK_SUMMARIZE);
+    rq.docs = &doc;
+    rq.n_docs = 1;
+    nlpc_response *r = NULL;
+    CHECK(nlpc_send(c, &rq) == NLPC_ETOOBIG);
+    CHECK(nlpc_call(c, &rq, 1000, &r) == NLPC_ETOOBIG && r == NULL);
+    CHECK_MSG(strstr(nlpc_client_error(c), "over the limit of 64") != NULL, "%s",
+              nlpc_client_error(c));
+    CHECK(nlpc_in_flight(c) == 0);
+    CHECK(!strcmp(nlpc_strerror(NLPC_ETOOBIG), "request too large"));
+    /* nothing was sent and no id was used: the next request is id 1 and answered */
+    const char *small = "ok";
+    rq.docs = &small;
+    REQUIRE(nlpc_call(c, &rq, 5000, &r) == 0);
+    CHECK(r->id == 1 && !strcmp(r->results[0].text, "2:ok"));
+    nlpc_response_free(&r);
+    nlpc_client_destroy(&c);
+    mock_stop(&m);
+}
+
+TEST(nlpc_connection_events)
+{
+    char err[256], ep[128];
+    snprintf(ep, sizeof ep, "ipc:///tmp/nlpc-nobody-%d.sock", (int)getpid());
+    nlpc_client *c = nlpc_client_new(ep, err, sizeof err);
+    REQUIRE(c);
+    CHECK(nlpc_client_wait_connected(c, 200) == NLPC_ETIMEOUT);
+    CHECK(strstr(nlpc_client_error(c), "not connected") != NULL);
+    nlpc_conn_info ci;
+    REQUIRE(nlpc_client_conn(c, &ci) == 0);
+    CHECK(ci.connected == 0 && ci.connects == 0 && ci.disconnects == 0);
+    nlpc_client_destroy(&c);
+
+    /* a daemon that answers, then goes away: connected, then one disconnect (the event
+     * that tells a caller its requests in flight will get no reply) */
+    mock m;
+    mock_start(&m, 1, 1);
+    c = nlpc_client_new(m.endpoint, err, sizeof err);
+    REQUIRE(c);
+    REQUIRE(nlpc_client_wait_connected(c, 5000) == 0);
+    REQUIRE(nlpc_client_conn(c, &ci) == 0);
+    CHECK(ci.connected == 1 && ci.connects == 1 && ci.disconnects == 0);
+    const char *d = "x";
+    nlpc_request rq;
+    nlpc_request_init(&rq, NLPC_TASK_SUMMARIZE);
+    rq.docs = &d;
+    rq.n_docs = 1;
+    nlpc_response *r = NULL;
+    REQUIRE(nlpc_call(c, &rq, 5000, &r) == 0);
+    nlpc_response_free(&r);
+    mock_stop(&m);   /* closes the ROUTER */
+    for (int i = 0; i < 500; i++) {
+        nlpc_client_conn(c, &ci);
+        if (ci.disconnects) break;
+        usleep(10000);
+    }
+    CHECK_MSG(ci.disconnects == 1 && ci.connected == 0, "disconnects %llu connected %d",
+              (unsigned long long)ci.disconnects, ci.connected);
+    nlpc_client_destroy(&c);
+    CHECK(!strcmp(nlpc_version(), NLPC_VERSION));
 }

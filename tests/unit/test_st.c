@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- helpers ---- */
@@ -612,4 +613,307 @@ TEST(hfcfg_hostile)
     char err[256] = "";
     CHECK(hf_config_load("/nonexistent/config.json", &c, &(const eng_arch *){ NULL }, err, sizeof err) < 0);
     CHECK(strstr(err, "cannot open") && strstr(err, "/nonexistent/config.json"));
+}
+
+/* ---- in memory: the same parser as the file path ---- */
+
+/* A safetensors image in memory: header (unpadded) + ndata bytes; caller frees. */
+static unsigned char *mem_st(const char *header, const void *data, size_t ndata, size_t *n)
+{
+    size_t hn = strlen(header);
+    *n = 8 + hn + ndata;
+    unsigned char *b = malloc(*n + 1);
+    REQUIRE(b);
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)hn >> (8 * i));
+    memcpy(b + 8, header, hn);
+    if (ndata) memcpy(b + 8 + hn, data, ndata);
+    return b;
+}
+
+TEST(st_open_mem_same_as_file)
+{
+    FILE *in = fopen(th_data("models/tiny-t5/model.safetensors"), "rb");
+    REQUIRE(in);
+    size_t cap = 20u << 20;
+    unsigned char *buf = malloc(cap);
+    REQUIRE(buf);
+    size_t n = fread(buf, 1, cap, in);
+    fclose(in);
+    REQUIRE(n > 1000 && n < cap);
+    char err[512] = "";
+    st_set *f = st_open_dir(th_data("models/tiny-t5"), err, sizeof err);
+    REQUIRE_MSG(f, "%s", err);
+    st_set *m = st_open_mem(buf, n, "mem:tiny-t5", err, sizeof err);
+    REQUIRE_MSG(m, "%s", err);
+    CHECK(st_count(m) == st_count(f));
+    for (int i = 0; i < st_count(f); i++) {
+        const st_tensor *a = st_at(f, i), *b = st_at(m, i);
+        CHECK(!strcmp(a->name, b->name) && a->dtype == b->dtype && a->nbytes == b->nbytes);
+        CHECK(!memcmp(a->shape, b->shape, sizeof a->shape) && !memcmp(a->data, b->data, a->nbytes));
+        CHECK((const unsigned char *)b->data >= buf && (const unsigned char *)b->data + b->nbytes <= buf + n);
+        CHECK(!strcmp(b->file, "mem:tiny-t5"));
+    }
+    st_close(&m);
+    st_close(&f);
+    /* Damage gets the file path's messages, naming the buffer. */
+    m = st_open_mem(buf, n - 100, "mem:cut", err, sizeof err);
+    CHECK(m == NULL);
+    CHECK_MSG(strstr(err, "mem:cut: tensor '") && strstr(err, "past the end of the data region"), "%s", err);
+    m = st_open_mem(buf, 7, "mem:short", err, sizeof err);
+    CHECK(m == NULL && strstr(err, "mem:short: truncated: 7 bytes, too short"));
+    m = st_open_mem(NULL, 0, NULL, err, sizeof err);
+    CHECK(m == NULL && strstr(err, "too short"));
+    free(buf);
+    /* A hand-made image, header unpadded: F16 data wherever that leaves it. */
+    static const uint16_t h[3] = { 0x3c00, 0xc000, 0x7bff };
+    size_t len;
+    unsigned char *img = mem_st("{\"h\":{\"dtype\":\"F16\",\"shape\":[3],\"data_offsets\":[0,6]}}",
+                                h, sizeof h, &len);
+    m = st_open_mem(img, len, "img", err, sizeof err);
+    REQUIRE_MSG(m, "%s", err);
+    const st_tensor *t = st_find(m, "h");
+    CHECK(st_count(m) == 1 && t && t->nbytes == 6 && !memcmp(t->data, h, 6));
+    st_close(&m);
+    free(img);
+    /* A 0-byte file is refused the same way, before any mmap. */
+    const char *dir = st_tmpdir();
+    char path[128];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    write_bytes(path, "", 0);
+    f = st_open_file(path, err, sizeof err);
+    CHECK(f == NULL && strstr(err, "truncated: 0 bytes"));
+    st_rmdir(dir);
+}
+
+TEST(hfcfg_parse_in_memory)
+{
+    eng_config c;
+    char err[256] = "";
+    const char *js = "{\"model_type\":\"t5\",\"d_model\":64}";
+    REQUIRE_MSG(hf_config_parse(js, strlen(js), "mem.json", &c, NULL, err, sizeof err) == 0, "%s", err);
+    CHECK(c.d_model == 64 && c.d_kv == 64);
+    /* not NUL-terminated: only len bytes count */
+    CHECK(hf_config_parse("{\"model_type\":\"t5\"}xx", 19, "mem.json", &c, NULL, err, sizeof err) == 0);
+    CHECK(hf_config_parse(js, 10, "mem.json", &c, NULL, err, sizeof err) < 0);
+    CHECK(strstr(err, "mem.json: not valid JSON"));
+    CHECK(hf_config_parse(NULL, 0, NULL, &c, NULL, err, sizeof err) < 0 && strstr(err, "not valid JSON"));
+}
+
+/* ---- NaN and infinity: the load-time scan ---- */
+
+/* Opens one tensor of `n` values of dtype dt (bits in vals, esz bytes each) placed `skew`
+ * bytes into the data region, and returns st_first_nonfinite of it. */
+static int64_t scan_one(const char *dt, size_t esz, const void *vals, size_t n, size_t skew)
+{
+    char hdr[256];
+    snprintf(hdr, sizeof hdr,
+             "{\"pad\":{\"dtype\":\"BF16\",\"shape\":[%zu],\"data_offsets\":[0,%zu]},"
+             "\"t\":{\"dtype\":\"%s\",\"shape\":[%zu],\"data_offsets\":[%zu,%zu]}}",
+             skew / 2, skew, dt, n, skew, skew + n * esz);
+    unsigned char *data = calloc(1, skew + n * esz + 1);
+    REQUIRE(data);
+    memcpy(data + skew, vals, n * esz);
+    size_t len;
+    unsigned char *img = mem_st(hdr, data, skew + n * esz, &len);
+    char err[256];
+    st_set *s = st_open_mem(img, len, "scan", err, sizeof err);
+    REQUIRE_MSG(s, "%s", err);
+    int64_t r = st_first_nonfinite(st_find(s, "t"));
+    st_close(&s);
+    free(img);
+    free(data);
+    return r;
+}
+
+TEST(st_nonfinite_scan)
+{
+    enum { N = 200 }; /* three whole blocks of 64 and a tail of 8 */
+    static const struct {
+        const char *dt;
+        size_t esz;
+        uint32_t fin[6];   /* finite edge values: max, -max, smallest subnormal, -0, 1, -1 */
+        uint32_t bad[4];   /* +inf, -inf, quiet NaN, NaN with the sign set */
+    } kinds[] = {
+        { "F32", 4, { 0x7f7fffff, 0xff7fffff, 0x00000001, 0x80000000, 0x3f800000, 0xbf800000 },
+          { 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001 } },
+        { "F16", 2, { 0x7bff, 0xfbff, 0x0001, 0x8000, 0x3c00, 0xbc00 },
+          { 0x7c00, 0xfc00, 0x7e00, 0xfc01 } },
+        { "BF16", 2, { 0x7f7f, 0xff7f, 0x0001, 0x8000, 0x3f80, 0xbf80 },
+          { 0x7f80, 0xff80, 0x7fc0, 0xff81 } },
+    };
+    static const size_t at[] = { 0, 63, 64, 130, 191, 192, 199 };
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        unsigned char v[N * 4];
+        size_t esz = kinds[k].esz;
+        for (size_t i = 0; i < N; i++) {
+            uint32_t x = kinds[k].fin[i % 6];
+            memcpy(v + i * esz, &x, esz); /* little-endian: the low bytes */
+        }
+        for (size_t skew = 0; skew <= 2; skew += 2) { /* F32 data 2 bytes off alignment too */
+            CHECK_MSG(scan_one(kinds[k].dt, esz, v, N, skew) == -1, "%s: finite values flagged",
+                      kinds[k].dt);
+            for (size_t b = 0; b < 4; b++)
+                for (size_t a = 0; a < sizeof at / sizeof at[0]; a++) {
+                    unsigned char w[N * 4];
+                    memcpy(w, v, sizeof w);
+                    memcpy(w + at[a] * esz, &kinds[k].bad[b], esz);
+                    /* a second bad value later: the first is reported */
+                    if (at[a] + 5 < N) memcpy(w + (at[a] + 5) * esz, &kinds[k].bad[b], esz);
+                    int64_t r = scan_one(kinds[k].dt, esz, w, N, skew);
+                    CHECK_MSG(r == (int64_t)at[a], "%s bits %#x at %zu (skew %zu): got %lld",
+                              kinds[k].dt, (unsigned)kinds[k].bad[b], at[a], skew, (long long)r);
+                }
+        }
+        /* short tensors (tail only) and an empty one */
+        CHECK(scan_one(kinds[k].dt, esz, kinds[k].bad, 1, 0) == 0);
+        CHECK(scan_one(kinds[k].dt, esz, v, 0, 0) == -1);
+    }
+}
+
+/* ---- duplicate JSON keys: the last wins, as in Python ---- */
+
+TEST(st_json_last_wins_helper)
+{
+    cJSON *o = cJSON_Parse("{\"a\":1,\"b\":2,\"a\":3,\"c\":{\"x\":1,\"x\":2},\"b\":4,\"a\":5}");
+    REQUIRE(o);
+    REQUIRE(st_json_last_wins(o) == 0);
+    CHECK(cJSON_GetArraySize(o) == 3);
+    CHECK(cJSON_GetObjectItemCaseSensitive(o, "a")->valueint == 5);
+    CHECK(cJSON_GetObjectItemCaseSensitive(o, "b")->valueint == 4);
+    /* only the object given: nested ones are for their readers to pass */
+    CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(o, "c")) == 2);
+    cJSON_Delete(o);
+    /* many members (past the on-stack array), case-sensitive keys */
+    cJSON *m = cJSON_CreateObject();
+    for (int i = 0; i < 300; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i % 100);
+        cJSON_AddNumberToObject(m, k, i);
+    }
+    cJSON_AddNumberToObject(m, "K1", -1);
+    REQUIRE(st_json_last_wins(m) == 0);
+    CHECK(cJSON_GetArraySize(m) == 101);
+    CHECK(cJSON_GetObjectItemCaseSensitive(m, "k7")->valueint == 207);
+    CHECK(cJSON_GetObjectItemCaseSensitive(m, "K1")->valueint == -1);
+    cJSON_Delete(m);
+    cJSON *arr = cJSON_Parse("[1,1]");
+    CHECK(st_json_last_wins(arr) == 0 && cJSON_GetArraySize(arr) == 2);
+    cJSON_Delete(arr);
+    CHECK(st_json_last_wins(NULL) == 0);
+}
+
+TEST(hfcfg_duplicate_keys_last_wins)
+{
+    eng_config c;
+    char err[512] = "";
+    /* the first value would be refused; the last one is what HF reads */
+    REQUIRE_MSG(load_cfg_text("{\"model_type\":\"pegasus\",\"model_type\":\"t5\",\"d_model\":\"x\","
+                              "\"d_model\":64,\"feed_forward_proj\":\"relu\","
+                              "\"feed_forward_proj\":\"gated-gelu\",\"tie_word_embeddings\":true,"
+                              "\"tie_word_embeddings\":false,\"layer_norm_epsilon\":1e-6,"
+                              "\"layer_norm_epsilon\":1e-5,\"num_decoder_layers\":2,"
+                              "\"num_decoder_layers\":null}", &c, err, sizeof err) == 0, "%s", err);
+    CHECK(c.d_model == 64 && c.arch.gated == 1 && c.arch.tied == 0 && c.arch.norm_eps == 1e-5f);
+    CHECK(c.num_decoder_layers == c.num_layers); /* null last: the default */
+    /* and a bad last value is refused even after a good first one */
+    expect_cfg_err("{\"model_type\":\"t5\",\"model_type\":\"pegasus\"}",
+                   "unknown model_type 'pegasus'");
+    expect_cfg_err("{\"model_type\":\"t5\",\"d_model\":64,\"d_model\":1e12}", "key 'd_model'");
+    expect_cfg_err("{\"model_type\":\"t5\",\"vocab_size\":100,\"eos_token_id\":1,\"eos_token_id\":100}",
+                   "key 'eos_token_id' = 100 not below vocab_size");
+}
+
+TEST(st_duplicate_keys_last_wins)
+{
+    /* inside a tensor's entry */
+    static const float four[4] = { 1, 2, 3, 4 };
+    size_t n;
+    char err[512] = "";
+    unsigned char *img = mem_st("{\"w\":{\"dtype\":\"I64\",\"shape\":[9],\"data_offsets\":[0,0],"
+                                "\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}",
+                                four, sizeof four, &n);
+    st_set *s = st_open_mem(img, n, "dup", err, sizeof err);
+    REQUIRE_MSG(s, "%s", err);
+    const st_tensor *t = st_find(s, "w");
+    CHECK(t && t->dtype == ST_F32 && t->ndim == 2 && t->shape[1] == 2 && t->nbytes == 16);
+    st_close(&s);
+    free(img);
+    img = mem_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16],\"dtype\":\"BF16\"}}",
+                 four, sizeof four, &n);
+    s = st_open_mem(img, n, "dup", err, sizeof err);
+    CHECK(s == NULL && strstr(err, "(4 elements of BF16)"));
+    free(img);
+    /* a tensor named twice in one header stays an error (see st.h) */
+    expect_st_err("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+                  "\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[16,32]}}", 32,
+                  "duplicate tensor name", "'a'");
+
+    /* the sharded index: a tensor listed twice is in the shard named last */
+    st_set *src = NULL;
+    const char *dir = make_sharded(&src, ",\"shared.weight\":\"model-00002-of-00002.safetensors\"");
+    expect_dir_err(dir, "found in", "shared.weight"); /* last names the wrong shard */
+    const st_tensor *sw = st_find(src, "shared.weight");
+    int i_sw = 0;
+    while (st_at(src, i_sw) != sw) i_sw++;
+    char extra[160];
+    snprintf(extra, sizeof extra, ",\"shared.weight\":\"nowhere.safetensors\","
+             "\"shared.weight\":\"model-0000%d-of-00002.safetensors\"", i_sw % 2 + 1);
+    write_index(src, dir, extra); /* the bogus shard is overridden: never opened */
+    s = st_open_dir(dir, err, sizeof err);
+    CHECK_MSG(s != NULL, "%s", err);
+    st_close(&s);
+    /* "weight_map" itself twice: the last one */
+    char path[256];
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    write_text(path, "{\"weight_map\":{\"x\":\"../etc\"},\"weight_map\":{}}");
+    expect_dir_err(dir, "weight_map is empty", NULL);
+    st_close(&src);
+    st_rmdir(dir);
+}
+
+/* ---- other hostile directory contents ---- */
+
+TEST_TIMEOUT(st_fifo_refused_not_waited_on, 20)
+{
+    /* open() of a FIFO blocks until a writer comes: it must be refused instead */
+    const char *dir = st_tmpdir();
+    char path[128], err[512] = "";
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    REQUIRE(mkfifo(path, 0600) == 0);
+    st_set *s = st_open_dir(dir, err, sizeof err);
+    CHECK(s == NULL);
+    CHECK_MSG(strstr(err, "not a regular file") && strstr(err, path), "%s", err);
+    st_rmdir(dir);
+}
+
+TEST_TIMEOUT(st_small_json_files_fifo_and_size, 20)
+{
+    /* config.json and the shard index as FIFOs: refused, not waited on */
+    const char *dir = st_tmpdir();
+    char path[128], err[512] = "";
+    eng_config c;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    REQUIRE(mkfifo(path, 0600) == 0);
+    CHECK(hf_config_load(path, &c, NULL, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "not a regular file") && strstr(err, path), "%s", err);
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    REQUIRE(mkfifo(path, 0600) == 0);
+    st_set *s = st_open_dir(dir, err, sizeof err);
+    CHECK(s == NULL);
+    CHECK_MSG(strstr(err, "not a regular file") && strstr(err, path), "%s", err);
+    st_rmdir(dir);
+    /* config.json of exactly the 4 MiB limit loads; one byte more does not */
+    size_t lim = (size_t)4 << 20;
+    char *big = malloc(lim + 2);
+    REQUIRE(big);
+    memset(big, ' ', lim + 1);
+    memcpy(big, "{\"model_type\":\"t5\"}", 19);
+    big[lim] = '\0';
+    eng_config c2;
+    char e2[512] = "";
+    CHECK_MSG(load_cfg_text(big, &c2, e2, sizeof e2) == 0, "%s", e2);
+    big[lim] = ' ';
+    big[lim + 1] = '\0';
+    expect_cfg_err(big, "too large (limit 4194304 bytes)");
+    free(big);
 }

@@ -827,6 +827,79 @@ TEST(task_qa_single_and_chunked)
     fx_free(&f);
 }
 
+/* qa's chunks through the tokenizer interface (tok_word_start, tok_specials) are the
+ * ones it built from SentencePiece pieces before: word starts are pieces beginning with
+ * U+2581, a chunk is prefix + context slice + suffix + EOS. Rebuilt here the old way and
+ * compared id for id, on a tokenizer opened from a model directory. */
+TEST(task_qa_chunks_as_from_pieces)
+{
+    fx g;
+    fx_init(&g, 80);
+    char err[256];
+    tok_free(&g.tok);
+    g.tok = tok_open_dir(th_data("models/tiny-flan"), err, sizeof err);
+    REQUIRE_MSG(g.tok, "tok_open_dir: %s", err);
+    g.env.tok = g.tok;
+    g.conf->qa_overlap = 12;
+    char ctx[8192] = "";
+    const char *parts[] = { "Die Brücke über den Fluss wurde 1887 gebaut. ",
+                            "Unbelievably, the re-opening (scheduled for 2025) slipped again. ",
+                            "東京の人口は多い。", "C'est l'été à Montréal, n'est-ce pas? ",
+                            "x <extra_id_4> y " };
+    for (int i = 0; i < 40; i++) strcat(ctx, parts[i % 5]);
+    task_input in = input(TASK_QA, ctx);
+    in.question = "When was the bridge built?";
+    task_doc doc;
+    REQUIRE_MSG(task_prepare(&g.env, &in, &doc, err, sizeof err) == 0, "%s", err);
+
+    /* The old way. */
+    const char *tmpl = g.conf->spec[TASK_QA].prompt;
+    const char *at = strstr(tmpl, "{context}");
+    REQUIRE(at && !at[strlen("{context}")]);   /* the default prompt ends with it */
+    char *pre_t = strndup(tmpl, (size_t)(at - tmpl));
+    static const char *const names[] = { "question" };
+    const char *vals[] = { in.question };
+    size_t lens[] = { strlen(in.question) }, plen;
+    char *pre = task_fill(pre_t, names, vals, lens, 1, &plen);
+    REQUIRE(pre);
+    int np, nc;
+    int32_t *pre_ids = enc(&g, pre, 0, &np), *ctx_ids = enc(&g, ctx, 0, &nc);
+    uint8_t *ws = malloc((size_t)nc + 1);
+    REQUIRE(ws);
+    int differ = 0;
+    for (int i = 0; i < nc; i++) {
+        const char *piece = tok_piece(g.tok, ctx_ids[i]);
+        ws[i] = piece && !strncmp(piece, "\xe2\x96\x81", 3);
+        differ += ws[i] != tok_word_start(g.tok, ctx_ids[i]);
+    }
+    ws[nc] = 1;
+    CHECK(differ == 0);
+    int window = 80 - np - 0 - 1;
+    int overlap = g.conf->qa_overlap < window / 2 ? g.conf->qa_overlap : window / 2;
+    task_span *ch = NULL;
+    int k = task_qa_chunks(nc, window, overlap, ws, &ch);
+    REQUIRE(k >= 3);
+    CHECK_MSG(doc.n_jobs == k, "%d jobs, %d chunks the old way", doc.n_jobs, k);
+    for (int c = 0; c < k && c < doc.n_jobs; c++) {
+        int n = np + (int)ch[c].len + 1;
+        int32_t *want = malloc((size_t)n * sizeof *want);
+        REQUIRE(want);
+        memcpy(want, pre_ids, (size_t)np * sizeof *want);
+        memcpy(want + np, ctx_ids + ch[c].off, ch[c].len * sizeof *want);
+        want[n - 1] = 1;
+        CHECK_MSG(same_ids(doc.jobs[c].ids, doc.jobs[c].n_ids, want, n), "chunk %d differs", c);
+        free(want);
+    }
+    free(ch);
+    free(ws);
+    free(pre_ids);
+    free(ctx_ids);
+    free(pre);
+    free(pre_t);
+    task_doc_clear(&doc);
+    fx_free(&g);
+}
+
 TEST(task_empty_text_is_einval)
 {
     fx f;

@@ -662,3 +662,277 @@ TEST(tok_golden_engine_inputs)
     CHECK(checked >= 2);
     tok_free(&t);
 }
+
+/* ---- the tokenizer interface: spans, word starts, special ids, directory dispatch ---- */
+
+/* Checks tok_encode_spans against one array of golden/tok_spans.json (the sentencepiece
+ * library's own ids and begin/end offsets). Returns the cases checked. */
+static int tok_t_spans_cases(const tok_model *t, const cJSON *cases, const char *what)
+{
+    static int32_t ids[8192];
+    static tok_span sp[8192];
+    int n = 0, bad = 0;
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cases)
+    {
+        const char *text = cJSON_GetObjectItemCaseSensitive(c, "text")->valuestring;
+        const cJSON *wid = cJSON_GetObjectItemCaseSensitive(c, "ids");
+        const cJSON *wsp = cJSON_GetObjectItemCaseSensitive(c, "spans");
+        size_t len = strlen(text);
+        int k = tok_encode_spans(t, text, len, 0, ids, sp, 8192);
+        int same = k == cJSON_GetArraySize(wid) && k == cJSON_GetArraySize(wsp);
+        int at = 0;
+        for (; same && at < k; at++) {
+            const cJSON *s = cJSON_GetArrayItem(wsp, at);
+            same = ids[at] == cJSON_GetArrayItem(wid, at)->valueint &&
+                   sp[at].begin == (size_t)cJSON_GetArrayItem(s, 0)->valueint &&
+                   sp[at].end == (size_t)cJSON_GetArrayItem(s, 1)->valueint;
+        }
+        if (!same && ++bad <= 5)
+            CHECK_MSG(0, "%s '%.50s': %d ids; first difference at %d: ours %d [%zu, %zu)", what,
+                      text, k, at - 1, at > 0 ? ids[at - 1] : -1, at > 0 ? sp[at - 1].begin : 0,
+                      at > 0 ? sp[at - 1].end : 0);
+        /* What tok.h promises of any tokenizer: in the text, never backwards. */
+        for (int i = 0; i < k; i++) {
+            CHECK(sp[i].begin <= sp[i].end && sp[i].end <= len);
+            if (i) CHECK(sp[i - 1].end <= sp[i].begin);
+        }
+        n++;
+    }
+    CHECK_MSG(bad == 0, "%s: %d of %d cases differ from the library's offsets", what, bad, n);
+    return n;
+}
+
+TEST(tok_golden_spans)
+{
+    char *js = tok_t_slurp(th_data("golden/tok_spans.json"), NULL);
+    REQUIRE(js);
+    cJSON *root = cJSON_Parse(js);
+    free(js);
+    REQUIRE(root);
+    tok_model *t = tok_t_load();
+    CHECK(tok_t_spans_cases(t, cJSON_GetObjectItemCaseSensitive(root, "t5"), "t5") >= 500);
+    tok_free(&t);
+
+    /* Byte fallback (the last byte piece of a character holds its span) and
+     * user-defined pieces. */
+    size_t mlen;
+    uint8_t *mbuf = tok_t_variant(&mlen);
+    char err[256] = "";
+    t = tok_load_mem(mbuf, mlen, err, sizeof err);
+    REQUIRE_MSG(t, "variant model: %s", err);
+    CHECK(tok_t_spans_cases(t, cJSON_GetObjectItemCaseSensitive(root, "variant"), "variant") >=
+          500);
+    tok_free(&t);
+    free(mbuf);
+    cJSON_Delete(root);
+}
+
+/* Spans with what the library does not see: sentinels, EOS, a short buffer. */
+TEST(tok_spans_contract)
+{
+    tok_model *t = tok_t_load();
+    const char *s = "The <extra_id_0> walks  ";
+    size_t len = strlen(s);
+    int32_t ids[16], plain[16];
+    tok_span sp[16];
+    int n = tok_encode_spans(t, s, len, TOK_ADD_SPECIAL, ids, sp, 16);
+    REQUIRE(n == 4);
+    CHECK(n == tok_encode(t, s, len, TOK_ADD_SPECIAL, plain, 16) &&
+          !memcmp(ids, plain, sizeof *ids * 4));
+    CHECK(ids[0] == 37 && sp[0].begin == 0 && sp[0].end == 3);      /* ▁The: "The" */
+    CHECK(ids[1] == 32099 && sp[1].begin == 4 && sp[1].end == 16);  /* the marker */
+    /* ▁walks: a segment starts like a text, its leading space dropped, so the span
+     * starts at the letter; trailing spaces are dropped too. EOS sits at the end. */
+    CHECK_MSG(ids[2] == 10681 && sp[2].begin == 17 && sp[2].end == 22, "[%zu, %zu)",
+              sp[2].begin, sp[2].end);
+    /* Inside a segment, the space before a word is in the word's span. */
+    n = tok_encode_spans(t, "Hello world", 11, 0, ids, sp, 16);
+    CHECK(n == 2 && sp[0].begin == 0 && sp[0].end == 5 && sp[1].begin == 5 && sp[1].end == 11);
+    CHECK(ids[3] == 1 && sp[3].begin == len && sp[3].end == len);
+
+    /* A short buffer: the first cap ids and spans, the full count. */
+    tok_span few[2] = { { 99, 99 }, { 99, 99 } };
+    int32_t fid[2] = { -7, -7 };
+    CHECK(tok_encode_spans(t, s, len, TOK_ADD_SPECIAL, fid, few, 1) == 4);
+    CHECK(fid[0] == 37 && few[0].end == 3 && fid[1] == -7 && few[1].begin == 99);
+    CHECK(tok_encode_spans(t, "\xff", 1, 0, ids, sp, 16) == TOK_EINVAL);
+    CHECK(tok_encode_spans(t, "", 0, TOK_ADD_SPECIAL, ids, sp, 16) == 1 && sp[0].begin == 0);
+
+    /* A run of unknown characters is one unk id spanning all of them. */
+    const char *u = "a \xf0\x9f\x98\x80\xf0\x9f\x98\x80 b";   /* two emoji */
+    n = tok_encode_spans(t, u, strlen(u), 0, ids, sp, 16);
+    int unk = -1;
+    for (int i = 0; i < n; i++)
+        if (ids[i] == tok_unk_id(t)) unk = i;
+    REQUIRE(unk >= 0);
+    CHECK_MSG(sp[unk].begin == 2 && sp[unk].end == 10, "unk span [%zu, %zu)", sp[unk].begin,
+              sp[unk].end);
+    tok_free(&t);
+}
+
+/* tok_word_start is what qa computed from the pieces before it existed: a piece that
+ * starts with U+2581. Sentinels, control pieces and ids out of range are not. */
+TEST(tok_word_start_is_the_piece_rule)
+{
+    tok_model *t = tok_t_load();
+    int starts = 0;
+    for (int32_t id = -2; id < tok_vocab_size(t) + 102; id++) {
+        const char *p = tok_piece(t, id);
+        int want = p && !strncmp(p, "\xe2\x96\x81", 3);
+        CHECK_MSG(tok_word_start(t, id) == want, "id %d '%s'", id, p ? p : "(none)");
+        starts += want;
+    }
+    CHECK(starts > 10000);
+    CHECK(!tok_word_start(t, tok_eos_id(t)) && !tok_word_start(t, 32099));
+    CHECK(tok_word_start(t, 37) && !tok_word_start(t, 5));   /* ▁The, "." */
+    tok_free(&t);
+}
+
+TEST(tok_special_ids_and_sentinels)
+{
+    tok_model *t = tok_t_load();
+    CHECK(strcmp(tok_kind(t), "sentencepiece-unigram") == 0);
+    CHECK(tok_bos_id(t) == -1);
+    tok_special_ids sp = tok_specials(t);
+    CHECK(sp.n_head == 0 && sp.n_tail == 1 && sp.tail[0] == tok_eos_id(t));
+    CHECK(tok_sentinel_id(t, 0) == 32099 && tok_sentinel_id(t, 99) == 32000);
+    CHECK(tok_sentinel_id(t, 100) == -1 && tok_sentinel_id(t, -1) == -1);
+    for (int i = 0; i < 100; i++) CHECK(tok_is_sentinel(t, tok_sentinel_id(t, i)));
+    /* TOK_ADD_SPECIAL is the text's ids with the head before and the tail after. */
+    int32_t a[64], b[64];
+    const char *s = "Specials go around the text.";
+    int na = tok_encode(t, s, strlen(s), TOK_ADD_SPECIAL, a, 64);
+    int nb = tok_encode(t, s, strlen(s), 0, b, 64);
+    REQUIRE(na == nb + sp.n_head + sp.n_tail);
+    CHECK(!memcmp(a + sp.n_head, b, sizeof *b * (size_t)nb));
+    CHECK(a[na - 1] == sp.tail[0]);
+    /* NULL model: harmless answers. */
+    CHECK(tok_specials(NULL).n_tail == 0 && tok_sentinel_id(NULL, 0) == -1 &&
+          !tok_word_start(NULL, 37) && tok_bos_id(NULL) == -1);
+    tok_free(&t);
+}
+
+/* A scratch model directory; the caller removes it with tok_t_rmdir. */
+static char *tok_t_mkdir(char *tmpl)
+{
+    char *d = mkdtemp(tmpl);
+    REQUIRE(d);
+    return d;
+}
+
+static void tok_t_put(const char *dir, const char *name, const void *buf, size_t len)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f);
+    REQUIRE(fwrite(buf, 1, len, f) == len);
+    fclose(f);
+}
+
+static void tok_t_rmdir(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+}
+
+TEST(tok_open_dir_dispatch)
+{
+    char err[512] = "";
+    /* A directory with spiece.model: the SentencePiece tokenizer, as tok_load gives it. */
+    tok_model *d = tok_open_dir(th_data("models/tiny-t5"), err, sizeof err);
+    REQUIRE_MSG(d, "tok_open_dir: %s", err);
+    tok_model *f = tok_t_load();
+    CHECK(strcmp(tok_kind(d), "sentencepiece-unigram") == 0);
+    CHECK(tok_vocab_size(d) == 32000 && tok_eos_id(d) == 1);
+    int32_t a[64], b[64];
+    const char *s = "Dispatch by the directory's files <extra_id_3>.";
+    int na = tok_encode(d, s, strlen(s), TOK_ADD_SPECIAL, a, 64);
+    CHECK(na > 0 && na == tok_encode(f, s, strlen(s), TOK_ADD_SPECIAL, b, 64) &&
+          !memcmp(a, b, sizeof *a * (size_t)na));
+    tok_free(&d);
+    tok_free(&f);
+    /* tok_open: a directory or a file. */
+    d = tok_open(th_data("t5"), err, sizeof err);
+    CHECK_MSG(d != NULL, "tok_open(dir): %s", err);
+    tok_free(&d);
+    d = tok_open(th_data("t5/spiece.model"), err, sizeof err);
+    CHECK_MSG(d != NULL, "tok_open(file): %s", err);
+    tok_free(&d);
+
+    /* A directory with none of the known files: the error names it and what was
+     * looked for. */
+    char t1[] = "/tmp/nlp_tok_dir_XXXXXX";
+    char *dir = tok_t_mkdir(t1);
+    tok_t_put(dir, "config.json", "{}", 2);
+    err[0] = '\0';
+    CHECK(tok_open_dir(dir, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, dir) && strstr(err, "spiece.model") && strstr(err, "no tokenizer"),
+              "err: %s", err);
+    err[0] = '\0';
+    CHECK(tok_open(dir, err, sizeof err) == NULL && strstr(err, "spiece.model"));
+
+    /* A damaged spiece.model: the error names the file. */
+    char junk[2048];
+    unsigned x = 777;
+    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (char)((x = x * 1103515245u + 12345u) >> 16);
+    tok_t_put(dir, "spiece.model", junk, sizeof junk);
+    char want[600];
+    snprintf(want, sizeof want, "%s/spiece.model", dir);
+    err[0] = '\0';
+    CHECK(tok_open_dir(dir, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, want) && strstr(err, "not a sentencepiece model"), "err: %s", err);
+    /* Truncated, and empty. */
+    size_t len;
+    char *buf = tok_t_slurp(th_data("t5/spiece.model"), &len);
+    REQUIRE(buf);
+    tok_t_put(dir, "spiece.model", buf, len / 2);
+    err[0] = '\0';
+    CHECK(tok_open_dir(dir, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, want) != NULL, "err: %s", err);
+    tok_t_put(dir, "spiece.model", "", 0);
+    err[0] = '\0';
+    CHECK(tok_open_dir(dir, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, want) && strstr(err, "empty"), "err: %s", err);
+    free(buf);
+    tok_t_rmdir(dir);
+
+    /* No such directory; a file where a directory belongs. */
+    err[0] = '\0';
+    CHECK(tok_open_dir("/nonexistent/model", err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "/nonexistent/model") != NULL, "err: %s", err);
+    err[0] = '\0';
+    CHECK(tok_open_dir(th_data("t5/spiece.model"), err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "not a directory") != NULL, "err: %s", err);
+    CHECK(tok_open_dir(NULL, err, sizeof err) == NULL);
+}
+
+/* nlprun tokenize / detokenize take a model directory too, with the same output. */
+TEST(tok_nlprun_cli_dir)
+{
+    char cmd[1024], line[256] = "";
+    snprintf(cmd, sizeof cmd, "echo 'Hello world' | %s/nlprun tokenize --tokenizer %s",
+             th_build(), th_data("models/tiny-flan"));
+    FILE *p = popen(cmd, "r");
+    REQUIRE(p);
+    if (!fgets(line, sizeof line, p)) line[0] = '\0';
+    CHECK(pclose(p) == 0);
+    CHECK_MSG(strcmp(line, "8774 296 1\n") == 0, "got: %s", line);
+    snprintf(cmd, sizeof cmd, "echo '8774 296 1' | %s/nlprun detokenize --tokenizer %s",
+             th_build(), th_data("models/tiny-flan"));
+    p = popen(cmd, "r");
+    REQUIRE(p);
+    if (!fgets(line, sizeof line, p)) line[0] = '\0';
+    CHECK(pclose(p) == 0);
+    CHECK_MSG(strcmp(line, "Hello world\n") == 0, "got: %s", line);
+    /* A directory without a tokenizer: exit 1, the reason on stderr. */
+    snprintf(cmd, sizeof cmd, "%s/nlprun tokenize --tokenizer %s </dev/null 2>&1 >/dev/null",
+             th_build(), th_data("golden"));
+    p = popen(cmd, "r");
+    REQUIRE(p);
+    if (!fgets(line, sizeof line, p)) line[0] = '\0';
+    CHECK(WEXITSTATUS(pclose(p)) == 1);
+    CHECK_MSG(strstr(line, "spiece.model") != NULL, "stderr: %s", line);
+}
