@@ -32,20 +32,20 @@ static void cl_pass(eng_ctx *c, eng_cls_req *reqs, const int *run, const int *eo
     int D = m->cfg.d_model, T = 0;
     for (int i = 0; i < k; i++) {
         const eng_cls_req *r = &reqs[run[i]];
-        c->tok_off[i] = T;
-        c->enc_off[i] = T;
-        c->enc_len[i] = r->n_ids;
-        memcpy(c->enc_ids + T, r->ids, (size_t)r->n_ids * sizeof *r->ids);
-        c->cls_dec[T] = m->cfg.decoder_start_token_id;   /* shift right */
-        memcpy(c->cls_dec + T + 1, r->ids, (size_t)(r->n_ids - 1) * sizeof *r->ids);
+        c->w.tok_off[i] = T;
+        c->w.enc_off[i] = T;
+        c->w.enc_len[i] = r->n_ids;
+        memcpy(c->w.enc_ids + T, r->ids, (size_t)r->n_ids * sizeof *r->ids);
+        c->cl.dec[T] = m->cfg.decoder_start_token_id;   /* shift right */
+        memcpy(c->cl.dec + T + 1, r->ids, (size_t)(r->n_ids - 1) * sizeof *r->ids);
         T += r->n_ids;
     }
-    c->tok_off[k] = T;
-    f->encode(c, c->enc_ids, c->tok_off, k, 0);
-    f->decode_full(c, c->cls_dec, c->tok_off, k, c->enc_off, c->enc_len, NULL, NULL);
-    float *h = c->cls_h, *y = c->cls_h + (size_t)k * D;   /* [k, D] each */
+    c->w.tok_off[k] = T;
+    f->encode(c, c->w.enc_ids, c->w.tok_off, k, 0);
+    f->decode_full(c, c->cl.dec, c->w.tok_off, k, c->w.enc_off, c->w.enc_len, NULL, NULL);
+    float *h = c->cl.h, *y = c->cl.h + (size_t)k * D;   /* [k, D] each */
     for (int i = 0; i < k; i++)
-        memcpy(h + (size_t)i * D, c->h + (size_t)(c->tok_off[i] + eos[i]) * D,
+        memcpy(h + (size_t)i * D, c->w.h + (size_t)(c->w.tok_off[i] + eos[i]) * D,
                (size_t)D * sizeof *h);
     eng_lin_apply(&m->cls_dense, h, k, y);
     for (size_t i = 0; i < (size_t)k * D; i++) y[i] = tanhf(y[i]);
@@ -65,7 +65,7 @@ int eng_classify(eng_ctx *c, eng_cls_req *reqs, int n)
     if (c->m->cfg.num_labels <= 0) return ENG_EINVAL;   /* no classification head */
     eng_set_threads(c->m->n_threads);
     int R = c->p.max_rows, BT = c->p.max_batch_tokens;
-    int *run = c->cls_run, *eos = c->cls_eos;
+    int *run = c->cl.run, *eos = c->cl.eos;
     int k = 0, tokens = 0;
     for (int i = 0; i <= n; i++) {
         int e = 0;

@@ -48,100 +48,118 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     c->max_len = imax(imax(q.max_input_len, c->max_pos), q.max_cand_len);
     /* Candidates of one scoring run: as many as the token workspace (>= max_batch_tokens
      * rows) holds at max_cand_len each, so batching labels costs no extra memory. */
-    c->max_cand_total = imax(q.max_cands, imax(q.max_rows, q.max_batch_tokens / q.max_cand_len));
-    c->max_tok = imax(imax(q.max_batch_tokens, c->max_cand_total * q.max_cand_len),
+    c->s.max_cand_total = imax(q.max_cands, imax(q.max_rows, q.max_batch_tokens / q.max_cand_len));
+    c->max_tok = imax(imax(q.max_batch_tokens, c->s.max_cand_total * q.max_cand_len),
                       imax(q.max_rows, c->max_pos));
     size_t T = (size_t)c->max_tok, D = (size_t)cf->d_model, I = (size_t)model->inner;
     size_t F = (size_t)cf->d_ff, V = (size_t)cf->vocab_size, H = (size_t)cf->num_heads;
     size_t R = (size_t)q.max_rows, L = (size_t)c->max_len, BT = (size_t)q.max_batch_tokens;
     size_t NL = (size_t)cf->num_decoder_layers, P = (size_t)c->max_pos;
-    c->kv_block = model->arch->fwd->kv_floats(model, c->max_pos);
+    c->w.kv_block = model->arch->fwd->kv_floats(model, c->max_pos);
     int rel = cf->arch.pos == ENG_POS_RELATIVE;
-    /* Large buffers come from malloc (untouched pages cost no memory until used): the KV
-     * pool is max_rows * layers * 2 * (max_new_tokens + 1) * inner floats. */
-    int bad = 0;
-#define ALLOC(ptr, n) bad |= !((ptr) = malloc((size_t)(n) * sizeof *(ptr)))
-    ALLOC(c->x, T * D);
-    ALLOC(c->h, T * D);
-    ALLOC(c->q, T * I);
-    ALLOC(c->k, T * I);
-    ALLOC(c->v, T * I);
-    ALLOC(c->att, T * I);
-    ALLOC(c->ff0, T * F);
-    ALLOC(c->ff1, T * F);
-    /* a thread's head of one sequence [L, L] each, or a decode step's rows [max_rows, L] */
-    size_t SL = (size_t)model->n_threads * L;
-    ALLOC(c->scores, (SL > R ? SL : R) * L);
-    c->keys_ld = (int)((L + 15) & ~(size_t)15) + 16;
-    ALLOC(c->keys_t, (size_t)model->n_threads * cf->d_kv * c->keys_ld);
-    ALLOC(c->enc_out, BT * D);
-    ALLOC(c->cross_k, NL * BT * I);
-    ALLOC(c->cross_v, NL * BT * I);
-    if (rel) {   /* the bucketed bias by relative position, per head */
-        ALLOC(c->enc_bias, H * (2 * L - 1));
-        ALLOC(c->dec_bias, H * L);
-    }
-    ALLOC(c->pos_ids, T);
-    ALLOC(c->cls_dec, BT);
-    ALLOC(c->cls_h, 2 * R * D);
-    ALLOC(c->cls_run, R);
-    ALLOC(c->cls_eos, R);
-    ALLOC(c->kv, R * c->kv_block);
-    c->logit_rows = imax(q.max_rows, ENG_SCORE_CHUNK);
-    ALLOC(c->logits, (size_t)c->logit_rows * V);
-    ALLOC(c->hist, R * (P + 1));
-    ALLOC(c->hist2, (R + 1) * (P + 1));
-    ALLOC(c->row_block, R);
-    ALLOC(c->row_block2, R);
-    ALLOC(c->act, R);
-    ALLOC(c->parent, R);
-    ALLOC(c->act_tok, R);
-    ALLOC(c->block_used, R);
-    ALLOC(c->row_score, R);
-    ALLOC(c->row_score2, R);
-    ALLOC(c->row_done, R);
-    ALLOC(c->row_len, R);
-    ALLOC(c->row_rng, R);
-    ALLOC(c->fin_tok, R * (size_t)q.max_new_tokens);
-    ALLOC(c->fin_len, R);
-    ALLOC(c->fin_score, R);
-    ALLOC(c->fin_sum, R);
-    ALLOC(c->cand_score, 2 * R * R);
-    ALLOC(c->cand_tok, 2 * R * R);
-    ALLOC(c->cand_beam, 2 * R * R);
+    /* Two passes over one list: the first adds up the sizes (each buffer 64-byte
+     * aligned), the second carves the buffers out of the one allocation. calloc's large
+     * blocks are fresh zero pages: a buffer costs memory only once it is used (the KV
+     * pool is max_rows * layers * 2 * (max_new_tokens + 1) * inner floats). */
     size_t NT = (size_t)model->n_threads;
-    ALLOC(c->sort_val, NT * V);
-    ALLOC(c->sort_idx, NT * V);
-    ALLOC(c->enc_off, R + 1);
-    ALLOC(c->enc_len, R + 1);
-    ALLOC(c->tok_off, R + 1);
-    ALLOC(c->cand_off, (size_t)c->max_cand_total + 1);
-    ALLOC(c->node_tok, (size_t)c->max_cand_total * q.max_cand_len);
-    ALLOC(c->cand_lp, c->max_cand_total);
-    ALLOC(c->tree_eoff, c->max_cand_total);
-    ALLOC(c->tree_elen, c->max_cand_total);
-    ALLOC(c->lp_row, NT * V);
-    ALLOC(c->rb, NT);
-    ALLOC(c->act_req, R);
-    ALLOC(c->act_pos, R);
-    ALLOC(c->slot_used, 2 * R);
-    ALLOC(c->cand_tgt, (size_t)c->max_cand_total * q.max_cand_len);
-    ALLOC(c->cand_pos_lp, (size_t)c->max_cand_total * q.max_cand_len);
-    ALLOC(c->cand_node, (size_t)c->max_cand_total * q.max_cand_len);
-    ALLOC(c->cand_order, c->max_cand_total);
-    ALLOC(c->tree_off, (size_t)c->max_cand_total + 1);
-    ALLOC(c->node_dep, (size_t)c->max_cand_total * q.max_cand_len);
-    ALLOC(c->node_end, (size_t)c->max_cand_total * q.max_cand_len);
-    ALLOC(c->node_lse, (size_t)c->max_cand_total * q.max_cand_len);
-    ALLOC(c->act_blk, R);
-    ALLOC(c->enc_ids, BT);
-    ALLOC(c->ban, NT * (P + 2));
-    c->greq = calloc(R, eng_greq_size());
-    bad |= !c->greq;
-#undef ALLOC
+    size_t SL = NT * L;   /* a thread's head of one sequence [L, L] each, or [max_rows, L] */
+    size_t CT = (size_t)c->s.max_cand_total, CP = CT * (size_t)q.max_cand_len;
+    c->w.keys_ld = (int)((L + 15) & ~(size_t)15) + 16;
+    c->w.logit_rows = imax(q.max_rows, ENG_SCORE_CHUNK);
+    unsigned char *base = NULL;
+    size_t used = 0;
+#define CARVE(ptr, n)                                                                   \
+    do {                                                                                \
+        if (pass) (ptr) = (void *)(base + used);                                        \
+        used += ((size_t)(n) * sizeof *(ptr) + 63) & ~(size_t)63;                       \
+    } while (0)
+    for (int pass = 0; pass < 2; pass++) {
+        used = 0;
+        /* the forward pass's workspace */
+        CARVE(c->w.x, T * D);
+        CARVE(c->w.h, T * D);
+        CARVE(c->w.q, T * I);
+        CARVE(c->w.k, T * I);
+        CARVE(c->w.v, T * I);
+        CARVE(c->w.att, T * I);
+        CARVE(c->w.ff0, T * F);
+        CARVE(c->w.ff1, T * F);
+        CARVE(c->w.scores, (SL > R ? SL : R) * L);
+        CARVE(c->w.keys_t, NT * cf->d_kv * c->w.keys_ld);
+        CARVE(c->w.enc_out, BT * D);
+        CARVE(c->w.cross_k, NL * BT * I);
+        CARVE(c->w.cross_v, NL * BT * I);
+        if (rel) {   /* the bucketed bias by relative position, per head */
+            CARVE(c->w.enc_bias, H * (2 * L - 1));
+            CARVE(c->w.dec_bias, H * L);
+        }
+        CARVE(c->w.pos_ids, T);
+        CARVE(c->w.kv, R * c->w.kv_block);
+        CARVE(c->w.logits, (size_t)c->w.logit_rows * V);
+        CARVE(c->w.enc_ids, BT);
+        CARVE(c->w.tok_off, R + 1);
+        CARVE(c->w.enc_off, R + 1);
+        CARVE(c->w.enc_len, R + 1);
+        /* generation */
+        CARVE(c->d.hist, R * (P + 1));
+        CARVE(c->d.hist2, (R + 1) * (P + 1));
+        CARVE(c->d.row_block, R);
+        CARVE(c->d.row_block2, R);
+        CARVE(c->d.act, R);
+        CARVE(c->d.act_req, R);
+        CARVE(c->d.act_pos, R);
+        CARVE(c->d.act_blk, R);
+        CARVE(c->d.act_tok, R);
+        CARVE(c->d.slot_used, 2 * R);
+        CARVE(c->d.parent, R);
+        CARVE(c->d.block_used, R);
+        CARVE(c->d.row_score, R);
+        CARVE(c->d.row_score2, R);
+        CARVE(c->d.row_done, R);
+        CARVE(c->d.row_len, R);
+        CARVE(c->d.row_rng, R);
+        CARVE(c->d.fin_tok, R * (size_t)q.max_new_tokens);
+        CARVE(c->d.fin_len, R);
+        CARVE(c->d.fin_score, R);
+        CARVE(c->d.fin_sum, R);
+        CARVE(c->d.beam_score, 2 * R * R);
+        CARVE(c->d.beam_tok, 2 * R * R);
+        CARVE(c->d.beam_src, 2 * R * R);
+        CARVE(c->d.sort_val, NT * V);
+        CARVE(c->d.sort_idx, NT * V);
+        CARVE(c->d.lp_row, NT * V);
+        CARVE(c->d.ban, NT * (P + 2));
+        CARVE(c->d.rb, NT);
+        if (pass) c->d.greq = (void *)(base + used);
+        used += (R * eng_greq_size() + 63) & ~(size_t)63;
+        /* label scoring */
+        CARVE(c->s.cand_off, CT + 1);
+        CARVE(c->s.cand_order, CT);
+        CARVE(c->s.cand_lp, CT);
+        CARVE(c->s.cand_tgt, CP);
+        CARVE(c->s.cand_node, CP);
+        CARVE(c->s.cand_pos_lp, CP);
+        CARVE(c->s.tree_off, CT + 1);
+        CARVE(c->s.tree_eoff, CT);
+        CARVE(c->s.tree_elen, CT);
+        CARVE(c->s.node_tok, CP);
+        CARVE(c->s.node_dep, CP);
+        CARVE(c->s.node_end, CP);
+        CARVE(c->s.node_lse, CP);
+        /* classification */
+        CARVE(c->cl.dec, BT);
+        CARVE(c->cl.h, 2 * R * D);
+        CARVE(c->cl.run, R);
+        CARVE(c->cl.eos, R);
+        if (pass == 0 && !(base = calloc(1, used))) break;
+    }
+    c->mem = base;
+    c->mem_bytes = used;
+    int bad = !base;
+#undef CARVE
     for (size_t t = 0; !bad && t < NT; t++)
-        c->rb[t] = (eng_rowbuf){ .lp = c->lp_row + t * V, .sort_val = c->sort_val + t * V,
-                                 .sort_idx = c->sort_idx + t * V, .ban = c->ban + t * (P + 2) };
+        c->d.rb[t] = (eng_rowbuf){ .lp = c->d.lp_row + t * V, .sort_val = c->d.sort_val + t * V,
+                                 .sort_idx = c->d.sort_idx + t * V, .ban = c->d.ban + t * (P + 2) };
     if (bad) {
         snprintf(err, errlen, "eng_ctx_new: out of memory (workspaces for %d rows, %d tokens)",
                  q.max_rows, c->max_tok);
@@ -152,11 +170,11 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     for (size_t hd = 0; rel && hd < H; hd++) {
         for (int r = -(int)L + 1; r < (int)L; r++) {
             int b = eng_relative_bucket(r, 1, cf->arch.num_buckets, cf->arch.max_distance);
-            c->enc_bias[hd * (2 * L - 1) + (size_t)(r + (int)L - 1)] = model->enc.rel[(size_t)b * H + hd];
+            c->w.enc_bias[hd * (2 * L - 1) + (size_t)(r + (int)L - 1)] = model->enc.rel[(size_t)b * H + hd];
         }
         for (int r = 0; r < (int)L; r++) {
             int b = eng_relative_bucket(-r, 0, cf->arch.num_buckets, cf->arch.max_distance);
-            c->dec_bias[hd * L + (size_t)r] = model->dec.rel[(size_t)b * H + hd];
+            c->w.dec_bias[hd * L + (size_t)r] = model->dec.rel[(size_t)b * H + hd];
         }
     }
     return c;
@@ -165,22 +183,8 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
 void eng_ctx_free(eng_ctx **ctx)
 {
     if (!ctx || !*ctx) return;
-    eng_ctx *c = *ctx;
-    void *bufs[] = { c->x, c->h, c->q, c->k, c->v, c->att, c->ff0, c->ff1, c->scores,
-                     c->keys_t, c->enc_out, c->cross_k, c->cross_v, c->enc_bias, c->dec_bias,
-                     c->kv, c->logits, c->hist, c->hist2, c->row_block, c->row_block2, c->act,
-                     c->parent, c->act_tok, c->block_used, c->row_score, c->row_score2,
-                     c->row_done, c->row_len, c->row_rng, c->fin_tok, c->fin_len,
-                     c->fin_score, c->fin_sum, c->cand_score, c->cand_tok, c->cand_beam,
-                     c->sort_val, c->sort_idx, c->enc_off, c->enc_len, c->tok_off,
-                     c->cand_off, c->node_tok, c->cand_lp, c->tree_eoff, c->tree_elen,
-                     c->lp_row, c->act_blk, c->enc_ids, c->greq, c->ban, c->rb,
-                     c->act_req, c->act_pos, c->slot_used, c->cand_tgt, c->cand_pos_lp,
-                     c->cand_node, c->cand_order, c->tree_off, c->node_dep, c->node_end,
-                     c->node_lse, c->pos_ids, c->cls_dec, c->cls_h, c->cls_run,
-                     c->cls_eos };
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
-    free(c);
+    free((*ctx)->mem);
+    free(*ctx);
     *ctx = NULL;
 }
 
@@ -199,7 +203,7 @@ int eng_encode(eng_ctx *c, const int32_t *ids, int n_ids, float *out)
     eng_set_threads(c->m->n_threads);
     int off[2] = { 0, n_ids };
     c->m->arch->fwd->encode(c, ids, off, 1, -1);
-    memcpy(out, c->enc_out, (size_t)n_ids * c->m->cfg.d_model * sizeof(float));
+    memcpy(out, c->w.enc_out, (size_t)n_ids * c->m->cfg.d_model * sizeof(float));
     return 0;
 }
 
@@ -216,6 +220,6 @@ int eng_logits(eng_ctx *c, const int32_t *ids, int n_ids, const int32_t *dec_ids
     f->encode(c, ids, off, 1, 0);
     int doff[2] = { 0, n_dec }, eoff = 0;
     f->decode_full(c, dec_ids, doff, 1, &eoff, &n_ids, NULL, NULL);
-    f->lm_head(c, c->h + (size_t)(n_dec - 1) * c->m->cfg.d_model, 1, out);
+    f->lm_head(c, c->w.h + (size_t)(n_dec - 1) * c->m->cfg.d_model, 1, out);
     return 0;
 }

@@ -279,14 +279,10 @@ typedef struct eng_rowbuf {
     int32_t *ban;              /* [max_pos + 2] tokens a processor forbids next */
 } eng_rowbuf;
 
-struct eng_ctx {
-    const eng_model *m;
-    eng_ctx_params p;
-    int max_pos;               /* decoder positions per row: max_new_tokens + 1 */
-    int max_tok;               /* rows of the packed workspaces */
-    int max_len;               /* longest sequence any attention sees */
-
-    /* packed workspaces, [max_tok, *] */
+/* The forward pass's workspace (tf.c): packed activations, attention scratch, the
+ * encoder output and cross K/V, the self-attention KV cache, logits, and the layout of
+ * the packed batch. */
+typedef struct eng_work {
     float *x;                  /* [max_tok, d_model] residual stream */
     float *h;                  /* [max_tok, d_model] normed / projections out */
     float *q, *k, *v;          /* [max_tok, inner] */
@@ -301,44 +297,48 @@ struct eng_ctx {
     float *dec_bias;           /* [num_heads][max_len]: bias at rel pos -r (r >= 0) is [r]
                                 * (both for relative positions only, else NULL) */
     int *pos_ids;              /* [max_tok] the position of each packed row */
-    int32_t *cls_dec;          /* [max_batch_tokens] classification: decoder inputs */
-    float *cls_h;              /* [2 * max_rows, d_model] classification: head rows */
-    int *cls_run, *cls_eos;    /* [max_rows] classification: a pass's requests, last EOS */
-    float *kv;                 /* [max_rows] cache blocks, see above */
+    float *kv;                 /* [max_rows] cache blocks (eng_fwd.kv_at) */
     size_t kv_block;           /* floats per block */
     int logit_rows;            /* max(max_rows, ENG_SCORE_CHUNK) */
     float *logits;             /* [logit_rows, vocab] */
+    int32_t *enc_ids;          /* [max_batch_tokens] packed encoder input */
+    int *tok_off;              /* [max_rows + 1] packed encoder offsets per sequence */
+    int *enc_off, *enc_len;    /* [max_rows + 1] encoder slice each decoder row reads */
+} eng_work;
 
-    /* decoding state (decode.c), all [max_rows ...] */
+/* Generation's state (decode.c), all [max_rows ...] unless said. */
+typedef struct eng_decstate {
     int32_t *hist, *hist2;     /* [max_rows][max_pos + 1] token history incl. start */
     int *row_block, *row_block2;/* cache block of each row slot */
-    int *act;                  /* [max_rows] active slots this step */
-    int *act_req;              /* [max_rows] the request of each active row */
-    int *act_pos;              /* [max_rows] the decode position of each active row */
+    int *act;                  /* active slots this step */
+    int *act_req;              /* the request of each active row */
+    int *act_pos;              /* the decode position of each active row */
+    int *act_blk;              /* cache block of each active row */
+    int32_t *act_tok;          /* input token of each active row */
     int *slot_used;            /* [2 * max_rows] scratch: slots held; token ranges held */
-    int *parent;              /* [max_rows] beam search: parent beam of each new beam */
-    int32_t *act_tok;          /* [max_rows] input token of each active row */
-    int *block_used;           /* [max_rows] */
-    double *row_score, *row_score2;   /* [max_rows] cumulative log-prob */
-    int *row_done;             /* [max_rows] */
-    int *row_len;              /* [max_rows] generated tokens */
-    uint64_t *row_rng;         /* [max_rows] sampling PRNG state */
+    int *parent;               /* beam search: parent beam of each new beam */
+    int *block_used;
+    double *row_score, *row_score2;   /* cumulative log-prob */
+    int *row_done;
+    int *row_len;              /* generated tokens */
+    uint64_t *row_rng;         /* sampling PRNG state */
     int32_t *fin_tok;          /* [max_rows][max_new_tokens] finished beam hypotheses */
-    int *fin_len;              /* [max_rows] */
-    double *fin_score, *fin_sum; /* [max_rows] */
-    double *cand_score;        /* [max_rows * 2 * max_rows] beam candidates */
-    int *cand_tok, *cand_beam; /* idem */
+    int *fin_len;
+    double *fin_score, *fin_sum;
+    double *beam_score;        /* [max_rows * 2 * max_rows] a step's beam candidates: sum */
+    int *beam_tok, *beam_src;  /* idem: token, and the beam it extends */
     float *sort_val;           /* [n_threads][vocab] */
     int *sort_idx;             /* [n_threads][vocab] */
     double *lp_row;            /* [n_threads][vocab] */
-    eng_rowbuf *rb;            /* [n_threads]: each thread's slices of the three above and of ban */
-    int *act_blk;              /* [max_rows] cache block of each active row */
-    int *enc_off, *enc_len;    /* [max_rows + 1] encoder slice of each active row */
-    int *tok_off;              /* [max_rows + 1] packed encoder offsets per request */
-    int32_t *enc_ids;          /* [max_batch_tokens] packed encoder input */
-    /* label scoring (decode.c): a candidate of n tokens is n + 1 scored positions (its
-     * tokens, then EOS), each read off one node of its request's prefix tree; a node is
-     * one teacher-forced decoder row, shared by the candidates whose inputs agree so far */
+    int32_t *ban;              /* [n_threads][max_pos + 2] */
+    eng_rowbuf *rb;            /* [n_threads]: each thread's slices of the four above */
+    struct eng_greq *greq;     /* per-request state of a running group */
+} eng_decstate;
+
+/* Label scoring's state (decode.c): a candidate of n tokens is n + 1 scored positions
+ * (its tokens, then EOS), each read off one node of its request's prefix tree; a node is
+ * one teacher-forced decoder row, shared by the candidates whose inputs agree so far. */
+typedef struct eng_scorestate {
     int max_cand_total;        /* candidates of one scoring run (see eng_ctx_new) */
     int *cand_off;             /* [max_cand_total + 1] each candidate's first position */
     int *cand_order;           /* [max_cand_total] a request's candidates, sorted by tokens */
@@ -351,8 +351,29 @@ struct eng_ctx {
     int32_t *node_tok;         /* [max_cand_total * max_cand_len] each node's decoder input */
     int *node_dep, *node_end;  /* idem: its decoder position; its subtree's end in its tree */
     double *node_lse;          /* idem: logsumexp of its logits */
-    struct eng_greq *greq;     /* [max_rows] per-request state of a running group */
-    int32_t *ban;              /* [n_threads][max_pos + 2] */
+} eng_scorestate;
+
+/* Sequence classification's state (classify.c). */
+typedef struct eng_clsstate {
+    int32_t *dec;              /* [max_batch_tokens] decoder inputs (shifted right) */
+    float *h;                  /* [2 * max_rows, d_model] the head's rows */
+    int *run, *eos;            /* [max_rows] a pass's requests; their last EOS */
+} eng_clsstate;
+
+/* Every buffer is carved from one allocation, sized in eng_ctx_new (its pages are
+ * touched only when used); nothing is allocated afterwards. */
+struct eng_ctx {
+    const eng_model *m;
+    eng_ctx_params p;
+    int max_pos;               /* decoder positions per row: max_new_tokens + 1 */
+    int max_tok;               /* rows of the packed workspaces */
+    int max_len;               /* longest sequence any attention sees */
+    eng_work w;
+    eng_decstate d;
+    eng_scorestate s;
+    eng_clsstate cl;
+    void *mem;                 /* the one allocation */
+    size_t mem_bytes;
 };
 
 #endif

@@ -19,7 +19,7 @@
 
 static float *tf_kv_at(eng_ctx *c, int blk, int layer, int which)
 {
-    return c->kv + (size_t)blk * c->kv_block +
+    return c->w.kv + (size_t)blk * c->w.kv_block +
            ((size_t)(layer * 2 + which) * c->max_pos) * c->m->inner;
 }
 
@@ -33,9 +33,9 @@ static size_t tf_kv_floats(const eng_model *m, int max_pos)
 static const float *tf_in(eng_ctx *c, const eng_norm_w *ln, int n)
 {
     const eng_arch_config *a = &c->m->cfg.arch;
-    if (!a->pre_norm) return c->x;
-    eng_norm(a, ln, c->x, n, c->m->cfg.d_model, c->h);
-    return c->h;
+    if (!a->pre_norm) return c->w.x;
+    eng_norm(a, ln, c->w.x, n, c->m->cfg.d_model, c->w.h);
+    return c->w.h;
 }
 
 /* x += h (the sublayer's output), then the norm after it (post-norm). */
@@ -43,8 +43,8 @@ static void tf_residual(eng_ctx *c, const eng_norm_w *ln, int n)
 {
     const eng_arch_config *a = &c->m->cfg.arch;
     int D = c->m->cfg.d_model;
-    eng_add(c->x, c->h, (size_t)n * D);
-    if (!a->pre_norm) eng_norm(a, ln, c->x, n, D, c->x);
+    eng_add(c->w.x, c->w.h, (size_t)n * D);
+    if (!a->pre_norm) eng_norm(a, ln, c->w.x, n, D, c->w.x);
 }
 
 /* Residual feed-forward on x[n, d_model] (uses h, ff0, ff1). */
@@ -53,10 +53,10 @@ static void tf_ff(eng_ctx *c, const eng_layer_w *l, int n)
     const eng_arch_config *a = &c->m->cfg.arch;
     size_t F = (size_t)c->m->cfg.d_ff;
     const float *in = tf_in(c, &l->ln_ff, n);
-    eng_lin_apply(&l->wi, in, n, c->ff0);
-    if (a->gated) eng_lin_apply(&l->wi1, in, n, c->ff1);
-    eng_activate(a->act, c->ff0, a->gated ? c->ff1 : NULL, (size_t)n * F);
-    eng_lin_apply(&l->wo, c->ff0, n, c->h);
+    eng_lin_apply(&l->wi, in, n, c->w.ff0);
+    if (a->gated) eng_lin_apply(&l->wi1, in, n, c->w.ff1);
+    eng_activate(a->act, c->w.ff0, a->gated ? c->w.ff1 : NULL, (size_t)n * F);
+    eng_lin_apply(&l->wo, c->w.ff0, n, c->w.h);
     tf_residual(c, &l->ln_ff, n);
 }
 
@@ -65,11 +65,11 @@ static void tf_ff(eng_ctx *c, const eng_layer_w *l, int n)
 static void tf_qkv(eng_ctx *c, const eng_attn_w *w, const float *in, int n, int kv)
 {
     float s = c->m->cfg.arch.attn_scale;
-    eng_lin_apply(&w->q, in, n, c->q);
-    if (s != 1.0f) eng_scale(c->q, (size_t)n * c->m->inner, s);
+    eng_lin_apply(&w->q, in, n, c->w.q);
+    if (s != 1.0f) eng_scale(c->w.q, (size_t)n * c->m->inner, s);
     if (!kv) return;
-    eng_lin_apply(&w->k, in, n, c->k);
-    eng_lin_apply(&w->v, in, n, c->v);
+    eng_lin_apply(&w->k, in, n, c->w.k);
+    eng_lin_apply(&w->v, in, n, c->w.v);
 }
 
 /* x[n, d_model] = the stack's embeddings of tok at positions pos (scaled, plus the
@@ -79,7 +79,7 @@ static void tf_embed(eng_ctx *c, const eng_stack_w *s, const int32_t *tok, const
     const eng_arch_config *a = &c->m->cfg.arch;
     int D = c->m->cfg.d_model;
     for (int i = 0; i < n; i++) {
-        float *xi = c->x + (size_t)i * D;
+        float *xi = c->w.x + (size_t)i * D;
         memcpy(xi, s->embed + (size_t)tok[i] * D, (size_t)D * sizeof(float));
         if (a->embed_scale != 1.0f) eng_scale(xi, (size_t)D, a->embed_scale);
         if (s->pos && !(a->pos_pad_zero && tok[i] == c->m->cfg.pad_token_id)) {
@@ -87,7 +87,7 @@ static void tf_embed(eng_ctx *c, const eng_stack_w *s, const int32_t *tok, const
             for (int d = 0; d < D; d++) xi[d] += p[d];
         }
     }
-    if (a->embed_norm) eng_norm(a, &s->embed_norm, c->x, n, D, c->x);
+    if (a->embed_norm) eng_norm(a, &s->embed_norm, c->w.x, n, D, c->w.x);
 }
 
 /* The stack's output: its final norm of x, or x, into out. */
@@ -95,9 +95,9 @@ static void tf_final(eng_ctx *c, const eng_stack_w *s, int n, float *out)
 {
     int D = c->m->cfg.d_model;
     if (c->m->cfg.arch.final_norm)
-        eng_norm(&c->m->cfg.arch, &s->final_norm, c->x, n, D, out);
-    else if (out != c->x)
-        memcpy(out, c->x, (size_t)n * D * sizeof(float));
+        eng_norm(&c->m->cfg.arch, &s->final_norm, c->w.x, n, D, out);
+    else if (out != c->w.x)
+        memcpy(out, c->w.x, (size_t)n * D * sizeof(float));
 }
 
 /* Positions of packed rows: row t of sequence i is at t - off[i]; with fairseq's
@@ -107,12 +107,12 @@ static void tf_positions(eng_ctx *c, const int32_t *tok, const int *off, int n, 
     int pad = c->m->cfg.pad_token_id;
     for (int i = 0; i < n; i++)
         for (int t = off[i], p = 0; t < off[i + 1]; t++) {
-            c->pos_ids[t] = skip_pad ? p : t - off[i];
+            c->w.pos_ids[t] = skip_pad ? p : t - off[i];
             p += !skip_pad || tok[t] != pad;
         }
 }
 
-/* Attention of one head hd of one sequence: Lq queries (rows of c->q and c->att from q,
+/* Attention of one head hd of one sequence: Lq queries (rows of c->w.q and c->w.att from q,
  * att) over Lk keys/values (rows of k, v). mode 0: bidirectional (with the relative
  * position bias, if the architecture has one); 1: causal (idem; queries and keys are the
  * same positions); 2: cross attention, no bias.
@@ -129,18 +129,18 @@ static void tf_attend_head(const eng_ctx *c, const float *q, float *att, int Lq,
 {
     int I = c->m->inner, dk = c->m->cfg.d_kv, L = c->max_len;
     if (Lq >= 4) {
-        eng_transpose(Lk, dk, k + hd * dk, I, kt, c->keys_ld);
-        eng_gemm_serial(Lq, Lk, dk, q + hd * dk, I, kt, c->keys_ld, 0, 0.0f, s, Lk);
+        eng_transpose(Lk, dk, k + hd * dk, I, kt, c->w.keys_ld);
+        eng_gemm_serial(Lq, Lk, dk, q + hd * dk, I, kt, c->w.keys_ld, 0, 0.0f, s, Lk);
     } else {
         eng_gemm_serial(Lq, Lk, dk, q + hd * dk, I, k + hd * dk, I, 1, 0.0f, s, Lk);
     }
     for (int i = 0; i < Lq; i++) {
         float *si = s + (size_t)i * Lk;
-        if (mode == 0 && c->enc_bias) {
-            const float *b = c->enc_bias + (size_t)hd * (2 * L - 1) + (L - 1) - i;
+        if (mode == 0 && c->w.enc_bias) {
+            const float *b = c->w.enc_bias + (size_t)hd * (2 * L - 1) + (L - 1) - i;
             for (int j = 0; j < Lk; j++) si[j] += b[j];
-        } else if (mode == 1 && c->dec_bias) {
-            const float *b = c->dec_bias + (size_t)hd * L;
+        } else if (mode == 1 && c->w.dec_bias) {
+            const float *b = c->w.dec_bias + (size_t)hd * L;
             if (dep) {
                 for (int j = 0; j < Lk; j++)
                     si[j] = j <= i && i < end[j] ? si[j] + b[dep[i] - dep[j]] : -INFINITY;
@@ -161,8 +161,8 @@ static void tf_attend_head(const eng_ctx *c, const float *q, float *att, int Lq,
     eng_gemm_serial(Lq, dk, Lk, s, Lk, v + hd * dk, I, 0, 0.0f, att + hd * dk, I);
 }
 
-/* Attention of n sequences into c->att: sequence i's queries are rows qoff[i] ..
- * qoff[i + 1] - 1 of c->q (qoff NULL: row i alone), its keys and values rows koff[i] ..
+/* Attention of n sequences into c->w.att: sequence i's queries are rows qoff[i] ..
+ * qoff[i + 1] - 1 of c->w.q (qoff NULL: row i alone), its keys and values rows koff[i] ..
  * of k and v, klen[i] of them (klen NULL: the sequence's own rows, self-attention). The
  * (sequence, head) pairs are shared between the threads, each with its own
  * [max_len, max_len] slice of the scores workspace; every pair is computed the same way
@@ -185,11 +185,11 @@ static void tf_attend(eng_ctx *c, int n, const int *qoff, const float *k, const 
         int i = it / H, hd = it % H;
         int q0 = qoff ? qoff[i] : i, lq = qoff ? qoff[i + 1] - q0 : 1;
         int k0 = klen ? koff[i] : q0, lk = klen ? klen[i] : lq;
-        tf_attend_head(c, c->q + (size_t)q0 * I, c->att + (size_t)q0 * I, lq,
+        tf_attend_head(c, c->w.q + (size_t)q0 * I, c->w.att + (size_t)q0 * I, lq,
                        k + (size_t)k0 * I, v + (size_t)k0 * I, lk, mode,
                        dep ? dep + q0 : NULL, end ? end + q0 : NULL, hd,
-                       c->scores + (size_t)eng_thread_id() * L * L,
-                       c->keys_t + (size_t)eng_thread_id() * dk * c->keys_ld);
+                       c->w.scores + (size_t)eng_thread_id() * L * L,
+                       c->w.keys_t + (size_t)eng_thread_id() * dk * c->w.keys_ld);
     }
 }
 
@@ -199,22 +199,22 @@ static void tf_encode(eng_ctx *c, const int32_t *ids, const int *tok_off, int n,
     const eng_config *cf = &m->cfg;
     int D = cf->d_model, I = m->inner, T = tok_off[n];
     tf_positions(c, ids, tok_off, n, cf->arch.pos_pad_zero);
-    tf_embed(c, &m->enc, ids, c->pos_ids, T);
+    tf_embed(c, &m->enc, ids, c->w.pos_ids, T);
     for (int li = 0; li < cf->num_layers; li++) {
         const eng_layer_w *l = &m->enc.layers[li];
         tf_qkv(c, &l->self, tf_in(c, &l->ln_self, T), T, 1);
-        tf_attend(c, n, tok_off, c->k, c->v, NULL, NULL, 0, NULL, NULL);
-        eng_lin_apply(&l->self.o, c->att, T, c->h);
+        tf_attend(c, n, tok_off, c->w.k, c->w.v, NULL, NULL, 0, NULL, NULL);
+        eng_lin_apply(&l->self.o, c->w.att, T, c->w.h);
         tf_residual(c, &l->ln_self, T);
         tf_ff(c, l, T);
     }
-    tf_final(c, &m->enc, T, c->enc_out);
+    tf_final(c, &m->enc, T, c->w.enc_out);
     if (cross_at < 0) return;
     size_t BT = (size_t)c->p.max_batch_tokens, at = (size_t)cross_at * I;
     for (int li = 0; li < cf->num_decoder_layers; li++) {
         const eng_layer_w *l = &m->dec.layers[li];
-        eng_lin_apply(&l->cross.k, c->enc_out, T, c->cross_k + li * BT * I + at);
-        eng_lin_apply(&l->cross.v, c->enc_out, T, c->cross_v + li * BT * I + at);
+        eng_lin_apply(&l->cross.k, c->w.enc_out, T, c->w.cross_k + li * BT * I + at);
+        eng_lin_apply(&l->cross.v, c->w.enc_out, T, c->w.cross_v + li * BT * I + at);
     }
     (void)D;
 }
@@ -223,8 +223,8 @@ static void tf_encode(eng_ctx *c, const int32_t *ids, const int *tok_off, int n,
 static void tf_dec_out(eng_ctx *c, int n)
 {
     float s = c->m->cfg.arch.lm_scale;
-    tf_final(c, &c->m->dec, n, c->h);
-    if (s != 1.0f) eng_scale(c->h, (size_t)n * c->m->cfg.d_model, s);
+    tf_final(c, &c->m->dec, n, c->w.h);
+    if (s != 1.0f) eng_scale(c->w.h, (size_t)n * c->m->cfg.d_model, s);
 }
 
 /* Self-attention of decode row i at position pos: its new key and value go into its KV
@@ -235,14 +235,14 @@ static void tf_step_self_row(eng_ctx *c, int li, int blk, int pos, int i, float 
     int I = c->m->inner, dk = c->m->cfg.d_kv, H = c->m->cfg.num_heads;
     float *kc = tf_kv_at(c, blk, li, 0); /* [max_pos, inner] */
     float *vc = tf_kv_at(c, blk, li, 1);
-    memcpy(kc + (size_t)pos * I, c->k + (size_t)i * I, (size_t)I * sizeof(float));
-    memcpy(vc + (size_t)pos * I, c->v + (size_t)i * I, (size_t)I * sizeof(float));
-    const float *qi = c->q + (size_t)i * I;
-    float *ai = c->att + (size_t)i * I;
+    memcpy(kc + (size_t)pos * I, c->w.k + (size_t)i * I, (size_t)I * sizeof(float));
+    memcpy(vc + (size_t)pos * I, c->w.v + (size_t)i * I, (size_t)I * sizeof(float));
+    const float *qi = c->w.q + (size_t)i * I;
+    float *ai = c->w.att + (size_t)i * I;
     for (int hd = 0; hd < H; hd++) {
         eng_gemm_serial(1, pos + 1, dk, qi + hd * dk, I, kc + hd * dk, I, 1, 0.0f, s, pos + 1);
-        if (c->dec_bias) {
-            const float *b = c->dec_bias + (size_t)hd * c->max_len;
+        if (c->w.dec_bias) {
+            const float *b = c->w.dec_bias + (size_t)hd * c->max_len;
             for (int j = 0; j <= pos; j++) s[j] += b[pos - j];
         }
         eng_softmax(s, pos + 1);
@@ -265,14 +265,14 @@ static void tf_decode_step(eng_ctx *c, const int32_t *tok, const int *blk, const
          * slice of the scores workspace ([max_rows, max_len]). */
         ENG_PARALLEL_FOR(n > 1)
         for (int i = 0; i < n; i++)
-            tf_step_self_row(c, li, blk[i], pos[i], i, c->scores + (size_t)i * c->max_len);
-        eng_lin_apply(&l->self.o, c->att, n, c->h);
+            tf_step_self_row(c, li, blk[i], pos[i], i, c->w.scores + (size_t)i * c->max_len);
+        eng_lin_apply(&l->self.o, c->w.att, n, c->w.h);
         tf_residual(c, &l->ln_self, n);
 
         tf_qkv(c, &l->cross, tf_in(c, &l->ln_cross, n), n, 0);
-        tf_attend(c, n, NULL, c->cross_k + li * BT * I, c->cross_v + li * BT * I, enc_off,
+        tf_attend(c, n, NULL, c->w.cross_k + li * BT * I, c->w.cross_v + li * BT * I, enc_off,
                   enc_len, 2, NULL, NULL);
-        eng_lin_apply(&l->cross.o, c->att, n, c->h);
+        eng_lin_apply(&l->cross.o, c->w.att, n, c->w.h);
         tf_residual(c, &l->ln_cross, n);
         tf_ff(c, l, n);
     }
@@ -288,21 +288,21 @@ static void tf_decode_full(eng_ctx *c, const int32_t *tok, const int *off, int n
     int I = m->inner, T = off[n];
     size_t BT = (size_t)c->p.max_batch_tokens;
     if (dep)   /* a tree's rows are at their depth */
-        for (int t = 0; t < T; t++) c->pos_ids[t] = dep[t];
+        for (int t = 0; t < T; t++) c->w.pos_ids[t] = dep[t];
     else   /* as generation feeds them: a decoder row is at its index */
         tf_positions(c, tok, off, n, 0);
-    tf_embed(c, &m->dec, tok, c->pos_ids, T);
+    tf_embed(c, &m->dec, tok, c->w.pos_ids, T);
     for (int li = 0; li < cf->num_decoder_layers; li++) {
         const eng_layer_w *l = &m->dec.layers[li];
         tf_qkv(c, &l->self, tf_in(c, &l->ln_self, T), T, 1);
-        tf_attend(c, n, off, c->k, c->v, NULL, NULL, 1, dep, end);
-        eng_lin_apply(&l->self.o, c->att, T, c->h);
+        tf_attend(c, n, off, c->w.k, c->w.v, NULL, NULL, 1, dep, end);
+        eng_lin_apply(&l->self.o, c->w.att, T, c->w.h);
         tf_residual(c, &l->ln_self, T);
 
         tf_qkv(c, &l->cross, tf_in(c, &l->ln_cross, T), T, 0);
-        tf_attend(c, n, off, c->cross_k + li * BT * I, c->cross_v + li * BT * I, enc_off,
+        tf_attend(c, n, off, c->w.cross_k + li * BT * I, c->w.cross_v + li * BT * I, enc_off,
                   enc_len, 2, NULL, NULL);
-        eng_lin_apply(&l->cross.o, c->att, T, c->h);
+        eng_lin_apply(&l->cross.o, c->w.att, T, c->w.h);
         tf_residual(c, &l->ln_cross, T);
         tf_ff(c, l, T);
     }
