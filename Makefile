@@ -13,7 +13,7 @@
 
 B        ?= build
 CC       ?= cc
-PKGS     := libzmq libprotobuf-c libconfig libcjson openblas
+PKGS     := libzmq libprotobuf-c libconfig libcjson openblas hiredis
 OPT      ?= -O2
 # OpenMP threads engine/gemm.c's few-rows kernel. OpenBLAS is taken in its OpenMP build
 # (Debian's libopenblas-openmp-dev) so that both use one thread pool; the rpath keeps
@@ -68,7 +68,7 @@ BINS := $(B)/nlpd $(B)/nlpc $(B)/nlprun
 BENCH_BINS := $(patsubst tests/bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 FUZZ_BINS  := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 
-.PHONY: all deps test asan bench run fuzz clean help check-deps
+.PHONY: all deps test asan bench run fuzz fuzz-build clean help check-deps
 .DEFAULT_GOAL := all
 
 all: $(BINS) $(B)/tests/unit $(BENCH_BINS) $(PY_PB2)
@@ -78,7 +78,9 @@ help:
 	@echo "make deps       install missing Debian packages (apt-get; quiet when all present)"
 	@echo "make test       deps + build + every test (ends with 'N passed, N failed')"
 	@echo "make asan       the same tests under AddressSanitizer + UBSan (build/asan, build/asan-omp)"
-	@echo "make fuzz       build the libFuzzer targets (clang)"
+	@echo "make fuzz       build and run every libFuzzer target (FUZZ_SECONDS each, default 60),"
+	@echo "                then the wire fuzzer on a live nlpd (WIRE_FUZZ_SECONDS, default 300)"
+	@echo "make fuzz-build build the libFuzzer targets (clang)"
 	@echo "make bench      benchmarks (tokenizer, engine, daemon); not part of test"
 	@echo "make run        deps + build + start nlpd on conf/nlpd.conf"
 	@echo "make clean      remove build/"
@@ -149,7 +151,10 @@ $(BINS) $(B)/tests/unit $(BENCH_BINS):
 # ---- fuzzing (clang's libFuzzer; always with ASan+UBSan) ----
 FUZZ_CC    ?= clang
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-fuzz: $(FUZZ_BINS)
+fuzz-build: $(FUZZ_BINS)
+# Runs them: tests/scripts/lib/fuzz_all.bash (FUZZ_SECONDS, WIRE_FUZZ_SECONDS, WIRE_FUZZ_SEED).
+fuzz: fuzz-build all
+	$(Q)NLP_BUILD=$(B) bash tests/scripts/lib/fuzz_all.bash
 $(B)/fuzz/%: tests/fuzz/%.c $(ENGINE_SRC) $(TASKS_SRC) $(DAEMON_SRC) $(CLIENT_SRC) $(COMMON_SRC) $(PROTO_C)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
@@ -162,7 +167,7 @@ TEST_SCRIPTS := $(sort $(wildcard tests/scripts/*.sh))
 # Builds use every core unless the caller gave -j itself.
 JOBS := $(if $(findstring j,$(firstword $(MAKEFLAGS))),,-j$(shell nproc 2>/dev/null || echo 2))
 test: deps
-	$(Q)$(MAKE) --no-print-directory $(JOBS) all fuzz
+	$(Q)$(MAKE) --no-print-directory $(JOBS) all fuzz-build
 	$(Q)NLP_BUILD=$(B) $(B)/tests/unit $(TEST_SCRIPTS)
 
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
@@ -172,7 +177,7 @@ SAN_ENV   := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_st
 # (every test again but the fuzzers, which are clang's).
 asan: deps
 	$(Q)$(MAKE) --no-print-directory $(JOBS) B=build/asan CC=clang OPT=-O1 OMPFLAGS= \
-	    SANFLAGS="$(SAN_FLAGS)" all fuzz
+	    SANFLAGS="$(SAN_FLAGS)" all fuzz-build
 	$(Q)$(SAN_ENV) NLP_BUILD=build/asan NLP_ASAN=1 build/asan/tests/unit $(TEST_SCRIPTS)
 	$(Q)$(MAKE) --no-print-directory $(JOBS) B=build/asan-omp CC=gcc OPT=-O1 SANFLAGS="$(SAN_FLAGS)" all
 	$(Q)$(SAN_ENV) NLP_BUILD=build/asan-omp NLP_ASAN=1 build/asan-omp/tests/unit \

@@ -45,15 +45,24 @@ static const conf_key keys[] = {
     INT_KEY("limits.max_envelope_bytes", limits.max_envelope_bytes, 0, 65536, 1024),
     INT_KEY("limits.max_reply_backlog_bytes", limits.max_reply_backlog_bytes, 65536, 1 << 30,
             16 << 20),
+    INT_KEY("limits.max_queued_bytes", limits.max_queued_bytes, 1 << 20, 1 << 30, 256 << 20),
     INT_KEY("batching.max_batch_tokens", batching.max_batch_tokens, 8, 1 << 20, 8192),
     INT_KEY("batching.max_wait_ms", batching.max_wait_ms, 0, 10000, 5),
     INT_KEY("batching.max_rows", batching.max_rows, 1, 1024, 32),
+    STR_KEY("queue.redis", queue.redis, ""),
+    STR_KEY("queue.stream", queue.stream, "nlpd:requests"),
+    STR_KEY("queue.group", queue.group, "nlpd"),
+    STR_KEY("queue.consumer", queue.consumer, ""),
+    STR_KEY("queue.results", queue.results, "nlpd:results"),
+    STR_KEY("queue.dead_letter", queue.dead_letter, "nlpd:dead"),
+    INT_KEY("queue.claim_idle_ms", queue.claim_idle_ms, 100, 86400000, 30000),
+    INT_KEY("queue.max_deliveries", queue.max_deliveries, 1, 1000, 5),
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 
 /* Top-level names and groups that are the daemon's; anything else at the top level but
  * `tasks` is a typo worth an error. */
-static const char *const groups[] = { "pipeline", "limits", "batching" };
+static const char *const groups[] = { "pipeline", "limits", "batching", "queue" };
 
 static void *field(dmn_conf *c, const conf_key *k) { return (char *)c + k->off; }
 
@@ -274,8 +283,8 @@ out:
 int dmn_conf_check(const dmn_conf *c, char *err, size_t errlen)
 {
     const dmn_limits *l = &c->limits;
-    if (c->n_binds == 0 && !c->pull[0]) {
-        snprintf(err, errlen, "no endpoint: set bind (or pipeline.pull)");
+    if (c->n_binds == 0 && !c->pull[0] && !c->queue.redis[0]) {
+        snprintf(err, errlen, "no endpoint: set bind (or pipeline.pull, or queue.redis)");
         return -1;
     }
     if ((c->pull[0] != 0) != (c->push[0] != 0)) {
@@ -296,6 +305,17 @@ int dmn_conf_check(const dmn_conf *c, char *err, size_t errlen)
         snprintf(err, errlen,
                  "batching.max_batch_tokens (%d) must be at least limits.max_input_tokens "
                  "(%d)", c->batching.max_batch_tokens, l->max_input_tokens);
+        return -1;
+    }
+    if (c->queue.redis[0] && strncmp(c->queue.redis, "redis://", 8) != 0 &&
+        strncmp(c->queue.redis, "unix://", 7) != 0) {
+        snprintf(err, errlen, "queue.redis '%s' is not redis://HOST:PORT or unix:///PATH",
+                 c->queue.redis);
+        return -1;
+    }
+    if (c->queue.redis[0] && (!c->queue.stream[0] || !c->queue.group[0] ||
+                              !c->queue.results[0] || !c->queue.dead_letter[0])) {
+        snprintf(err, errlen, "queue: stream, group, results and dead_letter must not be empty");
         return -1;
     }
     if (!c->model_dir[0]) {

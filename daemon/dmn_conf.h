@@ -25,6 +25,7 @@ typedef struct dmn_limits {
     int default_deadline_ms;   /* when the request sets none */
     int max_envelope_bytes;    /* routing frames before the payload, all together */
     int max_reply_backlog_bytes; /* replies queued unread on one connection */
+    int max_queued_bytes;      /* request frames and routing frames held by accepted work */
 } dmn_limits;
 
 typedef struct dmn_batching {
@@ -32,6 +33,18 @@ typedef struct dmn_batching {
     int max_wait_ms;           /* how long a short queue waits to fill a batch */
     int max_rows;              /* decoder rows per engine call (sum of beams / labels) */
 } dmn_batching;
+
+/* queue = { ... }: jobs from a Redis stream (docs/queue.md). redis "" = no queue. */
+typedef struct dmn_queue_conf {
+    char redis[256];           /* redis://HOST:PORT or unix:///PATH */
+    char stream[128];          /* jobs */
+    char group[128];           /* consumer group (created with MKSTREAM when missing) */
+    char consumer[128];        /* "" = <hostname>-<pid> */
+    char results[128];         /* result entries */
+    char dead_letter[128];     /* entries delivered max_deliveries times */
+    int claim_idle_ms;         /* pending this long on any consumer: claimed */
+    int max_deliveries;
+} dmn_queue_conf;
 
 typedef struct dmn_conf {
     char path[1024];                  /* the file read ("" for built-in defaults) */
@@ -46,6 +59,7 @@ typedef struct dmn_conf {
     int linger_ms;                    /* how long replies may flush at exit */
     dmn_limits limits;
     dmn_batching batching;
+    dmn_queue_conf queue;             /* Redis Streams queue mode (dmn_redis.c) */
 } dmn_conf;
 
 /* Built-in defaults (what an empty config file gives). */

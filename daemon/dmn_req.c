@@ -514,6 +514,19 @@ int dmn_resp_error(uint64_t id, int code, const char *msg, void **buf, size_t *l
     return pack(&resp, buf, len);
 }
 
+static void queue_stats(Nlp__V1__QueueStats *q, const dmn_qstats *s)
+{
+    q->has_connected = 1, q->connected = s->connected;
+    q->has_lag = 1, q->lag = s->lag;
+    q->has_pending = 1, q->pending = s->pending;
+    q->has_held = 1, q->held = s->held;
+    q->has_claims = 1, q->claims = s->claims;
+    q->has_dead_letters = 1, q->dead_letters = s->dead_letters;
+    q->has_results = 1, q->results = s->results;
+    q->has_lost = 1, q->lost = s->lost;
+    q->has_reconnects = 1, q->reconnects = s->reconnects;
+}
+
 int dmn_resp_health(uint64_t id, const dmn_health *h, void **buf, size_t *len)
 {
     Nlp__V1__Response resp = NLP__V1__RESPONSE__INIT;
@@ -525,6 +538,8 @@ int dmn_resp_health(uint64_t id, const dmn_health *h, void **buf, size_t *len)
     hp.version = (char *)h->version;
     hp.has_uptime_s = 1, hp.uptime_s = h->uptime_s;
     hp.has_shutting_down = 1, hp.shutting_down = h->shutting_down;
+    Nlp__V1__QueueStats qs = NLP__V1__QUEUE_STATS__INIT;
+    if (h->queue.enabled) queue_stats(&qs, &h->queue), hp.queue = &qs;
     resp.has_id = 1, resp.id = id;
     resp.status = &st;
     resp.health = &hp;
@@ -564,6 +579,8 @@ int dmn_resp_stats(uint64_t id, const dmn_stats_snap *s, void **buf, size_t *len
     sp.has_in_flight = 1, sp.in_flight = s->in_flight;
     sp.has_peak_rows = 1, sp.peak_rows = s->peak_rows;
     sp.has_replies_dropped = 1, sp.replies_dropped = s->replies_dropped;
+    Nlp__V1__QueueStats qs = NLP__V1__QUEUE_STATS__INIT;
+    if (s->queue.enabled) queue_stats(&qs, &s->queue), sp.queue = &qs;
     resp.has_id = 1, resp.id = id;
     resp.status = &st;
     resp.stats = &sp;

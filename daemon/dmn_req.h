@@ -69,6 +69,7 @@ typedef struct dmn_req {
     atomic_int n_left;
 
     dmn_route route;           /* where the reply goes (I/O thread) */
+    size_t bytes;              /* its frame and routing frames: what it holds until answered */
 } dmn_req;
 
 /* Decodes and validates one request frame of `len` bytes (the envelope is the caller's).
@@ -88,11 +89,20 @@ void dmn_req_free(dmn_req **r);
  * document's code with "document N: reason" in msg. */
 int dmn_req_status(const dmn_req *r, char *msg, size_t cap);
 
+/* The Redis queue's numbers (dmn_redis.c, docs/queue.md); enabled 0: no queue. */
+typedef struct dmn_qstats {
+    int enabled, connected;
+    uint64_t lag, pending;     /* the group's, as last read from Redis */
+    uint32_t held;             /* entries this daemon holds */
+    uint64_t claims, dead_letters, results, lost, reconnects;
+} dmn_qstats;
+
 typedef struct dmn_health {
     int ok, shutting_down;
     const char *model;
     const char *version;
     double uptime_s;
+    dmn_qstats queue;
 } dmn_health;
 
 typedef struct dmn_stats_snap dmn_stats_snap;   /* dmn_stats.h */

@@ -48,7 +48,7 @@ dmn_backlog *dmn_backlog_new(size_t cap);
 /* Only once libzmq released every message (after zmq_ctx_term). */
 void dmn_backlog_free(dmn_backlog **b);
 
-/* Reserves len bytes on the peer named by key (a ROUTER peer's routing id; the empty key
+/* Reserves len bytes (a reply and its routing frames) on the peer named by key (a ROUTER peer's routing id; the empty key
  * for a PUSH socket's readers). Returns the hint to give zmq_msg_init_data with
  * dmn_backlog_release, or NULL when the peer's unread replies would pass the cap (or
  * memory runs out): the reply is to be dropped. */

@@ -20,6 +20,7 @@
 #include "daemon/dmn_server.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@
 #include "daemon/dmn_sched.h"
 #include "daemon/dmn_transport.h"
 #include "daemon/dmn_stats.h"
+#include "daemon/dmn_redis.h"
 
 /* The daemon's one global. */
 dmn_server dmn_srv = { .log_level = DMN_LOG_INFO };
@@ -145,6 +147,7 @@ static void reply_health(dmn_server *srv, const dmn_route *to, uint64_t seq, uin
     };
     void *buf;
     size_t len;
+    dmn_stats_get_queue(srv->stats, &h.queue);
     dmn_stats_response(srv->stats, DMN_OK, -1);
     if (dmn_resp_health(id, &h, &buf, &len) < 0) return;
     send_reply(srv, to, buf, len, seq, id);
@@ -207,6 +210,16 @@ void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t 
     double deadline = r->t_deadline;
     int n_docs = r->n_docs, prio = r->priority;
     task_kind kind = r->in.kind;
+    /* Accepted work holds its frame (as the decoded request) and its routing frames until
+     * answered: bounded together, so that memory stays bounded whatever clients send. */
+    r->bytes = size + dmn_route_bytes(to);
+    if (srv->queued_bytes + r->bytes > (size_t)srv->conf.limits.max_queued_bytes) {
+        snprintf(err, sizeof err, "the daemon holds %zu KiB of accepted requests (limit "
+                 "limits.max_queued_bytes = %d KiB): retry later", srv->queued_bytes >> 10,
+                 srv->conf.limits.max_queued_bytes >> 10);
+        reply_error(srv, to, seq, id, DMN_OVERLOADED, err);
+        goto done;
+    }
     /* The route moves into the request, and with it to the queue/worker side. */
     r->route = *to;
     *to = (dmn_route){ .transport = r->route.transport };
@@ -218,6 +231,7 @@ void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t 
         reply_error(srv, to, seq, id, DMN_OVERLOADED, err);
         goto done;
     }
+    srv->queued_bytes += r->bytes;
     r = NULL;
     srv->in_flight++;
     if (!srv->next_expiry || deadline < srv->next_expiry) srv->next_expiry = deadline;
@@ -249,6 +263,7 @@ static void answer_task(dmn_server *srv, dmn_req *r)
     else
         DMN_LOG_REQ(DMN_LOG_ERROR, r->seq, r->id, "out of memory encoding the response");
     srv->in_flight--;
+    srv->queued_bytes -= r->bytes;
     dmn_req_free(&r);
 }
 
@@ -297,6 +312,10 @@ static int open_sockets(dmn_server *srv, char *err, size_t errlen)
     }
     if (c->pull[0]) {
         if (!(t = dmn_zmq_pipeline_new(srv, srv->n_transports, err, errlen))) return -1;
+        srv->transports[srv->n_transports++] = t;
+    }
+    if (c->queue.redis[0]) {
+        if (!(t = dmn_redis_new(srv, srv->n_transports, err, errlen))) return -1;
         srv->transports[srv->n_transports++] = t;
     }
     int hwm = 0;   /* the worker must never drop a finished request */
@@ -426,6 +445,10 @@ int dmn_server_run(dmn_server *srv)
      * one of those still sets the flag, seen within one poll timeout, and before any
      * further request is accepted.) */
     dmn_block_stop_signals();
+    /* Frames of a megabyte or more (libzmq's receive buffers, a big request's copy) come
+     * from mmap and go back to the system when freed: with glibc's sliding threshold they
+     * would be carved from the heap after the first one, and the heap keeps its peak. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     srv->t_start = cm_now();
     srv->stats = dmn_stats_new(srv->t_start);
     srv->queue = dmn_queue_new(srv->conf.limits.queue_size, srv->conf.limits.max_input_tokens);

@@ -50,6 +50,7 @@ typedef struct dmn_server {
     void *done_tx;                 /* PAIR: the worker's end (used by the worker only) */
     uint64_t next_seq;
     int in_flight;                 /* task requests queued or running */
+    size_t queued_bytes;           /* what they hold (dmn_req.bytes): max_queued_bytes */
     double next_expiry;            /* earliest queued deadline (may be stale), 0: none */
     int shutting_down;
     pthread_t worker;

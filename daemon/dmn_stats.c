@@ -12,6 +12,7 @@ struct dmn_stats {
     uint64_t requests, documents, batches, batch_seqs, in_tokens, out_tokens;
     int peak_rows;
     uint64_t replies_dropped;
+    dmn_qstats queue;
     uint64_t by_code[DMN_N_CODES];
     double lat[DMN_LAT_RING];        /* ring of the most recent latencies, ms */
     int lat_n, lat_next;
@@ -64,6 +65,20 @@ uint64_t dmn_stats_reply_dropped(dmn_stats *s)
     uint64_t n = ++s->replies_dropped;
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+void dmn_stats_set_queue(dmn_stats *s, const dmn_qstats *q)
+{
+    pthread_mutex_lock(&s->mu);
+    s->queue = *q;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void dmn_stats_get_queue(dmn_stats *s, dmn_qstats *out)
+{
+    pthread_mutex_lock(&s->mu);
+    *out = s->queue;
+    pthread_mutex_unlock(&s->mu);
 }
 
 void dmn_stats_rows(dmn_stats *s, int rows)
@@ -124,6 +139,7 @@ void dmn_stats_snapshot(dmn_stats *s, dmn_stats_snap *o, double now)
     o->batches = s->batches;
     o->peak_rows = (uint32_t)s->peak_rows;
     o->replies_dropped = s->replies_dropped;
+    o->queue = s->queue;
     o->mean_batch_size = s->batches ? (double)s->batch_seqs / (double)s->batches : 0;
     o->input_tokens = s->in_tokens;
     o->output_tokens = s->out_tokens;

@@ -28,6 +28,7 @@ struct dmn_stats_snap {
     double uptime_s;
     uint32_t peak_rows;
     uint64_t replies_dropped;        /* to peers past limits.max_reply_backlog_bytes */
+    dmn_qstats queue;                /* the Redis queue's (dmn_redis.c) */
 };
 
 /* `now`: CLOCK_MONOTONIC seconds at start. NULL on allocation failure. */
@@ -45,6 +46,9 @@ void dmn_stats_rows(dmn_stats *s, int rows);
 void dmn_stats_documents(dmn_stats *s, int n);
 /* A reply dropped because its peer left too much unread; returns the total so far. */
 uint64_t dmn_stats_reply_dropped(dmn_stats *s);
+/* The Redis queue's numbers: set by its transport, read by health and the snapshot. */
+void dmn_stats_set_queue(dmn_stats *s, const dmn_qstats *q);
+void dmn_stats_get_queue(dmn_stats *s, dmn_qstats *out);
 /* Fills everything but queue_depth and in_flight (the server's). */
 void dmn_stats_snapshot(dmn_stats *s, dmn_stats_snap *out, double now);
 

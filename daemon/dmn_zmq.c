@@ -22,6 +22,7 @@
 #include "daemon/dmn_transport.h"
 
 #define MAX_RECV_PER_POLL 256   /* then the server looks at the worker's replies again */
+#define DMN_RCV_AHEAD 16        /* messages libzmq reads ahead per peer (ZMQ_RCVHWM) */
 
 typedef struct zt {
     dmn_transport base;
@@ -53,6 +54,12 @@ static void *open_socket(dmn_server *srv, int type, const char *ep, int bind, ch
     int hwm = 2 * srv->conf.limits.queue_size > 1000 ? 2 * srv->conf.limits.queue_size : 1000;
     if (type == ZMQ_ROUTER || type == ZMQ_PUSH)
         zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    /* What libzmq reads ahead per peer before the I/O thread takes it: past this, the
+     * peer's connection waits (backpressure, nothing lost). 1000 messages of 64 KiB
+     * routing frames held 64 MiB per peer. */
+    int rcvhwm = DMN_RCV_AHEAD;
+    if (type == ZMQ_ROUTER || type == ZMQ_PULL)
+        zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
     if ((bind ? zmq_bind(s, ep) : zmq_connect(s, ep)) != 0) {
         snprintf(err, errlen, "cannot %s %s: %s", bind ? "bind" : "connect to", ep,
                  zmq_strerror(zmq_errno()));
@@ -82,8 +89,10 @@ static void zt_reply(dmn_transport *t, const dmn_route *to, void *buf, size_t le
         free(buf);
         return;
     }
+    /* The reply's routing frames count too (copies of up to max_envelope_bytes each):
+     * they go out just before the body, so the body's release returns them as well. */
     size_t keylen = !z->pipeline && to->n_env > 0 ? to->env_len[0] : 0;
-    void *ticket = dmn_backlog_reserve(z->backlog, to->env, keylen, len);
+    void *ticket = dmn_backlog_reserve(z->backlog, to->env, keylen, len + dmn_route_bytes(to));
     if (!ticket) {
         free(buf);
         uint64_t n = dmn_stats_reply_dropped(srv->stats);

@@ -25,6 +25,8 @@ static void usage(FILE *f)
         "  -b, --bind ENDPOINT   tcp://HOST:PORT or ipc://PATH; repeatable; replaces the\n"
         "                        config's `bind` list\n"
         "  -l, --log-level LEVEL error, warn, info or debug; overrides `log_level`\n"
+        "      --queue URL       also take jobs from a Redis stream (redis://HOST:PORT or\n"
+        "                        unix:///PATH); overrides queue.redis (docs/queue.md)\n"
         "      --check-config    print the effective settings and exit (0: valid)\n"
         "  -V, --version         print the version and exit\n"
         "  -h, --help            this help\n"
@@ -41,12 +43,13 @@ int main(int argc, char **argv)
         { "model", required_argument, NULL, 'm' },
         { "bind", required_argument, NULL, 'b' },
         { "log-level", required_argument, NULL, 'l' },
+        { "queue", required_argument, NULL, 'Q' },
         { "check-config", no_argument, NULL, 'C' },
         { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *config = "conf/nlpd.conf", *model = NULL, *level = NULL;
+    const char *config = "conf/nlpd.conf", *model = NULL, *level = NULL, *queue = NULL;
     const char *binds[DMN_MAX_BINDS + 1];
     int n_binds = 0, check = 0, c;
     char err[1024];
@@ -64,6 +67,7 @@ int main(int argc, char **argv)
             binds[n_binds++] = optarg;
             break;
         case 'l': level = optarg; break;
+        case 'Q': queue = optarg; break;
         case 'C': check = 1; break;
         case 'V': printf("nlpd %s\n", DMN_VERSION); return 0;
         case 'h': usage(stdout); return 0;
@@ -95,6 +99,13 @@ int main(int argc, char **argv)
                 fprintf(stderr, "nlpd: --bind: %s\n", err);
                 return 2;
             }
+    }
+    if (queue) {   /* queue mode on Redis Streams (docs/queue.md) */
+        if (strlen(queue) >= sizeof srv->conf.queue.redis) {
+            fprintf(stderr, "nlpd: --queue: URL too long\n");
+            return 2;
+        }
+        snprintf(srv->conf.queue.redis, sizeof srv->conf.queue.redis, "%s", queue);
     }
     if (level) {
         int l = dmn_log_level_from_name(level);

@@ -16,9 +16,10 @@
 /* C[M,N] = A[M,K] * op(B) (+ beta * C).
  *   trans_b = 1: B is [N, K] (an HF Linear weight, or keys): C = A B^T
  *   trans_b = 0: B is [K, N] (values): C = A B
- * Up to 64 rows with trans_b: the project's few-rows kernel (weights read once, in place);
- * more rows: OpenBLAS sgemm, or with trans_b the project's packed kernel when OpenBLAS
- * runs kernels narrower than the CPU (AVX2 ones on an AVX-512 CPU). */
+ * Each output is one multiply-add chain over k in order (then beta), whatever M and the
+ * thread count: a row's result is bitwise the same alone or beside any other rows. With
+ * trans_b, up to 8 rows take the few-rows kernel, more the packed one; trans_b = 0 runs
+ * on the calling thread. */
 void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
               int trans_b, float beta, float *C, int ldc);
 /* y[rows, N] = x[rows, K] W^T for a Linear weight W [N, K], all dense. */
@@ -28,16 +29,17 @@ void eng_linear(const float *x, int rows, int K, const float *W, int N, float *y
  * public entry point with the model's count, since OpenMP keeps the setting per thread.
  * Returns the count set (>= 1). */
 int eng_set_threads(int n);
-/* C[M,N] = A[M,K] W[N,K]^T (+ beta C) by the packed many-rows kernel whatever the CPU and
- * OpenBLAS (eng_gemm's choice for many rows when OpenBLAS is narrower than the CPU): for
- * tests. 0, or -1 out of memory. */
+/* C[M,N] = A[M,K] W[N,K]^T (+ beta C) by the packed many-rows kernel whatever M (eng_gemm's
+ * choice past 8 rows): for tests. 0, or -1 out of memory. */
 int eng_gemm_many(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
                   float beta, float *C, int ldc);
 /* dst[c][r] = src[r][c] for a rows x cols block (row strides lds, ldd), in 16 x 16 blocks
  * transposed in registers; on the calling thread. */
 void eng_transpose(int rows, int cols, const float *src, int lds, float *dst, int ldd);
-/* The same product computed on the calling thread alone, by the project's kernels
- * whatever M: for work items that the threads already share (attention heads). */
+/* The same product computed on the calling thread alone, for work items that the threads
+ * already share (attention heads): with trans_b by the 16-lanes-over-K kernel (each
+ * output: 16 chains over k, summed pairwise, then the tail of K), a different order from
+ * eng_gemm's; each sequence's attention always takes the same kernel. */
 void eng_gemm_serial(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                      int trans_b, float beta, float *C, int ldc);
 

@@ -1,26 +1,27 @@
-/* The one door for matrix products: OpenBLAS for many rows, a few-rows kernel of our own
- * for the decoder's products (1 to EK_ROWS_MAX rows against a weight matrix), and a packed
- * many-rows kernel of our own in OpenBLAS's place when OpenBLAS runs kernels narrower than
- * the CPU (see "many rows" below).
+/* The one door for matrix products, all computed by kernels of our own.
  *
- * Why a kernel of our own: OpenBLAS's sgemm packs the whole weight matrix into its own
+ * One summation order. Every output of a product with weights (eng_linear: C = A W^T, W
+ * an HF Linear weight [N, K] read in place) is one multiply-add chain over k in order,
+ * whatever the number of rows and whichever kernel takes them: 1 to EK_FEW rows go to
+ * the few-rows kernel (weights transposed in registers), more to the packed many-rows
+ * kernel (input rows packed in panels, weights broadcast). The threads split the weight
+ * rows, and an output is computed by one thread the same way whatever the split. So a
+ * row's result is bitwise the same alone or beside any other rows, at any thread count:
+ * the engine's promise that a document's result does not depend on who shares its calls
+ * rests on this. OpenBLAS takes no product here: its kernels block K and change with the
+ * row count, the thread count and OPENBLAS_CORETYPE.
+ *
+ * Why kernels of our own: OpenBLAS's sgemm packs the whole weight matrix into its own
  * panel layout on every call and its sgemv takes one row at a time, so for 2..32 rows it
- * runs at a fraction of the machine. Measured on this project's 2-core machine
- * (OpenBLAS 0.3.21, 2 threads; lm_head of flan-t5-small, N = 32128, K = 512, weights
- * streamed from memory): 8 rows 6.4 ms by sgemm vs 2.7 ms here, 16 rows 5.3 vs 3.5 ms,
- * 32 rows 7.2 vs 5.2 ms; a 1024 x 512 weight at 16 rows 0.121 vs 0.051 ms. Every decode
- * step is made of such products. The kernel reads the weights in place ([N, K], the
- * Hugging Face Linear layout, mmapped) exactly once per call: each tile of 4 weight rows
- * is loaded into L1 and multiplied with every input row before the next.
- *
- * Each output is a dot product accumulated in a fixed order (16 lanes over K, the lanes
- * summed pairwise, then the tail of K), independent of M and of the thread split: a row's
- * result does not depend on which rows share the call.
+ * runs at a fraction of the machine; at many rows the packed kernel matches its best
+ * kernels (below). Attention's products (eng_gemm_serial, per head of one sequence) use
+ * the row-times-columns kernels further down; each sequence always takes the same one.
  *
  * Threads: OpenMP splits the weight rows between threads. OpenBLAS is linked in its
  * OpenMP build (Makefile), so both share one thread pool instead of two pools fighting
- * over the cores. Without OpenMP (e.g. the clang ASan build) the kernel runs serially.
- * This file is compiled with -ffp-contract=fast so that a*b+c is one FMA. */
+ * over the cores. Without OpenMP (e.g. the clang ASan build) the kernels run serially.
+ * This file is compiled with -ffp-contract=fast so that a*b+c is one FMA (in every clone
+ * that has FMA; the baseline clone rounds the product first: the same in every kernel). */
 #include "engine/eng_int.h"
 
 #include <cblas.h>
@@ -32,9 +33,6 @@
 #include <omp.h>
 #endif
 
-/* Up to this many rows, products with trans_b go to the few-rows kernel. Above it,
- * OpenBLAS's packing pays for itself (at 64 rows sgemm wins on flan-t5-small). */
-#define EK_ROWS_MAX 64
 /* Products smaller than this many multiply-adds run on one thread: waking the others
  * costs more than it saves. */
 #define EK_PAR_MIN (1 << 17)
@@ -119,11 +117,15 @@ __attribute__((always_inline)) static inline void ek_swap1(ek_v16 *u, ek_v16 *v)
 }
 __attribute__((always_inline)) static inline void ek_transpose16(ek_v16 x[16])
 {
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i++) ek_swap8(&x[i], &x[i + 8]);
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i++)
         if (!(i & 4)) ek_swap4(&x[i], &x[i + 4]);
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i++)
         if (!(i & 2)) ek_swap2(&x[i], &x[i + 2]);
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i += 2) ek_swap1(&x[i], &x[i + 1]);
 }
 
@@ -260,26 +262,6 @@ static void ek_rows_nt_part(int t0, int t1, int M, int N, int K, const float *A,
         for (int n = 4 * t1; n < N; n++) ek_tile1(M, K, A, lda, W, ldw, n, beta, C, ldc);
 }
 
-/* The threads split the weight rows (the parallel region stays outside the cloned
- * function, so that each thread runs the clone the CPU supports). */
-static void ek_rows_nt(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
-                       float beta, float *C, int ldc)
-{
-    int tiles = N / 4;
-#ifdef _OPENMP
-    if ((double)M * N * K >= EK_PAR_MIN) {
-#pragma omp parallel
-        {
-            int nt = omp_get_num_threads(), id = omp_get_thread_num();
-            int t0 = (int)((long)tiles * id / nt), t1 = (int)((long)tiles * (id + 1) / nt);
-            ek_rows_nt_part(t0, t1, M, N, K, A, lda, W, ldw, beta, C, ldc);
-        }
-        return;
-    }
-#endif
-    ek_rows_nt_part(0, tiles, M, N, K, A, lda, W, ldw, beta, C, ldc);
-}
-
 /* Rows a[0..nr-1] (nr <= 4) by columns j .. j + 16 nc of C = A B (+ beta C) into rows
  * c[0..nr-1], stored from column js on: each output the sum over k in order. nr and nc
  * are constants at every call, so the nr x nc sums stay in registers. */
@@ -374,19 +356,17 @@ static void ek_rows_nn(int M, int N, int K, const float *A, int lda, const float
 }
 
 /* ---- many rows: packed input panels ----
- * Products of more than EK_ROWS_MAX rows, when OpenBLAS runs kernels narrower than the
- * CPU (its AVX2 kernels on an AVX-512 CPU: OPENBLAS_CORETYPE pins them, or this OpenBLAS
- * does not know the CPU). Measured on the project's machine (2 threads, flan-t5-small's
- * shapes at 90 to 1536 rows): 405-464 GFLOP/s here against 169-240 for OpenBLAS's Haswell
- * kernels. Its own AVX-512 kernels reach 448-457 at 1440 rows (230-266 at 90), so when
- * it runs those it keeps the work.
+ * Products of more than EK_FEW rows with weights. Measured on the project's machine (2
+ * threads, flan-t5-small's shapes at 90 to 1536 rows): 405-464 GFLOP/s here against
+ * 169-240 for OpenBLAS's Haswell kernels and 448-457 for its AVX-512 ones at 1440 rows
+ * (230-266 at 90).
  *
  * The input rows are packed in panels of 32 rows as [K][32] (the threads pack, then split
  * the weight rows). A register tile is 12 weight rows x 32 input rows: 24 accumulators,
  * and each k costs 2 loads of the panel and 12 weight broadcasts for 24 multiply-adds.
- * Weights are read in place. Each output is one multiply-add chain over k in order, so a
- * row's result does not depend on which rows share the call nor on the thread split (its
- * rounding differs from the few-rows kernel's, as OpenBLAS's does). */
+ * Weights are read in place. Each output is one multiply-add chain over k in order, as in
+ * the few-rows kernel, so a row's result does not depend on which rows share the call
+ * nor on the thread split. */
 
 #define EK_PW 32 /* input rows per panel (a last panel of <= 16 rows is 16 wide) */
 #define EK_NR 12 /* weight rows per register tile */
@@ -396,7 +376,6 @@ static void ek_rows_nn(int M, int N, int K, const float *A, int lda, const float
 
 static float *ek_pack_buf; /* one chunk; grown under ek_blas_lock, kept for the next call */
 static size_t ek_pack_cap;
-static int ek_many_first = -1; /* ek_blas_narrow of this OpenBLAS, once known */
 
 ENG_CLONES
 void eng_transpose(int rows, int cols, const float *src, int lds, float *dst, int ldd)
@@ -449,13 +428,17 @@ static void ek_pack_panels(int p0, int p1, int pc, int M, int K, const float *A,
  * rows n0 .. n0 + nr - 1 (nr <= 12: the tile's rows past nr repeat the last, computed,
  * not stored). */
 __attribute__((always_inline)) static inline void ek_many_tile(int pw, int K, const float *ap,
-        const float *W, int ldw, int n0, int nr, int rows, float beta, float *C, int ldc)
+        const float *W, int ldw, int n0, int nr, int rows, const float *next, float beta,
+        float *C, int ldc)
 {
     const float *w[EK_NR];
     for (int i = 0; i < EK_NR; i++) w[i] = W + (size_t)(n0 + (i < nr ? i : nr - 1)) * ldw;
     ek_v16 s[2][16]; /* s[h][i]: weight row n0 + i times input rows 16 h .. 16 h + 15 */
     for (int i = 0; i < 16; i++) s[0][i] = s[1][i] = (ek_v16){ 0 };
     for (int k = 0; k < K; k++) {
+        if (next && !(k & 15))
+#pragma GCC unroll 12
+            for (int i = 0; i < EK_NR; i++) __builtin_prefetch(next + (size_t)i * ldw + k, 0, 2);
         ek_v16 a0 = ek_load(ap + (size_t)k * pw);
         ek_v16 a1 = pw > 16 ? ek_load(ap + (size_t)k * pw + 16) : a0;
 #pragma GCC unroll 12
@@ -489,12 +472,14 @@ static void ek_many_part(int t0, int t1, int p0, int p1, int M, int N, int K, co
         int n0 = t * EK_NR, nr = N - n0 < EK_NR ? N - n0 : EK_NR;
         for (int p = p0; p < p1; p++) {
             int m0 = p * EK_PW, rows = M - m0 < EK_PW ? M - m0 : EK_PW;
+            /* the first panel of a tile fetches the next tile's weights into L2 */
+            const float *next = p == p0 && n0 + 2 * EK_NR <= N ? W + (size_t)(n0 + EK_NR) * ldw : NULL;
             const float *ap = Ap + (size_t)(p - p0) * K * EK_PW;
             float *c = C + (size_t)m0 * ldc;
             if (ek_panel_width(p, M) == EK_PW)
-                ek_many_tile(EK_PW, K, ap, W, ldw, n0, nr, rows, beta, c, ldc);
+                ek_many_tile(EK_PW, K, ap, W, ldw, n0, nr, rows, next, beta, c, ldc);
             else
-                ek_many_tile(16, K, ap, W, ldw, n0, nr, rows, beta, c, ldc);
+                ek_many_tile(16, K, ap, W, ldw, n0, nr, rows, next, beta, c, ldc);
         }
     }
 }
@@ -541,6 +526,102 @@ static int ek_many(int M, int N, int K, const float *A, int lda, const float *W,
         ek_many_part(0, tiles, p0, p1, M, N, K, Ap, W, ldw, beta, C, ldc);
     }
     return 0;
+}
+
+/* ---- few rows against weights: the packed kernel's order, weights transposed in registers
+ * Products of up to EK_FEW rows with weights (the decoder's steps at small batches). Each
+ * output is the same single multiply-add chain over k in order as in the packed kernel,
+ * so a row's result is bitwise the same whichever kernel takes its call. Broadcasting
+ * every weight (the packed kernel's way) costs a load per weight for at most 16 rows; here
+ * each block of 16 weight rows x 16 k is loaded as 16 vectors and transposed in registers
+ * (64 shuffles), then every input row takes 16 multiply-adds of 16 weight rows at once.
+ * Each tile fetches the next tile's weights into L2 as it goes. Measured on one core
+ * with weights streamed from memory (64 matrices 1024 x 512, as in a decode step): 1-4
+ * rows within 0-15% of the time of the 16-lanes-over-K kernel this replaced (whose order
+ * the packed kernel cannot follow), 8 rows 5-10% faster; with the weights in L2 it is
+ * half as fast, but a decode step's weights never are. */
+
+/* Up to this many rows (all in registers): this kernel; more: the packed one, which from
+ * 16 rows streams the weights as fast as the kernel this replaced, and from 32 faster. */
+#define EK_FEW 8
+
+
+/* Rows 0..M-1 (M <= EK_FEW, a constant at every call) x weight rows n0 .. n0 + nr - 1
+ * (nr <= 16: the rows past nr repeat the last, computed, not stored). */
+__attribute__((always_inline)) static inline void ek_few_tile(int M, int K, const float *A,
+        int lda, const float *W, int ldw, int n0, int nr, int pf, float beta, float *C, int ldc)
+{
+    const float *w[16];
+    for (int i = 0; i < 16; i++) w[i] = W + (size_t)(n0 + (i < nr ? i : nr - 1)) * ldw;
+    ek_v16 s[EK_FEW]; /* s[m] lane i: input row m times weight row n0 + i */
+#pragma GCC unroll 8
+    for (int m = 0; m < EK_FEW; m++) s[m] = (ek_v16){ 0 };
+    int K16 = K & ~15;
+    for (int k0 = 0; k0 < K16; k0 += 16) {
+        ek_v16 x[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) x[i] = ek_load(w[i] + k0);
+        if (pf)
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) __builtin_prefetch(w[i] + (size_t)16 * ldw + k0, 0, 2);
+        ek_transpose16(x); /* x[j] lane i: w[i][k0 + j] */
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
+#pragma GCC unroll 8
+            for (int m = 0; m < M; m++) s[m] += A[(size_t)m * lda + k0 + j] * x[j];
+    }
+    for (int k = K16; k < K; k++) {
+        ek_v16 x;
+        for (int i = 0; i < 16; i++) x[i] = w[i][k];
+        for (int m = 0; m < M; m++) s[m] += A[(size_t)m * lda + k] * x;
+    }
+#pragma GCC unroll 8
+    for (int m = 0; m < M; m++) {
+        float *c = C + (size_t)m * ldc + n0;
+        if (nr == 16 && beta == 0.0f)
+            memcpy(c, &s[m], sizeof s[m]);
+        else
+            for (int i = 0; i < nr; i++) ek_store(c + i, s[m][i], beta);
+    }
+}
+
+/* Tiles t0..t1-1 (16 weight rows each, the last one partial) of C[M,N] = A[M,K] W[N,K]^T
+ * (+ beta C), M <= EK_FEW: one thread's share. */
+ENG_CLONES
+static void ek_few_part(int t0, int t1, int M, int N, int K, const float *A, int lda,
+                        const float *W, int ldw, float beta, float *C, int ldc)
+{
+    for (int t = t0; t < t1; t++) {
+        int n0 = 16 * t, nr = N - n0 < 16 ? N - n0 : 16, pf = n0 + 32 <= N;
+        switch (M) {
+        case 1: ek_few_tile(1, K, A, lda, W, ldw, n0, nr, pf, beta, C, ldc); break;
+        case 2: ek_few_tile(2, K, A, lda, W, ldw, n0, nr, pf, beta, C, ldc); break;
+        case 3: ek_few_tile(3, K, A, lda, W, ldw, n0, nr, pf, beta, C, ldc); break;
+        case 4: ek_few_tile(4, K, A, lda, W, ldw, n0, nr, pf, beta, C, ldc); break;
+        case 5: ek_few_tile(5, K, A, lda, W, ldw, n0, nr, pf, beta, C, ldc); break;
+        case 6: ek_few_tile(6, K, A, lda, W, ldw, n0, nr, pf, beta, C, ldc); break;
+        case 7: ek_few_tile(7, K, A, lda, W, ldw, n0, nr, pf, beta, C, ldc); break;
+        default: ek_few_tile(8, K, A, lda, W, ldw, n0, nr, pf, beta, C, ldc); break;
+        }
+    }
+}
+
+static void ek_few(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                   float beta, float *C, int ldc)
+{
+    int tiles = (N + 15) / 16;
+#ifdef _OPENMP
+    if ((double)M * N * K >= EK_PAR_MIN) {
+#pragma omp parallel
+        {
+            int nt = omp_get_num_threads(), id = omp_get_thread_num();
+            int t0 = (int)((long)tiles * id / nt), t1 = (int)((long)tiles * (id + 1) / nt);
+            ek_few_part(t0, t1, M, N, K, A, lda, W, ldw, beta, C, ldc);
+        }
+        return;
+    }
+#endif
+    ek_few_part(0, tiles, M, N, K, A, lda, W, ldw, beta, C, ldc);
 }
 
 /* 1 if OpenBLAS runs kernels narrower than the CPU: the x86 CPU has AVX-512 but
@@ -611,26 +692,22 @@ void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int 
         ek_scale(M, N, beta, C, ldc);
         return;
     }
-    if (M <= EK_ROWS_MAX) {
-        if (trans_b)
-            ek_rows_nt(M, N, K, A, lda, B, ldb, beta, C, ldc);
-        else
-            ek_rows_nn(M, N, K, A, lda, B, ldb, beta, C, ldc);
+    if (!trans_b) {
+        ek_rows_nn(M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    /* OpenBLAS's OpenMP build keeps one set of thread work buffers for all callers
-     * unless built with NUM_PARALLEL > 1: two threads inside sgemm at once would share
-     * them. One caller at a time (the packed kernel's buffer too); each call uses every
-     * core anyway. */
-    pthread_mutex_lock(&ek_blas_lock);
-    if (ek_many_first < 0) ek_many_first = ek_blas_narrow(eng_blas_core(NULL));
-    if (trans_b && ek_many_first && ek_many(M, N, K, A, lda, B, ldb, beta, C, ldc) == 0) {
+    if (M > EK_FEW) {
+        /* one caller at a time: the packing buffer is shared (each call uses every core) */
+        pthread_mutex_lock(&ek_blas_lock);
+        int rc = ek_many(M, N, K, A, lda, B, ldb, beta, C, ldc);
         pthread_mutex_unlock(&ek_blas_lock);
-        return;
+        if (rc == 0) return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
-                1.0f, A, lda, B, ldb, beta, C, ldc);
-    pthread_mutex_unlock(&ek_blas_lock);
+    /* few rows; or many when the packing buffer cannot grow: EK_FEW rows at a time, each
+     * output computed as the packed kernel computes it */
+    for (int m = 0; m < M; m += EK_FEW)
+        ek_few(M - m < EK_FEW ? M - m : EK_FEW, N, K, A + (size_t)m * lda, lda, B, ldb, beta,
+               C + (size_t)m * ldc, ldc);
 }
 
 void eng_linear(const float *x, int rows, int K, const float *W, int N, float *y)

@@ -206,8 +206,11 @@ eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err,
         return NULL;
     }
     char path[4096];
-    snprintf(m->dir, sizeof m->dir, "%s", dir);
-    snprintf(path, sizeof path, "%s/config.json", dir);
+    if ((size_t)snprintf(path, sizeof path, "%s/config.json", dir) >= sizeof path ||
+        (size_t)snprintf(m->dir, sizeof m->dir, "%s", dir) >= sizeof m->dir) {
+        ml_err(err, errlen, "%.200s...: path too long", dir);
+        goto fail;
+    }
     if (hf_config_load(path, &m->cfg, &m->arch, err, errlen) < 0) goto fail;
     const eng_config *c = &m->cfg;
     m->inner = c->num_heads * c->d_kv;

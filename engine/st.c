@@ -710,7 +710,10 @@ st_set *st_open_dir(const char *dir, char *err, size_t errlen)
         return NULL;
     }
     if (access(path, F_OK) == 0) return st_open_file(path, err, errlen);
-    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    if ((size_t)snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir) >= sizeof path) {
+        st_err(err, errlen, "%s: path too long", dir);
+        return NULL;
+    }
     if (access(path, F_OK) == 0) return st_open_index(dir, path, err, errlen);
     st_err(err, errlen, "%s: no model.safetensors or model.safetensors.index.json", dir);
     return NULL;

@@ -6,7 +6,7 @@
  * A new tokenizer is one new file engine/tok_<kind>.c (its tok_ops and a loader filling
  * the tok_model part) and one row in tok_kinds[] below naming the files a model
  * directory holds for it. Any thread: the table is constant, models are read-only. */
-#include "engine/tok_int.h"
+#include "engine/tok_spm_int.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -36,10 +36,14 @@ typedef struct tok_kind_entry {
 } tok_kind_entry;
 
 /* Most specific first: a directory gets the first kind whose files are all there
- * (Marian's source.spm + target.spm + vocab.json will sit above byte-level BPE's
- * vocab.json + merges.txt). A single file of unknown name is read by the first kind
- * with load_mem. */
+ * (Marian's source.spm + target.spm + vocab.json sits above byte-level BPE's
+ * vocab.json + merges.txt: both have vocab.json). A single file of unknown name is read
+ * by the first kind with load_mem. */
 static const tok_kind_entry tok_kinds[] = {
+    { "Marian", { "source.spm", "target.spm", "vocab.json" }, NULL, tok_marian_open_dir },
+    { "NLLB, M2M100, mBART", { "sentencepiece.bpe.model", "tokenizer_config.json" }, NULL,
+      tok_fs_open_dir },
+    { "byte-level BPE", { "vocab.json", "merges.txt" }, NULL, tok_bpe_open_dir },
     { "SentencePiece", { "spiece.model" }, tok_spm_load_mem, NULL },
 };
 #define TOK_N_KINDS (sizeof tok_kinds / sizeof tok_kinds[0])
@@ -172,13 +176,63 @@ const char *tok_kind(const tok_model *tok) { return tok ? tok->kind : "none"; }
 
 /* -------------------------------------------------------------------- encode -- */
 
-int tok_encode_spans(const tok_model *tok, const char *text, size_t len, int flags,
-                     int32_t *ids, tok_span *spans, int cap)
+static int tok_utf8_check(const char *text, size_t len)
 {
+    const unsigned char *s = (const unsigned char *)text;
+    size_t i = 0;
+    while (i < len) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        size_t l = tok_utf8_valid(s + i, len - i);
+        if (!l) return 0;
+        i += l;
+    }
+    return 1;
+}
+
+tok_encode_opts tok_encode_default_opts(void)
+{
+    return (tok_encode_opts){ TOK_ADD_SPECIAL, -1, -1 };
+}
+
+/* 1 if id is one of the model's language codes. */
+static int tok_is_lang(const tok_langs *l, int32_t id)
+{
+    for (int i = 0; i < l->n; i++)
+        if (l->ids[i] == id) return 1;
+    return 0;
+}
+
+tok_special_ids tok_specials_opt(const tok_model *tok, const tok_encode_opts *opts)
+{
+    const tok_langs *l = tok_fs_langs(tok);
+    if (!l) return tok ? tok->specials : (tok_special_ids){ 0 };
+    int target = opts && (opts->flags & TOK_TARGET);
+    int32_t lang = opts ? (target ? opts->tgt_lang : opts->src_lang) : -1;
+    if (lang < 0) lang = target ? l->tgt_default : l->src_default;
+    tok_special_ids s = { 0 };
+    if (!l->legacy && lang >= 0) s.head[s.n_head++] = lang;
+    s.tail[s.n_tail++] = l->eos_id;
+    if (l->legacy && lang >= 0) s.tail[s.n_tail++] = lang;
+    return s;
+}
+
+int tok_encode_opt(const tok_model *tok, const char *text, size_t len,
+                   const tok_encode_opts *opts, int32_t *ids, tok_span *spans, int cap)
+{
+    const tok_encode_opts dflt = tok_encode_default_opts();
+    if (!opts) opts = &dflt;
+    const int flags = opts->flags;
+    const tok_langs *l = tok_fs_langs(tok);
+    int32_t lang = flags & TOK_TARGET ? opts->tgt_lang : opts->src_lang;
+    if (l && lang >= 0 && !tok_is_lang(l, lang)) return TOK_ERANGE;
     if (!tok || (!text && len)) return TOK_EINVAL;
-    if (!cm_utf8_valid(text, len, NULL)) return TOK_EINVAL;
-    tok_out o = { ids, spans, (ids && cap > 0) ? (size_t)cap : 0, 0 };
-    const tok_special_ids *sp = &tok->specials;
+    if (!tok_utf8_check(text, len)) return TOK_EINVAL;
+    tok_out o = { ids, spans, (ids && cap > 0) ? (size_t)cap : 0, 0, flags };
+    const tok_special_ids spv = tok_specials_opt(tok, opts);
+    const tok_special_ids *sp = &spv;
     if (flags & TOK_ADD_SPECIAL)
         for (int i = 0; i < sp->n_head; i++) tok_emit(&o, sp->head[i], 0, 0);
     int rc = tok->ops->encode(tok, text, len, &o);
@@ -189,10 +243,46 @@ int tok_encode_spans(const tok_model *tok, const char *text, size_t len, int fla
     return (int)o.n;
 }
 
+int tok_encode_spans(const tok_model *tok, const char *text, size_t len, int flags,
+                     int32_t *ids, tok_span *spans, int cap)
+{
+    const tok_encode_opts o = { flags, -1, -1 };
+    return tok_encode_opt(tok, text, len, &o, ids, spans, cap);
+}
+
 int tok_encode(const tok_model *tok, const char *text, size_t len, int flags, int32_t *ids,
                int cap)
 {
     return tok_encode_spans(tok, text, len, flags, ids, NULL, cap);
+}
+
+int tok_encode_pair(const tok_model *tok, const char *a, size_t alen, const char *b,
+                    size_t blen, int flags, int32_t *ids, tok_span *spans, int cap)
+{
+    if (!tok || (!a && alen) || (!b && blen)) return TOK_EINVAL;
+    if (!tok_utf8_check(a, alen) || !tok_utf8_check(b, blen)) return TOK_EINVAL;
+    tok_out o = { ids, spans, (ids && cap > 0) ? (size_t)cap : 0, 0, flags };
+    const tok_special_ids *sp = &tok->specials;
+    const int add = flags & TOK_ADD_SPECIAL;
+    if (add)
+        for (int i = 0; i < sp->n_head; i++) tok_emit(&o, sp->head[i], 0, 0);
+    int rc = tok->ops->encode(tok, a, alen, &o);
+    if (rc < 0) return rc;
+    if (add)
+        for (int i = 0; i < tok->n_pair_mid; i++) tok_emit(&o, tok->pair_mid[i], alen, alen);
+    size_t b0 = o.n;
+    rc = tok->ops->encode(tok, b, blen, &o);
+    if (rc < 0) return rc;
+    if (spans)
+        for (size_t i = b0; i < o.n && i < o.cap; i++) {
+            spans[i].begin += alen;
+            spans[i].end += alen;
+        }
+    if (add)
+        for (int i = 0; i < sp->n_tail; i++)
+            tok_emit(&o, sp->tail[i], alen + blen, alen + blen);
+    if (o.n > INT_MAX) return TOK_ENOMEM;
+    return (int)o.n;
 }
 
 tok_special_ids tok_specials(const tok_model *tok)
@@ -211,6 +301,52 @@ int tok_decode(const tok_model *tok, const int32_t *ids, int n, char *out, size_
 {
     if (!tok || n < 0 || (n && !ids)) return TOK_EINVAL;
     return tok->ops->decode(tok, ids, n, out, cap);
+}
+
+/* transformers' clean_up_tokenization: each replacement over the whole text in turn.
+ * Every one shortens, so it works in place; returns the new length. */
+static size_t tok_cleanup(char *s, size_t n)
+{
+    static const char *const from[] = { " .", " ?", " !", " ,", " ' ", " n't",
+                                        " 'm", " 's", " 've", " 're" };
+    static const char *const to[] = { ".", "?", "!", ",", "'", "n't", "'m", "'s", "'ve",
+                                      "'re" };
+    for (size_t k = 0; k < sizeof from / sizeof from[0]; k++) {
+        const size_t fl = strlen(from[k]), tl = strlen(to[k]);
+        size_t r = 0, w = 0;
+        while (r < n) {
+            if (n - r >= fl && !memcmp(s + r, from[k], fl)) {
+                memcpy(s + w, to[k], tl);
+                w += tl;
+                r += fl;
+            } else {
+                s[w++] = s[r++];
+            }
+        }
+        n = w;
+    }
+    return n;
+}
+
+int tok_decode_flags(const tok_model *tok, const int32_t *ids, int n, int flags, char *out,
+                     size_t cap)
+{
+    if (!(flags & TOK_DECODE_CLEANUP)) return tok_decode(tok, ids, n, out, cap);
+    int len = tok_decode(tok, ids, n, NULL, 0);
+    if (len < 0) return len;
+    char *buf = malloc((size_t)len + 1);
+    if (!buf) return TOK_ENOMEM;
+    len = tok_decode(tok, ids, n, buf, (size_t)len + 1);
+    if (len >= 0) {
+        len = (int)tok_cleanup(buf, (size_t)len);
+        if (out && cap) {
+            size_t c = (size_t)len < cap - 1 ? (size_t)len : cap - 1;
+            memcpy(out, buf, c);
+            out[c] = '\0';
+        }
+    }
+    free(buf);
+    return len;
 }
 
 /* ---------------------------------------------------------------- vocabulary -- */
@@ -234,4 +370,41 @@ int tok_is_sentinel(const tok_model *tok, int32_t id)
 int tok_sentinel_id(const tok_model *tok, int n)
 {
     return tok && n >= 0 && n < tok->n_sentinels ? tok->sentinel0 - n : -1;
+}
+
+/* ----------------------------------------------------------------- languages -- */
+
+int tok_n_langs(const tok_model *tok)
+{
+    const tok_langs *l = tok_fs_langs(tok);
+    return l ? l->n : 0;
+}
+
+const char *tok_lang_code(const tok_model *tok, int i)
+{
+    const tok_langs *l = tok_fs_langs(tok);
+    return l && i >= 0 && i < l->n ? l->codes[i] : NULL;
+}
+
+int32_t tok_lang_id(const tok_model *tok, const char *code)
+{
+    const tok_langs *l = tok_fs_langs(tok);
+    if (!l || !code) return -1;
+    for (int i = 0; i < l->n; i++)
+        if (!strcmp(l->codes[i], code)) return l->ids[i];
+    /* M2M100 writes its codes __de__; HF's src_lang is "de". */
+    size_t n = strlen(code);
+    for (int i = 0; i < l->n; i++) {
+        const char *c = l->codes[i];
+        if (strlen(c) == n + 4 && !memcmp(c, "__", 2) && !memcmp(c + 2, code, n) &&
+            !strcmp(c + 2 + n, "__"))
+            return l->ids[i];
+    }
+    return -1;
+}
+
+int32_t tok_lang_default(const tok_model *tok, int target)
+{
+    const tok_langs *l = tok_fs_langs(tok);
+    return l ? (target ? l->tgt_default : l->src_default) : -1;
 }

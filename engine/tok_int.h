@@ -22,6 +22,7 @@ typedef struct tok_out {
     tok_span *spans;
     size_t cap;
     size_t n;
+    int flags;   /* the caller's enum tok_encode_flags (TOK_TARGET: Marian's target.spm) */
 } tok_out;
 
 static inline void tok_emit(tok_out *o, int32_t id, size_t begin, size_t end)
@@ -37,6 +38,33 @@ static inline void tok_emit(tok_out *o, int32_t id, size_t begin, size_t end)
 static inline void tok_emit_extend(tok_out *o, size_t end)
 {
     if (o->spans && o->n && o->n - 1 < o->cap) o->spans[o->n - 1].end = end;
+}
+
+/* Length of the valid UTF-8 character at s (n bytes available), 0 if malformed.
+ * Same rules as sentencepiece's DecodeUTF8 and cm_utf8_valid: no overlongs, no
+ * surrogates, <= U+10FFFF. tok.c checks every text with it before encoding: this
+ * branch-per-range form costs half of what the general decoder does. */
+static inline size_t tok_utf8_valid(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    if (c < 0xC2) return 0;
+    if (c < 0xE0) return (n >= 2 && (s[1] & 0xC0) == 0x80) ? 2 : 0;
+    if (c < 0xF0) {
+        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+        if (c == 0xE0 && s[1] < 0xA0) return 0;  /* overlong */
+        if (c == 0xED && s[1] >= 0xA0) return 0; /* surrogate */
+        return 3;
+    }
+    if (c < 0xF5) {
+        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 ||
+            (s[3] & 0xC0) != 0x80)
+            return 0;
+        if (c == 0xF0 && s[1] < 0x90) return 0;  /* overlong */
+        if (c == 0xF4 && s[1] >= 0x90) return 0; /* > U+10FFFF */
+        return 4;
+    }
+    return 0;
 }
 
 typedef struct tok_ops {
@@ -62,9 +90,17 @@ struct tok_model {
     int n_sentinels;
     int32_t sentinel0;
     tok_special_ids specials;   /* TOK_ADD_SPECIAL */
+    /* Between the two texts of tok_encode_pair with TOK_ADD_SPECIAL (BART: </s> </s>). */
+    int n_pair_mid;
+    int32_t pair_mid[TOK_MAX_SPECIALS];
 };
 
 /* SentencePiece (engine/tok_spm.c): a ModelProto from memory. */
 tok_model *tok_spm_load_mem(const void *buf, size_t len, char *err, size_t errlen);
+
+/* Byte-level BPE (engine/tok_bpe.c): dir/vocab.json + dir/merges.txt. */
+tok_model *tok_bpe_open_dir(const char *dir, char *err, size_t errlen);
+/* Marian (engine/tok_marian.c): dir/source.spm + dir/target.spm + dir/vocab.json. */
+tok_model *tok_marian_open_dir(const char *dir, char *err, size_t errlen);
 
 #endif

@@ -16,6 +16,10 @@
  *   3. emit ids: runs of unknown pieces merge into one unk id, or become <0xNN> byte
  *      pieces when the model has byte fallback.
  *
+ * A model of type BPE (trainer_spec.model_type) is loaded here too and shares all of this
+ * but step 2: tok_spm_segment hands its normalised text to tok_spmbpe_merge
+ * (engine/tok_spmbpe.c, through engine/tok_spm_int.h), and it has no sentinels.
+ *
  * Invalid UTF-8: the library would turn each bad byte into U+FFFD; tok.h instead makes
  * it an error (TOK_EINVAL), which tok.c checks before calling in, so nothing below
  * reads a partial character.
@@ -23,7 +27,7 @@
  * Everything is precomputed in tok_spm_load_mem(); afterwards the model is only read,
  * so any number of threads may share it. Per call, memory is taken from the stack for
  * short texts and from the heap (two buffers, three with spans) for long ones. */
-#include "engine/tok_int.h"
+#include "engine/tok_spm_int.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -34,16 +38,6 @@
 
 #include "proto/sentencepiece_model.pb-c.h"
 
-/* Piece types as stored in the model file (ModelProto.SentencePiece.Type). */
-enum {
-    TOK_T_NORMAL = 1,
-    TOK_T_UNKNOWN = 2,
-    TOK_T_CONTROL = 3,
-    TOK_T_USER = 4,
-    TOK_T_UNUSED = 5,
-    TOK_T_BYTE = 6,
-};
-
 #define TOK_NSENTINEL 100
 #define TOK_UNK_PENALTY 10.0f
 /* The library looks at no more than this many charsmap matches per position. */
@@ -52,54 +46,6 @@ enum {
 #define TOK_STACK_TEXT 256
 
 static const char tok_ws[] = "\xe2\x96\x81"; /* U+2581, the escaped space */
-
-/* One slot of the double-array trie over piece texts. A transition from node s by
- * byte c goes to t = base + c when slot t's check is s. base 0 marks a node without
- * children (no slot can have such a node as parent). */
-struct tok_da {
-    int32_t base;
-    int32_t check;  /* parent slot, -1 when free */
-    int32_t id;     /* piece id ending here; -1 if none (UNUSED pieces are left out);
-                     * a USER_DEFINED piece i is stored as -2 - i, so the hot loop
-                     * tells it apart without touching the piece table */
-    float score;    /* score of that piece */
-};
-
-struct tok_piece {
-    uint32_t off;  /* into tok_spm.strs; NUL-terminated */
-    uint32_t len;
-    float score;
-    uint8_t type;
-};
-
-typedef struct tok_spm {
-    tok_model base;            /* first: a tok_model * points here */
-    int n;                     /* pieces in the model */
-    struct tok_piece *pieces;  /* [n] */
-    char *strs;                /* piece texts, NUL-separated */
-
-    struct tok_da *da;         /* [da_size]; owns; slot 0 is the root */
-    size_t da_size;
-
-    /* precompiled charsmap (may be absent: then nothing is rewritten) */
-    uint32_t *cm_units;        /* [cm_nunits] darts-clone units, host order; owns */
-    size_t cm_nunits;
-    char *cm_norm;             /* [cm_normlen] replacement strings; owns */
-    size_t cm_normlen;
-
-    int add_dummy_prefix, remove_extra_ws, escape_ws, ws_suffix;
-    /* ascii_plain[c]: the normalizer keeps ASCII byte c as it is whenever the next
-     * byte is ASCII too or the text ends (no charsmap rule is c alone or c followed by
-     * ASCII, no user-defined pieces), so such runs are copied without lookups. */
-    uint8_t ascii_plain[128];
-    int has_user;              /* any USER_DEFINED piece */
-    int byte_fallback;
-    int32_t byte_id[256];      /* id of <0xNN>, -1 if absent */
-
-    float min_score, max_score, unk_score;
-    int unk_id, eos_id, pad_id, bos_id;
-    char *unk_surface;         /* owns */
-} tok_spm;
 
 /* "<extra_id_N>" for N = 0..99, written once (pthread_once) before any model exists
  * and only read afterwards. */
@@ -121,38 +67,6 @@ static void tok_seterr(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-/* Byte length of the UTF-8 character led by c, the library's OneCharLen table. */
-static inline size_t tok_charlen(unsigned char c)
-{
-    static const uint8_t len[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4 };
-    return len[c >> 4];
-}
-
-/* Length of the valid UTF-8 character at s (n bytes available), 0 if malformed.
- * Same rules as the library's DecodeUTF8: no overlongs, no surrogates, <= U+10FFFF. */
-static size_t tok_utf8_valid(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    if (c < 0xC2) return 0;
-    if (c < 0xE0) return (n >= 2 && (s[1] & 0xC0) == 0x80) ? 2 : 0;
-    if (c < 0xF0) {
-        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-        if (c == 0xE0 && s[1] < 0xA0) return 0;  /* overlong */
-        if (c == 0xED && s[1] >= 0xA0) return 0; /* surrogate */
-        return 3;
-    }
-    if (c < 0xF5) {
-        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 ||
-            (s[3] & 0xC0) != 0x80)
-            return 0;
-        if (c == 0xF0 && s[1] < 0x90) return 0;  /* overlong */
-        if (c == 0xF4 && s[1] >= 0x90) return 0; /* > U+10FFFF */
-        return 4;
-    }
-    return 0;
 }
 
 /* ---------------------------------------------------------------- double array -- */
@@ -304,6 +218,16 @@ static inline int32_t tok_da_next(const struct tok_da *da, int32_t s, unsigned c
     return da[t].check == s ? t : -1;
 }
 
+int32_t tok_spm_find(const tok_spm *m, const char *s, size_t len)
+{
+    int32_t node = 0;
+    for (size_t i = 0; i < len && node >= 0; i++)
+        node = tok_da_next(m->da, node, (unsigned char)s[i]);
+    if (node < 0 || !len) return -1;
+    int32_t id = m->da[node].id;
+    return id <= -2 ? -2 - id : id;
+}
+
 /* ------------------------------------------------------------------- charsmap -- */
 
 /* The longest charsmap rule matching a prefix of s[0..n), among the first 32 matches
@@ -432,7 +356,7 @@ static size_t tok_norm_prefix(const tok_spm *m, const unsigned char *s, size_t n
     size_t l = tok_cm_match(m, s, n, rep, replen);
     if (l) return l;
     /* The input was validated, so this is one whole character. */
-    l = tok_charlen(s[0]);
+    l = tok_spm_charlen(s[0]);
     if (l > n) l = n;
     *rep = (const char *)s;
     *replen = l;
@@ -446,11 +370,8 @@ struct tok_align {
     size_t len, cap;
 };
 
-/* Appends n offsets: `orig` n times (step 0), or orig, orig + 1, ... (step 1).
- * Nothing without an alignment. */
-static int tok_align_put(struct tok_align *al, size_t orig, size_t n, int step)
+static int tok_align_fill(struct tok_align *al, size_t orig, size_t n, int step)
 {
-    if (!al) return 0;
     if (al->cap - al->len < n) {
         size_t cap = al->cap ? al->cap : 64;
         while (cap - al->len < n) {
@@ -466,8 +387,16 @@ static int tok_align_put(struct tok_align *al, size_t orig, size_t n, int step)
     return 0;
 }
 
+/* Appends n offsets: `orig` n times (step 0), or orig, orig + 1, ... (step 1).
+ * Nothing without an alignment: the common case stays a test of `al`. */
+static inline int tok_align_put(struct tok_align *al, size_t orig, size_t n, int step)
+{
+    return al ? tok_align_fill(al, orig, n, step) : 0;
+}
+
 /* An escaped (or plain) space standing for input offset `orig`. */
-static int tok_put_ws(const tok_spm *m, struct tok_buf *out, struct tok_align *al, size_t orig)
+static inline int tok_put_ws(const tok_spm *m, struct tok_buf *out, struct tok_align *al,
+                             size_t orig)
 {
     if (tok_align_put(al, orig, m->escape_ws ? 3 : 1, 0) < 0) return -1;
     return m->escape_ws ? tok_buf_put(out, tok_ws, 3) : tok_buf_put(out, " ", 1);
@@ -588,7 +517,7 @@ static void tok_viterbi(const tok_spm *m, const char *str, size_t n, struct tok_
 
     for (size_t st = 0; st < n;) {
         const float here = best[st].score;
-        size_t mblen = tok_charlen(s[st]);
+        size_t mblen = tok_spm_charlen(s[st]);
         if (mblen > n - st) mblen = n - st;
         int single = 0;
         int32_t node = 0;
@@ -650,32 +579,36 @@ static void tok_viterbi(const tok_spm *m, const char *str, size_t n, struct tok_
     int prev_unk = 0;
     for (size_t p = 0; p < n;) {
         size_t end = (size_t)best[p].start;
-        int32_t pid = best[p].id;
-        size_t b = n2o ? base + n2o[p] : 0, e = n2o ? base + n2o[end] : 0;
-        if (pid == m->unk_id) {
-            if (m->byte_fallback) {
-                /* The character's span goes to its last byte piece, as the library
-                 * does; the others are empty at its start. */
-                for (size_t i = p; i < end; i++)
-                    tok_emit(o, m->byte_id[s[i]], b, i + 1 < end ? b : e);
-            } else if (!prev_unk) {
-                tok_emit(o, pid, b, e);  /* a run of unknowns is one unk */
-            } else {
-                tok_emit_extend(o, e);
-            }
-            prev_unk = 1;
-        } else {
-            tok_emit(o, pid, b, e);
-            prev_unk = 0;
-        }
+        tok_spm_emit(m, o, best[p].id, s, p, end, n2o, base, &prev_unk);
         p = end;
     }
 }
 
-/* Encodes one segment of raw text (no sentinels in it), which starts at byte `base` of
- * the caller's text. */
-static int tok_encode_segment(const tok_spm *m, const char *text, size_t len, tok_out *o,
-                              size_t base)
+void tok_spm_emit(const tok_spm *m, tok_out *o, int32_t id, const unsigned char *s, size_t p,
+                  size_t end, const size_t *n2o, size_t base, int *prev_unk)
+{
+    size_t b = n2o ? base + n2o[p] : 0, e = n2o ? base + n2o[end] : 0;
+    if (id == m->unk_id) {
+        if (m->byte_fallback) {
+            /* The character's span goes to its last byte piece, as the library
+             * does; the others are empty at its start. */
+            for (size_t i = p; i < end; i++)
+                tok_emit(o, m->byte_id[s[i]], b, i + 1 < end ? b : e);
+        } else if (!*prev_unk) {
+            tok_emit(o, id, b, e);  /* a run of unknowns is one unk */
+        } else {
+            tok_emit_extend(o, e);
+        }
+        *prev_unk = 1;
+    } else {
+        tok_emit(o, id, b, e);
+        *prev_unk = 0;
+    }
+}
+
+/* tok_spm_segment (engine/tok_spm_int.h): one segment of raw text (no sentinels in it),
+ * which starts at byte `base` of the caller's text. */
+int tok_spm_segment(const tok_spm *m, const char *text, size_t len, tok_out *o, size_t base)
 {
     if (!len) return 0;
     char sbuf[TOK_STACK_TEXT * 3 + 16];
@@ -700,6 +633,10 @@ static int tok_encode_segment(const tok_spm *m, const char *text, size_t len, to
     }
     if (nb.len >= (size_t)INT32_MAX) {
         rc = TOK_ENOMEM;
+        goto out;
+    }
+    if (m->bpe) {
+        rc = tok_spmbpe_merge(m, nb.p, nb.len, o, o->spans ? al.p : NULL, base);
         goto out;
     }
     struct tok_best *best = sbest;
@@ -753,13 +690,13 @@ static int spm_encode(const tok_model *tok, const char *text, size_t len, tok_ou
             i++;
             continue;
         }
-        int rc = tok_encode_segment(m, text + seg, i - seg, o, seg);
+        int rc = tok_spm_segment(m, text + seg, i - seg, o, seg);
         if (rc < 0) return rc;
         tok_emit(o, m->n + TOK_NSENTINEL - 1 - sn, i, i + sl);
         i += sl;
         seg = i;
     }
-    return tok_encode_segment(m, text + seg, len - seg, o, seg);
+    return tok_spm_segment(m, text + seg, len - seg, o, seg);
 }
 
 /* --------------------------------------------------------------------- decode -- */
@@ -830,9 +767,9 @@ static void tok_flush_bytes(struct tok_sink *k, const unsigned char *b, size_t n
 static void tok_byte_push(struct tok_sink *k, unsigned char *pend, size_t *np, unsigned char b)
 {
     if (*np) {
-        if ((b & 0xC0) == 0x80 && *np < tok_charlen(pend[0])) {
+        if ((b & 0xC0) == 0x80 && *np < tok_spm_charlen(pend[0])) {
             pend[(*np)++] = b;
-            if (*np == tok_charlen(pend[0])) {
+            if (*np == tok_spm_charlen(pend[0])) {
                 tok_flush_bytes(k, pend, *np);
                 *np = 0;
             }
@@ -849,7 +786,7 @@ static void tok_byte_push(struct tok_sink *k, unsigned char *pend, size_t *np, u
 }
 
 /* tok_ops.decode */
-static int spm_decode(const tok_model *base, const int32_t *ids, int n, char *out, size_t cap)
+int tok_spm_decode(const tok_model *base, const int32_t *ids, int n, char *out, size_t cap)
 {
     const tok_spm *tok = (const tok_spm *)base;
     struct tok_sink k = { out, out ? cap : 0, 0 };
@@ -859,7 +796,7 @@ static int spm_decode(const tok_model *base, const int32_t *ids, int n, char *ou
     const int strip_lead = tok->add_dummy_prefix || tok->remove_extra_ws;
 
     for (int i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= tok->n + TOK_NSENTINEL) return TOK_ERANGE;
+        if (ids[i] < 0 || ids[i] >= tok->n + tok->nsent) return TOK_ERANGE;
 
     for (int i = 0; i < n; i++) {
         int32_t id = ids[i];
@@ -903,7 +840,7 @@ static int spm_decode(const tok_model *base, const int32_t *ids, int n, char *ou
 /* ------------------------------------------------------------------------ load -- */
 
 /* tok_ops.free; also frees a model tok_build left half built. */
-static void spm_free(tok_model *base)
+void tok_spm_free(tok_model *base)
 {
     tok_spm *m = (tok_spm *)base;
     if (!m) return;
@@ -970,9 +907,10 @@ static tok_spm *tok_build(const Sentencepiece__ModelProto *mp, char *err, size_t
     }
     const Sentencepiece__TrainerSpec *ts = mp->trainer_spec;
     const Sentencepiece__NormalizerSpec *ns = mp->normalizer_spec;
-    if (ts->model_type != SENTENCEPIECE__TRAINER_SPEC__MODEL_TYPE__UNIGRAM) {
-        tok_seterr(err, errlen, "model type %d is not unigram (only unigram is supported)",
-                   (int)ts->model_type);
+    const int bpe = ts->model_type == SENTENCEPIECE__TRAINER_SPEC__MODEL_TYPE__BPE;
+    if (ts->model_type != SENTENCEPIECE__TRAINER_SPEC__MODEL_TYPE__UNIGRAM && !bpe) {
+        tok_seterr(err, errlen, "model type %d is neither unigram nor BPE (word and char "
+                                "models are not supported)", (int)ts->model_type);
         return NULL;
     }
     if (mp->n_pieces > (size_t)(INT32_MAX - 2 * TOK_NSENTINEL)) {
@@ -984,6 +922,9 @@ static tok_spm *tok_build(const Sentencepiece__ModelProto *mp, char *err, size_t
     struct tok_key *keys = NULL;
     if (!m) goto oom;
     m->n = (int)mp->n_pieces;
+    m->bpe = bpe;
+    /* T5's <extra_id_N> belong to its unigram models; a BPE model has none. */
+    m->nsent = bpe ? 0 : TOK_NSENTINEL;
     m->pieces = calloc((size_t)m->n, sizeof *m->pieces);
     if (!m->pieces) goto oom;
 
@@ -1090,12 +1031,13 @@ static tok_spm *tok_build(const Sentencepiece__ModelProto *mp, char *err, size_t
     }
 
     /* The Viterbi trie holds what the library's holds (normal, user-defined and unused
-     * pieces) minus unused ones, which it skips anyway. */
+     * pieces) minus unused ones, which it skips anyway. BPE merges may form an unused
+     * piece (and split it again), so BPE models keep them. */
     keys = malloc((size_t)m->n * sizeof *keys);
     if (!keys) goto oom;
     for (int i = 0; i < m->n; i++) {
         int t = m->pieces[i].type;
-        if (t == TOK_T_NORMAL || t == TOK_T_USER)
+        if (t == TOK_T_NORMAL || t == TOK_T_USER || (bpe && t == TOK_T_UNUSED))
             keys[nkeys++] = (struct tok_key){ m->strs + m->pieces[i].off, m->pieces[i].len, i,
                                               m->pieces[i].score, t == TOK_T_USER };
     }
@@ -1122,9 +1064,10 @@ static tok_spm *tok_build(const Sentencepiece__ModelProto *mp, char *err, size_t
     free(keys);
 
     m->base = (tok_model){
-        .ops = &spm_ops, .kind = "sentencepiece-unigram", .vocab_size = m->n,
+        .ops = bpe ? &tok_spmbpe_ops : &spm_ops,
+        .kind = bpe ? "sentencepiece-bpe" : "sentencepiece-unigram", .vocab_size = m->n,
         .eos_id = m->eos_id, .pad_id = m->pad_id, .unk_id = m->unk_id, .bos_id = m->bos_id,
-        .n_sentinels = TOK_NSENTINEL, .sentinel0 = m->n + TOK_NSENTINEL - 1,
+        .n_sentinels = m->nsent, .sentinel0 = m->n + m->nsent - 1,
     };
     /* T5's convention (transformers' T5Tokenizer): EOS after the text, nothing before. */
     if (m->eos_id >= 0) m->base.specials.tail[m->base.specials.n_tail++] = m->eos_id;
@@ -1134,7 +1077,7 @@ oom:
     tok_seterr(err, errlen, "out of memory");
 fail:
     free(keys);
-    spm_free((tok_model *)m);
+    tok_spm_free((tok_model *)m);
     return NULL;
 }
 
@@ -1159,17 +1102,17 @@ tok_model *tok_spm_load_mem(const void *buf, size_t len, char *err, size_t errle
 /* ---------------------------------------------------------------------- query -- */
 
 /* tok_ops.piece */
-static const char *spm_piece(const tok_model *base, int32_t id)
+const char *tok_spm_piece(const tok_model *base, int32_t id)
 {
     const tok_spm *tok = (const tok_spm *)base;
     if (id < tok->n) return tok->strs + tok->pieces[id].off;
-    if (id < tok->n + TOK_NSENTINEL) return tok_sentinel_str[tok->n + TOK_NSENTINEL - 1 - id];
+    if (id < tok->n + tok->nsent) return tok_sentinel_str[tok->n + TOK_NSENTINEL - 1 - id];
     return NULL;
 }
 
 /* tok_ops.word_start: a piece that begins with the escaped space. Sentinels, control
  * and byte pieces never do. */
-static int spm_word_start(const tok_model *base, int32_t id)
+int tok_spm_word_start(const tok_model *base, int32_t id)
 {
     const tok_spm *tok = (const tok_spm *)base;
     if (id >= tok->n) return 0;
@@ -1179,8 +1122,8 @@ static int spm_word_start(const tok_model *base, int32_t id)
 
 static const tok_ops spm_ops = {
     .encode = spm_encode,
-    .decode = spm_decode,
-    .piece = spm_piece,
-    .word_start = spm_word_start,
-    .free = spm_free,
+    .decode = tok_spm_decode,
+    .piece = tok_spm_piece,
+    .word_start = tok_spm_word_start,
+    .free = tok_spm_free,
 };

@@ -414,6 +414,21 @@ int64_t nlpc_send(nlpc_client *c, const nlpc_request *rq)
 
 /* ---- decoding ---- */
 
+static void queue_stats(nlpc_queue_stats *d, const Nlp__V1__QueueStats *q)
+{
+    if (!q) return;
+    d->has = 1;
+    d->connected = q->connected;
+    d->lag = q->lag;
+    d->pending = q->pending;
+    d->held = q->held;
+    d->claims = q->claims;
+    d->dead_letters = q->dead_letters;
+    d->results = q->results;
+    d->lost = q->lost;
+    d->reconnects = q->reconnects;
+}
+
 /* Every array here is allocated once per response and freed by nlpc_response_free; the
  * strings stay in the unpacked protobuf (priv). */
 static nlpc_response *convert(Nlp__V1__Response *pb)
@@ -470,6 +485,7 @@ static nlpc_response *convert(Nlp__V1__Response *pb)
     }
     if (pb->health) {
         const Nlp__V1__Health *h = pb->health;
+        queue_stats(&r->health.queue, h->queue);
         r->has_health = 1;
         r->health.ok = h->ok;
         r->health.shutting_down = h->shutting_down;
@@ -496,6 +512,7 @@ static nlpc_response *convert(Nlp__V1__Response *pb)
         d->latency_p99_ms = s->latency_p99_ms;
         d->mean_batch_size = s->mean_batch_size;
         d->uptime_s = s->uptime_s;
+        queue_stats(&d->queue, s->queue);
         if (s->n_responses) {
             nlpc_code_count *cc = calloc(s->n_responses, sizeof *cc);
             if (!cc) goto fail;

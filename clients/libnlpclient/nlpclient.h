@@ -131,10 +131,19 @@ typedef struct nlpc_code_count {
     uint64_t count;
 } nlpc_code_count;
 
+/* A daemon in queue mode (Redis Streams, docs/queue.md); has 0 for one without. */
+typedef struct nlpc_queue_stats {
+    int has, connected;
+    uint64_t lag, pending;     /* the consumer group's */
+    unsigned held;             /* entries this daemon holds */
+    uint64_t claims, dead_letters, results, lost, reconnects;
+} nlpc_queue_stats;
+
 typedef struct nlpc_health {
     int ok, shutting_down;
     const char *model, *version;
     double uptime_s;
+    nlpc_queue_stats queue;
 } nlpc_health;
 
 typedef struct nlpc_stats {
@@ -146,6 +155,7 @@ typedef struct nlpc_stats {
     double mean_batch_size, uptime_s;
     int n_responses;
     const nlpc_code_count *responses;
+    nlpc_queue_stats queue;
 } nlpc_stats;
 
 /* A reply. Owned by the caller; free with nlpc_response_free(). */

@@ -745,10 +745,16 @@ static void summary(batch *b)
 
 /* ---- the run ---- */
 
+int nlpc_cli_parse_line(const char *line, size_t len, cJSON **out, char *msg, size_t mlen)
+{
+    return parse_line(line, len, out, msg, mlen);
+}
+
 int nlpc_cli_batch(nlpc_cli *cli)
 {
     char err[256];
     batch b;
+    if (cli->queue) return nlpc_cli_queue_batch(cli);   /* through Redis: queue.c */
     memset(&b, 0, sizeof b);
     b.cli = cli;
     b.window = cli->window;

@@ -51,6 +51,21 @@ static void add_u64(cJSON *o, const char *k, uint64_t v)
     cJSON_AddNumberToObject(o, k, (double)v);
 }
 
+static void add_queue(cJSON *o, const nlpc_queue_stats *q)
+{
+    cJSON *j = q->has ? cJSON_AddObjectToObject(o, "queue") : NULL;
+    if (!j) return;
+    cJSON_AddBoolToObject(j, "connected", q->connected);
+    add_u64(j, "lag", q->lag);
+    add_u64(j, "pending", q->pending);
+    add_u64(j, "held", q->held);
+    add_u64(j, "claims", q->claims);
+    add_u64(j, "dead_letters", q->dead_letters);
+    add_u64(j, "results", q->results);
+    add_u64(j, "lost", q->lost);
+    add_u64(j, "reconnects", q->reconnects);
+}
+
 cJSON *nlpc_json_response(nlpc_task task, const nlpc_response *r)
 {
     cJSON *o = cJSON_CreateObject();
@@ -70,6 +85,7 @@ cJSON *nlpc_json_response(nlpc_task task, const nlpc_response *r)
         cJSON_AddStringToObject(h, "model", r->health.model);
         cJSON_AddStringToObject(h, "version", r->health.version);
         cJSON_AddNumberToObject(h, "uptime_s", r->health.uptime_s);
+        add_queue(h, &r->health.queue);
     }
     if (r->has_stats) {
         const nlpc_stats *s = &r->stats;
@@ -92,6 +108,7 @@ cJSON *nlpc_json_response(nlpc_task task, const nlpc_response *r)
         cJSON *rs = cJSON_AddObjectToObject(j, "responses");
         for (int i = 0; rs && i < s->n_responses; i++)
             add_u64(rs, nlpc_code_name(s->responses[i].code), s->responses[i].count);
+        add_queue(j, &s->queue);
     }
     if (task != NLPC_TASK_HEALTH && task != NLPC_TASK_STATS) {
         cJSON *t = cJSON_AddObjectToObject(o, "timings");

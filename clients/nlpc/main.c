@@ -59,6 +59,9 @@ static const char usage_text[] =
 "  --reconnect MS        how long an unreachable daemon is waited for (default 10000)\n"
 "  --drain MS            after SIGINT/SIGTERM, wait this long for replies (default 5000)\n"
 "  --progress / --no-progress   progress every second (default: when stderr is a tty)\n"
+"  --queue redis://HOST:PORT|unix:///PATH   through a Redis stream instead (nlpd in queue\n"
+"                        mode, docs/queue.md); --stream S (nlpd:requests), --results R\n"
+"                        (nlpd:results); output as above, in input order\n"
 "\n"
 "exit codes: 0 ok, 1 the server answered with an error (message on stderr; batch: some\n"
 "line failed), 2 usage, 3 timeout or connection failure (batch: the daemon is gone,\n"
@@ -169,6 +172,7 @@ static int known_value_opt(const char *a)
         "--retries", "--reconnect", "--drain", "--length-penalty", "--repetition-penalty",
         "--temperature", "--top-p", "--seed", "--deadline", "--max-message-bytes", "--output",
         "-o", "--connect", "--to", "--from", "--question", "--task", "--labels",
+        "--queue", "--stream", "--results",
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(a, names[i])) return 1;
@@ -243,6 +247,12 @@ static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
             batch_task = v;
         } else if (!strcmp(a, "--labels")) {
             cli->labels_arg = v;
+        } else if (!strcmp(a, "--queue")) {
+            cli->queue = v;
+        } else if (!strcmp(a, "--stream")) {
+            cli->stream = v;
+        } else if (!strcmp(a, "--results")) {
+            cli->results = v;
         }
     }
     if (!task) {
@@ -276,6 +286,12 @@ static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
     if (t != NLPC_TASK_QA) cli->rq.question = NULL;
     if (cli->resume && !cli->output)
         return usage_error("%s needs --output FILE (the output it continues)", "--resume");
+    if ((cli->queue || cli->stream || cli->results) && !*is_batch)
+        return usage_error("%s is for batch mode", "--queue");
+    if ((cli->stream || cli->results) && !cli->queue)
+        return usage_error("%s needs --queue URL", cli->stream ? "--stream" : "--results");
+    if (cli->queue && cli->resume)
+        return usage_error("%s does not go with --queue", "--resume");
     if ((cli->output || cli->resume) && !*is_batch)
         return usage_error("%s is for batch mode", cli->resume ? "--resume" : "--output");
     if (t == NLPC_TASK_TRANSLATE && !cli->rq.target_lang && !*is_batch)
@@ -316,9 +332,11 @@ static char *read_stdin(void)
 static void print_readable(const nlpc_cli *cli, const nlpc_response *r)
 {
     if (r->has_health) {
-        printf("%s model=%s version=%s uptime=%.1fs%s\n", r->health.ok ? "ok" : "NOT OK",
+        printf("%s model=%s version=%s uptime=%.1fs%s%s\n", r->health.ok ? "ok" : "NOT OK",
                r->health.model, r->health.version, r->health.uptime_s,
-               r->health.shutting_down ? " (shutting down)" : "");
+               r->health.shutting_down ? " (shutting down)" : "",
+               !r->health.queue.has ? "" : r->health.queue.connected ? " queue=connected"
+                                                                     : " queue=down");
         return;
     }
     if (r->has_stats) {
@@ -340,6 +358,15 @@ static void print_readable(const nlpc_cli *cli, const nlpc_response *r)
         for (int i = 0; i < s->n_responses; i++)
             printf("responses        %-18s %llu\n", nlpc_code_name(s->responses[i].code),
                    (unsigned long long)s->responses[i].count);
+        if (s->queue.has)   /* queue mode: docs/queue.md */
+            printf("queue            %s lag %llu pending %llu held %u claims %llu "
+                   "dead_letters %llu results %llu lost %llu reconnects %llu\n",
+                   s->queue.connected ? "connected" : "down", (unsigned long long)s->queue.lag,
+                   (unsigned long long)s->queue.pending, s->queue.held,
+                   (unsigned long long)s->queue.claims,
+                   (unsigned long long)s->queue.dead_letters,
+                   (unsigned long long)s->queue.results, (unsigned long long)s->queue.lost,
+                   (unsigned long long)s->queue.reconnects);
         return;
     }
     for (int i = 0; i < r->n_results; i++) {

@@ -41,6 +41,9 @@ typedef struct nlpc_cli {
     const char *labels[NLPC_MAX_LABELS];
     const char *labels_arg;   /* --labels as given: checked only when the task is classify */
     const char *text;         /* positional TEXT, "-" or NULL (stdin) */
+    const char *queue;        /* batch --queue redis://HOST:PORT: through Redis (queue.c) */
+    const char *stream;       /* --stream (default nlpd:requests) */
+    const char *results;      /* --results (default nlpd:results) */
 } nlpc_cli;
 
 /* Splits "a,b,c" into out[] (pointers into buf, which is modified). Returns the count,
@@ -55,6 +58,11 @@ int nlpc_cli_empty_text(nlpc_task task, const char *text, char *msg, size_t len)
 
 /* batch.c: runs `nlpc batch`; returns the exit code. */
 int nlpc_cli_batch(nlpc_cli *cli);
+/* batch.c: one input line as `nlpc batch` reads it: a JSON object in *out (the caller
+ * deletes it), or -1 with the reason for the line's error in msg. */
+int nlpc_cli_parse_line(const char *line, size_t len, cJSON **out, char *msg, size_t mlen);
+/* queue.c: `nlpc batch --queue URL`: the same lines through a Redis stream. */
+int nlpc_cli_queue_batch(nlpc_cli *cli);
 
 /* json.c: adds one document's result (the fields its task produces) to `o`, or to a new
  * object when o is NULL; returns o (NULL when out of memory). */

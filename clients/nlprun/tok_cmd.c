@@ -1,9 +1,15 @@
 /* nlprun tokenize / detokenize: the tokenizer on stdin lines. Single-threaded.
  *
- *   nlprun tokenize --tokenizer PATH     each line -> space-separated ids, the model's
- *                                        special ids included (T5: EOS)
- *   nlprun detokenize --tokenizer PATH   each line of ids (space or comma separated)
- *                                        -> its text
+ *   nlprun tokenize --tokenizer PATH [--target] [--src-lang CODE] [--tgt-lang CODE]
+ *        each line -> space-separated ids, the model's special ids included (T5: EOS;
+ *        BART: <s> ... </s>; Marian: </s>); --target: as target-side text (Marian:
+ *        target.spm); NLLB, M2M100, mBART: [lang] ... </s> (or ... </s> [lang] when
+ *        legacy), the language from --src-lang, or --tgt-lang with --target, else the
+ *        tokenizer config's
+ *   nlprun detokenize --tokenizer PATH [--no-cleanup]
+ *        each line of ids (space or comma separated) -> its text, as transformers'
+ *        decode(ids, skip_special_tokens=True) gives it (clean_up_tokenization_spaces on
+ *        unless --no-cleanup)
  *
  * PATH is one tokenizer file or a model directory holding a tokenizer (tok_open).
  *
@@ -18,31 +24,48 @@
 #include <string.h>
 
 #include "clients/nlprun/nlprun.h"
+#include "engine/langs.h"
 #include "engine/tok.h"
 
 static void tok_cmd_usage(FILE *f, const char *cmd)
 {
     if (!strcmp(cmd, "tokenize"))
-        fprintf(f, "usage: nlprun tokenize --tokenizer FILE|DIR\n"
+        fprintf(f, "usage: nlprun tokenize --tokenizer FILE|DIR [--target]\n"
                    "  Reads UTF-8 text from stdin, one text per line, and writes one line of\n"
                    "  space-separated token ids per input line, with the model's special ids\n"
-                   "  (T5: EOS appended). <extra_id_N> in the text becomes its sentinel id.\n"
-                   "  FILE is one tokenizer file, DIR a model directory holding one.\n");
+                   "  (T5: EOS appended; BART: <s> ... </s>; Marian: </s> appended).\n"
+                   "  <extra_id_N> in the text becomes its sentinel id (T5).\n"
+                   "  FILE is one tokenizer file, DIR a model directory holding one.\n"
+                   "  --target   tokenize as target-side text (Marian: target.spm)\n"
+                   "  --src-lang CODE   the source language (NLLB, M2M100, mBART: its code id\n"
+                   "             around the text, [CODE] text </s>, or text </s> [CODE] when\n"
+                   "             the tokenizer config says legacy); a code of the model, or an\n"
+                   "             ISO 639 code or English name of one of its languages\n"
+                   "  --tgt-lang CODE   the same for --target text\n");
     else
-        fprintf(f, "usage: nlprun detokenize --tokenizer FILE|DIR\n"
+        fprintf(f, "usage: nlprun detokenize --tokenizer FILE|DIR [--no-cleanup]\n"
                    "  Reads token ids from stdin, one sequence per line (separated by spaces\n"
-                   "  or commas), and writes the decoded text of each line. Pad and EOS are\n"
-                   "  skipped, sentinels shown as <extra_id_N>.\n");
+                   "  or commas), and writes the decoded text of each line. Special ids are\n"
+                   "  skipped (T5: pad and EOS), sentinels shown as <extra_id_N>; spaces\n"
+                   "  before punctuation are cleaned up as transformers' decode() does.\n"
+                   "  --no-cleanup   keep them (clean_up_tokenization_spaces=False)\n");
 }
 
-/* Parses `--tokenizer PATH` (or --tokenizer=PATH). Returns 0, or the exit code. */
-static int tok_cmd_args(int argc, char **argv, const char **path)
+/* Parses `--tokenizer PATH` (or --tokenizer=PATH), and the command's flag (tokenize:
+ * --target, *flag |= TOK_TARGET; detokenize: --no-cleanup, *flag &= ~TOK_DECODE_CLEANUP).
+ * Returns 0, or the exit code. */
+static int tok_cmd_args(int argc, char **argv, const char **path, int *flag)
 {
+    const int tokenize = !strcmp(argv[0], "tokenize");
     *path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             tok_cmd_usage(stdout, argv[0]);
             return -1;
+        } else if (tokenize && !strcmp(argv[i], "--target")) {
+            *flag |= TOK_TARGET;
+        } else if (!tokenize && !strcmp(argv[i], "--no-cleanup")) {
+            *flag &= ~TOK_DECODE_CLEANUP;
         } else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) {
             *path = argv[++i];
         } else if (!strncmp(argv[i], "--tokenizer=", 12)) {
@@ -69,6 +92,58 @@ static tok_model *tok_cmd_load(const char *cmd, const char *path)
     return t;
 }
 
+/* Takes --src-lang CODE / --tgt-lang CODE (or =CODE) out of argv (tokenize only), so
+ * the other options parse as before. Returns 0, or the exit code. */
+static int tok_cmd_lang_args(int *argc, char **argv, const char **lang)
+{
+    int w = 1;
+    for (int i = 1; i < *argc; i++) {
+        const char *a = argv[i];
+        int k = !strncmp(a, "--src-lang", 10) ? 0 : !strncmp(a, "--tgt-lang", 10) ? 1 : -1;
+        if (k < 0 || (a[10] && a[10] != '=')) {
+            argv[w++] = argv[i];
+            continue;
+        }
+        if (a[10] == '=') {
+            lang[k] = a + 11;
+        } else if (i + 1 < *argc) {
+            lang[k] = argv[++i];
+        } else {
+            fprintf(stderr, "nlprun %s: %s needs a language code\n", argv[0], a);
+            return 2;
+        }
+    }
+    *argc = w;
+    return 0;
+}
+
+/* The id of the language `name` names in t: one of its codes, else what engine/langs.h
+ * maps an ISO code or English name to. -1 (with a message) when t has none. */
+static int32_t tok_cmd_lang(const char *cmd, const tok_model *t, const char *opt,
+                            const char *name)
+{
+    int n = tok_n_langs(t);
+    if (!n) {
+        fprintf(stderr, "nlprun %s: %s: this tokenizer (%s) has no language codes\n", cmd, opt,
+                tok_kind(t));
+        return -1;
+    }
+    int32_t id = tok_lang_id(t, name);
+    if (id >= 0) return id;
+    const char **codes = malloc((size_t)n * sizeof *codes);
+    if (codes) {
+        for (int i = 0; i < n; i++) codes[i] = tok_lang_code(t, i);
+        int i = lang_resolve(name, codes, n);
+        if (i >= 0) id = tok_lang_id(t, codes[i]);
+        free(codes);
+    }
+    if (id < 0)
+        fprintf(stderr, "nlprun %s: %s '%s': the tokenizer has no such language (it has %d "
+                        "codes: %s ... %s)\n", cmd, opt, name, n, tok_lang_code(t, 0),
+                tok_lang_code(t, n - 1));
+    return id;
+}
+
 /* Writes v in decimal to p, returns the length. */
 static size_t tok_cmd_itoa(char *p, int32_t v)
 {
@@ -87,10 +162,24 @@ static size_t tok_cmd_itoa(char *p, int32_t v)
 int nlprun_tokenize(int argc, char **argv)
 {
     const char *path;
-    int rc = tok_cmd_args(argc, argv, &path);
+    int flags = TOK_ADD_SPECIAL;
+    const char *lang[2] = { NULL, NULL };  /* --src-lang, --tgt-lang */
+    int rc = tok_cmd_lang_args(&argc, argv, lang);
+    if (!rc) rc = tok_cmd_args(argc, argv, &path, &flags);
     if (rc) return rc < 0 ? 0 : rc;
+    if (lang[1] && !(flags & TOK_TARGET)) {
+        fprintf(stderr, "nlprun %s: --tgt-lang is for target-side text: add --target\n",
+                argv[0]);
+        return 2;
+    }
     tok_model *t = tok_cmd_load(argv[0], path);
     if (!t) return 1;
+    tok_encode_opts opts = { flags, -1, -1 };
+    if ((lang[0] && (opts.src_lang = tok_cmd_lang(argv[0], t, "--src-lang", lang[0])) < 0) ||
+        (lang[1] && (opts.tgt_lang = tok_cmd_lang(argv[0], t, "--tgt-lang", lang[1])) < 0)) {
+        tok_free(&t);
+        return 2;
+    }
 
     static char obuf[1 << 16];
     setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
@@ -106,7 +195,7 @@ int nlprun_tokenize(int argc, char **argv)
         lineno++;
         size_t len = (size_t)n;
         if (len && line[len - 1] == '\n') len--;
-        int k = tok_encode(t, line, len, TOK_ADD_SPECIAL, ids, idcap);
+        int k = tok_encode_opt(t, line, len, &opts, ids, NULL, idcap);
         if (k > idcap) {
             int ncap = k > INT_MAX / 2 ? k : k + k / 2 + 16;
             int32_t *ni = realloc(ids, (size_t)ncap * sizeof *ni);
@@ -122,7 +211,7 @@ int nlprun_tokenize(int argc, char **argv)
             ids = ni;
             txt = nt;
             idcap = ncap;
-            k = tok_encode(t, line, len, TOK_ADD_SPECIAL, ids, idcap);
+            k = tok_encode_opt(t, line, len, &opts, ids, NULL, idcap);
         }
         if (k < 0) {
             fprintf(stderr, "nlprun %s: line %ld: %s\n", argv[0], lineno,
@@ -153,7 +242,8 @@ int nlprun_tokenize(int argc, char **argv)
 int nlprun_detokenize(int argc, char **argv)
 {
     const char *path;
-    int rc = tok_cmd_args(argc, argv, &path);
+    int flags = TOK_DECODE_CLEANUP;
+    int rc = tok_cmd_args(argc, argv, &path, &flags);
     if (rc) return rc < 0 ? 0 : rc;
     tok_model *t = tok_cmd_load(argv[0], path);
     if (!t) return 1;
@@ -194,7 +284,8 @@ int nlprun_detokenize(int argc, char **argv)
             ids[nid++] = (int32_t)v;
             p = end;
         }
-        int k = bad || nid > INT32_MAX ? TOK_EINVAL : tok_decode(t, ids, (int)nid, out, ocap);
+        int k = bad || nid > INT32_MAX ? TOK_EINVAL
+                                       : tok_decode_flags(t, ids, (int)nid, flags, out, ocap);
         if (k >= 0 && (size_t)k >= ocap) {
             size_t nc = (size_t)k + 1;
             char *no = realloc(out, nc);
@@ -203,7 +294,7 @@ int nlprun_detokenize(int argc, char **argv)
             } else {
                 out = no;
                 ocap = nc;
-                k = tok_decode(t, ids, (int)nid, out, ocap);
+                k = tok_decode_flags(t, ids, (int)nid, flags, out, ocap);
             }
         }
         if (k < 0) {

@@ -447,7 +447,12 @@ class Chaos:
         got, why = self.normal()
         self.fig["normal_checks"] += 1
         if got is None:
-            fail("the normal request after the round: " + why)
+            st = self.call(self.ctl, simple(self.rid(), "stats"), 2)
+            h = self.call(self.ctl, simple(self.rid(), "health"), 2)
+            fail("the normal request after the round: %s (then: health ok %s, in_flight %s, "
+                 "queue_depth %s)" % (why, h.health.ok if h else "no reply",
+                                      st.stats.in_flight if st else "?",
+                                      st.stats.queue_depth if st else "?"))
             return False
         diff = self.same(got, self.ref)
         if diff:

@@ -5,8 +5,10 @@
 # 64 MiB over its baseline (measured after start-up and a first request), with
 #   limits.max_envelope_bytes = 65536 (the most it can be configured to keep),
 #   limits.max_reply_backlog_bytes = 4 MiB per connection (so 3 non-reading
-#   connections may hold 12 MiB of replies), limits.max_message_bytes = 1 MiB (frames
-#   up to 4 MiB are read; beyond, ZeroMQ closes the connection).
+#   connections may hold 12 MiB of replies), limits.max_queued_bytes = 8 MiB (what
+#   accepted requests hold, frames and routing frames, until answered; past it,
+#   OVERLOADED), limits.max_message_bytes = 1 MiB (frames up to 4 MiB are read; beyond,
+#   ZeroMQ closes the connection).
 # docs/daemon.md ("Limits and memory") states the same bound.
 #
 #  1. Non-readers: 3 DEALERs that never receive send 2000 requests each (health, stats and
@@ -21,10 +23,13 @@
 #  3. The non-readers go away; a normal client is then served (summarize OK, health ok),
 #     in_flight returns to 0, and SIGTERM exits 0.
 # Figures: baseline and peak RSS, requests and bytes sent, replies dropped, time.
+# Under `make asan` (NLP_ASAN set) the RSS bound is reported, not asserted: ASan's
+# quarantine and shadow memory are not the daemon's.
 . tests/scripts/daemon_lib.bash
 
 write_conf '
 limits = { max_envelope_bytes = 65536; max_reply_backlog_bytes = 4194304;
+           max_queued_bytes = 8388608;
            max_new_tokens = 8; max_documents = 8; queue_size = 1024; };
 batching = { max_wait_ms = 0; max_rows = 8; };'
 sed -i 's/^log_level = "debug";$/log_level = "info";/' "$TMP/nlpd.conf"
@@ -37,6 +42,9 @@ import nlp_pb2 as pb
 
 EP, PID = sys.argv[1], int(sys.argv[2])
 BOUND = 64 << 20
+if os.environ.get("NLP_ASAN"):
+    BOUND = 1 << 40   # see the header: reported, not asserted
+    print("NLP_ASAN: the RSS bound is not asserted under the sanitizers", flush=True)
 MIB = 1 << 20
 ctx = zmq.Context()
 fails = []
@@ -119,7 +127,8 @@ time.sleep(0.3)
 base = rss()
 sp = Sampler(base)
 sp.start()
-print("baseline RSS %.1f MiB; bound %.0f MiB over it" % (base / MIB, BOUND / MIB), flush=True)
+print("baseline RSS %.1f MiB; bound %.0f MiB over it" % (base / MIB, min(BOUND, 64 << 20) / MIB),
+      flush=True)
 sent = sent_bytes = 0
 
 # ---- 1. clients that never read ----
@@ -245,7 +254,7 @@ if sp.peak - base > BOUND and not fails:
     fail("peak RSS +%.1f MiB over the baseline" % ((sp.peak - base) / MIB))
 print("memory figures: baseline %.1f MiB, peak %.1f MiB (+%.1f MiB, bound +%d MiB); %d "
       "requests, %.0f MiB sent; %d replies dropped; %.1f s"
-      % (base / MIB, sp.peak / MIB, (sp.peak - base) / MIB, BOUND // MIB, sent,
+      % (base / MIB, sp.peak / MIB, (sp.peak - base) / MIB, min(BOUND, 64 << 20) // MIB, sent,
          sent_bytes / MIB, dropped, time.time() - t0), flush=True)
 sys.exit(1 if fails else 0)
 PYEOF

@@ -1415,3 +1415,13 @@ TEST(eng_nonfinite_is_a_task_internal_error)
     CHECK(task_job_status(&job, msg, sizeof msg) == TASK_EINTERNAL);
     CHECK_MSG(strstr(msg, "NaN"), "%s", msg);
 }
+
+TEST(eng_model_dir_path_too_long)
+{
+    char dir[4100], err[8192] = "";
+    memset(dir, 'd', 4090);
+    memcpy(dir, "/tmp/", 5);
+    dir[4090] = '\0';
+    CHECK(eng_model_load(dir, NULL, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "path too long"), "%s", err);
+}

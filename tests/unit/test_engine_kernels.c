@@ -1,6 +1,6 @@
 /* Engine kernels against double-precision references: the vectorised exp behind softmax,
  * gelu_new and logsumexp, rmsnorm, F16/BF16 conversion, and the gemm door's four shapes
- * (sgemv and sgemm, B transposed or not, strided operands). */
+ * (few and many rows, B transposed or not, strided operands). */
 #include "engine/eng_int.h"
 #include "tests/harness/harness.h"
 
@@ -157,11 +157,11 @@ static int et_many(int M, int N, int K, const float *A, int lda, const float *B,
     return eng_gemm_many(M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
-/* Every shape class of the door: the few-rows kernel (1..64 rows: a single row, groups of
- * 4, groups of 2-3 padded, K and N not multiples of 16 and 4) and 65+ rows (OpenBLAS, or
- * the packed kernel when OpenBLAS runs kernels narrower than the CPU),
- * B transposed or not, strided operands, beta 0 and not. Error bound: 1e-6 of the sum of
- * |terms| (fp32 accumulation over up to 300 terms). Columns beyond N stay untouched. */
+/* Every shape class of the door: with B transposed (weights) the few-rows kernel (1..8
+ * rows, K and N not multiples of 16: the tail of K, a partial tile of weight rows) and the
+ * packed kernel (9+ rows); B not transposed (1..80 rows by 64, 16 and an overlapped last
+ * 16 columns); strided operands, beta 0 and not. Error bound: 1e-6 of the sum of |terms|
+ * (fp32 accumulation over up to 300 terms). Columns beyond N stay untouched. */
 TEST(eng_kernel_gemm_door)
 {
     static const int ms[] = { 1, 2, 3, 4, 5, 6, 7, 9, 16, 17, 31, 33, 64, 65, 80 };
@@ -181,10 +181,11 @@ TEST(eng_kernel_gemm_door)
     for (int j = 0; j < 64; j++) CHECK(fabs(y[j] - ry[j]) <= 1e-6 * my[j]);
 }
 
-/* The few-rows kernels compute each output the same way whatever rows share the call:
- * row i of a 1..64-row product is bitwise the row computed alone, with the weights
- * transposed (groups of 4 rows, a padded last group) or not (groups of 4 rows by 64, 16
- * and an overlapped last 16 columns at N = 37). */
+/* The door computes each output the same way whatever rows share the call: row i of a
+ * 1..64-row product is bitwise the row computed alone, with the weights transposed (the
+ * few-rows kernel up to 8 rows, the packed one beyond) or not (groups of 4 rows by 64, 16
+ * and an overlapped last 16 columns at N = 37). tests/unit/test_engine_batch_bits.c
+ * checks the same up to 200 rows, at 1 and 2 threads. */
 TEST(eng_kernel_gemm_rows_independent)
 {
     /* K = 200 has a tail past the 16-lane blocks, K = 192 none (the tiles' fast store) */
@@ -205,11 +206,11 @@ TEST(eng_kernel_gemm_rows_independent)
             }
 }
 
-/* The packed many-rows kernel (eng_gemm's choice past 64 rows when OpenBLAS runs kernels
- * narrower than the CPU), called directly so that it is checked on every CPU: panels of
- * 32 and a last one of 16, rows past the panels' fill, weight tiles of 12 and a partial
- * last one, K not a multiple of 16, strided operands, beta 0 and not. Same error bound as
- * the door. Columns beyond N stay untouched. */
+/* The packed many-rows kernel (eng_gemm's choice past 8 rows with weights), called
+ * directly from one row on: panels of 32 and a last one of 16, rows past the panels'
+ * fill, weight tiles of 12 and a partial last one, K not a multiple of 16, strided
+ * operands, beta 0 and not. Same error bound as the door. Columns beyond N stay
+ * untouched. */
 TEST(eng_kernel_gemm_many)
 {
     static const int ms[] = { 1, 15, 16, 17, 32, 33, 48, 49, 65, 100, 200 };

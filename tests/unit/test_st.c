@@ -917,3 +917,20 @@ TEST_TIMEOUT(st_small_json_files_fifo_and_size, 20)
     expect_cfg_err(big, "too large (limit 4194304 bytes)");
     free(big);
 }
+
+TEST(st_dir_path_too_long)
+{
+    /* long enough that ".../model.safetensors" fits in a path buffer (4096) and
+     * ".../model.safetensors.index.json" does not: refused, not looked up cut short */
+    char dir[4100];
+    memset(dir, 'd', 4070);
+    memcpy(dir, "/tmp/", 5);
+    dir[4070] = '\0';
+    char err[8192] = "";
+    st_set *s = st_open_dir(dir, err, sizeof err);
+    CHECK(s == NULL && strstr(err, "path too long"));
+    dir[4090] = '\0';
+    memset(dir + 4070, 'd', 20);
+    s = st_open_dir(dir, err, sizeof err);
+    CHECK(s == NULL && strstr(err, "path too long"));
+}

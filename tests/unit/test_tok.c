@@ -548,7 +548,7 @@ TEST(tok_load_bad_charsmap_and_dir)
     CHECK(tok_load_mem(pb, pl, err, sizeof err) == NULL && strstr(err, "unk"));
     mp->pieces[2]->type = ut;
     mp->trainer_spec->has_model_type = 1;
-    mp->trainer_spec->model_type = SENTENCEPIECE__TRAINER_SPEC__MODEL_TYPE__BPE;
+    mp->trainer_spec->model_type = SENTENCEPIECE__TRAINER_SPEC__MODEL_TYPE__WORD;
     free(pb);
     pl = sentencepiece__model_proto__get_packed_size(mp);
     pb = malloc(pl);

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Queue mode (issue 19, docs/queue.md): 3 daemons in one consumer group on the tiny model
+# share 600 mixed jobs (5 tasks; every 6th a packed `req`, the rest `json`): 600 results,
+# one per job, none twice, none left pending, each equal to the same input sent over
+# ZeroMQ with nlpc batch (the json ones byte for byte: the queue's json result is nlpc
+# batch's output line); all three daemons took work; stats and health carry the queue;
+# SIGTERM exits 0.
+source tests/scripts/queue_lib.bash
+N=${QUEUE_JOBS:-600}
+start_redis
+for d in d1 d2 d3; do write_qconf $d "claim_idle_ms = 5000;"; done
+for d in d1 d2 d3; do start_qd $d; done
+$PY $QT gen "$N" "$TMP" || exit 1
+t0=$(date +%s.%N)
+$PY $QT add "$URL" $STREAM "$TMP" > /dev/null || exit 1
+$PY $QT wait "$URL" $RESULTS "$N" 120 || { show_logs d1 d2 d3; exit 1; }
+t1=$(date +%s.%N)
+sleep 0.3   # a second result for any job would be here by now
+# every daemon took work: the results each wrote (before the ZeroMQ reference run)
+for d in d1 d2 d3; do
+    n=$("$B/nlpc" --connect "ipc://$TMP/$d.sock" --json stats |
+        $PY -c 'import json,sys; print(json.load(sys.stdin)["stats"]["queue"]["results"])')
+    echo "$d wrote $n results"
+    [ "$n" -gt 0 ] || { echo "FAIL: daemon $d took no work" >&2; exit 1; }
+done
+reference "$TMP" "ipc://$TMP/d1.sock,ipc://$TMP/d2.sock,ipc://$TMP/d3.sock" || exit 1
+$PY $QT check "$URL" $STREAM $GROUP $RESULTS "$TMP" --ref || { show_logs d1 d2 d3; exit 1; }
+# stats and health report the queue
+out=$("$B/nlpc" --connect "ipc://$TMP/d1.sock" --json stats)
+echo "$out" | grep -q '"queue":{"connected":true' || { echo "FAIL: stats: $out" >&2; exit 1; }
+out=$("$B/nlpc" --connect "ipc://$TMP/d2.sock" --json health)
+echo "$out" | grep -q '"queue":{"connected":true' || { echo "FAIL: health: $out" >&2; exit 1; }
+for d in d1 d2 d3; do
+    stop_qd $d
+    [ "$QD_RC" = 0 ] || { echo "FAIL: $d exit code $QD_RC" >&2; show_logs $d; exit 1; }
+done
+awk -v a="$t0" -v b="$t1" -v n="$N" \
+    'BEGIN { printf "ok: %d jobs through 3 daemons in %.1f s\n", n, b - a }'
