@@ -32,7 +32,8 @@ eng_gen_params eng_gen_default_params(void)
                              .num_return_sequences = 1, .length_penalty = 1.0f,
                              .no_repeat_ngram_size = 0, .repetition_penalty = 1.0f,
                              .do_sample = 0, .temperature = 1.0f, .top_k = 0, .top_p = 1.0f,
-                             .seed = 0 };
+                             .seed = 0, .early_stopping = ENG_EARLY_FALSE,
+                             .forced_bos_token_id = -1, .forced_eos_token_id = -1 };
 }
 
 void eng_gen_result_clear(eng_gen_result *r)
@@ -54,10 +55,27 @@ static uint64_t dc_next(uint64_t *s)
 
 static double dc_uniform(uint64_t *s) { return (double)(dc_next(s) >> 11) * 0x1.0p-53; }
 
-/* ---- logits processors (HF order): repetition penalty, no-repeat n-gram, min new tokens.
- * They act on float logits (greedy / sampling) or on double log-probs (beam search, as HF
- * applies them after log_softmax there). seq is the decoder sequence incl. the start
- * token, len its length. */
+/* ---- logits processors (HF order): repetition penalty, no-repeat n-gram, bad words, min
+ * new tokens, forced BOS, forced EOS. They act on float logits (greedy / sampling) or on
+ * double log-probs (beam search, as HF applies them after log_softmax there). seq is the
+ * decoder sequence incl. the start token, len its length: the token chosen next is
+ * generated token len - 1. */
+
+/* The token a forced-BOS / forced-EOS rule sets at this step, or -1. */
+static int dc_forced(const eng_gen_params *p, int len)
+{
+    if (len == 1 && p->forced_bos_token_id >= 0) return p->forced_bos_token_id;
+    if (len == p->max_new_tokens && p->forced_eos_token_id >= 0) return p->forced_eos_token_id;
+    return -1;
+}
+
+/* Bad words whose prefix ends seq: their last token, for each, into fn(x, token). */
+#define DC_BAD_WORDS(p, seq, len, BAN)                                                   \
+    for (int bw = 0; bw < (p)->n_bad_words; bw++) {                                      \
+        const int32_t *w = (p)->bad_words + (p)->bad_off[bw];                            \
+        int wl = (p)->bad_off[bw + 1] - (p)->bad_off[bw] - 1;                            \
+        if (wl <= (len) && !memcmp((seq) + (len) - wl, w, (size_t)wl * sizeof *w)) BAN(w[wl]); \
+    }
 
 /* Tokens the no-repeat n-gram and min-new-tokens rules forbid next, into ban[] (at most
  * len + 1 of them); returns the count. */
@@ -82,8 +100,8 @@ static int dc_first_occurrence(const int32_t *seq, int i)
     return 1;
 }
 
-static void dc_process_float(float *x, const int32_t *seq, int len, const eng_gen_params *p,
-                             int eos, int32_t *ban)
+static void dc_process_float(float *x, int V, const int32_t *seq, int len,
+                             const eng_gen_params *p, int eos, int32_t *ban)
 {
     float rp = p->repetition_penalty;
     if (rp != 1.0f)
@@ -94,10 +112,18 @@ static void dc_process_float(float *x, const int32_t *seq, int len, const eng_ge
             }
     int nb = dc_bans(seq, len, p, eos, ban);
     for (int i = 0; i < nb; i++) x[ban[i]] = -INFINITY;
+#define DC_BAN_F(t) x[t] = -INFINITY
+    DC_BAD_WORDS(p, seq, len, DC_BAN_F)
+#undef DC_BAN_F
+    int f = dc_forced(p, len);
+    if (f >= 0) {
+        for (int v = 0; v < V; v++) x[v] = -INFINITY;
+        x[f] = 0.0f;
+    }
 }
 
-static void dc_process_double(double *x, const int32_t *seq, int len, const eng_gen_params *p,
-                              int eos, int32_t *ban)
+static void dc_process_double(double *x, int V, const int32_t *seq, int len,
+                              const eng_gen_params *p, int eos, int32_t *ban)
 {
     double rp = p->repetition_penalty;
     if (rp != 1.0)
@@ -108,6 +134,14 @@ static void dc_process_double(double *x, const int32_t *seq, int len, const eng_
             }
     int nb = dc_bans(seq, len, p, eos, ban);
     for (int i = 0; i < nb; i++) x[ban[i]] = -INFINITY;
+#define DC_BAN_D(t) x[t] = -INFINITY
+    DC_BAD_WORDS(p, seq, len, DC_BAN_D)
+#undef DC_BAN_D
+    int f = dc_forced(p, len);
+    if (f >= 0) {
+        for (int v = 0; v < V; v++) x[v] = -INFINITY;
+        x[f] = 0.0;
+    }
 }
 
 static int dc_argmax(const float *x, int n)
@@ -225,8 +259,17 @@ static int dc_check_params(const eng_ctx *c, const eng_gen_params *p, int *rows)
     if (p->max_new_tokens < 1 || p->min_new_tokens < 0 || p->num_beams < 1 ||
         p->num_return_sequences < 1 || p->num_return_sequences > ENG_MAX_RETURN ||
         p->no_repeat_ngram_size < 0 || !(p->repetition_penalty > 0.0f) ||
-        !isfinite(p->length_penalty) || !isfinite(p->repetition_penalty))
+        !isfinite(p->length_penalty) || !isfinite(p->repetition_penalty) ||
+        p->early_stopping < ENG_EARLY_FALSE || p->early_stopping > ENG_EARLY_NEVER ||
+        p->forced_bos_token_id >= c->m->cfg.vocab_size ||
+        p->forced_eos_token_id >= c->m->cfg.vocab_size || p->n_bad_words < 0 ||
+        (p->n_bad_words > 0 && (!p->bad_words || !p->bad_off)))
         return ENG_EINVAL;
+    for (int i = 0; i < p->n_bad_words; i++) {
+        if (p->bad_off[i + 1] <= p->bad_off[i]) return ENG_EINVAL;
+        for (int j = p->bad_off[i]; j < p->bad_off[i + 1]; j++)
+            if (p->bad_words[j] < 0 || p->bad_words[j] >= c->m->cfg.vocab_size) return ENG_EINVAL;
+    }
     if (p->num_beams > 1) {
         if (p->do_sample) return ENG_EINVAL; /* beam sampling is not supported */
         if (p->num_return_sequences > p->num_beams) return ENG_EINVAL;
@@ -264,21 +307,21 @@ static void dc_beam_add(eng_ctx *c, eng_greq *g, const int32_t *toks, int n, dou
         if (!(score > g->worst)) return;
         slot = 0; /* replace the worst */
         for (int i = 1; i < B; i++)
-            if (c->fin_score[g->base + i] < c->fin_score[g->base + slot]) slot = i;
+            if (c->d.fin_score[g->base + i] < c->d.fin_score[g->base + slot]) slot = i;
     }
     int s = g->base + slot;
-    memcpy(c->fin_tok + (size_t)s * c->p.max_new_tokens, toks, (size_t)n * sizeof *toks);
-    c->fin_len[s] = n;
-    c->fin_score[s] = score;
-    c->fin_sum[s] = sum;
+    memcpy(c->d.fin_tok + (size_t)s * c->p.max_new_tokens, toks, (size_t)n * sizeof *toks);
+    c->d.fin_len[s] = n;
+    c->d.fin_score[s] = score;
+    c->d.fin_sum[s] = sum;
     if (g->nfin == B) {
         g->worst = INFINITY;
         for (int i = 0; i < B; i++)
-            if (c->fin_score[g->base + i] < g->worst) g->worst = c->fin_score[g->base + i];
+            if (c->d.fin_score[g->base + i] < g->worst) g->worst = c->d.fin_score[g->base + i];
     }
 }
 
-/* One beam-search step for request g whose B beams' logits are rows a0.. of c->logits. */
+/* One beam-search step for request g whose B beams' logits are rows a0.. of c->w.logits. */
 static void dc_beam_step(eng_ctx *c, eng_greq *g, int a0, int pos)
 {
     const eng_config *cf = &c->m->cfg;
@@ -287,127 +330,138 @@ static void dc_beam_step(eng_ctx *c, eng_greq *g, int a0, int pos)
     int nc = 0;
     for (int b = 0; b < B; b++) {
         int slot = g->base + b;
-        const float *lg = c->logits + (size_t)(a0 + b) * V;
+        const float *lg = c->w.logits + (size_t)(a0 + b) * V;
         double lse = eng_logsumexp(lg, V);
         if (!isfinite(lse)) { /* a NaN or infinite logit (or all -inf): damaged weights */
             g->status = ENG_ENONFINITE;
             g->done = 1;
             return;
         }
-        double *lp = c->rb[0].lp;
+        double *lp = c->d.rb[0].lp;
         for (int v = 0; v < V; v++) lp[v] = (double)lg[v] - lse;
-        dc_process_double(lp, c->hist + (size_t)slot * P1, pos + 1, &g->p, eos, c->rb[0].ban);
+        dc_process_double(lp, V, c->d.hist + (size_t)slot * P1, pos + 1, &g->p, eos,
+                          c->d.rb[0].ban);
         /* this beam's top 2B by cumulative score; the global top 2B is among them */
         int first = nc;
-        double bs = c->row_score[slot];
+        double bs = c->d.row_score[slot];
         for (int v = 0; v < V; v++) {
             double s = lp[v] + bs;
             int n = nc - first;
-            if (n == K && !(s > c->cand_score[nc - 1])) continue;
+            if (n == K && !(s > c->d.beam_score[nc - 1])) continue;
             if (n < K) nc++;
             int i = nc - 1;
-            while (i > first && s > c->cand_score[i - 1]) {
-                c->cand_score[i] = c->cand_score[i - 1];
-                c->cand_tok[i] = c->cand_tok[i - 1];
-                c->cand_beam[i] = c->cand_beam[i - 1];
+            while (i > first && s > c->d.beam_score[i - 1]) {
+                c->d.beam_score[i] = c->d.beam_score[i - 1];
+                c->d.beam_tok[i] = c->d.beam_tok[i - 1];
+                c->d.beam_src[i] = c->d.beam_src[i - 1];
                 i--;
             }
-            c->cand_score[i] = s;
-            c->cand_tok[i] = v;
-            c->cand_beam[i] = b;
+            c->d.beam_score[i] = s;
+            c->d.beam_tok[i] = v;
+            c->d.beam_src[i] = b;
         }
     }
     /* rank all candidates: selection of the top 2B, stable on (beam, token) order */
     for (int k = 0; k < K && k < nc; k++) {
         int best = k;
         for (int i = k + 1; i < nc; i++) {
-            if (c->cand_score[i] > c->cand_score[best] ||
-                (c->cand_score[i] == c->cand_score[best] &&
-                 (c->cand_beam[i] * V + c->cand_tok[i] < c->cand_beam[best] * V + c->cand_tok[best])))
+            if (c->d.beam_score[i] > c->d.beam_score[best] ||
+                (c->d.beam_score[i] == c->d.beam_score[best] &&
+                 (c->d.beam_src[i] * V + c->d.beam_tok[i] < c->d.beam_src[best] * V + c->d.beam_tok[best])))
                 best = i;
         }
         if (best != k) {
-            double ts = c->cand_score[k]; c->cand_score[k] = c->cand_score[best]; c->cand_score[best] = ts;
-            int tt = c->cand_tok[k]; c->cand_tok[k] = c->cand_tok[best]; c->cand_tok[best] = tt;
-            int tb = c->cand_beam[k]; c->cand_beam[k] = c->cand_beam[best]; c->cand_beam[best] = tb;
+            double ts = c->d.beam_score[k]; c->d.beam_score[k] = c->d.beam_score[best]; c->d.beam_score[best] = ts;
+            int tt = c->d.beam_tok[k]; c->d.beam_tok[k] = c->d.beam_tok[best]; c->d.beam_tok[best] = tt;
+            int tb = c->d.beam_src[k]; c->d.beam_src[k] = c->d.beam_src[best]; c->d.beam_src[best] = tb;
         }
     }
     /* scratch: the new beams' histories in this request's rows of hist2, and one
      * finished hypothesis in hist2's spare last row */
-    int32_t *tmp = c->hist2 + (size_t)g->base * P1;
-    int32_t *fin = c->hist2 + (size_t)c->p.max_rows * P1;
-    int *parent = c->parent;
+    int32_t *tmp = c->d.hist2 + (size_t)g->base * P1;
+    int32_t *fin = c->d.hist2 + (size_t)c->p.max_rows * P1;
+    int *parent = c->d.parent;
     int nb = 0;
     for (int k = 0; k < K && k < nc && nb < B; k++) {
-        int tok = c->cand_tok[k], b = c->cand_beam[k];
-        const int32_t *h = c->hist + (size_t)(g->base + b) * P1;
+        int tok = c->d.beam_tok[k], b = c->d.beam_src[k];
+        const int32_t *h = c->d.hist + (size_t)(g->base + b) * P1;
         if (tok == eos) {
             if (k >= B) continue;
             memcpy(fin, h + 1, (size_t)pos * sizeof *fin);
             fin[pos] = eos;
-            dc_beam_add(c, g, fin, pos + 1, c->cand_score[k]);
+            dc_beam_add(c, g, fin, pos + 1, c->d.beam_score[k]);
             continue;
         }
         memcpy(tmp + (size_t)nb * P1, h, (size_t)(pos + 1) * sizeof *h);
         tmp[(size_t)nb * P1 + pos + 1] = tok;
-        c->row_score2[nb] = c->cand_score[k];
+        c->d.row_score2[nb] = c->d.beam_score[k];
         parent[nb] = b;
         nb++;
     }
     /* KV blocks: the first child of a parent takes its block; others copy it into a
      * block freed by a parent without children (there are always enough). */
-    int *claimed = c->block_used;
+    int *claimed = c->d.block_used;
     for (int b = 0; b < B; b++) claimed[b] = 0;
-    for (int i = 0; i < nb; i++) c->row_block2[i] = -1;
+    for (int i = 0; i < nb; i++) c->d.row_block2[i] = -1;
     for (int i = 0; i < nb; i++) {
         int par = parent[i];
         if (!claimed[par]) {
             claimed[par] = 1;
-            c->row_block2[i] = c->row_block[g->base + par];
+            c->d.row_block2[i] = c->d.row_block[g->base + par];
         }
     }
     int fi = 0;
     size_t used = (size_t)(pos + 1) * c->m->inner;
     for (int i = 0; i < nb; i++) {
-        if (c->row_block2[i] >= 0) continue;
+        if (c->d.row_block2[i] >= 0) continue;
         while (claimed[fi]) fi++;
         claimed[fi] = 1;
-        int dst = c->row_block[g->base + fi], src = c->row_block[g->base + parent[i]];
+        int dst = c->d.row_block[g->base + fi], src = c->d.row_block[g->base + parent[i]];
         for (int l = 0; l < cf->num_decoder_layers; l++)
             for (int w = 0; w < 2; w++)
-                memcpy(t5_kv_block(c, dst, l, w), t5_kv_block(c, src, l, w), used * sizeof(float));
-        c->row_block2[i] = dst;
+                memcpy(c->m->arch->fwd->kv_at(c, dst, l, w), c->m->arch->fwd->kv_at(c, src, l, w),
+                       used * sizeof(float));
+        c->d.row_block2[i] = dst;
     }
     for (int i = 0; i < nb; i++) {
         int slot = g->base + i;
-        memcpy(c->hist + (size_t)slot * P1, tmp + (size_t)i * P1, (size_t)(pos + 2) * sizeof *tmp);
-        c->row_score[slot] = c->row_score2[i];
+        memcpy(c->d.hist + (size_t)slot * P1, tmp + (size_t)i * P1, (size_t)(pos + 2) * sizeof *tmp);
+        c->d.row_score[slot] = c->d.row_score2[i];
     }
-    for (int i = 0; i < nb; i++) c->row_block[g->base + i] = c->row_block2[i];
-    if (g->nfin >= B) g->done = 1;
+    for (int i = 0; i < nb; i++) c->d.row_block[g->base + i] = c->d.row_block2[i];
+    if (g->nfin >= B) {   /* HF's BeamHypotheses.is_done, with n tokens generated */
+        double lp = g->p.length_penalty, best = c->d.beam_score[0];
+        int n = pos + 1;
+        if (g->p.early_stopping == ENG_EARLY_TRUE)
+            g->done = 1;
+        else if (g->p.early_stopping == ENG_EARLY_NEVER && lp > 0.0)
+            g->done = g->worst >= best / pow((double)g->p.max_new_tokens, lp);
+        else
+            g->done = g->worst >= best / pow((double)n, lp);
+    }
     if (!g->done && pos + 1 == g->p.max_new_tokens) {
         for (int b = 0; b < nb; b++) {
             int slot = g->base + b;
-            dc_beam_add(c, g, c->hist + (size_t)slot * P1 + 1, pos + 1, c->row_score[slot]);
+            dc_beam_add(c, g, c->d.hist + (size_t)slot * P1 + 1, pos + 1, c->d.row_score[slot]);
         }
         g->done = 1;
     }
 }
 
-/* Greedy or sampling step for one row (slot) whose logits are row a of c->logits, with
+/* Greedy or sampling step for one row (slot) whose logits are row a of c->w.logits, with
  * scratch rb. Touches only the row's own state: rows run in parallel. */
 static void dc_row_step(eng_ctx *c, const eng_rowbuf *rb, eng_greq *g, int slot, int a, int pos)
 {
     const eng_config *cf = &c->m->cfg;
     int V = cf->vocab_size, eos = cf->eos_token_id, P1 = c->max_pos + 1;
-    float *lg = c->logits + (size_t)a * V;
-    int32_t *h = c->hist + (size_t)slot * P1;
-    dc_process_float(lg, h, pos + 1, &g->p, eos, rb->ban);
+    float *lg = c->w.logits + (size_t)a * V;
+    int32_t *h = c->d.hist + (size_t)slot * P1;
+    dc_process_float(lg, V, h, pos + 1, &g->p, eos, rb->ban);
     double lse = eng_logsumexp(lg, V);
-    c->row_len[slot] = pos + 1;
+    c->d.row_len[slot] = pos + 1;
     if (!isfinite(lse)) { /* a NaN or infinite logit: dc_run fails the request */
-        c->row_score[slot] = NAN;
-        c->row_done[slot] = 1;
+        c->d.row_score[slot] = NAN;
+        c->d.row_done[slot] = 1;
         return;
     }
     int tok;
@@ -417,15 +471,15 @@ static void dc_row_step(eng_ctx *c, const eng_rowbuf *rb, eng_greq *g, int slot,
          * the warpers (which rewrite lg): keep the one value needed. */
         float *save = (float *)rb->lp; /* scratch, [vocab] */
         memcpy(save, lg, (size_t)V * sizeof *lg);
-        tok = dc_sample(rb, lg, V, &g->p, &c->row_rng[slot]);
+        tok = dc_sample(rb, lg, V, &g->p, &c->d.row_rng[slot]);
         lp = (double)save[tok] - lse;
     } else {
         tok = dc_argmax(lg, V);
         lp = (double)lg[tok] - lse;
     }
     h[pos + 1] = tok;
-    c->row_score[slot] += lp;
-    if (tok == eos || pos + 1 >= g->p.max_new_tokens) c->row_done[slot] = 1;
+    c->d.row_score[slot] += lp;
+    if (tok == eos || pos + 1 >= g->p.max_new_tokens) c->d.row_done[slot] = 1;
 }
 
 /* Fills g's result with its best num_return hypotheses (finished beams, or rows), best
@@ -445,25 +499,25 @@ static int dc_result(eng_ctx *c, eng_greq *g)
             int s = g->base + i, used = 0;
             for (int q = 0; q < j && !used; q++) used = pick[q] == s;
             if (used) continue;
-            double sc = g->beam ? c->fin_score[s] : c->row_score[s];
-            double bs = best < 0 ? 0 : (g->beam ? c->fin_score[best] : c->row_score[best]);
+            double sc = g->beam ? c->d.fin_score[s] : c->d.row_score[s];
+            double bs = best < 0 ? 0 : (g->beam ? c->d.fin_score[best] : c->d.row_score[best]);
             if (best < 0 || sc > bs) best = s;
         }
         pick[j] = best;
-        total += (size_t)(g->beam ? c->fin_len[best] : c->row_len[best]);
+        total += (size_t)(g->beam ? c->d.fin_len[best] : c->d.row_len[best]);
     }
     out->storage = malloc((total ? total : 1) * sizeof(int32_t));
     if (!out->storage) return ENG_ENOMEM;
     size_t o = 0;
     for (int j = 0; j < k; j++) {
         int s = pick[j];
-        const int32_t *src = g->beam ? c->fin_tok + (size_t)s * c->p.max_new_tokens
-                                     : c->hist + (size_t)s * P1 + 1;
-        int len = g->beam ? c->fin_len[s] : c->row_len[s];
+        const int32_t *src = g->beam ? c->d.fin_tok + (size_t)s * c->p.max_new_tokens
+                                     : c->d.hist + (size_t)s * P1 + 1;
+        int len = g->beam ? c->d.fin_len[s] : c->d.row_len[s];
         memcpy(out->storage + o, src, (size_t)len * sizeof *src);
         out->hyps[j] = (eng_hyp){ .tokens = out->storage + o, .n_tokens = len,
-                                  .score = g->beam ? c->fin_score[s] : c->row_score[s],
-                                  .sum_logprobs = g->beam ? c->fin_sum[s] : c->row_score[s] };
+                                  .score = g->beam ? c->d.fin_score[s] : c->d.row_score[s],
+                                  .sum_logprobs = g->beam ? c->d.fin_sum[s] : c->d.row_score[s] };
         o += (size_t)len;
     }
     out->n_hyps = k;
@@ -479,13 +533,13 @@ typedef struct dc_batch {
     const eng_stream *s;
 } dc_batch;
 
-/* Marks the row slots live requests hold in c->slot_used [max_rows]. */
+/* Marks the row slots live requests hold in c->d.slot_used [max_rows]. */
 static void dc_mark_rows(eng_ctx *c, const dc_batch *bt)
 {
-    memset(c->slot_used, 0, (size_t)c->p.max_rows * sizeof *c->slot_used);
+    memset(c->d.slot_used, 0, (size_t)c->p.max_rows * sizeof *c->d.slot_used);
     for (int i = 0; i < bt->ng; i++)
         if (!bt->gs[i].done)
-            for (int b = 0; b < bt->gs[i].nrows; b++) c->slot_used[bt->gs[i].base + b] = 1;
+            for (int b = 0; b < bt->gs[i].nrows; b++) c->d.slot_used[bt->gs[i].base + b] = 1;
 }
 
 /* The first run of `need` free row slots (need > 0), or -1; with need 0, the longest
@@ -495,7 +549,7 @@ static int dc_find_rows(eng_ctx *c, const dc_batch *bt, int need)
     int run = 0, best = 0;
     dc_mark_rows(c, bt);
     for (int s = 0; s < c->p.max_rows; s++) {
-        run = c->slot_used[s] ? 0 : run + 1;
+        run = c->d.slot_used[s] ? 0 : run + 1;
         if (need > 0 && run == need) return s - need + 1;
         if (run > best) best = run;
     }
@@ -506,8 +560,8 @@ static int dc_find_rows(eng_ctx *c, const dc_batch *bt, int need)
  * -1; with len 0, the longest gap's length. */
 static int dc_find_tokens(eng_ctx *c, const dc_batch *bt, int len)
 {
-    int n = 0, *lo = c->slot_used; /* scratch: [max_rows] range starts, then ends */
-    int *hi = c->slot_used + c->p.max_rows;
+    int n = 0, *lo = c->d.slot_used; /* scratch: [max_rows] range starts, then ends */
+    int *hi = c->d.slot_used + c->p.max_rows;
     for (int i = 0; i < bt->ng; i++) {
         const eng_greq *g = &bt->gs[i];
         if (g->done) continue;
@@ -565,24 +619,24 @@ static void dc_start(eng_ctx *c, dc_batch *bt, int k0)
         for (i1 = i0; i1 < bt->ng; i1++) {
             const eng_greq *g = &bt->gs[i1];
             if (i1 > i0 && g->enc_off != bt->gs[i0].enc_off + T) break;
-            c->tok_off[i1 - i0] = T;
-            memcpy(c->enc_ids + T, g->r->ids, (size_t)g->enc_len * sizeof(int32_t));
+            c->w.tok_off[i1 - i0] = T;
+            memcpy(c->w.enc_ids + T, g->r->ids, (size_t)g->enc_len * sizeof(int32_t));
             T += g->enc_len;
         }
-        c->tok_off[i1 - i0] = T;
-        t5_encode(c, c->enc_ids, c->tok_off, i1 - i0, bt->gs[i0].enc_off);
+        c->w.tok_off[i1 - i0] = T;
+        c->m->arch->fwd->encode(c, c->w.enc_ids, c->w.tok_off, i1 - i0, bt->gs[i0].enc_off);
     }
     for (int i = k0; i < bt->ng; i++) {
         eng_greq *g = &bt->gs[i];
         for (int b = 0; b < g->nrows; b++) {
             int s = g->base + b;
-            c->hist[(size_t)s * P1] = cf->decoder_start_token_id;
-            c->row_block[s] = s;
-            c->row_done[s] = 0;
-            c->row_len[s] = 0;
+            c->d.hist[(size_t)s * P1] = cf->decoder_start_token_id;
+            c->d.row_block[s] = s;
+            c->d.row_done[s] = 0;
+            c->d.row_len[s] = 0;
             /* HF: only beam 0 is live at first, so step 0's candidates all come from it */
-            c->row_score[s] = g->beam && b > 0 ? -1e9 : 0.0;
-            c->row_rng[s] = g->p.seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(b + 1));
+            c->d.row_score[s] = g->beam && b > 0 ? -1e9 : 0.0;
+            c->d.row_rng[s] = g->p.seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(b + 1));
         }
     }
 }
@@ -633,26 +687,27 @@ static void dc_run(eng_ctx *c, dc_batch *bt)
             if (g->done) continue;
             for (int b = 0; b < g->nrows; b++) {
                 int s = g->base + b;
-                if (!g->beam && c->row_done[s]) continue;
-                c->act[na] = s;
-                c->act_req[na] = i;
-                c->act_pos[na] = g->pos;
-                c->act_tok[na] = c->hist[(size_t)s * P1 + g->pos];
-                c->act_blk[na] = c->row_block[s];
-                c->enc_off[na] = g->enc_off;
-                c->enc_len[na] = g->enc_len;
+                if (!g->beam && c->d.row_done[s]) continue;
+                c->d.act[na] = s;
+                c->d.act_req[na] = i;
+                c->d.act_pos[na] = g->pos;
+                c->d.act_tok[na] = c->d.hist[(size_t)s * P1 + g->pos];
+                c->d.act_blk[na] = c->d.row_block[s];
+                c->w.enc_off[na] = g->enc_off;
+                c->w.enc_len[na] = g->enc_len;
                 na++;
             }
         }
         if (!na) break;
-        t5_decode_step(c, c->act_tok, c->act_blk, c->enc_off, c->enc_len, na, c->act_pos);
-        t5_lm_head(c, c->h, na, c->logits);
+        c->m->arch->fwd->decode_step(c, c->d.act_tok, c->d.act_blk, c->w.enc_off, c->w.enc_len, na,
+                                     c->d.act_pos);
+        c->m->arch->fwd->lm_head(c, c->w.h, na, c->w.logits);
         /* Greedy and sampled rows: each on its own (logits row a is active row a), shared
          * between the threads. Beam requests: one at a time, their beams together. */
         ENG_PARALLEL_FOR_NT(na > 1, c->m->n_threads)
         for (int a = 0; a < na; a++) {
-            eng_greq *g = &gs[c->act_req[a]];
-            if (!g->beam) dc_row_step(c, &c->rb[eng_thread_id()], g, c->act[a], a, g->pos);
+            eng_greq *g = &gs[c->d.act_req[a]];
+            if (!g->beam) dc_row_step(c, &c->d.rb[eng_thread_id()], g, c->d.act[a], a, g->pos);
         }
         for (int i = 0, a = 0; i < bt->ng; i++) {
             eng_greq *g = &gs[i];
@@ -664,11 +719,11 @@ static void dc_run(eng_ctx *c, dc_batch *bt)
                 int live = 0;
                 for (int b = 0; b < g->nrows; b++) {
                     int s = g->base + b;
-                    if (c->row_len[s] != g->pos + 1) continue; /* done before this step */
+                    if (c->d.row_len[s] != g->pos + 1) continue; /* done before this step */
                     a++;
-                    live += !c->row_done[s];
+                    live += !c->d.row_done[s];
                     /* one value per row: a NaN or infinite logit makes it non-finite */
-                    if (!isfinite(c->row_score[s])) g->status = ENG_ENONFINITE;
+                    if (!isfinite(c->d.row_score[s])) g->status = ENG_ENONFINITE;
                 }
                 if (!live || g->status) g->done = 1;
             }
@@ -686,7 +741,7 @@ int eng_generate_stream(eng_ctx *c, eng_gen_req *const *reqs, int n, const eng_s
     eng_set_threads(c->m->n_threads);
     int i = 0;
     do {
-        dc_batch bt = { .gs = c->greq, .s = s };
+        dc_batch bt = { .gs = c->d.greq, .s = s };
         for (; i < n; i++) {
             int st = dc_add(c, &bt, reqs[i]);
             if (st == 1 && bt.ng > 0) break; /* full: the next batch */
@@ -752,7 +807,7 @@ static int dc_cand_less(const eng_score_req *r, int a, int b)
 static void dc_score_trees(eng_ctx *c, const eng_score_req *r, int first, int eoff, int *T,
                            int *nt)
 {
-    int *ord = c->cand_order;
+    int *ord = c->s.cand_order;
     for (int k = 0; k < r->n_cands; k++) { /* insertion sort of at most max_cands */
         int j = k;
         for (; j > 0 && dc_cand_less(r, k, ord[j - 1]); j--) ord[j] = ord[j - 1];
@@ -761,8 +816,8 @@ static void dc_score_trees(eng_ctx *c, const eng_score_req *r, int first, int eo
     int root = -1, prev = -1;
     for (int o = 0; o < r->n_cands; o++) {
         int k = ord[o], len = r->cand_lens[k], lcp = 0;
-        int *path = c->cand_node + c->cand_off[first + k];
-        const int *prev_path = prev >= 0 ? c->cand_node + c->cand_off[first + prev] : NULL;
+        int *path = c->s.cand_node + c->s.cand_off[first + k];
+        const int *prev_path = prev >= 0 ? c->s.cand_node + c->s.cand_off[first + prev] : NULL;
         if (prev >= 0)
             while (lcp < len && lcp < r->cand_lens[prev] &&
                    r->cand_ids[k][lcp] == r->cand_ids[prev][lcp])
@@ -770,13 +825,13 @@ static void dc_score_trees(eng_ctx *c, const eng_score_req *r, int first, int eo
         if (root < 0 || *T - root + len - lcp > c->max_len) {
             root = (*T)++;
             lcp = 0;
-            c->tree_off[*nt] = root;
-            c->tree_eoff[*nt] = eoff;
-            c->tree_elen[*nt] = r->n_ids;
+            c->s.tree_off[*nt] = root;
+            c->s.tree_eoff[*nt] = eoff;
+            c->s.tree_elen[*nt] = r->n_ids;
             (*nt)++;
-            c->node_tok[root] = c->m->cfg.decoder_start_token_id;
-            c->node_dep[root] = 0;
-            c->node_end[root] = 1;
+            c->s.node_tok[root] = c->m->cfg.decoder_start_token_id;
+            c->s.node_dep[root] = 0;
+            c->s.node_end[root] = 1;
         }
         path[0] = root;
         for (int j = 1; j <= len; j++) {
@@ -785,13 +840,13 @@ static void dc_score_trees(eng_ctx *c, const eng_score_req *r, int first, int eo
                 continue;
             }
             int t = (*T)++;
-            c->node_tok[t] = r->cand_ids[k][j - 1];
-            c->node_dep[t] = j;
+            c->s.node_tok[t] = r->cand_ids[k][j - 1];
+            c->s.node_dep[t] = j;
             path[j] = t;
-            for (int a = 0; a <= j; a++) c->node_end[path[a]] = t + 1 - root;
+            for (int a = 0; a <= j; a++) c->s.node_end[path[a]] = t + 1 - root;
         }
         for (int j = 0; j <= len; j++)
-            c->cand_tgt[c->cand_off[first + k] + j] =
+            c->s.cand_tgt[c->s.cand_off[first + k] + j] =
                 j < len ? r->cand_ids[k][j] : c->m->cfg.eos_token_id;
         prev = k;
     }
@@ -808,47 +863,48 @@ static void dc_score_run(eng_ctx *c, eng_score_req *reqs, const int *run, int nr
     int E = 0, nc = 0, P = 0;
     for (int i = 0; i < nr; i++) {
         const eng_score_req *r = &reqs[run[i]];
-        c->tok_off[i] = E;
-        memcpy(c->enc_ids + E, r->ids, (size_t)r->n_ids * sizeof(int32_t));
+        c->w.tok_off[i] = E;
+        memcpy(c->w.enc_ids + E, r->ids, (size_t)r->n_ids * sizeof(int32_t));
         for (int k = 0; k < r->n_cands; k++, nc++) {
-            c->cand_off[nc] = P;
+            c->s.cand_off[nc] = P;
             P += r->cand_lens[k] + 1;
         }
         E += r->n_ids;
     }
-    c->tok_off[nr] = E;
-    c->cand_off[nc] = P;
+    c->w.tok_off[nr] = E;
+    c->s.cand_off[nc] = P;
     int T = 0, nt = 0;
     for (int i = 0, first = 0; i < nr; i++) {
-        dc_score_trees(c, &reqs[run[i]], first, c->tok_off[i], &T, &nt);
+        dc_score_trees(c, &reqs[run[i]], first, c->w.tok_off[i], &T, &nt);
         first += reqs[run[i]].n_cands;
     }
-    c->tree_off[nt] = T;
-    t5_encode(c, c->enc_ids, c->tok_off, nr, 0);
-    t5_decode_full(c, c->node_tok, c->tree_off, nt, c->tree_eoff, c->tree_elen, c->node_dep,
-                   c->node_end);
-    int V = cf->vocab_size, D = cf->d_model, R = c->logit_rows;
+    c->s.tree_off[nt] = T;
+    const eng_fwd *fwd = c->m->arch->fwd;
+    fwd->encode(c, c->w.enc_ids, c->w.tok_off, nr, 0);
+    fwd->decode_full(c, c->s.node_tok, c->s.tree_off, nt, c->s.tree_eoff, c->s.tree_elen, c->s.node_dep,
+                     c->s.node_end);
+    int V = cf->vocab_size, D = cf->d_model, R = c->w.logit_rows;
     for (int t0 = 0; t0 < T; t0 += R) {
         int rows = T - t0 < R ? T - t0 : R;
-        t5_lm_head(c, c->h + (size_t)t0 * D, rows, c->logits);
+        fwd->lm_head(c, c->w.h + (size_t)t0 * D, rows, c->w.logits);
         ENG_PARALLEL_FOR(rows > 1)
         for (int i = 0; i < rows; i++)
-            c->node_lse[t0 + i] = eng_logsumexp(c->logits + (size_t)i * V, V);
+            c->s.node_lse[t0 + i] = eng_logsumexp(c->w.logits + (size_t)i * V, V);
         for (int p = 0; p < P; p++) {
-            int t = c->cand_node[p];
+            int t = c->s.cand_node[p];
             if (t >= t0 && t < t0 + rows)
-                c->cand_pos_lp[p] = (double)c->logits[(size_t)(t - t0) * V + c->cand_tgt[p]] -
-                                    c->node_lse[t];
+                c->s.cand_pos_lp[p] = (double)c->w.logits[(size_t)(t - t0) * V + c->s.cand_tgt[p]] -
+                                    c->s.node_lse[t];
         }
     }
     for (int k = 0; k < nc; k++) {
         double sum = 0.0;
-        for (int p = c->cand_off[k]; p < c->cand_off[k + 1]; p++) sum += c->cand_pos_lp[p];
-        c->cand_lp[k] = sum;
+        for (int p = c->s.cand_off[k]; p < c->s.cand_off[k + 1]; p++) sum += c->s.cand_pos_lp[p];
+        c->s.cand_lp[k] = sum;
     }
     for (int i = 0, first = 0; i < nr; i++) {
         eng_score_req *r = &reqs[run[i]];
-        memcpy(r->logprobs, c->cand_lp + first, (size_t)r->n_cands * sizeof(double));
+        memcpy(r->logprobs, c->s.cand_lp + first, (size_t)r->n_cands * sizeof(double));
         /* a NaN or infinite logit (target or normaliser) leaves its sum non-finite */
         for (int k = 0; k < r->n_cands; k++)
             if (!isfinite(r->logprobs[k])) r->status = ENG_ENONFINITE;
@@ -860,7 +916,7 @@ int eng_score(eng_ctx *c, eng_score_req *reqs, int n)
 {
     if (!c || n < 0 || (n > 0 && !reqs)) return ENG_EINVAL;
     eng_set_threads(c->m->n_threads);
-    int *run = c->act; /* [max_rows]: free between eng_generate calls */
+    int *run = c->d.act; /* [max_rows]: free between eng_generate calls */
     int i = 0;
     while (i < n) {
         int nr = 0, toks = 0, cands = 0;
@@ -870,7 +926,7 @@ int eng_score(eng_ctx *c, eng_score_req *reqs, int n)
             if (r->status) continue;
             /* Each request alone fits a run (checked above), so a run is never empty. */
             if (nr == c->p.max_rows || toks + r->n_ids > c->p.max_batch_tokens ||
-                cands + r->n_cands > c->max_cand_total)
+                cands + r->n_cands > c->s.max_cand_total)
                 break;
             run[nr++] = i;
             toks += r->n_ids;

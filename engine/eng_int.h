@@ -99,41 +99,170 @@ double eng_logsumexp(const float *x, int n);
 float eng_f16_to_f32(uint16_t h);
 float eng_bf16_to_f32(uint16_t h);
 
-/* ---- model.c ---- */
+/* ---- blocks.c: the building blocks the architectures are parameterised by ---- */
+
+struct eng_norm_w;
+struct eng_lin;
+/* out[rows, d] = the architecture's norm of x with weights n (RMS: eng_rmsnorm; LayerNorm
+ * with its bias); out may alias x. */
+void eng_norm(const eng_arch_config *a, const struct eng_norm_w *n, const float *x, int rows,
+              int d, float *out);
+/* x[i] = act(x[i]), times y[i] when y is not NULL (a gated feed-forward), over n values. */
+void eng_activate(eng_act act, float *x, const float *y, size_t n);
+/* out[rows, d] = LayerNorm(x) * w + b (b may be NULL); out may alias x. */
+void eng_layernorm(const float *x, const float *w, const float *b, int rows, int d, float eps,
+                   float *out);
+/* y[rows, l->out] = x[rows, l->in] W^T + b: the one door for Linear layers. */
+void eng_lin_apply(const struct eng_lin *l, const float *x, int rows, float *y);
+/* x[rows, d] *= s. */
+void eng_scale(float *x, size_t n, float s);
+/* Sinusoidal position tables, [rows, d]: row p is [sin(p f_i) | cos(p f_i)], i < d / 2,
+ * f_i = exp(-ln(10000) i / (d / 2 - shift)): shift 0 is Marian's 10000^(-2i/d), shift 1
+ * is fairseq's (M2M100, NLLB). */
+void eng_sinusoids(float *out, int rows, int d, int shift);
+
+/* ---- model.c: weights ---- */
+
+/* A Linear layer y = x W^T + b. W is [out, in] as HF stores it; b may be NULL. The
+ * weight's type travels with it to the matrix-product door (F32 today; the compact
+ * types are a kernel choice there, not a widening here). */
+typedef enum eng_wtype { ENG_W_F32 = 0 } eng_wtype;
+
+typedef struct eng_lin {
+    eng_wtype type;
+    const void *w;             /* [out, in] of type */
+    const float *b;            /* [out] or NULL */
+    int out, in;
+} eng_lin;
+
+typedef struct eng_norm_w {
+    const float *w;            /* [d_model] */
+    const float *b;            /* [d_model]: LayerNorm; NULL for RMS */
+} eng_norm_w;
 
 typedef struct eng_attn_w {
-    const float *q, *k, *v;    /* [inner, d_model] */
-    const float *o;            /* [d_model, inner] */
+    eng_lin q, k, v;           /* [inner, d_model] */
+    eng_lin o;                 /* [d_model, inner] */
 } eng_attn_w;
 
 typedef struct eng_layer_w {
-    const float *ln_self;      /* [d_model] */
+    eng_norm_w ln_self;        /* before self-attention (pre-norm) or after it (post) */
     eng_attn_w self;
-    const float *ln_cross;     /* decoder only */
+    eng_norm_w ln_cross;       /* decoder only */
     eng_attn_w cross;          /* decoder only */
-    const float *ln_ff;        /* [d_model] */
-    const float *wi;           /* relu: [d_ff, d_model] */
-    const float *wi0, *wi1;    /* gated: [d_ff, d_model] each */
-    const float *wo;           /* [d_model, d_ff] */
+    eng_norm_w ln_ff;
+    eng_lin wi;                /* [d_ff, d_model]; gated: the activated half */
+    eng_lin wi1;               /* gated: the linear half */
+    eng_lin wo;                /* [d_model, d_ff] */
 } eng_layer_w;
+
+/* One stack's weights around its layers. */
+typedef struct eng_stack_w {
+    const float *embed;        /* [vocab, d_model] token embeddings */
+    const float *pos;          /* learned / sinusoidal: [max_positions + pos_offset, d_model] */
+    const float *rel;          /* relative: [num_buckets, num_heads] */
+    eng_norm_w embed_norm;     /* layernorm_embedding */
+    eng_norm_w final_norm;
+    eng_layer_w *layers;
+    int n_layers;
+} eng_stack_w;
+
+struct eng_arch;
 
 struct eng_model {
     eng_config cfg;
+    const struct eng_arch *arch; /* its entry in the architecture table */
     int inner;                 /* num_heads * d_kv */
     st_set *st;                /* owns the mmaps that F32 weights point into */
-    const float *shared;       /* [vocab, d_model] */
-    const float *lm_head;      /* [vocab, d_model]; == shared when tied */
-    const float *enc_rel;      /* [num_buckets, num_heads] */
-    const float *dec_rel;      /* [num_buckets, num_heads] */
-    const float *enc_final_ln; /* [d_model] */
-    const float *dec_final_ln; /* [d_model] */
-    eng_layer_w *enc;          /* [num_layers] */
-    eng_layer_w *dec;          /* [num_decoder_layers] */
-    float **owned;             /* F32 copies of F16/BF16 (or misaligned) tensors */
+    eng_stack_w enc, dec;
+    eng_lin lm_head;           /* [vocab, d_model], b: final_logits_bias or NULL */
+    float **owned;             /* F32 copies of F16/BF16 (or misaligned) tensors, and
+                                * tables computed at load */
     int n_owned;
     size_t owned_bytes;        /* memory cost of the conversion */
     int n_threads;
+    char dir[1024];            /* the checkpoint directory (messages) */
+    eng_lin cls_dense;         /* classification head: [d_model, d_model] */
+    eng_lin cls_out;           /* [num_labels, d_model] */
+    eng_gen_params gen;        /* the checkpoint's generation settings */
+    unsigned gen_set;          /* ENG_GEN_SET_* bits of what it states */
+    int32_t *bad_words;        /* gen's bad_words_ids, owned */
+    int *bad_off;
 };
+
+/* Binding tensors (model.c), for the architecture entries: finds `name`, checks its
+ * shape ([d0] when d1 is 0, else [d0, d1]) and returns F32 data (in place, or converted
+ * and owned by the model). NULL with the reason in err when missing, mis-shaped or out
+ * of memory. The name is a printf format. */
+const float *eng_bind(eng_model *m, int64_t d0, int64_t d1, char *err, size_t errlen,
+                      const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* 1 if the checkpoint has a tensor of that name. */
+int eng_has(const eng_model *m, const char *name);
+/* The same for a Linear: "<pfx>weight" [out, in], and "<pfx>bias" [out] when bias. */
+int eng_bind_lin(eng_model *m, eng_lin *l, int out, int in, int bias, char *err,
+                 size_t errlen, const char *pfx);
+/* A norm: "<pfx>weight", and "<pfx>bias" for a LayerNorm. */
+int eng_bind_norm(eng_model *m, eng_norm_w *n, char *err, size_t errlen, const char *pfx);
+/* Memory the model owns for a table computed at load ([n] floats); NULL out of memory. */
+float *eng_model_alloc(eng_model *m, size_t n);
+
+/* ---- arch.c: the architecture table ---- */
+
+/* The forward pass of an architecture, over the context's workspaces. */
+typedef struct eng_fwd {
+    /* Encodes n sequences packed back to back (tok_off[i] .. tok_off[i+1]) into
+     * c->enc_out, and (if cross_at >= 0) projects each decoder layer's cross-attention
+     * K/V from it into the packed cross K/V from token cross_at on. */
+    void (*encode)(eng_ctx *c, const int32_t *ids, const int *tok_off, int n, int cross_at);
+    /* One decoder step for n rows: row i has input token tok[i] at position pos[i], its
+     * self-attention cache in block blk[i], and attends to encoder tokens
+     * [enc_off[i], enc_off[i] + enc_len[i]) of the packed cross K/V. Writes the final
+     * hidden states to c->h [n, d_model], ready for lm_head. */
+    void (*decode_step)(eng_ctx *c, const int32_t *tok, const int *blk, const int *enc_off,
+                        const int *enc_len, int n, const int *pos);
+    /* Teacher-forced decoder over n sequences packed back to back (off[i] .. off[i+1]),
+     * sequence i attending causally to itself and to the packed encoder tokens
+     * [enc_off[i], enc_off[i] + enc_len[i]). With dep and end (else NULL), each sequence
+     * is a prefix tree of decoder inputs in preorder: row t is at decoder position
+     * dep[t], its subtree is rows t .. (its sequence's first row + end[t] - 1), and it
+     * attends to itself and its ancestors only; every root-to-node path computes what it
+     * would alone. Final hidden states go to c->h [off[n], d_model]. */
+    void (*decode_full)(eng_ctx *c, const int32_t *tok, const int *off, int n,
+                        const int *enc_off, const int *enc_len, const int *dep, const int *end);
+    /* logits[rows, vocab] from hidden[rows, d_model]. */
+    void (*lm_head)(eng_ctx *c, const float *hidden, int rows, float *logits);
+    /* The self-attention cache: floats one decoder row holds for max_pos positions, and
+     * where (layer, which: 0 keys, 1 values) starts inside row block blk. */
+    size_t (*kv_floats)(const eng_model *m, int max_pos);
+    float *(*kv_at)(eng_ctx *c, int blk, int layer, int which);
+} eng_fwd;
+
+struct cJSON;
+
+typedef struct eng_arch {
+    const char *name;                /* for messages, e.g. "t5" */
+    const char *model_types[4];      /* config.json model_type values it takes */
+    const char *architectures[4];    /* architectures[] names, when model_type is absent */
+    /* Reads the architecture's keys (and its defaults for the common ones) from
+     * config.json's object. 0, or -1 with "<path>: reason" in err. */
+    int (*read_config)(const char *path, const struct cJSON *root, eng_config *c, char *err,
+                       size_t errlen);
+    /* Binds its tensors into m (m->cfg is read). 0 or -1 with the reason in err. */
+    int (*bind)(eng_model *m, const char *dir, char *err, size_t errlen);
+    const eng_fwd *fwd;
+} eng_arch;
+
+/* The entry for config.json's root object, and in *model_type the table's name of the
+ * model_type (from architectures[] when the key is absent); NULL with the reason (naming
+ * the type and the supported ones) in err. */
+const eng_arch *eng_arch_find(const char *path, const struct cJSON *root,
+                              const char **model_type, char *err, size_t errlen);
+/* "t5, mt5" (every supported model_type, for messages). */
+const char *eng_arch_supported(void);
+
+extern const eng_arch eng_arch_t5;   /* arch_t5.c */
+extern const eng_arch eng_arch_bart; /* arch_bart.c: BART, mBART, Marian, M2M100 */
+extern const eng_fwd eng_tf_fwd;     /* tf.c: the parameterised Transformer */
 
 /* Label scoring runs lm_head over this many rows per call at least: every sgemm call
  * repacks the whole [vocab, d_model] weight, so small chunks pay that again and again. */
@@ -142,10 +271,7 @@ struct eng_model {
 /* ---- decode.c ---- */
 size_t eng_greq_size(void);
 
-/* ---- t5.c: the forward pass ---- */
-
-/* One self-attention K/V cache block: one decoder row's keys and values for every
- * decoder layer, contiguous per layer: [n_dec_layers][2 (k, v)][max_pos][inner]. */
+/* ---- ctx.c / tf.c ---- */
 
 /* One thread's scratch for the logits processing of a decode row (decode.c). */
 typedef struct eng_rowbuf {
@@ -155,14 +281,10 @@ typedef struct eng_rowbuf {
     int32_t *ban;              /* [max_pos + 2] tokens a processor forbids next */
 } eng_rowbuf;
 
-struct eng_ctx {
-    const eng_model *m;
-    eng_ctx_params p;
-    int max_pos;               /* decoder positions per row: max_new_tokens + 1 */
-    int max_tok;               /* rows of the packed workspaces */
-    int max_len;               /* longest sequence any attention sees */
-
-    /* packed workspaces, [max_tok, *] */
+/* The forward pass's workspace (tf.c): packed activations, attention scratch, the
+ * encoder output and cross K/V, the self-attention KV cache, logits, and the layout of
+ * the packed batch. */
+typedef struct eng_work {
     float *x;                  /* [max_tok, d_model] residual stream */
     float *h;                  /* [max_tok, d_model] normed / projections out */
     float *q, *k, *v;          /* [max_tok, inner] */
@@ -174,42 +296,51 @@ struct eng_ctx {
     float *enc_out;            /* [max_batch_tokens, d_model] */
     float *cross_k, *cross_v;  /* [n_dec_layers][max_batch_tokens][inner] */
     float *enc_bias;           /* [num_heads][2 * max_len - 1]: bias at rel pos r is [r + max_len - 1] */
-    float *dec_bias;           /* [num_heads][max_len]: bias at rel pos -r (r >= 0) is [r] */
-    float *kv;                 /* [max_rows] cache blocks, see above */
+    float *dec_bias;           /* [num_heads][max_len]: bias at rel pos -r (r >= 0) is [r]
+                                * (both for relative positions only, else NULL) */
+    int *pos_ids;              /* [max_tok] the position of each packed row */
+    float *kv;                 /* [max_rows] cache blocks (eng_fwd.kv_at) */
     size_t kv_block;           /* floats per block */
     int logit_rows;            /* max(max_rows, ENG_SCORE_CHUNK) */
     float *logits;             /* [logit_rows, vocab] */
+    int32_t *enc_ids;          /* [max_batch_tokens] packed encoder input */
+    int *tok_off;              /* [max_rows + 1] packed encoder offsets per sequence */
+    int *enc_off, *enc_len;    /* [max_rows + 1] encoder slice each decoder row reads */
+} eng_work;
 
-    /* decoding state (decode.c), all [max_rows ...] */
+/* Generation's state (decode.c), all [max_rows ...] unless said. */
+typedef struct eng_decstate {
     int32_t *hist, *hist2;     /* [max_rows][max_pos + 1] token history incl. start */
     int *row_block, *row_block2;/* cache block of each row slot */
-    int *act;                  /* [max_rows] active slots this step */
-    int *act_req;              /* [max_rows] the request of each active row */
-    int *act_pos;              /* [max_rows] the decode position of each active row */
+    int *act;                  /* active slots this step */
+    int *act_req;              /* the request of each active row */
+    int *act_pos;              /* the decode position of each active row */
+    int *act_blk;              /* cache block of each active row */
+    int32_t *act_tok;          /* input token of each active row */
     int *slot_used;            /* [2 * max_rows] scratch: slots held; token ranges held */
-    int *parent;              /* [max_rows] beam search: parent beam of each new beam */
-    int32_t *act_tok;          /* [max_rows] input token of each active row */
-    int *block_used;           /* [max_rows] */
-    double *row_score, *row_score2;   /* [max_rows] cumulative log-prob */
-    int *row_done;             /* [max_rows] */
-    int *row_len;              /* [max_rows] generated tokens */
-    uint64_t *row_rng;         /* [max_rows] sampling PRNG state */
+    int *parent;               /* beam search: parent beam of each new beam */
+    int *block_used;
+    double *row_score, *row_score2;   /* cumulative log-prob */
+    int *row_done;
+    int *row_len;              /* generated tokens */
+    uint64_t *row_rng;         /* sampling PRNG state */
     int32_t *fin_tok;          /* [max_rows][max_new_tokens] finished beam hypotheses */
-    int *fin_len;              /* [max_rows] */
-    double *fin_score, *fin_sum; /* [max_rows] */
-    double *cand_score;        /* [max_rows * 2 * max_rows] beam candidates */
-    int *cand_tok, *cand_beam; /* idem */
+    int *fin_len;
+    double *fin_score, *fin_sum;
+    double *beam_score;        /* [max_rows * 2 * max_rows] a step's beam candidates: sum */
+    int *beam_tok, *beam_src;  /* idem: token, and the beam it extends */
     float *sort_val;           /* [n_threads][vocab] */
     int *sort_idx;             /* [n_threads][vocab] */
     double *lp_row;            /* [n_threads][vocab] */
-    eng_rowbuf *rb;            /* [n_threads]: each thread's slices of the three above and of ban */
-    int *act_blk;              /* [max_rows] cache block of each active row */
-    int *enc_off, *enc_len;    /* [max_rows + 1] encoder slice of each active row */
-    int *tok_off;              /* [max_rows + 1] packed encoder offsets per request */
-    int32_t *enc_ids;          /* [max_batch_tokens] packed encoder input */
-    /* label scoring (decode.c): a candidate of n tokens is n + 1 scored positions (its
-     * tokens, then EOS), each read off one node of its request's prefix tree; a node is
-     * one teacher-forced decoder row, shared by the candidates whose inputs agree so far */
+    int32_t *ban;              /* [n_threads][max_pos + 2] */
+    eng_rowbuf *rb;            /* [n_threads]: each thread's slices of the four above */
+    struct eng_greq *greq;     /* per-request state of a running group */
+} eng_decstate;
+
+/* Label scoring's state (decode.c): a candidate of n tokens is n + 1 scored positions
+ * (its tokens, then EOS), each read off one node of its request's prefix tree; a node is
+ * one teacher-forced decoder row, shared by the candidates whose inputs agree so far. */
+typedef struct eng_scorestate {
     int max_cand_total;        /* candidates of one scoring run (see eng_ctx_new) */
     int *cand_off;             /* [max_cand_total + 1] each candidate's first position */
     int *cand_order;           /* [max_cand_total] a request's candidates, sorted by tokens */
@@ -222,31 +353,29 @@ struct eng_ctx {
     int32_t *node_tok;         /* [max_cand_total * max_cand_len] each node's decoder input */
     int *node_dep, *node_end;  /* idem: its decoder position; its subtree's end in its tree */
     double *node_lse;          /* idem: logsumexp of its logits */
-    struct eng_greq *greq;     /* [max_rows] per-request state of a running group */
-    int32_t *ban;              /* [n_threads][max_pos + 2] */
-};
+} eng_scorestate;
 
-/* Encodes n sequences packed back to back (tok_off[i] .. tok_off[i+1]) into ctx->enc_out,
- * and (if cross_at >= 0) projects each decoder layer's cross-attention K/V from it into
- * the packed cross K/V from token cross_at on. */
-void t5_encode(eng_ctx *c, const int32_t *ids, const int *tok_off, int n, int cross_at);
-/* One decoder step for n rows: row i has input token tok[i] at position pos[i], its
- * self-attention cache in block blk[i], and attends to encoder tokens
- * [enc_off[i], enc_off[i] + enc_len[i]) of the packed cross K/V. Writes the final hidden
- * states to c->h [n, d_model] (already scaled for tied models). */
-void t5_decode_step(eng_ctx *c, const int32_t *tok, const int *blk, const int *enc_off,
-                    const int *enc_len, int n, const int *pos);
-/* Teacher-forced decoder over n sequences packed back to back (off[i] .. off[i+1]),
- * sequence i attending causally to itself and to the packed encoder tokens
- * [enc_off[i], enc_off[i] + enc_len[i]). With dep and end (else NULL), each sequence is
- * a prefix tree of decoder inputs in preorder: row t is at decoder position dep[t], its
- * subtree is rows t .. (its sequence's first row + end[t] - 1), and it attends to itself
- * and its ancestors only; every root-to-node path computes what it would alone.
- * Final hidden states go to c->h [off[n], d_model] (scaled for tied models). */
-void t5_decode_full(eng_ctx *c, const int32_t *tok, const int *off, int n,
-                    const int *enc_off, const int *enc_len, const int *dep, const int *end);
-/* logits[rows, vocab] from hidden[rows, d_model]. */
-void t5_lm_head(eng_ctx *c, const float *hidden, int rows, float *logits);
-float *t5_kv_block(eng_ctx *c, int blk, int layer, int which);
+/* Sequence classification's state (classify.c). */
+typedef struct eng_clsstate {
+    int32_t *dec;              /* [max_batch_tokens] decoder inputs (shifted right) */
+    float *h;                  /* [2 * max_rows, d_model] the head's rows */
+    int *run, *eos;            /* [max_rows] a pass's requests; their last EOS */
+} eng_clsstate;
+
+/* Every buffer is carved from one allocation, sized in eng_ctx_new (its pages are
+ * touched only when used); nothing is allocated afterwards. */
+struct eng_ctx {
+    const eng_model *m;
+    eng_ctx_params p;
+    int max_pos;               /* decoder positions per row: max_new_tokens + 1 */
+    int max_tok;               /* rows of the packed workspaces */
+    int max_len;               /* longest sequence any attention sees */
+    eng_work w;
+    eng_decstate d;
+    eng_scorestate s;
+    eng_clsstate cl;
+    void *mem;                 /* the one allocation */
+    size_t mem_bytes;
+};
 
 #endif

@@ -1,4 +1,5 @@
-/* The T5-family encoder-decoder engine (Hugging Face T5ForConditionalGeneration).
+/* The encoder-decoder engine: Hugging Face seq2seq checkpoints (T5, FLAN-T5, mT5 today),
+ * one parameterised Transformer behind an architecture table (engine/arch.c).
  *
  * Knows nothing of protobuf, ZeroMQ or tasks: token ids in, token ids and scores out.
  *
@@ -27,23 +28,73 @@ enum eng_status {
                           * or a label's score): damaged weights; no result */
 };
 
-/* Values as read from config.json. */
+/* How an architecture computes, read from config.json by its entry in the engine's
+ * architecture table (engine/arch.c). One Transformer encoder-decoder (engine/tf.c) takes
+ * these as parameters, CTranslate2-style: a new family is a new table entry (its config
+ * keys, its tensor names) and, only when it computes something new, a new value here. */
+typedef enum eng_norm_kind {
+    ENG_NORM_RMS = 0,          /* w * x / sqrt(mean(x^2) + eps) (T5) */
+    ENG_NORM_LAYER = 1,        /* (x - mean) / sqrt(var + eps) * w + b (BART, Marian, ...) */
+} eng_norm_kind;
+
+typedef enum eng_act {
+    ENG_ACT_RELU = 0,
+    ENG_ACT_GELU = 1,          /* exact: x * Phi(x) with erf */
+    ENG_ACT_GELU_TANH = 2,     /* the tanh approximation (HF gelu_new / gelu_pytorch_tanh) */
+    ENG_ACT_SILU = 3,          /* x * sigmoid(x) (HF silu / swish) */
+} eng_act;
+
+typedef enum eng_pos_kind {
+    ENG_POS_RELATIVE = 0,      /* bucketed relative attention bias (T5) */
+    ENG_POS_LEARNED = 1,       /* a learned table added to the embeddings, row pos + offset */
+    ENG_POS_SINUSOIDAL = 2,    /* a computed table added to the embeddings */
+} eng_pos_kind;
+
+typedef struct eng_arch_config {
+    eng_norm_kind norm;
+    float norm_eps;
+    int pre_norm;              /* 1: x + f(norm(x)); 0: norm(x + f(x)) (post-norm) */
+    int final_norm;            /* a norm after each stack's last layer */
+    int embed_norm;            /* a norm right after the embeddings (layernorm_embedding) */
+    eng_act act;
+    int gated;                 /* feed-forward act(x W0) * (x W1), else act(x W) */
+    int bias;                  /* Linear layers have biases */
+    float attn_scale;          /* queries are multiplied by it (1 for T5, head_dim^-0.5) */
+    float embed_scale;         /* embeddings are multiplied by it (1, or sqrt(d_model)) */
+    float lm_scale;            /* decoder output times it before lm_head (T5 tied: d^-0.5) */
+    eng_pos_kind pos;
+    int pos_offset;            /* learned / sinusoidal: the row of position p is p + offset */
+    int max_positions;         /* learned / sinusoidal: positions the table has (no limit: 0) */
+    int pos_pad_zero;          /* fairseq's positions (M2M100): a pad token adds no position,
+                                * and the encoder counts only the tokens that are not pad */
+    int num_buckets;           /* relative: relative_attention_num_buckets */
+    int max_distance;          /* relative: relative_attention_max_distance */
+    int tied;                  /* lm_head is the shared embedding */
+    int logits_bias;           /* final_logits_bias is added to the logits */
+} eng_arch_config;
+
+#define ENG_MAX_LABELS 64
+#define ENG_LABEL_LEN 48
+
+/* What every encoder-decoder has, as read from config.json, and its architecture's own
+ * part. */
 typedef struct eng_config {
+    char model_type[32];       /* config.json's model_type, e.g. "t5" */
     int vocab_size;
     int d_model;
-    int d_kv;
-    int num_heads;            /* inner_dim = num_heads * d_kv, may differ from d_model */
+    int d_kv;                  /* per head */
+    int num_heads;             /* inner_dim = num_heads * d_kv, may differ from d_model */
     int d_ff;
-    int num_layers;           /* encoder */
+    int num_layers;            /* encoder */
     int num_decoder_layers;
-    int num_buckets;          /* relative_attention_num_buckets */
-    int max_distance;         /* relative_attention_max_distance */
-    float layer_norm_eps;
-    int gated;                /* 1: gated-gelu (v1.1 / FLAN / mT5); 0: relu (v1.0) */
-    int tied;                 /* lm_head tied to shared.weight (scaled by d_model^-0.5) */
     int decoder_start_token_id;
     int eos_token_id;
     int pad_token_id;
+    eng_arch_config arch;
+    /* A sequence-classification head (BartForSequenceClassification): its classes, in
+     * order, named by config.json's id2label (0: the model has none). */
+    int num_labels;
+    char labels[ENG_MAX_LABELS][ENG_LABEL_LEN];
 } eng_config;
 
 typedef struct eng_model_params {
@@ -97,7 +148,22 @@ typedef struct eng_gen_params {
     int top_k;                 /* 0: off */
     float top_p;               /* 1.0: off */
     uint64_t seed;             /* sampling seed: same seed, same output */
+    int early_stopping;        /* beam search: enum eng_early (HF's early_stopping) */
+    int forced_bos_token_id;   /* -1: none; else the first generated token, scored 0 */
+    int forced_eos_token_id;   /* -1: none; else the token at max_new_tokens, scored 0 */
+    /* Token sequences never generated (HF bad_words_ids): sequence i is
+     * bad_words[bad_off[i] .. bad_off[i + 1]); its last token is banned when the tokens
+     * before it end the decoder sequence. The caller owns the arrays. */
+    const int32_t *bad_words;
+    const int *bad_off;        /* [n_bad_words + 1] */
+    int n_bad_words;
 } eng_gen_params;
+
+/* When beam search stops (HF's early_stopping): once num_beams hypotheses are finished,
+ * TRUE stops at once; FALSE (HF's default) stops when the best running candidate can no
+ * longer beat the worst finished one at its current length; NEVER likewise at the
+ * longest length possible (max_new_tokens) when length_penalty > 0. */
+enum eng_early { ENG_EARLY_FALSE = 0, ENG_EARLY_TRUE = 1, ENG_EARLY_NEVER = 2 };
 
 eng_gen_params eng_gen_default_params(void);
 
@@ -162,6 +228,43 @@ typedef struct eng_stream {
 
 /* reqs: n pointers. Returns as eng_generate. */
 int eng_generate_stream(eng_ctx *ctx, eng_gen_req *const *reqs, int n, const eng_stream *s);
+
+/* The checkpoint's own generation settings: generation_config.json, else the generation
+ * keys of config.json (as transformers' GenerationConfig.from_model_config), over
+ * eng_gen_default_params(). max_length / min_length count the decoder start token, as
+ * HF's do (max_new_tokens = max_length - 1). *set (if not NULL) gets an ENG_GEN_SET_*
+ * bit for each field the checkpoint states, so that a caller can put its own defaults
+ * beneath them and a request's options above. bad_words point into the model. */
+eng_gen_params eng_model_gen_params(const eng_model *model, unsigned *set);
+
+enum eng_gen_set {
+    ENG_GEN_SET_MAX_NEW = 1 << 0,
+    ENG_GEN_SET_MIN_NEW = 1 << 1,
+    ENG_GEN_SET_BEAMS = 1 << 2,
+    ENG_GEN_SET_LENGTH_PENALTY = 1 << 3,
+    ENG_GEN_SET_NO_REPEAT = 1 << 4,
+    ENG_GEN_SET_EARLY_STOPPING = 1 << 5,
+    ENG_GEN_SET_REPETITION_PENALTY = 1 << 6,
+    ENG_GEN_SET_FORCED_BOS = 1 << 7,
+    ENG_GEN_SET_FORCED_EOS = 1 << 8,
+    ENG_GEN_SET_BAD_WORDS = 1 << 9,
+};
+
+/* ---- sequence classification (a classification head: NLI, zero-shot) ---- */
+
+typedef struct eng_cls_req {
+    const int32_t *ids;        /* encoder input as the tokenizer lays it out, EOS included */
+    int n_ids;
+    float *logits;             /* out: [num_labels] */
+    int status;                /* out: 0 or enum eng_status */
+} eng_cls_req;
+
+/* BartForSequenceClassification: the decoder reads shift_right(ids) (start token, then
+ * ids without the last), and the head (dense, tanh, out_proj) reads its last-layer state
+ * at the last EOS of ids. ENG_EINVAL when the model has no head, ids have no EOS or an id
+ * is out of range; ENG_ETOOLONG past the context's max_input_len. Requests are batched
+ * into as few passes as the context holds; each result is what it would be alone. */
+int eng_classify(eng_ctx *ctx, eng_cls_req *reqs, int n);
 
 /* ---- label scoring (zero-shot classification) ---- */
 

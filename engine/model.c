@@ -1,4 +1,5 @@
-/* Model loading: binds the tensors of a Hugging Face T5 checkpoint to the forward pass.
+/* Model loading: config.json through the architecture table, then the entry binds its
+ * tensors with the helpers here.
  *
  * F32 tensors are used in place from the mmap (no copy). F16 and BF16 tensors are
  * converted to F32 once at load: the memory cost is 2x the checkpoint's size in
@@ -6,6 +7,7 @@
  * embedding dominate), in exchange for the same sgemm/sgemv paths as F32. A F32 tensor
  * whose data is not 4-byte aligned in the file is copied too. */
 #include "engine/eng_int.h"
+#include "engine/hfconfig.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -21,6 +23,12 @@ eng_model_params eng_model_default_params(void)
 const eng_config *eng_model_config(const eng_model *model)
 {
     return model ? &model->cfg : NULL;
+}
+
+eng_gen_params eng_model_gen_params(const eng_model *m, unsigned *set)
+{
+    if (set) *set = m ? m->gen_set : 0;
+    return m ? m->gen : eng_gen_default_params();
 }
 
 const char *eng_strerror(int status)
@@ -88,12 +96,12 @@ static float ml_value(const st_tensor *t, size_t i)
 
 /* Finds `name`, checks its shape, and returns F32 data (in place or converted). NULL with
  * the reason in err when missing, mis-shaped or out of memory. */
-static const float *ml_bind(eng_model *m, const char *dir, const char *name, int64_t d0,
-                            int64_t d1, char *err, size_t errlen)
+static const float *ml_bind(eng_model *m, const char *name, int64_t d0, int64_t d1, char *err,
+                            size_t errlen)
 {
     const st_tensor *t = st_find(m->st, name);
     if (!t) {
-        ml_err(err, errlen, "%s: missing tensor '%s'", dir, name);
+        ml_err(err, errlen, "%s: missing tensor '%s'", m->dir, name);
         return NULL;
     }
     int want_ndim = d1 > 0 ? 2 : 1;
@@ -125,110 +133,61 @@ static const float *ml_bind(eng_model *m, const char *dir, const char *name, int
     if (t->dtype == ST_F32 && ((uintptr_t)t->data % sizeof(float)) == 0)
         return (const float *)t->data;
 
+    float *f = eng_model_alloc(m, n);
+    if (!f) {
+        ml_err(err, errlen, "%s: out of memory converting tensor '%s' to F32", m->dir, name);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) f[i] = ml_value(t, i);
+    return f;
+}
+
+float *eng_model_alloc(eng_model *m, size_t n)
+{
     float *f = malloc(n * sizeof *f);
     float **no = f ? realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *no) : NULL;
     if (!no) {
         free(f);
-        ml_err(err, errlen, "%s: out of memory converting tensor '%s' to F32", dir, name);
         return NULL;
     }
     m->owned = no;
     m->owned[m->n_owned++] = f;
     m->owned_bytes += n * sizeof *f;
-    for (size_t i = 0; i < n; i++) f[i] = ml_value(t, i);
     return f;
 }
 
-static int ml_attn(eng_model *m, const char *dir, const char *pfx, eng_attn_w *a, char *err,
-                   size_t errlen)
+const float *eng_bind(eng_model *m, int64_t d0, int64_t d1, char *err, size_t errlen,
+                      const char *fmt, ...)
 {
-    char nm[160];
-    const eng_config *c = &m->cfg;
-    snprintf(nm, sizeof nm, "%sq.weight", pfx);
-    if (!(a->q = ml_bind(m, dir, nm, m->inner, c->d_model, err, errlen))) return -1;
-    snprintf(nm, sizeof nm, "%sk.weight", pfx);
-    if (!(a->k = ml_bind(m, dir, nm, m->inner, c->d_model, err, errlen))) return -1;
-    snprintf(nm, sizeof nm, "%sv.weight", pfx);
-    if (!(a->v = ml_bind(m, dir, nm, m->inner, c->d_model, err, errlen))) return -1;
-    snprintf(nm, sizeof nm, "%so.weight", pfx);
-    if (!(a->o = ml_bind(m, dir, nm, c->d_model, m->inner, err, errlen))) return -1;
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    return ml_bind(m, name, d0, d1, err, errlen);
+}
+
+int eng_has(const eng_model *m, const char *name)
+{
+    return st_find(m->st, name) != NULL;
+}
+
+int eng_bind_lin(eng_model *m, eng_lin *l, int out, int in, int bias, char *err, size_t errlen,
+                 const char *pfx)
+{
+    *l = (eng_lin){ .type = ENG_W_F32, .out = out, .in = in };
+    if (!(l->w = eng_bind(m, out, in, err, errlen, "%sweight", pfx))) return -1;
+    if (bias && !(l->b = eng_bind(m, out, 0, err, errlen, "%sbias", pfx))) return -1;
     return 0;
 }
 
-static int ml_ff(eng_model *m, const char *dir, const char *pfx, eng_layer_w *l, char *err,
-                 size_t errlen)
+int eng_bind_norm(eng_model *m, eng_norm_w *n, char *err, size_t errlen, const char *pfx)
 {
-    char nm[160];
-    const eng_config *c = &m->cfg;
-    if (c->gated) {
-        snprintf(nm, sizeof nm, "%swi_0.weight", pfx);
-        if (!(l->wi0 = ml_bind(m, dir, nm, c->d_ff, c->d_model, err, errlen))) return -1;
-        snprintf(nm, sizeof nm, "%swi_1.weight", pfx);
-        if (!(l->wi1 = ml_bind(m, dir, nm, c->d_ff, c->d_model, err, errlen))) return -1;
-    } else {
-        snprintf(nm, sizeof nm, "%swi.weight", pfx);
-        if (!(l->wi = ml_bind(m, dir, nm, c->d_ff, c->d_model, err, errlen))) return -1;
-    }
-    snprintf(nm, sizeof nm, "%swo.weight", pfx);
-    if (!(l->wo = ml_bind(m, dir, nm, c->d_model, c->d_ff, err, errlen))) return -1;
-    return 0;
-}
-
-static const float *ml_ln(eng_model *m, const char *dir, const char *name, char *err,
-                          size_t errlen)
-{
-    return ml_bind(m, dir, name, m->cfg.d_model, 0, err, errlen);
-}
-
-static int ml_bind_all(eng_model *m, const char *dir, char *err, size_t errlen)
-{
-    const eng_config *c = &m->cfg;
-    char nm[160], pfx[128];
-    if (!(m->shared = ml_bind(m, dir, "shared.weight", c->vocab_size, c->d_model, err, errlen)))
-        return -1;
-    if (c->tied) {
-        m->lm_head = m->shared;
-    } else if (!(m->lm_head = ml_bind(m, dir, "lm_head.weight", c->vocab_size, c->d_model,
-                                      err, errlen))) {
-        return -1;
-    }
-    for (int i = 0; i < c->num_layers; i++) {
-        eng_layer_w *l = &m->enc[i];
-        snprintf(pfx, sizeof pfx, "encoder.block.%d.layer.0.SelfAttention.", i);
-        if (ml_attn(m, dir, pfx, &l->self, err, errlen)) return -1;
-        snprintf(nm, sizeof nm, "encoder.block.%d.layer.0.layer_norm.weight", i);
-        if (!(l->ln_self = ml_ln(m, dir, nm, err, errlen))) return -1;
-        snprintf(pfx, sizeof pfx, "encoder.block.%d.layer.1.DenseReluDense.", i);
-        if (ml_ff(m, dir, pfx, l, err, errlen)) return -1;
-        snprintf(nm, sizeof nm, "encoder.block.%d.layer.1.layer_norm.weight", i);
-        if (!(l->ln_ff = ml_ln(m, dir, nm, err, errlen))) return -1;
-    }
-    for (int i = 0; i < c->num_decoder_layers; i++) {
-        eng_layer_w *l = &m->dec[i];
-        snprintf(pfx, sizeof pfx, "decoder.block.%d.layer.0.SelfAttention.", i);
-        if (ml_attn(m, dir, pfx, &l->self, err, errlen)) return -1;
-        snprintf(nm, sizeof nm, "decoder.block.%d.layer.0.layer_norm.weight", i);
-        if (!(l->ln_self = ml_ln(m, dir, nm, err, errlen))) return -1;
-        snprintf(pfx, sizeof pfx, "decoder.block.%d.layer.1.EncDecAttention.", i);
-        if (ml_attn(m, dir, pfx, &l->cross, err, errlen)) return -1;
-        snprintf(nm, sizeof nm, "decoder.block.%d.layer.1.layer_norm.weight", i);
-        if (!(l->ln_cross = ml_ln(m, dir, nm, err, errlen))) return -1;
-        snprintf(pfx, sizeof pfx, "decoder.block.%d.layer.2.DenseReluDense.", i);
-        if (ml_ff(m, dir, pfx, l, err, errlen)) return -1;
-        snprintf(nm, sizeof nm, "decoder.block.%d.layer.2.layer_norm.weight", i);
-        if (!(l->ln_ff = ml_ln(m, dir, nm, err, errlen))) return -1;
-    }
-    if (!(m->enc_rel = ml_bind(m, dir,
-                               "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
-                               c->num_buckets, c->num_heads, err, errlen)))
-        return -1;
-    if (!(m->dec_rel = ml_bind(m, dir,
-                               "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
-                               c->num_buckets, c->num_heads, err, errlen)))
-        return -1;
-    if (!(m->enc_final_ln = ml_ln(m, dir, "encoder.final_layer_norm.weight", err, errlen)))
-        return -1;
-    if (!(m->dec_final_ln = ml_ln(m, dir, "decoder.final_layer_norm.weight", err, errlen)))
+    int D = m->cfg.d_model;
+    n->b = NULL;
+    if (!(n->w = eng_bind(m, D, 0, err, errlen, "%sweight", pfx))) return -1;
+    if (m->cfg.arch.norm == ENG_NORM_LAYER &&
+        !(n->b = eng_bind(m, D, 0, err, errlen, "%sbias", pfx)))
         return -1;
     return 0;
 }
@@ -247,30 +206,26 @@ eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err,
         return NULL;
     }
     char path[4096];
-    if ((size_t)snprintf(path, sizeof path, "%s/config.json", dir) >= sizeof path) {
-        ml_err(err, errlen, "%s: path too long", dir);
+    if ((size_t)snprintf(path, sizeof path, "%s/config.json", dir) >= sizeof path ||
+        (size_t)snprintf(m->dir, sizeof m->dir, "%s", dir) >= sizeof m->dir) {
+        ml_err(err, errlen, "%.200s...: path too long", dir);
         goto fail;
     }
-    if (hf_config_load(path, &m->cfg, err, errlen) < 0) goto fail;
+    if (hf_config_load(path, &m->cfg, &m->arch, err, errlen) < 0) goto fail;
     const eng_config *c = &m->cfg;
-    if (c->vocab_size <= 0 || c->d_model <= 0 || c->d_kv <= 0 || c->num_heads <= 0 ||
-        c->d_ff <= 0 || c->num_layers <= 0 || c->num_decoder_layers <= 0 ||
-        c->num_buckets <= 1 || c->max_distance <= 0 || c->eos_token_id < 0 ||
-        c->eos_token_id >= c->vocab_size || c->decoder_start_token_id < 0 ||
-        c->decoder_start_token_id >= c->vocab_size) {
-        ml_err(err, errlen, "%s: config.json has out-of-range dimensions or token ids", path);
-        goto fail;
-    }
     m->inner = c->num_heads * c->d_kv;
     m->st = st_open_dir(dir, err, errlen);
     if (!m->st) goto fail;
-    m->enc = calloc((size_t)c->num_layers, sizeof *m->enc);
-    m->dec = calloc((size_t)c->num_decoder_layers, sizeof *m->dec);
-    if (!m->enc || !m->dec) {
+    m->enc.n_layers = c->num_layers;
+    m->dec.n_layers = c->num_decoder_layers;
+    m->enc.layers = calloc((size_t)c->num_layers, sizeof *m->enc.layers);
+    m->dec.layers = calloc((size_t)c->num_decoder_layers, sizeof *m->dec.layers);
+    if (!m->enc.layers || !m->dec.layers) {
         ml_err(err, errlen, "%s: out of memory", dir);
         goto fail;
     }
-    if (ml_bind_all(m, dir, err, errlen) < 0) goto fail;
+    if (m->arch->bind(m, dir, err, errlen) < 0) goto fail;
+    if (hf_generation_load(dir, m, err, errlen) < 0) goto fail;
     m->n_threads = eng_set_threads(p->n_threads);
     return m;
 fail:
@@ -284,8 +239,10 @@ void eng_model_free(eng_model **model)
     eng_model *m = *model;
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
-    free(m->enc);
-    free(m->dec);
+    free(m->enc.layers);
+    free(m->dec.layers);
+    free(m->bad_words);
+    free(m->bad_off);
     st_close(&m->st);
     free(m);
     *model = NULL;

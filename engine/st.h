@@ -70,12 +70,4 @@ int st_json_last_wins(struct cJSON *obj);
  * reason in err. */
 char *st_read_file(const char *path, size_t limit, size_t *len, char *err, size_t errlen);
 
-/* Reads config.json into *out (HF T5Config defaults for absent keys; model_type must be
- * t5 or mt5; feed_forward_proj relu | gated-gelu). 0 or < 0 with the reason in err. */
-int hf_config_load(const char *path, eng_config *out, char *err, size_t errlen);
-/* The same from len bytes of JSON text in memory; `name` stands for the path in
- * messages. */
-int hf_config_parse(const char *text, size_t len, const char *name, eng_config *out, char *err,
-                    size_t errlen);
-
 #endif

@@ -23,16 +23,21 @@ static const char ec_gen_usage[] =
     "  --no-repeat-ngram-size N    (0: off)\n"
     "  --num-return K              hypotheses printed (1)\n"
     "  --repetition-penalty F      (1.0: off)\n"
+    "  --early-stopping MODE       beam search: true, false (HF's default) or never\n"
     "  --sample                    sample instead of argmax; with --temperature F (1.0),\n"
     "                              --top-k K (0: off), --top-p P (1.0: off), --seed S (0)\n"
     "  --threads N                 matrix-product threads (0: all cores)\n"
+    "Defaults are the model directory's own (generation_config.json, else config.json:\n"
+    "lengths, beams, early stopping, forced first/last tokens, bad words), then the ones\n"
+    "in parentheses; an option overrides both.\n"
     "Prints one line per hypothesis, best first: SCORE<TAB>id id id (no start token;\n"
     "EOS included when generated). Greedy score = sum of log-probs.\n";
 
 static const char ec_logits_usage[] =
-    "usage: nlprun logits --model DIR --ids 37,1 --decoder-ids 0,... [--top K] [--threads N]\n"
+    "usage: nlprun logits --model DIR --ids 37,1 [--decoder-ids 0,...] [--top K] [--threads N]\n"
     "Prints the next-token logits at the last decoder position, highest first:\n"
-    "id<TAB>logit, K lines (10).\n";
+    "id<TAB>logit, K lines (10). On a sequence-classification checkpoint without\n"
+    "--decoder-ids: one line per class, in class order: LABEL<TAB>logit.\n";
 
 /* Parses "1,2,3" into a new array; NULL on a malformed list. */
 static int32_t *ec_parse_ids(const char *s, int *n)
@@ -130,6 +135,54 @@ static eng_model *ec_load(const ec_common *c)
     return m;
 }
 
+/* One generation option into p: 1 (argv[*i] and its value consumed), 0 if `o` is not
+ * one, -1 on a bad value (said on stderr). */
+static int ec_gen_opt(eng_gen_params *p, int argc, char **argv, int *i)
+{
+    const char *o = argv[*i], *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    int bad = 0, used = 1;
+    if (!strcmp(o, "--max-new-tokens")) {
+        bad = ec_int(o, v, 1, 65536, &p->max_new_tokens);
+    } else if (!strcmp(o, "--min-new-tokens")) {
+        bad = ec_int(o, v, 0, 65536, &p->min_new_tokens);
+    } else if (!strcmp(o, "--num-beams")) {
+        bad = ec_int(o, v, 1, 4096, &p->num_beams);
+    } else if (!strcmp(o, "--num-return")) {
+        bad = ec_int(o, v, 1, ENG_MAX_RETURN, &p->num_return_sequences);
+    } else if (!strcmp(o, "--no-repeat-ngram-size")) {
+        bad = ec_int(o, v, 0, 65536, &p->no_repeat_ngram_size);
+    } else if (!strcmp(o, "--top-k")) {
+        bad = ec_int(o, v, 0, INT_MAX, &p->top_k);
+    } else if (!strcmp(o, "--length-penalty")) {
+        bad = ec_float(o, v, &p->length_penalty);
+    } else if (!strcmp(o, "--repetition-penalty")) {
+        bad = ec_float(o, v, &p->repetition_penalty);
+    } else if (!strcmp(o, "--temperature")) {
+        bad = ec_float(o, v, &p->temperature);
+    } else if (!strcmp(o, "--top-p")) {
+        bad = ec_float(o, v, &p->top_p);
+    } else if (!strcmp(o, "--early-stopping")) {
+        if (v && !strcmp(v, "true")) p->early_stopping = ENG_EARLY_TRUE;
+        else if (v && !strcmp(v, "false")) p->early_stopping = ENG_EARLY_FALSE;
+        else if (v && !strcmp(v, "never")) p->early_stopping = ENG_EARLY_NEVER;
+        else bad = 1, fprintf(stderr, "nlprun: --early-stopping takes true, false or never\n");
+    } else if (!strcmp(o, "--seed")) {
+        char *end;
+        errno = 0;
+        p->seed = v ? strtoull(v, &end, 10) : 0;
+        bad = !v || end == v || *end || errno;
+        if (bad) fprintf(stderr, "nlprun: --seed needs an unsigned integer\n");
+    } else if (!strcmp(o, "--sample")) {
+        p->do_sample = 1;
+        used = 0;
+    } else {
+        return 0;
+    }
+    if (bad) return -1;
+    *i += used;
+    return 1;
+}
+
 int nlprun_generate(int argc, char **argv)
 {
     ec_common c = { 0 };
@@ -137,51 +190,23 @@ int nlprun_generate(int argc, char **argv)
     int rc = 2;
     eng_model *m = NULL;
     eng_ctx *ctx = NULL;
+    /* First pass: check every option; the generation options are applied once the
+     * model's own settings are known (second pass), so that they override them. */
     for (int i = 1; i < argc; i++) {
-        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int r = ec_common_opt(&c, argc, argv, &i);
         if (r < 0) goto out;
         if (r > 0) continue;
-        int bad = 0, used = 1;
-        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(ec_gen_usage, stdout);
             rc = 0;
             goto out;
-        } else if (!strcmp(o, "--max-new-tokens")) {
-            bad = ec_int(o, v, 1, 65536, &p.max_new_tokens);
-        } else if (!strcmp(o, "--min-new-tokens")) {
-            bad = ec_int(o, v, 0, 65536, &p.min_new_tokens);
-        } else if (!strcmp(o, "--num-beams")) {
-            bad = ec_int(o, v, 1, 4096, &p.num_beams);
-        } else if (!strcmp(o, "--num-return")) {
-            bad = ec_int(o, v, 1, ENG_MAX_RETURN, &p.num_return_sequences);
-        } else if (!strcmp(o, "--no-repeat-ngram-size")) {
-            bad = ec_int(o, v, 0, 65536, &p.no_repeat_ngram_size);
-        } else if (!strcmp(o, "--top-k")) {
-            bad = ec_int(o, v, 0, INT_MAX, &p.top_k);
-        } else if (!strcmp(o, "--length-penalty")) {
-            bad = ec_float(o, v, &p.length_penalty);
-        } else if (!strcmp(o, "--repetition-penalty")) {
-            bad = ec_float(o, v, &p.repetition_penalty);
-        } else if (!strcmp(o, "--temperature")) {
-            bad = ec_float(o, v, &p.temperature);
-        } else if (!strcmp(o, "--top-p")) {
-            bad = ec_float(o, v, &p.top_p);
-        } else if (!strcmp(o, "--seed")) {
-            char *end;
-            errno = 0;
-            p.seed = v ? strtoull(v, &end, 10) : 0;
-            bad = !v || end == v || *end || errno;
-            if (bad) fprintf(stderr, "nlprun: --seed needs an unsigned integer\n");
-        } else if (!strcmp(o, "--sample")) {
-            p.do_sample = 1;
-            used = 0;
-        } else {
-            fprintf(stderr, "nlprun generate: unknown option '%s'\n%s", o, ec_gen_usage);
+        }
+        r = ec_gen_opt(&p, argc, argv, &i);
+        if (r < 0) goto out;
+        if (r == 0) {
+            fprintf(stderr, "nlprun generate: unknown option '%s'\n%s", argv[i], ec_gen_usage);
             goto out;
         }
-        if (bad) goto out;
-        i += used;
     }
     if (!c.model || !c.ids) {
         fprintf(stderr, "nlprun generate: --model and --ids are required\n%s", ec_gen_usage);
@@ -189,6 +214,14 @@ int nlprun_generate(int argc, char **argv)
     }
     rc = 1;
     if (!(m = ec_load(&c))) goto out;
+    p = eng_model_gen_params(m, NULL);
+    for (int i = 1; i < argc; i++) {   /* second pass: the options over the model's own */
+        ec_common seen = { 0 };
+        int r = ec_common_opt(&seen, argc, argv, &i);
+        free(seen.ids);
+        free(seen.dec);
+        if (r == 0) ec_gen_opt(&p, argc, argv, &i);
+    }
     char err[512];
     eng_ctx_params cp = eng_ctx_default_params();
     int rows = p.num_beams > p.num_return_sequences ? p.num_beams : p.num_return_sequences;
@@ -238,6 +271,37 @@ static int ec_cmp(const void *a, const void *b)
     return x->id - y->id;
 }
 
+/* A classification head's logits for c->ids, one line per class. */
+static int ec_classify(const eng_model *m, const ec_common *c)
+{
+    char err[512];
+    const eng_config *cf = eng_model_config(m);
+    eng_ctx_params cp = eng_ctx_default_params();
+    cp.max_rows = 1;
+    cp.max_input_len = c->n_ids > 512 ? c->n_ids : 512;
+    cp.max_batch_tokens = cp.max_input_len;
+    cp.max_new_tokens = 1;
+    cp.max_cands = 1;
+    cp.max_cand_len = 1;
+    eng_ctx *ctx = eng_ctx_new(m, &cp, err, sizeof err);
+    if (!ctx) {
+        fprintf(stderr, "nlprun: %s\n", err);
+        return 1;
+    }
+    float lg[ENG_MAX_LABELS];
+    eng_cls_req r = { .ids = c->ids, .n_ids = c->n_ids, .logits = lg };
+    int st = eng_classify(ctx, &r, 1);
+    if (st == 0) st = r.status;
+    eng_ctx_free(&ctx);
+    if (st) {
+        fprintf(stderr, "nlprun logits: %s%s\n", eng_strerror(st),
+                st == ENG_EINVAL ? " (the ids need an EOS, as the tokenizer adds it)" : "");
+        return 1;
+    }
+    for (int l = 0; l < cf->num_labels; l++) printf("%s\t%.6f\n", cf->labels[l], lg[l]);
+    return fflush(stdout) ? 1 : 0;
+}
+
 int nlprun_logits(int argc, char **argv)
 {
     ec_common c = { 0 };
@@ -262,13 +326,22 @@ int nlprun_logits(int argc, char **argv)
             goto out;
         }
     }
-    if (!c.model || !c.ids || !c.dec) {
-        fprintf(stderr, "nlprun logits: --model, --ids and --decoder-ids are required\n%s",
-                ec_logits_usage);
+    if (!c.model || !c.ids) {
+        fprintf(stderr, "nlprun logits: --model and --ids are required\n%s", ec_logits_usage);
         goto out;
     }
     rc = 1;
     if (!(m = ec_load(&c))) goto out;
+    if (!c.dec && eng_model_config(m)->num_labels > 0) {
+        rc = ec_classify(m, &c);
+        goto out;
+    }
+    if (!c.dec) {
+        fprintf(stderr, "nlprun logits: --decoder-ids is required (the model has no "
+                "classification head)\n");
+        rc = 2;
+        goto out;
+    }
     char err[512];
     eng_ctx_params cp = eng_ctx_default_params();
     cp.max_rows = 1;

@@ -88,7 +88,7 @@ static double be_enc_flops(const eng_config *c, double n)
     double per = 3 * 2 * n * d * in     /* q, k, v */
                + 2 * n * in * d         /* o */
                + 2 * 2 * n * n * in     /* scores + context */
-               + (c->gated ? 3 : 2) * 2 * n * d * f;
+               + (c->arch.gated ? 3 : 2) * 2 * n * d * f;
     return per * c->num_layers;
 }
 
@@ -268,7 +268,7 @@ int main(int argc, char **argv)
     double peak = cube;
     printf("model %s: d_model %d, heads %d x d_kv %d, d_ff %d, layers %d+%d, %s, vocab %d; "
            "%d threads; load %.0f ms\n", dir, c->d_model, c->num_heads, c->d_kv, c->d_ff,
-           c->num_layers, c->num_decoder_layers, c->gated ? "gated-gelu" : "relu",
+           c->num_layers, c->num_decoder_layers, c->arch.gated ? "gated-gelu" : "relu",
            c->vocab_size, threads, t_load * 1e3);
     printf("  GFLOP/s                            OpenBLAS  eng_gemm\n");
     printf("  %-34s %8.1f\n", "1024 x 1024 x 1024", cube);

@@ -8,6 +8,7 @@
  *
  * Scales keep activations finite: layer norms 1, shared.weight ~ N(0, 1), every other
  * matrix ~ N(0, 1/in_features). */
+#include "engine/hfconfig.h"
 #include "engine/st.h"
 
 #include <cjson/cJSON.h>
@@ -115,7 +116,7 @@ static void mk_attn(mk_list *l, const char *p, const eng_config *c, int rel, int
     *bad |= mk_add(l, n, c->d_model, inner, 1.0f / sqrtf((float)inner));
     if (rel) {
         snprintf(n, sizeof n, "%srelative_attention_bias.weight", p);
-        *bad |= mk_add(l, n, c->num_buckets, c->num_heads, 1.0f / sqrtf((float)c->num_heads));
+        *bad |= mk_add(l, n, c->arch.num_buckets, c->num_heads, 1.0f / sqrtf((float)c->num_heads));
     }
 }
 
@@ -123,8 +124,8 @@ static void mk_ffn(mk_list *l, const char *p, const eng_config *c, int *bad)
 {
     char n[96];
     const char *wi[] = { "wi_0", "wi_1" };
-    for (int i = 0; i < (c->gated ? 2 : 1); i++) {
-        snprintf(n, sizeof n, "%s%s.weight", p, c->gated ? wi[i] : "wi");
+    for (int i = 0; i < (c->arch.gated ? 2 : 1); i++) {
+        snprintf(n, sizeof n, "%s%s.weight", p, c->arch.gated ? wi[i] : "wi");
         *bad |= mk_add(l, n, c->d_ff, c->d_model, 1.0f / sqrtf((float)c->d_model));
     }
     snprintf(n, sizeof n, "%swo.weight", p);
@@ -168,7 +169,7 @@ static int mk_shapes(const eng_config *c, mk_list *l)
         mk_norm(l, n, c, &bad);
     }
     mk_norm(l, "decoder.final_layer_norm.weight", c, &bad);
-    if (!c->tied) bad |= mk_add(l, "lm_head.weight", c->vocab_size, c->d_model, 1.0f / sqrtf((float)c->d_model));
+    if (!c->arch.tied) bad |= mk_add(l, "lm_head.weight", c->vocab_size, c->d_model, 1.0f / sqrtf((float)c->d_model));
     return bad ? -1 : 0;
 }
 
@@ -323,7 +324,7 @@ int main(int argc, char **argv)
     }
     eng_config c;
     char err[512];
-    if (hf_config_load(config, &c, err, sizeof err) != 0) {
+    if (hf_config_load(config, &c, &(const eng_arch *){ NULL }, err, sizeof err) != 0) {
         fprintf(stderr, "mkmodel: %s\n", err);
         return 1;
     }

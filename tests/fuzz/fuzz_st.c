@@ -2,6 +2,7 @@
  * in memory by the parsers the file readers use (st_open_mem, hf_config_parse): no
  * system calls per input. Any result is fine except a crash, a sanitizer report or a
  * leak. */
+#include "engine/hfconfig.h"
 #include "engine/st.h"
 
 #include <stdint.h>
@@ -21,6 +22,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     st_close(&s);
     eng_config c;
-    (void)hf_config_parse((const char *)data, size, "config.json", &c, err, sizeof err);
+    (void)hf_config_parse((const char *)data, size, "config.json", &c, NULL, err, sizeof err);
     return 0;
 }

@@ -713,6 +713,7 @@ TEST(eng_min_new_tokens)
     p.num_beams = 3;
     p.num_return_sequences = 3;
     p.length_penalty = 0.5f;
+    p.early_stopping = ENG_EARLY_TRUE;   /* stop at 3 finished: all of them end in EOS */
     et_gen1(c, &cs[1], &p, &r);
     CHECK(r.n_hyps == 3);
     for (int h = 0; h < r.n_hyps; h++) {
@@ -1337,13 +1338,13 @@ TEST(eng_nonfinite_logits_are_errors)
     et_cases("tiny-flan", cs);
     int owned = 0;
     for (int i = 0; i < m->n_owned; i++)
-        owned += m->owned[i] == m->lm_head || m->owned[i] == m->dec_final_ln ||
-                 m->owned[i] == m->enc_final_ln;
+        owned += m->owned[i] == m->lm_head.w || m->owned[i] == m->dec.final_norm.w ||
+                 m->owned[i] == m->enc.final_norm.w;
     REQUIRE(owned == 3);
     float *targets[] = {
-        (float *)m->lm_head + (size_t)5962 * cf->d_model + 3, /* one logit of every row */
-        (float *)m->dec_final_ln,                              /* every decoder output */
-        (float *)m->enc_final_ln + 5,                          /* the encoder's output */
+        (float *)m->lm_head.w + (size_t)5962 * cf->d_model + 3, /* one logit of every row */
+        (float *)m->dec.final_norm.w,                            /* every decoder output */
+        (float *)m->enc.final_norm.w + 5,                        /* the encoder's output */
     };
     const float poison[] = { NAN, INFINITY, NAN };
     eng_gen_params greedy = eng_gen_default_params();

@@ -2,6 +2,7 @@
  * T5ForConditionalGeneration has, in the requested dtype, with the documented scales. */
 #include "tests/harness/harness.h"
 
+#include "engine/hfconfig.h"
 #include "engine/st.h"
 
 #include <math.h>
@@ -70,8 +71,8 @@ TEST(mkmodel_gated_untied_loads)
     /* The config is copied and reads back. */
     eng_config c;
     snprintf(path, sizeof path, "%s/m/config.json", dir);
-    REQUIRE_MSG(hf_config_load(path, &c, err, sizeof err) == 0, "%s", err);
-    CHECK(c.d_model == 16 && c.gated == 1 && c.tied == 0 && c.num_decoder_layers == 1);
+    REQUIRE_MSG(hf_config_load(path, &c, &(const eng_arch *){ NULL }, err, sizeof err) == 0, "%s", err);
+    CHECK(c.d_model == 16 && c.arch.gated == 1 && c.arch.tied == 0 && c.num_decoder_layers == 1);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     CHECK(system(cmd) == 0);

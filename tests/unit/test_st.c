@@ -3,6 +3,7 @@
  * and the tensor (or key). */
 #include "tests/harness/harness.h"
 
+#include "engine/hfconfig.h"
 #include "engine/st.h"
 
 #include <cjson/cJSON.h>
@@ -496,7 +497,7 @@ static int load_cfg_text(const char *text, eng_config *c, char *err, size_t errl
     char path[128];
     snprintf(path, sizeof path, "%s/config.json", dir);
     write_text(path, text);
-    int rc = hf_config_load(path, c, err, errlen);
+    int rc = hf_config_load(path, c, &(const eng_arch *){ NULL }, err, errlen);
     st_rmdir(dir);
     return rc;
 }
@@ -515,23 +516,23 @@ TEST(hfcfg_tiny_models)
 {
     eng_config c;
     char err[512] = "";
-    REQUIRE_MSG(hf_config_load(th_data("models/tiny-t5/config.json"), &c, err, sizeof err) == 0,
+    REQUIRE_MSG(hf_config_load(th_data("models/tiny-t5/config.json"), &c, &(const eng_arch *){ NULL }, err, sizeof err) == 0,
                 "%s", err);
     CHECK(c.vocab_size == 32128 && c.d_model == 64 && c.d_kv == 16 && c.num_heads == 4);
     CHECK(c.d_ff == 128 && c.num_layers == 2 && c.num_decoder_layers == 2);
-    CHECK(c.num_buckets == 32 && c.max_distance == 128 && c.layer_norm_eps == 1e-6f);
-    CHECK(c.gated == 0 && c.tied == 1);
+    CHECK(c.arch.num_buckets == 32 && c.arch.max_distance == 128 && c.arch.norm_eps == 1e-6f);
+    CHECK(c.arch.gated == 0 && c.arch.tied == 1);
     CHECK(c.decoder_start_token_id == 0 && c.eos_token_id == 1 && c.pad_token_id == 0);
-    REQUIRE_MSG(hf_config_load(th_data("models/tiny-flan/config.json"), &c, err, sizeof err) == 0,
+    REQUIRE_MSG(hf_config_load(th_data("models/tiny-flan/config.json"), &c, &(const eng_arch *){ NULL }, err, sizeof err) == 0,
                 "%s", err);
     CHECK(c.d_kv == 8 && c.num_heads == 6 && c.d_ff == 96);
-    CHECK(c.num_layers == 3 && c.num_decoder_layers == 2 && c.gated == 1 && c.tied == 0);
-    REQUIRE_MSG(hf_config_load(th_data("configs/flan-t5-base.json"), &c, err, sizeof err) == 0,
+    CHECK(c.num_layers == 3 && c.num_decoder_layers == 2 && c.arch.gated == 1 && c.arch.tied == 0);
+    REQUIRE_MSG(hf_config_load(th_data("configs/flan-t5-base.json"), &c, &(const eng_arch *){ NULL }, err, sizeof err) == 0,
                 "%s", err);
     CHECK(c.d_model == 768 && c.num_heads == 12 && c.d_ff == 2048 && c.num_layers == 12);
-    REQUIRE_MSG(hf_config_load(th_data("configs/t5-small.json"), &c, err, sizeof err) == 0,
+    REQUIRE_MSG(hf_config_load(th_data("configs/t5-small.json"), &c, &(const eng_arch *){ NULL }, err, sizeof err) == 0,
                 "%s", err);
-    CHECK(c.d_model == 512 && c.gated == 0 && c.tied == 1 && c.num_decoder_layers == 6);
+    CHECK(c.d_model == 512 && c.arch.gated == 0 && c.arch.tied == 1 && c.num_decoder_layers == 6);
 }
 
 TEST(hfcfg_defaults)
@@ -541,8 +542,8 @@ TEST(hfcfg_defaults)
     REQUIRE_MSG(load_cfg_text("{\"model_type\":\"t5\"}", &c, err, sizeof err) == 0, "%s", err);
     CHECK(c.vocab_size == 32128 && c.d_model == 512 && c.d_kv == 64 && c.d_ff == 2048);
     CHECK(c.num_layers == 6 && c.num_decoder_layers == 6 && c.num_heads == 8);
-    CHECK(c.num_buckets == 32 && c.max_distance == 128 && c.layer_norm_eps == 1e-6f);
-    CHECK(c.gated == 0 && c.tied == 1 && c.decoder_start_token_id == 0);
+    CHECK(c.arch.num_buckets == 32 && c.arch.max_distance == 128 && c.arch.norm_eps == 1e-6f);
+    CHECK(c.arch.gated == 0 && c.arch.tied == 1 && c.decoder_start_token_id == 0);
     CHECK(c.eos_token_id == 1 && c.pad_token_id == 0);
     /* num_decoder_layers follows num_layers when absent or null. */
     REQUIRE(load_cfg_text("{\"model_type\":\"mt5\",\"num_layers\":3,\"num_decoder_layers\":null}",
@@ -552,14 +553,15 @@ TEST(hfcfg_defaults)
     REQUIRE_MSG(load_cfg_text("{\"architectures\":[\"MT5ForConditionalGeneration\"],"
                               "\"feed_forward_proj\":\"gated-gelu\",\"tie_word_embeddings\":false}",
                               &c, err, sizeof err) == 0, "%s", err);
-    CHECK(c.gated == 1 && c.tied == 0);
+    CHECK(c.arch.gated == 1 && c.arch.tied == 0);
 }
 
 TEST(hfcfg_hostile)
 {
-    expect_cfg_err("{\"model_type\":\"bart\"}", "unknown model_type 'bart'");
+    expect_cfg_err("{\"model_type\":\"pegasus\"}", "unknown model_type 'pegasus'");
     expect_cfg_err("{\"model_type\":5}", "key 'model_type' must be a string");
-    expect_cfg_err("{\"architectures\":[\"BartForConditionalGeneration\"]}", "unknown architecture");
+    expect_cfg_err("{\"architectures\":[\"PegasusForConditionalGeneration\"]}",
+                   "unknown architecture");
     expect_cfg_err("{}", "unknown architecture");
     expect_cfg_err("{\"model_type\":\"t5\",\"architectures\":\"T5\"}", "'architectures' must be an array");
     expect_cfg_err("{\"model_type\":\"t5\",\"feed_forward_proj\":\"gated-relu\"}",
@@ -609,7 +611,7 @@ TEST(hfcfg_hostile)
     free(huge);
     eng_config c;
     char err[256] = "";
-    CHECK(hf_config_load("/nonexistent/config.json", &c, err, sizeof err) < 0);
+    CHECK(hf_config_load("/nonexistent/config.json", &c, &(const eng_arch *){ NULL }, err, sizeof err) < 0);
     CHECK(strstr(err, "cannot open") && strstr(err, "/nonexistent/config.json"));
 }
 
@@ -688,13 +690,13 @@ TEST(hfcfg_parse_in_memory)
     eng_config c;
     char err[256] = "";
     const char *js = "{\"model_type\":\"t5\",\"d_model\":64}";
-    REQUIRE_MSG(hf_config_parse(js, strlen(js), "mem.json", &c, err, sizeof err) == 0, "%s", err);
+    REQUIRE_MSG(hf_config_parse(js, strlen(js), "mem.json", &c, NULL, err, sizeof err) == 0, "%s", err);
     CHECK(c.d_model == 64 && c.d_kv == 64);
     /* not NUL-terminated: only len bytes count */
-    CHECK(hf_config_parse("{\"model_type\":\"t5\"}xx", 19, "mem.json", &c, err, sizeof err) == 0);
-    CHECK(hf_config_parse(js, 10, "mem.json", &c, err, sizeof err) < 0);
+    CHECK(hf_config_parse("{\"model_type\":\"t5\"}xx", 19, "mem.json", &c, NULL, err, sizeof err) == 0);
+    CHECK(hf_config_parse(js, 10, "mem.json", &c, NULL, err, sizeof err) < 0);
     CHECK(strstr(err, "mem.json: not valid JSON"));
-    CHECK(hf_config_parse(NULL, 0, NULL, &c, err, sizeof err) < 0 && strstr(err, "not valid JSON"));
+    CHECK(hf_config_parse(NULL, 0, NULL, &c, NULL, err, sizeof err) < 0 && strstr(err, "not valid JSON"));
 }
 
 /* ---- NaN and infinity: the load-time scan ---- */
@@ -805,16 +807,17 @@ TEST(hfcfg_duplicate_keys_last_wins)
     eng_config c;
     char err[512] = "";
     /* the first value would be refused; the last one is what HF reads */
-    REQUIRE_MSG(load_cfg_text("{\"model_type\":\"bart\",\"model_type\":\"t5\",\"d_model\":\"x\","
+    REQUIRE_MSG(load_cfg_text("{\"model_type\":\"pegasus\",\"model_type\":\"t5\",\"d_model\":\"x\","
                               "\"d_model\":64,\"feed_forward_proj\":\"relu\","
                               "\"feed_forward_proj\":\"gated-gelu\",\"tie_word_embeddings\":true,"
                               "\"tie_word_embeddings\":false,\"layer_norm_epsilon\":1e-6,"
                               "\"layer_norm_epsilon\":1e-5,\"num_decoder_layers\":2,"
                               "\"num_decoder_layers\":null}", &c, err, sizeof err) == 0, "%s", err);
-    CHECK(c.d_model == 64 && c.gated == 1 && c.tied == 0 && c.layer_norm_eps == 1e-5f);
+    CHECK(c.d_model == 64 && c.arch.gated == 1 && c.arch.tied == 0 && c.arch.norm_eps == 1e-5f);
     CHECK(c.num_decoder_layers == c.num_layers); /* null last: the default */
     /* and a bad last value is refused even after a good first one */
-    expect_cfg_err("{\"model_type\":\"t5\",\"model_type\":\"bart\"}", "unknown model_type 'bart'");
+    expect_cfg_err("{\"model_type\":\"t5\",\"model_type\":\"pegasus\"}",
+                   "unknown model_type 'pegasus'");
     expect_cfg_err("{\"model_type\":\"t5\",\"d_model\":64,\"d_model\":1e12}", "key 'd_model'");
     expect_cfg_err("{\"model_type\":\"t5\",\"vocab_size\":100,\"eos_token_id\":1,\"eos_token_id\":100}",
                    "key 'eos_token_id' = 100 not below vocab_size");
@@ -891,7 +894,7 @@ TEST_TIMEOUT(st_small_json_files_fifo_and_size, 20)
     eng_config c;
     snprintf(path, sizeof path, "%s/config.json", dir);
     REQUIRE(mkfifo(path, 0600) == 0);
-    CHECK(hf_config_load(path, &c, err, sizeof err) < 0);
+    CHECK(hf_config_load(path, &c, NULL, err, sizeof err) < 0);
     CHECK_MSG(strstr(err, "not a regular file") && strstr(err, path), "%s", err);
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
     REQUIRE(mkfifo(path, 0600) == 0);

@@ -1,0 +1,225 @@
+/* The engine context: every workspace the forward pass and decoding use, sized once in
+ * eng_ctx_new() from the model and the context parameters (nothing is allocated after
+ * it), and the lower-level entry points eng_encode / eng_logits. */
+#include "engine/eng_int.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+eng_ctx_params eng_ctx_default_params(void)
+{
+    return (eng_ctx_params){ .max_rows = 64, .max_input_len = 512, .max_new_tokens = 256,
+                             .max_cands = 64, .max_cand_len = 32, .max_batch_tokens = 4096 };
+}
+
+static int imax(int a, int b) { return a > b ? a : b; }
+
+eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err, size_t errlen)
+{
+    if (!model) {
+        snprintf(err, errlen, "eng_ctx_new: no model");
+        return NULL;
+    }
+    eng_ctx_params q = p ? *p : eng_ctx_default_params();
+    eng_ctx_params d = eng_ctx_default_params();
+    if (q.max_rows <= 0) q.max_rows = d.max_rows;
+    if (q.max_input_len <= 0) q.max_input_len = d.max_input_len;
+    if (q.max_new_tokens <= 0) q.max_new_tokens = d.max_new_tokens;
+    if (q.max_cands <= 0) q.max_cands = d.max_cands;
+    if (q.max_cand_len <= 0) q.max_cand_len = d.max_cand_len;
+    if (q.max_batch_tokens <= 0) q.max_batch_tokens = d.max_batch_tokens;
+    if (q.max_batch_tokens < q.max_input_len) q.max_batch_tokens = q.max_input_len;
+    if (q.max_rows > 4096 || q.max_input_len > 65536 || q.max_new_tokens > 65536 ||
+        q.max_cands > 65536 || q.max_cand_len > 65536 || q.max_batch_tokens > (1 << 22)) {
+        snprintf(err, errlen, "eng_ctx_new: context parameters out of range");
+        return NULL;
+    }
+    eng_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "eng_ctx_new: out of memory");
+        return NULL;
+    }
+    const eng_config *cf = &model->cfg;
+    c->m = model;
+    c->p = q;
+    c->max_pos = q.max_new_tokens + 1;
+    c->max_len = imax(imax(q.max_input_len, c->max_pos), q.max_cand_len);
+    /* Candidates of one scoring run: as many as the token workspace (>= max_batch_tokens
+     * rows) holds at max_cand_len each, so batching labels costs no extra memory. */
+    c->s.max_cand_total = imax(q.max_cands, imax(q.max_rows, q.max_batch_tokens / q.max_cand_len));
+    c->max_tok = imax(imax(q.max_batch_tokens, c->s.max_cand_total * q.max_cand_len),
+                      imax(q.max_rows, c->max_pos));
+    size_t T = (size_t)c->max_tok, D = (size_t)cf->d_model, I = (size_t)model->inner;
+    size_t F = (size_t)cf->d_ff, V = (size_t)cf->vocab_size, H = (size_t)cf->num_heads;
+    size_t R = (size_t)q.max_rows, L = (size_t)c->max_len, BT = (size_t)q.max_batch_tokens;
+    size_t NL = (size_t)cf->num_decoder_layers, P = (size_t)c->max_pos;
+    c->w.kv_block = model->arch->fwd->kv_floats(model, c->max_pos);
+    int rel = cf->arch.pos == ENG_POS_RELATIVE;
+    /* Two passes over one list: the first adds up the sizes (each buffer 64-byte
+     * aligned), the second carves the buffers out of the one allocation. calloc's large
+     * blocks are fresh zero pages: a buffer costs memory only once it is used (the KV
+     * pool is max_rows * layers * 2 * (max_new_tokens + 1) * inner floats). */
+    size_t NT = (size_t)model->n_threads;
+    size_t SL = NT * L;   /* a thread's head of one sequence [L, L] each, or [max_rows, L] */
+    size_t CT = (size_t)c->s.max_cand_total, CP = CT * (size_t)q.max_cand_len;
+    c->w.keys_ld = (int)((L + 15) & ~(size_t)15) + 16;
+    c->w.logit_rows = imax(q.max_rows, ENG_SCORE_CHUNK);
+    unsigned char *base = NULL;
+    size_t used = 0;
+#define CARVE(ptr, n)                                                                   \
+    do {                                                                                \
+        if (pass) (ptr) = (void *)(base + used);                                        \
+        used += ((size_t)(n) * sizeof *(ptr) + 63) & ~(size_t)63;                       \
+    } while (0)
+    for (int pass = 0; pass < 2; pass++) {
+        used = 0;
+        /* the forward pass's workspace */
+        CARVE(c->w.x, T * D);
+        CARVE(c->w.h, T * D);
+        CARVE(c->w.q, T * I);
+        CARVE(c->w.k, T * I);
+        CARVE(c->w.v, T * I);
+        CARVE(c->w.att, T * I);
+        CARVE(c->w.ff0, T * F);
+        CARVE(c->w.ff1, T * F);
+        CARVE(c->w.scores, (SL > R ? SL : R) * L);
+        CARVE(c->w.keys_t, NT * cf->d_kv * c->w.keys_ld);
+        CARVE(c->w.enc_out, BT * D);
+        CARVE(c->w.cross_k, NL * BT * I);
+        CARVE(c->w.cross_v, NL * BT * I);
+        if (rel) {   /* the bucketed bias by relative position, per head */
+            CARVE(c->w.enc_bias, H * (2 * L - 1));
+            CARVE(c->w.dec_bias, H * L);
+        }
+        CARVE(c->w.pos_ids, T);
+        CARVE(c->w.kv, R * c->w.kv_block);
+        CARVE(c->w.logits, (size_t)c->w.logit_rows * V);
+        CARVE(c->w.enc_ids, BT);
+        CARVE(c->w.tok_off, R + 1);
+        CARVE(c->w.enc_off, R + 1);
+        CARVE(c->w.enc_len, R + 1);
+        /* generation */
+        CARVE(c->d.hist, R * (P + 1));
+        CARVE(c->d.hist2, (R + 1) * (P + 1));
+        CARVE(c->d.row_block, R);
+        CARVE(c->d.row_block2, R);
+        CARVE(c->d.act, R);
+        CARVE(c->d.act_req, R);
+        CARVE(c->d.act_pos, R);
+        CARVE(c->d.act_blk, R);
+        CARVE(c->d.act_tok, R);
+        CARVE(c->d.slot_used, 2 * R);
+        CARVE(c->d.parent, R);
+        CARVE(c->d.block_used, R);
+        CARVE(c->d.row_score, R);
+        CARVE(c->d.row_score2, R);
+        CARVE(c->d.row_done, R);
+        CARVE(c->d.row_len, R);
+        CARVE(c->d.row_rng, R);
+        CARVE(c->d.fin_tok, R * (size_t)q.max_new_tokens);
+        CARVE(c->d.fin_len, R);
+        CARVE(c->d.fin_score, R);
+        CARVE(c->d.fin_sum, R);
+        CARVE(c->d.beam_score, 2 * R * R);
+        CARVE(c->d.beam_tok, 2 * R * R);
+        CARVE(c->d.beam_src, 2 * R * R);
+        CARVE(c->d.sort_val, NT * V);
+        CARVE(c->d.sort_idx, NT * V);
+        CARVE(c->d.lp_row, NT * V);
+        CARVE(c->d.ban, NT * (P + 2));
+        CARVE(c->d.rb, NT);
+        if (pass) c->d.greq = (void *)(base + used);
+        used += (R * eng_greq_size() + 63) & ~(size_t)63;
+        /* label scoring */
+        CARVE(c->s.cand_off, CT + 1);
+        CARVE(c->s.cand_order, CT);
+        CARVE(c->s.cand_lp, CT);
+        CARVE(c->s.cand_tgt, CP);
+        CARVE(c->s.cand_node, CP);
+        CARVE(c->s.cand_pos_lp, CP);
+        CARVE(c->s.tree_off, CT + 1);
+        CARVE(c->s.tree_eoff, CT);
+        CARVE(c->s.tree_elen, CT);
+        CARVE(c->s.node_tok, CP);
+        CARVE(c->s.node_dep, CP);
+        CARVE(c->s.node_end, CP);
+        CARVE(c->s.node_lse, CP);
+        /* classification */
+        CARVE(c->cl.dec, BT);
+        CARVE(c->cl.h, 2 * R * D);
+        CARVE(c->cl.run, R);
+        CARVE(c->cl.eos, R);
+        if (pass == 0 && !(base = calloc(1, used))) break;
+    }
+    c->mem = base;
+    c->mem_bytes = used;
+    int bad = !base;
+#undef CARVE
+    for (size_t t = 0; !bad && t < NT; t++)
+        c->d.rb[t] = (eng_rowbuf){ .lp = c->d.lp_row + t * V, .sort_val = c->d.sort_val + t * V,
+                                 .sort_idx = c->d.sort_idx + t * V, .ban = c->d.ban + t * (P + 2) };
+    if (bad) {
+        snprintf(err, errlen, "eng_ctx_new: out of memory (workspaces for %d rows, %d tokens)",
+                 q.max_rows, c->max_tok);
+        eng_ctx_free(&c);
+        return NULL;
+    }
+    /* Position bias tables: the bucketed bias depends only on (key - query). */
+    for (size_t hd = 0; rel && hd < H; hd++) {
+        for (int r = -(int)L + 1; r < (int)L; r++) {
+            int b = eng_relative_bucket(r, 1, cf->arch.num_buckets, cf->arch.max_distance);
+            c->w.enc_bias[hd * (2 * L - 1) + (size_t)(r + (int)L - 1)] = model->enc.rel[(size_t)b * H + hd];
+        }
+        for (int r = 0; r < (int)L; r++) {
+            int b = eng_relative_bucket(-r, 0, cf->arch.num_buckets, cf->arch.max_distance);
+            c->w.dec_bias[hd * L + (size_t)r] = model->dec.rel[(size_t)b * H + hd];
+        }
+    }
+    return c;
+}
+
+void eng_ctx_free(eng_ctx **ctx)
+{
+    if (!ctx || !*ctx) return;
+    free((*ctx)->mem);
+    free(*ctx);
+    *ctx = NULL;
+}
+
+static int ctx_check_ids(const eng_ctx *c, const int32_t *ids, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= c->m->cfg.vocab_size) return ENG_EINVAL;
+    return 0;
+}
+
+int eng_encode(eng_ctx *c, const int32_t *ids, int n_ids, float *out)
+{
+    if (!c || !ids || !out || n_ids <= 0) return ENG_EINVAL;
+    if (n_ids > c->p.max_input_len) return ENG_ETOOLONG;
+    if (ctx_check_ids(c, ids, n_ids)) return ENG_EINVAL;
+    eng_set_threads(c->m->n_threads);
+    int off[2] = { 0, n_ids };
+    c->m->arch->fwd->encode(c, ids, off, 1, -1);
+    memcpy(out, c->w.enc_out, (size_t)n_ids * c->m->cfg.d_model * sizeof(float));
+    return 0;
+}
+
+int eng_logits(eng_ctx *c, const int32_t *ids, int n_ids, const int32_t *dec_ids, int n_dec,
+               float *out)
+{
+    if (!c || !ids || !dec_ids || !out || n_ids <= 0 || n_dec <= 0) return ENG_EINVAL;
+    if (n_ids > c->p.max_input_len || n_dec > c->max_len || n_dec > c->max_tok)
+        return ENG_ETOOLONG;
+    if (ctx_check_ids(c, ids, n_ids) || ctx_check_ids(c, dec_ids, n_dec)) return ENG_EINVAL;
+    eng_set_threads(c->m->n_threads);
+    int off[2] = { 0, n_ids };
+    const eng_fwd *f = c->m->arch->fwd;
+    f->encode(c, ids, off, 1, 0);
+    int doff[2] = { 0, n_dec }, eoff = 0;
+    f->decode_full(c, dec_ids, doff, 1, &eoff, &n_ids, NULL, NULL);
+    f->lm_head(c, c->w.h + (size_t)(n_dec - 1) * c->m->cfg.d_model, 1, out);
+    return 0;
+}
