@@ -5,7 +5,10 @@
  * picks the implementation (engine/tok.c holds the table: `spiece.model`, a SentencePiece
  * unigram model bit-exact with the sentencepiece library, engine/tok_spm.c; `vocab.json` +
  * `merges.txt`, byte-level BPE as transformers' BartTokenizer, engine/tok_bpe.c;
- * `source.spm` + `target.spm` + `vocab.json`, MarianTokenizer's, engine/tok_marian.c).
+ * `source.spm` + `target.spm` + `vocab.json`, MarianTokenizer's, engine/tok_marian.c;
+ * `sentencepiece.bpe.model` + `tokenizer_config.json`, SentencePiece BPE with the fairseq
+ * ids and language codes of NLLB, M2M100 and mBART, engine/tok_spmbpe.c; a BPE .model
+ * file alone is raw SentencePiece BPE, bit-exact with the library).
  * What a caller may rely on is what this header says, for every implementation:
  * - ids are 0 .. tok_vocab_size() - 1, then the model's extra ids (T5's sentinels);
  * - TOK_ADD_SPECIAL adds the ids the model's convention puts around one text
@@ -19,7 +22,8 @@
  * SentencePiece (T5): `<extra_id_N>` in text becomes the sentinel id
  * (vocab_size + 99 - N, i.e. 32099 - N); `</s>`, `<pad>`, `<unk>` in text are plain text,
  * never control tokens. Byte-level BPE (BART): `<s>` `</s>` `<unk>` `<pad>` `<mask>` in
- * text are their ids; Marian: `</s>` `<unk>` `<pad>` are, `<s>` and `<mask>` are text.
+ * text are their ids; Marian: `</s>` `<unk>` `<pad>` are, `<s>` and `<mask>` are text;
+ * NLLB, M2M100, mBART: `<s>` `</s>` `<pad>` `<unk>` `<mask>` and the language codes are.
  *
  * Return codes: >= 0 success (a count), < 0 one of enum tok_status. */
 #ifndef NLP_TOK_H

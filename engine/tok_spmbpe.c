@@ -263,7 +263,7 @@ enum fs_style {
 
 /* A string in the text that is one id (specials and language codes). */
 struct fs_special {
-    const char *s;    /* points into tok_fs.pieces or langs.codes */
+    const char *s;    /* a static string, or a code in tok_fs.names */
     size_t len;
     int32_t id;
     int lstrip;       /* takes the whitespace before it (<mask>) */
