@@ -1317,7 +1317,7 @@ static void on_info(redisAsyncContext *ac, void *reply, void *priv)
 }
 
 /* Everything time-driven: reconnects, the group, reads, claims, heartbeats, stats. */
-static void tick(rt *r)
+static void tick(rt *r, int pull)
 {
     dmn_server *srv = r->base.srv;
     double now = cm_now();
@@ -1347,7 +1347,7 @@ static void tick(rt *r)
     }
     wait_flush(r);
     if (r->group_ok) {
-        int space = room(r);
+        int space = pull ? room(r) : 0;
         if (space > READ_MAX) space = READ_MAX;
         if (!stop && r->rd.up && !r->rd_id && !r->id_pending) {
             const char *a[] = { "CLIENT", "ID" };
@@ -1402,8 +1402,9 @@ static int rt_poll_items(dmn_transport *t, zmq_pollitem_t *items, int pull)
 {
     rt *r = (rt *)t;
     int n = 0;
-    (void)pull;   /* the room is measured exactly (room()): reads ask for no more */
-    tick(r);
+    /* pull 0: the daemon's queue is full (or it stops); with room, reads ask for no
+     * more entries than the room there is (room()) */
+    tick(r, pull);
     for (int k = 0; k < 2; k++) {
         rconn *c = conn_of(r, k);
         if (!c->ac || (!c->want_read && !c->want_write)) continue;
@@ -1504,7 +1505,7 @@ static void rt_close(dmn_transport *t)
     /* What the daemon answered must reach Redis before it goes, and what a read or a
      * claim still brings is handed back (released to another consumer). */
     while ((r->outbox || r->read_pending || r->claim_pending) && cm_now() < end) {
-        tick(r);
+        tick(r, 0);
         struct pollfd p[2];
         rconn *pc[2];
         int n = 0;
