@@ -108,22 +108,35 @@ def timings_dict(r):
     return {"queue_ms": t.queue_ms, "compute_ms": t.compute_ms, "total_ms": t.total_ms}
 
 
+def queue_dict(q):
+    """A QueueStats (queue mode, docs/queue.md) as nlpc --json's "queue" object."""
+    return {"connected": q.connected, "lag": q.lag, "pending": q.pending, "held": q.held,
+            "claims": q.claims, "dead_letters": q.dead_letters, "results": q.results,
+            "lost": q.lost, "reconnects": q.reconnects}
+
+
 def health_dict(h):
     """A Health as nlpc --json's "health" object."""
-    return {"ok": h.ok, "shutting_down": h.shutting_down, "model": h.model,
-            "version": h.version, "uptime_s": h.uptime_s}
+    d = {"ok": h.ok, "shutting_down": h.shutting_down, "model": h.model,
+         "version": h.version, "uptime_s": h.uptime_s}
+    if h.HasField("queue"):
+        d["queue"] = queue_dict(h.queue)
+    return d
 
 
 def stats_dict(s):
     """A Stats as nlpc --json's "stats" object: numbers, and responses as a map."""
-    return {"requests": s.requests, "documents": s.documents, "batches": s.batches,
-            "mean_batch_size": s.mean_batch_size, "queue_depth": s.queue_depth,
-            "in_flight": s.in_flight, "peak_rows": s.peak_rows,
-            "replies_dropped": s.replies_dropped, "tokens_per_s": s.tokens_per_s,
-            "latency_p50_ms": s.latency_p50_ms, "latency_p90_ms": s.latency_p90_ms,
-            "latency_p99_ms": s.latency_p99_ms, "input_tokens": s.input_tokens,
-            "output_tokens": s.output_tokens, "uptime_s": s.uptime_s,
-            "responses": {code_name(c.code): c.count for c in s.responses}}
+    d = {"requests": s.requests, "documents": s.documents, "batches": s.batches,
+         "mean_batch_size": s.mean_batch_size, "queue_depth": s.queue_depth,
+         "in_flight": s.in_flight, "peak_rows": s.peak_rows,
+         "replies_dropped": s.replies_dropped, "tokens_per_s": s.tokens_per_s,
+         "latency_p50_ms": s.latency_p50_ms, "latency_p90_ms": s.latency_p90_ms,
+         "latency_p99_ms": s.latency_p99_ms, "input_tokens": s.input_tokens,
+         "output_tokens": s.output_tokens, "uptime_s": s.uptime_s,
+         "responses": {code_name(c.code): c.count for c in s.responses}}
+    if s.HasField("queue"):
+        d["queue"] = queue_dict(s.queue)
+    return d
 
 
 def response_dict(task, r):
@@ -355,9 +368,11 @@ def print_readable(task, r):
     """What nlpc prints for a Response (stdout), line for line."""
     if r.HasField("health"):
         h = r.health
-        print("%s model=%s version=%s uptime=%.1fs%s" % (
+        print("%s model=%s version=%s uptime=%.1fs%s%s" % (
             "ok" if h.ok else "NOT OK", h.model, h.version, h.uptime_s,
-            " (shutting down)" if h.shutting_down else ""))
+            " (shutting down)" if h.shutting_down else "",
+            "" if not h.HasField("queue") else
+            " queue=connected" if h.queue.connected else " queue=down"))
         return
     if r.HasField("stats"):
         s = r.stats
@@ -376,6 +391,12 @@ def print_readable(task, r):
         print("output_tokens    %d" % s.output_tokens)
         for c in s.responses:
             print("responses        %-18s %d" % (code_name(c.code), c.count))
+        if s.HasField("queue"):
+            q = s.queue
+            print("queue            %s lag %d pending %d held %d claims %d dead_letters %d "
+                  "results %d lost %d reconnects %d" % (
+                      "connected" if q.connected else "down", q.lag, q.pending, q.held,
+                      q.claims, q.dead_letters, q.results, q.lost, q.reconnects))
         return
     for res in r.results:
         if res.status.code != nlp_pb2.OK:

@@ -30,6 +30,16 @@ out=$("$B/nlpc" --connect "ipc://$TMP/d1.sock" --json stats)
 echo "$out" | grep -q '"queue":{"connected":true' || { echo "FAIL: stats: $out" >&2; exit 1; }
 out=$("$B/nlpc" --connect "ipc://$TMP/d2.sock" --json health)
 echo "$out" | grep -q '"queue":{"connected":true' || { echo "FAIL: health: $out" >&2; exit 1; }
+# the Python client prints the queue as nlpc does
+a=$("$B/nlpc" --connect "ipc://$TMP/d3.sock" health | sed 's/.* queue=/queue=/')
+b=$(NLP_BUILD=$B $PY clients/python/nlpclient.py --connect "ipc://$TMP/d3.sock" health |
+    sed 's/.* queue=/queue=/')
+[ "$a" = queue=connected ] && [ "$b" = "$a" ] ||
+    { echo "FAIL: health's queue: nlpc '$a', Python '$b'" >&2; exit 1; }
+a=$("$B/nlpc" --connect "ipc://$TMP/d3.sock" stats | grep '^queue ')
+b=$(NLP_BUILD=$B $PY clients/python/nlpclient.py --connect "ipc://$TMP/d3.sock" stats |
+    grep '^queue ')
+[ -n "$a" ] && [ "$a" = "$b" ] || { echo "FAIL: stats' queue: nlpc '$a', Python '$b'" >&2; exit 1; }
 for d in d1 d2 d3; do
     stop_qd $d
     [ "$QD_RC" = 0 ] || { echo "FAIL: $d exit code $QD_RC" >&2; show_logs $d; exit 1; }
