@@ -394,6 +394,29 @@ void dmn_req_free(dmn_req **rp)
     *rp = NULL;
 }
 
+int dmn_code_from_task(int st)
+{
+    switch (st) {
+    case TASK_OK: return DMN_OK;
+    case TASK_EINVAL: return DMN_INVALID_ARGUMENT;
+    case TASK_ETOOLONG: return DMN_INPUT_TOO_LONG;
+    default: return DMN_INTERNAL;
+    }
+}
+
+void dmn_doc_task_end(dmn_doc *d, int status, const char *reason)
+{
+    d->code = dmn_code_from_task(status);
+    if (d->code != DMN_OK)
+        snprintf(d->message, sizeof d->message, "%s", reason && reason[0] ? reason : "task failed");
+}
+
+void dmn_doc_end(dmn_doc *d, int why, const char *reason)
+{
+    d->code = why == DMN_DOC_DEADLINE ? DMN_DEADLINE_EXCEEDED : DMN_INTERNAL;
+    snprintf(d->message, sizeof d->message, "%s", reason);
+}
+
 int dmn_req_status(const dmn_req *r, char *msg, size_t cap)
 {
     for (int i = 0; i < r->n_docs; i++)

@@ -37,6 +37,13 @@ enum dmn_code {
 
 const char *dmn_code_name(int code);
 
+/* The wire code of a task's result status (enum task_status). */
+int dmn_code_from_task(int task_status);
+
+/* Why the daemon, not the task, ended a document: what the worker and the I/O thread
+ * record, in their terms; the protocol module makes it a wire code. */
+enum dmn_doc_end { DMN_DOC_DEADLINE = 1, DMN_DOC_INTERNAL = 2 };
+
 enum dmn_req_kind { DMN_REQ_TASK = 1, DMN_REQ_HEALTH = 2, DMN_REQ_STATS = 3 };
 
 /* One document's outcome, written by the thread that dequeued the document. */
@@ -46,6 +53,11 @@ typedef struct dmn_doc {
     task_result res;           /* valid when done and code == OK (or partial) */
     int has_res;               /* res must be cleared */
 } dmn_doc;
+
+/* A document ended by its task (status: enum task_status, reason: its message), or by
+ * the daemon (enum dmn_doc_end): sets code and message. */
+void dmn_doc_task_end(dmn_doc *d, int status, const char *reason);
+void dmn_doc_end(dmn_doc *d, int why, const char *reason);
 
 typedef struct dmn_req {
     uint64_t seq;              /* the daemon's number for it (logs) */

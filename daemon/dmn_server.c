@@ -288,10 +288,10 @@ static void expire_queued(dmn_server *srv)
         n = dmn_queue_expire(srv->queue, now, it, 64, &next);
         for (int i = 0; i < n; i++) {
             dmn_req *r = it[i].req;
-            dmn_doc *d = &r->out[it[i].doc];
-            d->code = DMN_DEADLINE_EXCEEDED;
-            snprintf(d->message, sizeof d->message,
-                     "deadline passed after %.0f ms in the queue", (now - r->t_recv) * 1e3);
+            char why[96];
+            snprintf(why, sizeof why, "deadline passed after %.0f ms in the queue",
+                     (now - r->t_recv) * 1e3);
+            dmn_doc_end(&r->out[it[i].doc], DMN_DOC_DEADLINE, why);
             if (atomic_fetch_sub(&r->n_left, 1) == 1) {
                 r->t_done = now;
                 answer_task(srv, r);
@@ -364,9 +364,7 @@ static void worker_lost(dmn_server *srv)
         n = dmn_queue_expire(srv->queue, INFINITY, it, 64, NULL);
         for (int i = 0; i < n; i++) {
             dmn_req *r = it[i].req;
-            dmn_doc *d = &r->out[it[i].doc];
-            d->code = DMN_INTERNAL;
-            snprintf(d->message, sizeof d->message, "the daemon's worker thread ended");
+            dmn_doc_end(&r->out[it[i].doc], DMN_DOC_INTERNAL, "the daemon's worker thread ended");
             if (atomic_fetch_sub(&r->n_left, 1) == 1) {
                 r->t_done = cm_now();
                 answer_task(srv, r);

@@ -81,7 +81,5 @@ void dmn_block_stop_signals(void);
 /* The worker thread's body (dmn_worker.c); arg is the server. */
 void *dmn_worker_main(void *arg);
 
-/* Maps a task_status to the wire code. */
-int dmn_code_from_task(int task_status);
 
 #endif

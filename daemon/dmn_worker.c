@@ -53,16 +53,6 @@ typedef struct worker {
     double replied_at;         /* when a reply last went out (0: none yet) */
 } worker;
 
-int dmn_code_from_task(int st)
-{
-    switch (st) {
-    case TASK_OK: return DMN_OK;
-    case TASK_EINVAL: return DMN_INVALID_ARGUMENT;
-    case TASK_ETOOLONG: return DMN_INPUT_TOO_LONG;
-    default: return DMN_INTERNAL;
-    }
-}
-
 static int grow_array(void **a, size_t elsize, int cap)
 {
     void *p = realloc(*a, (size_t)cap * elsize);
@@ -94,10 +84,9 @@ static int cmp_job_len(const void *a, const void *b)
     return (x->n_ids > y->n_ids) - (x->n_ids < y->n_ids);
 }
 
-static void fail_doc(dmn_req *r, int doc, int code, const char *msg)
+static void fail_doc(dmn_req *r, int doc, int why, const char *msg)
 {
-    r->out[doc].code = code;
-    snprintf(r->out[doc].message, sizeof r->out[doc].message, "%s", msg);
+    dmn_doc_end(&r->out[doc], why, msg);
 }
 
 /* Decoder rows a generation job holds, counted as the engine counts them. */
@@ -130,10 +119,7 @@ static void finish_doc(worker *w, int i)
         memset(&o->res, 0, sizeof o->res);
         task_finish(&srv->env, &w->in[i], &w->docs[i], &o->res);
         o->has_res = 1;
-        o->code = dmn_code_from_task(o->res.status);
-        if (o->code != DMN_OK)
-            snprintf(o->message, sizeof o->message, "%s",
-                     o->res.message[0] ? o->res.message : "task failed");
+        dmn_doc_task_end(o, o->res.status, o->res.message);
         /* Counted before the reply goes out, so a client's next stats request sees it. */
         dmn_stats_documents(srv->stats, 1);
     }
@@ -160,7 +146,7 @@ static void prepare_doc(worker *w, int i, double now)
     if (now > r->t_deadline) {
         snprintf(err, sizeof err, "deadline passed after %.0f ms in the queue",
                  (now - r->t_recv) * 1e3);
-        fail_doc(r, d, DMN_DEADLINE_EXCEEDED, err);
+        fail_doc(r, d, DMN_DOC_DEADLINE, err);
         DMN_LOG_REQ(DMN_LOG_INFO, r->seq, r->id, "document %d: %s", d, err);
         return;
     }
@@ -169,7 +155,7 @@ static void prepare_doc(worker *w, int i, double now)
     err[0] = '\0';
     int rc = task_prepare(&srv->env, &w->in[i], &w->docs[i], err, sizeof err);
     if (rc < 0) {
-        fail_doc(r, d, dmn_code_from_task(rc), err[0] ? err : "task_prepare failed");
+        dmn_doc_task_end(&r->out[d], rc, err[0] ? err : "task_prepare failed");
         DMN_LOG_REQ(DMN_LOG_INFO, r->seq, r->id, "document %d: %s: %s", d,
                     dmn_code_name(r->out[d].code), r->out[d].message);
         return;
@@ -178,7 +164,7 @@ static void prepare_doc(worker *w, int i, double now)
     if (grow(w, w->ng + w->ns + w->docs[i].n_jobs) < 0) {
         task_doc_clear(&w->docs[i]);
         w->prepared[i] = 0;
-        fail_doc(r, d, DMN_INTERNAL, "out of memory");
+        fail_doc(r, d, DMN_DOC_INTERNAL, "out of memory");
         return;
     }
     for (int j = 0; j < w->docs[i].n_jobs; j++) {
@@ -356,7 +342,7 @@ void *dmn_worker_main(void *arg)
         dmn_item one;
         if (!ok) {
             if (dmn_queue_take(srv->queue, &one, 1, 1 << 30, 0, 1, 0) == 0) break;
-            fail_doc(one.req, one.doc, DMN_INTERNAL, "worker out of memory");
+            fail_doc(one.req, one.doc, DMN_DOC_INTERNAL, "worker out of memory");
             if (atomic_fetch_sub(&one.req->n_left, 1) == 1) hand_back(srv, one.req);
             continue;
         }
