@@ -23,7 +23,7 @@ enum eng_status {
     ENG_EINVAL = -1,     /* bad argument: empty input, id out of vocab, bad params */
     ENG_ENOMEM = -2,
     ENG_ETOOLONG = -3,   /* input or batch larger than the ctx was sized for */
-    ENG_ENOSYS = -4,     /* not implemented */
+    /* -4 was "not implemented": nothing returns it any more */
     ENG_ENONFINITE = -5, /* the model computed a NaN or infinity (logits of a decode row,
                           * or a label's score): damaged weights; no result */
 };

@@ -38,7 +38,6 @@ const char *eng_strerror(int status)
     case ENG_EINVAL: return "invalid argument";
     case ENG_ENOMEM: return "out of memory";
     case ENG_ETOOLONG: return "input or batch larger than the context was sized for";
-    case ENG_ENOSYS: return "not implemented";
     case ENG_ENONFINITE: return "the model computed a NaN or an infinity (damaged weights?)";
     default: return "unknown engine error";
     }
