@@ -13,7 +13,7 @@
 
 B        ?= build
 CC       ?= cc
-PKGS     := libzmq libprotobuf-c libconfig libcjson openblas hiredis
+PKGS     := libzmq libprotobuf-c libconfig libcjson openblas hiredis libmicrohttpd
 OPT      ?= -O2
 # OpenMP threads engine/gemm.c's few-rows kernel. OpenBLAS is taken in its OpenMP build
 # (Debian's libopenblas-openmp-dev) so that both use one thread pool; the rpath keeps

@@ -57,12 +57,18 @@ static const conf_key keys[] = {
     STR_KEY("queue.dead_letter", queue.dead_letter, "nlpd:dead"),
     INT_KEY("queue.claim_idle_ms", queue.claim_idle_ms, 100, 86400000, 30000),
     INT_KEY("queue.max_deliveries", queue.max_deliveries, 1, 1000, 5),
+    STR_KEY("http.bind", http.bind, ""),
+    STR_KEY("http.tokens_file", http.tokens_file, ""),
+    BOOL_KEY("http.open_health", http.open_health, 1),
+    BOOL_KEY("http.open_metrics", http.open_metrics, 0),
+    INT_KEY("http.max_connections", http.max_connections, 1, 65536, 256),
+    INT_KEY("http.timeout_s", http.timeout_s, 1, 3600, 30),
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 
 /* Top-level names and groups that are the daemon's; anything else at the top level but
  * `tasks` is a typo worth an error. */
-static const char *const groups[] = { "pipeline", "limits", "batching", "queue" };
+static const char *const groups[] = { "pipeline", "limits", "batching", "http", "queue" };
 
 static void *field(dmn_conf *c, const conf_key *k) { return (char *)c + k->off; }
 
@@ -336,6 +342,9 @@ void dmn_conf_dump(const dmn_conf *c, char *out, size_t cap)
         else if (k->type == KEY_LEVEL)
             n += snprintf(out + n, cap - n, "%s = \"%s\"\n", k->path,
                           dmn_log_level_name(*(const int *)f));
+        else if (k->type == KEY_BOOL)   /* as libconfig writes it: the output reads back */
+            n += snprintf(out + n, cap - n, "%s = %s\n", k->path,
+                          *(const int *)f ? "true" : "false");
         else
             n += snprintf(out + n, cap - n, "%s = %d\n", k->path, *(const int *)f);
     }

@@ -46,6 +46,16 @@ typedef struct dmn_queue_conf {
     int max_deliveries;
 } dmn_queue_conf;
 
+/* http = { ... }: the HTTP/JSON front (dmn_http.c, docs/http.md). bind "" = off. */
+typedef struct dmn_http_conf {
+    char bind[256];            /* HOST:PORT */
+    char tokens_file[1024];    /* bearer tokens, one a line; "" = no authentication */
+    int open_health;           /* /healthz and /readyz need no token */
+    int open_metrics;          /* /metrics needs no token */
+    int max_connections;       /* open at once; more wait in the listen backlog */
+    int timeout_s;             /* an idle (or slow) connection is closed after this */
+} dmn_http_conf;
+
 typedef struct dmn_conf {
     char path[1024];                  /* the file read ("" for built-in defaults) */
     char model_dir[1024];
@@ -59,6 +69,7 @@ typedef struct dmn_conf {
     int linger_ms;                    /* how long replies may flush at exit */
     dmn_limits limits;
     dmn_batching batching;
+    dmn_http_conf http;               /* the HTTP/JSON front (dmn_http.c) */
     dmn_queue_conf queue;             /* Redis Streams queue mode (dmn_redis.c) */
 } dmn_conf;
 

@@ -29,6 +29,7 @@
 #include <zmq.h>
 
 #include "common/common.h"
+#include "daemon/dmn_http.h"
 #include "daemon/dmn_log.h"
 #include "daemon/dmn_req.h"
 #include "daemon/dmn_route.h"
@@ -49,6 +50,13 @@ static void on_signal(int sig)
 {
     (void)sig;
     dmn_srv.stop = 1;
+}
+
+/* SIGHUP: transports re-read their files (http.tokens_file) in the I/O thread. */
+static void on_hup(int sig)
+{
+    (void)sig;
+    dmn_reload_gen = dmn_reload_gen + 1;
 }
 
 static int max_beams(const dmn_server *srv)
@@ -199,6 +207,7 @@ void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t 
         goto done;
     }
     if (srv->shutting_down) {
+        dmn_stats_task_refused(srv->stats, r, DMN_SHUTTING_DOWN);
         reply_error(srv, to, seq, id, DMN_SHUTTING_DOWN,
                     "the daemon is stopping and takes no new work");
         goto done;
@@ -228,6 +237,7 @@ void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t 
         r->route = (dmn_route){ .transport = to->transport };
         snprintf(err, sizeof err, "the queue is full (%d documents waiting, limit %d): retry later",
                  dmn_queue_depth(srv->queue), srv->conf.limits.queue_size);
+        dmn_stats_task_refused(srv->stats, r, DMN_OVERLOADED);
         reply_error(srv, to, seq, id, DMN_OVERLOADED, err);
         goto done;
     }
@@ -252,6 +262,7 @@ static void answer_task(dmn_server *srv, dmn_req *r)
     size_t len;
     double latency = (now - r->t_recv) * 1e3;
     dmn_stats_response(srv->stats, code, latency);
+    dmn_stats_task(srv->stats, r, code, now);
     if (code == DMN_OK)
         DMN_LOG_REQ(DMN_LOG_DEBUG, r->seq, r->id, "OK, %d document(s) in %.1f ms", r->n_docs,
                     latency);
@@ -316,6 +327,10 @@ static int open_sockets(dmn_server *srv, char *err, size_t errlen)
     }
     if (c->queue.redis[0]) {
         if (!(t = dmn_redis_new(srv, srv->n_transports, err, errlen))) return -1;
+        srv->transports[srv->n_transports++] = t;
+    }
+    if (c->http.bind[0]) {
+        if (!(t = dmn_http_new(srv, srv->n_transports, err, errlen))) return -1;
         srv->transports[srv->n_transports++] = t;
     }
     int hwm = 0;   /* the worker must never drop a finished request */
@@ -465,6 +480,8 @@ int dmn_server_run(dmn_server *srv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     atomic_store(&srv->worker_running, 1);

@@ -6,6 +6,7 @@
 #define NLP_DMN_STATS_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "daemon/dmn_req.h"
 
@@ -51,6 +52,16 @@ void dmn_stats_set_queue(dmn_stats *s, const dmn_qstats *q);
 void dmn_stats_get_queue(dmn_stats *s, dmn_qstats *out);
 /* Fills everything but queue_depth and in_flight (the server's). */
 void dmn_stats_snapshot(dmn_stats *s, dmn_stats_snap *out, double now);
+
+/* ---- Prometheus (GET /metrics, docs/http.md) ----
+ * A task request answered (any code, I/O thread): counts it and its documents by task
+ * and code, and observes its queue, compute and total seconds (r's t_* times). */
+void dmn_stats_task(dmn_stats *s, const dmn_req *r, int code, double now);
+/* A task request refused before it was queued (queue full, stopping). */
+void dmn_stats_task_refused(dmn_stats *s, const dmn_req *r, int code);
+/* Writes every counter and histogram in the Prometheus text format 0.0.4 (HELP, TYPE,
+ * samples; histograms cumulative with +Inf, _sum and _count). Any thread. */
+void dmn_stats_prometheus(dmn_stats *s, FILE *f, double now);
 
 /* Nearest-rank percentile (0 < p <= 100) of v[0..n), sorting v in place; 0 if n == 0. */
 double dmn_percentile(double *v, int n, double p);

@@ -25,6 +25,8 @@ static void usage(FILE *f)
         "  -b, --bind ENDPOINT   tcp://HOST:PORT or ipc://PATH; repeatable; replaces the\n"
         "                        config's `bind` list\n"
         "  -l, --log-level LEVEL error, warn, info or debug; overrides `log_level`\n"
+        "      --http HOST:PORT  also serve HTTP/JSON there (docs/http.md); overrides\n"
+        "                        http.bind\n"
         "      --queue URL       also take jobs from a Redis stream (redis://HOST:PORT or\n"
         "                        unix:///PATH); overrides queue.redis (docs/queue.md)\n"
         "      --check-config    print the effective settings and exit (0: valid)\n"
@@ -32,7 +34,8 @@ static void usage(FILE *f)
         "  -h, --help            this help\n"
         "\n"
         "Signals: SIGTERM or SIGINT stop taking work (new requests are answered\n"
-        "SHUTTING_DOWN), finish and answer everything accepted, then exit 0.\n"
+        "SHUTTING_DOWN), finish and answer everything accepted, then exit 0. SIGHUP\n"
+        "re-reads http.tokens_file.\n"
         "Exit codes: 0 clean stop, 1 could not start (model, sockets), 2 bad usage/config.\n");
 }
 
@@ -43,6 +46,7 @@ int main(int argc, char **argv)
         { "model", required_argument, NULL, 'm' },
         { "bind", required_argument, NULL, 'b' },
         { "log-level", required_argument, NULL, 'l' },
+        { "http", required_argument, NULL, 'H' },
         { "queue", required_argument, NULL, 'Q' },
         { "check-config", no_argument, NULL, 'C' },
         { "version", no_argument, NULL, 'V' },
@@ -51,6 +55,7 @@ int main(int argc, char **argv)
     };
     const char *config = "conf/nlpd.conf", *model = NULL, *level = NULL, *queue = NULL;
     const char *binds[DMN_MAX_BINDS + 1];
+    const char *http = NULL;
     int n_binds = 0, check = 0, c;
     char err[1024];
     dmn_server *srv = &dmn_srv;
@@ -67,6 +72,7 @@ int main(int argc, char **argv)
             binds[n_binds++] = optarg;
             break;
         case 'l': level = optarg; break;
+        case 'H': http = optarg; break;
         case 'Q': queue = optarg; break;
         case 'C': check = 1; break;
         case 'V': printf("nlpd %s\n", DMN_VERSION); return 0;
@@ -106,6 +112,13 @@ int main(int argc, char **argv)
             return 2;
         }
         snprintf(srv->conf.queue.redis, sizeof srv->conf.queue.redis, "%s", queue);
+    }
+    if (http) {
+        if (strlen(http) >= sizeof srv->conf.http.bind) {
+            fprintf(stderr, "nlpd: --http: address too long\n");
+            return 2;
+        }
+        snprintf(srv->conf.http.bind, sizeof srv->conf.http.bind, "%s", http);
     }
     if (level) {
         int l = dmn_log_level_from_name(level);
