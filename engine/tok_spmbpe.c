@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/common.h"
 #include "engine/langs.h"
@@ -520,6 +521,20 @@ static const tok_ops fs_ops = {
 #define FS_MAX_JSON ((size_t)64 << 20)
 #define FS_MAX_IDS (1 << 24)
 
+/* cm_read_file of a regular file: a FIFO would block the load until some writer came. */
+static int fs_read(const char *path, size_t max, char **buf, size_t *len)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) return -errno;
+    if (!S_ISREG(st.st_mode)) return -EINVAL;
+    return cm_read_file(path, max, buf, len);
+}
+
+static const char *fs_strerror(int rc)
+{
+    return rc == -EINVAL ? "not a regular file" : rc == -EFBIG ? "too large" : strerror(-rc);
+}
+
 /* Parses dir/name; NULL with *missing = 1 when the file is absent (and optional). */
 static cJSON *fs_json(const char *dir, const char *name, int *missing, char *err, size_t errlen)
 {
@@ -532,14 +547,13 @@ static cJSON *fs_json(const char *dir, const char *name, int *missing, char *err
     }
     char *buf;
     size_t len;
-    int rc = cm_read_file(path, FS_MAX_JSON, &buf, &len);
+    int rc = fs_read(path, FS_MAX_JSON, &buf, &len);
     if (rc == -ENOENT) {
         *missing = 1;
         return NULL;
     }
     if (rc < 0) {
-        fs_seterr(err, errlen, "%s: %s", path,
-                  rc == -EFBIG ? "larger than 64 MiB" : strerror(-rc));
+        fs_seterr(err, errlen, "%s: %s", path, fs_strerror(rc));
         return NULL;
     }
     cJSON *j = cJSON_ParseWithLength(buf, len);
@@ -636,9 +650,9 @@ tok_model *tok_fs_open_dir(const char *dir, char *err, size_t errlen)
     if (!t) goto oom;
     char *buf;
     size_t len;
-    int rc = cm_read_file(path, (size_t)1 << 30, &buf, &len);
+    int rc = fs_read(path, (size_t)1 << 30, &buf, &len);
     if (rc < 0) {
-        fs_seterr(err, errlen, "%s: %s", path, rc == -EFBIG ? "larger than 1 GiB" : strerror(-rc));
+        fs_seterr(err, errlen, "%s: %s", path, fs_strerror(rc));
         goto fail_quiet;
     }
     t->spm = tok_spm_load_mem(buf, len, why, sizeof why);

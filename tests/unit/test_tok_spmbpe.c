@@ -829,6 +829,11 @@ TEST(spmbpe_hostile_dir)
     free(buf);
     CHECK(tok_open_dir(dir, err, sizeof err) == NULL);
     CHECK_MSG(strstr(err, "sentencepiece.bpe.model") != NULL, "%s", err);
+    /* a FIFO named special_tokens_map.json is refused, not waited on */
+    snprintf(p, sizeof p, "%s/special_tokens_map.json", dir);
+    REQUIRE(mkfifo(p, 0600) == 0);
+    CHECK(tok_open_dir(dir, err, sizeof err) == NULL);
+    CHECK_MSG(strstr(err, "special_tokens_map.json: not a regular file") != NULL, "%s", err);
     /* an empty directory lists what it looked for, this kind included */
     sb_rmdir(dir);
     snprintf(dir, sizeof dir, "/tmp/nlp_spmbpe_e_%d", (int)getpid());
