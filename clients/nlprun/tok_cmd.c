@@ -180,6 +180,13 @@ int nlprun_tokenize(int argc, char **argv)
         tok_free(&t);
         return 2;
     }
+    if ((flags & TOK_TARGET) && tok_n_langs(t) && opts.tgt_lang < 0 && tok_lang_default(t, 1) < 0) {
+        /* transformers refuses target text without a target language too */
+        fprintf(stderr, "nlprun %s: --target: give the target language with --tgt-lang (the "
+                        "tokenizer config names none)\n", argv[0]);
+        tok_free(&t);
+        return 2;
+    }
 
     static char obuf[1 << 16];
     setvbuf(stdout, obuf, _IOFBF, sizeof obuf);

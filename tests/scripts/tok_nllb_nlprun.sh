@@ -74,6 +74,8 @@ err=$(echo hi | "$NLPRUN" tokenize --tokenizer "$D" --src-lang Klingon 2>&1 >/de
 [[ $err == *"Klingon"*"202 codes"* ]] || bad "unknown language message: $err"
 echo hi | "$NLPRUN" tokenize --tokenizer "$D" --tgt-lang fra_Latn >/dev/null 2>&1
 [ $? = 2 ] || bad "--tgt-lang without --target: exit status"
+err=$(echo hi | "$NLPRUN" tokenize --tokenizer "$D" --target 2>&1 >/dev/null)
+[ $? = 2 ] && [[ $err == *"--tgt-lang"* ]] || bad "--target without a target language: $err"
 echo hi | "$NLPRUN" tokenize --tokenizer "$D" --src-lang >/dev/null 2>&1
 [ $? = 2 ] || bad "--src-lang without a value: exit status"
 err=$(echo hi | "$NLPRUN" tokenize --tokenizer tests/data/t5/spiece.model --src-lang de 2>&1)
