@@ -1205,6 +1205,9 @@ static void on_group(redisAsyncContext *ac, void *reply, void *priv)
     }
     if (!is_error(rep, "BUSYGROUP"))
         DMN_LOG(DMN_LOG_INFO, "queue: created group %s on stream %s", r->q->group, r->q->stream);
+    else
+        DMN_LOG(DMN_LOG_INFO, "queue: consuming stream %s as group %s", r->q->stream,
+                r->q->group);
     r->group_ok = 1;
 }
 
