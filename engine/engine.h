@@ -200,9 +200,10 @@ typedef struct eng_gen_req {
 
 /* Runs n requests as one batch: the encoder batched over all inputs (packed back to back,
  * masked per sequence), the decoder stepping all live rows (all beams of all requests)
- * together. A request's result does not depend on what it is batched with (same tokens;
- * scores equal up to BLAS rounding, which varies with the number of rows: ~1e-6 relative). Batches larger
- * than the ctx (max_rows, max_batch_tokens) run as several groups. Per request status:
+ * together. A request's result does not depend on what it is batched with nor on the
+ * thread count: the same tokens and scores, bit for bit (docs/daemon.md, "Threads").
+ * Batches larger than the ctx (max_rows, max_batch_tokens) run as several groups. Per
+ * request status:
  * ENG_EINVAL (bad ids or params), ENG_ETOOLONG (n_ids > max_input_len, max_new_tokens
  * or rows beyond the ctx), ENG_ENOMEM (result allocation), ENG_ENONFINITE (a row's
  * logits held a NaN or an infinity: no result). Returns 0 if the batch ran
@@ -215,8 +216,7 @@ int eng_generate(eng_ctx *ctx, eng_gen_req *reqs, int n);
  * go to the requests that join after it, so the batch runs as long as requests come.
  * done reports each request, joined or not, as soon as its result is ready (or it failed
  * its checks), exactly once, from the calling thread; a request must stay valid until
- * then. A joiner's rows are computed as if it ran alone (same tokens; scores up to BLAS
- * rounding). */
+ * then. A joiner's rows are computed as if it ran alone (the same bits). */
 typedef struct eng_stream {
     /* One more request that needs at most `rows` decoder rows (num_beams, or
      * num_return_sequences otherwise) and `tokens` encoder tokens (the longest free runs
@@ -300,9 +300,8 @@ const char *eng_strerror(int status);
 
 /* The kernels OpenBLAS would run the larger matrix products with (its core name, e.g.
  * "Haswell"). *pinned (if not NULL) is set to 1 when OPENBLAS_CORETYPE holds OpenBLAS to
- * AVX2 kernels on a CPU with AVX-512; else 0. Whenever OpenBLAS runs kernels narrower than
- * the CPU (pinned, or a CPU it does not know), the engine's own packed AVX-512 kernel
- * runs the large products with weights instead. */
+ * AVX2 kernels on a CPU with AVX-512; else 0. The engine's own kernels run every matrix
+ * product whatever OpenBLAS would run, each output in one summation order. */
 const char *eng_blas_core(int *pinned);
 
 #endif
