@@ -203,7 +203,10 @@ int eng_encode(eng_ctx *c, const int32_t *ids, int n_ids, float *out)
     eng_set_threads(c->m->n_threads);
     int off[2] = { 0, n_ids };
     c->m->arch->fwd->encode(c, ids, off, 1, -1);
-    memcpy(out, c->w.enc_out, (size_t)n_ids * c->m->cfg.d_model * sizeof(float));
+    size_t n = (size_t)n_ids * c->m->cfg.d_model;
+    memcpy(out, c->w.enc_out, n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(out[i])) return ENG_ENONFINITE;
     return 0;
 }
 
@@ -221,5 +224,7 @@ int eng_logits(eng_ctx *c, const int32_t *ids, int n_ids, const int32_t *dec_ids
     int doff[2] = { 0, n_dec }, eoff = 0;
     f->decode_full(c, dec_ids, doff, 1, &eoff, &n_ids, NULL, NULL);
     f->lm_head(c, c->w.h + (size_t)(n_dec - 1) * c->m->cfg.d_model, 1, out);
+    for (int v = 0; v < c->m->cfg.vocab_size; v++)
+        if (!isfinite(out[v])) return ENG_ENONFINITE;
     return 0;
 }

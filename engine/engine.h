@@ -286,7 +286,8 @@ int eng_score(eng_ctx *ctx, eng_score_req *reqs, int n);
 
 /* ---- lower-level access (tests, nlprun) ---- */
 
-/* Encoder output after the final layer norm: out is [n_ids, d_model]. */
+/* Encoder output after the final layer norm: out is [n_ids, d_model]. Both calls return
+ * ENG_ENONFINITE (out filled all the same) when a value is a NaN or an infinity. */
 int eng_encode(eng_ctx *ctx, const int32_t *ids, int n_ids, float *out);
 /* Next-token logits at the last decoder position: out is [vocab_size]. */
 int eng_logits(eng_ctx *ctx, const int32_t *ids, int n_ids, const int32_t *dec_ids,
