@@ -20,8 +20,9 @@
 #     sends 12 task requests each behind 7 frames of 4 MiB (28 MiB a message): they must
 #     not stay pinned in memory while queued (answered MALFORMED at once, as the envelope
 #     is over max_envelope_bytes); the bound holds.
-#  3. The non-readers go away; a normal client is then served (summarize OK, health ok),
-#     in_flight returns to 0, and SIGTERM exits 0.
+#     (The non-readers have gone away by then.)
+#  3. A normal client is then served (summarize OK, health ok), in_flight returns to 0,
+#     and SIGTERM exits 0.
 # Figures: baseline and peak RSS, requests and bytes sent, replies dropped, time.
 # Under `make asan` (NLP_ASAN set) the RSS bound is reported, not asserted: ASan's
 # quarantine and shadow memory are not the daemon's.
@@ -176,6 +177,12 @@ if dropped <= 0:
          "= %d): their bytes stay queued in the daemon" % dropped)
 peak1 = sp.peak
 
+# The non-readers go: what libzmq held for them is freed (each scenario is measured on
+# its own; the bound is over the baseline throughout).
+for s in readers_not:
+    s.close()
+time.sleep(0.5)
+
 # ---- 2. big envelopes on queued task requests ----
 sp.phase()
 busy = dealer()
@@ -187,27 +194,36 @@ for i in range(24):   # keeps the worker busy: 8 documents x 8 tokens x 4 beams 
 big = dealer()
 frame = b"\x00" * (4 * MIB - 64)
 codes = {}
-nbig = 0
+nbig = got = 0
+
+
+def take_reply(timeout_ms):
+    global got
+    if big.poll(timeout_ms):
+        r = pb.Response()
+        r.ParseFromString(big.recv_multipart()[-1])
+        codes[r.status.code] = codes.get(r.status.code, 0) + 1
+        got += 1
+        return True
+    return False
+
+
 for i in range(12):
     big.send_multipart([frame] * 7 + [req(200 + i, "summarize", ["Pinned %d?" % i],
                                           max_new_tokens=2)], copy=False)
     nbig += 1
     sent += 1
     sent_bytes += 7 * len(frame)
-    time.sleep(0.05)
+    # One message at a time while the daemon answers at once (28 MiB in transit is not
+    # what this measures); a daemon that queues them keeps getting more every 200 ms.
+    take_reply(200)
     if sp.over:
         fail("big envelopes: RSS up %.1f MiB after %d requests of 28 MiB envelopes "
              "(bound %d MiB)" % ((sp.phase_peak - sp.phase_base) / MIB, nbig, BOUND // MIB))
         break
-got = 0
 end = time.time() + 30
 while got < nbig and time.time() < end:
-    if big.poll(100):
-        fr = big.recv_multipart()
-        r = pb.Response()
-        r.ParseFromString(fr[-1])
-        codes[r.status.code] = codes.get(r.status.code, 0) + 1
-        got += 1
+    take_reply(100)
 print("big envelopes: %d requests behind 7 x 4 MiB frames; replies by code %s; RSS up "
       "%.1f MiB in this phase" % (nbig, codes, (sp.phase_peak - sp.phase_base) / MIB),
       flush=True)
@@ -221,8 +237,6 @@ elif set(codes) != {10}:
     fail("big envelopes over max_envelope_bytes answered %s, expected MALFORMED" % codes)
 
 # ---- 3. the daemon still serves ----
-for s in readers_not:
-    s.close()
 big.close()
 n_busy = 0
 end = time.time() + 60
