@@ -473,7 +473,8 @@ static void ek_many_part(int t0, int t1, int p0, int p1, int M, int N, int K, co
         for (int p = p0; p < p1; p++) {
             int m0 = p * EK_PW, rows = M - m0 < EK_PW ? M - m0 : EK_PW;
             /* the first panel of a tile fetches the next tile's weights into L2 */
-            const float *next = p == p0 && n0 + 2 * EK_NR <= N ? W + (size_t)(n0 + EK_NR) * ldw : NULL;
+            const float *next =
+                p == p0 && n0 + 2 * EK_NR <= N ? W + (size_t)(n0 + EK_NR) * ldw : NULL;
             const float *ap = Ap + (size_t)(p - p0) * K * EK_PW;
             float *c = C + (size_t)m0 * ldc;
             if (ek_panel_width(p, M) == EK_PW)

@@ -250,8 +250,8 @@ TEST_TIMEOUT(eng_batch_bits_gemm_rows, 120)
                             int d1 = memcmp(one, C + (size_t)i * LD, (size_t)N * sizeof(float));
                             int d2 = memcmp(many, one, (size_t)N * sizeof(float));
                             if ((d1 || d2) && bad++ < 5)
-                                CHECK_MSG(0, "threads %d K %d N %d beta %g m %d row %d: %s", threads,
-                                          K, N, beta, m, i,
+                                CHECK_MSG(0, "threads %d K %d N %d beta %g m %d row %d: %s",
+                                          threads, K, N, beta, m, i,
                                           d1 ? "differs from the row alone"
                                              : "alone differs from the packed kernel");
                         }
