@@ -4,8 +4,8 @@
  * Alone, a short document's products take the few-rows kernel (up to 8 rows); in company
  * (documents of other lengths sharing every engine call, hundreds of encoder rows and 20+
  * decoder rows) the packed many-rows kernel. Both at 1 and 2 threads, on both tiny
- * models. And at the kernel level: a row's output through eng_gemm is the same bits at
- * 1..200 rows, wherever the row falls. */
+ * models; and sequence classification (tiny-bart-mnli). And at the kernel level: a row's
+ * output through eng_gemm is the same bits at 1..200 rows, wherever the row falls. */
 #include "engine/eng_int.h"
 #include "engine/engine.h"
 #include "tests/harness/harness.h"
@@ -204,8 +204,8 @@ static void bb_model_case(const char *name)
     CHECK_MSG(bad == 0, "%s: %d results not bitwise those of the document alone", name, bad);
 }
 
-TEST_TIMEOUT(eng_batch_bits_tiny_flan, 120) { bb_model_case("tiny-flan"); }
-TEST_TIMEOUT(eng_batch_bits_tiny_t5, 120) { bb_model_case("tiny-t5"); }
+TEST_TIMEOUT(eng_batch_bits_tiny_flan, 300) { bb_model_case("tiny-flan"); }
+TEST_TIMEOUT(eng_batch_bits_tiny_t5, 300) { bb_model_case("tiny-t5"); }
 
 /* x[0..n) uniform in [-1, 1) */
 static void bb_fill(float *x, size_t n, unsigned *r)
@@ -259,4 +259,61 @@ TEST_TIMEOUT(eng_batch_bits_gemm_rows, 120)
                 }
     }
     CHECK_MSG(bad == 0, "%d rows not bitwise alike", bad);
+}
+
+/* Sequence classification (tiny-bart-mnli, eng_classify): each document's logits alone at
+ * 1 thread are bitwise those it gets alone at 2 threads and among 12 other documents
+ * (hundreds of rows in every product) at 1 and 2 threads. */
+TEST_TIMEOUT(eng_batch_bits_bart_classify, 120)
+{
+    enum { DOCS = 4, ALL = 16, LMAX = 60 };
+    static const int lens[DOCS] = { 2, 5, 9, 30 };
+    static int32_t ids[ALL][LMAX];
+    static float ref[DOCS][8], got[ALL][8];
+    int n_ids[ALL];
+    unsigned r = 99;
+    for (int d = 0; d < ALL; d++) {
+        n_ids[d] = d < DOCS ? lens[d] : 20 + (int)(bb_rand(&r) % (LMAX - 20));
+        ids[d][0] = 0; /* <s> */
+        for (int i = 1; i < n_ids[d] - 1; i++) ids[d][i] = 3 + (int32_t)(bb_rand(&r) % 120);
+        ids[d][n_ids[d] - 1] = 2; /* </s> */
+    }
+    int bad = 0;
+    for (int threads = 1; threads <= 2; threads++) {
+        char err[512];
+        eng_model_params mp = eng_model_default_params();
+        mp.n_threads = threads;
+        eng_model *m = eng_model_load(th_data("families/models/tiny-bart-mnli"), &mp, err,
+                                      sizeof err);
+        REQUIRE_MSG(m, "%s", err);
+        eng_ctx *c = eng_ctx_new(m, NULL, err, sizeof err);
+        REQUIRE_MSG(c, "%s", err);
+        int nl = eng_model_config(m)->num_labels;
+        REQUIRE(nl > 0 && nl <= 8);
+        for (int d = 0; d < DOCS; d++) {
+            float one[8];
+            eng_cls_req q = { .ids = ids[d], .n_ids = n_ids[d],
+                              .logits = threads == 1 ? ref[d] : one };
+            REQUIRE(eng_classify(c, &q, 1) == 0 && q.status == 0);
+            if (threads == 2 && memcmp(one, ref[d], (size_t)nl * sizeof(float)) && bad++ < 4)
+                CHECK_MSG(0, "document %d alone: 2 threads differ from 1", d);
+        }
+        /* the documents under test last, first, and between the others */
+        for (int order = 0; order < 2; order++) {
+            eng_cls_req q[ALL];
+            for (int i = 0; i < ALL; i++) {
+                int d = order ? ALL - 1 - i : (i * 5) % ALL;
+                q[i] = (eng_cls_req){ .ids = ids[d], .n_ids = n_ids[d], .logits = got[d] };
+            }
+            REQUIRE(eng_classify(c, q, ALL) == 0);
+            for (int i = 0; i < ALL; i++) REQUIRE_MSG(q[i].status == 0, "request %d", i);
+            for (int d = 0; d < DOCS; d++)
+                if (memcmp(got[d], ref[d], (size_t)nl * sizeof(float)) && bad++ < 4)
+                    CHECK_MSG(0, "document %d in company (order %d, %d threads): %.9g vs %.9g "
+                              "alone", d, order, threads, got[d][0], ref[d][0]);
+        }
+        eng_ctx_free(&c);
+        eng_model_free(&m);
+    }
+    CHECK_MSG(bad == 0, "%d classifications not bitwise those alone", bad);
 }
