@@ -12,13 +12,14 @@
 #include "proto/nlp.pb-c.h"
 
 _Static_assert((int)DMN_MALFORMED == (int)NLP__V1__STATUS_CODE__MALFORMED, "codes follow the wire");
+_Static_assert((int)DMN_UNSUPPORTED == (int)NLP__V1__STATUS_CODE__UNSUPPORTED, "codes follow the wire");
 _Static_assert((int)DMN_SHUTTING_DOWN == (int)NLP__V1__STATUS_CODE__SHUTTING_DOWN, "codes follow the wire");
 _Static_assert((int)DMN_INPUT_TOO_LONG == (int)NLP__V1__STATUS_CODE__INPUT_TOO_LONG, "codes follow the wire");
 
 static const char *const code_names[DMN_N_CODES] = {
     "OK", "INVALID_ARGUMENT", "UNKNOWN_TASK", "INPUT_TOO_LONG", "OVERLOADED",
     "DEADLINE_EXCEEDED", "INTERNAL", "MESSAGE_TOO_LARGE", "TOO_MANY_DOCUMENTS",
-    "SHUTTING_DOWN", "MALFORMED",
+    "SHUTTING_DOWN", "MALFORMED", "UNSUPPORTED",
 };
 
 const char *dmn_code_name(int code)
@@ -400,6 +401,7 @@ int dmn_code_from_task(int st)
     case TASK_OK: return DMN_OK;
     case TASK_EINVAL: return DMN_INVALID_ARGUMENT;
     case TASK_ETOOLONG: return DMN_INPUT_TOO_LONG;
+    case TASK_EUNSUPPORTED: return DMN_UNSUPPORTED;
     default: return DMN_INTERNAL;
     }
 }
@@ -561,12 +563,37 @@ int dmn_resp_health(uint64_t id, const dmn_health *h, void **buf, size_t *len)
     hp.version = (char *)h->version;
     hp.has_uptime_s = 1, hp.uptime_s = h->uptime_s;
     hp.has_shutting_down = 1, hp.shutting_down = h->shutting_down;
+    /* The model's family, tasks and languages: ASCII names from config.json, the task
+     * table and the tokenizer's codes, valid while the model is. */
+    char *tasks[8];
+    char **langs = NULL;
+    const task_env *env = h->env;
+    if (env && env->model) {
+        hp.model_type = (char *)env->model->model_type;
+        for (int k = 1; k <= TASK_TEXT2TEXT; k++)
+            if (task_served(env, (task_kind)k, NULL, 0))
+                tasks[hp.n_tasks++] = (char *)task_kind_name((task_kind)k);
+        hp.tasks = tasks;
+        int nl = tok_n_langs(env->tok);
+        if (task_served(env, TASK_TRANSLATE, NULL, 0) && nl > 0 &&
+            (langs = malloc((size_t)nl * sizeof *langs))) {
+            for (int i = 0; i < nl; i++) langs[i] = (char *)tok_lang_code(env->tok, i);
+            hp.n_languages = (size_t)nl;
+        } else if (env->info.pair_src[0] && (langs = malloc(2 * sizeof *langs))) {
+            langs[0] = (char *)env->info.pair_src;
+            langs[1] = (char *)env->info.pair_tgt;
+            hp.n_languages = 2;
+        }
+        hp.languages = langs;
+    }
     Nlp__V1__QueueStats qs = NLP__V1__QUEUE_STATS__INIT;
     if (h->queue.enabled) queue_stats(&qs, &h->queue), hp.queue = &qs;
     resp.has_id = 1, resp.id = id;
     resp.status = &st;
     resp.health = &hp;
-    return pack(&resp, buf, len);
+    int rc = pack(&resp, buf, len);
+    free(langs);
+    return rc;
 }
 
 int dmn_resp_stats(uint64_t id, const dmn_stats_snap *s, void **buf, size_t *len)

@@ -32,7 +32,8 @@ enum dmn_code {
     DMN_TOO_MANY_DOCUMENTS = 8,
     DMN_SHUTTING_DOWN = 9,
     DMN_MALFORMED = 10,
-    DMN_N_CODES = 11,
+    DMN_UNSUPPORTED = 11,      /* the model cannot do the task (TASK_EUNSUPPORTED) */
+    DMN_N_CODES = 12,
 };
 
 const char *dmn_code_name(int code);
@@ -115,6 +116,8 @@ typedef struct dmn_health {
     const char *version;
     double uptime_s;
     dmn_qstats queue;
+    /* The model (NULL: not reported): its family, the tasks it serves, its languages */
+    const task_env *env;
 } dmn_health;
 
 typedef struct dmn_stats_snap dmn_stats_snap;   /* dmn_stats.h */

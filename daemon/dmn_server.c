@@ -88,8 +88,10 @@ int dmn_server_load(dmn_server *srv, char *err, size_t errlen)
         return -1;
     }
     srv->env.tok = srv->tok;
-    srv->env.model = eng_model_config(srv->model);
     srv->env.conf = srv->tasks;
+    /* The model's family, its generation settings (beneath the operator's tasks file
+     * and the request), Marian's language pair. */
+    task_env_set_model(&srv->env, c->model_dir, srv->model);
     srv->env.max_input_tokens = c->limits.max_input_tokens;
 
     /* Sized for what the tasks produce (labels per job, tokens per label), grown to the
@@ -152,6 +154,7 @@ static void reply_health(dmn_server *srv, const dmn_route *to, uint64_t seq, uin
         .model = srv->conf.model_dir,
         .version = "nlpd " DMN_VERSION,
         .uptime_s = cm_now() - srv->t_start,
+        .env = &srv->env,
     };
     void *buf;
     size_t len;

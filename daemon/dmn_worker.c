@@ -9,7 +9,8 @@
  * while a generation runs join it at the next step instead of waiting for it to end.
  * A document is finished (task_finish) as soon as its last job is done and its request
  * goes back to the I/O thread over the inproc PAIR socket as soon as its last document
- * is (the pointer moves; the I/O thread owns the request from then on). Scoring jobs run
+ * is (the pointer moves; the I/O thread owns the request from then on). Scoring jobs
+ * (label scoring, and zero-shot's (text, label) pairs on an NLI model: eng_classify) run
  * after the generation, in calls bounded by max_batch_tokens.
  *
  * Working arrays are sized at start (documents: 4 x max_rows per batch) or grow to the
@@ -45,6 +46,8 @@ typedef struct worker {
     int ng, ghead, ns;
     task_job **gjobs, **sjobs; /* [cap] */
     eng_score_req *sreq;       /* [cap] contiguous copies for eng_score */
+    eng_cls_req *creq;         /* [cap] contiguous copies for eng_classify */
+    task_job **cjobs;          /* [cap] the classification jobs of one call, as in creq */
     int *lens, *rows, *ends;   /* [cap] */
     /* the running engine call, for its stats line */
     int call_seqs;             /* sequences started in it */
@@ -70,6 +73,8 @@ static int grow(worker *w, int need)
     if (grow_array((void **)&w->gjobs, sizeof *w->gjobs, cap) < 0 ||
         grow_array((void **)&w->sjobs, sizeof *w->sjobs, cap) < 0 ||
         grow_array((void **)&w->sreq, sizeof *w->sreq, cap) < 0 ||
+        grow_array((void **)&w->creq, sizeof *w->creq, cap) < 0 ||
+        grow_array((void **)&w->cjobs, sizeof *w->cjobs, cap) < 0 ||
         grow_array((void **)&w->lens, sizeof *w->lens, cap) < 0 ||
         grow_array((void **)&w->rows, sizeof *w->rows, cap) < 0 ||
         grow_array((void **)&w->ends, sizeof *w->ends, cap) < 0)
@@ -169,7 +174,7 @@ static void prepare_doc(worker *w, int i, double now)
     }
     for (int j = 0; j < w->docs[i].n_jobs; j++) {
         task_job *job = &w->docs[i].jobs[j];
-        if (job->kind == TASK_JOB_SCORE) {
+        if (job->kind == TASK_JOB_SCORE || job->kind == TASK_JOB_CLASSIFY) {
             w->sjobs[w->ns++] = job;
         } else {
             job->gen.tag = (void *)(intptr_t)i;
@@ -282,17 +287,35 @@ static void run_score(worker *w)
     int calls = dmn_sched_split(w->lens, w->rows, n, srv->conf.batching.max_batch_tokens,
                                 srv->conf.batching.max_rows, w->ends);
     for (int c = 0, start = 0; c < calls; start = w->ends[c++]) {
-        int cnt = w->ends[c] - start;
+        int cnt = w->ends[c] - start, nsc = 0, ncl = 0;
         uint64_t in_tok = 0;
+        /* Label scoring (generative models) and (text, label) pairs (NLI models) of the
+         * call; a model gives only one kind, but nothing here depends on that. */
         for (int k = 0; k < cnt; k++) {
-            w->sreq[k] = w->sjobs[start + k]->score;
+            task_job *j = w->sjobs[start + k];
+            if (j->kind == TASK_JOB_CLASSIFY) {
+                w->cjobs[ncl] = j;
+                w->creq[ncl++] = j->cls;
+            } else {
+                w->gjobs[nsc] = j;   /* free during scoring: the generation FIFO is done */
+                w->sreq[nsc++] = j->score;
+            }
             in_tok += (uint64_t)w->lens[start + k];
         }
-        int rc = eng_score(srv->ctx, w->sreq, cnt);
-        if (rc < 0)
-            DMN_LOG(DMN_LOG_ERROR, "eng_score(%d sequences): %s", cnt, eng_strerror(rc));
-        for (int k = 0; k < cnt; k++)
-            w->sjobs[start + k]->score.status = rc < 0 ? rc : w->sreq[k].status;
+        if (nsc > 0) {
+            int rc = eng_score(srv->ctx, w->sreq, nsc);
+            if (rc < 0)
+                DMN_LOG(DMN_LOG_ERROR, "eng_score(%d sequences): %s", nsc, eng_strerror(rc));
+            for (int k = 0; k < nsc; k++)
+                w->gjobs[k]->score.status = rc < 0 ? rc : w->sreq[k].status;
+        }
+        if (ncl > 0) {
+            int rc = eng_classify(srv->ctx, w->creq, ncl);
+            if (rc < 0)
+                DMN_LOG(DMN_LOG_ERROR, "eng_classify(%d sequences): %s", ncl, eng_strerror(rc));
+            for (int k = 0; k < ncl; k++)
+                w->cjobs[k]->cls.status = rc < 0 ? rc : w->creq[k].status;
+        }
         dmn_stats_batch(srv->stats, cnt, in_tok, 0, cm_now());
     }
 }
@@ -368,6 +391,8 @@ void *dmn_worker_main(void *arg)
     free(w.gjobs);
     free(w.sjobs);
     free(w.sreq);
+    free(w.creq);
+    free(w.cjobs);
     free(w.lens);
     free(w.rows);
     free(w.ends);

@@ -28,34 +28,46 @@ typedef struct conf_key {
     size_t size;            /* K_STR: buffer size */
     double min, max, def;
     const char *sdef;
+    unsigned bit;           /* decoding key: its ENG_GEN_SET_* bit (operator-set tracking) */
 } conf_key;
 
 #define OFF(f) offsetof(struct task_conf, f)
 #define SZ(f) sizeof(((struct task_conf *)0)->f)
-#define KI(g, n, f, mn, mx, d) { g, n, K_INT, OFF(f), 0, mn, mx, d, NULL }
-#define KF(g, n, f, mn, mx, d) { g, n, K_FLOAT, OFF(f), 0, mn, mx, d, NULL }
-#define KB(g, n, f, d) { g, n, K_BOOL, OFF(f), 0, 0, 1, d, NULL }
-#define KS(g, n, f, d) { g, n, K_STR, OFF(f), SZ(f), 0, 0, 0, d }
+#define KI(g, n, f, mn, mx, d) { g, n, K_INT, OFF(f), 0, mn, mx, d, NULL, 0 }
+#define KF(g, n, f, mn, mx, d) { g, n, K_FLOAT, OFF(f), 0, mn, mx, d, NULL, 0 }
+#define KB(g, n, f, d) { g, n, K_BOOL, OFF(f), 0, 0, 1, d, NULL, 0 }
+#define KS(g, n, f, d) { g, n, K_STR, OFF(f), SZ(f), 0, 0, 0, d, 0 }
+/* Decoding keys the checkpoint may state too: the file setting one puts it above the
+ * checkpoint's value. */
+#define KIB(g, n, f, mn, mx, d, b) { g, n, K_INT, OFF(f), 0, mn, mx, d, NULL, b }
+#define KFB(g, n, f, mn, mx, d, b) { g, n, K_FLOAT, OFF(f), 0, mn, mx, d, NULL, b }
 
 /* The decoding keys every generating task has; defaults differ per task. */
 #define DEC_KEYS(g, k, pr, maxnew, minnew, beams, lp, norep)                             \
     KS(g, "prompt", spec[k].prompt, pr),                                                  \
-    KI(g, "max_new_tokens", spec[k].dec.max_new_tokens, 1, 4096, maxnew),                     \
-    KI(g, "min_new_tokens", spec[k].dec.min_new_tokens, 0, 4096, minnew),                     \
-    KI(g, "num_beams", spec[k].dec.num_beams, 1, ENG_MAX_RETURN * 4, beams),                  \
+    KIB(g, "max_new_tokens", spec[k].dec.max_new_tokens, 1, 4096, maxnew,                    \
+        ENG_GEN_SET_MAX_NEW),                                                                 \
+    KIB(g, "min_new_tokens", spec[k].dec.min_new_tokens, 0, 4096, minnew,                    \
+        ENG_GEN_SET_MIN_NEW),                                                                 \
+    KIB(g, "num_beams", spec[k].dec.num_beams, 1, ENG_MAX_RETURN * 4, beams,                 \
+        ENG_GEN_SET_BEAMS),                                                                   \
     KI(g, "num_return_sequences", spec[k].dec.num_return_sequences, 1, ENG_MAX_RETURN, 1),    \
-    KF(g, "length_penalty", spec[k].dec.length_penalty, -10, 10, lp),                         \
-    KI(g, "no_repeat_ngram_size", spec[k].dec.no_repeat_ngram_size, 0, 64, norep),            \
-    KF(g, "repetition_penalty", spec[k].dec.repetition_penalty, 0.01, 100, 1.0),              \
+    KFB(g, "length_penalty", spec[k].dec.length_penalty, -10, 10, lp,                        \
+        ENG_GEN_SET_LENGTH_PENALTY),                                                          \
+    KIB(g, "no_repeat_ngram_size", spec[k].dec.no_repeat_ngram_size, 0, 64, norep,           \
+        ENG_GEN_SET_NO_REPEAT),                                                               \
+    KFB(g, "repetition_penalty", spec[k].dec.repetition_penalty, 0.01, 100, 1.0,             \
+        ENG_GEN_SET_REPETITION_PENALTY),                                                      \
     KB(g, "do_sample", spec[k].dec.do_sample, 0),                                             \
     KF(g, "temperature", spec[k].dec.temperature, 0.001, 100, 1.0),                           \
     KI(g, "top_k", spec[k].dec.top_k, 0, 1 << 20, 0),                                         \
     KF(g, "top_p", spec[k].dec.top_p, 0.0001, 1, 1.0),                                        \
-    { g, "seed", K_I64, OFF(spec[k].dec.seed), 0, 0, (double)INT64_MAX, 0, NULL }
+    { g, "seed", K_I64, OFF(spec[k].dec.seed), 0, 0, (double)INT64_MAX, 0, NULL, 0 }
 
 static const conf_key keys[] = {
     KB("", "truncate", truncate, 1),
     KI("", "max_beams", max_beams, 1, ENG_MAX_RETURN * 4, 16),
+    KS("", "prompt_model_types", prompted_types, "t5 mt5 umt5 longt5"),
     DEC_KEYS("summarize", TASK_SUMMARIZE, "summarize: {text}", 128, 10, 4, 2.0, 3),
     DEC_KEYS("translate", TASK_TRANSLATE, "translate {source} to {target}: {text}", 128, 0, 4,
              1.0, 0),
@@ -63,6 +75,7 @@ static const conf_key keys[] = {
     KS("classify", "prompt", spec[TASK_CLASSIFY].prompt, "{text}\nOPTIONS:\n- {labels}"),
     KS("classify", "label_separator", label_separator, "\n- "),
     KS("classify", "multi_label_contrast", contrast_label, "none"),
+    KS("classify", "hypothesis_template", hypothesis_template, "This example is {}."),
     KI("classify", "labels_per_job", labels_per_job, 1, 4096, 64),
     KI("classify", "max_label_tokens", max_label_tokens, 1, 1024, 31),
     DEC_KEYS("qa", TASK_QA, "question: {question} context: {context}", 32, 0, 4, 1.0, 0),
@@ -179,6 +192,13 @@ static int check_prompts(const struct task_conf *c, char *err, size_t errlen)
             return t[i].k;
         }
     }
+    /* The zero-shot pipeline formats the template with the label: exactly one {}. */
+    const char *h = strstr(c->hypothesis_template, "{}");
+    if (!h || strstr(h + 2, "{}")) {
+        snprintf(err, errlen, "tasks.classify.hypothesis_template: it must contain {} once "
+                 "(the label)");
+        return TASK_CLASSIFY;
+    }
     /* qa chunking splits the prompt around its one {context}. */
     const char *q = strstr(c->spec[TASK_QA].prompt, "{context}");
     if (q && strstr(q + 1, "{context}")) {
@@ -262,6 +282,7 @@ static int read_key(struct task_conf *c, const cm_conf *cf, const conf_key *k,
             *(int *)field(c, k) = (int)iv;
         else
             *(long long *)field(c, k) = iv;
+        if (k->bit) c->spec[task_kind_from_name(k->group)].dec_set |= k->bit;
         return 0;
     }
     case K_FLOAT: {
@@ -282,6 +303,7 @@ static int read_key(struct task_conf *c, const cm_conf *cf, const conf_key *k,
             return -1;
         }
         *(double *)field(c, k) = v;
+        if (k->bit) c->spec[task_kind_from_name(k->group)].dec_set |= k->bit;
         return 0;
     }
     case K_BOOL:
@@ -532,6 +554,8 @@ task_conf *task_conf_load(const char *path, char *err, size_t errlen)
     if (bad > 0) {
         char key[96];
         snprintf(key, sizeof key, "tasks.%s.prompt", task_kind_name((task_kind)bad));
+        if (!strncmp(why, "tasks.classify.hypothesis_template", 34))
+            snprintf(key, sizeof key, "tasks.classify.hypothesis_template");
         size_t at = where_key(cfg, key, path, err, errlen);
         snprintf(err + at, errlen - at, "%s", why);
         goto fail;

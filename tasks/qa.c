@@ -69,7 +69,7 @@ static int qa_prepare(const task_env *env, const task_input *in, task_doc *doc, 
         snprintf(err, errlen, "qa: the question is empty");
         return TASK_EINVAL;
     }
-    if ((rc = task_gen_params(conf, TASK_QA, &in->opts, &p, err, errlen)) < 0) return rc;
+    if ((rc = task_gen_params_env(env, TASK_QA, &in->opts, &p, err, errlen)) < 0) return rc;
 
     /* The whole prompt first: most contexts fit, and then it is one exact encoding. */
     static const char *const names[] = { "question", "context" };

@@ -80,6 +80,7 @@ int task_prepare(const task_env *env, const task_input *in, task_doc *doc, char 
     if (env->max_input_tokens < 2)
         return errf(err, errlen, TASK_EINVAL, "max_input_tokens (%d) is too small",
                     env->max_input_tokens);
+    if (!task_served(env, in->kind, err, errlen)) return TASK_EUNSUPPORTED;
     doc->kind = in->kind;
     int rc = ops->prepare(env, in, doc, err, errlen);
     if (rc < 0) {
@@ -238,13 +239,22 @@ int task_has_text(const char *text, size_t len)
 int task_encode(const tok_model *tok, const char *text, size_t len, int add_special,
                 int32_t **ids, int *n, char *err, size_t errlen)
 {
+    return task_encode_opt(tok, text, len, add_special, NULL, ids, n, err, errlen);
+}
+
+int task_encode_opt(const tok_model *tok, const char *text, size_t len, int add_special,
+                    const tok_encode_opts *opts, int32_t **ids, int *n, char *err,
+                    size_t errlen)
+{
+    tok_encode_opts o = opts ? *opts : tok_encode_default_opts();
+    o.flags = add_special ? o.flags | TOK_ADD_SPECIAL : o.flags & ~TOK_ADD_SPECIAL;
     /* A first guess that fits most texts; a longer encoding is asked for again. */
     size_t cap0 = 2 * len + 4;
     if (cap0 > (size_t)1 << 30) return errf(err, errlen, TASK_ETOOLONG, "the text is too large");
     int cap = (int)cap0;
     int32_t *buf = malloc((size_t)cap * sizeof *buf);
     if (!buf) return errf(err, errlen, TASK_ENOMEM, "out of memory");
-    int r = tok_encode(tok, text, len, add_special ? TOK_ADD_SPECIAL : 0, buf, cap);
+    int r = tok_encode_opt(tok, text, len, &o, buf, NULL, cap);
     if (r > cap) {
         int32_t *nb = realloc(buf, (size_t)r * sizeof *buf);
         if (!nb) {
@@ -253,7 +263,7 @@ int task_encode(const tok_model *tok, const char *text, size_t len, int add_spec
         }
         buf = nb;
         cap = r;
-        r = tok_encode(tok, text, len, add_special ? TOK_ADD_SPECIAL : 0, buf, cap);
+        r = tok_encode_opt(tok, text, len, &o, buf, NULL, cap);
     }
     if (r < 0) {
         free(buf);
@@ -268,9 +278,10 @@ int task_encode(const tok_model *tok, const char *text, size_t len, int add_spec
 
 /* Fills the template with vals, names[var] cut to cut bytes, and tokenizes with the
  * special ids. */
-static int encode_cut(const task_env *env, const char *tmpl, const char *const *names,
-                      const char *const *vals, const size_t *vlens, int n, int var, size_t cut,
-                      int32_t **ids, int *n_ids, char *err, size_t errlen)
+static int encode_cut(const task_env *env, const tok_encode_opts *opts, const char *tmpl,
+                      const char *const *names, const char *const *vals, const size_t *vlens,
+                      int n, int var, size_t cut, int32_t **ids, int *n_ids, char *err,
+                      size_t errlen)
 {
     size_t lens[8];
     if (n > 8) return errf(err, errlen, TASK_EINTERNAL, "too many placeholders");
@@ -279,7 +290,7 @@ static int encode_cut(const task_env *env, const char *tmpl, const char *const *
     size_t plen;
     char *p = task_fill(tmpl, names, vals, lens, n, &plen);
     if (!p) return errf(err, errlen, TASK_ENOMEM, "out of memory (or a bad prompt template)");
-    int rc = task_encode(env->tok, p, plen, 1, ids, n_ids, err, errlen);
+    int rc = task_encode_opt(env->tok, p, plen, 1, opts, ids, n_ids, err, errlen);
     free(p);
     return rc;
 }
@@ -289,8 +300,17 @@ int task_encode_prompt(const task_env *env, const char *tmpl, const char *const 
                        int max_tokens, int32_t **ids, int *n_ids, int *truncated, char *err,
                        size_t errlen)
 {
+    return task_encode_prompt_opt(env, NULL, tmpl, names, vals, vlens, n, var, max_tokens, ids,
+                                  n_ids, truncated, err, errlen);
+}
+
+int task_encode_prompt_opt(const task_env *env, const tok_encode_opts *opts, const char *tmpl,
+                           const char *const *names, const char *const *vals,
+                           const size_t *vlens, int n, int var, int max_tokens, int32_t **ids,
+                           int *n_ids, int *truncated, char *err, size_t errlen)
+{
     *truncated = 0;
-    int rc = encode_cut(env, tmpl, names, vals, vlens, n, var, var >= 0 ? vlens[var] : 0, ids,
+    int rc = encode_cut(env, opts, tmpl, names, vals, vlens, n, var, var >= 0 ? vlens[var] : 0, ids,
                         n_ids, err, errlen);
     if (rc < 0 || *n_ids <= max_tokens) return rc;
     int full = *n_ids;
@@ -308,7 +328,7 @@ int task_encode_prompt(const task_env *env, const char *tmpl, const char *const 
     size_t lo = 0, hi = vlens[var];
     int32_t *t = NULL;
     int nt = 0;
-    rc = encode_cut(env, tmpl, names, vals, vlens, n, var, 0, &t, &nt, err, errlen);
+    rc = encode_cut(env, opts, tmpl, names, vals, vlens, n, var, 0, &t, &nt, err, errlen);
     if (rc < 0) return rc;
     free(t);
     if (nt > max_tokens)
@@ -326,7 +346,7 @@ int task_encode_prompt(const task_env *env, const char *tmpl, const char *const 
             while (mid < hi && ((unsigned char)v[mid] & 0xC0) == 0x80) mid++;
             if (mid >= hi) break;
         }
-        rc = encode_cut(env, tmpl, names, vals, vlens, n, var, mid, &t, &nt, err, errlen);
+        rc = encode_cut(env, opts, tmpl, names, vals, vlens, n, var, mid, &t, &nt, err, errlen);
         if (rc < 0) return rc;
         free(t);
         if (nt <= max_tokens)
@@ -334,7 +354,7 @@ int task_encode_prompt(const task_env *env, const char *tmpl, const char *const 
         else
             hi = mid;
     }
-    rc = encode_cut(env, tmpl, names, vals, vlens, n, var, lo, ids, n_ids, err, errlen);
+    rc = encode_cut(env, opts, tmpl, names, vals, vlens, n, var, lo, ids, n_ids, err, errlen);
     if (rc < 0) return rc;
     *truncated = 1;
     return 0;
@@ -342,11 +362,52 @@ int task_encode_prompt(const task_env *env, const char *tmpl, const char *const 
 
 /* ---- decoding parameters ---- */
 
+static int gen_params(const task_conf *conf, task_kind kind, const task_model_info *mi,
+                      const task_decode_opts *o, eng_gen_params *p, char *err, size_t errlen);
+
 int task_gen_params(const task_conf *conf, task_kind kind, const task_decode_opts *o,
                     eng_gen_params *p, char *err, size_t errlen)
 {
-    const task_dec_defaults *d = &conf->spec[kind].dec;
+    static const task_model_info none = { 0 };
+    return gen_params(conf, kind, &none, o, p, err, errlen);
+}
+
+int task_gen_params_env(const task_env *env, task_kind kind, const task_decode_opts *o,
+                        eng_gen_params *p, char *err, size_t errlen)
+{
+    return gen_params(env->conf, kind, &env->info, o, p, err, errlen);
+}
+
+static int gen_params(const task_conf *conf, task_kind kind, const task_model_info *mi,
+                      const task_decode_opts *o, eng_gen_params *p, char *err, size_t errlen)
+{
+    /* The task's defaults, with what the checkpoint states in place of those the
+     * operator's file does not set. */
+    task_dec_defaults dd = conf->spec[kind].dec;
+    const task_dec_defaults *d = &dd;
+    unsigned from_model = mi->known ? mi->gen_set & ~conf->spec[kind].dec_set : 0;
+    const eng_gen_params *g = &mi->gen;
+    if (from_model & ENG_GEN_SET_MAX_NEW) dd.max_new_tokens = g->max_new_tokens;
+    if (from_model & ENG_GEN_SET_MIN_NEW) dd.min_new_tokens = g->min_new_tokens;
+    if (from_model & ENG_GEN_SET_BEAMS) dd.num_beams = g->num_beams;
+    if (from_model & ENG_GEN_SET_LENGTH_PENALTY) dd.length_penalty = g->length_penalty;
+    if (from_model & ENG_GEN_SET_NO_REPEAT) dd.no_repeat_ngram_size = g->no_repeat_ngram_size;
+    if (from_model & ENG_GEN_SET_REPETITION_PENALTY)
+        dd.repetition_penalty = g->repetition_penalty;
+    if (dd.num_beams > conf->max_beams) dd.num_beams = conf->max_beams;
     *p = eng_gen_default_params();
+    /* What only the checkpoint says (no tasks key): stopping rule, forced and banned
+     * tokens. */
+    if (mi->known) {
+        if (mi->gen_set & ENG_GEN_SET_EARLY_STOPPING) p->early_stopping = g->early_stopping;
+        if (mi->gen_set & ENG_GEN_SET_FORCED_BOS) p->forced_bos_token_id = g->forced_bos_token_id;
+        if (mi->gen_set & ENG_GEN_SET_FORCED_EOS) p->forced_eos_token_id = g->forced_eos_token_id;
+        if (mi->gen_set & ENG_GEN_SET_BAD_WORDS) {
+            p->bad_words = g->bad_words;
+            p->bad_off = g->bad_off;
+            p->n_bad_words = g->n_bad_words;
+        }
+    }
 
     p->max_new_tokens = d->max_new_tokens;
     if (p->max_new_tokens > conf->max_new_tokens_limit)
@@ -483,9 +544,10 @@ static int from_eng(int st)
 
 int task_job_status(const task_job *job, char *msg, size_t msglen)
 {
-    int st = job->kind == TASK_JOB_GENERATE ? job->gen.status
-             : job->kind == TASK_JOB_SCORE  ? job->score.status
-                                            : ENG_EINVAL;
+    int st = job->kind == TASK_JOB_GENERATE   ? job->gen.status
+             : job->kind == TASK_JOB_SCORE    ? job->score.status
+             : job->kind == TASK_JOB_CLASSIFY ? job->cls.status
+                                              : ENG_EINVAL;
     if (st != 0)
         return errf(msg, msglen, from_eng(st), "engine: %s", eng_strerror(st));
     if (job->kind == TASK_JOB_GENERATE && job->result.n_hyps < 1)
@@ -535,9 +597,9 @@ int task_prepare_single(const task_env *env, task_kind kind, const task_input *i
     int32_t *ids;
     int n, rc;
 
-    rc = task_gen_params(env->conf, kind, &in->opts, &p, err, errlen);
+    rc = task_gen_params_env(env, kind, &in->opts, &p, err, errlen);
     if (rc < 0) return rc;
-    rc = task_encode_prompt(env, env->conf->spec[kind].prompt, names, vals, lens, 1, 0,
+    rc = task_encode_prompt(env, task_prompt(env, kind), names, vals, lens, 1, 0,
                             env->max_input_tokens, &ids, &n, &doc->truncated, err, errlen);
     if (rc < 0) return rc;
     if ((rc = task_doc_jobs(doc, 1)) < 0) {

@@ -34,17 +34,50 @@ typedef enum task_status {
     TASK_ETOOLONG = -2,      /* input over the configured token limit */
     TASK_EINTERNAL = -3,     /* engine failure */
     TASK_ENOMEM = -4,
+    TASK_EUNSUPPORTED = -5,  /* the model cannot do this task (qa on BART...): never nonsense */
 } task_status;
 
 typedef struct task_conf task_conf;   /* opaque: prompts, defaults, limits per task */
 
+/* What the tasks need to know of the checkpoint beyond its eng_config: filled by
+ * task_env_set_model(). All zero (known = 0): a T5-family model with no generation
+ * settings of its own (tests, and what every model was before the families). */
+typedef struct task_model_info {
+    int known;
+    eng_gen_params gen;          /* eng_model_gen_params(): bad_words point into the model */
+    unsigned gen_set;            /* its ENG_GEN_SET_* bits: what the checkpoint states */
+    /* Marian: the one language pair it serves, as written in tokenizer_config.json
+     * (source_lang / target_lang) or the directory name opus-mt-SRC-TGT; "" unknown. */
+    char pair_src[24], pair_tgt[24];
+} task_model_info;
+
 /* Everything a task needs, shared read-only between threads. */
 typedef struct task_env {
     const tok_model *tok;
-    const eng_config *model;
+    const eng_config *model;     /* NULL: treated as T5 (tests that need no weights) */
     const task_conf *conf;
     int max_input_tokens;    /* encoder tokens per job, EOS included */
+    task_model_info info;
 } task_env;
+
+/* Sets env->model and env->info from a loaded checkpoint and its directory (generation
+ * settings, Marian's language pair). Cannot fail: what is not found stays unknown. */
+void task_env_set_model(task_env *env, const char *model_dir, const eng_model *model);
+
+/* The family of the model in env as the tasks see it (docs/models.md). */
+typedef enum task_family {
+    TASK_FAM_T5 = 0,         /* prompted text-to-text: every task (also env->model NULL) */
+    TASK_FAM_BART = 1,       /* bart generation: summarize, classify by label scoring */
+    TASK_FAM_NLI = 2,        /* a classification head with an entail* label: zero-shot */
+    TASK_FAM_MARIAN = 3,     /* one language pair (or one source, >>xx<< targets) */
+    TASK_FAM_MANY = 4,       /* m2m_100 / NLLB / mbart: language codes in the tokenizer */
+    TASK_FAM_OTHER_CLS = 5,  /* a classification head without entailment: nothing */
+} task_family;
+task_family task_env_family(const task_env *env);
+/* 1 if the model in env serves the task; else 0 and, when why is given, the reason. */
+int task_served(const task_env *env, task_kind kind, char *why, size_t whylen);
+/* The served tasks' names, space-separated ("summarize classify"), into buf. */
+void task_served_list(const task_env *env, char *buf, size_t cap);
 
 /* Decoding options as the client sent them: a field < 0 (or NAN for floats) means
  * "not set, use the task's default from the config". */
@@ -72,10 +105,11 @@ typedef struct task_input {
     task_decode_opts opts;
 } task_input;
 
-enum task_job_kind { TASK_JOB_GENERATE = 1, TASK_JOB_SCORE = 2 };
+enum task_job_kind { TASK_JOB_GENERATE = 1, TASK_JOB_SCORE = 2, TASK_JOB_CLASSIFY = 3 };
 
-/* One unit of engine work. `gen` or `score` is ready to hand to eng_generate() /
- * eng_score() as is (its pointers point into the job); the engine writes the outputs. */
+/* One unit of engine work. `gen`, `score` or `cls` is ready to hand to eng_generate() /
+ * eng_score() / eng_classify() as is (its pointers point into the job or the doc); the
+ * engine writes the outputs. */
 typedef struct task_job {
     int kind;
     int32_t *ids;
@@ -84,6 +118,7 @@ typedef struct task_job {
     eng_gen_result result;
     eng_gen_req gen;
     eng_score_req score;
+    eng_cls_req cls;         /* TASK_JOB_CLASSIFY: one (premise, hypothesis) pair */
 } task_job;
 
 typedef struct task_doc {
@@ -140,9 +175,12 @@ const char *task_kind_name(task_kind kind);
  *   (default) summarize/text2text/classify keep the longest prefix of the text whose
  *   whole prompt fits and set truncated = 1 (translate: per sentence); with false the
  *   document fails with TASK_ETOOLONG. qa chunks the context instead of truncating.
- * - classify: single-label probabilities are a softmax over the labels' log-likelihoods;
- *   multi_label gives each label sigmoid(logprob(label) - logprob(contrast)), the contrast
- *   being tasks.classify.multi_label_contrast ("none"), scored in the same encoder pass.
+ * - classify on a generative model: single-label probabilities are a softmax over the
+ *   labels' log-likelihoods; multi_label gives each label sigmoid(logprob(label) -
+ *   logprob(contrast)), the contrast being tasks.classify.multi_label_contrast ("none"),
+ *   scored in the same encoder pass. On an NLI model (TASK_FAM_NLI): HF's zero-shot
+ *   pipeline, one TASK_JOB_CLASSIFY per (text, label) pair (tasks/classify.c).
+ * - A task the model does not serve (task_served) is TASK_EUNSUPPORTED.
  * - Empty or whitespace-only text is TASK_EINVAL.
  * - input_tokens: encoder tokens (sum over jobs; classify counts its input once);
  *   output_tokens: generated tokens without EOS. */

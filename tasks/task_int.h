@@ -25,6 +25,8 @@ typedef struct task_dec_defaults {
 typedef struct task_spec {
     char prompt[TASK_PROMPT_MAX];
     task_dec_defaults dec;
+    unsigned dec_set;       /* ENG_GEN_SET_* bits of the decoding keys the file sets (the
+                             * operator's choices, above the checkpoint's own settings) */
 } task_spec;
 
 /* One row of the language table: an ISO code and up to TASK_LANG_NAMES English names;
@@ -53,6 +55,9 @@ struct task_conf {
     char contrast_label[64];     /* multi-label: each label vs this one */
     int labels_per_job;          /* candidates per eng_score_req (engine's max_cands) */
     int max_label_tokens;        /* tokens per label, EOS excluded (engine's max_cand_len - 1) */
+    char hypothesis_template[TASK_PROMPT_MAX];  /* NLI zero-shot: "This example is {}." */
+    /* model types (config.json's model_type, space-separated) that read the prompts */
+    char prompted_types[256];
     /* qa */
     int qa_overlap;              /* context tokens shared by neighbouring chunks */
     int qa_min_chunk;            /* below this many context tokens per chunk: ETOOLONG */
@@ -109,6 +114,27 @@ int task_encode_prompt(const task_env *env, const char *tmpl, const char *const 
 /* Client options over the task's defaults, checked against the limits. */
 int task_gen_params(const task_conf *conf, task_kind kind, const task_decode_opts *o,
                     eng_gen_params *p, char *err, size_t errlen);
+/* The same with the checkpoint's generation settings (env->info) in their place: the
+ * task's built-in defaults, beneath what the checkpoint states (including early_stopping,
+ * forced BOS/EOS and bad words, which the config has no key for), beneath the keys the
+ * operator's tasks file sets, beneath the request's options. */
+int task_gen_params_env(const task_env *env, task_kind kind, const task_decode_opts *o,
+                        eng_gen_params *p, char *err, size_t errlen);
+
+/* The prompt of a task for the model in env: the configured one for a model type listed
+ * in tasks.prompt_model_types (T5), else "{text}" (BART, Marian, M2M100... read the
+ * text as is). */
+const char *task_prompt(const task_env *env, task_kind kind);
+
+/* task_encode / task_encode_prompt with the tokenizer's per-call options (source
+ * language of a many-to-many model); opts NULL: the defaults. */
+int task_encode_opt(const tok_model *tok, const char *text, size_t len, int add_special,
+                    const tok_encode_opts *opts, int32_t **ids, int *n, char *err,
+                    size_t errlen);
+int task_encode_prompt_opt(const task_env *env, const tok_encode_opts *opts, const char *tmpl,
+                           const char *const *names, const char *const *vals,
+                           const size_t *vlens, int n, int var, int max_tokens, int32_t **ids,
+                           int *n_ids, int *truncated, char *err, size_t errlen);
 
 /* Allocates doc->jobs (zeroed). */
 int task_doc_jobs(task_doc *doc, int n);
@@ -153,6 +179,28 @@ int task_split_sentences(const task_conf *conf, const char *text, size_t len,
  * union covering [0, n). Spans are in tokens. Returns the count, < 0 on ENOMEM. */
 int task_qa_chunks(int n, int window, int overlap, const uint8_t *is_word_start,
                    task_span **out);
+
+/* ---- zero-shot classification on an NLI model (tasks/classify.c) ---- */
+
+/* How the tokenizer lays out a pair: head a mid b tail (BART: <s> a </s></s> b </s>). */
+typedef struct task_pair_layout {
+    int n_head, n_mid, n_tail;
+    int32_t head[TOK_MAX_SPECIALS], mid[TOK_MAX_SPECIALS], tail[TOK_MAX_SPECIALS];
+} task_pair_layout;
+/* The layout of tok's pairs (tok_encode_pair of two empty texts). < 0 on error. */
+int task_pair_layout_of(const tok_model *tok, task_pair_layout *l);
+/* head a mid b tail into out (room for n_head + na + n_mid + nb + n_tail); the count. */
+int task_pair_ids(const task_pair_layout *l, const int32_t *a, int na, const int32_t *b,
+                  int nb, int32_t *out);
+/* HF's zero-shot pipeline's ids: entailment = the first label starting with "entail"
+ * (ASCII case-insensitive), contradiction = 0, or the last label when entailment is 0.
+ * Returns 0, or -1 when the model has no head or no entailment label. */
+int task_nli_ids(const eng_config *m, int *entail, int *contra);
+/* Scores of n labels from their pairs' logits ([n][num_labels]): softmax over the
+ * entailment logits, or with multi_label (or n == 1) each label's softmax over
+ * [contradiction, entailment]. In label order. */
+void task_zs_scores(const float *logits, int n, int num_labels, int entail, int contra,
+                    int multi_label, double *scores);
 
 /* Label probabilities from label log-likelihoods: softmax over n labels, or with
  * multi_label each label's exp(lp) / (exp(lp) + exp(contrast_lp)). */

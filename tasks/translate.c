@@ -1,6 +1,14 @@
-/* translate: source and target as ISO codes or English names (the table is
- * tasks.translate.languages); the prompt says the names ("translate English to German:
- * ..."). The text is split into sentences, each one generate job (the caller batches
+/* translate, per model family (docs/models.md):
+ * - T5: source and target as ISO codes or English names (the table is
+ *   tasks.translate.languages); the prompt says the names ("translate English to German:
+ *   ...").
+ * - Marian: one language pair (task_model_info: tokenizer_config.json or the directory
+ *   name opus-mt-SRC-TGT); a request for another pair is TASK_EINVAL naming the pair. A
+ *   model with several targets gets the target's `>>xx<<` token before each sentence.
+ * - M2M100, NLLB, mBART-50: the languages are the tokenizer's codes (engine/langs.h
+ *   reads what users write); the source code is put by the tokenizer, the target code is
+ *   forced as the first generated token (forced_bos_token_id).
+ * For all: the text is split into sentences, each one generate job (the caller batches
  * them), and the outputs are joined in order with single spaces -- no space after a CJK
  * full stop. An over-long sentence is cut like any over-long input. */
 #include "tasks/task_int.h"
@@ -9,8 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/common.h"
+#include "engine/langs.h"
 
 /* ---- sentence splitting ---- */
 
@@ -150,25 +160,130 @@ static int resolve(const task_env *env, const char *given, const char *what,
     return TASK_EINVAL;
 }
 
+/* A language name or code as ISO 639-3 (langs.h), NULL when unknown. */
+static const char *iso3_of(const char *s, char buf[8])
+{
+    return s && *s ? lang_iso3(s, buf) : NULL;
+}
+
+/* Whether two names or codes name one language ("en", "eng", "English"). */
+static int same_lang(const char *a, const char *b)
+{
+    char b1[8], b2[8];
+    const char *x = iso3_of(a, b1), *y = iso3_of(b, b2);
+    if (x && y) return !strcmp(x, y);
+    return !strcasecmp(a, b);
+}
+
+/* Marian's multilingual targets: the id of the token ">>code<<" when the vocabulary has
+ * it (a code the tokenizer lacks encodes as <unk>). */
+static int marian_has_code(const tok_model *tok, const char *code)
+{
+    char t[40];
+    int32_t ids[4];
+    if (!code || !*code || strlen(code) > 16) return 0;
+    snprintf(t, sizeof t, ">>%s<<", code);
+    int n = tok_encode(tok, t, strlen(t), 0, ids, 4);
+    return n == 1 && ids[0] != tok_unk_id(tok);
+}
+
+/* The >>xx<< prefix for target `tgt` ("" when the model is the pair's own target),
+ * or TASK_EINVAL naming the pair the model serves. */
+static int marian_langs(const task_env *env, const char *src, const char *tgt, char *prefix,
+                        size_t cap, char *err, size_t errlen)
+{
+    const task_model_info *mi = &env->info;
+    size_t qs = src ? cm_utf8_cut(src, strlen(src), CM_QUOTE_MAX) : 0;
+    size_t qt = cm_utf8_cut(tgt, strlen(tgt), CM_QUOTE_MAX);
+    prefix[0] = 0;
+    if (src && mi->pair_src[0] && !same_lang(src, mi->pair_src)) {
+        cm_fmt(err, errlen, "translate: this model (marian) translates %s to %s only, not "
+               "from '%.*s'", mi->pair_src, mi->pair_tgt, (int)qs, src);
+        return TASK_EINVAL;
+    }
+    if (mi->pair_tgt[0] && same_lang(tgt, mi->pair_tgt)) return 0;
+    /* A multilingual target: >>code<< as the model writes it (ISO 639-1 or 639-3). */
+    char b3[8];
+    const task_lang *l = task_lang_find(env->conf, tgt);
+    const char *cands[] = { tgt, l ? l->code : NULL, iso3_of(tgt, b3) };
+    for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++)
+        if (marian_has_code(env->tok, cands[i])) {
+            snprintf(prefix, cap, ">>%s<< ", cands[i]);
+            return 0;
+        }
+    if (!mi->pair_tgt[0]) return 0;   /* no pair known and no codes: take it as asked */
+    cm_fmt(err, errlen, "translate: this model (marian) translates %s to %s only, not to "
+           "'%.*s'", mi->pair_src[0] ? mi->pair_src : "?", mi->pair_tgt, (int)qt, tgt);
+    return TASK_EINVAL;
+}
+
+/* The index of the model's language code for `user`, or TASK_EINVAL saying how to list
+ * them. */
+static int many_lang(const task_env *env, const char *user, const char *what, char *err,
+                     size_t errlen)
+{
+    int n = tok_n_langs(env->tok);
+    const char **codes = malloc((size_t)(n > 0 ? n : 1) * sizeof *codes);
+    if (!codes) {
+        snprintf(err, errlen, "out of memory");
+        return TASK_ENOMEM;
+    }
+    for (int i = 0; i < n; i++) codes[i] = tok_lang_code(env->tok, i);
+    int k = lang_resolve(user, codes, n);
+    free(codes);
+    if (k >= 0) return k;
+    size_t q = cm_utf8_cut(user, strlen(user), CM_QUOTE_MAX);
+    cm_fmt(err, errlen, "translate: unknown %s language '%.*s%s': the model has %d language "
+           "codes (`nlpc models` lists them; ISO 639 codes and English names are accepted "
+           "too)", what, (int)q, user, user[q] ? "..." : "", n);
+    return TASK_EINVAL;
+}
+
 static int translate_prepare(const task_env *env, const task_input *in, task_doc *doc,
                              char *err, size_t errlen)
 {
-    const task_lang *src, *tgt;
+    const task_lang *src = NULL, *tgt = NULL;
     eng_gen_params p;
     task_span *sp = NULL;
+    tok_encode_opts eo = tok_encode_default_opts();
+    const tok_encode_opts *opts = NULL;
+    char prefix[48] = "";
     int rc;
 
     if (!in->target_lang || !task_has_text(in->target_lang, strlen(in->target_lang))) {
         snprintf(err, errlen, "translate: the target language is required");
         return TASK_EINVAL;
     }
-    const char *s = in->source_lang && task_has_text(in->source_lang, strlen(in->source_lang))
-                        ? in->source_lang
-                        : env->conf->default_source;
-    if ((rc = resolve(env, s, "source", &src, err, errlen)) < 0) return rc;
-    if ((rc = resolve(env, in->target_lang, "target", &tgt, err, errlen)) < 0) return rc;
-    if ((rc = task_gen_params(env->conf, TASK_TRANSLATE, &in->opts, &p, err, errlen)) < 0)
+    int given = in->source_lang && task_has_text(in->source_lang, strlen(in->source_lang));
+    const char *s = given ? in->source_lang : env->conf->default_source;
+    if ((rc = task_gen_params_env(env, TASK_TRANSLATE, &in->opts, &p, err, errlen)) < 0)
         return rc;
+    task_family fam = task_env_family(env);
+    if (fam == TASK_FAM_T5) {
+        if ((rc = resolve(env, s, "source", &src, err, errlen)) < 0) return rc;
+        if ((rc = resolve(env, in->target_lang, "target", &tgt, err, errlen)) < 0) return rc;
+    } else if (fam == TASK_FAM_MARIAN) {
+        rc = marian_langs(env, given ? in->source_lang : NULL, in->target_lang, prefix,
+                          sizeof prefix, err, errlen);
+        if (rc < 0) return rc;
+    } else {
+        /* Many-to-many: the source code through the tokenizer, the target forced as the
+         * first generated token (HF: forced_bos_token_id = the target language's id). */
+        int ks = many_lang(env, s, "source", err, errlen);
+        if (ks < 0 && !given) {
+            /* the configured default is not one of the model's: its tokenizer's own */
+            eo.src_lang = tok_lang_default(env->tok, 0);
+            ks = 0;
+        } else if (ks < 0) {
+            return ks;
+        } else {
+            eo.src_lang = tok_lang_id(env->tok, tok_lang_code(env->tok, ks));
+        }
+        int kt = many_lang(env, in->target_lang, "target", err, errlen);
+        if (kt < 0) return kt;
+        p.forced_bos_token_id = tok_lang_id(env->tok, tok_lang_code(env->tok, kt));
+        opts = &eo;
+    }
 
     int ns = task_split_sentences(env->conf, in->text, in->text_len, &sp);
     if (ns < 0) {
@@ -185,14 +300,18 @@ static int translate_prepare(const task_env *env, const task_input *in, task_doc
         return rc;
     }
     static const char *const names[] = { "text", "source", "target" };
-    const char *const *tmpl_names = names;
+    /* T5 reads the prompt with the languages' names; the others get the sentence, after
+     * Marian's >>xx<< when the model has several targets. */
+    const char *tmpl = fam == TASK_FAM_T5 ? env->conf->spec[TASK_TRANSLATE].prompt
+                                          : "{target}{text}";
     for (int i = 0; i < ns; i++) {
-        const char *vals[] = { in->text + sp[i].off, src->names[0], tgt->names[0] };
-        size_t lens[] = { sp[i].len, strlen(src->names[0]), strlen(tgt->names[0]) };
+        const char *sn = src ? src->names[0] : "", *tn = tgt ? tgt->names[0] : prefix;
+        const char *vals[] = { in->text + sp[i].off, sn, tn };
+        size_t lens[] = { sp[i].len, strlen(sn), strlen(tn) };
         int32_t *ids;
         int n, cut;
-        rc = task_encode_prompt(env, env->conf->spec[TASK_TRANSLATE].prompt, tmpl_names, vals,
-                                lens, 3, 0, env->max_input_tokens, &ids, &n, &cut, err, errlen);
+        rc = task_encode_prompt_opt(env, opts, tmpl, names, vals, lens, 3, 0,
+                                    env->max_input_tokens, &ids, &n, &cut, err, errlen);
         if (rc < 0) {
             /* Which sentence, for a long document. */
             cm_fmt(err, errlen, "translate: sentence %d of %d: %s", i + 1, ns, err);

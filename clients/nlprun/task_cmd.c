@@ -210,6 +210,13 @@ static void run_jobs(eng_ctx *ctx, const eng_ctx_params *cp, task_doc *doc)
             if (rc < 0) j->score.status = rc;
             continue;
         }
+        if (j->kind == TASK_JOB_CLASSIFY) {
+            /* one pair per call: the daemon batches them, and a result does not depend
+             * on its batch */
+            int rc = eng_classify(ctx, &j->cls, 1);
+            if (rc < 0) j->cls.status = rc;
+            continue;
+        }
         if (!reqs || !idx) {
             j->gen.status = ENG_ENOMEM;
             continue;
@@ -231,6 +238,7 @@ static const char *status_name(int st)
     case TASK_OK: return "OK";
     case TASK_EINVAL: return "INVALID_ARGUMENT";
     case TASK_ETOOLONG: return "INPUT_TOO_LONG";
+    case TASK_EUNSUPPORTED: return "UNSUPPORTED";
     case TASK_ENOMEM: return "INTERNAL";
     default: return "INTERNAL";
     }
@@ -328,9 +336,19 @@ int nlprun_task(int argc, char **argv)
         fprintf(stderr, "nlprun: %s\n", err);
         goto out;
     }
-    /* Input errors first: they need the tokenizer, not the model. */
-    task_env env = { .tok = tok, .model = NULL, .conf = conf,
+    /* The model first: what a task does depends on its family (docs/models.md). */
+    eng_model_params mp = eng_model_default_params();
+    mp.n_threads = cli.threads;
+    eng_ctx_params cp = task_conf_ctx_params(conf);
+    model = eng_model_load(cli.model_dir, &mp, err, sizeof err);
+    if (model) ctx = eng_ctx_new(model, &cp, err, sizeof err);
+    if (!ctx) {
+        fprintf(stderr, "nlprun: %s\n", err);
+        goto out;
+    }
+    task_env env = { .tok = tok, .conf = conf,
                      .max_input_tokens = task_conf_max_input_tokens(conf) };
+    task_env_set_model(&env, cli.model_dir, model);
     task_input in = { .kind = kind, .text = text, .text_len = text_len,
                       .source_lang = cli.from, .target_lang = cli.to,
                       .labels = cli.labels, .n_labels = cli.n_labels,
@@ -343,17 +361,6 @@ int nlprun_task(int argc, char **argv)
         res.status = rc;
         snprintf(res.message, sizeof res.message, "%.*s", (int)sizeof res.message - 1, err);
     } else {
-        eng_model_params mp = eng_model_default_params();
-        mp.n_threads = cli.threads;
-        eng_ctx_params cp = task_conf_ctx_params(conf);
-        model = eng_model_load(cli.model_dir, &mp, err, sizeof err);
-        if (model) ctx = eng_ctx_new(model, &cp, err, sizeof err);
-        if (!ctx) {
-            fprintf(stderr, "nlprun: %s\n", err);
-            task_doc_clear(&doc);
-            goto out;
-        }
-        env.model = eng_model_config(model);
         run_jobs(ctx, &cp, &doc);
         rc = task_finish(&env, &in, &doc, &res);
     }
