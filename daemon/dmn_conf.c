@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/cm_conf.h"
+#include "daemon/dmn_curve.h"
 #include "daemon/dmn_log.h"
 
 enum key_type { KEY_INT = 1, KEY_STR = 2, KEY_BOOL = 3, KEY_LEVEL = 4 };
@@ -63,12 +64,15 @@ static const conf_key keys[] = {
     BOOL_KEY("http.open_metrics", http.open_metrics, 0),
     INT_KEY("http.max_connections", http.max_connections, 1, 65536, 256),
     INT_KEY("http.timeout_s", http.timeout_s, 1, 3600, 30),
+    STR_KEY("security.curve_secret_key_file", security.curve_secret_key_file, ""),
+    STR_KEY("security.curve_allowed_keys_dir", security.curve_allowed_keys_dir, ""),
+    BOOL_KEY("security.allow_insecure", security.allow_insecure, 0),
 };
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 
 /* Top-level names and groups that are the daemon's; anything else at the top level but
  * `tasks` is a typo worth an error. */
-static const char *const groups[] = { "pipeline", "limits", "batching", "http", "queue" };
+static const char *const groups[] = { "pipeline", "limits", "batching", "http", "security", "queue" };
 
 static void *field(dmn_conf *c, const conf_key *k) { return (char *)c + k->off; }
 
@@ -328,6 +332,7 @@ int dmn_conf_check(const dmn_conf *c, char *err, size_t errlen)
         snprintf(err, errlen, "model is empty");
         return -1;
     }
+    if (dmn_curve_check_conf(c, err, errlen) < 0) return -1;
     return 0;
 }
 

@@ -56,6 +56,13 @@ typedef struct dmn_http_conf {
     int timeout_s;             /* an idle (or slow) connection is closed after this */
 } dmn_http_conf;
 
+/* security = { ... }: CurveZMQ for the ROUTER (dmn_curve.c). */
+typedef struct dmn_security_conf {
+    char curve_secret_key_file[1024];   /* PREFIX_secret of nlpd --make-keypair; "" = none */
+    char curve_allowed_keys_dir[1024];  /* public certificates of the clients admitted */
+    int allow_insecure;                 /* bind non-loopback tcp:// without keys */
+} dmn_security_conf;
+
 typedef struct dmn_conf {
     char path[1024];                  /* the file read ("" for built-in defaults) */
     char model_dir[1024];
@@ -70,6 +77,7 @@ typedef struct dmn_conf {
     dmn_limits limits;
     dmn_batching batching;
     dmn_http_conf http;               /* the HTTP/JSON front (dmn_http.c) */
+    dmn_security_conf security;       /* CurveZMQ (dmn_curve.c) */
     dmn_queue_conf queue;             /* Redis Streams queue mode (dmn_redis.c) */
 } dmn_conf;
 

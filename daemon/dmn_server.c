@@ -29,6 +29,7 @@
 #include <zmq.h>
 
 #include "common/common.h"
+#include "daemon/dmn_curve.h"
 #include "daemon/dmn_http.h"
 #include "daemon/dmn_log.h"
 #include "daemon/dmn_req.h"
@@ -320,6 +321,8 @@ static int open_sockets(dmn_server *srv, char *err, size_t errlen)
 {
     const dmn_conf *c = &srv->conf;
     dmn_transport *t;
+    /* The ZAP handler first: a CURVE socket bound before it would admit anyone. */
+    if (dmn_curve_start(srv, err, errlen) < 0) return -1;
     if (c->n_binds > 0) {
         if (!(t = dmn_zmq_router_new(srv, srv->n_transports, err, errlen))) return -1;
         srv->transports[srv->n_transports++] = t;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/common.h"
+#include "daemon/dmn_curve.h"
 #include "daemon/dmn_log.h"
 #include "daemon/dmn_req.h"
 #include "daemon/dmn_server.h"
@@ -60,6 +61,10 @@ static void *open_socket(dmn_server *srv, int type, const char *ep, int bind, ch
     int rcvhwm = DMN_RCV_AHEAD;
     if (type == ZMQ_ROUTER || type == ZMQ_PULL)
         zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
+    if (type == ZMQ_ROUTER && dmn_curve_server(srv, s, err, errlen) < 0) {   /* keys: CURVE */
+        zmq_close(s);
+        return NULL;
+    }
     if ((bind ? zmq_bind(s, ep) : zmq_connect(s, ep)) != 0) {
         snprintf(err, errlen, "cannot %s %s: %s", bind ? "bind" : "connect to", ep,
                  zmq_strerror(zmq_errno()));

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "daemon/dmn_conf.h"
+#include "daemon/dmn_curve.h"
 #include "daemon/dmn_log.h"
 #include "daemon/dmn_server.h"
 
@@ -29,6 +30,8 @@ static void usage(FILE *f)
         "                        http.bind\n"
         "      --queue URL       also take jobs from a Redis stream (redis://HOST:PORT or\n"
         "                        unix:///PATH); overrides queue.redis (docs/queue.md)\n"
+        "      --make-keypair PREFIX  write a CurveZMQ key pair (CZMQ certificates):\n"
+        "                        PREFIX (public) and PREFIX_secret; then exit\n"
         "      --check-config    print the effective settings and exit (0: valid)\n"
         "  -V, --version         print the version and exit\n"
         "  -h, --help            this help\n"
@@ -49,6 +52,7 @@ int main(int argc, char **argv)
         { "http", required_argument, NULL, 'H' },
         { "queue", required_argument, NULL, 'Q' },
         { "check-config", no_argument, NULL, 'C' },
+        { "make-keypair", required_argument, NULL, 'K' },
         { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -75,6 +79,13 @@ int main(int argc, char **argv)
         case 'H': http = optarg; break;
         case 'Q': queue = optarg; break;
         case 'C': check = 1; break;
+        case 'K':
+            if (dmn_curve_make_keypair(optarg, err, sizeof err) < 0) {
+                fprintf(stderr, "nlpd: --make-keypair: %s\n", err);
+                return 1;
+            }
+            printf("%s\n%s_secret\n", optarg, optarg);
+            return 0;
         case 'V': printf("nlpd %s\n", DMN_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""CurveZMQ on nlpd's ROUTER (run by http_curve.sh): a client whose public key is in
+security.curve_allowed_keys_dir is served; one with an unknown key, or without CURVE,
+gets nothing while the allowed one goes on being served; after its certificate is added
+and SIGHUP, the unknown key is served too. The key files are CZMQ certificates that
+pyzmq's zmq.auth reads. Usage: http_curve.py ENDPOINT KEYDIR NLPD_PID"""
+import os
+import shutil
+import signal
+import sys
+import time
+
+import zmq
+import zmq.auth
+
+sys.path.insert(0, os.path.dirname(__file__))
+import daemon_wire as w  # noqa: E402
+
+EP, KEYS, PID = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ctx = zmq.Context()
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what, flush=True)
+
+
+server_pub, _ = zmq.auth.load_certificate(os.path.join(KEYS, "server"))
+pub1, sec1 = zmq.auth.load_certificate(os.path.join(KEYS, "client1_secret"))
+pub2, sec2 = zmq.auth.load_certificate(os.path.join(KEYS, "client2_secret"))
+check(len(server_pub) == 40 and sec1 and len(sec1) == 40, "certificates read by zmq.auth")
+
+
+def client(pub=None, sec=None):
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    if pub:
+        s.curve_serverkey = server_pub
+        s.curve_publickey = pub
+        s.curve_secretkey = sec
+    s.connect(EP)
+    return s
+
+
+def health(s, rid, timeout_ms):
+    # Never blocks: a refused handshake may leave the DEALER with no pipe to queue on.
+    try:
+        s.send(w.request(rid, "health"), zmq.NOBLOCK)
+    except zmq.Again:
+        return None
+    if not s.poll(timeout_ms):
+        return None
+    return w.parse(s.recv())
+
+
+good = client(pub1, sec1)
+check(health(good, 1, 10000) is not None, "allowed key: no answer")
+for name, sock in [("unknown key", client(pub2, sec2)), ("no CURVE", client())]:
+    check(health(sock, 2, 1500) is None, f"{name}: answered")
+    check(health(good, 3, 10000) is not None, f"allowed key not served after {name}")
+    sock.close()
+
+shutil.copy(os.path.join(KEYS, "client2"), os.path.join(KEYS, "allowed", "client2"))
+os.kill(PID, signal.SIGHUP)
+time.sleep(0.5)
+late = client(pub2, sec2)
+check(health(late, 4, 10000) is not None, "key added + SIGHUP: not served")
+late.close()
+good.close()
+ctx.term()
+print(f"http_curve.py: {len(failures)} failure(s)")
+sys.exit(1 if failures else 0)

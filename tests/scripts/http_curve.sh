@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# CurveZMQ on the ROUTER (security group): nlpd --make-keypair writes CZMQ certificates;
+# allowed keys are served, others get nothing and the daemon goes on (http_curve.py);
+# keys re-read on SIGHUP; a non-loopback tcp:// bind without keys is refused unless
+# security.allow_insecure. Loopback only; bounded.
+source tests/scripts/daemon_lib.bash
+fail() { echo "http_curve: $*"; show_log_on_failure; exit 1; }
+K=$TMP/keys
+mkdir -p "$K/allowed"
+for p in server client1 client2; do
+    "$B/nlpd" --make-keypair "$K/$p" > /dev/null || fail "--make-keypair $p"
+done
+[ "$(stat -c %a "$K/server_secret")" = 600 ] || fail "the secret file is not 0600"
+grep -q '^    public-key = "' "$K/server" && ! grep -q secret-key "$K/server" ||
+    fail "public certificate: $(cat "$K/server")"
+grep -q '^    secret-key = "' "$K/server_secret" || fail "secret certificate"
+cp "$K/client1" "$K/allowed/"
+echo "not a certificate" > "$K/allowed/README"
+
+write_conf "security = { curve_secret_key_file = \"$K/server_secret\";
+             curve_allowed_keys_dir = \"$K/allowed\"; };"
+start_daemon --bind "$TCP"
+grep -q "curve: 1 allowed client key(s)" "$TMP/nlpd.log" || fail "allowed keys not read"
+timeout 120 $PY tests/scripts/http_curve.py "$TCP" "$K" "$DPID" || fail "http_curve.py"
+grep -q "curve: refused a client" "$TMP/nlpd.log" || fail "refusals not logged"
+stop_daemon
+[ "$DAEMON_RC" = 0 ] || fail "exit code $DAEMON_RC"
+
+# non-loopback without keys: refused; allow_insecure: accepted; half a key config: refused
+write_conf ""
+"$B/nlpd" -c "$TMP/nlpd.conf" -b "tcp://0.0.0.0:$PORT" --check-config > /dev/null 2> "$TMP/err" && fail "0.0.0.0 without keys accepted"
+grep -q "not a loopback address" "$TMP/err" || fail "no reason: $(cat "$TMP/err")"
+write_conf "security = { allow_insecure = true; };"
+"$B/nlpd" -c "$TMP/nlpd.conf" -b "tcp://0.0.0.0:$PORT" --check-config > /dev/null || fail "allow_insecure refused"
+write_conf "security = { curve_secret_key_file = \"$K/server_secret\"; };"
+"$B/nlpd" -c "$TMP/nlpd.conf" --check-config > /dev/null 2>&1 && fail "a secret key without a directory"
+echo "http_curve: ok"
