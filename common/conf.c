@@ -16,6 +16,7 @@
 typedef struct loader {
     cm_conf *c;
     const char *dir;           /* include directory */
+    int up;                    /* its depth below / (absolute includes climb this much) */
     size_t left;               /* bytes the files may still have */
     size_t max;
     char *err;
@@ -39,6 +40,40 @@ static int add_src(loader *ld, const char *name, char *text)
 }
 
 static int scan_includes(loader *ld, const char *text, const char *file, int depth);
+
+/* libconfig 1.5 joins every @include path to the include directory, an absolute one
+ * too ("/etc/nlpd//usr/share/x.conf"). In the top file, which libconfig reads from our
+ * copy, `@include "/abs"` becomes `@include "../../abs"` with enough "../" to reach /
+ * from the directory; lines keep their numbers. Returns the new text or NULL (memory). */
+static char *climb_absolute(const char *text, int up)
+{
+    size_t n = 0, extra = 3 * (size_t)up;
+    for (const char *p = text; (p = strstr(p, "@include")); p += 8) n++;
+    char *out = malloc(strlen(text) + n * extra + 1), *o = out;
+    if (!out) return NULL;
+    for (const char *p = text; *p;) {
+        const char *q = p;
+        while (*q == ' ' || *q == '\t') q++;
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p + 1) : strlen(p);
+        if (!strncmp(q, "@include", 8) && (q[8] == ' ' || q[8] == '\t')) {
+            const char *v = q + 8;
+            while (*v == ' ' || *v == '\t') v++;
+            if (v[0] == '"' && v[1] == '/') {
+                memcpy(o, p, (size_t)(v + 1 - p));
+                o += v + 1 - p;
+                for (int i = 0; i < up; i++, o += 3) memcpy(o, "../", 3);
+                len -= (size_t)(v + 2 - p);
+                p = v + 2;
+            }
+        }
+        memcpy(o, p, len);
+        o += len;
+        p += len;
+    }
+    *o = '\0';
+    return out;
+}
 
 /* Reads one file within what is left of the budget and scans it for includes. `name` is
  * the include path as written (NULL for the top file), `shown` what errors call it. */
@@ -66,6 +101,15 @@ static int read_one(loader *ld, const char *path, const char *name, const char *
         return -1;
     }
     ld->left -= len;
+    if (!name && ld->up > 0) {
+        char *t = climb_absolute(text, ld->up);
+        free(text);
+        text = t;
+        if (!text) {
+            snprintf(ld->err, ld->errlen, "%s: out of memory", path);
+            return -1;
+        }
+    }
     if (add_src(ld, name, text) < 0) {
         free(text);
         snprintf(ld->err, ld->errlen, "%s: out of memory", path);
@@ -95,6 +139,12 @@ static int scan_includes(loader *ld, const char *text, const char *file, int dep
                     name[n++] = *q;
                 }
                 name[n] = '\0';
+                if (name[0] == '/') {   /* only the top file's are climbed */
+                    snprintf(ld->err, ld->errlen, "%s:%d: @include \"%s\": an absolute path "
+                             "works in the top config file only (libconfig 1.5 reads it "
+                             "under %s)", file, line, name, ld->dir);
+                    return -1;
+                }
                 snprintf(path, sizeof path, "%s/%s", ld->dir, name);
                 if (*q == '"' && read_one(ld, path, name, file, line, depth) < 0) return -1;
             }
@@ -119,7 +169,11 @@ int cm_conf_load(cm_conf *c, const char *path, size_t max_bytes, char *err, size
         snprintf(dir, sizeof dir, ".");
     config_set_include_dir(&c->cfg, dir);
 
-    loader ld = { c, dir, max_bytes, max_bytes, err, errlen };
+    loader ld = { c, dir, 0, max_bytes, max_bytes, err, errlen };
+    char real[PATH_MAX];
+    if (realpath(dir, real))   /* else the file cannot be read either: said below */
+        for (const char *s = real; *s; s++) ld.up += *s == '/' && s[1];
+    ld.up += 1;   /* "/" itself, and a symlinked directory resolves no deeper */
     if (read_one(&ld, path, NULL, path, 0, 0) < 0) return -1;
     if (!config_read_string(&c->cfg, c->src[0].text)) {
         const char *f = config_error_file(&c->cfg);

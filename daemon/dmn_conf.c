@@ -5,7 +5,10 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/cm_conf.h"
 #include "daemon/dmn_curve.h"
@@ -261,6 +264,92 @@ int dmn_conf_add_bind(dmn_conf *c, const char *ep, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- where the config is, and paths relative to it ---- */
+
+static int is_file(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int dmn_conf_find(const char *given, char *out, size_t cap, char *err, size_t errlen)
+{
+    const char *env = getenv("NLPD_CONF");
+    char exe[PATH_MAX], cand[PATH_MAX + 32], mark[PATH_MAX + 32];
+    ssize_t n;
+
+    /* Named ones are taken as named: a missing file is then an error, not a fallback. */
+    if (!given && env && env[0]) given = env;
+    if (!given && is_file(DMN_CONF_ETC)) given = DMN_CONF_ETC;
+    if (given) {
+        if (strlen(given) >= cap) {
+            snprintf(err, errlen, "config path too long: %s", given);
+            return -1;
+        }
+        snprintf(out, cap, "%s", given);
+        return 0;
+    }
+    /* A development build: build/nlpd (or build/x/nlpd) under the source tree. */
+    n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        for (int up = 0; up < 3; up++) {
+            char *slash = strrchr(exe, '/');
+            if (!slash) break;
+            *slash = '\0';
+            snprintf(cand, sizeof cand, "%s/conf/nlpd.conf", exe);
+            snprintf(mark, sizeof mark, "%s/daemon/main.c", exe);
+            if (is_file(cand) && is_file(mark) && strlen(cand) < cap) {
+                snprintf(out, cap, "%s", cand);
+                return 0;
+            }
+        }
+    }
+    snprintf(err, errlen, "no config file: no -c FILE, NLPD_CONF unset, no %s, and nlpd "
+             "does not run from a source tree (conf/nlpd.conf)", DMN_CONF_ETC);
+    return -1;
+}
+
+/* Settings that name files: relative to the file that sets them. */
+static int is_path_key(const char *key)
+{
+    static const char *const paths[] = { "model", "http.tokens_file",
+                                         "security.curve_secret_key_file",
+                                         "security.curve_allowed_keys_dir" };
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        if (strcmp(paths[i], key) == 0) return 1;
+    return 0;
+}
+
+/* Rewrites a relative path value read from setting s of the config `path` so that it is
+ * relative to that file's directory (an @include file's own directory: libconfig names
+ * it as written, relative to the top file's directory). */
+static int beside_conf(dmn_conf *c, const conf_key *k, const config_setting_t *s,
+                       const char *path, char *err, size_t errlen)
+{
+    char *v = field(c, k), file[PATH_MAX * 2], joined[PATH_MAX * 3];
+    const char *src = config_setting_source_file(s);
+    if (!v[0] || v[0] == '/') return 0;
+    if (src && src[0] != '/') {
+        const char *slash = strrchr(path, '/');
+        snprintf(file, sizeof file, "%.*s%s", slash ? (int)(slash - path + 1) : 0, path, src);
+    } else {
+        snprintf(file, sizeof file, "%s", src ? src : path);
+    }
+    char *slash = strrchr(file, '/');
+    if (!slash) return 0;   /* a file in the working directory: as is */
+    slash[1] = '\0';
+    int len = snprintf(joined, sizeof joined, "%s%s", file, v);
+    if (len < 0 || (size_t)len >= k->size) {
+        int w = where(s, path, err, errlen);
+        snprintf(err + w, errlen - w, "%s: \"%s\" relative to %s is longer than %zu bytes",
+                 k->path, v, file, k->size - 1);
+        return -1;
+    }
+    snprintf(v, k->size, "%s", joined);
+    return 0;
+}
+
 int dmn_conf_load(dmn_conf *c, const char *path, char *err, size_t errlen)
 {
     cm_conf cf;
@@ -274,6 +363,9 @@ int dmn_conf_load(dmn_conf *c, const char *path, char *err, size_t errlen)
     for (int i = 0; i < N_KEYS; i++) {
         const config_setting_t *s = config_lookup(cfg, keys[i].path);
         if (s && read_key(c, &cf, &keys[i], s, path, err, errlen) < 0) goto out;
+        if (s && is_path_key(keys[i].path) &&
+            beside_conf(c, &keys[i], s, path, err, errlen) < 0)
+            goto out;
     }
     const config_setting_t *b = config_lookup(cfg, "bind");
     if (b && read_binds(c, b, path, err, errlen) < 0) goto out;

@@ -83,7 +83,17 @@ typedef struct dmn_conf {
 
 /* Built-in defaults (what an empty config file gives). */
 void dmn_conf_defaults(dmn_conf *c);
-/* Reads `path` over the defaults. Returns 0, or -1 with "file:line: reason" in err. */
+/* Which config file nlpd reads: `given` (-c) when set, else $NLPD_CONF when set, else
+ * /etc/nlpd/nlpd.conf when it exists, else conf/nlpd.conf of the source tree the binary
+ * sits in (a directory up to three levels above /proc/self/exe holding conf/nlpd.conf
+ * and daemon/main.c). The path goes to out. Returns 0, or -1 with what was tried in err. */
+int dmn_conf_find(const char *given, char *out, size_t cap, char *err, size_t errlen);
+#ifndef DMN_CONF_ETC
+#define DMN_CONF_ETC "/etc/nlpd/nlpd.conf"
+#endif
+/* Reads `path` over the defaults. Returns 0, or -1 with "file:line: reason" in err.
+ * Relative paths in it (model, http.tokens_file, security's files) are taken relative to
+ * the file that sets them, not the working directory. */
 int dmn_conf_load(dmn_conf *c, const char *path, char *err, size_t errlen);
 /* Cross-key checks (also after command-line overrides). 0 or -1 with the reason. */
 int dmn_conf_check(const dmn_conf *c, char *err, size_t errlen);

@@ -2,6 +2,7 @@
  * loads the model, then becomes the I/O thread (dmn_server_run). Exit codes: 0 after a
  * clean stop, 1 when the daemon could not start, 2 for a bad command line or config. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,9 @@ static void usage(FILE *f)
         "classify, qa, text2text, health, stats) on a ZeroMQ ROUTER socket, batching the\n"
         "work of all clients onto one T5-family model. See docs/daemon.md.\n"
         "\n"
-        "  -c, --config FILE     config file (libconfig; default conf/nlpd.conf)\n"
+        "  -c, --config FILE     config file (libconfig); without it: $NLPD_CONF, else\n"
+        "                        /etc/nlpd/nlpd.conf, else conf/nlpd.conf of the source\n"
+        "                        tree nlpd was built in\n"
         "  -m, --model DIR       model directory (config.json, model.safetensors,\n"
         "                        spiece.model); overrides `model` in the config\n"
         "  -b, --bind ENDPOINT   tcp://HOST:PORT or ipc://PATH; repeatable; replaces the\n"
@@ -57,7 +60,7 @@ int main(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *config = "conf/nlpd.conf", *model = NULL, *level = NULL, *queue = NULL;
+    const char *config = NULL, *model = NULL, *level = NULL, *queue = NULL;
     const char *binds[DMN_MAX_BINDS + 1];
     const char *http = NULL;
     int n_binds = 0, check = 0, c;
@@ -97,6 +100,12 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    static char conf_path[PATH_MAX];
+    if (dmn_conf_find(config, conf_path, sizeof conf_path, err, sizeof err) < 0) {
+        fprintf(stderr, "nlpd: %s\n", err);
+        return 2;
+    }
+    config = conf_path;
     dmn_conf_defaults(&srv->conf);
     if (dmn_conf_load(&srv->conf, config, err, sizeof err) < 0) {
         fprintf(stderr, "nlpd: config: %s\n", err);
@@ -158,6 +167,7 @@ int main(int argc, char **argv)
         return 0;
     }
     dmn_log_set_level(srv->conf.log_level);
+    DMN_LOG(DMN_LOG_INFO, "config %s", config);
     /* Before the model load starts OpenBLAS's threads: they must not take the stop
      * signals, which belong to the I/O thread (dmn_server_run unblocks them there). */
     dmn_block_stop_signals();
