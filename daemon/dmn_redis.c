@@ -1114,6 +1114,12 @@ static void on_entry(rt *r, const char *entry, const redisReply *fields, long lo
     size_t bad;
     const char *end = NULL;
     cJSON *in = NULL;
+    if (json->len > (size_t)srv->conf.limits.max_message_bytes) {
+        snprintf(msg, sizeof msg, "the job is %zu bytes, the limit is %d (max_message_bytes)",
+                 json->len, srv->conf.limits.max_message_bytes);
+        finish_error(r, entry, ENC_JSON, NULL, 0, 0, "", DMN_MESSAGE_TOO_LARGE, msg, NULL, 0);
+        return;
+    }
     if (!cm_utf8_valid(json->str, json->len, &bad)) {
         snprintf(msg, sizeof msg, "the line is not valid UTF-8 (byte %zu)", bad + 1);
     } else if (!(in = cJSON_ParseWithLengthOpts(json->str, json->len, &end, 0)) ||

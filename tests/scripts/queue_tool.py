@@ -264,6 +264,10 @@ def bad(url, stream, group, results, dead):
          "INVALID_ARGUMENT", "json", "max_new_tokens out of range"),
         ({"json": json.dumps({"id": "t6", "task": "summarize", "text": "   "})},
          "INVALID_ARGUMENT", "json", "the text is empty"),
+        ({"json": json.dumps({"task": "summarize", "text": "a " * 600000})},
+         "MESSAGE_TOO_LARGE", "json", "the limit is"),
+        ({"req": nlp_pb2.Request(id=10, summarize={}, documents=["a " * 600000])
+          .SerializeToString()}, "MESSAGE_TOO_LARGE", "resp", "the limit is"),
         ({"json": summ, "req": b"x"}, "MALFORMED", "both", "more than one"),
         ({"other": "x"}, "MALFORMED", "both", "neither"),
         ({"json": json.dumps({"id": "ok1", "task": "summarize", "text": "a b c",
@@ -307,6 +311,8 @@ def bad(url, stream, group, results, dead):
             fail("%s: message %s lacks %r" % (f, msgs, sub))
     if got[ids[8]][b"id"] != b'"t1"':
         fail("json job's id field: %r" % got[ids[8]][b"id"])
+    if got[ids[1]][b"id"] != b"7":
+        fail("req job's id field: %r" % got[ids[1]][b"id"])
     pend = r.xpending(stream, group)["pending"]
     if pend:
         fail("%d entries pending after their error results" % pend)
