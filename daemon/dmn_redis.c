@@ -26,11 +26,16 @@
  *        consumer still owns it (else it was claimed by another daemon: counted `lost`).
  *   While held, entries are kept fresh (HEARTBEAT_LUA resets their idle time, only where
  *   this consumer still owns them), so a slow but live daemon is not robbed of its work.
- *   A reply OVERLOADED or SHUTTING_DOWN (no room after all, or stopping) releases the
- *   entry at once for another consumer (its idle time set to claim_idle_ms); INTERNAL
- *   releases it for a retry after claim_idle_ms. An entry claimed for the
+ *   A reply OVERLOADED or SHUTTING_DOWN (no room after all, or stopping), and any
+ *   entry Redis delivers once the daemon stops, is released at once (RELEASE_LUA: moved
+ *   to the consumer seen most recently, idle claim_idle_ms, so the next XAUTOCLAIM
+ *   anywhere takes it and nothing stays pending on a daemon that stopped); INTERNAL
+ *   only stops being refreshed: a retry after claim_idle_ms. An entry claimed for the
  *   (max_deliveries + 1)th time goes to dead_letter with the reason, with an error
  *   result, and is acknowledged, in one script.
+ * Stopping (SIGTERM): no more reads or claims; a read blocked in Redis is ended with
+ * CLIENT UNBLOCK and what it brings is released; close() waits (up to max(linger_ms,
+ * 2 s)) until every result and release is written.
  * Results not written because Redis was away stay in the outbox and are sent again once
  * it is back: the ownership check makes a second send of an executed script a no-op. */
 #include "daemon/dmn_redis.h"
