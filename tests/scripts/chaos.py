@@ -364,20 +364,21 @@ class Chaos:
         self.fig["disconnects"] += 1
 
     def fault_trickle(self):
-        """On an idle daemon: a request of 2-4 documents (the worker then expects company),
-        then single-document requests with 1-10 ms deadlines, one after the other: they
-        expire while the worker waits for company."""
+        """On an idle daemon: single-document requests with 1-10 ms deadlines, one after
+        the other, most of them right after a request of 2-4 documents (the worker then
+        expects company and waits for it): they expire while it waits."""
         n = self.new_dealer()
         s = self.dealers[n]
-        m = simple(self.rid(), "text2text", [text(self.rng, False)
-                                             for _ in range(self.rng.randint(2, 4))],
-                   {"max_new_tokens": 2})
-        self.send_dealer(n, m, {OK}, len(m.documents), "before the trickle")
-        if not self.drain(15, want_ids=[m.id]):
-            fail("a request of %d documents on an idle daemon: no reply within 15 s"
-                 % len(m.documents))
-            return
-        for _ in range(self.rng.randint(3, 7)):
+        for k in range(self.rng.randint(3, 7)):
+            if k == 0 or self.rng.random() < 0.6:
+                m = simple(self.rid(), "text2text", [text(self.rng, False)
+                                                     for _ in range(self.rng.randint(2, 4))],
+                           {"max_new_tokens": 2})
+                self.send_dealer(n, m, {OK}, len(m.documents), "before a tiny deadline")
+                if not self.drain(15, want_ids=[m.id]):
+                    fail("a request of %d documents on an idle daemon: no reply within 15 s"
+                         % len(m.documents))
+                    return False
             m = simple(self.rid(), self.rng.choice(["summarize", "text2text", "translate"]),
                        [text(self.rng, False)], {"max_new_tokens": self.rng.randint(1, 6)},
                        to="fr")
@@ -389,8 +390,9 @@ class Chaos:
             if not self.drain(10, want_ids=[m.id]):
                 fail("a 1-document request with deadline_ms %d got no reply within 10 s"
                      % m.deadline_ms)
-                break
+                return False
             time.sleep(self.rng.choice([0, 0.002, 0.01, 0.03]))
+        return True
 
     def fault_bad_frames(self):
         n = self.rng.choice(list(self.dealers))
@@ -442,8 +444,8 @@ class Chaos:
                  (len(self.pending), sorted((s.rid, s.task, s.sock) for s in
                                             self.pending.values())[:8]))
             return False
-        if rng.random() < 0.6:   # on the idle daemon
-            self.fault_trickle()
+        if rng.random() < 0.6 and not self.fault_trickle():   # on the idle daemon
+            return False
         got, why = self.normal()
         self.fig["normal_checks"] += 1
         if got is None:
