@@ -3,8 +3,8 @@
 # share 600 mixed jobs (5 tasks; every 6th a packed `req`, the rest `json`): 600 results,
 # one per job, none twice, none left pending, each equal to the same input sent over
 # ZeroMQ with nlpc batch (the json ones byte for byte: the queue's json result is nlpc
-# batch's output line); all three daemons took work; stats and health carry the queue;
-# SIGTERM exits 0.
+# batch's output line); all three daemons took work, none more than its queue's room;
+# stats and health carry the queue; SIGTERM exits 0.
 source tests/scripts/queue_lib.bash
 N=${QUEUE_JOBS:-600}
 start_redis
@@ -13,6 +13,18 @@ for d in d1 d2 d3; do start_qd $d; done
 $PY $QT gen "$N" "$TMP" || exit 1
 t0=$(date +%s.%N)
 $PY $QT add "$URL" $STREAM "$TMP" > /dev/null || exit 1
+# backpressure: a daemon holds no more than its queue's room (limits.queue_size = 8)
+# plus what its worker took (batching.max_rows = 32); the rest waits in Redis
+most=0
+for i in $(seq 1 10); do
+    for d in d1 d2 d3; do
+        p=$(pending_of $d)
+        [ "$p" -gt "$most" ] && most=$p
+    done
+    sleep 0.1
+done
+[ "$most" -le 40 ] || { echo "FAIL: a daemon held $most entries (room 8 + 32 rows)" >&2; exit 1; }
+echo "backpressure: one daemon held at most $most entries"
 $PY $QT wait "$URL" $RESULTS "$N" 120 || { show_logs d1 d2 d3; exit 1; }
 t1=$(date +%s.%N)
 sleep 0.3   # a second result for any job would be here by now
