@@ -13,7 +13,7 @@
 
 B        ?= build
 CC       ?= cc
-PKGS     := libzmq libprotobuf-c libconfig libcjson openblas hiredis libmicrohttpd
+PKGS     := libzmq libprotobuf-c libconfig libcjson openblas hiredis libmicrohttpd libsystemd
 OPT      ?= -O2
 # OpenMP threads engine/gemm.c's few-rows kernel. OpenBLAS is taken in its OpenMP build
 # (Debian's libopenblas-openmp-dev) so that both use one thread pool; the rpath keeps
@@ -69,6 +69,7 @@ BENCH_BINS := $(patsubst tests/bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 FUZZ_BINS  := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(FUZZ_SRC))
 
 .PHONY: all deps test asan bench run fuzz fuzz-build clean help check-deps
+.PHONY: lib install uninstall
 .DEFAULT_GOAL := all
 
 all: $(BINS) $(B)/tests/unit $(BENCH_BINS) $(PY_PB2)
@@ -83,6 +84,8 @@ help:
 	@echo "make fuzz-build build the libFuzzer targets (clang)"
 	@echo "make bench      benchmarks (tokenizer, engine, daemon); not part of test"
 	@echo "make run        deps + build + start nlpd on conf/nlpd.conf"
+	@echo "make install   install under PREFIX (/usr/local), DESTDIR for packaging;"
+	@echo "                make uninstall removes it (docs/deploy.md)"
 	@echo "make clean      remove build/"
 	@echo "V=1             show full command lines"
 
@@ -150,16 +153,33 @@ $(BINS) $(B)/tests/unit $(BENCH_BINS):
 
 # ---- fuzzing (clang's libFuzzer; always with ASan+UBSan) ----
 FUZZ_CC    ?= clang
-FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# The project's sources are compiled once for every target (coverage-instrumented, in
+# parallel) into one archive; each target links only what it uses from it.
+FUZZ_CFLAGS = $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -MMD -MP -Wno-unused-parameter -Wno-psabi \
+	      $(filter-out -MMD -MP -Werror $(OPT) -g $(OMPFLAGS),$(CFLAGS))
+FUZZ_LIB_SRC := $(ENGINE_SRC) $(TASKS_SRC) $(DAEMON_SRC) $(CLIENT_SRC) $(COMMON_SRC)
+FUZZ_OBJ := $(patsubst %.c,$(B)/fuzz-obj/%.o,$(FUZZ_LIB_SRC)) \
+	    $(patsubst $(B)/gen/%.c,$(B)/fuzz-obj/gen/%.o,$(PROTO_C))
+$(B)/fuzz-obj/gen/%.o: $(B)/gen/%.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC-FUZZ $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+$(B)/fuzz-obj/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC-FUZZ $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+$(B)/libfuzzsrc.a: $(FUZZ_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
 fuzz-build: $(FUZZ_BINS)
 # Runs them: tests/scripts/lib/fuzz_all.bash (FUZZ_SECONDS, WIRE_FUZZ_SECONDS, WIRE_FUZZ_SEED).
 fuzz: fuzz-build all
 	$(Q)NLP_BUILD=$(B) bash tests/scripts/lib/fuzz_all.bash
-$(B)/fuzz/%: tests/fuzz/%.c $(ENGINE_SRC) $(TASKS_SRC) $(DAEMON_SRC) $(CLIENT_SRC) $(COMMON_SRC) $(PROTO_C)
+$(B)/fuzz/%: tests/fuzz/%.c $(B)/libfuzzsrc.a
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
-	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) $(filter-out -MMD -MP -Werror $(OPT) -g $(OMPFLAGS),$(CFLAGS)) -Wno-unused-parameter -Wno-psabi -o $@ $< \
-	    $(ENGINE_SRC) $(TASKS_SRC) $(DAEMON_SRC) $(CLIENT_SRC) $(COMMON_SRC) $(PROTO_C) $(LDLIBS)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libfuzzsrc.a $(LDLIBS)
 
 # ---- running ----
 # Tests are run from the repository root; scripts find binaries through NLP_BUILD.
@@ -189,7 +209,130 @@ bench: deps all
 run: deps all
 	$(Q)scripts/run.sh $(B)
 
+# ---- installing: make install [PREFIX=/usr/local] [DESTDIR=/pkg/root] ----
+# nlpd (sbin), nlpc and nlprun (bin), libnlpclient (.so with its soname, and .a), its
+# header and nlpclient.pc, the Python client as the package `nlpclient` (with nlp_pb2),
+# the man pages, /etc/nlpd/{nlpd,tasks}.conf (an existing, different file is kept and the
+# new one goes beside it as .dist), the systemd unit and sysusers file. Outside DESTDIR
+# the nlpd user is created too. `make uninstall` removes all of it but a changed /etc file.
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+SBINDIR      ?= $(PREFIX)/sbin
+LIBDIR       ?= $(PREFIX)/lib
+INCLUDEDIR   ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+MANDIR       ?= $(PREFIX)/share/man
+SYSCONFDIR   ?= /etc
+STATEDIR     ?= /var/lib/nlpd
+UNITDIR      ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+SYSUSERSDIR  ?= $(PREFIX)/lib/sysusers.d
+PYTHON       ?= /usr/bin/python3
+# Debian's convention: /usr/lib/python3/dist-packages for PREFIX=/usr, else
+# PREFIX/lib/python3.X/dist-packages (on sys.path for /usr/local); elsewhere sysconfig's.
+PYDIR        ?= $(shell $(PYTHON) -c 'import sys, sysconfig; p = sys.argv[1]; \
+    deb = "deb_system" in sysconfig.get_scheme_names(); \
+    print(p + "/lib/python3/dist-packages" if deb and p == "/usr" else \
+          p + "/lib/python%d.%d/dist-packages" % sys.version_info[:2] if deb else \
+          sysconfig.get_path("purelib", "posix_prefix", vars={"base": p, "platbase": p}))' $(PREFIX))
+
+VERSION  := $(shell sed -n 's/^\#define NLPC_VERSION "\(.*\)"/\1/p' clients/libnlpclient/nlpclient.h)
+SO_NAME  := libnlpclient.so.$(firstword $(subst ., ,$(VERSION)))
+SO_FILE  := $(B)/libnlpclient.so.$(VERSION)
+# Position-independent objects of the client library and the protobuf code it uses:
+# nothing from libcommon.a (built without -fPIC) goes in. Only nlpc_* is exported.
+PIC_OBJ  := $(patsubst %.c,$(B)/pic/%.o,$(CLIENT_SRC)) $(B)/pic/gen/proto/nlp.pb-c.o
+SO_LIBS  := $(shell $(PKGCONF) --libs libzmq libprotobuf-c 2>/dev/null)
+
+$(B)/pic/gen/%.o: $(B)/gen/%.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC-PIC  $<"
+	$(Q)$(CC) $(filter-out -Werror,$(CFLAGS)) -fPIC -c -o $@ $<
+$(B)/pic/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC-PIC  $<"
+	$(Q)$(CC) $(CFLAGS) -fPIC -c -o $@ $<
+$(SO_FILE): $(PIC_OBJ) clients/libnlpclient/nlpclient.map
+	@echo "  LD      $@"
+	$(Q)$(CC) -shared -Wl,-soname,$(SO_NAME) -Wl,--version-script=clients/libnlpclient/nlpclient.map \
+	    -Wl,-z,defs -o $@ $(PIC_OBJ) $(SO_LIBS)
+	$(Q)ln -sf $(notdir $@) $(B)/$(SO_NAME) && ln -sf $(SO_NAME) $(B)/libnlpclient.so
+$(B)/nlpclient.pc: clients/libnlpclient/nlpclient.pc.in clients/libnlpclient/nlpclient.h
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' $< > $@
+# The config /etc gets: the model under STATEDIR, the ipc socket in the unit's
+# RuntimeDirectory (PrivateTmp hides /tmp from clients).
+$(B)/etc/nlpd.conf: conf/nlpd.conf
+	@mkdir -p $(dir $@)
+	$(Q)sed -e 's|^# model = "models/flan-t5-small";|model = "$(STATEDIR)/models/flan-t5-small";|' \
+	    -e 's|"ipc:///tmp/nlpd.sock"|"ipc:///run/nlpd/nlpd.sock"|' $< > $@.tmp
+	$(Q)grep -q '^model = "$(STATEDIR)/' $@.tmp && grep -q 'ipc:///run/nlpd/nlpd.sock' $@.tmp || \
+	    { echo "conf/nlpd.conf changed: update the install sed in the Makefile" >&2; exit 1; }
+	$(Q)mv $@.tmp $@
+
+lib: $(SO_FILE) $(LIBCLIENT)
+
+MAN_PAGES := docs/man/nlpd.8 docs/man/nlpc.1 docs/man/nlprun.1
+# install-file MODE SRC DEST: never silently over a different /etc file.
+define install_conf
+	$(Q)if [ -e $(2) ] && ! cmp -s $(1) $(2); then \
+	    install -m 644 $(1) $(2).dist; \
+	    echo "install: kept $(2) (changed); the new one is $(2).dist"; \
+	else install -m 644 $(1) $(2); fi
+endef
+
+install: $(BINS) $(SO_FILE) $(LIBCLIENT) $(B)/nlpclient.pc $(PY_PB2) $(B)/etc/nlpd.conf
+	@echo "  INSTALL $(DESTDIR)$(PREFIX)"
+	$(Q)install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBDIR) \
+	    $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(MANDIR)/man1 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(PYDIR)/nlpclient $(DESTDIR)$(SYSCONFDIR)/nlpd \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	$(Q)install -m 755 $(B)/nlpd $(DESTDIR)$(SBINDIR)/nlpd
+	$(Q)install -m 755 $(B)/nlpc $(B)/nlprun $(DESTDIR)$(BINDIR)/
+	$(Q)install -m 644 $(SO_FILE) $(DESTDIR)$(LIBDIR)/
+	$(Q)ln -sf $(notdir $(SO_FILE)) $(DESTDIR)$(LIBDIR)/$(SO_NAME)
+	$(Q)ln -sf $(SO_NAME) $(DESTDIR)$(LIBDIR)/libnlpclient.so
+	$(Q)install -m 644 $(LIBCLIENT) $(DESTDIR)$(LIBDIR)/
+	$(Q)install -m 644 clients/libnlpclient/nlpclient.h $(DESTDIR)$(INCLUDEDIR)/
+	$(Q)install -m 644 $(B)/nlpclient.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	$(Q)install -m 644 docs/man/nlpc.1 docs/man/nlprun.1 $(DESTDIR)$(MANDIR)/man1/
+	$(Q)install -m 644 docs/man/nlpd.8 $(DESTDIR)$(MANDIR)/man8/
+	$(Q)install -m 644 clients/python/nlpclient.py $(DESTDIR)$(PYDIR)/nlpclient/__init__.py
+	$(Q)install -m 644 clients/python/__main__.py $(PY_PB2) $(DESTDIR)$(PYDIR)/nlpclient/
+	$(call install_conf,$(B)/etc/nlpd.conf,$(DESTDIR)$(SYSCONFDIR)/nlpd/nlpd.conf)
+	$(call install_conf,conf/tasks.conf,$(DESTDIR)$(SYSCONFDIR)/nlpd/tasks.conf)
+	$(Q)sed 's|/usr/local/sbin/nlpd|$(SBINDIR)/nlpd|' conf/systemd/nlpd.service \
+	    > $(DESTDIR)$(UNITDIR)/nlpd.service && chmod 644 $(DESTDIR)$(UNITDIR)/nlpd.service
+	$(Q)install -m 644 conf/systemd/nlpd.sysusers $(DESTDIR)$(SYSUSERSDIR)/nlpd.conf
+	$(Q)if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" -eq 0 ] && ! getent passwd nlpd >/dev/null; then \
+	    systemd-sysusers $(SYSUSERSDIR)/nlpd.conf 2>/dev/null || \
+	    useradd --system --home-dir $(STATEDIR) --no-create-home --shell /usr/sbin/nologin nlpd; \
+	    echo "install: created the system user nlpd"; fi
+	$(Q)if [ -z "$(DESTDIR)" ]; then ldconfig 2>/dev/null || true; \
+	    echo "install: put the model in $(STATEDIR)/models/flan-t5-small, then" \
+	         "systemctl daemon-reload && systemctl enable --now nlpd (docs/deploy.md)"; fi
+
+# /etc files are removed only when they are still what install wrote.
+uninstall:
+	$(Q)rm -f $(DESTDIR)$(SBINDIR)/nlpd $(DESTDIR)$(BINDIR)/nlpc $(DESTDIR)$(BINDIR)/nlprun \
+	    $(DESTDIR)$(LIBDIR)/$(notdir $(SO_FILE)) $(DESTDIR)$(LIBDIR)/$(SO_NAME) \
+	    $(DESTDIR)$(LIBDIR)/libnlpclient.so $(DESTDIR)$(LIBDIR)/libnlpclient.a \
+	    $(DESTDIR)$(INCLUDEDIR)/nlpclient.h $(DESTDIR)$(PKGCONFIGDIR)/nlpclient.pc \
+	    $(DESTDIR)$(MANDIR)/man1/nlpc.1 $(DESTDIR)$(MANDIR)/man1/nlprun.1 \
+	    $(DESTDIR)$(MANDIR)/man8/nlpd.8 $(DESTDIR)$(UNITDIR)/nlpd.service \
+	    $(DESTDIR)$(SYSUSERSDIR)/nlpd.conf
+	$(Q)rm -rf $(DESTDIR)$(PYDIR)/nlpclient
+	$(Q)for f in nlpd.conf tasks.conf; do \
+	    d=$(DESTDIR)$(SYSCONFDIR)/nlpd/$$f; s=conf/tasks.conf; \
+	    [ $$f = nlpd.conf ] && s=$(B)/etc/nlpd.conf; \
+	    if [ -e $$d ] && [ -e $$s ] && cmp -s $$s $$d; then rm -f $$d; \
+	    elif [ -e $$d ]; then echo "uninstall: kept $$d (changed)"; fi; \
+	    rm -f $$d.dist; done
+	$(Q)rmdir $(DESTDIR)$(SYSCONFDIR)/nlpd 2>/dev/null || true
+	@echo "  UNINSTALL $(DESTDIR)$(PREFIX)"
+
+-include $(shell find $(B)/pic -name '*.d' 2>/dev/null)
+
 clean:
 	rm -rf build
 
--include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj $(B)/fuzz-obj $(B)/fuzz -name '*.d' 2>/dev/null)

@@ -32,6 +32,7 @@
 #include "daemon/dmn_curve.h"
 #include "daemon/dmn_http.h"
 #include "daemon/dmn_log.h"
+#include "daemon/dmn_notify.h"
 #include "daemon/dmn_req.h"
 #include "daemon/dmn_route.h"
 #include "daemon/dmn_sched.h"
@@ -365,6 +366,7 @@ static void close_socket(void **s)
 static void begin_shutdown(dmn_server *srv)
 {
     srv->shutting_down = 1;
+    dmn_notify_stopping();
     dmn_queue_close(srv->queue);
     DMN_LOG(DMN_LOG_INFO, "stop signal: taking no new work; finishing %d request(s) in flight",
             srv->in_flight);
@@ -427,6 +429,7 @@ static int serve(dmn_server *srv)
             timeout = left < 0 ? 0 : left < POLL_MS ? (long)left : POLL_MS;
         }
         int rc = zmq_poll(items, n, timeout);
+        dmn_notify_watchdog();
         if (rc < 0) {
             if (zmq_errno() == EINTR) continue;
             DMN_LOG(DMN_LOG_ERROR, "zmq_poll: %s", zmq_strerror(zmq_errno()));
@@ -509,6 +512,7 @@ int dmn_server_run(dmn_server *srv)
                 "AVX-512 CPU: the engine's own AVX-512 kernel runs the large matrix products",
                 getenv("OPENBLAS_CORETYPE"));
 
+    dmn_notify_ready(srv->conf.model_dir);
     /* A signal that came during start-up is pending: it is handled right here. */
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);

@@ -4,8 +4,8 @@
 set -eu
 
 PKGS="build-essential pkg-config clang libclang-rt-dev \
-libzmq3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libopenblas-dev libopenblas-openmp-dev libconfig-dev libcjson-dev libmicrohttpd-dev libhiredis-dev \
-curl prometheus python3 python3-yaml python3-zmq python3-protobuf python3-numpy python3-redis sentencepiece redis-server"
+libzmq3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libopenblas-dev libopenblas-openmp-dev libconfig-dev libcjson-dev libmicrohttpd-dev libhiredis-dev libsystemd-dev \
+curl prometheus python3 python3-yaml python3-zmq python3-protobuf python3-numpy python3-redis python3-venv man-db sentencepiece redis-server"
 
 missing=""
 for p in $PKGS; do
