@@ -145,6 +145,55 @@ int nlpc_client_wait_connected(nlpc_client *c, int timeout_ms)
 
 nlpc_client *nlpc_client_new(const char *endpoint, char *err, size_t errlen)
 {
+    return nlpc_client_new_curve(endpoint, NULL, err, errlen);
+}
+
+/* The value of `name = "..."` on a certificate line, when it is 40 characters. */
+static int cert_value(const char *line, const char *name, char *out)
+{
+    size_t nl = strlen(name);
+    while (*line == ' ' || *line == '\t') line++;
+    if (strncmp(line, name, nl) != 0) return -1;
+    line += nl;
+    while (*line == ' ' || *line == '\t') line++;
+    if (*line++ != '=') return -1;
+    while (*line == ' ' || *line == '\t') line++;
+    char q = *line == '"' || *line == '\'' ? *line++ : 0;
+    size_t n = 0;
+    while (line[n] && line[n] != q && line[n] != '\n' && line[n] != '\r' && line[n] != ' ')
+        n++;
+    if (n != 40) return -2;
+    memcpy(out, line, 40);
+    out[40] = 0;
+    return 0;
+}
+
+int nlpc_cert_read(const char *path, char *pub, char *sec, char *err, size_t errlen)
+{
+    char line[512];
+    int lineno = 0, bad = 0;
+    FILE *f = fopen(path, "r");
+    pub[0] = 0;
+    if (sec) sec[0] = 0;
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NLPC_EINVAL;
+    }
+    while (fgets(line, sizeof line, f) && lineno < 1000) {
+        lineno++;
+        if (cert_value(line, "public-key", pub) == -2) bad = lineno;
+        if (sec && cert_value(line, "secret-key", sec) == -2) bad = lineno;
+    }
+    fclose(f);
+    if (bad) snprintf(err, errlen, "%s:%d: a key is not 40 Z85 characters", path, bad);
+    else if (!pub[0]) snprintf(err, errlen, "%s: no public-key (not a CZMQ certificate)", path);
+    else return 0;
+    return NLPC_EINVAL;
+}
+
+nlpc_client *nlpc_client_new_curve(const char *endpoint, const nlpc_curve_keys *keys,
+                                   char *err, size_t errlen)
+{
     if (!endpoint || !*endpoint) {
         snprintf(err, errlen, "no endpoint given");
         return NULL;
@@ -176,6 +225,12 @@ nlpc_client *nlpc_client_new(const char *endpoint, char *err, size_t errlen)
     if (strchr(endpoint, ',')) {
         int one = 1;
         zmq_setsockopt(c->sock, ZMQ_IMMEDIATE, &one, sizeof one);
+    }
+    if (keys && (zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, keys->server_public, 40) != 0 ||
+                 zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, keys->client_public, 40) != 0 ||
+                 zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, keys->client_secret, 40) != 0)) {
+        snprintf(err, errlen, "CURVE keys: %s", zmq_strerror(errno));
+        goto fail_sock;
     }
     monitor_start(c);
     int n_ok = 0;

@@ -180,6 +180,22 @@ typedef struct nlpc_response {
 nlpc_client *nlpc_client_new(const char *endpoint, char *err, size_t errlen);
 /* Closes the socket (pending sends are dropped after at most 200 ms) and NULLs *c. */
 void nlpc_client_destroy(nlpc_client **c);
+
+/* CurveZMQ (a daemon with security.curve_secret_key_file): the keys as Z85 text (40
+ * characters each). nlpc_client_new_curve() is nlpc_client_new() whose connections are
+ * CURVE clients of server_public with the client's key pair; keys NULL is plain. A
+ * daemon that does not admit the key answers nothing (requests time out). */
+typedef struct nlpc_curve_keys {
+    const char *server_public;
+    const char *client_public;
+    const char *client_secret;
+} nlpc_curve_keys;
+nlpc_client *nlpc_client_new_curve(const char *endpoint, const nlpc_curve_keys *keys,
+                                   char *err, size_t errlen);
+/* Reads a CZMQ certificate (zcert_save's format, as nlpd --make-keypair writes): its
+ * public key and, when sec is not NULL, its secret key ("" if the file has none), 41
+ * bytes each with the NUL. 0, or NLPC_EINVAL with the reason in err. */
+int nlpc_cert_read(const char *path, char *pub, char *sec, char *err, size_t errlen);
 /* Message of the client's last failure ("" if none). Valid until the next call. */
 const char *nlpc_client_error(const nlpc_client *c);
 /* Number of requests sent whose replies have not been returned yet. */

@@ -771,7 +771,7 @@ int nlpc_cli_batch(nlpc_cli *cli)
         }
     }
     b.slots = calloc((size_t)b.window, sizeof *b.slots);
-    b.c = nlpc_client_new(cli->endpoint, err, sizeof err);
+    b.c = nlpc_cli_client_new(cli, err, sizeof err);
     if (!b.slots || !b.c) {
         fprintf(stderr, "nlpc: %s\n", b.c ? "out of memory" : err);
         free(b.slots);

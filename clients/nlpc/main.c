@@ -30,6 +30,8 @@ static const char usage_text[] =
 "\n"
 "connection and request:\n"
 "  --connect ENDPOINT    default $NLPD_ENDPOINT, else " NLPC_DEFAULT_ENDPOINT "\n"
+"  --server-key FILE --key FILE   CurveZMQ: the daemon's public certificate and this\n"
+"                        client's secret one (nlpd --make-keypair writes both kinds)\n"
 "                        (several, comma-separated: requests spread over them)\n"
 "  --timeout MS          how long to wait for a reply (default 30000; batch: per\n"
 "                        request, then the daemon is asked whether it still owes it)\n"
@@ -163,6 +165,27 @@ static float *float_opt(nlpc_cli *cli, const char *name)
     return NULL;
 }
 
+nlpc_client *nlpc_cli_client_new(const nlpc_cli *cli, char *err, size_t errlen)
+{
+    char server[41], pub[41], sec[41];
+    if (!cli->server_key && !cli->key) return nlpc_client_new(cli->endpoint, err, errlen);
+    if (!cli->server_key || !cli->key) {
+        snprintf(err, errlen, "--server-key and --key go together");
+        return NULL;
+    }
+    if (nlpc_cert_read(cli->server_key, server, NULL, err, errlen) < 0 ||
+        nlpc_cert_read(cli->key, pub, sec, err, errlen) < 0)
+        return NULL;
+    if (!sec[0]) {
+        snprintf(err, errlen, "%s has no secret-key (give the PREFIX_secret file)", cli->key);
+        return NULL;
+    }
+    nlpc_curve_keys keys = { server, pub, sec };
+    nlpc_client *c = nlpc_client_new_curve(cli->endpoint, &keys, err, errlen);
+    memset(sec, 0, sizeof sec);
+    return c;
+}
+
 /* Options that take a value (the flags are matched before). */
 static int known_value_opt(const char *a)
 {
@@ -171,7 +194,7 @@ static int known_value_opt(const char *a)
         "--no-repeat-ngram-size", "--top-k", "--timeout", "--window", "--priority",
         "--retries", "--reconnect", "--drain", "--length-penalty", "--repetition-penalty",
         "--temperature", "--top-p", "--seed", "--deadline", "--max-message-bytes", "--output",
-        "-o", "--connect", "--to", "--from", "--question", "--task", "--labels",
+        "-o", "--connect", "--server-key", "--key", "--to", "--from", "--question", "--task", "--labels",
         "--queue", "--stream", "--results",
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -237,6 +260,10 @@ static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
             cli->output = v;
         } else if (!strcmp(a, "--connect")) {
             cli->endpoint = v;
+        } else if (!strcmp(a, "--server-key")) {
+            cli->server_key = v;
+        } else if (!strcmp(a, "--key")) {
+            cli->key = v;
         } else if (!strcmp(a, "--to")) {
             cli->rq.target_lang = v;
         } else if (!strcmp(a, "--from")) {
@@ -437,7 +464,7 @@ static int run_one(nlpc_cli *cli)
         }
     }
     char err[256];
-    nlpc_client *c = nlpc_client_new(cli->endpoint, err, sizeof err);
+    nlpc_client *c = nlpc_cli_client_new(cli, err, sizeof err);
     if (!c) {
         fprintf(stderr, "nlpc: %s\n", err);
         free(stdin_text);

@@ -26,6 +26,8 @@ enum {
 
 typedef struct nlpc_cli {
     const char *endpoint;
+    const char *server_key;   /* --server-key: the daemon's public certificate (CURVE) */
+    const char *key;          /* --key: this client's secret certificate (CURVE) */
     int timeout_ms;
     int json;
     int window;               /* batch: requests in flight */
@@ -55,6 +57,10 @@ int nlpc_cli_split_labels(char *buf, const char **out, int max);
  * same thing on every path (argument, stdin, batch line) instead of whichever check the
  * daemon reaches first. */
 int nlpc_cli_empty_text(nlpc_task task, const char *text, char *msg, size_t len);
+
+/* Connects to cli->endpoint, as a CURVE client when --server-key and --key are given
+ * (both, or neither). NULL with the reason in err. */
+nlpc_client *nlpc_cli_client_new(const nlpc_cli *cli, char *err, size_t errlen);
 
 /* batch.c: runs `nlpc batch`; returns the exit code. */
 int nlpc_cli_batch(nlpc_cli *cli);

@@ -23,6 +23,17 @@ start_daemon --bind "$TCP"
 grep -q "curve: 1 allowed client key(s)" "$TMP/nlpd.log" || fail "allowed keys not read"
 timeout 120 $PY tests/scripts/http_curve.py "$TCP" "$K" "$DPID" || fail "http_curve.py"
 grep -q "curve: refused a client" "$TMP/nlpd.log" || fail "refusals not logged"
+# nlpc: --server-key / --key (one-shot and batch); without keys it gets nothing (exit 3)
+out=$(timeout 30 "$B/nlpc" --connect "$TCP" --server-key "$K/server" --key "$K/client1_secret" \
+      summarize --max-new-tokens 4 "Keys work.") || fail "nlpc with keys: $out"
+echo '{"id":1,"text":"Batch too."}' | timeout 30 "$B/nlpc" --connect "$TCP" --server-key "$K/server" \
+    --key "$K/client1_secret" batch --task summarize --max-new-tokens 4 2> /dev/null |
+    grep -q '"status":"OK"' || fail "nlpc batch with keys"
+timeout 30 "$B/nlpc" --connect "$TCP" --timeout 1500 health > /dev/null 2>&1
+[ $? = 3 ] || fail "nlpc without keys was answered"
+timeout 30 "$B/nlpc" --connect "$TCP" --server-key "$K/server" --key "$K/client1" health \
+    2> "$TMP/err" && fail "a public certificate as --key accepted"
+grep -q "no secret-key" "$TMP/err" || fail "no reason: $(cat "$TMP/err")"
 stop_daemon
 [ "$DAEMON_RC" = 0 ] || fail "exit code $DAEMON_RC"
 
