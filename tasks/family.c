@@ -126,7 +126,7 @@ int task_served(const task_env *env, task_kind kind, char *why, size_t whylen)
     }
     if (!ok && why)
         cm_fmt(why, whylen, "%s: not supported by this model (model_type %s): %s; "
-               "`nlpc models` lists what it serves", task_kind_name(kind),
+               "the daemon's health reply (tasks) lists what it serves", task_kind_name(kind),
                env->model ? env->model->model_type : "t5", what);
     return ok;
 }

@@ -234,8 +234,8 @@ static int many_lang(const task_env *env, const char *user, const char *what, ch
     if (k >= 0) return k;
     size_t q = cm_utf8_cut(user, strlen(user), CM_QUOTE_MAX);
     cm_fmt(err, errlen, "translate: unknown %s language '%.*s%s': the model has %d language "
-           "codes (`nlpc models` lists them; ISO 639 codes and English names are accepted "
-           "too)", what, (int)q, user, user[q] ? "..." : "", n);
+           "codes (the daemon's health reply lists them, as `languages`; ISO 639 codes and "
+           "English names are accepted too)", what, (int)q, user, user[q] ? "..." : "", n);
     return TASK_EINVAL;
 }
 

@@ -73,7 +73,7 @@ opus-mt-en-mg	INVALID_ARGUMENT	translates en to mg only, not from 'fr'	translate
 opus-mt-en-mg	UNSUPPORTED	summarize: not supported	summarize	the cat sat on the mat.
 nllb	OK	-	translate --to German --max-new-tokens 10	the cat sat on the mat. this is a good day.
 nllb	OK	-	translate --from fr --to deu_Latn --max-new-tokens 10 --num-beams 3	a dog ran home.
-nllb	INVALID_ARGUMENT	`nlpc models` lists them	translate --to Klingon	the cat sat on the mat.
+nllb	INVALID_ARGUMENT	health reply lists them, as `languages`	translate --to Klingon	the cat sat on the mat.
 nllb	UNSUPPORTED	qa: not supported	qa --question what	the cat sat on the mat.
 mbart	OK	-	translate --to de --max-new-tokens 10	the cat sat on the mat. this is a good day.
 mbart	OK	-	translate --from en_XX --to French --max-new-tokens 10	a dog ran home.
