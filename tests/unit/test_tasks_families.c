@@ -356,3 +356,74 @@ TEST(tasks_fam_translate_langs)
     tok_free(&nl);
     task_conf_free(&conf);
 }
+
+/* A Marian model with several targets (opus-mt-en-ROMANCE): the target's >>xx<< token
+ * before each sentence, in the form the vocabulary has (here ISO 639-3 "fra"); a target
+ * it has no token for is refused naming the pair. */
+TEST(tasks_fam_marian_multi_target)
+{
+    char dir[] = "/tmp/nlp-marian-multi-XXXXXX", path[512], err[512];
+    REQUIRE(mkdtemp(dir));
+    char *voc;
+    size_t n;
+    REQUIRE(cm_read_file(th_data("families/tokenizers/marian-en-mg/vocab.json"), 16 << 20, &voc,
+                         &n) == 0);
+    cJSON *v = cJSON_ParseWithLength(voc, n);
+    free(voc);
+    REQUIRE(v);
+    int code_id = cJSON_GetArraySize(v);
+    cJSON_AddNumberToObject(v, ">>fra<<", code_id);
+    char *s = cJSON_PrintUnformatted(v);
+    cJSON_Delete(v);
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    FILE *f = fopen(path, "w");
+    REQUIRE(f && s);
+    fputs(s, f);
+    fclose(f);
+    free(s);
+    const char *spm[] = { "source.spm", "target.spm" };
+    for (int i = 0; i < 2; i++) {
+        char from[512];
+        snprintf(from, sizeof from, "%s", th_data("families/tokenizers/marian-en-mg/"));
+        strncat(from, spm[i], sizeof from - strlen(from) - 1);
+        snprintf(path, sizeof path, "%s/%s", dir, spm[i]);
+        if (from[0] != '/') {
+            char abs[1024], cwd[512];
+            REQUIRE(getcwd(cwd, sizeof cwd));
+            snprintf(abs, sizeof abs, "%s/%s", cwd, from);
+            REQUIRE(symlink(abs, path) == 0);
+        } else {
+            REQUIRE(symlink(from, path) == 0);
+        }
+    }
+    tok_model *tok = tok_open_dir(dir, err, sizeof err);
+    REQUIRE_MSG(tok, "%s", err);
+    task_conf *conf = task_conf_default();
+    eng_config marian = { .model_type = "marian" };
+    task_env env = { .tok = tok, .model = &marian, .conf = conf, .max_input_tokens = 512 };
+    env.info.known = 1;
+    env.info.gen = eng_gen_default_params();
+    snprintf(env.info.pair_src, sizeof env.info.pair_src, "en");
+    snprintf(env.info.pair_tgt, sizeof env.info.pair_tgt, "ROMANCE");
+    task_input in = input(TASK_TRANSLATE, "Hello there. How are you?");
+    in.target_lang = "French";
+    task_doc doc;
+    REQUIRE_MSG(task_prepare(&env, &in, &doc, err, sizeof err) == 0, "%s", err);
+    CHECK(doc.n_jobs == 2);
+    for (int i = 0; i < doc.n_jobs; i++)
+        CHECK_MSG(doc.jobs[i].ids[0] == code_id, "sentence %d starts with %d", i,
+                  doc.jobs[i].ids[0]);
+    task_doc_clear(&doc);
+    in.target_lang = "de";
+    CHECK(task_prepare(&env, &in, &doc, err, sizeof err) == TASK_EINVAL);
+    CHECK_MSG(strstr(err, "translates en to ROMANCE only, not to 'de'"), "%s", err);
+    tok_free(&tok);
+    task_conf_free(&conf);
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, spm[i]);
+        unlink(path);
+    }
+    snprintf(path, sizeof path, "%s/vocab.json", dir);
+    unlink(path);
+    rmdir(dir);
+}
