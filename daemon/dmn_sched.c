@@ -1,4 +1,13 @@
-/* Work queue: pushed by the I/O thread, taken by the worker thread (see dmn_sched.h). */
+/* Work queue: pushed by the I/O thread, taken by the worker thread (see dmn_sched.h).
+ *
+ * Fairness between clients: within a priority, documents are served round-robin over
+ * the clients that have some queued (start-time fair queueing), not in arrival order, so
+ * one client with 2,000 queued documents delays another's next document by about one
+ * document per client, not by 2,000. A client is its reply route's first frame (a
+ * ROUTER peer's routing id; the pipeline's and each HTTP request's are their own). Each
+ * document gets a tag, one past the larger of the client's last tag and the tag of the
+ * last document taken (vtime); the heap orders by priority, tag, then arrival time, so
+ * a client's own documents keep their order. dmn_item.order holds the tag. */
 #include "daemon/dmn_sched.h"
 
 #include "common/common.h"
@@ -6,7 +15,10 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#define FAIR_SLOTS 4096   /* clients told apart; two that share a slot share a turn */
 
 struct dmn_queue {
     pthread_mutex_t mu;
@@ -15,7 +27,8 @@ struct dmn_queue {
     int n, cap;
     int max_input_tokens;
     long est_sum;              /* sum of est_tokens queued */
-    uint64_t next_order;
+    uint64_t vtime;            /* the tag of the last document taken */
+    uint64_t *last_tag;        /* [FAIR_SLOTS] by client hash: its last document's tag */
     int closed;
 };
 
@@ -24,7 +37,10 @@ dmn_queue *dmn_queue_new(int capacity, int max_input_tokens)
     dmn_queue *q = calloc(1, sizeof *q);
     if (!q) return NULL;
     q->heap = calloc((size_t)capacity, sizeof *q->heap);
-    if (!q->heap) {
+    q->last_tag = calloc(FAIR_SLOTS, sizeof *q->last_tag);
+    if (!q->heap || !q->last_tag) {
+        free(q->heap);
+        free(q->last_tag);
         free(q);
         return NULL;
     }
@@ -46,6 +62,7 @@ void dmn_queue_free(dmn_queue **qp)
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);
     free(q->heap);
+    free(q->last_tag);
     free(q);
     *qp = NULL;
 }
@@ -54,7 +71,8 @@ void dmn_queue_free(dmn_queue **qp)
 static int before(const dmn_item *a, const dmn_item *b)
 {
     if (a->priority != b->priority) return a->priority > b->priority;
-    return a->order < b->order;
+    if (a->order != b->order) return a->order < b->order;   /* fair tags */
+    return a->t_enq < b->t_enq;
 }
 
 static void sift_up(dmn_item *h, int i)
@@ -83,6 +101,15 @@ static void sift_down(dmn_item *h, int n, int i)
     }
 }
 
+/* The client's slot: FNV-1a of its route's first frame (0 frames: one client). */
+static unsigned client_slot(const dmn_route *rt)
+{
+    uint64_t h = 1469598103934665603ULL;
+    size_t n = rt->n_env > 0 ? rt->env_len[0] : 0;
+    for (size_t i = 0; i < n; i++) h = (h ^ rt->env[i]) * 1099511628211ULL;
+    return (unsigned)(h % FAIR_SLOTS);
+}
+
 int dmn_queue_push(dmn_queue *q, dmn_req *r, double now)
 {
     pthread_mutex_lock(&q->mu);
@@ -90,6 +117,9 @@ int dmn_queue_push(dmn_queue *q, dmn_req *r, double now)
         pthread_mutex_unlock(&q->mu);
         return -1;
     }
+    /* An empty queue forgets every client's turn: nobody is ahead of anybody. */
+    if (q->n == 0) memset(q->last_tag, 0, FAIR_SLOTS * sizeof *q->last_tag);
+    uint64_t *last = &q->last_tag[client_slot(&r->route)];
     for (int d = 0; d < r->n_docs; d++) {
         dmn_item *it = &q->heap[q->n];
         long est = (long)(r->doc_lens[d] / 4) + 2;
@@ -97,7 +127,7 @@ int dmn_queue_push(dmn_queue *q, dmn_req *r, double now)
         it->doc = d;
         it->est_tokens = est > q->max_input_tokens ? q->max_input_tokens : (int)est;
         it->priority = r->priority;
-        it->order = q->next_order++;
+        it->order = *last = (*last > q->vtime ? *last : q->vtime) + 1;
         it->t_enq = now;
         it->deadline = r->t_deadline;
         q->est_sum += it->est_tokens;
@@ -168,6 +198,7 @@ int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
     while (q->n > 0 && n < max_items) {
         if (n > 0 && tokens + q->heap[0].est_tokens > max_tokens) break;
         out[n] = q->heap[0];
+        if (out[n].order > q->vtime) q->vtime = out[n].order;
         tokens += out[n].est_tokens;
         q->est_sum -= out[n].est_tokens;
         n++;
@@ -184,6 +215,7 @@ int dmn_queue_try_take(dmn_queue *q, dmn_item *out)
     pthread_mutex_lock(&q->mu);
     if (q->n > 0) {
         *out = q->heap[0];
+        if (out->order > q->vtime) q->vtime = out->order;
         q->est_sum -= out->est_tokens;
         q->heap[0] = q->heap[--q->n];
         sift_down(q->heap, q->n, 0);

@@ -1,6 +1,7 @@
 /* The work queue between the I/O thread (push) and the worker thread (take), and the
  * batching rules. The queue holds documents (a request's documents are queued together
- * or not at all), ordered by request priority (higher first), then arrival.
+ * or not at all), ordered by request priority (higher first), then round-robin over
+ * clients (each client's documents in arrival order; dmn_sched.c).
  *
  * Thread use: dmn_queue_push/close/depth from the I/O thread, dmn_queue_take from the
  * worker; one mutex + condition variable inside. dmn_sched_split is pure. */
@@ -16,7 +17,7 @@ typedef struct dmn_item {
     int doc;                   /* document index */
     int est_tokens;            /* cheap estimate (bytes / 4 + 2) used to fill batches */
     int priority;
-    uint64_t order;            /* arrival number */
+    uint64_t order;            /* fair-queueing tag (dmn_sched.c): per client, in arrival order */
     double t_enq;              /* CLOCK_MONOTONIC seconds */
     double deadline;           /* the request's, CLOCK_MONOTONIC seconds */
 } dmn_item;
