@@ -64,6 +64,7 @@ void task_env_set_model(task_env *env, const char *model_dir, const eng_model *m
     env->info.known = 1;
     env->info.gen = eng_model_gen_params(model, &env->info.gen_set);
     if (!strcmp(env->model->model_type, "marian")) marian_pair(model_dir, &env->info);
+    env->info.hf_base = task_env_family(env) != TASK_FAM_T5;
 }
 
 /* 1 if word is one of the space-separated words of list. */

@@ -387,6 +387,16 @@ static int gen_params(const task_conf *conf, task_kind kind, const task_model_in
     const task_dec_defaults *d = &dd;
     unsigned from_model = mi->known ? mi->gen_set & ~conf->spec[kind].dec_set : 0;
     const eng_gen_params *g = &mi->gen;
+    if (mi->known && mi->hf_base) {
+        /* Beneath the checkpoint: transformers' defaults, not T5's task defaults. */
+        eng_gen_params h = eng_gen_default_params();
+        unsigned op = conf->spec[kind].dec_set;
+        if (!(op & ENG_GEN_SET_MIN_NEW)) dd.min_new_tokens = h.min_new_tokens;
+        if (!(op & ENG_GEN_SET_BEAMS)) dd.num_beams = h.num_beams;
+        if (!(op & ENG_GEN_SET_LENGTH_PENALTY)) dd.length_penalty = h.length_penalty;
+        if (!(op & ENG_GEN_SET_NO_REPEAT)) dd.no_repeat_ngram_size = h.no_repeat_ngram_size;
+        if (!(op & ENG_GEN_SET_REPETITION_PENALTY)) dd.repetition_penalty = h.repetition_penalty;
+    }
     if (from_model & ENG_GEN_SET_MAX_NEW) dd.max_new_tokens = g->max_new_tokens;
     if (from_model & ENG_GEN_SET_MIN_NEW) dd.min_new_tokens = g->min_new_tokens;
     if (from_model & ENG_GEN_SET_BEAMS) dd.num_beams = g->num_beams;

@@ -46,6 +46,11 @@ typedef struct task_model_info {
     int known;
     eng_gen_params gen;          /* eng_model_gen_params(): bad_words point into the model */
     unsigned gen_set;            /* its ENG_GEN_SET_* bits: what the checkpoint states */
+    /* 1 (every family but T5's): what neither the checkpoint nor the tasks file states is
+     * transformers' default (1 beam, length penalty 1, no minimum, no n-gram rule: NLLB
+     * decodes greedily, as HF does), not the task's built-in T5 default. max_new_tokens
+     * stays the task's (HF's max_length 20 is its own placeholder). */
+    int hf_base;
     /* Marian: the one language pair it serves, as written in tokenizer_config.json
      * (source_lang / target_lang) or the directory name opus-mt-SRC-TGT; "" unknown. */
     char pair_src[24], pair_tgt[24];

@@ -199,6 +199,17 @@ TEST(tasks_fam_gen_params_layers)
     o.max_new_tokens = 7;
     REQUIRE(task_gen_params_env(&env, TASK_SUMMARIZE, &o, &p, err, sizeof err) == 0);
     CHECK(p.num_beams == 2 && p.max_new_tokens == 7 && p.min_new_tokens == 7);
+    /* A family other than T5: transformers' defaults beneath the checkpoint. */
+    env.info.hf_base = 1;
+    task_decode_opts_unset(&o);
+    REQUIRE(task_gen_params_env(&env, TASK_SUMMARIZE, &o, &p, err, sizeof err) == 0);
+    CHECK(p.num_beams == 3 && p.max_new_tokens == 50);   /* the file, the checkpoint */
+    CHECK(p.min_new_tokens == 0 && fabsf(p.length_penalty - 1.0f) < 1e-6 &&
+          p.no_repeat_ngram_size == 0);                  /* HF's, not T5's 10, 2.0, 3 */
+    env.info.gen_set = 0;
+    REQUIRE(task_gen_params_env(&env, TASK_TRANSLATE, &o, &p, err, sizeof err) == 0);
+    CHECK(p.num_beams == 1 && p.max_new_tokens == 128);  /* NLLB: greedy, as HF */
+    env.info.hf_base = 0;
     /* No checkpoint settings: exactly task_gen_params (T5 as before). */
     env.info.known = 0;
     task_decode_opts_unset(&o);
