@@ -196,7 +196,8 @@ run: deps all
 # nlpd (sbin), nlpc and nlprun (bin), libnlpclient (.so with its soname, and .a), its
 # header and nlpclient.pc, the Python client as the package `nlpclient` (with nlp_pb2),
 # the man pages, /etc/nlpd/{nlpd,tasks}.conf (an existing, different file is kept and the
-# new one goes beside it as .dist), the systemd unit and sysusers file. Outside DESTDIR
+# new one goes beside it as .dist; pristine copies in DATADIR), the systemd unit and
+# sysusers file. Outside DESTDIR
 # the nlpd user is created too. `make uninstall` removes all of it but a changed /etc file.
 PREFIX       ?= /usr/local
 BINDIR       ?= $(PREFIX)/bin
@@ -205,6 +206,7 @@ LIBDIR       ?= $(PREFIX)/lib
 INCLUDEDIR   ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 MANDIR       ?= $(PREFIX)/share/man
+DATADIR      ?= $(PREFIX)/share/nlpd
 SYSCONFDIR   ?= /etc
 STATEDIR     ?= /var/lib/nlpd
 UNITDIR      ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
@@ -281,8 +283,10 @@ install: $(BINS) $(SO_FILE) $(LIBCLIENT) $(B)/nlpclient.pc $(PY_PB2) $(B)/etc/nl
 	$(Q)install -m 644 docs/man/nlpd.8 $(DESTDIR)$(MANDIR)/man8/
 	$(Q)install -m 644 clients/python/nlpclient.py $(DESTDIR)$(PYDIR)/nlpclient/__init__.py
 	$(Q)install -m 644 clients/python/__main__.py $(PY_PB2) $(DESTDIR)$(PYDIR)/nlpclient/
-	$(call install_conf,$(B)/etc/nlpd.conf,$(DESTDIR)$(SYSCONFDIR)/nlpd/nlpd.conf)
-	$(call install_conf,conf/tasks.conf,$(DESTDIR)$(SYSCONFDIR)/nlpd/tasks.conf)
+	$(Q)install -d $(DESTDIR)$(DATADIR)
+	$(Q)install -m 644 $(B)/etc/nlpd.conf conf/tasks.conf $(DESTDIR)$(DATADIR)/
+	$(call install_conf,$(DESTDIR)$(DATADIR)/nlpd.conf,$(DESTDIR)$(SYSCONFDIR)/nlpd/nlpd.conf)
+	$(call install_conf,$(DESTDIR)$(DATADIR)/tasks.conf,$(DESTDIR)$(SYSCONFDIR)/nlpd/tasks.conf)
 	$(Q)sed 's|/usr/local/sbin/nlpd|$(SBINDIR)/nlpd|' conf/systemd/nlpd.service \
 	    > $(DESTDIR)$(UNITDIR)/nlpd.service && chmod 644 $(DESTDIR)$(UNITDIR)/nlpd.service
 	$(Q)install -m 644 conf/systemd/nlpd.sysusers $(DESTDIR)$(SYSUSERSDIR)/nlpd.conf
@@ -294,7 +298,8 @@ install: $(BINS) $(SO_FILE) $(LIBCLIENT) $(B)/nlpclient.pc $(PY_PB2) $(B)/etc/nl
 	    echo "install: put the model in $(STATEDIR)/models/flan-t5-small, then" \
 	         "systemctl daemon-reload && systemctl enable --now nlpd (docs/deploy.md)"; fi
 
-# /etc files are removed only when they are still what install wrote.
+# /etc files are removed only when they are still what install wrote (the pristine
+# copies in DATADIR, which also serve to diff a changed /etc file against).
 uninstall:
 	$(Q)rm -f $(DESTDIR)$(SBINDIR)/nlpd $(DESTDIR)$(BINDIR)/nlpc $(DESTDIR)$(BINDIR)/nlprun \
 	    $(DESTDIR)$(LIBDIR)/$(notdir $(SO_FILE)) $(DESTDIR)$(LIBDIR)/$(SO_NAME) \
@@ -305,12 +310,11 @@ uninstall:
 	    $(DESTDIR)$(SYSUSERSDIR)/nlpd.conf
 	$(Q)rm -rf $(DESTDIR)$(PYDIR)/nlpclient
 	$(Q)for f in nlpd.conf tasks.conf; do \
-	    d=$(DESTDIR)$(SYSCONFDIR)/nlpd/$$f; s=conf/tasks.conf; \
-	    [ $$f = nlpd.conf ] && s=$(B)/etc/nlpd.conf; \
+	    d=$(DESTDIR)$(SYSCONFDIR)/nlpd/$$f; s=$(DESTDIR)$(DATADIR)/$$f; \
 	    if [ -e $$d ] && [ -e $$s ] && cmp -s $$s $$d; then rm -f $$d; \
 	    elif [ -e $$d ]; then echo "uninstall: kept $$d (changed)"; fi; \
-	    rm -f $$d.dist; done
-	$(Q)rmdir $(DESTDIR)$(SYSCONFDIR)/nlpd 2>/dev/null || true
+	    rm -f $$d.dist $$s; done
+	$(Q)rmdir $(DESTDIR)$(SYSCONFDIR)/nlpd $(DESTDIR)$(DATADIR) 2>/dev/null || true
 	@echo "  UNINSTALL $(DESTDIR)$(PREFIX)"
 
 -include $(shell find $(B)/pic -name '*.d' 2>/dev/null)

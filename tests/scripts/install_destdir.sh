@@ -2,7 +2,8 @@
 # `make install` into a DESTDIR, used from outside the source tree (issue 21): the
 # installed nlpd, nlpc and nlprun run (--version, --help, --check-config on the installed
 # /etc/nlpd/nlpd.conf); the installed nlpd serves the tiny test model from cwd / on a
-# config whose model path is relative to it and whose @include is absolute; the installed
+# config whose model path is relative to it and whose @include is absolute, and tells a
+# fake $NOTIFY_SOCKET READY=1, WATCHDOG=1 and STOPPING=1 as systemd would see; the installed
 # Python package imports and answers health from there; a C program built with
 # `pkg-config --cflags --libs nlpclient` links the installed libnlpclient.so (its soname)
 # and talks to the daemon, and fails cleanly against nothing; every man page renders
@@ -16,8 +17,10 @@ ROOT=$(pwd)
 T=$(mktemp -d /tmp/nlpd-inst.XXXXXX)
 D=$T/dest
 DPID=
+LPID=
 cleanup() {
     [ -n "$DPID" ] && kill -KILL "$DPID" 2>/dev/null
+    [ -n "$LPID" ] && kill "$LPID" 2>/dev/null
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -39,7 +42,9 @@ for f in sbin/nlpd bin/nlpc bin/nlprun lib/libnlpclient.so.0 lib/libnlpclient.so
 done
 [ -f "$D$PYDIR/nlpclient/__init__.py" ] && [ -f "$D$PYDIR/nlpclient/nlp_pb2.py" ] ||
     fail "the Python package is not in $D$PYDIR"
-for f in nlpd.conf tasks.conf; do [ -f "$D/etc/nlpd/$f" ] || fail "no /etc/nlpd/$f"; done
+for f in nlpd.conf tasks.conf; do
+    [ -f "$D/etc/nlpd/$f" ] && [ -f "$P/share/nlpd/$f" ] || fail "no /etc/nlpd/$f or share/nlpd/$f"
+done
 
 # ---- the binaries, from / ----
 cd / || fail "cd /"
@@ -70,7 +75,24 @@ threads = 1;
 bind = [ "ipc://$T/nlpd.sock" ];
 @include "$D/etc/nlpd/tasks.conf"
 CONF
-"$P/sbin/nlpd" -c "$T/etc/nlpd.conf" --log-level warn >"$T/nlpd.log" 2>&1 &
+# As systemd runs it (Type=notify): a listener on $NOTIFY_SOCKET collects what nlpd says.
+$PY - "$T/notify.sock" "$T/notify.txt" <<'PYL' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+s.settimeout(120)
+with open(sys.argv[2], "a") as out:
+    try:
+        while True:
+            out.write(s.recv(4096).decode() + "\n")
+            out.flush()
+    except OSError:
+        pass
+PYL
+LPID=$!
+for _ in $(seq 1 100); do [ -S "$T/notify.sock" ] && break; sleep 0.05; done
+NOTIFY_SOCKET=$T/notify.sock WATCHDOG_USEC=400000 \
+    "$P/sbin/nlpd" -c "$T/etc/nlpd.conf" --log-level warn >"$T/nlpd.log" 2>&1 &
 DPID=$!
 EP=ipc://$T/nlpd.sock
 ok=
@@ -139,6 +161,12 @@ kill -TERM "$DPID"
 for _ in $(seq 1 300); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
 wait "$DPID"; rc=$?; DPID=
 [ $rc -eq 0 ] || fail "installed nlpd: SIGTERM exit $rc $(cat "$T/nlpd.log")"
+sleep 0.3; kill "$LPID" 2>/dev/null; wait "$LPID" 2>/dev/null
+grep -q '^READY=1' "$T/notify.txt" || fail "no READY=1 to systemd: $(cat "$T/notify.txt")"
+grep -q '^WATCHDOG=1' "$T/notify.txt" || fail "no watchdog ping (WATCHDOG_USEC=400000)"
+grep -q '^STOPPING=1' "$T/notify.txt" || fail "no STOPPING=1 at SIGTERM"
+[ "$(grep -n '^READY=1' "$T/notify.txt" | head -1 | cut -d: -f1)" -lt \
+  "$(grep -n '^STOPPING=1' "$T/notify.txt" | head -1 | cut -d: -f1)" ] || fail "STOPPING before READY"
 
 # ---- man pages: no warnings, and every option of --help is in them ----
 opts() { grep -o -- '--[a-z][a-z0-9-]*' | sort -u; }
