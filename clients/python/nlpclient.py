@@ -188,7 +188,10 @@ def result_dict(task, res):
 
 
 class Client:
-    def __init__(self, endpoint=None, timeout_ms=30000, max_message_bytes=DEFAULT_MAX_MESSAGE):
+    def __init__(self, endpoint=None, timeout_ms=30000, max_message_bytes=DEFAULT_MAX_MESSAGE,
+                 server_key=None, key=None):
+        """server_key, key: CurveZMQ certificate files (nlpd --make-keypair): the daemon's
+        public one and this client's secret one, for a daemon with security keys."""
         endpoint = endpoint or os.environ.get("NLPD_ENDPOINT") or DEFAULT_ENDPOINT
         self.endpoint = endpoint
         self.timeout_ms = timeout_ms
@@ -200,6 +203,15 @@ class Client:
         # connection events, watched before connecting so none is missed
         self._mon = self._sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self._connected = 0
+        if (server_key is None) != (key is None):
+            raise ValueError("server_key and key go together")
+        if server_key is not None:
+            from zmq.auth import load_certificate
+            self._sock.curve_serverkey = load_certificate(server_key)[0]
+            pub, sec = load_certificate(key)
+            if not sec:
+                raise ValueError(f"{key} has no secret-key (give the PREFIX_secret file)")
+            self._sock.curve_publickey, self._sock.curve_secretkey = pub, sec
         if "," in endpoint:
             # as libnlpclient: with several daemons, queue only to connected ones
             self._sock.setsockopt(zmq.IMMEDIATE, 1)

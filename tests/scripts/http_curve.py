@@ -62,6 +62,15 @@ for name, sock in [("unknown key", client(pub2, sec2)), ("no CURVE", client())]:
     check(health(good, 3, 10000) is not None, f"allowed key not served after {name}")
     sock.close()
 
+# the Python client's keys
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../clients/python"))
+sys.path.insert(0, os.path.join(os.environ.get("NLP_BUILD", "build"), "gen/python"))
+import nlpclient  # noqa: E402
+pc = nlpclient.Client(EP, timeout_ms=10000, server_key=os.path.join(KEYS, "server"),
+                      key=os.path.join(KEYS, "client1_secret"))
+check(pc.health() is not None, "Python client with keys: no health")
+pc.close()
+
 shutil.copy(os.path.join(KEYS, "client2"), os.path.join(KEYS, "allowed", "client2"))
 os.kill(PID, signal.SIGHUP)
 time.sleep(0.5)
