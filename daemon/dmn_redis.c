@@ -933,10 +933,12 @@ static void submit(rt *r, const char *entry, int enc, int task, const char *echo
                    const void *payload, size_t len)
 {
     unsigned char meta[2] = { (unsigned char)enc, (unsigned char)task };
-    const void *data[3] = { entry, meta, echo ? echo : "" };
-    size_t lens[3] = { strlen(entry), 2, echo ? strlen(echo) : 0 };
+    /* Frame 0 names the client for the scheduler's fair queueing (dmn_sched.c): every
+     * job of this stream is one client, taking turns with the ZeroMQ clients. */
+    const void *data[4] = { r->q->stream, entry, meta, echo ? echo : "" };
+    size_t lens[4] = { strlen(r->q->stream), strlen(entry), 2, echo ? strlen(echo) : 0 };
     dmn_route to = { .transport = r->base.index };
-    if (dmn_route_set(&to, r->base.index, data, lens, 3) < 0) {
+    if (dmn_route_set(&to, r->base.index, data, lens, 4) < 0) {
         DMN_LOG(DMN_LOG_ERROR, "queue: out of memory keeping entry %s's route: released",
                 entry);
         release(r, entry, r->q->claim_idle_ms);
@@ -1451,20 +1453,20 @@ static void rt_reply(dmn_transport *t, const dmn_route *to, void *buf, size_t le
 {
     rt *r = (rt *)t;
     char entry[48], idtext[32];
-    if (to->n_env != 3 || to->env_len[0] >= sizeof entry || to->env_len[1] != 2) {
+    if (to->n_env != 4 || to->env_len[1] >= sizeof entry || to->env_len[2] != 2) {
         free(buf);
         return;
     }
-    memcpy(entry, dmn_route_frame(to, 0), to->env_len[0]);
-    entry[to->env_len[0]] = '\0';
-    const unsigned char *meta = dmn_route_frame(to, 1);
+    memcpy(entry, dmn_route_frame(to, 1), to->env_len[1]);
+    entry[to->env_len[1]] = '\0';
+    const unsigned char *meta = dmn_route_frame(to, 2);
     int enc = meta[0], task = meta[1];
     char *echo = NULL;
-    if (to->env_len[2]) {
-        echo = malloc(to->env_len[2] + 1u);
+    if (to->env_len[3]) {
+        echo = malloc(to->env_len[3] + 1u);
         if (echo) {
-            memcpy(echo, dmn_route_frame(to, 2), to->env_len[2]);
-            echo[to->env_len[2]] = '\0';
+            memcpy(echo, dmn_route_frame(to, 3), to->env_len[3]);
+            echo[to->env_len[3]] = '\0';
         }
     }
     nlpc_response *resp = NULL;
