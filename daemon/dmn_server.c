@@ -501,16 +501,10 @@ int dmn_server_run(dmn_server *srv)
         goto out;
     }
     srv->worker_started = 1;
-    int pinned;
-    const char *core = eng_blas_core(&pinned);
     DMN_LOG(DMN_LOG_INFO, "nlpd %s ready: model %s, queue %d documents, batches of up to %d "
-            "rows / %d tokens, waiting up to %d ms, OpenBLAS %s kernels", DMN_VERSION,
+            "rows / %d tokens, waiting up to %d ms, %s kernels", DMN_VERSION,
             srv->conf.model_dir, srv->conf.limits.queue_size, srv->conf.batching.max_rows,
-            srv->conf.batching.max_batch_tokens, srv->conf.batching.max_wait_ms, core);
-    if (pinned)
-        DMN_LOG(DMN_LOG_INFO, "OPENBLAS_CORETYPE=%s holds OpenBLAS to AVX2 kernels on this "
-                "AVX-512 CPU: the engine's own AVX-512 kernel runs the large matrix products",
-                getenv("OPENBLAS_CORETYPE"));
+            srv->conf.batching.max_batch_tokens, srv->conf.batching.max_wait_ms, eng_kernels());
 
     dmn_notify_ready(srv->conf.model_dir);
     /* A signal that came during start-up is pending: it is handled right here. */

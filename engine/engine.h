@@ -299,10 +299,10 @@ int eng_relative_bucket(int relative_position, int bidirectional, int num_bucket
 
 const char *eng_strerror(int status);
 
-/* The kernels OpenBLAS would run the larger matrix products with (its core name, e.g.
- * "Haswell"). *pinned (if not NULL) is set to 1 when OPENBLAS_CORETYPE holds OpenBLAS to
- * AVX2 kernels on a CPU with AVX-512; else 0. The engine's own kernels run every matrix
- * product whatever OpenBLAS would run, each output in one summation order. */
-const char *eng_blas_core(int *pinned);
+/* The instruction set the engine's kernels run with on this CPU: "AVX-512", "AVX2+FMA" or
+ * "baseline" (the clone each kernel's resolver picks). The engine's kernels run every
+ * matrix product, each output in one summation order, whatever OpenBLAS (and
+ * OPENBLAS_CORETYPE) would choose. */
+const char *eng_kernels(void);
 
 #endif

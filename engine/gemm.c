@@ -28,7 +28,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -625,30 +624,20 @@ static void ek_few(int M, int N, int K, const float *A, int lda, const float *W,
     ek_few_part(0, tiles, M, N, K, A, lda, W, ldw, beta, C, ldc);
 }
 
-/* 1 if OpenBLAS runs kernels narrower than the CPU: the x86 CPU has AVX-512 but
- * OpenBLAS's core type is not one of its AVX-512 ones. */
-static int ek_blas_narrow(const char *core)
+const char *eng_kernels(void)
 {
-#if defined(__x86_64__) && defined(__GNUC__)
-    static const char *const wide[] = { "SkylakeX", "Cooperlake", "SapphireRapids" };
-    for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++)
-        if (strcasecmp(core, wide[i]) == 0) return 0;
-    return __builtin_cpu_supports("avx512f");
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    /* What the target_clones resolvers pick (ENG_CLONES): x86-64-v4, v3, or default. */
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl"))
+        return "AVX-512";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "AVX2+FMA";
+    return "baseline";
 #else
-    (void)core;
-    return 0;
+    return "portable (a build without CPU clones)";
 #endif
-}
-
-const char *eng_blas_core(int *pinned)
-{
-    const char *core = openblas_get_corename();
-    if (!core) core = "unknown";
-    if (pinned) {
-        const char *env = getenv("OPENBLAS_CORETYPE");
-        *pinned = env && *env && ek_blas_narrow(core);
-    }
-    return core;
 }
 
 int eng_set_threads(int n)

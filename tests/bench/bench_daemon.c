@@ -346,12 +346,9 @@ int main(int argc, char **argv)
     };
     double dps[4][2];
     int failed = 0;
-    int pinned;
-    const char *core = eng_blas_core(&pinned);
     printf("bench_daemon: model %s, %d-token documents, classify %d labels, summarize greedy "
-           "%d new tokens (EOS ignored); OpenBLAS %s kernels%s\n", model_dir, DOC_TOKENS,
-           N_LABELS, NEW_TOKENS, core,
-           pinned ? " (pinned by OPENBLAS_CORETYPE below this CPU's AVX-512)" : "");
+           "%d new tokens (EOS ignored); %s kernels\n", model_dir, DOC_TOKENS, N_LABELS,
+           NEW_TOKENS, eng_kernels());
     printf("best of %d rounds of all rows\n", reps);
     printf("%-10s %8s %6s %14s %14s %10s\n", "task", "clients", "docs", "daemon doc/s",
            "in-proc doc/s", "overhead");

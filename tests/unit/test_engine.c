@@ -1244,23 +1244,20 @@ TEST(eng_stream_reuses_rows_and_tokens)
     eng_model_free(&m);
 }
 
-/* The kernels OpenBLAS runs are named, and only an OPENBLAS_CORETYPE in the environment
- * counts as pinning them (OpenBLAS read it at load; eng_blas_core reads it per call). */
-TEST(eng_blas_core_names_the_kernels)
+/* The kernels are named after the instruction set the CPU has, as the clones pick it. */
+TEST(eng_kernels_names_the_instruction_set)
 {
-    int pinned = -1;
-    const char *core = eng_blas_core(&pinned);
-    REQUIRE(core && core[0]);
-    CHECK(pinned == 0 || pinned == 1);
-    const char *was = getenv("OPENBLAS_CORETYPE");
-    char *saved = was ? strdup(was) : NULL;
-    unsetenv("OPENBLAS_CORETYPE");
-    pinned = -1;
-    CHECK(strcmp(eng_blas_core(&pinned), core) == 0);
-    CHECK_MSG(pinned == 0, "pinned %d without OPENBLAS_CORETYPE", pinned);
-    if (saved) setenv("OPENBLAS_CORETYPE", saved, 1);
-    free(saved);
-    CHECK(eng_blas_core(NULL) == core || strcmp(eng_blas_core(NULL), core) == 0);
+    const char *k = eng_kernels();
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    __builtin_cpu_init();
+    int v4 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512vl");
+    int v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    CHECK_MSG(!strcmp(k, v4 ? "AVX-512" : v3 ? "AVX2+FMA" : "baseline"), "%s", k);
+#else
+    CHECK_MSG(strstr(k, "portable") != NULL, "%s", k);
+#endif
 }
 
 /* ---- NaN and infinity: refused at load, and an error (never OK) if computed ---- */
