@@ -148,6 +148,15 @@ case $flags in *"-I$P/include"*"-L$P/lib"*|*"-L$P/lib"*"-I$P/include"*) ;;
     *) fail "pkg-config flags do not point into the DESTDIR: $flags" ;; esac
 # shellcheck disable=SC2086
 cc -Wall -Werror -o "$T/prog" "$T/prog.c" $flags || fail "cannot build against the installed library"
+# The static library: its Requires.private bring libzmq and libprotobuf-c.
+sflags=$(pkg-config --static --libs nlpclient) || fail "pkg-config --static"
+case $sflags in *-lzmq*-lprotobuf-c*|*-lprotobuf-c*-lzmq*) ;; *) fail "--static: $sflags" ;; esac
+# shellcheck disable=SC2086
+cc -o "$T/prog_static" "$T/prog.c" $(pkg-config --cflags nlpclient) "$P/lib/libnlpclient.a" \
+    $(pkg-config --libs libzmq libprotobuf-c) || fail "cannot link the installed libnlpclient.a"
+ldd "$T/prog_static" | grep -q libnlpclient && fail "prog_static uses the .so"
+out=$(timeout 20 "$T/prog_static" "ipc://$T/nobody.sock" short); rc=$?
+[ $rc -eq 3 ] && echo "$out" | grep -q '^no daemon: ' || fail "static C program: exit $rc $out"
 unset PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_PATH
 export LD_LIBRARY_PATH=$P/lib
 ldd "$T/prog" | grep -q "libnlpclient.so.0 => $P/lib/" || fail "not linked to the installed .so: $(ldd "$T/prog")"
