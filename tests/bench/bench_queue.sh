@@ -17,6 +17,8 @@ B=${NLP_BUILD:-build}
 PY=/usr/bin/python3
 N=${BENCH_JOBS:-400}
 MODEL=${BENCH_MODEL:-$PWD/tests/data/models/tiny-flan}
+# The config it is written into lives in a temp dir: a relative path would be read from there.
+case $MODEL in /*) ;; *) MODEL=$PWD/$MODEL ;; esac
 SERIAL=${BENCH_SERIAL:-40}
 TMP=$(mktemp -d /tmp/nlpd-bench-queue.XXXXXX)
 PIDS=()
