@@ -241,12 +241,14 @@ $(SO_FILE): $(PIC_OBJ) clients/libnlpclient/nlpclient.map
 	$(Q)$(CC) -shared -Wl,-soname,$(SO_NAME) -Wl,--version-script=clients/libnlpclient/nlpclient.map \
 	    -Wl,-z,defs -o $@ $(PIC_OBJ) $(SO_LIBS)
 	$(Q)ln -sf $(notdir $@) $(B)/$(SO_NAME) && ln -sf $(SO_NAME) $(B)/libnlpclient.so
-$(B)/nlpclient.pc: clients/libnlpclient/nlpclient.pc.in clients/libnlpclient/nlpclient.h
+# Made again by every install: they hold PREFIX and STATEDIR, which may differ each time.
+.PHONY: FORCE
+$(B)/nlpclient.pc: clients/libnlpclient/nlpclient.pc.in clients/libnlpclient/nlpclient.h FORCE
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|' $< > $@
 # The config /etc gets: the model under STATEDIR, the ipc socket in the unit's
 # RuntimeDirectory (PrivateTmp hides /tmp from clients).
-$(B)/etc/nlpd.conf: conf/nlpd.conf
+$(B)/etc/nlpd.conf: conf/nlpd.conf FORCE
 	@mkdir -p $(dir $@)
 	$(Q)sed -e 's|^# model = "models/flan-t5-small";|model = "$(STATEDIR)/models/flan-t5-small";|' \
 	    -e 's|"ipc:///tmp/nlpd.sock"|"ipc:///run/nlpd/nlpd.sock"|' $< > $@.tmp
