@@ -547,6 +547,11 @@ static nlpc_response *convert(Nlp__V1__Response *pb)
         r->health.model = str_or_empty(h->model);
         r->health.version = str_or_empty(h->version);
         r->health.uptime_s = h->uptime_s;
+        r->health.model_type = str_or_empty(h->model_type);
+        r->health.tasks = (const char *const *)h->tasks;
+        r->health.n_tasks = (int)h->n_tasks;
+        r->health.languages = (const char *const *)h->languages;
+        r->health.n_languages = (int)h->n_languages;
     }
     if (pb->stats) {
         const Nlp__V1__Stats *s = pb->stats;
@@ -728,7 +733,7 @@ const char *nlpc_strerror(int err)
 static const char *const code_names[] = {
     "OK", "INVALID_ARGUMENT", "UNKNOWN_TASK", "INPUT_TOO_LONG", "OVERLOADED",
     "DEADLINE_EXCEEDED", "INTERNAL", "MESSAGE_TOO_LARGE", "TOO_MANY_DOCUMENTS",
-    "SHUTTING_DOWN", "MALFORMED",
+    "SHUTTING_DOWN", "MALFORMED", "UNSUPPORTED",
 };
 
 const char *nlpc_code_name(int code)

@@ -60,6 +60,7 @@ enum {
     NLPC_TOO_MANY_DOCUMENTS = 8,
     NLPC_SHUTTING_DOWN = 9,
     NLPC_MALFORMED = 10,
+    NLPC_UNSUPPORTED = 11,     /* a task the model cannot do (qa on BART, ...) */
 };
 
 typedef enum nlpc_task {
@@ -144,6 +145,11 @@ typedef struct nlpc_health {
     const char *model, *version;
     double uptime_s;
     nlpc_queue_stats queue;
+    const char *model_type;    /* the model's family: "t5", "bart", "marian", ... ("" if old) */
+    const char *const *tasks;  /* the tasks it serves */
+    int n_tasks;
+    const char *const *languages; /* translate: the language codes it takes */
+    int n_languages;
 } nlpc_health;
 
 typedef struct nlpc_stats {

@@ -85,6 +85,13 @@ cJSON *nlpc_json_response(nlpc_task task, const nlpc_response *r)
         cJSON_AddStringToObject(h, "model", r->health.model);
         cJSON_AddStringToObject(h, "version", r->health.version);
         cJSON_AddNumberToObject(h, "uptime_s", r->health.uptime_s);
+        cJSON_AddStringToObject(h, "model_type", r->health.model_type);
+        cJSON *t = cJSON_AddArrayToObject(h, "tasks");
+        for (int i = 0; t && i < r->health.n_tasks; i++)
+            cJSON_AddItemToArray(t, cJSON_CreateString(r->health.tasks[i]));
+        cJSON *l = cJSON_AddArrayToObject(h, "languages");
+        for (int i = 0; l && i < r->health.n_languages; i++)
+            cJSON_AddItemToArray(l, cJSON_CreateString(r->health.languages[i]));
         add_queue(h, &r->health.queue);
     }
     if (r->has_stats) {

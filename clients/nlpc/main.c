@@ -24,6 +24,7 @@ static const char usage_text[] =
 "  qa --question Q               answer from the text (the context)\n"
 "  text2text                     the text is the prompt, as is\n"
 "  health                        is the daemon up (exit 0) and which model it serves\n"
+"  models                        the model: its family, the tasks it serves, its languages\n"
 "  stats                         the daemon's counters\n"
 "  batch --task TASK             JSON lines in, JSON lines out (see below)\n"
 "Options of another task are ignored.\n"
@@ -286,6 +287,10 @@ static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
         fputs(usage_text, stderr);
         return NLPC_EXIT_USAGE;
     }
+    if (!strcmp(task, "models")) {   /* the health reply, shown as the model's listing */
+        cli->models = 1;
+        task = "health";
+    }
     *is_batch = !strcmp(task, "batch");
     if (*is_batch) {
         if (!batch_task) return usage_error("%s needs --task TASK", "batch");
@@ -358,6 +363,17 @@ static char *read_stdin(void)
 
 static void print_readable(const nlpc_cli *cli, const nlpc_response *r)
 {
+    if (r->has_health && cli->models) {
+        const nlpc_health *h = &r->health;
+        printf("model      %s\nfamily     %s\ntasks     ", h->model,
+               h->model_type[0] ? h->model_type : "(not reported)");
+        for (int i = 0; i < h->n_tasks; i++) printf(" %s", h->tasks[i]);
+        printf("\nlanguages ");
+        for (int i = 0; i < h->n_languages; i++) printf(" %s", h->languages[i]);
+        if (h->n_languages == 0) printf(" (none listed)");
+        putchar('\n');
+        return;
+    }
     if (r->has_health) {
         printf("%s model=%s version=%s uptime=%.1fs%s%s\n", r->health.ok ? "ok" : "NOT OK",
                r->health.model, r->health.version, r->health.uptime_s,

@@ -30,6 +30,7 @@ typedef struct nlpc_cli {
     const char *key;          /* --key: this client's secret certificate (CURVE) */
     int timeout_ms;
     int json;
+    int models;               /* `nlpc models`: health, printed as the model listing */
     int window;               /* batch: requests in flight */
     int progress;             /* batch: -1 auto (tty), 0 off, 1 on */
     long max_message;         /* request bytes; larger is refused before it is sent */

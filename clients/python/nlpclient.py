@@ -121,7 +121,8 @@ def queue_dict(q):
 def health_dict(h):
     """A Health as nlpc --json's "health" object."""
     d = {"ok": h.ok, "shutting_down": h.shutting_down, "model": h.model,
-         "version": h.version, "uptime_s": h.uptime_s}
+         "version": h.version, "uptime_s": h.uptime_s, "model_type": h.model_type,
+         "tasks": list(h.tasks), "languages": list(h.languages)}
     if h.HasField("queue"):
         d["queue"] = queue_dict(h.queue)
     return d

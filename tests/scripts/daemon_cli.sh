@@ -50,6 +50,14 @@ grep -q "5555\|/tmp/nlpd.sock" "$TMP/log1" && fail "--bind did not replace the c
 "$B/nlpd" -c "$TMP/ok.conf" --bind "tcp://127.0.0.1:$PORT" > "$TMP/log2" 2>&1; rc=$?
 [ $rc -eq 1 ] || fail "second daemon on a taken port: exit $rc"
 grep -q "cannot bind tcp://127.0.0.1:$PORT" "$TMP/log2" || fail "bind message: $(cat "$TMP/log2")"
+# nlpc models: the model's family and the tasks it serves (from the health reply).
+m=$("$B/nlpc" --connect "tcp://127.0.0.1:$PORT" models) || fail "nlpc models exit $?"
+echo "$m" | grep -q "^family     t5$" || fail "nlpc models family: $m"
+echo "$m" | grep -q "^tasks      summarize translate classify qa text2text$" ||
+    fail "nlpc models tasks: $m"
+j=$("$B/nlpc" --connect "tcp://127.0.0.1:$PORT" --json models) || fail "nlpc --json models"
+echo "$j" | /usr/bin/python3 -c 'import json,sys; h=json.load(sys.stdin)["health"]
+assert h["model_type"] == "t5" and "qa" in h["tasks"], h' || fail "nlpc --json models: $j"
 kill -TERM "$DPID"
 for i in $(seq 1 300); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
 wait "$DPID"; rc=$?
