@@ -153,16 +153,33 @@ $(BINS) $(B)/tests/unit $(BENCH_BINS):
 
 # ---- fuzzing (clang's libFuzzer; always with ASan+UBSan) ----
 FUZZ_CC    ?= clang
-FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_FLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# The project's sources are compiled once for every target (coverage-instrumented, in
+# parallel) into one archive; each target links only what it uses from it.
+FUZZ_CFLAGS = $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -MMD -MP -Wno-unused-parameter -Wno-psabi \
+	      $(filter-out -MMD -MP -Werror $(OPT) -g $(OMPFLAGS),$(CFLAGS))
+FUZZ_LIB_SRC := $(ENGINE_SRC) $(TASKS_SRC) $(DAEMON_SRC) $(CLIENT_SRC) $(COMMON_SRC)
+FUZZ_OBJ := $(patsubst %.c,$(B)/fuzz-obj/%.o,$(FUZZ_LIB_SRC)) \
+	    $(patsubst $(B)/gen/%.c,$(B)/fuzz-obj/gen/%.o,$(PROTO_C))
+$(B)/fuzz-obj/gen/%.o: $(B)/gen/%.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC-FUZZ $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+$(B)/fuzz-obj/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC-FUZZ $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c -o $@ $<
+$(B)/libfuzzsrc.a: $(FUZZ_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
 fuzz-build: $(FUZZ_BINS)
 # Runs them: tests/scripts/lib/fuzz_all.bash (FUZZ_SECONDS, WIRE_FUZZ_SECONDS, WIRE_FUZZ_SEED).
 fuzz: fuzz-build all
 	$(Q)NLP_BUILD=$(B) bash tests/scripts/lib/fuzz_all.bash
-$(B)/fuzz/%: tests/fuzz/%.c $(ENGINE_SRC) $(TASKS_SRC) $(DAEMON_SRC) $(CLIENT_SRC) $(COMMON_SRC) $(PROTO_C)
+$(B)/fuzz/%: tests/fuzz/%.c $(B)/libfuzzsrc.a
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
-	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) $(filter-out -MMD -MP -Werror $(OPT) -g $(OMPFLAGS),$(CFLAGS)) -Wno-unused-parameter -Wno-psabi -o $@ $< \
-	    $(ENGINE_SRC) $(TASKS_SRC) $(DAEMON_SRC) $(CLIENT_SRC) $(COMMON_SRC) $(PROTO_C) $(LDLIBS)
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(B)/libfuzzsrc.a $(LDLIBS)
 
 # ---- running ----
 # Tests are run from the repository root; scripts find binaries through NLP_BUILD.
@@ -324,4 +341,4 @@ uninstall:
 clean:
 	rm -rf build
 
--include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj $(B)/fuzz-obj $(B)/fuzz -name '*.d' 2>/dev/null)
