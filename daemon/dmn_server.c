@@ -148,10 +148,15 @@ static void reply_error(dmn_server *srv, const dmn_route *to, uint64_t seq, uint
     send_reply(srv, to, buf, len, seq, id);
 }
 
+int dmn_server_ok(dmn_server *srv)
+{
+    return !srv->shutting_down && atomic_load(&srv->worker_running);
+}
+
 static void reply_health(dmn_server *srv, const dmn_route *to, uint64_t seq, uint64_t id)
 {
     dmn_health h = {
-        .ok = !srv->shutting_down && atomic_load(&srv->worker_running),
+        .ok = dmn_server_ok(srv),
         .shutting_down = srv->shutting_down,
         .model = srv->conf.model_dir,
         .version = "nlpd " DMN_VERSION,

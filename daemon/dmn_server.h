@@ -75,6 +75,10 @@ int dmn_server_run(dmn_server *srv);
 /* Frees what dmn_server_load made (safe on a partly loaded server). */
 void dmn_server_unload(dmn_server *srv);
 
+/* 1 while the daemon takes work: its worker runs and no stop signal came (health's ok;
+ * a worker that ended makes it 0 until the daemon exits). I/O thread. */
+int dmn_server_ok(dmn_server *srv);
+
 /* Blocks SIGTERM/SIGINT in the calling thread (and the threads it creates later). */
 void dmn_block_stop_signals(void);
 

@@ -1357,3 +1357,16 @@ TEST_TIMEOUT(daemon_worker_joins_documents_into_a_running_generation, 120)
         dmn_req_free(&t[i]);
     }
 }
+
+/* Health reports a dead worker: ok needs the worker running and no stop signal. */
+TEST(daemon_health_reports_a_dead_worker)
+{
+    static dmn_server srv;
+    atomic_store(&srv.worker_running, 1);
+    CHECK(dmn_server_ok(&srv) == 1);
+    atomic_store(&srv.worker_running, 0);
+    CHECK(dmn_server_ok(&srv) == 0);
+    atomic_store(&srv.worker_running, 1);
+    srv.shutting_down = 1;
+    CHECK(dmn_server_ok(&srv) == 0);
+}
