@@ -175,7 +175,7 @@ eng_ctx_params task_conf_ctx_params(const task_conf *conf);
 task_kind task_kind_from_name(const char *name);   /* TASK_NONE if unknown */
 const char *task_kind_name(task_kind kind);
 
-/* Per-task semantics (details in tasks/README.md and each tasks/<task>.c):
+/* Per-task semantics (details in docs/tasks.md, docs/models.md and each tasks/<task>.c):
  * - Over-long input (more than env->max_input_tokens): with `tasks.truncate = true`
  *   (default) summarize/text2text/classify keep the longest prefix of the text whose
  *   whole prompt fits and set truncated = 1 (translate: per sentence); with false the
