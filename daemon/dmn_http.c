@@ -478,7 +478,7 @@ static char *render_metrics(ht *h)
                "process_resident_memory_bytes %ld\n", resident_bytes());
     fprintf(f, "# HELP nlpd_up 1 while the daemon takes work; 0 while it stops.\n"
                "# TYPE nlpd_up gauge\nnlpd_up %d\n",
-            !srv->shutting_down && atomic_load(&srv->worker_running));
+            dmn_server_ok(srv));
     fprintf(f, "# HELP nlpd_http_responses_total HTTP responses sent, by HTTP status.\n"
                "# TYPE nlpd_http_responses_total counter\n");
     for (int s = 100; s < HTTP_N_STATUS; s++) {
@@ -535,7 +535,7 @@ static char *render_models(ht *h)
 static void serve_one(ht *h, hx *x)
 {
     dmn_server *srv = h->base.srv;
-    int ready = !srv->shutting_down && atomic_load(&srv->worker_running);
+    int ready = dmn_server_ok(srv);   /* health's ok */
     switch (x->route) {
     case R_TASK:
     case R_LIBRE: {
