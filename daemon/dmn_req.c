@@ -386,6 +386,10 @@ void dmn_req_free(dmn_req **rp)
         for (int i = 0; i < r->n_docs; i++)
             if (r->out[i].has_res) task_result_clear(&r->out[i].res);
     dmn_route_clear(&r->route);
+    if (r->prep)
+        for (int i = 0; i < r->n_docs; i++) task_doc_clear(&r->prep[i]);
+    free(r->prep);
+    free(r->prep_rc);
     if (r->pb) nlp__v1__request__free_unpacked(r->pb, NULL);
     free(r->labels);
     free(r->docs);

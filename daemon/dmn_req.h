@@ -82,6 +82,11 @@ typedef struct dmn_req {
     atomic_int n_left;
 
     dmn_route route;           /* where the reply goes (I/O thread) */
+    /* Each document's engine jobs, prepared (tokenised) by the I/O thread on receipt so
+     * that the engine's thread never stalls on it; the worker moves them out when it
+     * takes the document. prep_rc[d] < 0: preparing failed, out[d] says why. */
+    task_doc *prep;            /* [n_docs] */
+    int *prep_rc;              /* [n_docs] */
     size_t bytes;              /* its frame and routing frames: what it holds until answered */
 } dmn_req;
 

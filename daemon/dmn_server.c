@@ -191,6 +191,34 @@ void dmn_server_reject(dmn_server *srv, const dmn_route *to, int code, const cha
     reply_error(srv, to, ++srv->next_seq, 0, code, msg);
 }
 
+int dmn_server_prepare(dmn_server *srv, struct dmn_req *r)
+{
+    r->prep = calloc((size_t)r->n_docs, sizeof *r->prep);
+    r->prep_rc = calloc((size_t)r->n_docs, sizeof *r->prep_rc);
+    if (!r->prep || !r->prep_rc) return -1;
+    for (int d = 0; d < r->n_docs; d++) {
+        task_input in = r->in;
+        char why[256] = "";
+        in.text = r->docs[d];
+        in.text_len = r->doc_lens[d];
+        r->prep_rc[d] = task_prepare(&srv->env, &in, &r->prep[d], why, sizeof why);
+        if (r->prep_rc[d] < 0)
+            dmn_doc_task_end(&r->out[d], r->prep_rc[d], why[0] ? why : "task_prepare failed");
+    }
+    return 0;
+}
+
+/* OVERLOADED: the queue cannot take all of r's documents. */
+static void reply_full(dmn_server *srv, const dmn_route *to, uint64_t seq, uint64_t id,
+                       const dmn_req *r)
+{
+    char err[200];
+    snprintf(err, sizeof err, "the queue is full (%d documents waiting, limit %d): retry later",
+             dmn_queue_depth(srv->queue), srv->conf.limits.queue_size);
+    dmn_stats_task_refused(srv->stats, r, DMN_OVERLOADED);
+    reply_error(srv, to, seq, id, DMN_OVERLOADED, err);
+}
+
 void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t size)
 {
     char err[320];
@@ -239,16 +267,24 @@ void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t 
         reply_error(srv, to, seq, id, DMN_OVERLOADED, err);
         goto done;
     }
+    /* Tokenising and task preparation run here, off the engine's thread: a document that
+     * joins a running generation costs its rows nothing. The queue's room is checked
+     * first (the worker only frees room meanwhile), so refused work is not prepared. */
+    if (dmn_queue_depth(srv->queue) + n_docs > srv->conf.limits.queue_size) {
+        reply_full(srv, to, seq, id, r);
+        goto done;
+    }
+    if (dmn_server_prepare(srv, r) < 0) {
+        reply_error(srv, to, seq, id, DMN_INTERNAL, "out of memory preparing the request");
+        goto done;
+    }
     /* The route moves into the request, and with it to the queue/worker side. */
     r->route = *to;
     *to = (dmn_route){ .transport = r->route.transport };
     if (dmn_queue_push(srv->queue, r, now) < 0) {
         *to = r->route;
         r->route = (dmn_route){ .transport = to->transport };
-        snprintf(err, sizeof err, "the queue is full (%d documents waiting, limit %d): retry later",
-                 dmn_queue_depth(srv->queue), srv->conf.limits.queue_size);
-        dmn_stats_task_refused(srv->stats, r, DMN_OVERLOADED);
-        reply_error(srv, to, seq, id, DMN_OVERLOADED, err);
+        reply_full(srv, to, seq, id, r);
         goto done;
     }
     srv->queued_bytes += r->bytes;

@@ -24,6 +24,7 @@
 
 struct dmn_stats;
 struct dmn_queue;
+struct dmn_req;
 
 typedef struct dmn_server {
     int log_level;                 /* read by the log macros; set before threads start */
@@ -74,6 +75,11 @@ int dmn_server_load(dmn_server *srv, char *err, size_t errlen);
 int dmn_server_run(dmn_server *srv);
 /* Frees what dmn_server_load made (safe on a partly loaded server). */
 void dmn_server_unload(dmn_server *srv);
+
+/* Prepares every document of a task request (tokenising, the task's jobs) into r->prep,
+ * on the calling thread (the I/O thread, on receipt): a failure is the document's
+ * outcome (out[d]), not the call's. 0, or -1 out of memory. */
+int dmn_server_prepare(dmn_server *srv, struct dmn_req *r);
 
 /* 1 while the daemon takes work: its worker runs and no stop signal came (health's ok;
  * a worker that ended makes it 0 until the daemon exits). I/O thread. */

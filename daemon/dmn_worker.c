@@ -138,7 +138,6 @@ static void finish_doc(worker *w, int i)
  * fails gets its error and no jobs (left 0). */
 static void prepare_doc(worker *w, int i, double now)
 {
-    dmn_server *srv = w->srv;
     char err[256];
     dmn_req *r = w->items[i].req;
     int d = w->items[i].doc;
@@ -156,15 +155,14 @@ static void prepare_doc(worker *w, int i, double now)
         return;
     }
     if (r->t_start == 0) r->t_start = now;
-    memset(&w->docs[i], 0, sizeof w->docs[i]);
-    err[0] = '\0';
-    int rc = task_prepare(&srv->env, &w->in[i], &w->docs[i], err, sizeof err);
-    if (rc < 0) {
-        dmn_doc_task_end(&r->out[d], rc, err[0] ? err : "task_prepare failed");
+    /* Prepared on receipt by the I/O thread (dmn_server_submit): the jobs move here. */
+    if (r->prep_rc[d] < 0) {
         DMN_LOG_REQ(DMN_LOG_INFO, r->seq, r->id, "document %d: %s: %s", d,
                     dmn_code_name(r->out[d].code), r->out[d].message);
         return;
     }
+    w->docs[i] = r->prep[d];
+    memset(&r->prep[d], 0, sizeof r->prep[d]);
     w->prepared[i] = 1;
     if (grow(w, w->ng + w->ns + w->docs[i].n_jobs) < 0) {
         task_doc_clear(&w->docs[i]);

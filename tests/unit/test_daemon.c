@@ -1251,7 +1251,9 @@ static void run_worker_tokens(int max_rows, int max_batch_tokens, dmn_req **reqs
     srv->done_tx = zmq_socket(srv->zctx, ZMQ_PAIR);
     REQUIRE(zmq_bind(srv->done_rx, "inproc://test-done") == 0);
     REQUIRE(zmq_connect(srv->done_tx, "inproc://test-done") == 0);
-    for (int i = 0; i < n; i++) REQUIRE(reqs[i] && dmn_queue_push(srv->queue, reqs[i], cm_now()) == 0);
+    for (int i = 0; i < n; i++)
+        REQUIRE(reqs[i] && dmn_server_prepare(srv, reqs[i]) == 0 &&
+                dmn_queue_push(srv->queue, reqs[i], cm_now()) == 0);
     dmn_queue_close(srv->queue);   /* the worker drains it without waiting, then ends */
     pthread_t th;
     REQUIRE(pthread_create(&th, NULL, dmn_worker_main, srv) == 0);
