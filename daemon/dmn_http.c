@@ -479,6 +479,28 @@ static char *render_metrics(ht *h)
     fprintf(f, "# HELP nlpd_up 1 while the daemon takes work; 0 while it stops.\n"
                "# TYPE nlpd_up gauge\nnlpd_up %d\n",
             dmn_server_ok(srv));
+    dmn_qstats q;   /* queue mode on Redis Streams (dmn_redis.c), when configured */
+    dmn_stats_get_queue(srv->stats, &q);
+    if (q.enabled) {
+        static const char *const g = "gauge", *const c = "counter";
+        const struct { const char *name, *type, *help; unsigned long long v; } m[] = {
+            { "nlpd_redis_connected", g, "1 while connected to Redis.", (unsigned)q.connected },
+            { "nlpd_redis_lag_entries", g, "Stream entries not yet delivered to the group.",
+              q.lag },
+            { "nlpd_redis_pending_entries", g, "Entries delivered to the group, not acknowledged.",
+              q.pending },
+            { "nlpd_redis_held_entries", g, "Entries this daemon holds.", q.held },
+            { "nlpd_redis_claims_total", c, "Entries claimed from idle consumers.", q.claims },
+            { "nlpd_redis_dead_letters_total", c, "Entries moved to the dead-letter stream.",
+              q.dead_letters },
+            { "nlpd_redis_results_total", c, "Result entries written.", q.results },
+            { "nlpd_redis_lost_total", c, "Results dropped: another daemon answered the entry first.", q.lost },
+            { "nlpd_redis_reconnects_total", c, "Reconnections to Redis.", q.reconnects },
+        };
+        for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+            fprintf(f, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", m[i].name, m[i].help, m[i].name,
+                    m[i].type, m[i].name, m[i].v);
+    }
     fprintf(f, "# HELP nlpd_http_responses_total HTTP responses sent, by HTTP status.\n"
                "# TYPE nlpd_http_responses_total counter\n");
     for (int s = 100; s < HTTP_N_STATUS; s++) {
