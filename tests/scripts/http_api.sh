@@ -12,7 +12,7 @@ printf '# API tokens\n\nother-token\n%s\n' "$TOKEN" > "$TMP/tokens"
 DEADLINE=1000
 [ -n "${NLP_ASAN:-}" ] && DEADLINE=3000
 write_conf "http = { bind = \"127.0.0.1:$HP\"; tokens_file = \"$TMP/tokens\"; };
-limits = { max_new_tokens = 256; max_documents = 2; queue_size = 3; max_message_bytes = 4096;
+limits = { max_new_tokens = 1024; max_documents = 2; queue_size = 3; max_message_bytes = 4096;
            default_deadline_ms = $DEADLINE; };
 batching = { max_rows = 1; max_wait_ms = 0; };"
 start_daemon
