@@ -50,6 +50,7 @@ static const conf_key keys[] = {
     INT_KEY("limits.max_reply_backlog_bytes", limits.max_reply_backlog_bytes, 65536, 1 << 30,
             16 << 20),
     INT_KEY("limits.max_queued_bytes", limits.max_queued_bytes, 1 << 20, 1 << 30, 256 << 20),
+    INT_KEY("limits.max_client_documents", limits.max_client_documents, 0, 1000000, 0),
     INT_KEY("batching.max_batch_tokens", batching.max_batch_tokens, 8, 1 << 20, 8192),
     INT_KEY("batching.max_wait_ms", batching.max_wait_ms, 0, 10000, 5),
     INT_KEY("batching.max_rows", batching.max_rows, 1, 1024, 32),

@@ -26,6 +26,7 @@ typedef struct dmn_limits {
     int max_envelope_bytes;    /* routing frames before the payload, all together */
     int max_reply_backlog_bytes; /* replies queued unread on one connection */
     int max_queued_bytes;      /* request frames and routing frames held by accepted work */
+    int max_client_documents;  /* one client's documents accepted, not answered (0: any) */
 } dmn_limits;
 
 typedef struct dmn_batching {

@@ -88,6 +88,7 @@ typedef struct dmn_req {
     task_doc *prep;            /* [n_docs] */
     int *prep_rc;              /* [n_docs] */
     size_t bytes;              /* its frame and routing frames: what it holds until answered */
+    unsigned client;           /* dmn_client_slot of its route (I/O thread) */
 } dmn_req;
 
 /* Decodes and validates one request frame of `len` bytes (the envelope is the caller's).

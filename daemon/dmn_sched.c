@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#define FAIR_SLOTS 4096   /* clients told apart; two that share a slot share a turn */
+#define FAIR_SLOTS DMN_CLIENT_SLOTS   /* two clients that share a slot share a turn */
 
 struct dmn_queue {
     pthread_mutex_t mu;
@@ -101,8 +101,7 @@ static void sift_down(dmn_item *h, int n, int i)
     }
 }
 
-/* The client's slot: FNV-1a of its route's first frame (0 frames: one client). */
-static unsigned client_slot(const dmn_route *rt)
+unsigned dmn_client_slot(const dmn_route *rt)
 {
     uint64_t h = 1469598103934665603ULL;
     size_t n = rt->n_env > 0 ? rt->env_len[0] : 0;
@@ -119,7 +118,7 @@ int dmn_queue_push(dmn_queue *q, dmn_req *r, double now)
     }
     /* An empty queue forgets every client's turn: nobody is ahead of anybody. */
     if (q->n == 0) memset(q->last_tag, 0, FAIR_SLOTS * sizeof *q->last_tag);
-    uint64_t *last = &q->last_tag[client_slot(&r->route)];
+    uint64_t *last = &q->last_tag[dmn_client_slot(&r->route)];
     for (int d = 0; d < r->n_docs; d++) {
         dmn_item *it = &q->heap[q->n];
         long est = (long)(r->doc_lens[d] / 4) + 2;

@@ -24,6 +24,12 @@ typedef struct dmn_item {
 
 typedef struct dmn_queue dmn_queue;
 
+/* Clients told apart (by a hash of their route's first frame: a ROUTER peer's routing
+ * id; every request of a transport without one is one client). */
+#define DMN_CLIENT_SLOTS 4096
+/* The client's slot: FNV-1a of its route's first frame (0 frames: one client). */
+unsigned dmn_client_slot(const dmn_route *rt);
+
 /* capacity: documents. max_input_tokens caps each estimate. NULL on failure. */
 dmn_queue *dmn_queue_new(int capacity, int max_input_tokens);
 void dmn_queue_free(dmn_queue **q);

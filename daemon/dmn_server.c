@@ -267,6 +267,18 @@ void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t 
         reply_error(srv, to, seq, id, DMN_OVERLOADED, err);
         goto done;
     }
+    /* One client's accepted documents are bounded apart (limits.max_client_documents), so
+     * a flood from one client is refused while the others are served. */
+    unsigned client = dmn_client_slot(to);
+    int climit = srv->conf.limits.max_client_documents;
+    if (climit > 0 && srv->client_docs[client] + n_docs > climit) {
+        snprintf(err, sizeof err, "this client has %d document(s) accepted and not answered "
+                 "(limit limits.max_client_documents = %d): retry later",
+                 srv->client_docs[client], climit);
+        dmn_stats_task_refused(srv->stats, r, DMN_OVERLOADED);
+        reply_error(srv, to, seq, id, DMN_OVERLOADED, err);
+        goto done;
+    }
     /* Tokenising and task preparation run here, off the engine's thread: a document that
      * joins a running generation costs its rows nothing. The queue's room is checked
      * first (the worker only frees room meanwhile), so refused work is not prepared. */
@@ -288,6 +300,8 @@ void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t 
         goto done;
     }
     srv->queued_bytes += r->bytes;
+    r->client = client;
+    srv->client_docs[client] += n_docs;
     r = NULL;
     srv->in_flight++;
     if (!srv->next_expiry || deadline < srv->next_expiry) srv->next_expiry = deadline;
@@ -321,6 +335,7 @@ static void answer_task(dmn_server *srv, dmn_req *r)
         DMN_LOG_REQ(DMN_LOG_ERROR, r->seq, r->id, "out of memory encoding the response");
     srv->in_flight--;
     srv->queued_bytes -= r->bytes;
+    srv->client_docs[r->client] -= r->n_docs;
     dmn_req_free(&r);
 }
 
@@ -515,8 +530,9 @@ int dmn_server_run(dmn_server *srv)
     srv->t_start = cm_now();
     srv->stats = dmn_stats_new(srv->t_start);
     srv->queue = dmn_queue_new(srv->conf.limits.queue_size, srv->conf.limits.max_input_tokens);
+    srv->client_docs = calloc(DMN_CLIENT_SLOTS, sizeof *srv->client_docs);
     srv->zctx = zmq_ctx_new();
-    if (!srv->stats || !srv->queue || !srv->zctx) {
+    if (!srv->stats || !srv->queue || !srv->client_docs || !srv->zctx) {
         DMN_LOG(DMN_LOG_ERROR, "out of memory at start-up");
         goto out;
     }
@@ -577,6 +593,8 @@ out:
         srv->transports[i]->ops->destroy(&srv->transports[i]);
     srv->n_transports = 0;
     dmn_queue_free((dmn_queue **)&srv->queue);
+    free(srv->client_docs);
+    srv->client_docs = NULL;
     dmn_stats_free((dmn_stats **)&srv->stats);
     if (code == 0) DMN_LOG(DMN_LOG_INFO, "stopped cleanly");
     return code;

@@ -52,6 +52,7 @@ typedef struct dmn_server {
     uint64_t next_seq;
     int in_flight;                 /* task requests queued or running */
     size_t queued_bytes;           /* what they hold (dmn_req.bytes): max_queued_bytes */
+    int *client_docs;              /* [DMN_CLIENT_SLOTS] their documents, by client slot */
     double next_expiry;            /* earliest queued deadline (may be stale), 0: none */
     int shutting_down;
     pthread_t worker;
