@@ -7,7 +7,8 @@
  *     the inbox (a mutex-guarded list) and an eventfd; once resumed, renders the reply
  *     and sends it. It never touches the server struct, the queue or a ZeroMQ socket.
  *   the I/O thread: polls the eventfd among the transports' items, submits task
- *     requests with a route holding the hx's key (dmn_server_submit), answers health,
+ *     requests with a route of two frames, the client (its token or connection) and
+ *     the hx's key (dmn_server_submit), answers health,
  *     readiness, models and metrics itself, and when a reply comes back through
  *     http_reply() stores it in the hx and resumes the connection.
  * An hx belongs to the HTTP thread except between its hand-off and its resumption,
@@ -57,7 +58,8 @@ enum hx_state { HX_NEW = 0, HX_AWAY, HX_DONE };
 typedef struct hx {
     struct MHD_Connection *conn;
     struct hx *next;           /* inbox or pending list */
-    uint64_t key;              /* the route's bytes and the wire request id */
+    uint64_t key;              /* the route's last frame and the wire request id */
+    uint64_t client;           /* the route's first frame: who sent it (client_of) */
     int route;                 /* enum route */
     nlpc_task task;
     int state;                 /* enum hx_state */
@@ -176,6 +178,26 @@ static int check_auth(ht *h, struct MHD_Connection *conn, int route, const char 
     }
     if (api_key) return token_ok(h, api_key, strlen(api_key)) ? 0 : 403;   /* LibreTranslate */
     return 401;
+}
+
+/* Who sent a request, for fair turns and limits.max_client_documents: its token (as a
+ * hash: the token itself is not kept) when it presents one, else its connection (one
+ * client behind a proxy's connections, or keep-alive requests, share it). */
+static uint64_t client_of(struct MHD_Connection *conn, const char *api_key)
+{
+    char who[96] = "";
+    const char *a = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                MHD_HTTP_HEADER_AUTHORIZATION);
+    if (a && strncasecmp(a, "Bearer ", 7) == 0) {
+        snprintf(who, sizeof who, "t:%.80s", a + 7);
+    } else if (api_key && *api_key) {
+        snprintf(who, sizeof who, "t:%.80s", api_key);
+    } else {
+        snprintf(who, sizeof who, "c:%p", (void *)conn);
+    }
+    uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+    for (const char *p = who; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h;
 }
 
 /* ---- the HTTP thread ---- */
@@ -373,6 +395,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         if (code != DMN_OK) return send_error(h, x, dmn_json_http_status(code), code, err);
     }
+    x->client = client_of(conn, x->jr.api_key);
     if (hand_off(h, x) < 0)
         return send_error(h, x, 503, DMN_SHUTTING_DOWN, "the daemon is stopping");
     return MHD_YES;
@@ -561,10 +584,11 @@ static void serve_one(ht *h, hx *x)
     switch (x->route) {
     case R_TASK:
     case R_LIBRE: {
-        const void *data[1] = { &x->key };
-        size_t len[1] = { sizeof x->key };
+        /* first frame: the client (its turn, its limit); last: which request this is */
+        const void *data[2] = { &x->client, &x->key };
+        size_t len[2] = { sizeof x->client, sizeof x->key };
         dmn_route to = { .transport = h->base.index };
-        if (dmn_route_set(&to, h->base.index, data, len, 1) < 0) {
+        if (dmn_route_set(&to, h->base.index, data, len, 2) < 0) {
             x->status = DMN_INTERNAL;
             x->out = strdup("out of memory");
             resume(x);
@@ -634,8 +658,8 @@ static void http_reply(dmn_transport *t, const dmn_route *to, void *buf, size_t 
 {
     ht *h = (ht *)t;
     uint64_t key = 0;
-    if (to->n_env == 1 && to->env_len[0] == sizeof key) memcpy(&key, dmn_route_frame(to, 0),
-                                                               sizeof key);
+    if (to->n_env == 2 && to->env_len[1] == sizeof key)
+        memcpy(&key, dmn_route_frame(to, 1), sizeof key);
     for (hx **p = &h->pending; *p; p = &(*p)->next) {
         if ((*p)->key != key) continue;
         hx *x = *p;

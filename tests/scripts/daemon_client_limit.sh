@@ -2,12 +2,16 @@
 # Per-client limit (issue 20): with limits.max_client_documents = 2, a client with two
 # documents accepted and not answered has its next request refused OVERLOADED, naming
 # the limit, while another client is still accepted and served; once its work is
-# answered, the first client is accepted again.
+# answered, the first client is accepted again. A ZeroMQ client is its connection; an
+# HTTP client is its bearer token, whatever connections it uses (429 past the limit).
 . tests/scripts/daemon_lib.bash
 
-write_conf '
-limits = { max_client_documents = 2; max_new_tokens = 256; };
-batching = { max_rows = 1; max_wait_ms = 0; };'
+HP=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+printf 'token-a\ntoken-b\n' > "$TMP/tokens"
+write_conf "
+http = { bind = \"127.0.0.1:$HP\"; tokens_file = \"$TMP/tokens\"; };
+limits = { max_client_documents = 2; max_new_tokens = 1024; };
+batching = { max_rows = 1; max_wait_ms = 0; };"
 start_daemon
 timeout 120 $PY - "$IPC" <<'PYEOF' || { show_log_on_failure; exit 1; }
 import sys
@@ -37,6 +41,42 @@ r = w.call(a, w.request(5, "summarize", docs=["a again."], options={1: 4}))
 w.check(r is not None and r.code == w.OK, "client a after its work was answered: %r" % (r,))
 print("%d failure(s)" % len(w.failures))
 sys.exit(1 if w.failures else 0)
+PYEOF
+timeout 120 $PY - "http://127.0.0.1:$HP" <<'PYEOF' || { show_log_on_failure; exit 1; }
+import json, sys, threading, urllib.request, urllib.error
+url = sys.argv[1] + "/v1/summarize"
+
+def post(token, body):
+    rq = urllib.request.Request(url, json.dumps(body).encode(), method="POST", headers={
+        "Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(rq, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+busy = {"text": "Token a keeps the daemon busy.", "max_new_tokens": 1024, "min_new_tokens": 1024}
+res = []
+ts = [threading.Thread(target=lambda: res.append(post("token-a", busy))) for _ in range(2)]
+for t in ts:
+    t.start()
+import time
+time.sleep(0.2)   # both accepted (one runs, one waits: seconds of work)
+third = post("token-a", {"text": "One more from a.", "max_new_tokens": 4})
+other = post("token-b", {"text": "Token b is served.", "max_new_tokens": 4})
+for t in ts:
+    t.join(60)
+fails = []
+if not (third[0] == 429 and "max_client_documents" in json.dumps(third[1])):
+    fails.append("token a's third request: %r" % (third,))
+if other[0] != 200:
+    fails.append("token b while a is at its limit: %r" % (other,))
+if sorted(r[0] for r in res) != [200, 200]:
+    fails.append("token a's two accepted requests: %r" % ([r[0] for r in res],))
+for f in fails:
+    print("FAIL:", f)
+print("http: %d failure(s)" % len(fails))
+sys.exit(1 if fails else 0)
 PYEOF
 stop_daemon
 [ "$DAEMON_RC" -eq 0 ] || { echo "nlpd exit code $DAEMON_RC"; exit 1; }
