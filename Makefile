@@ -198,9 +198,11 @@ SAN_ENV   := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_st
 asan: deps
 	$(Q)$(MAKE) --no-print-directory $(JOBS) B=build/asan CC=clang OPT=-O1 OMPFLAGS= \
 	    SANFLAGS="$(SAN_FLAGS)" all fuzz-build
-	$(Q)$(SAN_ENV) NLP_BUILD=build/asan NLP_ASAN=1 build/asan/tests/unit $(TEST_SCRIPTS)
+	$(Q)$(SAN_ENV) NLP_BUILD=build/asan NLP_ASAN=1 NLP_CC="clang $(SAN_FLAGS)" \
+	    build/asan/tests/unit $(TEST_SCRIPTS)
 	$(Q)$(MAKE) --no-print-directory $(JOBS) B=build/asan-omp CC=gcc OPT=-O1 SANFLAGS="$(SAN_FLAGS)" all
-	$(Q)$(SAN_ENV) NLP_BUILD=build/asan-omp NLP_ASAN=1 build/asan-omp/tests/unit \
+	$(Q)$(SAN_ENV) NLP_BUILD=build/asan-omp NLP_ASAN=1 NLP_CC="gcc $(SAN_FLAGS)" \
+	    build/asan-omp/tests/unit \
 	    $(filter-out tests/scripts/fuzz_%,$(TEST_SCRIPTS))
 
 bench: deps all

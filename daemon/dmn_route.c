@@ -107,7 +107,7 @@ static uint32_t hash(const unsigned char *k, size_t n)
 static peer *find(const dmn_backlog *b, const void *key, size_t keylen)
 {
     for (peer *p = b->bucket[hash(key, keylen)]; p; p = p->next)
-        if (p->keylen == keylen && memcmp(p->key, key, keylen) == 0) return p;
+        if (p->keylen == keylen && (!keylen || memcmp(p->key, key, keylen) == 0)) return p;
     return NULL;
 }
 
@@ -118,7 +118,7 @@ void *dmn_backlog_reserve(dmn_backlog *b, const void *key, size_t keylen, size_t
         p = calloc(1, sizeof *p + keylen);
         if (!p) return NULL;
         p->keylen = keylen;
-        memcpy(p->key, key, keylen);
+        if (keylen) memcpy(p->key, key, keylen);   /* the PUSH socket's key is empty */
         uint32_t h = hash(key, keylen);
         p->next = b->bucket[h];
         b->bucket[h] = p;

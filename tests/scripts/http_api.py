@@ -165,8 +165,9 @@ def flood():
         try:
             # 1024 tokens, EOS forbidden: a generation lasts about a second or more
             # whatever the machine, so a request queued behind one can pass 1 s.
-            call("POST", "/v1/summarize", {"text": "a long text " * 10, "max_new_tokens": 1024,
-                                           "min_new_tokens": 1024, "deadline_ms": 60000},
+            n = int(os.environ.get("FLOOD", "1024"))
+            call("POST", "/v1/summarize", {"text": "a long text " * 10, "max_new_tokens": n,
+                                           "min_new_tokens": n, "deadline_ms": 60000},
                  timeout=30)
         except Exception:
             time.sleep(0.05)

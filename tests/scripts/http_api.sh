@@ -9,8 +9,11 @@ TOKEN=tok-$RANDOM-$RANDOM
 printf '# API tokens\n\nother-token\n%s\n' "$TOKEN" > "$TMP/tokens"
 # The default deadline: past it behind two long generations (http_api.py's floods),
 # within it for a LibreTranslate array's second document. Sanitizers run slower.
+# The floods' generations last FLOOD tokens (EOS forbidden): about a second or more; the
+# sanitizers' builds are slow enough with fewer, and must finish them at SIGTERM in time.
 DEADLINE=1000
-[ -n "${NLP_ASAN:-}" ] && DEADLINE=3000
+export FLOOD=1024
+[ -n "${NLP_ASAN:-}" ] && DEADLINE=3000 FLOOD=256
 write_conf "http = { bind = \"127.0.0.1:$HP\"; tokens_file = \"$TMP/tokens\"; };
 limits = { max_new_tokens = 1024; max_documents = 2; queue_size = 3; max_message_bytes = 4096;
            default_deadline_ms = $DEADLINE; };

@@ -13,6 +13,9 @@
 # No network; every wait is bounded.
 set -u
 B=${NLP_BUILD:-build}
+# The compiler the library was built with (make asan: with the sanitizers, whose runtime
+# the test programs then need too).
+CC_T=${NLP_CC:-cc}
 ROOT=$(pwd)
 T=$(mktemp -d /tmp/nlpd-inst.XXXXXX)
 D=$T/dest
@@ -147,12 +150,12 @@ flags=$(pkg-config --cflags --libs nlpclient) || fail "pkg-config nlpclient"
 case $flags in *"-I$P/include"*"-L$P/lib"*|*"-L$P/lib"*"-I$P/include"*) ;;
     *) fail "pkg-config flags do not point into the DESTDIR: $flags" ;; esac
 # shellcheck disable=SC2086
-cc -Wall -Werror -o "$T/prog" "$T/prog.c" $flags || fail "cannot build against the installed library"
+$CC_T -Wall -Werror -o "$T/prog" "$T/prog.c" $flags || fail "cannot build against the installed library"
 # The static library: its Requires.private bring libzmq and libprotobuf-c.
 sflags=$(pkg-config --static --libs nlpclient) || fail "pkg-config --static"
 case $sflags in *-lzmq*-lprotobuf-c*|*-lprotobuf-c*-lzmq*) ;; *) fail "--static: $sflags" ;; esac
 # shellcheck disable=SC2086
-cc -o "$T/prog_static" "$T/prog.c" $(pkg-config --cflags nlpclient) "$P/lib/libnlpclient.a" \
+$CC_T -o "$T/prog_static" "$T/prog.c" $(pkg-config --cflags nlpclient) "$P/lib/libnlpclient.a" \
     $(pkg-config --libs libzmq libprotobuf-c) || fail "cannot link the installed libnlpclient.a"
 ldd "$T/prog_static" | grep -q libnlpclient && fail "prog_static uses the .so"
 out=$(timeout 20 "$T/prog_static" "ipc://$T/nobody.sock" short); rc=$?
