@@ -362,13 +362,12 @@ out:
 
 /* ---- rendering ---- */
 
-static int is_generation(nlpc_task t)
+static int is_generation(int t)
 {
     return t == NLPC_TASK_SUMMARIZE || t == NLPC_TASK_TRANSLATE || t == NLPC_TASK_TEXT2TEXT;
 }
 
-/* One document's result: clients/nlpc/json.c's nlpc_json_result(), key for key. */
-static cJSON *add_result(cJSON *o, nlpc_task task, const nlpc_result *r)
+cJSON *dmn_json_result(cJSON *o, int task, const nlpc_result *r)
 {
     cJSON_AddStringToObject(o, "status", nlpc_code_name(r->code));
     if (r->code != NLPC_OK) {
@@ -463,14 +462,14 @@ char *dmn_json_render(const dmn_json_req *rq, const void *frame, size_t len, int
     cJSON *o = new_object(rq);
     if (!o) goto out;
     if (rq->shape == DMN_JSON_ONE && one) {
-        add_result(o, rq->task, one);
+        dmn_json_result(o, rq->task, one);
     } else {
         cJSON_AddStringToObject(o, "status", nlpc_code_name(r->code));
         if (r->code != NLPC_OK) cJSON_AddStringToObject(o, "error", r->message);
         cJSON *arr = cJSON_AddArrayToObject(o, "results");
         for (int i = 0; arr && i < r->n_results; i++) {
             cJSON *e = cJSON_CreateObject();
-            if (e) cJSON_AddItemToArray(arr, add_result(e, rq->task, &r->results[i]));
+            if (e) cJSON_AddItemToArray(arr, dmn_json_result(e, rq->task, &r->results[i]));
         }
         cJSON *t = cJSON_AddObjectToObject(o, "timings");
         cJSON_AddNumberToObject(t, "queue_ms", r->queue_ms);

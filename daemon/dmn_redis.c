@@ -55,6 +55,7 @@
 
 #include "clients/libnlpclient/nlpclient.h"
 #include "common/common.h"
+#include "daemon/dmn_json.h"
 #include "daemon/dmn_log.h"
 #include "daemon/dmn_req.h"
 #include "daemon/dmn_sched.h"
@@ -518,47 +519,6 @@ static void outbox_flush(rt *r)
 
 /* ---- results ---- */
 
-static int is_generation(int t)
-{
-    return t == NLPC_TASK_SUMMARIZE || t == NLPC_TASK_TRANSLATE || t == NLPC_TASK_TEXT2TEXT;
-}
-
-/* The object `nlpc batch` prints for a result (clients/nlpc/json.c and batch.c's
- * on_reply), so a json job's result reads as that line of nlpc's output. */
-static void json_result(cJSON *o, int task, const nlpc_result *r)
-{
-    cJSON_AddStringToObject(o, "status", nlpc_code_name(r->code));
-    if (r->code != NLPC_OK) {
-        cJSON_AddStringToObject(o, "error", r->message);
-        return;
-    }
-    if (is_generation(task)) cJSON_AddStringToObject(o, "text", r->text);
-    if (task == NLPC_TASK_QA) cJSON_AddStringToObject(o, "answer", r->answer);
-    if (task == NLPC_TASK_CLASSIFY) {
-        cJSON *arr = cJSON_AddArrayToObject(o, "labels");
-        for (int i = 0; arr && i < r->n_labels; i++) {
-            cJSON *l = cJSON_CreateObject();
-            cJSON_AddStringToObject(l, "label", r->labels[i].label);
-            cJSON_AddNumberToObject(l, "score", r->labels[i].score);
-            cJSON_AddItemToArray(arr, l);
-        }
-    } else {
-        cJSON_AddNumberToObject(o, "score", r->score);
-    }
-    if (r->n_hyps) {
-        cJSON *arr = cJSON_AddArrayToObject(o, "hypotheses");
-        for (int i = 0; arr && i < r->n_hyps; i++) {
-            cJSON *h = cJSON_CreateObject();
-            cJSON_AddStringToObject(h, "text", r->hyps[i].text);
-            cJSON_AddNumberToObject(h, "score", r->hyps[i].score);
-            cJSON_AddItemToArray(arr, h);
-        }
-    }
-    cJSON_AddNumberToObject(o, "input_tokens", r->input_tokens);
-    cJSON_AddNumberToObject(o, "output_tokens", r->output_tokens);
-    cJSON_AddBoolToObject(o, "truncated", r->truncated);
-}
-
 /* echo: the job's {"id": ...} or {"line": ...} (or NULL); a malloc'd line, or NULL. */
 static char *json_render(const char *echo, int task, const nlpc_response *resp, int code,
                          const char *msg)
@@ -577,7 +537,7 @@ static char *json_render(const char *echo, int task, const nlpc_response *resp, 
         cJSON_AddStringToObject(o, "status", "MALFORMED");
         cJSON_AddStringToObject(o, "error", "the reply has no result");
     } else {
-        json_result(o, task, res);
+        dmn_json_result(o, task, res);
     }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
