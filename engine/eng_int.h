@@ -180,6 +180,8 @@ struct eng_model {
                                 * tables computed at load */
     int n_owned;
     size_t owned_bytes;        /* memory cost of the conversion */
+    size_t mapped_bytes;       /* tensors used in place from the mmap */
+    eng_weights weights;       /* the type matrix weights are held in (eng_model_weights) */
     int n_threads;
     char dir[1024];            /* the checkpoint directory (messages) */
     eng_lin cls_dense;         /* classification head: [d_model, d_model] */

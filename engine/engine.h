@@ -97,8 +97,24 @@ typedef struct eng_config {
     char labels[ENG_MAX_LABELS][ENG_LABEL_LEN];
 } eng_config;
 
+/* How weights are held in memory (nlprun/nlpd --weights, nlpd.conf weights = "..."):
+ * AUTO keeps the checkpoint's own type (F32 stays F32, BF16 stays BF16, F16 stays F16). */
+typedef enum eng_weights {
+    ENG_WEIGHTS_AUTO = 0,
+    ENG_WEIGHTS_F32 = 1,
+    ENG_WEIGHTS_BF16 = 2,
+    ENG_WEIGHTS_F16 = 3,
+    ENG_WEIGHTS_INT8 = 4,
+} eng_weights;
+
+/* "auto", "f32", "bf16", "f16", "int8" -> the type; -1 for anything else. */
+int eng_weights_parse(const char *s);
+/* The lower-case name of a type ("auto" ... "int8"); "?" out of range. */
+const char *eng_weights_name(int w);
+
 typedef struct eng_model_params {
     int n_threads;            /* matrix-product threads (OpenBLAS, OpenMP); 0 = all cores */
+    eng_weights weights;      /* ENG_WEIGHTS_AUTO */
 } eng_model_params;
 
 eng_model_params eng_model_default_params(void);
@@ -112,6 +128,11 @@ eng_model_params eng_model_default_params(void);
 eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err, size_t errlen);
 void eng_model_free(eng_model **model);
 const eng_config *eng_model_config(const eng_model *model);
+/* The type the model's matrix weights are held in after load (never AUTO). */
+eng_weights eng_model_weights(const eng_model *model);
+/* Bytes of weights the model keeps resident: the mapped tensors it uses in place plus
+ * the memory it allocated at load (conversions, quantized copies, computed tables). */
+size_t eng_model_resident_bytes(const eng_model *model);
 
 typedef struct eng_ctx_params {
     int max_rows;             /* decoder rows in flight at once (sum of beams); default 64 */

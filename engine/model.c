@@ -17,7 +17,32 @@
 
 eng_model_params eng_model_default_params(void)
 {
-    return (eng_model_params){ .n_threads = 0 };
+    return (eng_model_params){ .n_threads = 0, .weights = ENG_WEIGHTS_AUTO };
+}
+
+static const char *const ml_weights_names[] = { "auto", "f32", "bf16", "f16", "int8" };
+
+int eng_weights_parse(const char *s)
+{
+    for (int i = 0; s && i < (int)(sizeof ml_weights_names / sizeof *ml_weights_names); i++)
+        if (strcmp(s, ml_weights_names[i]) == 0) return i;
+    return -1;
+}
+
+const char *eng_weights_name(int w)
+{
+    return w >= 0 && w < (int)(sizeof ml_weights_names / sizeof *ml_weights_names)
+               ? ml_weights_names[w] : "?";
+}
+
+eng_weights eng_model_weights(const eng_model *m)
+{
+    return m ? m->weights : ENG_WEIGHTS_AUTO;
+}
+
+size_t eng_model_resident_bytes(const eng_model *m)
+{
+    return m ? m->mapped_bytes + m->owned_bytes : 0;
 }
 
 const eng_config *eng_model_config(const eng_model *model)
@@ -129,8 +154,10 @@ static const float *ml_bind(eng_model *m, const char *name, int64_t d0, int64_t 
         return NULL;
     }
     size_t n = (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1);
-    if (t->dtype == ST_F32 && ((uintptr_t)t->data % sizeof(float)) == 0)
+    if (t->dtype == ST_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) {
+        m->mapped_bytes += t->nbytes;
         return (const float *)t->data;
+    }
 
     float *f = eng_model_alloc(m, n);
     if (!f) {
@@ -199,6 +226,11 @@ eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err,
     }
     eng_model_params dp = eng_model_default_params();
     if (!p) p = &dp;
+    if (p->weights != ENG_WEIGHTS_AUTO && p->weights != ENG_WEIGHTS_F32) {
+        ml_err(err, errlen, "%s: weights %s: this build holds weights as f32 only (auto, f32)",
+               dir, eng_weights_name(p->weights));
+        return NULL;
+    }
     eng_model *m = calloc(1, sizeof *m);
     if (!m) {
         ml_err(err, errlen, "%s: out of memory", dir);
@@ -226,6 +258,7 @@ eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err,
     if (m->arch->bind(m, dir, err, errlen) < 0) goto fail;
     if (hf_generation_load(dir, m, err, errlen) < 0) goto fail;
     m->n_threads = eng_set_threads(p->n_threads);
+    m->weights = ENG_WEIGHTS_F32;
     return m;
 fail:
     eng_model_free(&m);
