@@ -126,7 +126,12 @@ void eng_sinusoids(float *out, int rows, int d, int shift);
 /* A Linear layer y = x W^T + b. W is [out, in] as HF stores it; b may be NULL. The
  * weight's type travels with it to the matrix-product door (F32 today; the compact
  * types are a kernel choice there, not a widening here). */
-typedef enum eng_wtype { ENG_W_F32 = 0 } eng_wtype;
+typedef enum eng_wtype {
+    ENG_W_F32 = 0,
+    ENG_W_BF16 = 1,            /* in place from the mmap, widened in the kernels */
+    ENG_W_F16 = 2,
+    ENG_W_I8 = 3,              /* a packed int8 blob (engine/eng_q8.h) */
+} eng_wtype;
 
 typedef struct eng_lin {
     eng_wtype type;
