@@ -3,7 +3,12 @@
  * OpenBLAS's sgemm and the engine's own door for products (eng_gemm, which takes many-row
  * products itself when OpenBLAS runs kernels narrower than the CPU).
  *
- *   bench_engine --model DIR [--threads 2] [--reps 3] [--target-enc-frac 0.6] [--target-decode-b1 100]
+ *   bench_engine --model DIR [--threads 2] [--reps 3] [--weights auto|f32|bf16|f16|int8]
+ *                [--target-enc-frac 0.6] [--target-decode-b1 100]
+ *
+ * --weights is the type the engine holds the matrix weights in (eng_model_params.weights);
+ * a type the engine refuses is an error naming it (exit 1). After load the resident memory
+ * is printed: the process's VmRSS and the engine's own count (eng_model_resident_bytes).
  *
  * Figures:
  *   encoder 1 x 512       eng_encode on one 512-token sequence
@@ -209,6 +214,28 @@ static void be_loadavg(const char *when)
     printf("load average %s: %s\n", when, buf);
 }
 
+/* The process's resident set (VmRSS of /proc/self/status) in bytes; 0 if unknown. */
+static size_t be_vmrss(void)
+{
+    char line[256];
+    size_t kb = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kb = strtoull(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kb * 1024;
+}
+
+static void be_usage(FILE *to)
+{
+    fprintf(to, "usage: bench_engine --model DIR [--threads N] [--reps N] [--weights auto|f32|bf16|f16|int8]\n"
+                "                    [--target-enc-frac F] [--target-decode-b1 TOK_S]\n");
+}
+
 static void be_row(const char *what, double secs, double tokens, double flops, double peak)
 {
     printf("  %-34s %9.1f ms %11.1f", what, secs * 1e3, tokens / secs);
@@ -223,8 +250,27 @@ int main(int argc, char **argv)
     const char *dir = NULL;
     int threads = 2, reps = 3;
     double target_frac = 0, target_b1 = 0;
+    int weights = ENG_WEIGHTS_AUTO;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            be_usage(stdout);
+            return 0;
+        }
+    if (argc % 2 == 0) {
+        fprintf(stderr, "bench_engine: option %s needs a value\n", argv[argc - 1]);
+        be_usage(stderr);
+        return 2;
+    }
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--model") == 0) dir = argv[i + 1];
+        else if (strcmp(argv[i], "--weights") == 0) {
+            weights = eng_weights_parse(argv[i + 1]);
+            if (weights < 0) {
+                fprintf(stderr, "bench_engine: --weights must be auto, f32, bf16, f16 or int8, not '%s'\n",
+                        argv[i + 1]);
+                return 2;
+            }
+        }
         else if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--reps") == 0) reps = atoi(argv[i + 1]);
         else if (strcmp(argv[i], "--target-enc-frac") == 0) target_frac = atof(argv[i + 1]);
@@ -235,8 +281,7 @@ int main(int argc, char **argv)
         }
     }
     if (!dir || threads < 1 || reps < 1) {
-        fprintf(stderr, "usage: bench_engine --model DIR [--threads N] [--reps N] [--target-enc-frac F] "
-                        "[--target-decode-b1 TOK_S]\n");
+        be_usage(stderr);
         return 2;
     }
     openblas_set_num_threads(threads);
@@ -249,6 +294,8 @@ int main(int argc, char **argv)
     double t0 = be_now();
     eng_model_params mp = eng_model_default_params();
     mp.n_threads = threads;
+    mp.weights = (eng_weights)weights;
+    size_t rss0 = be_vmrss();
     char err[512] = "";
     eng_model *m = eng_model_load(dir, &mp, err, sizeof err);
     if (!m) {
@@ -270,6 +317,11 @@ int main(int argc, char **argv)
            "%d threads; load %.0f ms\n", dir, c->d_model, c->num_heads, c->d_kv, c->d_ff,
            c->num_layers, c->num_decoder_layers, c->arch.gated ? "gated-gelu" : "relu",
            c->vocab_size, threads, t_load * 1e3);
+    size_t rss1 = be_vmrss();
+    printf("weights %s (asked %s): resident after load %.0f MiB VmRSS (%.0f MiB before load), "
+           "eng_model_resident_bytes %.0f MiB\n", eng_weights_name(eng_model_weights(m)),
+           eng_weights_name(weights), rss1 / 1048576.0, rss0 / 1048576.0,
+           eng_model_resident_bytes(m) / 1048576.0);
     printf("  GFLOP/s                            OpenBLAS  eng_gemm\n");
     printf("  %-34s %8.1f\n", "1024 x 1024 x 1024", cube);
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
