@@ -114,6 +114,8 @@ $(B)/obj/%.o: %.c | $(PROTO_H)
 # (also for the elementwise kernels): GCC warns that 64-byte vector arguments have
 # another ABI without AVX-512; they only pass between static functions of each file.
 $(B)/obj/engine/gemm.o: CFLAGS += -ffp-contract=fast -Wno-psabi
+# The int8 kernels: no FMA, so every kernel computes the same epilogue (engine/gemm_q8.c).
+$(B)/obj/engine/gemm_q8.o: CFLAGS += -ffp-contract=off -Wno-psabi
 $(B)/obj/engine/kernels.o: CFLAGS += -Wno-psabi
 
 # Generated code is not ours to warn about beyond the defaults.

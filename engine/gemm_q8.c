@@ -1,0 +1,405 @@
+/* int8 matrix products: C = dequant(q8(A) . Wq^T), the int8 weight type's kernel
+ * (engine/eng_q8.h has the contract: quantization, error bound, blob layout).
+ *
+ * One result whatever the kernel. The integer sum of an output is exact in every kernel
+ * (the VNNI ones compute sum((q + 128) w) - 128 rowsum(w), exact modulo 2^32 and so
+ * exact, as the true sum fits in int32), the activations are quantized by the same
+ * IEEE operations (a multiply and a round-to-nearest-even conversion), and the float
+ * epilogue is the same expression in every kernel: (float)isum * (sa * sw), then
+ * + beta * c. This file is compiled with -ffp-contract=off (Makefile) so that no kernel
+ * fuses that into an FMA. So the kernels, the thread count and the other rows of a call
+ * never change a row's outputs.
+ *
+ * Layout (eng_q8.h): tiles of 16 weight rows, [Kp/4][16][4] each. One 64-byte block is
+ * 4 k of 16 rows: the s8 operand of one AVX-512 vpdpbusd, whose u8 operand is 4
+ * quantized activations of one row broadcast to the 16 lanes; the 16 lanes are then 16
+ * outputs, so no horizontal sums. AVX-VNNI takes the block as two 256-bit halves, AVX2
+ * sign-extends each half to int16 (vpmovsxbw) for vpmaddwd, whose pair sums cannot
+ * saturate (|q| <= 127: 2 x 127 x 127 < 2^15), unlike vpmaddubsw's.
+ *
+ * Blocking: a kernel computes MR input rows x NT tiles with MR x NT accumulators in
+ * registers, the full K at once; the tiles of a group stay in L1/L2 while every group of
+ * rows passes by (an encoder's 512 rows read each weight once from memory), and a
+ * decode step's 1-16 rows read each weight block once per 8 rows.
+ *
+ * Threads: OpenMP splits the tiles (and the quantization of the rows) between threads;
+ * the parallel region is outside the target-specific functions (GCC cannot put an OpenMP
+ * region's outlined body in them reliably, and the clang sanitizer builds have no
+ * OpenMP: there everything runs serially). */
+#include "engine/eng_q8.h"
+#include "engine/eng_int.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define Q8_X86 1
+#include <immintrin.h>
+#endif
+
+#define Q8_MAGIC "NLPDQ8W" /* 8 bytes with its NUL */
+#define Q8_VERSION 1u
+#define Q8_HDR 128  /* bytes of the header: scales start here */
+#define Q8_TN 16    /* weight rows per tile */
+#define Q8_KB 4     /* k per block */
+#define Q8_TINY 1e-30f /* a row whose max |value| is below this is a row of zeros */
+
+/* Products of fewer multiply-adds run on one thread: waking the other costs more. */
+#define Q8_PAR_MIN (1 << 18)
+
+/* The blob's header, little-endian, at offset 0 (read and written with memcpy). */
+typedef struct q8_hdr {
+    char magic[8];
+    uint32_t version;
+    uint32_t n, k;           /* the weight's shape */
+    uint32_t np, kp;         /* padded: N to a multiple of 16, K of 4 */
+    uint32_t tile_n, kblock; /* 16, 4: the layout's constants, checked */
+    uint32_t reserved;
+    uint64_t scales_off;     /* float[np] */
+    uint64_t sums_off;       /* int32[np] */
+    uint64_t data_off;       /* int8 tiles, 64-byte aligned */
+    uint64_t bytes;          /* the blob's length */
+} q8_hdr;
+
+_Static_assert(sizeof(q8_hdr) <= Q8_HDR, "header fits its 128 bytes");
+
+/* The header of a well-formed blob of N x K (N, K valid). */
+static q8_hdr q8_layout(int N, int K)
+{
+    q8_hdr h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, Q8_MAGIC, 8);
+    h.version = Q8_VERSION;
+    h.n = (uint32_t)N, h.k = (uint32_t)K;
+    h.np = ((uint32_t)N + Q8_TN - 1) / Q8_TN * Q8_TN;
+    h.kp = ((uint32_t)K + Q8_KB - 1) / Q8_KB * Q8_KB;
+    h.tile_n = Q8_TN, h.kblock = Q8_KB;
+    h.scales_off = Q8_HDR;
+    h.sums_off = h.scales_off + 4ull * h.np;
+    h.data_off = (h.sums_off + 4ull * h.np + 63) & ~63ull;
+    h.bytes = h.data_off + (uint64_t)h.np * h.kp;
+    return h;
+}
+
+static int q8_shape_ok(int N, int K)
+{
+    return N >= 1 && K >= 1 && K <= ENG_Q8_MAX_K && (uint64_t)N * ((K + 3) & ~3) < (1ull << 40);
+}
+
+size_t eng_q8_weight_bytes(int N, int K)
+{
+    if (!q8_shape_ok(N, K)) return 0;
+    return (size_t)q8_layout(N, K).bytes;
+}
+
+static float q8_src_value(const void *src, int type, size_t i)
+{
+    switch (type) {
+    case ENG_Q8_SRC_BF16: return eng_bf16_to_f32(((const uint16_t *)src)[i]);
+    case ENG_Q8_SRC_F16: return eng_f16_to_f32(((const uint16_t *)src)[i]);
+    default: return ((const float *)src)[i];
+    }
+}
+
+/* Where row n, k sits in the tiles. */
+static inline size_t q8_at(uint32_t kp, int n, int k)
+{
+    return ((size_t)(n / Q8_TN) * kp + (size_t)(k / Q8_KB) * Q8_KB) * Q8_TN +
+           (size_t)(n % Q8_TN) * Q8_KB + (size_t)(k % Q8_KB);
+}
+
+int eng_q8_weight_pack(const void *src, int src_type, int N, int K, int lds, void *dst)
+{
+    if (!src || !dst || !q8_shape_ok(N, K) || lds < K || ((uintptr_t)dst & 3)) return -1;
+    if (src_type != ENG_Q8_SRC_F32 && src_type != ENG_Q8_SRC_BF16 && src_type != ENG_Q8_SRC_F16)
+        return -1;
+    q8_hdr h = q8_layout(N, K);
+    unsigned char *b = dst;
+    memset(b, 0, (size_t)h.bytes);
+    memcpy(b, &h, sizeof h);
+    float *scales = (float *)(b + h.scales_off);
+    int32_t *sums = (int32_t *)(b + h.sums_off);
+    int8_t *q = (int8_t *)(b + h.data_off);
+    for (int n = 0; n < N; n++) {
+        size_t row = (size_t)n * lds;
+        float mx = 0.0f;
+        for (int k = 0; k < K; k++) {
+            float w = q8_src_value(src, src_type, row + k);
+            if (!isfinite(w)) return -2;
+            mx = fabsf(w) > mx ? fabsf(w) : mx;
+        }
+        float s = mx < Q8_TINY ? 1.0f : mx / 127.0f;
+        int32_t sum = 0;
+        for (int k = 0; mx >= Q8_TINY && k < K; k++) {
+            double v = nearbyint((double)q8_src_value(src, src_type, row + k) / (double)s);
+            int qi = v > 127 ? 127 : v < -127 ? -127 : (int)v;
+            q[q8_at(h.kp, n, k)] = (int8_t)qi;
+            sum += qi;
+        }
+        scales[n] = s;
+        sums[n] = sum;
+    }
+    return 0;
+}
+
+int eng_q8_weight_check(const void *packed, size_t bytes, int N, int K)
+{
+    if (!packed || ((uintptr_t)packed & 3) || !q8_shape_ok(N, K) || bytes < Q8_HDR) return -1;
+    q8_hdr want = q8_layout(N, K), h;
+    memcpy(&h, packed, sizeof h);
+    if (memcmp(&h, &want, sizeof h) != 0) return -2; /* magic, version, shape or offsets */
+    if (bytes != want.bytes) return -3;
+    const unsigned char *b = packed;
+    const float *scales = (const float *)(b + h.scales_off);
+    const int32_t *sums = (const int32_t *)(b + h.sums_off);
+    const int8_t *q = (const int8_t *)(b + h.data_off);
+    for (uint32_t n = 0; n < h.np; n++) {
+        float s = scales[n];
+        if (n < h.n ? !(isfinite(s) && s > 0.0f) : s != 0.0f) return -4;
+        const int8_t *t = q + (size_t)(n / Q8_TN) * h.kp * Q8_TN + (n % Q8_TN) * Q8_KB;
+        int32_t sum = 0;
+        for (uint32_t k = 0; k < h.kp; k++) {
+            int v = t[(size_t)(k / Q8_KB) * Q8_TN * Q8_KB + k % Q8_KB];
+            if (v < -127 || ((n >= h.n || k >= h.k) && v != 0)) return -5;
+            sum += v;
+        }
+        if (sum != sums[n]) return -6;
+    }
+    /* the bytes between the row sums and the values are zero too: a blob is one thing */
+    for (uint64_t i = h.sums_off + 4ull * h.np; i < h.data_off; i++)
+        if (b[i]) return -7;
+    for (size_t i = sizeof h; i < Q8_HDR; i++)
+        if (b[i]) return -2;
+    return 0;
+}
+
+void eng_q8_weight_row(const void *packed, int N, int K, int row, float *out)
+{
+    if (!packed || !out || row < 0 || row >= N || !q8_shape_ok(N, K)) return;
+    q8_hdr h = q8_layout(N, K);
+    const unsigned char *b = packed;
+    float s;
+    memcpy(&s, b + h.scales_off + 4ull * row, sizeof s);
+    const int8_t *q = (const int8_t *)(b + h.data_off);
+    for (int k = 0; k < K; k++) out[k] = (float)q[q8_at(h.kp, row, k)] * s;
+}
+
+/* ---- the product ---- */
+
+/* What a kernel is handed: the quantized activations (rows as bytes apart, of the
+ * kernel's element type), their scales, the blob's parts and the output. */
+typedef struct q8_args {
+    int M, N, kp;
+    const void *aq;       /* [M][as bytes] */
+    size_t as;
+    const float *sa;      /* [M] */
+    const int8_t *w;      /* tiles */
+    const float *sw;      /* [np] */
+    const int32_t *sum;   /* [np] */
+    float beta;
+    float *C;
+    int ldc;
+} q8_args;
+
+/* Quantizes one row a[K] into dst (kp elements of the kernel's type, zero past K in
+ * value) and returns its scale. */
+typedef float (*q8_quant_fn)(const float *a, int K, int kp, void *dst);
+/* Tiles t0 .. t1 - 1 of the product, every row. */
+typedef void (*q8_tiles_fn)(const q8_args *p, int t0, int t1);
+
+/* The row's scale and 127 / max|a|, the same in every kernel; *inv 0 for a row of zeros
+ * (or tiny values), NaN scale for a row with Inf or NaN. */
+static inline float q8_row_scale(float mx, int finite, float *inv)
+{
+    if (!finite) {
+        *inv = 0.0f;
+        return NAN;
+    }
+    if (mx < Q8_TINY) {
+        *inv = 0.0f;
+        return 0.0f;
+    }
+    *inv = 127.0f / mx;
+    return mx / 127.0f;
+}
+
+/* One output: the epilogue every kernel computes (vectors do it lane by lane). */
+static inline void q8_store1(float *c, int32_t isum, float sa, float sw, float beta)
+{
+    float v = (float)isum * (sa * sw);
+    *c = beta == 0.0f ? v : v + beta * *c;
+}
+
+/* -- portable C -- */
+
+static float q8_quant_c(const float *a, int K, int kp, void *dst)
+{
+    int8_t *q = dst;
+    float mx = 0.0f, z = 0.0f;
+    for (int k = 0; k < K; k++) {
+        float x = fabsf(a[k]);
+        mx = x > mx ? x : mx;
+        z += a[k] * 0.0f; /* NaN when any value is Inf or NaN */
+    }
+    float inv, s = q8_row_scale(mx, z == 0.0f, &inv);
+    for (int k = 0; k < K; k++) {
+        float x = a[k] * inv;
+        x = x > 127.0f ? 127.0f : x < -127.0f ? -127.0f : x;
+        q[k] = (int8_t)lrintf(inv != 0.0f ? x : 0.0f);
+    }
+    for (int k = K; k < kp; k++) q[k] = 0;
+    return s;
+}
+
+static void q8_tiles_c(const q8_args *p, int t0, int t1)
+{
+    for (int t = t0; t < t1; t++) {
+        const int8_t *wt = p->w + (size_t)t * p->kp * Q8_TN;
+        int n0 = t * Q8_TN, nv = p->N - n0 < Q8_TN ? p->N - n0 : Q8_TN;
+        for (int m = 0; m < p->M; m++) {
+            const int8_t *a = (const int8_t *)((const char *)p->aq + (size_t)m * p->as);
+            int32_t acc[Q8_TN] = { 0 };
+            for (int kb = 0; kb < p->kp / Q8_KB; kb++) {
+                const int8_t *wb = wt + (size_t)kb * Q8_TN * Q8_KB, *ab = a + kb * Q8_KB;
+                for (int i = 0; i < Q8_TN; i++)
+                    for (int j = 0; j < Q8_KB; j++) acc[i] += ab[j] * wb[i * Q8_KB + j];
+            }
+            float *c = p->C + (size_t)m * p->ldc + n0;
+            for (int i = 0; i < nv; i++) q8_store1(c + i, acc[i], p->sa[m], p->sw[n0 + i], p->beta);
+        }
+    }
+}
+
+/* ---- kernel choice ---- */
+
+typedef struct q8_kernel {
+    const char *name;
+    int elem;             /* bytes of one quantized activation */
+    q8_quant_fn quant;
+    q8_tiles_fn tiles;
+    int (*supported)(void);
+} q8_kernel;
+
+static int q8_always(void) { return 1; }
+
+static const q8_kernel q8_kernels[] = {
+    { "c", 1, q8_quant_c, q8_tiles_c, q8_always },
+};
+#define Q8_NKERNELS ((int)(sizeof q8_kernels / sizeof q8_kernels[0]))
+
+static const q8_kernel *volatile q8_cur;
+static pthread_once_t q8_pick_once = PTHREAD_ONCE_INIT;
+
+/* The best the CPU has: the table's first supported entry (best first). */
+static const q8_kernel *q8_best(void)
+{
+    for (int i = 0; i < Q8_NKERNELS; i++)
+        if (q8_kernels[i].supported()) return &q8_kernels[i];
+    return &q8_kernels[Q8_NKERNELS - 1];
+}
+
+static const q8_kernel *q8_find(const char *name)
+{
+    for (int i = 0; i < Q8_NKERNELS; i++)
+        if (strcmp(q8_kernels[i].name, name) == 0 && q8_kernels[i].supported())
+            return &q8_kernels[i];
+    return NULL;
+}
+
+static void q8_pick(void)
+{
+    const char *env = getenv("NLPD_Q8_KERNEL");
+    const q8_kernel *k = env && *env ? q8_find(env) : NULL;
+    q8_cur = k ? k : q8_best();
+}
+
+static const q8_kernel *q8_get(void)
+{
+    pthread_once(&q8_pick_once, q8_pick);
+    return q8_cur;
+}
+
+const char *eng_q8_kernel(void)
+{
+    return q8_get()->name;
+}
+
+int eng_q8_set_kernel(const char *name)
+{
+    pthread_once(&q8_pick_once, q8_pick);
+    const q8_kernel *k = name ? q8_find(name) : q8_best();
+    if (!k) return -1;
+    q8_cur = k;
+    return 0;
+}
+
+/* ---- scratch: the calling thread's, grown once, freed when the thread exits ---- */
+
+static pthread_key_t q8_key;
+static pthread_once_t q8_key_once = PTHREAD_ONCE_INIT;
+static _Thread_local void *q8_buf;
+static _Thread_local size_t q8_cap;
+
+static void q8_key_make(void)
+{
+    (void)pthread_key_create(&q8_key, free);
+}
+
+static void *q8_scratch(size_t need)
+{
+    if (need <= q8_cap) return q8_buf;
+    pthread_once(&q8_key_once, q8_key_make);
+    void *p = aligned_alloc(64, (need + 63) & ~(size_t)63);
+    if (!p) return NULL;
+    free(q8_buf);
+    q8_buf = p, q8_cap = need;
+    (void)pthread_setspecific(q8_key, p);
+    return p;
+}
+
+int eng_gemm_q8(int M, int N, int K, const float *A, int lda, const void *packed, float beta,
+                float *C, int ldc)
+{
+    if (M < 0 || !q8_shape_ok(N, K) || lda < K || ldc < N || !packed || ((uintptr_t)packed & 3))
+        return -1;
+    if (M == 0) return 0;
+    if (!A || !C) return -1;
+    q8_hdr h, want = q8_layout(N, K);
+    memcpy(&h, packed, sizeof h);
+    if (memcmp(&h, &want, sizeof h) != 0) return -2;
+    const q8_kernel *kern = q8_get();
+    size_t as = ((size_t)h.kp * kern->elem + 63) & ~(size_t)63;
+    char *buf = q8_scratch((size_t)M * as + (size_t)M * sizeof(float));
+    if (!buf) return -3;
+    const unsigned char *b = packed;
+    q8_args p = {
+        .M = M, .N = N, .kp = (int)h.kp, .aq = buf, .as = as,
+        .sa = (const float *)(buf + (size_t)M * as),
+        .w = (const int8_t *)(b + h.data_off), .sw = (const float *)(b + h.scales_off),
+        .sum = (const int32_t *)(b + h.sums_off), .beta = beta, .C = C, .ldc = ldc,
+    };
+    float *sa = (float *)(buf + (size_t)M * as);
+    int tiles = (int)(h.np / Q8_TN);
+#ifdef _OPENMP
+    if ((double)M * N * K >= Q8_PAR_MIN && omp_get_max_threads() > 1) {
+#pragma omp parallel
+        {
+            int nt = omp_get_num_threads(), id = omp_get_thread_num();
+            for (int m = (int)((long)M * id / nt); m < (int)((long)M * (id + 1) / nt); m++)
+                sa[m] = kern->quant(A + (size_t)m * lda, K, (int)h.kp, buf + (size_t)m * as);
+#pragma omp barrier
+            kern->tiles(&p, (int)((long)tiles * id / nt), (int)((long)tiles * (id + 1) / nt));
+        }
+        return 0;
+    }
+#endif
+    for (int m = 0; m < M; m++)
+        sa[m] = kern->quant(A + (size_t)m * lda, K, (int)h.kp, buf + (size_t)m * as);
+    kern->tiles(&p, 0, tiles);
+    return 0;
+}
