@@ -275,6 +275,366 @@ static void q8_tiles_c(const q8_args *p, int t0, int t1)
     }
 }
 
+/* Scalar form of one quantized activation (the vector kernels' tails): clamped, then
+ * rounded to nearest even as the vector conversions do. */
+static inline int q8_q1(float a, float inv)
+{
+    float x = a * inv;
+    x = x > 127.0f ? 127.0f : x < -127.0f ? -127.0f : x;
+    return (int)lrintf(x);
+}
+
+#ifdef Q8_X86
+/* ---- AVX-512 VNNI: 16 lanes = 16 weight rows; MR rows x NT tiles in registers ---- */
+
+#define Q8_T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#define Q8_MR512 8 /* rows at a time: 8 x 3 accumulators + 3 weight blocks + 1 */
+#define Q8_NT512 3
+
+Q8_T512 static float q8_quant_512(const float *a, int K, int kp, void *dst)
+{
+    uint8_t *q = dst;
+    __m512 vmx = _mm512_setzero_ps(), z = _mm512_setzero_ps(), zero = _mm512_setzero_ps();
+    for (int k = 0; k < K; k += 16) {
+        __mmask16 mk = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+        __m512 x = _mm512_maskz_loadu_ps(mk, a + k);
+        vmx = _mm512_max_ps(vmx, _mm512_abs_ps(x));
+        z = _mm512_add_ps(z, _mm512_mul_ps(x, zero));
+    }
+    float inv, s = q8_row_scale(_mm512_reduce_max_ps(vmx), _mm512_reduce_add_ps(z) == 0.0f, &inv);
+    if (inv == 0.0f) {
+        memset(q, 128, (size_t)kp);
+        return s;
+    }
+    __m512 vi = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    __m512i off = _mm512_set1_epi32(128);
+    for (int k = 0; k < kp; k += 16) {
+        int n = kp - k >= 16 ? 16 : kp - k;
+        __mmask16 mk = K - k >= 16 ? (__mmask16)0xffff
+                       : K > k ? (__mmask16)((1u << (K - k)) - 1) : 0;
+        __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, a + k), vi);
+        x = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+        __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(x), off);
+        _mm_mask_storeu_epi8(q + k, (__mmask16)((1u << n) - 1), _mm512_cvtepi32_epi8(v));
+    }
+    return s;
+}
+
+/* Rows m0 .. m0 + MR - 1 x tiles t0 .. t0 + NT - 1 (MR, NT constants at every call). */
+Q8_T512 __attribute__((always_inline)) static inline void q8_mk512(int MR, int NT,
+        const q8_args *p, int m0, int t0)
+{
+    __m512i acc[Q8_MR512][Q8_NT512];
+    const uint8_t *a[Q8_MR512];
+    size_t ts = (size_t)p->kp * Q8_TN; /* bytes of a tile */
+    const int8_t *w = p->w + (size_t)t0 * ts;
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) {
+        a[r] = (const uint8_t *)p->aq + (size_t)(m0 + r) * p->as;
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_si512();
+    }
+    for (int kb = 0; kb < p->kp / Q8_KB; kb++) {
+        __m512i wv[Q8_NT512];
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) wv[t] = _mm512_loadu_si512(w + t * ts + (size_t)kb * 64);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            int32_t x;
+            memcpy(&x, a[r] + (size_t)kb * Q8_KB, 4);
+            __m512i av = _mm512_set1_epi32(x);
+#pragma GCC unroll 4
+            for (int t = 0; t < NT; t++) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], av, wv[t]);
+        }
+    }
+    __m512 beta = _mm512_set1_ps(p->beta);
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++) {
+        int n0 = (t0 + t) * Q8_TN, nv = p->N - n0 < Q8_TN ? p->N - n0 : Q8_TN;
+        __mmask16 mk = (__mmask16)((1u << nv) - 1);
+        __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(p->sum + n0), 7);
+        __m512 sw = _mm512_loadu_ps(p->sw + n0);
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            __m512 s = _mm512_mul_ps(_mm512_set1_ps(p->sa[m0 + r]), sw);
+            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][t], corr)), s);
+            float *c = p->C + (size_t)(m0 + r) * p->ldc + n0;
+            if (p->beta != 0.0f)
+                v = _mm512_add_ps(v, _mm512_mul_ps(beta, _mm512_maskz_loadu_ps(mk, c)));
+            _mm512_mask_storeu_ps(c, mk, v);
+        }
+    }
+}
+
+#define Q8_C512(mr, nt) \
+    case (mr) * 4 + (nt): q8_mk512(mr, nt, p, m, t); break;
+#define Q8_C512R(mr) Q8_C512(mr, 1) Q8_C512(mr, 2) Q8_C512(mr, 3)
+
+Q8_T512 static void q8_tiles_512(const q8_args *p, int t0, int t1)
+{
+    for (int t = t0; t < t1; t += Q8_NT512) {
+        int nt = t1 - t < Q8_NT512 ? t1 - t : Q8_NT512;
+        for (int m = 0; m < p->M; m += Q8_MR512) {
+            int mr = p->M - m < Q8_MR512 ? p->M - m : Q8_MR512;
+            switch (mr * 4 + nt) {
+            Q8_C512R(1) Q8_C512R(2) Q8_C512R(3) Q8_C512R(4)
+            Q8_C512R(5) Q8_C512R(6) Q8_C512R(7) Q8_C512R(8)
+            default: break;
+            }
+        }
+    }
+}
+
+/* ---- 256-bit: AVX-VNNI (vpdpbusd on u8 activations) and AVX2 (vpmaddwd on int16) ----
+ * A tile is two halves of 8 weight rows (32 bytes per 4 k); MR rows x one half. */
+
+#define Q8_T256 __attribute__((target("avx2,fma")))
+#define Q8_TVNNI __attribute__((target("avx2,fma,avxvnni")))
+#define Q8_MR256 4
+
+/* The row's max |a| and whether every value is finite, 8 lanes at a time. */
+Q8_T256 __attribute__((always_inline)) static inline float q8_scan256(const float *a, int K,
+                                                                       float *inv)
+{
+    __m256 vmx = _mm256_setzero_ps(), z = _mm256_setzero_ps(), zero = _mm256_setzero_ps();
+    __m256 mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 x = _mm256_loadu_ps(a + k);
+        vmx = _mm256_max_ps(vmx, _mm256_and_ps(x, mask));
+        z = _mm256_add_ps(z, _mm256_mul_ps(x, zero));
+    }
+    float m[8], zz[8], mx = 0.0f, zs = 0.0f;
+    _mm256_storeu_ps(m, vmx);
+    _mm256_storeu_ps(zz, z);
+    for (int i = 0; i < 8; i++) {
+        mx = m[i] > mx ? m[i] : mx;
+        zs += zz[i];
+    }
+    for (; k < K; k++) {
+        float x = fabsf(a[k]);
+        mx = x > mx ? x : mx;
+        zs += a[k] * 0.0f;
+    }
+    return q8_row_scale(mx, zs == 0.0f, inv);
+}
+
+/* 8 activations quantized to int32 (clamped, rounded to nearest even). */
+Q8_T256 __attribute__((always_inline)) static inline __m256i q8_q8x(const float *a, __m256 vi)
+{
+    __m256 x = _mm256_mul_ps(_mm256_loadu_ps(a), vi);
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+    return _mm256_cvtps_epi32(x);
+}
+
+/* AVX2: int16 activations. */
+Q8_T256 static float q8_quant_avx2(const float *a, int K, int kp, void *dst)
+{
+    int16_t *q = dst;
+    float inv, s = q8_scan256(a, K, &inv);
+    if (inv == 0.0f) {
+        memset(q, 0, (size_t)kp * sizeof *q);
+        return s;
+    }
+    __m256 vi = _mm256_set1_ps(inv);
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256i v = q8_q8x(a + k, vi);
+        __m128i h = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        _mm_storeu_si128((__m128i *)(q + k), h);
+    }
+    for (; k < K; k++) q[k] = (int16_t)q8_q1(a[k], inv);
+    for (; k < kp; k++) q[k] = 0;
+    return s;
+}
+
+/* AVX-VNNI: unsigned q + 128. */
+Q8_T256 static float q8_quant_u8_256(const float *a, int K, int kp, void *dst)
+{
+    uint8_t *q = dst;
+    float inv, s = q8_scan256(a, K, &inv);
+    if (inv == 0.0f) {
+        memset(q, 128, (size_t)kp);
+        return s;
+    }
+    __m256 vi = _mm256_set1_ps(inv);
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256i v = _mm256_add_epi32(q8_q8x(a + k, vi), _mm256_set1_epi32(128));
+        __m128i h = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        _mm_storel_epi64((__m128i *)(q + k), _mm_packus_epi16(h, h));
+    }
+    for (; k < K; k++) q[k] = (uint8_t)(q8_q1(a[k], inv) + 128);
+    for (; k < kp; k++) q[k] = 128;
+    return s;
+}
+
+/* The epilogue of 8 outputs (rows n0 .. n0 + nv - 1 of one output row). */
+Q8_T256 __attribute__((always_inline)) static inline void q8_store8(const q8_args *p, int m,
+        int n0, int nv, __m256i isum)
+{
+    __m256 s = _mm256_mul_ps(_mm256_set1_ps(p->sa[m]), _mm256_loadu_ps(p->sw + n0));
+    __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), s);
+    float *c = p->C + (size_t)m * p->ldc + n0;
+    float tmp[8];
+    if (nv == 8) {
+        if (p->beta != 0.0f)
+            v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(p->beta), _mm256_loadu_ps(c)));
+        _mm256_storeu_ps(c, v);
+        return;
+    }
+    if (nv <= 0) return;
+    memset(tmp, 0, sizeof tmp);
+    if (p->beta != 0.0f) {
+        memcpy(tmp, c, (size_t)nv * sizeof(float));
+        v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(p->beta), _mm256_loadu_ps(tmp)));
+    }
+    _mm256_storeu_ps(tmp, v);
+    memcpy(c, tmp, (size_t)nv * sizeof(float));
+}
+
+/* AVX-VNNI: rows m0 .. m0 + MR - 1 x half-tile h (weight rows 8 h ..) of tile t. */
+Q8_TVNNI __attribute__((always_inline)) static inline void q8_mkvnni(int MR, const q8_args *p,
+        int m0, int t, int h)
+{
+    __m256i acc[Q8_MR256];
+    const uint8_t *a[Q8_MR256];
+    const int8_t *w = p->w + (size_t)t * p->kp * Q8_TN + 32 * h;
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++) {
+        a[r] = (const uint8_t *)p->aq + (size_t)(m0 + r) * p->as;
+        acc[r] = _mm256_setzero_si256();
+    }
+    for (int kb = 0; kb < p->kp / Q8_KB; kb++) {
+        __m256i wv = _mm256_loadu_si256((const __m256i *)(w + (size_t)kb * 64));
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++) {
+            int32_t x;
+            memcpy(&x, a[r] + (size_t)kb * Q8_KB, 4);
+            acc[r] = _mm256_dpbusd_avx_epi32(acc[r], _mm256_set1_epi32(x), wv);
+        }
+    }
+    int n0 = t * Q8_TN + 8 * h;
+    __m256i corr = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(p->sum + n0)), 7);
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++)
+        q8_store8(p, m0 + r, n0, p->N - n0 < 8 ? p->N - n0 : 8, _mm256_sub_epi32(acc[r], corr));
+}
+
+Q8_TVNNI static void q8_tiles_vnni(const q8_args *p, int t0, int t1)
+{
+    for (int t = t0; t < t1; t++)
+        for (int h = 0; h < 2 && t * Q8_TN + 8 * h < p->N; h++)
+            for (int m = 0; m < p->M; m += Q8_MR256) {
+                switch (p->M - m < Q8_MR256 ? p->M - m : Q8_MR256) {
+                case 1: q8_mkvnni(1, p, m, t, h); break;
+                case 2: q8_mkvnni(2, p, m, t, h); break;
+                case 3: q8_mkvnni(3, p, m, t, h); break;
+                default: q8_mkvnni(4, p, m, t, h); break;
+                }
+            }
+}
+
+/* AVX2: each 32-byte half-block sign-extended to two int16 vectors (rows 0-3, 4-7 of
+ * the half, 4 k each), vpmaddwd with the row's 4 int16 activations repeated: lanes hold
+ * pair sums per (row, k pair), added pairwise at the end. */
+Q8_T256 __attribute__((always_inline)) static inline void q8_mkavx2(int MR, const q8_args *p,
+        int m0, int t, int h)
+{
+    __m256i lo[Q8_MR256], hi[Q8_MR256];
+    const int16_t *a[Q8_MR256];
+    const int8_t *w = p->w + (size_t)t * p->kp * Q8_TN + 32 * h;
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++) {
+        a[r] = (const int16_t *)((const char *)p->aq + (size_t)(m0 + r) * p->as);
+        lo[r] = hi[r] = _mm256_setzero_si256();
+    }
+    for (int kb = 0; kb < p->kp / Q8_KB; kb++) {
+        __m128i w0 = _mm_loadu_si128((const __m128i *)(w + (size_t)kb * 64));
+        __m128i w1 = _mm_loadu_si128((const __m128i *)(w + (size_t)kb * 64 + 16));
+        __m256i x0 = _mm256_cvtepi8_epi16(w0), x1 = _mm256_cvtepi8_epi16(w1);
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++) {
+            int64_t x;
+            memcpy(&x, a[r] + (size_t)kb * Q8_KB, 8);
+            __m256i av = _mm256_set1_epi64x(x);
+            lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(x0, av));
+            hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(x1, av));
+        }
+    }
+    int n0 = t * Q8_TN + 8 * h;
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; r++) {
+        /* hadd: rows 0 1 4 5 | 2 3 6 7; the 64-bit swap puts them in order */
+        __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[r], hi[r]), 0xD8);
+        q8_store8(p, m0 + r, n0, p->N - n0 < 8 ? p->N - n0 : 8, s);
+    }
+}
+
+Q8_T256 static void q8_tiles_avx2(const q8_args *p, int t0, int t1)
+{
+    for (int t = t0; t < t1; t++)
+        for (int h = 0; h < 2 && t * Q8_TN + 8 * h < p->N; h++)
+            for (int m = 0; m < p->M; m += Q8_MR256) {
+                switch (p->M - m < Q8_MR256 ? p->M - m : Q8_MR256) {
+                case 1: q8_mkavx2(1, p, m, t, h); break;
+                case 2: q8_mkavx2(2, p, m, t, h); break;
+                case 3: q8_mkavx2(3, p, m, t, h); break;
+                default: q8_mkavx2(4, p, m, t, h); break;
+                }
+            }
+}
+
+/* What the CPU and the OS offer (cpuid leaf 7, and xgetbv: the OS saves the registers). */
+static int q8_xcr0_has(unsigned bits)
+{
+    unsigned a, b, c, d;
+    __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+    if (!(c & (1u << 27))) return 0; /* OSXSAVE */
+    unsigned lo, hi;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & bits) == bits;
+}
+
+static void q8_cpuid7(unsigned sub, unsigned r[4])
+{
+    __asm__("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(7), "c"(sub));
+}
+
+static int q8_max_leaf(void)
+{
+    unsigned a, b, c, d;
+    __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0), "c"(0));
+    return (int)a;
+}
+
+static int q8_has_avx2(void)
+{
+    unsigned r[4];
+    if (q8_max_leaf() < 7 || !q8_xcr0_has(0x6)) return 0;
+    q8_cpuid7(0, r);
+    return (r[1] >> 5) & 1; /* EBX: AVX2 */
+}
+
+static int q8_has_avxvnni(void)
+{
+    unsigned r[4];
+    if (!q8_has_avx2()) return 0;
+    q8_cpuid7(1, r);
+    return (r[0] >> 4) & 1; /* leaf 7.1 EAX: AVX-VNNI */
+}
+
+static int q8_has_512vnni(void)
+{
+    unsigned r[4];
+    if (!q8_has_avx2() || !q8_xcr0_has(0xe6)) return 0; /* + opmask, ZMM state */
+    q8_cpuid7(0, r);
+    unsigned b = r[1], c = r[2];
+    return ((b >> 16) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1) /* F, BW, VL */
+           && ((c >> 11) & 1);                                   /* ECX: AVX512_VNNI */
+}
+#endif
+
 /* ---- kernel choice ---- */
 
 typedef struct q8_kernel {
@@ -287,7 +647,13 @@ typedef struct q8_kernel {
 
 static int q8_always(void) { return 1; }
 
+/* Best first. */
 static const q8_kernel q8_kernels[] = {
+#ifdef Q8_X86
+    { "avx512vnni", 1, q8_quant_512, q8_tiles_512, q8_has_512vnni },
+    { "avxvnni", 1, q8_quant_u8_256, q8_tiles_vnni, q8_has_avxvnni },
+    { "avx2", 2, q8_quant_avx2, q8_tiles_avx2, q8_has_avx2 },
+#endif
     { "c", 1, q8_quant_c, q8_tiles_c, q8_always },
 };
 #define Q8_NKERNELS ((int)(sizeof q8_kernels / sizeof q8_kernels[0]))
