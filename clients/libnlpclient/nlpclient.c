@@ -15,6 +15,9 @@
 
 #include "proto/nlp.pb-c.h"
 
+_Static_assert((int)NLPC_UNSUPPORTED == (int)NLP__V1__STATUS_CODE__UNSUPPORTED, "codes mirror the wire");
+_Static_assert((int)NLPC_UNKNOWN_MODEL == (int)NLP__V1__STATUS_CODE__UNKNOWN_MODEL, "codes mirror the wire");
+
 /* Bounds how long nlpc_client_destroy() may block on unsent requests, and how long a
  * send may wait for queue room (the high-water mark) before it counts as a timeout. */
 #define NLPC_LINGER_MS 200
@@ -730,17 +733,13 @@ const char *nlpc_strerror(int err)
     }
 }
 
-static const char *const code_names[] = {
-    "OK", "INVALID_ARGUMENT", "UNKNOWN_TASK", "INPUT_TOO_LONG", "OVERLOADED",
-    "DEADLINE_EXCEEDED", "INTERNAL", "MESSAGE_TOO_LARGE", "TOO_MANY_DOCUMENTS",
-    "SHUTTING_DOWN", "MALFORMED", "UNSUPPORTED",
-};
-
+/* The names are the wire enum's own (protobuf-c's descriptor), so a status added to
+ * nlp.proto is named here without an edit. */
 const char *nlpc_code_name(int code)
 {
-    if (code >= 0 && code < (int)(sizeof code_names / sizeof code_names[0]))
-        return code_names[code];
-    return "UNKNOWN_STATUS";
+    const ProtobufCEnumValue *v =
+        protobuf_c_enum_descriptor_get_value(&nlp__v1__status_code__descriptor, code);
+    return v ? v->name : "UNKNOWN_STATUS";
 }
 
 static const char *const task_names[] = {

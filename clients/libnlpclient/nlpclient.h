@@ -61,6 +61,7 @@ enum {
     NLPC_SHUTTING_DOWN = 9,
     NLPC_MALFORMED = 10,
     NLPC_UNSUPPORTED = 11,     /* a task the model cannot do (qa on BART, ...) */
+    NLPC_UNKNOWN_MODEL = 12,   /* the request names no model the daemon serves */
 };
 
 typedef enum nlpc_task {

@@ -14,6 +14,7 @@
 #include <zmq.h>
 
 #include "clients/libnlpclient/nlpclient.h"
+#include "daemon/dmn_req.h"
 #include "proto/nlp.pb-c.h"
 #include "tests/harness/harness.h"
 
@@ -456,6 +457,25 @@ TEST(nlpc_bad_requests_rejected_locally)
     CHECK(!strcmp(nlpc_code_name(NLPC_DEADLINE_EXCEEDED), "DEADLINE_EXCEEDED"));
     CHECK(!strcmp(nlpc_code_name(999), "UNKNOWN_STATUS"));
     nlpc_client_destroy(&c);
+}
+
+/* Every status the wire enum has is named by both sides as nlp.proto spells it, the
+ * last one added (UNKNOWN_MODEL) included; a code past the enum is not a name. */
+TEST(nlpc_status_names_are_the_wire_enums)
+{
+    const ProtobufCEnumDescriptor *d = &nlp__v1__status_code__descriptor;
+    REQUIRE(d->n_values >= 13);
+    for (unsigned i = 0; i < d->n_values; i++) {
+        int code = d->values[i].value;
+        CHECK_MSG(!strcmp(nlpc_code_name(code), d->values[i].name), "%d: %s", code,
+                  nlpc_code_name(code));
+        CHECK_MSG(!strcmp(dmn_code_name(code), d->values[i].name), "%d: %s", code,
+                  dmn_code_name(code));
+    }
+    CHECK(!strcmp(nlpc_code_name(NLPC_UNKNOWN_MODEL), "UNKNOWN_MODEL"));
+    CHECK(!strcmp(dmn_code_name(12), "UNKNOWN_MODEL"));
+    CHECK(!strcmp(nlpc_code_name(-1), "UNKNOWN_STATUS"));
+    CHECK(!strcmp(nlpc_code_name((int)d->n_values + 100), "UNKNOWN_STATUS"));
 }
 
 TEST(nlpc_pack_and_decode_without_socket)
