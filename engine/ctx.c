@@ -87,8 +87,10 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
         CARVE(c->w.scores, (SL > R ? SL : R) * L);
         CARVE(c->w.keys_t, NT * cf->d_kv * c->w.keys_ld);
         CARVE(c->w.enc_out, BT * D);
-        CARVE(c->w.cross_k, NL * BT * I);
-        CARVE(c->w.cross_v, NL * BT * I);
+        /* two cross K/V regions: a running generation's rows keep theirs in [0] while
+         * its hooks score into [1] (eng_stream) */
+        for (int r = 0; r < 2; r++)
+            for (int kv = 0; kv < 2; kv++) CARVE(c->w.cross[r][kv], NL * BT * I);
         if (rel) {   /* the bucketed bias by relative position, per head */
             CARVE(c->w.enc_bias, H * (2 * L - 1));
             CARVE(c->w.dec_bias, H * L);
@@ -133,6 +135,7 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
         if (pass) c->d.greq = (void *)(base + used);
         used += (R * eng_greq_size() + 63) & ~(size_t)63;
         /* label scoring */
+        CARVE(c->s.run, R);
         CARVE(c->s.cand_off, CT + 1);
         CARVE(c->s.cand_order, CT);
         CARVE(c->s.cand_lp, CT);
@@ -156,6 +159,8 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     c->mem = base;
     c->mem_bytes = used;
     int bad = !base;
+    c->w.cross_k = c->w.cross[0][0];
+    c->w.cross_v = c->w.cross[0][1];
 #undef CARVE
     for (size_t t = 0; !bad && t < NT; t++)
         c->d.rb[t] = (eng_rowbuf){ .lp = c->d.lp_row + t * V, .sort_val = c->d.sort_val + t * V,

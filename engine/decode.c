@@ -4,7 +4,11 @@
  * A batch is run in groups that fit the context (rows = beams or returned samples of
  * every request; encoder tokens). Every request of a group owns a fixed range of row
  * slots; its beams' KV cache blocks are permuted only within that range, so no request
- * ever reads another's state and results do not depend on batch composition. */
+ * ever reads another's state and results do not depend on batch composition.
+ *
+ * A running generation holds its state in d, the KV cache and the first cross K/V
+ * region only: the stream's hooks (join, between) may score on the same ctx between two
+ * steps, into the second region (engine.h, eng_stream). */
 #include "engine/eng_int.h"
 
 #include <math.h>
@@ -648,6 +652,14 @@ static void dc_finish(eng_ctx *c, const dc_batch *bt, eng_greq *g)
     if (bt->s && bt->s->done) bt->s->done(bt->s->user, g->r);
 }
 
+/* The cross K/V region the forward pass uses: 0 the generation's, 1 while the stream's
+ * hooks run (the calls they make encode there, the running rows' stay in 0). */
+static void dc_cross(eng_ctx *c, int region)
+{
+    c->w.cross_k = c->w.cross[region][0];
+    c->w.cross_v = c->w.cross[region][1];
+}
+
 /* Takes joiners from the stream while there is room, then encodes and starts them.
  * Finished requests leave gs first (they have been reported). */
 static void dc_join(eng_ctx *c, dc_batch *bt)
@@ -662,7 +674,9 @@ static void dc_join(eng_ctx *c, dc_batch *bt)
         /* the room: the longest free runs of slots and of tokens */
         int room_rows = dc_find_rows(c, bt, 0), room_toks = dc_find_tokens(c, bt, 0);
         if (room_rows <= 0 || room_toks <= 0) break;
+        dc_cross(c, 1);
         eng_gen_req *r = bt->s->join(bt->s->user, room_rows, room_toks);
+        dc_cross(c, 0);
         if (!r) break;
         int st = dc_add(c, bt, r);
         if (st == 1) { /* more than the room offered: refused */
@@ -681,6 +695,15 @@ static void dc_run(eng_ctx *c, dc_batch *bt)
     eng_greq *gs = bt->gs;
     for (;;) {
         dc_join(c, bt);
+        int live = 0;
+        for (int i = 0; i < bt->ng && !live; i++) live = !gs[i].done;
+        if (!live) break;
+        /* before the rows are laid out: the hook's calls use the same scratch */
+        if (bt->s && bt->s->between) {
+            dc_cross(c, 1);
+            bt->s->between(bt->s->user);
+            dc_cross(c, 0);
+        }
         int na = 0;
         for (int i = 0; i < bt->ng; i++) {
             eng_greq *g = &gs[i];
@@ -738,6 +761,8 @@ static void dc_run(eng_ctx *c, dc_batch *bt)
 int eng_generate_stream(eng_ctx *c, eng_gen_req *const *reqs, int n, const eng_stream *s)
 {
     if (!c || n < 0 || (n > 0 && !reqs)) return ENG_EINVAL;
+    if (c->d.running) return ENG_EINVAL;   /* from a hook: its state is in use */
+    c->d.running = 1;
     eng_set_threads(c->m->n_threads);
     int i = 0;
     do {
@@ -751,12 +776,13 @@ int eng_generate_stream(eng_ctx *c, eng_gen_req *const *reqs, int n, const eng_s
         dc_start(c, &bt, 0);
         dc_run(c, &bt);
     } while (i < n);
+    c->d.running = 0;
     return 0;
 }
 
 int eng_generate(eng_ctx *c, eng_gen_req *reqs, int n)
 {
-    if (!c || n < 0 || (n > 0 && !reqs)) return ENG_EINVAL;
+    if (!c || n < 0 || (n > 0 && !reqs) || c->d.running) return ENG_EINVAL;
     enum { CHUNK = 256 };
     eng_gen_req *ptr[CHUNK];
     for (int i = 0; i < n; i += CHUNK) {
@@ -916,7 +942,7 @@ int eng_score(eng_ctx *c, eng_score_req *reqs, int n)
 {
     if (!c || n < 0 || (n > 0 && !reqs)) return ENG_EINVAL;
     eng_set_threads(c->m->n_threads);
-    int *run = c->d.act; /* [max_rows]: free between eng_generate calls */
+    int *run = c->s.run;
     int i = 0;
     while (i < n) {
         int nr = 0, toks = 0, cands = 0;

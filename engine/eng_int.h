@@ -290,7 +290,11 @@ typedef struct eng_rowbuf {
 
 /* The forward pass's workspace (tf.c): packed activations, attention scratch, the
  * encoder output and cross K/V, the self-attention KV cache, logits, and the layout of
- * the packed batch. */
+ * the packed batch. Between two decode steps of a running generation only kv (its
+ * rows' caches) and cross[0] hold its state; everything else is scratch of one call,
+ * free for eng_score / eng_classify / eng_encode / eng_logits made from its hooks
+ * (tests/unit/test_engine_interleave.c overwrites it there). The constant tables
+ * (enc_bias, dec_bias) are written once, in eng_ctx_new. */
 typedef struct eng_work {
     float *x;                  /* [max_tok, d_model] residual stream */
     float *h;                  /* [max_tok, d_model] normed / projections out */
@@ -301,7 +305,14 @@ typedef struct eng_work {
     float *keys_t;             /* [n_threads][d_kv, keys_ld]: a head's keys transposed */
     int keys_ld;               /* max_len rounded up to 16, plus 16 (no power-of-two stride) */
     float *enc_out;            /* [max_batch_tokens, d_model] */
-    float *cross_k, *cross_v;  /* [n_dec_layers][max_batch_tokens][inner] */
+    float *cross_k, *cross_v;  /* [n_dec_layers][max_batch_tokens][inner]: the cross K/V
+                                * the forward pass writes (encode) and reads (decoding):
+                                * cross[0], or cross[1] while a generation's hook runs */
+    float *cross[2][2];        /* [0: everyone's; 1: calls made between two decode steps
+                                * of a running generation][0: K, 1: V]. A generation holds
+                                * its rows' cross K/V in cross[0] from encode to its end,
+                                * so scoring between its steps encodes into cross[1] (its
+                                * pages are touched only by such calls) */
     float *enc_bias;           /* [num_heads][2 * max_len - 1]: bias at rel pos r is [r + max_len - 1] */
     float *dec_bias;           /* [num_heads][max_len]: bias at rel pos -r (r >= 0) is [r]
                                 * (both for relative positions only, else NULL) */
@@ -342,6 +353,8 @@ typedef struct eng_decstate {
     int32_t *ban;              /* [n_threads][max_pos + 2] */
     eng_rowbuf *rb;            /* [n_threads]: each thread's slices of the four above */
     struct eng_greq *greq;     /* per-request state of a running group */
+    int running;               /* 1 while eng_generate_stream runs (its hooks may call
+                                * eng_score, not generate again) */
 } eng_decstate;
 
 /* Label scoring's state (decode.c): a candidate of n tokens is n + 1 scored positions
@@ -349,6 +362,7 @@ typedef struct eng_decstate {
  * one teacher-forced decoder row, shared by the candidates whose inputs agree so far. */
 typedef struct eng_scorestate {
     int max_cand_total;        /* candidates of one scoring run (see eng_ctx_new) */
+    int *run;                  /* [max_rows] the requests of one scoring run */
     int *cand_off;             /* [max_cand_total + 1] each candidate's first position */
     int *cand_order;           /* [max_cand_total] a request's candidates, sorted by tokens */
     double *cand_lp;           /* [max_cand_total] log-likelihood of each candidate */

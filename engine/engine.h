@@ -148,8 +148,9 @@ typedef struct eng_ctx_params {
 eng_ctx_params eng_ctx_default_params(void);
 /* Allocates every workspace (fields <= 0 take the defaults). The largest is the decoder
  * KV cache: max_rows * num_decoder_layers * 2 * (max_new_tokens + 1) * inner floats,
- * then the cross-attention K/V: num_decoder_layers * 2 * max_batch_tokens * inner. Pages
- * are touched only when used. */
+ * then the cross-attention K/V: num_decoder_layers * 2 * max_batch_tokens * inner, twice
+ * (the second is written only by scoring between a generation's steps, eng_stream).
+ * Pages are touched only when used. */
 eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err, size_t errlen);
 void eng_ctx_free(eng_ctx **ctx);
 
@@ -243,9 +244,22 @@ typedef struct eng_stream {
      * num_return_sequences otherwise) and `tokens` encoder tokens (the longest free runs
      * of each), or NULL. A request over the room is refused (ENG_ETOOLONG, reported). */
     eng_gen_req *(*join)(void *user, int rows, int tokens);
+    /* Reports a request; it must not call the engine (the step is half done). */
     void (*done)(void *user, eng_gen_req *req);
+    /* Called before every decode step while rows run (after join), or NULL. */
+    void (*between)(void *user);
     void *user;
 } eng_stream;
+
+/* Interleaving: join and between run on the calling thread between two decode steps and
+ * may call eng_score, eng_classify, eng_encode and eng_logits on the same ctx. The
+ * running generation keeps its state (its rows' KV caches, the cross K/V of their
+ * inputs, histories, beams, finished hypotheses) where those calls do not write: they
+ * encode into a cross K/V region of their own and use the workspace's scratch, which
+ * holds nothing from one step to the next. So the generation's results and theirs are
+ * bitwise what each gets alone (tests/unit/test_engine_interleave.c). Each call delays
+ * the running rows by its own time: bound the work per step. eng_generate and
+ * eng_generate_stream called from a hook are refused (ENG_EINVAL, nothing run). */
 
 /* reqs: n pointers. Returns as eng_generate. */
 int eng_generate_stream(eng_ctx *ctx, eng_gen_req *const *reqs, int n, const eng_stream *s);
