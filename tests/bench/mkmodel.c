@@ -1,13 +1,25 @@
-/* mkmodel: writes a random-weight T5ForConditionalGeneration checkpoint in Hugging Face
- * layout (config.json copied verbatim + model.safetensors) for speed and memory
- * benchmarks; a forward pass costs the same whatever the weight values are. The C twin
- * of /work/shared/tools/make_random_t5.py (same names, shapes and scales), so `make
- * bench` needs no Python.
+/* mkmodel: writes a random-weight checkpoint in Hugging Face layout (config.json copied
+ * verbatim + model.safetensors) for speed and memory benchmarks; a forward pass costs the
+ * same whatever the weight values are. Every family the engine loads (engine/arch.c):
+ *
+ *   t5, mt5          T5ForConditionalGeneration: the C twin of
+ *                    /work/shared/tools/make_random_t5.py (same names, shapes and scales)
+ *   bart, mbart,     BartForConditionalGeneration and its kin, the tensors engine/arch_bart.c
+ *   marian, m2m_100  binds, as transformers saves them: model.shared.weight (the encoder's and
+ *                    decoder's embed_tokens are tied to it and not stored), learned positions
+ *                    model.{encoder,decoder}.embed_positions.weight [max_position_embeddings
+ *                    + 2, d] (bart, mbart; Marian's and M2M100's sinusoids are computed),
+ *                    layernorm_embedding (bart, mbart), the stacks' final layer_norm (mbart,
+ *                    m2m_100), final_logits_bias [1, vocab] (a zero buffer: bart, mbart,
+ *                    marian), lm_head.weight only when tie_word_embeddings is false
+ *
+ * so `make bench` needs no Python.
  *
  *   mkmodel --config tests/data/configs/flan-t5-small.json --out DIR [--dtype f32|f16|bf16] [--seed N]
  *
- * Scales keep activations finite: layer norms 1, shared.weight ~ N(0, 1), every other
- * matrix ~ N(0, 1/in_features). */
+ * Scales keep activations finite: layer norms 1 (their biases 0), T5's shared.weight
+ * ~ N(0, 1), BART's shared embedding and learned positions ~ N(0, 1/d_model) (logits of
+ * the tied head ~ N(0, 1)), every other matrix ~ N(0, 1/in_features), Linear biases 0. */
 #include "engine/hfconfig.h"
 #include "engine/st.h"
 
@@ -21,12 +33,14 @@
 #include <sys/stat.h>
 
 #define MK_CHUNK (1 << 20) /* values generated and written per fwrite */
+#define MK_ONES 0.0f       /* mk_tensor.scale: every value 1 */
+#define MK_ZEROS -1.0f     /* mk_tensor.scale: every value 0 */
 
 typedef struct mk_tensor {
     char name[96];
     int ndim;
     int64_t shape[2];
-    float scale;       /* std of the normal; 0: all ones (layer norms) */
+    float scale;       /* std of the normal; MK_ONES: all ones (layer norms); MK_ZEROS */
 } mk_tensor;
 
 typedef struct mk_list {
@@ -173,6 +187,84 @@ static int mk_shapes(const eng_config *c, mk_list *l)
     return bad ? -1 : 0;
 }
 
+/* ---- the BART family (engine/arch_bart.c's names) ---- */
+
+/* prefix + "weight" [rows, cols] ~ N(0, 1/cols) and prefix + "bias" [rows] of zeros. */
+static void mk_lin(mk_list *l, const char *p, int64_t rows, int64_t cols, int *bad)
+{
+    char n[96];
+    snprintf(n, sizeof n, "%sweight", p);
+    *bad |= mk_add(l, n, rows, cols, 1.0f / sqrtf((float)cols));
+    snprintf(n, sizeof n, "%sbias", p);
+    *bad |= mk_add(l, n, rows, 0, MK_ZEROS);
+}
+
+/* A LayerNorm: prefix + "weight" of ones, prefix + "bias" of zeros. */
+static void mk_ln(mk_list *l, const char *p, const eng_config *c, int *bad)
+{
+    char n[96];
+    snprintf(n, sizeof n, "%sweight", p);
+    *bad |= mk_add(l, n, c->d_model, 0, MK_ONES);
+    snprintf(n, sizeof n, "%sbias", p);
+    *bad |= mk_add(l, n, c->d_model, 0, MK_ZEROS);
+}
+
+static void mk_bart_stack(mk_list *l, const eng_config *c, const char *name, int dec, int *bad)
+{
+    const eng_arch_config *a = &c->arch;
+    int64_t D = c->d_model, I = (int64_t)c->num_heads * c->d_kv, F = c->d_ff;
+    char p[96];
+    if (a->pos == ENG_POS_LEARNED) {
+        snprintf(p, sizeof p, "model.%s.embed_positions.weight", name);
+        *bad |= mk_add(l, p, a->max_positions + a->pos_offset, D, 1.0f / sqrtf((float)D));
+    }
+    if (a->embed_norm) {
+        snprintf(p, sizeof p, "model.%s.layernorm_embedding.", name);
+        mk_ln(l, p, c, bad);
+    }
+    int layers = dec ? c->num_decoder_layers : c->num_layers;
+    const char *proj[] = { "q_proj", "k_proj", "v_proj", "out_proj" };
+    const char *attn[] = { "self_attn", "encoder_attn" };
+    for (int i = 0; i < layers; i++) {
+        for (int k = 0; k < (dec ? 2 : 1); k++) {
+            for (int j = 0; j < 4; j++) {
+                snprintf(p, sizeof p, "model.%s.layers.%d.%s.%s.", name, i, attn[k], proj[j]);
+                mk_lin(l, p, j < 3 ? I : D, j < 3 ? D : I, bad);
+            }
+            snprintf(p, sizeof p, "model.%s.layers.%d.%s_layer_norm.", name, i, attn[k]);
+            mk_ln(l, p, c, bad);
+        }
+        snprintf(p, sizeof p, "model.%s.layers.%d.fc1.", name, i);
+        mk_lin(l, p, F, D, bad);
+        snprintf(p, sizeof p, "model.%s.layers.%d.fc2.", name, i);
+        mk_lin(l, p, D, F, bad);
+        snprintf(p, sizeof p, "model.%s.layers.%d.final_layer_norm.", name, i);
+        mk_ln(l, p, c, bad);
+    }
+    if (a->final_norm) {
+        snprintf(p, sizeof p, "model.%s.layer_norm.", name);
+        mk_ln(l, p, c, bad);
+    }
+}
+
+/* Every tensor of HF {Bart,MBart}ForConditionalGeneration, MarianMTModel and
+ * M2M100ForConditionalGeneration for c, as save_pretrained writes them (tied copies
+ * left out); the structure (positions, embedding and final norms) is c->arch, read from
+ * the config by the engine's own entry, so what is written is what the binder wants. */
+static int mk_bart_shapes(const eng_config *c, mk_list *l)
+{
+    float se = 1.0f / sqrtf((float)c->d_model);
+    int bad = 0;
+    /* transformers registers the buffer for BART, mBART and Marian; M2M100 has none. */
+    if (strcmp(c->model_type, "m2m_100") != 0)
+        bad |= mk_add(l, "final_logits_bias", 1, c->vocab_size, MK_ZEROS);
+    if (!c->arch.tied) bad |= mk_add(l, "lm_head.weight", c->vocab_size, c->d_model, se);
+    bad |= mk_add(l, "model.shared.weight", c->vocab_size, c->d_model, se);
+    mk_bart_stack(l, c, "encoder", 0, &bad);
+    mk_bart_stack(l, c, "decoder", 1, &bad);
+    return bad ? -1 : 0;
+}
+
 static int64_t mk_elems(const mk_tensor *t) { return t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1); }
 
 /* The header JSON, padded with spaces to a multiple of 8 so F32 data stays aligned. */
@@ -255,8 +347,8 @@ static int mk_write(const char *path, const mk_list *l, st_dtype dt, uint64_t se
         const mk_tensor *t = &l->t[i];
         for (int64_t left = mk_elems(t); left > 0;) {
             size_t n = left < MK_CHUNK ? (size_t)left : MK_CHUNK;
-            if (t->scale == 0.0f) {
-                for (size_t k = 0; k < n; k++) f[k] = 1.0f;
+            if (t->scale <= 0.0f) {
+                for (size_t k = 0; k < n; k++) f[k] = t->scale == MK_ONES ? 1.0f : 0.0f;
             } else {
                 mk_normal(&rng, f, n);
                 for (size_t k = 0; k < n; k++) f[k] *= t->scale;
@@ -324,12 +416,23 @@ int main(int argc, char **argv)
     }
     eng_config c;
     char err[512];
-    if (hf_config_load(config, &c, &(const eng_arch *){ NULL }, err, sizeof err) != 0) {
+    const eng_arch *arch = NULL;
+    if (hf_config_load(config, &c, &arch, err, sizeof err) != 0) {
         fprintf(stderr, "mkmodel: %s\n", err);
         return 1;
     }
     mk_list l = { 0 };
-    if (mk_shapes(&c, &l) != 0) {
+    int rc;
+    if (strcmp(arch->name, "t5") == 0) {
+        rc = mk_shapes(&c, &l);
+    } else if (strcmp(arch->name, "bart") == 0) {
+        rc = mk_bart_shapes(&c, &l);
+    } else {
+        fprintf(stderr, "mkmodel: %s: no layout for the '%s' architecture (t5, bart)\n", config,
+                arch->name);
+        return 1;
+    }
+    if (rc != 0) {
         fprintf(stderr, "mkmodel: out of memory\n");
         return 1;
     }
