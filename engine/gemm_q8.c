@@ -320,50 +320,71 @@ Q8_T512 static float q8_quant_512(const float *a, int K, int kp, void *dst)
     return s;
 }
 
-/* Rows m0 .. m0 + MR - 1 x tiles t0 .. t0 + NT - 1 (MR, NT constants at every call). */
-Q8_T512 __attribute__((always_inline)) static inline void q8_mk512(int MR, int NT,
-        const q8_args *p, int m0, int t0)
+/* Row r's 1-3 accumulators += its 4 activations (broadcast) times the NT weight blocks. */
+Q8_T512 __attribute__((always_inline)) static inline void q8_dp512(int NT, const uint8_t *a,
+        __m512i w0, __m512i w1, __m512i w2, __m512i *c0, __m512i *c1, __m512i *c2)
 {
-    __m512i acc[Q8_MR512][Q8_NT512];
-    const uint8_t *a[Q8_MR512];
-    size_t ts = (size_t)p->kp * Q8_TN; /* bytes of a tile */
-    const int8_t *w = p->w + (size_t)t0 * ts;
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; r++) {
-        a[r] = (const uint8_t *)p->aq + (size_t)(m0 + r) * p->as;
-#pragma GCC unroll 4
-        for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_si512();
-    }
-    for (int kb = 0; kb < p->kp / Q8_KB; kb++) {
-        __m512i wv[Q8_NT512];
-#pragma GCC unroll 4
-        for (int t = 0; t < NT; t++) wv[t] = _mm512_loadu_si512(w + t * ts + (size_t)kb * 64);
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; r++) {
-            int32_t x;
-            memcpy(&x, a[r] + (size_t)kb * Q8_KB, 4);
-            __m512i av = _mm512_set1_epi32(x);
-#pragma GCC unroll 4
-            for (int t = 0; t < NT; t++) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], av, wv[t]);
-        }
-    }
-    __m512 beta = _mm512_set1_ps(p->beta);
-#pragma GCC unroll 4
+    int32_t x;
+    memcpy(&x, a, 4);
+    __m512i av = _mm512_set1_epi32(x);
+    *c0 = _mm512_dpbusd_epi32(*c0, av, w0);
+    if (NT > 1) *c1 = _mm512_dpbusd_epi32(*c1, av, w1);
+    if (NT > 2) *c2 = _mm512_dpbusd_epi32(*c2, av, w2);
+}
+
+/* Output row m, tiles t0 .. t0 + NT - 1: the epilogue, 16 outputs per tile. */
+Q8_T512 __attribute__((always_inline)) static inline void q8_out512(int NT, const q8_args *p,
+        int m, int t0, __m512i c0, __m512i c1, __m512i c2)
+{
+    __m512i c[3] = { c0, c1, c2 };
     for (int t = 0; t < NT; t++) {
         int n0 = (t0 + t) * Q8_TN, nv = p->N - n0 < Q8_TN ? p->N - n0 : Q8_TN;
         __mmask16 mk = (__mmask16)((1u << nv) - 1);
         __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(p->sum + n0), 7);
-        __m512 sw = _mm512_loadu_ps(p->sw + n0);
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; r++) {
-            __m512 s = _mm512_mul_ps(_mm512_set1_ps(p->sa[m0 + r]), sw);
-            __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][t], corr)), s);
-            float *c = p->C + (size_t)(m0 + r) * p->ldc + n0;
-            if (p->beta != 0.0f)
-                v = _mm512_add_ps(v, _mm512_mul_ps(beta, _mm512_maskz_loadu_ps(mk, c)));
-            _mm512_mask_storeu_ps(c, mk, v);
-        }
+        __m512 s = _mm512_mul_ps(_mm512_set1_ps(p->sa[m]), _mm512_loadu_ps(p->sw + n0));
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(c[t], corr)), s);
+        float *out = p->C + (size_t)m * p->ldc + n0;
+        if (p->beta != 0.0f)
+            v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(p->beta),
+                                               _mm512_maskz_loadu_ps(mk, out)));
+        _mm512_mask_storeu_ps(out, mk, v);
     }
+}
+
+/* Rows m0 .. m0 + MR - 1 x tiles t0 .. t0 + NT - 1 (MR <= 8, NT <= 3, constants at every
+ * call): 24 named accumulators (GCC keeps an array of them in memory as well). */
+Q8_T512 __attribute__((always_inline)) static inline void q8_mk512(int MR, int NT,
+        const q8_args *p, int m0, int t0)
+{
+    __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+    __m512i c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+    __m512i c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00, c52 = c00;
+    __m512i c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
+    size_t ts = (size_t)p->kp * Q8_TN, as = p->as; /* bytes of a tile, of a row */
+    const int8_t *w = p->w + (size_t)t0 * ts;
+    const uint8_t *a = (const uint8_t *)p->aq + (size_t)m0 * as;
+    int nkb = p->kp / Q8_KB;
+    for (int kb = 0; kb < nkb; kb++, w += 64, a += Q8_KB) {
+        __m512i w0 = _mm512_loadu_si512(w);
+        __m512i w1 = NT > 1 ? _mm512_loadu_si512(w + ts) : w0;
+        __m512i w2 = NT > 2 ? _mm512_loadu_si512(w + 2 * ts) : w0;
+        q8_dp512(NT, a, w0, w1, w2, &c00, &c01, &c02);
+        if (MR > 1) q8_dp512(NT, a + as, w0, w1, w2, &c10, &c11, &c12);
+        if (MR > 2) q8_dp512(NT, a + 2 * as, w0, w1, w2, &c20, &c21, &c22);
+        if (MR > 3) q8_dp512(NT, a + 3 * as, w0, w1, w2, &c30, &c31, &c32);
+        if (MR > 4) q8_dp512(NT, a + 4 * as, w0, w1, w2, &c40, &c41, &c42);
+        if (MR > 5) q8_dp512(NT, a + 5 * as, w0, w1, w2, &c50, &c51, &c52);
+        if (MR > 6) q8_dp512(NT, a + 6 * as, w0, w1, w2, &c60, &c61, &c62);
+        if (MR > 7) q8_dp512(NT, a + 7 * as, w0, w1, w2, &c70, &c71, &c72);
+    }
+    q8_out512(NT, p, m0, t0, c00, c01, c02);
+    if (MR > 1) q8_out512(NT, p, m0 + 1, t0, c10, c11, c12);
+    if (MR > 2) q8_out512(NT, p, m0 + 2, t0, c20, c21, c22);
+    if (MR > 3) q8_out512(NT, p, m0 + 3, t0, c30, c31, c32);
+    if (MR > 4) q8_out512(NT, p, m0 + 4, t0, c40, c41, c42);
+    if (MR > 5) q8_out512(NT, p, m0 + 5, t0, c50, c51, c52);
+    if (MR > 6) q8_out512(NT, p, m0 + 6, t0, c60, c61, c62);
+    if (MR > 7) q8_out512(NT, p, m0 + 7, t0, c70, c71, c72);
 }
 
 #define Q8_C512(mr, nt) \
