@@ -123,7 +123,7 @@ static int load_tokens(ht *h, char *err, size_t errlen)
             rc = -1;
             break;
         }
-        snprintf(tok[n++], sizeof tok[0], "%s", p);
+        memcpy(tok[n++], p, strlen(p) + 1); /* its length was checked above */
     }
     fclose(f);
     if (!tok) {
