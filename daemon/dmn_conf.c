@@ -13,6 +13,8 @@
 #include "common/cm_conf.h"
 #include "daemon/dmn_curve.h"
 #include "daemon/dmn_log.h"
+#include "engine/engine.h"
+#include "tasks/task.h"
 
 enum key_type { KEY_INT = 1, KEY_STR = 2, KEY_BOOL = 3, KEY_LEVEL = 4 };
 
@@ -34,6 +36,7 @@ typedef struct conf_key {
 static const conf_key keys[] = {
     STR_KEY("model", model_dir, "models/flan-t5-small"),
     INT_KEY("threads", threads, 0, 256, 0),
+    STR_KEY("weights", weights, "auto"),
     { "log_level", KEY_LEVEL, offsetof(dmn_conf, log_level), 0, 0, 3, DMN_LOG_INFO, "info" },
     INT_KEY("linger_ms", linger_ms, 0, 60000, 2000),
     STR_KEY("pipeline.pull", pull, ""),
@@ -118,7 +121,8 @@ static int check_unknown(const config_t *cfg, const char *path, char *err, size_
     for (int i = 0; i < config_setting_length(root); i++) {
         const config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
         const char *name = config_setting_name(s);
-        int known = strcmp(name, "tasks") == 0 || strcmp(name, "bind") == 0;
+        int known = strcmp(name, "tasks") == 0 || strcmp(name, "bind") == 0 ||
+                    strcmp(name, "models") == 0;
         for (int k = 0; k < N_KEYS && !known; k++)
             known = strcmp(keys[k].path, name) == 0;
         int is_group = 0;
@@ -325,10 +329,11 @@ static int is_path_key(const char *key)
 /* Rewrites a relative path value read from setting s of the config `path` so that it is
  * relative to that file's directory (an @include file's own directory: libconfig names
  * it as written, relative to the top file's directory). */
-static int beside_conf(dmn_conf *c, const conf_key *k, const config_setting_t *s,
-                       const char *path, char *err, size_t errlen)
+static int beside_conf_str(char *v, size_t size, const char *what,
+                           const config_setting_t *s, const char *path, char *err,
+                           size_t errlen)
 {
-    char *v = field(c, k), file[PATH_MAX * 2], joined[PATH_MAX * 3];
+    char file[PATH_MAX * 2], joined[PATH_MAX * 3];
     const char *src = config_setting_source_file(s);
     if (!v[0] || v[0] == '/') return 0;
     if (src && src[0] != '/') {
@@ -341,13 +346,153 @@ static int beside_conf(dmn_conf *c, const conf_key *k, const config_setting_t *s
     if (!slash) return 0;   /* a file in the working directory: as is */
     slash[1] = '\0';
     int len = snprintf(joined, sizeof joined, "%s%s", file, v);
-    if (len < 0 || (size_t)len >= k->size) {
+    if (len < 0 || (size_t)len >= size) {
         int w = where(s, path, err, errlen);
         snprintf(err + w, errlen - w, "%s: \"%s\" relative to %s is longer than %zu bytes",
-                 k->path, v, file, k->size - 1);
+                 what, v, file, size - 1);
         return -1;
     }
-    snprintf(v, k->size, "%s", joined);
+    snprintf(v, size, "%s", joined);
+    return 0;
+}
+
+static int beside_conf(dmn_conf *c, const conf_key *k, const config_setting_t *s,
+                       const char *path, char *err, size_t errlen)
+{
+    return beside_conf_str(field(c, k), k->size, k->path, s, path, err, errlen);
+}
+
+int dmn_conf_add_model(dmn_conf *c, const char *name, const char *path, const char *weights,
+                       unsigned tasks, char *err, size_t errlen)
+{
+    char base[128];
+    if (!path || !path[0]) {
+        snprintf(err, errlen, "model%s%s%s: no path", name && name[0] ? " \"" : "",
+                 name ? name : "", name && name[0] ? "\"" : "");
+        return -1;
+    }
+    if (!name || !name[0]) {   /* "models/x/" is x */
+        size_t n = strlen(path);
+        while (n > 1 && path[n - 1] == '/') n--;
+        size_t b = n;
+        while (b > 0 && path[b - 1] != '/') b--;
+        snprintf(base, sizeof base, "%.*s", (int)(n - b), path + b);
+        name = base;
+    }
+    if (c->n_models >= DMN_MAX_MODELS) {
+        snprintf(err, errlen, "model \"%s\": more than %d models", name, DMN_MAX_MODELS);
+        return -1;
+    }
+    dmn_model_conf *m = &c->models[c->n_models];
+    if (strlen(name) >= sizeof m->name || strlen(path) >= sizeof m->path) {
+        snprintf(err, errlen, "model \"%.64s\": name or path too long", name);
+        return -1;
+    }
+    for (int i = 0; i < c->n_models; i++)
+        if (!strcmp(c->models[i].name, name)) {
+            snprintf(err, errlen, "model \"%s\": the name is given twice (models[%d] and "
+                     "models[%d]); give each a distinct name = \"...\"", name, i, c->n_models);
+            return -1;
+        }
+    if (weights && weights[0] && eng_weights_parse(weights) < 0) {
+        snprintf(err, errlen, "model \"%s\": weights = \"%.32s\": expected \"auto\", "
+                 "\"f32\", \"bf16\", \"f16\" or \"int8\"", name, weights);
+        return -1;
+    }
+    memset(m, 0, sizeof *m);
+    snprintf(m->name, sizeof m->name, "%s", name);
+    snprintf(m->path, sizeof m->path, "%s", path);
+    snprintf(m->weights, sizeof m->weights, "%s", weights ? weights : "");
+    m->tasks = tasks;
+    c->n_models++;
+    return 0;
+}
+
+/* models = ( { name; path; weights; tasks }, ... ): each entry's errors name it. */
+static int read_models(dmn_conf *c, const config_setting_t *list, const char *path,
+                       char *err, size_t errlen)
+{
+    int n;
+    if (!config_setting_is_list(list) && !config_setting_is_array(list)) {
+        n = where(list, path, err, errlen);
+        snprintf(err + n, errlen - n, "models must be a list ( { name = ...; path = ...; }, ... )");
+        return -1;
+    }
+    c->n_models = 0;
+    for (int i = 0; i < config_setting_length(list); i++) {
+        const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+        char why[512], p[1024] = "";
+        const char *name = "", *w = "", *v;
+        unsigned tasks = 0;
+        n = where(e, path, err, errlen);
+        if (!config_setting_is_group(e)) {
+            snprintf(err + n, errlen - n, "models[%d] must be a group { name = ...; path = ...; }", i);
+            return -1;
+        }
+        for (int j = 0; j < config_setting_length(e); j++) {
+            const config_setting_t *f = config_setting_get_elem(e, (unsigned)j);
+            const char *k = config_setting_name(f);
+            if (strcmp(k, "name") && strcmp(k, "path") && strcmp(k, "weights") &&
+                strcmp(k, "tasks")) {
+                n = where(f, path, err, errlen);
+                snprintf(err + n, errlen - n, "models[%d]: unknown setting '%s' (name, path, "
+                         "weights, tasks)", i, k);
+                return -1;
+            }
+        }
+        const config_setting_t *f;
+        if ((f = config_setting_get_member(e, "name"))) {
+            if (!(name = config_setting_get_string(f)) || !name[0]) {
+                n = where(f, path, err, errlen);
+                snprintf(err + n, errlen - n, "models[%d]: name must be a non-empty string", i);
+                return -1;
+            }
+        }
+        if ((f = config_setting_get_member(e, "weights")) && !(w = config_setting_get_string(f))) {
+            n = where(f, path, err, errlen);
+            snprintf(err + n, errlen - n, "models[%d]: weights must be a string", i);
+            return -1;
+        }
+        if ((f = config_setting_get_member(e, "path"))) {
+            if (!(v = config_setting_get_string(f)) || strlen(v) >= sizeof p) {
+                n = where(f, path, err, errlen);
+                snprintf(err + n, errlen - n, "models[%d]: path must be a string (under %zu "
+                         "bytes)", i, sizeof p);
+                return -1;
+            }
+            snprintf(p, sizeof p, "%s", v);
+            if (beside_conf_str(p, sizeof p, "models.path", f, path, err, errlen) < 0) return -1;
+        }
+        if ((f = config_setting_get_member(e, "tasks"))) {
+            if (!config_setting_is_array(f) && !config_setting_is_list(f)) {
+                n = where(f, path, err, errlen);
+                snprintf(err + n, errlen - n, "models[%d]: tasks must be a list [\"summarize\", ...]", i);
+                return -1;
+            }
+            for (int j = 0; j < config_setting_length(f); j++) {
+                const char *t = config_setting_get_string_elem(f, (unsigned)j);
+                task_kind k = t ? task_kind_from_name(t) : TASK_NONE;
+                if (k == TASK_NONE) {
+                    n = where(f, path, err, errlen);
+                    snprintf(err + n, errlen - n, "models[%d]%s%s%s: unknown task '%.32s' in "
+                             "tasks (summarize, translate, classify, qa, text2text)", i,
+                             name[0] ? " (\"" : "", name, name[0] ? "\")" : "", t ? t : "?");
+                    return -1;
+                }
+                tasks |= 1u << k;
+            }
+        }
+        if (dmn_conf_add_model(c, name, p, w, tasks, why, sizeof why) < 0) {
+            n = where(e, path, err, errlen);
+            snprintf(err + n, errlen - n, "models[%d]: %s", i, why);
+            return -1;
+        }
+    }
+    if (c->n_models == 0) {
+        n = where(list, path, err, errlen);
+        snprintf(err + n, errlen - n, "models is empty: list at least one model");
+        return -1;
+    }
     return 0;
 }
 
@@ -370,6 +515,20 @@ int dmn_conf_load(dmn_conf *c, const char *path, char *err, size_t errlen)
     }
     const config_setting_t *b = config_lookup(cfg, "bind");
     if (b && read_binds(c, b, path, err, errlen) < 0) goto out;
+    const config_setting_t *ms = config_lookup(cfg, "models");
+    if (ms && config_lookup(cfg, "model")) {
+        int n = where(ms, path, err, errlen);
+        snprintf(err + n, errlen - n, "both model and models are set: list the model in "
+                 "models instead");
+        goto out;
+    }
+    if (ms && read_models(c, ms, path, err, errlen) < 0) goto out;
+    if (!ms) {   /* the old single key: one model named after its directory */
+        c->n_models = 0;
+        if (dmn_conf_add_model(c, "", c->model_dir, "", 0, err, errlen) < 0) goto out;
+    }
+    _Static_assert(sizeof c->model_dir == sizeof c->models[0].path, "one path size");
+    memcpy(c->model_dir, c->models[0].path, sizeof c->model_dir);
     if (dmn_conf_check(c, err, errlen) < 0) {
         /* cross-key errors have no single line: name the file */
         char why[512];
@@ -425,6 +584,11 @@ int dmn_conf_check(const dmn_conf *c, char *err, size_t errlen)
         snprintf(err, errlen, "model is empty");
         return -1;
     }
+    if (eng_weights_parse(c->weights) < 0) {
+        snprintf(err, errlen, "weights = \"%s\": expected \"auto\", \"f32\", \"bf16\", "
+                 "\"f16\" or \"int8\"", c->weights);
+        return -1;
+    }
     if (dmn_curve_check_conf(c, err, errlen) < 0) return -1;
     return 0;
 }
@@ -448,4 +612,17 @@ void dmn_conf_dump(const dmn_conf *c, char *out, size_t cap)
     }
     for (int i = 0; i < c->n_binds && n < cap; i++)
         n += snprintf(out + n, cap - n, "bind[%d] = \"%s\"\n", i, c->binds[i]);
+    for (int i = 0; i < c->n_models && n < cap; i++) {
+        const dmn_model_conf *m = &c->models[i];
+        n += snprintf(out + n, cap - n, "models[%d] = { name = \"%s\"; path = \"%s\"; "
+                      "weights = \"%s\"; tasks = [", i, m->name, m->path,
+                      m->weights[0] ? m->weights : c->weights);
+        for (int k = 1, first = 1; k < 8 && n < cap; k++)
+            if (m->tasks & (1u << k)) {
+                n += snprintf(out + n, cap - n, "%s\"%s\"", first ? "" : ", ",
+                              task_kind_name((task_kind)k));
+                first = 0;
+            }
+        if (n < cap) n += snprintf(out + n, cap - n, "]; }\n");
+    }
 }

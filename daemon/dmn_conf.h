@@ -64,9 +64,23 @@ typedef struct dmn_security_conf {
     int allow_insecure;                 /* bind non-loopback tcp:// without keys */
 } dmn_security_conf;
 
+/* models = ( { name = ...; path = ...; weights = ...; tasks = [...]; }, ... ): the
+ * registry (dmn_models.c, docs/daemon.md). The old `model` key is one entry named after
+ * its directory. */
+#define DMN_MAX_MODELS 16
+typedef struct dmn_model_conf {
+    char name[128];                   /* what requests name (Request.model) */
+    char path[1024];                  /* checkpoint directory */
+    char weights[16];                 /* "" : the daemon's `weights` */
+    unsigned tasks;                   /* 1 << task_kind routed to it; 0: all it serves */
+} dmn_model_conf;
+
 typedef struct dmn_conf {
     char path[1024];                  /* the file read ("" for built-in defaults) */
-    char model_dir[1024];
+    char model_dir[1024];             /* `model`; after load: the first model's path */
+    char weights[16];                 /* default weight type of the models (`weights`) */
+    int n_models;
+    dmn_model_conf models[DMN_MAX_MODELS];
     int threads;                      /* matrix-product threads; 0 = all cores */
     int log_level;                    /* enum dmn_log_level */
     int n_binds;
@@ -100,6 +114,10 @@ int dmn_conf_load(dmn_conf *c, const char *path, char *err, size_t errlen);
 int dmn_conf_check(const dmn_conf *c, char *err, size_t errlen);
 /* Appends one ROUTER endpoint; -1 when the list is full or the endpoint too long. */
 int dmn_conf_add_bind(dmn_conf *c, const char *endpoint, char *err, size_t errlen);
+/* Appends one model (name "" : its directory's name); -1 with the reason naming it
+ * for a duplicate name, an empty path, an unknown weight type or a full list. */
+int dmn_conf_add_model(dmn_conf *c, const char *name, const char *path, const char *weights,
+                       unsigned tasks, char *err, size_t errlen);
 /* Writes the effective settings, one "key = value" line each (for --check-config). */
 void dmn_conf_dump(const dmn_conf *c, char *out, size_t cap);
 

@@ -35,6 +35,7 @@
 #include "common/common.h"
 #include "daemon/dmn_json.h"
 #include "daemon/dmn_log.h"
+#include "daemon/dmn_models.h"
 #include "daemon/dmn_req.h"
 #include "daemon/dmn_sched.h"
 #include "daemon/dmn_server.h"
@@ -484,9 +485,9 @@ static char *render_metrics(ht *h)
     FILE *f = open_memstream(&buf, &len);
     if (!f) return NULL;
     dmn_stats_prometheus(srv->stats, f, cm_now());
-    fprintf(f, "# HELP nlpd_queue_depth Documents waiting in the queue.\n"
+    fprintf(f, "# HELP nlpd_queue_depth Documents waiting in the queues (every model's).\n"
                "# TYPE nlpd_queue_depth gauge\nnlpd_queue_depth %d\n",
-            dmn_queue_depth(srv->queue));
+            dmn_server_depth(srv));
     fprintf(f, "# HELP nlpd_queue_capacity Documents the queue holds (limits.queue_size).\n"
                "# TYPE nlpd_queue_capacity gauge\nnlpd_queue_capacity %d\n",
             srv->conf.limits.queue_size);
@@ -535,42 +536,67 @@ static char *render_metrics(ht *h)
     return buf;
 }
 
+/* GET /v1/models: every model of the registry (dmn_models.h), in routing order. */
 static char *render_models(ht *h)
 {
     dmn_server *srv = h->base.srv;
-    const eng_config *ec = srv->env.model;
+    dmn_model *ms[4 * DMN_MAX_MODELS];
+    int nm = dmn_models_list(srv, ms, (int)(sizeof ms / sizeof ms[0]));
+    static const char *const states[] = { "loading", "serving", "draining" };
     cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "models");
-    cJSON *m = cJSON_CreateObject();
-    if (!o || !arr || !m) {
+    if (!o || !arr) {
         cJSON_Delete(o);
-        cJSON_Delete(m);
         return NULL;
     }
-    cJSON_AddItemToArray(arr, m);
-    const char *dir = srv->conf.model_dir;
-    char name[256];
-    size_t dl = strlen(dir);
-    while (dl > 1 && dir[dl - 1] == '/') dl--;   /* "models/x/" is x */
-    size_t b = dl;
-    while (b > 0 && dir[b - 1] != '/') b--;
-    snprintf(name, sizeof name, "%.*s", (int)(dl - b), dir + b);
-    cJSON_AddStringToObject(m, "name", name);
-    cJSON_AddStringToObject(m, "path", dir);
-    cJSON_AddStringToObject(m, "family", ec->model_type);   /* config.json's model_type */
-    cJSON_AddStringToObject(m, "weight_type", "float32");   /* F16/BF16 are widened at load */
-    cJSON_AddNumberToObject(m, "d_model", ec->d_model);
-    cJSON_AddNumberToObject(m, "encoder_layers", ec->num_layers);
-    cJSON_AddNumberToObject(m, "decoder_layers", ec->num_decoder_layers);
-    cJSON_AddNumberToObject(m, "vocab_size", ec->vocab_size);
-    cJSON *tasks = cJSON_AddArrayToObject(m, "tasks");
-    for (int t = TASK_SUMMARIZE; t <= TASK_TEXT2TEXT; t++)
-        cJSON_AddItemToArray(tasks, cJSON_CreateString(task_kind_name((task_kind)t)));
-    cJSON *langs = cJSON_AddArrayToObject(m, "languages");
-    for (int i = 0; langs && srv->tasks && i < srv->tasks->n_langs; i++) {
-        cJSON *l = cJSON_CreateObject();
-        cJSON_AddStringToObject(l, "code", srv->tasks->langs[i].code);
-        cJSON_AddStringToObject(l, "name", srv->tasks->langs[i].names[0]);
-        cJSON_AddItemToArray(langs, l);
+    cJSON_AddBoolToObject(o, "loading", dmn_models_loading(srv));
+    for (int i = 0; i < nm; i++) {
+        const dmn_model *md = ms[i];
+        const task_env *env = &md->env;
+        const eng_config *ec = env->model;
+        cJSON *m = cJSON_CreateObject();
+        if (!m) break;
+        cJSON_AddItemToArray(arr, m);
+        cJSON_AddStringToObject(m, "name", md->conf.name);
+        cJSON_AddStringToObject(m, "path", md->conf.path);
+        cJSON_AddStringToObject(m, "family", ec->model_type);   /* config.json's model_type */
+        cJSON_AddStringToObject(m, "weight_type", md->conf.weights);
+        cJSON_AddStringToObject(m, "state", states[md->state]);
+        cJSON_AddNumberToObject(m, "resident_bytes", (double)md->resident);
+        cJSON_AddNumberToObject(m, "requests", (double)md->served);
+        cJSON_AddNumberToObject(m, "d_model", ec->d_model);
+        cJSON_AddNumberToObject(m, "encoder_layers", ec->num_layers);
+        cJSON_AddNumberToObject(m, "decoder_layers", ec->num_decoder_layers);
+        cJSON_AddNumberToObject(m, "vocab_size", ec->vocab_size);
+        cJSON *tasks = cJSON_AddArrayToObject(m, "tasks");
+        for (int t = TASK_SUMMARIZE; t <= TASK_TEXT2TEXT; t++)
+            if ((!md->conf.tasks || (md->conf.tasks & (1u << t))) &&
+                task_served(env, (task_kind)t, NULL, 0))
+                cJSON_AddItemToArray(tasks, cJSON_CreateString(task_kind_name((task_kind)t)));
+        /* Languages: the tokenizer's codes (many-to-many), Marian's pair, else (T5) the
+         * tasks file's table. */
+        cJSON *langs = cJSON_AddArrayToObject(m, "languages");
+        int nl = tok_n_langs(env->tok);
+        if (!task_served(env, TASK_TRANSLATE, NULL, 0)) {
+        } else if (nl > 0) {
+            for (int k = 0; k < nl; k++) {
+                cJSON *l = cJSON_CreateObject();
+                cJSON_AddStringToObject(l, "code", tok_lang_code(env->tok, k));
+                cJSON_AddItemToArray(langs, l);
+            }
+        } else if (env->info.pair_src[0]) {
+            for (int k = 0; k < 2; k++) {
+                cJSON *l = cJSON_CreateObject();
+                cJSON_AddStringToObject(l, "code", k ? env->info.pair_tgt : env->info.pair_src);
+                cJSON_AddItemToArray(langs, l);
+            }
+        } else {
+            for (int k = 0; srv->tasks && k < srv->tasks->n_langs; k++) {
+                cJSON *l = cJSON_CreateObject();
+                cJSON_AddStringToObject(l, "code", srv->tasks->langs[k].code);
+                cJSON_AddStringToObject(l, "name", srv->tasks->langs[k].names[0]);
+                cJSON_AddItemToArray(langs, l);
+            }
+        }
     }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
@@ -606,6 +632,7 @@ static void serve_one(ht *h, hx *x)
         answer_local(x, ready ? 200 : 503,
                      strdup(ready ? "{\"ready\":true}"
                                   : srv->shutting_down ? "{\"ready\":false,\"reason\":\"stopping\"}"
+                                  : !srv->serving_started ? "{\"ready\":false,\"reason\":\"loading\"}"
                                                        : "{\"ready\":false,\"reason\":\"worker\"}"),
                      NULL);
         return;

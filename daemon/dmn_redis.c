@@ -874,7 +874,10 @@ static int json_request(const cJSON *in, nlpc_request *rq, const char **doc,
 static int room(const rt *r)
 {
     const dmn_server *srv = r->base.srv;
-    return srv->conf.limits.queue_size - dmn_queue_depth(srv->queue) - r->wait_docs;
+    /* Every model's queue together (dmn_server_depth); none while no model serves yet. */
+    dmn_server *srv_rw = r->base.srv;
+    if (!dmn_server_ok(srv_rw)) return 0;
+    return srv->conf.limits.queue_size - dmn_server_depth(srv_rw) - r->wait_docs;
 }
 
 static int stopping(rt *r)

@@ -15,6 +15,7 @@ _Static_assert((int)DMN_MALFORMED == (int)NLP__V1__STATUS_CODE__MALFORMED, "code
 _Static_assert((int)DMN_UNSUPPORTED == (int)NLP__V1__STATUS_CODE__UNSUPPORTED, "codes follow the wire");
 _Static_assert((int)DMN_SHUTTING_DOWN == (int)NLP__V1__STATUS_CODE__SHUTTING_DOWN, "codes follow the wire");
 _Static_assert((int)DMN_INPUT_TOO_LONG == (int)NLP__V1__STATUS_CODE__INPUT_TOO_LONG, "codes follow the wire");
+_Static_assert((int)DMN_UNKNOWN_MODEL == (int)NLP__V1__STATUS_CODE__UNKNOWN_MODEL, "codes follow the wire");
 
 /* The wire enum's own names (protobuf-c's descriptor): a status added to nlp.proto is
  * named without an edit here. */
@@ -337,7 +338,8 @@ int dmn_req_decode(const void *buf, size_t len, const dmn_limits *lim, int max_b
     }
     r->kind = DMN_REQ_TASK;
     if ((rc = read_task(r, pb, lim, err, errlen)) != DMN_OK) goto fail;
-
+    /* The model it names (the registry routes it; checked there, against what is loaded). */
+    r->model_name = pb->model && pb->model[0] ? pb->model : NULL;
     if (pb->n_documents == 0) {
         snprintf(err, errlen, "no documents");
         rc = DMN_INVALID_ARGUMENT;
@@ -554,6 +556,27 @@ static void queue_stats(Nlp__V1__QueueStats *q, const dmn_qstats *s)
     q->has_reconnects = 1, q->reconnects = s->reconnects;
 }
 
+/* The tasks and languages of the model in env into the fields of Health or ModelInfo;
+ * *langs is malloc'd (the caller frees it). `only`: a task mask (0: every task served). */
+static void model_tasks_langs(const task_env *env, unsigned only, char **tasks,
+                              size_t *n_tasks, char ***langs, size_t *n_langs)
+{
+    *n_tasks = 0, *n_langs = 0, *langs = NULL;
+    for (int k = 1; k <= TASK_TEXT2TEXT; k++)
+        if ((!only || (only & (1u << k))) && task_served(env, (task_kind)k, NULL, 0))
+            tasks[(*n_tasks)++] = (char *)task_kind_name((task_kind)k);
+    int nl = tok_n_langs(env->tok);
+    if (task_served(env, TASK_TRANSLATE, NULL, 0) && nl > 0 &&
+        (*langs = malloc((size_t)nl * sizeof **langs))) {
+        for (int i = 0; i < nl; i++) (*langs)[i] = (char *)tok_lang_code(env->tok, i);
+        *n_langs = (size_t)nl;
+    } else if (env->info.pair_src[0] && (*langs = malloc(2 * sizeof **langs))) {
+        (*langs)[0] = (char *)env->info.pair_src;
+        (*langs)[1] = (char *)env->info.pair_tgt;
+        *n_langs = 2;
+    }
+}
+
 int dmn_resp_health(uint64_t id, const dmn_health *h, void **buf, size_t *len)
 {
     Nlp__V1__Response resp = NLP__V1__RESPONSE__INIT;
@@ -565,6 +588,7 @@ int dmn_resp_health(uint64_t id, const dmn_health *h, void **buf, size_t *len)
     hp.version = (char *)h->version;
     hp.has_uptime_s = 1, hp.uptime_s = h->uptime_s;
     hp.has_shutting_down = 1, hp.shutting_down = h->shutting_down;
+    hp.has_loading = 1, hp.loading = h->loading;
     /* The model's family, tasks and languages: ASCII names from config.json, the task
      * table and the tokenizer's codes, valid while the model is. */
     char *tasks[8];
@@ -572,28 +596,48 @@ int dmn_resp_health(uint64_t id, const dmn_health *h, void **buf, size_t *len)
     const task_env *env = h->env;
     if (env && env->model) {
         hp.model_type = (char *)env->model->model_type;
-        for (int k = 1; k <= TASK_TEXT2TEXT; k++)
-            if (task_served(env, (task_kind)k, NULL, 0))
-                tasks[hp.n_tasks++] = (char *)task_kind_name((task_kind)k);
+        model_tasks_langs(env, 0, tasks, &hp.n_tasks, &langs, &hp.n_languages);
         hp.tasks = tasks;
-        int nl = tok_n_langs(env->tok);
-        if (task_served(env, TASK_TRANSLATE, NULL, 0) && nl > 0 &&
-            (langs = malloc((size_t)nl * sizeof *langs))) {
-            for (int i = 0; i < nl; i++) langs[i] = (char *)tok_lang_code(env->tok, i);
-            hp.n_languages = (size_t)nl;
-        } else if (env->info.pair_src[0] && (langs = malloc(2 * sizeof *langs))) {
-            langs[0] = (char *)env->info.pair_src;
-            langs[1] = (char *)env->info.pair_tgt;
-            hp.n_languages = 2;
-        }
         hp.languages = langs;
     }
+    /* Every model of the registry (fields 2 and 7-9 above describe the first). */
+    int nm = h->n_models > 0 && h->models ? h->n_models : 0, rc = -1;
+    Nlp__V1__ModelInfo *mi = nm ? calloc((size_t)nm, sizeof *mi) : NULL;
+    Nlp__V1__ModelInfo **mip = nm ? calloc((size_t)nm, sizeof *mip) : NULL;
+    char ***mlangs = nm ? calloc((size_t)nm, sizeof *mlangs) : NULL;
+    char **mtaskp = nm ? calloc((size_t)nm * 8, sizeof *mtaskp) : NULL;
+    if (nm && (!mi || !mip || !mlangs || !mtaskp)) goto out;
+    for (int i = 0; i < nm; i++) {
+        const dmn_model_info *m = &h->models[i];
+        nlp__v1__model_info__init(&mi[i]);
+        mi[i].name = (char *)m->name;
+        mi[i].path = (char *)m->path;
+        mi[i].weights = (char *)m->weights;
+        mi[i].state = (char *)m->state;
+        mi[i].has_resident_bytes = 1, mi[i].resident_bytes = m->resident_bytes;
+        mi[i].has_requests = 1, mi[i].requests = m->requests;
+        if (m->env && m->env->model) {
+            mi[i].model_type = (char *)m->env->model->model_type;
+            model_tasks_langs(m->env, m->tasks, mtaskp + 8 * i, &mi[i].n_tasks, &mlangs[i],
+                              &mi[i].n_languages);
+            mi[i].tasks = mtaskp + 8 * i;
+            mi[i].languages = mlangs[i];
+        }
+        mip[i] = &mi[i];
+    }
+    hp.n_models = (size_t)nm, hp.models = mip;
     Nlp__V1__QueueStats qs = NLP__V1__QUEUE_STATS__INIT;
     if (h->queue.enabled) queue_stats(&qs, &h->queue), hp.queue = &qs;
     resp.has_id = 1, resp.id = id;
     resp.status = &st;
     resp.health = &hp;
-    int rc = pack(&resp, buf, len);
+    rc = pack(&resp, buf, len);
+out:
+    for (int i = 0; mlangs && i < nm; i++) free(mlangs[i]);
+    free(mlangs);
+    free(mtaskp);
+    free(mip);
+    free(mi);
     free(langs);
     return rc;
 }

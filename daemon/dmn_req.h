@@ -33,7 +33,8 @@ enum dmn_code {
     DMN_SHUTTING_DOWN = 9,
     DMN_MALFORMED = 10,
     DMN_UNSUPPORTED = 11,      /* the model cannot do the task (TASK_EUNSUPPORTED) */
-    DMN_N_CODES = 12,
+    DMN_UNKNOWN_MODEL = 12,    /* Request.model names no model the daemon serves */
+    DMN_N_CODES = 13,
 };
 
 const char *dmn_code_name(int code);
@@ -89,6 +90,8 @@ typedef struct dmn_req {
     int *prep_rc;              /* [n_docs] */
     size_t bytes;              /* its frame and routing frames: what it holds until answered */
     unsigned client;           /* dmn_client_slot of its route (I/O thread) */
+    const char *model_name;    /* Request.model (into pb), NULL: route by task/languages */
+    struct dmn_model *model;   /* the registry's model serving it (dmn_models.h) */
 } dmn_req;
 
 /* Decodes and validates one request frame of `len` bytes (the envelope is the caller's).
@@ -124,7 +127,19 @@ typedef struct dmn_health {
     dmn_qstats queue;
     /* The model (NULL: not reported): its family, the tasks it serves, its languages */
     const task_env *env;
+    int loading;               /* a model is still loading */
+    int n_models;              /* every model of the registry (Health.models) */
+    const struct dmn_model_info *models;
 } dmn_health;
+
+/* One model as health lists it (nlp.v1.ModelInfo); strings valid while it is encoded. */
+typedef struct dmn_model_info {
+    const char *name, *path, *state;
+    const char *weights;       /* "f32", ... */
+    const task_env *env;       /* family, tasks, languages; NULL while loading */
+    unsigned tasks;            /* 1 << task_kind of the tasks it is routed (0: served) */
+    uint64_t resident_bytes, requests;
+} dmn_model_info;
 
 typedef struct dmn_stats_snap dmn_stats_snap;   /* dmn_stats.h */
 

@@ -9,9 +9,13 @@
  *     requests (the request then belongs to the queue/worker side); receives finished
  *     requests back over the PAIR, encodes them and sends them through the transport
  *     their route names, frees them.
- *   worker thread (dmn_worker.c): owns the eng_ctx and the PAIR's sending end.
- *   signal handler: sets dmn_srv.stop, nothing else. Signals are blocked in the worker,
- *     so they interrupt the I/O thread's poll.
+ *     It also routes each task request to a model (dmn_models.c) and runs the registry's
+ *     turn (models loaded, drained, SIGHUP reloads).
+ *   workers (dmn_worker.c): one per model, each owning its model's eng_ctx; they share the
+ *     PAIR's sending end, one at a time (done_lock).
+ *   loader thread (dmn_models.c): loads models, at start-up and on SIGHUP.
+ *   signal handler: sets dmn_srv.stop, nothing else. Signals are blocked in the workers
+ *     and the loader, so they interrupt the I/O thread's poll.
  *
  * Shutdown: on stop, new task requests are answered SHUTTING_DOWN, transports that pull
  * work (the pipeline) are no longer read, the queue is closed (the worker drains it without waiting to fill
@@ -32,6 +36,7 @@
 #include "daemon/dmn_curve.h"
 #include "daemon/dmn_http.h"
 #include "daemon/dmn_log.h"
+#include "daemon/dmn_models.h"
 #include "daemon/dmn_notify.h"
 #include "daemon/dmn_req.h"
 #include "daemon/dmn_route.h"
@@ -41,7 +46,7 @@
 #include "daemon/dmn_redis.h"
 
 /* The daemon's one global. */
-dmn_server dmn_srv = { .log_level = DMN_LOG_INFO };
+dmn_server dmn_srv = { .log_level = DMN_LOG_INFO, .done_lock = PTHREAD_MUTEX_INITIALIZER };
 
 #define DONE_ENDPOINT "inproc://nlpd-done"
 #define POLL_MS 100
@@ -54,7 +59,8 @@ static void on_signal(int sig)
     dmn_srv.stop = 1;
 }
 
-/* SIGHUP: transports re-read their files (http.tokens_file) in the I/O thread. */
+/* SIGHUP: transports re-read their files (http.tokens_file) and the registry the config's
+ * models (dmn_models_poll), in the I/O thread. */
 static void on_hup(int sig)
 {
     (void)sig;
@@ -64,64 +70,6 @@ static void on_hup(int sig)
 static int max_beams(const dmn_server *srv)
 {
     return srv->conf.batching.max_rows < 16 ? srv->conf.batching.max_rows : 16;
-}
-
-int dmn_server_load(dmn_server *srv, char *err, size_t errlen)
-{
-    char why[512];
-    const dmn_conf *c = &srv->conf;
-
-    srv->tok = tok_open_dir(c->model_dir, why, sizeof why);
-    if (!srv->tok) {
-        snprintf(err, errlen, "tokenizer: %s", why);
-        return -1;
-    }
-    eng_model_params mp = eng_model_default_params();
-    mp.n_threads = c->threads;
-    srv->model = eng_model_load(c->model_dir, &mp, why, sizeof why);
-    if (!srv->model) {
-        snprintf(err, errlen, "model: %s", why);
-        return -1;
-    }
-    if (!srv->tasks) srv->tasks = c->path[0] ? task_conf_load(c->path, why, sizeof why)
-                                             : task_conf_default();
-    if (!srv->tasks) {
-        snprintf(err, errlen, "tasks config: %s", c->path[0] ? why : "no defaults");
-        return -1;
-    }
-    srv->env.tok = srv->tok;
-    srv->env.conf = srv->tasks;
-    /* The model's family, its generation settings (beneath the operator's tasks file
-     * and the request), Marian's language pair. */
-    task_env_set_model(&srv->env, c->model_dir, srv->model);
-    srv->env.max_input_tokens = c->limits.max_input_tokens;
-
-    /* Sized for what the tasks produce (labels per job, tokens per label), grown to the
-     * daemon's limits; a job over batching.max_rows on its own (a 16-beam search) still
-     * runs, in a call by itself, so the context keeps the engine's default rows too. */
-    eng_ctx_params cp = task_conf_ctx_params(srv->tasks);
-    if (cp.max_rows < c->batching.max_rows) cp.max_rows = c->batching.max_rows;
-    if (cp.max_input_len < c->limits.max_input_tokens) cp.max_input_len = c->limits.max_input_tokens;
-    if (cp.max_new_tokens < c->limits.max_new_tokens) cp.max_new_tokens = c->limits.max_new_tokens;
-    if (cp.max_cands < c->limits.max_labels) cp.max_cands = c->limits.max_labels;
-    /* The worker hands the engine up to max_batch_tokens encoder tokens at once: size the
-     * context for them, or the engine would split every full batch in two. */
-    if (cp.max_batch_tokens < c->batching.max_batch_tokens)
-        cp.max_batch_tokens = c->batching.max_batch_tokens;
-    srv->ctx = eng_ctx_new(srv->model, &cp, why, sizeof why);
-    if (!srv->ctx) {
-        snprintf(err, errlen, "engine context: %s", why);
-        return -1;
-    }
-    return 0;
-}
-
-void dmn_server_unload(dmn_server *srv)
-{
-    eng_ctx_free(&srv->ctx);
-    task_conf_free(&srv->tasks);
-    eng_model_free(&srv->model);
-    tok_free(&srv->tok);
 }
 
 /* Sends a packed response (ownership of buf moves) through the route's transport. */
@@ -150,19 +98,29 @@ static void reply_error(dmn_server *srv, const dmn_route *to, uint64_t seq, uint
 
 int dmn_server_ok(dmn_server *srv)
 {
-    return !srv->shutting_down && atomic_load(&srv->worker_running);
+    return !srv->shutting_down && dmn_models_ok(srv);
+}
+
+int dmn_server_depth(dmn_server *srv)
+{
+    return dmn_models_depth(srv);
 }
 
 static void reply_health(dmn_server *srv, const dmn_route *to, uint64_t seq, uint64_t id)
 {
+    dmn_model *first = dmn_models_first(srv);
+    dmn_model_info mi[2 * DMN_MAX_MODELS + DMN_MAX_MODELS];
     dmn_health h = {
         .ok = dmn_server_ok(srv),
         .shutting_down = srv->shutting_down,
-        .model = srv->conf.model_dir,
+        .model = first ? first->conf.path : srv->conf.model_dir,
         .version = "nlpd " DMN_VERSION,
         .uptime_s = cm_now() - srv->t_start,
-        .env = &srv->env,
+        .env = first ? &first->env : NULL,
+        .loading = dmn_models_loading(srv),
+        .models = mi,
     };
+    h.n_models = dmn_models_info(srv, mi, (int)(sizeof mi / sizeof mi[0]));
     void *buf;
     size_t len;
     dmn_stats_get_queue(srv->stats, &h.queue);
@@ -179,7 +137,7 @@ static void reply_stats(dmn_server *srv, const dmn_route *to, uint64_t seq, uint
     /* Counted before the snapshot, so a stats reply includes itself. */
     dmn_stats_response(srv->stats, DMN_OK, -1);
     dmn_stats_snapshot(srv->stats, &s, cm_now());
-    s.queue_depth = (uint32_t)dmn_queue_depth(srv->queue);
+    s.queue_depth = (uint32_t)dmn_server_depth(srv);
     s.in_flight = (uint32_t)srv->in_flight;
     if (dmn_resp_stats(id, &s, &buf, &len) < 0) return;
     send_reply(srv, to, buf, len, seq, id);
@@ -193,6 +151,7 @@ void dmn_server_reject(dmn_server *srv, const dmn_route *to, int code, const cha
 
 int dmn_server_prepare(dmn_server *srv, struct dmn_req *r)
 {
+    (void)srv;
     r->prep = calloc((size_t)r->n_docs, sizeof *r->prep);
     r->prep_rc = calloc((size_t)r->n_docs, sizeof *r->prep_rc);
     if (!r->prep || !r->prep_rc) return -1;
@@ -201,20 +160,21 @@ int dmn_server_prepare(dmn_server *srv, struct dmn_req *r)
         char why[256] = "";
         in.text = r->docs[d];
         in.text_len = r->doc_lens[d];
-        r->prep_rc[d] = task_prepare(&srv->env, &in, &r->prep[d], why, sizeof why);
+        r->prep_rc[d] = task_prepare(&r->model->env, &in, &r->prep[d], why, sizeof why);
         if (r->prep_rc[d] < 0)
             dmn_doc_task_end(&r->out[d], r->prep_rc[d], why[0] ? why : "task_prepare failed");
     }
     return 0;
 }
 
-/* OVERLOADED: the queue cannot take all of r's documents. */
+/* OVERLOADED: the queue of r's model cannot take all of r's documents. */
 static void reply_full(dmn_server *srv, const dmn_route *to, uint64_t seq, uint64_t id,
                        const dmn_req *r)
 {
-    char err[200];
-    snprintf(err, sizeof err, "the queue is full (%d documents waiting, limit %d): retry later",
-             dmn_queue_depth(srv->queue), srv->conf.limits.queue_size);
+    char err[300];
+    snprintf(err, sizeof err, "the queue is full (model %s: %d documents waiting, limit "
+             "%d): retry later", r->model->conf.name, dmn_queue_depth(r->model->queue),
+             srv->conf.limits.queue_size);
     dmn_stats_task_refused(srv->stats, r, DMN_OVERLOADED);
     reply_error(srv, to, seq, id, DMN_OVERLOADED, err);
 }
@@ -250,6 +210,12 @@ void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t 
                     "the daemon is stopping and takes no new work");
         goto done;
     }
+    /* Which model: by name, else by task and languages (dmn_models.c). */
+    if ((code = dmn_models_route(srv, r, err, sizeof err)) != DMN_OK) {
+        dmn_stats_task_refused(srv->stats, r, code);
+        reply_error(srv, to, seq, id, code, err);
+        goto done;
+    }
     r->t_recv = now;
     r->t_deadline = now + (r->deadline_ms ? r->deadline_ms
                                           : (unsigned)srv->conf.limits.default_deadline_ms) * 1e-3;
@@ -282,7 +248,8 @@ void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t 
     /* Tokenising and task preparation run here, off the engine's thread: a document that
      * joins a running generation costs its rows nothing. The queue's room is checked
      * first (the worker only frees room meanwhile), so refused work is not prepared. */
-    if (dmn_queue_depth(srv->queue) + n_docs > srv->conf.limits.queue_size) {
+    dmn_model *model = r->model;
+    if (dmn_queue_depth(model->queue) + n_docs > srv->conf.limits.queue_size) {
         reply_full(srv, to, seq, id, r);
         goto done;
     }
@@ -293,7 +260,7 @@ void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t 
     /* The route moves into the request, and with it to the queue/worker side. */
     r->route = *to;
     *to = (dmn_route){ .transport = r->route.transport };
-    if (dmn_queue_push(srv->queue, r, now) < 0) {
+    if (dmn_queue_push(model->queue, r, now) < 0) {
         *to = r->route;
         r->route = (dmn_route){ .transport = to->transport };
         reply_full(srv, to, seq, id, r);
@@ -304,9 +271,10 @@ void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t 
     srv->client_docs[client] += n_docs;
     r = NULL;
     srv->in_flight++;
+    model->in_flight++;
     if (!srv->next_expiry || deadline < srv->next_expiry) srv->next_expiry = deadline;
-    DMN_LOG_REQ(DMN_LOG_DEBUG, seq, id, "queued %s, %d document(s), priority %d",
-                task_kind_name(kind), n_docs, prio);
+    DMN_LOG_REQ(DMN_LOG_DEBUG, seq, id, "queued %s for model %s, %d document(s), priority %d",
+                task_kind_name(kind), model->conf.name, n_docs, prio);
 done:
     dmn_req_free(&r);
     dmn_route_clear(to);
@@ -334,6 +302,8 @@ static void answer_task(dmn_server *srv, dmn_req *r)
     else
         DMN_LOG_REQ(DMN_LOG_ERROR, r->seq, r->id, "out of memory encoding the response");
     srv->in_flight--;
+    r->model->in_flight--;
+    r->model->served += (uint64_t)r->n_docs;
     srv->queued_bytes -= r->bytes;
     srv->client_docs[r->client] -= r->n_docs;
     dmn_req_free(&r);
@@ -353,23 +323,29 @@ static void recv_done(dmn_server *srv)
 static void expire_queued(dmn_server *srv)
 {
     dmn_item it[64];
+    dmn_model *ms[4 * DMN_MAX_MODELS];
     double now = cm_now(), next = 0;
     int n;
     if (!srv->next_expiry || now < srv->next_expiry) return;
-    do {
-        n = dmn_queue_expire(srv->queue, now, it, 64, &next);
-        for (int i = 0; i < n; i++) {
-            dmn_req *r = it[i].req;
-            char why[96];
-            snprintf(why, sizeof why, "deadline passed after %.0f ms in the queue",
-                     (now - r->t_recv) * 1e3);
-            dmn_doc_end(&r->out[it[i].doc], DMN_DOC_DEADLINE, why);
-            if (atomic_fetch_sub(&r->n_left, 1) == 1) {
-                r->t_done = now;
-                answer_task(srv, r);
+    int nm = dmn_models_list(srv, ms, (int)(sizeof ms / sizeof ms[0]));
+    for (int k = 0; k < nm; k++) {
+        double nk = 0;
+        do {
+            n = dmn_queue_expire(ms[k]->queue, now, it, 64, &nk);
+            for (int i = 0; i < n; i++) {
+                dmn_req *r = it[i].req;
+                char why[96];
+                snprintf(why, sizeof why, "deadline passed after %.0f ms in the queue",
+                         (now - r->t_recv) * 1e3);
+                dmn_doc_end(&r->out[it[i].doc], DMN_DOC_DEADLINE, why);
+                if (atomic_fetch_sub(&r->n_left, 1) == 1) {
+                    r->t_done = now;
+                    answer_task(srv, r);
+                }
             }
-        }
-    } while (n == 64);
+        } while (n == 64);
+        if (nk && (!next || nk < next)) next = nk;
+    }
     srv->next_expiry = next;
 }
 
@@ -423,52 +399,88 @@ static void begin_shutdown(dmn_server *srv)
 {
     srv->shutting_down = 1;
     dmn_notify_stopping();
-    dmn_queue_close(srv->queue);
+    dmn_models_close(srv);
     DMN_LOG(DMN_LOG_INFO, "stop signal: taking no new work; finishing %d request(s) in flight",
             srv->in_flight);
 }
 
-/* The worker returned while the daemon runs (a bug: it ends only when the queue is
- * closed and drained): answer what is still queued INTERNAL, so no client waits for a
- * deadline, and have the daemon exit 1 for its supervisor to restart it. Requests the
- * worker held are lost with it: they stay unanswered. */
-static void worker_lost(dmn_server *srv)
+/* A worker returned while the daemon runs (a bug: it ends only when its queue is closed
+ * and drained): answer what is still queued for every model INTERNAL, so no client waits
+ * for a deadline, and have the daemon exit 1 for its supervisor to restart it. Requests
+ * the worker held are lost with it: they stay unanswered. */
+static void worker_lost(dmn_server *srv, dmn_model *lost)
 {
     dmn_item it[64];
+    dmn_model *ms[4 * DMN_MAX_MODELS];
     int n;
-    DMN_LOG(DMN_LOG_ERROR, "the worker thread ended while the daemon was running: "
-            "answering %d queued document(s) INTERNAL and exiting", dmn_queue_depth(srv->queue));
-    dmn_queue_close(srv->queue);
-    do {
-        n = dmn_queue_expire(srv->queue, INFINITY, it, 64, NULL);
-        for (int i = 0; i < n; i++) {
-            dmn_req *r = it[i].req;
-            dmn_doc_end(&r->out[it[i].doc], DMN_DOC_INTERNAL, "the daemon's worker thread ended");
-            if (atomic_fetch_sub(&r->n_left, 1) == 1) {
-                r->t_done = cm_now();
-                answer_task(srv, r);
+    DMN_LOG(DMN_LOG_ERROR, "the worker thread ended while the daemon was running (model %s): "
+            "answering %d queued document(s) INTERNAL and exiting", lost->conf.name,
+            dmn_server_depth(srv));
+    dmn_models_close(srv);
+    int nm = dmn_models_list(srv, ms, (int)(sizeof ms / sizeof ms[0]));
+    for (int k = 0; k < nm; k++) {
+        do {
+            n = dmn_queue_expire(ms[k]->queue, INFINITY, it, 64, NULL);
+            for (int i = 0; i < n; i++) {
+                dmn_req *r = it[i].req;
+                dmn_doc_end(&r->out[it[i].doc], DMN_DOC_INTERNAL,
+                            "the daemon's worker thread ended");
+                if (atomic_fetch_sub(&r->n_left, 1) == 1) {
+                    r->t_done = cm_now();
+                    answer_task(srv, r);
+                }
             }
-        }
-    } while (n == 64);
+        } while (n == 64);
+    }
+}
+
+/* The start-up models all serve: the "ready" line (tests and operators wait for it). */
+static void log_ready(dmn_server *srv)
+{
+    dmn_model *ms[4 * DMN_MAX_MODELS];
+    char names[512];
+    size_t w = 0;
+    int nm = dmn_models_list(srv, ms, (int)(sizeof ms / sizeof ms[0]));
+    names[0] = 0;
+    for (int i = 0; i < nm && w < sizeof names; i++)
+        w += (size_t)snprintf(names + w, sizeof names - w, "%s%s", i ? ", " : "",
+                              ms[i]->conf.name);
+    DMN_LOG(DMN_LOG_INFO, "nlpd %s ready: model %s (%d model(s): %s) in %.2f s, queue %d "
+            "documents, batches of up to %d rows / %d tokens, waiting up to %d ms, %s kernels",
+            DMN_VERSION, srv->conf.model_dir, nm, names, cm_now() - srv->t_start,
+            srv->conf.limits.queue_size, srv->conf.batching.max_rows,
+            srv->conf.batching.max_batch_tokens, srv->conf.batching.max_wait_ms, eng_kernels());
+    dmn_notify_ready(srv->conf.model_dir);
 }
 
 static int serve(dmn_server *srv)
 {
     for (;;) {
         if (srv->stop && !srv->shutting_down) begin_shutdown(srv);
-        if (!atomic_load(&srv->worker_running)) {
+        char err[1024];
+        int mrc = dmn_models_poll(srv, err, sizeof err);
+        if (mrc < 0) {
+            DMN_LOG(DMN_LOG_ERROR, "cannot start: %s", err);
+            return -1;
+        }
+        if (mrc == 1 && !srv->serving_started) {
+            srv->serving_started = 1;
+            log_ready(srv);
+        }
+        dmn_model *lost = dmn_models_lost_worker(srv);
+        if (lost) {
             recv_done(srv);   /* what it handed back before it returned */
             if (!srv->shutting_down || srv->in_flight > 0) {
-                worker_lost(srv);
+                worker_lost(srv, lost);
                 return -1;
             }
         }
         if (srv->shutting_down && srv->in_flight == 0) return 0;
 
-        /* Transports that pull work (a pipeline) read only while the queue has room:
-         * backpressure rather than OVERLOADED for queue-fed work. */
-        int pull = !srv->shutting_down &&
-                   dmn_queue_depth(srv->queue) < srv->conf.limits.queue_size;
+        /* Transports that pull work (a pipeline) read only while a model serves and the
+         * queues have room: backpressure rather than OVERLOADED for queue-fed work. */
+        int pull = !srv->shutting_down && srv->serving_started &&
+                   dmn_server_depth(srv) < srv->conf.limits.queue_size;
         zmq_pollitem_t items[1 + DMN_MAX_TRANSPORTS * DMN_MAX_POLL_ITEMS];
         int at[DMN_MAX_TRANSPORTS], cnt[DMN_MAX_TRANSPORTS], n = 0;
         items[n++] = (zmq_pollitem_t){ srv->done_rx, 0, ZMQ_POLLIN, 0 };
@@ -529,10 +541,9 @@ int dmn_server_run(dmn_server *srv)
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     srv->t_start = cm_now();
     srv->stats = dmn_stats_new(srv->t_start);
-    srv->queue = dmn_queue_new(srv->conf.limits.queue_size, srv->conf.limits.max_input_tokens);
     srv->client_docs = calloc(DMN_CLIENT_SLOTS, sizeof *srv->client_docs);
     srv->zctx = zmq_ctx_new();
-    if (!srv->stats || !srv->queue || !srv->client_docs || !srv->zctx) {
+    if (!srv->stats || !srv->client_docs || !srv->zctx) {
         DMN_LOG(DMN_LOG_ERROR, "out of memory at start-up");
         goto out;
     }
@@ -550,20 +561,14 @@ int dmn_server_run(dmn_server *srv)
     sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    atomic_store(&srv->worker_running, 1);
-    int prc = pthread_create(&srv->worker, NULL, dmn_worker_main, srv);
-    if (prc != 0) {
-        atomic_store(&srv->worker_running, 0);
-        DMN_LOG(DMN_LOG_ERROR, "cannot start the worker thread: %s", strerror(prc));
+    /* Bound and answering (health says loading) before the models are ready: the loader
+     * thread loads them; the loop starts each one's worker when it is. */
+    if (dmn_models_begin(srv, err, sizeof err) < 0) {
+        DMN_LOG(DMN_LOG_ERROR, "cannot start: %s", err);
         goto out;
     }
-    srv->worker_started = 1;
-    DMN_LOG(DMN_LOG_INFO, "nlpd %s ready: model %s, queue %d documents, batches of up to %d "
-            "rows / %d tokens, waiting up to %d ms, %s kernels", DMN_VERSION,
-            srv->conf.model_dir, srv->conf.limits.queue_size, srv->conf.batching.max_rows,
-            srv->conf.batching.max_batch_tokens, srv->conf.batching.max_wait_ms, eng_kernels());
-
-    dmn_notify_ready(srv->conf.model_dir);
+    DMN_LOG(DMN_LOG_INFO, "nlpd %s answering (health: loading) while %d model(s) load",
+            DMN_VERSION, srv->conf.n_models);
     /* A signal that came during start-up is pending: it is handled right here. */
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
@@ -571,17 +576,17 @@ int dmn_server_run(dmn_server *srv)
     pthread_sigmask(SIG_UNBLOCK, &stop, NULL);
     code = serve(srv) == 0 ? 0 : 1;
 out:
-    if (srv->queue) dmn_queue_close(srv->queue);
-    if (srv->worker_started) {
-        /* On a poll failure requests may still be in flight: let the worker finish them
+    dmn_models_close(srv);
+    if (srv->reg) {
+        /* On a poll failure requests may still be in flight: let the workers finish them
          * and free what comes back, unanswered. */
-        while (srv->in_flight > 0 && atomic_load(&srv->worker_running)) {
+        while (srv->in_flight > 0 && dmn_models_ok(srv)) {
             dmn_req *r;
             if (zmq_recv(srv->done_rx, &r, sizeof r, 0) != (int)sizeof r) break;
             srv->in_flight--;
             dmn_req_free(&r);
         }
-        pthread_join(srv->worker, NULL);
+        dmn_models_end(srv);   /* joins the workers and the loader, frees the models */
     }
     close_socket(&srv->done_tx);
     close_socket(&srv->done_rx);
@@ -592,7 +597,6 @@ out:
     for (int i = 0; i < srv->n_transports; i++)   /* libzmq released every reply */
         srv->transports[i]->ops->destroy(&srv->transports[i]);
     srv->n_transports = 0;
-    dmn_queue_free((dmn_queue **)&srv->queue);
     free(srv->client_docs);
     srv->client_docs = NULL;
     dmn_stats_free((dmn_stats **)&srv->stats);

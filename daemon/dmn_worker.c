@@ -1,4 +1,5 @@
-/* The worker thread: the only user of the engine context (eng_ctx).
+/* A worker thread, one per model (dmn_models.c): the only user of its model's engine
+ * context (eng_ctx); it takes documents from its model's queue only.
  *
  * Loop: take documents from the queue (priority, then arrival; waiting up to
  * batching.max_wait_ms to fill a batch), check each one's deadline, task_prepare() them,
@@ -25,12 +26,14 @@
 
 #include "common/common.h"
 #include "daemon/dmn_log.h"
+#include "daemon/dmn_models.h"
 #include "daemon/dmn_sched.h"
 #include "daemon/dmn_server.h"
 #include "daemon/dmn_stats.h"
 
 typedef struct worker {
     dmn_server *srv;
+    dmn_model *m;              /* the one model this worker serves (its queue, its ctx) */
     int max_items;             /* documents taken at the start of a batch (max_rows) */
     int cap_items;             /* documents a batch may hold, joiners included */
     int n_items;               /* documents in this batch */
@@ -104,7 +107,10 @@ static int job_rows(const task_job *j)
 static void hand_back(dmn_server *srv, dmn_req *r)
 {
     r->t_done = cm_now();
-    if (zmq_send(srv->done_tx, &r, sizeof r, 0) != (int)sizeof r) {
+    pthread_mutex_lock(&srv->done_lock);   /* every model's worker sends on done_tx */
+    int sent = zmq_send(srv->done_tx, &r, sizeof r, 0);
+    pthread_mutex_unlock(&srv->done_lock);
+    if (sent != (int)sizeof r) {
         /* Only when the context is being torn down, which waits for this thread. */
         DMN_LOG_REQ(DMN_LOG_ERROR, r->seq, r->id, "cannot hand the response back: %s",
                     zmq_strerror(zmq_errno()));
@@ -122,7 +128,7 @@ static void finish_doc(worker *w, int i)
     if (w->prepared[i]) {
         dmn_doc *o = &r->out[d];
         memset(&o->res, 0, sizeof o->res);
-        task_finish(&srv->env, &w->in[i], &w->docs[i], &o->res);
+        task_finish(&w->m->env, &w->in[i], &w->docs[i], &o->res);
         o->has_res = 1;
         dmn_doc_task_end(o, o->res.status, o->res.message);
         /* Counted before the reply goes out, so a client's next stats request sees it. */
@@ -199,7 +205,7 @@ static eng_gen_req *join_hook(void *user, int rows, int tokens)
         /* Scoring jobs run once the generation ends: with some waiting, let it end. */
         if (w->n_items == w->cap_items || w->ns > 0) return NULL;
         int i = w->n_items;
-        if (!dmn_queue_try_take(w->srv->queue, &w->items[i])) return NULL;
+        if (!dmn_queue_try_take(w->m->queue, &w->items[i])) return NULL;
         w->n_items++;
         prepare_doc(w, i, cm_now());
         if (w->left[i] == 0) finish_doc(w, i); /* failed, or nothing to run: answer now */
@@ -256,7 +262,7 @@ static void run_generate(worker *w)
         }
         w->ghead += cnt;
         dmn_stats_rows(srv->stats, w->live_rows);
-        int rc = eng_generate_stream(srv->ctx, w->gptr, cnt, &hooks);
+        int rc = eng_generate_stream(w->m->ctx, w->gptr, cnt, &hooks);
         if (rc < 0) { /* nothing ran, nothing was reported: fail the call's jobs */
             DMN_LOG(DMN_LOG_ERROR, "eng_generate(%d sequences): %s", cnt, eng_strerror(rc));
             for (int k = 0; k < cnt; k++) {
@@ -301,14 +307,14 @@ static void run_score(worker *w)
             in_tok += (uint64_t)w->lens[start + k];
         }
         if (nsc > 0) {
-            int rc = eng_score(srv->ctx, w->sreq, nsc);
+            int rc = eng_score(w->m->ctx, w->sreq, nsc);
             if (rc < 0)
                 DMN_LOG(DMN_LOG_ERROR, "eng_score(%d sequences): %s", nsc, eng_strerror(rc));
             for (int k = 0; k < nsc; k++)
                 w->gjobs[k]->score.status = rc < 0 ? rc : w->sreq[k].status;
         }
         if (ncl > 0) {
-            int rc = eng_classify(srv->ctx, w->creq, ncl);
+            int rc = eng_classify(w->m->ctx, w->creq, ncl);
             if (rc < 0)
                 DMN_LOG(DMN_LOG_ERROR, "eng_classify(%d sequences): %s", ncl, eng_strerror(rc));
             for (int k = 0; k < ncl; k++)
@@ -337,8 +343,9 @@ static void run_batch(worker *w, int n)
 
 void *dmn_worker_main(void *arg)
 {
-    dmn_server *srv = arg;
-    worker w = { .srv = srv };
+    dmn_model *m = arg;
+    dmn_server *srv = m->srv;
+    worker w = { .srv = srv, .m = m };
     w.max_items = srv->conf.batching.max_rows;
     w.cap_items = 4 * w.max_items;
     size_t ci = (size_t)w.cap_items;
@@ -362,12 +369,12 @@ void *dmn_worker_main(void *arg)
     for (;;) {
         dmn_item one;
         if (!ok) {
-            if (dmn_queue_take(srv->queue, &one, 1, 1 << 30, 0, 1, 0) == 0) break;
+            if (dmn_queue_take(m->queue, &one, 1, 1 << 30, 0, 1, 0) == 0) break;
             fail_doc(one.req, one.doc, DMN_DOC_INTERNAL, "worker out of memory");
             if (atomic_fetch_sub(&one.req->n_left, 1) == 1) hand_back(srv, one.req);
             continue;
         }
-        int n = dmn_queue_take(srv->queue, w.items, w.max_items,
+        int n = dmn_queue_take(m->queue, w.items, w.max_items,
                                srv->conf.batching.max_batch_tokens,
                                srv->conf.batching.max_wait_ms, last_n, w.replied_at);
         if (n == 0) break;   /* closed and drained: the daemon is stopping */
@@ -394,6 +401,6 @@ void *dmn_worker_main(void *arg)
     free(w.lens);
     free(w.rows);
     free(w.ends);
-    atomic_store(&srv->worker_running, 0);
+    atomic_store(&m->worker_running, 0);
     return NULL;
 }

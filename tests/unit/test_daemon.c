@@ -15,6 +15,7 @@
 #include "common/common.h"
 #include "daemon/dmn_conf.h"
 #include "daemon/dmn_log.h"
+#include "daemon/dmn_models.h"
 #include "daemon/dmn_req.h"
 #include "daemon/dmn_sched.h"
 #include "daemon/dmn_server.h"
@@ -1243,20 +1244,28 @@ static void run_worker_tokens(int max_rows, int max_batch_tokens, dmn_req **reqs
     srv->conf.batching.max_rows = max_rows;
     if (max_batch_tokens > 0) srv->conf.batching.max_batch_tokens = max_batch_tokens;
     srv->conf.batching.max_wait_ms = 0;
-    REQUIRE_MSG(dmn_server_load(srv, err, sizeof err) == 0, "%s", err);
+    /* One model of the registry (dmn_models.h): its context and queue, its worker. */
+    srv->tasks = task_conf_default();
+    dmn_model_conf mc = { .name = "tiny-flan" };
+    memcpy(mc.path, srv->conf.model_dir, sizeof mc.path);
+    REQUIRE(dmn_models_new(srv) == 0);
+    dmn_model *m = dmn_model_load(srv, &mc, err, sizeof err);
+    REQUIRE_MSG(m, "%s", err);
     srv->stats = dmn_stats_new(cm_now());
-    srv->queue = dmn_queue_new(64, 512);
     srv->zctx = zmq_ctx_new();
     srv->done_rx = zmq_socket(srv->zctx, ZMQ_PAIR);
     srv->done_tx = zmq_socket(srv->zctx, ZMQ_PAIR);
     REQUIRE(zmq_bind(srv->done_rx, "inproc://test-done") == 0);
     REQUIRE(zmq_connect(srv->done_tx, "inproc://test-done") == 0);
-    for (int i = 0; i < n; i++)
-        REQUIRE(reqs[i] && dmn_server_prepare(srv, reqs[i]) == 0 &&
-                dmn_queue_push(srv->queue, reqs[i], cm_now()) == 0);
-    dmn_queue_close(srv->queue);   /* the worker drains it without waiting, then ends */
+    for (int i = 0; i < n; i++) {
+        REQUIRE(reqs[i]);
+        reqs[i]->model = m;
+        REQUIRE(dmn_server_prepare(srv, reqs[i]) == 0 &&
+                dmn_queue_push(m->queue, reqs[i], cm_now()) == 0);
+    }
+    dmn_queue_close(m->queue);   /* the worker drains it without waiting, then ends */
     pthread_t th;
-    REQUIRE(pthread_create(&th, NULL, dmn_worker_main, srv) == 0);
+    REQUIRE(pthread_create(&th, NULL, dmn_worker_main, m) == 0);
     pthread_join(th, NULL);
     for (int i = 0; i < n; i++) {
         dmn_req *r = NULL;
@@ -1271,9 +1280,10 @@ static void run_worker_tokens(int max_rows, int max_batch_tokens, dmn_req **reqs
     zmq_close(srv->done_rx);
     zmq_close(srv->done_tx);
     zmq_ctx_term(srv->zctx);
-    dmn_queue_free((dmn_queue **)&srv->queue);
+    dmn_model_free(&m);
+    dmn_models_end(srv);
     dmn_stats_free((dmn_stats **)&srv->stats);
-    dmn_server_unload(srv);
+    task_conf_free(&srv->tasks);
 }
 
 static void run_worker(int max_rows, dmn_req **reqs, int n, dmn_stats_snap *snap)
@@ -1360,15 +1370,33 @@ TEST_TIMEOUT(daemon_worker_joins_documents_into_a_running_generation, 120)
     }
 }
 
-/* Health reports a dead worker: ok needs the worker running and no stop signal. */
-TEST(daemon_health_reports_a_dead_worker)
+/* Health reports a dead worker: ok needs a model serving, every serving model's worker
+ * running and no stop signal. */
+TEST_TIMEOUT(daemon_health_reports_a_dead_worker, 60)
 {
     static dmn_server srv;
-    atomic_store(&srv.worker_running, 1);
+    char err[512];
+    int rc = 0;
+    dmn_conf_defaults(&srv.conf);
+    srv.conf.path[0] = '\0';
+    srv.conf.n_models = 0;
+    srv.tasks = task_conf_default();
+    REQUIRE(dmn_conf_add_model(&srv.conf, "", th_data("models/tiny-flan"), "", 0, err,
+                               sizeof err) == 0);
+    CHECK(dmn_server_ok(&srv) == 0);   /* no model yet */
+    REQUIRE_MSG(dmn_models_begin(&srv, err, sizeof err) == 0, "%s", err);
+    for (int i = 0; i < 30000 && rc == 0; i++)
+        if ((rc = dmn_models_poll(&srv, err, sizeof err)) == 0) usleep(1000);
+    REQUIRE_MSG(rc == 1, "the model did not load: %s", err);
     CHECK(dmn_server_ok(&srv) == 1);
-    atomic_store(&srv.worker_running, 0);
-    CHECK(dmn_server_ok(&srv) == 0);
-    atomic_store(&srv.worker_running, 1);
+    CHECK(dmn_models_lost_worker(&srv) == NULL);
     srv.shutting_down = 1;
     CHECK(dmn_server_ok(&srv) == 0);
+    srv.shutting_down = 0;
+    dmn_models_close(&srv);   /* its worker drains the empty queue and returns */
+    for (int i = 0; i < 30000 && dmn_models_lost_worker(&srv) == NULL; i++) usleep(1000);
+    CHECK(dmn_models_lost_worker(&srv) != NULL);
+    CHECK(dmn_server_ok(&srv) == 0);
+    dmn_models_end(&srv);
+    task_conf_free(&srv.tasks);
 }
