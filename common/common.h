@@ -68,4 +68,50 @@ int cm_parse_ll(const char *s, long long lo, long long hi, long long *out);
 int cm_parse_double(const char *s, double *out);
 int cm_parse_float(const char *s, float *out);
 
+/* ---- JSON requests and results (common/cm_json.c, on cJSON) ----
+ * What `nlpc batch` and the daemon's JSON fronts (HTTP, the queue's json results) read and
+ * write alike. The request and result types are libnlpclient's plain C ones. */
+struct cJSON;
+struct nlpc_request;
+struct nlpc_result;
+
+/* Parses s[0..len) as one JSON object (the caller deletes it): valid UTF-8, no lone UTF-16
+ * surrogate escape, no key twice at any depth, nothing after it but white space. NULL
+ * with the reason in err; `what` names the text in it ("line", "body") and `at` how its
+ * 1-based positions count ("column", "byte"). */
+struct cJSON *cm_json_parse_object(const char *s, size_t len, const char *what,
+                                   const char *at, char *err, size_t errlen);
+
+/* The string member `key` of o; dflt when it is absent or null. Another type: NULL and
+ * `"key" must be a string` in err (which is left alone otherwise). */
+const char *cm_json_str(const struct cJSON *o, const char *key, const char *dflt, char *err,
+                        size_t errlen);
+
+/* Reads o's task fields into rq, for rq->task only (another task's keys are ignored, as
+ * nlpc ignores another task's options): "question" (qa), "to" and "from" (translate),
+ * "labels" (classify: an array of non-empty strings or one "a,b,c" string), and for every
+ * task "model" into *model ("" is NULL: no model named). An absent or null key leaves
+ * what rq and *model held (the command line's value, say). Labels go into
+ * labels[max_labels], pointing into o or into *buf (a split copy the caller frees).
+ * 0, or -1 with the reason in err. */
+int cm_json_task_fields(const struct cJSON *o, struct nlpc_request *rq, const char **model,
+                        const char **labels, int max_labels, char **buf, char *err,
+                        size_t errlen);
+
+/* The key of what rq's task needs and does not have ("to", "labels", "question"), or
+ * NULL when it is complete. */
+const char *cm_json_missing(const struct nlpc_request *rq);
+
+/* One document's result into o (a new object when o is NULL; NULL when out of memory),
+ * as `nlpc batch` prints it: "status", then "error" or the task's fields ("text" |
+ * "answer" | "labels", "score", ["hypotheses"]), "input_tokens", "output_tokens",
+ * "truncated". task is an nlpc_task. */
+struct cJSON *cm_json_result(struct cJSON *o, int task, const struct nlpc_result *r);
+
+/* ---- lists (command lines and JSON) ---- */
+
+/* Splits "a, b,c" in place at the commas into out[] (pointers into buf), spaces around
+ * each item trimmed. The count, or -1 when an item is empty or there are more than max. */
+int cm_split_list(char *buf, const char **out, int max);
+
 #endif

@@ -1,9 +1,9 @@
 /* The HTTP front's JSON (see dmn_json.h). Any thread: no state of its own.
  *
- * The result objects are the ones `nlpc batch` writes (clients/nlpc/json.c): the same
- * keys in the same order, so a line of `nlpc batch` output and an HTTP answer to the
- * same input read alike. That renderer lives in the nlpc program, not in a library the
- * daemon links, hence the second copy here; tests/scripts/http_api.sh compares the two. */
+ * A body is read and a result written by common/cm_json.c, as `nlpc batch` reads a line
+ * and writes its answer, so the two read alike (tests/scripts/http_api.sh compares them);
+ * what is the HTTP front's own (documents, LibreTranslate, top-level decoding options,
+ * the answer's shapes) is here. */
 #include "daemon/dmn_json.h"
 
 #include <math.h>
@@ -39,83 +39,6 @@ int dmn_json_http_status(int code)
     case DMN_SHUTTING_DOWN: return 503;
     default: return 500;
     }
-}
-
-/* A lone UTF-16 surrogate escape is not a character; cJSON refuses it without a reason.
- * Its byte offset, or -1. */
-static long lone_surrogate(const char *s, size_t len)
-{
-    int in_str = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '"') {
-            in_str = !in_str;
-            continue;
-        }
-        if (!in_str || s[i] != '\\') continue;
-        if (i + 1 < len && s[i + 1] != 'u') {
-            i++;
-            continue;
-        }
-        unsigned u = 0, v = 0;
-        if (i + 6 > len || sscanf(s + i + 2, "%4x", &u) != 1) return -1;   /* cJSON says */
-        if (u >= 0xDC00 && u <= 0xDFFF) return (long)i;
-        if (u >= 0xD800 && u <= 0xDBFF) {
-            if (i + 12 > len || s[i + 6] != '\\' || s[i + 7] != 'u' ||
-                sscanf(s + i + 8, "%4x", &v) != 1 || v < 0xDC00 || v > 0xDFFF)
-                return (long)i;
-            i += 6;
-        }
-        i += 5;
-    }
-    return -1;
-}
-
-static const char *duplicate_key(const cJSON *o)
-{
-    for (const cJSON *a = o ? o->child : NULL; a; a = a->next) {
-        if (cJSON_IsObject(o))
-            for (const cJSON *b = a->next; b; b = b->next)
-                if (a->string && b->string && !strcmp(a->string, b->string)) return a->string;
-        if (cJSON_IsObject(a) || cJSON_IsArray(a)) {
-            const char *d = duplicate_key(a);
-            if (d) return d;
-        }
-    }
-    return NULL;
-}
-
-static cJSON *parse_object(const char *body, size_t len, char *err, size_t errlen)
-{
-    size_t bad;
-    if (!cm_utf8_valid(body, len, &bad)) {
-        snprintf(err, errlen, "the body is not valid UTF-8 (byte %zu)", bad + 1);
-        return NULL;
-    }
-    long ls = lone_surrogate(body, len);
-    if (ls >= 0) {
-        cm_fmt(err, errlen, "a lone UTF-16 surrogate %.6s at byte %ld is not a character",
-               body + ls, ls + 1);
-        return NULL;
-    }
-    const char *end = NULL;
-    cJSON *o = cJSON_ParseWithLengthOpts(body, len, &end, 0);
-    if (!o) {
-        const char *at = cJSON_GetErrorPtr();
-        long col = at && at >= body && at <= body + len ? (long)(at - body) + 1 : 0;
-        snprintf(err, errlen, "the body is not valid JSON (byte %ld)", col);
-        return NULL;
-    }
-    size_t k = end ? (size_t)(end - body) : len;
-    while (k < len && strchr(" \t\r\n", body[k])) k++;
-    const char *dup = cJSON_IsObject(o) ? duplicate_key(o) : NULL;
-    if (k < len) snprintf(err, errlen, "text after the JSON object at byte %zu", k + 1);
-    else if (!cJSON_IsObject(o)) snprintf(err, errlen, "the body is not a JSON object");
-    else if (dup) cm_fmt(err, errlen, "the key \"%.64s\" appears twice", dup);
-    if (k < len || !cJSON_IsObject(o) || dup) {
-        cJSON_Delete(o);
-        return NULL;
-    }
-    return o;
 }
 
 /* The member `key` if it is a string (NULL when absent or null); *bad when another type. */
@@ -156,44 +79,25 @@ static int get_bool(const cJSON *o, const char *key, int *out, char *err, size_t
     return 0;
 }
 
-/* An array of strings (or, for "labels", one "a,b,c" string) into docs[] (pointers into
- * o; split copies in *buf). Returns the count, or -1 with the reason. */
-static int get_strings(const cJSON *v, const char *key, int allow_csv, const char ***out,
-                       char **buf, char *err, size_t errlen)
+/* An array of strings ("documents", LibreTranslate's "q") into *out (pointers into v; the
+ * array is the caller's to free). Returns the count, or -1 with the reason. */
+static int get_strings(const cJSON *v, const char *key, const char ***out, char *err,
+                       size_t errlen)
 {
     int n = 0, cap = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
-    if (allow_csv && cJSON_IsString(v)) {
-        *buf = strdup(v->valuestring);
-        cap = 1;
-        for (const char *p = v->valuestring; *p; p++) cap += *p == ',';
-    }
-    if (cap > JSON_MAX_LABELS * 64) cap = JSON_MAX_LABELS * 64;
     const char **a = cap ? calloc((size_t)cap, sizeof *a) : NULL;
+    const cJSON *e;
     if (cap && !a) goto fail;
-    if (*buf) {
-        for (char *p = *buf, *q; p && n < cap; p = q) {
-            q = strchr(p, ',');
-            if (q) *q++ = 0;
-            a[n++] = p;
-        }
-    } else if (cJSON_IsArray(v)) {
-        const cJSON *e;
-        cJSON_ArrayForEach(e, v) {
-            if (!cJSON_IsString(e) || n == cap) goto fail;
-            a[n++] = e->valuestring;
-        }
-    } else {
-        goto fail;
+    cJSON_ArrayForEach(e, v) {
+        if (!cJSON_IsString(e) || n == cap) goto fail;
+        a[n++] = e->valuestring;
     }
-    for (int i = 0; i < n; i++)
-        if (!strcmp(key, "labels") && !*a[i]) goto fail;
     if (n == 0) goto fail;
     *out = a;
     return n;
 fail:
     free(a);
-    snprintf(err, errlen, "\"%s\" must be a non-empty array of %sstrings%s", key,
-             strcmp(key, "labels") ? "" : "non-empty ", allow_csv ? " or \"a,b,c\"" : "");
+    snprintf(err, errlen, "\"%s\" must be a non-empty array of strings", key);
     return -1;
 }
 
@@ -246,8 +150,8 @@ int dmn_json_parse(nlpc_task task, int libre, const char *body, size_t len, uint
 {
     memset(out, 0, sizeof *out);
     out->task = task;
-    cJSON *o = parse_object(body, len, err, errlen);
-    const char **docs = NULL, **labels = NULL;
+    cJSON *o = cm_json_parse_object(body, len, "body", "byte", err, errlen);
+    const char **docs = NULL, *labels[JSON_MAX_LABELS], *model = NULL;
     char *labels_buf = NULL;
     int code = DMN_INVALID_ARGUMENT, bad = 0;
     const char *which = NULL;
@@ -261,6 +165,7 @@ int dmn_json_parse(nlpc_task task, int libre, const char *body, size_t len, uint
         const char *target = get_str(o, "target", &bad, &which);
         const char *format = get_str(o, "format", &bad, &which);
         const char *key = get_str(o, "api_key", &bad, &which);
+        model = get_str(o, "model", &bad, &which);
         if (bad) {
             snprintf(err, errlen, "\"%s\" must be a string", which);
             goto out;
@@ -284,7 +189,7 @@ int dmn_json_parse(nlpc_task task, int libre, const char *body, size_t len, uint
             if (!(docs = malloc(sizeof *docs))) goto nomem;
             docs[0] = q->valuestring;
             rq.n_docs = 1;
-        } else if ((rq.n_docs = get_strings(q, "q", 0, &docs, &labels_buf, err, errlen)) < 0) {
+        } else if ((rq.n_docs = get_strings(q, "q", &docs, err, errlen)) < 0) {
             goto out;
         }
         rq.target_lang = target;
@@ -309,35 +214,18 @@ int dmn_json_parse(nlpc_task task, int libre, const char *body, size_t len, uint
             rq.n_docs = 1;
         } else if (dj) {
             out->shape = DMN_JSON_MANY;
-            char *none = NULL;
-            rq.n_docs = get_strings(dj, "documents", 0, &docs, &none, err, errlen);
+            rq.n_docs = get_strings(dj, "documents", &docs, err, errlen);
             if (rq.n_docs < 0) goto out;
         } else {
             snprintf(err, errlen, "the body needs a string \"text\" (or \"documents\": an "
                      "array of strings)");
             goto out;
         }
-        /* Only the task's own fields are read, as on an nlpc batch line. */
-        if (task == NLPC_TASK_QA) rq.question = get_str(o, "question", &bad, &which);
-        if (task == NLPC_TASK_TRANSLATE) {
-            rq.target_lang = get_str(o, "to", &bad, &which);
-            rq.source_lang = get_str(o, "from", &bad, &which);
-        }
-        if (bad) {
-            snprintf(err, errlen, "\"%s\" must be a string", which);
+        /* The task's own fields and "model", as on an nlpc batch line (common/cm_json.c). */
+        if (cm_json_task_fields(o, &rq, &model, labels, JSON_MAX_LABELS, &labels_buf, err,
+                                errlen) < 0)
             goto out;
-        }
-        const cJSON *lj = task == NLPC_TASK_CLASSIFY
-                              ? cJSON_GetObjectItemCaseSensitive(o, "labels") : NULL;
-        if (lj && !cJSON_IsNull(lj)) {
-            rq.n_labels = get_strings(lj, "labels", 1, &labels, &labels_buf, err, errlen);
-            if (rq.n_labels < 0) goto out;
-            rq.labels = labels;
-        }
-        const char *need = task == NLPC_TASK_TRANSLATE && !rq.target_lang ? "to"
-                         : task == NLPC_TASK_CLASSIFY && !rq.n_labels     ? "labels"
-                         : task == NLPC_TASK_QA && !rq.question           ? "question"
-                                                                          : NULL;
+        const char *need = cm_json_missing(&rq);
         if (need) {
             snprintf(err, errlen, "%s needs a \"%s\"", nlpc_task_name(task), need);
             goto out;
@@ -345,7 +233,7 @@ int dmn_json_parse(nlpc_task task, int libre, const char *body, size_t len, uint
         if (parse_options(o, &rq, err, errlen) < 0) goto out;
     }
     rq.docs = docs;
-    int rc = nlpc_request_pack(&rq, id, &out->pb, &out->pb_len, err, errlen);
+    int rc = nlpc_request_pack_model(&rq, model, id, &out->pb, &out->pb_len, err, errlen);
     if (rc == NLPC_ENOMEM) goto nomem;
     if (rc == 0) code = DMN_OK;
     goto out;
@@ -354,53 +242,12 @@ nomem:
     code = DMN_INTERNAL;
 out:
     free(docs);
-    free(labels);
     free(labels_buf);
     cJSON_Delete(o);
     return code;
 }
 
 /* ---- rendering ---- */
-
-static int is_generation(int t)
-{
-    return t == NLPC_TASK_SUMMARIZE || t == NLPC_TASK_TRANSLATE || t == NLPC_TASK_TEXT2TEXT;
-}
-
-cJSON *dmn_json_result(cJSON *o, int task, const nlpc_result *r)
-{
-    cJSON_AddStringToObject(o, "status", nlpc_code_name(r->code));
-    if (r->code != NLPC_OK) {
-        cJSON_AddStringToObject(o, "error", r->message);
-        return o;
-    }
-    if (is_generation(task)) cJSON_AddStringToObject(o, "text", r->text);
-    if (task == NLPC_TASK_QA) cJSON_AddStringToObject(o, "answer", r->answer);
-    if (task == NLPC_TASK_CLASSIFY) {
-        cJSON *arr = cJSON_AddArrayToObject(o, "labels");
-        for (int i = 0; arr && i < r->n_labels; i++) {
-            cJSON *l = cJSON_CreateObject();
-            cJSON_AddStringToObject(l, "label", r->labels[i].label);
-            cJSON_AddNumberToObject(l, "score", r->labels[i].score);
-            cJSON_AddItemToArray(arr, l);
-        }
-    } else {
-        cJSON_AddNumberToObject(o, "score", r->score);
-    }
-    if (r->n_hyps) {
-        cJSON *arr = cJSON_AddArrayToObject(o, "hypotheses");
-        for (int i = 0; arr && i < r->n_hyps; i++) {
-            cJSON *h = cJSON_CreateObject();
-            cJSON_AddStringToObject(h, "text", r->hyps[i].text);
-            cJSON_AddNumberToObject(h, "score", r->hyps[i].score);
-            cJSON_AddItemToArray(arr, h);
-        }
-    }
-    cJSON_AddNumberToObject(o, "input_tokens", r->input_tokens);
-    cJSON_AddNumberToObject(o, "output_tokens", r->output_tokens);
-    cJSON_AddBoolToObject(o, "truncated", r->truncated);
-    return o;
-}
 
 static int is_libre(const dmn_json_req *rq)
 {
@@ -462,14 +309,14 @@ char *dmn_json_render(const dmn_json_req *rq, const void *frame, size_t len, int
     cJSON *o = new_object(rq);
     if (!o) goto out;
     if (rq->shape == DMN_JSON_ONE && one) {
-        dmn_json_result(o, rq->task, one);
+        cm_json_result(o, rq->task, one);
     } else {
         cJSON_AddStringToObject(o, "status", nlpc_code_name(r->code));
         if (r->code != NLPC_OK) cJSON_AddStringToObject(o, "error", r->message);
         cJSON *arr = cJSON_AddArrayToObject(o, "results");
         for (int i = 0; arr && i < r->n_results; i++) {
             cJSON *e = cJSON_CreateObject();
-            if (e) cJSON_AddItemToArray(arr, dmn_json_result(e, rq->task, &r->results[i]));
+            if (e) cJSON_AddItemToArray(arr, cm_json_result(e, rq->task, &r->results[i]));
         }
         cJSON *t = cJSON_AddObjectToObject(o, "timings");
         cJSON_AddNumberToObject(t, "queue_ms", r->queue_ms);

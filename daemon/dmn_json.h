@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "clients/libnlpclient/nlpclient.h"
+#include "common/common.h"
 
 /* How a body was asked and how its answer is shaped. */
 typedef enum dmn_json_shape {
@@ -53,8 +54,11 @@ char *dmn_json_error(const dmn_json_req *rq, int code, const char *msg);
 
 /* The HTTP status for an nlp.v1 status code: 200, 400, 404, 413, 429, 500, 503, 504. */
 int dmn_json_http_status(int code);
-/* One document's result into o, as `nlpc batch` prints it (clients/nlpc/json.c's
- * nlpc_json_result, key for key): the HTTP answers and the queue's json results. */
-cJSON *dmn_json_result(cJSON *o, int task, const nlpc_result *r);
+/* One document's result into o, as `nlpc batch` prints it: common/cm_json.c's renderer,
+ * under the name the queue's json results (dmn_redis.c) call it by. */
+static inline cJSON *dmn_json_result(cJSON *o, int task, const nlpc_result *r)
+{
+    return cm_json_result(o, task, r);
+}
 
 #endif

@@ -317,6 +317,12 @@ static int pack_fail(char *err, size_t errlen, int code, const char *fmt, ...)
 int nlpc_request_pack(const nlpc_request *rq, uint64_t id, uint8_t **buf, size_t *len,
                       char *err, size_t errlen)
 {
+    return nlpc_request_pack_model(rq, NULL, id, buf, len, err, errlen);
+}
+
+int nlpc_request_pack_model(const nlpc_request *rq, const char *model, uint64_t id,
+                            uint8_t **buf, size_t *len, char *err, size_t errlen)
+{
     if (!rq || !buf || !len) return pack_fail(err, errlen, NLPC_EINVAL, "NULL argument");
     Nlp__V1__Request r = NLP__V1__REQUEST__INIT;
     Nlp__V1__Summarize sum = NLP__V1__SUMMARIZE__INIT;
@@ -436,6 +442,7 @@ int nlpc_request_pack(const nlpc_request *rq, uint64_t id, uint8_t **buf, size_t
         r.has_priority = 1;
         r.priority = rq->priority;
     }
+    if (model && *model) r.model = (char *)model;
 
     *len = nlp__v1__request__get_packed_size(&r);
     *buf = malloc(*len ? *len : 1);
@@ -446,11 +453,16 @@ int nlpc_request_pack(const nlpc_request *rq, uint64_t id, uint8_t **buf, size_t
 
 int64_t nlpc_send(nlpc_client *c, const nlpc_request *rq)
 {
+    return nlpc_send_model(c, rq, NULL);
+}
+
+int64_t nlpc_send_model(nlpc_client *c, const nlpc_request *rq, const char *model)
+{
     if (!c || !rq) return NLPC_EINVAL;
     uint64_t id = c->next_id;
     uint8_t *buf = NULL;
     size_t len = 0;
-    int rc = nlpc_request_pack(rq, id, &buf, &len, c->err, sizeof c->err);
+    int rc = nlpc_request_pack_model(rq, model, id, &buf, &len, c->err, sizeof c->err);
     if (rc < 0) return rc;
     if (c->max_message && len > c->max_message) {
         free(buf);
@@ -555,6 +567,27 @@ static nlpc_response *convert(Nlp__V1__Response *pb)
         r->health.n_tasks = (int)h->n_tasks;
         r->health.languages = (const char *const *)h->languages;
         r->health.n_languages = (int)h->n_languages;
+        r->loading = h->loading;
+        if (h->n_models) {
+            nlpc_model_info *m = calloc(h->n_models, sizeof *m);
+            if (!m) goto fail;
+            for (size_t k = 0; k < h->n_models; k++) {
+                const Nlp__V1__ModelInfo *p = h->models[k];
+                m[k].name = str_or_empty(p->name);
+                m[k].path = str_or_empty(p->path);
+                m[k].model_type = str_or_empty(p->model_type);
+                m[k].weights = str_or_empty(p->weights);
+                m[k].tasks = (const char *const *)p->tasks;
+                m[k].n_tasks = (int)p->n_tasks;
+                m[k].languages = (const char *const *)p->languages;
+                m[k].n_languages = (int)p->n_languages;
+                m[k].resident_bytes = p->resident_bytes;
+                m[k].requests = p->requests;
+                m[k].state = str_or_empty(p->state);
+            }
+            r->models = m;
+            r->n_models = (int)h->n_models;
+        }
     }
     if (pb->stats) {
         const Nlp__V1__Stats *s = pb->stats;
@@ -605,6 +638,7 @@ void nlpc_response_free(nlpc_response **rp)
     }
     free((void *)r->results);
     free((void *)r->stats.responses);
+    free((void *)r->models);
     if (r->priv) nlp__v1__response__free_unpacked(r->priv, NULL);
     free(r);
     *rp = NULL;
@@ -689,9 +723,15 @@ int nlpc_recv(nlpc_client *c, int timeout_ms, nlpc_response **out)
 
 int nlpc_call(nlpc_client *c, const nlpc_request *rq, int timeout_ms, nlpc_response **out)
 {
+    return nlpc_call_model(c, rq, NULL, timeout_ms, out);
+}
+
+int nlpc_call_model(nlpc_client *c, const nlpc_request *rq, const char *model, int timeout_ms,
+                    nlpc_response **out)
+{
     if (!c || !out) return NLPC_EINVAL;
     *out = NULL;
-    int64_t id = nlpc_send(c, rq);
+    int64_t id = nlpc_send_model(c, rq, model);
     if (id < 0) return (int)id;
     int64_t end = now_ms() + timeout_ms;
     for (;;) {

@@ -165,6 +165,21 @@ typedef struct nlpc_stats {
     nlpc_queue_stats queue;
 } nlpc_stats;
 
+/* One model the daemon serves (Health.models; `nlpc models`). Strings are never NULL. */
+typedef struct nlpc_model_info {
+    const char *name;          /* what a request names it by (nlpc_send_model) */
+    const char *path;          /* its checkpoint directory */
+    const char *model_type;    /* family: "t5", "bart", "marian", ... */
+    const char *weights;       /* how its weights are held: "f32", "bf16", "f16", "int8" */
+    const char *const *tasks;  /* the tasks it serves */
+    int n_tasks;
+    const char *const *languages;  /* translate: the language codes it takes */
+    int n_languages;
+    uint64_t resident_bytes;   /* weight memory it keeps resident */
+    uint64_t requests;         /* documents it has served */
+    const char *state;         /* "loading", "serving", "draining" */
+} nlpc_model_info;
+
 /* A reply. Owned by the caller; free with nlpc_response_free(). */
 typedef struct nlpc_response {
     uint64_t id;
@@ -178,6 +193,11 @@ typedef struct nlpc_response {
     int has_stats;
     nlpc_stats stats;
     void *priv;                  /* the decoded frame the strings point into */
+    /* Health of a daemon with a model registry (since 0.2). Appended, not in nlpc_health:
+     * the library allocates responses, so programs built before keep their offsets. */
+    int loading;                 /* a model is still loading (health.ok is 0 until one serves) */
+    int n_models;
+    const nlpc_model_info *models;   /* every model the daemon serves, in its config's order */
 } nlpc_response;
 
 /* Connects a DEALER socket to `endpoint` (several may be given, separated by commas: the
@@ -246,6 +266,14 @@ int nlpc_call(nlpc_client *c, const nlpc_request *rq, int timeout_ms, nlpc_respo
 
 void nlpc_response_free(nlpc_response **r);
 
+/* The same, for one model by name (Request.model; `nlpc models` lists the names): a
+ * daemon without it answers NLPC_UNKNOWN_MODEL. model NULL or "": the daemon picks by
+ * task and language pair, as the calls above do. A function of its own, not a field of
+ * nlpc_request: programs built against the smaller struct keep working (since 0.2). */
+int64_t nlpc_send_model(nlpc_client *c, const nlpc_request *rq, const char *model);
+int nlpc_call_model(nlpc_client *c, const nlpc_request *rq, const char *model, int timeout_ms,
+                    nlpc_response **out);
+
 /* The wire format without the DEALER socket, for other transports (the daemon's
  * PUSH/PULL pipeline, files, queues). nlpc_request_pack() writes the packed Request with
  * `id` into a malloc'd buffer (*buf, *len; the caller frees): 0 or NLPC_EINVAL (with
@@ -254,6 +282,9 @@ void nlpc_response_free(nlpc_response **r);
 int nlpc_request_pack(const nlpc_request *rq, uint64_t id, uint8_t **buf, size_t *len,
                       char *err, size_t errlen);
 int nlpc_response_decode(const void *frame, size_t len, nlpc_response **out);
+/* nlpc_request_pack() with Request.model set (NULL or "": none). */
+int nlpc_request_pack_model(const nlpc_request *rq, const char *model, uint64_t id,
+                            uint8_t **buf, size_t *len, char *err, size_t errlen);
 
 const char *nlpc_version(void);              /* NLPC_VERSION of the library linked */
 const char *nlpc_strerror(int err);          /* NLPC_E* */

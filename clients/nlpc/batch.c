@@ -157,132 +157,29 @@ static void write_done(batch *b)
 
 /* ---- input lines ---- */
 
-/* A lone UTF-16 surrogate escape (\ud800 not followed by a low one, or a low one alone)
- * is not a character: cJSON refuses it with no reason, so find it to say so. Returns its
- * byte offset, or -1. */
-static long lone_surrogate(const char *s, size_t len)
+/* What a task needs that a line may carry instead of the command line: the line's key,
+ * and the option in *opt. */
+static const char *required_field(const nlpc_request *rq, const char **opt)
 {
-    int in_str = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '"') {
-            in_str = !in_str;
-            continue;
-        }
-        if (!in_str || s[i] != '\\') continue;
-        if (i + 1 < len && s[i + 1] != 'u') {
-            i++;
-            continue;
-        }
-        unsigned u = 0, v = 0;
-        if (i + 6 > len || sscanf(s + i + 2, "%4x", &u) != 1) return -1;   /* cJSON says */
-        if (u >= 0xDC00 && u <= 0xDFFF) return (long)i;
-        if (u >= 0xD800 && u <= 0xDBFF) {
-            if (i + 12 > len || s[i + 6] != '\\' || s[i + 7] != 'u' ||
-                sscanf(s + i + 8, "%4x", &v) != 1 || v < 0xDC00 || v > 0xDFFF)
-                return (long)i;
-            i += 6;
-        }
-        i += 5;
-    }
-    return -1;
-}
-
-/* The first key that appears twice in an object, at any depth; NULL if none. */
-static const char *duplicate_key(const cJSON *o)
-{
-    for (const cJSON *a = o ? o->child : NULL; a; a = a->next) {
-        if (cJSON_IsObject(o))
-            for (const cJSON *b = a->next; b; b = b->next)
-                if (a->string && b->string && !strcmp(a->string, b->string)) return a->string;
-        if (cJSON_IsObject(a) || cJSON_IsArray(a)) {
-            const char *d = duplicate_key(a);
-            if (d) return d;
-        }
-    }
-    return NULL;
-}
-
-/* Parses one input line into *out (a JSON object), or says what is wrong with it. */
-static int parse_line(const char *line, size_t len, cJSON **out, char *msg, size_t mlen)
-{
-    *out = NULL;
-    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
-    size_t bad;
-    if (!cm_utf8_valid(line, len, &bad)) {
-        snprintf(msg, mlen, "the line is not valid UTF-8 (byte %zu)", bad + 1);
-        return -1;
-    }
-    long ls = lone_surrogate(line, len);
-    if (ls >= 0) {
-        cm_fmt(msg, mlen, "a lone UTF-16 surrogate %.6s at column %ld is not a character",
-               line + ls, ls + 1);
-        return -1;
-    }
-    const char *end = NULL;
-    cJSON *o = cJSON_ParseWithLengthOpts(line, len, &end, 0);
-    if (!o) {
-        const char *at = cJSON_GetErrorPtr();
-        long col = at && at >= line && at <= line + len ? (long)(at - line) + 1 : 0;
-        snprintf(msg, mlen, "the line is not valid JSON (column %ld)", col);
-        return -1;
-    }
-    size_t used = end ? (size_t)(end - line) : len;
-    size_t k = used;
-    while (k < len && strchr(" \t\r\n", line[k])) k++;
-    if (k < len) {
-        cJSON_Delete(o);
-        snprintf(msg, mlen, "text after the JSON object at column %zu", k + 1);
-        return -1;
-    }
-    if (!cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        snprintf(msg, mlen, "the line is not a JSON object");
-        return -1;
-    }
-    const char *dup = duplicate_key(o);
-    if (dup) {
-        cm_fmt(msg, mlen, "the key \"%.64s\" appears twice", dup);
-        cJSON_Delete(o);
-        return -1;
-    }
-    *out = o;
-    return 0;
-}
-
-static const char *str_field(const cJSON *in, const char *key, const char *dflt, int *bad)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(in, key);
-    if (!v || cJSON_IsNull(v)) return dflt;
-    if (!cJSON_IsString(v)) {
-        *bad = 1;
-        return NULL;
-    }
-    return v->valuestring;
-}
-
-/* What a task needs that a line may carry instead of the command line. */
-static const char *required_field(nlpc_task t, const nlpc_request *rq, const char **opt)
-{
-    *opt = NULL;
-    if (t == NLPC_TASK_TRANSLATE && !rq->target_lang) *opt = "--to LANG";
-    if (t == NLPC_TASK_CLASSIFY && !rq->n_labels) *opt = "--labels a,b,c";
-    if (t == NLPC_TASK_QA && !rq->question) *opt = "--question Q";
-    if (!*opt) return NULL;
-    return t == NLPC_TASK_TRANSLATE ? "to" : t == NLPC_TASK_CLASSIFY ? "labels" : "question";
+    const char *key = cm_json_missing(rq);
+    *opt = !key ? NULL : !strcmp(key, "to") ? "--to LANG"
+           : !strcmp(key, "labels") ? "--labels a,b,c" : "--question Q";
+    return key;
 }
 
 /* Builds the line's request from the command-line options and the line's overrides
- * (only those of the task: others are ignored) into *rq. 0, or -1 with the line
- * answered with the reason. *doc, labels and labels_buf back rq's pointers. */
-static int line_request(batch *b, slot *s, nlpc_request *rq, const char **doc,
-                        const char **labels, char **labels_buf)
+ * (common/cm_json.c: only those of the task, others are ignored; "model" for every task)
+ * into *rq and *model. 0, or -1 with the line answered with the reason. *doc, labels and
+ * labels_buf back rq's pointers. */
+static int line_request(batch *b, slot *s, nlpc_request *rq, const char **model,
+                        const char **doc, const char **labels, char **labels_buf)
 {
     *rq = b->cli->rq;
+    *model = b->cli->model;
     nlpc_task t = rq->task;
-    char msg[320];
-    int bad = 0;
-    const char *text = *doc = str_field(s->in, "text", NULL, &bad);
-    if (bad || !text) {
+    char msg[320] = "";
+    const char *text = *doc = cm_json_str(s->in, "text", NULL, msg, sizeof msg);
+    if (!text) {
         finish_error(b, s, "INVALID_ARGUMENT", "the line needs a string \"text\"");
         return -1;
     }
@@ -292,44 +189,12 @@ static int line_request(batch *b, slot *s, nlpc_request *rq, const char **doc,
     }
     rq->docs = doc;
     rq->n_docs = 1;
-    if (t == NLPC_TASK_QA) rq->question = str_field(s->in, "question", rq->question, &bad);
-    if (t == NLPC_TASK_TRANSLATE) {
-        rq->target_lang = str_field(s->in, "to", rq->target_lang, &bad);
-        rq->source_lang = str_field(s->in, "from", rq->source_lang, &bad);
-    }
-    if (bad) {
-        snprintf(msg, sizeof msg, "%s must be a string",
-                 t == NLPC_TASK_QA ? "\"question\"" : "\"to\" and \"from\"");
+    if (cm_json_task_fields(s->in, rq, model, labels, NLPC_MAX_LABELS, labels_buf, msg,
+                            sizeof msg) < 0) {
         finish_error(b, s, "INVALID_ARGUMENT", msg);
         return -1;
     }
-    const cJSON *lj = t == NLPC_TASK_CLASSIFY ? cJSON_GetObjectItemCaseSensitive(s->in, "labels")
-                                              : NULL;
-    if (lj && !cJSON_IsNull(lj)) {
-        int n = -1;
-        if (cJSON_IsString(lj)) {
-            *labels_buf = strdup(lj->valuestring);
-            if (*labels_buf) n = nlpc_cli_split_labels(*labels_buf, labels, NLPC_MAX_LABELS);
-        } else if (cJSON_IsArray(lj)) {
-            const cJSON *e;
-            n = 0;
-            cJSON_ArrayForEach(e, lj) {
-                if (!cJSON_IsString(e) || !*e->valuestring || n == NLPC_MAX_LABELS) {
-                    n = -1;
-                    break;
-                }
-                labels[n++] = e->valuestring;
-            }
-        }
-        if (n < 1) {
-            finish_error(b, s, "INVALID_ARGUMENT",
-                         "\"labels\" must be a non-empty array of strings or \"a,b,c\"");
-            return -1;
-        }
-        rq->labels = labels;
-        rq->n_labels = n;
-    }
-    const char *opt, *field = required_field(t, rq, &opt);
+    const char *opt, *field = required_field(rq, &opt);
     if (field) {
         snprintf(msg, sizeof msg, "%s needs %s or a \"%s\" on the line", nlpc_task_name(t),
                  opt, field);
@@ -361,13 +226,13 @@ static void mark_unreachable(batch *b, int64_t since)
 static void send_slot(batch *b, slot *s, long seq)
 {
     nlpc_request rq;
-    const char *doc, *labels[NLPC_MAX_LABELS];
+    const char *doc, *model, *labels[NLPC_MAX_LABELS];
     char *labels_buf = NULL;
-    if (line_request(b, s, &rq, &doc, labels, &labels_buf) < 0) {
+    if (line_request(b, s, &rq, &model, &doc, labels, &labels_buf) < 0) {
         free(labels_buf);
         return;
     }
-    int64_t id = nlpc_send(b->c, &rq);
+    int64_t id = nlpc_send_model(b->c, &rq, model);
     free(labels_buf);
     int64_t now = cm_now_ms();
     if (id > 0) {
@@ -454,7 +319,7 @@ static int resume_check(batch *b, const char *line, size_t len)
     free(o);
     cJSON *in;
     char msg[320];
-    parse_line(line, len, &in, msg, sizeof msg);   /* as the run read it: NULL if refused */
+    nlpc_cli_parse_line(line, len, &in, msg, sizeof msg);   /* as the run read it: NULL if refused */
     const cJSON *want = cJSON_GetObjectItemCaseSensitive(in, "id");
     const cJSON *got = cJSON_GetObjectItemCaseSensitive(oj, want ? "id" : "line");
     int ok = want ? got && cJSON_Compare(want, got, 1)
@@ -532,13 +397,13 @@ static void read_lines(batch *b, char **line, size_t *cap)
         memset(s, 0, sizeof *s);
         s->lineno = b->lineno;
         char msg[320];
-        if (parse_line(*line, (size_t)n, &s->in, msg, sizeof msg) < 0) {
+        if (nlpc_cli_parse_line(*line, (size_t)n, &s->in, msg, sizeof msg) < 0) {
             finish_error(b, s, "INVALID_ARGUMENT", msg);
             continue;
         }
         /* A task option missing from the command line and from the first line is
          * missing from the run: say so before anything is sent. */
-        const char *opt, *field = required_field(b->cli->rq.task, &b->cli->rq, &opt);
+        const char *opt, *field = required_field(&b->cli->rq, &opt);
         if (seq == 0 && field && !cJSON_GetObjectItemCaseSensitive(s->in, field)) {
             snprintf(b->usage, sizeof b->usage, "batch --task %s needs %s (or a \"%s\" on "
                      "every line; line %ld has none)", nlpc_task_name(b->cli->rq.task),
@@ -650,7 +515,7 @@ static void on_reply(batch *b, nlpc_response *r)
         return;
     }
     cJSON *o = out_object(s);
-    if (o) nlpc_json_result(o, b->cli->rq.task, res);
+    if (o) cm_json_result(o, b->cli->rq.task, res);
     finish(b, s, o, res->code == NLPC_OK);
 }
 
@@ -747,7 +612,9 @@ static void summary(batch *b)
 
 int nlpc_cli_parse_line(const char *line, size_t len, cJSON **out, char *msg, size_t mlen)
 {
-    return parse_line(line, len, out, msg, mlen);
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
+    *out = cm_json_parse_object(line, len, "line", "column", msg, mlen);
+    return *out ? 0 : -1;
 }
 
 int nlpc_cli_batch(nlpc_cli *cli)

@@ -1,50 +1,10 @@
-/* nlpc: JSON renderings of results and responses (cJSON). The field names match the
- * wire schema's (Result, Health, Stats), so `nlpc --json` reads like the proto. */
+/* nlpc: JSON renderings of responses (cJSON). The field names match the wire schema's
+ * (Result, Health, Stats), so `nlpc --json` reads like the proto. One document's result
+ * is common/cm_json.c's, which the daemon's JSON fronts print too. */
 #include <stdio.h>
 
 #include "clients/nlpc/nlpc_cli.h"
-
-static int is_generation(nlpc_task t)
-{
-    return t == NLPC_TASK_SUMMARIZE || t == NLPC_TASK_TRANSLATE || t == NLPC_TASK_TEXT2TEXT;
-}
-
-cJSON *nlpc_json_result(cJSON *o, nlpc_task task, const nlpc_result *r)
-{
-    if (!o) o = cJSON_CreateObject();
-    if (!o) return NULL;
-    cJSON_AddStringToObject(o, "status", nlpc_code_name(r->code));
-    if (r->code != NLPC_OK) {
-        cJSON_AddStringToObject(o, "error", r->message);
-        return o;
-    }
-    if (is_generation(task)) cJSON_AddStringToObject(o, "text", r->text);
-    if (task == NLPC_TASK_QA) cJSON_AddStringToObject(o, "answer", r->answer);
-    if (task == NLPC_TASK_CLASSIFY) {
-        cJSON *arr = cJSON_AddArrayToObject(o, "labels");
-        for (int i = 0; arr && i < r->n_labels; i++) {
-            cJSON *l = cJSON_CreateObject();
-            cJSON_AddStringToObject(l, "label", r->labels[i].label);
-            cJSON_AddNumberToObject(l, "score", r->labels[i].score);
-            cJSON_AddItemToArray(arr, l);
-        }
-    } else {
-        cJSON_AddNumberToObject(o, "score", r->score);
-    }
-    if (r->n_hyps) {
-        cJSON *arr = cJSON_AddArrayToObject(o, "hypotheses");
-        for (int i = 0; arr && i < r->n_hyps; i++) {
-            cJSON *h = cJSON_CreateObject();
-            cJSON_AddStringToObject(h, "text", r->hyps[i].text);
-            cJSON_AddNumberToObject(h, "score", r->hyps[i].score);
-            cJSON_AddItemToArray(arr, h);
-        }
-    }
-    cJSON_AddNumberToObject(o, "input_tokens", r->input_tokens);
-    cJSON_AddNumberToObject(o, "output_tokens", r->output_tokens);
-    cJSON_AddBoolToObject(o, "truncated", r->truncated);
-    return o;
-}
+#include "common/common.h"
 
 static void add_u64(cJSON *o, const char *k, uint64_t v)
 {
@@ -66,6 +26,29 @@ static void add_queue(cJSON *o, const nlpc_queue_stats *q)
     add_u64(j, "reconnects", q->reconnects);
 }
 
+static void add_strings(cJSON *o, const char *k, const char *const *v, int n)
+{
+    cJSON *a = cJSON_AddArrayToObject(o, k);
+    for (int i = 0; a && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateString(v[i]));
+}
+
+/* One of Health.models, keys in ModelInfo's order. */
+static cJSON *model_json(const nlpc_model_info *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "name", m->name);
+    cJSON_AddStringToObject(o, "path", m->path);
+    cJSON_AddStringToObject(o, "model_type", m->model_type);
+    cJSON_AddStringToObject(o, "weights", m->weights);
+    add_strings(o, "tasks", m->tasks, m->n_tasks);
+    add_strings(o, "languages", m->languages, m->n_languages);
+    add_u64(o, "resident_bytes", m->resident_bytes);
+    add_u64(o, "requests", m->requests);
+    cJSON_AddStringToObject(o, "state", m->state);
+    return o;
+}
+
 cJSON *nlpc_json_response(nlpc_task task, const nlpc_response *r)
 {
     cJSON *o = cJSON_CreateObject();
@@ -76,7 +59,7 @@ cJSON *nlpc_json_response(nlpc_task task, const nlpc_response *r)
     if (r->n_results) {
         cJSON *arr = cJSON_AddArrayToObject(o, "results");
         for (int i = 0; arr && i < r->n_results; i++)
-            cJSON_AddItemToArray(arr, nlpc_json_result(NULL, task, &r->results[i]));
+            cJSON_AddItemToArray(arr, cm_json_result(NULL, task, &r->results[i]));
     }
     if (r->has_health) {
         cJSON *h = cJSON_AddObjectToObject(o, "health");
@@ -86,12 +69,12 @@ cJSON *nlpc_json_response(nlpc_task task, const nlpc_response *r)
         cJSON_AddStringToObject(h, "version", r->health.version);
         cJSON_AddNumberToObject(h, "uptime_s", r->health.uptime_s);
         cJSON_AddStringToObject(h, "model_type", r->health.model_type);
-        cJSON *t = cJSON_AddArrayToObject(h, "tasks");
-        for (int i = 0; t && i < r->health.n_tasks; i++)
-            cJSON_AddItemToArray(t, cJSON_CreateString(r->health.tasks[i]));
-        cJSON *l = cJSON_AddArrayToObject(h, "languages");
-        for (int i = 0; l && i < r->health.n_languages; i++)
-            cJSON_AddItemToArray(l, cJSON_CreateString(r->health.languages[i]));
+        add_strings(h, "tasks", r->health.tasks, r->health.n_tasks);
+        add_strings(h, "languages", r->health.languages, r->health.n_languages);
+        cJSON_AddBoolToObject(h, "loading", r->loading);
+        cJSON *ms = cJSON_AddArrayToObject(h, "models");
+        for (int i = 0; ms && i < r->n_models; i++)
+            cJSON_AddItemToArray(ms, model_json(&r->models[i]));
         add_queue(h, &r->health.queue);
     }
     if (r->has_stats) {

@@ -24,7 +24,8 @@ static const char usage_text[] =
 "  qa --question Q               answer from the text (the context)\n"
 "  text2text                     the text is the prompt, as is\n"
 "  health                        is the daemon up (exit 0) and which model it serves\n"
-"  models                        the model: its family, the tasks it serves, its languages\n"
+"  models                        each model the daemon serves: its name, family, weights,\n"
+"                                tasks, languages, memory, documents served, state\n"
 "  stats                         the daemon's counters\n"
 "  batch --task TASK             JSON lines in, JSON lines out (see below)\n"
 "Options of another task are ignored.\n"
@@ -38,6 +39,9 @@ static const char usage_text[] =
 "                        request, then the daemon is asked whether it still owes it)\n"
 "  --deadline MS         server-side deadline: work not started by then is dropped\n"
 "  --priority N          -100..100, higher runs first (default 0)\n"
+"  --model NAME          the model to use, by the name `nlpc models` lists (default: the\n"
+"                        daemon picks one by task and language pair); batch: a line's\n"
+"                        \"model\" overrides it\n"
 "  --max-message-bytes N requests larger than this are refused before they are sent\n"
 "                        (MESSAGE_TOO_LARGE); default 1048576, nlpd's\n"
 "                        limits.max_message_bytes\n"
@@ -51,7 +55,8 @@ static const char usage_text[] =
 "  --hypotheses          print every hypothesis with its score\n"
 "\n"
 "batch mode: each input line is a JSON object {\"id\": any, \"text\": \"...\"} with optional\n"
-"per-line \"labels\" (array or \"a,b\"), \"question\", \"to\", \"from\" overriding the options.\n"
+"per-line \"labels\" (array or \"a,b\"), \"question\", \"to\", \"from\", \"model\" overriding the\n"
+"options.\n"
 "Each output line is {\"id\": ..., <result>} or {\"id\": ..., \"error\": ...}, in input order;\n"
 "blank input lines are skipped. A late reply is waited for while the daemon still owes\n"
 "it; lost requests are sent again; only a daemon that is gone ends the run early.\n"
@@ -66,10 +71,11 @@ static const char usage_text[] =
 "                        mode, docs/queue.md); --stream S (nlpd:requests), --results R\n"
 "                        (nlpd:results); output as above, in input order\n"
 "\n"
-"exit codes: 0 ok, 1 the server answered with an error (message on stderr; batch: some\n"
-"line failed), 2 usage, 3 timeout or connection failure (batch: the daemon is gone,\n"
-"lines not written), 130 / 143 batch stopped by SIGINT / SIGTERM with lines not\n"
-"written (the summary on stderr says how many; --resume continues).\n";
+"exit codes: 0 ok, 1 the server answered with an error (message on stderr, e.g.\n"
+"UNKNOWN_MODEL: no model of that name; batch: some line failed), 2 usage, 3 timeout or\n"
+"connection failure (batch: the daemon is gone, lines not written), 130 / 143 batch\n"
+"stopped by SIGINT / SIGTERM with lines not written (the summary on stderr says how\n"
+"many; --resume continues).\n";
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -88,24 +94,6 @@ static int number_arg(const char *opt, const char *v, long long lo, long long hi
     fprintf(stderr, "nlpc: %s %s: %s (range %lld..%lld)\n(nlpc --help for usage)\n", opt, v,
             rc == -ERANGE ? "out of range" : "not a whole number", lo, hi);
     return -1;
-}
-
-int nlpc_cli_split_labels(char *buf, const char **out, int max)
-{
-    int n = 0;
-    char *p = buf;
-    for (;;) {
-        char *comma = strchr(p, ',');
-        if (comma) *comma = '\0';
-        while (*p == ' ') p++;
-        size_t len = strlen(p);
-        while (len && p[len - 1] == ' ') p[--len] = '\0';
-        if (!*p || n == max) return -1;
-        out[n++] = p;
-        if (!comma) break;
-        p = comma + 1;
-    }
-    return n;
 }
 
 int nlpc_cli_empty_text(nlpc_task task, const char *text, char *msg, size_t len)
@@ -196,7 +184,7 @@ static int known_value_opt(const char *a)
         "--retries", "--reconnect", "--drain", "--length-penalty", "--repetition-penalty",
         "--temperature", "--top-p", "--seed", "--deadline", "--max-message-bytes", "--output",
         "-o", "--connect", "--server-key", "--key", "--to", "--from", "--question", "--task", "--labels",
-        "--queue", "--stream", "--results",
+        "--queue", "--stream", "--results", "--model",
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(a, names[i])) return 1;
@@ -275,6 +263,9 @@ static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
             batch_task = v;
         } else if (!strcmp(a, "--labels")) {
             cli->labels_arg = v;
+        } else if (!strcmp(a, "--model")) {
+            if (!*v) return usage_error("%s needs a model's name (nlpc models lists them)", a);
+            cli->model = v;
         } else if (!strcmp(a, "--queue")) {
             cli->queue = v;
         } else if (!strcmp(a, "--stream")) {
@@ -307,7 +298,7 @@ static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
         /* checked only here: options of other tasks are ignored, not validated */
         cli->labels_buf = strdup(cli->labels_arg);
         if (!cli->labels_buf) return NLPC_EXIT_USAGE;
-        int k = nlpc_cli_split_labels(cli->labels_buf, cli->labels, NLPC_MAX_LABELS);
+        int k = cm_split_list(cli->labels_buf, cli->labels, NLPC_MAX_LABELS);
         if (k < 0)
             return usage_error("bad --labels '%s' (comma-separated, none empty, at most 256)",
                                cli->labels_arg);
@@ -361,9 +352,40 @@ static char *read_stdin(void)
     return buf;
 }
 
+static void print_list(const char *key, const char *const *v, int n, const char *none)
+{
+    printf("%-10s", key);
+    for (int i = 0; i < n; i++) printf(" %s", v[i]);
+    if (n == 0) printf(" %s", none);
+    putchar('\n');
+}
+
+/* `nlpc models`: a block per model, lines as the one-model listing has them (family,
+ * tasks, languages) and what the registry adds. */
+static void print_models(const nlpc_response *r)
+{
+    for (int i = 0; i < r->n_models; i++) {
+        const nlpc_model_info *m = &r->models[i];
+        if (i) putchar('\n');
+        printf("model      %s\npath       %s\nfamily     %s\nweights    %s\n", m->name,
+               m->path, m->model_type[0] ? m->model_type : "(not reported)",
+               m->weights[0] ? m->weights : "(not reported)");
+        print_list("tasks", m->tasks, m->n_tasks, "(none)");
+        print_list("languages", m->languages, m->n_languages, "(none listed)");
+        printf("memory     %.1f MiB\nrequests   %llu\nstate      %s\n",
+               (double)m->resident_bytes / (1024.0 * 1024.0),
+               (unsigned long long)m->requests, m->state[0] ? m->state : "(not reported)");
+    }
+    if (r->loading) printf("\n(loading: a model is not ready yet)\n");
+}
+
 static void print_readable(const nlpc_cli *cli, const nlpc_response *r)
 {
-    if (r->has_health && cli->models) {
+    if (r->has_health && cli->models && r->n_models) {
+        print_models(r);
+        return;
+    }
+    if (r->has_health && cli->models) {   /* a daemon of one model, before the registry */
         const nlpc_health *h = &r->health;
         printf("model      %s\nfamily     %s\ntasks     ", h->model,
                h->model_type[0] ? h->model_type : "(not reported)");
@@ -375,8 +397,9 @@ static void print_readable(const nlpc_cli *cli, const nlpc_response *r)
         return;
     }
     if (r->has_health) {
-        printf("%s model=%s version=%s uptime=%.1fs%s%s\n", r->health.ok ? "ok" : "NOT OK",
+        printf("%s model=%s version=%s uptime=%.1fs%s%s%s\n", r->health.ok ? "ok" : "NOT OK",
                r->health.model, r->health.version, r->health.uptime_s,
+               r->loading ? " (loading)" : "",
                r->health.shutting_down ? " (shutting down)" : "",
                !r->health.queue.has ? "" : r->health.queue.connected ? " queue=connected"
                                                                      : " queue=down");
@@ -442,7 +465,7 @@ static void print_json(const nlpc_cli *cli, const nlpc_response *r)
         o = cJSON_CreateObject();
         if (o) {
             cJSON_AddNumberToObject(o, "id", (double)r->id);
-            nlpc_json_result(o, cli->rq.task, &r->results[0]);
+            cm_json_result(o, cli->rq.task, &r->results[0]);
             cJSON *t = cJSON_AddObjectToObject(o, "timings");
             cJSON_AddNumberToObject(t, "queue_ms", r->queue_ms);
             cJSON_AddNumberToObject(t, "compute_ms", r->compute_ms);
@@ -495,7 +518,7 @@ static int run_one(nlpc_cli *cli)
                                                             : NLPC_CONNECT_PROBE_MS;
         rc = nlpc_client_wait_connected(c, probe);
     }
-    if (rc == 0) rc = nlpc_call(c, &cli->rq, cli->timeout_ms, &r);
+    if (rc == 0) rc = nlpc_call_model(c, &cli->rq, cli->model, cli->timeout_ms, &r);
     int code;
     if (rc == NLPC_ETOOBIG) {
         fprintf(stderr, "nlpc: MESSAGE_TOO_LARGE: %s (--max-message-bytes): not sent\n",

@@ -40,6 +40,7 @@ typedef struct nlpc_cli {
     const char *output;       /* batch: write here instead of stdout */
     int resume;               /* batch: keep the answered lines of `output`, skip them */
     nlpc_request rq;          /* task, options; docs filled per call */
+    const char *model;        /* --model NAME: Request.model (NULL: the daemon picks) */
     char *labels_buf;         /* owns the strings rq.labels points at */
     const char *labels[NLPC_MAX_LABELS];
     const char *labels_arg;   /* --labels as given: checked only when the task is classify */
@@ -48,10 +49,6 @@ typedef struct nlpc_cli {
     const char *stream;       /* --stream (default nlpd:requests) */
     const char *results;      /* --results (default nlpd:results) */
 } nlpc_cli;
-
-/* Splits "a,b,c" into out[] (pointers into buf, which is modified). Returns the count,
- * or -1 if there are more than max or one is empty. */
-int nlpc_cli_split_labels(char *buf, const char **out, int max);
 
 /* If text has nothing but whitespace, writes the message the daemon's task layer gives
  * for it ("summarize: the text is empty") into msg and returns 1, so the client says the
@@ -65,15 +62,15 @@ nlpc_client *nlpc_cli_client_new(const nlpc_cli *cli, char *err, size_t errlen);
 
 /* batch.c: runs `nlpc batch`; returns the exit code. */
 int nlpc_cli_batch(nlpc_cli *cli);
-/* batch.c: one input line as `nlpc batch` reads it: a JSON object in *out (the caller
- * deletes it), or -1 with the reason for the line's error in msg. */
+/* batch.c: one input line as `nlpc batch` reads it (cm_json_parse_object, the line's end
+ * of line dropped): a JSON object in *out (the caller deletes it), or -1 with the reason
+ * for the line's error in msg. */
 int nlpc_cli_parse_line(const char *line, size_t len, cJSON **out, char *msg, size_t mlen);
 /* queue.c: `nlpc batch --queue URL`: the same lines through a Redis stream. */
 int nlpc_cli_queue_batch(nlpc_cli *cli);
 
-/* json.c: adds one document's result (the fields its task produces) to `o`, or to a new
- * object when o is NULL; returns o (NULL when out of memory). */
-cJSON *nlpc_json_result(cJSON *o, nlpc_task task, const nlpc_result *r);
+/* json.c: a whole response as `nlpc --json` prints it (one document's result is
+ * common/cm_json.c's cm_json_result); NULL when out of memory. */
 cJSON *nlpc_json_response(nlpc_task task, const nlpc_response *r);
 
 #endif

@@ -239,6 +239,7 @@ static int take_line(qrun *q, const char *line, size_t len, long lineno)
                 set_default(job, "to", cJSON_CreateString(cli->rq.target_lang));
             if (t == NLPC_TASK_TRANSLATE && cli->rq.source_lang)
                 set_default(job, "from", cJSON_CreateString(cli->rq.source_lang));
+            if (cli->model) set_default(job, "model", cJSON_CreateString(cli->model));
             cJSON_DeleteItemFromObjectCaseSensitive(job, "options");
             add_options(job, cli);
             cJSON_DeleteItemFromObjectCaseSensitive(job, "deadline_ms");

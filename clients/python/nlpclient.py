@@ -12,7 +12,11 @@ build/gen/python/ (found next to this file's repository, or through $NLP_PB2_DIR
 Results are dicts shaped like `nlpc --json` output, keys in the same order: {"id",
 "status", "text" | "answer" | "labels", "score", ["hypotheses"], "input_tokens",
 "output_tokens", "truncated", "timings"}; health() and stats() give nlpc's "health" and
-"stats" objects (numbers as numbers, stats["responses"] a map of code names to counts).
+"stats" objects (numbers as numbers, stats["responses"] a map of code names to counts);
+models() the daemon's models (health's "models": name, path, model_type, weights, tasks,
+languages, resident_bytes, requests, state). Every task call takes model="NAME" (one of
+those names; the daemon answers UNKNOWN_MODEL for another); without one the daemon picks
+by task and language pair.
 dumps() prints any of them byte for byte as nlpc prints it.
 A server error status raises NlpError; no reply in time raises TimeoutError. A request
 over max_message_bytes (default 1 MiB, nlpd's default limit) or an empty text raises
@@ -22,9 +26,11 @@ in arrival order; call() waits for its own id and keeps other replies for recv()
 A Client (like its socket) belongs to one thread.
 
 As a program: python3 nlpclient.py [--connect EP] [--json] TASK [options] [TEXT|-], with
-nlpc's options (--to, --from, --labels, --multi-label, --question, --timeout, --deadline,
---priority, --max-message-bytes, the decoding options, --hypotheses, --version) and
-nlpc's output on stdout, readable or --json, byte for byte; exit codes as nlpc's.
+nlpc's options (--to, --from, --labels, --multi-label, --question, --model, --timeout,
+--deadline, --priority, --max-message-bytes, the decoding options, --hypotheses,
+--version) and nlpc's output on stdout, readable or --json, byte for byte; exit codes as
+nlpc's. TASK is one of nlpc's: summarize, translate, classify, qa, text2text, health,
+models, stats.
 """
 import itertools
 import json
@@ -52,6 +58,7 @@ DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 DEFAULT_MAX_MESSAGE = 1 << 20     # nlpd's default limits.max_message_bytes
 CONNECT_PROBE_MS = 1500           # health/stats: is anyone there at all
 TASKS = ("summarize", "translate", "classify", "qa", "text2text", "health", "stats")
+COMMANDS = TASKS + ("models",)   # models: the health reply, shown as nlpc models shows it
 DECODING = ("max_new_tokens", "min_new_tokens", "num_beams", "length_penalty",
             "no_repeat_ngram_size", "repetition_penalty", "temperature", "top_k", "top_p",
             "seed", "num_return_sequences", "return_hypotheses")
@@ -118,11 +125,19 @@ def queue_dict(q):
             "lost": q.lost, "reconnects": q.reconnects}
 
 
+def model_dict(m):
+    """One of Health.models as nlpc --json's object (ModelInfo's fields, in order)."""
+    return {"name": m.name, "path": m.path, "model_type": m.model_type,
+            "weights": m.weights, "tasks": list(m.tasks), "languages": list(m.languages),
+            "resident_bytes": m.resident_bytes, "requests": m.requests, "state": m.state}
+
+
 def health_dict(h):
     """A Health as nlpc --json's "health" object."""
     d = {"ok": h.ok, "shutting_down": h.shutting_down, "model": h.model,
          "version": h.version, "uptime_s": h.uptime_s, "model_type": h.model_type,
-         "tasks": list(h.tasks), "languages": list(h.languages)}
+         "tasks": list(h.tasks), "languages": list(h.languages), "loading": h.loading,
+         "models": [model_dict(m) for m in h.models]}
     if h.HasField("queue"):
         d["queue"] = queue_dict(h.queue)
     return d
@@ -254,9 +269,12 @@ class Client:
 
     # ---- raw protocol ----
     def build(self, task, docs=(), labels=None, multi_label=False, to=None, from_=None,
-              question=None, deadline_ms=0, priority=0, **decoding):
-        """A Request for `task` (no id yet). Decoding options by their proto names."""
+              question=None, deadline_ms=0, priority=0, model=None, **decoding):
+        """A Request for `task` (no id yet). Decoding options by their proto names; model:
+        the name of one of the daemon's models (None: the daemon picks)."""
         rq = nlp_pb2.Request()
+        if model:
+            rq.model = model
         if task == "summarize":
             rq.summarize.SetInParent()
         elif task == "translate":
@@ -371,8 +389,13 @@ class Client:
 
     def health(self, timeout_ms=None):
         """nlpc --json health's "health" object: ok, shutting_down, model, version,
-        uptime_s."""
+        uptime_s, model_type, tasks, languages, loading, models."""
         return health_dict(self.call_raw(self.build("health"), timeout_ms).health)
+
+    def models(self, timeout_ms=None):
+        """The daemon's models, as nlpc --json models lists them (health's "models"): a
+        list of dicts, one per model, in the daemon's config order."""
+        return self.health(timeout_ms)["models"]
 
     def stats(self, timeout_ms=None):
         """nlpc --json stats's "stats" object: counters as numbers, "responses" a map
@@ -380,12 +403,42 @@ class Client:
         return stats_dict(self.call_raw(self.build("stats"), timeout_ms).stats)
 
 
-def print_readable(task, r):
+def _print_list(key, items, none):
+    print("%-10s%s" % (key, "".join(" " + x for x in items) if items else " " + none))
+
+
+def print_models(h):
+    """nlpc models: a block per model (a daemon of one model without Health.models: its
+    family, tasks and languages)."""
+    if not h.models:
+        print("model      %s" % h.model)
+        print("family     %s" % (h.model_type or "(not reported)"))
+        print("tasks     " + "".join(" " + x for x in h.tasks))
+        _print_list("languages", h.languages, "(none listed)")
+        return
+    for i, m in enumerate(h.models):
+        if i:
+            print()
+        print("model      %s\npath       %s\nfamily     %s\nweights    %s" % (
+            m.name, m.path, m.model_type or "(not reported)", m.weights or "(not reported)"))
+        _print_list("tasks", m.tasks, "(none)")
+        _print_list("languages", m.languages, "(none listed)")
+        print("memory     %.1f MiB\nrequests   %d\nstate      %s" % (
+            m.resident_bytes / (1024.0 * 1024.0), m.requests, m.state or "(not reported)"))
+    if h.loading:
+        print("\n(loading: a model is not ready yet)")
+
+
+def print_readable(task, r, models=False):
     """What nlpc prints for a Response (stdout), line for line."""
+    if r.HasField("health") and models:
+        print_models(r.health)
+        return
     if r.HasField("health"):
         h = r.health
-        print("%s model=%s version=%s uptime=%.1fs%s%s" % (
+        print("%s model=%s version=%s uptime=%.1fs%s%s%s" % (
             "ok" if h.ok else "NOT OK", h.model, h.version, h.uptime_s,
+            " (loading)" if h.loading else "",
             " (shutting down)" if h.shutting_down else "",
             "" if not h.HasField("queue") else
             " queue=connected" if h.queue.connected else " queue=down"))
@@ -445,7 +498,7 @@ class _Parser:
               "--repetition-penalty": "repetition_penalty",
               "--temperature": "temperature", "--top-p": "top_p"}
     STRS = {"--connect": "connect", "--to": "to", "--from": "from_", "--labels": "labels",
-            "--question": "question"}
+            "--question": "question", "--model": "model"}
 
 
 class UsageError(Exception):
@@ -456,7 +509,7 @@ def parse_args(argv):
     a = {"json": False, "multi_label": False, "hypotheses": False, "timeout": 30000,
          "priority": 0, "deadline_ms": 0, "max_message_bytes": DEFAULT_MAX_MESSAGE,
          "connect": None, "to": None, "from_": None, "labels": None, "question": None,
-         "task": None, "text": None}
+         "model": None, "task": None, "text": None}
     i, done = 0, False
     while i < len(argv):
         x = argv[i]
@@ -505,8 +558,13 @@ def parse_args(argv):
                 a[_Parser.STRS[x]] = v
         else:
             raise UsageError("unknown option %s" % x)
-    if a["task"] is None or a["task"] not in TASKS:
+    if a["task"] is None or a["task"] not in COMMANDS:
         raise UsageError("unknown task '%s'" % a["task"] if a["task"] else "no task given")
+    if a["model"] == "":
+        raise UsageError("--model needs a model's name (nlpc models lists them)")
+    a["models"] = a["task"] == "models"
+    if a["models"]:
+        a["task"] = "health"
     t = a["task"]
     if t == "classify":
         labels = [l.strip(" ") for l in (a["labels"] or "").split(",")] if a["labels"] else []
@@ -556,7 +614,7 @@ def main(argv):
             kw.update(labels=a["labels"], multi_label=a["multi_label"])
         elif t == "qa":
             kw.update(question=a["question"])
-        kw.update(deadline_ms=a["deadline_ms"], priority=a["priority"])
+        kw.update(deadline_ms=a["deadline_ms"], priority=a["priority"], model=a["model"])
     try:
         with Client(a["connect"], a["timeout"], a["max_message_bytes"]) as c:
             if t in ("health", "stats") and \
@@ -574,7 +632,7 @@ def main(argv):
     if a["json"]:
         print(dumps(response_dict(t, r)))
     else:
-        print_readable(t, r)
+        print_readable(t, r, a["models"])
     code = 0
     if r.status.code != nlp_pb2.OK:
         print("nlpclient: %s: %s" % (code_name(r.status.code), r.status.message), file=sys.stderr)

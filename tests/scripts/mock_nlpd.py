@@ -10,6 +10,12 @@ options set. Requests that are waiting together are answered in reverse order of
 (so replies come out of order). A document containing OVERLOAD is answered OVERLOADED the
 first time it is seen; one containing FAIL gets an INVALID_ARGUMENT result. Ends after
 MAX_SECONDS (default 120) so a forgotten mock never lingers.
+
+Models: Health lists two (MODELS below; Health.model and its family fields stay the old
+one-model mock's), each counting the documents sent naming it. A request naming one of
+them gets "|<model>" after its text; one naming another is answered UNKNOWN_MODEL naming
+the two. MOCK_LOADING=1 in the environment: Health says loading (and not ok), and the
+second model's state is "loading".
 """
 import os
 import sys
@@ -19,6 +25,17 @@ import zmq
 
 sys.path.insert(0, os.path.join(os.environ.get("NLP_BUILD", "build"), "gen", "python"))
 import nlp_pb2  # noqa: E402
+
+MODELS = (
+    {"name": "mock-t5", "path": "/srv/models/flan-t5-small", "model_type": "t5",
+     "weights": "f32", "tasks": ["summarize", "translate", "classify", "qa", "text2text"],
+     "languages": ["en", "de", "fr", "ro"], "resident_bytes": 307 * 1024 * 1024 + 52429},
+    {"name": "mock-marian", "path": "/srv/models/opus-mt-en-de", "model_type": "marian",
+     "weights": "bf16", "tasks": ["translate"], "languages": ["en", "de"],
+     "resident_bytes": 150000000},
+)
+LOADING = os.environ.get("MOCK_LOADING") == "1"
+served = {m["name"]: 0 for m in MODELS}
 
 OPTS = ("max_new_tokens", "min_new_tokens", "num_beams", "length_penalty",
         "no_repeat_ngram_size", "repetition_penalty", "temperature", "top_k", "top_p",
@@ -30,9 +47,19 @@ def answer(rq, seen):
     r.id = rq.id
     task = rq.WhichOneof("task")
     if task == "health":
-        r.health.ok = True
+        r.health.ok = not LOADING
         r.health.model = "mock"
         r.health.version = "mock-1"
+        r.health.loading = LOADING
+        for i, m in enumerate(MODELS):
+            mi = r.health.models.add()
+            for k, v in m.items():
+                if isinstance(v, list):
+                    getattr(mi, k).extend(v)
+                else:
+                    setattr(mi, k, v)
+            mi.requests = served[m["name"]]
+            mi.state = "loading" if LOADING and i == 1 else "serving"
         return r
     if task == "stats":
         r.stats.requests = len(seen)
@@ -40,6 +67,11 @@ def answer(rq, seen):
     if task is None:
         r.status.code = nlp_pb2.UNKNOWN_TASK
         r.status.message = "no task"
+        return r
+    if rq.model and rq.model not in served:
+        r.status.code = nlp_pb2.UNKNOWN_MODEL
+        r.status.message = "no model named '%s' (loaded: %s)" % (
+            rq.model, ", ".join(m["name"] for m in MODELS))
         return r
     nopt = sum(1 for o in OPTS if rq.options.HasField(o))
     for doc in rq.documents:
@@ -59,6 +91,9 @@ def answer(rq, seen):
             continue
         to = rq.translate.target_lang if task == "translate" else ""
         res.text = "%s|%s|%s" % (task, to, doc[::-1])
+        if rq.model:
+            res.text += "|" + rq.model
+            served[rq.model] += 1
         res.score = nopt
         if task == "classify":
             z = sum(1.0 / (i + 1) for i in range(len(rq.classify.labels)))

@@ -11,9 +11,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <zmq.h>
 
 #include "clients/libnlpclient/nlpclient.h"
+#include "common/common.h"
 #include "daemon/dmn_req.h"
 #include "proto/nlp.pb-c.h"
 #include "tests/harness/harness.h"
@@ -103,6 +105,10 @@ static void answer(mock *m, zmq_msg_t *ident, Nlp__V1__Request *rq)
             }
             res.n_labels = n;
             res.labels = lsp;
+        }
+        if (rq->model && *rq->model) {   /* the model named, echoed */
+            size_t k = strlen(text);
+            snprintf(text + k, sizeof text - k, "@%s", rq->model);
         }
         if (rq->task_case == NLP__V1__REQUEST__TASK_QA) res.answer = rq->qa->question;
         if (rq->task_case == NLP__V1__REQUEST__TASK_TRANSLATE) {
@@ -518,6 +524,212 @@ TEST(nlpc_pack_and_decode_without_socket)
     REQUIRE(nlpc_response_decode("", 0, &r) == 0);
     CHECK(r->id == 0 && r->code == NLPC_OK && r->n_results == 0 && !strcmp(r->message, ""));
     nlpc_response_free(&r);
+}
+
+/* Request.model: sent by the _model calls and only by them ("" and NULL send none). */
+TEST(nlpc_model_is_sent_by_name)
+{
+    mock m;
+    mock_start(&m, 3, 1);
+    char err[256];
+    nlpc_client *c = nlpc_client_new(m.endpoint, err, sizeof err);
+    REQUIRE_MSG(c, "%s", err);
+    const char *doc = "hello";
+    nlpc_request rq;
+    nlpc_request_init(&rq, NLPC_TASK_SUMMARIZE);
+    rq.docs = &doc;
+    rq.n_docs = 1;
+    nlpc_response *r = NULL;
+    REQUIRE(nlpc_call_model(c, &rq, "en-de", 5000, &r) == 0);
+    char want[64];
+    snprintf(want, sizeof want, "%d:hello", (int)NLP__V1__REQUEST__TASK_SUMMARIZE);
+    CHECK_MSG(r->n_results == 1 && !strncmp(r->results[0].text, want, strlen(want)) &&
+              !strcmp(r->results[0].text + strlen(want), "@en-de"), "%s",
+              r->n_results ? r->results[0].text : "(none)");
+    nlpc_response_free(&r);
+    REQUIRE(nlpc_call_model(c, &rq, "", 5000, &r) == 0);
+    CHECK(r->n_results == 1 && !strcmp(r->results[0].text, want));
+    nlpc_response_free(&r);
+    REQUIRE(nlpc_call(c, &rq, 5000, &r) == 0);
+    CHECK(r->n_results == 1 && !strcmp(r->results[0].text, want));
+    nlpc_response_free(&r);
+    nlpc_client_destroy(&c);
+    mock_stop(&m);
+
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    REQUIRE(nlpc_request_pack_model(&rq, "bart-cnn", 7, &buf, &len, err, sizeof err) == 0);
+    Nlp__V1__Request *pb = nlp__v1__request__unpack(NULL, len, buf);
+    REQUIRE(pb);
+    CHECK(pb->id == 7 && pb->model && !strcmp(pb->model, "bart-cnn"));
+    nlp__v1__request__free_unpacked(pb, NULL);
+    free(buf);
+}
+
+/* Health.models and Health.loading reach the caller, field for field. */
+TEST(nlpc_health_models_decoded)
+{
+    Nlp__V1__Response r = NLP__V1__RESPONSE__INIT;
+    Nlp__V1__Health h = NLP__V1__HEALTH__INIT;
+    Nlp__V1__ModelInfo a = NLP__V1__MODEL_INFO__INIT, b = NLP__V1__MODEL_INFO__INIT;
+    Nlp__V1__ModelInfo *mp[2] = { &a, &b };
+    char *ta[] = { "summarize", "qa" }, *tb[] = { "translate" }, *lb[] = { "en", "de" };
+    r.health = &h;
+    h.has_ok = 1;
+    h.has_loading = h.loading = 1;
+    h.n_models = 2;
+    h.models = mp;
+    a.name = "flan";
+    a.path = "/m/flan";
+    a.model_type = "t5";
+    a.weights = "f32";
+    a.n_tasks = 2;
+    a.tasks = ta;
+    a.has_resident_bytes = 1;
+    a.resident_bytes = 5000000000ULL;
+    a.has_requests = 1;
+    a.requests = 17;
+    a.state = "serving";
+    b.name = "en-de";
+    b.n_tasks = 1;
+    b.tasks = tb;
+    b.n_languages = 2;
+    b.languages = lb;
+    b.state = "loading";
+    size_t len = nlp__v1__response__get_packed_size(&r);
+    uint8_t *buf = malloc(len);
+    REQUIRE(buf);
+    nlp__v1__response__pack(&r, buf);
+    nlpc_response *out = NULL;
+    REQUIRE(nlpc_response_decode(buf, len, &out) == 0);
+    free(buf);
+    CHECK(out->has_health && out->loading == 1 && out->n_models == 2);
+    const nlpc_model_info *m = out->models;
+    CHECK(!strcmp(m[0].name, "flan") && !strcmp(m[0].path, "/m/flan"));
+    CHECK(!strcmp(m[0].model_type, "t5") && !strcmp(m[0].weights, "f32"));
+    CHECK(m[0].n_tasks == 2 && !strcmp(m[0].tasks[1], "qa") && m[0].n_languages == 0);
+    CHECK(m[0].resident_bytes == 5000000000ULL && m[0].requests == 17);
+    CHECK(!strcmp(m[0].state, "serving") && !strcmp(m[1].state, "loading"));
+    CHECK(!strcmp(m[1].name, "en-de") && !strcmp(m[1].weights, "") && !strcmp(m[1].path, ""));
+    CHECK(m[1].n_languages == 2 && !strcmp(m[1].languages[1], "de"));
+    nlpc_response_free(&out);
+    CHECK(out == NULL);
+}
+
+static cJSON *parse_or(const char *s, char *err, size_t errlen)
+{
+    return cm_json_parse_object(s, strlen(s), "line", "column", err, errlen);
+}
+
+/* common/cm_json.c: what nlpc batch and the HTTP front refuse, with the reason. */
+TEST(cm_json_parse_object_says_why)
+{
+    static const struct { const char *in, *what, *at, *msg; } cases[] = {
+        { "{\"a\":1} x", "line", "column", "text after the JSON object at column 9" },
+        { "{\"a\":\"\\ud800\"}", "body", "byte", "lone UTF-16 surrogate \\ud800 at byte 7" },
+        { "{\"a\":1,\"a\":2}", "line", "column", "the key \"a\" appears twice" },
+        { "{\"o\":{\"k\":1,\"k\":2}}", "line", "column", "the key \"k\" appears twice" },
+        { "{\"a\":\"\xff\"}", "body", "byte", "the body is not valid UTF-8 (byte 7)" },
+        { "[1]", "line", "column", "the line is not a JSON object" },
+        { "{\"a\":", "body", "byte", "the body is not valid JSON (byte" },
+    };
+    char err[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        err[0] = 0;
+        cJSON *o = cm_json_parse_object(cases[i].in, strlen(cases[i].in), cases[i].what,
+                                        cases[i].at, err, sizeof err);
+        CHECK_MSG(!o && strstr(err, cases[i].msg), "%zu: %s", i, err);
+        cJSON_Delete(o);
+    }
+    cJSON *o = parse_or("{\"a\":\"\\ud83d\\ude00\"} \r\n", err, sizeof err);
+    CHECK_MSG(o && cJSON_IsObject(o), "%s", err);
+    cJSON_Delete(o);
+}
+
+/* The task fields of a line or a body: only the task's own, "model" for every task, a
+ * key absent or null keeps the default, a wrong type names the key. */
+TEST(cm_json_task_fields_and_model)
+{
+    char err[256], *buf = NULL;
+    const char *labels[4], *model = "dflt";
+    nlpc_request rq;
+    nlpc_request_init(&rq, NLPC_TASK_CLASSIFY);
+    cJSON *o = parse_or("{\"labels\":\" a , b,c\",\"to\":5,\"model\":\"m1\"}", err, sizeof err);
+    REQUIRE(o);
+    CHECK_MSG(cm_json_task_fields(o, &rq, &model, labels, 4, &buf, err, sizeof err) == 0, "%s",
+              err);
+    CHECK(rq.n_labels == 3 && !strcmp(rq.labels[0], "a") && !strcmp(rq.labels[2], "c"));
+    CHECK(!strcmp(model, "m1") && cm_json_missing(&rq) == NULL);
+    cJSON_Delete(o);
+    free(buf);
+    buf = NULL;
+
+    nlpc_request_init(&rq, NLPC_TASK_CLASSIFY);
+    o = parse_or("{\"labels\":[\"a\",\"\"]}", err, sizeof err);
+    CHECK(cm_json_task_fields(o, &rq, &model, labels, 4, &buf, err, sizeof err) < 0);
+    CHECK_MSG(strstr(err, "\"labels\" must be a non-empty array"), "%s", err);
+    CHECK(!strcmp(cm_json_missing(&rq), "labels"));
+    cJSON_Delete(o);
+    o = parse_or("{\"labels\":\"a,b,c,d,e\"}", err, sizeof err);
+    CHECK(cm_json_task_fields(o, &rq, &model, labels, 4, &buf, err, sizeof err) < 0);
+    cJSON_Delete(o);
+    free(buf);
+    buf = NULL;
+
+    nlpc_request_init(&rq, NLPC_TASK_TRANSLATE);
+    rq.target_lang = "fr";
+    model = "dflt";
+    o = parse_or("{\"from\":\"en\",\"model\":null,\"question\":1}", err, sizeof err);
+    CHECK(cm_json_task_fields(o, &rq, &model, labels, 4, &buf, err, sizeof err) == 0);
+    CHECK(!strcmp(rq.target_lang, "fr") && !strcmp(rq.source_lang, "en"));
+    CHECK(!strcmp(model, "dflt"));
+    cJSON_Delete(o);
+    o = parse_or("{\"model\":\"\"}", err, sizeof err);
+    CHECK(cm_json_task_fields(o, &rq, &model, labels, 4, &buf, err, sizeof err) == 0);
+    CHECK(model == NULL);
+    cJSON_Delete(o);
+    o = parse_or("{\"model\":[\"x\"]}", err, sizeof err);
+    CHECK(cm_json_task_fields(o, &rq, &model, labels, 4, &buf, err, sizeof err) < 0);
+    CHECK_MSG(!strcmp(err, "\"model\" must be a string"), "%s", err);
+    cJSON_Delete(o);
+    o = parse_or("{\"to\":7}", err, sizeof err);
+    CHECK(cm_json_task_fields(o, &rq, &model, labels, 4, &buf, err, sizeof err) < 0);
+    CHECK_MSG(!strcmp(err, "\"to\" must be a string"), "%s", err);
+    cJSON_Delete(o);
+    CHECK(buf == NULL);
+}
+
+/* One result as nlpc batch prints it: the task's fields, in order. */
+TEST(cm_json_result_shapes)
+{
+    nlpc_label l[2] = { { "pos", 0.75 }, { "neg", 0.25 } };
+    nlpc_result r = { .code = NLPC_OK, .message = "", .text = "t", .answer = "a",
+                      .score = -1.5, .n_labels = 2, .labels = l, .input_tokens = 4,
+                      .output_tokens = 2 };
+    static const struct { int task; const char *want; } cases[] = {
+        { NLPC_TASK_SUMMARIZE, "{\"status\":\"OK\",\"text\":\"t\",\"score\":-1.5,"
+          "\"input_tokens\":4,\"output_tokens\":2,\"truncated\":false}" },
+        { NLPC_TASK_QA, "{\"status\":\"OK\",\"answer\":\"a\",\"score\":-1.5,"
+          "\"input_tokens\":4,\"output_tokens\":2,\"truncated\":false}" },
+        { NLPC_TASK_CLASSIFY, "{\"status\":\"OK\",\"labels\":[{\"label\":\"pos\",\"score\":0.75},"
+          "{\"label\":\"neg\",\"score\":0.25}],\"input_tokens\":4,\"output_tokens\":2,"
+          "\"truncated\":false}" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *o = cm_json_result(NULL, cases[i].task, &r);
+        char *s = cJSON_PrintUnformatted(o);
+        CHECK_MSG(s && !strcmp(s, cases[i].want), "%d: %s", cases[i].task, s);
+        cJSON_free(s);
+        cJSON_Delete(o);
+    }
+    r.code = NLPC_UNKNOWN_MODEL;
+    r.message = "no model named 'x'";
+    cJSON *o = cm_json_result(NULL, NLPC_TASK_SUMMARIZE, &r);
+    char *s = cJSON_PrintUnformatted(o);
+    CHECK_MSG(s && !strcmp(s, "{\"status\":\"UNKNOWN_MODEL\",\"error\":\"no model named 'x'\"}"),
+              "%s", s);
+    cJSON_free(s);
+    cJSON_Delete(o);
 }
 
 TEST(nlpc_oversize_request_refused_before_sending)
