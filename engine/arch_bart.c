@@ -203,13 +203,13 @@ static const float *bart_sinusoids(eng_model *m, const bart_kind *k, char *err, 
     return t;
 }
 
-static int bart_stack(eng_model *m, const bart_kind *k, eng_stack_w *s, const float *embed,
+static int bart_stack(eng_model *m, const bart_kind *k, eng_stack_w *s, const eng_lin *embed,
                       const char *name, int dec, char *err, size_t errlen)
 {
     const eng_arch_config *a = &m->cfg.arch;
     int D = m->cfg.d_model, F = m->cfg.d_ff;
     char pfx[200];
-    s->embed = embed;
+    s->embed = *embed;
     if (a->pos == ENG_POS_LEARNED) {
         if (!(s->pos = eng_bind(m, a->max_positions + a->pos_offset, D, err, errlen,
                                 "model.%s.embed_positions.weight", name)))
@@ -247,17 +247,17 @@ static int bart_stack(eng_model *m, const bart_kind *k, eng_stack_w *s, const fl
     return 0;
 }
 
-/* The shared embedding under any of the names HF saves it by. */
-static const float *bart_embed(eng_model *m, char *err, size_t errlen)
+/* The shared embedding under any of the names HF saves it by, into e. */
+static int bart_embed(eng_model *m, eng_lin *e, char *err, size_t errlen)
 {
     static const char *names[] = { "model.shared.weight", "model.encoder.embed_tokens.weight",
                                    "model.decoder.embed_tokens.weight", "lm_head.weight" };
     int V = m->cfg.vocab_size, D = m->cfg.d_model;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (eng_has(m, names[i])) return eng_bind(m, V, D, err, errlen, "%s", names[i]);
+        if (eng_has(m, names[i])) return eng_bind_mat(m, e, V, D, err, errlen, names[i]);
     hf_err(err, errlen, "%s: missing tensor 'model.shared.weight' (nor any of its tied names: "
            "model.encoder.embed_tokens.weight, model.decoder.embed_tokens.weight)", m->dir);
-    return NULL;
+    return -1;
 }
 
 /* BartForSequenceClassification's head, when the checkpoint has one: dense [D, D] and
@@ -291,10 +291,10 @@ static int bart_bind(eng_model *m, const char *dir, char *err, size_t errlen)
     (void)dir;
     const eng_config *c = &m->cfg;
     const bart_kind *k = kind_of(c);
-    const float *shared = bart_embed(m, err, errlen);
-    if (!shared) return -1;
+    eng_lin shared;
+    if (bart_embed(m, &shared, err, errlen)) return -1;
     if (c->arch.tied || !eng_has(m, "lm_head.weight")) {
-        m->lm_head = (eng_lin){ ENG_W_F32, shared, NULL, c->vocab_size, c->d_model };
+        m->lm_head = shared;
     } else if (eng_bind_lin(m, &m->lm_head, c->vocab_size, c->d_model, 0, err, errlen,
                             "lm_head.")) {
         return -1;
@@ -304,8 +304,8 @@ static int bart_bind(eng_model *m, const char *dir, char *err, size_t errlen)
             return -1;
         m->cfg.arch.logits_bias = 1;
     }
-    if (bart_stack(m, k, &m->enc, shared, "encoder", 0, err, errlen) ||
-        bart_stack(m, k, &m->dec, shared, "decoder", 1, err, errlen))
+    if (bart_stack(m, k, &m->enc, &shared, "encoder", 0, err, errlen) ||
+        bart_stack(m, k, &m->dec, &shared, "decoder", 1, err, errlen))
         return -1;
     return bart_head(m, err, errlen);
 }

@@ -134,11 +134,12 @@ static int t5_bind(eng_model *m, const char *dir, char *err, size_t errlen)
 {
     (void)dir;
     const eng_config *c = &m->cfg;
-    const float *shared = eng_bind(m, c->vocab_size, c->d_model, err, errlen, "shared.weight");
-    if (!shared) return -1;
+    eng_lin shared;
+    if (eng_bind_mat(m, &shared, c->vocab_size, c->d_model, err, errlen, "shared.weight"))
+        return -1;
     m->enc.embed = m->dec.embed = shared;
     if (c->arch.tied) {
-        m->lm_head = (eng_lin){ ENG_W_F32, shared, NULL, c->vocab_size, c->d_model };
+        m->lm_head = shared;
     } else if (eng_bind_lin(m, &m->lm_head, c->vocab_size, c->d_model, 0, err, errlen,
                             "lm_head.")) {
         return -1;

@@ -3,6 +3,7 @@
  * kernels.c (RMS norm, gelu_new, relu, softmax); what is here dispatches to them or is
  * written plainly, for GCC to vectorise. */
 #include "engine/eng_int.h"
+#include "engine/eng_q8.h"
 
 #include <math.h>
 #include <string.h>
@@ -54,13 +55,24 @@ void eng_activate(eng_act act, float *x, const float *y, size_t n)
 
 void eng_lin_apply(const eng_lin *l, const float *x, int rows, float *y)
 {
-    eng_linear(x, rows, l->in, (const float *)l->w, l->out, y);
+    if (l->type != ENG_W_I8)
+        eng_gemm_w(rows, l->out, l->in, x, l->in, l->type, l->w, l->in, 0.0f, y, l->out);
+    else if (eng_gemm_q8(rows, l->out, l->in, x, l->in, l->w, 0.0f, y, l->out) < 0)
+        for (size_t i = 0; i < (size_t)rows * l->out; i++) y[i] = NAN; /* no scratch: no result */
     if (!l->b) return;
     ENG_PARALLEL_FOR((size_t)rows * l->out >= ENG_PAR_FLOATS)
     for (int r = 0; r < rows; r++) {
         float *yr = y + (size_t)r * l->out;
         for (int i = 0; i < l->out; i++) yr[i] += l->b[i];
     }
+}
+
+void eng_lin_row(const eng_lin *l, int r, float *out)
+{
+    if (l->type == ENG_W_I8)
+        eng_q8_weight_row(l->w, l->out, l->in, r, out);
+    else
+        eng_wrow(l->type, l->w, l->in, r, l->in, out);
 }
 
 void eng_scale(float *x, size_t n, float s)

@@ -24,6 +24,14 @@ void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int 
               int trans_b, float beta, float *C, int ldc);
 /* y[rows, N] = x[rows, K] W^T for a Linear weight W [N, K], all dense. */
 void eng_linear(const float *x, int rows, int K, const float *W, int N, float *y);
+/* The same with weights W [N, K] (row stride ldw, in weights) of type wt: ENG_W_F32, or
+ * BF16 / F16 read as they are and widened inside the kernels (exactly: the result is
+ * bitwise that of W widened to F32, whatever M and the thread count). Not ENG_W_I8 (the
+ * int8 blobs take eng_gemm_q8). */
+void eng_gemm_w(int M, int N, int K, const float *A, int lda, int wt, const void *W,
+                int ldw, float beta, float *C, int ldc);
+/* out[K] = row r of W (type wt as above) widened to F32. */
+void eng_wrow(int wt, const void *W, int ldw, int r, int K, float *out);
 /* Matrix-product threads (n <= 0: all cores): OpenBLAS's count, and the calling thread's
  * OpenMP team size. Called at model load (which keeps the count returned) and by each
  * public entry point with the model's count, since OpenMP keeps the setting per thread.
@@ -33,6 +41,9 @@ int eng_set_threads(int n);
  * choice past 8 rows): for tests. 0, or -1 out of memory. */
 int eng_gemm_many(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
                   float beta, float *C, int ldc);
+/* eng_gemm_many with weights of type wt (F32, BF16, F16). */
+int eng_gemm_many_w(int M, int N, int K, const float *A, int lda, int wt, const void *W,
+                    int ldw, float beta, float *C, int ldc);
 /* dst[c][r] = src[r][c] for a rows x cols block (row strides lds, ldd), in 16 x 16 blocks
  * transposed in registers; on the calling thread. */
 void eng_transpose(int rows, int cols, const float *src, int lds, float *dst, int ldd);
@@ -112,8 +123,11 @@ void eng_activate(eng_act act, float *x, const float *y, size_t n);
 /* out[rows, d] = LayerNorm(x) * w + b (b may be NULL); out may alias x. */
 void eng_layernorm(const float *x, const float *w, const float *b, int rows, int d, float eps,
                    float *out);
-/* y[rows, l->out] = x[rows, l->in] W^T + b: the one door for Linear layers. */
+/* y[rows, l->out] = x[rows, l->in] W^T + b: the one door for Linear layers (every weight
+ * type: eng_gemm_w, or eng_gemm_q8 for int8). */
 void eng_lin_apply(const struct eng_lin *l, const float *x, int rows, float *y);
+/* out[l->in] = row r of l's weight widened or dequantized to F32 (the embedding gather). */
+void eng_lin_row(const struct eng_lin *l, int r, float *out);
 /* x[rows, d] *= s. */
 void eng_scale(float *x, size_t n, float s);
 /* Sinusoidal position tables, [rows, d]: row p is [sin(p f_i) | cos(p f_i)], i < d / 2,
@@ -124,8 +138,9 @@ void eng_sinusoids(float *out, int rows, int d, int shift);
 /* ---- model.c: weights ---- */
 
 /* A Linear layer y = x W^T + b. W is [out, in] as HF stores it; b may be NULL. The
- * weight's type travels with it to the matrix-product door (F32 today; the compact
- * types are a kernel choice there, not a widening here). */
+ * weight's type travels with it to the matrix-product door: the compact types are a
+ * kernel choice there, not a widening here. The token embeddings are one too (a row
+ * gathered by eng_lin_row), and so a tied lm_head is the same eng_lin. */
 typedef enum eng_wtype {
     ENG_W_F32 = 0,
     ENG_W_BF16 = 1,            /* in place from the mmap, widened in the kernels */
@@ -163,7 +178,7 @@ typedef struct eng_layer_w {
 
 /* One stack's weights around its layers. */
 typedef struct eng_stack_w {
-    const float *embed;        /* [vocab, d_model] token embeddings */
+    eng_lin embed;             /* [vocab, d_model] token embeddings (no bias), typed */
     const float *pos;          /* learned / sinusoidal: [max_positions + pos_offset, d_model] */
     const float *rel;          /* relative: [num_buckets, num_heads] */
     eng_norm_w embed_norm;     /* layernorm_embedding */
@@ -181,10 +196,10 @@ struct eng_model {
     st_set *st;                /* owns the mmaps that F32 weights point into */
     eng_stack_w enc, dec;
     eng_lin lm_head;           /* [vocab, d_model], b: final_logits_bias or NULL */
-    float **owned;             /* F32 copies of F16/BF16 (or misaligned) tensors, and
-                                * tables computed at load */
+    float **owned;             /* converted or quantized copies of tensors (model.c), and
+                                * tables computed at load; any type, freed with free() */
     int n_owned;
-    size_t owned_bytes;        /* memory cost of the conversion */
+    size_t owned_bytes;        /* memory allocated for them */
     size_t mapped_bytes;       /* tensors used in place from the mmap */
     eng_weights weights;       /* the type matrix weights are held in (eng_model_weights) */
     int n_threads;
@@ -205,6 +220,12 @@ const float *eng_bind(eng_model *m, int64_t d0, int64_t d1, char *err, size_t er
                       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /* 1 if the checkpoint has a tensor of that name. */
 int eng_has(const eng_model *m, const char *name);
+/* A matrix weight [out, in] (a Linear's, the token embeddings, lm_head) held in the type
+ * the model's weights choice says (model.c): in place from the mmap when the checkpoint
+ * has it in that type, else converted or quantized once into memory the model owns. 0, or
+ * -1 with the reason in err. `name` is the tensor's name. */
+int eng_bind_mat(eng_model *m, eng_lin *l, int out, int in, char *err, size_t errlen,
+                 const char *name);
 /* The same for a Linear: "<pfx>weight" [out, in], and "<pfx>bias" [out] when bias. */
 int eng_bind_lin(eng_model *m, eng_lin *l, int out, int in, int bias, char *err,
                  size_t errlen, const char *pfx);

@@ -22,6 +22,7 @@
  * over the cores. Without OpenMP (e.g. the clang ASan build) the kernels run serially.
  * This file is compiled with -ffp-contract=fast so that a*b+c is one FMA (in every clone
  * that has FMA; the baseline clone rounds the product first: the same in every kernel). */
+#include "common/common.h"
 #include "engine/eng_int.h"
 
 #include <cblas.h>
@@ -36,6 +37,8 @@
  * costs more than it saves. */
 #define EK_PAR_MIN (1 << 17)
 
+/* Guards openblas_set_num_threads only: no product takes a lock (each calling thread has
+ * its own packing buffer), so two engine contexts on two threads compute at once. */
 static pthread_mutex_t ek_blas_lock = PTHREAD_MUTEX_INITIALIZER;
 
 typedef float ek_v16 __attribute__((vector_size(64)));
@@ -47,6 +50,67 @@ __attribute__((always_inline)) static inline ek_v16 ek_load(const float *p)
     ek_v16 v;
     memcpy(&v, p, sizeof v);
     return v;
+}
+
+/* ---- weights of any float type (eng_wtype): BF16 and F16 are widened in registers ----
+ * Both widen to F32 exactly, so a product with BF16 or F16 weights is bitwise the product
+ * with their F32 widening: the kernels below run the same multiply-add chains on the
+ * widened values. The widening is integer arithmetic on vectors (BF16: a shift; F16:
+ * shift, rebias by a multiply by 2^112, which is exact, and the infinities and NaNs
+ * kept), so every clone (AVX-512, AVX2, baseline) and compiler computes it the same. */
+typedef uint16_t ek_h16 __attribute__((vector_size(32)));
+typedef uint32_t ek_u16 __attribute__((vector_size(64)));
+typedef int32_t ek_i16 __attribute__((vector_size(64)));
+
+/* Bytes of one weight of type wt (F32, BF16, F16). */
+static inline size_t ek_wsize(int wt)
+{
+    return wt == ENG_W_F32 ? 4 : 2;
+}
+
+/* The 16 weights at element k of p, widened. wt is a constant wherever this is inlined. */
+__attribute__((always_inline)) static inline ek_v16 ek_wload(const void *p, int wt, size_t k)
+{
+    if (wt == ENG_W_F32) {
+        ek_v16 v;
+        memcpy(&v, (const float *)p + k, sizeof v);
+        return v;
+    }
+    ek_h16 h;
+    memcpy(&h, (const uint16_t *)p + k, sizeof h);
+    ek_u16 u = __builtin_convertvector(h, ek_u16);
+    ek_v16 f;
+    if (wt == ENG_W_BF16) {
+        u <<= 16;
+        memcpy(&f, &u, sizeof f);
+        return f;
+    }
+    ek_u16 em = (u & 0x7fffu) << 13, sign = (u & 0x8000u) << 16;
+    memcpy(&f, &em, sizeof f);
+    f *= 0x1p112f;                           /* exact: normals and subnormals alike */
+    ek_u16 r;
+    memcpy(&r, &f, sizeof r);
+    ek_i16 big = (ek_i16)(em >= (0x7c00u << 13)); /* inf / NaN: all-ones lanes */
+    r = (r & ~(ek_u16)big) | ((em | 0x7f800000u) & (ek_u16)big);
+    r |= sign;
+    memcpy(&f, &r, sizeof f);
+    return f;
+}
+
+/* Weight k of p, widened. */
+__attribute__((always_inline)) static inline float ek_wget(const void *p, int wt, size_t k)
+{
+    if (wt == ENG_W_F32) return ((const float *)p)[k];
+    uint16_t h;
+    memcpy(&h, (const uint16_t *)p + k, sizeof h);
+    return wt == ENG_W_BF16 ? eng_bf16_to_f32(h) : eng_f16_to_f32(h);
+}
+
+/* Row r of a weight matrix with row stride ld (in weights). */
+__attribute__((always_inline)) static inline const void *ek_wrow(const void *W, int wt, size_t r,
+                                                                 size_t ld)
+{
+    return (const char *)W + r * ld * ek_wsize(wt);
 }
 
 /* The sum of the 16 lanes, pairwise (the same order on every target). */
@@ -373,8 +437,31 @@ static void ek_rows_nn(int M, int N, int K, const float *A, int lda, const float
  * this many floats (at least one panel). */
 #define EK_CHUNK_FLOATS (1 << 17)
 
-static float *ek_pack_buf; /* one chunk; grown under ek_blas_lock, kept for the next call */
-static size_t ek_pack_cap;
+/* The calling thread's packing buffer (one chunk, plus each team thread's widened weight
+ * tile for BF16/F16 weights): grown when a product needs more, kept for its next call,
+ * freed when the thread ends. Per calling thread, so that products called from two
+ * threads (two engine contexts, two models) run at once. */
+static __thread float *ek_pack_buf;
+static __thread size_t ek_pack_cap;
+static pthread_key_t ek_pack_key;
+static pthread_once_t ek_pack_once = PTHREAD_ONCE_INIT;
+
+static void ek_pack_key_init(void)
+{
+    if (pthread_key_create(&ek_pack_key, free) != 0) abort();
+}
+
+/* The calling thread's buffer of at least need floats; NULL out of memory. */
+static float *ek_pack_get(size_t need)
+{
+    if (need <= ek_pack_cap) return ek_pack_buf;
+    pthread_once(&ek_pack_once, ek_pack_key_init);
+    free(ek_pack_buf);
+    ek_pack_buf = aligned_alloc(64, (need * sizeof(float) + 63) & ~(size_t)63);
+    ek_pack_cap = ek_pack_buf ? need : 0;
+    pthread_setspecific(ek_pack_key, ek_pack_buf);
+    return ek_pack_buf;
+}
 
 ENG_CLONES
 void eng_transpose(int rows, int cols, const float *src, int lds, float *dst, int ldd)
@@ -461,59 +548,101 @@ __attribute__((always_inline)) static inline void ek_many_tile(int pw, int K, co
     }
 }
 
+/* Rows n0 .. n0 + nr - 1 of a BF16/F16 weight widened into wt16 [nr][K]. */
+__attribute__((always_inline)) static inline void ek_widen_rows(int wt, const void *W, int ldw,
+                                                               int n0, int nr, int K, float *out)
+{
+    int K16 = K & ~15;
+    for (int i = 0; i < nr; i++) {
+        const void *w = ek_wrow(W, wt, (size_t)n0 + i, ldw);
+        float *o = out + (size_t)i * K;
+        int k = 0;
+        for (; k < K16; k += 16) {
+            ek_v16 v = ek_wload(w, wt, k);
+            memcpy(o + k, &v, sizeof v);
+        }
+        for (; k < K; k++) o[k] = ek_wget(w, wt, k);
+    }
+}
+
 /* One thread's share of a chunk: weight tiles t0..t1-1 against the packed panels
- * p0..p1-1 at Ap. */
+ * p0..p1-1 at Ap. BF16/F16 weights: each tile is widened into wbuf [EK_NR][K] first (once
+ * per tile and chunk, against up to a chunk of panels), then taken as F32 weights: the
+ * same multiply-add chains on the same values. */
 ENG_CLONES
 static void ek_many_part(int t0, int t1, int p0, int p1, int M, int N, int K, const float *Ap,
-                         const float *W, int ldw, float beta, float *C, int ldc)
+                         int wt, const void *W, int ldw, float *wbuf, float beta, float *C,
+                         int ldc)
 {
     for (int t = t0; t < t1; t++) {
         int n0 = t * EK_NR, nr = N - n0 < EK_NR ? N - n0 : EK_NR;
+        const float *Wt = W;
+        int ldt = ldw, nt0 = n0;
+        if (wt != ENG_W_F32) {
+            switch (wt) {
+            case ENG_W_BF16: ek_widen_rows(ENG_W_BF16, W, ldw, n0, nr, K, wbuf); break;
+            default: ek_widen_rows(ENG_W_F16, W, ldw, n0, nr, K, wbuf); break;
+            }
+            Wt = wbuf, ldt = K, nt0 = 0;
+        }
         for (int p = p0; p < p1; p++) {
             int m0 = p * EK_PW, rows = M - m0 < EK_PW ? M - m0 : EK_PW;
             /* the first panel of a tile fetches the next tile's weights into L2 */
-            const float *next =
-                p == p0 && n0 + 2 * EK_NR <= N ? W + (size_t)(n0 + EK_NR) * ldw : NULL;
+            const float *next = wt == ENG_W_F32 && p == p0 && n0 + 2 * EK_NR <= N
+                                    ? Wt + (size_t)(n0 + EK_NR) * ldw : NULL;
             const float *ap = Ap + (size_t)(p - p0) * K * EK_PW;
-            float *c = C + (size_t)m0 * ldc;
+            float *c = C + (size_t)m0 * ldc + n0 - nt0;
             if (ek_panel_width(p, M) == EK_PW)
-                ek_many_tile(EK_PW, K, ap, W, ldw, n0, nr, rows, next, beta, c, ldc);
+                ek_many_tile(EK_PW, K, ap, Wt, ldt, nt0, nr, rows, next, beta, c, ldc);
             else
-                ek_many_tile(16, K, ap, W, ldw, n0, nr, rows, next, beta, c, ldc);
+                ek_many_tile(16, K, ap, Wt, ldt, nt0, nr, rows, next, beta, c, ldc);
         }
     }
 }
 
+/* Row r of a weight of type wt (F32, BF16, F16) into out [K]. */
+ENG_CLONES
+static void ek_widen_rows_any(int wt, const void *W, int ldw, int r, int K, float *out)
+{
+    switch (wt) {
+    case ENG_W_BF16: ek_widen_rows(ENG_W_BF16, W, ldw, r, 1, K, out); break;
+    case ENG_W_F16: ek_widen_rows(ENG_W_F16, W, ldw, r, 1, K, out); break;
+    default: memcpy(out, ek_wrow(W, ENG_W_F32, (size_t)r, ldw), (size_t)K * sizeof *out); break;
+    }
+}
+
 /* C[M,N] = A[M,K] W[N,K]^T (+ beta C), K >= 1, by packed panels: for each chunk of
- * panels, the threads pack it, then split the weight tiles over it. The caller holds
- * ek_blas_lock (the chunk buffer is shared). 0, or -1 when the buffer cannot grow. */
-static int ek_many(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+ * panels, the threads pack it, then split the weight tiles over it. The chunk buffer is
+ * the calling thread's (ek_pack_get). 0, or -1 when the buffer cannot grow. */
+static int ek_many(int M, int N, int K, const float *A, int lda, int wt, const void *W, int ldw,
                    float beta, float *C, int ldc)
 {
     int np = (M + EK_PW - 1) / EK_PW, tiles = (N + EK_NR - 1) / EK_NR;
     int chunk = EK_CHUNK_FLOATS / K / EK_PW;
     if (chunk < 1) chunk = 1;
-    /* sized for a full chunk whatever M, so the buffer grows once per K (at most) */
-    size_t need = (size_t)chunk * EK_PW * K;
+    int nt_max = 1;
+#ifdef _OPENMP
+    nt_max = omp_get_max_threads();
+#endif
+    /* sized for a full chunk whatever M, so the buffer grows once per K (at most); then a
+     * widened weight tile per thread */
+    size_t pack = (size_t)chunk * EK_PW * K;
+    size_t need = pack + (wt != ENG_W_F32 ? (size_t)nt_max * EK_NR * K : 0);
     if (chunk > np) chunk = np;
-    if (need > ek_pack_cap) {
-        free(ek_pack_buf);
-        ek_pack_buf = aligned_alloc(64, (need * sizeof(float) + 63) & ~(size_t)63);
-        ek_pack_cap = ek_pack_buf ? need : 0;
-        if (!ek_pack_buf) return -1;
-    }
-    float *Ap = ek_pack_buf;
+    float *Ap = ek_pack_get(need);
+    if (!Ap) return -1;
 #ifdef _OPENMP
     if ((double)M * N * K >= EK_PAR_MIN) {
-#pragma omp parallel
+#pragma omp parallel num_threads(nt_max)
         {
             int nt = omp_get_num_threads(), id = omp_get_thread_num();
             int t0 = (int)((long)tiles * id / nt), t1 = (int)((long)tiles * (id + 1) / nt);
+            float *wbuf = Ap + pack + (size_t)id * EK_NR * K;
             for (int p0 = 0; p0 < np; p0 += chunk) {
                 int n = np - p0 < chunk ? np - p0 : chunk;
                 ek_pack_panels(p0 + n * id / nt, p0 + n * (id + 1) / nt, p0, M, K, A, lda, Ap);
 #pragma omp barrier
-                ek_many_part(t0, t1, p0, p0 + n, M, N, K, Ap, W, ldw, beta, C, ldc);
+                ek_many_part(t0, t1, p0, p0 + n, M, N, K, Ap, wt, W, ldw, wbuf, beta, C, ldc);
 #pragma omp barrier
             }
         }
@@ -523,7 +652,7 @@ static int ek_many(int M, int N, int K, const float *A, int lda, const float *W,
     for (int p0 = 0; p0 < np; p0 += chunk) {
         int p1 = np - p0 < chunk ? np : p0 + chunk;
         ek_pack_panels(p0, p1, p0, M, K, A, lda, Ap);
-        ek_many_part(0, tiles, p0, p1, M, N, K, Ap, W, ldw, beta, C, ldc);
+        ek_many_part(0, tiles, p0, p1, M, N, K, Ap, wt, W, ldw, Ap + pack, beta, C, ldc);
     }
     return 0;
 }
@@ -549,10 +678,12 @@ static int ek_many(int M, int N, int K, const float *A, int lda, const float *W,
 /* Rows 0..M-1 (M <= EK_FEW, a constant at every call) x weight rows n0 .. n0 + nr - 1
  * (nr <= 16: the rows past nr repeat the last, computed, not stored). */
 __attribute__((always_inline)) static inline void ek_few_tile(int M, int K, const float *A,
-        int lda, const float *W, int ldw, int n0, int nr, int pf, float beta, float *C, int ldc)
+        int lda, int wt, const void *W, int ldw, int n0, int nr, int pf, float beta, float *C,
+        int ldc)
 {
-    const float *w[16];
-    for (int i = 0; i < 16; i++) w[i] = W + (size_t)(n0 + (i < nr ? i : nr - 1)) * ldw;
+    const void *w[16];
+    for (int i = 0; i < 16; i++) w[i] = ek_wrow(W, wt, (size_t)(n0 + (i < nr ? i : nr - 1)), ldw);
+    size_t ahead = (size_t)16 * ldw * ek_wsize(wt); /* bytes to the next tile's rows */
     ek_v16 s[EK_FEW]; /* s[m] lane i: input row m times weight row n0 + i */
 #pragma GCC unroll 8
     for (int m = 0; m < EK_FEW; m++) s[m] = (ek_v16){ 0 };
@@ -560,10 +691,12 @@ __attribute__((always_inline)) static inline void ek_few_tile(int M, int K, cons
     for (int k0 = 0; k0 < K16; k0 += 16) {
         ek_v16 x[16];
 #pragma GCC unroll 16
-        for (int i = 0; i < 16; i++) x[i] = ek_load(w[i] + k0);
-        if (pf)
+        for (int i = 0; i < 16; i++) x[i] = ek_wload(w[i], wt, k0);
+        /* a line holds 16 F32 weights, 32 halves: prefetch each line once */
+        if (pf && (wt == ENG_W_F32 || !(k0 & 31)))
 #pragma GCC unroll 16
-            for (int i = 0; i < 16; i++) __builtin_prefetch(w[i] + (size_t)16 * ldw + k0, 0, 2);
+            for (int i = 0; i < 16; i++)
+                __builtin_prefetch((const char *)w[i] + ahead + k0 * ek_wsize(wt), 0, 2);
         ek_transpose16(x); /* x[j] lane i: w[i][k0 + j] */
 #pragma GCC unroll 16
         for (int j = 0; j < 16; j++)
@@ -572,7 +705,7 @@ __attribute__((always_inline)) static inline void ek_few_tile(int M, int K, cons
     }
     for (int k = K16; k < K; k++) {
         ek_v16 x;
-        for (int i = 0; i < 16; i++) x[i] = w[i][k];
+        for (int i = 0; i < 16; i++) x[i] = ek_wget(w[i], wt, k);
         for (int m = 0; m < M; m++) s[m] += A[(size_t)m * lda + k] * x;
     }
 #pragma GCC unroll 8
@@ -587,26 +720,38 @@ __attribute__((always_inline)) static inline void ek_few_tile(int M, int K, cons
 
 /* Tiles t0..t1-1 (16 weight rows each, the last one partial) of C[M,N] = A[M,K] W[N,K]^T
  * (+ beta C), M <= EK_FEW: one thread's share. */
-ENG_CLONES
-static void ek_few_part(int t0, int t1, int M, int N, int K, const float *A, int lda,
-                        const float *W, int ldw, float beta, float *C, int ldc)
+/* Tiles of one weight type wt (a constant where it is inlined). */
+__attribute__((always_inline)) static inline void ek_few_tiles(int wt, int t0, int t1, int M,
+        int N, int K, const float *A, int lda, const void *W, int ldw, float beta, float *C,
+        int ldc)
 {
     for (int t = t0; t < t1; t++) {
         int n0 = 16 * t, nr = N - n0 < 16 ? N - n0 : 16, pf = n0 + 32 <= N;
         switch (M) {
-        case 1: ek_few_tile(1, K, A, lda, W, ldw, n0, nr, pf, beta, C, ldc); break;
-        case 2: ek_few_tile(2, K, A, lda, W, ldw, n0, nr, pf, beta, C, ldc); break;
-        case 3: ek_few_tile(3, K, A, lda, W, ldw, n0, nr, pf, beta, C, ldc); break;
-        case 4: ek_few_tile(4, K, A, lda, W, ldw, n0, nr, pf, beta, C, ldc); break;
-        case 5: ek_few_tile(5, K, A, lda, W, ldw, n0, nr, pf, beta, C, ldc); break;
-        case 6: ek_few_tile(6, K, A, lda, W, ldw, n0, nr, pf, beta, C, ldc); break;
-        case 7: ek_few_tile(7, K, A, lda, W, ldw, n0, nr, pf, beta, C, ldc); break;
-        default: ek_few_tile(8, K, A, lda, W, ldw, n0, nr, pf, beta, C, ldc); break;
+        case 1: ek_few_tile(1, K, A, lda, wt, W, ldw, n0, nr, pf, beta, C, ldc); break;
+        case 2: ek_few_tile(2, K, A, lda, wt, W, ldw, n0, nr, pf, beta, C, ldc); break;
+        case 3: ek_few_tile(3, K, A, lda, wt, W, ldw, n0, nr, pf, beta, C, ldc); break;
+        case 4: ek_few_tile(4, K, A, lda, wt, W, ldw, n0, nr, pf, beta, C, ldc); break;
+        case 5: ek_few_tile(5, K, A, lda, wt, W, ldw, n0, nr, pf, beta, C, ldc); break;
+        case 6: ek_few_tile(6, K, A, lda, wt, W, ldw, n0, nr, pf, beta, C, ldc); break;
+        case 7: ek_few_tile(7, K, A, lda, wt, W, ldw, n0, nr, pf, beta, C, ldc); break;
+        default: ek_few_tile(8, K, A, lda, wt, W, ldw, n0, nr, pf, beta, C, ldc); break;
         }
     }
 }
 
-static void ek_few(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+ENG_CLONES
+static void ek_few_part(int t0, int t1, int M, int N, int K, const float *A, int lda, int wt,
+                        const void *W, int ldw, float beta, float *C, int ldc)
+{
+    switch (wt) {
+    case ENG_W_BF16: ek_few_tiles(ENG_W_BF16, t0, t1, M, N, K, A, lda, W, ldw, beta, C, ldc); break;
+    case ENG_W_F16: ek_few_tiles(ENG_W_F16, t0, t1, M, N, K, A, lda, W, ldw, beta, C, ldc); break;
+    default: ek_few_tiles(ENG_W_F32, t0, t1, M, N, K, A, lda, W, ldw, beta, C, ldc); break;
+    }
+}
+
+static void ek_few(int M, int N, int K, const float *A, int lda, int wt, const void *W, int ldw,
                    float beta, float *C, int ldc)
 {
     int tiles = (N + 15) / 16;
@@ -616,12 +761,12 @@ static void ek_few(int M, int N, int K, const float *A, int lda, const float *W,
         {
             int nt = omp_get_num_threads(), id = omp_get_thread_num();
             int t0 = (int)((long)tiles * id / nt), t1 = (int)((long)tiles * (id + 1) / nt);
-            ek_few_part(t0, t1, M, N, K, A, lda, W, ldw, beta, C, ldc);
+            ek_few_part(t0, t1, M, N, K, A, lda, wt, W, ldw, beta, C, ldc);
         }
         return;
     }
 #endif
-    ek_few_part(0, tiles, M, N, K, A, lda, W, ldw, beta, C, ldc);
+    ek_few_part(0, tiles, M, N, K, A, lda, wt, W, ldw, beta, C, ldc);
 }
 
 const char *eng_kernels(void)
@@ -646,7 +791,7 @@ int eng_set_threads(int n)
      * (and its own rounding depends on that size), and openblas_set_num_threads sets it
      * for the calling thread: so every thread that runs the engine computes with the same
      * thread count, and so does the few-rows kernel's OpenMP team. */
-    if (n <= 0) n = openblas_get_num_procs();
+    if (n <= 0) n = cm_cpu_count();   /* the quota and affinity, not the host's cores */
     if (n <= 0) n = 1;
     pthread_mutex_lock(&ek_blas_lock);
     openblas_set_num_threads(n);
@@ -674,6 +819,18 @@ void eng_gemm_serial(int M, int N, int K, const float *A, int lda, const float *
         ek_rows_nn(M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
+/* The products with weights of type wt (F32, BF16, F16), trans_b. */
+static void ek_gemm_w(int M, int N, int K, const float *A, int lda, int wt, const void *W, int ldw,
+                      float beta, float *C, int ldc)
+{
+    if (M > EK_FEW && ek_many(M, N, K, A, lda, wt, W, ldw, beta, C, ldc) == 0) return;
+    /* few rows; or many when the packing buffer cannot grow: EK_FEW rows at a time, each
+     * output computed as the packed kernel computes it */
+    for (int m = 0; m < M; m += EK_FEW)
+        ek_few(M - m < EK_FEW ? M - m : EK_FEW, N, K, A + (size_t)m * lda, lda, wt, W, ldw, beta,
+               C + (size_t)m * ldc, ldc);
+}
+
 void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
               int trans_b, float beta, float *C, int ldc)
 {
@@ -686,18 +843,18 @@ void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int 
         ek_rows_nn(M, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    if (M > EK_FEW) {
-        /* one caller at a time: the packing buffer is shared (each call uses every core) */
-        pthread_mutex_lock(&ek_blas_lock);
-        int rc = ek_many(M, N, K, A, lda, B, ldb, beta, C, ldc);
-        pthread_mutex_unlock(&ek_blas_lock);
-        if (rc == 0) return;
+    ek_gemm_w(M, N, K, A, lda, ENG_W_F32, B, ldb, beta, C, ldc);
+}
+
+void eng_gemm_w(int M, int N, int K, const float *A, int lda, int wt, const void *W,
+                int ldw, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        ek_scale(M, N, beta, C, ldc);
+        return;
     }
-    /* few rows; or many when the packing buffer cannot grow: EK_FEW rows at a time, each
-     * output computed as the packed kernel computes it */
-    for (int m = 0; m < M; m += EK_FEW)
-        ek_few(M - m < EK_FEW ? M - m : EK_FEW, N, K, A + (size_t)m * lda, lda, B, ldb, beta,
-               C + (size_t)m * ldc, ldc);
+    ek_gemm_w(M, N, K, A, lda, wt, W, ldw, beta, C, ldc);
 }
 
 void eng_linear(const float *x, int rows, int K, const float *W, int N, float *y)
@@ -708,13 +865,21 @@ void eng_linear(const float *x, int rows, int K, const float *W, int N, float *y
 int eng_gemm_many(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
                   float beta, float *C, int ldc)
 {
+    return eng_gemm_many_w(M, N, K, A, lda, ENG_W_F32, W, ldw, beta, C, ldc);
+}
+
+int eng_gemm_many_w(int M, int N, int K, const float *A, int lda, int wt, const void *W,
+                    int ldw, float beta, float *C, int ldc)
+{
     if (M <= 0 || N <= 0) return 0;
     if (K <= 0) {
         ek_scale(M, N, beta, C, ldc);
         return 0;
     }
-    pthread_mutex_lock(&ek_blas_lock);
-    int rc = ek_many(M, N, K, A, lda, W, ldw, beta, C, ldc);
-    pthread_mutex_unlock(&ek_blas_lock);
-    return rc;
+    return ek_many(M, N, K, A, lda, wt, W, ldw, beta, C, ldc);
+}
+
+void eng_wrow(int wt, const void *W, int ldw, int r, int K, float *out)
+{
+    ek_widen_rows_any(wt, W, ldw, r, K, out);
 }

@@ -121,6 +121,20 @@ static int st_bad_at(const unsigned char *p, st_dtype dt, size_t i)
     return (uint16_t)(h & 0x7fffu) > (dt == ST_F16 ? 0x7bffu : 0x7f7fu);
 }
 
+void st_release(const st_set *set, const st_tensor *t)
+{
+    if (!set || !t || !t->nbytes) return;
+    const unsigned char *d = t->data;
+    for (int i = 0; i < set->nfiles; i++) {
+        const st_file *f = &set->files[i];
+        if (!f->map || d < f->data || d + t->nbytes > f->data + f->size) continue;
+        uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+        uintptr_t a = ((uintptr_t)d + pg - 1) & ~(pg - 1), b = ((uintptr_t)d + t->nbytes) & ~(pg - 1);
+        if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+        return;
+    }
+}
+
 int64_t st_first_nonfinite(const st_tensor *t)
 {
     size_t esz = st_dtype_size(t->dtype);

@@ -55,6 +55,12 @@ const st_tensor *st_at(const st_set *set, int i);
 size_t st_dtype_size(st_dtype dt);
 const char *st_dtype_name(st_dtype dt);
 
+/* Drops the pages of t (one of set's tensors) from the process's memory, the whole pages
+ * inside its data, when it lives in one of set's mmapped files (not a caller's buffer):
+ * for a tensor converted at load whose mmapped bytes are no longer read. Reading them
+ * again is still correct (they are read back from the file). */
+void st_release(const st_set *set, const st_tensor *t);
+
 /* The index of the first NaN or infinity among t's values, or -1 when all are finite.
  * Reads all of t's bytes (any alignment). */
 int64_t st_first_nonfinite(const st_tensor *t);

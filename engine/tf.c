@@ -80,7 +80,7 @@ static void tf_embed(eng_ctx *c, const eng_stack_w *s, const int32_t *tok, const
     int D = c->m->cfg.d_model;
     for (int i = 0; i < n; i++) {
         float *xi = c->w.x + (size_t)i * D;
-        memcpy(xi, s->embed + (size_t)tok[i] * D, (size_t)D * sizeof(float));
+        eng_lin_row(&s->embed, tok[i], xi);
         if (a->embed_scale != 1.0f) eng_scale(xi, (size_t)D, a->embed_scale);
         if (s->pos && !(a->pos_pad_zero && tok[i] == c->m->cfg.pad_token_id)) {
             const float *p = s->pos + (size_t)(pos[i] + a->pos_offset) * D;

@@ -850,7 +850,9 @@ static void et_variant(int to_f16, double tol)
 {
     char dir[64], err[512];
     et_write_variant(dir, to_f16);
-    eng_model *mv = eng_model_load(dir, NULL, err, sizeof err);
+    eng_model_params wp = eng_model_default_params();
+    wp.weights = ENG_WEIGHTS_F32; /* the widening at load (auto keeps F16 in place) */
+    eng_model *mv = eng_model_load(dir, &wp, err, sizeof err);
     REQUIRE_MSG(mv, "%s", err);
     eng_model *m = et_model("tiny-t5");
     CHECK(m->owned_bytes == 0);                       /* aligned F32: in place */
@@ -1323,12 +1325,16 @@ TEST(eng_nonfinite_weights_refused)
     }
 }
 
-/* Weights poisoned in memory after load (tiny-flan is BF16: every weight is a converted
- * copy, so writable): every path that reads logits reports ENG_ENONFINITE and no result,
- * and the ctx works again once the weight is repaired. */
+/* Weights poisoned in memory after load (tiny-flan is BF16, loaded as f32: every weight
+ * is a converted copy, so writable): every path that reads logits reports ENG_ENONFINITE
+ * and no result, and the ctx works again once the weight is repaired. */
 TEST(eng_nonfinite_logits_are_errors)
 {
-    eng_model *m = et_model("tiny-flan");
+    char err[512];
+    eng_model_params wp = eng_model_default_params();
+    wp.n_threads = 1, wp.weights = ENG_WEIGHTS_F32;
+    eng_model *m = eng_model_load(th_data("models/tiny-flan"), &wp, err, sizeof err);
+    REQUIRE_MSG(m, "%s", err);
     eng_ctx *c = et_ctx(m, 8, 0);
     const eng_config *cf = eng_model_config(m);
     static et_case cs[8];
