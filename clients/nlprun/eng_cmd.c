@@ -27,6 +27,8 @@ static const char ec_gen_usage[] =
     "  --sample                    sample instead of argmax; with --temperature F (1.0),\n"
     "                              --top-k K (0: off), --top-p P (1.0: off), --seed S (0)\n"
     "  --threads N                 matrix-product threads (0: all cores)\n"
+    "  --weights TYPE              how weights are held: auto (the checkpoint's type),\n"
+    "                              f32, bf16, f16 or int8 (docs/models.md)\n"
     "Defaults are the model directory's own (generation_config.json, else config.json:\n"
     "lengths, beams, early stopping, forced first/last tokens, bad words), then the ones\n"
     "in parentheses; an option overrides both.\n"
@@ -35,6 +37,7 @@ static const char ec_gen_usage[] =
 
 static const char ec_logits_usage[] =
     "usage: nlprun logits --model DIR --ids 37,1 [--decoder-ids 0,...] [--top K] [--threads N]\n"
+    "       [--weights auto|f32|bf16|f16|int8]\n"
     "Prints the next-token logits at the last decoder position, highest first:\n"
     "id<TAB>logit, K lines (10). On a sequence-classification checkpoint without\n"
     "--decoder-ids: one line per class, in class order: LABEL<TAB>logit.\n";
@@ -92,6 +95,7 @@ typedef struct ec_common {
     int32_t *ids, *dec;
     int n_ids, n_dec;
     int threads;
+    int weights;               /* eng_weights */
 } ec_common;
 
 /* Options both commands share; 1 if `opt` was one of them (argv[*i] consumed), 0 if not,
@@ -118,6 +122,11 @@ static int ec_common_opt(ec_common *c, int argc, char **argv, int *i)
         }
     } else if (!strcmp(opt, "--threads")) {
         if (ec_int(opt, val, 0, 1024, &c->threads)) return -1;
+    } else if (!strcmp(opt, "--weights")) {
+        if ((c->weights = eng_weights_parse(val)) < 0) {
+            fprintf(stderr, "nlprun: --weights needs auto, f32, bf16, f16 or int8\n");
+            return -1;
+        }
     } else {
         return 0;
     }
@@ -130,6 +139,7 @@ static eng_model *ec_load(const ec_common *c)
     char err[1024];
     eng_model_params mp = eng_model_default_params();
     mp.n_threads = c->threads;
+    mp.weights = (eng_weights)c->weights;
     eng_model *m = eng_model_load(c->model, &mp, err, sizeof err);
     if (!m) fprintf(stderr, "nlprun: %s\n", err);
     return m;

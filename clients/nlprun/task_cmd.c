@@ -40,6 +40,7 @@ typedef struct task_cli {
     const char *question;
     int json;
     int threads;
+    int weights;                   /* eng_weights (--weights) */
     task_decode_opts opts;
 } task_cli;
 
@@ -58,6 +59,8 @@ static void task_usage(FILE *f, const char *task)
             "  --temperature F --top-k N --top-p F --seed N   (any of these four: sampling)\n"
             "  --hypotheses             every hypothesis with its score\n"
             "  --threads N              matrix-product threads (default 1; 0 = all cores)\n"
+            "  --weights TYPE           weights held as auto (the checkpoint's), f32, bf16,\n"
+            "                           f16 or int8 (docs/models.md)\n"
             "  --json                   one JSON object with the whole result\n",
             task);
 }
@@ -92,7 +95,7 @@ static int split_labels(task_cli *cli, const char *arg)
 }
 
 enum {
-    O_MODEL = 256, O_CONFIG, O_FROM, O_TO, O_LABELS, O_MULTI, O_QUESTION, O_JSON, O_THREADS,
+    O_MODEL = 256, O_CONFIG, O_FROM, O_TO, O_LABELS, O_MULTI, O_QUESTION, O_JSON, O_THREADS, O_WEIGHTS,
     O_MAXNEW, O_MINNEW, O_BEAMS, O_NRET, O_LP, O_NOREP, O_REPP, O_TEMP, O_TOPK, O_TOPP,
     O_SEED, O_HYPS, O_HELP,
 };
@@ -109,6 +112,7 @@ static int parse_args(int argc, char **argv, task_cli *cli)
         { "question", required_argument, 0, O_QUESTION },
         { "json", no_argument, 0, O_JSON },
         { "threads", required_argument, 0, O_THREADS },
+        { "weights", required_argument, 0, O_WEIGHTS },
         { "max-new-tokens", required_argument, 0, O_MAXNEW },
         { "min-new-tokens", required_argument, 0, O_MINNEW },
         { "num-beams", required_argument, 0, O_BEAMS },
@@ -142,6 +146,12 @@ static int parse_args(int argc, char **argv, task_cli *cli)
         case O_JSON: cli->json = 1; break;
         case O_HYPS: o->return_hypotheses = 1; break;
         case O_THREADS: bad |= parse_int(optarg, 0, 256, &cli->threads); break;
+        case O_WEIGHTS:
+            if ((cli->weights = eng_weights_parse(optarg)) < 0) {
+                fprintf(stderr, "nlprun: --weights needs auto, f32, bf16, f16 or int8\n");
+                return -1;
+            }
+            break;
         case O_MAXNEW: bad |= parse_int(optarg, 0, 1 << 20, &o->max_new_tokens); break;
         case O_MINNEW: bad |= parse_int(optarg, 0, 1 << 20, &o->min_new_tokens); break;
         case O_BEAMS: bad |= parse_int(optarg, 0, 1 << 20, &o->num_beams); break;
@@ -339,6 +349,7 @@ int nlprun_task(int argc, char **argv)
     /* The model first: what a task does depends on its family (docs/models.md). */
     eng_model_params mp = eng_model_default_params();
     mp.n_threads = cli.threads;
+    mp.weights = (eng_weights)cli.weights;
     eng_ctx_params cp = task_conf_ctx_params(conf);
     model = eng_model_load(cli.model_dir, &mp, err, sizeof err);
     if (model) ctx = eng_ctx_new(model, &cp, err, sizeof err);
