@@ -1,6 +1,7 @@
 /* Small pieces every part of nlpd needs and used to write again: UTF-8 checks and
- * UTF-8-safe bounded text, whole-file reads with a size bound, the monotonic clock and
- * strict number parsing. Plain libc; thread-safe (no state). Prefix cm_.
+ * UTF-8-safe bounded text, whole-file reads with a size bound, the monotonic clock,
+ * strict number parsing and the CPUs this process may use. Plain libc; thread-safe (no
+ * state). Prefix cm_.
  * The libconfig reader lives apart in common/cm_conf.h. */
 #ifndef NLP_COMMON_H
 #define NLP_COMMON_H
@@ -113,5 +114,41 @@ struct cJSON *cm_json_result(struct cJSON *o, int task, const struct nlpc_result
 /* Splits "a, b,c" in place at the commas into out[] (pointers into buf), spaces around
  * each item trimmed. The count, or -1 when an item is empty or there are more than max. */
 int cm_split_list(char *buf, const char **out, int max);
+
+/* ---- CPUs (common/cpu.c) ---- */
+
+/* The CPUs this process can use: its affinity mask's count (sched_getaffinity), lowered
+ * by a cgroup CPU quota (v2 cpu.max, v1 cpu.cfs_quota_us / cpu.cfs_period_us; the
+ * tightest from the process's cgroup up to the root) rounded to the nearest whole CPU;
+ * at least 1. The engine's default thread count (threads = 0). Never fails. */
+int cm_cpu_count(void);
+
+/* cm_cpu_count with /proc/self and the cgroup mounts read under `root` ("" for the real
+ * ones) and the affinity count given when > 0: for tests. */
+int cm_cpu_count_at(const char *root, int affinity);
+
+/* The cgroup CPU quota alone, in CPUs (1.5 for "150000 100000"); 0 when there is none. */
+double cm_cpu_quota(const char *root);
+
+/* Threads that do not spin when they cannot run: without OMP_WAIT_POLICY and
+ * GOMP_SPINCOUNT in the environment, libgomp's threads spin ~300000 rounds at every
+ * barrier and at the end of every parallel region; on a shared or quota-limited CPU the
+ * spinning thread takes the core from the one its team waits for (issue 21: several
+ * times slower). This sets OMP_WAIT_POLICY=passive and re-executes the program
+ * (/proc/self/exe, same argv), since libgomp reads it before main. Call it first in
+ * main, before any thread exists. Returns when either variable was set by the user (left
+ * alone) or the re-exec failed (the program goes on with libgomp's default). */
+void cm_omp_wait_default(char **argv);
+
+/* ---- the runtime directory (common/rundir.c) ---- */
+
+/* Where nlpd's runtime files go (its default ipc socket): $RUNTIME_DIRECTORY (systemd's
+ * RuntimeDirectory=nlpd; the first when it lists several), else $XDG_RUNTIME_DIR/nlpd,
+ * else /run/nlpd for root, else /tmp/nlpd-UID (the daemon creates it 0700 and refuses
+ * one it does not own). Not created here. 0, or -ENAMETOOLONG. */
+int cm_runtime_dir(char *out, size_t cap);
+
+/* "ipc://" + cm_runtime_dir + "/nlpd.sock": the daemon's default ipc endpoint. */
+int cm_default_ipc(char *out, size_t cap);
 
 #endif

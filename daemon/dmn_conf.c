@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/cm_conf.h"
+#include "common/common.h"
 #include "daemon/dmn_curve.h"
 #include "daemon/dmn_log.h"
 #include "engine/engine.h"
@@ -95,7 +96,8 @@ void dmn_conf_defaults(dmn_conf *c)
     }
     c->n_binds = 2;
     snprintf(c->binds[0], sizeof c->binds[0], "tcp://127.0.0.1:5555");
-    snprintf(c->binds[1], sizeof c->binds[1], "ipc:///tmp/nlpd.sock");
+    /* the runtime directory ($RUNTIME_DIRECTORY, ...: cm_runtime_dir), not /tmp */
+    if (cm_default_ipc(c->binds[1], sizeof c->binds[1]) < 0) c->n_binds = 1;
 }
 
 static int where(const config_setting_t *s, const char *fallback, char *err, size_t errlen)

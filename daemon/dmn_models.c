@@ -110,6 +110,14 @@ static dmn_ckpt *ckpt_get(dmn_registry *g, const char *dir, int w, int threads, 
         free(c);
         return NULL;
     }
+    /* a tokenizer whose ids the model has no rows for (or far fewer ids than rows) */
+    if (tok_check_vocab(c->tok, eng_model_config(c->model)->vocab_size, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s", why);
+        eng_model_free(&c->model);
+        tok_free(&c->tok);
+        free(c);
+        return NULL;
+    }
     pthread_mutex_lock(&g->ck_mu);
     c->next = g->ckpts;
     g->ckpts = c;

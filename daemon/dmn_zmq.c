@@ -8,11 +8,21 @@
  *             while the daemon can queue work: backpressure instead of OVERLOADED.
  *
  * Unread replies are bounded per peer (limits.max_reply_backlog_bytes, dmn_route.h): a
- * ROUTER peer is its routing id; the PUSH socket's readers count as one. */
+ * ROUTER peer is its routing id; the PUSH socket's readers count as one.
+ *
+ * An ipc:// path belongs to one daemon (ipc_claim): libzmq removes whatever file is at
+ * the path before it binds, so without a check a second daemon would silently take a
+ * live one's clients. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "common/common.h"
 #include "daemon/dmn_curve.h"
@@ -32,7 +42,166 @@ typedef struct zt {
     int pipeline;
     dmn_backlog *backlog;
     double next_sweep;             /* CLOCK_MONOTONIC seconds */
+    struct ipc_claim {             /* [n_ipc]: the ipc paths this transport holds */
+        char path[sizeof ((dmn_conf *)0)->binds[0]];
+        int lock_fd;               /* flock'ed PATH.lock, held while bound */
+        dev_t dev;                 /* the socket file bound, removed at exit if still it */
+        ino_t ino;
+    } ipc[DMN_MAX_BINDS];
+    int n_ipc;
 } zt;
+
+/* 1 if something accepts connections on the unix socket at path (a live daemon, or
+ * any program); 0 if nobody does (connection refused: a stale file) or it is no socket. */
+static int ipc_answers(const char *path)
+{
+    struct sockaddr_un a = { .sun_family = AF_UNIX };
+    if (strlen(path) >= sizeof a.sun_path) return 0;
+    memcpy(a.sun_path, path, strlen(path));
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return 0;
+    int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+    int live = rc == 0 || errno == EAGAIN || errno == EINPROGRESS;   /* EAGAIN: backlog full */
+    close(fd);
+    return live;
+}
+
+/* The socket's directory, made when missing (one level, 0700: $XDG_RUNTIME_DIR/nlpd,
+ * /tmp/nlpd-UID); one made by another user is refused (it could hold a socket of theirs
+ * that our clients would talk to). */
+static int ipc_dir(const char *path, char *err, size_t errlen)
+{
+    char dir[sizeof ((dmn_conf *)0)->binds[0]];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return 0;
+    *slash = '\0';
+    struct stat st;
+    if (mkdir(dir, 0700) == 0) {
+        DMN_LOG(DMN_LOG_INFO, "made the runtime directory %s", dir);
+        return 0;
+    }
+    if (errno != EEXIST) return 0;   /* bind says what is wrong with it */
+    if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid != geteuid() &&
+        st.st_uid != 0) {
+        snprintf(err, errlen, "%s: the directory is owned by uid %u, not by this user (%u): "
+                 "another user's socket could stand there", dir, (unsigned)st.st_uid,
+                 (unsigned)geteuid());
+        return -1;
+    }
+    return 0;
+}
+
+/* Claims the path of an ipc:// endpoint before it is bound: PATH.lock is locked (flock,
+ * this pid written in it) for as long as the daemon holds the socket. Another process
+ * holding the lock: refused, naming its pid. The lock free and a socket file there that
+ * nobody answers on: a stale file of a daemon that died, removed. One that answers
+ * though nobody holds the lock (a daemon from before the lock files, another program):
+ * refused too. Abstract (ipc://@name) and wildcard endpoints are not files: no claim.
+ * 0, or -1 with the reason in err. */
+static int ipc_claim(zt *z, const char *ep, char *err, size_t errlen)
+{
+    if (strncmp(ep, "ipc://", 6) != 0) return 0;
+    const char *path = ep + 6;
+    if (!path[0] || path[0] == '@' || !strcmp(path, "*")) return 0;
+    struct ipc_claim *c = &z->ipc[z->n_ipc];
+    char lock[sizeof c->path + 8];
+    snprintf(c->path, sizeof c->path, "%s", path);
+    snprintf(lock, sizeof lock, "%s.lock", path);
+    if (ipc_dir(path, err, errlen) < 0) return -1;
+    int fd = -1;
+    for (int tries = 0; tries < 8; tries++) {
+        fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0) break;
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+            char pid[32] = "";
+            ssize_t n = errno == EWOULDBLOCK ? pread(fd, pid, sizeof pid - 1, 0) : -1;
+            pid[n > 0 ? n : 0] = '\0';
+            pid[strcspn(pid, "\n")] = '\0';
+            close(fd);
+            snprintf(err, errlen, "%s is in use: process %s holds it (lock file %s); stop "
+                     "that daemon or bind another path", ep, pid[0] ? pid : "(unknown)",
+                     lock);
+            return -1;
+        }
+        /* The holder before us may have removed the file as we opened it: the lock
+         * counts only on the file that is at the path now. */
+        struct stat a, b;
+        if (fstat(fd, &a) == 0 && stat(lock, &b) == 0 && a.st_dev == b.st_dev &&
+            a.st_ino == b.st_ino)
+            break;
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0) {
+        /* No lock file possible (a read-only directory): the probe alone decides. */
+        DMN_LOG(DMN_LOG_WARN, "%s: no lock file (%s): a second daemon on this path would "
+                "not be refused", lock, strerror(errno));
+    } else {
+        char pid[32];
+        int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+        if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+            DMN_LOG(DMN_LOG_WARN, "%s: cannot write the pid: %s", lock, strerror(errno));
+    }
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (S_ISSOCK(st.st_mode) && ipc_answers(path)) {
+            snprintf(err, errlen, "%s is in use: something answers on %s though no nlpd "
+                     "holds %s (an older nlpd, another program?)", ep, path, lock);
+            if (fd >= 0) {
+                unlink(lock);
+                close(fd);
+            }
+            return -1;
+        }
+        if (S_ISSOCK(st.st_mode)) {
+            if (unlink(path) == 0)
+                DMN_LOG(DMN_LOG_INFO, "removed the stale socket file %s (nobody answered)",
+                        path);
+        } else {
+            snprintf(err, errlen, "%s: %s exists and is not a socket", ep, path);
+            if (fd >= 0) {
+                unlink(lock);
+                close(fd);
+            }
+            return -1;
+        }
+    }
+    c->lock_fd = fd;
+    c->dev = 0;
+    c->ino = 0;
+    z->n_ipc++;
+    return 0;
+}
+
+/* After the bind: which file is ours, so that exit removes it and no successor's. */
+static void ipc_bound(zt *z, const char *ep)
+{
+    struct stat st;
+    for (int i = 0; i < z->n_ipc; i++)
+        if (!strcmp(z->ipc[i].path, ep + 6) && stat(z->ipc[i].path, &st) == 0) {
+            z->ipc[i].dev = st.st_dev;
+            z->ipc[i].ino = st.st_ino;
+        }
+}
+
+/* At exit: our socket file (if it is still ours) and the lock file go, then the lock. */
+static void ipc_release(zt *z)
+{
+    for (int i = 0; i < z->n_ipc; i++) {
+        struct ipc_claim *c = &z->ipc[i];
+        struct stat st;
+        if (c->ino && stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
+            unlink(c->path);
+        if (c->lock_fd >= 0) {
+            char lock[sizeof c->path + 8];
+            snprintf(lock, sizeof lock, "%s.lock", c->path);
+            unlink(lock);
+            close(c->lock_fd);
+        }
+    }
+    z->n_ipc = 0;
+}
 
 static void *open_socket(dmn_server *srv, int type, const char *ep, int bind, char *err,
                          size_t errlen)
@@ -228,6 +397,7 @@ static void zt_destroy(dmn_transport **tp)
     zt *z = (zt *)*tp;
     if (!z) return;
     zt_close(&z->base);
+    ipc_release(z);
     dmn_backlog_free(&z->backlog);
     free(z);
     *tp = NULL;
@@ -261,13 +431,17 @@ dmn_transport *dmn_zmq_router_new(dmn_server *srv, int index, char *err, size_t 
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    for (int i = 0; i < c->n_binds; i++)
+        if (ipc_claim(z, c->binds[i], err, errlen) < 0) goto fail;
     z->in = z->out = open_socket(srv, ZMQ_ROUTER, c->binds[0], 1, err, errlen);
     if (!z->in) goto fail;
+    ipc_bound(z, c->binds[0]);
     for (int i = 1; i < c->n_binds; i++) {
         if (zmq_bind(z->in, c->binds[i]) != 0) {
             snprintf(err, errlen, "cannot bind %s: %s", c->binds[i], zmq_strerror(zmq_errno()));
             goto fail;
         }
+        ipc_bound(z, c->binds[i]);
         DMN_LOG(DMN_LOG_INFO, "listening on %s", c->binds[i]);
     }
     return &z->base;
@@ -286,12 +460,16 @@ dmn_transport *dmn_zmq_pipeline_new(dmn_server *srv, int index, char *err, size_
         return NULL;
     }
     z->pipeline = 1;
-    z->in = open_socket(srv, ZMQ_PULL, c->pull, !c->pipeline_connect, err, errlen);
-    if (z->in) z->out = open_socket(srv, ZMQ_PUSH, c->push, !c->pipeline_connect, err, errlen);
-    if (!z->in || !z->out) {
-        dmn_transport *t = &z->base;
-        zt_destroy(&t);
-        return NULL;
-    }
-    return &z->base;
+    int bind = !c->pipeline_connect;
+    if (bind && (ipc_claim(z, c->pull, err, errlen) < 0 || ipc_claim(z, c->push, err, errlen) < 0))
+        goto fail;
+    z->in = open_socket(srv, ZMQ_PULL, c->pull, bind, err, errlen);
+    if (z->in) z->out = open_socket(srv, ZMQ_PUSH, c->push, bind, err, errlen);
+    if (bind && z->in) ipc_bound(z, c->pull);
+    if (bind && z->out) ipc_bound(z, c->push);
+    if (z->in && z->out) return &z->base;
+fail:;
+    dmn_transport *t = &z->base;
+    zt_destroy(&t);
+    return NULL;
 }

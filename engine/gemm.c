@@ -22,6 +22,7 @@
  * over the cores. Without OpenMP (e.g. the clang ASan build) the kernels run serially.
  * This file is compiled with -ffp-contract=fast so that a*b+c is one FMA (in every clone
  * that has FMA; the baseline clone rounds the product first: the same in every kernel). */
+#include "common/common.h"
 #include "engine/eng_int.h"
 
 #include <cblas.h>
@@ -790,7 +791,7 @@ int eng_set_threads(int n)
      * (and its own rounding depends on that size), and openblas_set_num_threads sets it
      * for the calling thread: so every thread that runs the engine computes with the same
      * thread count, and so does the few-rows kernel's OpenMP team. */
-    if (n <= 0) n = openblas_get_num_procs();
+    if (n <= 0) n = cm_cpu_count();   /* the quota and affinity, not the host's cores */
     if (n <= 0) n = 1;
     pthread_mutex_lock(&ek_blas_lock);
     openblas_set_num_threads(n);

@@ -372,6 +372,51 @@ int tok_sentinel_id(const tok_model *tok, int n)
     return tok && n >= 0 && n < tok->n_sentinels ? tok->sentinel0 - n : -1;
 }
 
+/* Embedding rows past the tokenizer's ids that are taken for padding (and no more than
+ * 1/64 of the vocabulary beyond that). */
+#define TOK_PAD_ROWS_MAX 1024
+
+int tok_max_id(const tok_model *tok)
+{
+    if (!tok) return -1;
+    int m = tok->vocab_size - 1;
+    const int32_t ids[] = { tok->eos_id, tok->pad_id, tok->unk_id, tok->bos_id };
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+        if (ids[i] > m) m = ids[i];
+    if (tok->n_sentinels > 0 && tok->sentinel0 > m) m = tok->sentinel0;
+    for (int i = 0; i < tok->specials.n_head; i++)
+        if (tok->specials.head[i] > m) m = tok->specials.head[i];
+    for (int i = 0; i < tok->specials.n_tail; i++)
+        if (tok->specials.tail[i] > m) m = tok->specials.tail[i];
+    for (int i = 0; i < tok->n_pair_mid; i++)
+        if (tok->pair_mid[i] > m) m = tok->pair_mid[i];
+    return m;
+}
+
+int tok_check_vocab(const tok_model *tok, int model_vocab, char *err, size_t errlen)
+{
+    int top = tok_max_id(tok);
+    if (top >= model_vocab) {
+        tok_seterr(err, errlen, "the tokenizer does not fit the model: it has %d ids (0..%d) "
+                   "but the model's vocabulary (config.json vocab_size) is %d: ids past %d "
+                   "have no embedding row (another checkpoint's tokenizer?)", top + 1, top,
+                   model_vocab, model_vocab - 1);
+        return TOK_ERANGE;
+    }
+    /* A few rows past the tokenizer's ids are padding (T5: 32128 rows, 32100 ids; mT5
+     * 250112 and 250100). Far more is another checkpoint's tokenizer: the model would
+     * write ids it cannot decode (a 32k spiece.model beside a 250k-vocab mT5). */
+    long gap = (long)model_vocab - (top + 1);
+    if (gap > TOK_PAD_ROWS_MAX && gap > model_vocab / 64) {
+        tok_seterr(err, errlen, "the tokenizer does not fit the model: it has %d ids but the "
+                   "model's vocabulary (config.json vocab_size) is %d: %ld rows more than "
+                   "padding explains (another checkpoint's tokenizer?)", top + 1, model_vocab,
+                   gap);
+        return TOK_ERANGE;
+    }
+    return 0;
+}
+
 /* ----------------------------------------------------------------- languages -- */
 
 int tok_n_langs(const tok_model *tok)

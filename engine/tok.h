@@ -192,5 +192,14 @@ const char *tok_piece(const tok_model *tok, int32_t id);
 int tok_is_sentinel(const tok_model *tok, int32_t id);
 /* The id of sentinel <extra_id_n>, -1 when the model has no such sentinel. */
 int tok_sentinel_id(const tok_model *tok, int n);
+/* The highest id the tokenizer can produce: its pieces, sentinels and special ids. */
+int tok_max_id(const tok_model *tok);
+/* Whether the tokenizer fits a model with `model_vocab` embedding rows (config.json's
+ * vocab_size): every id it can produce must have a row, and the rows past its ids must
+ * be padding (T5's 32128 rows for 32100 ids), not more than 1024 and 1/64 of the rows.
+ * 0, or TOK_ERANGE with both sizes in err (a 250k mT5 tokenizer beside a 32k T5
+ * checkpoint, or a 32k spiece.model beside a 250k-vocab mT5). Called where a model and
+ * its tokenizer are opened together (nlprun, the daemon's load). */
+int tok_check_vocab(const tok_model *tok, int model_vocab, char *err, size_t errlen);
 
 #endif

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/common.h"
 #include "clients/libnlpclient/nlpclient.h"   /* NLPC_VERSION only: nlprun links no client */
 #include "clients/nlprun/nlprun.h"
 
@@ -32,6 +33,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    cm_omp_wait_default(argv);   /* before any thread: libgomp reads it at its start */
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -352,6 +352,10 @@ int nlprun_task(int argc, char **argv)
     mp.weights = (eng_weights)cli.weights;
     eng_ctx_params cp = task_conf_ctx_params(conf);
     model = eng_model_load(cli.model_dir, &mp, err, sizeof err);
+    if (model && tok_check_vocab(tok, eng_model_config(model)->vocab_size, err, sizeof err) < 0) {
+        fprintf(stderr, "nlprun: %s: %s\n", cli.model_dir, err);
+        goto out;
+    }
     if (model) ctx = eng_ctx_new(model, &cp, err, sizeof err);
     if (!ctx) {
         fprintf(stderr, "nlprun: %s\n", err);

@@ -1,0 +1,190 @@
+/* How many CPUs this process really has (see common.h), and the OpenMP wait policy that
+ * suits a shared machine (cm_omp_wait_default).
+ *
+ * The host's core count is the wrong default on a shared machine: a container with a CPU
+ * quota (docker --cpus, systemd CPUQuota=) or a narrower affinity mask (taskset, cpuset)
+ * gets fewer, and OpenMP threads beyond them wait at every barrier for a thread that is
+ * not running (issue 21: 5-9x slower than one thread). */
+#include "common/common.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Reads the first line of the file at path into buf. 0, or -1 when there is none. */
+static int read_line(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) return -1;
+    int ok = fgets(buf, (int)cap, f) != NULL;
+    fclose(f);
+    return ok ? 0 : -1;
+}
+
+/* 1 if the comma-separated list `list` (len bytes) holds `word`. */
+static int has_word(const char *list, size_t len, const char *word)
+{
+    size_t wl = strlen(word);
+    const char *p = list, *end = list + len;
+    while (p < end) {
+        const char *c = memchr(p, ',', (size_t)(end - p));
+        size_t n = c ? (size_t)(c - p) : (size_t)(end - p);
+        if (n == wl && !memcmp(p, word, wl)) return 1;
+        p += n + 1;
+    }
+    return 0;
+}
+
+/* The quota in CPUs of one cgroup directory: v2 "cpu.max" ("max 100000" or
+ * "150000 100000"), v1 cpu.cfs_quota_us / cpu.cfs_period_us (-1: none). 0 when none. */
+static double dir_quota(const char *dir, int v2)
+{
+    char path[PATH_MAX], a[64], b[64];
+    long long q, p;
+    if (v2) {
+        if (snprintf(path, sizeof path, "%s/cpu.max", dir) >= (int)sizeof path) return 0;
+        if (read_line(path, a, sizeof a) < 0) return 0;
+        if (sscanf(a, "%lld %lld", &q, &p) != 2) return 0;   /* "max ..." */
+    } else {
+        if (snprintf(path, sizeof path, "%s/cpu.cfs_quota_us", dir) >= (int)sizeof path)
+            return 0;
+        if (read_line(path, a, sizeof a) < 0 || sscanf(a, "%lld", &q) != 1) return 0;
+        if (snprintf(path, sizeof path, "%s/cpu.cfs_period_us", dir) >= (int)sizeof path)
+            return 0;
+        if (read_line(path, b, sizeof b) < 0 || sscanf(b, "%lld", &p) != 1) return 0;
+    }
+    if (q <= 0 || p <= 0) return 0;
+    return (double)q / (double)p;
+}
+
+/* The tightest quota from `dir` up to `top` (the mount point): a parent's quota bounds
+ * its children's. 0 when none. */
+static double path_quota(char *dir, size_t top, int v2)
+{
+    double best = 0;
+    for (;;) {
+        double q = dir_quota(dir, v2);
+        if (q > 0 && (best == 0 || q < best)) best = q;
+        size_t n = strlen(dir);
+        if (n <= top) break;
+        char *slash = strrchr(dir + top, '/');
+        if (!slash) break;
+        *slash = '\0';
+    }
+    return best;
+}
+
+/* The cgroup path of this process for a hierarchy: v2 the "0::" line, v1 the line whose
+ * controller list holds "cpu". 0, or -1 when there is none. */
+static int own_cgroup(const char *root, int v2, char *out, size_t cap)
+{
+    char path[PATH_MAX], line[4096];
+    snprintf(path, sizeof path, "%s/proc/self/cgroup", root);
+    FILE *f = fopen(path, "re");
+    if (!f) return -1;
+    int rc = -1;
+    while (rc < 0 && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2) continue;
+        int match = v2 ? (c1 - line == 1 && line[0] == '0' && c2 == c1 + 1)
+                       : has_word(c1 + 1, (size_t)(c2 - c1 - 1), "cpu");
+        if (match && strlen(c2 + 1) < cap) {
+            strcpy(out, c2 + 1);
+            rc = 0;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+/* The quota of one hierarchy (v2: cgroup2; v1: the cgroup mount with the cpu
+ * controller) for this process, from /proc/self/mountinfo and /proc/self/cgroup. */
+static double hier_quota(const char *root, int v2)
+{
+    char cg[PATH_MAX], path[PATH_MAX], line[4096];
+    if (own_cgroup(root, v2, cg, sizeof cg) < 0) return 0;
+    snprintf(path, sizeof path, "%s/proc/self/mountinfo", root);
+    FILE *f = fopen(path, "re");
+    if (!f) return 0;
+    double q = 0;
+    while (fgets(line, sizeof line, f)) {
+        /* id parent maj:min ROOT MOUNTPOINT opts [optional...] - FSTYPE SOURCE SUPEROPTS */
+        char mroot[PATH_MAX], mpoint[PATH_MAX], fstype[64], super[1024];
+        const char *dash = strstr(line, " - ");
+        if (!dash || sscanf(line, "%*s %*s %*s %4095s %4095s", mroot, mpoint) != 2) continue;
+        if (sscanf(dash + 3, "%63s %*s %1023s", fstype, super) != 2) continue;
+        if (v2 ? strcmp(fstype, "cgroup2") != 0
+               : (strcmp(fstype, "cgroup") != 0 || !has_word(super, strlen(super), "cpu")))
+            continue;
+        /* The process's path is relative to the namespace's root; a mount of a subtree
+         * (a container's) starts below it. */
+        const char *rel = cg;
+        size_t rl = strlen(mroot);
+        if (strcmp(mroot, "/") != 0 && !strncmp(cg, mroot, rl) && (cg[rl] == '/' || !cg[rl]))
+            rel = cg + rl;
+        if (!strcmp(rel, "/")) rel = "";
+        char dir[PATH_MAX];
+        int n = snprintf(dir, sizeof dir, "%s%s%s", root, mpoint, rel);
+        if (n < 0 || n >= (int)sizeof dir) continue;
+        size_t top = strlen(root) + strlen(mpoint);
+        q = path_quota(dir, top, v2);
+        break;
+    }
+    fclose(f);
+    return q;
+}
+
+double cm_cpu_quota(const char *root)
+{
+    double a = hier_quota(root, 1), b = hier_quota(root, 0);
+    if (a > 0 && b > 0) return a < b ? a : b;
+    return a > 0 ? a : b;
+}
+
+int cm_cpu_count_at(const char *root, int affinity)
+{
+    int n = affinity;
+    if (n <= 0) {
+        cpu_set_t set;
+        n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+    }
+    if (n <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 && c < INT_MAX ? (int)c : 1;
+    }
+    double q = cm_cpu_quota(root);
+    if (q > 0) {
+        /* Nearest whole CPU: 1.5 CPUs run 2 threads, 1.4 one. */
+        int qn = (int)(q + 0.5);
+        if (qn < 1) qn = 1;
+        if (qn < n) n = qn;
+    }
+    return n;
+}
+
+int cm_cpu_count(void)
+{
+    return cm_cpu_count_at("", 0);
+}
+
+/* libgomp reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, in its constructor, before
+ * main and before any constructor of the program (shared libraries are initialised
+ * first; an executable's .preinit_array runs earlier still, but before libc has set up
+ * environ, so a setenv there is lost). Hence a re-exec: the one way to choose libgomp's
+ * default from inside the program. It costs one execve at start, before any thread. */
+void cm_omp_wait_default(char **argv)
+{
+#ifndef _OPENMP
+    (void)argv;   /* no OpenMP runtime (the clang builds): nothing waits */
+#else
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) < 0) return;
+    execv("/proc/self/exe", argv);
+    /* No /proc: go on with libgomp's spinning default; children see passive. */
+#endif
+}
