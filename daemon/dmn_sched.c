@@ -210,9 +210,15 @@ int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
 
 int dmn_queue_try_take(dmn_queue *q, dmn_item *out)
 {
+    return dmn_queue_try_take_if(q, out, NULL, NULL);
+}
+
+int dmn_queue_try_take_if(dmn_queue *q, dmn_item *out,
+                          int (*ok)(const dmn_item *it, void *arg), void *arg)
+{
     int n = 0;
     pthread_mutex_lock(&q->mu);
-    if (q->n > 0) {
+    if (q->n > 0 && (!ok || ok(&q->heap[0], arg))) {
         *out = q->heap[0];
         if (out->order > q->vtime) q->vtime = out->order;
         q->est_sum -= out->est_tokens;

@@ -59,6 +59,11 @@ int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
 /* Takes the best queued document into *out without waiting: 1, or 0 if none is queued
  * (the worker's joins into a running generation). */
 int dmn_queue_try_take(dmn_queue *q, dmn_item *out);
+/* The same, only when the best queued document passes ok(document, arg) (called under
+ * the queue's lock): the worker takes scoring documents between decode steps this way,
+ * leaving a generation document at the head its turn. */
+int dmn_queue_try_take_if(dmn_queue *q, dmn_item *out,
+                          int (*ok)(const dmn_item *it, void *arg), void *arg);
 
 /* Removes up to cap documents whose deadline is before `now` into out[] (the I/O thread
  * answers them DEADLINE_EXCEEDED without waiting for the worker). Returns the count;

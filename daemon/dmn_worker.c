@@ -12,7 +12,13 @@
  * goes back to the I/O thread over the inproc PAIR socket as soon as its last document
  * is (the pointer moves; the I/O thread owns the request from then on). Scoring jobs
  * (label scoring, and zero-shot's (text, label) pairs on an NLI model: eng_classify) run
- * after the generation, in calls bounded by max_batch_tokens.
+ * between the decode steps of the running generation: before each step the scoring
+ * documents at the head of the queue are taken (rows full or not) and one call bounded
+ * by max_batch_tokens and max_rows runs, so that a classify request that arrives during
+ * a long generation is answered at once and the running rows keep moving; what is left
+ * when the generation ends (or all of them, when there is none) runs then.
+ * The engine keeps the generation's state apart from what scoring uses (engine.h,
+ * eng_stream): results do not depend on when a job runs.
  *
  * Working arrays are sized at start (documents: 4 x max_rows per batch) or grow to the
  * largest batch seen (jobs) and are reused: no allocation per batch once warm
@@ -31,6 +37,12 @@
 #include "daemon/dmn_server.h"
 #include "daemon/dmn_stats.h"
 
+/* A scoring job and the document (items[] index) it belongs to. */
+typedef struct sjob {
+    task_job *job;
+    int doc;
+} sjob;
+
 typedef struct worker {
     dmn_server *srv;
     dmn_model *m;              /* the one model this worker serves (its queue, its ctx) */
@@ -44,13 +56,14 @@ typedef struct worker {
     int *left;                 /* [cap_items] jobs not done yet */
     int *finished;             /* [cap_items] 1: answered (its request may be gone) */
     eng_gen_req **gptr;        /* [max_rows] the requests of one eng_generate_stream call */
-    /* job lists, grown on demand; generation jobs [ghead, ng) are still to start */
+    /* job lists, grown on demand; generation jobs [ghead, ng) are still to start,
+     * scoring jobs [shead, ns) to run */
     int cap;
-    int ng, ghead, ns;
-    task_job **gjobs, **sjobs; /* [cap] */
+    int ng, ghead, ns, shead;
+    task_job **gjobs;          /* [cap] */
+    sjob *sjobs;               /* [cap] */
     eng_score_req *sreq;       /* [cap] contiguous copies for eng_score */
     eng_cls_req *creq;         /* [cap] contiguous copies for eng_classify */
-    task_job **cjobs;          /* [cap] the classification jobs of one call, as in creq */
     int *lens, *rows, *ends;   /* [cap] */
     /* the running engine call, for its stats line */
     int call_seqs;             /* sequences started in it */
@@ -77,7 +90,6 @@ static int grow(worker *w, int need)
         grow_array((void **)&w->sjobs, sizeof *w->sjobs, cap) < 0 ||
         grow_array((void **)&w->sreq, sizeof *w->sreq, cap) < 0 ||
         grow_array((void **)&w->creq, sizeof *w->creq, cap) < 0 ||
-        grow_array((void **)&w->cjobs, sizeof *w->cjobs, cap) < 0 ||
         grow_array((void **)&w->lens, sizeof *w->lens, cap) < 0 ||
         grow_array((void **)&w->rows, sizeof *w->rows, cap) < 0 ||
         grow_array((void **)&w->ends, sizeof *w->ends, cap) < 0)
@@ -89,6 +101,12 @@ static int grow(worker *w, int need)
 static int cmp_job_len(const void *a, const void *b)
 {
     const task_job *x = *(task_job *const *)a, *y = *(task_job *const *)b;
+    return (x->n_ids > y->n_ids) - (x->n_ids < y->n_ids);
+}
+
+static int cmp_sjob_len(const void *a, const void *b)
+{
+    const task_job *x = ((const sjob *)a)->job, *y = ((const sjob *)b)->job;
     return (x->n_ids > y->n_ids) - (x->n_ids < y->n_ids);
 }
 
@@ -179,7 +197,7 @@ static void prepare_doc(worker *w, int i, double now)
     for (int j = 0; j < w->docs[i].n_jobs; j++) {
         task_job *job = &w->docs[i].jobs[j];
         if (job->kind == TASK_JOB_SCORE || job->kind == TASK_JOB_CLASSIFY) {
-            w->sjobs[w->ns++] = job;
+            w->sjobs[w->ns++] = (sjob){ .job = job, .doc = i };
         } else {
             job->gen.tag = (void *)(intptr_t)i;
             w->gjobs[w->ng++] = job;
@@ -188,10 +206,43 @@ static void prepare_doc(worker *w, int i, double now)
     w->left[i] = w->docs[i].n_jobs;
 }
 
+/* 1 if the queued document has no generation job (prepared on receipt: all its jobs
+ * score, or it failed preparing and is answered as soon as it is taken). */
+static int doc_scores_only(const dmn_item *it, void *arg)
+{
+    (void)arg;
+    const dmn_req *r = it->req;
+    if (r->prep_rc[it->doc] < 0) return 1;
+    const task_doc *d = &r->prep[it->doc];
+    for (int j = 0; j < d->n_jobs; j++)
+        if (d->jobs[j].kind != TASK_JOB_SCORE && d->jobs[j].kind != TASK_JOB_CLASSIFY) return 0;
+    return 1;
+}
+
+/* Takes documents from the queue into the running batch (while it has room for
+ * documents): a document's scoring jobs run at the next steps (between_hook), its
+ * generation jobs when rows free up. For join, only while no generation job waits, so one
+ * that does not fit yet keeps its turn: at most one document is taken ahead of the
+ * room. With scoring_only (between steps, the rows full or not), only while the best
+ * queued document has no generation job: none is taken out of its turn. */
+static void take_docs(worker *w, int scoring_only)
+{
+    while (w->n_items < w->cap_items && (scoring_only || w->ghead == w->ng)) {
+        int i = w->n_items;
+        if (!(scoring_only ? dmn_queue_try_take_if(w->m->queue, &w->items[i],
+                                                   doc_scores_only, NULL)
+                           : dmn_queue_try_take(w->m->queue, &w->items[i])))
+            return;
+        w->n_items++;
+        prepare_doc(w, i, cm_now());
+        if (w->left[i] == 0) finish_doc(w, i); /* failed, or nothing to run: answer now */
+    }
+}
+
 /* eng_stream.join: the next waiting generation job if it fits the room, else (none
- * waiting) a document taken from the queue, prepared, and its first job if it fits. The
- * queue is read only when no job waits, so a job that does not fit yet keeps its turn:
- * it starts at a later step, once running rows end, or in the next call. */
+ * waiting) a document taken from the queue, prepared, and its first job if it fits. A job
+ * that does not fit yet starts at a later step, once running rows end, or in the next
+ * call. */
 static eng_gen_req *join_hook(void *user, int rows, int tokens)
 {
     worker *w = user;
@@ -201,16 +252,8 @@ static eng_gen_req *join_hook(void *user, int rows, int tokens)
     if (tokens > cf->batching.max_batch_tokens - w->live_tokens)
         tokens = cf->batching.max_batch_tokens - w->live_tokens;
     if (rows < 1 || tokens < 1) return NULL;
-    while (w->ghead == w->ng) {
-        /* Scoring jobs run once the generation ends: with some waiting, let it end. */
-        if (w->n_items == w->cap_items || w->ns > 0) return NULL;
-        int i = w->n_items;
-        if (!dmn_queue_try_take(w->m->queue, &w->items[i])) return NULL;
-        w->n_items++;
-        prepare_doc(w, i, cm_now());
-        if (w->left[i] == 0) finish_doc(w, i); /* failed, or nothing to run: answer now */
-        /* its scoring jobs, if any, wait for the scoring pass after the generation */
-    }
+    take_docs(w, 0);
+    if (w->ghead == w->ng) return NULL;
     task_job *j = w->gjobs[w->ghead];
     if (job_rows(j) > rows || j->n_ids > tokens) return NULL;
     w->ghead++;
@@ -234,13 +277,68 @@ static void done_hook(void *user, eng_gen_req *r)
     if (--w->left[i] == 0) finish_doc(w, i);
 }
 
+/* Runs scoring jobs [start, start + cnt) in one engine call of each kind (label scoring
+ * on generative models, (text, label) pairs on NLI models: a model gives only one kind,
+ * but nothing here depends on that), and finishes each document whose last job it was. */
+static void score_call(worker *w, int start, int cnt)
+{
+    dmn_server *srv = w->srv;
+    int nsc = 0, ncl = 0;
+    uint64_t in_tok = 0;
+    for (int k = start; k < start + cnt; k++) {
+        task_job *j = w->sjobs[k].job;
+        if (j->kind == TASK_JOB_CLASSIFY)
+            w->creq[ncl++] = j->cls;
+        else
+            w->sreq[nsc++] = j->score;
+        in_tok += (uint64_t)j->n_ids;
+    }
+    int rs = nsc > 0 ? eng_score(w->m->ctx, w->sreq, nsc) : 0;
+    if (rs < 0) DMN_LOG(DMN_LOG_ERROR, "eng_score(%d sequences): %s", nsc, eng_strerror(rs));
+    int rc = ncl > 0 ? eng_classify(w->m->ctx, w->creq, ncl) : 0;
+    if (rc < 0) DMN_LOG(DMN_LOG_ERROR, "eng_classify(%d sequences): %s", ncl, eng_strerror(rc));
+    dmn_stats_batch(srv->stats, cnt, in_tok, 0, cm_now());
+    nsc = ncl = 0;
+    for (int k = start; k < start + cnt; k++) {
+        task_job *j = w->sjobs[k].job;
+        if (j->kind == TASK_JOB_CLASSIFY)
+            j->cls.status = rc < 0 ? rc : w->creq[ncl++].status;
+        else
+            j->score.status = rs < 0 ? rs : w->sreq[nsc++].status;
+        if (--w->left[w->sjobs[k].doc] == 0) finish_doc(w, w->sjobs[k].doc);
+    }
+}
+
+/* eng_stream.between: before each decode step, the scoring documents at the head of the
+ * queue (join is not asked when the rows are full), then one scoring call over the
+ * waiting scoring jobs in the order they came, bounded by max_batch_tokens and max_rows
+ * (at least one job), so that the running rows wait for one bounded call per step. */
+static void between_hook(void *user)
+{
+    worker *w = user;
+    const dmn_conf *cf = &w->srv->conf;
+    take_docs(w, 1);
+    int cnt = 0, tokens = 0;
+    while (w->shead + cnt < w->ns && cnt < cf->batching.max_rows) {
+        int t = w->sjobs[w->shead + cnt].job->n_ids;
+        if (cnt > 0 && tokens + t > cf->batching.max_batch_tokens) break;
+        tokens += t;
+        cnt++;
+    }
+    if (cnt == 0) return;
+    int start = w->shead;
+    w->shead += cnt;
+    score_call(w, start, cnt);
+}
+
 /* Runs the generation FIFO: each call starts with the waiting jobs that fit one batch
  * (max_batch_tokens, max_rows), shortest first for the initial ones, and takes joiners
  * until the FIFO and the queue are both empty. */
 static void run_generate(worker *w)
 {
     dmn_server *srv = w->srv;
-    const eng_stream hooks = { .join = join_hook, .done = done_hook, .user = w };
+    const eng_stream hooks = { .join = join_hook, .done = done_hook, .between = between_hook,
+                               .user = w };
     if (w->ng > w->ghead)
         qsort(w->gjobs + w->ghead, (size_t)(w->ng - w->ghead), sizeof *w->gjobs, cmp_job_len);
     while (w->ghead < w->ng) {
@@ -274,61 +372,32 @@ static void run_generate(worker *w)
     }
 }
 
-/* Runs the scoring jobs in calls bounded by max_batch_tokens; each document whose last
- * job this was is finished. */
+/* Runs the scoring jobs the generation left (all of them without one) in calls bounded
+ * by max_batch_tokens, similar lengths together. */
 static void run_score(worker *w)
 {
     dmn_server *srv = w->srv;
-    int n = w->ns;
-    if (n == 0) return;
-    qsort(w->sjobs, (size_t)n, sizeof *w->sjobs, cmp_job_len);
+    int n = w->ns - w->shead;
+    if (n <= 0) return;
+    qsort(w->sjobs + w->shead, (size_t)n, sizeof *w->sjobs, cmp_sjob_len);
     for (int i = 0; i < n; i++) {
-        w->lens[i] = w->sjobs[i]->n_ids;
+        w->lens[i] = w->sjobs[w->shead + i].job->n_ids;
         /* Candidates are teacher-forced, not decoder rows held across steps: the engine
          * groups them by its own workspace, so a call is bounded by tokens only. */
         w->rows[i] = 1;
     }
     int calls = dmn_sched_split(w->lens, w->rows, n, srv->conf.batching.max_batch_tokens,
                                 srv->conf.batching.max_rows, w->ends);
-    for (int c = 0, start = 0; c < calls; start = w->ends[c++]) {
-        int cnt = w->ends[c] - start, nsc = 0, ncl = 0;
-        uint64_t in_tok = 0;
-        /* Label scoring (generative models) and (text, label) pairs (NLI models) of the
-         * call; a model gives only one kind, but nothing here depends on that. */
-        for (int k = 0; k < cnt; k++) {
-            task_job *j = w->sjobs[start + k];
-            if (j->kind == TASK_JOB_CLASSIFY) {
-                w->cjobs[ncl] = j;
-                w->creq[ncl++] = j->cls;
-            } else {
-                w->gjobs[nsc] = j;   /* free during scoring: the generation FIFO is done */
-                w->sreq[nsc++] = j->score;
-            }
-            in_tok += (uint64_t)w->lens[start + k];
-        }
-        if (nsc > 0) {
-            int rc = eng_score(w->m->ctx, w->sreq, nsc);
-            if (rc < 0)
-                DMN_LOG(DMN_LOG_ERROR, "eng_score(%d sequences): %s", nsc, eng_strerror(rc));
-            for (int k = 0; k < nsc; k++)
-                w->gjobs[k]->score.status = rc < 0 ? rc : w->sreq[k].status;
-        }
-        if (ncl > 0) {
-            int rc = eng_classify(w->m->ctx, w->creq, ncl);
-            if (rc < 0)
-                DMN_LOG(DMN_LOG_ERROR, "eng_classify(%d sequences): %s", ncl, eng_strerror(rc));
-            for (int k = 0; k < ncl; k++)
-                w->cjobs[k]->cls.status = rc < 0 ? rc : w->creq[k].status;
-        }
-        dmn_stats_batch(srv->stats, cnt, in_tok, 0, cm_now());
-    }
+    for (int c = 0, start = 0; c < calls; start = w->ends[c++])
+        score_call(w, w->shead + start, w->ends[c] - start);
+    w->shead = w->ns;
 }
 
 static void run_batch(worker *w, int n)
 {
     double now = cm_now();
     w->n_items = n;
-    w->ng = w->ghead = w->ns = 0;
+    w->ng = w->ghead = w->ns = w->shead = 0;
     for (int i = 0; i < n; i++) prepare_doc(w, i, now);
     DMN_LOG(DMN_LOG_DEBUG, "batch: %d documents, %d generation and %d scoring jobs", n, w->ng,
             w->ns);
@@ -397,7 +466,6 @@ void *dmn_worker_main(void *arg)
     free(w.sjobs);
     free(w.sreq);
     free(w.creq);
-    free(w.cjobs);
     free(w.lens);
     free(w.rows);
     free(w.ends);
