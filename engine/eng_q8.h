@@ -58,6 +58,11 @@ int eng_q8_weight_pack(const void *src, int src_type, int N, int K, int lds, voi
  * whole blob (about 1 ms per 10 MB). */
 int eng_q8_weight_check(const void *packed, size_t bytes, int N, int K);
 
+/* What a negative return of eng_q8_weight_check (or of the other calls) means, for an
+ * error message: "bad arguments", "header (magic, version, shape or offsets) does not
+ * match", "length does not match", ... A static string; "ok" for 0. */
+const char *eng_q8_strerror(int rc);
+
 /* C[M, N] = dequant(q8(A) . Wq^T) (+ beta C): A [M, K] row stride lda, C row stride ldc,
  * packed from eng_q8_weight_pack of the same N, K (its header is checked: a mismatch
  * is an error, not a crash). beta 0 does not read C. 0, or <0 on bad arguments or when

@@ -130,7 +130,7 @@ int eng_q8_weight_pack(const void *src, int src_type, int N, int K, int lds, voi
         float mx = 0.0f;
         for (int k = 0; k < K; k++) {
             float w = q8_src_value(src, src_type, row + k);
-            if (!isfinite(w)) return -2;
+            if (!isfinite(w)) return -8;
             mx = fabsf(w) > mx ? fabsf(w) : mx;
         }
         float s = mx < Q8_TINY ? 1.0f : mx / 127.0f;
@@ -149,7 +149,8 @@ int eng_q8_weight_pack(const void *src, int src_type, int N, int K, int lds, voi
 
 int eng_q8_weight_check(const void *packed, size_t bytes, int N, int K)
 {
-    if (!packed || ((uintptr_t)packed & 3) || !q8_shape_ok(N, K) || bytes < Q8_HDR) return -1;
+    if (!packed || ((uintptr_t)packed & 3) || !q8_shape_ok(N, K)) return -1;
+    if (bytes < Q8_HDR) return -3;
     q8_hdr want = q8_layout(N, K), h;
     memcpy(&h, packed, sizeof h);
     if (memcmp(&h, &want, sizeof h) != 0) return -2; /* magic, version, shape or offsets */
@@ -176,6 +177,23 @@ int eng_q8_weight_check(const void *packed, size_t bytes, int N, int K)
     for (size_t i = sizeof h; i < Q8_HDR; i++)
         if (b[i]) return -2;
     return 0;
+}
+
+const char *eng_q8_strerror(int rc)
+{
+    switch (rc) {
+    case 0: return "ok";
+    case -1: return "bad arguments (shape, stride, pointer or alignment)";
+    case -2: return "header (magic, version, shape or offsets) does not match";
+    case -3: return "length does not match the shape";
+    case -4: return "a scale is not finite and positive (or a padding row's is not 0)";
+    case -5: return "a value is out of range or padding is not zero";
+    case -6: return "a row sum does not match its values";
+    case -7: return "bytes between the parts are not zero";
+    case -8: return "a weight is Inf or NaN";
+    case -9: return "out of memory for the quantized activations";
+    default: return "unknown error";
+    }
 }
 
 void eng_q8_weight_row(const void *packed, int N, int K, int row, float *out)
@@ -762,7 +780,7 @@ int eng_gemm_q8(int M, int N, int K, const float *A, int lda, const void *packed
     const q8_kernel *kern = q8_get();
     size_t as = ((size_t)h.kp * kern->elem + 63) & ~(size_t)63;
     char *buf = q8_scratch((size_t)M * as + (size_t)M * sizeof(float));
-    if (!buf) return -3;
+    if (!buf) return -9;
     const unsigned char *b = packed;
     q8_args p = {
         .M = M, .N = N, .kp = (int)h.kp, .aq = buf, .as = as,

@@ -201,20 +201,20 @@ TEST(q8_check_rejects_corrupt)
     CHECK(bytes == data + np * kp);
     float nan = NAN, neg = -0.5f, zero = 0.0f;
     int32_t one = 1;
-    struct { const char *what; size_t off; const void *val; size_t len; } cases[] = {
-        { "magic", 0, "X", 1 },
-        { "version", 8, &one, 1 },
-        { "N in the header", 12, "\x16", 1 },
-        { "NaN scale", scales + 4 * 3, &nan, 4 },
-        { "negative scale", scales + 4 * 20, &neg, 4 },
-        { "zero scale", scales, &zero, 4 },
-        { "scale past N", scales + 4 * 21, &neg, 4 },
-        { "row sum", sums + 4 * 7, &one, 4 },
-        { "value -128", data + 5, "\x80", 1 },
-        { "value changed", data + 64 * 3 + 9, "\x7f", 1 },
-        { "padding past K", data + 64 * 16 + 4 * 2 + 3, "\x01", 1 }, /* row 2, k 67 */
-        { "padding past N", data + 16 * kp + 4 * 7, "\x01", 1 },        /* row 23 */
-        { "reserved header bytes", 100, "\x01", 1 },
+    struct { const char *what; size_t off; const void *val; size_t len; int rc; } cases[] = {
+        { "magic", 0, "X", 1, -2 },
+        { "version", 8, &one, 1, -2 },
+        { "N in the header", 12, "\x16", 1, -2 },
+        { "NaN scale", scales + 4 * 3, &nan, 4, -4 },
+        { "negative scale", scales + 4 * 20, &neg, 4, -4 },
+        { "zero scale", scales, &zero, 4, -4 },
+        { "scale past N", scales + 4 * 21, &neg, 4, -4 },
+        { "row sum", sums + 4 * 7, &one, 4, -6 },
+        { "value -128", data + 5, "\x80", 1, -5 },
+        { "value changed", data + 64 * 3 + 9, "\x7f", 1, -6 },
+        { "padding past K", data + 64 * 16 + 4 * 2 + 3, "\x01", 1, -5 }, /* row 2, k 67 */
+        { "padding past N", data + 16 * kp + 4 * 7, "\x01", 1, -5 },        /* row 23 */
+        { "reserved header bytes", 100, "\x01", 1, -2 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         memcpy(c, p, bytes);
@@ -225,16 +225,21 @@ TEST(q8_check_rejects_corrupt)
             memcpy(c + cases[i].off, cases[i].val, cases[i].len);
         }
         CHECK_MSG(memcmp(c, p, bytes) != 0, "%s: the case changes nothing", cases[i].what);
-        CHECK_MSG(eng_q8_weight_check(c, bytes, N, K) < 0, "%s accepted", cases[i].what);
+        int rc = eng_q8_weight_check(c, bytes, N, K);
+        CHECK_MSG(rc == cases[i].rc, "%s: check gives %d (%s), not %d", cases[i].what, rc,
+                  eng_q8_strerror(rc), cases[i].rc);
     }
+    CHECK(strcmp(eng_q8_strerror(0), "ok") == 0);
+    CHECK(strstr(eng_q8_strerror(-4), "scale") != NULL);
+    CHECK(strstr(eng_q8_strerror(-3), "length") != NULL);
     memcpy(c, p, bytes);
     CHECK(eng_q8_weight_check(c, bytes, N, K) == 0);
-    CHECK(eng_q8_weight_check(c, bytes - 1, N, K) < 0);
-    CHECK(eng_q8_weight_check(c, bytes + 64, N, K) < 0);
-    CHECK(eng_q8_weight_check(c, 100, N, K) < 0);
-    CHECK(eng_q8_weight_check(c, bytes, N + 1, K) < 0);
-    CHECK(eng_q8_weight_check(c, bytes, N, K - 1) < 0);
-    CHECK(eng_q8_weight_check(c, bytes, K, N) < 0);
+    CHECK(eng_q8_weight_check(c, bytes - 1, N, K) == -3);
+    CHECK(eng_q8_weight_check(c, bytes + 64, N, K) == -3);
+    CHECK(eng_q8_weight_check(c, 100, N, K) == -3);
+    CHECK(eng_q8_weight_check(c, bytes, N + 1, K) == -2);
+    CHECK(eng_q8_weight_check(c, bytes, N, K - 1) == -2);
+    CHECK(eng_q8_weight_check(c, bytes, K, N) == -2);
     CHECK(eng_q8_weight_check(NULL, bytes, N, K) < 0);
     /* the product refuses a blob of another shape */
     float A[K], C[N + 1];
