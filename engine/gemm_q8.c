@@ -113,6 +113,31 @@ static inline size_t q8_at(uint32_t kp, int n, int k)
            (size_t)(n % Q8_TN) * Q8_KB + (size_t)(k % Q8_KB);
 }
 
+/* Row n of src quantized into the blob; a row holding Inf or NaN gets a NaN scale. */
+static void q8_pack_row(const void *src, int type, size_t row, int K, const q8_hdr *h, int n,
+                        float *scales, int32_t *sums, int8_t *q)
+{
+    float mx = 0.0f;
+    for (int k = 0; k < K; k++) {
+        float w = q8_src_value(src, type, row + k);
+        if (!isfinite(w)) {
+            scales[n] = NAN;
+            return;
+        }
+        mx = fabsf(w) > mx ? fabsf(w) : mx;
+    }
+    float s = mx < Q8_TINY ? 1.0f : mx / 127.0f;
+    int32_t sum = 0;
+    for (int k = 0; mx >= Q8_TINY && k < K; k++) {
+        double v = nearbyint((double)q8_src_value(src, type, row + k) / (double)s);
+        int qi = v > 127 ? 127 : v < -127 ? -127 : (int)v;
+        q[q8_at(h->kp, n, k)] = (int8_t)qi;
+        sum += qi;
+    }
+    scales[n] = s;
+    sums[n] = sum;
+}
+
 int eng_q8_weight_pack(const void *src, int src_type, int N, int K, int lds, void *dst)
 {
     if (!src || !dst || !q8_shape_ok(N, K) || lds < K || ((uintptr_t)dst & 3)) return -1;
@@ -125,25 +150,12 @@ int eng_q8_weight_pack(const void *src, int src_type, int N, int K, int lds, voi
     float *scales = (float *)(b + h.scales_off);
     int32_t *sums = (int32_t *)(b + h.sums_off);
     int8_t *q = (int8_t *)(b + h.data_off);
-    for (int n = 0; n < N; n++) {
-        size_t row = (size_t)n * lds;
-        float mx = 0.0f;
-        for (int k = 0; k < K; k++) {
-            float w = q8_src_value(src, src_type, row + k);
-            if (!isfinite(w)) return -8;
-            mx = fabsf(w) > mx ? fabsf(w) : mx;
-        }
-        float s = mx < Q8_TINY ? 1.0f : mx / 127.0f;
-        int32_t sum = 0;
-        for (int k = 0; mx >= Q8_TINY && k < K; k++) {
-            double v = nearbyint((double)q8_src_value(src, src_type, row + k) / (double)s);
-            int qi = v > 127 ? 127 : v < -127 ? -127 : (int)v;
-            q[q8_at(h.kp, n, k)] = (int8_t)qi;
-            sum += qi;
-        }
-        scales[n] = s;
-        sums[n] = sum;
-    }
+    /* rows are independent: the threads share them (a model's load packs ~10^8 weights) */
+    ENG_PARALLEL_FOR((size_t)N * K >= (1u << 18))
+    for (int n = 0; n < N; n++)
+        q8_pack_row(src, src_type, (size_t)n * lds, K, &h, n, scales, sums, q);
+    for (int n = 0; n < N; n++)
+        if (isnan(scales[n])) return -8;
     return 0;
 }
 
