@@ -185,6 +185,28 @@ TEST(q8_pack_roundtrip)
     free(p), free(pw), free(ph);
 }
 
+/* A pack large enough for the threads to share its rows: the same blob at 1 and 2
+ * threads, and a non-finite weight in any row still refused. */
+TEST(q8_pack_threads)
+{
+    enum { N = 700, K = 512 };
+    float *W = malloc(sizeof(float) * N * K);
+    size_t bytes = eng_q8_weight_bytes(N, K);
+    void *p1 = malloc(bytes), *p2 = malloc(bytes);
+    REQUIRE(W && p1 && p2);
+    uint32_t s = 21;
+    q8t_fill(W, (size_t)N * K, &s);
+    eng_set_threads(1);
+    REQUIRE(eng_q8_weight_pack(W, ENG_Q8_SRC_F32, N, K, K, p1) == 0);
+    eng_set_threads(2);
+    REQUIRE(eng_q8_weight_pack(W, ENG_Q8_SRC_F32, N, K, K, p2) == 0);
+    CHECK(memcmp(p1, p2, bytes) == 0);
+    CHECK(eng_q8_weight_check(p2, bytes, N, K) == 0);
+    W[(size_t)650 * K + 3] = NAN;
+    CHECK(eng_q8_weight_pack(W, ENG_Q8_SRC_F32, N, K, K, p2) == -8);
+    free(W), free(p1), free(p2);
+}
+
 TEST(q8_check_rejects_corrupt)
 {
     enum { N = 21, K = 67 };
