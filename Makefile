@@ -272,8 +272,8 @@ $(B)/nlpclient.pc: clients/libnlpclient/nlpclient.pc.in clients/libnlpclient/nlp
 $(B)/etc/nlpd.conf: conf/nlpd.conf FORCE
 	@mkdir -p $(dir $@)
 	$(Q)sed -e 's|^# model = "models/flan-t5-small";|model = "$(STATEDIR)/models/flan-t5-small";|' \
-	    -e 's|"ipc:///tmp/nlpd.sock"|"ipc:///run/nlpd/nlpd.sock"|' $< > $@.tmp
-	$(Q)grep -q '^model = "$(STATEDIR)/' $@.tmp && grep -q 'ipc:///run/nlpd/nlpd.sock' $@.tmp || \
+	    -e 's|^# \(bind = .*"ipc:///run/nlpd/nlpd.sock".*\)|\1|' $< > $@.tmp
+	$(Q)grep -q '^model = "$(STATEDIR)/' $@.tmp && grep -q '^bind = .*ipc:///run/nlpd/nlpd.sock' $@.tmp || \
 	    { echo "conf/nlpd.conf changed: update the install sed in the Makefile" >&2; exit 1; }
 	$(Q)mv $@.tmp $@
 

@@ -93,7 +93,11 @@ TEST(daemon_conf_defaults)
     CHECK(strcmp(c.model_dir, "models/flan-t5-small") == 0);
     CHECK(c.n_binds == 2);
     CHECK(strcmp(c.binds[0], "tcp://127.0.0.1:5555") == 0);
-    CHECK(strcmp(c.binds[1], "ipc:///tmp/nlpd.sock") == 0);
+    /* the runtime directory's socket (cm_runtime_dir), not /tmp */
+    char ipc[300];
+    REQUIRE(cm_default_ipc(ipc, sizeof ipc) == 0);
+    CHECK(strcmp(c.binds[1], ipc) == 0);
+    CHECK(strcmp(c.binds[1], "ipc:///tmp/nlpd.sock") != 0);
     CHECK(c.limits.max_message_bytes == 1 << 20);
     CHECK(c.limits.queue_size == 1024);
     CHECK(c.batching.max_rows == 32);
