@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +25,8 @@ static const char usage_text[] =
 "  qa --question Q               answer from the text (the context)\n"
 "  text2text                     the text is the prompt, as is\n"
 "  health                        is the daemon up (exit 0) and which model it serves\n"
-"  models                        each model the daemon serves: its name, family, weights,\n"
-"                                tasks, languages, memory, documents served, state\n"
+"  models                        each model served: family, weights, tasks, languages,\n"
+"                                memory, requests served, state\n"
 "  stats                         the daemon's counters\n"
 "  batch --task TASK             JSON lines in, JSON lines out (see below)\n"
 "Options of another task are ignored.\n"
@@ -39,9 +40,8 @@ static const char usage_text[] =
 "                        request, then the daemon is asked whether it still owes it)\n"
 "  --deadline MS         server-side deadline: work not started by then is dropped\n"
 "  --priority N          -100..100, higher runs first (default 0)\n"
-"  --model NAME          the model to use, by the name `nlpc models` lists (default: the\n"
-"                        daemon picks one by task and language pair); batch: a line's\n"
-"                        \"model\" overrides it\n"
+"  --model NAME          the model, by a name `nlpc models` lists (default: the daemon\n"
+"                        picks by task and language pair)\n"
 "  --max-message-bytes N requests larger than this are refused before they are sent\n"
 "                        (MESSAGE_TOO_LARGE); default 1048576, nlpd's\n"
 "                        limits.max_message_bytes\n"
@@ -209,6 +209,9 @@ static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
             continue;
         }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            /* `nlpc --help | grep -q X` may close the pipe before the text (over stdio's
+             * 4 KiB buffer) is written: that is not a failure of --help. */
+            signal(SIGPIPE, SIG_IGN);
             fputs(usage_text, stdout);
             return NLPC_EXIT_OK;
         }
