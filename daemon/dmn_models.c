@@ -699,6 +699,7 @@ int dmn_models_ok(struct dmn_server *srv)
 {
     dmn_registry *g = reg_of(srv);
     int n = 0;
+    if (!g || g->starting) return 0;   /* ready once every model of the start serves */
     for (int i = 0; g && i < g->n_live; i++) {
         dmn_model *m = g->live[i];
         if (m->state != DMN_MODEL_SERVING) continue;

@@ -98,7 +98,8 @@ dmn_model *dmn_models_first(struct dmn_server *srv);
 int dmn_models_depth(struct dmn_server *srv);
 /* 1 while a model is loading (start-up or reload). */
 int dmn_models_loading(struct dmn_server *srv);
-/* 1 when a model serves and every serving model's worker runs. */
+/* 1 when the start-up models all serve (once), a model serves and every serving model's
+ * worker runs. */
 int dmn_models_ok(struct dmn_server *srv);
 /* A serving model whose worker ended (a bug: the daemon exits 1), else NULL. */
 dmn_model *dmn_models_lost_worker(struct dmn_server *srv);
