@@ -1,6 +1,7 @@
 /* nlpc: JSON renderings of responses (cJSON). The field names match the wire schema's
  * (Result, Health, Stats), so `nlpc --json` reads like the proto. One document's result
  * is common/cm_json.c's, which the daemon's JSON fronts print too. */
+#include <math.h>
 #include <stdio.h>
 
 #include "clients/nlpc/nlpc_cli.h"
@@ -9,6 +10,22 @@
 static void add_u64(cJSON *o, const char *k, uint64_t v)
 {
     cJSON_AddNumberToObject(o, k, (double)v);
+}
+
+/* Milliseconds to the microsecond: the clocks measure no finer, and 17 digits read as
+ * noise. */
+static void add_ms(cJSON *o, const char *k, double ms)
+{
+    cJSON_AddNumberToObject(o, k, round(ms * 1000.0) / 1000.0);
+}
+
+void nlpc_json_timings(cJSON *o, const nlpc_response *r)
+{
+    cJSON *t = cJSON_AddObjectToObject(o, "timings");
+    if (!t) return;
+    add_ms(t, "queue_ms", r->queue_ms);
+    add_ms(t, "compute_ms", r->compute_ms);
+    add_ms(t, "total_ms", r->total_ms);
 }
 
 static void add_queue(cJSON *o, const nlpc_queue_stats *q)
@@ -89,9 +106,9 @@ cJSON *nlpc_json_response(nlpc_task task, const nlpc_response *r)
         cJSON_AddNumberToObject(j, "peak_rows", s->peak_rows);
         cJSON_AddNumberToObject(j, "replies_dropped", (double)s->replies_dropped);
         cJSON_AddNumberToObject(j, "tokens_per_s", s->tokens_per_s);
-        cJSON_AddNumberToObject(j, "latency_p50_ms", s->latency_p50_ms);
-        cJSON_AddNumberToObject(j, "latency_p90_ms", s->latency_p90_ms);
-        cJSON_AddNumberToObject(j, "latency_p99_ms", s->latency_p99_ms);
+        add_ms(j, "latency_p50_ms", s->latency_p50_ms);
+        add_ms(j, "latency_p90_ms", s->latency_p90_ms);
+        add_ms(j, "latency_p99_ms", s->latency_p99_ms);
         add_u64(j, "input_tokens", s->input_tokens);
         add_u64(j, "output_tokens", s->output_tokens);
         cJSON_AddNumberToObject(j, "uptime_s", s->uptime_s);
@@ -100,11 +117,6 @@ cJSON *nlpc_json_response(nlpc_task task, const nlpc_response *r)
             add_u64(rs, nlpc_code_name(s->responses[i].code), s->responses[i].count);
         add_queue(j, &s->queue);
     }
-    if (task != NLPC_TASK_HEALTH && task != NLPC_TASK_STATS) {
-        cJSON *t = cJSON_AddObjectToObject(o, "timings");
-        cJSON_AddNumberToObject(t, "queue_ms", r->queue_ms);
-        cJSON_AddNumberToObject(t, "compute_ms", r->compute_ms);
-        cJSON_AddNumberToObject(t, "total_ms", r->total_ms);
-    }
+    if (task != NLPC_TASK_HEALTH && task != NLPC_TASK_STATS) nlpc_json_timings(o, r);
     return o;
 }

@@ -469,10 +469,7 @@ static void print_json(const nlpc_cli *cli, const nlpc_response *r)
         if (o) {
             cJSON_AddNumberToObject(o, "id", (double)r->id);
             cm_json_result(o, cli->rq.task, &r->results[0]);
-            cJSON *t = cJSON_AddObjectToObject(o, "timings");
-            cJSON_AddNumberToObject(t, "queue_ms", r->queue_ms);
-            cJSON_AddNumberToObject(t, "compute_ms", r->compute_ms);
-            cJSON_AddNumberToObject(t, "total_ms", r->total_ms);
+            nlpc_json_timings(o, r);
         }
     } else {
         o = nlpc_json_response(cli->rq.task, r);

@@ -72,5 +72,7 @@ int nlpc_cli_queue_batch(nlpc_cli *cli);
 /* json.c: a whole response as `nlpc --json` prints it (one document's result is
  * common/cm_json.c's cm_json_result); NULL when out of memory. */
 cJSON *nlpc_json_response(nlpc_task task, const nlpc_response *r);
+/* Adds r's "timings" {queue_ms, compute_ms, total_ms} to o, to the microsecond. */
+void nlpc_json_timings(cJSON *o, const nlpc_response *r);
 
 #endif

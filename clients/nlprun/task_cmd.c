@@ -44,25 +44,39 @@ typedef struct task_cli {
     task_decode_opts opts;
 } task_cli;
 
+/* The task's own options only (classify generates nothing: no decoding options); the
+ * parser still takes every option, as nlpc ignores another task's. */
 static void task_usage(FILE *f, const char *task)
 {
-    fprintf(f,
-            "usage: nlprun %s --model DIR [options] < TEXT\n"
-            "  --config FILE            tasks settings (default: " DEFAULT_CONFIG
-            " if present, else built-in)\n"
-            "  --to LANG --from LANG    translate: ISO code or English name (from: config default)\n"
-            "  --labels a,b,c           classify: candidate labels\n"
-            "  --multi-label            classify: independent per-label probabilities\n"
-            "  --question Q             qa: the question (stdin is the context)\n"
-            "  --max-new-tokens N --min-new-tokens N --num-beams N --num-return N\n"
-            "  --length-penalty F --no-repeat-ngram-size N --repetition-penalty F\n"
-            "  --temperature F --top-k N --top-p F --seed N   (any of these four: sampling)\n"
-            "  --hypotheses             every hypothesis with its score\n"
-            "  --threads N              matrix-product threads (default 1; 0 = all cores)\n"
-            "  --weights TYPE           weights held as auto (the checkpoint's), f32, bf16,\n"
-            "                           f16 or int8 (docs/models.md)\n"
-            "  --json                   one JSON object with the whole result\n",
-            task);
+    int generates = strcmp(task, "classify") != 0;
+    fprintf(f, "usage: nlprun %s --model DIR [options] < TEXT\n", task);
+    if (!strcmp(task, "summarize"))
+        fputs("Summarizes the text on stdin (one document).\n", f);
+    else if (!strcmp(task, "translate"))
+        fputs("Translates the text on stdin.\n"
+              "  --to LANG                target language: ISO code or English name (required)\n"
+              "  --from LANG              source language (default: the config's)\n", f);
+    else if (!strcmp(task, "classify"))
+        fputs("Classifies the text on stdin: one 'label<TAB>probability' line per label.\n"
+              "  --labels a,b,c           candidate labels (required)\n"
+              "  --multi-label            independent per-label probabilities\n", f);
+    else if (!strcmp(task, "qa"))
+        fputs("Answers a question from the text on stdin (the context).\n"
+              "  --question Q             the question (required)\n", f);
+    else
+        fputs("Generates from the text on stdin, the prompt as is.\n", f);
+    if (generates)
+        fputs("  --max-new-tokens N --min-new-tokens N --num-beams N --num-return N\n"
+              "  --length-penalty F --no-repeat-ngram-size N --repetition-penalty F\n"
+              "  --temperature F --top-k N --top-p F --seed N   (any of these four: sampling)\n"
+              "  --hypotheses             every hypothesis with its score\n", f);
+    fputs("  --config FILE            tasks settings (default: " DEFAULT_CONFIG
+          " if present, else built-in)\n"
+          "  --threads N              matrix-product threads, 0..256 (default 1; 0 = the\n"
+          "                           CPUs nlprun may use: CPU quota and affinity)\n"
+          "  --weights TYPE           weights held as auto (the checkpoint's), f32, bf16,\n"
+          "                           f16 or int8 (docs/models.md)\n"
+          "  --json                   one JSON object with the whole result\n", f);
 }
 
 static int parse_int(const char *s, long lo, long hi, int *out)
@@ -173,15 +187,23 @@ static int parse_args(int argc, char **argv, task_cli *cli)
         }
         case O_HELP: return 1;
         default:
-            fprintf(stderr, "nlprun %s: unknown or incomplete option '%s'\n", argv[0],
-                    argv[optind - 1]);
+            if (c == ':' || (optopt && optopt >= O_MODEL))   /* a known option's value missing */
+                fprintf(stderr, "nlprun %s: option '%s' needs a value\n", argv[0],
+                        argv[optind - 1]);
+            else
+                fprintf(stderr, "nlprun %s: unknown option '%s'\n", argv[0], argv[optind - 1]);
             return -1;
         }
-        if (bad) {
-            fprintf(stderr, "nlprun %s: bad value '%s' for --%s\n", argv[0], optarg,
-                    lo[li].name);
-            return -1;
-        }
+        if (bad && c == O_THREADS)
+            fprintf(stderr, "nlprun %s: --threads needs an integer in [0, 256], not '%s'\n",
+                    argv[0], optarg);
+        else if (bad && c == O_SEED)
+            fprintf(stderr, "nlprun %s: --seed needs an integer in [0, %lld], not '%s'\n",
+                    argv[0], LLONG_MAX, optarg);
+        else if (bad)
+            fprintf(stderr, "nlprun %s: --%s needs a number, not '%s'\n", argv[0],
+                    lo[li].name, optarg);
+        if (bad) return -1;
     }
     if (optind < argc) {
         fprintf(stderr, "nlprun %s: unexpected argument '%s' (the text goes on stdin)\n",

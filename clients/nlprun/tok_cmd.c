@@ -71,7 +71,8 @@ static int tok_cmd_args(int argc, char **argv, const char **path, int *flag)
         } else if (!strncmp(argv[i], "--tokenizer=", 12)) {
             *path = argv[i] + 12;
         } else {
-            fprintf(stderr, "nlprun %s: unexpected argument '%s'\n", argv[0], argv[i]);
+            fprintf(stderr, "nlprun %s: %s '%s'\n", argv[0],
+                    argv[i][0] == '-' ? "unknown option" : "unexpected argument", argv[i]);
             tok_cmd_usage(stderr, argv[0]);
             return 2;
         }
