@@ -111,10 +111,10 @@ static void il_poison(eng_ctx *c)
 typedef struct il_side {
     int32_t ids[IL_SC][IL_MAXLEN];
     int n[IL_SC];
-    double lp[IL_SC][IL_LABELS];           /* eng_score */
-    float cls[IL_SC][8];                   /* eng_classify */
-    float logits[2][IL_VMAX];              /* eng_logits of side request 0 */
-    float enc[2][IL_MAXLEN * 64];          /* eng_encode of side request 1 */
+    double lp[IL_SC][IL_LABELS];  /* eng_score */
+    float cls[IL_SC][8];          /* eng_classify */
+    float logits[2][IL_VMAX];     /* eng_logits of side request 0 */
+    float enc[2][IL_MAXLEN * 64]; /* eng_encode of side request 1 */
     int status[IL_SC];
 } il_side;
 
@@ -131,9 +131,12 @@ static void il_side_run(eng_ctx *c, il_side *sd, int k, int cnt, int classify,
     eng_score_req sq[2];
     eng_cls_req cq[2];
     for (int i = 0; i < cnt; i++) {
-        sq[i] = (eng_score_req){ .ids = sd->ids[k + i], .n_ids = sd->n[k + i],
-                                 .n_cands = IL_LABELS, .cand_ids = il_cands,
-                                 .cand_lens = il_cand_lens, .logprobs = lp[k + i] };
+        sq[i] = (eng_score_req){ .ids = sd->ids[k + i],
+                                 .n_ids = sd->n[k + i],
+                                 .n_cands = IL_LABELS,
+                                 .cand_ids = il_cands,
+                                 .cand_lens = il_cand_lens,
+                                 .logprobs = lp[k + i] };
         cq[i] = (eng_cls_req){ .ids = sd->ids[k + i], .n_ids = sd->n[k + i], .logits = cls[k + i] };
     }
     int rc = classify ? eng_classify(c, cq, cnt) : eng_score(c, sq, cnt);
@@ -145,16 +148,16 @@ typedef struct il_hook {
     eng_ctx *c;
     il_side *sd;
     int classify;
-    int active;                /* 0: the hooks only count the steps (the reference run) */
+    int active; /* 0: the hooks only count the steps (the reference run) */
     int poison;
-    int next;                  /* side requests done */
-    int calls;                 /* between calls */
+    int next;  /* side requests done */
+    int calls; /* between calls */
     int join_calls;
-    eng_gen_req *pool;         /* joiners, one every 3 steps */
+    eng_gen_req *pool; /* joiners, one every 3 steps */
     int n_pool, next_join;
     int done_count[IL_GEN + IL_JOIN];
     int nested_rc[2];
-    int extra_done;            /* logits / encode ran in a hook */
+    int extra_done; /* logits / encode ran in a hook */
     double lp[IL_SC][IL_LABELS];
     float cls[IL_SC][8];
 } il_hook;
@@ -181,11 +184,12 @@ static void il_between(void *user)
         CHECK(eng_encode(c, sd->ids[1], sd->n[1], sd->enc[1]) == 0);
         h->extra_done = 1;
     }
-    if (h->calls == 4) {   /* a generation from a hook is refused, nothing run */
+    if (h->calls == 4) { /* a generation from a hook is refused, nothing run */
         eng_gen_params p = eng_gen_default_params();
         eng_gen_result res = { 0 };
-        eng_gen_req q = { .ids = sd->ids[2], .n_ids = sd->n[2], .params = &p, .out = &res,
-                          .status = 12345 };
+        eng_gen_req q = {
+            .ids = sd->ids[2], .n_ids = sd->n[2], .params = &p, .out = &res, .status = 12345
+        };
         eng_gen_req *qp = &q;
         h->nested_rc[0] = eng_generate(c, &q, 1);
         h->nested_rc[1] = eng_generate_stream(c, &qp, 1, NULL);
@@ -244,7 +248,8 @@ static void il_case(const char *rel, int classify, int bos, int eos, int lo, int
     eng_ctx *c = il_ctx(m);
     int V = eng_model_config(m)->vocab_size;
     REQUIRE(V <= IL_VMAX);
-    if (classify) REQUIRE(eng_model_config(m)->num_labels > 0 && eng_model_config(m)->num_labels <= 8);
+    if (classify)
+        REQUIRE(eng_model_config(m)->num_labels > 0 && eng_model_config(m)->num_labels <= 8);
     unsigned r = 4242;
     enum { NQ = IL_GEN + IL_JOIN };
     static int32_t gids[NQ][IL_MAXLEN];
@@ -257,12 +262,13 @@ static void il_case(const char *rel, int classify, int bos, int eos, int lo, int
         int n = 4 + (int)(il_rand(&r) % 30);
         il_ids(gids[i], n, bos, lo, span, eos, &r);
         gp[i] = eng_gen_default_params();
-        gp[i].max_new_tokens = 12 + i % 9;
+        gp[i].max_new_tokens = 10 + i % 5;
         gp[i].min_new_tokens = gp[i].max_new_tokens - 2; /* many steps even if EOS is likely */
         if (i % 3 == 1) gp[i].num_beams = 3, gp[i].num_return_sequences = 2;
         if (i % 3 == 2) gp[i].do_sample = 1, gp[i].seed = 11 + (uint64_t)i, gp[i].top_k = 30;
-        q[i] = (eng_gen_req){ .ids = gids[i], .n_ids = n, .params = &gp[i],
-                              .tag = (void *)(intptr_t)i };
+        q[i] = (eng_gen_req){
+            .ids = gids[i], .n_ids = n, .params = &gp[i], .tag = (void *)(intptr_t)i
+        };
     }
     for (int k = 0; k < IL_SC; k++) {
         sd.n[k] = 3 + (int)(il_rand(&r) % (IL_MAXLEN - 3));
@@ -310,9 +316,10 @@ static void il_case(const char *rel, int classify, int bos, int eos, int lo, int
                   "generation from a hook: %d %d", h.nested_rc[0], h.nested_rc[1]);
         for (int i = 0; i < NQ; i++) {
             if (!il_same(&ref[i], &got[i]) && bad++ < 4)
-                CHECK_MSG(0, "%s run %d: generation %d differs with scoring between its steps "
-                          "(score %.17g vs %.17g)", rel, run, i, ref[i].hyps[0].score,
-                          got[i].hyps[0].score);
+                CHECK_MSG(0,
+                          "%s run %d: generation %d differs with scoring between its steps "
+                          "(score %.17g vs %.17g)",
+                          rel, run, i, ref[i].hyps[0].score, got[i].hyps[0].score);
             eng_gen_result_clear(&got[i]);
         }
         for (int k = 0; k < IL_SC; k++) {
@@ -342,16 +349,19 @@ static void il_case(const char *rel, int classify, int bos, int eos, int lo, int
 }
 
 /* T5: label scoring (eng_score) between the steps; ids in the SentencePiece range. */
-TEST_TIMEOUT(eng_interleave_score_tiny_flan, 120) { il_case("models/tiny-flan", 0, -1, 1, 3, 31997); }
+TEST_TIMEOUT(eng_interleave_score_tiny_flan, 300)
+{
+    il_case("models/tiny-flan", 0, -1, 1, 3, 31997);
+}
 
 /* The NLI model: classification (eng_classify) between the steps; <s> ... </s>. */
-TEST_TIMEOUT(eng_interleave_classify_bart_mnli, 120)
+TEST_TIMEOUT(eng_interleave_classify_bart_mnli, 300)
 {
     il_case("families/models/tiny-bart-mnli", 1, 0, 2, 3, 120);
 }
 
 /* The NLI model with label scoring (its decoder as a generator) between the steps. */
-TEST_TIMEOUT(eng_interleave_score_bart_mnli, 120)
+TEST_TIMEOUT(eng_interleave_score_bart_mnli, 300)
 {
     il_case("families/models/tiny-bart-mnli", 0, 0, 2, 3, 120);
 }
