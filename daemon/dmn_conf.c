@@ -501,16 +501,24 @@ static int read_models(dmn_conf *c, const config_setting_t *list, const char *pa
 int dmn_conf_load(dmn_conf *c, const char *path, char *err, size_t errlen)
 {
     cm_conf cf;
+    snprintf(c->path, sizeof c->path, "%s", path);
+    /* Bounded: the file and its includes together (libconfig is slow on huge tokens). */
+    int rc = cm_conf_load(&cf, path, CM_CONF_MAX_BYTES, err, errlen);
+    if (rc == 0) rc = dmn_conf_from(c, &cf, path, err, errlen);
+    cm_conf_free(&cf);
+    return rc;
+}
+
+int dmn_conf_from(dmn_conf *c, const cm_conf *cf, const char *path, char *err, size_t errlen)
+{
     int rc = -1;
 
     snprintf(c->path, sizeof c->path, "%s", path);
-    /* Bounded: the file and its includes together (libconfig is slow on huge tokens). */
-    if (cm_conf_load(&cf, path, CM_CONF_MAX_BYTES, err, errlen) < 0) goto out;
-    const config_t *cfg = &cf.cfg;
+    const config_t *cfg = &cf->cfg;
     if (check_unknown(cfg, path, err, errlen) < 0) goto out;
     for (int i = 0; i < N_KEYS; i++) {
         const config_setting_t *s = config_lookup(cfg, keys[i].path);
-        if (s && read_key(c, &cf, &keys[i], s, path, err, errlen) < 0) goto out;
+        if (s && read_key(c, cf, &keys[i], s, path, err, errlen) < 0) goto out;
         if (s && is_path_key(keys[i].path) &&
             beside_conf(c, &keys[i], s, path, err, errlen) < 0)
             goto out;
@@ -540,7 +548,6 @@ int dmn_conf_load(dmn_conf *c, const char *path, char *err, size_t errlen)
     }
     rc = 0;
 out:
-    cm_conf_free(&cf);
     return rc;
 }
 

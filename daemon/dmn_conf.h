@@ -3,8 +3,9 @@
  *
  * Table-driven: every key has a type, a default and (numbers) a min and a max. A key out
  * of range, of the wrong type or unknown in the daemon's groups is an error naming
- * file:line. The `tasks` group (and `@include "tasks.conf"`) belongs to the tasks module,
- * which reads the same file with task_conf_load(); include paths are relative to the
+ * file:line. The `tasks` group (and `@include "tasks.conf"`) belongs to the tasks module:
+ * nlpd reads the file once and hands it to both (dmn_conf_from, task_conf_from), so the
+ * two never see two versions of it; include paths are relative to the
  * directory of the config file. The file and what it includes may have 256 KiB together
  * (CM_CONF_MAX_BYTES), and an integer is range-checked as written, also past 64 bits
  * (common/cm_conf.h). */
@@ -110,6 +111,11 @@ int dmn_conf_find(const char *given, char *out, size_t cap, char *err, size_t er
  * Relative paths in it (model, http.tokens_file, security's files) are taken relative to
  * the file that sets them, not the working directory. */
 int dmn_conf_load(dmn_conf *c, const char *path, char *err, size_t errlen);
+/* The same from a file already read (common/cm_conf.h), named `path` in messages: nlpd
+ * reads its file once and hands it to this and to task_conf_from(). */
+struct cm_conf;
+int dmn_conf_from(dmn_conf *c, const struct cm_conf *cf, const char *path, char *err,
+                  size_t errlen);
 /* Cross-key checks (also after command-line overrides). 0 or -1 with the reason. */
 int dmn_conf_check(const dmn_conf *c, char *err, size_t errlen);
 /* Appends one ROUTER endpoint; -1 when the list is full or the endpoint too long. */

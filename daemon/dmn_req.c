@@ -143,79 +143,37 @@ static int check_text(const char *what, int idx, const char *s, char *err, size_
     return DMN_OK;
 }
 
-static int bad_opt(char *err, size_t errlen, const char *name, const char *range)
-{
-    snprintf(err, errlen, "options.%s out of range (%s)", name, range);
-    return DMN_INVALID_ARGUMENT;
-}
-
-/* Options to task_decode_opts; an option the client did not set stays "unset". */
+/* Options to task_decode_opts; an option the client did not set stays "unset". The
+ * ranges and the messages are the decoding options' table's (tasks/opts.c), the same for
+ * the tasks file and nlprun: "options.num_beams = 99 is out of range [1, 16]". */
 static int read_options(const Nlp__V1__DecodingOptions *o, const dmn_limits *lim,
                         int max_beams, task_decode_opts *t, char *err, size_t errlen)
 {
-    char range[64];
     task_decode_opts_unset(t);
     if (!o) return DMN_OK;
-    if (o->has_max_new_tokens) {
-        if (o->max_new_tokens < 1 || o->max_new_tokens > (uint32_t)lim->max_new_tokens) {
-            snprintf(range, sizeof range, "1..%d", lim->max_new_tokens);
-            return bad_opt(err, errlen, "max_new_tokens", range);
-        }
-        t->max_new_tokens = (int)o->max_new_tokens;
-    }
-    if (o->has_min_new_tokens) {
-        if (o->min_new_tokens > (uint32_t)lim->max_new_tokens) {
-            snprintf(range, sizeof range, "0..%d", lim->max_new_tokens);
-            return bad_opt(err, errlen, "min_new_tokens", range);
-        }
-        t->min_new_tokens = (int)o->min_new_tokens;
-    }
-    if (o->has_num_beams) {
-        if (o->num_beams < 1 || o->num_beams > (uint32_t)max_beams) {
-            snprintf(range, sizeof range, "1..%d", max_beams);
-            return bad_opt(err, errlen, "num_beams", range);
-        }
-        t->num_beams = (int)o->num_beams;
-    }
-    if (o->has_num_return_sequences) {
+    const task_opt_limits ol = { .max_new_tokens = lim->max_new_tokens, .max_beams = max_beams };
+    const struct {
+        int has;
+        task_opt_id id;
+        double v;
+    } set[] = {
+        { o->has_max_new_tokens, TASK_OPT_MAX_NEW_TOKENS, o->max_new_tokens },
+        { o->has_min_new_tokens, TASK_OPT_MIN_NEW_TOKENS, o->min_new_tokens },
+        { o->has_num_beams, TASK_OPT_NUM_BEAMS, o->num_beams },
         /* The range only: how it relates to num_beams and sampling is the task's rule
          * (task_gen_params), which says exactly what is wrong. */
-        uint32_t cap = ENG_MAX_RETURN;
-        if (o->num_return_sequences < 1 || o->num_return_sequences > cap) {
-            snprintf(range, sizeof range, "1..%u", cap);
-            return bad_opt(err, errlen, "num_return_sequences", range);
-        }
-        t->num_return_sequences = (int)o->num_return_sequences;
-    }
-    if (o->has_no_repeat_ngram_size) {
-        if (o->no_repeat_ngram_size > 64) return bad_opt(err, errlen, "no_repeat_ngram_size", "0..64");
-        t->no_repeat_ngram_size = (int)o->no_repeat_ngram_size;
-    }
-    if (o->has_top_k) {
-        if (o->top_k > 100000) return bad_opt(err, errlen, "top_k", "0..100000");
-        t->top_k = (int)o->top_k;
-    }
-    if (o->has_length_penalty) {
-        if (!isfinite(o->length_penalty) || fabsf(o->length_penalty) > 10)
-            return bad_opt(err, errlen, "length_penalty", "-10..10");
-        t->length_penalty = o->length_penalty;
-    }
-    if (o->has_repetition_penalty) {
-        if (!isfinite(o->repetition_penalty) || o->repetition_penalty <= 0 ||
-            o->repetition_penalty > 100)
-            return bad_opt(err, errlen, "repetition_penalty", "> 0, at most 100");
-        t->repetition_penalty = o->repetition_penalty;
-    }
-    if (o->has_temperature) {
-        if (!isfinite(o->temperature) || o->temperature <= 0 || o->temperature > 100)
-            return bad_opt(err, errlen, "temperature", "> 0, at most 100");
-        t->temperature = o->temperature;
-    }
-    if (o->has_top_p) {
-        if (!isfinite(o->top_p) || o->top_p <= 0 || o->top_p > 1)
-            return bad_opt(err, errlen, "top_p", "> 0, at most 1");
-        t->top_p = o->top_p;
-    }
+        { o->has_num_return_sequences, TASK_OPT_NUM_RETURN_SEQUENCES, o->num_return_sequences },
+        { o->has_no_repeat_ngram_size, TASK_OPT_NO_REPEAT_NGRAM_SIZE, o->no_repeat_ngram_size },
+        { o->has_top_k, TASK_OPT_TOP_K, o->top_k },
+        { o->has_length_penalty, TASK_OPT_LENGTH_PENALTY, o->length_penalty },
+        { o->has_repetition_penalty, TASK_OPT_REPETITION_PENALTY, o->repetition_penalty },
+        { o->has_temperature, TASK_OPT_TEMPERATURE, o->temperature },
+        { o->has_top_p, TASK_OPT_TOP_P, o->top_p },
+    };
+    for (size_t i = 0; i < sizeof set / sizeof set[0]; i++)
+        if (set[i].has &&
+            task_decode_opts_set(t, set[i].id, set[i].v, "options.", &ol, err, errlen) != TASK_OK)
+            return DMN_INVALID_ARGUMENT;
     if (o->has_seed) t->seed = (int64_t)(o->seed & INT64_MAX);   /* < 0 means unset */
     if (o->has_return_hypotheses) t->return_hypotheses = o->return_hypotheses;
     return DMN_OK;

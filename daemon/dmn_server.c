@@ -67,10 +67,8 @@ static void on_hup(int sig)
     dmn_reload_gen = dmn_reload_gen + 1;
 }
 
-static int max_beams(const dmn_server *srv)
-{
-    return srv->conf.batching.max_rows < 16 ? srv->conf.batching.max_rows : 16;
-}
+/* tasks.max_beams: a search wider than batching.max_rows runs in an engine call by itself */
+static int max_beams(const dmn_server *srv) { return task_conf_max_beams(srv->tasks); }
 
 /* Sends a packed response (ownership of buf moves) through the route's transport. */
 static void send_reply(dmn_server *srv, const dmn_route *to, void *buf, size_t len,

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cm_conf.h"
 #include "common/common.h"
 #include "daemon/dmn_conf.h"
 #include "daemon/dmn_curve.h"
@@ -127,7 +128,14 @@ int main(int argc, char **argv)
     }
     config = conf_path;
     dmn_conf_defaults(&srv->conf);
-    if (dmn_conf_load(&srv->conf, config, err, sizeof err) < 0) {
+    /* The file is read once: the daemon's settings and the tasks group (its errors are
+     * config errors too) are two views of one text, never of two versions of the file. */
+    cm_conf cf;
+    int bad = cm_conf_load(&cf, config, CM_CONF_MAX_BYTES, err, sizeof err) < 0 ||
+              dmn_conf_from(&srv->conf, &cf, config, err, sizeof err) < 0 ||
+              !(srv->tasks = task_conf_from(&cf, config, err, sizeof err));
+    cm_conf_free(&cf);
+    if (bad) {
         fprintf(stderr, "nlpd: config: %s\n", err);
         return 2;
     }
@@ -184,12 +192,6 @@ int main(int argc, char **argv)
     }
     if (dmn_conf_check(&srv->conf, err, sizeof err) < 0) {
         fprintf(stderr, "nlpd: %s\n", err);
-        return 2;
-    }
-    /* The tasks group is part of the same config: its errors are config errors too. */
-    srv->tasks = task_conf_load(config, err, sizeof err);
-    if (!srv->tasks) {
-        fprintf(stderr, "nlpd: config: %s\n", err);
         return 2;
     }
     if (check) {

@@ -1,14 +1,19 @@
 /* Task configuration: the `tasks` group of a libconfig file (conf/tasks.conf, included by
  * conf/nlpd.conf), plus limits.max_input_tokens / limits.max_new_tokens when present.
+ * nlpd reads its file once (common/cm_conf.h) and hands the parsed file to both the
+ * daemon's reader and task_conf_from(); nlprun and tests use task_conf_load(path).
  *
  * Table-driven like Redis' config: every scalar key has a type, a range and a default;
  * a key out of range, of the wrong type or unknown is an error naming file:line, so a
- * typo never silently falls back to a default. The built-in defaults (task_conf_default)
- * are what an empty `tasks` group gives; conf/tasks.conf spells them all out. */
+ * typo never silently falls back to a default. The decoding keys' names, types and ranges
+ * are the decoding options' table (tasks/opts.c), which requests and nlprun are checked
+ * against too. The built-in defaults (task_conf_default) are what an empty `tasks` group
+ * gives; conf/tasks.conf spells them all out. */
 #include "tasks/task_int.h"
 
 #include <libconfig.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -22,51 +27,47 @@ enum key_type { K_INT = 1, K_FLOAT, K_BOOL, K_STR, K_I64 };
 
 typedef struct conf_key {
     const char *group;      /* under `tasks`: "" (the group itself), "summarize", ... */
-    const char *name;
-    int type;
+    const char *name;       /* NULL for a decoding option: the table's name */
+    int type;               /* 0 for a decoding option: from the table */
     size_t off;             /* in struct task_conf */
     size_t size;            /* K_STR: buffer size */
-    double min, max, def;
+    double min, max, def;   /* a decoding option: def only, NAN for the table's */
     const char *sdef;
     unsigned bit;           /* decoding key: its ENG_GEN_SET_* bit (operator-set tracking) */
+    int opt;                /* a decoding option: its task_opt_id + 1 (tasks/opts.c) */
 } conf_key;
 
 #define OFF(f) offsetof(struct task_conf, f)
 #define SZ(f) sizeof(((struct task_conf *)0)->f)
-#define KI(g, n, f, mn, mx, d) { g, n, K_INT, OFF(f), 0, mn, mx, d, NULL, 0 }
-#define KF(g, n, f, mn, mx, d) { g, n, K_FLOAT, OFF(f), 0, mn, mx, d, NULL, 0 }
-#define KB(g, n, f, d) { g, n, K_BOOL, OFF(f), 0, 0, 1, d, NULL, 0 }
-#define KS(g, n, f, d) { g, n, K_STR, OFF(f), SZ(f), 0, 0, 0, d, 0 }
-/* Decoding keys the checkpoint may state too: the file setting one puts it above the
- * checkpoint's value. */
-#define KIB(g, n, f, mn, mx, d, b) { g, n, K_INT, OFF(f), 0, mn, mx, d, NULL, b }
-#define KFB(g, n, f, mn, mx, d, b) { g, n, K_FLOAT, OFF(f), 0, mn, mx, d, NULL, b }
+#define KI(g, n, f, mn, mx, d) { g, n, K_INT, OFF(f), 0, mn, mx, d, NULL, 0, 0 }
+#define KB(g, n, f, d) { g, n, K_BOOL, OFF(f), 0, 0, 1, d, NULL, 0, 0 }
+#define KS(g, n, f, d) { g, n, K_STR, OFF(f), SZ(f), 0, 0, 0, d, 0, 0 }
+/* A decoding option of task k: name, type and range from the table (tasks/opts.c), the
+ * default d (NAN: the table's). With an ENG_GEN_SET_* bit b, a key the checkpoint may
+ * state too: the file setting one puts it above the checkpoint's value. */
+#define KO(g, k, id, f, d, b) { g, NULL, 0, OFF(spec[k].dec.f), 0, 0, 0, d, NULL, b, (id) + 1 }
 
 /* The decoding keys every generating task has; defaults differ per task. */
-#define DEC_KEYS(g, k, pr, maxnew, minnew, beams, lp, norep)                             \
-    KS(g, "prompt", spec[k].prompt, pr),                                                  \
-    KIB(g, "max_new_tokens", spec[k].dec.max_new_tokens, 1, 4096, maxnew,                    \
-        ENG_GEN_SET_MAX_NEW),                                                                 \
-    KIB(g, "min_new_tokens", spec[k].dec.min_new_tokens, 0, 4096, minnew,                    \
-        ENG_GEN_SET_MIN_NEW),                                                                 \
-    KIB(g, "num_beams", spec[k].dec.num_beams, 1, ENG_MAX_RETURN * 4, beams,                 \
-        ENG_GEN_SET_BEAMS),                                                                   \
-    KI(g, "num_return_sequences", spec[k].dec.num_return_sequences, 1, ENG_MAX_RETURN, 1),    \
-    KFB(g, "length_penalty", spec[k].dec.length_penalty, -10, 10, lp,                        \
-        ENG_GEN_SET_LENGTH_PENALTY),                                                          \
-    KIB(g, "no_repeat_ngram_size", spec[k].dec.no_repeat_ngram_size, 0, 64, norep,           \
-        ENG_GEN_SET_NO_REPEAT),                                                               \
-    KFB(g, "repetition_penalty", spec[k].dec.repetition_penalty, 0.01, 100, 1.0,             \
-        ENG_GEN_SET_REPETITION_PENALTY),                                                      \
-    KB(g, "do_sample", spec[k].dec.do_sample, 0),                                             \
-    KF(g, "temperature", spec[k].dec.temperature, 0.001, 100, 1.0),                           \
-    KI(g, "top_k", spec[k].dec.top_k, 0, 1 << 20, 0),                                         \
-    KF(g, "top_p", spec[k].dec.top_p, 0.0001, 1, 1.0),                                        \
-    { g, "seed", K_I64, OFF(spec[k].dec.seed), 0, 0, (double)INT64_MAX, 0, NULL, 0 }
+#define DEC_KEYS(g, k, pr, maxnew, minnew, beams, lp, norep)                                \
+    KS(g, "prompt", spec[k].prompt, pr),                                                 \
+    KO(g, k, TASK_OPT_MAX_NEW_TOKENS, max_new_tokens, maxnew, ENG_GEN_SET_MAX_NEW),      \
+    KO(g, k, TASK_OPT_MIN_NEW_TOKENS, min_new_tokens, minnew, ENG_GEN_SET_MIN_NEW),      \
+    KO(g, k, TASK_OPT_NUM_BEAMS, num_beams, beams, ENG_GEN_SET_BEAMS),                   \
+    KO(g, k, TASK_OPT_NUM_RETURN_SEQUENCES, num_return_sequences, NAN, 0),               \
+    KO(g, k, TASK_OPT_LENGTH_PENALTY, length_penalty, lp, ENG_GEN_SET_LENGTH_PENALTY),   \
+    KO(g, k, TASK_OPT_NO_REPEAT_NGRAM_SIZE, no_repeat_ngram_size, norep,                 \
+       ENG_GEN_SET_NO_REPEAT),                                                           \
+    KO(g, k, TASK_OPT_REPETITION_PENALTY, repetition_penalty, NAN,                       \
+       ENG_GEN_SET_REPETITION_PENALTY),                                                  \
+    KO(g, k, TASK_OPT_DO_SAMPLE, do_sample, NAN, 0),                                     \
+    KO(g, k, TASK_OPT_TEMPERATURE, temperature, NAN, 0),                                 \
+    KO(g, k, TASK_OPT_TOP_K, top_k, NAN, 0),                                             \
+    KO(g, k, TASK_OPT_TOP_P, top_p, NAN, 0),                                             \
+    KO(g, k, TASK_OPT_SEED, seed, NAN, 0)
 
 static const conf_key keys[] = {
     KB("", "truncate", truncate, 1),
-    KI("", "max_beams", max_beams, 1, ENG_MAX_RETURN * 4, 16),
+    KI("", "max_beams", max_beams, 1, TASK_MAX_BEAMS, 16),
     KS("", "prompt_model_types", prompted_types, "t5 mt5 umt5 longt5"),
     DEC_KEYS("summarize", TASK_SUMMARIZE, "summarize: {text}", 128, 10, 4, 2.0, 3),
     DEC_KEYS("translate", TASK_TRANSLATE, "translate {source} to {target}: {text}", 128, 0, 4,
@@ -111,16 +112,34 @@ static const char *const builtin_abbrevs[] = {
 
 static void *field(struct task_conf *c, const conf_key *k) { return (char *)c + k->off; }
 
+/* A key's type and name: a decoding option's come from the table. */
+static int key_type(const conf_key *k)
+{
+    if (!k->opt) return k->type;
+    switch (task_opt(k->opt - 1)->type) {
+    case TASK_OPT_FLOAT: return K_FLOAT;
+    case TASK_OPT_I64: return K_I64;
+    case TASK_OPT_BOOL: return K_BOOL;
+    default: return K_INT;
+    }
+}
+
+static const char *key_name(const conf_key *k)
+{
+    return k->opt ? task_opt(k->opt - 1)->name : k->name;
+}
+
 static void set_defaults(struct task_conf *c)
 {
     memset(c, 0, sizeof *c);
     for (int i = 0; i < N_KEYS; i++) {
         const conf_key *k = &keys[i];
-        switch (k->type) {
+        double def = k->opt && isnan(k->def) ? task_opt(k->opt - 1)->def : k->def;
+        switch (key_type(k)) {
         case K_INT:
-        case K_BOOL: *(int *)field(c, k) = (int)k->def; break;
-        case K_FLOAT: *(double *)field(c, k) = k->def; break;
-        case K_I64: *(long long *)field(c, k) = (long long)k->def; break;
+        case K_BOOL: *(int *)field(c, k) = (int)def; break;
+        case K_FLOAT: *(double *)field(c, k) = def; break;
+        case K_I64: *(long long *)field(c, k) = (long long)def; break;
         case K_STR: snprintf(field(c, k), k->size, "%s", k->sdef); break;
         }
     }
@@ -253,8 +272,40 @@ static size_t where_key(const config_t *cfg, const char *key, const char *path, 
 static const conf_key *find_key(const char *group, const char *name)
 {
     for (int i = 0; i < N_KEYS; i++)
-        if (!strcmp(keys[i].group, group) && !strcmp(keys[i].name, name)) return &keys[i];
+        if (!strcmp(keys[i].group, group) && !strcmp(key_name(&keys[i]), name)) return &keys[i];
     return NULL;
+}
+
+/* Whether v is in k's range; a decoding option's range is the table's, its maximum
+ * lowered by tasks.max_beams (read first) but not by limits.max_new_tokens: a task's
+ * default above that limit is cut to it when used, as a request's own value may not be. */
+static int key_in_range(const struct task_conf *c, const conf_key *k, double v)
+{
+    if (!k->opt) return v >= k->min && v <= k->max;
+    task_opt_limits lim = { .max_new_tokens = 0, .max_beams = c->max_beams };
+    return task_opt_in_range(k->opt - 1, v, &lim);
+}
+
+/* "file:line: FULL = VALUE is out of range RANGE" for k set by s. */
+static int range_error(const struct task_conf *c, const conf_key *k, const config_setting_t *s,
+                       const char *path, const char *full, const char *value, char *err,
+                       size_t errlen)
+{
+    char msg[256], prefix[128];
+    if (!k->opt) {
+        if (key_type(k) == K_FLOAT)
+            snprintf(msg, sizeof msg, "%s = %s is out of range [%g, %g]", full, value, k->min,
+                     k->max);
+        else
+            snprintf(msg, sizeof msg, "%s = %s is out of range [%.0f, %.0f]", full, value,
+                     k->min, k->max);
+    } else {
+        task_opt_limits lim = { .max_new_tokens = 0, .max_beams = c->max_beams };
+        snprintf(prefix, sizeof prefix, "tasks.%s%s", k->group, *k->group ? "." : "");
+        task_opt_error(k->opt - 1, prefix, value, &lim, msg, sizeof msg);
+    }
+    errat(s, path, err, errlen, "%s", msg);
+    return -1;
 }
 
 static int read_key(struct task_conf *c, const cm_conf *cf, const conf_key *k,
@@ -264,7 +315,7 @@ static int read_key(struct task_conf *c, const cm_conf *cf, const conf_key *k,
     long long iv;
     char lit[32];
     int t = config_setting_type(s);
-    switch (k->type) {
+    switch (key_type(k)) {
     case K_INT:
     case K_I64: {
         if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) {
@@ -272,13 +323,10 @@ static int read_key(struct task_conf *c, const cm_conf *cf, const conf_key *k,
             return -1;
         }
         /* As written: libconfig wraps what does not fit (99999999999999999999 is -1). */
-        if (cm_conf_int(cf, s, &iv, lit, sizeof lit) < 0 || (double)iv < k->min ||
-            (double)iv > k->max) {
-            errat(s, path, err, errlen,
-                  "%s = %s is out of range [%.0f, %.0f]", full, lit, k->min, k->max);
-            return -1;
-        }
-        if (k->type == K_INT)
+        if (cm_conf_int(cf, s, &iv, lit, sizeof lit) < 0 ||
+            (key_type(k) == K_I64 ? iv < 0 : !key_in_range(c, k, (double)iv)))
+            return range_error(c, k, s, path, full, lit, err, errlen);
+        if (key_type(k) == K_INT)
             *(int *)field(c, k) = (int)iv;
         else
             *(long long *)field(c, k) = iv;
@@ -291,16 +339,12 @@ static int read_key(struct task_conf *c, const cm_conf *cf, const conf_key *k,
             return -1;
         }
         double v = t == CONFIG_TYPE_FLOAT ? config_setting_get_float(s) : 0;
-        if (t != CONFIG_TYPE_FLOAT && cm_conf_int(cf, s, &iv, lit, sizeof lit) < 0) {
-            errat(s, path, err, errlen,
-                  "%s = %s is out of range [%g, %g]", full, lit, k->min, k->max);
-            return -1;
-        }
+        if (t != CONFIG_TYPE_FLOAT && cm_conf_int(cf, s, &iv, lit, sizeof lit) < 0)
+            return range_error(c, k, s, path, full, lit, err, errlen);
         if (t != CONFIG_TYPE_FLOAT) v = (double)iv;
-        if (!(v >= k->min && v <= k->max)) {
-            errat(s, path, err, errlen,
-                  "%s = %g is out of range [%g, %g]", full, v, k->min, k->max);
-            return -1;
+        if (!key_in_range(c, k, v)) {
+            snprintf(lit, sizeof lit, "%g", v);
+            return range_error(c, k, s, path, full, lit, err, errlen);
         }
         *(double *)field(c, k) = v;
         if (k->bit) c->spec[task_kind_from_name(k->group)].dec_set |= k->bit;
@@ -475,7 +519,7 @@ static int read_limits(struct task_conf *c, const cm_conf *cf, const char *path,
         int min, max;
     } lk[] = {
         { "limits.max_input_tokens", OFF(max_input_tokens), 8, 8192 },
-        { "limits.max_new_tokens", OFF(max_new_tokens_limit), 1, 4096 },
+        { "limits.max_new_tokens", OFF(max_new_tokens_limit), 1, TASK_MAX_NEW_TOKENS },
     };
     for (size_t i = 0; i < sizeof lk / sizeof lk[0]; i++) {
         const config_setting_t *s = config_lookup(&cf->cfg, lk[i].path);
@@ -497,12 +541,20 @@ static int read_limits(struct task_conf *c, const cm_conf *cf, const char *path,
 task_conf *task_conf_load(const char *path, char *err, size_t errlen)
 {
     cm_conf cf;
+    task_conf *c = NULL;
+    /* Bounded: the file and its includes together (libconfig is slow on huge tokens). */
+    if (cm_conf_load(&cf, path, CM_CONF_MAX_BYTES, err, errlen) == 0)
+        c = task_conf_from(&cf, path, err, errlen);
+    cm_conf_free(&cf);
+    return c;
+}
+
+task_conf *task_conf_from(const cm_conf *cf, const char *path, char *err, size_t errlen)
+{
     struct task_conf *c = NULL;
 
     snprintf(err, errlen, "ok");
-    /* Bounded: the file and its includes together (libconfig is slow on huge tokens). */
-    if (cm_conf_load(&cf, path, CM_CONF_MAX_BYTES, err, errlen) < 0) goto fail;
-    const config_t *cfg = &cf.cfg;
+    const config_t *cfg = &cf->cfg;
     c = task_conf_default();
     if (!c) {
         snprintf(err, errlen, "%s: out of memory", path);
@@ -515,9 +567,14 @@ task_conf *task_conf_load(const char *path, char *err, size_t errlen)
             errat(g, path, err, errlen, "tasks must be a group { ... }");
             goto fail;
         }
-        if (read_group(c, &cf, g, "", path, err, errlen) < 0) goto fail;
+        /* max_beams first: the tasks' num_beams are checked against it wherever it is */
+        const config_setting_t *mb = config_setting_get_member(g, "max_beams");
+        if (mb && read_key(c, cf, find_key("", "max_beams"), mb, path, "tasks.max_beams", err,
+                           errlen) < 0)
+            goto fail;
+        if (read_group(c, cf, g, "", path, err, errlen) < 0) goto fail;
     }
-    if (read_limits(c, &cf, path, err, errlen) < 0) goto fail;
+    if (read_limits(c, cf, path, err, errlen) < 0) goto fail;
 
     /* Cross-key checks, pointing at the later key's line when the file has it. */
     for (int k = 1; k < TASK_N_KINDS; k++) {
@@ -560,16 +617,21 @@ task_conf *task_conf_load(const char *path, char *err, size_t errlen)
         snprintf(err + at, errlen - at, "%s", why);
         goto fail;
     }
-    cm_conf_free(&cf);
     return c;
 fail:
-    cm_conf_free(&cf);
     task_conf_free(&c);
     return NULL;
 }
 
 int task_conf_max_input_tokens(const task_conf *conf) { return conf->max_input_tokens; }
 int task_conf_max_new_tokens(const task_conf *conf) { return conf->max_new_tokens_limit; }
+int task_conf_max_beams(const task_conf *conf) { return conf->max_beams; }
+
+task_opt_limits task_conf_opt_limits(const task_conf *conf)
+{
+    return (task_opt_limits){ .max_new_tokens = conf->max_new_tokens_limit,
+                              .max_beams = conf->max_beams };
+}
 
 const task_lang *task_lang_find(const task_conf *conf, const char *s)
 {

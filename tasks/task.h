@@ -7,7 +7,7 @@
  *   task_input --prepare--> task_doc { jobs[] } --engine--> jobs done --finish--> task_result
  *
  * Prompts and defaults come from the `tasks` group of the config (conf/nlpd.conf),
- * read by task_conf_load(), never from code. */
+ * read by task_conf_load() or task_conf_from(), never from code. */
 #ifndef NLP_TASK_H
 #define NLP_TASK_H
 
@@ -96,6 +96,69 @@ typedef struct task_decode_opts {
 
 void task_decode_opts_unset(task_decode_opts *o);
 
+/* ---- the decoding options' one table (tasks/opts.c) ----
+ * Each option's name (the wire field of DecodingOptions, the `tasks.<task>` key, nlprun's
+ * --flag with '-' for '_'), type, range and default. The wire validation
+ * (daemon/dmn_req.c), the tasks file (tasks/conf.c) and nlprun check values here, so one
+ * bad value gets one message wherever it comes from: "NAME = VALUE is out of range
+ * [LO, HI]" ("(LO, HI]" when LO itself is out), after the caller's prefix ("options.",
+ * "tasks.summarize."). Values explicit, only grow. */
+typedef enum task_opt_id {
+    TASK_OPT_MAX_NEW_TOKENS = 0,
+    TASK_OPT_MIN_NEW_TOKENS = 1,
+    TASK_OPT_NUM_BEAMS = 2,
+    TASK_OPT_NUM_RETURN_SEQUENCES = 3,
+    TASK_OPT_NO_REPEAT_NGRAM_SIZE = 4,
+    TASK_OPT_TOP_K = 5,
+    TASK_OPT_LENGTH_PENALTY = 6,
+    TASK_OPT_REPETITION_PENALTY = 7,
+    TASK_OPT_TEMPERATURE = 8,
+    TASK_OPT_TOP_P = 9,
+    TASK_OPT_SEED = 10,
+    TASK_OPT_DO_SAMPLE = 11,   /* the tasks file's only: a request samples by setting one */
+    TASK_OPT_N = 12,
+} task_opt_id;
+
+enum task_opt_type { TASK_OPT_INT = 1, TASK_OPT_FLOAT = 2, TASK_OPT_I64 = 3, TASK_OPT_BOOL = 4 };
+
+/* The configured limit that lowers an option's maximum: limits.max_new_tokens, or
+ * tasks.max_beams. The hard maxima below are those limits' own upper bounds. */
+enum task_opt_cap { TASK_CAP_NONE = 0, TASK_CAP_MAX_NEW_TOKENS = 1, TASK_CAP_MAX_BEAMS = 2 };
+#define TASK_MAX_NEW_TOKENS 4096
+#define TASK_MAX_BEAMS 64
+
+typedef struct task_opt_def {
+    const char *name;
+    int type;                /* enum task_opt_type */
+    double min, max;         /* the hard range, inclusive */
+    int min_open;            /* 1: min itself is out of range (temperature, top_p, ...) */
+    int cap;                 /* enum task_opt_cap */
+    double def;              /* default where neither a task nor the checkpoint says */
+} task_opt_def;
+
+/* The configured limits a value is checked against; a field <= 0: the hard maximum. */
+typedef struct task_opt_limits {
+    int max_new_tokens;      /* limits.max_new_tokens */
+    int max_beams;           /* tasks.max_beams */
+} task_opt_limits;
+
+const task_opt_def *task_opt(task_opt_id id);       /* NULL past the table */
+int task_opt_find(const char *name);                 /* its id ("top_k", "top-k"), or -1 */
+/* The range under lim (NULL: the hard range) as text: "[1, 16]", "(0, 1]". */
+void task_opt_range(task_opt_id id, const task_opt_limits *lim, char *buf, size_t cap);
+/* 1 if v is in the range under lim (an integer option: a whole number), else 0. */
+int task_opt_in_range(task_opt_id id, double v, const task_opt_limits *lim);
+/* Writes "PREFIXNAME = VALUE is out of range RANGE" into err (VALUE as given: a config
+ * literal as written). Returns TASK_EINVAL. */
+int task_opt_error(task_opt_id id, const char *prefix, const char *value,
+                   const task_opt_limits *lim, char *err, size_t errlen);
+/* TASK_OK if v is in range, else task_opt_error's TASK_EINVAL. */
+int task_opt_check(task_opt_id id, double v, const char *prefix, const task_opt_limits *lim,
+                   char *err, size_t errlen);
+/* task_opt_check, then v into o's field. */
+int task_decode_opts_set(task_decode_opts *o, task_opt_id id, double v, const char *prefix,
+                         const task_opt_limits *lim, char *err, size_t errlen);
+
 /* One document of a request. Strings are borrowed for the duration of prepare/finish. */
 typedef struct task_input {
     task_kind kind;
@@ -162,12 +225,21 @@ typedef struct task_result {
 /* Config: reads the `tasks` group (and `limits`) of a libconfig file. NULL on error,
  * with the reason (file:line) in err. */
 task_conf *task_conf_load(const char *path, char *err, size_t errlen);
+/* The same from a file already read (common/cm_conf.h), named `path` in messages: nlpd
+ * reads its config once and hands it to its own reader and to this one. */
+struct cm_conf;
+task_conf *task_conf_from(const struct cm_conf *cf, const char *path, char *err,
+                          size_t errlen);
 task_conf *task_conf_default(void);   /* built-in defaults, for tests without a file */
 void task_conf_free(task_conf **conf);
 /* limits.max_input_tokens / limits.max_new_tokens of the file (512 / 256 when absent):
  * what a caller without its own limits (nlprun) puts in task_env and sizes the engine by. */
 int task_conf_max_input_tokens(const task_conf *conf);
 int task_conf_max_new_tokens(const task_conf *conf);
+/* limits.max_new_tokens and tasks.max_beams: what a request's options are checked
+ * against (nlprun; the daemon takes the same values from the same file). */
+task_opt_limits task_conf_opt_limits(const task_conf *conf);
+int task_conf_max_beams(const task_conf *conf);
 /* eng_ctx_default_params() grown to what these settings need: input and output limits,
  * label candidates per scoring job and tokens per label. */
 eng_ctx_params task_conf_ctx_params(const task_conf *conf);

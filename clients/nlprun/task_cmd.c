@@ -42,6 +42,10 @@ typedef struct task_cli {
     int threads;
     int weights;                   /* eng_weights (--weights) */
     task_decode_opts opts;
+    /* Decoding options as given, checked once the config's limits are known (the
+     * options table, tasks/opts.c: the daemon's and the tasks file's ranges). */
+    double opt_val[TASK_OPT_N];
+    unsigned opt_set;              /* bit per task_opt_id */
 } task_cli;
 
 /* The task's own options only (classify generates nothing: no decoding options); the
@@ -86,8 +90,6 @@ static int parse_int(const char *s, long lo, long hi, int *out)
     *out = (int)v;
     return 0;
 }
-
-static int parse_float(const char *s, float *out) { return cm_parse_float(s, out) < 0; }
 
 /* Cuts "a, b,c" into trimmed labels pointing into cli->labels_arg. */
 static int split_labels(task_cli *cli, const char *arg)
@@ -166,19 +168,16 @@ static int parse_args(int argc, char **argv, task_cli *cli)
                 return -1;
             }
             break;
-        case O_MAXNEW: bad |= parse_int(optarg, 0, 1 << 20, &o->max_new_tokens); break;
-        case O_MINNEW: bad |= parse_int(optarg, 0, 1 << 20, &o->min_new_tokens); break;
-        case O_BEAMS: bad |= parse_int(optarg, 0, 1 << 20, &o->num_beams); break;
-        case O_NRET:
-            bad |= parse_int(optarg, 0, 1 << 20, &o->num_return_sequences);
-            if (o->num_return_sequences > 1) o->return_hypotheses = 1;
+        case O_MAXNEW: case O_MINNEW: case O_BEAMS: case O_NRET: case O_NOREP: case O_TOPK:
+        case O_LP: case O_REPP: case O_TEMP: case O_TOPP: {
+            /* a number now; its range once the config is read (check_opts) */
+            int id = c == O_NRET ? TASK_OPT_NUM_RETURN_SEQUENCES : task_opt_find(lo[li].name);
+            double v = 0;
+            bad |= id < 0 || cm_parse_double(optarg, &v) < 0;
+            if (!bad) cli->opt_val[id] = v, cli->opt_set |= 1u << id;
+            if (!bad && c == O_NRET && v > 1) o->return_hypotheses = 1;
             break;
-        case O_NOREP: bad |= parse_int(optarg, 0, 1 << 20, &o->no_repeat_ngram_size); break;
-        case O_TOPK: bad |= parse_int(optarg, 0, 1 << 30, &o->top_k); break;
-        case O_LP: bad |= parse_float(optarg, &o->length_penalty); break;
-        case O_REPP: bad |= parse_float(optarg, &o->repetition_penalty); break;
-        case O_TEMP: bad |= parse_float(optarg, &o->temperature); break;
-        case O_TOPP: bad |= parse_float(optarg, &o->top_p); break;
+        }
         case O_SEED: {
             long long v;
             if (cm_parse_ll(optarg, 0, LLONG_MAX, &v) < 0) bad = 1;
@@ -217,6 +216,21 @@ static int parse_args(int argc, char **argv, task_cli *cli)
     return 0;
 }
 
+/* The options given, checked against the options table under the config's limits
+ * (limits.max_new_tokens, tasks.max_beams), into cli->opts: the message a request with
+ * the same value gets from nlpd. 0, or -1 after saying why. */
+static int check_opts(task_cli *cli, const task_conf *conf, const char *task)
+{
+    task_opt_limits lim = task_conf_opt_limits(conf);
+    char err[256];
+    for (int id = 0; id < TASK_OPT_N; id++)
+        if ((cli->opt_set & (1u << id)) &&
+            task_decode_opts_set(&cli->opts, id, cli->opt_val[id], "", &lim, err, sizeof err)) {
+            fprintf(stderr, "nlprun %s: %s\n", task, err);
+            return -1;
+        }
+    return 0;
+}
 
 /* Runs the doc's jobs: scoring jobs one by one, generate jobs batched up to the ctx's
  * decoder rows (a request's result does not depend on its batch). A batch that fails as
@@ -355,6 +369,10 @@ int nlprun_task(int argc, char **argv)
     conf = cpath ? task_conf_load(cpath, err, sizeof err) : task_conf_default();
     if (!conf) {
         fprintf(stderr, "nlprun: %s\n", cpath ? err : "out of memory");
+        goto out;
+    }
+    if (check_opts(&cli, conf, argv[0]) < 0) {
+        ret = 2;
         goto out;
     }
     size_t text_len = 0;

@@ -261,7 +261,7 @@ def bad(url, stream, group, results, dead):
          "unknown option"),
         ({"json": json.dumps({"id": "t5", "task": "summarize", "text": "x",
                               "options": {"max_new_tokens": 100000}})},
-         "INVALID_ARGUMENT", "json", "max_new_tokens out of range"),
+         "INVALID_ARGUMENT", "json", "max_new_tokens = 100000 is out of range"),
         ({"json": json.dumps({"id": "t6", "task": "summarize", "text": "   "})},
          "INVALID_ARGUMENT", "json", "the text is empty"),
         ({"json": json.dumps({"task": "summarize", "text": "a " * 600000})},

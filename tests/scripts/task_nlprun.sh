@@ -33,7 +33,7 @@ check "unknown language json" 1 $rc "$out" '"status":"INVALID_ARGUMENT"'
 check "unknown language message" 1 $rc "$out" "unknown target language 'Klingon'"
 /usr/bin/python3 -c 'import json,sys; o=json.loads(sys.stdin.read()); assert o["task"]=="translate" and o["labels"]==[] and o["truncated"] is False' <<<"$out" \
     || { echo "FAIL json shape: $out" >&2; fail=1; }
-out=$(echo hi | "$R" text2text --model $M --max-new-tokens 0 2>&1); check "bad max-new-tokens" 1 $? "$out" "max_new_tokens must be in"
+out=$(echo hi | "$R" text2text --model $M --max-new-tokens 0 2>&1); check "bad max-new-tokens" 2 $? "$out" "max_new_tokens = 0 is out of range \[1, 256\]"
 
 printf 'tasks = {\n  qa = {\n    chunk_overlap = -1;\n  };\n};\n' >"$work/bad.conf"
 out=$(echo hi | "$R" qa --model $M --question q --config "$work/bad.conf" 2>&1)
