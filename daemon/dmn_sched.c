@@ -12,7 +12,6 @@
 
 #include "common/common.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +29,16 @@ struct dmn_queue {
     uint64_t vtime;            /* the tag of the last document taken */
     uint64_t *last_tag;        /* [FAIR_SLOTS] by client hash: its last document's tag */
     int closed;
+    dmn_clock_fn now;          /* the clock waits are measured by (cm_now) */
+    void *now_arg;
+    uint64_t sleeps;           /* take()'s waits on cv, for tests to synchronise on */
 };
+
+static double mono_now(void *arg)
+{
+    (void)arg;
+    return cm_now();
+}
 
 dmn_queue *dmn_queue_new(int capacity, int max_input_tokens)
 {
@@ -46,6 +54,7 @@ dmn_queue *dmn_queue_new(int capacity, int max_input_tokens)
     }
     q->cap = capacity;
     q->max_input_tokens = max_input_tokens;
+    q->now = mono_now;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -65,6 +74,29 @@ void dmn_queue_free(dmn_queue **qp)
     free(q->last_tag);
     free(q);
     *qp = NULL;
+}
+
+void dmn_queue_set_clock(dmn_queue *q, dmn_clock_fn now, void *arg)
+{
+    pthread_mutex_lock(&q->mu);
+    q->now = now ? now : mono_now;
+    q->now_arg = now ? arg : NULL;
+    pthread_mutex_unlock(&q->mu);
+}
+
+void dmn_queue_wake(dmn_queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+uint64_t dmn_queue_sleeps(dmn_queue *q)
+{
+    pthread_mutex_lock(&q->mu);
+    uint64_t n = q->sleeps;
+    pthread_mutex_unlock(&q->mu);
+    return n;
 }
 
 /* a runs before b */
@@ -166,7 +198,7 @@ int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
 {
     int n = 0;
     pthread_mutex_lock(&q->mu);
-    double free_at = cm_now();
+    double free_at = q->now(q->now_arg);
     for (int i = 0; i < q->n; i++)
         if (q->heap[i].t_enq < replied_at) expect++;
     if (expect > max_items) expect = max_items;
@@ -174,7 +206,10 @@ int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
      * whose deadline passed. That is not the end of the work: wait again. Only a closed
      * queue that is empty returns 0. */
     for (;;) {
-        while (q->n == 0 && !q->closed) pthread_cond_wait(&q->cv, &q->mu);
+        while (q->n == 0 && !q->closed) {
+            q->sleeps++;
+            pthread_cond_wait(&q->cv, &q->mu);
+        }
         if (q->n == 0) break;
         /* A short queue waits a little for company, so the engine runs fuller batches.
          * The wait counts from when the worker became free or the oldest document
@@ -183,13 +218,18 @@ int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
          * batches alternate between a few early documents and everyone else. */
         while (!q->closed && q->n > 0 && q->n < expect && q->est_sum < max_tokens) {
             double from = oldest(q) > free_at ? oldest(q) : free_at;
-            double until = from + max_wait_ms * 1e-3;
-            if (cm_now() >= until) break;
+            double until = from + max_wait_ms * 1e-3, now = q->now(q->now_arg);
+            if (now >= until) break;
+            /* The condition's timeout is CLOCK_MONOTONIC's: what the queue's clock has
+             * left to go, from now. Woken or timed out, the loop reads the clock again:
+             * the clock, not the timeout, ends the wait. */
+            double at = cm_now() + (until - now);
             struct timespec ts;
-            ts.tv_sec = (time_t)until;
-            ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
+            ts.tv_sec = (time_t)at;
+            ts.tv_nsec = (long)((at - (double)ts.tv_sec) * 1e9);
             if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-            if (pthread_cond_timedwait(&q->cv, &q->mu, &ts) == ETIMEDOUT) break;
+            q->sleeps++;
+            pthread_cond_timedwait(&q->cv, &q->mu, &ts);
         }
         if (q->n > 0) break;
     }

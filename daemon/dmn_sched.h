@@ -18,8 +18,8 @@ typedef struct dmn_item {
     int est_tokens;            /* cheap estimate (bytes / 4 + 2) used to fill batches */
     int priority;
     uint64_t order;            /* fair-queueing tag (dmn_sched.c): per client, in arrival order */
-    double t_enq;              /* CLOCK_MONOTONIC seconds */
-    double deadline;           /* the request's, CLOCK_MONOTONIC seconds */
+    double t_enq;              /* the queue's clock (CLOCK_MONOTONIC seconds) */
+    double deadline;           /* the request's, on the same clock */
 } dmn_item;
 
 typedef struct dmn_queue dmn_queue;
@@ -33,6 +33,18 @@ unsigned dmn_client_slot(const dmn_route *rt);
 /* capacity: documents. max_input_tokens caps each estimate. NULL on failure. */
 dmn_queue *dmn_queue_new(int capacity, int max_input_tokens);
 void dmn_queue_free(dmn_queue **q);
+
+/* The clock take() measures its waits by: seconds on the scale of the `now` and
+ * deadline arguments (cm_now, CLOCK_MONOTONIC, unless set). Set before the queue is
+ * used. A test sets its own and moves it: a waiting take() sees a moved clock when woken
+ * (dmn_queue_wake), so what it waits for is decided by the clock, not by sleeping. */
+typedef double (*dmn_clock_fn)(void *arg);
+void dmn_queue_set_clock(dmn_queue *q, dmn_clock_fn now, void *arg);
+/* Wakes a waiting take() to read the clock again. */
+void dmn_queue_wake(dmn_queue *q);
+/* How many times a take() has gone to sleep (for work, or for company): a test knows
+ * from it that the taker is waiting. */
+uint64_t dmn_queue_sleeps(dmn_queue *q);
 
 /* Queues every document of r, or none: -1 when they do not all fit (OVERLOADED) or the
  * queue is closed. On 0 the request now belongs to the worker side. */
