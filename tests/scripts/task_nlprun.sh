@@ -21,8 +21,8 @@ check() {   # check NAME WANT_RC GOT_RC OUTPUT PATTERN
 }
 
 out=$("$R" summarize 2>&1 </dev/null); check "no --model" 2 $? "$out" "--model DIR is required"
-out=$("$R" summarize --model $M --bogus 2>&1 </dev/null); check "unknown option" 2 $? "$out" "unknown or incomplete option '--bogus'"
-out=$("$R" qa --model $M --num-beams x 2>&1 </dev/null); check "bad number" 2 $? "$out" "bad value 'x' for --num-beams"
+out=$("$R" summarize --model $M --bogus 2>&1 </dev/null); check "unknown option" 2 $? "$out" "unknown option '--bogus'"
+out=$("$R" qa --model $M --num-beams x 2>&1 </dev/null); check "bad number" 2 $? "$out" "--num-beams needs a number, not 'x'"
 out=$("$R" classify --help 2>&1); check "help" 0 $? "$out" "--multi-label"
 out=$(printf ' \n\t' | "$R" summarize --model $M 2>&1); check "empty text" 1 $? "$out" "the text is empty"
 out=$(echo hi | "$R" classify --model $M 2>&1); check "no labels" 1 $? "$out" "no labels given"
