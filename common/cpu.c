@@ -48,13 +48,11 @@ static double dir_quota(const char *dir, int v2)
     if (v2) {
         if (snprintf(path, sizeof path, "%s/cpu.max", dir) >= (int)sizeof path) return 0;
         if (read_line(path, a, sizeof a) < 0) return 0;
-        if (sscanf(a, "%lld %lld", &q, &p) != 2) return 0;   /* "max ..." */
+        if (sscanf(a, "%lld %lld", &q, &p) != 2) return 0; /* "max ..." */
     } else {
-        if (snprintf(path, sizeof path, "%s/cpu.cfs_quota_us", dir) >= (int)sizeof path)
-            return 0;
+        if (snprintf(path, sizeof path, "%s/cpu.cfs_quota_us", dir) >= (int)sizeof path) return 0;
         if (read_line(path, a, sizeof a) < 0 || sscanf(a, "%lld", &q) != 1) return 0;
-        if (snprintf(path, sizeof path, "%s/cpu.cfs_period_us", dir) >= (int)sizeof path)
-            return 0;
+        if (snprintf(path, sizeof path, "%s/cpu.cfs_period_us", dir) >= (int)sizeof path) return 0;
         if (read_line(path, b, sizeof b) < 0 || sscanf(b, "%lld", &p) != 1) return 0;
     }
     if (q <= 0 || p <= 0) return 0;
@@ -167,10 +165,7 @@ int cm_cpu_count_at(const char *root, int affinity)
     return n;
 }
 
-int cm_cpu_count(void)
-{
-    return cm_cpu_count_at("", 0);
-}
+int cm_cpu_count(void) { return cm_cpu_count_at("", 0); }
 
 /* libgomp reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, in its constructor, before
  * main and before any constructor of the program (shared libraries are initialised
@@ -180,7 +175,7 @@ int cm_cpu_count(void)
 void cm_omp_wait_default(char **argv)
 {
 #ifndef _OPENMP
-    (void)argv;   /* no OpenMP runtime (the clang builds): nothing waits */
+    (void)argv; /* no OpenMP runtime (the clang builds): nothing waits */
 #else
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
     if (setenv("OMP_WAIT_POLICY", "passive", 1) < 0) return;

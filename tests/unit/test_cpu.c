@@ -55,12 +55,12 @@ TEST(cpu_quota_v2_tightest_on_path)
     put(r, "sys/fs/cgroup/a/cpu.max", "150000 100000\n");
     put(r, "sys/fs/cgroup/cpu.max", "800000 100000\n");
     CHECK(cm_cpu_quota(r) == 1.5);
-    CHECK(cm_cpu_count_at(r, 8) == 2);   /* 1.5 rounds to 2 */
-    CHECK(cm_cpu_count_at(r, 1) == 1);   /* the affinity mask is tighter */
+    CHECK(cm_cpu_count_at(r, 8) == 2); /* 1.5 rounds to 2 */
+    CHECK(cm_cpu_count_at(r, 1) == 1); /* the affinity mask is tighter */
     put(r, "sys/fs/cgroup/a/b/cpu.max", "140000 100000\n");
-    CHECK(cm_cpu_count_at(r, 8) == 1);   /* 1.4 rounds to 1 */
+    CHECK(cm_cpu_count_at(r, 8) == 1); /* 1.4 rounds to 1 */
     put(r, "sys/fs/cgroup/a/b/cpu.max", "20000 100000\n");
-    CHECK(cm_cpu_count_at(r, 8) == 1);   /* never 0 */
+    CHECK(cm_cpu_count_at(r, 8) == 1); /* never 0 */
     rm_root(r);
 }
 
@@ -69,8 +69,7 @@ TEST(cpu_no_quota_is_affinity)
 {
     char *r = fake_root();
     put(r, "proc/self/cgroup", "0::/svc\n");
-    put(r, "proc/self/mountinfo",
-        "25 30 0:23 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
+    put(r, "proc/self/mountinfo", "25 30 0:23 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
     put(r, "sys/fs/cgroup/svc/cpu.max", "max 100000\n");
     CHECK(cm_cpu_quota(r) == 0);
     CHECK(cm_cpu_count_at(r, 6) == 6);
@@ -84,8 +83,7 @@ TEST(cpu_no_quota_is_affinity)
 TEST(cpu_quota_v1_container_mount)
 {
     char *r = fake_root();
-    put(r, "proc/self/cgroup",
-        "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/\n");
+    put(r, "proc/self/cgroup", "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/\n");
     put(r, "proc/self/mountinfo",
         "30 25 0:26 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"
         "40 30 0:30 /docker/abc /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup "
@@ -117,7 +115,8 @@ static int omp_spin_of(const char *prog, const char *env, char *out, size_t cap)
     snprintf(cmd, sizeof cmd,
              "env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT %s OMP_DISPLAY_ENV=verbose %s/%s "
              "--version 2>&1 >/dev/null | sed -n \"s/.*GOMP_SPINCOUNT = '\\(.*\\)'.*/\\1/p\" "
-             "| tail -n 1", env, th_build(), prog);
+             "| tail -n 1",
+             env, th_build(), prog);
     FILE *p = popen(cmd, "r");
     if (!p) return -1;
     out[0] = '\0';
