@@ -381,23 +381,27 @@ Q8_T512 __attribute__((always_inline)) static inline void q8_out512(int NT, cons
     }
 }
 
-/* Rows m0 .. m0 + MR - 1 x tiles t0 .. t0 + NT - 1 (MR <= 8, NT <= 3, constants at every
- * call): 24 named accumulators (GCC keeps an array of them in memory as well). */
-Q8_T512 __attribute__((always_inline)) static inline void q8_mk512(int MR, int NT,
+/* Rows m0 .. m0 + MR - 1 x tiles t0 .. t0 + nt - 1 (MR <= 8 a constant at every call;
+ * nt <= 3: a group of fewer tiles repeats its last, computed, not stored, so that there
+ * are 8 instances, not 24): 24 named accumulators (GCC keeps an array of them in memory
+ * as well). */
+Q8_T512 __attribute__((always_inline)) static inline void q8_mk512(int MR, int nt,
         const q8_args *p, int m0, int t0)
 {
+    const int NT = Q8_NT512;
     __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
     __m512i c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
     __m512i c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00, c52 = c00;
     __m512i c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
     size_t ts = (size_t)p->kp * Q8_TN, as = p->as; /* bytes of a tile, of a row */
+    size_t o1 = nt > 1 ? ts : 0, o2 = nt > 2 ? 2 * ts : o1; /* the 2nd and 3rd tiles */
     const int8_t *w = p->w + (size_t)t0 * ts;
     const uint8_t *a = (const uint8_t *)p->aq + (size_t)m0 * as;
     int nkb = p->kp / Q8_KB;
     for (int kb = 0; kb < nkb; kb++, w += 64, a += Q8_KB) {
         __m512i w0 = _mm512_loadu_si512(w);
-        __m512i w1 = NT > 1 ? _mm512_loadu_si512(w + ts) : w0;
-        __m512i w2 = NT > 2 ? _mm512_loadu_si512(w + 2 * ts) : w0;
+        __m512i w1 = _mm512_loadu_si512(w + o1);
+        __m512i w2 = _mm512_loadu_si512(w + o2);
         q8_dp512(NT, a, w0, w1, w2, &c00, &c01, &c02);
         if (MR > 1) q8_dp512(NT, a + as, w0, w1, w2, &c10, &c11, &c12);
         if (MR > 2) q8_dp512(NT, a + 2 * as, w0, w1, w2, &c20, &c21, &c22);
@@ -407,30 +411,30 @@ Q8_T512 __attribute__((always_inline)) static inline void q8_mk512(int MR, int N
         if (MR > 6) q8_dp512(NT, a + 6 * as, w0, w1, w2, &c60, &c61, &c62);
         if (MR > 7) q8_dp512(NT, a + 7 * as, w0, w1, w2, &c70, &c71, &c72);
     }
-    q8_out512(NT, p, m0, t0, c00, c01, c02);
-    if (MR > 1) q8_out512(NT, p, m0 + 1, t0, c10, c11, c12);
-    if (MR > 2) q8_out512(NT, p, m0 + 2, t0, c20, c21, c22);
-    if (MR > 3) q8_out512(NT, p, m0 + 3, t0, c30, c31, c32);
-    if (MR > 4) q8_out512(NT, p, m0 + 4, t0, c40, c41, c42);
-    if (MR > 5) q8_out512(NT, p, m0 + 5, t0, c50, c51, c52);
-    if (MR > 6) q8_out512(NT, p, m0 + 6, t0, c60, c61, c62);
-    if (MR > 7) q8_out512(NT, p, m0 + 7, t0, c70, c71, c72);
+    q8_out512(nt, p, m0, t0, c00, c01, c02);
+    if (MR > 1) q8_out512(nt, p, m0 + 1, t0, c10, c11, c12);
+    if (MR > 2) q8_out512(nt, p, m0 + 2, t0, c20, c21, c22);
+    if (MR > 3) q8_out512(nt, p, m0 + 3, t0, c30, c31, c32);
+    if (MR > 4) q8_out512(nt, p, m0 + 4, t0, c40, c41, c42);
+    if (MR > 5) q8_out512(nt, p, m0 + 5, t0, c50, c51, c52);
+    if (MR > 6) q8_out512(nt, p, m0 + 6, t0, c60, c61, c62);
+    if (MR > 7) q8_out512(nt, p, m0 + 7, t0, c70, c71, c72);
 }
-
-#define Q8_C512(mr, nt) \
-    case (mr) * 4 + (nt): q8_mk512(mr, nt, p, m, t); break;
-#define Q8_C512R(mr) Q8_C512(mr, 1) Q8_C512(mr, 2) Q8_C512(mr, 3)
 
 Q8_T512 static void q8_tiles_512(const q8_args *p, int t0, int t1)
 {
     for (int t = t0; t < t1; t += Q8_NT512) {
         int nt = t1 - t < Q8_NT512 ? t1 - t : Q8_NT512;
         for (int m = 0; m < p->M; m += Q8_MR512) {
-            int mr = p->M - m < Q8_MR512 ? p->M - m : Q8_MR512;
-            switch (mr * 4 + nt) {
-            Q8_C512R(1) Q8_C512R(2) Q8_C512R(3) Q8_C512R(4)
-            Q8_C512R(5) Q8_C512R(6) Q8_C512R(7) Q8_C512R(8)
-            default: break;
+            switch (p->M - m < Q8_MR512 ? p->M - m : Q8_MR512) {
+            case 1: q8_mk512(1, nt, p, m, t); break;
+            case 2: q8_mk512(2, nt, p, m, t); break;
+            case 3: q8_mk512(3, nt, p, m, t); break;
+            case 4: q8_mk512(4, nt, p, m, t); break;
+            case 5: q8_mk512(5, nt, p, m, t); break;
+            case 6: q8_mk512(6, nt, p, m, t); break;
+            case 7: q8_mk512(7, nt, p, m, t); break;
+            default: q8_mk512(8, nt, p, m, t); break;
             }
         }
     }
