@@ -548,46 +548,50 @@ Q8_T256 __attribute__((always_inline)) static inline void q8_store8(const q8_arg
     memcpy(c, tmp, (size_t)nv * sizeof(float));
 }
 
-/* AVX-VNNI: rows m0 .. m0 + MR - 1 x half-tile h (weight rows 8 h ..) of tile t. */
+/* AVX-VNNI: rows m0 .. m0 + MR - 1 x tile t, both halves at once (two dependency chains
+ * per row, each 64-byte block read once). */
 Q8_TVNNI __attribute__((always_inline)) static inline void q8_mkvnni(int MR, const q8_args *p,
-        int m0, int t, int h)
+        int m0, int t)
 {
-    __m256i acc[Q8_MR256];
-    const uint8_t *a[Q8_MR256];
-    const int8_t *w = p->w + (size_t)t * p->kp * Q8_TN + 32 * h;
+    __m256i lo[Q8_MR256], hi[Q8_MR256];
+    const uint8_t *a = (const uint8_t *)p->aq + (size_t)m0 * p->as;
+    const int8_t *w = p->w + (size_t)t * p->kp * Q8_TN;
 #pragma GCC unroll 4
-    for (int r = 0; r < MR; r++) {
-        a[r] = (const uint8_t *)p->aq + (size_t)(m0 + r) * p->as;
-        acc[r] = _mm256_setzero_si256();
-    }
+    for (int r = 0; r < MR; r++) lo[r] = hi[r] = _mm256_setzero_si256();
     for (int kb = 0; kb < p->kp / Q8_KB; kb++) {
-        __m256i wv = _mm256_loadu_si256((const __m256i *)(w + (size_t)kb * 64));
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)(w + (size_t)kb * 64));
+        __m256i w1 = _mm256_loadu_si256((const __m256i *)(w + (size_t)kb * 64 + 32));
 #pragma GCC unroll 4
         for (int r = 0; r < MR; r++) {
             int32_t x;
-            memcpy(&x, a[r] + (size_t)kb * Q8_KB, 4);
-            acc[r] = _mm256_dpbusd_avx_epi32(acc[r], _mm256_set1_epi32(x), wv);
+            memcpy(&x, a + (size_t)r * p->as + (size_t)kb * Q8_KB, 4);
+            __m256i av = _mm256_set1_epi32(x);
+            lo[r] = _mm256_dpbusd_avx_epi32(lo[r], av, w0);
+            hi[r] = _mm256_dpbusd_avx_epi32(hi[r], av, w1);
         }
     }
-    int n0 = t * Q8_TN + 8 * h;
-    __m256i corr = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(p->sum + n0)), 7);
+    int n0 = t * Q8_TN;
+    __m256i c0 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(p->sum + n0)), 7);
+    __m256i c1 = _mm256_slli_epi32(_mm256_loadu_si256((const __m256i *)(p->sum + n0 + 8)), 7);
 #pragma GCC unroll 4
-    for (int r = 0; r < MR; r++)
-        q8_store8(p, m0 + r, n0, p->N - n0 < 8 ? p->N - n0 : 8, _mm256_sub_epi32(acc[r], corr));
+    for (int r = 0; r < MR; r++) {
+        q8_store8(p, m0 + r, n0, p->N - n0 < 8 ? p->N - n0 : 8, _mm256_sub_epi32(lo[r], c0));
+        q8_store8(p, m0 + r, n0 + 8, p->N - n0 - 8 < 8 ? p->N - n0 - 8 : 8,
+                  _mm256_sub_epi32(hi[r], c1));
+    }
 }
 
 Q8_TVNNI static void q8_tiles_vnni(const q8_args *p, int t0, int t1)
 {
     for (int t = t0; t < t1; t++)
-        for (int h = 0; h < 2 && t * Q8_TN + 8 * h < p->N; h++)
-            for (int m = 0; m < p->M; m += Q8_MR256) {
-                switch (p->M - m < Q8_MR256 ? p->M - m : Q8_MR256) {
-                case 1: q8_mkvnni(1, p, m, t, h); break;
-                case 2: q8_mkvnni(2, p, m, t, h); break;
-                case 3: q8_mkvnni(3, p, m, t, h); break;
-                default: q8_mkvnni(4, p, m, t, h); break;
-                }
+        for (int m = 0; m < p->M; m += Q8_MR256) {
+            switch (p->M - m < Q8_MR256 ? p->M - m : Q8_MR256) {
+            case 1: q8_mkvnni(1, p, m, t); break;
+            case 2: q8_mkvnni(2, p, m, t); break;
+            case 3: q8_mkvnni(3, p, m, t); break;
+            default: q8_mkvnni(4, p, m, t); break;
             }
+        }
 }
 
 /* AVX2: each 32-byte half-block sign-extended to two int16 vectors (rows 0-3, 4-7 of
