@@ -459,6 +459,19 @@ int main(int argc, char **argv)
     double frac = -1, b1_rate = -1, f_enc8 = 0, t_enc8 = 0;
     printf("  %-34s %12s %11s %9s %9s\n", "", "time", "tokens/s", "GFLOP/s", "of peak");
 
+    /* The engine does not check inputs against a learned / sinusoidal table's length
+     * (max_position_embeddings): a longer input would read past it. */
+    int max_pos = c->arch.pos == ENG_POS_RELATIVE ? 0 : c->arch.max_positions;
+    if ((only & BE_F_ENC) && max_pos > 0 && max_pos < 512) {
+        printf("  encoder rows skipped: the model has %d positions, they need 512\n", max_pos);
+        only &= ~BE_F_ENC;
+    }
+    if ((only & (BE_F_GREEDY | BE_F_BEAM)) && max_pos > 0 &&
+        (in_tokens > max_pos || new_tokens + 1 > max_pos)) {
+        fprintf(stderr, "bench_engine: --in-tokens %d / --new-tokens %d: the model has %d positions\n",
+                in_tokens, new_tokens, max_pos);
+        goto done;
+    }
     if (only & BE_F_ENC) {
         double t = be_encode_best(ctx, c, 1, 128, warmup, reps);
         if (t < 0) goto done;
