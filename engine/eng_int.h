@@ -189,6 +189,23 @@ typedef struct eng_stack_w {
 
 struct eng_arch;
 
+/* ---- weights_cache.c: the int8 cache file (model.q8 beside the checkpoint) ---- */
+typedef struct eng_q8cache eng_q8cache;
+/* Opens <dir>/model.q8 when it exists and is valid for a checkpoint of this identity
+ * (st_identity); a file that is not is refused with its reason on stderr. NULL only out
+ * of memory (then no cache). */
+eng_q8cache *eng_q8cache_open(const char *dir, uint64_t identity);
+/* The valid blob of tensor `name` [N, K] in the file (checked by eng_q8_weight_check),
+ * or NULL (absent or refused: said on stderr, and the file will be written again). */
+const void *eng_q8cache_find(eng_q8cache *c, const char *name, int N, int K);
+/* Records a blob the model holds, for eng_q8cache_commit. 0 or -1 out of memory. */
+int eng_q8cache_add(eng_q8cache *c, const char *name, int N, int K, const void *blob);
+/* Writes the recorded blobs to the file (atomically) when some were quantized now
+ * (fresh) or the file was refused. 0, or -1 (said on stderr; the load goes on). */
+int eng_q8cache_commit(eng_q8cache *c, uint64_t identity, int fresh);
+/* Unmaps the file (after the model that uses its blobs). */
+void eng_q8cache_close(eng_q8cache **c);
+
 struct eng_model {
     eng_config cfg;
     const struct eng_arch *arch; /* its entry in the architecture table */
@@ -202,6 +219,8 @@ struct eng_model {
     size_t owned_bytes;        /* memory allocated for them */
     size_t mapped_bytes;       /* tensors used in place from the mmap */
     eng_weights weights;       /* the type matrix weights are held in (eng_model_weights) */
+    eng_q8cache *q8c;          /* int8: the cache file whose blobs it uses, or NULL */
+    int q8_fresh;              /* int8: matrices quantized at this load (not from q8c) */
     int n_threads;
     char dir[1024];            /* the checkpoint directory (messages) */
     eng_lin cls_dense;         /* classification head: [d_model, d_model] */

@@ -224,8 +224,8 @@ __attribute__((always_inline)) static inline ek_v16 ek_sum_half1(ek_v16 u, ek_v1
  * of its own. Each output is computed the same way wherever its row falls. The next
  * tile's weights are prefetched (when there is one: next), a share of its rows by each of
  * the first four groups: spread over the tile's work, the loads overlap the arithmetic
- * (all in the first group, they queue behind each other and the arithmetic waits; at
- * 16 rows the spread runs 10% faster, at 8 rows 25%). */
+ * (all in the first group, they queue behind each other and the arithmetic waits;
+ * docs/models.md, "Matrix-product kernels", has the measurements). */
 __attribute__((always_inline)) static inline void ek_tile4(int M, int K, const float *A,
         int lda, const float *W, int ldw, int n0, int next, float beta, float *C, int ldc)
 {
@@ -394,8 +394,7 @@ __attribute__((always_inline)) static inline void ek_nn_rows(int nr, int N, int 
 /* C[M,N] = A[M,K] B[K,N] (+ beta C), M small: each output is the sum over k in order of
  * A times B (the attention's weights times values). Four rows by 64 columns at a time
  * keep 16 sums in registers, and each k's 4 loads of B serve 16 multiply-adds (with two
- * rows the sums spilled to the stack and it ran at half the speed: 49 against 84-93
- * GFLOP/s a thread at 64-512 keys). */
+ * rows the sums spilled to the stack and it ran at half the speed). */
 ENG_CLONES
 static void ek_rows_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                        float beta, float *C, int ldc)
@@ -419,10 +418,8 @@ static void ek_rows_nn(int M, int N, int K, const float *A, int lda, const float
 }
 
 /* ---- many rows: packed input panels ----
- * Products of more than EK_FEW rows with weights. Measured on the project's machine (2
- * threads, flan-t5-small's shapes at 90 to 1536 rows): 405-464 GFLOP/s here against
- * 169-240 for OpenBLAS's Haswell kernels and 448-457 for its AVX-512 ones at 1440 rows
- * (230-266 at 90).
+ * Products of more than EK_FEW rows with weights, at the speed of OpenBLAS's best
+ * sgemm kernels on the engine's shapes (docs/models.md, "Matrix-product kernels").
  *
  * The input rows are packed in panels of 32 rows as [K][32] (the threads pack, then split
  * the weight rows). A register tile is 12 weight rows x 32 input rows: 24 accumulators,
@@ -472,8 +469,7 @@ void eng_transpose(int rows, int cols, const float *src, int lds, float *dst, in
         for (; c + 16 <= cols; c += 16) {
             ek_v16 x[16];
             for (int i = 0; i < 16; i++) x[i] = ek_load(src + (size_t)(r + i) * lds + c);
-            /* the 16 rows are 16 streams: ask for each row's block 4 ahead (2-4% faster
-             * packing 1536 rows) */
+            /* the 16 rows are 16 streams: ask for each row's block 4 ahead */
             for (int i = 0; i < 16; i++) __builtin_prefetch(src + (size_t)(r + i) * lds + c + 64);
             ek_transpose16(x);
             for (int j = 0; j < 16; j++)
@@ -664,11 +660,11 @@ static int ek_many(int M, int N, int K, const float *A, int lda, int wt, const v
  * every weight (the packed kernel's way) costs a load per weight for at most 16 rows; here
  * each block of 16 weight rows x 16 k is loaded as 16 vectors and transposed in registers
  * (64 shuffles), then every input row takes 16 multiply-adds of 16 weight rows at once.
- * Each tile fetches the next tile's weights into L2 as it goes. Measured on one core
- * with weights streamed from memory (64 matrices 1024 x 512, as in a decode step): 1-4
- * rows within 0-15% of the time of the 16-lanes-over-K kernel this replaced (whose order
- * the packed kernel cannot follow), 8 rows 5-10% faster; with the weights in L2 it is
- * half as fast, but a decode step's weights never are. */
+ * Each tile fetches the next tile's weights into L2 as it goes. It is made for weights
+ * streamed from memory, as a decode step's are (with the weights in L2 it is slower than
+ * a kernel summing 16 lanes over K, whose order the packed kernel cannot follow;
+ * docs/models.md, "Matrix-product kernels"). BF16/F16 weights are loaded as 16 halves
+ * and widened before the transpose: half the bytes streamed per output. */
 
 /* Up to this many rows (all in registers): this kernel; more: the packed one, which from
  * 16 rows streams the weights as fast as the kernel this replaced, and from 32 faster. */

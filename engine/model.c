@@ -237,6 +237,15 @@ static uint16_t ml_f32_to_f16(float f)
 static int ml_quantize(eng_model *m, eng_lin *l, const st_tensor *t, char *err, size_t errlen)
 {
     size_t bytes = eng_q8_weight_bytes(l->out, l->in);
+    const void *cached = bytes ? eng_q8cache_find(m->q8c, t->name, l->out, l->in) : NULL;
+    if (cached) { /* from model.q8, mapped */
+        l->w = cached;
+        m->mapped_bytes += bytes;
+        st_release(m->st, t);
+        if (eng_q8cache_add(m->q8c, t->name, l->out, l->in, cached) == 0) return 0;
+        ml_err(err, errlen, "%s: out of memory", m->dir);
+        return -1;
+    }
     if (!bytes) {
         ml_err(err, errlen, "%s: tensor '%s': [%d, %d] cannot be held as int8 (K <= %d)",
                t->file, t->name, l->out, l->in, ENG_Q8_MAX_K);
@@ -267,7 +276,10 @@ static int ml_quantize(eng_model *m, eng_lin *l, const st_tensor *t, char *err, 
     }
     l->w = q;
     st_release(m->st, t);
-    return 0;
+    m->q8_fresh = 1;
+    if (eng_q8cache_add(m->q8c, t->name, l->out, l->in, q) == 0) return 0;
+    ml_err(err, errlen, "%s: out of memory", m->dir);
+    return -1;
 }
 
 /* The type a matrix of dtype dt is held in under m->weights. */
@@ -400,7 +412,16 @@ eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err,
         ml_err(err, errlen, "%s: out of memory", dir);
         goto fail;
     }
+    /* the int8 cache file beside the checkpoint: opt-in (NLPD_Q8_CACHE=1), since it
+     * writes into the model's directory */
+    const char *q8c = getenv("NLPD_Q8_CACHE");
+    if (m->weights == ENG_WEIGHTS_INT8 && q8c && !strcmp(q8c, "1") &&
+        !(m->q8c = eng_q8cache_open(dir, st_identity(m->st)))) {
+        ml_err(err, errlen, "%s: out of memory", dir);
+        goto fail;
+    }
     if (m->arch->bind(m, dir, err, errlen) < 0) goto fail;
+    if (m->q8c) eng_q8cache_commit(m->q8c, st_identity(m->st), m->q8_fresh);
     if (hf_generation_load(dir, m, err, errlen) < 0) goto fail;
     m->n_threads = eng_set_threads(p->n_threads);
     if (m->weights == ENG_WEIGHTS_AUTO) /* what the checkpoint's lm_head is held in */
@@ -424,6 +445,7 @@ void eng_model_free(eng_model **model)
     free(m->bad_words);
     free(m->bad_off);
     st_close(&m->st);
+    eng_q8cache_close(&m->q8c);
     free(m);
     *model = NULL;
 }

@@ -36,6 +36,7 @@ typedef struct st_file {
     const unsigned char *data; /* [size] the whole file: map, or the caller's buffer */
     size_t size;
     void *map;           /* ours to munmap (== data), or NULL; MAP_FAILED never stored */
+    int64_t mtime_ns;    /* the mapped file's modification time (st_identity) */
 } st_file;
 
 struct st_set {
@@ -119,6 +120,24 @@ static int st_bad_at(const unsigned char *p, st_dtype dt, size_t i)
     uint16_t h;
     memcpy(&h, p + 2 * i, sizeof h);
     return (uint16_t)(h & 0x7fffu) > (dt == ST_F16 ? 0x7bffu : 0x7f7fu);
+}
+
+uint64_t st_identity(const st_set *set)
+{
+    uint64_t h = 14695981039346656037u; /* FNV-1a */
+#define ST_FNV(p, n)                                                                      \
+    for (size_t k_ = 0; k_ < (n); k_++) h = (h ^ ((const unsigned char *)(p))[k_]) * 1099511628211u
+    for (int i = 0; set && i < set->nfiles; i++) {
+        const st_file *f = &set->files[i];
+        uint64_t size = f->size, hl = 0;
+        ST_FNV(&size, sizeof size);
+        ST_FNV(&f->mtime_ns, sizeof f->mtime_ns);
+        if (f->size >= 8) memcpy(&hl, f->data, 8);
+        if (hl > f->size - 8 || f->size < 8) hl = 0;
+        ST_FNV(f->data, f->size >= 8 ? 8 + hl : 0);
+    }
+#undef ST_FNV
+    return h;
 }
 
 void st_release(const st_set *set, const st_tensor *t)
@@ -264,6 +283,7 @@ static int st_map(st_file *f, char *err, size_t errlen)
     int fd = st_open_regular(f->path, &sb, err, errlen);
     if (fd < 0) return -1;
     f->size = (size_t)sb.st_size;
+    f->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
     if (sb.st_size < 8) {
         close(fd);
         return 0;

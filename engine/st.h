@@ -55,6 +55,10 @@ const st_tensor *st_at(const st_set *set, int i);
 size_t st_dtype_size(st_dtype dt);
 const char *st_dtype_name(st_dtype dt);
 
+/* A checkpoint's identity for files derived from it (the int8 cache): a hash of each
+ * file's size, modification time and header (names, types, shapes, offsets). */
+uint64_t st_identity(const st_set *set);
+
 /* Drops the pages of t (one of set's tensors) from the process's memory, the whole pages
  * inside its data, when it lives in one of set's mmapped files (not a caller's buffer):
  * for a tensor converted at load whose mmapped bytes are no longer read. Reading them

@@ -551,3 +551,141 @@ TEST_TIMEOUT(eng_wt_int8_accuracy, 300)
     printf("int8 vs F32: %d steps, top-1 agreement %.1f%%, min cosine %.5f\n", steps,
            100.0 * top1 / steps, cos_min);
 }
+
+/* ---- the int8 cache file ---- */
+
+/* stderr into a file while f runs, then the file's text in out. */
+static void wt_stderr_to(const char *path, int on)
+{
+    static int saved = -1;
+    fflush(stderr);
+    if (on) {
+        saved = dup(2);
+        FILE *f = fopen(path, "w");
+        REQUIRE(f && saved >= 0);
+        dup2(fileno(f), 2);
+        fclose(f);
+    } else {
+        dup2(saved, 2);
+        close(saved);
+    }
+}
+
+static void wt_read(const char *path, char *out, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    size_t k = f ? fread(out, 1, n - 1, f) : 0;
+    out[k] = 0;
+    if (f) fclose(f);
+}
+
+/* Loads dir as int8 with stderr captured into msg; the logits of one input into lg. */
+static eng_model *wt_q8_load(const char *dir, char *msg, size_t msglen, float *lg)
+{
+    char log[700];
+    snprintf(log, sizeof log, "%s/stderr.txt", dir);
+    wt_stderr_to(log, 1);
+    eng_model *m = wt_load(dir, ENG_WEIGHTS_INT8);
+    wt_stderr_to(log, 0);
+    wt_read(log, msg, msglen);
+    char err[512];
+    eng_ctx *c = eng_ctx_new(m, NULL, err, sizeof err);
+    REQUIRE_MSG(c, "%s", err);
+    static const int32_t ids[] = { 13959, 1566, 12, 2968, 10, 8774, 1 }, dec[] = { 0, 8774 };
+    REQUIRE(eng_logits(c, ids, 7, dec, 2, lg) == 0);
+    eng_ctx_free(&c);
+    return m;
+}
+
+static long wt_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+/* --weights int8 writes model.q8 beside the checkpoint once and maps it on the next load
+ * (the same logits, bit for bit, and no quantized copy owned); a truncated file, a flipped
+ * byte in a blob, a damaged header and a changed checkpoint are each refused with their
+ * reason, the model is quantized again (same logits) and the file written anew. */
+TEST_TIMEOUT(eng_wt_int8_cache_file, 120)
+{
+    char dir[64], q8[128], cmd[600], msg[2048];
+    snprintf(dir, sizeof dir, "/tmp/nlpd-wt-XXXXXX");
+    REQUIRE(mkdtemp(dir));
+    char abs[512];
+    REQUIRE(realpath(th_data("models/tiny-flan"), abs));
+    snprintf(cmd, sizeof cmd, "cp '%s'/* '%s'/", abs, dir);
+    REQUIRE(system(cmd) == 0);
+    snprintf(q8, sizeof q8, "%s/model.q8", dir);
+    REQUIRE(setenv("NLPD_Q8_CACHE", "1", 1) == 0); /* this test's process only */
+    int V = 32128;
+    float *ref = malloc(sizeof(float) * V), *lg = malloc(sizeof(float) * V);
+    REQUIRE(ref && lg);
+
+    eng_model *m = wt_q8_load(dir, msg, sizeof msg, ref);
+    CHECK_MSG(msg[0] == 0, "first load said: %s", msg);
+    size_t quantized = m->owned_bytes;
+    eng_model_free(&m);
+    long size = wt_size(q8);
+    CHECK_MSG(size > (long)quantized / 2, "model.q8 is %ld bytes", size);
+
+    m = wt_q8_load(dir, msg, sizeof msg, lg); /* from the file */
+    CHECK_MSG(msg[0] == 0, "second load said: %s", msg);
+    CHECK(memcmp(ref, lg, sizeof(float) * V) == 0);
+    CHECK_MSG(m->owned_bytes + quantized / 2 < quantized, "owned %zu of %zu: blobs not mapped",
+              m->owned_bytes, quantized);
+    eng_model_free(&m);
+
+    static const struct {
+        const char *damage, *want;
+    } cases[] = {
+        { "truncate -s 1000 '%s'", "truncated" },
+        { "flip", "is damaged" },
+        { "printf 'XX' | dd of='%s' bs=1 seek=0 conv=notrunc status=none", "bad magic" },
+        { "touch -d '2001-01-01' '%s'/../model.safetensors", "made from another checkpoint" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        if (!strcmp(cases[i].damage, "flip")) { /* 4 bytes inside the first blob */
+            FILE *f = fopen(q8, "r+b");
+            uint64_t off = 0;
+            REQUIRE(f && fseek(f, 64 + 232 + 8, SEEK_SET) == 0 && fread(&off, 8, 1, f) == 1);
+            REQUIRE(fseek(f, (long)off + 300, SEEK_SET) == 0);
+            REQUIRE(fwrite("\xff\xff\xff\xff", 1, 4, f) == 4 && fclose(f) == 0);
+        } else {
+            if (strstr(cases[i].damage, "/../"))
+                snprintf(cmd, sizeof cmd, "touch -d '2001-01-01' '%s/model.safetensors'", dir);
+            else
+                snprintf(cmd, sizeof cmd, cases[i].damage, q8);
+            REQUIRE(system(cmd) == 0);
+        }
+        m = wt_q8_load(dir, msg, sizeof msg, lg);
+        CHECK_MSG(strstr(msg, cases[i].want) && strstr(msg, "quantizing the model from its "
+                                                             "checkpoint again"),
+                  "case %zu: said '%s', want '%s'", i, msg, cases[i].want);
+        CHECK_MSG(memcmp(ref, lg, sizeof(float) * V) == 0, "case %zu: logits differ", i);
+        eng_model_free(&m);
+        CHECK_MSG(wt_size(q8) == size, "case %zu: model.q8 not written again", i);
+        m = wt_q8_load(dir, msg, sizeof msg, lg); /* and valid again */
+        CHECK_MSG(msg[0] == 0, "case %zu: the rewritten file said: %s", i, msg);
+        CHECK(memcmp(ref, lg, sizeof(float) * V) == 0);
+        eng_model_free(&m);
+    }
+    /* a directory that cannot be written: the model loads, the reason is said */
+    snprintf(cmd, sizeof cmd, "rm -f '%s' && chmod 555 '%s'", q8, dir);
+    REQUIRE(system(cmd) == 0);
+    if (access(dir, W_OK) != 0) { /* (root writes anyway) */
+        char log[128];
+        snprintf(log, sizeof log, "/tmp/nlpd-wt-log-%d", (int)getpid());
+        wt_stderr_to(log, 1);
+        m = wt_load(dir, ENG_WEIGHTS_INT8);
+        wt_stderr_to(log, 0);
+        wt_read(log, msg, sizeof msg);
+        unlink(log);
+        CHECK_MSG(strstr(msg, "not written"), "read-only dir said '%s'", msg);
+        eng_model_free(&m);
+    }
+    snprintf(cmd, sizeof cmd, "chmod 755 '%s'", dir);
+    REQUIRE(system(cmd) == 0);
+    wt_rmdir(dir);
+    free(ref), free(lg);
+}
