@@ -150,7 +150,9 @@ eng_ctx_params eng_ctx_default_params(void);
  * KV cache: max_rows * num_decoder_layers * 2 * (max_new_tokens + 1) * inner floats,
  * then the cross-attention K/V: num_decoder_layers * 2 * max_batch_tokens * inner, twice
  * (the second is written only by scoring between a generation's steps, eng_stream).
- * Pages are touched only when used. */
+ * Pages are touched only when used. A model with a position table (learned or
+ * sinusoidal, max_positions rows) lowers max_input_len, max_new_tokens and max_cand_len
+ * to max_positions: nothing longer can be computed. */
 eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err, size_t errlen);
 void eng_ctx_free(eng_ctx **ctx);
 

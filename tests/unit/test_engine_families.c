@@ -346,3 +346,51 @@ TEST(fam_unknown_model_type_is_named)
     unlink(path);
     rmdir(dir);
 }
+
+/* A learned or sinusoidal position table has max_positions rows (64 in the tiny
+ * checkpoints): a longer input, decoder sequence or candidate is ENG_ETOOLONG, never a
+ * read past the table (it gave NaN before the context's limits were clamped). */
+TEST(fam_position_table_bounds_lengths)
+{
+    static const char *const names[] = { "tiny-marian", "tiny-m2m100", "tiny-bart" };
+    for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
+        char err[512], dir[128];
+        snprintf(dir, sizeof dir, "families/models/%s", names[k]);
+        eng_model *m = eng_model_load(th_data(dir), NULL, err, sizeof err);
+        REQUIRE_MSG(m, "%s", err);
+        const eng_config *c = eng_model_config(m);
+        int mp = c->arch.max_positions;
+        REQUIRE_MSG(mp > 0 && mp < 200, "%s: max_positions %d", names[k], mp);
+        eng_ctx_params cp = eng_ctx_default_params();
+        cp.max_input_len = 512;
+        cp.max_new_tokens = 256;
+        eng_ctx *ctx = eng_ctx_new(m, &cp, err, sizeof err);
+        REQUIRE_MSG(ctx, "%s", err);
+        int32_t ids[200];
+        for (int i = 0; i < mp + 1; i++) ids[i] = 5 + i % 7;
+        ids[mp] = c->eos_token_id;
+        float *enc = malloc(sizeof(float) * (size_t)(mp + 1) * (size_t)c->d_model);
+        REQUIRE(enc);
+        CHECK_MSG(eng_encode(ctx, ids, mp + 1, enc) == ENG_ETOOLONG, "%s", names[k]);
+        ids[mp - 1] = c->eos_token_id;
+        int rc = eng_encode(ctx, ids, mp, enc);
+        CHECK_MSG(rc == 0, "%s: %d inputs: %s", names[k], mp, eng_strerror(rc));
+        eng_gen_params gp = eng_gen_default_params();
+        gp.max_new_tokens = mp + 1;
+        eng_gen_result res = { 0 };
+        eng_gen_req r = { .ids = ids, .n_ids = 8, .params = &gp, .out = &res };
+        ids[7] = c->eos_token_id;
+        CHECK(eng_generate(ctx, &r, 1) == 0 && r.status == ENG_ETOOLONG);
+        gp.max_new_tokens = mp;
+        gp.min_new_tokens = mp; /* every step runs: the last position is mp - 1 */
+        r.status = 0;
+        CHECK(eng_generate(ctx, &r, 1) == 0);
+        CHECK_MSG(r.status == 0 && res.n_hyps == 1 && res.hyps[0].n_tokens == mp,
+                  "%s: status %d, %d tokens", names[k], r.status,
+                  res.n_hyps ? res.hyps[0].n_tokens : -1);
+        eng_gen_result_clear(&res);
+        free(enc);
+        eng_ctx_free(&ctx);
+        eng_model_free(&m);
+    }
+}
