@@ -37,7 +37,7 @@ echo "$out" | grep -q "^model flan: .*expected resident 8\.[0-9] MiB" ||
 echo "$out" | grep -q "^models: 4, expected resident" || fail "no total: $out"
 
 start_daemon
-grep -q "loading model en-mg ($TMP/m/opus-mt-en-mg, .* MiB, weights auto)" "$TMP/nlpd.log" ||
+grep -q "loading model en-mg ($TMP/m/opus-mt-en-mg, .* MiB, weights auto): model 2 of 4" "$TMP/nlpd.log" ||
     fail "no 'loading model' line with size and weights"
 grep -q "model flan-again: the checkpoint of .* is loaded already (weights auto): shared" \
     "$TMP/nlpd.log" || fail "the same checkpoint was loaded twice"

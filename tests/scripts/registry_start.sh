@@ -21,7 +21,7 @@ sed -i '/^model = /d' "$TMP/nlpd.conf"
 NLPD_TEST_LOAD_DELAY_MS=1500 "$B/nlpd" -c "$TMP/nlpd.conf" > "$TMP/nlpd.log" 2>&1 &
 DPID=$!
 timeout 60 $PY tests/scripts/registry_wire.py loading "$IPC" || fail "health while loading"
-grep -q "loading model flan ($MODEL, 8\.[0-9] MiB, weights auto)" "$TMP/nlpd.log" ||
+grep -q "loading model flan ($MODEL, 8\.[0-9] MiB, weights auto): model 1 of 1" "$TMP/nlpd.log" ||
     fail "no 'loading model' line"
 grep -q "model flan ready in [0-9.]* s: t5, weights [a-z0-9]*, [0-9.]* MiB resident" \
     "$TMP/nlpd.log" || fail "no ready time"
