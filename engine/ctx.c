@@ -16,6 +16,14 @@ eng_ctx_params eng_ctx_default_params(void)
 
 static int imax(int a, int b) { return a > b ? a : b; }
 
+int eng_model_max_len(const eng_model *model, int limit)
+{
+    const eng_arch_config *ac = &model->cfg.arch;
+    if (ac->pos != ENG_POS_RELATIVE && ac->max_positions > 0 && ac->max_positions < limit)
+        return ac->max_positions;
+    return limit;
+}
+
 eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err, size_t errlen)
 {
     if (!model) {
@@ -34,13 +42,9 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
      * candidate may be longer than its rows (max_positions), else the embedding would
      * read past it. Clamping the context's limits makes every entry point refuse such a
      * sequence with ENG_ETOOLONG (transformers fails there too, with an IndexError). */
-    const eng_arch_config *ac = &model->cfg.arch;
-    if (ac->pos != ENG_POS_RELATIVE && ac->max_positions > 0) {
-        int mp = ac->max_positions;
-        if (q.max_input_len > mp) q.max_input_len = mp;
-        if (q.max_new_tokens > mp) q.max_new_tokens = mp;
-        if (q.max_cand_len > mp) q.max_cand_len = mp;
-    }
+    q.max_input_len = eng_model_max_len(model, q.max_input_len);
+    q.max_new_tokens = eng_model_max_len(model, q.max_new_tokens);
+    q.max_cand_len = eng_model_max_len(model, q.max_cand_len);
     if (q.max_batch_tokens < q.max_input_len) q.max_batch_tokens = q.max_input_len;
     if (q.max_rows > 4096 || q.max_input_len > 65536 || q.max_new_tokens > 65536 ||
         q.max_cands > 65536 || q.max_cand_len > 65536 || q.max_batch_tokens > (1 << 22)) {

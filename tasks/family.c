@@ -65,6 +65,9 @@ void task_env_set_model(task_env *env, const char *model_dir, const eng_model *m
     env->info.gen = eng_model_gen_params(model, &env->info.gen_set);
     if (!strcmp(env->model->model_type, "marian")) marian_pair(model_dir, &env->info);
     env->info.hf_base = task_env_family(env) != TASK_FAM_T5;
+    /* Inputs are cut to what the model's position table can compute. */
+    if (env->max_input_tokens > 0)
+        env->max_input_tokens = eng_model_max_len(model, env->max_input_tokens);
 }
 
 /* 1 if word is one of the space-separated words of list. */
