@@ -31,7 +31,7 @@ struct dmn_ckpt {
 /* A load the I/O thread asked for, and what came of it. */
 typedef struct job {
     dmn_model_conf mc;         /* weights resolved */
-    int order;
+    int order, of;             /* its place in the config, of how many */
     dmn_model *m;              /* loaded, or NULL: why says */
     char why[768];
     struct job *next;
@@ -299,8 +299,9 @@ static void *loader_main(void *arg)
         char err[512];
         int w = resolved_weights(srv, &j->mc);
         size_t bytes = dmn_model_expected_bytes(j->mc.path, w < 0 ? 0 : w, err, sizeof err);
-        DMN_LOG(DMN_LOG_INFO, "loading model %s (%s, %.1f MiB, weights %s)", j->mc.name,
-                j->mc.path, bytes / 1048576.0, w < 0 ? j->mc.weights : eng_weights_name(w));
+        DMN_LOG(DMN_LOG_INFO, "loading model %s (%s, %.1f MiB, weights %s): model %d of %d",
+                j->mc.name, j->mc.path, bytes / 1048576.0,
+                w < 0 ? j->mc.weights : eng_weights_name(w), j->order + 1, j->of);
         if (delay_ms > 0) {
             struct timespec ts = { delay_ms / 1000, (delay_ms % 1000) * 1000000L };
             nanosleep(&ts, NULL);
@@ -324,6 +325,7 @@ static int ask_load(dmn_registry *g, const dmn_model_conf *mc, int order)
     if (!j) return -1;
     j->mc = *mc;
     j->order = order;
+    j->of = g->n_want;
     pthread_mutex_lock(&g->mu);
     job **p = &g->jobs;
     while (*p) p = &(*p)->next;
