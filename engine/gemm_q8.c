@@ -44,9 +44,9 @@
 
 #define Q8_MAGIC "NLPDQ8W" /* 8 bytes with its NUL */
 #define Q8_VERSION 1u
-#define Q8_HDR 128  /* bytes of the header: scales start here */
-#define Q8_TN 16    /* weight rows per tile */
-#define Q8_KB 4     /* k per block */
+#define Q8_HDR 128     /* bytes of the header: scales start here */
+#define Q8_TN 16       /* weight rows per tile */
+#define Q8_KB 4        /* k per block */
 #define Q8_TINY 1e-30f /* a row whose max |value| is below this is a row of zeros */
 
 /* Products of fewer multiply-adds run on one thread: waking the other costs more. */
@@ -60,10 +60,10 @@ typedef struct q8_hdr {
     uint32_t np, kp;         /* padded: N to a multiple of 16, K of 4 */
     uint32_t tile_n, kblock; /* 16, 4: the layout's constants, checked */
     uint32_t reserved;
-    uint64_t scales_off;     /* float[np] */
-    uint64_t sums_off;       /* int32[np] */
-    uint64_t data_off;       /* int8 tiles, 64-byte aligned */
-    uint64_t bytes;          /* the blob's length */
+    uint64_t scales_off; /* float[np] */
+    uint64_t sums_off;   /* int32[np] */
+    uint64_t data_off;   /* int8 tiles, 64-byte aligned */
+    uint64_t bytes;      /* the blob's length */
 } q8_hdr;
 
 _Static_assert(sizeof(q8_hdr) <= Q8_HDR, "header fits its 128 bytes");
@@ -225,12 +225,12 @@ void eng_q8_weight_row(const void *packed, int N, int K, int row, float *out)
  * kernel's element type), their scales, the blob's parts and the output. */
 typedef struct q8_args {
     int M, N, kp;
-    const void *aq;       /* [M][as bytes] */
+    const void *aq; /* [M][as bytes] */
     size_t as;
-    const float *sa;      /* [M] */
-    const int8_t *w;      /* tiles */
-    const float *sw;      /* [np] */
-    const int32_t *sum;   /* [np] */
+    const float *sa;    /* [M] */
+    const int8_t *w;    /* tiles */
+    const float *sw;    /* [np] */
+    const int32_t *sum; /* [np] */
     float beta;
     float *C;
     int ldc;
@@ -341,7 +341,8 @@ Q8_T512 static float q8_quant_512(const float *a, int K, int kp, void *dst)
     for (int k = 0; k < kp; k += 16) {
         int n = kp - k >= 16 ? 16 : kp - k;
         __mmask16 mk = K - k >= 16 ? (__mmask16)0xffff
-                       : K > k ? (__mmask16)((1u << (K - k)) - 1) : 0;
+                       : K > k     ? (__mmask16)((1u << (K - k)) - 1)
+                                   : 0;
         __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, a + k), vi);
         x = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
         __m512i v = _mm512_add_epi32(_mm512_cvtps_epi32(x), off);
@@ -352,7 +353,9 @@ Q8_T512 static float q8_quant_512(const float *a, int K, int kp, void *dst)
 
 /* Row r's 1-3 accumulators += its 4 activations (broadcast) times the NT weight blocks. */
 Q8_T512 __attribute__((always_inline)) static inline void q8_dp512(int NT, const uint8_t *a,
-        __m512i w0, __m512i w1, __m512i w2, __m512i *c0, __m512i *c1, __m512i *c2)
+                                                                   __m512i w0, __m512i w1,
+                                                                   __m512i w2, __m512i *c0,
+                                                                   __m512i *c1, __m512i *c2)
 {
     int32_t x;
     memcpy(&x, a, 4);
@@ -363,8 +366,9 @@ Q8_T512 __attribute__((always_inline)) static inline void q8_dp512(int NT, const
 }
 
 /* Output row m, tiles t0 .. t0 + NT - 1: the epilogue, 16 outputs per tile. */
-Q8_T512 __attribute__((always_inline)) static inline void q8_out512(int NT, const q8_args *p,
-        int m, int t0, __m512i c0, __m512i c1, __m512i c2)
+Q8_T512 __attribute__((always_inline)) static inline void q8_out512(int NT, const q8_args *p, int m,
+                                                                    int t0, __m512i c0, __m512i c1,
+                                                                    __m512i c2)
 {
     __m512i c[3] = { c0, c1, c2 };
     for (int t = 0; t < NT; t++) {
@@ -375,8 +379,8 @@ Q8_T512 __attribute__((always_inline)) static inline void q8_out512(int NT, cons
         __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(c[t], corr)), s);
         float *out = p->C + (size_t)m * p->ldc + n0;
         if (p->beta != 0.0f)
-            v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(p->beta),
-                                               _mm512_maskz_loadu_ps(mk, out)));
+            v = _mm512_add_ps(
+                v, _mm512_mul_ps(_mm512_set1_ps(p->beta), _mm512_maskz_loadu_ps(mk, out)));
         _mm512_mask_storeu_ps(out, mk, v);
     }
 }
@@ -385,15 +389,15 @@ Q8_T512 __attribute__((always_inline)) static inline void q8_out512(int NT, cons
  * nt <= 3: a group of fewer tiles repeats its last, computed, not stored, so that there
  * are 8 instances, not 24): 24 named accumulators (GCC keeps an array of them in memory
  * as well). */
-Q8_T512 __attribute__((always_inline)) static inline void q8_mk512(int MR, int nt,
-        const q8_args *p, int m0, int t0)
+Q8_T512 __attribute__((always_inline)) static inline void q8_mk512(int MR, int nt, const q8_args *p,
+                                                                   int m0, int t0)
 {
     const int NT = Q8_NT512;
     __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
     __m512i c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
     __m512i c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00, c52 = c00;
     __m512i c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
-    size_t ts = (size_t)p->kp * Q8_TN, as = p->as; /* bytes of a tile, of a row */
+    size_t ts = (size_t)p->kp * Q8_TN, as = p->as;          /* bytes of a tile, of a row */
     size_t o1 = nt > 1 ? ts : 0, o2 = nt > 2 ? 2 * ts : o1; /* the 2nd and 3rd tiles */
     const int8_t *w = p->w + (size_t)t0 * ts;
     const uint8_t *a = (const uint8_t *)p->aq + (size_t)m0 * as;
@@ -449,7 +453,7 @@ Q8_T512 static void q8_tiles_512(const q8_args *p, int t0, int t1)
 
 /* The row's max |a| and whether every value is finite, 8 lanes at a time. */
 Q8_T256 __attribute__((always_inline)) static inline float q8_scan256(const float *a, int K,
-                                                                       float *inv)
+                                                                      float *inv)
 {
     __m256 vmx = _mm256_setzero_ps(), z = _mm256_setzero_ps(), zero = _mm256_setzero_ps();
     __m256 mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
@@ -525,8 +529,8 @@ Q8_T256 static float q8_quant_u8_256(const float *a, int K, int kp, void *dst)
 }
 
 /* The epilogue of 8 outputs (rows n0 .. n0 + nv - 1 of one output row). */
-Q8_T256 __attribute__((always_inline)) static inline void q8_store8(const q8_args *p, int m,
-        int n0, int nv, __m256i isum)
+Q8_T256 __attribute__((always_inline)) static inline void q8_store8(const q8_args *p, int m, int n0,
+                                                                    int nv, __m256i isum)
 {
     __m256 s = _mm256_mul_ps(_mm256_set1_ps(p->sa[m]), _mm256_loadu_ps(p->sw + n0));
     __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), s);
@@ -551,7 +555,7 @@ Q8_T256 __attribute__((always_inline)) static inline void q8_store8(const q8_arg
 /* AVX-VNNI: rows m0 .. m0 + MR - 1 x tile t, both halves at once (two dependency chains
  * per row, each 64-byte block read once). */
 Q8_TVNNI __attribute__((always_inline)) static inline void q8_mkvnni(int MR, const q8_args *p,
-        int m0, int t)
+                                                                     int m0, int t)
 {
     __m256i lo[Q8_MR256], hi[Q8_MR256];
     const uint8_t *a = (const uint8_t *)p->aq + (size_t)m0 * p->as;
@@ -598,7 +602,7 @@ Q8_TVNNI static void q8_tiles_vnni(const q8_args *p, int t0, int t1)
  * the half, 4 k each), vpmaddwd with the row's 4 int16 activations repeated: lanes hold
  * pair sums per (row, k pair), added pairwise at the end. */
 Q8_T256 __attribute__((always_inline)) static inline void q8_mkavx2(int MR, const q8_args *p,
-        int m0, int t, int h)
+                                                                    int m0, int t, int h)
 {
     __m256i lo[Q8_MR256], hi[Q8_MR256];
     const int16_t *a[Q8_MR256];
@@ -698,7 +702,7 @@ static int q8_has_512vnni(void)
 
 typedef struct q8_kernel {
     const char *name;
-    int elem;             /* bytes of one quantized activation */
+    int elem; /* bytes of one quantized activation */
     q8_quant_fn quant;
     q8_tiles_fn tiles;
     int (*supported)(void);
@@ -749,10 +753,7 @@ static const q8_kernel *q8_get(void)
     return q8_cur;
 }
 
-const char *eng_q8_kernel(void)
-{
-    return q8_get()->name;
-}
+const char *eng_q8_kernel(void) { return q8_get()->name; }
 
 int eng_q8_set_kernel(const char *name)
 {
@@ -770,10 +771,7 @@ static pthread_once_t q8_key_once = PTHREAD_ONCE_INIT;
 static _Thread_local void *q8_buf;
 static _Thread_local size_t q8_cap;
 
-static void q8_key_make(void)
-{
-    (void)pthread_key_create(&q8_key, free);
-}
+static void q8_key_make(void) { (void)pthread_key_create(&q8_key, free); }
 
 static void *q8_scratch(size_t need)
 {
@@ -803,10 +801,18 @@ int eng_gemm_q8(int M, int N, int K, const float *A, int lda, const void *packed
     if (!buf) return -9;
     const unsigned char *b = packed;
     q8_args p = {
-        .M = M, .N = N, .kp = (int)h.kp, .aq = buf, .as = as,
+        .M = M,
+        .N = N,
+        .kp = (int)h.kp,
+        .aq = buf,
+        .as = as,
         .sa = (const float *)(buf + (size_t)M * as),
-        .w = (const int8_t *)(b + h.data_off), .sw = (const float *)(b + h.scales_off),
-        .sum = (const int32_t *)(b + h.sums_off), .beta = beta, .C = C, .ldc = ldc,
+        .w = (const int8_t *)(b + h.data_off),
+        .sw = (const float *)(b + h.scales_off),
+        .sum = (const int32_t *)(b + h.sums_off),
+        .beta = beta,
+        .C = C,
+        .ldc = ldc,
     };
     float *sa = (float *)(buf + (size_t)M * as);
     int tiles = (int)(h.np / Q8_TN);

@@ -44,18 +44,16 @@ typedef struct bq_shape {
 
 /* Seconds of the fastest call of one pass over the copies (at least 4 calls); door 0
  * F32, 1 int8. */
-static double bq_pass(int door, const bq_shape *s, int copies, float *const *wf,
-                      void *const *wq, const float *A, float *C)
+static double bq_pass(int door, const bq_shape *s, int copies, float *const *wf, void *const *wq,
+                      const float *A, float *C)
 {
     double best = 1e30;
     int calls = copies < 4 ? 4 : copies;
     for (int i = 0; i < calls; i++) {
         int c = i % copies;
         double t0 = bq_now();
-        if (door)
-            eng_gemm_q8(s->M, s->N, s->K, A, s->K, wq[c], 0.0f, C, s->N);
-        else
-            eng_gemm(s->M, s->N, s->K, A, s->K, wf[c], s->K, 1, 0.0f, C, s->N);
+        if (door) eng_gemm_q8(s->M, s->N, s->K, A, s->K, wq[c], 0.0f, C, s->N);
+        else eng_gemm(s->M, s->N, s->K, A, s->K, wf[c], s->K, 1, 0.0f, C, s->N);
         double t = bq_now() - t0;
         if (t < best) best = t;
     }
@@ -97,15 +95,16 @@ int main(int argc, char **argv)
         return 1;
     }
     static const bq_shape shapes[] = {
-        { 1, 512, 512 },    { 1, 2048, 512 },   { 1, 512, 2048 },   { 1, 32128, 512 },
-        { 16, 512, 512 },   { 16, 2048, 512 },  { 16, 512, 2048 },  { 16, 32128, 512 },
-        { 512, 512, 512 },  { 512, 2048, 512 }, { 512, 512, 2048 },
+        { 1, 512, 512 },   { 1, 2048, 512 },   { 1, 512, 2048 },   { 1, 32128, 512 },
+        { 16, 512, 512 },  { 16, 2048, 512 },  { 16, 512, 2048 },  { 16, 32128, 512 },
+        { 512, 512, 512 }, { 512, 2048, 512 }, { 512, 512, 2048 },
     };
     enum { NS = sizeof shapes / sizeof *shapes };
     printf("bench_q8: int8 kernel %s, F32 kernels %s; weights rotate through %d MB of F32 "
-           "copies at M <= 16\n", eng_q8_kernel(), eng_kernels(), set_mb);
-    printf("%-5s %-6s %-6s %-3s  %10s  %10s  %6s\n", "M", "N", "K", "thr", "F32 GF/s",
-           "int8 GF/s", "ratio");
+           "copies at M <= 16\n",
+           eng_q8_kernel(), eng_kernels(), set_mb);
+    printf("%-5s %-6s %-6s %-3s  %10s  %10s  %6s\n", "M", "N", "K", "thr", "F32 GF/s", "int8 GF/s",
+           "ratio");
     int status = 0;
     for (int si = 0; si < NS; si++) {
         const bq_shape *s = &shapes[si];

@@ -223,7 +223,13 @@ TEST(q8_check_rejects_corrupt)
     CHECK(bytes == data + np * kp);
     float nan = NAN, neg = -0.5f, zero = 0.0f;
     int32_t one = 1;
-    struct { const char *what; size_t off; const void *val; size_t len; int rc; } cases[] = {
+    struct {
+        const char *what;
+        size_t off;
+        const void *val;
+        size_t len;
+        int rc;
+    } cases[] = {
         { "magic", 0, "X", 1, -2 },
         { "version", 8, &one, 1, -2 },
         { "N in the header", 12, "\x16", 1, -2 },
@@ -235,7 +241,7 @@ TEST(q8_check_rejects_corrupt)
         { "value -128", data + 5, "\x80", 1, -5 },
         { "value changed", data + 64 * 3 + 9, "\x7f", 1, -6 },
         { "padding past K", data + 64 * 16 + 4 * 2 + 3, "\x01", 1, -5 }, /* row 2, k 67 */
-        { "padding past N", data + 16 * kp + 4 * 7, "\x01", 1, -5 },        /* row 23 */
+        { "padding past N", data + 16 * kp + 4 * 7, "\x01", 1, -5 },     /* row 23 */
         { "reserved header bytes", 100, "\x01", 1, -2 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -330,8 +336,7 @@ TEST_TIMEOUT(q8_product_shapes_all_kernels, 120)
     for (int ki = 0; ki < Q8T_NK; ki++) {
         if (eng_q8_set_kernel(q8t_kernels[ki]) != 0) continue;
         REQUIRE(eng_gemm_q8(M, N, K, A, LD, p, 0.0f, C, LDC) == 0);
-        if (n++ == 0)
-            memcpy(first, C, sizeof(float) * MAXM * LDC);
+        if (n++ == 0) memcpy(first, C, sizeof(float) * MAXM * LDC);
         else
             CHECK_MSG(memcmp(first, C, sizeof(float) * M * LDC) == 0, "%s differs from %s",
                       q8t_kernels[ki], q8t_kernels[0]);
@@ -396,12 +401,12 @@ TEST(q8_extremes)
     uint32_t s = 3;
     q8t_fill(W, sizeof W / sizeof *W, &s);
     for (int k = 0; k < K; k++) {
-        W[0 * K + k] = 0.0f;                          /* a row of zeros */
-        W[1 * K + k] = k % 2 ? 3.0f : -3.0f;          /* +-127 everywhere */
-        W[2 * K + k] = k == 5 ? 1e-3f : 1e-35f;       /* tiny but one */
-        A[0 * K + k] = 0.0f;                          /* a row of zeros */
-        A[1 * K + k] = k % 2 ? -2e30f : 2e30f;        /* large, +-127 */
-        A[2 * K + k] = 1e-35f;                        /* tiny: zeros */
+        W[0 * K + k] = 0.0f;                    /* a row of zeros */
+        W[1 * K + k] = k % 2 ? 3.0f : -3.0f;    /* +-127 everywhere */
+        W[2 * K + k] = k == 5 ? 1e-3f : 1e-35f; /* tiny but one */
+        A[0 * K + k] = 0.0f;                    /* a row of zeros */
+        A[1 * K + k] = k % 2 ? -2e30f : 2e30f;  /* large, +-127 */
+        A[2 * K + k] = 1e-35f;                  /* tiny: zeros */
         A[3 * K + k] = (float)k - 35.0f;
         A[4 * K + k] = k == 9 ? NAN : 1.0f;
         A[5 * K + k] = k == 9 ? -INFINITY : 1.0f;
@@ -426,15 +431,16 @@ TEST(q8_extremes)
         CHECK_MSG(bad == 0 && rel <= 1.0, "%s: %d outputs off, error %.3g of the bound",
                   q8t_kernels[ki], bad, rel);
         for (int n = 0; n < N; n++) {
-            CHECK(C[0 * N + n] == 0.0f);              /* zero activations */
-            CHECK(C[2 * N + n] == 0.0f);              /* tiny activations */
+            CHECK(C[0 * N + n] == 0.0f); /* zero activations */
+            CHECK(C[2 * N + n] == 0.0f); /* tiny activations */
             CHECK_MSG(isnan(C[4 * N + n]) && isnan(C[5 * N + n]), "%s: Inf/NaN row gives %g %g",
                       q8t_kernels[ki], C[4 * N + n], C[5 * N + n]);
         }
         CHECK(C[1 * N + 0] == 0.0f && C[3 * N + 0] == 0.0f); /* zero weight row */
         /* +-127 against +-127: K * 127 * 127 * sa * sw, exactly the true product */
         float want = (float)(-K * 127 * 127) * ((2e30f / 127.0f) * (3.0f / 127.0f));
-        CHECK_MSG(C[1 * N + 1] == want, "%s: saturated %g vs %g", q8t_kernels[ki], C[1 * N + 1], want);
+        CHECK_MSG(C[1 * N + 1] == want, "%s: saturated %g vs %g", q8t_kernels[ki], C[1 * N + 1],
+                  want);
         CHECK(fabs(C[1 * N + 1] - (-K * 6e30)) < 1e-5 * K * 6e30);
         /* beta adds to C */
         float c2[N];
