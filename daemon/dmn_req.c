@@ -298,6 +298,7 @@ int dmn_req_decode(const void *buf, size_t len, const dmn_limits *lim, int max_b
     if ((rc = read_task(r, pb, lim, err, errlen)) != DMN_OK) goto fail;
     /* The model it names (the registry routes it; checked there, against what is loaded). */
     r->model_name = pb->model && pb->model[0] ? pb->model : NULL;
+
     if (pb->n_documents == 0) {
         snprintf(err, errlen, "no documents");
         rc = DMN_INVALID_ARGUMENT;
