@@ -609,7 +609,7 @@ static long wt_size(const char *path)
  * reason, the model is quantized again (same logits) and the file written anew. */
 TEST_TIMEOUT(eng_wt_int8_cache_file, 120)
 {
-    char dir[64], q8[128], cmd[600], msg[2048];
+    char dir[64], q8[128], cmd[2048], msg[2048];
     snprintf(dir, sizeof dir, "/tmp/nlpd-wt-XXXXXX");
     REQUIRE(mkdtemp(dir));
     char abs[512];
