@@ -119,8 +119,11 @@ typedef struct eng_model_params {
 
 eng_model_params eng_model_default_params(void);
 /* Loads a Hugging Face checkpoint directory (config.json + model.safetensors or a
- * sharded index). Weights F32/F16/BF16 are mmapped; F32 is used in place, F16/BF16 are
- * converted to F32 once here (anonymous memory of twice the file's size). Missing or
+ * sharded index). Weights F32/F16/BF16 are mmapped and, with p->weights AUTO, used in
+ * place in the checkpoint's own type (the kernels widen BF16/F16 in registers); f32,
+ * bf16 or f16 converts the matrices once here, int8 quantizes them (per-row scales,
+ * engine/eng_q8.h; with NLPD_Q8_CACHE=1 the packed weights are kept in model.q8 beside
+ * the checkpoint for the next load, docs/models.md). Missing or
  * mis-shaped tensors, and tensors holding a NaN or an infinity, fail with a message
  * naming the tensor (every weight is read once here to check). p may be NULL (defaults);
  * p->n_threads is applied process-wide to OpenBLAS, and to the OpenMP team of each
