@@ -30,7 +30,9 @@ int dmn_json_http_status(int code)
     case DMN_OK: return 200;
     case DMN_INVALID_ARGUMENT:
     case DMN_MALFORMED: return 400;
-    case DMN_UNKNOWN_TASK: return 404;
+    case DMN_UNKNOWN_TASK:
+    case DMN_UNKNOWN_MODEL: return 404;
+    case DMN_UNSUPPORTED: return 422; /* a task the model cannot do: the request is fine */
     case DMN_INPUT_TOO_LONG:
     case DMN_MESSAGE_TOO_LARGE:
     case DMN_TOO_MANY_DOCUMENTS: return 413;

@@ -6,7 +6,7 @@
 source tests/scripts/daemon_lib.bash
 fail() { echo "FAIL: $*" >&2; show_log_on_failure; exit 1; }
 
-"$B/nlpc" --help | grep -q "130 / 143 batch stopped by SIGINT / SIGTERM" || fail "--help"
+"$B/nlpc" --help | tr "\n" " " | grep -q "130 / 143 batch stopped by SIGINT / SIGTERM" || fail "--help"
 grep -q '130.*SIGINT' docs/clients.md || fail "docs/clients.md does not give the exit code"
 
 write_conf 'batching = { max_rows = 1; max_wait_ms = 0; };'

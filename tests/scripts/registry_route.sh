@@ -48,7 +48,7 @@ timeout 120 $PY tests/scripts/registry_wire.py route "$IPC" "$B/nlprun" "$MODEL"
     "$TMP/m/opus-mt-en-mg" "$TMP/m/bart" || fail "routing"
 timeout 120 $PY tests/scripts/registry_wire.py flood "$IPC" || fail "flood"
 
-# HTTP: GET /v1/models lists them; a JSON "model" key routes (when the front parses it)
+# HTTP: GET /v1/models lists them; a JSON "model" key routes; an unknown one is 404
 j=$(curl -s -m 10 "http://127.0.0.1:$HPORT/v1/models") || fail "GET /v1/models"
 echo "$j" | $PY -c 'import json, sys
 j = json.load(sys.stdin)
@@ -61,14 +61,12 @@ assert m["bart"]["tasks"] == ["summarize"] and m["flan"]["requests"] >= 2, j
 assert j["loading"] is False' || fail "/v1/models: $j"
 code=$(curl -s -o "$TMP/h.json" -w '%{http_code}' -m 30 -H 'Content-Type: application/json' \
     -d '{"text": "a dog ran home.", "model": "nope"}' "http://127.0.0.1:$HPORT/v1/summarize")
-if grep -q '"model"' daemon/dmn_json.c; then   # the JSON front takes "model" (clients' work)
-    [ "$code" != 200 ] || fail "HTTP unknown model: $code $(cat "$TMP/h.json")"
-    grep -q '"status":"UNKNOWN_MODEL"' "$TMP/h.json" || fail "HTTP unknown model: $(cat "$TMP/h.json")"
-    j=$(curl -s -m 60 -H 'Content-Type: application/json' \
-        -d '{"text": "a dog ran home.", "model": "bart", "max_new_tokens": 4}' \
-        "http://127.0.0.1:$HPORT/v1/summarize") || fail "HTTP by name"
-    echo "$j" | grep -q '"status":"OK"' || fail "HTTP by name: $j"
-fi
+[ "$code" = 404 ] || fail "HTTP unknown model: $code $(cat "$TMP/h.json")"
+grep -q '"status":"UNKNOWN_MODEL"' "$TMP/h.json" || fail "HTTP unknown model: $(cat "$TMP/h.json")"
+j=$(curl -s -m 60 -H 'Content-Type: application/json' \
+    -d '{"text": "a dog ran home.", "model": "bart", "max_new_tokens": 4}' \
+    "http://127.0.0.1:$HPORT/v1/summarize") || fail "HTTP by name"
+echo "$j" | grep -q '"status":"OK"' || fail "HTTP by name: $j"
 
 stop_daemon
 [ "$DAEMON_RC" -eq 0 ] || fail "exit code $DAEMON_RC"
