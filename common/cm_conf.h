@@ -11,18 +11,18 @@
 #include <libconfig.h>
 #include <stddef.h>
 
-#define CM_CONF_MAX_BYTES (256 << 10)   /* a config file and its @includes together */
+#define CM_CONF_MAX_BYTES (256 << 10) /* a config file and its @includes together */
 
 typedef struct cm_conf_src {
-    char *name;                /* as libconfig names it: NULL for the file itself, else
+    char *name; /* as libconfig names it: NULL for the file itself, else
                                 * the @include path as written */
-    char *text;                /* the file's bytes, NUL-terminated */
+    char *text; /* the file's bytes, NUL-terminated */
 } cm_conf_src;
 
 typedef struct cm_conf {
-    config_t cfg;              /* the parsed file: look settings up here */
+    config_t cfg; /* the parsed file: look settings up here */
     int n_src;
-    cm_conf_src *src;          /* [n_src]: the file, then each @include read */
+    cm_conf_src *src; /* [n_src]: the file, then each @include read */
 } cm_conf;
 
 /* Reads and parses `path` (@include paths resolve against its directory, as libconfig

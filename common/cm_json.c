@@ -30,7 +30,7 @@ static long lone_surrogate(const char *s, size_t len)
             continue;
         }
         unsigned u = 0, v = 0;
-        if (i + 6 > len || sscanf(s + i + 2, "%4x", &u) != 1) return -1;   /* cJSON says */
+        if (i + 6 > len || sscanf(s + i + 2, "%4x", &u) != 1) return -1; /* cJSON says */
         if (u >= 0xDC00 && u <= 0xDFFF) return (long)i;
         if (u >= 0xD800 && u <= 0xDBFF) {
             if (i + 12 > len || s[i + 6] != '\\' || s[i + 7] != 'u' ||
@@ -58,8 +58,8 @@ static const char *duplicate_key(const cJSON *o)
     return NULL;
 }
 
-cJSON *cm_json_parse_object(const char *s, size_t len, const char *what, const char *at,
-                            char *err, size_t errlen)
+cJSON *cm_json_parse_object(const char *s, size_t len, const char *what, const char *at, char *err,
+                            size_t errlen)
 {
     size_t bad;
     if (!cm_utf8_valid(s, len, &bad)) {
@@ -68,8 +68,8 @@ cJSON *cm_json_parse_object(const char *s, size_t len, const char *what, const c
     }
     long ls = lone_surrogate(s, len);
     if (ls >= 0) {
-        cm_fmt(err, errlen, "a lone UTF-16 surrogate %.6s at %s %ld is not a character",
-               s + ls, at, ls + 1);
+        cm_fmt(err, errlen, "a lone UTF-16 surrogate %.6s at %s %ld is not a character", s + ls, at,
+               ls + 1);
         return NULL;
     }
     const char *end = NULL;
@@ -93,8 +93,7 @@ cJSON *cm_json_parse_object(const char *s, size_t len, const char *what, const c
     return o;
 }
 
-const char *cm_json_str(const cJSON *o, const char *key, const char *dflt, char *err,
-                        size_t errlen)
+const char *cm_json_str(const cJSON *o, const char *key, const char *dflt, char *err, size_t errlen)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v || cJSON_IsNull(v)) return dflt;
@@ -132,7 +131,7 @@ static int read_labels(const cJSON *lj, const char **labels, int max, char **buf
     } else if (cJSON_IsArray(lj)) {
         const cJSON *e;
         n = 0;
-        cJSON_ArrayForEach(e, lj) {
+        cJSON_ArrayForEach (e, lj) {
             if (!cJSON_IsString(e) || !*e->valuestring || n == max) return -1;
             labels[n++] = e->valuestring;
         }
@@ -140,9 +139,8 @@ static int read_labels(const cJSON *lj, const char **labels, int max, char **buf
     return n;
 }
 
-int cm_json_task_fields(const cJSON *o, nlpc_request *rq, const char **model,
-                        const char **labels, int max_labels, char **buf, char *err,
-                        size_t errlen)
+int cm_json_task_fields(const cJSON *o, nlpc_request *rq, const char **model, const char **labels,
+                        int max_labels, char **buf, char *err, size_t errlen)
 {
     const char *v;
     err[0] = '\0';
@@ -159,13 +157,15 @@ int cm_json_task_fields(const cJSON *o, nlpc_request *rq, const char **model,
         if (err[0]) return -1;
         rq->source_lang = v;
     }
-    const cJSON *lj = rq->task == NLPC_TASK_CLASSIFY
-                          ? cJSON_GetObjectItemCaseSensitive(o, "labels") : NULL;
+    const cJSON *lj =
+        rq->task == NLPC_TASK_CLASSIFY ? cJSON_GetObjectItemCaseSensitive(o, "labels") : NULL;
     if (lj && !cJSON_IsNull(lj)) {
         int n = read_labels(lj, labels, max_labels, buf);
         if (n < 1) {
-            snprintf(err, errlen, "\"labels\" must be a non-empty array of non-empty strings "
-                     "or \"a,b,c\" (at most %d)", max_labels);
+            snprintf(err, errlen,
+                     "\"labels\" must be a non-empty array of non-empty strings "
+                     "or \"a,b,c\" (at most %d)",
+                     max_labels);
             return -1;
         }
         rq->labels = labels;
@@ -179,8 +179,7 @@ int cm_json_task_fields(const cJSON *o, nlpc_request *rq, const char **model,
 
 const char *cm_json_missing(const nlpc_request *rq)
 {
-    if (rq->task == NLPC_TASK_TRANSLATE && (!rq->target_lang || !*rq->target_lang))
-        return "to";
+    if (rq->task == NLPC_TASK_TRANSLATE && (!rq->target_lang || !*rq->target_lang)) return "to";
     if (rq->task == NLPC_TASK_CLASSIFY && rq->n_labels < 1) return "labels";
     if (rq->task == NLPC_TASK_QA && (!rq->question || !*rq->question)) return "question";
     return NULL;

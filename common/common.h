@@ -37,8 +37,7 @@ size_t cm_utf8_copy(char *dst, size_t cap, const char *s, size_t len);
 /* snprintf whose result is always valid UTF-8, cut at a character boundary: for messages
  * that quote client input. Formats in full first, so dst may also be an argument.
  * Returns the bytes written, without the NUL. */
-size_t cm_fmt(char *dst, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+size_t cm_fmt(char *dst, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 size_t cm_vfmt(char *dst, size_t cap, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
@@ -80,8 +79,8 @@ struct nlpc_result;
  * surrogate escape, no key twice at any depth, nothing after it but white space. NULL
  * with the reason in err; `what` names the text in it ("line", "body") and `at` how its
  * 1-based positions count ("column", "byte"). */
-struct cJSON *cm_json_parse_object(const char *s, size_t len, const char *what,
-                                   const char *at, char *err, size_t errlen);
+struct cJSON *cm_json_parse_object(const char *s, size_t len, const char *what, const char *at,
+                                   char *err, size_t errlen);
 
 /* The string member `key` of o; dflt when it is absent or null. Another type: NULL and
  * `"key" must be a string` in err (which is left alone otherwise). */
@@ -96,8 +95,7 @@ const char *cm_json_str(const struct cJSON *o, const char *key, const char *dflt
  * labels[max_labels], pointing into o or into *buf (a split copy the caller frees).
  * 0, or -1 with the reason in err. */
 int cm_json_task_fields(const struct cJSON *o, struct nlpc_request *rq, const char **model,
-                        const char **labels, int max_labels, char **buf, char *err,
-                        size_t errlen);
+                        const char **labels, int max_labels, char **buf, char *err, size_t errlen);
 
 /* The key of what rq's task needs and does not have ("to", "labels", "question"), or
  * NULL when it is complete. */

@@ -15,9 +15,9 @@
 
 typedef struct loader {
     cm_conf *c;
-    const char *dir;           /* include directory */
-    int up;                    /* its depth below / (absolute includes climb this much) */
-    size_t left;               /* bytes the files may still have */
+    const char *dir; /* include directory */
+    int up;          /* its depth below / (absolute includes climb this much) */
+    size_t left;     /* bytes the files may still have */
     size_t max;
     char *err;
     size_t errlen;
@@ -77,8 +77,8 @@ static char *climb_absolute(const char *text, int up)
 
 /* Reads one file within what is left of the budget and scans it for includes. `name` is
  * the include path as written (NULL for the top file), `shown` what errors call it. */
-static int read_one(loader *ld, const char *path, const char *name, const char *shown,
-                    int line, int depth)
+static int read_one(loader *ld, const char *path, const char *name, const char *shown, int line,
+                    int depth)
 {
     char *text;
     size_t len;
@@ -86,18 +86,15 @@ static int read_one(loader *ld, const char *path, const char *name, const char *
     if (rc == -EFBIG) {
         if (name)
             snprintf(ld->err, ld->errlen,
-                     "%s:%d: @include \"%s\": the config files together are over %zu bytes",
-                     shown, line, name, ld->max);
-        else
-            snprintf(ld->err, ld->errlen, "%s: the config file is over %zu bytes", path,
-                     ld->max);
+                     "%s:%d: @include \"%s\": the config files together are over %zu bytes", shown,
+                     line, name, ld->max);
+        else snprintf(ld->err, ld->errlen, "%s: the config file is over %zu bytes", path, ld->max);
         return -1;
     }
     if (rc < 0) {
         /* A missing include is libconfig's to report, with its line. */
         if (name) return 0;
-        snprintf(ld->err, ld->errlen, "%s: cannot read the config file (%s)", path,
-                 strerror(-rc));
+        snprintf(ld->err, ld->errlen, "%s: cannot read the config file (%s)", path, strerror(-rc));
         return -1;
     }
     ld->left -= len;
@@ -139,10 +136,12 @@ static int scan_includes(loader *ld, const char *text, const char *file, int dep
                     name[n++] = *q;
                 }
                 name[n] = '\0';
-                if (name[0] == '/') {   /* only the top file's are climbed */
-                    snprintf(ld->err, ld->errlen, "%s:%d: @include \"%s\": an absolute path "
+                if (name[0] == '/') { /* only the top file's are climbed */
+                    snprintf(ld->err, ld->errlen,
+                             "%s:%d: @include \"%s\": an absolute path "
                              "works in the top config file only (libconfig 1.5 reads it "
-                             "under %s)", file, line, name, ld->dir);
+                             "under %s)",
+                             file, line, name, ld->dir);
                     return -1;
                 }
                 snprintf(path, sizeof path, "%s/%s", ld->dir, name);
@@ -163,17 +162,15 @@ int cm_conf_load(cm_conf *c, const char *path, size_t max_bytes, char *err, size
     /* Includes resolve against the config file's directory, not the cwd. */
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
-    if (slash)
-        *slash = '\0';
-    else
-        snprintf(dir, sizeof dir, ".");
+    if (slash) *slash = '\0';
+    else snprintf(dir, sizeof dir, ".");
     config_set_include_dir(&c->cfg, dir);
 
     loader ld = { c, dir, 0, max_bytes, max_bytes, err, errlen };
     char real[PATH_MAX];
-    if (realpath(dir, real))   /* else the file cannot be read either: said below */
+    if (realpath(dir, real)) /* else the file cannot be read either: said below */
         for (const char *s = real; *s; s++) ld.up += *s == '/' && s[1];
-    ld.up += 1;   /* "/" itself, and a symlinked directory resolves no deeper */
+    ld.up += 1; /* "/" itself, and a symlinked directory resolves no deeper */
     if (read_one(&ld, path, NULL, path, 0, 0) < 0) return -1;
     if (!config_read_string(&c->cfg, c->src[0].text)) {
         const char *f = config_error_file(&c->cfg);
@@ -258,8 +255,7 @@ static const char *find_literal(const char *text, int line, const char *name, si
     return NULL;
 }
 
-int cm_conf_int(const cm_conf *c, const config_setting_t *s, long long *v, char *lit,
-                size_t litcap)
+int cm_conf_int(const cm_conf *c, const config_setting_t *s, long long *v, char *lit, size_t litcap)
 {
     long long lv = config_setting_get_int64(s);
     const char *name = config_setting_name(s), *file = config_setting_source_file(s);

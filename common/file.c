@@ -23,7 +23,7 @@ int cm_read_stream(FILE *f, size_t max, char **out, size_t *len)
                 free(buf);
                 return -e;
             }
-            break;   /* end of file */
+            break; /* end of file */
         }
         /* Full: grow, but never past max + 1 bytes, which is enough to see "too big". */
         size_t ncap = cap > max / 2 ? max + 1 : cap * 2;

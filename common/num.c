@@ -25,7 +25,7 @@ int cm_parse_double(const char *s, double *out)
     errno = 0;
     double v = strtod(s, &end);
     if (end == s || *end) return -EINVAL;
-    if (errno == ERANGE && fabs(v) > 1) return -ERANGE;   /* underflow is fine */
+    if (errno == ERANGE && fabs(v) > 1) return -ERANGE; /* underflow is fine */
     if (!isfinite(v)) return -ERANGE;
     *out = v;
     return 0;

@@ -58,8 +58,10 @@ size_t cm_utf8_cut(const char *str, size_t len, size_t max)
  * cut off: what a byte-bounded cut leaves, dropped rather than replaced. */
 static int cut_short(const unsigned char *s, size_t len)
 {
-    size_t want = (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3
-                : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
+    size_t want = (s[0] & 0xE0) == 0xC0   ? 2
+                  : (s[0] & 0xF0) == 0xE0 ? 3
+                  : (s[0] & 0xF8) == 0xF0 ? 4
+                                          : 0;
     if (want <= len) return 0;
     for (size_t k = 1; k < len; k++)
         if ((s[k] & 0xC0) != 0x80) return 0;
@@ -68,7 +70,7 @@ static int cut_short(const unsigned char *s, size_t len)
 
 size_t cm_utf8_copy(char *dst, size_t cap, const char *str, size_t len)
 {
-    static const char repl[3] = { '\xEF', '\xBF', '\xBD' };   /* U+FFFD */
+    static const char repl[3] = { '\xEF', '\xBF', '\xBD' }; /* U+FFFD */
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0, w = 0;
     if (!cap) return 0;

@@ -20,17 +20,26 @@
 enum key_type { KEY_INT = 1, KEY_STR = 2, KEY_BOOL = 3, KEY_LEVEL = 4 };
 
 typedef struct conf_key {
-    const char *path;      /* dotted libconfig path */
+    const char *path; /* dotted libconfig path */
     int type;
-    size_t off;            /* offset in dmn_conf */
-    size_t size;           /* KEY_STR: buffer size */
+    size_t off;  /* offset in dmn_conf */
+    size_t size; /* KEY_STR: buffer size */
     long long min, max, def;
     const char *sdef;
 } conf_key;
 
-#define INT_KEY(p, f, mn, mx, d) { p, KEY_INT, offsetof(dmn_conf, f), 0, mn, mx, d, NULL }
-#define STR_KEY(p, f, d) { p, KEY_STR, offsetof(dmn_conf, f), sizeof(((dmn_conf *)0)->f), 0, 0, 0, d }
-#define BOOL_KEY(p, f, d) { p, KEY_BOOL, offsetof(dmn_conf, f), 0, 0, 1, d, NULL }
+#define INT_KEY(p, f, mn, mx, d)                              \
+    {                                                         \
+        p, KEY_INT, offsetof(dmn_conf, f), 0, mn, mx, d, NULL \
+    }
+#define STR_KEY(p, f, d)                                                          \
+    {                                                                             \
+        p, KEY_STR, offsetof(dmn_conf, f), sizeof(((dmn_conf *)0)->f), 0, 0, 0, d \
+    }
+#define BOOL_KEY(p, f, d)                                    \
+    {                                                        \
+        p, KEY_BOOL, offsetof(dmn_conf, f), 0, 0, 1, d, NULL \
+    }
 
 /* The one table of scalar keys: their defaults, ranges and where they land. `bind` (a
  * list) and the tasks group are handled apart. */
@@ -80,7 +89,9 @@ static const conf_key keys[] = {
 
 /* Top-level names and groups that are the daemon's; anything else at the top level but
  * `tasks` is a typo worth an error. */
-static const char *const groups[] = { "pipeline", "limits", "batching", "http", "security", "queue" };
+static const char *const groups[] = {
+    "pipeline", "limits", "batching", "http", "security", "queue"
+};
 
 static void *field(dmn_conf *c, const conf_key *k) { return (char *)c + k->off; }
 
@@ -89,10 +100,8 @@ void dmn_conf_defaults(dmn_conf *c)
     memset(c, 0, sizeof *c);
     for (int i = 0; i < N_KEYS; i++) {
         const conf_key *k = &keys[i];
-        if (k->type == KEY_STR)
-            snprintf(field(c, k), k->size, "%s", k->sdef);
-        else
-            *(int *)field(c, k) = (int)k->def;
+        if (k->type == KEY_STR) snprintf(field(c, k), k->size, "%s", k->sdef);
+        else *(int *)field(c, k) = (int)k->def;
     }
     c->n_binds = 2;
     snprintf(c->binds[0], sizeof c->binds[0], "tcp://127.0.0.1:5555");
@@ -103,8 +112,7 @@ void dmn_conf_defaults(dmn_conf *c)
 static int where(const config_setting_t *s, const char *fallback, char *err, size_t errlen)
 {
     const char *file = config_setting_source_file(s);
-    return snprintf(err, errlen, "%s:%u: ", file ? file : fallback,
-                    config_setting_source_line(s));
+    return snprintf(err, errlen, "%s:%u: ", file ? file : fallback, config_setting_source_line(s));
 }
 
 static int key_known(const char *group, const char *name)
@@ -123,10 +131,9 @@ static int check_unknown(const config_t *cfg, const char *path, char *err, size_
     for (int i = 0; i < config_setting_length(root); i++) {
         const config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
         const char *name = config_setting_name(s);
-        int known = strcmp(name, "tasks") == 0 || strcmp(name, "bind") == 0 ||
-                    strcmp(name, "models") == 0;
-        for (int k = 0; k < N_KEYS && !known; k++)
-            known = strcmp(keys[k].path, name) == 0;
+        int known =
+            strcmp(name, "tasks") == 0 || strcmp(name, "bind") == 0 || strcmp(name, "models") == 0;
+        for (int k = 0; k < N_KEYS && !known; k++) known = strcmp(keys[k].path, name) == 0;
         int is_group = 0;
         for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++)
             if (strcmp(groups[g], name) == 0) is_group = known = 1;
@@ -154,8 +161,8 @@ static int check_unknown(const config_t *cfg, const char *path, char *err, size_
     return 0;
 }
 
-static int read_key(dmn_conf *c, const cm_conf *cf, const conf_key *k,
-                    const config_setting_t *s, const char *path, char *err, size_t errlen)
+static int read_key(dmn_conf *c, const cm_conf *cf, const conf_key *k, const config_setting_t *s,
+                    const char *path, char *err, size_t errlen)
 {
     int t = config_setting_type(s), n;
     switch (k->type) {
@@ -170,8 +177,8 @@ static int read_key(dmn_conf *c, const cm_conf *cf, const conf_key *k,
         char lit[32];
         if (cm_conf_int(cf, s, &v, lit, sizeof lit) < 0 || v < k->min || v > k->max) {
             n = where(s, path, err, errlen);
-            snprintf(err + n, errlen - n, "%s = %s is out of range [%lld, %lld]", k->path,
-                     lit, k->min, k->max);
+            snprintf(err + n, errlen - n, "%s = %s is out of range [%lld, %lld]", k->path, lit,
+                     k->min, k->max);
             return -1;
         }
         *(int *)field(c, k) = (int)v;
@@ -207,8 +214,7 @@ static int read_key(dmn_conf *c, const cm_conf *cf, const conf_key *k,
         }
         if (strlen(v) >= k->size) {
             n = where(s, path, err, errlen);
-            snprintf(err + n, errlen - n, "%s is longer than %zu bytes", k->path,
-                     k->size - 1);
+            snprintf(err + n, errlen - n, "%s is longer than %zu bytes", k->path, k->size - 1);
             return -1;
         }
         snprintf(field(c, k), k->size, "%s", v);
@@ -230,8 +236,8 @@ static int read_binds(dmn_conf *c, const config_setting_t *s, const char *path, 
     c->n_binds = 0;
     for (int i = 0; i < config_setting_length(s); i++) {
         const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
-        const char *v = config_setting_type(e) == CONFIG_TYPE_STRING
-                            ? config_setting_get_string(e) : NULL;
+        const char *v =
+            config_setting_type(e) == CONFIG_TYPE_STRING ? config_setting_get_string(e) : NULL;
         char why[256];
         if (!v) {
             n = where(s, path, err, errlen);
@@ -312,8 +318,10 @@ int dmn_conf_find(const char *given, char *out, size_t cap, char *err, size_t er
             }
         }
     }
-    snprintf(err, errlen, "no config file: no -c FILE, NLPD_CONF unset, no %s, and nlpd "
-             "does not run from a source tree (conf/nlpd.conf)", DMN_CONF_ETC);
+    snprintf(err, errlen,
+             "no config file: no -c FILE, NLPD_CONF unset, no %s, and nlpd "
+             "does not run from a source tree (conf/nlpd.conf)",
+             DMN_CONF_ETC);
     return -1;
 }
 
@@ -331,9 +339,8 @@ static int is_path_key(const char *key)
 /* Rewrites a relative path value read from setting s of the config `path` so that it is
  * relative to that file's directory (an @include file's own directory: libconfig names
  * it as written, relative to the top file's directory). */
-static int beside_conf_str(char *v, size_t size, const char *what,
-                           const config_setting_t *s, const char *path, char *err,
-                           size_t errlen)
+static int beside_conf_str(char *v, size_t size, const char *what, const config_setting_t *s,
+                           const char *path, char *err, size_t errlen)
 {
     char file[PATH_MAX * 2], joined[PATH_MAX * 3];
     const char *src = config_setting_source_file(s);
@@ -345,21 +352,21 @@ static int beside_conf_str(char *v, size_t size, const char *what,
         snprintf(file, sizeof file, "%s", src ? src : path);
     }
     char *slash = strrchr(file, '/');
-    if (!slash) return 0;   /* a file in the working directory: as is */
+    if (!slash) return 0; /* a file in the working directory: as is */
     slash[1] = '\0';
     int len = snprintf(joined, sizeof joined, "%s%s", file, v);
     if (len < 0 || (size_t)len >= size) {
         int w = where(s, path, err, errlen);
-        snprintf(err + w, errlen - w, "%s: \"%s\" relative to %s is longer than %zu bytes",
-                 what, v, file, size - 1);
+        snprintf(err + w, errlen - w, "%s: \"%s\" relative to %s is longer than %zu bytes", what, v,
+                 file, size - 1);
         return -1;
     }
     snprintf(v, size, "%s", joined);
     return 0;
 }
 
-static int beside_conf(dmn_conf *c, const conf_key *k, const config_setting_t *s,
-                       const char *path, char *err, size_t errlen)
+static int beside_conf(dmn_conf *c, const conf_key *k, const config_setting_t *s, const char *path,
+                       char *err, size_t errlen)
 {
     return beside_conf_str(field(c, k), k->size, k->path, s, path, err, errlen);
 }
@@ -373,7 +380,7 @@ int dmn_conf_add_model(dmn_conf *c, const char *name, const char *path, const ch
                  name ? name : "", name && name[0] ? "\"" : "");
         return -1;
     }
-    if (!name || !name[0]) {   /* "models/x/" is x */
+    if (!name || !name[0]) { /* "models/x/" is x */
         size_t n = strlen(path);
         while (n > 1 && path[n - 1] == '/') n--;
         size_t b = n;
@@ -392,13 +399,17 @@ int dmn_conf_add_model(dmn_conf *c, const char *name, const char *path, const ch
     }
     for (int i = 0; i < c->n_models; i++)
         if (!strcmp(c->models[i].name, name)) {
-            snprintf(err, errlen, "model \"%s\": the name is given twice (models[%d] and "
-                     "models[%d]); give each a distinct name = \"...\"", name, i, c->n_models);
+            snprintf(err, errlen,
+                     "model \"%s\": the name is given twice (models[%d] and "
+                     "models[%d]); give each a distinct name = \"...\"",
+                     name, i, c->n_models);
             return -1;
         }
     if (weights && weights[0] && eng_weights_parse(weights) < 0) {
-        snprintf(err, errlen, "model \"%s\": weights = \"%.32s\": expected \"auto\", "
-                 "\"f32\", \"bf16\", \"f16\" or \"int8\"", name, weights);
+        snprintf(err, errlen,
+                 "model \"%s\": weights = \"%.32s\": expected \"auto\", "
+                 "\"f32\", \"bf16\", \"f16\" or \"int8\"",
+                 name, weights);
         return -1;
     }
     memset(m, 0, sizeof *m);
@@ -411,8 +422,8 @@ int dmn_conf_add_model(dmn_conf *c, const char *name, const char *path, const ch
 }
 
 /* models = ( { name; path; weights; tasks }, ... ): each entry's errors name it. */
-static int read_models(dmn_conf *c, const config_setting_t *list, const char *path,
-                       char *err, size_t errlen)
+static int read_models(dmn_conf *c, const config_setting_t *list, const char *path, char *err,
+                       size_t errlen)
 {
     int n;
     if (!config_setting_is_list(list) && !config_setting_is_array(list)) {
@@ -428,7 +439,8 @@ static int read_models(dmn_conf *c, const config_setting_t *list, const char *pa
         unsigned tasks = 0;
         n = where(e, path, err, errlen);
         if (!config_setting_is_group(e)) {
-            snprintf(err + n, errlen - n, "models[%d] must be a group { name = ...; path = ...; }", i);
+            snprintf(err + n, errlen - n, "models[%d] must be a group { name = ...; path = ...; }",
+                     i);
             return -1;
         }
         for (int j = 0; j < config_setting_length(e); j++) {
@@ -437,8 +449,10 @@ static int read_models(dmn_conf *c, const config_setting_t *list, const char *pa
             if (strcmp(k, "name") && strcmp(k, "path") && strcmp(k, "weights") &&
                 strcmp(k, "tasks")) {
                 n = where(f, path, err, errlen);
-                snprintf(err + n, errlen - n, "models[%d]: unknown setting '%s' (name, path, "
-                         "weights, tasks)", i, k);
+                snprintf(err + n, errlen - n,
+                         "models[%d]: unknown setting '%s' (name, path, "
+                         "weights, tasks)",
+                         i, k);
                 return -1;
             }
         }
@@ -458,8 +472,10 @@ static int read_models(dmn_conf *c, const config_setting_t *list, const char *pa
         if ((f = config_setting_get_member(e, "path"))) {
             if (!(v = config_setting_get_string(f)) || strlen(v) >= sizeof p) {
                 n = where(f, path, err, errlen);
-                snprintf(err + n, errlen - n, "models[%d]: path must be a string (under %zu "
-                         "bytes)", i, sizeof p);
+                snprintf(err + n, errlen - n,
+                         "models[%d]: path must be a string (under %zu "
+                         "bytes)",
+                         i, sizeof p);
                 return -1;
             }
             snprintf(p, sizeof p, "%s", v);
@@ -468,7 +484,8 @@ static int read_models(dmn_conf *c, const config_setting_t *list, const char *pa
         if ((f = config_setting_get_member(e, "tasks"))) {
             if (!config_setting_is_array(f) && !config_setting_is_list(f)) {
                 n = where(f, path, err, errlen);
-                snprintf(err + n, errlen - n, "models[%d]: tasks must be a list [\"summarize\", ...]", i);
+                snprintf(err + n, errlen - n,
+                         "models[%d]: tasks must be a list [\"summarize\", ...]", i);
                 return -1;
             }
             for (int j = 0; j < config_setting_length(f); j++) {
@@ -476,9 +493,10 @@ static int read_models(dmn_conf *c, const config_setting_t *list, const char *pa
                 task_kind k = t ? task_kind_from_name(t) : TASK_NONE;
                 if (k == TASK_NONE) {
                     n = where(f, path, err, errlen);
-                    snprintf(err + n, errlen - n, "models[%d]%s%s%s: unknown task '%.32s' in "
-                             "tasks (summarize, translate, classify, qa, text2text)", i,
-                             name[0] ? " (\"" : "", name, name[0] ? "\")" : "", t ? t : "?");
+                    snprintf(err + n, errlen - n,
+                             "models[%d]%s%s%s: unknown task '%.32s' in "
+                             "tasks (summarize, translate, classify, qa, text2text)",
+                             i, name[0] ? " (\"" : "", name, name[0] ? "\")" : "", t ? t : "?");
                     return -1;
                 }
                 tasks |= 1u << k;
@@ -519,8 +537,7 @@ int dmn_conf_from(dmn_conf *c, const cm_conf *cf, const char *path, char *err, s
     for (int i = 0; i < N_KEYS; i++) {
         const config_setting_t *s = config_lookup(cfg, keys[i].path);
         if (s && read_key(c, cf, &keys[i], s, path, err, errlen) < 0) goto out;
-        if (s && is_path_key(keys[i].path) &&
-            beside_conf(c, &keys[i], s, path, err, errlen) < 0)
+        if (s && is_path_key(keys[i].path) && beside_conf(c, &keys[i], s, path, err, errlen) < 0)
             goto out;
     }
     const config_setting_t *b = config_lookup(cfg, "bind");
@@ -528,12 +545,13 @@ int dmn_conf_from(dmn_conf *c, const cm_conf *cf, const char *path, char *err, s
     const config_setting_t *ms = config_lookup(cfg, "models");
     if (ms && config_lookup(cfg, "model")) {
         int n = where(ms, path, err, errlen);
-        snprintf(err + n, errlen - n, "both model and models are set: list the model in "
+        snprintf(err + n, errlen - n,
+                 "both model and models are set: list the model in "
                  "models instead");
         goto out;
     }
     if (ms && read_models(c, ms, path, err, errlen) < 0) goto out;
-    if (!ms) {   /* the old single key: one model named after its directory */
+    if (!ms) { /* the old single key: one model named after its directory */
         c->n_models = 0;
         if (dmn_conf_add_model(c, "", c->model_dir, "", 0, err, errlen) < 0) goto out;
     }
@@ -569,13 +587,15 @@ int dmn_conf_check(const dmn_conf *c, char *err, size_t errlen)
     if (l->queue_size < l->max_documents) {
         snprintf(err, errlen,
                  "limits.queue_size (%d) must be at least limits.max_documents (%d), or a "
-                 "full-size request could never be queued", l->queue_size, l->max_documents);
+                 "full-size request could never be queued",
+                 l->queue_size, l->max_documents);
         return -1;
     }
     if (c->batching.max_batch_tokens < l->max_input_tokens) {
         snprintf(err, errlen,
                  "batching.max_batch_tokens (%d) must be at least limits.max_input_tokens "
-                 "(%d)", c->batching.max_batch_tokens, l->max_input_tokens);
+                 "(%d)",
+                 c->batching.max_batch_tokens, l->max_input_tokens);
         return -1;
     }
     if (c->queue.redis[0] && strncmp(c->queue.redis, "redis://", 8) != 0 &&
@@ -584,8 +604,8 @@ int dmn_conf_check(const dmn_conf *c, char *err, size_t errlen)
                  c->queue.redis);
         return -1;
     }
-    if (c->queue.redis[0] && (!c->queue.stream[0] || !c->queue.group[0] ||
-                              !c->queue.results[0] || !c->queue.dead_letter[0])) {
+    if (c->queue.redis[0] && (!c->queue.stream[0] || !c->queue.group[0] || !c->queue.results[0] ||
+                              !c->queue.dead_letter[0])) {
         snprintf(err, errlen, "queue: stream, group, results and dead_letter must not be empty");
         return -1;
     }
@@ -594,8 +614,10 @@ int dmn_conf_check(const dmn_conf *c, char *err, size_t errlen)
         return -1;
     }
     if (eng_weights_parse(c->weights) < 0) {
-        snprintf(err, errlen, "weights = \"%s\": expected \"auto\", \"f32\", \"bf16\", "
-                 "\"f16\" or \"int8\"", c->weights);
+        snprintf(err, errlen,
+                 "weights = \"%s\": expected \"auto\", \"f32\", \"bf16\", "
+                 "\"f16\" or \"int8\"",
+                 c->weights);
         return -1;
     }
     if (dmn_curve_check_conf(c, err, errlen) < 0) return -1;
@@ -613,19 +635,19 @@ void dmn_conf_dump(const dmn_conf *c, char *out, size_t cap)
         else if (k->type == KEY_LEVEL)
             n += snprintf(out + n, cap - n, "%s = \"%s\"\n", k->path,
                           dmn_log_level_name(*(const int *)f));
-        else if (k->type == KEY_BOOL)   /* as libconfig writes it: the output reads back */
+        else if (k->type == KEY_BOOL) /* as libconfig writes it: the output reads back */
             n += snprintf(out + n, cap - n, "%s = %s\n", k->path,
                           *(const int *)f ? "true" : "false");
-        else
-            n += snprintf(out + n, cap - n, "%s = %d\n", k->path, *(const int *)f);
+        else n += snprintf(out + n, cap - n, "%s = %d\n", k->path, *(const int *)f);
     }
     for (int i = 0; i < c->n_binds && n < cap; i++)
         n += snprintf(out + n, cap - n, "bind[%d] = \"%s\"\n", i, c->binds[i]);
     for (int i = 0; i < c->n_models && n < cap; i++) {
         const dmn_model_conf *m = &c->models[i];
-        n += snprintf(out + n, cap - n, "models[%d] = { name = \"%s\"; path = \"%s\"; "
-                      "weights = \"%s\"; tasks = [", i, m->name, m->path,
-                      m->weights[0] ? m->weights : c->weights);
+        n += snprintf(out + n, cap - n,
+                      "models[%d] = { name = \"%s\"; path = \"%s\"; "
+                      "weights = \"%s\"; tasks = [",
+                      i, m->name, m->path, m->weights[0] ? m->weights : c->weights);
         for (int k = 1, first = 1; k < 8 && n < cap; k++)
             if (m->tasks & (1u << k)) {
                 n += snprintf(out + n, cap - n, "%s\"%s\"", first ? "" : ", ",

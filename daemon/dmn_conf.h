@@ -17,52 +17,52 @@
 #define DMN_MAX_BINDS 16
 
 typedef struct dmn_limits {
-    int max_message_bytes;     /* request frame bytes; larger -> MESSAGE_TOO_LARGE */
-    int max_documents;         /* documents per request; more -> TOO_MANY_DOCUMENTS */
-    int max_input_tokens;      /* encoder tokens per document (EOS incl.) */
-    int max_new_tokens;        /* upper bound for DecodingOptions.max_new_tokens */
-    int max_labels;            /* classify labels per request */
-    int queue_size;            /* documents waiting; beyond -> OVERLOADED */
-    int default_deadline_ms;   /* when the request sets none */
-    int max_envelope_bytes;    /* routing frames before the payload, all together */
+    int max_message_bytes;       /* request frame bytes; larger -> MESSAGE_TOO_LARGE */
+    int max_documents;           /* documents per request; more -> TOO_MANY_DOCUMENTS */
+    int max_input_tokens;        /* encoder tokens per document (EOS incl.) */
+    int max_new_tokens;          /* upper bound for DecodingOptions.max_new_tokens */
+    int max_labels;              /* classify labels per request */
+    int queue_size;              /* documents waiting; beyond -> OVERLOADED */
+    int default_deadline_ms;     /* when the request sets none */
+    int max_envelope_bytes;      /* routing frames before the payload, all together */
     int max_reply_backlog_bytes; /* replies queued unread on one connection */
-    int max_queued_bytes;      /* request frames and routing frames held by accepted work */
-    int max_client_documents;  /* one client's documents accepted, not answered (0: any) */
+    int max_queued_bytes;        /* request frames and routing frames held by accepted work */
+    int max_client_documents;    /* one client's documents accepted, not answered (0: any) */
 } dmn_limits;
 
 typedef struct dmn_batching {
-    int max_batch_tokens;      /* padded encoder tokens per engine call */
-    int max_wait_ms;           /* how long a short queue waits to fill a batch */
-    int max_rows;              /* decoder rows per engine call (sum of beams / labels) */
+    int max_batch_tokens; /* padded encoder tokens per engine call */
+    int max_wait_ms;      /* how long a short queue waits to fill a batch */
+    int max_rows;         /* decoder rows per engine call (sum of beams / labels) */
 } dmn_batching;
 
 /* queue = { ... }: jobs from a Redis stream (docs/queue.md). redis "" = no queue. */
 typedef struct dmn_queue_conf {
-    char redis[256];           /* redis://HOST:PORT or unix:///PATH */
-    char stream[128];          /* jobs */
-    char group[128];           /* consumer group (created with MKSTREAM when missing) */
-    char consumer[128];        /* "" = <hostname>-<pid> */
-    char results[128];         /* result entries */
-    char dead_letter[128];     /* entries delivered max_deliveries times */
-    int claim_idle_ms;         /* pending this long on any consumer: claimed */
+    char redis[256];       /* redis://HOST:PORT or unix:///PATH */
+    char stream[128];      /* jobs */
+    char group[128];       /* consumer group (created with MKSTREAM when missing) */
+    char consumer[128];    /* "" = <hostname>-<pid> */
+    char results[128];     /* result entries */
+    char dead_letter[128]; /* entries delivered max_deliveries times */
+    int claim_idle_ms;     /* pending this long on any consumer: claimed */
     int max_deliveries;
 } dmn_queue_conf;
 
 /* http = { ... }: the HTTP/JSON front (dmn_http.c, docs/http.md). bind "" = off. */
 typedef struct dmn_http_conf {
-    char bind[256];            /* HOST:PORT */
-    char tokens_file[1024];    /* bearer tokens, one a line; "" = no authentication */
-    int open_health;           /* /healthz and /readyz need no token */
-    int open_metrics;          /* /metrics needs no token */
-    int max_connections;       /* open at once; more wait in the listen backlog */
-    int timeout_s;             /* an idle (or slow) connection is closed after this */
+    char bind[256];         /* HOST:PORT */
+    char tokens_file[1024]; /* bearer tokens, one a line; "" = no authentication */
+    int open_health;        /* /healthz and /readyz need no token */
+    int open_metrics;       /* /metrics needs no token */
+    int max_connections;    /* open at once; more wait in the listen backlog */
+    int timeout_s;          /* an idle (or slow) connection is closed after this */
 } dmn_http_conf;
 
 /* security = { ... }: CurveZMQ for the ROUTER (dmn_curve.c). */
 typedef struct dmn_security_conf {
-    char curve_secret_key_file[1024];   /* PREFIX_secret of nlpd --make-keypair; "" = none */
-    char curve_allowed_keys_dir[1024];  /* public certificates of the clients admitted */
-    int allow_insecure;                 /* bind non-loopback tcp:// without keys */
+    char curve_secret_key_file[1024];  /* PREFIX_secret of nlpd --make-keypair; "" = none */
+    char curve_allowed_keys_dir[1024]; /* public certificates of the clients admitted */
+    int allow_insecure;                /* bind non-loopback tcp:// without keys */
 } dmn_security_conf;
 
 /* models = ( { name = ...; path = ...; weights = ...; tasks = [...]; }, ... ): the
@@ -70,31 +70,31 @@ typedef struct dmn_security_conf {
  * its directory. */
 #define DMN_MAX_MODELS 16
 typedef struct dmn_model_conf {
-    char name[128];                   /* what requests name (Request.model) */
-    char path[1024];                  /* checkpoint directory */
-    char weights[16];                 /* "" : the daemon's `weights` */
-    unsigned tasks;                   /* 1 << task_kind routed to it; 0: all it serves */
+    char name[128];   /* what requests name (Request.model) */
+    char path[1024];  /* checkpoint directory */
+    char weights[16]; /* "" : the daemon's `weights` */
+    unsigned tasks;   /* 1 << task_kind routed to it; 0: all it serves */
 } dmn_model_conf;
 
 typedef struct dmn_conf {
-    char path[1024];                  /* the file read ("" for built-in defaults) */
-    char model_dir[1024];             /* `model`; after load: the first model's path */
-    char weights[16];                 /* default weight type of the models (`weights`) */
+    char path[1024];      /* the file read ("" for built-in defaults) */
+    char model_dir[1024]; /* `model`; after load: the first model's path */
+    char weights[16];     /* default weight type of the models (`weights`) */
     int n_models;
     dmn_model_conf models[DMN_MAX_MODELS];
-    int threads;                      /* matrix-product threads; 0 = all cores */
-    int log_level;                    /* enum dmn_log_level */
+    int threads;   /* matrix-product threads; 0 = all cores */
+    int log_level; /* enum dmn_log_level */
     int n_binds;
-    char binds[DMN_MAX_BINDS][256];   /* ROUTER endpoints */
-    char pull[256];                   /* pipeline: requests in ("" = none) */
-    char push[256];                   /* pipeline: responses out */
-    int pipeline_connect;             /* 1: connect pull/push (worker); 0: bind them */
-    int linger_ms;                    /* how long replies may flush at exit */
+    char binds[DMN_MAX_BINDS][256]; /* ROUTER endpoints */
+    char pull[256];                 /* pipeline: requests in ("" = none) */
+    char push[256];                 /* pipeline: responses out */
+    int pipeline_connect;           /* 1: connect pull/push (worker); 0: bind them */
+    int linger_ms;                  /* how long replies may flush at exit */
     dmn_limits limits;
     dmn_batching batching;
-    dmn_http_conf http;               /* the HTTP/JSON front (dmn_http.c) */
-    dmn_security_conf security;       /* CurveZMQ (dmn_curve.c) */
-    dmn_queue_conf queue;             /* Redis Streams queue mode (dmn_redis.c) */
+    dmn_http_conf http;         /* the HTTP/JSON front (dmn_http.c) */
+    dmn_security_conf security; /* CurveZMQ (dmn_curve.c) */
+    dmn_queue_conf queue;       /* Redis Streams queue mode (dmn_redis.c) */
 } dmn_conf;
 
 /* Built-in defaults (what an empty config file gives). */

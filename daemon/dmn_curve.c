@@ -21,7 +21,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "daemon/dmn_http.h"   /* dmn_reload_gen */
+#include "daemon/dmn_http.h" /* dmn_reload_gen */
 #include "daemon/dmn_log.h"
 #include "daemon/dmn_server.h"
 
@@ -78,7 +78,8 @@ int dmn_curve_make_keypair(const char *prefix, char *err, size_t errlen)
              "#   Exchange securely, or use a secure mechanism to verify the contents\n"
              "#   of this file after exchange. Store public certificates in your home\n"
              "#   directory, in the .curve subdirectory.\n\n"
-             "metadata\ncurve\n    public-key = \"%s\"\n", stamp, pub);
+             "metadata\ncurve\n    public-key = \"%s\"\n",
+             stamp, pub);
     return write_file(prefix, text, 0644, err, errlen);
 }
 
@@ -138,23 +139,25 @@ int dmn_curve_read_cert(const char *path, char *pub, char *sec, char *err, size_
 
 static int loopback_tcp(const char *ep)
 {
-    const char *h = ep + 6;   /* after tcp:// */
+    const char *h = ep + 6; /* after tcp:// */
     return strncmp(h, "127.", 4) == 0 || strncmp(h, "localhost:", 10) == 0 ||
-           strncmp(h, "[::1]:", 6) == 0 || strncmp(h, "lo:", 3) == 0;   /* lo: the interface */
+           strncmp(h, "[::1]:", 6) == 0 || strncmp(h, "lo:", 3) == 0; /* lo: the interface */
 }
 
 int dmn_curve_check_conf(const dmn_conf *c, char *err, size_t errlen)
 {
     const dmn_security_conf *s = &c->security;
     if ((s->curve_secret_key_file[0] != 0) != (s->curve_allowed_keys_dir[0] != 0)) {
-        snprintf(err, errlen, "security: curve_secret_key_file and curve_allowed_keys_dir go "
+        snprintf(err, errlen,
+                 "security: curve_secret_key_file and curve_allowed_keys_dir go "
                  "together (a CURVE server admits the public keys of that directory)");
         return -1;
     }
     if (s->curve_secret_key_file[0] || s->allow_insecure) return 0;
     for (int i = 0; i < c->n_binds; i++)
         if (strncmp(c->binds[i], "tcp://", 6) == 0 && !loopback_tcp(c->binds[i])) {
-            snprintf(err, errlen, "bind %s is not a loopback address and the ROUTER has no "
+            snprintf(err, errlen,
+                     "bind %s is not a loopback address and the ROUTER has no "
                      "keys: anyone who reaches it could submit work. Set "
                      "security.curve_secret_key_file and security.curve_allowed_keys_dir "
                      "(nlpd --make-keypair makes keys), or security.allow_insecure = true",
@@ -167,7 +170,7 @@ int dmn_curve_check_conf(const dmn_conf *c, char *err, size_t errlen)
 /* ---- the ZAP handler ---- */
 
 typedef struct zap {
-    void *sock;                       /* REP, bound to ZAP_ENDPOINT; this thread's */
+    void *sock; /* REP, bound to ZAP_ENDPOINT; this thread's */
     char dir[1024];
     uint8_t (*keys)[32];
     int n_keys;
@@ -183,7 +186,7 @@ static int load_keys(zap *z, char *err, size_t errlen)
         snprintf(err, errlen, "security.curve_allowed_keys_dir %s: %s", z->dir, strerror(errno));
         return -1;
     }
-    uint8_t (*keys)[32] = calloc(MAX_ALLOWED, sizeof *keys);
+    uint8_t(*keys)[32] = calloc(MAX_ALLOWED, sizeof *keys);
     int n = 0;
     struct dirent *e;
     while (keys && (e = readdir(d)) && n < MAX_ALLOWED) {
@@ -239,8 +242,10 @@ static int zap_serve(zap *z)
              zmq_msg_size(&f[6]) == 32 && allowed(z, zmq_msg_data(&f[6]));
     if (!ok) {
         char who[64] = "?";
-        if (n >= 4) snprintf(who, sizeof who, "%.*s", (int)zmq_msg_size(&f[3]) < 60
-                             ? (int)zmq_msg_size(&f[3]) : 60, (const char *)zmq_msg_data(&f[3]));
+        if (n >= 4)
+            snprintf(who, sizeof who, "%.*s",
+                     (int)zmq_msg_size(&f[3]) < 60 ? (int)zmq_msg_size(&f[3]) : 60,
+                     (const char *)zmq_msg_data(&f[3]));
         DMN_LOG(DMN_LOG_WARN, "curve: refused a client from %s (%s)", who,
                 n == 7 && zmq_msg_size(&f[6]) == 32 ? "key not in curve_allowed_keys_dir"
                                                     : "not CURVE");
@@ -251,8 +256,8 @@ static int zap_serve(zap *z)
              ZMQ_SNDMORE);
     zmq_send(z->sock, status, 3, ZMQ_SNDMORE);
     zmq_send(z->sock, text, strlen(text), ZMQ_SNDMORE);
-    zmq_send(z->sock, "", 0, ZMQ_SNDMORE);   /* user id */
-    zmq_send(z->sock, "", 0, 0);             /* metadata */
+    zmq_send(z->sock, "", 0, ZMQ_SNDMORE); /* user id */
+    zmq_send(z->sock, "", 0, 0);           /* metadata */
     for (int i = 0; i < n; i++) zmq_msg_close(&f[i]);
     return 0;
 }

@@ -40,17 +40,23 @@
 #include "daemon/dmn_sched.h"
 #include "daemon/dmn_server.h"
 #include "daemon/dmn_stats.h"
-#include "tasks/task_int.h"   /* the language table, for GET /v1/models (read-only) */
+#include "tasks/task_int.h" /* the language table, for GET /v1/models (read-only) */
 
 volatile sig_atomic_t dmn_reload_gen;
 
 #define HTTP_MAX_TOKENS 1024
 #define HTTP_MAX_TOKEN_LEN 256
-#define HTTP_CONN_MEMORY (64 * 1024)   /* per connection: request line + headers */
+#define HTTP_CONN_MEMORY (64 * 1024) /* per connection: request line + headers */
 #define HTTP_N_STATUS 600
 
 enum route {
-    R_NONE = 0, R_TASK, R_LIBRE, R_HEALTHZ, R_READYZ, R_METRICS, R_MODELS,
+    R_NONE = 0,
+    R_TASK,
+    R_LIBRE,
+    R_HEALTHZ,
+    R_READYZ,
+    R_METRICS,
+    R_MODELS,
 };
 
 enum hx_state { HX_NEW = 0, HX_AWAY, HX_DONE };
@@ -58,13 +64,13 @@ enum hx_state { HX_NEW = 0, HX_AWAY, HX_DONE };
 /* One HTTP request, from its first header to its completion callback. */
 typedef struct hx {
     struct MHD_Connection *conn;
-    struct hx *next;           /* inbox or pending list */
-    uint64_t key;              /* the route's last frame and the wire request id */
-    uint64_t client;           /* the route's first frame: who sent it (client_of) */
-    int route;                 /* enum route */
+    struct hx *next; /* inbox or pending list */
+    uint64_t key;    /* the route's last frame and the wire request id */
+    uint64_t client; /* the route's first frame: who sent it (client_of) */
+    int route;       /* enum route */
     nlpc_task task;
-    int state;                 /* enum hx_state */
-    char *body;                /* the request body as read (bounded) */
+    int state;  /* enum hx_state */
+    char *body; /* the request body as read (bounded) */
     size_t len, cap;
     int too_big;
     dmn_json_req jr;
@@ -79,18 +85,18 @@ typedef struct hx {
 typedef struct ht {
     dmn_transport base;
     struct MHD_Daemon *mhd;
-    int efd;                   /* eventfd: the inbox has items */
-    pthread_mutex_t mu;        /* inbox, closing, tokens */
+    int efd;            /* eventfd: the inbox has items */
+    pthread_mutex_t mu; /* inbox, closing, tokens */
     hx *inbox, *inbox_tail;
     int closing;
-    hx *pending;               /* I/O thread: submitted, awaiting reply() */
+    hx *pending; /* I/O thread: submitted, awaiting reply() */
     atomic_uint_fast64_t next_key;
-    atomic_int outstanding;    /* hx alive (created, not completed) */
+    atomic_int outstanding; /* hx alive (created, not completed) */
     atomic_uint_fast64_t by_status[HTTP_N_STATUS];
     /* bearer tokens (mu) */
     char (*tokens)[HTTP_MAX_TOKEN_LEN + 1];
     int n_tokens;
-    int auth;                  /* tokens_file set: the API needs a token */
+    int auth; /* tokens_file set: the API needs a token */
     sig_atomic_t reload_seen;
     size_t max_body;
     int port;
@@ -108,7 +114,7 @@ static int load_tokens(ht *h, char *err, size_t errlen)
         snprintf(err, errlen, "http.tokens_file %s: %s", path, strerror(errno));
         return -1;
     }
-    char (*tok)[HTTP_MAX_TOKEN_LEN + 1] = calloc(HTTP_MAX_TOKENS, sizeof *tok);
+    char(*tok)[HTTP_MAX_TOKEN_LEN + 1] = calloc(HTTP_MAX_TOKENS, sizeof *tok);
     int n = 0, rc = 0, lineno = 0;
     char line[1024];
     while (tok && fgets(line, sizeof line, f)) {
@@ -119,8 +125,10 @@ static int load_tokens(ht *h, char *err, size_t errlen)
         while (*p == ' ' || *p == '\t') p++;
         if (!*p || *p == '#') continue;
         if (strlen(p) > HTTP_MAX_TOKEN_LEN || n == HTTP_MAX_TOKENS) {
-            snprintf(err, errlen, "http.tokens_file %s:%d: a token is longer than %d bytes, or "
-                     "there are more than %d", path, lineno, HTTP_MAX_TOKEN_LEN, HTTP_MAX_TOKENS);
+            snprintf(err, errlen,
+                     "http.tokens_file %s:%d: a token is longer than %d bytes, or "
+                     "there are more than %d",
+                     path, lineno, HTTP_MAX_TOKEN_LEN, HTTP_MAX_TOKENS);
             rc = -1;
             break;
         }
@@ -170,14 +178,14 @@ static int check_auth(ht *h, struct MHD_Connection *conn, int route, const char 
     if (!h->auth) return 0;
     if ((route == R_HEALTHZ || route == R_READYZ) && c->open_health) return 0;
     if (route == R_METRICS && c->open_metrics) return 0;
-    const char *a = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *a =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (a && strncasecmp(a, "Bearer ", 7) == 0) {
         a += 7;
         while (*a == ' ') a++;
         return token_ok(h, a, strlen(a)) ? 0 : 403;
     }
-    if (api_key) return token_ok(h, api_key, strlen(api_key)) ? 0 : 403;   /* LibreTranslate */
+    if (api_key) return token_ok(h, api_key, strlen(api_key)) ? 0 : 403; /* LibreTranslate */
     return 401;
 }
 
@@ -187,8 +195,8 @@ static int check_auth(ht *h, struct MHD_Connection *conn, int route, const char 
 static uint64_t client_of(struct MHD_Connection *conn, const char *api_key)
 {
     char who[96] = "";
-    const char *a = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *a =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (a && strncasecmp(a, "Bearer ", 7) == 0) {
         snprintf(who, sizeof who, "t:%.80s", a + 7);
     } else if (api_key && *api_key) {
@@ -196,7 +204,7 @@ static uint64_t client_of(struct MHD_Connection *conn, const char *api_key)
     } else {
         snprintf(who, sizeof who, "c:%p", (void *)conn);
     }
-    uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
     for (const char *p = who; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ULL;
     return h;
 }
@@ -205,7 +213,11 @@ static uint64_t client_of(struct MHD_Connection *conn, const char *api_key)
 
 static int route_of(const char *method, const char *url, nlpc_task *task, int *bad_method)
 {
-    static const struct { const char *path; int route; const char *method; } routes[] = {
+    static const struct {
+        const char *path;
+        int route;
+        const char *method;
+    } routes[] = {
         { "/v1/summarize", R_TASK, "POST" }, { "/v1/translate", R_TASK, "POST" },
         { "/v1/classify", R_TASK, "POST" },  { "/v1/qa", R_TASK, "POST" },
         { "/v1/text2text", R_TASK, "POST" }, { "/translate", R_LIBRE, "POST" },
@@ -220,8 +232,9 @@ static int route_of(const char *method, const char *url, nlpc_task *task, int *b
             *bad_method = 1;
             return R_NONE;
         }
-        *task = routes[i].route == R_TASK ? nlpc_task_from_name(url + 4)
-              : routes[i].route == R_LIBRE ? NLPC_TASK_TRANSLATE : NLPC_TASK_NONE;
+        *task = routes[i].route == R_TASK    ? nlpc_task_from_name(url + 4)
+                : routes[i].route == R_LIBRE ? NLPC_TASK_TRANSLATE
+                                             : NLPC_TASK_NONE;
         return routes[i].route;
     }
     return R_NONE;
@@ -241,11 +254,10 @@ static enum MHD_Result send_text(ht *h, struct MHD_Connection *conn, int status,
         free(text);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            ctype ? ctype : "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype ? ctype : "application/json");
     if (status == 429) MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    if (status == 401) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
-                                               "Bearer realm=\"nlpd\"");
+    if (status == 401)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"nlpd\"");
     if (allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     if (status > 0 && status < HTTP_N_STATUS) atomic_fetch_add(&h->by_status[status], 1);
     enum MHD_Result rc = MHD_queue_response(conn, (unsigned)status, resp);
@@ -300,14 +312,14 @@ static enum MHD_Result send_answer(ht *h, hx *x)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
 {
     ht *h = cls;
     hx *x = *con_cls;
     char err[400];
     (void)version;
-    if (!x) {   /* the headers are in */
+    if (!x) { /* the headers are in */
         if (!(x = calloc(1, sizeof *x))) return MHD_NO;
         atomic_fetch_add(&h->outstanding, 1);
         x->conn = conn;
@@ -315,7 +327,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         int bad_method;
         x->route = route_of(method, url, &x->task, &bad_method);
         x->jr.task = x->task;
-        if (x->route == R_LIBRE) x->jr.shape = DMN_JSON_LIBRE_ONE;   /* its error shape */
+        if (x->route == R_LIBRE) x->jr.shape = DMN_JSON_LIBRE_ONE; /* its error shape */
         if (bad_method) {
             x->state = HX_DONE;
             snprintf(err, sizeof err, "%s is not allowed on %s", method, url);
@@ -323,23 +335,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         if (x->route == R_NONE) {
             x->state = HX_DONE;
-            cm_fmt(err, sizeof err, "no such path: %.200s (POST /v1/summarize, /v1/translate, "
+            cm_fmt(err, sizeof err,
+                   "no such path: %.200s (POST /v1/summarize, /v1/translate, "
                    "/v1/classify, /v1/qa, /v1/text2text, /translate; GET /v1/models, /healthz, "
-                   "/readyz, /metrics)", url);
+                   "/readyz, /metrics)",
+                   url);
             return send_error(h, x, 404, DMN_UNKNOWN_TASK, err);
         }
-        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > h->max_body) x->too_big = 1;
         /* LibreTranslate clients may carry the key in the body: checked once it is in. */
         int auth = x->route == R_LIBRE ? 0 : check_auth(h, conn, x->route, NULL);
         if (auth) {
             x->state = HX_DONE;
-            return send_error(h, x, auth, DMN_INVALID_ARGUMENT, auth == 401
-                              ? "this server needs a bearer token (Authorization: Bearer ...)"
-                              : "the bearer token is not valid");
+            return send_error(h, x, auth, DMN_INVALID_ARGUMENT,
+                              auth == 401
+                                  ? "this server needs a bearer token (Authorization: Bearer ...)"
+                                  : "the bearer token is not valid");
         }
-        if (x->too_big) {   /* said before the body is sent (a client may wait: 100-continue) */
+        if (x->too_big) { /* said before the body is sent (a client may wait: 100-continue) */
             x->state = HX_DONE;
             snprintf(err, sizeof err, "the body is over limits.max_message_bytes (%zu bytes)",
                      h->max_body);
@@ -347,10 +362,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return MHD_YES;
     }
-    if (*upload_size) {   /* a piece of the body */
+    if (*upload_size) { /* a piece of the body */
         size_t n = *upload_size;
         *upload_size = 0;
-        if (x->state != HX_NEW || x->too_big) return MHD_YES;   /* answered: discard */
+        if (x->state != HX_NEW || x->too_big) return MHD_YES; /* answered: discard */
         if (x->len + n > h->max_body) {
             x->too_big = 1;
             free(x->body);
@@ -374,7 +389,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     /* the whole request is in (or the I/O thread resumed it) */
     if (x->state == HX_DONE) return send_answer(h, x);
     if (x->state != HX_NEW) return MHD_YES;
-    x->state = HX_DONE;   /* unless handed off below */
+    x->state = HX_DONE; /* unless handed off below */
     if (x->too_big) {
         snprintf(err, sizeof err, "the body is over limits.max_message_bytes (%zu bytes)",
                  h->max_body);
@@ -390,9 +405,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (x->route == R_LIBRE) {
             int auth = check_auth(h, conn, x->route, x->jr.api_key);
             if (auth)
-                return send_error(h, x, auth, DMN_INVALID_ARGUMENT, auth == 401
-                                  ? "this server needs an api_key or a bearer token"
-                                  : "the api_key or bearer token is not valid");
+                return send_error(h, x, auth, DMN_INVALID_ARGUMENT,
+                                  auth == 401 ? "this server needs an api_key or a bearer token"
+                                              : "the api_key or bearer token is not valid");
         }
         if (code != DMN_OK) return send_error(h, x, dmn_json_http_status(code), code, err);
     }
@@ -464,10 +479,12 @@ static double startup_seconds(const dmn_server *srv)
     size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
     if (f) fclose(f);
     buf[n] = 0;
-    const char *p = strrchr(buf, ')');   /* the command name may hold spaces */
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
     unsigned long long start = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
-                     "%*d %*d %*d %*d %llu", &start) != 1)
+    if (!p || sscanf(p + 2,
+                     "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
+                     "%*d %*d %*d %*d %llu",
+                     &start) != 1)
         return 0;
     struct timespec boot;
     clock_gettime(CLOCK_BOOTTIME, &boot);
@@ -485,29 +502,40 @@ static char *render_metrics(ht *h)
     FILE *f = open_memstream(&buf, &len);
     if (!f) return NULL;
     dmn_stats_prometheus(srv->stats, f, cm_now());
-    fprintf(f, "# HELP nlpd_queue_depth Documents waiting in the queues (every model's).\n"
-               "# TYPE nlpd_queue_depth gauge\nnlpd_queue_depth %d\n",
+    fprintf(f,
+            "# HELP nlpd_queue_depth Documents waiting in the queues (every model's).\n"
+            "# TYPE nlpd_queue_depth gauge\nnlpd_queue_depth %d\n",
             dmn_server_depth(srv));
-    fprintf(f, "# HELP nlpd_queue_capacity Documents the queue holds (limits.queue_size).\n"
-               "# TYPE nlpd_queue_capacity gauge\nnlpd_queue_capacity %d\n",
+    fprintf(f,
+            "# HELP nlpd_queue_capacity Documents the queue holds (limits.queue_size).\n"
+            "# TYPE nlpd_queue_capacity gauge\nnlpd_queue_capacity %d\n",
             srv->conf.limits.queue_size);
-    fprintf(f, "# HELP nlpd_in_flight_requests Task requests queued or running.\n"
-               "# TYPE nlpd_in_flight_requests gauge\nnlpd_in_flight_requests %d\n",
+    fprintf(f,
+            "# HELP nlpd_in_flight_requests Task requests queued or running.\n"
+            "# TYPE nlpd_in_flight_requests gauge\nnlpd_in_flight_requests %d\n",
             srv->in_flight);
-    fprintf(f, "# HELP nlpd_startup_seconds Seconds from the process start to serving "
-               "(model load included).\n# TYPE nlpd_startup_seconds gauge\n"
-               "nlpd_startup_seconds %.3f\n", startup_seconds(srv));
-    fprintf(f, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
-               "# TYPE process_resident_memory_bytes gauge\n"
-               "process_resident_memory_bytes %ld\n", resident_bytes());
-    fprintf(f, "# HELP nlpd_up 1 while the daemon takes work; 0 while it stops.\n"
-               "# TYPE nlpd_up gauge\nnlpd_up %d\n",
+    fprintf(f,
+            "# HELP nlpd_startup_seconds Seconds from the process start to serving "
+            "(model load included).\n# TYPE nlpd_startup_seconds gauge\n"
+            "nlpd_startup_seconds %.3f\n",
+            startup_seconds(srv));
+    fprintf(f,
+            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+            "# TYPE process_resident_memory_bytes gauge\n"
+            "process_resident_memory_bytes %ld\n",
+            resident_bytes());
+    fprintf(f,
+            "# HELP nlpd_up 1 while the daemon takes work; 0 while it stops.\n"
+            "# TYPE nlpd_up gauge\nnlpd_up %d\n",
             dmn_server_ok(srv));
-    dmn_qstats q;   /* queue mode on Redis Streams (dmn_redis.c), when configured */
+    dmn_qstats q; /* queue mode on Redis Streams (dmn_redis.c), when configured */
     dmn_stats_get_queue(srv->stats, &q);
     if (q.enabled) {
         static const char *const g = "gauge", *const c = "counter";
-        const struct { const char *name, *type, *help; unsigned long long v; } m[] = {
+        const struct {
+            const char *name, *type, *help;
+            unsigned long long v;
+        } m[] = {
             { "nlpd_redis_connected", g, "1 while connected to Redis.", (unsigned)q.connected },
             { "nlpd_redis_lag_entries", g, "Stream entries not yet delivered to the group.",
               q.lag },
@@ -518,7 +546,8 @@ static char *render_metrics(ht *h)
             { "nlpd_redis_dead_letters_total", c, "Entries moved to the dead-letter stream.",
               q.dead_letters },
             { "nlpd_redis_results_total", c, "Result entries written.", q.results },
-            { "nlpd_redis_lost_total", c, "Results dropped: another daemon answered the entry first.", q.lost },
+            { "nlpd_redis_lost_total", c,
+              "Results dropped: another daemon answered the entry first.", q.lost },
             { "nlpd_redis_reconnects_total", c, "Reconnections to Redis.", q.reconnects },
         };
         for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
@@ -529,8 +558,8 @@ static char *render_metrics(ht *h)
                "# TYPE nlpd_http_responses_total counter\n");
     for (int s = 100; s < HTTP_N_STATUS; s++) {
         uint64_t n = atomic_load(&h->by_status[s]);
-        if (n || s == 200) fprintf(f, "nlpd_http_responses_total{status=\"%d\"} %llu\n", s,
-                                   (unsigned long long)n);
+        if (n || s == 200)
+            fprintf(f, "nlpd_http_responses_total{status=\"%d\"} %llu\n", s, (unsigned long long)n);
     }
     fclose(f);
     return buf;
@@ -558,7 +587,7 @@ static char *render_models(ht *h)
         cJSON_AddItemToArray(arr, m);
         cJSON_AddStringToObject(m, "name", md->conf.name);
         cJSON_AddStringToObject(m, "path", md->conf.path);
-        cJSON_AddStringToObject(m, "family", ec->model_type);   /* config.json's model_type */
+        cJSON_AddStringToObject(m, "family", ec->model_type); /* config.json's model_type */
         cJSON_AddStringToObject(m, "weight_type", md->conf.weights);
         cJSON_AddStringToObject(m, "state", states[md->state]);
         cJSON_AddNumberToObject(m, "resident_bytes", (double)md->resident);
@@ -606,7 +635,7 @@ static char *render_models(ht *h)
 static void serve_one(ht *h, hx *x)
 {
     dmn_server *srv = h->base.srv;
-    int ready = dmn_server_ok(srv);   /* health's ok */
+    int ready = dmn_server_ok(srv); /* health's ok */
     switch (x->route) {
     case R_TASK:
     case R_LIBRE: {
@@ -620,28 +649,24 @@ static void serve_one(ht *h, hx *x)
             resume(x);
             return;
         }
-        x->next = h->pending;   /* before the submit: its reply may come at once */
+        x->next = h->pending; /* before the submit: its reply may come at once */
         h->pending = x;
         dmn_server_submit(srv, &to, x->jr.pb, x->jr.pb_len);
         return;
     }
-    case R_HEALTHZ:
-        answer_local(x, 200, strdup("{\"status\":\"ok\"}"), NULL);
-        return;
+    case R_HEALTHZ: answer_local(x, 200, strdup("{\"status\":\"ok\"}"), NULL); return;
     case R_READYZ:
         answer_local(x, ready ? 200 : 503,
-                     strdup(ready ? "{\"ready\":true}"
-                                  : srv->shutting_down ? "{\"ready\":false,\"reason\":\"stopping\"}"
-                                  : !srv->serving_started ? "{\"ready\":false,\"reason\":\"loading\"}"
-                                                       : "{\"ready\":false,\"reason\":\"worker\"}"),
+                     strdup(ready                   ? "{\"ready\":true}"
+                            : srv->shutting_down    ? "{\"ready\":false,\"reason\":\"stopping\"}"
+                            : !srv->serving_started ? "{\"ready\":false,\"reason\":\"loading\"}"
+                                                    : "{\"ready\":false,\"reason\":\"worker\"}"),
                      NULL);
         return;
     case R_METRICS:
         answer_local(x, 200, render_metrics(h), "text/plain; version=0.0.4; charset=utf-8");
         return;
-    case R_MODELS:
-        answer_local(x, 200, render_models(h), NULL);
-        return;
+    case R_MODELS: answer_local(x, 200, render_models(h), NULL); return;
     }
     answer_local(x, 500, NULL, NULL);
 }
@@ -649,7 +674,7 @@ static void serve_one(ht *h, hx *x)
 static int http_poll_items(dmn_transport *t, zmq_pollitem_t *items, int pull)
 {
     ht *h = (ht *)t;
-    (void)pull;   /* clients, not a pipeline: the server answers OVERLOADED */
+    (void)pull; /* clients, not a pipeline: the server answers OVERLOADED */
     sig_atomic_t gen = dmn_reload_gen;
     if (gen != h->reload_seen) {
         char err[512];
@@ -680,8 +705,8 @@ static void http_on_ready(dmn_transport *t, const zmq_pollitem_t *items, int n)
     }
 }
 
-static void http_reply(dmn_transport *t, const dmn_route *to, void *buf, size_t len,
-                       uint64_t seq, uint64_t id)
+static void http_reply(dmn_transport *t, const dmn_route *to, void *buf, size_t len, uint64_t seq,
+                       uint64_t id)
 {
     ht *h = (ht *)t;
     uint64_t key = 0;
@@ -712,7 +737,7 @@ static void http_close(dmn_transport *t)
     hx *list = h->inbox;
     h->inbox = h->inbox_tail = NULL;
     pthread_mutex_unlock(&h->mu);
-    while (h->pending) {   /* none normally: the server closes once nothing is in flight */
+    while (h->pending) { /* none normally: the server closes once nothing is in flight */
         hx *x = h->pending;
         h->pending = x->next;
         x->next = list;
@@ -730,7 +755,7 @@ static void http_close(dmn_transport *t)
         }
         resume(x);
     }
-    MHD_quiesce_daemon(h->mhd);   /* no new connections */
+    MHD_quiesce_daemon(h->mhd); /* no new connections */
     double until = cm_now() + h->base.srv->conf.linger_ms * 1e-3;
     while (atomic_load(&h->outstanding) > 0 && cm_now() < until) {
         struct timespec ts = { 0, 5 * 1000 * 1000 };
@@ -772,8 +797,10 @@ static int parse_bind(const char *bind, struct sockaddr_storage *ss, char *err, 
         memmove(host, host + 1, hl - 2);
         host[hl - 2] = 0;
     }
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_PASSIVE }, *ai = NULL;
+    struct addrinfo hints = { .ai_family = AF_UNSPEC,
+                              .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE },
+                    *ai = NULL;
     int rc = getaddrinfo(host, colon + 1, &hints, &ai);
     if (rc != 0) {
         snprintf(err, errlen, "http.bind '%s': %s", bind, gai_strerror(rc));
@@ -809,14 +836,12 @@ dmn_transport *dmn_http_new(dmn_server *srv, int index, char *err, size_t errlen
     if (h->auth && load_tokens(h, err, errlen) < 0) goto fail;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
-    h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h,
-                              MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)c->max_connections,
-                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)c->timeout_s,
-                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
-                              MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-                              MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                              MHD_OPTION_END);
+    h->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR,
+                              (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
+                              (unsigned)c->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+                              (unsigned)c->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                              (size_t)HTTP_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+                              h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     if (!h->mhd) {
         snprintf(err, errlen, "cannot listen on http %s (address in use, or not permitted)",
                  c->bind);

@@ -14,7 +14,7 @@
 #include "common/common.h"
 #include "daemon/dmn_req.h"
 
-#define JSON_MAX_LABELS 1024   /* the daemon's limits.max_labels bounds it further */
+#define JSON_MAX_LABELS 1024 /* the daemon's limits.max_labels bounds it further */
 
 void dmn_json_req_clear(dmn_json_req *r)
 {
@@ -55,8 +55,8 @@ static const char *get_str(const cJSON *o, const char *key, int *bad, const char
 }
 
 /* An integer member in [lo, hi] into *out (untouched when absent). */
-static int get_int(const cJSON *o, const char *key, long long lo, long long hi,
-                   long long *out, char *err, size_t errlen)
+static int get_int(const cJSON *o, const char *key, long long lo, long long hi, long long *out,
+                   char *err, size_t errlen)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v || cJSON_IsNull(v)) return 0;
@@ -83,14 +83,13 @@ static int get_bool(const cJSON *o, const char *key, int *out, char *err, size_t
 
 /* An array of strings ("documents", LibreTranslate's "q") into *out (pointers into v; the
  * array is the caller's to free). Returns the count, or -1 with the reason. */
-static int get_strings(const cJSON *v, const char *key, const char ***out, char *err,
-                       size_t errlen)
+static int get_strings(const cJSON *v, const char *key, const char ***out, char *err, size_t errlen)
 {
     int n = 0, cap = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
     const char **a = cap ? calloc((size_t)cap, sizeof *a) : NULL;
     const cJSON *e;
     if (cap && !a) goto fail;
-    cJSON_ArrayForEach(e, v) {
+    cJSON_ArrayForEach (e, v) {
         if (!cJSON_IsString(e) || n == cap) goto fail;
         a[n++] = e->valuestring;
     }
@@ -106,7 +105,11 @@ fail:
 static int parse_options(const cJSON *o, nlpc_request *rq, char *err, size_t errlen)
 {
     long long v;
-    struct { const char *key; int *field; long long lo, hi; } ints[] = {
+    struct {
+        const char *key;
+        int *field;
+        long long lo, hi;
+    } ints[] = {
         { "max_new_tokens", &rq->opts.max_new_tokens, 1, 1 << 20 },
         { "min_new_tokens", &rq->opts.min_new_tokens, 0, 1 << 20 },
         { "num_beams", &rq->opts.num_beams, 1, 1024 },
@@ -126,7 +129,10 @@ static int parse_options(const cJSON *o, nlpc_request *rq, char *err, size_t err
     v = rq->opts.seed;
     if (get_int(o, "seed", 0, (1LL << 53), &v, err, errlen) < 0) return -1;
     rq->opts.seed = v;
-    struct { const char *key; float *field; } floats[] = {
+    struct {
+        const char *key;
+        float *field;
+    } floats[] = {
         { "length_penalty", &rq->opts.length_penalty },
         { "repetition_penalty", &rq->opts.repetition_penalty },
         { "temperature", &rq->opts.temperature },
@@ -173,7 +179,8 @@ int dmn_json_parse(nlpc_task task, int libre, const char *body, size_t len, uint
             goto out;
         }
         if (!q || (!cJSON_IsString(q) && !cJSON_IsArray(q))) {
-            snprintf(err, errlen, "Invalid request: missing q parameter (a string or an array "
+            snprintf(err, errlen,
+                     "Invalid request: missing q parameter (a string or an array "
                      "of strings)");
             goto out;
         }
@@ -219,13 +226,14 @@ int dmn_json_parse(nlpc_task task, int libre, const char *body, size_t len, uint
             rq.n_docs = get_strings(dj, "documents", &docs, err, errlen);
             if (rq.n_docs < 0) goto out;
         } else {
-            snprintf(err, errlen, "the body needs a string \"text\" (or \"documents\": an "
+            snprintf(err, errlen,
+                     "the body needs a string \"text\" (or \"documents\": an "
                      "array of strings)");
             goto out;
         }
         /* The task's own fields and "model", as on an nlpc batch line (common/cm_json.c). */
-        if (cm_json_task_fields(o, &rq, &model, labels, JSON_MAX_LABELS, &labels_buf, err,
-                                errlen) < 0)
+        if (cm_json_task_fields(o, &rq, &model, labels, JSON_MAX_LABELS, &labels_buf, err, errlen) <
+            0)
             goto out;
         const char *need = cm_json_missing(&rq);
         if (need) {

@@ -18,18 +18,18 @@
 
 /* How a body was asked and how its answer is shaped. */
 typedef enum dmn_json_shape {
-    DMN_JSON_ONE = 1,          /* {"text": ...}: one result object, nlpc batch's line */
-    DMN_JSON_MANY = 2,         /* {"documents": [...]}: {"status", "results": [...]} */
-    DMN_JSON_LIBRE_ONE = 3,    /* LibreTranslate, "q" a string: {"translatedText": s} */
-    DMN_JSON_LIBRE_MANY = 4,   /* "q" an array: {"translatedText": [...]} */
+    DMN_JSON_ONE = 1,        /* {"text": ...}: one result object, nlpc batch's line */
+    DMN_JSON_MANY = 2,       /* {"documents": [...]}: {"status", "results": [...]} */
+    DMN_JSON_LIBRE_ONE = 3,  /* LibreTranslate, "q" a string: {"translatedText": s} */
+    DMN_JSON_LIBRE_MANY = 4, /* "q" an array: {"translatedText": [...]} */
 } dmn_json_shape;
 
 typedef struct dmn_json_req {
     nlpc_task task;
     dmn_json_shape shape;
-    cJSON *id;                 /* the body's "id", echoed (owned; NULL when none) */
-    char *api_key;             /* LibreTranslate's "api_key" (owned; NULL when none) */
-    uint8_t *pb;               /* the packed nlp.v1.Request (owned) */
+    cJSON *id;     /* the body's "id", echoed (owned; NULL when none) */
+    char *api_key; /* LibreTranslate's "api_key" (owned; NULL when none) */
+    uint8_t *pb;   /* the packed nlp.v1.Request (owned) */
     size_t pb_len;
 } dmn_json_req;
 

@@ -37,8 +37,8 @@ void dmn_log_write(int level, uint64_t seq, uint64_t id, int has_req, const char
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ nlpd %-5s ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, dmn_log_level_name(level));
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, dmn_log_level_name(level));
     if (has_req && n < (int)sizeof line)
         n += snprintf(line + n, sizeof line - n, "[r%llu id=%llu] ", (unsigned long long)seq,
                       (unsigned long long)id);
@@ -52,5 +52,5 @@ void dmn_log_write(int level, uint64_t seq, uint64_t id, int has_req, const char
     if (n > (int)sizeof line - 2) n = (int)sizeof line - 2;
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
-    (void)w;   /* nowhere to report a failed log write */
+    (void)w; /* nowhere to report a failed log write */
 }

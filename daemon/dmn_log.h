@@ -33,15 +33,14 @@ const char *dmn_log_level_name(int level);
 void dmn_log_write(int level, uint64_t seq, uint64_t id, int has_req, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
-#define DMN_LOG(lvl, ...)                                                     \
-    do {                                                                      \
+#define DMN_LOG(lvl, ...)                                                         \
+    do {                                                                          \
         if ((lvl) <= dmn_log_level()) dmn_log_write((lvl), 0, 0, 0, __VA_ARGS__); \
     } while (0)
 
-#define DMN_LOG_REQ(lvl, seq, id, ...)                                        \
-    do {                                                                      \
-        if ((lvl) <= dmn_log_level())                                         \
-            dmn_log_write((lvl), (seq), (id), 1, __VA_ARGS__);                \
+#define DMN_LOG_REQ(lvl, seq, id, ...)                                                   \
+    do {                                                                                 \
+        if ((lvl) <= dmn_log_level()) dmn_log_write((lvl), (seq), (id), 1, __VA_ARGS__); \
     } while (0)
 
 #endif

@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "common/common.h"
-#include "daemon/dmn_http.h"   /* dmn_reload_gen */
+#include "daemon/dmn_http.h" /* dmn_reload_gen */
 #include "daemon/dmn_log.h"
 #include "daemon/dmn_req.h"
 #include "daemon/dmn_sched.h"
@@ -20,39 +20,39 @@
 #define MAX_LIVE (2 * DMN_MAX_MODELS)
 
 struct dmn_ckpt {
-    char key[PATH_MAX];        /* the directory, resolved */
-    int weights;               /* enum eng_weights asked (AUTO included) */
+    char key[PATH_MAX]; /* the directory, resolved */
+    int weights;        /* enum eng_weights asked (AUTO included) */
     eng_model *model;
     tok_model *tok;
-    int refs;                  /* models holding it (ck_mu) */
+    int refs; /* models holding it (ck_mu) */
     dmn_ckpt *next;
 };
 
 /* A load the I/O thread asked for, and what came of it. */
 typedef struct job {
-    dmn_model_conf mc;         /* weights resolved */
-    int order, of;             /* its place in the config, of how many */
-    dmn_model *m;              /* loaded, or NULL: why says */
+    dmn_model_conf mc; /* weights resolved */
+    int order, of;     /* its place in the config, of how many */
+    dmn_model *m;      /* loaded, or NULL: why says */
     char why[768];
     struct job *next;
 } job;
 
 typedef struct dmn_registry {
-    pthread_mutex_t mu;        /* jobs, results, stop */
+    pthread_mutex_t mu; /* jobs, results, stop */
     pthread_cond_t cv;
-    job *jobs, *results;       /* to do (FIFO); done (any order) */
+    job *jobs, *results; /* to do (FIFO); done (any order) */
     int stop;
     pthread_t loader;
     int loader_started;
-    pthread_mutex_t ck_mu;     /* ckpts */
+    pthread_mutex_t ck_mu; /* ckpts */
     dmn_ckpt *ckpts;
     /* I/O thread */
     dmn_model *live[MAX_LIVE]; /* serving and draining, serving ones by order */
     int n_live;
-    dmn_model_conf want[DMN_MAX_MODELS];   /* the models of the last config loaded */
+    dmn_model_conf want[DMN_MAX_MODELS]; /* the models of the last config loaded */
     int n_want;
-    int outstanding;           /* jobs asked for, results not taken yet */
-    int starting;              /* 1 until the start-up models all serve */
+    int outstanding; /* jobs asked for, results not taken yet */
+    int starting;    /* 1 until the start-up models all serve */
     sig_atomic_t reload_seen;
 } dmn_registry;
 
@@ -157,12 +157,12 @@ size_t dmn_model_expected_bytes(const char *dir, int weights, char *err, size_t 
     for (int i = 0; i < st_count(st); i++) {
         const st_tensor *t = st_at(st, i);
         size_t n = t->nbytes / st_dtype_size(t->dtype), el = 4;
-        if (t->ndim == 2) {   /* matrices are held in the weight type */
+        if (t->ndim == 2) { /* matrices are held in the weight type */
             switch (weights) {
             case ENG_WEIGHTS_AUTO: el = st_dtype_size(t->dtype); break;
             case ENG_WEIGHTS_BF16:
             case ENG_WEIGHTS_F16: el = 2; break;
-            case ENG_WEIGHTS_INT8:   /* a byte each and a float scale per row */
+            case ENG_WEIGHTS_INT8: /* a byte each and a float scale per row */
                 total += (size_t)t->shape[0] * 4;
                 el = 1;
                 break;
@@ -200,11 +200,12 @@ dmn_model *dmn_model_load(struct dmn_server *srv, const dmn_model_conf *mc, char
     m->srv = srv;
     double t0 = cm_now();
     int shared;
-    if (!(m->ck = ckpt_get(reg_of(srv), mc->path, w, c->threads, &shared, err, errlen)))
-        goto fail;
+    if (!(m->ck = ckpt_get(reg_of(srv), mc->path, w, c->threads, &shared, err, errlen))) goto fail;
     if (shared)
-        DMN_LOG(DMN_LOG_INFO, "model %s: the checkpoint of %s is loaded already (weights %s): "
-                "shared", mc->name, mc->path, eng_weights_name(w));
+        DMN_LOG(DMN_LOG_INFO,
+                "model %s: the checkpoint of %s is loaded already (weights %s): "
+                "shared",
+                mc->name, mc->path, eng_weights_name(w));
     m->env.tok = m->ck->tok;
     m->env.conf = srv->tasks;
     m->env.max_input_tokens = c->limits.max_input_tokens;
@@ -213,15 +214,18 @@ dmn_model *dmn_model_load(struct dmn_server *srv, const dmn_model_conf *mc, char
     for (int k = 1; k <= TASK_TEXT2TEXT; k++)
         if ((mc->tasks & (1u << k)) && !task_served(&m->env, (task_kind)k, NULL, 0)) {
             task_served_list(&m->env, why, sizeof why);
-            snprintf(err, errlen, "tasks lists %s, which this %s model does not serve (it "
-                     "serves: %s)", task_kind_name((task_kind)k), m->env.model->model_type, why);
+            snprintf(err, errlen,
+                     "tasks lists %s, which this %s model does not serve (it "
+                     "serves: %s)",
+                     task_kind_name((task_kind)k), m->env.model->model_type, why);
             goto fail;
         }
     /* Sized as the single-model daemon was: for what the tasks produce, grown to the
      * daemon's limits and to max_batch_tokens (see dmn_worker.c). */
     eng_ctx_params cp = task_conf_ctx_params(srv->tasks);
     if (cp.max_rows < c->batching.max_rows) cp.max_rows = c->batching.max_rows;
-    if (cp.max_input_len < c->limits.max_input_tokens) cp.max_input_len = c->limits.max_input_tokens;
+    if (cp.max_input_len < c->limits.max_input_tokens)
+        cp.max_input_len = c->limits.max_input_tokens;
     if (cp.max_new_tokens < c->limits.max_new_tokens) cp.max_new_tokens = c->limits.max_new_tokens;
     if (cp.max_cands < c->limits.max_labels) cp.max_cands = c->limits.max_labels;
     if (cp.max_batch_tokens < c->batching.max_batch_tokens)
@@ -251,7 +255,7 @@ int dmn_model_start(dmn_model *m, char *err, size_t errlen)
     sigaddset(&block, SIGTERM);
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &block, &old);   /* the worker inherits it */
+    pthread_sigmask(SIG_BLOCK, &block, &old); /* the worker inherits it */
     atomic_store(&m->worker_running, 1);
     int rc = pthread_create(&m->worker, NULL, dmn_worker_main, m);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -395,8 +399,8 @@ static int want_index(const dmn_registry *g, const dmn_model_conf *mc, int same_
 {
     for (int i = 0; i < g->n_want; i++)
         if (!strcmp(g->want[i].name, mc->name) &&
-            (!same_load || (!strcmp(g->want[i].path, mc->path) &&
-                            !strcmp(g->want[i].weights, mc->weights))))
+            (!same_load ||
+             (!strcmp(g->want[i].path, mc->path) && !strcmp(g->want[i].weights, mc->weights))))
             return i;
     return -1;
 }
@@ -404,7 +408,7 @@ static int want_index(const dmn_registry *g, const dmn_model_conf *mc, int same_
 static void drain(dmn_model *m, const char *why)
 {
     m->state = DMN_MODEL_DRAINING;
-    dmn_queue_close(m->queue);   /* its worker finishes what is queued, then ends */
+    dmn_queue_close(m->queue); /* its worker finishes what is queued, then ends */
     DMN_LOG(DMN_LOG_INFO, "model %s %s: takes no new requests, finishing %d in flight",
             m->conf.name, why, m->in_flight);
 }
@@ -433,15 +437,17 @@ static dmn_model *serving(dmn_registry *g, const char *name)
 /* SIGHUP: the config again; its models list is applied (the rest needs a restart). */
 static void reload(struct dmn_server *srv, dmn_registry *g)
 {
-    static dmn_conf nc;   /* big; the I/O thread's only */
+    static dmn_conf nc; /* big; the I/O thread's only */
     char err[1024];
     dmn_conf_defaults(&nc);
     if (!srv->conf.path[0] || dmn_conf_load(&nc, srv->conf.path, err, sizeof err) < 0) {
-        DMN_LOG(DMN_LOG_ERROR, "SIGHUP: the config does not load, the models loaded keep "
-                "serving: %s", srv->conf.path[0] ? err : "no config file");
+        DMN_LOG(DMN_LOG_ERROR,
+                "SIGHUP: the config does not load, the models loaded keep "
+                "serving: %s",
+                srv->conf.path[0] ? err : "no config file");
         return;
     }
-    if (srv->cli_models.n_models > 0) {   /* --model on the command line wins */
+    if (srv->cli_models.n_models > 0) { /* --model on the command line wins */
         nc.n_models = srv->cli_models.n_models;
         memcpy(nc.models, srv->cli_models.models, sizeof nc.models);
     }
@@ -474,7 +480,8 @@ static void reload(struct dmn_server *srv, dmn_registry *g)
         added++;
     }
     sort_live(g);
-    DMN_LOG(DMN_LOG_INFO, "SIGHUP: %s: %d model(s) kept, %d to load, %d removed (only "
+    DMN_LOG(DMN_LOG_INFO,
+            "SIGHUP: %s: %d model(s) kept, %d to load, %d removed (only "
             "models and weights are reloaded; other settings need a restart)",
             srv->conf.path, kept, added, removed);
 }
@@ -495,7 +502,7 @@ static int take_result(dmn_registry *g, job *j, char *err, size_t errlen)
         return 0;
     }
     int w = want_index(g, &m->conf, 1);
-    if (w < 0 || g->n_live == MAX_LIVE) {   /* a later reload changed it again */
+    if (w < 0 || g->n_live == MAX_LIVE) { /* a later reload changed it again */
         DMN_LOG(DMN_LOG_INFO, "model %s loaded but no longer wanted: freed", m->conf.name);
         dmn_model_free(&m);
         return 0;
@@ -531,9 +538,8 @@ int dmn_models_poll(struct dmn_server *srv, char *err, size_t errlen)
         g->reload_seen = dmn_reload_gen;
         if (g->starting)
             DMN_LOG(DMN_LOG_WARN, "SIGHUP during start-up: ignored (send it once the models "
-                    "serve)");
-        else if (!srv->shutting_down)
-            reload(srv, g);
+                                  "serve)");
+        else if (!srv->shutting_down) reload(srv, g);
     }
     pthread_mutex_lock(&g->mu);
     job *done = g->results;
@@ -555,8 +561,7 @@ int dmn_models_poll(struct dmn_server *srv, char *err, size_t errlen)
     /* Drained models: queue closed and empty, worker ended, nothing unanswered. */
     for (int i = 0; i < g->n_live; i++) {
         dmn_model *m = g->live[i];
-        if (m->state != DMN_MODEL_DRAINING || m->in_flight > 0 ||
-            atomic_load(&m->worker_running))
+        if (m->state != DMN_MODEL_DRAINING || m->in_flight > 0 || atomic_load(&m->worker_running))
             continue;
         DMN_LOG(DMN_LOG_INFO, "model %s drained (%llu documents served): freed", m->conf.name,
                 (unsigned long long)m->served);
@@ -616,7 +621,8 @@ int dmn_models_route(struct dmn_server *srv, struct dmn_req *r, char *err, size_
     int n_serving = 0;
     for (int i = 0; g && i < g->n_live; i++) n_serving += g->live[i]->state == DMN_MODEL_SERVING;
     if (n_serving == 0) {
-        snprintf(err, errlen, "the daemon is loading its models (health says loading): retry "
+        snprintf(err, errlen,
+                 "the daemon is loading its models (health says loading): retry "
                  "shortly");
         return DMN_OVERLOADED;
     }
@@ -636,8 +642,8 @@ int dmn_models_route(struct dmn_server *srv, struct dmn_req *r, char *err, size_
         }
         if (m->conf.tasks && !(m->conf.tasks & (1u << kind))) {
             loaded_list(g, list, sizeof list);
-            cm_fmt(err, errlen, "model '%s' is not configured for %s; loaded: %s",
-                   m->conf.name, task_kind_name(kind), list);
+            cm_fmt(err, errlen, "model '%s' is not configured for %s; loaded: %s", m->conf.name,
+                   task_kind_name(kind), list);
             return DMN_UNSUPPORTED;
         }
         r->model = m;
@@ -652,8 +658,7 @@ int dmn_models_route(struct dmn_server *srv, struct dmn_req *r, char *err, size_
     for (int i = 0; i < g->n_live; i++) {
         dmn_model *m = g->live[i];
         if (m->state != DMN_MODEL_SERVING) continue;
-        if (m->conf.tasks ? !(m->conf.tasks & (1u << kind))
-                          : !task_served(&m->env, kind, NULL, 0))
+        if (m->conf.tasks ? !(m->conf.tasks & (1u << kind)) : !task_served(&m->env, kind, NULL, 0))
             continue;
         if (kind == TASK_TRANSLATE && !fits_pair(m, r, why, sizeof why)) {
             if (!first_why[0]) cm_fmt(first_why, sizeof first_why, "%s: %s", m->conf.name, why);
@@ -670,8 +675,7 @@ int dmn_models_route(struct dmn_server *srv, struct dmn_req *r, char *err, size_
                r->in.source_lang && r->in.source_lang[0] ? " " : "",
                r->in.target_lang ? r->in.target_lang : "?",
                first_why[0] ? first_why : "none translates", list);
-    else
-        cm_fmt(err, errlen, "no loaded model serves %s; loaded: %s", task_kind_name(kind), list);
+    else cm_fmt(err, errlen, "no loaded model serves %s; loaded: %s", task_kind_name(kind), list);
     return DMN_INVALID_ARGUMENT;
 }
 
@@ -701,7 +705,7 @@ int dmn_models_ok(struct dmn_server *srv)
 {
     dmn_registry *g = reg_of(srv);
     int n = 0;
-    if (!g || g->starting) return 0;   /* ready once every model of the start serves */
+    if (!g || g->starting) return 0; /* ready once every model of the start serves */
     for (int i = 0; g && i < g->n_live; i++) {
         dmn_model *m = g->live[i];
         if (m->state != DMN_MODEL_SERVING) continue;
@@ -728,16 +732,23 @@ int dmn_models_info(struct dmn_server *srv, dmn_model_info *out, int cap)
     for (int i = 0; g && i < g->n_live && n < cap; i++, n++) {
         dmn_model *m = g->live[i];
         out[n] = (dmn_model_info){
-            .name = m->conf.name, .path = m->conf.path, .state = states[m->state],
-            .weights = eng_weights_name(eng_model_weights(m->ck->model)), .env = &m->env,
-            .tasks = m->conf.tasks, .resident_bytes = m->resident, .requests = m->served,
+            .name = m->conf.name,
+            .path = m->conf.path,
+            .state = states[m->state],
+            .weights = eng_weights_name(eng_model_weights(m->ck->model)),
+            .env = &m->env,
+            .tasks = m->conf.tasks,
+            .resident_bytes = m->resident,
+            .requests = m->served,
         };
     }
     /* Models asked for and not serving yet (start-up or a reload adding them). */
     for (int i = 0; g && g->outstanding > 0 && i < g->n_want && n < cap; i++) {
         if (serving(g, g->want[i].name)) continue;
-        out[n++] = (dmn_model_info){ .name = g->want[i].name, .path = g->want[i].path,
-                                     .state = "loading", .weights = g->want[i].weights,
+        out[n++] = (dmn_model_info){ .name = g->want[i].name,
+                                     .path = g->want[i].path,
+                                     .state = "loading",
+                                     .weights = g->want[i].weights,
                                      .tasks = g->want[i].tasks };
     }
     return n;
@@ -766,7 +777,7 @@ void dmn_models_end(struct dmn_server *srv)
         g->stop = 1;
         pthread_cond_signal(&g->cv);
         pthread_mutex_unlock(&g->mu);
-        pthread_join(g->loader, NULL);   /* after the load it may be in */
+        pthread_join(g->loader, NULL); /* after the load it may be in */
     }
     for (job *j = g->jobs, *n; j; j = n) {
         n = j->next;

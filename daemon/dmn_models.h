@@ -34,30 +34,30 @@ struct dmn_req;
 struct dmn_model_info;
 
 enum dmn_model_state {
-    DMN_MODEL_LOADING = 0,     /* loaded, its worker not started yet */
-    DMN_MODEL_SERVING = 1,     /* takes requests */
-    DMN_MODEL_DRAINING = 2,    /* removed or replaced: finishes what it holds, then freed */
+    DMN_MODEL_LOADING = 0,  /* loaded, its worker not started yet */
+    DMN_MODEL_SERVING = 1,  /* takes requests */
+    DMN_MODEL_DRAINING = 2, /* removed or replaced: finishes what it holds, then freed */
 };
 
-typedef struct dmn_ckpt dmn_ckpt;   /* a loaded checkpoint + tokenizer, shared */
+typedef struct dmn_ckpt dmn_ckpt; /* a loaded checkpoint + tokenizer, shared */
 
 typedef struct dmn_model {
-    dmn_model_conf conf;           /* name, path, weights (resolved: never ""), tasks */
+    dmn_model_conf conf; /* name, path, weights (resolved: never ""), tasks */
     struct dmn_server *srv;
     dmn_ckpt *ck;
-    task_env env;                  /* its family, tokenizer, generation settings */
-    eng_ctx *ctx;                  /* the worker's */
-    struct dmn_queue *queue;       /* its documents */
+    task_env env;            /* its family, tokenizer, generation settings */
+    eng_ctx *ctx;            /* the worker's */
+    struct dmn_queue *queue; /* its documents */
     pthread_t worker;
     int worker_started;
-    atomic_int worker_running;     /* 1 from its start until its worker returns */
-    int state;                     /* enum dmn_model_state; I/O thread */
-    int order;                     /* its place in the config: routing prefers the first */
-    int in_flight;                 /* I/O thread: requests routed to it, not answered */
-    uint64_t served;               /* I/O thread: documents answered */
-    size_t resident;               /* its checkpoint's resident bytes */
-    double load_s;                 /* seconds its load took */
-    struct dmn_model *next;        /* the loader's hand-over list */
+    atomic_int worker_running; /* 1 from its start until its worker returns */
+    int state;                 /* enum dmn_model_state; I/O thread */
+    int order;                 /* its place in the config: routing prefers the first */
+    int in_flight;             /* I/O thread: requests routed to it, not answered */
+    uint64_t served;           /* I/O thread: documents answered */
+    size_t resident;           /* its checkpoint's resident bytes */
+    double load_s;             /* seconds its load took */
+    struct dmn_model *next;    /* the loader's hand-over list */
 } dmn_model;
 
 /* Loads one model (checkpoint shared with a model already loaded from the same path and

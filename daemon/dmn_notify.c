@@ -8,7 +8,7 @@
 #include "common/common.h"
 #include "daemon/dmn_log.h"
 
-static double watchdog_every;   /* seconds between pings; 0 = no watchdog */
+static double watchdog_every; /* seconds between pings; 0 = no watchdog */
 static double last_ping;
 
 static void send_state(const char *state)

@@ -62,15 +62,15 @@
 #include "daemon/dmn_server.h"
 #include "daemon/dmn_stats.h"
 
-#define READ_BLOCK_MS 1000       /* XREADGROUP BLOCK: how long rd waits for entries */
-#define READ_MAX 64              /* entries per read or claim */
+#define READ_BLOCK_MS 1000 /* XREADGROUP BLOCK: how long rd waits for entries */
+#define READ_MAX 64        /* entries per read or claim */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define CMD_TIMEOUT_S 10.0       /* a command unanswered this long: reconnect */
-#define INFO_EVERY_S 1.0         /* XINFO GROUPS for lag and pending */
-#define MAX_ECHO 4096            /* bytes of a json job's "id" kept for its result */
-#define FAIL_RING 64             /* recent failure reasons, for dead letters */
-#define MAX_LABELS 1024          /* a json job's labels (limits.max_labels is at most this) */
+#define CMD_TIMEOUT_S 10.0 /* a command unanswered this long: reconnect */
+#define INFO_EVERY_S 1.0   /* XINFO GROUPS for lag and pending */
+#define MAX_ECHO 4096      /* bytes of a json job's "id" kept for its result */
+#define FAIL_RING 64       /* recent failure reasons, for dead letters */
+#define MAX_LABELS 1024    /* a json job's labels (limits.max_labels is at most this) */
 
 /* Writes the result and acknowledges the entry, only while this consumer owns it; with
  * dead-letter fields, also XADDs those to dead_letter. Returns 1 done, 0 not ours.
@@ -139,7 +139,7 @@ static const char CLAIM_LUA[] =
     "end\n"
     "return {r[1], out}\n";
 
-enum { ENC_REQ = 'r', ENC_JSON = 'j', ENC_BOTH = 'b' };   /* a job's encoding */
+enum { ENC_REQ = 'r', ENC_JSON = 'j', ENC_BOTH = 'b' }; /* a job's encoding */
 enum { CMD_FINISH = 1, CMD_RELEASE = 2 };
 
 typedef struct rt rt;
@@ -147,27 +147,27 @@ typedef struct rt rt;
 /* One asynchronous connection. */
 typedef struct rconn {
     rt *owner;
-    const char *name;              /* "reader" / "writer" (logs) */
-    redisAsyncContext *ac;         /* NULL while down */
-    int up;                        /* the connect callback said OK */
-    int want_read, want_write;     /* hiredis's event hooks */
-    int closing;                   /* we free it: its disconnect is no loss */
-    int n_out;                     /* commands sent, not answered */
-    double deadline;               /* n_out > 0: an answer is due by then */
-    double retry_at;               /* down: reconnect at or after */
+    const char *name;          /* "reader" / "writer" (logs) */
+    redisAsyncContext *ac;     /* NULL while down */
+    int up;                    /* the connect callback said OK */
+    int want_read, want_write; /* hiredis's event hooks */
+    int closing;               /* we free it: its disconnect is no loss */
+    int n_out;                 /* commands sent, not answered */
+    double deadline;           /* n_out > 0: an answer is due by then */
+    double retry_at;           /* down: reconnect at or after */
     int backoff_ms;
-    int failures;                  /* since it was last up (logging 1st, 2nd, 4th...) */
+    int failures; /* since it was last up (logging 1st, 2nd, 4th...) */
     double down_since;
 } rconn;
 
 /* A command for `wr` kept until Redis answered it (sent again after a reconnect). */
 typedef struct cmd {
     struct cmd *next;
-    int kind;                      /* CMD_FINISH / CMD_RELEASE */
-    int sent;                      /* on the wire now */
-    int dead;                      /* FINISH: a dead letter */
+    int kind; /* CMD_FINISH / CMD_RELEASE */
+    int sent; /* on the wire now */
+    int dead; /* FINISH: a dead letter */
     char entry[48];
-    uint64_t seq, id;              /* logs */
+    uint64_t seq, id; /* logs */
     int argc;
     char **argv;
     size_t *argvlen;
@@ -188,11 +188,11 @@ struct rt {
     dmn_transport base;
     const dmn_queue_conf *q;
     char consumer[128];
-    char host[256];                /* redis://HOST:PORT */
+    char host[256]; /* redis://HOST:PORT */
     int port;
-    char path[256];                /* unix:///PATH */
+    char path[256]; /* unix:///PATH */
     rconn rd, wr;
-    long long rd_id;               /* the reader's CLIENT ID (0: not known) */
+    long long rd_id; /* the reader's CLIENT ID (0: not known) */
     int id_pending, unblock_sent;
     int group_ok, group_pending;
     int read_pending, claim_pending, beat_pending, info_pending;
@@ -207,11 +207,14 @@ struct rt {
     int wait_docs;
     cmd *outbox, *outbox_tail;
     int n_outbox;
-    uint64_t next_job_id;          /* request ids of json jobs */
-    struct { char entry[48]; char why[200]; } fails[FAIL_RING];
+    uint64_t next_job_id; /* request ids of json jobs */
+    struct {
+        char entry[48];
+        char why[200];
+    } fails[FAIL_RING];
     int fail_next;
     dmn_qstats st;
-    int item_conn[2];              /* poll item k belongs to rd (0) or wr (1) */
+    int item_conn[2]; /* poll item k belongs to rd (0) or wr (1) */
 };
 
 static rconn *conn_of(rt *r, int k) { return k == 0 ? &r->rd : &r->wr; }
@@ -244,8 +247,8 @@ static void held_add(rt *r, const char *id)
     if (held_find(r, id) >= 0) return;
     if (r->n_held == r->cap_held) {
         int cap = r->cap_held ? 2 * r->cap_held : 64;
-        char (*h)[48] = realloc(r->held, (size_t)cap * sizeof *h);
-        if (!h) return;   /* not kept fresh: at worst claimed by another, one result still */
+        char(*h)[48] = realloc(r->held, (size_t)cap * sizeof *h);
+        if (!h) return; /* not kept fresh: at worst claimed by another, one result still */
         r->held = h;
         r->cap_held = cap;
     }
@@ -307,11 +310,12 @@ static void conn_down(rconn *c, const char *why)
     }
     c->retry_at = now + c->backoff_ms * 1e-3;
     c->failures++;
-    if ((c->failures & (c->failures - 1)) == 0) {   /* 1st, 2nd, 4th, ... */
+    if ((c->failures & (c->failures - 1)) == 0) { /* 1st, 2nd, 4th, ... */
         char t[300];
-        DMN_LOG(was_up ? DMN_LOG_WARN : DMN_LOG_INFO, "queue: %s connection to Redis %s %s: "
-                "%s; retrying in %d ms", c->name, target(r, t, sizeof t),
-                was_up ? "lost" : "failed", why, c->backoff_ms);
+        DMN_LOG(was_up ? DMN_LOG_WARN : DMN_LOG_INFO,
+                "queue: %s connection to Redis %s %s: "
+                "%s; retrying in %d ms",
+                c->name, target(r, t, sizeof t), was_up ? "lost" : "failed", why, c->backoff_ms);
     }
 }
 
@@ -319,15 +323,15 @@ static void on_connect(const redisAsyncContext *ac, int status)
 {
     rconn *c = ac->data;
     if (status != REDIS_OK) {
-        conn_down(c, ac->errstr[0] ? ac->errstr : "cannot connect");   /* hiredis frees ac */
+        conn_down(c, ac->errstr[0] ? ac->errstr : "cannot connect"); /* hiredis frees ac */
         return;
     }
     c->up = 1;
     c->backoff_ms = 0;
     if (c->down_since > 0) {
         char t[300];
-        DMN_LOG(DMN_LOG_INFO, "queue: %s connection to Redis %s is back after %.1f s",
-                c->name, target(c->owner, t, sizeof t), cm_now() - c->down_since);
+        DMN_LOG(DMN_LOG_INFO, "queue: %s connection to Redis %s is back after %.1f s", c->name,
+                target(c->owner, t, sizeof t), cm_now() - c->down_since);
         c->down_since = 0;
     }
     c->failures = 0;
@@ -343,8 +347,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 static void conn_open(rconn *c)
 {
     rt *r = c->owner;
-    redisAsyncContext *ac = r->path[0] ? redisAsyncConnectUnix(r->path)
-                                       : redisAsyncConnect(r->host, r->port);
+    redisAsyncContext *ac =
+        r->path[0] ? redisAsyncConnectUnix(r->path) : redisAsyncConnect(r->host, r->port);
     if (!ac) {
         conn_down(c, "out of memory");
         return;
@@ -385,7 +389,7 @@ static void conn_close(rconn *c, int loss, const char *why)
                 target(c->owner, t, sizeof t), why);
     }
     int connected = (ac->c.flags & REDIS_CONNECTED) != 0;
-    redisAsyncFree(ac);   /* calls on_disconnect when it was connected */
+    redisAsyncFree(ac); /* calls on_disconnect when it was connected */
     if (!connected || c->ac) conn_down(c, why);
 }
 
@@ -394,8 +398,8 @@ static int conn_send(rconn *c, redisCallbackFn *fn, void *priv, int argc, const 
 {
     if (!c->ac || !c->up) return -1;
     if (redisAsyncCommandArgv(c->ac, fn, priv, argc, argv, argvlen) != REDIS_OK) return -1;
-    if (c->n_out++ == 0) c->deadline = cm_now() + CMD_TIMEOUT_S +
-                                       (c == &c->owner->rd ? READ_BLOCK_MS * 1e-3 : 0);
+    if (c->n_out++ == 0)
+        c->deadline = cm_now() + CMD_TIMEOUT_S + (c == &c->owner->rd ? READ_BLOCK_MS * 1e-3 : 0);
     return 0;
 }
 
@@ -481,11 +485,13 @@ static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *priv)
     cmd *m = priv;
     redisReply *rep = reply;
     m->sent = 0;
-    if (!rep) return;   /* the connection went: sent again once it is back */
+    if (!rep) return; /* the connection went: sent again once it is back */
     if (rep->type == REDIS_REPLY_ERROR) {
         /* LOADING (a restarted Redis reading its AOF), NOGROUP, OOM...: try later */
-        DMN_LOG_REQ(DMN_LOG_WARN, m->seq, m->id, "queue: entry %s: Redis answered %s; "
-                    "trying again", m->entry, rep->str);
+        DMN_LOG_REQ(DMN_LOG_WARN, m->seq, m->id,
+                    "queue: entry %s: Redis answered %s; "
+                    "trying again",
+                    m->entry, rep->str);
         r->outbox_retry_at = cm_now() + 0.5;
         if (is_error(rep, "NOGROUP")) r->group_ok = 0;
         return;
@@ -496,8 +502,10 @@ static void on_cmd_reply(redisAsyncContext *ac, void *reply, void *priv)
         else if (done) r->st.results++;
         else {
             r->st.lost++;
-            DMN_LOG_REQ(DMN_LOG_INFO, m->seq, m->id, "queue: entry %s was claimed by another "
-                        "consumer (this one was too slow): its result is theirs", m->entry);
+            DMN_LOG_REQ(DMN_LOG_INFO, m->seq, m->id,
+                        "queue: entry %s was claimed by another "
+                        "consumer (this one was too slow): its result is theirs",
+                        m->entry);
         }
     }
     held_remove(r, m->entry);
@@ -510,8 +518,7 @@ static void outbox_flush(rt *r)
     if (!r->wr.up || !r->group_ok || cm_now() < r->outbox_retry_at) return;
     for (cmd *m = r->outbox; m; m = m->next) {
         if (m->sent) continue;
-        if (conn_send(&r->wr, on_cmd_reply, m, m->argc, (const char **)m->argv,
-                      m->argvlen) < 0)
+        if (conn_send(&r->wr, on_cmd_reply, m, m->argc, (const char **)m->argv, m->argvlen) < 0)
             return;
         m->sent = 1;
     }
@@ -546,9 +553,9 @@ static char *json_render(const char *echo, int task, const nlpc_response *resp, 
 
 /* Queues the script that writes this entry's result (and its dead letter) and
  * acknowledges it. The result fields: entry, id, then resp and/or json. */
-static void finish(rt *r, const char *entry, const char *idtext, const void *resp,
-                   size_t resp_len, const char *json, const char *dead_reason,
-                   int deliveries, uint64_t seq, uint64_t id)
+static void finish(rt *r, const char *entry, const char *idtext, const void *resp, size_t resp_len,
+                   const char *json, const char *dead_reason, int deliveries, uint64_t seq,
+                   uint64_t id)
 {
     int nres = 4 + (resp ? 2 : 0) + (json ? 2 : 0);
     int ndead = dead_reason ? 6 : 0;
@@ -560,8 +567,7 @@ static void finish(rt *r, const char *entry, const char *idtext, const void *res
         m->seq = seq;
         m->id = id;
         bad |= cmd_str(m, "EVAL") | cmd_str(m, FINISH_LUA) | cmd_str(m, "3");
-        bad |= cmd_str(m, r->q->stream) | cmd_str(m, r->q->results) |
-               cmd_str(m, r->q->dead_letter);
+        bad |= cmd_str(m, r->q->stream) | cmd_str(m, r->q->results) | cmd_str(m, r->q->dead_letter);
         bad |= cmd_str(m, r->q->group) | cmd_str(m, r->consumer) | cmd_str(m, entry);
         snprintf(num, sizeof num, "%d", nres);
         bad |= cmd_str(m, num);
@@ -578,8 +584,10 @@ static void finish(rt *r, const char *entry, const char *idtext, const void *res
         }
     }
     if (bad) {
-        DMN_LOG_REQ(DMN_LOG_ERROR, seq, id, "queue: out of memory writing the result of "
-                    "entry %s: it stays pending and will be claimed again", entry);
+        DMN_LOG_REQ(DMN_LOG_ERROR, seq, id,
+                    "queue: out of memory writing the result of "
+                    "entry %s: it stays pending and will be claimed again",
+                    entry);
         if (m) cmd_free(m);
         return;
     }
@@ -593,13 +601,13 @@ static void release(rt *r, const char *entry, int idle_ms)
 {
     /* no longer kept fresh: a heartbeat would undo the idle time set here */
     held_remove(r, entry);
-    if (idle_ms <= 0) return;   /* nothing to tell Redis: it turns idle by itself */
+    if (idle_ms <= 0) return; /* nothing to tell Redis: it turns idle by itself */
     cmd *m = cmd_new(CMD_RELEASE, entry, 8);
     char num[32];
     snprintf(num, sizeof num, "%d", idle_ms);
-    if (!m || (cmd_str(m, "EVAL") | cmd_str(m, RELEASE_LUA) | cmd_str(m, "1") |
-               cmd_str(m, r->q->stream) | cmd_str(m, r->q->group) | cmd_str(m, r->consumer) |
-               cmd_str(m, entry) | cmd_str(m, num))) {
+    if (!m ||
+        (cmd_str(m, "EVAL") | cmd_str(m, RELEASE_LUA) | cmd_str(m, "1") | cmd_str(m, r->q->stream) |
+         cmd_str(m, r->q->group) | cmd_str(m, r->consumer) | cmd_str(m, entry) | cmd_str(m, num))) {
         if (m) cmd_free(m);
         return;
     }
@@ -609,9 +617,9 @@ static void release(rt *r, const char *entry, int idle_ms)
 
 /* An error answered here, without the server: in the job's encoding (both for an entry
  * with both fields or neither). Counted as a request and a response. */
-static void finish_error(rt *r, const char *entry, int enc, const char *echo, int task,
-                         uint64_t id, const char *idtext, int code, const char *msg,
-                         const char *dead_reason, int deliveries)
+static void finish_error(rt *r, const char *entry, int enc, const char *echo, int task, uint64_t id,
+                         const char *idtext, int code, const char *msg, const char *dead_reason,
+                         int deliveries)
 {
     dmn_server *srv = r->base.srv;
     void *pb = NULL;
@@ -620,8 +628,7 @@ static void finish_error(rt *r, const char *entry, int enc, const char *echo, in
     uint64_t seq = ++srv->next_seq;
     dmn_stats_request(srv->stats);
     dmn_stats_response(srv->stats, code, -1);
-    DMN_LOG_REQ(DMN_LOG_INFO, seq, id, "queue: entry %s: %s: %s", entry, dmn_code_name(code),
-                msg);
+    DMN_LOG_REQ(DMN_LOG_INFO, seq, id, "queue: entry %s: %s: %s", entry, dmn_code_name(code), msg);
     if (enc != ENC_JSON && dmn_resp_error(id, code, msg, &pb, &pblen) < 0) pb = NULL;
     if (enc != ENC_REQ) json = json_render(echo, task, NULL, code, msg);
     finish(r, entry, idtext, pb, pblen, json, dead_reason, deliveries, seq, id);
@@ -648,8 +655,7 @@ static int read_varint(const uint8_t *b, size_t len, size_t *i, uint64_t *v)
 /* What this transport needs of a packed Request, read off the wire (the daemon's one
  * protobuf module, dmn_req.c, decodes it for real): id (field 1), deadline_ms (11), the
  * number of documents (9). -1 when the bytes are not well-formed protobuf. */
-static int scan_request(const uint8_t *b, size_t len, uint64_t *id, uint64_t *deadline,
-                        int *docs)
+static int scan_request(const uint8_t *b, size_t len, uint64_t *id, uint64_t *deadline, int *docs)
 {
     size_t i = 0;
     *id = *deadline = 0;
@@ -676,8 +682,7 @@ static int scan_request(const uint8_t *b, size_t len, uint64_t *id, uint64_t *de
             i += (size_t)v;
             if (key >> 3 == 9) (*docs)++;
             break;
-        default:
-            return -1;
+        default: return -1;
         }
     }
     return 0;
@@ -697,11 +702,11 @@ static const char *str_field(const cJSON *in, const char *key, const char *dflt,
 /* options: {"max_new_tokens": 8, ...}, the names of nlp.v1.DecodingOptions. */
 static int json_options(const cJSON *o, nlpc_decode_opts *d, char *msg, size_t mlen)
 {
-    static const char *const ints[] = { "max_new_tokens", "min_new_tokens", "num_beams",
-        "num_return_sequences", "no_repeat_ngram_size", "top_k" };
-    static const char *const floats[] = { "length_penalty", "repetition_penalty",
-        "temperature", "top_p" };
-    int *ip[] = { &d->max_new_tokens, &d->min_new_tokens, &d->num_beams,
+    static const char *const ints[] = { "max_new_tokens",       "min_new_tokens",       "num_beams",
+                                        "num_return_sequences", "no_repeat_ngram_size", "top_k" };
+    static const char *const floats[] = { "length_penalty", "repetition_penalty", "temperature",
+                                          "top_p" };
+    int *ip[] = { &d->max_new_tokens,       &d->min_new_tokens,       &d->num_beams,
                   &d->num_return_sequences, &d->no_repeat_ngram_size, &d->top_k };
     float *fp[] = { &d->length_penalty, &d->repetition_penalty, &d->temperature, &d->top_p };
     const cJSON *e;
@@ -710,7 +715,7 @@ static int json_options(const cJSON *o, nlpc_decode_opts *d, char *msg, size_t m
         snprintf(msg, mlen, "\"options\" must be an object");
         return -1;
     }
-    cJSON_ArrayForEach(e, o) {
+    cJSON_ArrayForEach (e, o) {
         const char *k = e->string;
         int known = 0;
         for (int i = 0; i < 6 && !known; i++)
@@ -761,9 +766,8 @@ static int json_options(const cJSON *o, nlpc_decode_opts *d, char *msg, size_t m
  * "multi_label", "id" (echoed first in the result, as nlpc prints it) or "line".
  * Fills *rq (pointers into the parsed object, labels into labels/lbuf). Returns DMN_OK,
  * or a code with the reason in msg. */
-static int json_request(const cJSON *in, nlpc_request *rq, const char **doc,
-                        const char **labels, char **lbuf, uint32_t *deadline, char *msg,
-                        size_t mlen)
+static int json_request(const cJSON *in, nlpc_request *rq, const char **doc, const char **labels,
+                        char **lbuf, uint32_t *deadline, char *msg, size_t mlen)
 {
     int bad = 0;
     const char *task = str_field(in, "task", NULL, &bad);
@@ -773,8 +777,10 @@ static int json_request(const cJSON *in, nlpc_request *rq, const char **doc,
     }
     nlpc_task t = nlpc_task_from_name(task);
     if (t == NLPC_TASK_NONE || t >= NLPC_TASK_HEALTH) {
-        cm_fmt(msg, mlen, "unknown task \"%.64s\" (summarize, translate, classify, qa, "
-               "text2text)", task);
+        cm_fmt(msg, mlen,
+               "unknown task \"%.64s\" (summarize, translate, classify, qa, "
+               "text2text)",
+               task);
         return DMN_UNKNOWN_TASK;
     }
     nlpc_request_init(rq, t);
@@ -816,7 +822,7 @@ static int json_request(const cJSON *in, nlpc_request *rq, const char **doc,
         } else if (cJSON_IsArray(lj)) {
             const cJSON *e;
             n = 0;
-            cJSON_ArrayForEach(e, lj) {
+            cJSON_ArrayForEach (e, lj) {
                 if (!cJSON_IsString(e) || !*e->valuestring || n == MAX_LABELS) {
                     n = -1;
                     break;
@@ -849,8 +855,7 @@ static int json_request(const cJSON *in, nlpc_request *rq, const char **doc,
         snprintf(msg, mlen, "qa needs \"question\"");
         return DMN_INVALID_ARGUMENT;
     }
-    if (json_options(cJSON_GetObjectItemCaseSensitive(in, "options"), &rq->opts, msg,
-                     mlen) < 0)
+    if (json_options(cJSON_GetObjectItemCaseSensitive(in, "options"), &rq->opts, msg, mlen) < 0)
         return DMN_INVALID_ARGUMENT;
     const cJSON *dl = cJSON_GetObjectItemCaseSensitive(in, "deadline_ms");
     if (dl && !cJSON_IsNull(dl)) {
@@ -885,8 +890,10 @@ static int stopping(rt *r)
     const dmn_server *srv = r->base.srv;
     if ((srv->stop || srv->shutting_down) && !r->stopping) {
         r->stopping = 1;
-        DMN_LOG(DMN_LOG_INFO, "queue: stopping: no more entries are read; %d held entries "
-                "are finished and acknowledged", r->n_held);
+        DMN_LOG(DMN_LOG_INFO,
+                "queue: stopping: no more entries are read; %d held entries "
+                "are finished and acknowledged",
+                r->n_held);
     }
     return r->stopping;
 }
@@ -902,17 +909,16 @@ static void submit(rt *r, const char *entry, int enc, int task, const char *echo
     size_t lens[4] = { strlen(r->q->stream), strlen(entry), 2, echo ? strlen(echo) : 0 };
     dmn_route to = { .transport = r->base.index };
     if (dmn_route_set(&to, r->base.index, data, lens, 4) < 0) {
-        DMN_LOG(DMN_LOG_ERROR, "queue: out of memory keeping entry %s's route: released",
-                entry);
+        DMN_LOG(DMN_LOG_ERROR, "queue: out of memory keeping entry %s's route: released", entry);
         release(r, entry, r->q->claim_idle_ms);
         return;
     }
     held_add(r, entry);
-    dmn_server_submit(r->base.srv, &to, payload, len);   /* may reply before it returns */
+    dmn_server_submit(r->base.srv, &to, payload, len); /* may reply before it returns */
 }
 
-static void wait_push(rt *r, const char *entry, int enc, int task, int docs,
-                      void *payload, size_t len, char *echo)
+static void wait_push(rt *r, const char *entry, int enc, int task, int docs, void *payload,
+                      size_t len, char *echo)
 {
     waiting *w = calloc(1, sizeof *w);
     if (!w) {
@@ -976,7 +982,8 @@ static void dead_letter(rt *r, const char *entry, int enc, const redisReply *req
         scan_request((const uint8_t *)req->str, req->len, &id, &dl, &docs) == 0)
         snprintf(idtext, sizeof idtext, "%" PRIu64, id);
     cJSON *in = enc == ENC_JSON && json->type == REDIS_REPLY_STRING
-                    ? cJSON_ParseWithLength(json->str, json->len) : NULL;
+                    ? cJSON_ParseWithLength(json->str, json->len)
+                    : NULL;
     if (cJSON_IsObject(in)) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(in, "id");
         const cJSON *l = cJSON_GetObjectItemCaseSensitive(in, "line");
@@ -989,8 +996,8 @@ static void dead_letter(rt *r, const char *entry, int enc, const redisReply *req
         idj = v ? cJSON_PrintUnformatted(v) : NULL;
         if (cJSON_IsString(t)) task = nlpc_task_from_name(t->valuestring);
     }
-    finish_error(r, entry, enc, echo, task, id, idj ? idj : idtext, DMN_INTERNAL, reason,
-                 reason, deliveries);
+    finish_error(r, entry, enc, echo, task, id, idj ? idj : idtext, DMN_INTERNAL, reason, reason,
+                 deliveries);
     cJSON_free(echo);
     cJSON_free(idj);
     cJSON_Delete(in);
@@ -1010,24 +1017,27 @@ static void on_entry(rt *r, const char *entry, const redisReply *fields, long lo
     if (deliveries > r->q->max_deliveries) {
         const char *last = last_failure(r, entry);
         char reason[400];
-        cm_fmt(reason, sizeof reason, "delivered %lld times without a result (max_deliveries "
-               "%d): the daemons that took it died, stopped or failed%s%s", deliveries - 1,
-               r->q->max_deliveries, last ? "; last: " : "", last ? last : "");
-        DMN_LOG(DMN_LOG_WARN, "queue: entry %s goes to %s: %s", entry, r->q->dead_letter,
-                reason);
+        cm_fmt(reason, sizeof reason,
+               "delivered %lld times without a result (max_deliveries "
+               "%d): the daemons that took it died, stopped or failed%s%s",
+               deliveries - 1, r->q->max_deliveries, last ? "; last: " : "", last ? last : "");
+        DMN_LOG(DMN_LOG_WARN, "queue: entry %s goes to %s: %s", entry, r->q->dead_letter, reason);
         dead_letter(r, entry, enc, req, json, reason, (int)deliveries - 1);
         return;
     }
-    if (stopping(r)) {   /* read as the stop came: for another consumer */
+    if (stopping(r)) { /* read as the stop came: for another consumer */
         release(r, entry, r->q->claim_idle_ms);
         return;
     }
     if (enc == ENC_BOTH || (req && req->type != REDIS_REPLY_STRING) ||
         (json && json->type != REDIS_REPLY_STRING)) {
-        snprintf(msg, sizeof msg, "an entry has one field `req` (a packed nlp.v1.Request) or "
+        snprintf(msg, sizeof msg,
+                 "an entry has one field `req` (a packed nlp.v1.Request) or "
                  "`json` (a JSON object); this one has %s",
-                 nreq + njson == 0 ? "neither" : nreq + njson > 1 ? "more than one" : "a "
-                 "value that is not a string");
+                 nreq + njson == 0  ? "neither"
+                 : nreq + njson > 1 ? "more than one"
+                                    : "a "
+                                      "value that is not a string");
         finish_error(r, entry, ENC_BOTH, NULL, 0, 0, "", DMN_MALFORMED, msg, NULL, 0);
         return;
     }
@@ -1053,10 +1063,12 @@ static void on_entry(rt *r, const char *entry, const redisReply *fields, long lo
             char idtext[32];
             snprintf(idtext, sizeof idtext, "%" PRIu64, id);
             if (left < 1) {
-                cm_fmt(msg, sizeof msg, "deadline passed %.0f ms after the entry was added, "
-                       "before a daemon took it", elapsed);
-                finish_error(r, entry, ENC_REQ, NULL, 0, id, idtext, DMN_DEADLINE_EXCEEDED,
-                             msg, NULL, 0);
+                cm_fmt(msg, sizeof msg,
+                       "deadline passed %.0f ms after the entry was added, "
+                       "before a daemon took it",
+                       elapsed);
+                finish_error(r, entry, ENC_REQ, NULL, 0, id, idtext, DMN_DEADLINE_EXCEEDED, msg,
+                             NULL, 0);
                 free(pb);
                 return;
             }
@@ -1128,14 +1140,15 @@ static void on_entry(rt *r, const char *entry, const redisReply *fields, long lo
     size_t len = 0;
     int code = echo && strlen(echo) <= MAX_ECHO ? DMN_OK : DMN_INVALID_ARGUMENT;
     if (code != DMN_OK) snprintf(msg, sizeof msg, "the job's \"id\" is over %d bytes", MAX_ECHO);
-    if (code == DMN_OK)
-        code = json_request(in, &rq, &doc, labels, &lbuf, &dl, msg, sizeof msg);
+    if (code == DMN_OK) code = json_request(in, &rq, &doc, labels, &lbuf, &dl, msg, sizeof msg);
     if (code == DMN_OK) {
         double left = (double)(dl ? dl : dflt) - elapsed;
         task = rq.task;
         if (left < 1) {
-            cm_fmt(msg, sizeof msg, "deadline passed %.0f ms after the entry was added, "
-                   "before a daemon took it", elapsed);
+            cm_fmt(msg, sizeof msg,
+                   "deadline passed %.0f ms after the entry was added, "
+                   "before a daemon took it",
+                   elapsed);
             code = DMN_DEADLINE_EXCEEDED;
         } else {
             char err[256];
@@ -1148,8 +1161,7 @@ static void on_entry(rt *r, const char *entry, const redisReply *fields, long lo
         }
     }
     if (code != DMN_OK) {
-        finish_error(r, entry, ENC_JSON, echo, task, 0, idtext ? idtext : "", code, msg,
-                     NULL, 0);
+        finish_error(r, entry, ENC_JSON, echo, task, 0, idtext ? idtext : "", code, msg, NULL, 0);
     } else if (room(r) >= 1) {
         submit(r, entry, ENC_JSON, task, echo, pb, len);
     } else {
@@ -1174,16 +1186,14 @@ static void on_group(redisAsyncContext *ac, void *reply, void *priv)
     r->group_pending = 0;
     if (!rep) return;
     if (rep->type == REDIS_REPLY_ERROR && !is_error(rep, "BUSYGROUP")) {
-        DMN_LOG(DMN_LOG_ERROR, "queue: cannot create group %s on %s: %s", r->q->group,
-                r->q->stream, rep->str);
-        r->next_claim = cm_now() + 1.0;   /* tried again after a while */
+        DMN_LOG(DMN_LOG_ERROR, "queue: cannot create group %s on %s: %s", r->q->group, r->q->stream,
+                rep->str);
+        r->next_claim = cm_now() + 1.0; /* tried again after a while */
         return;
     }
     if (!is_error(rep, "BUSYGROUP"))
         DMN_LOG(DMN_LOG_INFO, "queue: created group %s on stream %s", r->q->group, r->q->stream);
-    else
-        DMN_LOG(DMN_LOG_INFO, "queue: consuming stream %s as group %s", r->q->stream,
-                r->q->group);
+    else DMN_LOG(DMN_LOG_INFO, "queue: consuming stream %s as group %s", r->q->stream, r->q->group);
     r->group_ok = 1;
 }
 
@@ -1197,10 +1207,10 @@ static void on_read(redisAsyncContext *ac, void *reply, void *priv)
     if (rep->type == REDIS_REPLY_ERROR) {
         DMN_LOG(DMN_LOG_WARN, "queue: XREADGROUP: %s", rep->str);
         if (is_error(rep, "NOGROUP")) r->group_ok = 0;
-        r->rd.retry_at = cm_now() + 1.0;   /* read again after a while */
+        r->rd.retry_at = cm_now() + 1.0; /* read again after a while */
         return;
     }
-    if (rep->type != REDIS_REPLY_ARRAY) return;   /* nil: BLOCK timed out */
+    if (rep->type != REDIS_REPLY_ARRAY) return; /* nil: BLOCK timed out */
     for (size_t s = 0; s < rep->elements; s++) {
         const redisReply *st = rep->element[s];
         if (st->type != REDIS_REPLY_ARRAY || st->elements < 2) continue;
@@ -1335,15 +1345,16 @@ static void tick(rt *r, int pull)
         if (!stop && r->rd.up && !r->read_pending && space > 0 && now >= r->rd.retry_at) {
             snprintf(cnt, sizeof cnt, "%d", space);
             snprintf(num, sizeof num, "%d", READ_BLOCK_MS);
-            const char *a[] = { "XREADGROUP", "GROUP", r->q->group, r->consumer, "COUNT", cnt,
-                                "BLOCK", num, "STREAMS", r->q->stream, ">" };
+            const char *a[] = { "XREADGROUP", "GROUP", r->q->group, r->consumer,  "COUNT", cnt,
+                                "BLOCK",      num,     "STREAMS",   r->q->stream, ">" };
             if (conn_send(&r->rd, on_read, NULL, 11, a, NULL) == 0) r->read_pending = 1;
         }
         if (!stop && r->wr.up && !r->claim_pending && space > 0 && now >= r->next_claim) {
             snprintf(num, sizeof num, "%d", r->q->claim_idle_ms);
             snprintf(cnt, sizeof cnt, "%d", space);
-            const char *a[] = { "EVAL", CLAIM_LUA, "1", r->q->stream, r->q->group,
-                                r->consumer, num, r->claim_cursor, cnt };
+            const char *a[] = { "EVAL",       CLAIM_LUA,       "1",
+                                r->q->stream, r->q->group,     r->consumer,
+                                num,          r->claim_cursor, cnt };
             if (conn_send(&r->wr, on_claim, NULL, 9, a, NULL) == 0) r->claim_pending = 1;
             double every = r->q->claim_idle_ms * 1e-3 / 2;
             r->next_claim = now + (every < 0.05 ? 0.05 : every > 5 ? 5 : every);
@@ -1356,8 +1367,7 @@ static void tick(rt *r, int pull)
                 a[4] = r->q->group;
                 a[5] = r->consumer;
                 for (int i = 0; i < n; i++) a[6 + i] = r->held[i];
-                if (conn_send(&r->wr, on_beat, NULL, n + 6, a, NULL) == 0)
-                    r->beat_pending = 1;
+                if (conn_send(&r->wr, on_beat, NULL, n + 6, a, NULL) == 0) r->beat_pending = 1;
                 free(a);
             }
             r->next_beat = now + r->q->claim_idle_ms * 1e-3 / 3;
@@ -1387,9 +1397,10 @@ static int rt_poll_items(dmn_transport *t, zmq_pollitem_t *items, int pull)
     for (int k = 0; k < 2; k++) {
         rconn *c = conn_of(r, k);
         if (!c->ac || (!c->want_read && !c->want_write)) continue;
-        items[n] = (zmq_pollitem_t){ NULL, c->ac->c.fd,
-                                     (short)((c->want_read ? ZMQ_POLLIN : 0) |
-                                             (c->want_write ? ZMQ_POLLOUT : 0)), 0 };
+        items[n] = (zmq_pollitem_t){
+            NULL, c->ac->c.fd,
+            (short)((c->want_read ? ZMQ_POLLIN : 0) | (c->want_write ? ZMQ_POLLOUT : 0)), 0
+        };
         r->item_conn[n++] = k;
     }
     return n;
@@ -1405,14 +1416,14 @@ static void rt_on_ready(dmn_transport *t, const zmq_pollitem_t *items, int n)
         if (c->ac && c->ac->c.fd == items[i].fd && (items[i].revents & ZMQ_POLLOUT))
             redisAsyncHandleWrite(c->ac);
         if (c->ac && c->ac->c.fd == items[i].fd && (items[i].revents & ZMQ_POLLERR))
-            redisAsyncHandleRead(c->ac);   /* reads the error, then the disconnect */
+            redisAsyncHandleRead(c->ac); /* reads the error, then the disconnect */
     }
     wait_flush(r);
     outbox_flush(r);
 }
 
-static void rt_reply(dmn_transport *t, const dmn_route *to, void *buf, size_t len,
-                     uint64_t seq, uint64_t id)
+static void rt_reply(dmn_transport *t, const dmn_route *to, void *buf, size_t len, uint64_t seq,
+                     uint64_t id)
 {
     rt *r = (rt *)t;
     char entry[48], idtext[32];
@@ -1445,8 +1456,10 @@ static void rt_reply(dmn_transport *t, const dmn_route *to, void *buf, size_t le
          * dead-lettered after max_deliveries */
         char why[260];
         cm_fmt(why, sizeof why, "INTERNAL: %s", resp ? resp->message : "undecodable reply");
-        DMN_LOG_REQ(DMN_LOG_WARN, seq, id, "queue: entry %s failed (%s): left pending for a "
-                    "retry", entry, why);
+        DMN_LOG_REQ(DMN_LOG_WARN, seq, id,
+                    "queue: entry %s failed (%s): left pending for a "
+                    "retry",
+                    entry, why);
         note_failure(r, entry, why);
         release(r, entry, 0);
     } else {
@@ -1461,8 +1474,10 @@ static void rt_reply(dmn_transport *t, const dmn_route *to, void *buf, size_t le
         }
         snprintf(idtext, sizeof idtext, "%" PRIu64, id);
         if (enc == ENC_JSON && !json)
-            DMN_LOG_REQ(DMN_LOG_ERROR, seq, id, "queue: out of memory rendering entry %s's "
-                        "result: it stays pending", entry);
+            DMN_LOG_REQ(DMN_LOG_ERROR, seq, id,
+                        "queue: out of memory rendering entry %s's "
+                        "result: it stays pending",
+                        entry);
         else
             finish(r, entry, enc == ENC_JSON ? (idj ? idj : "") : idtext,
                    enc == ENC_JSON ? NULL : buf, len, json, NULL, 0, seq, id);
@@ -1480,7 +1495,7 @@ static void rt_close(dmn_transport *t)
     dmn_server *srv = t->srv;
     double end = cm_now() + (srv->conf.linger_ms > 2000 ? srv->conf.linger_ms : 2000) * 1e-3;
     r->stopping = 1;
-    wait_flush(r);   /* releases what waits */
+    wait_flush(r); /* releases what waits */
     /* What the daemon answered must reach Redis before it goes, and what a read or a
      * claim still brings is handed back (released to another consumer). */
     while ((r->outbox || r->read_pending || r->claim_pending) && cm_now() < end) {
@@ -1491,8 +1506,9 @@ static void rt_close(dmn_transport *t)
         for (int k = 0; k < 2; k++) {
             rconn *c = conn_of(r, k);
             if (!c->ac || (!c->want_read && !c->want_write)) continue;
-            p[n] = (struct pollfd){ c->ac->c.fd, (short)((c->want_read ? POLLIN : 0) |
-                                                         (c->want_write ? POLLOUT : 0)), 0 };
+            p[n] = (struct pollfd){
+                c->ac->c.fd, (short)((c->want_read ? POLLIN : 0) | (c->want_write ? POLLOUT : 0)), 0
+            };
             pc[n++] = c;
         }
         if (poll(p, (nfds_t)n, 50) <= 0) continue;
@@ -1503,8 +1519,10 @@ static void rt_close(dmn_transport *t)
         }
     }
     if (r->n_outbox)
-        DMN_LOG(DMN_LOG_WARN, "queue: %d result(s) not written (Redis unreachable): their "
-                "entries stay pending and another consumer will claim them", r->n_outbox);
+        DMN_LOG(DMN_LOG_WARN,
+                "queue: %d result(s) not written (Redis unreachable): their "
+                "entries stay pending and another consumer will claim them",
+                r->n_outbox);
     conn_close(&r->rd, 0, "closing");
     conn_close(&r->wr, 0, "closing");
     r->st.connected = 0;
@@ -1599,8 +1617,9 @@ dmn_transport *dmn_redis_new(dmn_server *srv, int index, char *err, size_t errle
     r->wr = (rconn){ .owner = r, .name = "writer" };
     r->st.enabled = 1;
     char tg[300];
-    DMN_LOG(DMN_LOG_INFO, "queue: consumer %s of group %s on stream %s at Redis %s; results "
-            "to %s", r->consumer, r->q->group, r->q->stream, target(r, tg, sizeof tg),
-            r->q->results);
+    DMN_LOG(DMN_LOG_INFO,
+            "queue: consumer %s of group %s on stream %s at Redis %s; results "
+            "to %s",
+            r->consumer, r->q->group, r->q->stream, target(r, tg, sizeof tg), r->q->results);
     return &r->base;
 }

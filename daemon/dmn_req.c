@@ -12,10 +12,14 @@
 #include "proto/nlp.pb-c.h"
 
 _Static_assert((int)DMN_MALFORMED == (int)NLP__V1__STATUS_CODE__MALFORMED, "codes follow the wire");
-_Static_assert((int)DMN_UNSUPPORTED == (int)NLP__V1__STATUS_CODE__UNSUPPORTED, "codes follow the wire");
-_Static_assert((int)DMN_SHUTTING_DOWN == (int)NLP__V1__STATUS_CODE__SHUTTING_DOWN, "codes follow the wire");
-_Static_assert((int)DMN_INPUT_TOO_LONG == (int)NLP__V1__STATUS_CODE__INPUT_TOO_LONG, "codes follow the wire");
-_Static_assert((int)DMN_UNKNOWN_MODEL == (int)NLP__V1__STATUS_CODE__UNKNOWN_MODEL, "codes follow the wire");
+_Static_assert((int)DMN_UNSUPPORTED == (int)NLP__V1__STATUS_CODE__UNSUPPORTED,
+               "codes follow the wire");
+_Static_assert((int)DMN_SHUTTING_DOWN == (int)NLP__V1__STATUS_CODE__SHUTTING_DOWN,
+               "codes follow the wire");
+_Static_assert((int)DMN_INPUT_TOO_LONG == (int)NLP__V1__STATUS_CODE__INPUT_TOO_LONG,
+               "codes follow the wire");
+_Static_assert((int)DMN_UNKNOWN_MODEL == (int)NLP__V1__STATUS_CODE__UNKNOWN_MODEL,
+               "codes follow the wire");
 
 /* The wire enum's own names (protobuf-c's descriptor): a status added to nlp.proto is
  * named without an edit here. */
@@ -69,7 +73,7 @@ static int read_varint(const uint8_t *b, size_t len, size_t *i, uint64_t *v)
 static int check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *b, size_t len,
                          const char *at, int depth, char *err, size_t errlen)
 {
-    unsigned seen[64] = { 0 };   /* per field: occurrences so far (a repeated one's index) */
+    unsigned seen[64] = { 0 }; /* per field: occurrences so far (a repeated one's index) */
     size_t i = 0;
     while (i < len) {
         uint64_t key, n;
@@ -86,10 +90,8 @@ static int check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *b, 
             if (len - i < 4) goto malformed;
             i += 4;
             continue;
-        case 2:
-            break;
-        default:
-            goto malformed;
+        case 2: break;
+        default: goto malformed;
         }
         if (read_varint(b, len, &i, &n) < 0 || n > len - i) goto malformed;
         const uint8_t *v = b + i;
@@ -104,8 +106,7 @@ static int check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *b, 
         char name[128];
         if (f->label == PROTOBUF_C_LABEL_REPEATED)
             snprintf(name, sizeof name, "%s%s[%u]", at, f->name, idx);
-        else
-            snprintf(name, sizeof name, "%s%s", at, f->name);
+        else snprintf(name, sizeof name, "%s%s", at, f->name);
         if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
             char sub[130];
             int rc;
@@ -146,8 +147,8 @@ static int check_text(const char *what, int idx, const char *s, char *err, size_
 /* Options to task_decode_opts; an option the client did not set stays "unset". The
  * ranges and the messages are the decoding options' table's (tasks/opts.c), the same for
  * the tasks file and nlprun: "options.num_beams = 99 is out of range [1, 16]". */
-static int read_options(const Nlp__V1__DecodingOptions *o, const dmn_limits *lim,
-                        int max_beams, task_decode_opts *t, char *err, size_t errlen)
+static int read_options(const Nlp__V1__DecodingOptions *o, const dmn_limits *lim, int max_beams,
+                        task_decode_opts *t, char *err, size_t errlen)
 {
     task_decode_opts_unset(t);
     if (!o) return DMN_OK;
@@ -174,7 +175,7 @@ static int read_options(const Nlp__V1__DecodingOptions *o, const dmn_limits *lim
         if (set[i].has &&
             task_decode_opts_set(t, set[i].id, set[i].v, "options.", &ol, err, errlen) != TASK_OK)
             return DMN_INVALID_ARGUMENT;
-    if (o->has_seed) t->seed = (int64_t)(o->seed & INT64_MAX);   /* < 0 means unset */
+    if (o->has_seed) t->seed = (int64_t)(o->seed & INT64_MAX); /* < 0 means unset */
     if (o->has_return_hypotheses) t->return_hypotheses = o->return_hypotheses;
     return DMN_OK;
 }
@@ -186,12 +187,8 @@ static int read_task(dmn_req *r, Nlp__V1__Request *pb, const dmn_limits *lim, ch
     task_input *in = &r->in;
     int rc;
     switch (pb->task_case) {
-    case NLP__V1__REQUEST__TASK_SUMMARIZE:
-        in->kind = TASK_SUMMARIZE;
-        return DMN_OK;
-    case NLP__V1__REQUEST__TASK_TEXT2TEXT:
-        in->kind = TASK_TEXT2TEXT;
-        return DMN_OK;
+    case NLP__V1__REQUEST__TASK_SUMMARIZE: in->kind = TASK_SUMMARIZE; return DMN_OK;
+    case NLP__V1__REQUEST__TASK_TEXT2TEXT: in->kind = TASK_TEXT2TEXT; return DMN_OK;
     case NLP__V1__REQUEST__TASK_TRANSLATE:
         in->kind = TASK_TRANSLATE;
         if ((rc = check_text("translate.target_lang", -1, pb->translate->target_lang, err,
@@ -199,8 +196,8 @@ static int read_task(dmn_req *r, Nlp__V1__Request *pb, const dmn_limits *lim, ch
             return rc;
         in->target_lang = pb->translate->target_lang;
         if (pb->translate->source_lang && pb->translate->source_lang[0]) {
-            if ((rc = check_text("translate.source_lang", -1, pb->translate->source_lang,
-                                 err, errlen)) != DMN_OK)
+            if ((rc = check_text("translate.source_lang", -1, pb->translate->source_lang, err,
+                                 errlen)) != DMN_OK)
                 return rc;
             in->source_lang = pb->translate->source_lang;
         }
@@ -218,8 +215,7 @@ static int read_task(dmn_req *r, Nlp__V1__Request *pb, const dmn_limits *lim, ch
             return DMN_INVALID_ARGUMENT;
         }
         for (size_t i = 0; i < c->n_labels; i++)
-            if ((rc = check_text("label", (int)i, c->labels[i], err, errlen)) != DMN_OK)
-                return rc;
+            if ((rc = check_text("label", (int)i, c->labels[i], err, errlen)) != DMN_OK) return rc;
         r->labels = calloc(c->n_labels, sizeof *r->labels);
         if (!r->labels) {
             snprintf(err, errlen, "out of memory");
@@ -243,8 +239,8 @@ static int read_task(dmn_req *r, Nlp__V1__Request *pb, const dmn_limits *lim, ch
     }
 }
 
-int dmn_req_decode(const void *buf, size_t len, const dmn_limits *lim, int max_beams,
-                   dmn_req **out, uint64_t *id, char *err, size_t errlen)
+int dmn_req_decode(const void *buf, size_t len, const dmn_limits *lim, int max_beams, dmn_req **out,
+                   uint64_t *id, char *err, size_t errlen)
 {
     Nlp__V1__Request *pb;
     dmn_req *r;
@@ -253,8 +249,7 @@ int dmn_req_decode(const void *buf, size_t len, const dmn_limits *lim, int max_b
     *out = NULL;
     *id = peek_id(buf, len);
     if (len > (size_t)lim->max_message_bytes) {
-        snprintf(err, errlen, "request is %zu bytes, the limit is %d", len,
-                 lim->max_message_bytes);
+        snprintf(err, errlen, "request is %zu bytes, the limit is %d", len, lim->max_message_bytes);
         return DMN_MESSAGE_TOO_LARGE;
     }
     pb = nlp__v1__request__unpack(NULL, len, buf);
@@ -289,8 +284,7 @@ int dmn_req_decode(const void *buf, size_t len, const dmn_limits *lim, int max_b
 
     if (pb->task_case == NLP__V1__REQUEST__TASK_HEALTH ||
         pb->task_case == NLP__V1__REQUEST__TASK_STATS) {
-        r->kind = pb->task_case == NLP__V1__REQUEST__TASK_HEALTH ? DMN_REQ_HEALTH
-                                                                 : DMN_REQ_STATS;
+        r->kind = pb->task_case == NLP__V1__REQUEST__TASK_HEALTH ? DMN_REQ_HEALTH : DMN_REQ_STATS;
         *out = r;
         return DMN_OK;
     }
@@ -386,10 +380,8 @@ int dmn_req_status(const dmn_req *r, char *msg, size_t cap)
 {
     for (int i = 0; i < r->n_docs; i++)
         if (r->out[i].code != DMN_OK) {
-            if (r->n_docs == 1)
-                cm_fmt(msg, cap, "%s", r->out[i].message);
-            else
-                cm_fmt(msg, cap, "document %d: %s", i, r->out[i].message);
+            if (r->n_docs == 1) cm_fmt(msg, cap, "%s", r->out[i].message);
+            else cm_fmt(msg, cap, "document %d: %s", i, r->out[i].message);
             return r->out[i].code;
         }
     if (cap) msg[0] = '\0';
@@ -407,7 +399,7 @@ int dmn_req_status(const dmn_req *r, char *msg, size_t cap)
  * added to the proto is covered without a change here. */
 
 typedef struct owned {
-    char **p;                  /* [n] copies made for one Response */
+    char **p; /* [n] copies made for one Response */
     size_t n, cap;
     int oom;
 } owned;
@@ -455,10 +447,8 @@ static void clean_strings(ProtobufCMessage *m, owned *o, int depth)
         size_t max = d == &nlp__v1__status__descriptor ? DMN_MAX_MESSAGE : SIZE_MAX / 4;
         for (size_t k = 0; k < n; k++) {
             if (!items[k]) continue;
-            if (f->type == PROTOBUF_C_TYPE_STRING)
-                items[k] = clean(o, items[k], max);
-            else if (depth < WALK_MAX_DEPTH)
-                clean_strings(items[k], o, depth + 1);
+            if (f->type == PROTOBUF_C_TYPE_STRING) items[k] = clean(o, items[k], max);
+            else if (depth < WALK_MAX_DEPTH) clean_strings(items[k], o, depth + 1);
         }
     }
 }
@@ -517,8 +507,8 @@ static void queue_stats(Nlp__V1__QueueStats *q, const dmn_qstats *s)
 
 /* The tasks and languages of the model in env into the fields of Health or ModelInfo;
  * *langs is malloc'd (the caller frees it). `only`: a task mask (0: every task served). */
-static void model_tasks_langs(const task_env *env, unsigned only, char **tasks,
-                              size_t *n_tasks, char ***langs, size_t *n_langs)
+static void model_tasks_langs(const task_env *env, unsigned only, char **tasks, size_t *n_tasks,
+                              char ***langs, size_t *n_langs)
 {
     *n_tasks = 0, *n_langs = 0, *langs = NULL;
     for (int k = 1; k <= TASK_TEXT2TEXT; k++)
@@ -682,8 +672,10 @@ int dmn_resp_task(const dmn_req *r, double now, void **buf, size_t *len)
             else o->text = t->text;
         }
         o->has_score = 1, o->score = t->score;
-        o->has_input_tokens = 1, o->input_tokens = (uint32_t)(t->input_tokens > 0 ? t->input_tokens : 0);
-        o->has_output_tokens = 1, o->output_tokens = (uint32_t)(t->output_tokens > 0 ? t->output_tokens : 0);
+        o->has_input_tokens = 1,
+        o->input_tokens = (uint32_t)(t->input_tokens > 0 ? t->input_tokens : 0);
+        o->has_output_tokens = 1,
+        o->output_tokens = (uint32_t)(t->output_tokens > 0 ? t->output_tokens : 0);
         o->has_truncated = 1, o->truncated = t->truncated != 0;
         o->labels = &lsp[li];
         for (int k = 0; k < t->n_labels; k++, li++) {

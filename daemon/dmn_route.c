@@ -6,8 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int dmn_route_set(dmn_route *r, int transport, const void *const *data, const size_t *len,
-                  int n)
+int dmn_route_set(dmn_route *r, int transport, const void *const *data, const size_t *len, int n)
 {
     size_t total = 0;
     dmn_route_clear(r);
@@ -53,14 +52,14 @@ const unsigned char *dmn_route_frame(const dmn_route *r, int i)
 
 /* ---- unread replies per peer ---- */
 
-#define BUCKETS 4096   /* peers hash into chains; a sweep frees idle ones */
+#define BUCKETS 4096 /* peers hash into chains; a sweep frees idle ones */
 
 typedef struct peer {
     /* Written by reserve (I/O thread) and release (any thread). The entry may be freed
      * by a sweep once msgs is 0: release touches nothing after its decrement of msgs. */
     atomic_size_t bytes;
     atomic_int msgs;
-    struct peer *next;             /* chain (I/O thread) */
+    struct peer *next; /* chain (I/O thread) */
     size_t keylen;
     unsigned char key[];
 } peer;
@@ -99,7 +98,7 @@ void dmn_backlog_free(dmn_backlog **bp)
 
 static uint32_t hash(const unsigned char *k, size_t n)
 {
-    uint32_t h = 2166136261u;   /* FNV-1a */
+    uint32_t h = 2166136261u; /* FNV-1a */
     for (size_t i = 0; i < n; i++) h = (h ^ k[i]) * 16777619u;
     return h % BUCKETS;
 }
@@ -118,7 +117,7 @@ void *dmn_backlog_reserve(dmn_backlog *b, const void *key, size_t keylen, size_t
         p = calloc(1, sizeof *p + keylen);
         if (!p) return NULL;
         p->keylen = keylen;
-        if (keylen) memcpy(p->key, key, keylen);   /* the PUSH socket's key is empty */
+        if (keylen) memcpy(p->key, key, keylen); /* the PUSH socket's key is empty */
         uint32_t h = hash(key, keylen);
         p->next = b->bucket[h];
         b->bucket[h] = p;
@@ -143,7 +142,7 @@ void dmn_backlog_release(void *data, void *hint)
     free(data);
     free(t);
     atomic_fetch_sub(&p->bytes, len);
-    atomic_fetch_sub(&p->msgs, 1);   /* last touch: the entry may be swept from here on */
+    atomic_fetch_sub(&p->msgs, 1); /* last touch: the entry may be swept from here on */
 }
 
 void dmn_backlog_sweep(dmn_backlog *b)
@@ -161,10 +160,7 @@ void dmn_backlog_sweep(dmn_backlog *b)
         }
 }
 
-int dmn_backlog_peers(const dmn_backlog *b)
-{
-    return b->n_peers;
-}
+int dmn_backlog_peers(const dmn_backlog *b) { return b->n_peers; }
 
 size_t dmn_backlog_bytes(const dmn_backlog *b, const void *key, size_t keylen)
 {

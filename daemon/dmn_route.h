@@ -32,8 +32,7 @@ typedef struct dmn_route {
 
 /* Copies n frames (data[i], len[i]) into r, replacing what it held. 0, or -1 when n >
  * DMN_MAX_ENV, a frame is over 65535 bytes, or memory runs out (r is then empty). */
-int dmn_route_set(dmn_route *r, int transport, const void *const *data, const size_t *len,
-                  int n);
+int dmn_route_set(dmn_route *r, int transport, const void *const *data, const size_t *len, int n);
 /* Frees the frames; r is an empty route to the same transport afterwards. */
 void dmn_route_clear(dmn_route *r);
 /* Total bytes of the frames. */

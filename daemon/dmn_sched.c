@@ -17,21 +17,21 @@
 #include <string.h>
 #include <time.h>
 
-#define FAIR_SLOTS DMN_CLIENT_SLOTS   /* two clients that share a slot share a turn */
+#define FAIR_SLOTS DMN_CLIENT_SLOTS /* two clients that share a slot share a turn */
 
 struct dmn_queue {
     pthread_mutex_t mu;
-    pthread_cond_t cv;         /* signalled on push and close */
-    dmn_item *heap;            /* [cap] binary heap, best at 0 */
+    pthread_cond_t cv; /* signalled on push and close */
+    dmn_item *heap;    /* [cap] binary heap, best at 0 */
     int n, cap;
     int max_input_tokens;
-    long est_sum;              /* sum of est_tokens queued */
-    uint64_t vtime;            /* the tag of the last document taken */
-    uint64_t *last_tag;        /* [FAIR_SLOTS] by client hash: its last document's tag */
+    long est_sum;       /* sum of est_tokens queued */
+    uint64_t vtime;     /* the tag of the last document taken */
+    uint64_t *last_tag; /* [FAIR_SLOTS] by client hash: its last document's tag */
     int closed;
-    dmn_clock_fn now;          /* the clock waits are measured by (cm_now) */
+    dmn_clock_fn now; /* the clock waits are measured by (cm_now) */
     void *now_arg;
-    uint64_t sleeps;           /* take()'s waits on cv, for tests to synchronise on */
+    uint64_t sleeps; /* take()'s waits on cv, for tests to synchronise on */
 };
 
 static double mono_now(void *arg)
@@ -103,7 +103,7 @@ uint64_t dmn_queue_sleeps(dmn_queue *q)
 static int before(const dmn_item *a, const dmn_item *b)
 {
     if (a->priority != b->priority) return a->priority > b->priority;
-    if (a->order != b->order) return a->order < b->order;   /* fair tags */
+    if (a->order != b->order) return a->order < b->order; /* fair tags */
     return a->t_enq < b->t_enq;
 }
 
@@ -193,8 +193,8 @@ static double oldest(const dmn_queue *q)
     return t;
 }
 
-int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
-                   int max_wait_ms, int expect, double replied_at)
+int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens, int max_wait_ms,
+                   int expect, double replied_at)
 {
     int n = 0;
     pthread_mutex_lock(&q->mu);
@@ -253,8 +253,8 @@ int dmn_queue_try_take(dmn_queue *q, dmn_item *out)
     return dmn_queue_try_take_if(q, out, NULL, NULL);
 }
 
-int dmn_queue_try_take_if(dmn_queue *q, dmn_item *out,
-                          int (*ok)(const dmn_item *it, void *arg), void *arg)
+int dmn_queue_try_take_if(dmn_queue *q, dmn_item *out, int (*ok)(const dmn_item *it, void *arg),
+                          void *arg)
 {
     int n = 0;
     pthread_mutex_lock(&q->mu);
@@ -286,7 +286,7 @@ int dmn_queue_expire(dmn_queue *q, double now, dmn_item *out, int cap, double *n
         q->heap[kept++] = *it;
     }
     q->n = kept;
-    if (n > 0) {   /* the order broke: rebuild the heap */
+    if (n > 0) { /* the order broke: rebuild the heap */
         for (int i = kept / 2 - 1; i >= 0; i--) sift_down(q->heap, kept, i);
         /* A worker waiting for company re-counts what is left (and, if nothing is,
          * goes back to waiting for work). */

@@ -13,13 +13,13 @@
 #include "daemon/dmn_req.h"
 
 typedef struct dmn_item {
-    dmn_req *req;              /* borrowed: the request is owned by the worker side */
-    int doc;                   /* document index */
-    int est_tokens;            /* cheap estimate (bytes / 4 + 2) used to fill batches */
+    dmn_req *req;   /* borrowed: the request is owned by the worker side */
+    int doc;        /* document index */
+    int est_tokens; /* cheap estimate (bytes / 4 + 2) used to fill batches */
     int priority;
-    uint64_t order;            /* fair-queueing tag (dmn_sched.c): per client, in arrival order */
-    double t_enq;              /* the queue's clock (CLOCK_MONOTONIC seconds) */
-    double deadline;           /* the request's, on the same clock */
+    uint64_t order;  /* fair-queueing tag (dmn_sched.c): per client, in arrival order */
+    double t_enq;    /* the queue's clock (CLOCK_MONOTONIC seconds) */
+    double deadline; /* the request's, on the same clock */
 } dmn_item;
 
 typedef struct dmn_queue dmn_queue;
@@ -65,8 +65,8 @@ void dmn_queue_close(dmn_queue *q);
  * before the estimate would pass max_tokens. Returns the count, which is 0 only when the
  * queue is closed and empty: documents expired during the wait send it back to waiting
  * for work, never out with nothing. */
-int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens,
-                   int max_wait_ms, int expect, double replied_at);
+int dmn_queue_take(dmn_queue *q, dmn_item *out, int max_items, int max_tokens, int max_wait_ms,
+                   int expect, double replied_at);
 
 /* Takes the best queued document into *out without waiting: 1, or 0 if none is queued
  * (the worker's joins into a running generation). */
@@ -74,8 +74,8 @@ int dmn_queue_try_take(dmn_queue *q, dmn_item *out);
 /* The same, only when the best queued document passes ok(document, arg) (called under
  * the queue's lock): the worker takes scoring documents between decode steps this way,
  * leaving a generation document at the head its turn. */
-int dmn_queue_try_take_if(dmn_queue *q, dmn_item *out,
-                          int (*ok)(const dmn_item *it, void *arg), void *arg);
+int dmn_queue_try_take_if(dmn_queue *q, dmn_item *out, int (*ok)(const dmn_item *it, void *arg),
+                          void *arg);
 
 /* Removes up to cap documents whose deadline is before `now` into out[] (the I/O thread
  * answers them DEADLINE_EXCEEDED without waiting for the worker). Returns the count;

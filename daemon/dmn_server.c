@@ -71,11 +71,12 @@ static void on_hup(int sig)
 static int max_beams(const dmn_server *srv) { return task_conf_max_beams(srv->tasks); }
 
 /* Sends a packed response (ownership of buf moves) through the route's transport. */
-static void send_reply(dmn_server *srv, const dmn_route *to, void *buf, size_t len,
-                       uint64_t seq, uint64_t id)
+static void send_reply(dmn_server *srv, const dmn_route *to, void *buf, size_t len, uint64_t seq,
+                       uint64_t id)
 {
     dmn_transport *t = to->transport >= 0 && to->transport < srv->n_transports
-                           ? srv->transports[to->transport] : NULL;
+                           ? srv->transports[to->transport]
+                           : NULL;
     if (!t) {
         free(buf);
         return;
@@ -83,8 +84,8 @@ static void send_reply(dmn_server *srv, const dmn_route *to, void *buf, size_t l
     t->ops->reply(t, to, buf, len, seq, id);
 }
 
-static void reply_error(dmn_server *srv, const dmn_route *to, uint64_t seq, uint64_t id,
-                        int code, const char *msg)
+static void reply_error(dmn_server *srv, const dmn_route *to, uint64_t seq, uint64_t id, int code,
+                        const char *msg)
 {
     void *buf;
     size_t len;
@@ -94,15 +95,9 @@ static void reply_error(dmn_server *srv, const dmn_route *to, uint64_t seq, uint
     send_reply(srv, to, buf, len, seq, id);
 }
 
-int dmn_server_ok(dmn_server *srv)
-{
-    return !srv->shutting_down && dmn_models_ok(srv);
-}
+int dmn_server_ok(dmn_server *srv) { return !srv->shutting_down && dmn_models_ok(srv); }
 
-int dmn_server_depth(dmn_server *srv)
-{
-    return dmn_models_depth(srv);
-}
+int dmn_server_depth(dmn_server *srv) { return dmn_models_depth(srv); }
 
 static void reply_health(dmn_server *srv, const dmn_route *to, uint64_t seq, uint64_t id)
 {
@@ -170,9 +165,10 @@ static void reply_full(dmn_server *srv, const dmn_route *to, uint64_t seq, uint6
                        const dmn_req *r)
 {
     char err[300];
-    snprintf(err, sizeof err, "the queue is full (model %s: %d documents waiting, limit "
-             "%d): retry later", r->model->conf.name, dmn_queue_depth(r->model->queue),
-             srv->conf.limits.queue_size);
+    snprintf(err, sizeof err,
+             "the queue is full (model %s: %d documents waiting, limit "
+             "%d): retry later",
+             r->model->conf.name, dmn_queue_depth(r->model->queue), srv->conf.limits.queue_size);
     dmn_stats_task_refused(srv->stats, r, DMN_OVERLOADED);
     reply_error(srv, to, seq, id, DMN_OVERLOADED, err);
 }
@@ -187,8 +183,8 @@ void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t 
     /* A signal that came while this message was on its way: it is already too late. */
     if (srv->stop && !srv->shutting_down) begin_shutdown(srv);
     dmn_stats_request(srv->stats);
-    int code = dmn_req_decode(data, size, &srv->conf.limits, max_beams(srv), &r, &id, err,
-                              sizeof err);
+    int code =
+        dmn_req_decode(data, size, &srv->conf.limits, max_beams(srv), &r, &id, err, sizeof err);
     if (code != DMN_OK) {
         reply_error(srv, to, seq, id, code, err);
         goto done;
@@ -215,8 +211,9 @@ void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t 
         goto done;
     }
     r->t_recv = now;
-    r->t_deadline = now + (r->deadline_ms ? r->deadline_ms
-                                          : (unsigned)srv->conf.limits.default_deadline_ms) * 1e-3;
+    r->t_deadline =
+        now +
+        (r->deadline_ms ? r->deadline_ms : (unsigned)srv->conf.limits.default_deadline_ms) * 1e-3;
     /* What the log and the expiry need, read before the request moves to the queue. */
     double deadline = r->t_deadline;
     int n_docs = r->n_docs, prio = r->priority;
@@ -225,9 +222,10 @@ void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t 
      * answered: bounded together, so that memory stays bounded whatever clients send. */
     r->bytes = size + dmn_route_bytes(to);
     if (srv->queued_bytes + r->bytes > (size_t)srv->conf.limits.max_queued_bytes) {
-        snprintf(err, sizeof err, "the daemon holds %zu KiB of accepted requests (limit "
-                 "limits.max_queued_bytes = %d KiB): retry later", srv->queued_bytes >> 10,
-                 srv->conf.limits.max_queued_bytes >> 10);
+        snprintf(err, sizeof err,
+                 "the daemon holds %zu KiB of accepted requests (limit "
+                 "limits.max_queued_bytes = %d KiB): retry later",
+                 srv->queued_bytes >> 10, srv->conf.limits.max_queued_bytes >> 10);
         reply_error(srv, to, seq, id, DMN_OVERLOADED, err);
         goto done;
     }
@@ -236,7 +234,8 @@ void dmn_server_submit(dmn_server *srv, dmn_route *to, const void *data, size_t 
     unsigned client = dmn_client_slot(to);
     int climit = srv->conf.limits.max_client_documents;
     if (climit > 0 && srv->client_docs[client] + n_docs > climit) {
-        snprintf(err, sizeof err, "this client has %d document(s) accepted and not answered "
+        snprintf(err, sizeof err,
+                 "this client has %d document(s) accepted and not answered "
                  "(limit limits.max_client_documents = %d): retry later",
                  srv->client_docs[client], climit);
         dmn_stats_task_refused(srv->stats, r, DMN_OVERLOADED);
@@ -295,10 +294,8 @@ static void answer_task(dmn_server *srv, dmn_req *r)
     else
         DMN_LOG_REQ(DMN_LOG_INFO, r->seq, r->id, "%s: %s (%.1f ms)", dmn_code_name(code), msg,
                     latency);
-    if (dmn_resp_task(r, now, &buf, &len) == 0)
-        send_reply(srv, &r->route, buf, len, r->seq, r->id);
-    else
-        DMN_LOG_REQ(DMN_LOG_ERROR, r->seq, r->id, "out of memory encoding the response");
+    if (dmn_resp_task(r, now, &buf, &len) == 0) send_reply(srv, &r->route, buf, len, r->seq, r->id);
+    else DMN_LOG_REQ(DMN_LOG_ERROR, r->seq, r->id, "out of memory encoding the response");
     srv->in_flight--;
     r->model->in_flight--;
     r->model->served += (uint64_t)r->n_docs;
@@ -370,7 +367,7 @@ static int open_sockets(dmn_server *srv, char *err, size_t errlen)
         if (!(t = dmn_http_new(srv, srv->n_transports, err, errlen))) return -1;
         srv->transports[srv->n_transports++] = t;
     }
-    int hwm = 0;   /* the worker must never drop a finished request */
+    int hwm = 0; /* the worker must never drop a finished request */
     srv->done_rx = zmq_socket(srv->zctx, ZMQ_PAIR);
     srv->done_tx = zmq_socket(srv->zctx, ZMQ_PAIR);
     if (!srv->done_rx || !srv->done_tx) {
@@ -411,9 +408,10 @@ static void worker_lost(dmn_server *srv, dmn_model *lost)
     dmn_item it[64];
     dmn_model *ms[4 * DMN_MAX_MODELS];
     int n;
-    DMN_LOG(DMN_LOG_ERROR, "the worker thread ended while the daemon was running (model %s): "
-            "answering %d queued document(s) INTERNAL and exiting", lost->conf.name,
-            dmn_server_depth(srv));
+    DMN_LOG(DMN_LOG_ERROR,
+            "the worker thread ended while the daemon was running (model %s): "
+            "answering %d queued document(s) INTERNAL and exiting",
+            lost->conf.name, dmn_server_depth(srv));
     dmn_models_close(srv);
     int nm = dmn_models_list(srv, ms, (int)(sizeof ms / sizeof ms[0]));
     for (int k = 0; k < nm; k++) {
@@ -441,9 +439,9 @@ static void log_ready(dmn_server *srv)
     int nm = dmn_models_list(srv, ms, (int)(sizeof ms / sizeof ms[0]));
     names[0] = 0;
     for (int i = 0; i < nm && w < sizeof names; i++)
-        w += (size_t)snprintf(names + w, sizeof names - w, "%s%s", i ? ", " : "",
-                              ms[i]->conf.name);
-    DMN_LOG(DMN_LOG_INFO, "nlpd %s ready: model %s (%d model(s): %s) in %.2f s, queue %d "
+        w += (size_t)snprintf(names + w, sizeof names - w, "%s%s", i ? ", " : "", ms[i]->conf.name);
+    DMN_LOG(DMN_LOG_INFO,
+            "nlpd %s ready: model %s (%d model(s): %s) in %.2f s, queue %d "
             "documents, batches of up to %d rows / %d tokens, waiting up to %d ms, %s kernels",
             DMN_VERSION, srv->conf.model_dir, nm, names, cm_now() - srv->t_start,
             srv->conf.limits.queue_size, srv->conf.batching.max_rows,
@@ -467,7 +465,7 @@ static int serve(dmn_server *srv)
         }
         dmn_model *lost = dmn_models_lost_worker(srv);
         if (lost) {
-            recv_done(srv);   /* what it handed back before it returned */
+            recv_done(srv); /* what it handed back before it returned */
             if (!srv->shutting_down || srv->in_flight > 0) {
                 worker_lost(srv, lost);
                 return -1;
@@ -565,8 +563,8 @@ int dmn_server_run(dmn_server *srv)
         DMN_LOG(DMN_LOG_ERROR, "cannot start: %s", err);
         goto out;
     }
-    DMN_LOG(DMN_LOG_INFO, "nlpd %s answering (health: loading) while %d model(s) load",
-            DMN_VERSION, srv->conf.n_models);
+    DMN_LOG(DMN_LOG_INFO, "nlpd %s answering (health: loading) while %d model(s) load", DMN_VERSION,
+            srv->conf.n_models);
     /* A signal that came during start-up is pending: it is handled right here. */
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
@@ -584,15 +582,14 @@ out:
             srv->in_flight--;
             dmn_req_free(&r);
         }
-        dmn_models_end(srv);   /* joins the workers and the loader, frees the models */
+        dmn_models_end(srv); /* joins the workers and the loader, frees the models */
     }
     close_socket(&srv->done_tx);
     close_socket(&srv->done_rx);
-    for (int i = 0; i < srv->n_transports; i++)
-        srv->transports[i]->ops->close(srv->transports[i]);
-    if (srv->zctx) zmq_ctx_term(srv->zctx);   /* waits up to linger_ms for replies */
+    for (int i = 0; i < srv->n_transports; i++) srv->transports[i]->ops->close(srv->transports[i]);
+    if (srv->zctx) zmq_ctx_term(srv->zctx); /* waits up to linger_ms for replies */
     srv->zctx = NULL;
-    for (int i = 0; i < srv->n_transports; i++)   /* libzmq released every reply */
+    for (int i = 0; i < srv->n_transports; i++) /* libzmq released every reply */
         srv->transports[i]->ops->destroy(&srv->transports[i]);
     srv->n_transports = 0;
     free(srv->client_docs);

@@ -29,11 +29,11 @@ struct dmn_req;
 struct dmn_registry;
 
 typedef struct dmn_server {
-    int log_level;                 /* read by the log macros; set before threads start */
-    volatile sig_atomic_t stop;    /* set by the signal handler only */
+    int log_level;              /* read by the log macros; set before threads start */
+    volatile sig_atomic_t stop; /* set by the signal handler only */
 
-    dmn_conf conf;                 /* read-only once threads run */
-    double t_start;                /* CLOCK_MONOTONIC seconds */
+    dmn_conf conf;  /* read-only once threads run */
+    double t_start; /* CLOCK_MONOTONIC seconds */
 
     /* The models: the registry (dmn_models.h), each model with its own context, queue and
      * worker. tasks is the config's tasks group, shared read-only by every model. */
@@ -46,28 +46,27 @@ typedef struct dmn_server {
         dmn_model_conf models[DMN_MAX_MODELS];
     } cli_models;
     char cli_weights[16];
-    int serving_started;           /* the start-up models all loaded: "ready" was logged */
+    int serving_started; /* the start-up models all loaded: "ready" was logged */
 
     struct dmn_stats *stats;
 
     /* I/O thread only */
     void *zctx;
-    dmn_transport *transports[DMN_MAX_TRANSPORTS];   /* routes name them by index */
+    dmn_transport *transports[DMN_MAX_TRANSPORTS]; /* routes name them by index */
     int n_transports;
-    void *done_rx;                 /* PAIR: finished requests from the workers */
-    void *done_tx;                 /* PAIR: the workers' end (each under done_lock) */
+    void *done_rx; /* PAIR: finished requests from the workers */
+    void *done_tx; /* PAIR: the workers' end (each under done_lock) */
     uint64_t next_seq;
-    int in_flight;                 /* task requests queued or running */
-    size_t queued_bytes;           /* what they hold (dmn_req.bytes): max_queued_bytes */
-    int *client_docs;              /* [DMN_CLIENT_SLOTS] their documents, by client slot */
-    double next_expiry;            /* earliest queued deadline (may be stale), 0: none */
+    int in_flight;       /* task requests queued or running */
+    size_t queued_bytes; /* what they hold (dmn_req.bytes): max_queued_bytes */
+    int *client_docs;    /* [DMN_CLIENT_SLOTS] their documents, by client slot */
+    double next_expiry;  /* earliest queued deadline (may be stale), 0: none */
     int shutting_down;
     /* The workers hand finished requests back through done_tx, one at a time. */
     pthread_mutex_t done_lock;
 } dmn_server;
 
 extern dmn_server dmn_srv;
-
 
 /* Binds the sockets, loads the models (on the loader thread: health answers `loading`
  * meanwhile), starts their workers, serves until a stop signal, drains, and tears
@@ -92,6 +91,5 @@ int dmn_server_depth(dmn_server *srv);
 
 /* A worker thread's body (dmn_worker.c); arg is its model (dmn_model, dmn_models.h). */
 void *dmn_worker_main(void *arg);
-
 
 #endif

@@ -10,17 +10,18 @@
 /* Prometheus histograms: fixed upper bounds, counts per bucket (not cumulative here). */
 #define HIST_MAX 16
 typedef struct hist {
-    uint64_t n[HIST_MAX + 1];        /* [n_bounds] is +Inf */
+    uint64_t n[HIST_MAX + 1]; /* [n_bounds] is +Inf */
     uint64_t count;
     double sum;
 } hist;
 
-static const double lat_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
-                                     10, 30, 60 };
+static const double lat_bounds[] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60
+};
 static const double size_bounds[] = { 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024 };
 #define N_LAT ((int)(sizeof lat_bounds / sizeof lat_bounds[0]))
 #define N_SIZE ((int)(sizeof size_bounds / sizeof size_bounds[0]))
-#define N_TASK 6                     /* task_kind: 0 (none) .. TASK_TEXT2TEXT */
+#define N_TASK 6 /* task_kind: 0 (none) .. TASK_TEXT2TEXT */
 
 static void hist_add(hist *h, const double *bounds, int nb, double v)
 {
@@ -43,12 +44,12 @@ struct dmn_stats {
     uint64_t replies_dropped;
     dmn_qstats queue;
     uint64_t by_code[DMN_N_CODES];
-    double lat[DMN_LAT_RING];        /* ring of the most recent latencies, ms */
+    double lat[DMN_LAT_RING]; /* ring of the most recent latencies, ms */
     int lat_n, lat_next;
     /* generated tokens per whole second, the last DMN_TPS_WINDOW seconds */
     uint64_t tps_tokens[DMN_TPS_WINDOW];
-    long tps_sec[DMN_TPS_WINDOW];    /* which second each bucket holds */
-    double scratch[DMN_LAT_RING];    /* snapshot sorting space (no allocation) */
+    long tps_sec[DMN_TPS_WINDOW]; /* which second each bucket holds */
+    double scratch[DMN_LAT_RING]; /* snapshot sorting space (no allocation) */
 };
 
 dmn_stats *dmn_stats_new(double now)
@@ -118,8 +119,7 @@ void dmn_stats_rows(dmn_stats *s, int rows)
     pthread_mutex_unlock(&s->mu);
 }
 
-void dmn_stats_batch(dmn_stats *s, int n_seqs, uint64_t in_tokens, uint64_t out_tokens,
-                     double now)
+void dmn_stats_batch(dmn_stats *s, int n_seqs, uint64_t in_tokens, uint64_t out_tokens, double now)
 {
     long sec = (long)floor(now - s->t0);
     int b = (int)(sec % DMN_TPS_WINDOW);
@@ -154,7 +154,7 @@ double dmn_percentile(double *v, int n, double p)
 {
     if (n <= 0) return 0;
     qsort(v, (size_t)n, sizeof *v, cmp_double);
-    int rank = (int)ceil(p / 100.0 * n);   /* nearest rank, 1-based */
+    int rank = (int)ceil(p / 100.0 * n); /* nearest rank, 1-based */
     if (rank < 1) rank = 1;
     if (rank > n) rank = n;
     return v[rank - 1];
@@ -186,7 +186,7 @@ void dmn_stats_snapshot(dmn_stats *s, dmn_stats_snap *o, double now)
 
     int n = s->lat_n;
     memcpy(s->scratch, s->lat, sizeof(double) * (size_t)n);
-    o->p50_ms = dmn_percentile(s->scratch, n, 50);   /* sorts: later calls see it sorted */
+    o->p50_ms = dmn_percentile(s->scratch, n, 50); /* sorts: later calls see it sorted */
     o->p90_ms = dmn_percentile(s->scratch, n, 90);
     o->p99_ms = dmn_percentile(s->scratch, n, 99);
     pthread_mutex_unlock(&s->mu);
@@ -194,10 +194,7 @@ void dmn_stats_snapshot(dmn_stats *s, dmn_stats_snap *o, double now)
 
 /* ---- Prometheus ---- */
 
-static int task_index(int kind)
-{
-    return kind > 0 && kind < N_TASK ? kind : 0;
-}
+static int task_index(int kind) { return kind > 0 && kind < N_TASK ? kind : 0; }
 
 void dmn_stats_task(dmn_stats *s, const dmn_req *r, int code, double now)
 {
@@ -226,8 +223,8 @@ void dmn_stats_task_refused(dmn_stats *s, const dmn_req *r, int code)
     pthread_mutex_unlock(&s->mu);
 }
 
-static const char *const task_names[N_TASK] = { "none", "summarize", "translate", "classify",
-                                                "qa", "text2text" };
+static const char *const task_names[N_TASK] = { "none",     "summarize", "translate",
+                                                "classify", "qa",        "text2text" };
 
 static void head(FILE *f, const char *name, const char *type, const char *help)
 {
@@ -247,8 +244,8 @@ static void hist_write(FILE *f, const char *name, const char *label, const hist 
     fprintf(f, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, label, (unsigned long long)h->count);
     size_t ll = strlen(label);
     if (ll) /* the label without its trailing comma */
-        fprintf(f, "%s_sum{%.*s} %.9g\n%s_count{%.*s} %llu\n", name, (int)ll - 1, label,
-                h->sum, name, (int)ll - 1, label, (unsigned long long)h->count);
+        fprintf(f, "%s_sum{%.*s} %.9g\n%s_count{%.*s} %llu\n", name, (int)ll - 1, label, h->sum,
+                name, (int)ll - 1, label, (unsigned long long)h->count);
     else
         fprintf(f, "%s_sum %.9g\n%s_count %llu\n", name, h->sum, name,
                 (unsigned long long)h->count);
@@ -272,15 +269,15 @@ void dmn_stats_prometheus(dmn_stats *s, FILE *f, double now)
     for (int t = 0; t < N_TASK; t++)
         for (int c = 0; c < DMN_N_CODES; c++)
             if (s->task_req[t][c] || (t > 0 && c == DMN_OK))
-                fprintf(f, "nlpd_requests_total{task=\"%s\",code=\"%s\"} %llu\n",
-                        task_names[t], dmn_code_name(c), (unsigned long long)s->task_req[t][c]);
+                fprintf(f, "nlpd_requests_total{task=\"%s\",code=\"%s\"} %llu\n", task_names[t],
+                        dmn_code_name(c), (unsigned long long)s->task_req[t][c]);
     head(f, "nlpd_documents_total", "counter",
          "Documents of task requests answered, by task and the document's status code.");
     for (int t = 0; t < N_TASK; t++)
         for (int c = 0; c < DMN_N_CODES; c++)
             if (s->task_docs[t][c] || (t > 0 && c == DMN_OK))
-                fprintf(f, "nlpd_documents_total{task=\"%s\",code=\"%s\"} %llu\n",
-                        task_names[t], dmn_code_name(c), (unsigned long long)s->task_docs[t][c]);
+                fprintf(f, "nlpd_documents_total{task=\"%s\",code=\"%s\"} %llu\n", task_names[t],
+                        dmn_code_name(c), (unsigned long long)s->task_docs[t][c]);
     head(f, "nlpd_responses_total", "counter",
          "Every response sent (task, health, stats, errors), by request-level status code.");
     for (int c = 0; c < DMN_N_CODES; c++)
@@ -294,8 +291,7 @@ void dmn_stats_prometheus(dmn_stats *s, FILE *f, double now)
                s->lat_queue);
     task_hists(f, "nlpd_request_compute_seconds",
                "Time from the start of computation to the last document done.", s->lat_compute);
-    task_hists(f, "nlpd_request_duration_seconds", "Time from receipt to the reply.",
-               s->lat_total);
+    task_hists(f, "nlpd_request_duration_seconds", "Time from receipt to the reply.", s->lat_total);
     head(f, "nlpd_input_tokens_total", "counter", "Encoder tokens read by engine calls.");
     fprintf(f, "nlpd_input_tokens_total %llu\n", (unsigned long long)s->in_tokens);
     head(f, "nlpd_output_tokens_total", "counter", "Tokens generated by engine calls.");
@@ -303,7 +299,8 @@ void dmn_stats_prometheus(dmn_stats *s, FILE *f, double now)
     head(f, "nlpd_batch_size", "histogram", "Sequences per engine call.");
     hist_write(f, "nlpd_batch_size", "", &s->batch_size, size_bounds, N_SIZE);
     head(f, "nlpd_decoder_rows", "histogram",
-         "Decoder rows running at once, observed when a generation starts and when sequences join it.");
+         "Decoder rows running at once, observed when a generation starts and when sequences join "
+         "it.");
     hist_write(f, "nlpd_decoder_rows", "", &s->decoder_rows, size_bounds, N_SIZE);
     head(f, "nlpd_replies_dropped_total", "counter",
          "Replies dropped because their connection left too much unread.");

@@ -10,26 +10,26 @@
 
 #include "daemon/dmn_req.h"
 
-#define DMN_LAT_RING 1024     /* latencies kept for percentiles: the most recent */
-#define DMN_TPS_WINDOW 10     /* seconds of throughput history */
+#define DMN_LAT_RING 1024 /* latencies kept for percentiles: the most recent */
+#define DMN_TPS_WINDOW 10 /* seconds of throughput history */
 
 typedef struct dmn_stats dmn_stats;
 
 struct dmn_stats_snap {
     uint64_t requests;
     uint64_t documents;
-    uint64_t by_code[DMN_N_CODES];   /* responses by request-level code */
+    uint64_t by_code[DMN_N_CODES]; /* responses by request-level code */
     uint32_t queue_depth;
     uint32_t in_flight;
     double tokens_per_s;
-    double p50_ms, p90_ms, p99_ms;   /* 0 when no latency recorded yet */
+    double p50_ms, p90_ms, p99_ms; /* 0 when no latency recorded yet */
     uint64_t batches;
     double mean_batch_size;
     uint64_t input_tokens, output_tokens;
     double uptime_s;
     uint32_t peak_rows;
-    uint64_t replies_dropped;        /* to peers past limits.max_reply_backlog_bytes */
-    dmn_qstats queue;                /* the Redis queue's (dmn_redis.c) */
+    uint64_t replies_dropped; /* to peers past limits.max_reply_backlog_bytes */
+    dmn_qstats queue;         /* the Redis queue's (dmn_redis.c) */
 };
 
 /* `now`: CLOCK_MONOTONIC seconds at start. NULL on allocation failure. */
@@ -40,8 +40,7 @@ void dmn_stats_request(dmn_stats *s);
 /* A response sent; latency_ms < 0 keeps it out of the percentiles (health, errors). */
 void dmn_stats_response(dmn_stats *s, int code, double latency_ms);
 /* One engine call of n_seqs sequences; the tokens it read and generated. */
-void dmn_stats_batch(dmn_stats *s, int n_seqs, uint64_t in_tokens, uint64_t out_tokens,
-                     double now);
+void dmn_stats_batch(dmn_stats *s, int n_seqs, uint64_t in_tokens, uint64_t out_tokens, double now);
 /* Decoder rows running at once in a generation (the most is kept). */
 void dmn_stats_rows(dmn_stats *s, int rows);
 void dmn_stats_documents(dmn_stats *s, int n);

@@ -20,7 +20,7 @@
 #include "daemon/dmn_route.h"
 
 #define DMN_MAX_TRANSPORTS 4
-#define DMN_MAX_POLL_ITEMS 4   /* per transport */
+#define DMN_MAX_POLL_ITEMS 4 /* per transport */
 
 struct dmn_server;
 typedef struct dmn_transport dmn_transport;
@@ -47,13 +47,12 @@ typedef struct dmn_transport_ops {
 struct dmn_transport {
     const dmn_transport_ops *ops;
     struct dmn_server *srv;
-    int index;                     /* its number in routes */
+    int index; /* its number in routes */
 };
 
 /* The ZeroMQ transports (dmn_zmq.c). NULL with the reason in err. */
 dmn_transport *dmn_zmq_router_new(struct dmn_server *srv, int index, char *err, size_t errlen);
-dmn_transport *dmn_zmq_pipeline_new(struct dmn_server *srv, int index, char *err,
-                                    size_t errlen);
+dmn_transport *dmn_zmq_pipeline_new(struct dmn_server *srv, int index, char *err, size_t errlen);
 
 /* Called by transports (dmn_server.c). */
 /* One request payload that came with `to` (consumed: moved into the queued request, or

@@ -45,31 +45,31 @@ typedef struct sjob {
 
 typedef struct worker {
     dmn_server *srv;
-    dmn_model *m;              /* the one model this worker serves (its queue, its ctx) */
-    int max_items;             /* documents taken at the start of a batch (max_rows) */
-    int cap_items;             /* documents a batch may hold, joiners included */
-    int n_items;               /* documents in this batch */
-    dmn_item *items;           /* [cap_items] */
-    task_input *in;            /* [cap_items] per document */
-    task_doc *docs;            /* [cap_items] */
-    int *prepared;             /* [cap_items] 1: docs[i] holds jobs */
-    int *left;                 /* [cap_items] jobs not done yet */
-    int *finished;             /* [cap_items] 1: answered (its request may be gone) */
-    eng_gen_req **gptr;        /* [max_rows] the requests of one eng_generate_stream call */
+    dmn_model *m;       /* the one model this worker serves (its queue, its ctx) */
+    int max_items;      /* documents taken at the start of a batch (max_rows) */
+    int cap_items;      /* documents a batch may hold, joiners included */
+    int n_items;        /* documents in this batch */
+    dmn_item *items;    /* [cap_items] */
+    task_input *in;     /* [cap_items] per document */
+    task_doc *docs;     /* [cap_items] */
+    int *prepared;      /* [cap_items] 1: docs[i] holds jobs */
+    int *left;          /* [cap_items] jobs not done yet */
+    int *finished;      /* [cap_items] 1: answered (its request may be gone) */
+    eng_gen_req **gptr; /* [max_rows] the requests of one eng_generate_stream call */
     /* job lists, grown on demand; generation jobs [ghead, ng) are still to start,
      * scoring jobs [shead, ns) to run */
     int cap;
     int ng, ghead, ns, shead;
-    task_job **gjobs;          /* [cap] */
-    sjob *sjobs;               /* [cap] */
-    eng_score_req *sreq;       /* [cap] contiguous copies for eng_score */
-    eng_cls_req *creq;         /* [cap] contiguous copies for eng_classify */
-    int *lens, *rows, *ends;   /* [cap] */
+    task_job **gjobs;        /* [cap] */
+    sjob *sjobs;             /* [cap] */
+    eng_score_req *sreq;     /* [cap] contiguous copies for eng_score */
+    eng_cls_req *creq;       /* [cap] contiguous copies for eng_classify */
+    int *lens, *rows, *ends; /* [cap] */
     /* the running engine call, for its stats line */
-    int call_seqs;             /* sequences started in it */
+    int call_seqs; /* sequences started in it */
     uint64_t call_in, call_out;
-    int live_rows, live_tokens;/* decoder rows and encoder tokens of its unfinished jobs */
-    double replied_at;         /* when a reply last went out (0: none yet) */
+    int live_rows, live_tokens; /* decoder rows and encoder tokens of its unfinished jobs */
+    double replied_at;          /* when a reply last went out (0: none yet) */
 } worker;
 
 static int grow_array(void **a, size_t elsize, int cap)
@@ -125,7 +125,7 @@ static int job_rows(const task_job *j)
 static void hand_back(dmn_server *srv, dmn_req *r)
 {
     r->t_done = cm_now();
-    pthread_mutex_lock(&srv->done_lock);   /* every model's worker sends on done_tx */
+    pthread_mutex_lock(&srv->done_lock); /* every model's worker sends on done_tx */
     int sent = zmq_send(srv->done_tx, &r, sizeof r, 0);
     pthread_mutex_unlock(&srv->done_lock);
     if (sent != (int)sizeof r) {
@@ -229,8 +229,7 @@ static void take_docs(worker *w, int scoring_only)
 {
     while (w->n_items < w->cap_items && (scoring_only || w->ghead == w->ng)) {
         int i = w->n_items;
-        if (!(scoring_only ? dmn_queue_try_take_if(w->m->queue, &w->items[i],
-                                                   doc_scores_only, NULL)
+        if (!(scoring_only ? dmn_queue_try_take_if(w->m->queue, &w->items[i], doc_scores_only, NULL)
                            : dmn_queue_try_take(w->m->queue, &w->items[i])))
             return;
         w->n_items++;
@@ -287,10 +286,8 @@ static void score_call(worker *w, int start, int cnt)
     uint64_t in_tok = 0;
     for (int k = start; k < start + cnt; k++) {
         task_job *j = w->sjobs[k].job;
-        if (j->kind == TASK_JOB_CLASSIFY)
-            w->creq[ncl++] = j->cls;
-        else
-            w->sreq[nsc++] = j->score;
+        if (j->kind == TASK_JOB_CLASSIFY) w->creq[ncl++] = j->cls;
+        else w->sreq[nsc++] = j->score;
         in_tok += (uint64_t)j->n_ids;
     }
     int rs = nsc > 0 ? eng_score(w->m->ctx, w->sreq, nsc) : 0;
@@ -301,10 +298,8 @@ static void score_call(worker *w, int start, int cnt)
     nsc = ncl = 0;
     for (int k = start; k < start + cnt; k++) {
         task_job *j = w->sjobs[k].job;
-        if (j->kind == TASK_JOB_CLASSIFY)
-            j->cls.status = rc < 0 ? rc : w->creq[ncl++].status;
-        else
-            j->score.status = rs < 0 ? rs : w->sreq[nsc++].status;
+        if (j->kind == TASK_JOB_CLASSIFY) j->cls.status = rc < 0 ? rc : w->creq[ncl++].status;
+        else j->score.status = rs < 0 ? rs : w->sreq[nsc++].status;
         if (--w->left[w->sjobs[k].doc] == 0) finish_doc(w, w->sjobs[k].doc);
     }
 }
@@ -337,8 +332,9 @@ static void between_hook(void *user)
 static void run_generate(worker *w)
 {
     dmn_server *srv = w->srv;
-    const eng_stream hooks = { .join = join_hook, .done = done_hook, .between = between_hook,
-                               .user = w };
+    const eng_stream hooks = {
+        .join = join_hook, .done = done_hook, .between = between_hook, .user = w
+    };
     if (w->ng > w->ghead)
         qsort(w->gjobs + w->ghead, (size_t)(w->ng - w->ghead), sizeof *w->gjobs, cmp_job_len);
     while (w->ghead < w->ng) {
@@ -430,7 +426,7 @@ void *dmn_worker_main(void *arg)
     if (!ok) /* Without working memory nothing can run: answer every document INTERNAL. */
         DMN_LOG(DMN_LOG_ERROR, "worker: out of memory");
     DMN_LOG(DMN_LOG_DEBUG, "worker started");
-    int last_n = 1;   /* documents in the last batch: how much company to wait for */
+    int last_n = 1; /* documents in the last batch: how much company to wait for */
     /* Fault injection for the supervision test (tests/scripts/daemon_worker_lost.sh):
      * the worker returns after this many batches, as a bug would end it. */
     const char *fault = getenv("NLPD_TEST_WORKER_EXIT_AFTER");
@@ -443,10 +439,9 @@ void *dmn_worker_main(void *arg)
             if (atomic_fetch_sub(&one.req->n_left, 1) == 1) hand_back(srv, one.req);
             continue;
         }
-        int n = dmn_queue_take(m->queue, w.items, w.max_items,
-                               srv->conf.batching.max_batch_tokens,
+        int n = dmn_queue_take(m->queue, w.items, w.max_items, srv->conf.batching.max_batch_tokens,
                                srv->conf.batching.max_wait_ms, last_n, w.replied_at);
-        if (n == 0) break;   /* closed and drained: the daemon is stopping */
+        if (n == 0) break; /* closed and drained: the daemon is stopping */
         run_batch(&w, n);
         last_n = w.n_items < w.max_items ? w.n_items : w.max_items;
         if (batches_left > 0 && --batches_left == 0) {

@@ -32,20 +32,20 @@
 #include "daemon/dmn_stats.h"
 #include "daemon/dmn_transport.h"
 
-#define MAX_RECV_PER_POLL 256   /* then the server looks at the worker's replies again */
-#define DMN_RCV_AHEAD 16        /* messages libzmq reads ahead per peer (ZMQ_RCVHWM) */
+#define MAX_RECV_PER_POLL 256 /* then the server looks at the worker's replies again */
+#define DMN_RCV_AHEAD 16      /* messages libzmq reads ahead per peer (ZMQ_RCVHWM) */
 
 typedef struct zt {
     dmn_transport base;
-    void *in;                      /* ROUTER, or PULL */
-    void *out;                     /* ROUTER again, or PUSH */
+    void *in;  /* ROUTER, or PULL */
+    void *out; /* ROUTER again, or PUSH */
     int pipeline;
     dmn_backlog *backlog;
-    double next_sweep;             /* CLOCK_MONOTONIC seconds */
-    struct ipc_claim {             /* [n_ipc]: the ipc paths this transport holds */
-        char path[sizeof ((dmn_conf *)0)->binds[0]];
-        int lock_fd;               /* flock'ed PATH.lock, held while bound */
-        dev_t dev;                 /* the socket file bound, removed at exit if still it */
+    double next_sweep; /* CLOCK_MONOTONIC seconds */
+    struct ipc_claim { /* [n_ipc]: the ipc paths this transport holds */
+        char path[sizeof((dmn_conf *)0)->binds[0]];
+        int lock_fd; /* flock'ed PATH.lock, held while bound */
+        dev_t dev;   /* the socket file bound, removed at exit if still it */
         ino_t ino;
     } ipc[DMN_MAX_BINDS];
     int n_ipc;
@@ -61,7 +61,7 @@ static int ipc_answers(const char *path)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return 0;
     int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
-    int live = rc == 0 || errno == EAGAIN || errno == EINPROGRESS;   /* EAGAIN: backlog full */
+    int live = rc == 0 || errno == EAGAIN || errno == EINPROGRESS; /* EAGAIN: backlog full */
     close(fd);
     return live;
 }
@@ -71,7 +71,7 @@ static int ipc_answers(const char *path)
  * that our clients would talk to). */
 static int ipc_dir(const char *path, char *err, size_t errlen)
 {
-    char dir[sizeof ((dmn_conf *)0)->binds[0]];
+    char dir[sizeof((dmn_conf *)0)->binds[0]];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (!slash || slash == dir) return 0;
@@ -81,12 +81,12 @@ static int ipc_dir(const char *path, char *err, size_t errlen)
         DMN_LOG(DMN_LOG_INFO, "made the runtime directory %s", dir);
         return 0;
     }
-    if (errno != EEXIST) return 0;   /* bind says what is wrong with it */
-    if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid != geteuid() &&
-        st.st_uid != 0) {
-        snprintf(err, errlen, "%s: the directory is owned by uid %u, not by this user (%u): "
-                 "another user's socket could stand there", dir, (unsigned)st.st_uid,
-                 (unsigned)geteuid());
+    if (errno != EEXIST) return 0; /* bind says what is wrong with it */
+    if (lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid != geteuid() && st.st_uid != 0) {
+        snprintf(err, errlen,
+                 "%s: the directory is owned by uid %u, not by this user (%u): "
+                 "another user's socket could stand there",
+                 dir, (unsigned)st.st_uid, (unsigned)geteuid());
         return -1;
     }
     return 0;
@@ -119,9 +119,10 @@ static int ipc_claim(zt *z, const char *ep, char *err, size_t errlen)
             pid[n > 0 ? n : 0] = '\0';
             pid[strcspn(pid, "\n")] = '\0';
             close(fd);
-            snprintf(err, errlen, "%s is in use: process %s holds it (lock file %s); stop "
-                     "that daemon or bind another path", ep, pid[0] ? pid : "(unknown)",
-                     lock);
+            snprintf(err, errlen,
+                     "%s is in use: process %s holds it (lock file %s); stop "
+                     "that daemon or bind another path",
+                     ep, pid[0] ? pid : "(unknown)", lock);
             return -1;
         }
         /* The holder before us may have removed the file as we opened it: the lock
@@ -135,8 +136,10 @@ static int ipc_claim(zt *z, const char *ep, char *err, size_t errlen)
     }
     if (fd < 0) {
         /* No lock file possible (a read-only directory): the probe alone decides. */
-        DMN_LOG(DMN_LOG_WARN, "%s: no lock file (%s): a second daemon on this path would "
-                "not be refused", lock, strerror(errno));
+        DMN_LOG(DMN_LOG_WARN,
+                "%s: no lock file (%s): a second daemon on this path would "
+                "not be refused",
+                lock, strerror(errno));
     } else {
         char pid[32];
         int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
@@ -146,8 +149,10 @@ static int ipc_claim(zt *z, const char *ep, char *err, size_t errlen)
     struct stat st;
     if (lstat(path, &st) == 0) {
         if (S_ISSOCK(st.st_mode) && ipc_answers(path)) {
-            snprintf(err, errlen, "%s is in use: something answers on %s though no nlpd "
-                     "holds %s (an older nlpd, another program?)", ep, path, lock);
+            snprintf(err, errlen,
+                     "%s is in use: something answers on %s though no nlpd "
+                     "holds %s (an older nlpd, another program?)",
+                     ep, path, lock);
             if (fd >= 0) {
                 unlink(lock);
                 close(fd);
@@ -156,8 +161,7 @@ static int ipc_claim(zt *z, const char *ep, char *err, size_t errlen)
         }
         if (S_ISSOCK(st.st_mode)) {
             if (unlink(path) == 0)
-                DMN_LOG(DMN_LOG_INFO, "removed the stale socket file %s (nobody answered)",
-                        path);
+                DMN_LOG(DMN_LOG_INFO, "removed the stale socket file %s (nobody answered)", path);
         } else {
             snprintf(err, errlen, "%s: %s exists and is not a socket", ep, path);
             if (fd >= 0) {
@@ -222,15 +226,14 @@ static void *open_socket(dmn_server *srv, int type, const char *ep, int bind, ch
      * replies (plus as many error replies) before a slow reader starts losing them. The
      * bytes those replies hold are bounded apart (the backlog). */
     int hwm = 2 * srv->conf.limits.queue_size > 1000 ? 2 * srv->conf.limits.queue_size : 1000;
-    if (type == ZMQ_ROUTER || type == ZMQ_PUSH)
-        zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    if (type == ZMQ_ROUTER || type == ZMQ_PUSH) zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
     /* What libzmq reads ahead per peer before the I/O thread takes it: past this, the
      * peer's connection waits (backpressure, nothing lost). 1000 messages of 64 KiB
      * routing frames held 64 MiB per peer. */
     int rcvhwm = DMN_RCV_AHEAD;
     if (type == ZMQ_ROUTER || type == ZMQ_PULL)
         zmq_setsockopt(s, ZMQ_RCVHWM, &rcvhwm, sizeof rcvhwm);
-    if (type == ZMQ_ROUTER && dmn_curve_server(srv, s, err, errlen) < 0) {   /* keys: CURVE */
+    if (type == ZMQ_ROUTER && dmn_curve_server(srv, s, err, errlen) < 0) { /* keys: CURVE */
         zmq_close(s);
         return NULL;
     }
@@ -244,8 +247,7 @@ static void *open_socket(dmn_server *srv, int type, const char *ep, int bind, ch
     size_t ll = sizeof last;
     if (bind && zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, last, &ll) == 0)
         DMN_LOG(DMN_LOG_INFO, "listening on %s", last);
-    else
-        DMN_LOG(DMN_LOG_INFO, "%s %s", bind ? "bound" : "connected to", ep);
+    else DMN_LOG(DMN_LOG_INFO, "%s %s", bind ? "bound" : "connected to", ep);
     return s;
 }
 
@@ -253,8 +255,8 @@ static void *open_socket(dmn_server *srv, int type, const char *ep, int bind, ch
  * Never blocks: a ROUTER drops what it cannot route; a full PUSH drops with a warning;
  * a reply that would take its peer's unread replies past max_reply_backlog_bytes is
  * dropped and counted (the peer is not reading: its connection pays, not the daemon). */
-static void zt_reply(dmn_transport *t, const dmn_route *to, void *buf, size_t len,
-                     uint64_t seq, uint64_t id)
+static void zt_reply(dmn_transport *t, const dmn_route *to, void *buf, size_t len, uint64_t seq,
+                     uint64_t id)
 {
     zt *z = (zt *)t;
     dmn_server *srv = t->srv;
@@ -270,8 +272,9 @@ static void zt_reply(dmn_transport *t, const dmn_route *to, void *buf, size_t le
     if (!ticket) {
         free(buf);
         uint64_t n = dmn_stats_reply_dropped(srv->stats);
-        if ((n & (n - 1)) == 0)   /* 1st, 2nd, 4th, ...: a flood logs a few lines */
-            DMN_LOG_REQ(DMN_LOG_WARN, seq, id, "reply dropped: its connection leaves more "
+        if ((n & (n - 1)) == 0) /* 1st, 2nd, 4th, ...: a flood logs a few lines */
+            DMN_LOG_REQ(DMN_LOG_WARN, seq, id,
+                        "reply dropped: its connection leaves more "
                         "than limits.max_reply_backlog_bytes (%d) unread (%llu dropped so far)",
                         srv->conf.limits.max_reply_backlog_bytes, (unsigned long long)n);
         return;
@@ -293,7 +296,7 @@ static void zt_reply(dmn_transport *t, const dmn_route *to, void *buf, size_t le
     return;
 fail:
     DMN_LOG_REQ(DMN_LOG_WARN, seq, id, "reply dropped: %s", zmq_strerror(zmq_errno()));
-    zmq_msg_close(&body);   /* gives the reservation back */
+    zmq_msg_close(&body); /* gives the reservation back */
 }
 
 /* Reads one multipart message. Every frame is read, so the next message starts clean;
@@ -302,7 +305,7 @@ fail:
 static void recv_one(zt *z)
 {
     dmn_server *srv = z->base.srv;
-    zmq_msg_t parts[DMN_MAX_ENV + 2];   /* the first DMN_MAX_ENV + 1, then the last */
+    zmq_msg_t parts[DMN_MAX_ENV + 2]; /* the first DMN_MAX_ENV + 1, then the last */
     int n = 0, frames = 0, more = 1;
     size_t bytes = 0;
     while (more) {
@@ -315,7 +318,7 @@ static void recv_one(zt *z)
         more = zmq_msg_more(&m);
         frames++;
         bytes += zmq_msg_size(&m);
-        if (n == DMN_MAX_ENV + 2) zmq_msg_close(&parts[--n]);   /* keep the latest last */
+        if (n == DMN_MAX_ENV + 2) zmq_msg_close(&parts[--n]); /* keep the latest last */
         parts[n++] = m;
     }
     if (n == 0) return;
@@ -332,10 +335,11 @@ static void recv_one(zt *z)
     } else if (n_env > DMN_MAX_ENV || env_bytes > (size_t)srv->conf.limits.max_envelope_bytes) {
         /* Answered through the first frame alone: the ROUTER's routing id of the peer
          * (at most 255 bytes), so the client hears why instead of nothing. */
-        snprintf(err, sizeof err, "%d frame(s) of %zu bytes before the payload (routing "
+        snprintf(err, sizeof err,
+                 "%d frame(s) of %zu bytes before the payload (routing "
                  "identity included): the limits are %d frames and limits.max_envelope_bytes "
-                 "= %d bytes", n_env, env_bytes, DMN_MAX_ENV,
-                 srv->conf.limits.max_envelope_bytes);
+                 "= %d bytes",
+                 n_env, env_bytes, DMN_MAX_ENV, srv->conf.limits.max_envelope_bytes);
         data[0] = zmq_msg_data(&parts[0]);
         len[0] = zmq_msg_size(&parts[0]);
         if (dmn_route_set(&to, z->base.index, data, len, 1) == 0)
@@ -348,8 +352,7 @@ static void recv_one(zt *z)
         }
         if (dmn_route_set(&to, z->base.index, data, len, n_env) == 0)
             dmn_server_submit(srv, &to, zmq_msg_data(payload), zmq_msg_size(payload));
-        else
-            DMN_LOG(DMN_LOG_ERROR, "out of memory keeping a request's routing frames");
+        else DMN_LOG(DMN_LOG_ERROR, "out of memory keeping a request's routing frames");
     }
     for (int i = 0; i < n; i++) zmq_msg_close(&parts[i]);
 }
@@ -358,7 +361,7 @@ static int zt_poll_items(dmn_transport *t, zmq_pollitem_t *items, int pull)
 {
     zt *z = (zt *)t;
     double now = cm_now();
-    if (now >= z->next_sweep) {   /* forget peers with no reply outstanding */
+    if (now >= z->next_sweep) { /* forget peers with no reply outstanding */
         dmn_backlog_sweep(z->backlog);
         z->next_sweep = now + 1.0;
     }
@@ -371,15 +374,14 @@ static void zt_on_ready(dmn_transport *t, const zmq_pollitem_t *items, int n)
 {
     zt *z = (zt *)t;
     if (n < 1 || !(items[0].revents & ZMQ_POLLIN)) return;
-    if (z->pipeline) {   /* one at a time: the server re-checks the queue's room */
+    if (z->pipeline) { /* one at a time: the server re-checks the queue's room */
         recv_one(z);
         return;
     }
     for (int k = 0; k < MAX_RECV_PER_POLL; k++) {
         int events = 0;
         size_t el = sizeof events;
-        if (zmq_getsockopt(z->in, ZMQ_EVENTS, &events, &el) != 0 || !(events & ZMQ_POLLIN))
-            break;
+        if (zmq_getsockopt(z->in, ZMQ_EVENTS, &events, &el) != 0 || !(events & ZMQ_POLLIN)) break;
         recv_one(z);
     }
 }

@@ -18,41 +18,41 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: nlpd [-c FILE] [--model DIR]... [--weights TYPE] [--bind ENDPOINT]...\n"
-        "            [--log-level LEVEL]\n"
-        "\n"
-        "The nlpd NLP task daemon: answers nlp.v1 protobuf requests (summarize, translate,\n"
-        "classify, qa, text2text, health, stats) on a ZeroMQ ROUTER socket, batching the\n"
-        "work of all clients onto its models (each with its own batching; a request names\n"
-        "one or is routed by task and language pair). See docs/daemon.md.\n"
-        "\n"
-        "  -c, --config FILE     config file (libconfig); without it: $NLPD_CONF, else\n"
-        "                        /etc/nlpd/nlpd.conf, else conf/nlpd.conf of the source\n"
-        "                        tree nlpd was built in\n"
-        "  -m, --model DIR       model directory (config.json, model.safetensors, its\n"
-        "                        tokenizer); repeatable: one model each, named after its\n"
-        "                        directory; replaces the config's `model`/`models`\n"
-        "      --weights TYPE    auto, f32, bf16, f16 or int8: how the models hold their\n"
-        "                        weights unless their models entry says; overrides `weights`\n"
-        "  -b, --bind ENDPOINT   tcp://HOST:PORT or ipc://PATH; repeatable; replaces the\n"
-        "                        config's `bind` list\n"
-        "  -l, --log-level LEVEL error, warn, info or debug; overrides `log_level`\n"
-        "      --http HOST:PORT  also serve HTTP/JSON there (docs/http.md); overrides\n"
-        "                        http.bind\n"
-        "      --queue URL       also take jobs from a Redis stream (redis://HOST:PORT or\n"
-        "                        unix:///PATH); overrides queue.redis (docs/queue.md)\n"
-        "      --make-keypair PREFIX  write a CurveZMQ key pair (CZMQ certificates):\n"
-        "                        PREFIX (public) and PREFIX_secret; then exit\n"
-        "      --check-config    print the effective settings and each model's expected\n"
-        "                        resident memory, and exit (0: valid)\n"
-        "  -V, --version         print the version and exit\n"
-        "  -h, --help            this help\n"
-        "\n"
-        "Signals: SIGTERM or SIGINT stop taking work (new requests are answered\n"
-        "SHUTTING_DOWN), finish and answer everything accepted, then exit 0. SIGHUP\n"
-        "re-reads the config's models (added ones load beside the running ones, removed\n"
-        "ones finish what they hold, changed ones swap when loaded) and http.tokens_file.\n"
-        "Exit codes: 0 clean stop, 1 could not start (model, sockets), 2 bad usage/config.\n");
+            "usage: nlpd [-c FILE] [--model DIR]... [--weights TYPE] [--bind ENDPOINT]...\n"
+            "            [--log-level LEVEL]\n"
+            "\n"
+            "The nlpd NLP task daemon: answers nlp.v1 protobuf requests (summarize, translate,\n"
+            "classify, qa, text2text, health, stats) on a ZeroMQ ROUTER socket, batching the\n"
+            "work of all clients onto its models (each with its own batching; a request names\n"
+            "one or is routed by task and language pair). See docs/daemon.md.\n"
+            "\n"
+            "  -c, --config FILE     config file (libconfig); without it: $NLPD_CONF, else\n"
+            "                        /etc/nlpd/nlpd.conf, else conf/nlpd.conf of the source\n"
+            "                        tree nlpd was built in\n"
+            "  -m, --model DIR       model directory (config.json, model.safetensors, its\n"
+            "                        tokenizer); repeatable: one model each, named after its\n"
+            "                        directory; replaces the config's `model`/`models`\n"
+            "      --weights TYPE    auto, f32, bf16, f16 or int8: how the models hold their\n"
+            "                        weights unless their models entry says; overrides `weights`\n"
+            "  -b, --bind ENDPOINT   tcp://HOST:PORT or ipc://PATH; repeatable; replaces the\n"
+            "                        config's `bind` list\n"
+            "  -l, --log-level LEVEL error, warn, info or debug; overrides `log_level`\n"
+            "      --http HOST:PORT  also serve HTTP/JSON there (docs/http.md); overrides\n"
+            "                        http.bind\n"
+            "      --queue URL       also take jobs from a Redis stream (redis://HOST:PORT or\n"
+            "                        unix:///PATH); overrides queue.redis (docs/queue.md)\n"
+            "      --make-keypair PREFIX  write a CurveZMQ key pair (CZMQ certificates):\n"
+            "                        PREFIX (public) and PREFIX_secret; then exit\n"
+            "      --check-config    print the effective settings and each model's expected\n"
+            "                        resident memory, and exit (0: valid)\n"
+            "  -V, --version         print the version and exit\n"
+            "  -h, --help            this help\n"
+            "\n"
+            "Signals: SIGTERM or SIGINT stop taking work (new requests are answered\n"
+            "SHUTTING_DOWN), finish and answer everything accepted, then exit 0. SIGHUP\n"
+            "re-reads the config's models (added ones load beside the running ones, removed\n"
+            "ones finish what they hold, changed ones swap when loaded) and http.tokens_file.\n"
+            "Exit codes: 0 clean stop, 1 could not start (model, sockets), 2 bad usage/config.\n");
 }
 
 int main(int argc, char **argv)
@@ -80,7 +80,7 @@ int main(int argc, char **argv)
     char err[1024];
     dmn_server *srv = &dmn_srv;
 
-    cm_omp_wait_default(argv);   /* before any thread: libgomp reads it at its start */
+    cm_omp_wait_default(argv); /* before any thread: libgomp reads it at its start */
     while ((c = getopt_long(argc, argv, "c:m:b:l:Vh", opts, NULL)) != -1) {
         switch (c) {
         case 'c': config = optarg; break;
@@ -139,7 +139,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "nlpd: config: %s\n", err);
         return 2;
     }
-    if (n_models > 0) {   /* they replace the config's models, now and on SIGHUP */
+    if (n_models > 0) { /* they replace the config's models, now and on SIGHUP */
         srv->conf.n_models = 0;
         for (int i = 0; i < n_models; i++)
             if (dmn_conf_add_model(&srv->conf, "", models[i], "", 0, err, sizeof err) < 0) {
@@ -152,8 +152,7 @@ int main(int argc, char **argv)
     }
     if (weights) {
         if (strlen(weights) >= sizeof srv->conf.weights || eng_weights_parse(weights) < 0) {
-            fprintf(stderr, "nlpd: --weights: '%s' is not auto, f32, bf16, f16 or int8\n",
-                    weights);
+            fprintf(stderr, "nlpd: --weights: '%s' is not auto, f32, bf16, f16 or int8\n", weights);
             return 2;
         }
         snprintf(srv->conf.weights, sizeof srv->conf.weights, "%s", weights);
@@ -167,7 +166,7 @@ int main(int argc, char **argv)
                 return 2;
             }
     }
-    if (queue) {   /* queue mode on Redis Streams (docs/queue.md) */
+    if (queue) { /* queue mode on Redis Streams (docs/queue.md) */
         if (strlen(queue) >= sizeof srv->conf.queue.redis) {
             fprintf(stderr, "nlpd: --queue: URL too long\n");
             return 2;
@@ -184,8 +183,7 @@ int main(int argc, char **argv)
     if (level) {
         int l = dmn_log_level_from_name(level);
         if (l < 0) {
-            fprintf(stderr, "nlpd: --log-level: '%s' is not error, warn, info or debug\n",
-                    level);
+            fprintf(stderr, "nlpd: --log-level: '%s' is not error, warn, info or debug\n", level);
             return 2;
         }
         srv->conf.log_level = l;
@@ -205,17 +203,18 @@ int main(int argc, char **argv)
             const dmn_model_conf *m = &srv->conf.models[i];
             const char *wn = m->weights[0] ? m->weights : srv->conf.weights;
             size_t b = dmn_model_expected_bytes(m->path, eng_weights_parse(wn), err, sizeof err);
-            if (!b) {   /* a checkpoint not there yet is no config error */
+            if (!b) { /* a checkpoint not there yet is no config error */
                 printf("model %s: %s, weights %s, expected resident unknown: %s\n", m->name,
                        m->path, wn, err);
                 continue;
             }
             total += b;
-            printf("model %s: %s, weights %s, expected resident %.1f MiB\n", m->name, m->path,
-                   wn, b / 1048576.0);
+            printf("model %s: %s, weights %s, expected resident %.1f MiB\n", m->name, m->path, wn,
+                   b / 1048576.0);
         }
         printf("models: %d, expected resident %.1f MiB (a checkpoint listed twice with one "
-               "weight type counts once when loaded)\n", srv->conf.n_models, total / 1048576.0);
+               "weight type counts once when loaded)\n",
+               srv->conf.n_models, total / 1048576.0);
         return 0;
     }
     dmn_log_set_level(srv->conf.log_level);

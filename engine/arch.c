@@ -55,7 +55,9 @@ const eng_arch *eng_arch_find(const char *path, const cJSON *root, const char **
         hf_err(err, errlen, "%s: unknown model_type '%.64s' (supported: %s)", path, mt,
                eng_arch_supported());
     else
-        hf_err(err, errlen, "%s: unknown architecture: no model_type, and 'architectures' "
-               "names no supported one (supported model_type: %s)", path, eng_arch_supported());
+        hf_err(err, errlen,
+               "%s: unknown architecture: no model_type, and 'architectures' "
+               "names no supported one (supported model_type: %s)",
+               path, eng_arch_supported());
     return NULL;
 }

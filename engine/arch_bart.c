@@ -29,7 +29,7 @@ typedef struct bart_kind {
     int pre_norm, embed_norm, final_norm;
     eng_pos_kind pos;
     int pos_offset;
-    int sin_shift;             /* eng_sinusoids: 0 Marian's frequencies, 1 fairseq's */
+    int sin_shift; /* eng_sinusoids: 0 Marian's frequencies, 1 fairseq's */
 } bart_kind;
 
 static const bart_kind kinds[] = {
@@ -43,7 +43,7 @@ static const bart_kind *kind_of(const eng_config *c)
 {
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (strcmp(c->model_type, kinds[i].model_type) == 0) return &kinds[i];
-    return &kinds[0];   /* architectures[] named BartForConditionalGeneration */
+    return &kinds[0]; /* architectures[] named BartForConditionalGeneration */
 }
 
 /* Config keys as the family names them; the encoder's and decoder's sizes must agree
@@ -77,10 +77,13 @@ static const hf_int_key bart_own_ints[] = {
 /* activation_function as HF's ACT2FN names it. */
 static int bart_act(const char *path, const char *name, eng_act *out, char *err, size_t errlen)
 {
-    static const struct { const char *name; eng_act act; } acts[] = {
-        { "gelu", ENG_ACT_GELU },         { "relu", ENG_ACT_RELU },
-        { "silu", ENG_ACT_SILU },         { "swish", ENG_ACT_SILU },
-        { "gelu_new", ENG_ACT_GELU_TANH }, { "gelu_pytorch_tanh", ENG_ACT_GELU_TANH },
+    static const struct {
+        const char *name;
+        eng_act act;
+    } acts[] = {
+        { "gelu", ENG_ACT_GELU },           { "relu", ENG_ACT_RELU },
+        { "silu", ENG_ACT_SILU },           { "swish", ENG_ACT_SILU },
+        { "gelu_new", ENG_ACT_GELU_TANH },  { "gelu_pytorch_tanh", ENG_ACT_GELU_TANH },
         { "gelu_fast", ENG_ACT_GELU_TANH },
     };
     for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
@@ -88,22 +91,23 @@ static int bart_act(const char *path, const char *name, eng_act *out, char *err,
             *out = acts[i].act;
             return 0;
         }
-    hf_err(err, errlen, "%s: unsupported activation_function '%.64s' (supported: gelu, relu, "
-           "silu, swish, gelu_new, gelu_pytorch_tanh, gelu_fast)", path, name);
+    hf_err(err, errlen,
+           "%s: unsupported activation_function '%.64s' (supported: gelu, relu, "
+           "silu, swish, gelu_new, gelu_pytorch_tanh, gelu_fast)",
+           path, name);
     return -1;
 }
 
 /* id2label {"0": "contradiction", ...}: names of a classification head's classes, into
  * c->labels; c->num_labels is set by the binder, from the head's shape. Returns the count
  * named, or -1. */
-static int bart_labels(const char *path, const cJSON *root, eng_config *c, char *err,
-                       size_t errlen)
+static int bart_labels(const char *path, const cJSON *root, eng_config *c, char *err, size_t errlen)
 {
     const cJSON *map = hf_get(root, "id2label"), *e;
     int n = 0;
     if (!map) return 0;
     if (!cJSON_IsObject(map)) goto bad;
-    cJSON_ArrayForEach(e, map) {
+    cJSON_ArrayForEach (e, map) {
         char *end;
         long i = strtol(e->string, &end, 10);
         if (end == e->string || *end || i < 0 || i >= ENG_MAX_LABELS || !cJSON_IsString(e))
@@ -115,8 +119,10 @@ static int bart_labels(const char *path, const cJSON *root, eng_config *c, char 
         if (!c->labels[i][0]) goto bad;
     return n;
 bad:
-    hf_err(err, errlen, "%s: key 'id2label' must map the class numbers 0..N-1 (N <= %d) to "
-           "names", path, ENG_MAX_LABELS);
+    hf_err(err, errlen,
+           "%s: key 'id2label' must map the class numbers 0..N-1 (N <= %d) to "
+           "names",
+           path, ENG_MAX_LABELS);
     return -1;
 }
 
@@ -125,26 +131,28 @@ static int bart_read_config(const char *path, const cJSON *root, eng_config *c, 
 {
     eng_arch_config *a = &c->arch;
     bart_ints b;
-    if (hf_read_ints(path, root, bart_cfg_ints, sizeof bart_cfg_ints / sizeof bart_cfg_ints[0],
-                     c, err, errlen) ||
-        hf_read_ints(path, root, bart_own_ints, sizeof bart_own_ints / sizeof bart_own_ints[0],
-                     &b, err, errlen))
+    if (hf_read_ints(path, root, bart_cfg_ints, sizeof bart_cfg_ints / sizeof bart_cfg_ints[0], c,
+                     err, errlen) ||
+        hf_read_ints(path, root, bart_own_ints, sizeof bart_own_ints / sizeof bart_own_ints[0], &b,
+                     err, errlen))
         return -1;
     if (b.enc_heads != b.dec_heads || b.enc_ffn != b.dec_ffn) {
-        hf_err(err, errlen, "%s: encoder and decoder differ in attention heads (%d, %d) or "
-               "feed-forward width (%d, %d): not supported", path, b.enc_heads, b.dec_heads,
-               b.enc_ffn, b.dec_ffn);
+        hf_err(err, errlen,
+               "%s: encoder and decoder differ in attention heads (%d, %d) or "
+               "feed-forward width (%d, %d): not supported",
+               path, b.enc_heads, b.dec_heads, b.enc_ffn, b.dec_ffn);
         return -1;
     }
     if (b.dec_vocab > 0 && b.dec_vocab != c->vocab_size) {
-        hf_err(err, errlen, "%s: decoder_vocab_size %d differs from vocab_size %d: separate "
-               "source and target vocabularies are not supported", path, b.dec_vocab,
-               c->vocab_size);
+        hf_err(err, errlen,
+               "%s: decoder_vocab_size %d differs from vocab_size %d: separate "
+               "source and target vocabularies are not supported",
+               path, b.dec_vocab, c->vocab_size);
         return -1;
     }
     if (c->d_model % b.enc_heads) {
-        hf_err(err, errlen, "%s: d_model %d is not a multiple of encoder_attention_heads %d",
-               path, c->d_model, b.enc_heads);
+        hf_err(err, errlen, "%s: d_model %d is not a multiple of encoder_attention_heads %d", path,
+               c->d_model, b.enc_heads);
         return -1;
     }
     c->num_heads = b.enc_heads;
@@ -160,7 +168,7 @@ static int bart_read_config(const char *path, const cJSON *root, eng_config *c, 
         return -1;
     const bart_kind *k = kind_of(c);
     a->norm = ENG_NORM_LAYER;
-    a->norm_eps = 1e-5f;       /* nn.LayerNorm's default: no config key */
+    a->norm_eps = 1e-5f; /* nn.LayerNorm's default: no config key */
     a->pre_norm = k->pre_norm;
     a->final_norm = k->final_norm;
     a->embed_norm = k->embed_norm;
@@ -255,8 +263,10 @@ static int bart_embed(eng_model *m, eng_lin *e, char *err, size_t errlen)
     int V = m->cfg.vocab_size, D = m->cfg.d_model;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (eng_has(m, names[i])) return eng_bind_mat(m, e, V, D, err, errlen, names[i]);
-    hf_err(err, errlen, "%s: missing tensor 'model.shared.weight' (nor any of its tied names: "
-           "model.encoder.embed_tokens.weight, model.decoder.embed_tokens.weight)", m->dir);
+    hf_err(err, errlen,
+           "%s: missing tensor 'model.shared.weight' (nor any of its tied names: "
+           "model.encoder.embed_tokens.weight, model.decoder.embed_tokens.weight)",
+           m->dir);
     return -1;
 }
 

@@ -37,9 +37,10 @@ static int t5_read_config(const char *path, const cJSON *root, eng_config *c, ch
     /* The bucket formula divides by log(max_distance / max_exact), max_exact being at
      * most num_buckets / 2: it must exceed that. */
     if (a->max_distance <= a->num_buckets / 2) {
-        hf_err(err, errlen, "%s: key 'relative_attention_max_distance' = %d must exceed "
-               "relative_attention_num_buckets / 2 = %d", path, a->max_distance,
-               a->num_buckets / 2);
+        hf_err(err, errlen,
+               "%s: key 'relative_attention_max_distance' = %d must exceed "
+               "relative_attention_num_buckets / 2 = %d",
+               path, a->max_distance, a->num_buckets / 2);
         return -1;
     }
     if (hf_read_float(path, root, "layer_norm_epsilon", 1e-6, 0.0, 1.0, &a->norm_eps, err,
@@ -55,8 +56,10 @@ static int t5_read_config(const char *path, const cJSON *root, eng_config *c, ch
     } else if (strcmp(ff, "gated-gelu") == 0) {
         a->gated = 1, a->act = ENG_ACT_GELU_TANH;
     } else {
-        hf_err(err, errlen, "%s: unsupported feed_forward_proj '%.64s' (supported: relu, "
-               "gated-gelu)", path, ff);
+        hf_err(err, errlen,
+               "%s: unsupported feed_forward_proj '%.64s' (supported: relu, "
+               "gated-gelu)",
+               path, ff);
         return -1;
     }
     a->norm = ENG_NORM_RMS;
@@ -64,7 +67,7 @@ static int t5_read_config(const char *path, const cJSON *root, eng_config *c, ch
     a->final_norm = 1;
     a->embed_norm = 0;
     a->bias = 0;
-    a->attn_scale = 1.0f;     /* T5 folds the scaling into its weights */
+    a->attn_scale = 1.0f; /* T5 folds the scaling into its weights */
     a->embed_scale = 1.0f;
     a->lm_scale = a->tied ? 1.0f / sqrtf((float)c->d_model) : 1.0f;
     a->pos = ENG_POS_RELATIVE;
@@ -122,9 +125,9 @@ static int t5_stack(eng_model *m, eng_stack_w *s, const char *name, int dec, cha
         snprintf(pfx, sizeof pfx, "%s.block.%d.layer.%d.layer_norm.", name, i, dec ? 2 : 1);
         if (eng_bind_norm(m, &l->ln_ff, err, errlen, pfx)) return -1;
     }
-    if (!(s->rel = eng_bind(m, c->arch.num_buckets, c->num_heads, err, errlen,
-                            "%s.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
-                            name)))
+    if (!(s->rel =
+              eng_bind(m, c->arch.num_buckets, c->num_heads, err, errlen,
+                       "%s.block.0.layer.0.SelfAttention.relative_attention_bias.weight", name)))
         return -1;
     snprintf(pfx, sizeof pfx, "%s.final_layer_norm.", name);
     return eng_bind_norm(m, &s->final_norm, err, errlen, pfx);

@@ -11,10 +11,8 @@
 void eng_norm(const eng_arch_config *a, const eng_norm_w *n, const float *x, int rows, int d,
               float *out)
 {
-    if (a->norm == ENG_NORM_RMS)
-        eng_rmsnorm(x, n->w, rows, d, a->norm_eps, out);
-    else
-        eng_layernorm(x, n->w, n->b, rows, d, a->norm_eps, out);
+    if (a->norm == ENG_NORM_RMS) eng_rmsnorm(x, n->w, rows, d, a->norm_eps, out);
+    else eng_layernorm(x, n->w, n->b, rows, d, a->norm_eps, out);
 }
 
 void eng_layernorm(const float *x, const float *w, const float *b, int rows, int d, float eps,
@@ -37,11 +35,9 @@ void eng_activate(eng_act act, float *x, const float *y, size_t n)
 {
     switch (act) {
     case ENG_ACT_GELU_TANH:
-        eng_gelu_new(x, y, n);   /* the gate's product in the same pass */
+        eng_gelu_new(x, y, n); /* the gate's product in the same pass */
         return;
-    case ENG_ACT_RELU:
-        eng_relu(x, n);
-        break;
+    case ENG_ACT_RELU: eng_relu(x, n); break;
     case ENG_ACT_GELU:
         for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
         break;
@@ -69,10 +65,8 @@ void eng_lin_apply(const eng_lin *l, const float *x, int rows, float *y)
 
 void eng_lin_row(const eng_lin *l, int r, float *out)
 {
-    if (l->type == ENG_W_I8)
-        eng_q8_weight_row(l->w, l->out, l->in, r, out);
-    else
-        eng_wrow(l->type, l->w, l->in, r, l->in, out);
+    if (l->type == ENG_W_I8) eng_q8_weight_row(l->w, l->out, l->in, r, out);
+    else eng_wrow(l->type, l->w, l->in, r, l->in, out);
 }
 
 void eng_scale(float *x, size_t n, float s)

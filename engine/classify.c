@@ -36,14 +36,14 @@ static void cl_pass(eng_ctx *c, eng_cls_req *reqs, const int *run, const int *eo
         c->w.enc_off[i] = T;
         c->w.enc_len[i] = r->n_ids;
         memcpy(c->w.enc_ids + T, r->ids, (size_t)r->n_ids * sizeof *r->ids);
-        c->cl.dec[T] = m->cfg.decoder_start_token_id;   /* shift right */
+        c->cl.dec[T] = m->cfg.decoder_start_token_id; /* shift right */
         memcpy(c->cl.dec + T + 1, r->ids, (size_t)(r->n_ids - 1) * sizeof *r->ids);
         T += r->n_ids;
     }
     c->w.tok_off[k] = T;
     f->encode(c, c->w.enc_ids, c->w.tok_off, k, 0);
     f->decode_full(c, c->cl.dec, c->w.tok_off, k, c->w.enc_off, c->w.enc_len, NULL, NULL);
-    float *h = c->cl.h, *y = c->cl.h + (size_t)k * D;   /* [k, D] each */
+    float *h = c->cl.h, *y = c->cl.h + (size_t)k * D; /* [k, D] each */
     for (int i = 0; i < k; i++)
         memcpy(h + (size_t)i * D, c->w.h + (size_t)(c->w.tok_off[i] + eos[i]) * D,
                (size_t)D * sizeof *h);
@@ -62,7 +62,7 @@ static void cl_pass(eng_ctx *c, eng_cls_req *reqs, const int *run, const int *eo
 int eng_classify(eng_ctx *c, eng_cls_req *reqs, int n)
 {
     if (!c || n < 0 || (n > 0 && !reqs)) return ENG_EINVAL;
-    if (c->m->cfg.num_labels <= 0) return ENG_EINVAL;   /* no classification head */
+    if (c->m->cfg.num_labels <= 0) return ENG_EINVAL; /* no classification head */
     eng_set_threads(c->m->n_threads);
     int R = c->p.max_rows, BT = c->p.max_batch_tokens;
     int *run = c->cl.run, *eos = c->cl.eos;

@@ -10,8 +10,12 @@
 
 eng_ctx_params eng_ctx_default_params(void)
 {
-    return (eng_ctx_params){ .max_rows = 64, .max_input_len = 512, .max_new_tokens = 256,
-                             .max_cands = 64, .max_cand_len = 32, .max_batch_tokens = 4096 };
+    return (eng_ctx_params){ .max_rows = 64,
+                             .max_input_len = 512,
+                             .max_new_tokens = 256,
+                             .max_cands = 64,
+                             .max_cand_len = 32,
+                             .max_batch_tokens = 4096 };
 }
 
 static int imax(int a, int b) { return a > b ? a : b; }
@@ -77,16 +81,16 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
      * blocks are fresh zero pages: a buffer costs memory only once it is used (the KV
      * pool is max_rows * layers * 2 * (max_new_tokens + 1) * inner floats). */
     size_t NT = (size_t)model->n_threads;
-    size_t SL = NT * L;   /* a thread's head of one sequence [L, L] each, or [max_rows, L] */
+    size_t SL = NT * L; /* a thread's head of one sequence [L, L] each, or [max_rows, L] */
     size_t CT = (size_t)c->s.max_cand_total, CP = CT * (size_t)q.max_cand_len;
     c->w.keys_ld = (int)((L + 15) & ~(size_t)15) + 16;
     c->w.logit_rows = imax(q.max_rows, ENG_SCORE_CHUNK);
     unsigned char *base = NULL;
     size_t used = 0;
-#define CARVE(ptr, n)                                                                   \
-    do {                                                                                \
-        if (pass) (ptr) = (void *)(base + used);                                        \
-        used += ((size_t)(n) * sizeof *(ptr) + 63) & ~(size_t)63;                       \
+#define CARVE(ptr, n)                                             \
+    do {                                                          \
+        if (pass) (ptr) = (void *)(base + used);                  \
+        used += ((size_t)(n) * sizeof *(ptr) + 63) & ~(size_t)63; \
     } while (0)
     for (int pass = 0; pass < 2; pass++) {
         used = 0;
@@ -106,7 +110,7 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
          * its hooks score into [1] (eng_stream) */
         for (int r = 0; r < 2; r++)
             for (int kv = 0; kv < 2; kv++) CARVE(c->w.cross[r][kv], NL * BT * I);
-        if (rel) {   /* the bucketed bias by relative position, per head */
+        if (rel) { /* the bucketed bias by relative position, per head */
             CARVE(c->w.enc_bias, H * (2 * L - 1));
             CARVE(c->w.dec_bias, H * L);
         }
@@ -178,8 +182,10 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     c->w.cross_v = c->w.cross[0][1];
 #undef CARVE
     for (size_t t = 0; !bad && t < NT; t++)
-        c->d.rb[t] = (eng_rowbuf){ .lp = c->d.lp_row + t * V, .sort_val = c->d.sort_val + t * V,
-                                 .sort_idx = c->d.sort_idx + t * V, .ban = c->d.ban + t * (P + 2) };
+        c->d.rb[t] = (eng_rowbuf){ .lp = c->d.lp_row + t * V,
+                                   .sort_val = c->d.sort_val + t * V,
+                                   .sort_idx = c->d.sort_idx + t * V,
+                                   .ban = c->d.ban + t * (P + 2) };
     if (bad) {
         snprintf(err, errlen, "eng_ctx_new: out of memory (workspaces for %d rows, %d tokens)",
                  q.max_rows, c->max_tok);
@@ -190,7 +196,8 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     for (size_t hd = 0; rel && hd < H; hd++) {
         for (int r = -(int)L + 1; r < (int)L; r++) {
             int b = eng_relative_bucket(r, 1, cf->arch.num_buckets, cf->arch.max_distance);
-            c->w.enc_bias[hd * (2 * L - 1) + (size_t)(r + (int)L - 1)] = model->enc.rel[(size_t)b * H + hd];
+            c->w.enc_bias[hd * (2 * L - 1) + (size_t)(r + (int)L - 1)] =
+                model->enc.rel[(size_t)b * H + hd];
         }
         for (int r = 0; r < (int)L; r++) {
             int b = eng_relative_bucket(-r, 0, cf->arch.num_buckets, cf->arch.max_distance);
@@ -234,8 +241,7 @@ int eng_logits(eng_ctx *c, const int32_t *ids, int n_ids, const int32_t *dec_ids
                float *out)
 {
     if (!c || !ids || !dec_ids || !out || n_ids <= 0 || n_dec <= 0) return ENG_EINVAL;
-    if (n_ids > c->p.max_input_len || n_dec > c->max_len || n_dec > c->max_tok)
-        return ENG_ETOOLONG;
+    if (n_ids > c->p.max_input_len || n_dec > c->max_len || n_dec > c->max_tok) return ENG_ETOOLONG;
     if (ctx_check_ids(c, ids, n_ids) || ctx_check_ids(c, dec_ids, n_dec)) return ENG_EINVAL;
     eng_set_threads(c->m->n_threads);
     int off[2] = { 0, n_ids };

@@ -18,26 +18,35 @@
 typedef struct eng_greq {
     eng_gen_req *r;
     eng_gen_params p;
-    int base, nrows;           /* row slots [base, base + nrows) */
-    int beam;                  /* 1: beam search */
+    int base, nrows; /* row slots [base, base + nrows) */
+    int beam;        /* 1: beam search */
     int done;
-    int nfin;                  /* finished beam hypotheses in fin_* [base, base + nfin) */
-    double worst;              /* lowest finished score when nfin == num_beams */
+    int nfin;     /* finished beam hypotheses in fin_* [base, base + nfin) */
+    double worst; /* lowest finished score when nfin == num_beams */
     int enc_off, enc_len;
-    int pos;                   /* decode position of this step (its own: joiners start later) */
-    int status;                /* ENG_ENONFINITE once a row's logits were not finite */
+    int pos;    /* decode position of this step (its own: joiners start later) */
+    int status; /* ENG_ENONFINITE once a row's logits were not finite */
 } eng_greq;
 
 size_t eng_greq_size(void) { return sizeof(eng_greq); }
 
 eng_gen_params eng_gen_default_params(void)
 {
-    return (eng_gen_params){ .max_new_tokens = 64, .min_new_tokens = 0, .num_beams = 1,
-                             .num_return_sequences = 1, .length_penalty = 1.0f,
-                             .no_repeat_ngram_size = 0, .repetition_penalty = 1.0f,
-                             .do_sample = 0, .temperature = 1.0f, .top_k = 0, .top_p = 1.0f,
-                             .seed = 0, .early_stopping = ENG_EARLY_FALSE,
-                             .forced_bos_token_id = -1, .forced_eos_token_id = -1 };
+    return (eng_gen_params){ .max_new_tokens = 64,
+                             .min_new_tokens = 0,
+                             .num_beams = 1,
+                             .num_return_sequences = 1,
+                             .length_penalty = 1.0f,
+                             .no_repeat_ngram_size = 0,
+                             .repetition_penalty = 1.0f,
+                             .do_sample = 0,
+                             .temperature = 1.0f,
+                             .top_k = 0,
+                             .top_p = 1.0f,
+                             .seed = 0,
+                             .early_stopping = ENG_EARLY_FALSE,
+                             .forced_bos_token_id = -1,
+                             .forced_eos_token_id = -1 };
 }
 
 void eng_gen_result_clear(eng_gen_result *r)
@@ -74,11 +83,11 @@ static int dc_forced(const eng_gen_params *p, int len)
 }
 
 /* Bad words whose prefix ends seq: their last token, for each, into fn(x, token). */
-#define DC_BAD_WORDS(p, seq, len, BAN)                                                   \
-    for (int bw = 0; bw < (p)->n_bad_words; bw++) {                                      \
-        const int32_t *w = (p)->bad_words + (p)->bad_off[bw];                            \
-        int wl = (p)->bad_off[bw + 1] - (p)->bad_off[bw] - 1;                            \
-        if (wl <= (len) && !memcmp((seq) + (len) - wl, w, (size_t)wl * sizeof *w)) BAN(w[wl]); \
+#define DC_BAD_WORDS(p, seq, len, BAN)                                                       \
+    for (int bw = 0; bw < (p)->n_bad_words; bw++) {                                          \
+        const int32_t *w = (p)->bad_words + (p)->bad_off[bw];                                \
+        int wl = (p)->bad_off[bw + 1] - (p)->bad_off[bw] - 1;                                \
+        if (wl <= (len) && !memcmp((seq) + (len)-wl, w, (size_t)wl * sizeof *w)) BAN(w[wl]); \
     }
 
 /* Tokens the no-repeat n-gram and min-new-tokens rules forbid next, into ban[] (at most
@@ -104,8 +113,8 @@ static int dc_first_occurrence(const int32_t *seq, int i)
     return 1;
 }
 
-static void dc_process_float(float *x, int V, const int32_t *seq, int len,
-                             const eng_gen_params *p, int eos, int32_t *ban)
+static void dc_process_float(float *x, int V, const int32_t *seq, int len, const eng_gen_params *p,
+                             int eos, int32_t *ban)
 {
     float rp = p->repetition_penalty;
     if (rp != 1.0f)
@@ -192,8 +201,7 @@ static void dc_sort_desc(int *idx, int n, const float *v)
 
 /* Temperature, top-k, top-p (HF warpers, in that order) on processed logits x, then a
  * draw from the softmax of what is left. */
-static int dc_sample(const eng_rowbuf *rb, float *x, int V, const eng_gen_params *p,
-                     uint64_t *rng)
+static int dc_sample(const eng_rowbuf *rb, float *x, int V, const eng_gen_params *p, uint64_t *rng)
 {
     if (p->temperature != 1.0f)
         for (int i = 0; i < V; i++) x[i] /= p->temperature;
@@ -371,13 +379,20 @@ static void dc_beam_step(eng_ctx *c, eng_greq *g, int a0, int pos)
         for (int i = k + 1; i < nc; i++) {
             if (c->d.beam_score[i] > c->d.beam_score[best] ||
                 (c->d.beam_score[i] == c->d.beam_score[best] &&
-                 (c->d.beam_src[i] * V + c->d.beam_tok[i] < c->d.beam_src[best] * V + c->d.beam_tok[best])))
+                 (c->d.beam_src[i] * V + c->d.beam_tok[i] <
+                  c->d.beam_src[best] * V + c->d.beam_tok[best])))
                 best = i;
         }
         if (best != k) {
-            double ts = c->d.beam_score[k]; c->d.beam_score[k] = c->d.beam_score[best]; c->d.beam_score[best] = ts;
-            int tt = c->d.beam_tok[k]; c->d.beam_tok[k] = c->d.beam_tok[best]; c->d.beam_tok[best] = tt;
-            int tb = c->d.beam_src[k]; c->d.beam_src[k] = c->d.beam_src[best]; c->d.beam_src[best] = tb;
+            double ts = c->d.beam_score[k];
+            c->d.beam_score[k] = c->d.beam_score[best];
+            c->d.beam_score[best] = ts;
+            int tt = c->d.beam_tok[k];
+            c->d.beam_tok[k] = c->d.beam_tok[best];
+            c->d.beam_tok[best] = tt;
+            int tb = c->d.beam_src[k];
+            c->d.beam_src[k] = c->d.beam_src[best];
+            c->d.beam_src[best] = tb;
         }
     }
     /* scratch: the new beams' histories in this request's rows of hist2, and one
@@ -429,19 +444,18 @@ static void dc_beam_step(eng_ctx *c, eng_greq *g, int a0, int pos)
     }
     for (int i = 0; i < nb; i++) {
         int slot = g->base + i;
-        memcpy(c->d.hist + (size_t)slot * P1, tmp + (size_t)i * P1, (size_t)(pos + 2) * sizeof *tmp);
+        memcpy(c->d.hist + (size_t)slot * P1, tmp + (size_t)i * P1,
+               (size_t)(pos + 2) * sizeof *tmp);
         c->d.row_score[slot] = c->d.row_score2[i];
     }
     for (int i = 0; i < nb; i++) c->d.row_block[g->base + i] = c->d.row_block2[i];
-    if (g->nfin >= B) {   /* HF's BeamHypotheses.is_done, with n tokens generated */
+    if (g->nfin >= B) { /* HF's BeamHypotheses.is_done, with n tokens generated */
         double lp = g->p.length_penalty, best = c->d.beam_score[0];
         int n = pos + 1;
-        if (g->p.early_stopping == ENG_EARLY_TRUE)
-            g->done = 1;
+        if (g->p.early_stopping == ENG_EARLY_TRUE) g->done = 1;
         else if (g->p.early_stopping == ENG_EARLY_NEVER && lp > 0.0)
             g->done = g->worst >= best / pow((double)g->p.max_new_tokens, lp);
-        else
-            g->done = g->worst >= best / pow((double)n, lp);
+        else g->done = g->worst >= best / pow((double)n, lp);
     }
     if (!g->done && pos + 1 == g->p.max_new_tokens) {
         for (int b = 0; b < nb; b++) {
@@ -519,7 +533,8 @@ static int dc_result(eng_ctx *c, eng_greq *g)
                                      : c->d.hist + (size_t)s * P1 + 1;
         int len = g->beam ? c->d.fin_len[s] : c->d.row_len[s];
         memcpy(out->storage + o, src, (size_t)len * sizeof *src);
-        out->hyps[j] = (eng_hyp){ .tokens = out->storage + o, .n_tokens = len,
+        out->hyps[j] = (eng_hyp){ .tokens = out->storage + o,
+                                  .n_tokens = len,
                                   .score = g->beam ? c->d.fin_score[s] : c->d.row_score[s],
                                   .sum_logprobs = g->beam ? c->d.fin_sum[s] : c->d.row_score[s] };
         o += (size_t)len;
@@ -750,10 +765,8 @@ static void dc_run(eng_ctx *c, dc_batch *bt)
                 }
                 if (!live || g->status) g->done = 1;
             }
-            if (g->done)
-                dc_finish(c, bt, g);
-            else
-                g->pos++;
+            if (g->done) dc_finish(c, bt, g);
+            else g->pos++;
         }
     }
 }
@@ -761,7 +774,7 @@ static void dc_run(eng_ctx *c, dc_batch *bt)
 int eng_generate_stream(eng_ctx *c, eng_gen_req *const *reqs, int n, const eng_stream *s)
 {
     if (!c || n < 0 || (n > 0 && !reqs)) return ENG_EINVAL;
-    if (c->d.running) return ENG_EINVAL;   /* from a hook: its state is in use */
+    if (c->d.running) return ENG_EINVAL; /* from a hook: its state is in use */
     c->d.running = 1;
     eng_set_threads(c->m->n_threads);
     int i = 0;
@@ -769,7 +782,7 @@ int eng_generate_stream(eng_ctx *c, eng_gen_req *const *reqs, int n, const eng_s
         dc_batch bt = { .gs = c->d.greq, .s = s };
         for (; i < n; i++) {
             int st = dc_add(c, &bt, reqs[i]);
-            if (st == 1 && bt.ng > 0) break; /* full: the next batch */
+            if (st == 1 && bt.ng > 0) break;                  /* full: the next batch */
             if (st == 1) reqs[i]->status = st = ENG_ETOOLONG; /* fits no batch */
             if (st && s && s->done) s->done(s->user, reqs[i]);
         }
@@ -830,8 +843,7 @@ static int dc_cand_less(const eng_score_req *r, int a, int b)
  * many labels begin with it (all of them begin with the start token). Sorted candidates
  * make every subtree a run of nodes (preorder). A tree holds at most max_len nodes (the
  * attention's bound); a request with more starts another. */
-static void dc_score_trees(eng_ctx *c, const eng_score_req *r, int first, int eoff, int *T,
-                           int *nt)
+static void dc_score_trees(eng_ctx *c, const eng_score_req *r, int first, int eoff, int *T, int *nt)
 {
     int *ord = c->s.cand_order;
     for (int k = 0; k < r->n_cands; k++) { /* insertion sort of at most max_cands */
@@ -907,8 +919,8 @@ static void dc_score_run(eng_ctx *c, eng_score_req *reqs, const int *run, int nr
     c->s.tree_off[nt] = T;
     const eng_fwd *fwd = c->m->arch->fwd;
     fwd->encode(c, c->w.enc_ids, c->w.tok_off, nr, 0);
-    fwd->decode_full(c, c->s.node_tok, c->s.tree_off, nt, c->s.tree_eoff, c->s.tree_elen, c->s.node_dep,
-                     c->s.node_end);
+    fwd->decode_full(c, c->s.node_tok, c->s.tree_off, nt, c->s.tree_eoff, c->s.tree_elen,
+                     c->s.node_dep, c->s.node_end);
     int V = cf->vocab_size, D = cf->d_model, R = c->w.logit_rows;
     for (int t0 = 0; t0 < T; t0 += R) {
         int rows = T - t0 < R ? T - t0 : R;
@@ -919,8 +931,8 @@ static void dc_score_run(eng_ctx *c, eng_score_req *reqs, const int *run, int nr
         for (int p = 0; p < P; p++) {
             int t = c->s.cand_node[p];
             if (t >= t0 && t < t0 + rows)
-                c->s.cand_pos_lp[p] = (double)c->w.logits[(size_t)(t - t0) * V + c->s.cand_tgt[p]] -
-                                    c->s.node_lse[t];
+                c->s.cand_pos_lp[p] =
+                    (double)c->w.logits[(size_t)(t - t0) * V + c->s.cand_tgt[p]] - c->s.node_lse[t];
         }
     }
     for (int k = 0; k < nc; k++) {

@@ -20,16 +20,16 @@
  * thread count: a row's result is bitwise the same alone or beside any other rows. With
  * trans_b, up to 8 rows take the few-rows kernel, more the packed one; trans_b = 0 runs
  * on the calling thread. */
-void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-              int trans_b, float beta, float *C, int ldc);
+void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int trans_b,
+              float beta, float *C, int ldc);
 /* y[rows, N] = x[rows, K] W^T for a Linear weight W [N, K], all dense. */
 void eng_linear(const float *x, int rows, int K, const float *W, int N, float *y);
 /* The same with weights W [N, K] (row stride ldw, in weights) of type wt: ENG_W_F32, or
  * BF16 / F16 read as they are and widened inside the kernels (exactly: the result is
  * bitwise that of W widened to F32, whatever M and the thread count). Not ENG_W_I8 (the
  * int8 blobs take eng_gemm_q8). */
-void eng_gemm_w(int M, int N, int K, const float *A, int lda, int wt, const void *W,
-                int ldw, float beta, float *C, int ldc);
+void eng_gemm_w(int M, int N, int K, const float *A, int lda, int wt, const void *W, int ldw,
+                float beta, float *C, int ldc);
 /* out[K] = row r of W (type wt as above) widened to F32. */
 void eng_wrow(int wt, const void *W, int ldw, int r, int K, float *out);
 /* Matrix-product threads (n <= 0: all cores): OpenBLAS's count, and the calling thread's
@@ -39,11 +39,11 @@ void eng_wrow(int wt, const void *W, int ldw, int r, int K, float *out);
 int eng_set_threads(int n);
 /* C[M,N] = A[M,K] W[N,K]^T (+ beta C) by the packed many-rows kernel whatever M (eng_gemm's
  * choice past 8 rows): for tests. 0, or -1 out of memory. */
-int eng_gemm_many(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
-                  float beta, float *C, int ldc);
+int eng_gemm_many(int M, int N, int K, const float *A, int lda, const float *W, int ldw, float beta,
+                  float *C, int ldc);
 /* eng_gemm_many with weights of type wt (F32, BF16, F16). */
-int eng_gemm_many_w(int M, int N, int K, const float *A, int lda, int wt, const void *W,
-                    int ldw, float beta, float *C, int ldc);
+int eng_gemm_many_w(int M, int N, int K, const float *A, int lda, int wt, const void *W, int ldw,
+                    float beta, float *C, int ldc);
 /* dst[c][r] = src[r][c] for a rows x cols block (row strides lds, ldd), in 16 x 16 blocks
  * transposed in registers; on the calling thread. */
 void eng_transpose(int rows, int cols, const float *src, int lds, float *dst, int ldd);
@@ -116,8 +116,8 @@ struct eng_norm_w;
 struct eng_lin;
 /* out[rows, d] = the architecture's norm of x with weights n (RMS: eng_rmsnorm; LayerNorm
  * with its bias); out may alias x. */
-void eng_norm(const eng_arch_config *a, const struct eng_norm_w *n, const float *x, int rows,
-              int d, float *out);
+void eng_norm(const eng_arch_config *a, const struct eng_norm_w *n, const float *x, int rows, int d,
+              float *out);
 /* x[i] = act(x[i]), times y[i] when y is not NULL (a gated feed-forward), over n values. */
 void eng_activate(eng_act act, float *x, const float *y, size_t n);
 /* out[rows, d] = LayerNorm(x) * w + b (b may be NULL); out may alias x. */
@@ -143,45 +143,45 @@ void eng_sinusoids(float *out, int rows, int d, int shift);
  * gathered by eng_lin_row), and so a tied lm_head is the same eng_lin. */
 typedef enum eng_wtype {
     ENG_W_F32 = 0,
-    ENG_W_BF16 = 1,            /* in place from the mmap, widened in the kernels */
+    ENG_W_BF16 = 1, /* in place from the mmap, widened in the kernels */
     ENG_W_F16 = 2,
-    ENG_W_I8 = 3,              /* a packed int8 blob (engine/eng_q8.h) */
+    ENG_W_I8 = 3, /* a packed int8 blob (engine/eng_q8.h) */
 } eng_wtype;
 
 typedef struct eng_lin {
     eng_wtype type;
-    const void *w;             /* [out, in] of type */
-    const float *b;            /* [out] or NULL */
+    const void *w;  /* [out, in] of type */
+    const float *b; /* [out] or NULL */
     int out, in;
 } eng_lin;
 
 typedef struct eng_norm_w {
-    const float *w;            /* [d_model] */
-    const float *b;            /* [d_model]: LayerNorm; NULL for RMS */
+    const float *w; /* [d_model] */
+    const float *b; /* [d_model]: LayerNorm; NULL for RMS */
 } eng_norm_w;
 
 typedef struct eng_attn_w {
-    eng_lin q, k, v;           /* [inner, d_model] */
-    eng_lin o;                 /* [d_model, inner] */
+    eng_lin q, k, v; /* [inner, d_model] */
+    eng_lin o;       /* [d_model, inner] */
 } eng_attn_w;
 
 typedef struct eng_layer_w {
-    eng_norm_w ln_self;        /* before self-attention (pre-norm) or after it (post) */
+    eng_norm_w ln_self; /* before self-attention (pre-norm) or after it (post) */
     eng_attn_w self;
-    eng_norm_w ln_cross;       /* decoder only */
-    eng_attn_w cross;          /* decoder only */
+    eng_norm_w ln_cross; /* decoder only */
+    eng_attn_w cross;    /* decoder only */
     eng_norm_w ln_ff;
-    eng_lin wi;                /* [d_ff, d_model]; gated: the activated half */
-    eng_lin wi1;               /* gated: the linear half */
-    eng_lin wo;                /* [d_model, d_ff] */
+    eng_lin wi;  /* [d_ff, d_model]; gated: the activated half */
+    eng_lin wi1; /* gated: the linear half */
+    eng_lin wo;  /* [d_model, d_ff] */
 } eng_layer_w;
 
 /* One stack's weights around its layers. */
 typedef struct eng_stack_w {
-    eng_lin embed;             /* [vocab, d_model] token embeddings (no bias), typed */
-    const float *pos;          /* learned / sinusoidal: [max_positions + pos_offset, d_model] */
-    const float *rel;          /* relative: [num_buckets, num_heads] */
-    eng_norm_w embed_norm;     /* layernorm_embedding */
+    eng_lin embed;         /* [vocab, d_model] token embeddings (no bias), typed */
+    const float *pos;      /* learned / sinusoidal: [max_positions + pos_offset, d_model] */
+    const float *rel;      /* relative: [num_buckets, num_heads] */
+    eng_norm_w embed_norm; /* layernorm_embedding */
     eng_norm_w final_norm;
     eng_layer_w *layers;
     int n_layers;
@@ -209,25 +209,25 @@ void eng_q8cache_close(eng_q8cache **c);
 struct eng_model {
     eng_config cfg;
     const struct eng_arch *arch; /* its entry in the architecture table */
-    int inner;                 /* num_heads * d_kv */
-    st_set *st;                /* owns the mmaps that F32 weights point into */
+    int inner;                   /* num_heads * d_kv */
+    st_set *st;                  /* owns the mmaps that F32 weights point into */
     eng_stack_w enc, dec;
-    eng_lin lm_head;           /* [vocab, d_model], b: final_logits_bias or NULL */
-    float **owned;             /* converted or quantized copies of tensors (model.c), and
+    eng_lin lm_head; /* [vocab, d_model], b: final_logits_bias or NULL */
+    float **owned;   /* converted or quantized copies of tensors (model.c), and
                                 * tables computed at load; any type, freed with free() */
     int n_owned;
-    size_t owned_bytes;        /* memory allocated for them */
-    size_t mapped_bytes;       /* tensors used in place from the mmap */
-    eng_weights weights;       /* the type matrix weights are held in (eng_model_weights) */
-    eng_q8cache *q8c;          /* int8: the cache file whose blobs it uses, or NULL */
-    int q8_fresh;              /* int8: matrices quantized at this load (not from q8c) */
+    size_t owned_bytes;  /* memory allocated for them */
+    size_t mapped_bytes; /* tensors used in place from the mmap */
+    eng_weights weights; /* the type matrix weights are held in (eng_model_weights) */
+    eng_q8cache *q8c;    /* int8: the cache file whose blobs it uses, or NULL */
+    int q8_fresh;        /* int8: matrices quantized at this load (not from q8c) */
     int n_threads;
-    char dir[1024];            /* the checkpoint directory (messages) */
-    eng_lin cls_dense;         /* classification head: [d_model, d_model] */
-    eng_lin cls_out;           /* [num_labels, d_model] */
-    eng_gen_params gen;        /* the checkpoint's generation settings */
-    unsigned gen_set;          /* ENG_GEN_SET_* bits of what it states */
-    int32_t *bad_words;        /* gen's bad_words_ids, owned */
+    char dir[1024];     /* the checkpoint directory (messages) */
+    eng_lin cls_dense;  /* classification head: [d_model, d_model] */
+    eng_lin cls_out;    /* [num_labels, d_model] */
+    eng_gen_params gen; /* the checkpoint's generation settings */
+    unsigned gen_set;   /* ENG_GEN_SET_* bits of what it states */
+    int32_t *bad_words; /* gen's bad_words_ids, owned */
     int *bad_off;
 };
 
@@ -246,8 +246,8 @@ int eng_has(const eng_model *m, const char *name);
 int eng_bind_mat(eng_model *m, eng_lin *l, int out, int in, char *err, size_t errlen,
                  const char *name);
 /* The same for a Linear: "<pfx>weight" [out, in], and "<pfx>bias" [out] when bias. */
-int eng_bind_lin(eng_model *m, eng_lin *l, int out, int in, int bias, char *err,
-                 size_t errlen, const char *pfx);
+int eng_bind_lin(eng_model *m, eng_lin *l, int out, int in, int bias, char *err, size_t errlen,
+                 const char *pfx);
 /* A norm: "<pfx>weight", and "<pfx>bias" for a LayerNorm. */
 int eng_bind_norm(eng_model *m, eng_norm_w *n, char *err, size_t errlen, const char *pfx);
 /* Memory the model owns for a table computed at load ([n] floats); NULL out of memory. */
@@ -274,8 +274,8 @@ typedef struct eng_fwd {
      * dep[t], its subtree is rows t .. (its sequence's first row + end[t] - 1), and it
      * attends to itself and its ancestors only; every root-to-node path computes what it
      * would alone. Final hidden states go to c->h [off[n], d_model]. */
-    void (*decode_full)(eng_ctx *c, const int32_t *tok, const int *off, int n,
-                        const int *enc_off, const int *enc_len, const int *dep, const int *end);
+    void (*decode_full)(eng_ctx *c, const int32_t *tok, const int *off, int n, const int *enc_off,
+                        const int *enc_len, const int *dep, const int *end);
     /* logits[rows, vocab] from hidden[rows, d_model]. */
     void (*lm_head)(eng_ctx *c, const float *hidden, int rows, float *logits);
     /* The self-attention cache: floats one decoder row holds for max_pos positions, and
@@ -287,9 +287,9 @@ typedef struct eng_fwd {
 struct cJSON;
 
 typedef struct eng_arch {
-    const char *name;                /* for messages, e.g. "t5" */
-    const char *model_types[4];      /* config.json model_type values it takes */
-    const char *architectures[4];    /* architectures[] names, when model_type is absent */
+    const char *name;             /* for messages, e.g. "t5" */
+    const char *model_types[4];   /* config.json model_type values it takes */
+    const char *architectures[4]; /* architectures[] names, when model_type is absent */
     /* Reads the architecture's keys (and its defaults for the common ones) from
      * config.json's object. 0, or -1 with "<path>: reason" in err. */
     int (*read_config)(const char *path, const struct cJSON *root, eng_config *c, char *err,
@@ -302,8 +302,8 @@ typedef struct eng_arch {
 /* The entry for config.json's root object, and in *model_type the table's name of the
  * model_type (from architectures[] when the key is absent); NULL with the reason (naming
  * the type and the supported ones) in err. */
-const eng_arch *eng_arch_find(const char *path, const struct cJSON *root,
-                              const char **model_type, char *err, size_t errlen);
+const eng_arch *eng_arch_find(const char *path, const struct cJSON *root, const char **model_type,
+                              char *err, size_t errlen);
 /* "t5, mt5" (every supported model_type, for messages). */
 const char *eng_arch_supported(void);
 
@@ -322,10 +322,10 @@ size_t eng_greq_size(void);
 
 /* One thread's scratch for the logits processing of a decode row (decode.c). */
 typedef struct eng_rowbuf {
-    double *lp;                /* [vocab] a row's log-probs (beam); a saved row (sampling) */
-    float *sort_val;           /* [vocab] */
-    int *sort_idx;             /* [vocab] */
-    int32_t *ban;              /* [max_pos + 2] tokens a processor forbids next */
+    double *lp;      /* [vocab] a row's log-probs (beam); a saved row (sampling) */
+    float *sort_val; /* [vocab] */
+    int *sort_idx;   /* [vocab] */
+    int32_t *ban;    /* [max_pos + 2] tokens a processor forbids next */
 } eng_rowbuf;
 
 /* The forward pass's workspace (tf.c): packed activations, attention scratch, the
@@ -336,64 +336,64 @@ typedef struct eng_rowbuf {
  * (tests/unit/test_engine_interleave.c overwrites it there). The constant tables
  * (enc_bias, dec_bias) are written once, in eng_ctx_new. */
 typedef struct eng_work {
-    float *x;                  /* [max_tok, d_model] residual stream */
-    float *h;                  /* [max_tok, d_model] normed / projections out */
-    float *q, *k, *v;          /* [max_tok, inner] */
-    float *att;                /* [max_tok, inner] attention output, heads side by side */
-    float *ff0, *ff1;          /* [max_tok, d_ff] */
-    float *scores;             /* [n_threads][max_len, max_len]: a head each; or [max_rows, max_len] */
-    float *keys_t;             /* [n_threads][d_kv, keys_ld]: a head's keys transposed */
-    int keys_ld;               /* max_len rounded up to 16, plus 16 (no power-of-two stride) */
-    float *enc_out;            /* [max_batch_tokens, d_model] */
-    float *cross_k, *cross_v;  /* [n_dec_layers][max_batch_tokens][inner]: the cross K/V
+    float *x;         /* [max_tok, d_model] residual stream */
+    float *h;         /* [max_tok, d_model] normed / projections out */
+    float *q, *k, *v; /* [max_tok, inner] */
+    float *att;       /* [max_tok, inner] attention output, heads side by side */
+    float *ff0, *ff1; /* [max_tok, d_ff] */
+    float *scores;    /* [n_threads][max_len, max_len]: a head each; or [max_rows, max_len] */
+    float *keys_t;    /* [n_threads][d_kv, keys_ld]: a head's keys transposed */
+    int keys_ld;      /* max_len rounded up to 16, plus 16 (no power-of-two stride) */
+    float *enc_out;   /* [max_batch_tokens, d_model] */
+    float *cross_k, *cross_v; /* [n_dec_layers][max_batch_tokens][inner]: the cross K/V
                                 * the forward pass writes (encode) and reads (decoding):
                                 * cross[0], or cross[1] while a generation's hook runs */
-    float *cross[2][2];        /* [0: everyone's; 1: calls made between two decode steps
+    float *cross[2][2];       /* [0: everyone's; 1: calls made between two decode steps
                                 * of a running generation][0: K, 1: V]. A generation holds
                                 * its rows' cross K/V in cross[0] from encode to its end,
                                 * so scoring between its steps encodes into cross[1] (its
                                 * pages are touched only by such calls) */
-    float *enc_bias;           /* [num_heads][2 * max_len - 1]: bias at rel pos r is [r + max_len - 1] */
-    float *dec_bias;           /* [num_heads][max_len]: bias at rel pos -r (r >= 0) is [r]
+    float *enc_bias;  /* [num_heads][2 * max_len - 1]: bias at rel pos r is [r + max_len - 1] */
+    float *dec_bias;  /* [num_heads][max_len]: bias at rel pos -r (r >= 0) is [r]
                                 * (both for relative positions only, else NULL) */
-    int *pos_ids;              /* [max_tok] the position of each packed row */
-    float *kv;                 /* [max_rows] cache blocks (eng_fwd.kv_at) */
-    size_t kv_block;           /* floats per block */
-    int logit_rows;            /* max(max_rows, ENG_SCORE_CHUNK) */
-    float *logits;             /* [logit_rows, vocab] */
-    int32_t *enc_ids;          /* [max_batch_tokens] packed encoder input */
-    int *tok_off;              /* [max_rows + 1] packed encoder offsets per sequence */
-    int *enc_off, *enc_len;    /* [max_rows + 1] encoder slice each decoder row reads */
+    int *pos_ids;     /* [max_tok] the position of each packed row */
+    float *kv;        /* [max_rows] cache blocks (eng_fwd.kv_at) */
+    size_t kv_block;  /* floats per block */
+    int logit_rows;   /* max(max_rows, ENG_SCORE_CHUNK) */
+    float *logits;    /* [logit_rows, vocab] */
+    int32_t *enc_ids; /* [max_batch_tokens] packed encoder input */
+    int *tok_off;     /* [max_rows + 1] packed encoder offsets per sequence */
+    int *enc_off, *enc_len; /* [max_rows + 1] encoder slice each decoder row reads */
 } eng_work;
 
 /* Generation's state (decode.c), all [max_rows ...] unless said. */
 typedef struct eng_decstate {
-    int32_t *hist, *hist2;     /* [max_rows][max_pos + 1] token history incl. start */
-    int *row_block, *row_block2;/* cache block of each row slot */
-    int *act;                  /* active slots this step */
-    int *act_req;              /* the request of each active row */
-    int *act_pos;              /* the decode position of each active row */
-    int *act_blk;              /* cache block of each active row */
-    int32_t *act_tok;          /* input token of each active row */
-    int *slot_used;            /* [2 * max_rows] scratch: slots held; token ranges held */
-    int *parent;               /* beam search: parent beam of each new beam */
+    int32_t *hist, *hist2;       /* [max_rows][max_pos + 1] token history incl. start */
+    int *row_block, *row_block2; /* cache block of each row slot */
+    int *act;                    /* active slots this step */
+    int *act_req;                /* the request of each active row */
+    int *act_pos;                /* the decode position of each active row */
+    int *act_blk;                /* cache block of each active row */
+    int32_t *act_tok;            /* input token of each active row */
+    int *slot_used;              /* [2 * max_rows] scratch: slots held; token ranges held */
+    int *parent;                 /* beam search: parent beam of each new beam */
     int *block_used;
-    double *row_score, *row_score2;   /* cumulative log-prob */
+    double *row_score, *row_score2; /* cumulative log-prob */
     int *row_done;
-    int *row_len;              /* generated tokens */
-    uint64_t *row_rng;         /* sampling PRNG state */
-    int32_t *fin_tok;          /* [max_rows][max_new_tokens] finished beam hypotheses */
+    int *row_len;      /* generated tokens */
+    uint64_t *row_rng; /* sampling PRNG state */
+    int32_t *fin_tok;  /* [max_rows][max_new_tokens] finished beam hypotheses */
     int *fin_len;
     double *fin_score, *fin_sum;
-    double *beam_score;        /* [max_rows * 2 * max_rows] a step's beam candidates: sum */
-    int *beam_tok, *beam_src;  /* idem: token, and the beam it extends */
-    float *sort_val;           /* [n_threads][vocab] */
-    int *sort_idx;             /* [n_threads][vocab] */
-    double *lp_row;            /* [n_threads][vocab] */
-    int32_t *ban;              /* [n_threads][max_pos + 2] */
-    eng_rowbuf *rb;            /* [n_threads]: each thread's slices of the four above */
-    struct eng_greq *greq;     /* per-request state of a running group */
-    int running;               /* 1 while eng_generate_stream runs (its hooks may call
+    double *beam_score;       /* [max_rows * 2 * max_rows] a step's beam candidates: sum */
+    int *beam_tok, *beam_src; /* idem: token, and the beam it extends */
+    float *sort_val;          /* [n_threads][vocab] */
+    int *sort_idx;            /* [n_threads][vocab] */
+    double *lp_row;           /* [n_threads][vocab] */
+    int32_t *ban;             /* [n_threads][max_pos + 2] */
+    eng_rowbuf *rb;           /* [n_threads]: each thread's slices of the four above */
+    struct eng_greq *greq;    /* per-request state of a running group */
+    int running;              /* 1 while eng_generate_stream runs (its hooks may call
                                 * eng_score, not generate again) */
 } eng_decstate;
 
@@ -401,26 +401,26 @@ typedef struct eng_decstate {
  * (its tokens, then EOS), each read off one node of its request's prefix tree; a node is
  * one teacher-forced decoder row, shared by the candidates whose inputs agree so far. */
 typedef struct eng_scorestate {
-    int max_cand_total;        /* candidates of one scoring run (see eng_ctx_new) */
-    int *run;                  /* [max_rows] the requests of one scoring run */
-    int *cand_off;             /* [max_cand_total + 1] each candidate's first position */
-    int *cand_order;           /* [max_cand_total] a request's candidates, sorted by tokens */
-    double *cand_lp;           /* [max_cand_total] log-likelihood of each candidate */
-    int32_t *cand_tgt;         /* [max_cand_total * max_cand_len] each position's target */
-    int *cand_node;            /* idem: the node (decoder row) that predicts it */
-    double *cand_pos_lp;       /* idem: its log-prob */
-    int *tree_off;             /* [max_cand_total + 1] each tree's first node */
-    int *tree_eoff, *tree_elen;/* [max_cand_total] encoder slice each tree attends to */
-    int32_t *node_tok;         /* [max_cand_total * max_cand_len] each node's decoder input */
-    int *node_dep, *node_end;  /* idem: its decoder position; its subtree's end in its tree */
-    double *node_lse;          /* idem: logsumexp of its logits */
+    int max_cand_total;         /* candidates of one scoring run (see eng_ctx_new) */
+    int *run;                   /* [max_rows] the requests of one scoring run */
+    int *cand_off;              /* [max_cand_total + 1] each candidate's first position */
+    int *cand_order;            /* [max_cand_total] a request's candidates, sorted by tokens */
+    double *cand_lp;            /* [max_cand_total] log-likelihood of each candidate */
+    int32_t *cand_tgt;          /* [max_cand_total * max_cand_len] each position's target */
+    int *cand_node;             /* idem: the node (decoder row) that predicts it */
+    double *cand_pos_lp;        /* idem: its log-prob */
+    int *tree_off;              /* [max_cand_total + 1] each tree's first node */
+    int *tree_eoff, *tree_elen; /* [max_cand_total] encoder slice each tree attends to */
+    int32_t *node_tok;          /* [max_cand_total * max_cand_len] each node's decoder input */
+    int *node_dep, *node_end;   /* idem: its decoder position; its subtree's end in its tree */
+    double *node_lse;           /* idem: logsumexp of its logits */
 } eng_scorestate;
 
 /* Sequence classification's state (classify.c). */
 typedef struct eng_clsstate {
-    int32_t *dec;              /* [max_batch_tokens] decoder inputs (shifted right) */
-    float *h;                  /* [2 * max_rows, d_model] the head's rows */
-    int *run, *eos;            /* [max_rows] a pass's requests; their last EOS */
+    int32_t *dec;   /* [max_batch_tokens] decoder inputs (shifted right) */
+    float *h;       /* [2 * max_rows, d_model] the head's rows */
+    int *run, *eos; /* [max_rows] a pass's requests; their last EOS */
 } eng_clsstate;
 
 /* Every buffer is carved from one allocation, sized in eng_ctx_new (its pages are
@@ -428,14 +428,14 @@ typedef struct eng_clsstate {
 struct eng_ctx {
     const eng_model *m;
     eng_ctx_params p;
-    int max_pos;               /* decoder positions per row: max_new_tokens + 1 */
-    int max_tok;               /* rows of the packed workspaces */
-    int max_len;               /* longest sequence any attention sees */
+    int max_pos; /* decoder positions per row: max_new_tokens + 1 */
+    int max_tok; /* rows of the packed workspaces */
+    int max_len; /* longest sequence any attention sees */
     eng_work w;
     eng_decstate d;
     eng_scorestate s;
     eng_clsstate cl;
-    void *mem;                 /* the one allocation */
+    void *mem; /* the one allocation */
     size_t mem_bytes;
 };
 

@@ -20,9 +20,9 @@ typedef struct eng_ctx eng_ctx;
 
 enum eng_status {
     ENG_OK = 0,
-    ENG_EINVAL = -1,     /* bad argument: empty input, id out of vocab, bad params */
+    ENG_EINVAL = -1, /* bad argument: empty input, id out of vocab, bad params */
     ENG_ENOMEM = -2,
-    ENG_ETOOLONG = -3,   /* input or batch larger than the ctx was sized for */
+    ENG_ETOOLONG = -3, /* input or batch larger than the ctx was sized for */
     /* -4 was "not implemented": nothing returns it any more */
     ENG_ENONFINITE = -5, /* the model computed a NaN or infinity (logits of a decode row,
                           * or a label's score): damaged weights; no result */
@@ -33,44 +33,44 @@ enum eng_status {
  * these as parameters, CTranslate2-style: a new family is a new table entry (its config
  * keys, its tensor names) and, only when it computes something new, a new value here. */
 typedef enum eng_norm_kind {
-    ENG_NORM_RMS = 0,          /* w * x / sqrt(mean(x^2) + eps) (T5) */
-    ENG_NORM_LAYER = 1,        /* (x - mean) / sqrt(var + eps) * w + b (BART, Marian, ...) */
+    ENG_NORM_RMS = 0,   /* w * x / sqrt(mean(x^2) + eps) (T5) */
+    ENG_NORM_LAYER = 1, /* (x - mean) / sqrt(var + eps) * w + b (BART, Marian, ...) */
 } eng_norm_kind;
 
 typedef enum eng_act {
     ENG_ACT_RELU = 0,
-    ENG_ACT_GELU = 1,          /* exact: x * Phi(x) with erf */
-    ENG_ACT_GELU_TANH = 2,     /* the tanh approximation (HF gelu_new / gelu_pytorch_tanh) */
-    ENG_ACT_SILU = 3,          /* x * sigmoid(x) (HF silu / swish) */
+    ENG_ACT_GELU = 1,      /* exact: x * Phi(x) with erf */
+    ENG_ACT_GELU_TANH = 2, /* the tanh approximation (HF gelu_new / gelu_pytorch_tanh) */
+    ENG_ACT_SILU = 3,      /* x * sigmoid(x) (HF silu / swish) */
 } eng_act;
 
 typedef enum eng_pos_kind {
-    ENG_POS_RELATIVE = 0,      /* bucketed relative attention bias (T5) */
-    ENG_POS_LEARNED = 1,       /* a learned table added to the embeddings, row pos + offset */
-    ENG_POS_SINUSOIDAL = 2,    /* a computed table added to the embeddings */
+    ENG_POS_RELATIVE = 0,   /* bucketed relative attention bias (T5) */
+    ENG_POS_LEARNED = 1,    /* a learned table added to the embeddings, row pos + offset */
+    ENG_POS_SINUSOIDAL = 2, /* a computed table added to the embeddings */
 } eng_pos_kind;
 
 typedef struct eng_arch_config {
     eng_norm_kind norm;
     float norm_eps;
-    int pre_norm;              /* 1: x + f(norm(x)); 0: norm(x + f(x)) (post-norm) */
-    int final_norm;            /* a norm after each stack's last layer */
-    int embed_norm;            /* a norm right after the embeddings (layernorm_embedding) */
+    int pre_norm;   /* 1: x + f(norm(x)); 0: norm(x + f(x)) (post-norm) */
+    int final_norm; /* a norm after each stack's last layer */
+    int embed_norm; /* a norm right after the embeddings (layernorm_embedding) */
     eng_act act;
-    int gated;                 /* feed-forward act(x W0) * (x W1), else act(x W) */
-    int bias;                  /* Linear layers have biases */
-    float attn_scale;          /* queries are multiplied by it (1 for T5, head_dim^-0.5) */
-    float embed_scale;         /* embeddings are multiplied by it (1, or sqrt(d_model)) */
-    float lm_scale;            /* decoder output times it before lm_head (T5 tied: d^-0.5) */
+    int gated;         /* feed-forward act(x W0) * (x W1), else act(x W) */
+    int bias;          /* Linear layers have biases */
+    float attn_scale;  /* queries are multiplied by it (1 for T5, head_dim^-0.5) */
+    float embed_scale; /* embeddings are multiplied by it (1, or sqrt(d_model)) */
+    float lm_scale;    /* decoder output times it before lm_head (T5 tied: d^-0.5) */
     eng_pos_kind pos;
-    int pos_offset;            /* learned / sinusoidal: the row of position p is p + offset */
-    int max_positions;         /* learned / sinusoidal: positions the table has (no limit: 0) */
-    int pos_pad_zero;          /* fairseq's positions (M2M100): a pad token adds no position,
+    int pos_offset;    /* learned / sinusoidal: the row of position p is p + offset */
+    int max_positions; /* learned / sinusoidal: positions the table has (no limit: 0) */
+    int pos_pad_zero;  /* fairseq's positions (M2M100): a pad token adds no position,
                                 * and the encoder counts only the tokens that are not pad */
-    int num_buckets;           /* relative: relative_attention_num_buckets */
-    int max_distance;          /* relative: relative_attention_max_distance */
-    int tied;                  /* lm_head is the shared embedding */
-    int logits_bias;           /* final_logits_bias is added to the logits */
+    int num_buckets;   /* relative: relative_attention_num_buckets */
+    int max_distance;  /* relative: relative_attention_max_distance */
+    int tied;          /* lm_head is the shared embedding */
+    int logits_bias;   /* final_logits_bias is added to the logits */
 } eng_arch_config;
 
 #define ENG_MAX_LABELS 64
@@ -79,13 +79,13 @@ typedef struct eng_arch_config {
 /* What every encoder-decoder has, as read from config.json, and its architecture's own
  * part. */
 typedef struct eng_config {
-    char model_type[32];       /* config.json's model_type, e.g. "t5" */
+    char model_type[32]; /* config.json's model_type, e.g. "t5" */
     int vocab_size;
     int d_model;
-    int d_kv;                  /* per head */
-    int num_heads;             /* inner_dim = num_heads * d_kv, may differ from d_model */
+    int d_kv;      /* per head */
+    int num_heads; /* inner_dim = num_heads * d_kv, may differ from d_model */
     int d_ff;
-    int num_layers;            /* encoder */
+    int num_layers; /* encoder */
     int num_decoder_layers;
     int decoder_start_token_id;
     int eos_token_id;
@@ -113,8 +113,8 @@ int eng_weights_parse(const char *s);
 const char *eng_weights_name(int w);
 
 typedef struct eng_model_params {
-    int n_threads;            /* matrix-product threads (OpenBLAS, OpenMP); 0 = all cores */
-    eng_weights weights;      /* ENG_WEIGHTS_AUTO */
+    int n_threads;       /* matrix-product threads (OpenBLAS, OpenMP); 0 = all cores */
+    eng_weights weights; /* ENG_WEIGHTS_AUTO */
 } eng_model_params;
 
 eng_model_params eng_model_default_params(void);
@@ -138,12 +138,12 @@ eng_weights eng_model_weights(const eng_model *model);
 size_t eng_model_resident_bytes(const eng_model *model);
 
 typedef struct eng_ctx_params {
-    int max_rows;             /* decoder rows in flight at once (sum of beams); default 64 */
-    int max_input_len;        /* encoder tokens per sequence (incl. EOS); default 512 */
-    int max_new_tokens;       /* upper bound for any request; default 256 */
-    int max_cands;            /* label-scoring candidates per sequence; default 64 */
-    int max_cand_len;         /* tokens per candidate (incl. EOS); default 32 */
-    int max_batch_tokens;     /* encoder tokens of all sequences of one batch together;
+    int max_rows;         /* decoder rows in flight at once (sum of beams); default 64 */
+    int max_input_len;    /* encoder tokens per sequence (incl. EOS); default 512 */
+    int max_new_tokens;   /* upper bound for any request; default 256 */
+    int max_cands;        /* label-scoring candidates per sequence; default 64 */
+    int max_cand_len;     /* tokens per candidate (incl. EOS); default 32 */
+    int max_batch_tokens; /* encoder tokens of all sequences of one batch together;
                                * default 4096 (at least max_input_len). eng_generate
                                * splits larger batches into runs that fit. */
 } eng_ctx_params;
@@ -166,27 +166,27 @@ int eng_model_max_len(const eng_model *model, int limit);
 /* ---- generation ---- */
 
 typedef struct eng_gen_params {
-    int max_new_tokens;        /* 64 */
-    int min_new_tokens;        /* 0: EOS is forbidden before this many tokens */
-    int num_beams;             /* 1: greedy (or sampling) */
-    int num_return_sequences;  /* 1; <= num_beams with beam search; with do_sample, that
+    int max_new_tokens;       /* 64 */
+    int min_new_tokens;       /* 0: EOS is forbidden before this many tokens */
+    int num_beams;            /* 1: greedy (or sampling) */
+    int num_return_sequences; /* 1; <= num_beams with beam search; with do_sample, that
                                 * many independent samples; greedy: must be 1 */
-    float length_penalty;      /* 1.0 */
-    int no_repeat_ngram_size;  /* 0: off */
-    float repetition_penalty;  /* 1.0: off (HF semantics) */
-    int do_sample;             /* 0: deterministic */
-    float temperature;         /* 1.0 */
-    int top_k;                 /* 0: off */
-    float top_p;               /* 1.0: off */
-    uint64_t seed;             /* sampling seed: same seed, same output */
-    int early_stopping;        /* beam search: enum eng_early (HF's early_stopping) */
-    int forced_bos_token_id;   /* -1: none; else the first generated token, scored 0 */
-    int forced_eos_token_id;   /* -1: none; else the token at max_new_tokens, scored 0 */
+    float length_penalty;     /* 1.0 */
+    int no_repeat_ngram_size; /* 0: off */
+    float repetition_penalty; /* 1.0: off (HF semantics) */
+    int do_sample;            /* 0: deterministic */
+    float temperature;        /* 1.0 */
+    int top_k;                /* 0: off */
+    float top_p;              /* 1.0: off */
+    uint64_t seed;            /* sampling seed: same seed, same output */
+    int early_stopping;       /* beam search: enum eng_early (HF's early_stopping) */
+    int forced_bos_token_id;  /* -1: none; else the first generated token, scored 0 */
+    int forced_eos_token_id;  /* -1: none; else the token at max_new_tokens, scored 0 */
     /* Token sequences never generated (HF bad_words_ids): sequence i is
      * bad_words[bad_off[i] .. bad_off[i + 1]); its last token is banned when the tokens
      * before it end the decoder sequence. The caller owns the arrays. */
     const int32_t *bad_words;
-    const int *bad_off;        /* [n_bad_words + 1] */
+    const int *bad_off; /* [n_bad_words + 1] */
     int n_bad_words;
 } eng_gen_params;
 
@@ -201,9 +201,9 @@ eng_gen_params eng_gen_default_params(void);
 #define ENG_MAX_RETURN 16
 
 typedef struct eng_hyp {
-    const int32_t *tokens;     /* generated ids (no start token; EOS included if reached) */
+    const int32_t *tokens; /* generated ids (no start token; EOS included if reached) */
     int n_tokens;
-    double score;              /* beam: sum_logprobs / n_tokens^lp; greedy and sampling:
+    double score; /* beam: sum_logprobs / n_tokens^lp; greedy and sampling:
                                 * sum_logprobs (log-softmax of the processed logits, before
                                 * temperature / top-k / top-p) */
     double sum_logprobs;
@@ -212,7 +212,7 @@ typedef struct eng_hyp {
 /* Output of one generation. The tokens live in `storage`, owned by the result:
  * release with eng_gen_result_clear(). */
 typedef struct eng_gen_result {
-    int n_hyps;                /* best first */
+    int n_hyps; /* best first */
     eng_hyp hyps[ENG_MAX_RETURN];
     int32_t *storage;
 } eng_gen_result;
@@ -221,12 +221,12 @@ void eng_gen_result_clear(eng_gen_result *r);
 
 /* One sequence to generate from. */
 typedef struct eng_gen_req {
-    const int32_t *ids;        /* encoder input, EOS included */
+    const int32_t *ids; /* encoder input, EOS included */
     int n_ids;
     const eng_gen_params *params;
-    eng_gen_result *out;       /* filled on success */
-    int status;                /* out: 0 or enum eng_status, per request */
-    void *tag;                 /* the caller's; the engine does not touch it */
+    eng_gen_result *out; /* filled on success */
+    int status;          /* out: 0 or enum eng_status, per request */
+    void *tag;           /* the caller's; the engine does not touch it */
 } eng_gen_req;
 
 /* Runs n requests as one batch: the encoder batched over all inputs (packed back to back,
@@ -297,10 +297,10 @@ enum eng_gen_set {
 /* ---- sequence classification (a classification head: NLI, zero-shot) ---- */
 
 typedef struct eng_cls_req {
-    const int32_t *ids;        /* encoder input as the tokenizer lays it out, EOS included */
+    const int32_t *ids; /* encoder input as the tokenizer lays it out, EOS included */
     int n_ids;
-    float *logits;             /* out: [num_labels] */
-    int status;                /* out: 0 or enum eng_status */
+    float *logits; /* out: [num_labels] */
+    int status;    /* out: 0 or enum eng_status */
 } eng_cls_req;
 
 /* BartForSequenceClassification: the decoder reads shift_right(ids) (start token, then
@@ -313,13 +313,13 @@ int eng_classify(eng_ctx *ctx, eng_cls_req *reqs, int n);
 /* ---- label scoring (zero-shot classification) ---- */
 
 typedef struct eng_score_req {
-    const int32_t *ids;              /* encoder input, EOS included */
+    const int32_t *ids; /* encoder input, EOS included */
     int n_ids;
     int n_cands;
-    const int32_t *const *cand_ids;  /* each candidate's tokens, WITHOUT EOS (added here) */
+    const int32_t *const *cand_ids; /* each candidate's tokens, WITHOUT EOS (added here) */
     const int *cand_lens;
-    double *logprobs;                /* out: n_cands teacher-forced sums incl. EOS */
-    int status;                      /* out */
+    double *logprobs; /* out: n_cands teacher-forced sums incl. EOS */
+    int status;       /* out */
 } eng_score_req;
 
 /* One encoder pass per request, all candidates scored against it (teacher forced, as
@@ -334,8 +334,8 @@ int eng_score(eng_ctx *ctx, eng_score_req *reqs, int n);
  * ENG_ENONFINITE (out filled all the same) when a value is a NaN or an infinity. */
 int eng_encode(eng_ctx *ctx, const int32_t *ids, int n_ids, float *out);
 /* Next-token logits at the last decoder position: out is [vocab_size]. */
-int eng_logits(eng_ctx *ctx, const int32_t *ids, int n_ids, const int32_t *dec_ids,
-               int n_dec, float *out);
+int eng_logits(eng_ctx *ctx, const int32_t *ids, int n_ids, const int32_t *dec_ids, int n_dec,
+               float *out);
 
 /* T5 relative position bucket of (memory position - query position). */
 int eng_relative_bucket(int relative_position, int bidirectional, int num_buckets,

@@ -63,10 +63,7 @@ typedef uint32_t ek_u16 __attribute__((vector_size(64)));
 typedef int32_t ek_i16 __attribute__((vector_size(64)));
 
 /* Bytes of one weight of type wt (F32, BF16, F16). */
-static inline size_t ek_wsize(int wt)
-{
-    return wt == ENG_W_F32 ? 4 : 2;
-}
+static inline size_t ek_wsize(int wt) { return wt == ENG_W_F32 ? 4 : 2; }
 
 /* The 16 weights at element k of p, widened. wt is a constant wherever this is inlined. */
 __attribute__((always_inline)) static inline ek_v16 ek_wload(const void *p, int wt, size_t k)
@@ -87,7 +84,7 @@ __attribute__((always_inline)) static inline ek_v16 ek_wload(const void *p, int 
     }
     ek_u16 em = (u & 0x7fffu) << 13, sign = (u & 0x8000u) << 16;
     memcpy(&f, &em, sizeof f);
-    f *= 0x1p112f;                           /* exact: normals and subnormals alike */
+    f *= 0x1p112f; /* exact: normals and subnormals alike */
     ek_u16 r;
     memcpy(&r, &f, sizeof r);
     ek_i16 big = (ek_i16)(em >= (0x7c00u << 13)); /* inf / NaN: all-ones lanes */
@@ -122,7 +119,8 @@ __attribute__((always_inline)) static inline float ek_hsum(ek_v16 a)
     return (c[0] + c[2]) + (c[1] + c[3]);
 }
 
-__attribute__((always_inline)) static inline float ek_dot_tail(const float *a, const float *w, int k, int K)
+__attribute__((always_inline)) static inline float ek_dot_tail(const float *a, const float *w,
+                                                               int k, int K)
 {
     float s = 0.0f;
     for (; k < K; k++) s += a[k] * w[k];
@@ -143,8 +141,9 @@ __attribute__((always_inline)) static inline void ek_prefetch4(const float *p, i
 /* c[0..3] = the sums of 4 accumulators (input row a times weight rows w0 + j ldw), each
  * plus the tail of K. */
 __attribute__((always_inline)) static inline void ek_store4(float *c, const float *a,
-        const float *w0, int ldw, int K16, int K, ek_v16 s0, ek_v16 s1, ek_v16 s2, ek_v16 s3,
-        float beta)
+                                                            const float *w0, int ldw, int K16,
+                                                            int K, ek_v16 s0, ek_v16 s1, ek_v16 s2,
+                                                            ek_v16 s3, float beta)
 {
     ek_store(c + 0, ek_hsum(s0) + ek_dot_tail(a, w0, K16, K), beta);
     ek_store(c + 1, ek_hsum(s1) + ek_dot_tail(a, w0 + ldw, K16, K), beta);
@@ -158,7 +157,8 @@ __attribute__((always_inline)) static inline void ek_swap8(ek_v16 *u, ek_v16 *v)
 {
     ek_v16 a = *u, b = *v;
     *u = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
-    *v = __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    *v =
+        __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
 }
 __attribute__((always_inline)) static inline void ek_swap4(ek_v16 *u, ek_v16 *v)
 {
@@ -205,7 +205,8 @@ __attribute__((always_inline)) static inline ek_v16 ek_sum_half8(ek_v16 u, ek_v1
 __attribute__((always_inline)) static inline ek_v16 ek_sum_half4(ek_v16 u, ek_v16 v)
 {
     return __builtin_shufflevector(u, v, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
-           __builtin_shufflevector(u, v, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+           __builtin_shufflevector(u, v, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30,
+                                   31);
 }
 __attribute__((always_inline)) static inline ek_v16 ek_sum_half2(ek_v16 u, ek_v16 v)
 {
@@ -214,7 +215,8 @@ __attribute__((always_inline)) static inline ek_v16 ek_sum_half2(ek_v16 u, ek_v1
 }
 __attribute__((always_inline)) static inline ek_v16 ek_sum_half1(ek_v16 u, ek_v16 v)
 {
-    return __builtin_shufflevector(u, v, 0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30) +
+    return __builtin_shufflevector(u, v, 0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28,
+                                   30) +
            __builtin_shufflevector(u, v, 1, 3, 17, 19, 5, 7, 21, 23, 9, 11, 25, 27, 13, 15, 29, 31);
 }
 
@@ -226,8 +228,9 @@ __attribute__((always_inline)) static inline ek_v16 ek_sum_half1(ek_v16 u, ek_v1
  * the first four groups: spread over the tile's work, the loads overlap the arithmetic
  * (all in the first group, they queue behind each other and the arithmetic waits;
  * docs/models.md, "Matrix-product kernels", has the measurements). */
-__attribute__((always_inline)) static inline void ek_tile4(int M, int K, const float *A,
-        int lda, const float *W, int ldw, int n0, int next, float beta, float *C, int ldc)
+__attribute__((always_inline)) static inline void ek_tile4(int M, int K, const float *A, int lda,
+                                                           const float *W, int ldw, int n0,
+                                                           int next, float beta, float *C, int ldc)
 {
     const float *w0 = W + (size_t)n0 * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
     const float *p0 = next ? w3 + ldw : NULL; /* the next tile's rows: p0 + j ldw */
@@ -300,8 +303,9 @@ __attribute__((always_inline)) static inline void ek_tile4(int M, int K, const f
 }
 
 /* One weight row (the last N % 4) against every input row. */
-__attribute__((always_inline)) static inline void ek_tile1(int M, int K, const float *A,
-        int lda, const float *W, int ldw, int n, float beta, float *C, int ldc)
+__attribute__((always_inline)) static inline void ek_tile1(int M, int K, const float *A, int lda,
+                                                           const float *W, int ldw, int n,
+                                                           float beta, float *C, int ldc)
 {
     const float *w = W + (size_t)n * ldw;
     int K16 = K & ~15;
@@ -319,8 +323,7 @@ ENG_CLONES
 static void ek_rows_nt_part(int t0, int t1, int M, int N, int K, const float *A, int lda,
                             const float *W, int ldw, float beta, float *C, int ldc)
 {
-    for (int t = t0; t < t1; t++)
-        ek_tile4(M, K, A, lda, W, ldw, 4 * t, t + 1 < t1, beta, C, ldc);
+    for (int t = t0; t < t1; t++) ek_tile4(M, K, A, lda, W, ldw, 4 * t, t + 1 < t1, beta, C, ldc);
     if (t1 == N / 4)
         for (int n = 4 * t1; n < N; n++) ek_tile1(M, K, A, lda, W, ldw, n, beta, C, ldc);
 }
@@ -329,8 +332,9 @@ static void ek_rows_nt_part(int t0, int t1, int M, int N, int K, const float *A,
  * c[0..nr-1], stored from column js on: each output the sum over k in order. nr and nc
  * are constants at every call, so the nr x nc sums stay in registers. */
 __attribute__((always_inline)) static inline void ek_nn_block(int nr, int nc, int K,
-        const float *const a[4], const float *B, int ldb, int j, int js, float beta,
-        float *const c[4])
+                                                              const float *const a[4],
+                                                              const float *B, int ldb, int j,
+                                                              int js, float beta, float *const c[4])
 {
     ek_v16 s[4][4];
 #pragma GCC unroll 4
@@ -367,7 +371,9 @@ __attribute__((always_inline)) static inline void ek_nn_block(int nr, int nc, in
  * then the last N % 16 as the last 16 columns again (computed alike, so the same values),
  * stored from where the others stopped; N < 16: one by one. */
 __attribute__((always_inline)) static inline void ek_nn_rows(int nr, int N, int K,
-        const float *const a[4], const float *B, int ldb, float beta, float *const c[4])
+                                                             const float *const a[4],
+                                                             const float *B, int ldb, float beta,
+                                                             float *const c[4])
 {
     int j = 0;
     for (; j + 64 <= N; j += 64) ek_nn_block(nr, 4, K, a, B, ldb, j, j, beta, c);
@@ -484,15 +490,11 @@ void eng_transpose(int rows, int cols, const float *src, int lds, float *dst, in
 }
 
 /* Width of panel p of an M-row product: 32, or 16 for a last panel of <= 16 rows. */
-static int ek_panel_width(int p, int M)
-{
-    return M - p * EK_PW <= 16 ? 16 : EK_PW;
-}
+static int ek_panel_width(int p, int M) { return M - p * EK_PW <= 16 ? 16 : EK_PW; }
 
 /* Panels p0..p1-1 of A into the chunk at Ap (whose first panel is pc): panel p is rows
  * 32 p onwards as [K][width] (16 rows at a time transposed), rows past M 0. */
-static void ek_pack_panels(int p0, int p1, int pc, int M, int K, const float *A, int lda,
-                           float *Ap)
+static void ek_pack_panels(int p0, int p1, int pc, int M, int K, const float *A, int lda, float *Ap)
 {
     for (int p = p0; p < p1; p++) {
         int pw = ek_panel_width(p, M);
@@ -510,8 +512,9 @@ static void ek_pack_panels(int p0, int p1, int pc, int M, int K, const float *A,
  * rows n0 .. n0 + nr - 1 (nr <= 12: the tile's rows past nr repeat the last, computed,
  * not stored). */
 __attribute__((always_inline)) static inline void ek_many_tile(int pw, int K, const float *ap,
-        const float *W, int ldw, int n0, int nr, int rows, const float *next, float beta,
-        float *C, int ldc)
+                                                               const float *W, int ldw, int n0,
+                                                               int nr, int rows, const float *next,
+                                                               float beta, float *C, int ldc)
 {
     const float *w[EK_NR];
     for (int i = 0; i < EK_NR; i++) w[i] = W + (size_t)(n0 + (i < nr ? i : nr - 1)) * ldw;
@@ -546,7 +549,7 @@ __attribute__((always_inline)) static inline void ek_many_tile(int pw, int K, co
 
 /* Rows n0 .. n0 + nr - 1 of a BF16/F16 weight widened into wt16 [nr][K]. */
 __attribute__((always_inline)) static inline void ek_widen_rows(int wt, const void *W, int ldw,
-                                                               int n0, int nr, int K, float *out)
+                                                                int n0, int nr, int K, float *out)
 {
     int K16 = K & ~15;
     for (int i = 0; i < nr; i++) {
@@ -567,8 +570,7 @@ __attribute__((always_inline)) static inline void ek_widen_rows(int wt, const vo
  * same multiply-add chains on the same values. */
 ENG_CLONES
 static void ek_many_part(int t0, int t1, int p0, int p1, int M, int N, int K, const float *Ap,
-                         int wt, const void *W, int ldw, float *wbuf, float beta, float *C,
-                         int ldc)
+                         int wt, const void *W, int ldw, float *wbuf, float beta, float *C, int ldc)
 {
     for (int t = t0; t < t1; t++) {
         int n0 = t * EK_NR, nr = N - n0 < EK_NR ? N - n0 : EK_NR;
@@ -585,13 +587,13 @@ static void ek_many_part(int t0, int t1, int p0, int p1, int M, int N, int K, co
             int m0 = p * EK_PW, rows = M - m0 < EK_PW ? M - m0 : EK_PW;
             /* the first panel of a tile fetches the next tile's weights into L2 */
             const float *next = wt == ENG_W_F32 && p == p0 && n0 + 2 * EK_NR <= N
-                                    ? Wt + (size_t)(n0 + EK_NR) * ldw : NULL;
+                                    ? Wt + (size_t)(n0 + EK_NR) * ldw
+                                    : NULL;
             const float *ap = Ap + (size_t)(p - p0) * K * EK_PW;
             float *c = C + (size_t)m0 * ldc + n0 - nt0;
             if (ek_panel_width(p, M) == EK_PW)
                 ek_many_tile(EK_PW, K, ap, Wt, ldt, nt0, nr, rows, next, beta, c, ldc);
-            else
-                ek_many_tile(16, K, ap, Wt, ldt, nt0, nr, rows, next, beta, c, ldc);
+            else ek_many_tile(16, K, ap, Wt, ldt, nt0, nr, rows, next, beta, c, ldc);
         }
     }
 }
@@ -670,12 +672,12 @@ static int ek_many(int M, int N, int K, const float *A, int lda, int wt, const v
  * 16 rows streams the weights as fast as the kernel this replaced, and from 32 faster. */
 #define EK_FEW 8
 
-
 /* Rows 0..M-1 (M <= EK_FEW, a constant at every call) x weight rows n0 .. n0 + nr - 1
  * (nr <= 16: the rows past nr repeat the last, computed, not stored). */
-__attribute__((always_inline)) static inline void ek_few_tile(int M, int K, const float *A,
-        int lda, int wt, const void *W, int ldw, int n0, int nr, int pf, float beta, float *C,
-        int ldc)
+__attribute__((always_inline)) static inline void ek_few_tile(int M, int K, const float *A, int lda,
+                                                              int wt, const void *W, int ldw,
+                                                              int n0, int nr, int pf, float beta,
+                                                              float *C, int ldc)
 {
     const void *w[16];
     for (int i = 0; i < 16; i++) w[i] = ek_wrow(W, wt, (size_t)(n0 + (i < nr ? i : nr - 1)), ldw);
@@ -707,8 +709,7 @@ __attribute__((always_inline)) static inline void ek_few_tile(int M, int K, cons
 #pragma GCC unroll 8
     for (int m = 0; m < M; m++) {
         float *c = C + (size_t)m * ldc + n0;
-        if (nr == 16 && beta == 0.0f)
-            memcpy(c, &s[m], sizeof s[m]);
+        if (nr == 16 && beta == 0.0f) memcpy(c, &s[m], sizeof s[m]);
         else
             for (int i = 0; i < nr; i++) ek_store(c + i, s[m][i], beta);
     }
@@ -717,9 +718,10 @@ __attribute__((always_inline)) static inline void ek_few_tile(int M, int K, cons
 /* Tiles t0..t1-1 (16 weight rows each, the last one partial) of C[M,N] = A[M,K] W[N,K]^T
  * (+ beta C), M <= EK_FEW: one thread's share. */
 /* Tiles of one weight type wt (a constant where it is inlined). */
-__attribute__((always_inline)) static inline void ek_few_tiles(int wt, int t0, int t1, int M,
-        int N, int K, const float *A, int lda, const void *W, int ldw, float beta, float *C,
-        int ldc)
+__attribute__((always_inline)) static inline void ek_few_tiles(int wt, int t0, int t1, int M, int N,
+                                                               int K, const float *A, int lda,
+                                                               const void *W, int ldw, float beta,
+                                                               float *C, int ldc)
 {
     for (int t = t0; t < t1; t++) {
         int n0 = 16 * t, nr = N - n0 < 16 ? N - n0 : 16, pf = n0 + 32 <= N;
@@ -787,7 +789,7 @@ int eng_set_threads(int n)
      * (and its own rounding depends on that size), and openblas_set_num_threads sets it
      * for the calling thread: so every thread that runs the engine computes with the same
      * thread count, and so does the few-rows kernel's OpenMP team. */
-    if (n <= 0) n = cm_cpu_count();   /* the quota and affinity, not the host's cores */
+    if (n <= 0) n = cm_cpu_count(); /* the quota and affinity, not the host's cores */
     if (n <= 0) n = 1;
     pthread_mutex_lock(&ek_blas_lock);
     openblas_set_num_threads(n);
@@ -807,12 +809,9 @@ void eng_gemm_serial(int M, int N, int K, const float *A, int lda, const float *
                      int trans_b, float beta, float *C, int ldc)
 {
     if (M <= 0 || N <= 0) return;
-    if (K <= 0)
-        ek_scale(M, N, beta, C, ldc);
-    else if (trans_b)
-        ek_rows_nt_part(0, N / 4, M, N, K, A, lda, B, ldb, beta, C, ldc);
-    else
-        ek_rows_nn(M, N, K, A, lda, B, ldb, beta, C, ldc);
+    if (K <= 0) ek_scale(M, N, beta, C, ldc);
+    else if (trans_b) ek_rows_nt_part(0, N / 4, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    else ek_rows_nn(M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
 /* The products with weights of type wt (F32, BF16, F16), trans_b. */
@@ -827,8 +826,8 @@ static void ek_gemm_w(int M, int N, int K, const float *A, int lda, int wt, cons
                C + (size_t)m * ldc, ldc);
 }
 
-void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
-              int trans_b, float beta, float *C, int ldc)
+void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int trans_b,
+              float beta, float *C, int ldc)
 {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
@@ -842,8 +841,8 @@ void eng_gemm(int M, int N, int K, const float *A, int lda, const float *B, int 
     ek_gemm_w(M, N, K, A, lda, ENG_W_F32, B, ldb, beta, C, ldc);
 }
 
-void eng_gemm_w(int M, int N, int K, const float *A, int lda, int wt, const void *W,
-                int ldw, float beta, float *C, int ldc)
+void eng_gemm_w(int M, int N, int K, const float *A, int lda, int wt, const void *W, int ldw,
+                float beta, float *C, int ldc)
 {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
@@ -858,14 +857,14 @@ void eng_linear(const float *x, int rows, int K, const float *W, int N, float *y
     eng_gemm(rows, N, K, x, K, W, K, 1, 0.0f, y, N);
 }
 
-int eng_gemm_many(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
-                  float beta, float *C, int ldc)
+int eng_gemm_many(int M, int N, int K, const float *A, int lda, const float *W, int ldw, float beta,
+                  float *C, int ldc)
 {
     return eng_gemm_many_w(M, N, K, A, lda, ENG_W_F32, W, ldw, beta, C, ldc);
 }
 
-int eng_gemm_many_w(int M, int N, int K, const float *A, int lda, int wt, const void *W,
-                    int ldw, float beta, float *C, int ldc)
+int eng_gemm_many_w(int M, int N, int K, const float *A, int lda, int wt, const void *W, int ldw,
+                    float beta, float *C, int ldc)
 {
     if (M <= 0 || N <= 0) return 0;
     if (K <= 0) {

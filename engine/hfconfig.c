@@ -78,8 +78,8 @@ int hf_read_float(const char *path, const cJSON *root, const char *key, double d
     return 0;
 }
 
-int hf_read_bool(const char *path, const cJSON *root, const char *key, int def, int *out,
-                 char *err, size_t errlen)
+int hf_read_bool(const char *path, const cJSON *root, const char *key, int def, int *out, char *err,
+                 size_t errlen)
 {
     const cJSON *j = hf_get(root, key);
     *out = def;
@@ -92,8 +92,8 @@ int hf_read_bool(const char *path, const cJSON *root, const char *key, int def, 
     return 0;
 }
 
-int hf_read_str(const char *path, const cJSON *root, const char *key, const char **out,
-                char *err, size_t errlen)
+int hf_read_str(const char *path, const cJSON *root, const char *key, const char **out, char *err,
+                size_t errlen)
 {
     const cJSON *j = hf_get(root, key);
     *out = NULL;
@@ -119,8 +119,8 @@ static int hf_check(const char *path, const eng_config *c, char *err, size_t err
     const int idv[] = { c->decoder_start_token_id, c->eos_token_id, c->pad_token_id };
     for (int i = 0; i < 3; i++)
         if (idv[i] < 0 || idv[i] >= c->vocab_size) {
-            hf_err(err, errlen, "%s: key '%s' = %d not below vocab_size %d", path, ids[i],
-                   idv[i], c->vocab_size);
+            hf_err(err, errlen, "%s: key '%s' = %d not below vocab_size %d", path, ids[i], idv[i],
+                   c->vocab_size);
             return -1;
         }
     return 0;
@@ -200,9 +200,9 @@ static int hf_bad_words(const char *path, const cJSON *j, eng_model *m, char *er
     int V = m->cfg.vocab_size, n = 0, total = 0;
     const cJSON *w, *t;
     if (!cJSON_IsArray(j)) goto bad;
-    cJSON_ArrayForEach(w, j) {
+    cJSON_ArrayForEach (w, j) {
         if (!cJSON_IsArray(w) || cJSON_GetArraySize(w) == 0) goto bad;
-        cJSON_ArrayForEach(t, w) {
+        cJSON_ArrayForEach (t, w) {
             if (!cJSON_IsNumber(t) || t->valuedouble != floor(t->valuedouble) ||
                 t->valuedouble < 0 || t->valuedouble >= V)
                 goto bad;
@@ -219,8 +219,8 @@ static int hf_bad_words(const char *path, const cJSON *j, eng_model *m, char *er
     }
     int k = 0, i = 0;
     m->bad_off[0] = 0;
-    cJSON_ArrayForEach(w, j) {
-        cJSON_ArrayForEach(t, w) m->bad_words[k++] = (int32_t)t->valuedouble;
+    cJSON_ArrayForEach (w, j) {
+        cJSON_ArrayForEach (t, w) m->bad_words[k++] = (int32_t)t->valuedouble;
         m->bad_off[++i] = k;
     }
     m->gen.bad_words = m->bad_words;
@@ -228,8 +228,10 @@ static int hf_bad_words(const char *path, const cJSON *j, eng_model *m, char *er
     m->gen.n_bad_words = n;
     return 0;
 bad:
-    hf_err(err, errlen, "%s: key 'bad_words_ids' must be a list of non-empty lists of token "
-           "ids below vocab_size %d", path, V);
+    hf_err(err, errlen,
+           "%s: key 'bad_words_ids' must be a list of non-empty lists of token "
+           "ids below vocab_size %d",
+           path, V);
     return -1;
 }
 
@@ -243,7 +245,7 @@ int hf_generation_load(const char *dir, eng_model *m, char *err, size_t errlen)
     cJSON *root;
     snprintf(path, sizeof path, "%s/generation_config.json", dir);
     if (hf_read_json(path, &root, err, errlen)) return -1;
-    if (!root) {   /* as GenerationConfig.from_model_config: config.json's keys */
+    if (!root) { /* as GenerationConfig.from_model_config: config.json's keys */
         snprintf(path, sizeof path, "%s/config.json", dir);
         if (hf_read_json(path, &root, err, errlen)) return -1;
     }
@@ -277,7 +279,8 @@ int hf_generation_load(const char *dir, eng_model *m, char *err, size_t errlen)
     if (v.min_new >= 0) g->min_new_tokens = v.min_new, m->gen_set |= ENG_GEN_SET_MIN_NEW;
     else if (v.min_len > 0) g->min_new_tokens = v.min_len - 1, m->gen_set |= ENG_GEN_SET_MIN_NEW;
     if (v.beams > 0) g->num_beams = v.beams, m->gen_set |= ENG_GEN_SET_BEAMS;
-    if (v.no_repeat >= 0) g->no_repeat_ngram_size = v.no_repeat, m->gen_set |= ENG_GEN_SET_NO_REPEAT;
+    if (v.no_repeat >= 0)
+        g->no_repeat_ngram_size = v.no_repeat, m->gen_set |= ENG_GEN_SET_NO_REPEAT;
     if (v.bos >= 0) g->forced_bos_token_id = v.bos, m->gen_set |= ENG_GEN_SET_FORCED_BOS;
     if (v.eos >= 0) g->forced_eos_token_id = v.eos, m->gen_set |= ENG_GEN_SET_FORCED_EOS;
     if (hf_get(root, "length_penalty")) {
@@ -287,8 +290,8 @@ int hf_generation_load(const char *dir, eng_model *m, char *err, size_t errlen)
         m->gen_set |= ENG_GEN_SET_LENGTH_PENALTY;
     }
     if (hf_get(root, "repetition_penalty")) {
-        if (hf_read_float(path, root, "repetition_penalty", 1.0, 0.0, 1e6,
-                          &g->repetition_penalty, err, errlen))
+        if (hf_read_float(path, root, "repetition_penalty", 1.0, 0.0, 1e6, &g->repetition_penalty,
+                          err, errlen))
             goto out;
         m->gen_set |= ENG_GEN_SET_REPETITION_PENALTY;
     }

@@ -34,7 +34,8 @@ __attribute__((always_inline)) static inline ek_vf ek_vsplat(float f)
 }
 
 /* The first n (< 16) values at p, the other lanes fill. */
-__attribute__((always_inline)) static inline ek_vf ek_vload_part(const float *p, size_t n, float fill)
+__attribute__((always_inline)) static inline ek_vf ek_vload_part(const float *p, size_t n,
+                                                                 float fill)
 {
     ek_vf v = ek_vsplat(fill);
     memcpy(&v, p, n * sizeof(float));

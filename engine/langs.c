@@ -8,14 +8,14 @@
 #include <strings.h>
 
 struct lang_entry {
-    const char *nllb;   /* "deu_Latn" */
-    const char *iso3;   /* "deu" */
-    const char *iso1;   /* "de", "" */
-    const char *name;   /* "German" */
+    const char *nllb; /* "deu_Latn" */
+    const char *iso3; /* "deu" */
+    const char *iso1; /* "de", "" */
+    const char *name; /* "German" */
 };
 
 struct lang_alias {
-    const char *key;    /* ASCII lower case */
+    const char *key; /* ASCII lower case */
     const char *iso3;
 };
 

@@ -29,6 +29,6 @@ const char *lang_name(const char *code);
 /* NLLB-200's own language codes in their order (transformers' FAIRSEQ_LANGUAGE_CODES,
  * what NllbTokenizer takes when a checkpoint lists none). */
 int lang_nllb_count(void);
-const char *lang_nllb_code(int i);   /* NULL outside 0..count-1 */
+const char *lang_nllb_code(int i); /* NULL outside 0..count-1 */
 
 #endif

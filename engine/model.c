@@ -37,23 +37,18 @@ int eng_weights_parse(const char *s)
 const char *eng_weights_name(int w)
 {
     return w >= 0 && w < (int)(sizeof ml_weights_names / sizeof *ml_weights_names)
-               ? ml_weights_names[w] : "?";
+               ? ml_weights_names[w]
+               : "?";
 }
 
-eng_weights eng_model_weights(const eng_model *m)
-{
-    return m ? m->weights : ENG_WEIGHTS_AUTO;
-}
+eng_weights eng_model_weights(const eng_model *m) { return m ? m->weights : ENG_WEIGHTS_AUTO; }
 
 size_t eng_model_resident_bytes(const eng_model *m)
 {
     return m ? m->mapped_bytes + m->owned_bytes : 0;
 }
 
-const eng_config *eng_model_config(const eng_model *model)
-{
-    return model ? &model->cfg : NULL;
-}
+const eng_config *eng_model_config(const eng_model *model) { return model ? &model->cfg : NULL; }
 
 eng_gen_params eng_model_gen_params(const eng_model *m, unsigned *set)
 {
@@ -73,8 +68,7 @@ const char *eng_strerror(int status)
     }
 }
 
-int eng_relative_bucket(int relative_position, int bidirectional, int num_buckets,
-                        int max_distance)
+int eng_relative_bucket(int relative_position, int bidirectional, int num_buckets, int max_distance)
 {
     int bucket = 0;
     int n = num_buckets;
@@ -124,8 +118,8 @@ static float ml_value(const st_tensor *t, size_t i)
 }
 
 /* Finds `name` and checks its shape and values; NULL with the reason in err. */
-static const st_tensor *ml_find(eng_model *m, const char *name, int64_t d0, int64_t d1,
-                                char *err, size_t errlen)
+static const st_tensor *ml_find(eng_model *m, const char *name, int64_t d0, int64_t d1, char *err,
+                                size_t errlen)
 {
     const st_tensor *t = st_find(m->st, name);
     if (!t) {
@@ -139,10 +133,8 @@ static const st_tensor *ml_find(eng_model *m, const char *name, int64_t d0, int6
         for (int i = 0; i < t->ndim && len < sizeof got; i++)
             len += (size_t)snprintf(got + len, sizeof got - len, "%s%lld", i ? ", " : "",
                                     (long long)t->shape[i]);
-        if (want_ndim == 2)
-            snprintf(want, sizeof want, "%lld, %lld", (long long)d0, (long long)d1);
-        else
-            snprintf(want, sizeof want, "%lld", (long long)d0);
+        if (want_ndim == 2) snprintf(want, sizeof want, "%lld, %lld", (long long)d0, (long long)d1);
+        else snprintf(want, sizeof want, "%lld", (long long)d0);
         ml_err(err, errlen, "%s: tensor '%s' has shape [%s], expected [%s] from config.json",
                t->file, name, got, want);
         return NULL;
@@ -153,8 +145,11 @@ static const st_tensor *ml_find(eng_model *m, const char *name, int64_t d0, int6
     if (bad >= 0) {
         float v = ml_value(t, (size_t)bad);
         ml_err(err, errlen, "%s: tensor '%s' holds %s at element %lld (%s): damaged checkpoint",
-               t->file, name, isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf", (long long)bad,
-               st_dtype_name(t->dtype));
+               t->file, name,
+               isnan(v) ? "NaN"
+               : v > 0  ? "+inf"
+                        : "-inf",
+               (long long)bad, st_dtype_name(t->dtype));
         return NULL;
     }
     return t;
@@ -198,10 +193,7 @@ static void *ml_alloc(eng_model *m, size_t bytes)
     return f;
 }
 
-float *eng_model_alloc(eng_model *m, size_t n)
-{
-    return ml_alloc(m, n * sizeof(float));
-}
+float *eng_model_alloc(eng_model *m, size_t n) { return ml_alloc(m, n * sizeof(float)); }
 
 /* F32 -> BF16 and F16, rounded to nearest even (finite inputs). F16 out of range gives
  * an infinity, which the caller refuses. */
@@ -218,16 +210,16 @@ static uint16_t ml_f32_to_f16(float f)
     memcpy(&u, &f, sizeof u);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
     uint32_t a = u & 0x7fffffffu;
-    if (a >= 0x477ff000u) return sign | 0x7c00u;           /* rounds past 65504: inf */
-    if (a < 0x38800000u) {                                  /* below 2^-14: subnormal */
-        if (a < 0x33000000u) return sign;                   /* below half the least: 0 */
+    if (a >= 0x477ff000u) return sign | 0x7c00u; /* rounds past 65504: inf */
+    if (a < 0x38800000u) {                       /* below 2^-14: subnormal */
+        if (a < 0x33000000u) return sign;        /* below half the least: 0 */
         uint32_t man = (a & 0x7fffffu) | 0x800000u;
-        int shift = 126 - (int)(a >> 23);                   /* value / 2^-24 = man 2^(e-126) */
+        int shift = 126 - (int)(a >> 23); /* value / 2^-24 = man 2^(e-126) */
         uint32_t q = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
         if (rem > half || (rem == half && (q & 1u))) q++;
         return sign | (uint16_t)q;
     }
-    uint32_t r = a - 0x38000000u;                           /* rebias 127 -> 15 */
+    uint32_t r = a - 0x38000000u; /* rebias 127 -> 15 */
     uint32_t q = r >> 13, rem = r & 0x1fffu;
     if (rem > 0x1000u || (rem == 0x1000u && (q & 1u))) q++;
     return sign | (uint16_t)q;
@@ -247,8 +239,8 @@ static int ml_quantize(eng_model *m, eng_lin *l, const st_tensor *t, char *err, 
         return -1;
     }
     if (!bytes) {
-        ml_err(err, errlen, "%s: tensor '%s': [%d, %d] cannot be held as int8 (K <= %d)",
-               t->file, t->name, l->out, l->in, ENG_Q8_MAX_K);
+        ml_err(err, errlen, "%s: tensor '%s': [%d, %d] cannot be held as int8 (K <= %d)", t->file,
+               t->name, l->out, l->in, ENG_Q8_MAX_K);
         return -1;
     }
     void *q = ml_alloc(m, bytes);
@@ -302,11 +294,12 @@ int eng_bind_mat(eng_model *m, eng_lin *l, int out, int in, char *err, size_t er
     if (!t) return -1;
     eng_wtype held = ml_held(m, t->dtype);
     size_t n = (size_t)out * (size_t)in;
-    static const eng_wtype of_dtype[] = { [ST_F32] = ENG_W_F32, [ST_F16] = ENG_W_F16,
-                                          [ST_BF16] = ENG_W_BF16 };
+    static const eng_wtype of_dtype[] = {
+        [ST_F32] = ENG_W_F32, [ST_F16] = ENG_W_F16, [ST_BF16] = ENG_W_BF16
+    };
     l->type = held;
     if (held == of_dtype[t->dtype] && (uintptr_t)t->data % st_dtype_size(t->dtype) == 0) {
-        l->w = t->data;                                     /* in place */
+        l->w = t->data; /* in place */
         m->mapped_bytes += t->nbytes;
         return 0;
     }
@@ -315,7 +308,9 @@ int eng_bind_mat(eng_model *m, eng_lin *l, int out, int in, char *err, size_t er
     unsigned char *d = ml_alloc(m, n * es);
     if (!d) {
         ml_err(err, errlen, "%s: out of memory converting tensor '%s' to %s", m->dir, name,
-               held == ENG_W_F32 ? "F32" : held == ENG_W_BF16 ? "BF16" : "F16");
+               held == ENG_W_F32    ? "F32"
+               : held == ENG_W_BF16 ? "BF16"
+                                    : "F16");
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
@@ -326,8 +321,10 @@ int eng_bind_mat(eng_model *m, eng_lin *l, int out, int in, char *err, size_t er
         }
         uint16_t h = held == ENG_W_BF16 ? ml_f32_to_bf16(v) : ml_f32_to_f16(v);
         if (held == ENG_W_F16 && (h & 0x7c00u) == 0x7c00u) {
-            ml_err(err, errlen, "%s: tensor '%s' holds %g at element %zu, beyond F16's range "
-                   "(65504): use --weights bf16 or f32", t->file, name, (double)v, i);
+            ml_err(err, errlen,
+                   "%s: tensor '%s' holds %g at element %zu, beyond F16's range "
+                   "(65504): use --weights bf16 or f32",
+                   t->file, name, (double)v, i);
             return -1;
         }
         memcpy(d + 2 * i, &h, 2);
@@ -348,10 +345,7 @@ const float *eng_bind(eng_model *m, int64_t d0, int64_t d1, char *err, size_t er
     return ml_bind(m, name, d0, d1, err, errlen);
 }
 
-int eng_has(const eng_model *m, const char *name)
-{
-    return st_find(m->st, name) != NULL;
-}
+int eng_has(const eng_model *m, const char *name) { return st_find(m->st, name) != NULL; }
 
 int eng_bind_lin(eng_model *m, eng_lin *l, int out, int in, int bias, char *err, size_t errlen,
                  const char *pfx)
@@ -383,8 +377,8 @@ eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err,
     eng_model_params dp = eng_model_default_params();
     if (!p) p = &dp;
     if ((int)p->weights < ENG_WEIGHTS_AUTO || p->weights > ENG_WEIGHTS_INT8) {
-        ml_err(err, errlen, "%s: weights %d: not a weight type (auto, f32, bf16, f16, int8)",
-               dir, (int)p->weights);
+        ml_err(err, errlen, "%s: weights %d: not a weight type (auto, f32, bf16, f16, int8)", dir,
+               (int)p->weights);
         return NULL;
     }
     eng_model *m = calloc(1, sizeof *m);

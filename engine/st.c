@@ -32,17 +32,17 @@
 #define ST_MAX_JSON_INT 9007199254740992.0
 
 typedef struct st_file {
-    char *path;          /* owned; for a caller's buffer, the name it was given */
+    char *path;                /* owned; for a caller's buffer, the name it was given */
     const unsigned char *data; /* [size] the whole file: map, or the caller's buffer */
     size_t size;
-    void *map;           /* ours to munmap (== data), or NULL; MAP_FAILED never stored */
-    int64_t mtime_ns;    /* the mapped file's modification time (st_identity) */
+    void *map;        /* ours to munmap (== data), or NULL; MAP_FAILED never stored */
+    int64_t mtime_ns; /* the mapped file's modification time (st_identity) */
 } st_file;
 
 struct st_set {
-    st_file *files;      /* [nfiles], owned */
+    st_file *files; /* [nfiles], owned */
     int nfiles;
-    st_tensor *tensors;  /* [ntensors] sorted by name; names owned (strdup) */
+    st_tensor *tensors; /* [ntensors] sorted by name; names owned (strdup) */
     int ntensors;
 };
 
@@ -125,7 +125,7 @@ static int st_bad_at(const unsigned char *p, st_dtype dt, size_t i)
 uint64_t st_identity(const st_set *set)
 {
     uint64_t h = 14695981039346656037u; /* FNV-1a */
-#define ST_FNV(p, n)                                                                      \
+#define ST_FNV(p, n) \
     for (size_t k_ = 0; k_ < (n); k_++) h = (h ^ ((const unsigned char *)(p))[k_]) * 1099511628211u
     for (int i = 0; set && i < set->nfiles; i++) {
         const st_file *f = &set->files[i];
@@ -148,7 +148,8 @@ void st_release(const st_set *set, const st_tensor *t)
         const st_file *f = &set->files[i];
         if (!f->map || d < f->data || d + t->nbytes > f->data + f->size) continue;
         uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-        uintptr_t a = ((uintptr_t)d + pg - 1) & ~(pg - 1), b = ((uintptr_t)d + t->nbytes) & ~(pg - 1);
+        uintptr_t a = ((uintptr_t)d + pg - 1) & ~(pg - 1),
+                  b = ((uintptr_t)d + t->nbytes) & ~(pg - 1);
         if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
         return;
     }
@@ -177,7 +178,7 @@ int64_t st_first_nonfinite(const st_tensor *t)
 
 typedef struct st_member {
     const char *key;
-    int pos;             /* in the object, so that equal keys sort in file order */
+    int pos; /* in the object, so that equal keys sort in file order */
     cJSON *item;
 } st_member;
 
@@ -211,8 +212,13 @@ int st_json_last_wins(cJSON *obj)
 /* 0 and *out set when s names a supported dtype. */
 static int st_parse_dtype(const char *s, st_dtype *out)
 {
-    static const struct { const char *name; st_dtype dt; } tab[] = {
-        { "F32", ST_F32 }, { "F16", ST_F16 }, { "BF16", ST_BF16 },
+    static const struct {
+        const char *name;
+        st_dtype dt;
+    } tab[] = {
+        { "F32", ST_F32 },
+        { "F16", ST_F16 },
+        { "BF16", ST_BF16 },
     };
     for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++)
         if (strcmp(s, tab[i].name) == 0) {
@@ -313,13 +319,15 @@ static int st_parse_file(const st_file *f, st_tensor **out, int *nout, char *err
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | p[i];
     if (n > ST_MAX_HEADER) {
-        st_err(err, errlen, "%s: header length %llu is absurd (limit %llu): not a safetensors file?",
-               path, (unsigned long long)n, (unsigned long long)ST_MAX_HEADER);
+        st_err(err, errlen,
+               "%s: header length %llu is absurd (limit %llu): not a safetensors file?", path,
+               (unsigned long long)n, (unsigned long long)ST_MAX_HEADER);
         return -1;
     }
     if (n > f->size - 8) {
-        st_err(err, errlen, "%s: truncated: header length %llu past the end of the file (%zu bytes)",
-               path, (unsigned long long)n, f->size);
+        st_err(err, errlen,
+               "%s: truncated: header length %llu past the end of the file (%zu bytes)", path,
+               (unsigned long long)n, f->size);
         return -1;
     }
     const unsigned char *data = p + 8 + n;
@@ -372,8 +380,9 @@ static int st_parse_file(const st_file *f, st_tensor **out, int *nout, char *err
             goto fail;
         }
         if (st_parse_dtype(jd->valuestring, &t->dtype) != 0) {
-            st_err(err, errlen, "%s: tensor '%.200s': unsupported dtype '%.32s' (F32, F16, BF16 only)",
-                   path, name, jd->valuestring);
+            st_err(err, errlen,
+                   "%s: tensor '%.200s': unsupported dtype '%.32s' (F32, F16, BF16 only)", path,
+                   name, jd->valuestring);
             goto fail;
         }
 
@@ -414,26 +423,30 @@ static int st_parse_file(const st_file *f, st_tensor **out, int *nout, char *err
         }
         uint64_t begin, end;
         if (st_json_uint(jo->child, &begin) != 0 || st_json_uint(jo->child->next, &end) != 0) {
-            st_err(err, errlen, "%s: tensor '%.200s': data_offsets malformed (not non-negative integers)",
-                   path, name);
+            st_err(err, errlen,
+                   "%s: tensor '%.200s': data_offsets malformed (not non-negative integers)", path,
+                   name);
             goto fail;
         }
         if (end < begin) {
-            st_err(err, errlen, "%s: tensor '%.200s': data_offsets end %llu < begin %llu",
-                   path, name, (unsigned long long)end, (unsigned long long)begin);
+            st_err(err, errlen, "%s: tensor '%.200s': data_offsets end %llu < begin %llu", path,
+                   name, (unsigned long long)end, (unsigned long long)begin);
             goto fail;
         }
         if (end > data_size) {
-            st_err(err, errlen, "%s: tensor '%.200s': data_offsets end %llu past the end of the data "
+            st_err(err, errlen,
+                   "%s: tensor '%.200s': data_offsets end %llu past the end of the data "
                    "region (%llu bytes): truncated or out of range",
                    path, name, (unsigned long long)end, (unsigned long long)data_size);
             goto fail;
         }
         uint64_t esz = st_dtype_size(t->dtype);
         if (elems > UINT64_MAX / esz || elems * esz != end - begin) {
-            st_err(err, errlen, "%s: tensor '%.200s': size %llu bytes does not match shape "
-                   "(%llu elements of %s)", path, name, (unsigned long long)(end - begin),
-                   (unsigned long long)elems, st_dtype_name(t->dtype));
+            st_err(err, errlen,
+                   "%s: tensor '%.200s': size %llu bytes does not match shape "
+                   "(%llu elements of %s)",
+                   path, name, (unsigned long long)(end - begin), (unsigned long long)elems,
+                   st_dtype_name(t->dtype));
             goto fail;
         }
         t->name = strdup(name);
@@ -454,10 +467,11 @@ static int st_parse_file(const st_file *f, st_tensor **out, int *nout, char *err
     for (int i = 0; i < nt; i++) {
         if (rs[i].begin == rs[i].end) continue;
         if (prev && rs[i].begin < prev->end) {
-            st_err(err, errlen, "%s: tensor '%.200s': data_offsets [%llu, %llu) overlapping tensor "
-                   "'%.200s' [%llu, %llu)", path, rs[i].name, (unsigned long long)rs[i].begin,
-                   (unsigned long long)rs[i].end, prev->name, (unsigned long long)prev->begin,
-                   (unsigned long long)prev->end);
+            st_err(err, errlen,
+                   "%s: tensor '%.200s': data_offsets [%llu, %llu) overlapping tensor "
+                   "'%.200s' [%llu, %llu)",
+                   path, rs[i].name, (unsigned long long)rs[i].begin, (unsigned long long)rs[i].end,
+                   prev->name, (unsigned long long)prev->begin, (unsigned long long)prev->end);
             goto fail;
         }
         prev = &rs[i];
@@ -484,8 +498,8 @@ static int st_index(st_set *s, char *err, size_t errlen)
         const st_tensor *a = &s->tensors[i - 1], *b = &s->tensors[i];
         if (strcmp(a->name, b->name) == 0) {
             if (a->file == b->file)
-                st_err(err, errlen, "%s: tensor '%.200s': duplicate tensor name in header",
-                       a->file, a->name);
+                st_err(err, errlen, "%s: tensor '%.200s': duplicate tensor name in header", a->file,
+                       a->name);
             else
                 st_err(err, errlen, "%s: tensor '%.200s': duplicate tensor name, also in %s",
                        b->file, b->name, a->file);
@@ -692,8 +706,10 @@ static st_set *st_open_index(const char *dir, const char *ipath, char *err, size
         const char *sh = e->valuestring;
         /* A shard is a file beside the index: no paths, so the index cannot reach out. */
         if (sh[0] == '\0' || strchr(sh, '/') || strstr(sh, "..")) {
-            st_err(err, errlen, "%s: tensor '%.200s': bad shard name '%.200s' (must be a plain "
-                   "file name, no '/' or '..')", ipath, tn, sh);
+            st_err(err, errlen,
+                   "%s: tensor '%.200s': bad shard name '%.200s' (must be a plain "
+                   "file name, no '/' or '..')",
+                   ipath, tn, sh);
             goto fail;
         }
         shards[ns++] = sh;
@@ -744,7 +760,8 @@ st_set *st_open_dir(const char *dir, char *err, size_t errlen)
         return NULL;
     }
     if (access(path, F_OK) == 0) return st_open_file(path, err, errlen);
-    if ((size_t)snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir) >= sizeof path) {
+    if ((size_t)snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir) >=
+        sizeof path) {
         st_err(err, errlen, "%s: path too long", dir);
         return NULL;
     }

@@ -31,9 +31,9 @@ typedef struct st_tensor {
     st_dtype dtype;
     int ndim;
     int64_t shape[ST_MAX_DIMS];
-    const void *data;          /* into the mmapped file; aligned as the file has it */
-    size_t nbytes;             /* = product(shape) * dtype size, checked */
-    const char *file;          /* path of the file it lives in (for messages) */
+    const void *data; /* into the mmapped file; aligned as the file has it */
+    size_t nbytes;    /* = product(shape) * dtype size, checked */
+    const char *file; /* path of the file it lives in (for messages) */
 } st_tensor;
 
 typedef struct st_set st_set;
@@ -49,7 +49,7 @@ st_set *st_open_file(const char *path, char *err, size_t errlen);
 st_set *st_open_mem(const void *buf, size_t size, const char *name, char *err, size_t errlen);
 void st_close(st_set **set);
 
-const st_tensor *st_find(const st_set *set, const char *name);   /* NULL if absent */
+const st_tensor *st_find(const st_set *set, const char *name); /* NULL if absent */
 int st_count(const st_set *set);
 const st_tensor *st_at(const st_set *set, int i);
 size_t st_dtype_size(st_dtype dt);

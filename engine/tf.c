@@ -94,10 +94,8 @@ static void tf_embed(eng_ctx *c, const eng_stack_w *s, const int32_t *tok, const
 static void tf_final(eng_ctx *c, const eng_stack_w *s, int n, float *out)
 {
     int D = c->m->cfg.d_model;
-    if (c->m->cfg.arch.final_norm)
-        eng_norm(&c->m->cfg.arch, &s->final_norm, c->w.x, n, D, out);
-    else if (out != c->w.x)
-        memcpy(out, c->w.x, (size_t)n * D * sizeof(float));
+    if (c->m->cfg.arch.final_norm) eng_norm(&c->m->cfg.arch, &s->final_norm, c->w.x, n, D, out);
+    else if (out != c->w.x) memcpy(out, c->w.x, (size_t)n * D * sizeof(float));
 }
 
 /* Positions of packed rows: row t of sequence i is at t - off[i]; with fairseq's
@@ -124,8 +122,8 @@ static void tf_positions(eng_ctx *c, const int32_t *tok, const int *off, int n, 
  * times columns (16 sums of 4 rows x 64 keys in registers, 2x the speed of one dot
  * product per key); a single query takes the dot products. */
 static void tf_attend_head(const eng_ctx *c, const float *q, float *att, int Lq, const float *k,
-                           const float *v, int Lk, int mode, const int *dep, const int *end,
-                           int hd, float *s, float *kt)
+                           const float *v, int Lk, int mode, const int *dep, const int *end, int hd,
+                           float *s, float *kt)
 {
     int I = c->m->inner, dk = c->m->cfg.d_kv, L = c->max_len;
     if (Lq >= 4) {
@@ -148,7 +146,7 @@ static void tf_attend_head(const eng_ctx *c, const float *q, float *att, int Lq,
                 for (int j = 0; j <= i; j++) si[j] += b[i - j];
                 for (int j = i + 1; j < Lk; j++) si[j] = -INFINITY;
             }
-        } else if (mode == 1) {   /* causal, without a position bias */
+        } else if (mode == 1) { /* causal, without a position bias */
             if (dep) {
                 for (int j = 0; j < Lk; j++)
                     if (!(j <= i && i < end[j])) si[j] = -INFINITY;
@@ -168,8 +166,7 @@ static void tf_attend_head(const eng_ctx *c, const float *q, float *att, int Lq,
  * [max_len, max_len] slice of the scores workspace; every pair is computed the same way
  * whichever thread takes it. */
 static void tf_attend(eng_ctx *c, int n, const int *qoff, const float *k, const float *v,
-                      const int *koff, const int *klen, int mode, const int *dep,
-                      const int *end)
+                      const int *koff, const int *klen, int mode, const int *dep, const int *end)
 {
     int I = c->m->inner, H = c->m->cfg.num_heads, dk = c->m->cfg.d_kv;
     double work = 0; /* multiply-adds */
@@ -186,9 +183,8 @@ static void tf_attend(eng_ctx *c, int n, const int *qoff, const float *k, const 
         int q0 = qoff ? qoff[i] : i, lq = qoff ? qoff[i + 1] - q0 : 1;
         int k0 = klen ? koff[i] : q0, lk = klen ? klen[i] : lq;
         tf_attend_head(c, c->w.q + (size_t)q0 * I, c->w.att + (size_t)q0 * I, lq,
-                       k + (size_t)k0 * I, v + (size_t)k0 * I, lk, mode,
-                       dep ? dep + q0 : NULL, end ? end + q0 : NULL, hd,
-                       c->w.scores + (size_t)eng_thread_id() * L * L,
+                       k + (size_t)k0 * I, v + (size_t)k0 * I, lk, mode, dep ? dep + q0 : NULL,
+                       end ? end + q0 : NULL, hd, c->w.scores + (size_t)eng_thread_id() * L * L,
                        c->w.keys_t + (size_t)eng_thread_id() * dk * c->w.keys_ld);
     }
 }
@@ -280,16 +276,15 @@ static void tf_decode_step(eng_ctx *c, const int32_t *tok, const int *blk, const
 }
 
 static void tf_decode_full(eng_ctx *c, const int32_t *tok, const int *off, int n,
-                           const int *enc_off, const int *enc_len, const int *dep,
-                           const int *end)
+                           const int *enc_off, const int *enc_len, const int *dep, const int *end)
 {
     const eng_model *m = c->m;
     const eng_config *cf = &m->cfg;
     int I = m->inner, T = off[n];
     size_t BT = (size_t)c->p.max_batch_tokens;
-    if (dep)   /* a tree's rows are at their depth */
+    if (dep) /* a tree's rows are at their depth */
         for (int t = 0; t < T; t++) c->w.pos_ids[t] = dep[t];
-    else   /* as generation feeds them: a decoder row is at its index */
+    else /* as generation feeds them: a decoder row is at its index */
         tf_positions(c, tok, off, n, 0);
     tf_embed(c, &m->dec, tok, c->w.pos_ids, T);
     for (int li = 0; li < cf->num_decoder_layers; li++) {

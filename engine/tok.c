@@ -26,8 +26,8 @@
 /* One kind of tokenizer: the files that show it in a model directory and how to open
  * it. */
 typedef struct tok_kind_entry {
-    const char *name;                        /* for messages */
-    const char *files[TOK_KIND_FILES];       /* all present; unused slots NULL */
+    const char *name;                  /* for messages */
+    const char *files[TOK_KIND_FILES]; /* all present; unused slots NULL */
     /* A kind that is one file (files[0]): that file's bytes to a model. */
     tok_model *(*load_mem)(const void *buf, size_t len, char *err, size_t errlen);
     /* A kind made of several files: opens them in dir, naming a damaged one in err.
@@ -41,7 +41,9 @@ typedef struct tok_kind_entry {
  * by the first kind with load_mem. */
 static const tok_kind_entry tok_kinds[] = {
     { "Marian", { "source.spm", "target.spm", "vocab.json" }, NULL, tok_marian_open_dir },
-    { "NLLB, M2M100, mBART", { "sentencepiece.bpe.model", "tokenizer_config.json" }, NULL,
+    { "NLLB, M2M100, mBART",
+      { "sentencepiece.bpe.model", "tokenizer_config.json" },
+      NULL,
       tok_fs_open_dir },
     { "byte-level BPE", { "vocab.json", "merges.txt" }, NULL, tok_bpe_open_dir },
     { "SentencePiece", { "spiece.model" }, tok_spm_load_mem, NULL },
@@ -160,8 +162,7 @@ tok_model *tok_open_dir(const char *dir, char *err, size_t errlen)
 tok_model *tok_open(const char *path, char *err, size_t errlen)
 {
     struct stat st;
-    if (path && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return tok_open_dir(path, err, errlen);
+    if (path && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return tok_open_dir(path, err, errlen);
     return tok_load(path, err, errlen);
 }
 
@@ -219,8 +220,8 @@ tok_special_ids tok_specials_opt(const tok_model *tok, const tok_encode_opts *op
     return s;
 }
 
-int tok_encode_opt(const tok_model *tok, const char *text, size_t len,
-                   const tok_encode_opts *opts, int32_t *ids, tok_span *spans, int cap)
+int tok_encode_opt(const tok_model *tok, const char *text, size_t len, const tok_encode_opts *opts,
+                   int32_t *ids, tok_span *spans, int cap)
 {
     const tok_encode_opts dflt = tok_encode_default_opts();
     if (!opts) opts = &dflt;
@@ -243,21 +244,20 @@ int tok_encode_opt(const tok_model *tok, const char *text, size_t len,
     return (int)o.n;
 }
 
-int tok_encode_spans(const tok_model *tok, const char *text, size_t len, int flags,
-                     int32_t *ids, tok_span *spans, int cap)
+int tok_encode_spans(const tok_model *tok, const char *text, size_t len, int flags, int32_t *ids,
+                     tok_span *spans, int cap)
 {
     const tok_encode_opts o = { flags, -1, -1 };
     return tok_encode_opt(tok, text, len, &o, ids, spans, cap);
 }
 
-int tok_encode(const tok_model *tok, const char *text, size_t len, int flags, int32_t *ids,
-               int cap)
+int tok_encode(const tok_model *tok, const char *text, size_t len, int flags, int32_t *ids, int cap)
 {
     return tok_encode_spans(tok, text, len, flags, ids, NULL, cap);
 }
 
-int tok_encode_pair(const tok_model *tok, const char *a, size_t alen, const char *b,
-                    size_t blen, int flags, int32_t *ids, tok_span *spans, int cap)
+int tok_encode_pair(const tok_model *tok, const char *a, size_t alen, const char *b, size_t blen,
+                    int flags, int32_t *ids, tok_span *spans, int cap)
 {
     if (!tok || (!a && alen) || (!b && blen)) return TOK_EINVAL;
     if (!tok_utf8_check(a, alen) || !tok_utf8_check(b, blen)) return TOK_EINVAL;
@@ -279,8 +279,7 @@ int tok_encode_pair(const tok_model *tok, const char *a, size_t alen, const char
             spans[i].end += alen;
         }
     if (add)
-        for (int i = 0; i < sp->n_tail; i++)
-            tok_emit(&o, sp->tail[i], alen + blen, alen + blen);
+        for (int i = 0; i < sp->n_tail; i++) tok_emit(&o, sp->tail[i], alen + blen, alen + blen);
     if (o.n > INT_MAX) return TOK_ENOMEM;
     return (int)o.n;
 }
@@ -307,10 +306,9 @@ int tok_decode(const tok_model *tok, const int32_t *ids, int n, char *out, size_
  * Every one shortens, so it works in place; returns the new length. */
 static size_t tok_cleanup(char *s, size_t n)
 {
-    static const char *const from[] = { " .", " ?", " !", " ,", " ' ", " n't",
-                                        " 'm", " 's", " 've", " 're" };
-    static const char *const to[] = { ".", "?", "!", ",", "'", "n't", "'m", "'s", "'ve",
-                                      "'re" };
+    static const char *const from[] = { " .",   " ?",  " !",  " ,",   " ' ",
+                                        " n't", " 'm", " 's", " 've", " 're" };
+    static const char *const to[] = { ".", "?", "!", ",", "'", "n't", "'m", "'s", "'ve", "'re" };
     for (size_t k = 0; k < sizeof from / sizeof from[0]; k++) {
         const size_t fl = strlen(from[k]), tl = strlen(to[k]);
         size_t r = 0, w = 0;
@@ -397,10 +395,11 @@ int tok_check_vocab(const tok_model *tok, int model_vocab, char *err, size_t err
 {
     int top = tok_max_id(tok);
     if (top >= model_vocab) {
-        tok_seterr(err, errlen, "the tokenizer does not fit the model: it has %d ids (0..%d) "
+        tok_seterr(err, errlen,
+                   "the tokenizer does not fit the model: it has %d ids (0..%d) "
                    "but the model's vocabulary (config.json vocab_size) is %d: ids past %d "
-                   "have no embedding row (another checkpoint's tokenizer?)", top + 1, top,
-                   model_vocab, model_vocab - 1);
+                   "have no embedding row (another checkpoint's tokenizer?)",
+                   top + 1, top, model_vocab, model_vocab - 1);
         return TOK_ERANGE;
     }
     /* A few rows past the tokenizer's ids are padding (T5: 32128 rows, 32100 ids; mT5
@@ -408,10 +407,11 @@ int tok_check_vocab(const tok_model *tok, int model_vocab, char *err, size_t err
      * write ids it cannot decode (a 32k spiece.model beside a 250k-vocab mT5). */
     long gap = (long)model_vocab - (top + 1);
     if (gap > TOK_PAD_ROWS_MAX && gap > model_vocab / 64) {
-        tok_seterr(err, errlen, "the tokenizer does not fit the model: it has %d ids but the "
+        tok_seterr(err, errlen,
+                   "the tokenizer does not fit the model: it has %d ids but the "
                    "model's vocabulary (config.json vocab_size) is %d: %ld rows more than "
-                   "padding explains (another checkpoint's tokenizer?)", top + 1, model_vocab,
-                   gap);
+                   "padding explains (another checkpoint's tokenizer?)",
+                   top + 1, model_vocab, gap);
         return TOK_ERANGE;
     }
     return 0;

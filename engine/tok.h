@@ -36,15 +36,15 @@ typedef struct tok_model tok_model;
 
 enum tok_status {
     TOK_OK = 0,
-    TOK_EINVAL = -1,   /* invalid UTF-8 in the input text */
+    TOK_EINVAL = -1, /* invalid UTF-8 in the input text */
     TOK_ENOMEM = -2,
-    TOK_ERANGE = -3,   /* an id outside the vocabulary (decode) */
+    TOK_ERANGE = -3, /* an id outside the vocabulary (decode) */
 };
 
 /* Flags of tok_encode(). 1 is what the former `add_eos` argument meant for T5. */
 enum tok_encode_flags {
-    TOK_ADD_SPECIAL = 1,   /* tok_specials()' head before the text's ids, tail after */
-    TOK_TARGET = 2,        /* target-side text (what a seq2seq model is to produce): the
+    TOK_ADD_SPECIAL = 1, /* tok_specials()' head before the text's ids, tail after */
+    TOK_TARGET = 2,      /* target-side text (what a seq2seq model is to produce): the
                             * target language's special ids (NLLB: [tgt_lang] text </s>);
                             * Marian: encoded with target.spm */
 };
@@ -88,15 +88,15 @@ typedef struct tok_span {
 int tok_encode(const tok_model *tok, const char *text, size_t len, int flags, int32_t *ids,
                int cap);
 /* The same, with the span of each id in spans[0..cap) (spans may be NULL). */
-int tok_encode_spans(const tok_model *tok, const char *text, size_t len, int flags,
-                     int32_t *ids, tok_span *spans, int cap);
+int tok_encode_spans(const tok_model *tok, const char *text, size_t len, int flags, int32_t *ids,
+                     tok_span *spans, int cap);
 /* Two texts as one sequence (a premise and a hypothesis for BART-MNLI), each encoded on
  * its own, as transformers' tokenizer(a, b) does. With TOK_ADD_SPECIAL: head, a's ids,
  * the model's pair separator, b's ids, tail (BART: <s> A </s></s> B </s>; Marian:
  * A B </s>; a kind without a separator, T5 today: A B </s>). Spans of b's ids count from
  * the start of a, as if b followed a in one buffer. Returns as tok_encode_spans. */
-int tok_encode_pair(const tok_model *tok, const char *a, size_t alen, const char *b,
-                    size_t blen, int flags, int32_t *ids, tok_span *spans, int cap);
+int tok_encode_pair(const tok_model *tok, const char *a, size_t alen, const char *b, size_t blen,
+                    int flags, int32_t *ids, tok_span *spans, int cap);
 
 #define TOK_MAX_SPECIALS 4
 /* The ids TOK_ADD_SPECIAL puts before (head) and after (tail) the ids of one text, for
@@ -139,9 +139,9 @@ int32_t tok_lang_default(const tok_model *tok, int target);
 
 /* Per-call encoding options. */
 typedef struct tok_encode_opts {
-    int flags;          /* enum tok_encode_flags */
-    int32_t src_lang;   /* id of the source language code (tok_lang_id); -1: default */
-    int32_t tgt_lang;   /* the same for TOK_TARGET text */
+    int flags;        /* enum tok_encode_flags */
+    int32_t src_lang; /* id of the source language code (tok_lang_id); -1: default */
+    int32_t tgt_lang; /* the same for TOK_TARGET text */
 } tok_encode_opts;
 
 /* { TOK_ADD_SPECIAL, -1, -1 }: what tok_encode(..., TOK_ADD_SPECIAL, ...) does. */
@@ -149,8 +149,8 @@ tok_encode_opts tok_encode_default_opts(void);
 /* tok_encode_spans with options (opts NULL: the defaults). A language id that is not one
  * of the model's codes is TOK_ERANGE; without a language (none asked, no default) no
  * code is put. For a tokenizer without languages the ids are ignored. */
-int tok_encode_opt(const tok_model *tok, const char *text, size_t len,
-                   const tok_encode_opts *opts, int32_t *ids, tok_span *spans, int cap);
+int tok_encode_opt(const tok_model *tok, const char *text, size_t len, const tok_encode_opts *opts,
+                   int32_t *ids, tok_span *spans, int cap);
 /* The head and tail ids tok_encode_opt adds for these options (tok_specials() is this
  * for the defaults). */
 tok_special_ids tok_specials_opt(const tok_model *tok, const tok_encode_opts *opts);
@@ -179,11 +179,11 @@ int tok_decode_flags(const tok_model *tok, const int32_t *ids, int n, int flags,
 
 /* ---- vocabulary ---- */
 
-int tok_vocab_size(const tok_model *tok);   /* pieces of the model (32000 for T5) */
-int tok_eos_id(const tok_model *tok);       /* 1 for T5 */
-int tok_pad_id(const tok_model *tok);       /* 0 for T5 */
-int tok_unk_id(const tok_model *tok);       /* 2 for T5 */
-int tok_bos_id(const tok_model *tok);       /* -1 when the model has none (T5) */
+int tok_vocab_size(const tok_model *tok); /* pieces of the model (32000 for T5) */
+int tok_eos_id(const tok_model *tok);     /* 1 for T5 */
+int tok_pad_id(const tok_model *tok);     /* 0 for T5 */
+int tok_unk_id(const tok_model *tok);     /* 2 for T5 */
+int tok_bos_id(const tok_model *tok);     /* -1 when the model has none (T5) */
 /* The text of an id as the model stores it (sentinels: "<extra_id_N>"), NULL for an id
  * the tokenizer does not know. For display and debugging: what a piece looks like is
  * the implementation's business (tok_word_start, tok_decode). */

@@ -54,17 +54,17 @@ struct bpe_merge {
 };
 
 typedef struct tok_bpe {
-    tok_model base;            /* first: a tok_model * points here */
+    tok_model base; /* first: a tok_model * points here */
     /* Symbols: ids 0 .. n_vocab - 1 are vocab.json's (holes have off == UINT32_MAX),
      * then strings merges.txt names that vocab.json lacks. */
     int32_t n_vocab, n_sym;
-    uint32_t *sym_off, *sym_len;   /* [n_sym] into strs (the byte-level form, "Ġworld") */
+    uint32_t *sym_off, *sym_len; /* [n_sym] into strs (the byte-level form, "Ġworld") */
     char *strs;
     size_t strs_len, strs_cap;
     /* Raw bytes of each vocab token ("Ġworld" -> " world"), for decoding. */
-    uint32_t *raw_off, *raw_len;   /* [n_vocab] into raw */
+    uint32_t *raw_off, *raw_len; /* [n_vocab] into raw */
     char *raw;
-    uint8_t *is_special;           /* [n_vocab] skipped by decode */
+    uint8_t *is_special; /* [n_vocab] skipped by decode */
     /* string -> symbol: open addressing, slot = symbol + 1, 0 empty */
     uint32_t *smap;
     size_t smap_mask;
@@ -115,15 +115,12 @@ static inline uint32_t bpe_cp(const unsigned char *s, size_t *len)
 static inline int bpe_is_ws(uint32_t c)
 {
     if (c < 0x80) return c == ' ' || (c >= 0x09 && c <= 0x0D);
-    return c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) ||
-           c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+    return c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 ||
+           c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 /* Python's str.isspace (what rstrip() removes): White_Space plus U+001C..U+001F. */
-static inline int bpe_is_pyspace(uint32_t c)
-{
-    return bpe_is_ws(c) || (c >= 0x1C && c <= 0x1F);
-}
+static inline int bpe_is_pyspace(uint32_t c) { return bpe_is_ws(c) || (c >= 0x1C && c <= 0x1F); }
 
 enum { BPE_C_WS = 3 };
 
@@ -241,8 +238,8 @@ static inline int bpe_cand_less(const struct bpe_cand *x, const struct bpe_cand 
 
 /* Working memory of one encode call, grown to its longest word. */
 struct bpe_work {
-    int32_t *sym, *next, *prev;    /* [cap] per byte position: symbol, neighbours */
-    struct bpe_cand *heap, *pend;  /* [3 * cap], [2 * cap] */
+    int32_t *sym, *next, *prev;   /* [cap] per byte position: symbol, neighbours */
+    struct bpe_cand *heap, *pend; /* [3 * cap], [2 * cap] */
     size_t cap, nheap, npend;
 };
 
@@ -332,8 +329,8 @@ static int bpe_word(const tok_bpe *m, struct bpe_work *w, const unsigned char *s
     for (size_t i = 0; i + 1 < n; i++) {
         const struct bpe_merge *g = bpe_merge_find(m, w->sym[i], w->sym[i + 1]);
         if (g)
-            bpe_heap_push(w, (struct bpe_cand){ g->rank, (int32_t)i, (int32_t)i + 1, g->a, g->b,
-                                                g->to });
+            bpe_heap_push(
+                w, (struct bpe_cand){ g->rank, (int32_t)i, (int32_t)i + 1, g->a, g->b, g->to });
     }
     while (w->nheap) {
         /* Every occurrence of the lowest rank, left to right; pairs the merges make
@@ -357,8 +354,7 @@ static int bpe_word(const tok_bpe *m, struct bpe_work *w, const unsigned char *s
     for (int32_t p = 0; p >= 0; p = w->next[p]) {
         int32_t sym = w->sym[p];
         size_t e = w->next[p] >= 0 ? (size_t)w->next[p] : n;
-        int32_t id = sym < m->n_vocab && m->sym_off[sym] != UINT32_MAX ? sym
-                                                                        : m->special[BPE_UNK];
+        int32_t id = sym < m->n_vocab && m->sym_off[sym] != UINT32_MAX ? sym : m->special[BPE_UNK];
         tok_emit(o, id, bpe_char_floor(t, tn, at + (size_t)p), bpe_char_floor(t, tn, at + e));
     }
     return 0;
@@ -657,8 +653,8 @@ static int32_t bpe_sym_intern(tok_bpe *m, const char *s, size_t n, size_t *sym_c
 }
 
 /* vocab.json: a JSON object of token -> id. */
-static int bpe_load_vocab(tok_bpe *m, const char *path, const char *js, size_t len,
-                          size_t *sym_cap, char *err, size_t errlen)
+static int bpe_load_vocab(tok_bpe *m, const char *path, const char *js, size_t len, size_t *sym_cap,
+                          char *err, size_t errlen)
 {
     cJSON *root = cJSON_ParseWithLength(js, len);
     if (!root) {
@@ -674,8 +670,7 @@ static int bpe_load_vocab(tok_bpe *m, const char *path, const char *js, size_t l
     int32_t maxid = -1;
     size_t count = 0;
     const cJSON *e;
-    cJSON_ArrayForEach(e, root)
-    {
+    cJSON_ArrayForEach (e, root) {
         double v = e->valuedouble;
         if (!cJSON_IsNumber(e) || v != floor(v) || v < 0 || v >= BPE_MAX_ID) {
             bpe_seterr(err, errlen, "%s: the id of token \"%.40s\" is not an integer in 0..%d",
@@ -705,8 +700,7 @@ static int bpe_load_vocab(tok_bpe *m, const char *path, const char *js, size_t l
     m->smap = calloc(m->smap_mask + 1, sizeof *m->smap);
     if (!m->sym_off || !m->sym_len || !m->smap) goto oom;
     for (int32_t i = 0; i < m->n_vocab; i++) m->sym_off[i] = UINT32_MAX;
-    cJSON_ArrayForEach(e, root)
-    {
+    cJSON_ArrayForEach (e, root) {
         int32_t id = (int32_t)e->valuedouble;
         size_t n = strlen(e->string);
         if (bpe_str_add(m, e->string, n, &m->sym_off[id]) < 0) goto oom;
@@ -783,7 +777,10 @@ static int bpe_load_merges(tok_bpe *m, const char *path, const char *txt, size_t
         if (nf == 0 && p >= len) break; /* an empty last line */
         if (nf != 2) {
             bpe_seterr(err, errlen, "%s: line %zu: expected two tokens \"left right\", found %s",
-                       path, lineno, nf == 0 ? "an empty line" : nf == 1 ? "one" : "more");
+                       path, lineno,
+                       nf == 0   ? "an empty line"
+                       : nf == 1 ? "one"
+                                 : "more");
             return -1;
         }
         if (fl[0] + fl[1] > sizeof buf) {
@@ -807,8 +804,8 @@ oom:
 }
 
 /* Reads dir/name whole; the path in `path`. */
-static char *bpe_read(const char *dir, const char *name, char *path, size_t pathlen,
-                      size_t *len, char *err, size_t errlen)
+static char *bpe_read(const char *dir, const char *name, char *path, size_t pathlen, size_t *len,
+                      char *err, size_t errlen)
 {
     snprintf(path, pathlen, "%s/%s", dir, name);
     char *buf;
@@ -896,10 +893,15 @@ tok_model *tok_bpe_open_dir(const char *dir, char *err, size_t errlen)
     free(mt);
 
     m->base = (tok_model){
-        .ops = &bpe_ops, .kind = "bpe-bytelevel", .vocab_size = m->n_vocab,
-        .eos_id = m->special[BPE_EOS], .pad_id = m->special[BPE_PAD],
-        .unk_id = m->special[BPE_UNK], .bos_id = m->special[BPE_BOS],
-        .n_sentinels = 0, .sentinel0 = -1,
+        .ops = &bpe_ops,
+        .kind = "bpe-bytelevel",
+        .vocab_size = m->n_vocab,
+        .eos_id = m->special[BPE_EOS],
+        .pad_id = m->special[BPE_PAD],
+        .unk_id = m->special[BPE_UNK],
+        .bos_id = m->special[BPE_BOS],
+        .n_sentinels = 0,
+        .sentinel0 = -1,
     };
     /* BART/RoBERTa: <s> text </s>; a pair <s> A </s></s> B </s>. */
     tok_special_ids *sp = &m->base.specials;

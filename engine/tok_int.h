@@ -22,7 +22,7 @@ typedef struct tok_out {
     tok_span *spans;
     size_t cap;
     size_t n;
-    int flags;   /* the caller's enum tok_encode_flags (TOK_TARGET: Marian's target.spm) */
+    int flags; /* the caller's enum tok_encode_flags (TOK_TARGET: Marian's target.spm) */
 } tok_out;
 
 static inline void tok_emit(tok_out *o, int32_t id, size_t begin, size_t end)
@@ -57,8 +57,7 @@ static inline size_t tok_utf8_valid(const unsigned char *s, size_t n)
         return 3;
     }
     if (c < 0xF5) {
-        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 ||
-            (s[3] & 0xC0) != 0x80)
+        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
             return 0;
         if (c == 0xF0 && s[1] < 0x90) return 0;  /* overlong */
         if (c == 0xF4 && s[1] >= 0x90) return 0; /* > U+10FFFF */
@@ -82,14 +81,14 @@ typedef struct tok_ops {
 /* The part every tokenizer has. The loader fills it. */
 struct tok_model {
     const tok_ops *ops;
-    const char *kind;           /* tok_kind(): static string */
+    const char *kind; /* tok_kind(): static string */
     int vocab_size;
-    int eos_id, pad_id, unk_id, bos_id;   /* -1 when absent */
+    int eos_id, pad_id, unk_id, bos_id; /* -1 when absent */
     /* Sentinel <extra_id_n> is id sentinel0 - n for n < n_sentinels (T5 counts them
      * down from the top of its ids). */
     int n_sentinels;
     int32_t sentinel0;
-    tok_special_ids specials;   /* TOK_ADD_SPECIAL */
+    tok_special_ids specials; /* TOK_ADD_SPECIAL */
     /* Between the two texts of tok_encode_pair with TOK_ADD_SPECIAL (BART: </s> </s>). */
     int n_pair_mid;
     int32_t pair_mid[TOK_MAX_SPECIALS];

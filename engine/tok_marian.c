@@ -45,16 +45,16 @@ enum { MAR_EOS, MAR_UNK, MAR_PAD, MAR_NSPECIAL };
 static const char *const mar_special_str[MAR_NSPECIAL] = { "</s>", "<unk>", "<pad>" };
 
 typedef struct tok_marian {
-    tok_model base;             /* first: a tok_model * points here */
-    tok_model *spm[2];          /* source.spm, target.spm; owns */
-    int32_t *spm_map[2];        /* [that model's ids] -> vocab id (<unk> when absent) */
+    tok_model base;      /* first: a tok_model * points here */
+    tok_model *spm[2];   /* source.spm, target.spm; owns */
+    int32_t *spm_map[2]; /* [that model's ids] -> vocab id (<unk> when absent) */
     int spm_n[2];
     int32_t n_vocab;
-    uint32_t *off, *len;        /* [n_vocab] into strs; off UINT32_MAX: no such id */
+    uint32_t *off, *len; /* [n_vocab] into strs; off UINT32_MAX: no such id */
     char *strs;
-    uint32_t *smap;             /* piece -> id + 1, open addressing */
+    uint32_t *smap; /* piece -> id + 1, open addressing */
     size_t smap_mask;
-    uint8_t *quiet;             /* [n_vocab] 1: decodes to nothing (target.spm control) */
+    uint8_t *quiet; /* [n_vocab] 1: decodes to nothing (target.spm control) */
     int32_t special[MAR_NSPECIAL];
 } tok_marian;
 
@@ -102,7 +102,7 @@ static size_t mar_code_end(const char *t, size_t p, size_t e)
 
 /* A piece of the text kept for SentencePiece: `len` bytes from input offset `orig`. */
 struct mar_seg {
-    size_t at, orig, len;   /* at: offset in the kept text */
+    size_t at, orig, len; /* at: offset in the kept text */
 };
 
 /* Maps an offset x of the kept text back to the input. */
@@ -114,8 +114,7 @@ static size_t mar_orig(const struct mar_seg *sg, size_t ns, size_t x)
 }
 
 /* Encodes the chunk t[b..e) (no special strings in it). */
-static int mar_chunk(const tok_marian *m, int side, const char *t, size_t b, size_t e,
-                     tok_out *o)
+static int mar_chunk(const tok_marian *m, int side, const char *t, size_t b, size_t e, tok_out *o)
 {
     size_t start = b;
     if (e - b >= 2 && t[b] == '>' && t[b + 1] == '>') {
@@ -213,8 +212,7 @@ static int mar_chunk(const tok_marian *m, int side, const char *t, size_t b, siz
     const int32_t spm_unk = tok_unk_id(spm);
     for (size_t i = 0; i < so.n; i++) {
         int32_t sid = ids[i];
-        int32_t id = sid >= 0 && sid < m->spm_n[side] ? m->spm_map[side][sid]
-                                                      : m->special[MAR_UNK];
+        int32_t id = sid >= 0 && sid < m->spm_n[side] ? m->spm_map[side][sid] : m->special[MAR_UNK];
         if (sid == spm_unk && spans[i].end > spans[i].begin) {
             /* sentencepiece names an unknown piece by its text, and vocab.json (shared
              * by both sides) may well have it. */
@@ -302,8 +300,7 @@ static int mar_decode(const tok_model *base, const int32_t *ids, int n, char *ou
     const tok_marian *m = (const tok_marian *)base;
     size_t total = 0;
     for (int i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= m->n_vocab || m->off[ids[i]] == UINT32_MAX)
-            return TOK_ERANGE;
+        if (ids[i] < 0 || ids[i] >= m->n_vocab || m->off[ids[i]] == UINT32_MAX) return TOK_ERANGE;
         total += m->len[ids[i]];
     }
     char *buf = malloc(total + 1);
@@ -311,8 +308,8 @@ static int mar_decode(const tok_model *base, const int32_t *ids, int n, char *ou
     size_t w = 0;
     for (int i = 0; i < n; i++) {
         int32_t id = ids[i];
-        if (id == m->special[MAR_EOS] || id == m->special[MAR_UNK] ||
-            id == m->special[MAR_PAD] || m->quiet[id])
+        if (id == m->special[MAR_EOS] || id == m->special[MAR_UNK] || id == m->special[MAR_PAD] ||
+            m->quiet[id])
             continue;
         const char *s = m->strs + m->off[id], *e = s + m->len[id];
         while (s < e) {
@@ -381,8 +378,8 @@ static void mar_free(tok_model *base)
     free(m);
 }
 
-static char *mar_read(const char *dir, const char *name, char *path, size_t pathlen,
-                      size_t *len, char *err, size_t errlen)
+static char *mar_read(const char *dir, const char *name, char *path, size_t pathlen, size_t *len,
+                      char *err, size_t errlen)
 {
     snprintf(path, pathlen, "%s/%s", dir, name);
     char *buf;
@@ -399,8 +396,8 @@ static char *mar_read(const char *dir, const char *name, char *path, size_t path
 }
 
 /* vocab.json: a JSON object of piece -> id. */
-static int mar_load_vocab(tok_marian *m, const char *path, const char *js, size_t len,
-                          char *err, size_t errlen)
+static int mar_load_vocab(tok_marian *m, const char *path, const char *js, size_t len, char *err,
+                          size_t errlen)
 {
     cJSON *root = cJSON_ParseWithLength(js, len);
     if (!root) {
@@ -415,18 +412,15 @@ static int mar_load_vocab(tok_marian *m, const char *path, const char *js, size_
         mar_seterr(err, errlen, "%s: not a JSON object mapping pieces to ids", path);
         goto out;
     }
-    cJSON_ArrayForEach(e, root)
-    {
+    cJSON_ArrayForEach (e, root) {
         double v = e->valuedouble;
         if (!cJSON_IsNumber(e) || v != floor(v) || v < 0 || v >= MAR_MAX_ID) {
             mar_seterr(err, errlen, "%s: the id of piece \"%.40s\" is not an integer in 0..%d",
                        path, e->string ? e->string : "", MAR_MAX_ID - 1);
             goto out;
         }
-        if (!e->string || !e->string[0] ||
-            !cm_utf8_valid(e->string, strlen(e->string), NULL)) {
-            mar_seterr(err, errlen, "%s: the piece with id %d is empty or not UTF-8", path,
-                       (int)v);
+        if (!e->string || !e->string[0] || !cm_utf8_valid(e->string, strlen(e->string), NULL)) {
+            mar_seterr(err, errlen, "%s: the piece with id %d is empty or not UTF-8", path, (int)v);
             goto out;
         }
         if ((int32_t)v > maxid) maxid = (int32_t)v;
@@ -452,8 +446,7 @@ static int mar_load_vocab(tok_marian *m, const char *path, const char *js, size_
     }
     for (int32_t i = 0; i < m->n_vocab; i++) m->off[i] = UINT32_MAX;
     size_t w = 0;
-    cJSON_ArrayForEach(e, root)
-    {
+    cJSON_ArrayForEach (e, root) {
         int32_t id = (int32_t)e->valuedouble;
         size_t n = strlen(e->string);
         memcpy(m->strs + w, e->string, n + 1);
@@ -542,10 +535,15 @@ tok_model *tok_marian_open_dir(const char *dir, char *err, size_t errlen)
     }
 
     m->base = (tok_model){
-        .ops = &mar_ops, .kind = "marian", .vocab_size = m->n_vocab,
-        .eos_id = m->special[MAR_EOS], .pad_id = m->special[MAR_PAD],
-        .unk_id = m->special[MAR_UNK], .bos_id = -1,
-        .n_sentinels = 0, .sentinel0 = -1,
+        .ops = &mar_ops,
+        .kind = "marian",
+        .vocab_size = m->n_vocab,
+        .eos_id = m->special[MAR_EOS],
+        .pad_id = m->special[MAR_PAD],
+        .unk_id = m->special[MAR_UNK],
+        .bos_id = -1,
+        .n_sentinels = 0,
+        .sentinel0 = -1,
     };
     /* MarianTokenizer: text </s>; a pair A B </s>. */
     m->base.specials.tail[m->base.specials.n_tail++] = m->special[MAR_EOS];

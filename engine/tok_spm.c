@@ -94,8 +94,8 @@ static int tok_key_cmp(const void *a, const void *b)
  * label's slot is taken off the list (it stays free for other labels). */
 struct tok_dabuild {
     struct tok_da *da;
-    int32_t *next, *prev;  /* [cap] free list links */
-    uint8_t *fails;        /* [cap] failed placements starting at the slot */
+    int32_t *next, *prev; /* [cap] free list links */
+    uint8_t *fails;       /* [cap] failed placements starting at the slot */
     size_t cap;
 };
 
@@ -103,7 +103,7 @@ struct tok_dabuild {
 
 static void tok_da_unlink(struct tok_dabuild *b, int32_t i)
 {
-    if (b->next[i] < 0) return;  /* not on the list */
+    if (b->next[i] < 0) return; /* not on the list */
     b->next[b->prev[i]] = b->next[i];
     b->prev[b->next[i]] = b->prev[i];
     b->next[i] = b->prev[i] = -1;
@@ -154,8 +154,8 @@ static int tok_da_reserve(struct tok_dabuild *b, size_t need)
 /* Places the children of node `s`, which stands for the common prefix (length `depth`)
  * of the sorted keys [lo, hi), then recurses into each child. Recursion depth is at
  * most the longest piece length. */
-static int tok_da_place(struct tok_dabuild *b, int32_t s, const struct tok_key *k,
-                        size_t lo, size_t hi, uint32_t depth)
+static int tok_da_place(struct tok_dabuild *b, int32_t s, const struct tok_key *k, size_t lo,
+                        size_t hi, uint32_t depth)
 {
     if (lo < hi && k[lo].len == depth) {
         b->da[s].id = k[lo].user ? -2 - k[lo].id : k[lo].id;
@@ -174,7 +174,7 @@ static int tok_da_place(struct tok_dabuild *b, int32_t s, const struct tok_key *
 
     /* First fit over the free list: the lowest base whose slots are all free. */
     size_t base = 0;
-    for (int32_t p = b->next[0];; ) {
+    for (int32_t p = b->next[0];;) {
         if (p == 0) {
             /* List exhausted: grow, the new slots join the list's tail. */
             size_t old = b->cap;
@@ -232,8 +232,8 @@ int32_t tok_spm_find(const tok_spm *m, const char *s, size_t len)
 
 /* The longest charsmap rule matching a prefix of s[0..n), among the first 32 matches
  * as the library does. Returns its length (0: none) and writes the replacement. */
-static size_t tok_cm_match(const tok_spm *m, const unsigned char *s, size_t n,
-                           const char **rep, size_t *replen)
+static size_t tok_cm_match(const tok_spm *m, const unsigned char *s, size_t n, const char **rep,
+                           size_t *replen)
 {
     const uint32_t *u = m->cm_units;
     size_t nu = m->cm_nunits;
@@ -302,7 +302,7 @@ static int tok_cm_path(const tok_spm *m, const unsigned char *s, size_t n)
 struct tok_buf {
     char *p;
     size_t len, cap;
-    int heap;  /* p is ours to free */
+    int heap; /* p is ours to free */
 };
 
 static int tok_buf_grow(struct tok_buf *b, size_t add)
@@ -335,8 +335,8 @@ static inline int tok_buf_put(struct tok_buf *b, const char *s, size_t n)
 /* ------------------------------------------------------------------ normalize -- */
 
 /* NormalizePrefix: what the next input unit becomes, and how many bytes it takes. */
-static size_t tok_norm_prefix(const tok_spm *m, const unsigned char *s, size_t n,
-                              const char **rep, size_t *replen)
+static size_t tok_norm_prefix(const tok_spm *m, const unsigned char *s, size_t n, const char **rep,
+                              size_t *replen)
 {
     if (m->has_user) {
         /* User-defined pieces are matched on the raw text and kept as they are. */
@@ -470,8 +470,7 @@ static int tok_normalize(const tok_spm *m, const char *in, size_t len, struct to
                     if (tok_put_ws(m, out, al, at) < 0) return -1;
                     r = sp + 1;
                 }
-            } else if (tok_buf_put(out, rep, replen) < 0 ||
-                       tok_align_put(al, at, replen, 0) < 0) {
+            } else if (tok_buf_put(out, rep, replen) < 0 || tok_align_put(al, at, replen, 0) < 0) {
                 return -1;
             }
             prev_space = rep[replen - 1] == ' ';
@@ -592,10 +591,9 @@ void tok_spm_emit(const tok_spm *m, tok_out *o, int32_t id, const unsigned char 
         if (m->byte_fallback) {
             /* The character's span goes to its last byte piece, as the library
              * does; the others are empty at its start. */
-            for (size_t i = p; i < end; i++)
-                tok_emit(o, m->byte_id[s[i]], b, i + 1 < end ? b : e);
+            for (size_t i = p; i < end; i++) tok_emit(o, m->byte_id[s[i]], b, i + 1 < end ? b : e);
         } else if (!*prev_unk) {
-            tok_emit(o, id, b, e);  /* a run of unknowns is one unk */
+            tok_emit(o, id, b, e); /* a run of unknowns is one unk */
         } else {
             tok_emit_extend(o, e);
         }
@@ -704,7 +702,7 @@ static int spm_encode(const tok_model *tok, const char *text, size_t len, tok_ou
 struct tok_sink {
     char *out;
     size_t cap;
-    size_t n;  /* full length so far */
+    size_t n; /* full length so far */
 };
 
 static void tok_sink_put(struct tok_sink *k, const char *s, size_t len)
@@ -853,15 +851,14 @@ void tok_spm_free(tok_model *base)
     free(m);
 }
 
-static int tok_load_charsmap(tok_spm *m, const uint8_t *b, size_t len, char *err,
-                             size_t errlen)
+static int tok_load_charsmap(tok_spm *m, const uint8_t *b, size_t len, char *err, size_t errlen)
 {
     if (len <= 4) {
         tok_seterr(err, errlen, "precompiled charsmap is broken (%zu bytes)", len);
         return -1;
     }
-    uint32_t tsize = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-                     (uint32_t)b[3] << 24;
+    uint32_t tsize =
+        (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
     if (tsize >= len - 4 || tsize % 4 || tsize < 4) {
         tok_seterr(err, errlen, "precompiled charsmap: trie size %u does not fit in %zu bytes",
                    tsize, len);
@@ -877,8 +874,8 @@ static int tok_load_charsmap(tok_spm *m, const uint8_t *b, size_t len, char *err
     }
     for (size_t i = 0; i < m->cm_nunits; i++) {
         const uint8_t *u = b + 4 + 4 * i;
-        m->cm_units[i] = (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 |
-                         (uint32_t)u[3] << 24;
+        m->cm_units[i] =
+            (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
     }
     memcpy(m->cm_norm, b + 4 + tsize, m->cm_normlen);
     return 0;
@@ -909,8 +906,10 @@ static tok_spm *tok_build(const Sentencepiece__ModelProto *mp, char *err, size_t
     const Sentencepiece__NormalizerSpec *ns = mp->normalizer_spec;
     const int bpe = ts->model_type == SENTENCEPIECE__TRAINER_SPEC__MODEL_TYPE__BPE;
     if (ts->model_type != SENTENCEPIECE__TRAINER_SPEC__MODEL_TYPE__UNIGRAM && !bpe) {
-        tok_seterr(err, errlen, "model type %d is neither unigram nor BPE (word and char "
-                                "models are not supported)", (int)ts->model_type);
+        tok_seterr(err, errlen,
+                   "model type %d is neither unigram nor BPE (word and char "
+                   "models are not supported)",
+                   (int)ts->model_type);
         return NULL;
     }
     if (mp->n_pieces > (size_t)(INT32_MAX - 2 * TOK_NSENTINEL)) {
@@ -946,7 +945,7 @@ static tok_spm *tok_build(const Sentencepiece__ModelProto *mp, char *err, size_t
     if (!m->strs) goto oom;
 
     m->unk_id = m->eos_id = m->pad_id = m->bos_id = -1;
-    m->min_score = 3.402823466e+38f;  /* FLT_MAX, FLT_MIN as the library starts */
+    m->min_score = 3.402823466e+38f; /* FLT_MAX, FLT_MIN as the library starts */
     m->max_score = 1.175494351e-38f;
     int have_normal = 0;
     for (int i = 0; i < 256; i++) m->byte_id[i] = -1;
@@ -978,8 +977,8 @@ static tok_spm *tok_build(const Sentencepiece__ModelProto *mp, char *err, size_t
         if (type == TOK_T_BYTE) {
             int b = tok_piece_byte(p->piece);
             if (b < 0 || !ts->byte_fallback) {
-                tok_seterr(err, errlen, "byte piece %d '%s' is invalid or byte_fallback is off",
-                           i, p->piece);
+                tok_seterr(err, errlen, "byte piece %d '%s' is invalid or byte_fallback is off", i,
+                           p->piece);
                 goto fail;
             }
             m->byte_id[b] = i;
@@ -1076,9 +1075,14 @@ static tok_spm *tok_build(const Sentencepiece__ModelProto *mp, char *err, size_t
 
     m->base = (tok_model){
         .ops = bpe ? &tok_spmbpe_ops : &spm_ops,
-        .kind = bpe ? "sentencepiece-bpe" : "sentencepiece-unigram", .vocab_size = m->n,
-        .eos_id = m->eos_id, .pad_id = m->pad_id, .unk_id = m->unk_id, .bos_id = m->bos_id,
-        .n_sentinels = m->nsent, .sentinel0 = m->n + m->nsent - 1,
+        .kind = bpe ? "sentencepiece-bpe" : "sentencepiece-unigram",
+        .vocab_size = m->n,
+        .eos_id = m->eos_id,
+        .pad_id = m->pad_id,
+        .unk_id = m->unk_id,
+        .bos_id = m->bos_id,
+        .n_sentinels = m->nsent,
+        .sentinel0 = m->n + m->nsent - 1,
     };
     /* T5's convention (transformers' T5Tokenizer): EOS after the text, nothing before. */
     if (m->eos_id >= 0) m->base.specials.tail[m->base.specials.n_tail++] = m->eos_id;
@@ -1101,8 +1105,9 @@ tok_model *tok_spm_load_mem(const void *buf, size_t len, char *err, size_t errle
     Sentencepiece__ModelProto *mp =
         sentencepiece__model_proto__unpack(NULL, len, (const uint8_t *)buf);
     if (!mp) {
-        tok_seterr(err, errlen, "not a sentencepiece model (protobuf parse failed: corrupt or "
-                                "truncated)");
+        tok_seterr(err, errlen,
+                   "not a sentencepiece model (protobuf parse failed: corrupt or "
+                   "truncated)");
         return NULL;
     }
     tok_spm *m = tok_build(mp, err, errlen);

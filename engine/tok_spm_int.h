@@ -34,40 +34,40 @@ enum {
  * children (no slot can have such a node as parent). */
 struct tok_da {
     int32_t base;
-    int32_t check;  /* parent slot, -1 when free */
-    int32_t id;     /* piece id ending here; -1 if none (UNUSED pieces are left out of
+    int32_t check; /* parent slot, -1 when free */
+    int32_t id;    /* piece id ending here; -1 if none (UNUSED pieces are left out of
                      * unigram models, kept in BPE models, where merges may reach them);
                      * a USER_DEFINED piece i is stored as -2 - i, so the hot loop
                      * tells it apart without touching the piece table */
-    float score;    /* score of that piece */
+    float score;   /* score of that piece */
 };
 
 struct tok_piece {
-    uint32_t off;  /* into tok_spm.strs; NUL-terminated */
+    uint32_t off; /* into tok_spm.strs; NUL-terminated */
     uint32_t len;
     float score;
     uint8_t type;
 };
 
 typedef struct tok_spm {
-    tok_model base;            /* first: a tok_model * points here */
-    int n;                     /* pieces in the model */
-    int bpe;                   /* model_type BPE: segments are cut by tok_spmbpe_merge */
-    int bpe_by_word;           /* BPE, and no piece has U+2581 past its start and none is
+    tok_model base;           /* first: a tok_model * points here */
+    int n;                    /* pieces in the model */
+    int bpe;                  /* model_type BPE: segments are cut by tok_spmbpe_merge */
+    int bpe_by_word;          /* BPE, and no piece has U+2581 past its start and none is
                                 * unused: no merge crosses a word start, so words can be
                                 * merged one by one (same result, small queues) */
-    int nsent;                 /* <extra_id_N> sentinels after the pieces (T5: 100;
+    int nsent;                /* <extra_id_N> sentinels after the pieces (T5: 100;
                                 * BPE models: 0) */
-    struct tok_piece *pieces;  /* [n] */
-    char *strs;                /* piece texts, NUL-separated */
+    struct tok_piece *pieces; /* [n] */
+    char *strs;               /* piece texts, NUL-separated */
 
-    struct tok_da *da;         /* [da_size]; owns; slot 0 is the root */
+    struct tok_da *da; /* [da_size]; owns; slot 0 is the root */
     size_t da_size;
 
     /* precompiled charsmap (may be absent: then nothing is rewritten) */
-    uint32_t *cm_units;        /* [cm_nunits] darts-clone units, host order; owns */
+    uint32_t *cm_units; /* [cm_nunits] darts-clone units, host order; owns */
     size_t cm_nunits;
-    char *cm_norm;             /* [cm_normlen] replacement strings; owns */
+    char *cm_norm; /* [cm_normlen] replacement strings; owns */
     size_t cm_normlen;
 
     int add_dummy_prefix, remove_extra_ws, escape_ws, ws_suffix;
@@ -75,13 +75,13 @@ typedef struct tok_spm {
      * byte is ASCII too or the text ends (no charsmap rule is c alone or c followed by
      * ASCII, no user-defined pieces), so such runs are copied without lookups. */
     uint8_t ascii_plain[128];
-    int has_user;              /* any USER_DEFINED piece */
+    int has_user; /* any USER_DEFINED piece */
     int byte_fallback;
-    int32_t byte_id[256];      /* id of <0xNN>, -1 if absent */
+    int32_t byte_id[256]; /* id of <0xNN>, -1 if absent */
 
     float min_score, max_score, unk_score;
     int unk_id, eos_id, pad_id, bos_id;
-    char *unk_surface;         /* owns */
+    char *unk_surface; /* owns */
 } tok_spm;
 
 /* Byte length of the UTF-8 character led by c, the library's OneCharLen table. */
@@ -127,11 +127,11 @@ extern const tok_ops tok_spmbpe_ops;
  * queries and special ids read this). */
 typedef struct tok_langs {
     int n;
-    char **codes;          /* [n] as the model writes them ("deu_Latn", "__de__") */
-    int32_t *ids;          /* [n] their token ids */
-    int32_t src_default;   /* id of the source language when none is asked, -1: none */
-    int32_t tgt_default;   /* the same for target-side text */
-    int legacy;            /* pieces </s> [lang] instead of [lang] pieces </s> */
+    char **codes;        /* [n] as the model writes them ("deu_Latn", "__de__") */
+    int32_t *ids;        /* [n] their token ids */
+    int32_t src_default; /* id of the source language when none is asked, -1: none */
+    int32_t tgt_default; /* the same for target-side text */
+    int legacy;          /* pieces </s> [lang] instead of [lang] pieces </s> */
     int32_t eos_id;
 } tok_langs;
 const tok_langs *tok_fs_langs(const tok_model *tok);

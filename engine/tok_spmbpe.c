@@ -50,9 +50,9 @@ static const char tok_bpe_ws[] = "\xe2\x96\x81"; /* U+2581 */
 /* ------------------------------------------------------------------------- BPE -- */
 
 struct bpe_sym {
-    int32_t prev, next;  /* -1 at the ends */
-    uint32_t off, len;   /* bytes of the normalised text; len 0: merged away */
-    uint8_t freeze;      /* a user-defined piece: never merged */
+    int32_t prev, next; /* -1 at the ends */
+    uint32_t off, len;  /* bytes of the normalised text; len 0: merged away */
+    uint8_t freeze;     /* a user-defined piece: never merged */
 };
 
 struct bpe_pair {
@@ -203,8 +203,7 @@ int tok_spmbpe_merge(const tok_spm *m, const char *s, size_t n, tok_out *o, cons
         we = ns;
         if (m->bpe_by_word) {
             we = ws + 1;
-            while (we < ns &&
-                   !(st.sym[we].len >= 3 && !memcmp(s + st.sym[we].off, tok_bpe_ws, 3)))
+            while (we < ns && !(st.sym[we].len >= 3 && !memcmp(s + st.sym[we].off, tok_bpe_ws, 3)))
                 we++;
         }
         st.sym[ws].prev = -1;
@@ -215,7 +214,7 @@ int tok_spmbpe_merge(const tok_spm *m, const char *s, size_t n, tok_out *o, cons
         while (st.agenda.n) {
             struct bpe_pair top = bpe_pop(&st.agenda);
             struct bpe_sym *l = &st.sym[top.left], *r = &st.sym[top.right];
-            if (!l->len || !r->len || l->len + r->len != top.size) continue;  /* stale */
+            if (!l->len || !r->len || l->len + r->len != top.size) continue; /* stale */
             l->len += r->len;
             l->next = r->next;
             if (r->next >= 0) st.sym[r->next].prev = top.left;
@@ -256,33 +255,33 @@ const tok_ops tok_spmbpe_ops = {
 /* -------------------------------------------------------------------- fairseq -- */
 
 enum fs_style {
-    FS_NLLB,     /* NllbTokenizer: pieces joined on decode; legacy_behaviour */
-    FS_M2M100,   /* M2M100Tokenizer: vocab.json, __xx__ codes */
-    FS_MBART50,  /* MBart50Tokenizer: [lang] text </s> */
-    FS_MBART,    /* MBartTokenizer (cc25): text </s> [lang] */
+    FS_NLLB,    /* NllbTokenizer: pieces joined on decode; legacy_behaviour */
+    FS_M2M100,  /* M2M100Tokenizer: vocab.json, __xx__ codes */
+    FS_MBART50, /* MBart50Tokenizer: [lang] text </s> */
+    FS_MBART,   /* MBartTokenizer (cc25): text </s> [lang] */
 };
 
 /* A string in the text that is one id (specials and language codes). */
 struct fs_special {
-    const char *s;    /* a static string, or a code in tok_fs.names */
+    const char *s; /* a static string, or a code in tok_fs.names */
     size_t len;
     int32_t id;
-    int lstrip;       /* takes the whitespace before it (<mask>) */
+    int lstrip; /* takes the whitespace before it (<mask>) */
 };
 
 typedef struct tok_fs {
-    tok_model base;          /* first */
-    tok_model *spm;          /* the SentencePiece model; owns */
+    tok_model base; /* first */
+    tok_model *spm; /* the SentencePiece model; owns */
     int style;
-    int offset;              /* spm id -> id without vocab.json */
-    int32_t *spm2id;         /* [spm n] with vocab.json, else NULL */
-    int32_t *id2spm;         /* [vocab_size] spm id of each id, -1: none */
-    char **names;            /* [vocab_size] owned text of ids that are no spm piece */
+    int offset;      /* spm id -> id without vocab.json */
+    int32_t *spm2id; /* [spm n] with vocab.json, else NULL */
+    int32_t *id2spm; /* [vocab_size] spm id of each id, -1: none */
+    char **names;    /* [vocab_size] owned text of ids that are no spm piece */
     tok_langs langs;
     int32_t mask_id;
-    struct fs_special *sp;   /* [nsp] longest first within each first byte */
+    struct fs_special *sp; /* [nsp] longest first within each first byte */
     int nsp;
-    int16_t first[257];      /* sp[first[c] .. first[c + 1]) start with byte c */
+    int16_t first[257]; /* sp[first[c] .. first[c + 1]) start with byte c */
 } tok_fs;
 
 static const tok_ops fs_ops;
@@ -500,7 +499,7 @@ static void fs_free(tok_model *tok)
     if (t->names)
         for (int i = 0; i < t->base.vocab_size; i++) free(t->names[i]);
     free(t->names);
-    free(t->langs.codes);  /* the strings are names[] */
+    free(t->langs.codes); /* the strings are names[] */
     free(t->langs.ids);
     free(t->sp);
     free(t);
@@ -579,7 +578,7 @@ static int fs_sp_cmp(const void *a, const void *b)
     const struct fs_special *x = a, *y = b;
     unsigned char cx = (unsigned char)x->s[0], cy = (unsigned char)y->s[0];
     if (cx != cy) return cx < cy ? -1 : 1;
-    if (x->len != y->len) return x->len > y->len ? -1 : 1;  /* longest first */
+    if (x->len != y->len) return x->len > y->len ? -1 : 1; /* longest first */
     return 0;
 }
 
@@ -672,8 +671,10 @@ tok_model *tok_fs_open_dir(const char *dir, char *err, size_t errlen)
     else if (cls && !strncmp(cls, "MBartTokenizer", 14)) t->style = FS_MBART;
     else if (cls && !strncmp(cls, "Nllb", 4)) t->style = FS_NLLB;
     else if (cls) {
-        fs_seterr(err, errlen, "%s/tokenizer_config.json: tokenizer_class '%.64s' is not one "
-                  "of NLLB, M2M100, mBART-50 or mBART", dir, cls);
+        fs_seterr(err, errlen,
+                  "%s/tokenizer_config.json: tokenizer_class '%.64s' is not one "
+                  "of NLLB, M2M100, mBART-50 or mBART",
+                  dir, cls);
         goto fail_quiet;
     } else {
         t->style = voc ? FS_M2M100 : FS_NLLB;
@@ -686,17 +687,19 @@ tok_model *tok_fs_open_dir(const char *dir, char *err, size_t errlen)
     t->langs.legacy = t->style == FS_MBART || (t->style == FS_NLLB && cJSON_IsTrue(lb));
 
     /* The language codes: special_tokens_map.json's list over tokenizer_config.json's. */
-    const cJSON *a = stm ? cJSON_GetObjectItemCaseSensitive(stm, "additional_special_tokens")
-                         : NULL;
+    const cJSON *a =
+        stm ? cJSON_GetObjectItemCaseSensitive(stm, "additional_special_tokens") : NULL;
     if (!cJSON_IsArray(a)) a = cJSON_GetObjectItemCaseSensitive(cfg, "additional_special_tokens");
     if (cJSON_IsArray(a)) {
         codes = a;
         ncodes = cJSON_GetArraySize(a);
     } else if (t->style == FS_NLLB) {
-        ncodes = lang_nllb_count();  /* NllbTokenizer's FAIRSEQ_LANGUAGE_CODES */
+        ncodes = lang_nllb_count(); /* NllbTokenizer's FAIRSEQ_LANGUAGE_CODES */
     } else {
-        fs_seterr(err, errlen, "%s: no additional_special_tokens (language codes) in "
-                  "special_tokens_map.json or tokenizer_config.json", dir);
+        fs_seterr(err, errlen,
+                  "%s: no additional_special_tokens (language codes) in "
+                  "special_tokens_map.json or tokenizer_config.json",
+                  dir);
         goto fail_quiet;
     }
     if (ncodes > 4096) {
@@ -710,8 +713,7 @@ tok_model *tok_fs_open_dir(const char *dir, char *err, size_t errlen)
     if (voc) {
         int32_t maxid = -1;
         const cJSON *e;
-        cJSON_ArrayForEach(e, voc)
-        {
+        cJSON_ArrayForEach (e, voc) {
             if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble >= FS_MAX_IDS ||
                 e->valuedouble != (double)(int32_t)e->valuedouble) {
                 fs_seterr(err, errlen, "%s/vocab.json: '%s' has no valid id", dir, e->string);
@@ -725,7 +727,7 @@ tok_model *tok_fs_open_dir(const char *dir, char *err, size_t errlen)
     } else {
         t->offset = 1;
         first_code = m->n + t->offset;
-        t->base.vocab_size = first_code + ncodes + 1;  /* <mask> last */
+        t->base.vocab_size = first_code + ncodes + 1; /* <mask> last */
     }
     t->id2spm = malloc((size_t)t->base.vocab_size * sizeof *t->id2spm);
     t->names = calloc((size_t)t->base.vocab_size, sizeof *t->names);
@@ -746,8 +748,7 @@ tok_model *tok_fs_open_dir(const char *dir, char *err, size_t errlen)
         }
         for (int i = 0; i < m->n; i++) t->spm2id[i] = unk;
         const cJSON *e;
-        cJSON_ArrayForEach(e, voc)
-        {
+        cJSON_ArrayForEach (e, voc) {
             int32_t id = e->valueint;
             int32_t s = e->string ? tok_spm_find(m, e->string, strlen(e->string)) : -1;
             if (s >= 0) {
@@ -789,8 +790,7 @@ tok_model *tok_fs_open_dir(const char *dir, char *err, size_t errlen)
         }
         int32_t id = first_code + i;
         const cJSON *p;
-        cJSON_ArrayForEach(p, pins)
-        {
+        cJSON_ArrayForEach (p, pins) {
             const char *pc = fs_token_text(p);
             long long v;
             if (pc && !strcmp(pc, c) && p->string &&
@@ -804,8 +804,7 @@ tok_model *tok_fs_open_dir(const char *dir, char *err, size_t errlen)
     t->langs.n = ncodes;
     if (t->mask_id >= 0) {
         const cJSON *p;
-        cJSON_ArrayForEach(p, pins)
-        {
+        cJSON_ArrayForEach (p, pins) {
             const char *pc = fs_token_text(p);
             long long v;
             if (pc && !strcmp(pc, "<mask>") && p->string &&
@@ -848,7 +847,7 @@ tok_model *tok_fs_open_dir(const char *dir, char *err, size_t errlen)
     t->langs.tgt_default = fs_lang_by_name(t, fs_str(cfg, "tgt_lang"));
 
     t->base.ops = &fs_ops;
-    t->base.kind = t->style == FS_NLLB    ? "sentencepiece-bpe-nllb"
+    t->base.kind = t->style == FS_NLLB     ? "sentencepiece-bpe-nllb"
                    : t->style == FS_M2M100 ? "sentencepiece-bpe-m2m100"
                                            : "sentencepiece-bpe-mbart";
     tok_special_ids *sp = &t->base.specials;

@@ -9,8 +9,8 @@
 
 enum {
     TOK_UNI_OTHER = 0,
-    TOK_UNI_LETTER = 1,   /* general category L* (\p{L}) */
-    TOK_UNI_NUMBER = 2,   /* general category N* (\p{N}) */
+    TOK_UNI_LETTER = 1, /* general category L* (\p{L}) */
+    TOK_UNI_NUMBER = 2, /* general category N* (\p{N}) */
 };
 
 /* The class of code point cp (any value; outside Unicode is TOK_UNI_OTHER). */

@@ -35,7 +35,7 @@ typedef struct wc_header {
     char magic[8];
     uint32_t version, n;
     uint64_t identity;
-    uint64_t size;             /* the whole file */
+    uint64_t size; /* the whole file */
     uint64_t pad[4];
 } wc_header;
 
@@ -50,13 +50,18 @@ _Static_assert(sizeof(wc_entry) == 256, "entry size");
 
 struct eng_q8cache {
     char path[1100];
-    const unsigned char *map;  /* a valid file (header and table checked), or NULL */
+    const unsigned char *map; /* a valid file (header and table checked), or NULL */
     size_t size;
     const wc_entry *tab;
     uint32_t n;
-    int refused;               /* something was refused: write the file again */
+    int refused; /* something was refused: write the file again */
     /* what this load holds, to write */
-    struct wc_item { char name[WC_NAME]; int N, K; const void *blob; size_t bytes; } *items;
+    struct wc_item {
+        char name[WC_NAME];
+        int N, K;
+        const void *blob;
+        size_t bytes;
+    } * items;
     int n_items, cap;
 };
 
@@ -94,10 +99,8 @@ eng_q8cache *eng_q8cache_open(const char *dir, uint64_t identity)
     if (!why) {
         wc_header h;
         memcpy(&h, c->map, sizeof h);
-        if (memcmp(h.magic, WC_MAGIC, 8) != 0)
-            why = "not an nlpd int8 cache (bad magic)";
-        else if (h.version != WC_VERSION)
-            why = "written by another version of nlpd";
+        if (memcmp(h.magic, WC_MAGIC, 8) != 0) why = "not an nlpd int8 cache (bad magic)";
+        else if (h.version != WC_VERSION) why = "written by another version of nlpd";
         else if (h.identity != identity)
             why = "made from another checkpoint (its safetensors files changed)";
         else if (h.size != c->size)

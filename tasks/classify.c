@@ -35,12 +35,12 @@ typedef struct classify_priv {
     /* NLI zero-shot: one classification job per label, its logits here */
     int nli;
     int num_labels, entail, contra;
-    float *logits;         /* [n labels][num_labels], written by the engine */
+    float *logits; /* [n labels][num_labels], written by the engine */
     /* label scoring */
-    int n_cands;           /* labels (+1: the contrast, last, in multi-label mode) */
-    int32_t **cand_ids;    /* [n_cands] -> [cand_lens[i]] */
-    int *cand_lens;        /* [n_cands] */
-    double *logprobs;      /* [n_cands], written by the engine */
+    int n_cands;        /* labels (+1: the contrast, last, in multi-label mode) */
+    int32_t **cand_ids; /* [n_cands] -> [cand_lens[i]] */
+    int *cand_lens;     /* [n_cands] */
+    double *logprobs;   /* [n_cands], written by the engine */
 } classify_priv;
 
 static void classify_free(void *p)
@@ -85,8 +85,8 @@ int task_pair_layout_of(const tok_model *tok, task_pair_layout *l)
     return 0;
 }
 
-int task_pair_ids(const task_pair_layout *l, const int32_t *a, int na, const int32_t *b,
-                  int nb, int32_t *out)
+int task_pair_ids(const task_pair_layout *l, const int32_t *a, int na, const int32_t *b, int nb,
+                  int32_t *out)
 {
     int32_t *w = out;
     memcpy(w, l->head, (size_t)l->n_head * sizeof *w);
@@ -143,8 +143,8 @@ static char *hypothesis(const char *tmpl, const char *label, size_t llen, size_t
 /* One TASK_JOB_CLASSIFY per label: <s> text </s></s> hypothesis </s> (the tokenizer's
  * pair), the text cut from its end when a pair is over the input limit (HF's
  * truncation="only_first"). */
-static int nli_prepare(const task_env *env, const task_input *in, task_doc *doc,
-                       classify_priv *c, char *err, size_t errlen)
+static int nli_prepare(const task_env *env, const task_input *in, task_doc *doc, classify_priv *c,
+                       char *err, size_t errlen)
 {
     task_pair_layout lay;
     int32_t *prem = NULL, *hyp = NULL;
@@ -174,8 +174,10 @@ static int nli_prepare(const task_env *env, const task_input *in, task_doc *doc,
         int keep = env->max_input_tokens - fixed - nh;
         if (keep > np) keep = np;
         if (keep < 1 || (keep < np && !env->conf->truncate)) {
-            cm_fmt(err, errlen, "classify: text and label %d are %d tokens, over the limit of "
-                   "%d%s", i + 1, fixed + np + nh, env->max_input_tokens,
+            cm_fmt(err, errlen,
+                   "classify: text and label %d are %d tokens, over the limit of "
+                   "%d%s",
+                   i + 1, fixed + np + nh, env->max_input_tokens,
                    keep < 1 ? " (the label alone leaves no room)" : " (truncation is off)");
             rc = TASK_ETOOLONG;
             goto out;
@@ -186,7 +188,8 @@ static int nli_prepare(const task_env *env, const task_input *in, task_doc *doc,
         if (!job->ids) goto oom;
         job->kind = TASK_JOB_CLASSIFY;
         job->n_ids = task_pair_ids(&lay, prem, keep, hyp, nh, job->ids);
-        job->cls = (eng_cls_req){ .ids = job->ids, .n_ids = job->n_ids,
+        job->cls = (eng_cls_req){ .ids = job->ids,
+                                  .n_ids = job->n_ids,
                                   .logits = c->logits + (size_t)i * (size_t)c->num_labels };
         doc->input_tokens += job->n_ids;
         free(hyp);
@@ -203,8 +206,7 @@ out:
     return rc;
 }
 
-void task_label_probs(const double *lp, int n, int multi_label, double contrast_lp,
-                      double *probs)
+void task_label_probs(const double *lp, int n, int multi_label, double contrast_lp, double *probs)
 {
     if (multi_label) {
         for (int i = 0; i < n; i++) {
@@ -220,8 +222,8 @@ void task_label_probs(const double *lp, int n, int multi_label, double contrast_
     for (int i = 0; i < n; i++) probs[i] /= sum;
 }
 
-static int classify_prepare(const task_env *env, const task_input *in, task_doc *doc,
-                            char *err, size_t errlen)
+static int classify_prepare(const task_env *env, const task_input *in, task_doc *doc, char *err,
+                            size_t errlen)
 {
     const task_conf *conf = env->conf;
     int rc;
@@ -324,9 +326,13 @@ static int classify_prepare(const task_env *env, const task_input *in, task_doc 
         }
         job->n_ids = n_ids;
         job->score = (eng_score_req){
-            .ids = job->ids, .n_ids = n_ids, .n_cands = cnt,
+            .ids = job->ids,
+            .n_ids = n_ids,
+            .n_cands = cnt,
             .cand_ids = (const int32_t *const *)(c->cand_ids + first),
-            .cand_lens = c->cand_lens + first, .logprobs = c->logprobs + first, .status = 0,
+            .cand_lens = c->cand_lens + first,
+            .logprobs = c->logprobs + first,
+            .status = 0,
         };
     }
     doc->input_tokens = n_ids;
@@ -349,8 +355,7 @@ static int classify_finish(const task_env *env, const task_input *in, task_doc *
         return task_fail(out, TASK_ENOMEM, "out of memory");
     }
     if (c->nli) {
-        task_zs_scores(c->logits, n, c->num_labels, c->entail, c->contra, in->multi_label,
-                       probs);
+        task_zs_scores(c->logits, n, c->num_labels, c->entail, c->contra, in->multi_label, probs);
         for (int i = 0; i < n; i++)
             if (!isfinite(probs[i])) {
                 free(probs);
@@ -362,8 +367,8 @@ static int classify_finish(const task_env *env, const task_input *in, task_doc *
                 free(probs);
                 return task_fail(out, TASK_EINTERNAL, "engine: label %d scored NaN", i + 1);
             }
-        task_label_probs(c->logprobs, n, in->multi_label,
-                         in->multi_label ? c->logprobs[n] : 0.0, probs);
+        task_label_probs(c->logprobs, n, in->multi_label, in->multi_label ? c->logprobs[n] : 0.0,
+                         probs);
     }
     /* Best first; ties keep the given order (insertion sort: n is small). */
     int *ord = malloc((size_t)n * sizeof *ord);

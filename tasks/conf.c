@@ -26,52 +26,63 @@
 enum key_type { K_INT = 1, K_FLOAT, K_BOOL, K_STR, K_I64 };
 
 typedef struct conf_key {
-    const char *group;      /* under `tasks`: "" (the group itself), "summarize", ... */
-    const char *name;       /* NULL for a decoding option: the table's name */
-    int type;               /* 0 for a decoding option: from the table */
-    size_t off;             /* in struct task_conf */
-    size_t size;            /* K_STR: buffer size */
-    double min, max, def;   /* a decoding option: def only, NAN for the table's */
+    const char *group;    /* under `tasks`: "" (the group itself), "summarize", ... */
+    const char *name;     /* NULL for a decoding option: the table's name */
+    int type;             /* 0 for a decoding option: from the table */
+    size_t off;           /* in struct task_conf */
+    size_t size;          /* K_STR: buffer size */
+    double min, max, def; /* a decoding option: def only, NAN for the table's */
     const char *sdef;
-    unsigned bit;           /* decoding key: its ENG_GEN_SET_* bit (operator-set tracking) */
-    int opt;                /* a decoding option: its task_opt_id + 1 (tasks/opts.c) */
+    unsigned bit; /* decoding key: its ENG_GEN_SET_* bit (operator-set tracking) */
+    int opt;      /* a decoding option: its task_opt_id + 1 (tasks/opts.c) */
 } conf_key;
 
 #define OFF(f) offsetof(struct task_conf, f)
 #define SZ(f) sizeof(((struct task_conf *)0)->f)
-#define KI(g, n, f, mn, mx, d) { g, n, K_INT, OFF(f), 0, mn, mx, d, NULL, 0, 0 }
-#define KB(g, n, f, d) { g, n, K_BOOL, OFF(f), 0, 0, 1, d, NULL, 0, 0 }
-#define KS(g, n, f, d) { g, n, K_STR, OFF(f), SZ(f), 0, 0, 0, d, 0, 0 }
+#define KI(g, n, f, mn, mx, d)                        \
+    {                                                 \
+        g, n, K_INT, OFF(f), 0, mn, mx, d, NULL, 0, 0 \
+    }
+#define KB(g, n, f, d)                               \
+    {                                                \
+        g, n, K_BOOL, OFF(f), 0, 0, 1, d, NULL, 0, 0 \
+    }
+#define KS(g, n, f, d)                               \
+    {                                                \
+        g, n, K_STR, OFF(f), SZ(f), 0, 0, 0, d, 0, 0 \
+    }
 /* A decoding option of task k: name, type and range from the table (tasks/opts.c), the
  * default d (NAN: the table's). With an ENG_GEN_SET_* bit b, a key the checkpoint may
  * state too: the file setting one puts it above the checkpoint's value. */
-#define KO(g, k, id, f, d, b) { g, NULL, 0, OFF(spec[k].dec.f), 0, 0, 0, d, NULL, b, (id) + 1 }
+#define KO(g, k, id, f, d, b)                                         \
+    {                                                                 \
+        g, NULL, 0, OFF(spec[k].dec.f), 0, 0, 0, d, NULL, b, (id) + 1 \
+    }
 
 /* The decoding keys every generating task has; defaults differ per task. */
-#define DEC_KEYS(g, k, pr, maxnew, minnew, beams, lp, norep)                                \
-    KS(g, "prompt", spec[k].prompt, pr),                                                 \
-    KO(g, k, TASK_OPT_MAX_NEW_TOKENS, max_new_tokens, maxnew, ENG_GEN_SET_MAX_NEW),      \
-    KO(g, k, TASK_OPT_MIN_NEW_TOKENS, min_new_tokens, minnew, ENG_GEN_SET_MIN_NEW),      \
-    KO(g, k, TASK_OPT_NUM_BEAMS, num_beams, beams, ENG_GEN_SET_BEAMS),                   \
-    KO(g, k, TASK_OPT_NUM_RETURN_SEQUENCES, num_return_sequences, NAN, 0),               \
-    KO(g, k, TASK_OPT_LENGTH_PENALTY, length_penalty, lp, ENG_GEN_SET_LENGTH_PENALTY),   \
-    KO(g, k, TASK_OPT_NO_REPEAT_NGRAM_SIZE, no_repeat_ngram_size, norep,                 \
-       ENG_GEN_SET_NO_REPEAT),                                                           \
-    KO(g, k, TASK_OPT_REPETITION_PENALTY, repetition_penalty, NAN,                       \
-       ENG_GEN_SET_REPETITION_PENALTY),                                                  \
-    KO(g, k, TASK_OPT_DO_SAMPLE, do_sample, NAN, 0),                                     \
-    KO(g, k, TASK_OPT_TEMPERATURE, temperature, NAN, 0),                                 \
-    KO(g, k, TASK_OPT_TOP_K, top_k, NAN, 0),                                             \
-    KO(g, k, TASK_OPT_TOP_P, top_p, NAN, 0),                                             \
-    KO(g, k, TASK_OPT_SEED, seed, NAN, 0)
+#define DEC_KEYS(g, k, pr, maxnew, minnew, beams, lp, norep)                               \
+    KS(g, "prompt", spec[k].prompt, pr),                                                   \
+        KO(g, k, TASK_OPT_MAX_NEW_TOKENS, max_new_tokens, maxnew, ENG_GEN_SET_MAX_NEW),    \
+        KO(g, k, TASK_OPT_MIN_NEW_TOKENS, min_new_tokens, minnew, ENG_GEN_SET_MIN_NEW),    \
+        KO(g, k, TASK_OPT_NUM_BEAMS, num_beams, beams, ENG_GEN_SET_BEAMS),                 \
+        KO(g, k, TASK_OPT_NUM_RETURN_SEQUENCES, num_return_sequences, NAN, 0),             \
+        KO(g, k, TASK_OPT_LENGTH_PENALTY, length_penalty, lp, ENG_GEN_SET_LENGTH_PENALTY), \
+        KO(g, k, TASK_OPT_NO_REPEAT_NGRAM_SIZE, no_repeat_ngram_size, norep,               \
+           ENG_GEN_SET_NO_REPEAT),                                                         \
+        KO(g, k, TASK_OPT_REPETITION_PENALTY, repetition_penalty, NAN,                     \
+           ENG_GEN_SET_REPETITION_PENALTY),                                                \
+        KO(g, k, TASK_OPT_DO_SAMPLE, do_sample, NAN, 0),                                   \
+        KO(g, k, TASK_OPT_TEMPERATURE, temperature, NAN, 0),                               \
+        KO(g, k, TASK_OPT_TOP_K, top_k, NAN, 0), KO(g, k, TASK_OPT_TOP_P, top_p, NAN, 0),  \
+        KO(g, k, TASK_OPT_SEED, seed, NAN, 0)
 
 static const conf_key keys[] = {
     KB("", "truncate", truncate, 1),
     KI("", "max_beams", max_beams, 1, TASK_MAX_BEAMS, 16),
     KS("", "prompt_model_types", prompted_types, "t5 mt5 umt5 longt5"),
     DEC_KEYS("summarize", TASK_SUMMARIZE, "summarize: {text}", 128, 10, 4, 2.0, 3),
-    DEC_KEYS("translate", TASK_TRANSLATE, "translate {source} to {target}: {text}", 128, 0, 4,
-             1.0, 0),
+    DEC_KEYS("translate", TASK_TRANSLATE, "translate {source} to {target}: {text}", 128, 0, 4, 1.0,
+             0),
     KS("translate", "default_source", default_source, "en"),
     KS("classify", "prompt", spec[TASK_CLASSIFY].prompt, "{text}\nOPTIONS:\n- {labels}"),
     KS("classify", "label_separator", label_separator, "\n- "),
@@ -87,27 +98,26 @@ static const conf_key keys[] = {
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
 
 /* The subgroups of `tasks` and the keys handled outside the table. */
-static const char *const subgroups[] = { "summarize", "translate", "classify", "qa",
-                                         "text2text" };
+static const char *const subgroups[] = { "summarize", "translate", "classify", "qa", "text2text" };
 
 static const struct {
     const char *code;
     const char *name;
 } builtin_langs[] = {
-    { "en", "English" }, { "de", "German" },     { "fr", "French" },   { "ro", "Romanian" },
-    { "es", "Spanish" }, { "it", "Italian" },    { "pt", "Portuguese" }, { "nl", "Dutch" },
-    { "ru", "Russian" }, { "zh", "Chinese" },    { "ja", "Japanese" }, { "ko", "Korean" },
-    { "ar", "Arabic" },  { "hi", "Hindi" },      { "pl", "Polish" },   { "sv", "Swedish" },
-    { "tr", "Turkish" }, { "cs", "Czech" },      { "fi", "Finnish" },  { "el", "Greek" },
+    { "en", "English" },   { "de", "German" },  { "fr", "French" },     { "ro", "Romanian" },
+    { "es", "Spanish" },   { "it", "Italian" }, { "pt", "Portuguese" }, { "nl", "Dutch" },
+    { "ru", "Russian" },   { "zh", "Chinese" }, { "ja", "Japanese" },   { "ko", "Korean" },
+    { "ar", "Arabic" },    { "hi", "Hindi" },   { "pl", "Polish" },     { "sv", "Swedish" },
+    { "tr", "Turkish" },   { "cs", "Czech" },   { "fi", "Finnish" },    { "el", "Greek" },
     { "uk", "Ukrainian" },
 };
 
 /* Words whose trailing '.' does not end a sentence (case-sensitive, no '.'). */
 static const char *const builtin_abbrevs[] = {
-    "Mr",  "Mrs", "Ms",  "Dr",   "Prof", "Sr",  "Jr",     "St",  "vs",  "etc", "No",
-    "Inc", "Ltd", "Co",  "Corp", "Jan",  "Feb", "Mar",    "Apr", "Jun", "Jul", "Aug",
-    "Sep", "Sept", "Oct", "Nov", "Dec",  "Gen", "Gov",    "Sen", "Rep", "Mt",  "approx",
-    "cf",  "al",  "Fig", "Nr",   "Hr",   "Fr",  "bzw",    "usw", "Mme",
+    "Mr",  "Mrs",  "Ms",  "Dr",   "Prof", "Sr",  "Jr",  "St",  "vs",  "etc", "No",
+    "Inc", "Ltd",  "Co",  "Corp", "Jan",  "Feb", "Mar", "Apr", "Jun", "Jul", "Aug",
+    "Sep", "Sept", "Oct", "Nov",  "Dec",  "Gen", "Gov", "Sen", "Rep", "Mt",  "approx",
+    "cf",  "al",   "Fig", "Nr",   "Hr",   "Fr",  "bzw", "usw", "Mme",
 };
 
 static void *field(struct task_conf *c, const conf_key *k) { return (char *)c + k->off; }
@@ -157,8 +167,7 @@ static int set_builtin_lists(struct task_conf *c)
     if (!c->langs || !c->abbrevs) return -1;
     for (int i = 0; i < nl; i++) {
         snprintf(c->langs[i].code, sizeof c->langs[i].code, "%s", builtin_langs[i].code);
-        snprintf(c->langs[i].names[0], sizeof c->langs[i].names[0], "%s",
-                 builtin_langs[i].name);
+        snprintf(c->langs[i].names[0], sizeof c->langs[i].names[0], "%s", builtin_langs[i].name);
         c->langs[i].n_names = 1;
     }
     c->n_langs = nl;
@@ -199,8 +208,8 @@ static int check_prompts(const struct task_conf *c, char *err, size_t errlen)
         const char *const *ph;
         int n;
     } t[] = {
-        { TASK_SUMMARIZE, ph_text, 1 },     { TASK_TRANSLATE, ph_translate, 3 },
-        { TASK_CLASSIFY, ph_classify, 2 },  { TASK_QA, ph_qa, 2 },
+        { TASK_SUMMARIZE, ph_text, 1 },    { TASK_TRANSLATE, ph_translate, 3 },
+        { TASK_CLASSIFY, ph_classify, 2 }, { TASK_QA, ph_qa, 2 },
         { TASK_TEXT2TEXT, ph_text, 1 },
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
@@ -214,7 +223,8 @@ static int check_prompts(const struct task_conf *c, char *err, size_t errlen)
     /* The zero-shot pipeline formats the template with the label: exactly one {}. */
     const char *h = strstr(c->hypothesis_template, "{}");
     if (!h || strstr(h + 2, "{}")) {
-        snprintf(err, errlen, "tasks.classify.hypothesis_template: it must contain {} once "
+        snprintf(err, errlen,
+                 "tasks.classify.hypothesis_template: it must contain {} once "
                  "(the label)");
         return TASK_CLASSIFY;
     }
@@ -243,8 +253,7 @@ task_conf *task_conf_default(void)
 static size_t where(const config_setting_t *s, const char *fallback, char *err, size_t errlen)
 {
     const char *file = config_setting_source_file(s);
-    int n = snprintf(err, errlen, "%s:%u: ", file ? file : fallback,
-                     config_setting_source_line(s));
+    int n = snprintf(err, errlen, "%s:%u: ", file ? file : fallback, config_setting_source_line(s));
     return n < 0 ? 0 : (size_t)n < errlen ? (size_t)n : errlen - 1;
 }
 
@@ -297,8 +306,8 @@ static int range_error(const struct task_conf *c, const conf_key *k, const confi
             snprintf(msg, sizeof msg, "%s = %s is out of range [%g, %g]", full, value, k->min,
                      k->max);
         else
-            snprintf(msg, sizeof msg, "%s = %s is out of range [%.0f, %.0f]", full, value,
-                     k->min, k->max);
+            snprintf(msg, sizeof msg, "%s = %s is out of range [%.0f, %.0f]", full, value, k->min,
+                     k->max);
     } else {
         task_opt_limits lim = { .max_new_tokens = 0, .max_beams = c->max_beams };
         snprintf(prefix, sizeof prefix, "tasks.%s%s", k->group, *k->group ? "." : "");
@@ -326,10 +335,8 @@ static int read_key(struct task_conf *c, const cm_conf *cf, const conf_key *k,
         if (cm_conf_int(cf, s, &iv, lit, sizeof lit) < 0 ||
             (key_type(k) == K_I64 ? iv < 0 : !key_in_range(c, k, (double)iv)))
             return range_error(c, k, s, path, full, lit, err, errlen);
-        if (key_type(k) == K_INT)
-            *(int *)field(c, k) = (int)iv;
-        else
-            *(long long *)field(c, k) = iv;
+        if (key_type(k) == K_INT) *(int *)field(c, k) = (int)iv;
+        else *(long long *)field(c, k) = iv;
         if (k->bit) c->spec[task_kind_from_name(k->group)].dec_set |= k->bit;
         return 0;
     }
@@ -421,9 +428,8 @@ static int read_languages(struct task_conf *c, const config_setting_t *g, const 
             }
             l->n_names = config_setting_length(e);
         } else {
-            errat(e, path, err, errlen,
-                  "language '%s' must be a name or an array of 1 to %d names", code,
-                  TASK_LANG_NAMES);
+            errat(e, path, err, errlen, "language '%s' must be a name or an array of 1 to %d names",
+                  code, TASK_LANG_NAMES);
             goto fail;
         }
     }
@@ -436,15 +442,15 @@ fail:
     return -1;
 }
 
-static int read_abbrevs(struct task_conf *c, const config_setting_t *a, const char *path,
-                        char *err, size_t errlen)
+static int read_abbrevs(struct task_conf *c, const config_setting_t *a, const char *path, char *err,
+                        size_t errlen)
 {
     if (!config_setting_is_array(a) && !config_setting_is_list(a)) {
         errat(a, path, err, errlen, "tasks.translate.abbreviations must be an array of strings");
         return -1;
     }
     int n = config_setting_length(a);
-    char (*ab)[16] = calloc(n ? (size_t)n : 1, sizeof *ab);
+    char(*ab)[16] = calloc(n ? (size_t)n : 1, sizeof *ab);
     if (!ab) {
         snprintf(err, errlen, "%s: out of memory", path);
         return -1;
@@ -452,7 +458,7 @@ static int read_abbrevs(struct task_conf *c, const config_setting_t *a, const ch
     for (int i = 0; i < n; i++) {
         const char *v = config_setting_get_string_elem(a, i);
         size_t len = v ? strlen(v) : 0;
-        if (len && v[len - 1] == '.') len--;   /* "Mr." and "Mr" both accepted */
+        if (len && v[len - 1] == '.') len--; /* "Mr." and "Mr" both accepted */
         if (!v || !len || len >= sizeof ab[0]) {
             errat(a, path, err, errlen,
                   "tasks.translate.abbreviations[%d] must be a word of 1 to %zu bytes", i,
@@ -529,8 +535,8 @@ static int read_limits(struct task_conf *c, const cm_conf *cf, const char *path,
         char lit[32];
         if ((t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) ||
             cm_conf_int(cf, s, &v, lit, sizeof lit) < 0 || v < lk[i].min || v > lk[i].max) {
-            errat(s, path, err, errlen,
-                  "%s must be an integer in [%d, %d]", lk[i].path, lk[i].min, lk[i].max);
+            errat(s, path, err, errlen, "%s must be an integer in [%d, %d]", lk[i].path, lk[i].min,
+                  lk[i].max);
             return -1;
         }
         *(int *)((char *)c + lk[i].off) = (int)v;
@@ -592,8 +598,8 @@ task_conf *task_conf_from(const cm_conf *cf, const char *path, char *err, size_t
         if (d->num_beams > c->max_beams) {
             snprintf(key, sizeof key, "tasks.%s.num_beams", tn);
             /* A default over a lowered max_beams: the max_beams line is the culprit. */
-            size_t at = where_key(cfg, config_lookup(cfg, key) ? key : "tasks.max_beams",
-                                  path, err, errlen);
+            size_t at = where_key(cfg, config_lookup(cfg, key) ? key : "tasks.max_beams", path, err,
+                                  errlen);
             snprintf(err + at, errlen - at, "%s (%d) exceeds tasks.max_beams (%d)", key,
                      d->num_beams, c->max_beams);
             goto fail;

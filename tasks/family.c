@@ -129,9 +129,10 @@ int task_served(const task_env *env, task_kind kind, char *why, size_t whylen)
         break;
     }
     if (!ok && why)
-        cm_fmt(why, whylen, "%s: not supported by this model (model_type %s): %s; "
-               "the daemon's health reply (tasks) lists what it serves", task_kind_name(kind),
-               env->model ? env->model->model_type : "t5", what);
+        cm_fmt(why, whylen,
+               "%s: not supported by this model (model_type %s): %s; "
+               "the daemon's health reply (tasks) lists what it serves",
+               task_kind_name(kind), env->model ? env->model->model_type : "t5", what);
     return ok;
 }
 

@@ -15,8 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int task_qa_chunks(int n, int window, int overlap, const uint8_t *is_word_start,
-                   task_span **out)
+int task_qa_chunks(int n, int window, int overlap, const uint8_t *is_word_start, task_span **out)
 {
     *out = NULL;
     if (window < 1) return TASK_EINVAL;
@@ -128,7 +127,8 @@ static int qa_prepare(const task_env *env, const task_input *in, task_doc *doc, 
     if (window < conf->qa_min_chunk) {
         snprintf(err, errlen,
                  "qa: the question leaves %d context tokens per chunk of %d, at least %d are "
-                 "needed", window < 0 ? 0 : window, env->max_input_tokens, conf->qa_min_chunk);
+                 "needed",
+                 window < 0 ? 0 : window, env->max_input_tokens, conf->qa_min_chunk);
         rc = TASK_ETOOLONG;
         goto out;
     }
@@ -169,8 +169,7 @@ oom:
     return TASK_ENOMEM;
 }
 
-static int qa_finish(const task_env *env, const task_input *in, task_doc *doc,
-                     task_result *out)
+static int qa_finish(const task_env *env, const task_input *in, task_doc *doc, task_result *out)
 {
     int best = 0;
     for (int i = 1; i < doc->n_jobs; i++)

@@ -50,7 +50,7 @@ int task_fail(task_result *out, int status, const char *fmt, ...)
     va_list ap;
     out->status = status;
     va_start(ap, fmt);
-    cm_vfmt(out->message, sizeof out->message, fmt, ap);   /* may quote client text */
+    cm_vfmt(out->message, sizeof out->message, fmt, ap); /* may quote client text */
     va_end(ap);
     return status;
 }
@@ -68,8 +68,7 @@ static int errf(char *err, size_t errlen, int status, const char *fmt, ...)
 
 /* ---- prepare / finish ---- */
 
-int task_prepare(const task_env *env, const task_input *in, task_doc *doc, char *err,
-                 size_t errlen)
+int task_prepare(const task_env *env, const task_input *in, task_doc *doc, char *err, size_t errlen)
 {
     memset(doc, 0, sizeof *doc);
     const task_ops *ops = ops_of(in->kind);
@@ -166,14 +165,14 @@ static int name_index(const char *t, int len, const char *const *names, int n)
     return -1;
 }
 
-int task_template_check(const char *tmpl, const char *const *names, int n,
-                        const char *required, char *err, size_t errlen)
+int task_template_check(const char *tmpl, const char *const *names, int n, const char *required,
+                        char *err, size_t errlen)
 {
     int seen = 0;
     for (const char *t = tmpl; *t; t++) {
         if (*t != '{') continue;
         int len = placeholder(t + 1);
-        if (len < 0) continue;   /* a literal brace */
+        if (len < 0) continue; /* a literal brace */
         if (name_index(t + 1, len, names, n) < 0) {
             errf(err, errlen, TASK_EINVAL, "unknown placeholder {%.*s}", len, t + 1);
             return 0;
@@ -228,23 +227,21 @@ int task_has_text(const char *text, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)text[i];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '\v' && c != '\f')
-            return 1;
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '\v' && c != '\f') return 1;
     }
     return 0;
 }
 
 /* ---- tokenizing ---- */
 
-int task_encode(const tok_model *tok, const char *text, size_t len, int add_special,
-                int32_t **ids, int *n, char *err, size_t errlen)
+int task_encode(const tok_model *tok, const char *text, size_t len, int add_special, int32_t **ids,
+                int *n, char *err, size_t errlen)
 {
     return task_encode_opt(tok, text, len, add_special, NULL, ids, n, err, errlen);
 }
 
 int task_encode_opt(const tok_model *tok, const char *text, size_t len, int add_special,
-                    const tok_encode_opts *opts, int32_t **ids, int *n, char *err,
-                    size_t errlen)
+                    const tok_encode_opts *opts, int32_t **ids, int *n, char *err, size_t errlen)
 {
     tok_encode_opts o = opts ? *opts : tok_encode_default_opts();
     o.flags = add_special ? o.flags | TOK_ADD_SPECIAL : o.flags & ~TOK_ADD_SPECIAL;
@@ -279,9 +276,8 @@ int task_encode_opt(const tok_model *tok, const char *text, size_t len, int add_
 /* Fills the template with vals, names[var] cut to cut bytes, and tokenizes with the
  * special ids. */
 static int encode_cut(const task_env *env, const tok_encode_opts *opts, const char *tmpl,
-                      const char *const *names, const char *const *vals, const size_t *vlens,
-                      int n, int var, size_t cut, int32_t **ids, int *n_ids, char *err,
-                      size_t errlen)
+                      const char *const *names, const char *const *vals, const size_t *vlens, int n,
+                      int var, size_t cut, int32_t **ids, int *n_ids, char *err, size_t errlen)
 {
     size_t lens[8];
     if (n > 8) return errf(err, errlen, TASK_EINTERNAL, "too many placeholders");
@@ -296,18 +292,17 @@ static int encode_cut(const task_env *env, const tok_encode_opts *opts, const ch
 }
 
 int task_encode_prompt(const task_env *env, const char *tmpl, const char *const *names,
-                       const char *const *vals, const size_t *vlens, int n, int var,
-                       int max_tokens, int32_t **ids, int *n_ids, int *truncated, char *err,
-                       size_t errlen)
+                       const char *const *vals, const size_t *vlens, int n, int var, int max_tokens,
+                       int32_t **ids, int *n_ids, int *truncated, char *err, size_t errlen)
 {
     return task_encode_prompt_opt(env, NULL, tmpl, names, vals, vlens, n, var, max_tokens, ids,
                                   n_ids, truncated, err, errlen);
 }
 
 int task_encode_prompt_opt(const task_env *env, const tok_encode_opts *opts, const char *tmpl,
-                           const char *const *names, const char *const *vals,
-                           const size_t *vlens, int n, int var, int max_tokens, int32_t **ids,
-                           int *n_ids, int *truncated, char *err, size_t errlen)
+                           const char *const *names, const char *const *vals, const size_t *vlens,
+                           int n, int var, int max_tokens, int32_t **ids, int *n_ids,
+                           int *truncated, char *err, size_t errlen)
 {
     *truncated = 0;
     int rc = encode_cut(env, opts, tmpl, names, vals, vlens, n, var, var >= 0 ? vlens[var] : 0, ids,
@@ -333,8 +328,8 @@ int task_encode_prompt_opt(const task_env *env, const tok_encode_opts *opts, con
     free(t);
     if (nt > max_tokens)
         return errf(err, errlen, TASK_ETOOLONG,
-                    "the prompt without the text is already %d tokens, over the limit of %d",
-                    nt, max_tokens);
+                    "the prompt without the text is already %d tokens, over the limit of %d", nt,
+                    max_tokens);
     size_t guess = (size_t)((double)hi * max_tokens / full * 1.25);
     for (int it = 0; hi - lo > 1 && it < 64; it++) {
         size_t mid = it == 0 && guess > lo && guess < hi ? guess : lo + (hi - lo) / 2;
@@ -349,10 +344,8 @@ int task_encode_prompt_opt(const task_env *env, const tok_encode_opts *opts, con
         rc = encode_cut(env, opts, tmpl, names, vals, vlens, n, var, mid, &t, &nt, err, errlen);
         if (rc < 0) return rc;
         free(t);
-        if (nt <= max_tokens)
-            lo = mid;
-        else
-            hi = mid;
+        if (nt <= max_tokens) lo = mid;
+        else hi = mid;
     }
     rc = encode_cut(env, opts, tmpl, names, vals, vlens, n, var, lo, ids, n_ids, err, errlen);
     if (rc < 0) return rc;
@@ -402,8 +395,7 @@ static int gen_params(const task_conf *conf, task_kind kind, const task_model_in
     if (from_model & ENG_GEN_SET_BEAMS) dd.num_beams = g->num_beams;
     if (from_model & ENG_GEN_SET_LENGTH_PENALTY) dd.length_penalty = g->length_penalty;
     if (from_model & ENG_GEN_SET_NO_REPEAT) dd.no_repeat_ngram_size = g->no_repeat_ngram_size;
-    if (from_model & ENG_GEN_SET_REPETITION_PENALTY)
-        dd.repetition_penalty = g->repetition_penalty;
+    if (from_model & ENG_GEN_SET_REPETITION_PENALTY) dd.repetition_penalty = g->repetition_penalty;
     if (dd.num_beams > conf->max_beams) dd.num_beams = conf->max_beams;
     *p = eng_gen_default_params();
     /* What only the checkpoint says (no tasks key): stopping rule, forced and banned
@@ -499,7 +491,8 @@ static int gen_params(const task_conf *conf, task_kind kind, const task_model_in
         if (o->num_beams >= 0)
             return errf(err, errlen, TASK_EINVAL,
                         "sampling (temperature, top_k, top_p or seed) needs num_beams = 1, "
-                        "not %d: beam sampling is not supported", o->num_beams);
+                        "not %d: beam sampling is not supported",
+                        o->num_beams);
         p->num_beams = 1;
     }
     /* How many sequences come back: up to num_beams with beam search, up to
@@ -537,8 +530,9 @@ void task_job_generate(task_job *job, int32_t *ids, int n_ids, const eng_gen_par
     job->n_ids = n_ids;
     job->params = *p;
     memset(&job->result, 0, sizeof job->result);
-    job->gen = (eng_gen_req){ .ids = job->ids, .n_ids = n_ids, .params = &job->params,
-                              .out = &job->result, .status = 0 };
+    job->gen = (eng_gen_req){
+        .ids = job->ids, .n_ids = n_ids, .params = &job->params, .out = &job->result, .status = 0
+    };
 }
 
 static int from_eng(int st)
@@ -558,8 +552,7 @@ int task_job_status(const task_job *job, char *msg, size_t msglen)
              : job->kind == TASK_JOB_SCORE    ? job->score.status
              : job->kind == TASK_JOB_CLASSIFY ? job->cls.status
                                               : ENG_EINVAL;
-    if (st != 0)
-        return errf(msg, msglen, from_eng(st), "engine: %s", eng_strerror(st));
+    if (st != 0) return errf(msg, msglen, from_eng(st), "engine: %s", eng_strerror(st));
     if (job->kind == TASK_JOB_GENERATE && job->result.n_hyps < 1)
         return errf(msg, msglen, TASK_EINTERNAL, "engine: no hypothesis returned");
     return TASK_OK;
@@ -597,8 +590,8 @@ fail:
     return NULL;
 }
 
-int task_prepare_single(const task_env *env, task_kind kind, const task_input *in,
-                        task_doc *doc, char *err, size_t errlen)
+int task_prepare_single(const task_env *env, task_kind kind, const task_input *in, task_doc *doc,
+                        char *err, size_t errlen)
 {
     static const char *const names[] = { "text" };
     const char *vals[] = { in->text };
@@ -621,8 +614,7 @@ int task_prepare_single(const task_env *env, task_kind kind, const task_input *i
     return 0;
 }
 
-int task_finish_single(const task_env *env, const task_input *in, task_doc *doc,
-                       task_result *out)
+int task_finish_single(const task_env *env, const task_input *in, task_doc *doc, task_result *out)
 {
     const eng_gen_result *r = &doc->jobs[0].result;
     int n_out;

@@ -30,22 +30,22 @@ typedef enum task_kind {
 /* Result codes of a document; the daemon maps them to wire status codes. */
 typedef enum task_status {
     TASK_OK = 0,
-    TASK_EINVAL = -1,        /* bad argument: empty text, no labels, unknown language... */
-    TASK_ETOOLONG = -2,      /* input over the configured token limit */
-    TASK_EINTERNAL = -3,     /* engine failure */
+    TASK_EINVAL = -1,    /* bad argument: empty text, no labels, unknown language... */
+    TASK_ETOOLONG = -2,  /* input over the configured token limit */
+    TASK_EINTERNAL = -3, /* engine failure */
     TASK_ENOMEM = -4,
-    TASK_EUNSUPPORTED = -5,  /* the model cannot do this task (qa on BART...): never nonsense */
+    TASK_EUNSUPPORTED = -5, /* the model cannot do this task (qa on BART...): never nonsense */
 } task_status;
 
-typedef struct task_conf task_conf;   /* opaque: prompts, defaults, limits per task */
+typedef struct task_conf task_conf; /* opaque: prompts, defaults, limits per task */
 
 /* What the tasks need to know of the checkpoint beyond its eng_config: filled by
  * task_env_set_model(). All zero (known = 0): a T5-family model with no generation
  * settings of its own (tests, and what every model was before the families). */
 typedef struct task_model_info {
     int known;
-    eng_gen_params gen;          /* eng_model_gen_params(): bad_words point into the model */
-    unsigned gen_set;            /* its ENG_GEN_SET_* bits: what the checkpoint states */
+    eng_gen_params gen; /* eng_model_gen_params(): bad_words point into the model */
+    unsigned gen_set;   /* its ENG_GEN_SET_* bits: what the checkpoint states */
     /* 1 (every family but T5's): what neither the checkpoint nor the tasks file states is
      * transformers' default (1 beam, length penalty 1, no minimum, no n-gram rule: NLLB
      * decodes greedily, as HF does), not the task's built-in T5 default. max_new_tokens
@@ -59,9 +59,9 @@ typedef struct task_model_info {
 /* Everything a task needs, shared read-only between threads. */
 typedef struct task_env {
     const tok_model *tok;
-    const eng_config *model;     /* NULL: treated as T5 (tests that need no weights) */
+    const eng_config *model; /* NULL: treated as T5 (tests that need no weights) */
     const task_conf *conf;
-    int max_input_tokens;    /* encoder tokens per job, EOS included */
+    int max_input_tokens; /* encoder tokens per job, EOS included */
     task_model_info info;
 } task_env;
 
@@ -71,12 +71,12 @@ void task_env_set_model(task_env *env, const char *model_dir, const eng_model *m
 
 /* The family of the model in env as the tasks see it (docs/models.md). */
 typedef enum task_family {
-    TASK_FAM_T5 = 0,         /* prompted text-to-text: every task (also env->model NULL) */
-    TASK_FAM_BART = 1,       /* bart generation: summarize, classify by label scoring */
-    TASK_FAM_NLI = 2,        /* a classification head with an entail* label: zero-shot */
-    TASK_FAM_MARIAN = 3,     /* one language pair (or one source, >>xx<< targets) */
-    TASK_FAM_MANY = 4,       /* m2m_100 / NLLB / mbart: language codes in the tokenizer */
-    TASK_FAM_OTHER_CLS = 5,  /* a classification head without entailment: nothing */
+    TASK_FAM_T5 = 0,        /* prompted text-to-text: every task (also env->model NULL) */
+    TASK_FAM_BART = 1,      /* bart generation: summarize, classify by label scoring */
+    TASK_FAM_NLI = 2,       /* a classification head with an entail* label: zero-shot */
+    TASK_FAM_MARIAN = 3,    /* one language pair (or one source, >>xx<< targets) */
+    TASK_FAM_MANY = 4,      /* m2m_100 / NLLB / mbart: language codes in the tokenizer */
+    TASK_FAM_OTHER_CLS = 5, /* a classification head without entailment: nothing */
 } task_family;
 task_family task_env_family(const task_env *env);
 /* 1 if the model in env serves the task; else 0 and, when why is given, the reason. */
@@ -90,8 +90,8 @@ typedef struct task_decode_opts {
     int max_new_tokens, min_new_tokens, num_beams, num_return_sequences;
     int no_repeat_ngram_size, top_k;
     float length_penalty, repetition_penalty, temperature, top_p;
-    int64_t seed;            /* < 0: not set; set => sampling */
-    int return_hypotheses;   /* include every hypothesis with its score in the result */
+    int64_t seed;          /* < 0: not set; set => sampling */
+    int return_hypotheses; /* include every hypothesis with its score in the result */
 } task_decode_opts;
 
 void task_decode_opts_unset(task_decode_opts *o);
@@ -115,7 +115,7 @@ typedef enum task_opt_id {
     TASK_OPT_TEMPERATURE = 8,
     TASK_OPT_TOP_P = 9,
     TASK_OPT_SEED = 10,
-    TASK_OPT_DO_SAMPLE = 11,   /* the tasks file's only: a request samples by setting one */
+    TASK_OPT_DO_SAMPLE = 11, /* the tasks file's only: a request samples by setting one */
     TASK_OPT_N = 12,
 } task_opt_id;
 
@@ -129,21 +129,21 @@ enum task_opt_cap { TASK_CAP_NONE = 0, TASK_CAP_MAX_NEW_TOKENS = 1, TASK_CAP_MAX
 
 typedef struct task_opt_def {
     const char *name;
-    int type;                /* enum task_opt_type */
-    double min, max;         /* the hard range, inclusive */
-    int min_open;            /* 1: min itself is out of range (temperature, top_p, ...) */
-    int cap;                 /* enum task_opt_cap */
-    double def;              /* default where neither a task nor the checkpoint says */
+    int type;        /* enum task_opt_type */
+    double min, max; /* the hard range, inclusive */
+    int min_open;    /* 1: min itself is out of range (temperature, top_p, ...) */
+    int cap;         /* enum task_opt_cap */
+    double def;      /* default where neither a task nor the checkpoint says */
 } task_opt_def;
 
 /* The configured limits a value is checked against; a field <= 0: the hard maximum. */
 typedef struct task_opt_limits {
-    int max_new_tokens;      /* limits.max_new_tokens */
-    int max_beams;           /* tasks.max_beams */
+    int max_new_tokens; /* limits.max_new_tokens */
+    int max_beams;      /* tasks.max_beams */
 } task_opt_limits;
 
-const task_opt_def *task_opt(task_opt_id id);       /* NULL past the table */
-int task_opt_find(const char *name);                 /* its id ("top_k", "top-k"), or -1 */
+const task_opt_def *task_opt(task_opt_id id); /* NULL past the table */
+int task_opt_find(const char *name);          /* its id ("top_k", "top-k"), or -1 */
 /* The range under lim (NULL: the hard range) as text: "[1, 16]", "(0, 1]". */
 void task_opt_range(task_opt_id id, const task_opt_limits *lim, char *buf, size_t cap);
 /* 1 if v is in the range under lim (an integer option: a whole number), else 0. */
@@ -162,14 +162,14 @@ int task_decode_opts_set(task_decode_opts *o, task_opt_id id, double v, const ch
 /* One document of a request. Strings are borrowed for the duration of prepare/finish. */
 typedef struct task_input {
     task_kind kind;
-    const char *text;        /* the document (qa: the context) */
+    const char *text; /* the document (qa: the context) */
     size_t text_len;
-    const char *source_lang; /* translate: ISO code or English name; may be NULL (-> conf) */
-    const char *target_lang; /* translate: required */
-    const char *const *labels;   /* classify */
+    const char *source_lang;   /* translate: ISO code or English name; may be NULL (-> conf) */
+    const char *target_lang;   /* translate: required */
+    const char *const *labels; /* classify */
     int n_labels;
-    int multi_label;         /* classify: independent per-label probabilities */
-    const char *question;    /* qa */
+    int multi_label;      /* classify: independent per-label probabilities */
+    const char *question; /* qa */
     task_decode_opts opts;
 } task_input;
 
@@ -186,21 +186,21 @@ typedef struct task_job {
     eng_gen_result result;
     eng_gen_req gen;
     eng_score_req score;
-    eng_cls_req cls;         /* TASK_JOB_CLASSIFY: one (premise, hypothesis) pair */
+    eng_cls_req cls; /* TASK_JOB_CLASSIFY: one (premise, hypothesis) pair */
 } task_job;
 
 typedef struct task_doc {
     task_kind kind;
     int n_jobs;
     task_job *jobs;
-    int input_tokens;        /* tokens of the document as encoded (sum over jobs) */
-    int truncated;           /* input was cut to fit */
-    void *priv;              /* the task's own state (labels' ids, chunk offsets...) */
+    int input_tokens; /* tokens of the document as encoded (sum over jobs) */
+    int truncated;    /* input was cut to fit */
+    void *priv;       /* the task's own state (labels' ids, chunk offsets...) */
 } task_doc;
 
 typedef struct task_label_score {
     char *label;
-    double score;            /* probability */
+    double score; /* probability */
 } task_label_score;
 
 typedef struct task_hyp {
@@ -209,13 +209,13 @@ typedef struct task_hyp {
 } task_hyp;
 
 typedef struct task_result {
-    int status;              /* enum task_status */
-    char message[256];       /* human-readable reason when status != 0 */
-    char *text;              /* summarize / translate / text2text output; qa answer */
-    double score;            /* qa: answer score; others: best hypothesis score */
-    int n_labels;            /* classify, sorted by score, best first */
+    int status;        /* enum task_status */
+    char message[256]; /* human-readable reason when status != 0 */
+    char *text;        /* summarize / translate / text2text output; qa answer */
+    double score;      /* qa: answer score; others: best hypothesis score */
+    int n_labels;      /* classify, sorted by score, best first */
     task_label_score *labels;
-    int n_hyps;              /* when return_hypotheses */
+    int n_hyps; /* when return_hypotheses */
     task_hyp *hyps;
     int input_tokens;
     int output_tokens;
@@ -228,9 +228,8 @@ task_conf *task_conf_load(const char *path, char *err, size_t errlen);
 /* The same from a file already read (common/cm_conf.h), named `path` in messages: nlpd
  * reads its config once and hands it to its own reader and to this one. */
 struct cm_conf;
-task_conf *task_conf_from(const struct cm_conf *cf, const char *path, char *err,
-                          size_t errlen);
-task_conf *task_conf_default(void);   /* built-in defaults, for tests without a file */
+task_conf *task_conf_from(const struct cm_conf *cf, const char *path, char *err, size_t errlen);
+task_conf *task_conf_default(void); /* built-in defaults, for tests without a file */
 void task_conf_free(task_conf **conf);
 /* limits.max_input_tokens / limits.max_new_tokens of the file (512 / 256 when absent):
  * what a caller without its own limits (nlprun) puts in task_env and sizes the engine by. */
@@ -244,7 +243,7 @@ int task_conf_max_beams(const task_conf *conf);
  * label candidates per scoring job and tokens per label. */
 eng_ctx_params task_conf_ctx_params(const task_conf *conf);
 
-task_kind task_kind_from_name(const char *name);   /* TASK_NONE if unknown */
+task_kind task_kind_from_name(const char *name); /* TASK_NONE if unknown */
 const char *task_kind_name(task_kind kind);
 
 /* Per-task semantics (details in docs/tasks.md, docs/models.md and each tasks/<task>.c):

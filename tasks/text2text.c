@@ -3,8 +3,8 @@
  * job; an over-long text is cut to fit (truncated = 1) unless tasks.truncate = false. */
 #include "tasks/task_int.h"
 
-static int text2text_prepare(const task_env *env, const task_input *in, task_doc *doc,
-                             char *err, size_t errlen)
+static int text2text_prepare(const task_env *env, const task_input *in, task_doc *doc, char *err,
+                             size_t errlen)
 {
     return task_prepare_single(env, TASK_TEXT2TEXT, in, doc, err, errlen);
 }

@@ -33,9 +33,9 @@ static int is_space(unsigned char c)
 static int cjk_stop(const unsigned char *s, size_t left)
 {
     if (left < 3) return 0;
-    if (s[0] == 0xE3 && s[1] == 0x80 && s[2] == 0x82) return 3;                 /* 。 */
+    if (s[0] == 0xE3 && s[1] == 0x80 && s[2] == 0x82) return 3; /* 。 */
     if (s[0] == 0xEF && s[1] == 0xBC && (s[2] == 0x81 || s[2] == 0x9F || s[2] == 0x8E))
-        return 3;                                                               /* ！？． */
+        return 3; /* ！？． */
     return 0;
 }
 
@@ -43,10 +43,12 @@ static int cjk_stop(const unsigned char *s, size_t left)
 static int closer(const unsigned char *s, size_t left)
 {
     if (s[0] == '"' || s[0] == '\'' || s[0] == ')' || s[0] == ']') return 1;
-    if (left >= 3 && s[0] == 0xE2 && s[1] == 0x80 && (s[2] == 0x9D || s[2] == 0x99)) return 3; /* ” ’ */
-    if (left >= 2 && s[0] == 0xC2 && s[1] == 0xBB) return 2;                                /* » */
-    if (left >= 3 && s[0] == 0xE3 && s[1] == 0x80 && (s[2] == 0x8D || s[2] == 0x8F)) return 3; /* 」』 */
-    if (left >= 3 && s[0] == 0xEF && s[1] == 0xBC && s[2] == 0x89) return 3;                /* ） */
+    if (left >= 3 && s[0] == 0xE2 && s[1] == 0x80 && (s[2] == 0x9D || s[2] == 0x99))
+        return 3;                                            /* ” ’ */
+    if (left >= 2 && s[0] == 0xC2 && s[1] == 0xBB) return 2; /* » */
+    if (left >= 3 && s[0] == 0xE3 && s[1] == 0x80 && (s[2] == 0x8D || s[2] == 0x8F))
+        return 3;                                                            /* 」』 */
+    if (left >= 3 && s[0] == 0xEF && s[1] == 0xBC && s[2] == 0x89) return 3; /* ） */
     return 0;
 }
 
@@ -89,8 +91,7 @@ static int push(task_span **v, int *n, int *cap, const char *text, size_t a, siz
     return 0;
 }
 
-int task_split_sentences(const task_conf *conf, const char *text, size_t len,
-                         task_span **out)
+int task_split_sentences(const task_conf *conf, const char *text, size_t len, task_span **out)
 {
     const unsigned char *u = (const unsigned char *)text;
     task_span *v = NULL;
@@ -98,7 +99,7 @@ int task_split_sentences(const task_conf *conf, const char *text, size_t len,
     size_t start = 0, i = 0;
 
     while (i < len) {
-        size_t end = 0;   /* > 0: a sentence ends before this offset */
+        size_t end = 0; /* > 0: a sentence ends before this offset */
         int k = cjk_stop(u + i, len - i);
         if (k) {
             i += (size_t)k;
@@ -113,10 +114,10 @@ int task_split_sentences(const task_conf *conf, const char *text, size_t len,
             }
             int single_dot = only_dot && i - term == 1;
             while (i < len && (k = closer(u + i, len - i))) i += (size_t)k;
-            if (i < len && !is_space(u[i])) continue;   /* 3.14, example.com, "x.y" */
+            if (i < len && !is_space(u[i])) continue; /* 3.14, example.com, "x.y" */
             size_t nx = i;
             while (nx < len && is_space(u[nx])) nx++;
-            if (nx < len && u[nx] >= 'a' && u[nx] <= 'z') continue;   /* "approx. five" */
+            if (nx < len && u[nx] >= 'a' && u[nx] <= 'z') continue; /* "approx. five" */
             if (single_dot && abbrev_before(conf, text, start, term)) continue;
             end = i;
         } else if (u[i] == '\n') {
@@ -144,8 +145,8 @@ oom:
 
 /* ---- the task ---- */
 
-static int resolve(const task_env *env, const char *given, const char *what,
-                   const task_lang **out, char *err, size_t errlen)
+static int resolve(const task_env *env, const char *given, const char *what, const task_lang **out,
+                   char *err, size_t errlen)
 {
     *out = task_lang_find(env->conf, given);
     if (*out) return 0;
@@ -155,8 +156,8 @@ static int resolve(const task_env *env, const char *given, const char *what,
         w += (size_t)snprintf(known + w, sizeof known - w, "%s%s", i ? ", " : "",
                               env->conf->langs[i].code);
     size_t q = cm_utf8_cut(given, strlen(given), CM_QUOTE_MAX);
-    cm_fmt(err, errlen, "translate: unknown %s language '%.*s%s' (known: %s)", what, (int)q,
-           given, given[q] ? "..." : "", known);
+    cm_fmt(err, errlen, "translate: unknown %s language '%.*s%s' (known: %s)", what, (int)q, given,
+           given[q] ? "..." : "", known);
     return TASK_EINVAL;
 }
 
@@ -197,8 +198,10 @@ static int marian_langs(const task_env *env, const char *src, const char *tgt, c
     size_t qt = cm_utf8_cut(tgt, strlen(tgt), CM_QUOTE_MAX);
     prefix[0] = 0;
     if (src && mi->pair_src[0] && !same_lang(src, mi->pair_src)) {
-        cm_fmt(err, errlen, "translate: this model (marian) translates %s to %s only, not "
-               "from '%.*s'", mi->pair_src, mi->pair_tgt, (int)qs, src);
+        cm_fmt(err, errlen,
+               "translate: this model (marian) translates %s to %s only, not "
+               "from '%.*s'",
+               mi->pair_src, mi->pair_tgt, (int)qs, src);
         return TASK_EINVAL;
     }
     if (mi->pair_tgt[0] && same_lang(tgt, mi->pair_tgt)) return 0;
@@ -211,9 +214,11 @@ static int marian_langs(const task_env *env, const char *src, const char *tgt, c
             snprintf(prefix, cap, ">>%s<< ", cands[i]);
             return 0;
         }
-    if (!mi->pair_tgt[0]) return 0;   /* no pair known and no codes: take it as asked */
-    cm_fmt(err, errlen, "translate: this model (marian) translates %s to %s only, not to "
-           "'%.*s'", mi->pair_src[0] ? mi->pair_src : "?", mi->pair_tgt, (int)qt, tgt);
+    if (!mi->pair_tgt[0]) return 0; /* no pair known and no codes: take it as asked */
+    cm_fmt(err, errlen,
+           "translate: this model (marian) translates %s to %s only, not to "
+           "'%.*s'",
+           mi->pair_src[0] ? mi->pair_src : "?", mi->pair_tgt, (int)qt, tgt);
     return TASK_EINVAL;
 }
 
@@ -233,14 +238,16 @@ static int many_lang(const task_env *env, const char *user, const char *what, ch
     free(codes);
     if (k >= 0) return k;
     size_t q = cm_utf8_cut(user, strlen(user), CM_QUOTE_MAX);
-    cm_fmt(err, errlen, "translate: unknown %s language '%.*s%s': the model has %d language "
+    cm_fmt(err, errlen,
+           "translate: unknown %s language '%.*s%s': the model has %d language "
            "codes (the daemon's health reply lists them, as `languages`; ISO 639 codes and "
-           "English names are accepted too)", what, (int)q, user, user[q] ? "..." : "", n);
+           "English names are accepted too)",
+           what, (int)q, user, user[q] ? "..." : "", n);
     return TASK_EINVAL;
 }
 
-static int translate_prepare(const task_env *env, const task_input *in, task_doc *doc,
-                             char *err, size_t errlen)
+static int translate_prepare(const task_env *env, const task_input *in, task_doc *doc, char *err,
+                             size_t errlen)
 {
     const task_lang *src = NULL, *tgt = NULL;
     eng_gen_params p;
@@ -256,8 +263,7 @@ static int translate_prepare(const task_env *env, const task_input *in, task_doc
     }
     int given = in->source_lang && task_has_text(in->source_lang, strlen(in->source_lang));
     const char *s = given ? in->source_lang : env->conf->default_source;
-    if ((rc = task_gen_params_env(env, TASK_TRANSLATE, &in->opts, &p, err, errlen)) < 0)
-        return rc;
+    if ((rc = task_gen_params_env(env, TASK_TRANSLATE, &in->opts, &p, err, errlen)) < 0) return rc;
     task_family fam = task_env_family(env);
     if (fam == TASK_FAM_T5) {
         if ((rc = resolve(env, s, "source", &src, err, errlen)) < 0) return rc;
@@ -302,16 +308,16 @@ static int translate_prepare(const task_env *env, const task_input *in, task_doc
     static const char *const names[] = { "text", "source", "target" };
     /* T5 reads the prompt with the languages' names; the others get the sentence, after
      * Marian's >>xx<< when the model has several targets. */
-    const char *tmpl = fam == TASK_FAM_T5 ? env->conf->spec[TASK_TRANSLATE].prompt
-                                          : "{target}{text}";
+    const char *tmpl =
+        fam == TASK_FAM_T5 ? env->conf->spec[TASK_TRANSLATE].prompt : "{target}{text}";
     for (int i = 0; i < ns; i++) {
         const char *sn = src ? src->names[0] : "", *tn = tgt ? tgt->names[0] : prefix;
         const char *vals[] = { in->text + sp[i].off, sn, tn };
         size_t lens[] = { sp[i].len, strlen(sn), strlen(tn) };
         int32_t *ids;
         int n, cut;
-        rc = task_encode_prompt_opt(env, opts, tmpl, names, vals, lens, 3, 0,
-                                    env->max_input_tokens, &ids, &n, &cut, err, errlen);
+        rc = task_encode_prompt_opt(env, opts, tmpl, names, vals, lens, 3, 0, env->max_input_tokens,
+                                    &ids, &n, &cut, err, errlen);
         if (rc < 0) {
             /* Which sentence, for a long document. */
             cm_fmt(err, errlen, "translate: sentence %d of %d: %s", i + 1, ns, err);

@@ -15,8 +15,10 @@
 
 #include "proto/nlp.pb-c.h"
 
-_Static_assert((int)NLPC_UNSUPPORTED == (int)NLP__V1__STATUS_CODE__UNSUPPORTED, "codes mirror the wire");
-_Static_assert((int)NLPC_UNKNOWN_MODEL == (int)NLP__V1__STATUS_CODE__UNKNOWN_MODEL, "codes mirror the wire");
+_Static_assert((int)NLPC_UNSUPPORTED == (int)NLP__V1__STATUS_CODE__UNSUPPORTED,
+               "codes mirror the wire");
+_Static_assert((int)NLPC_UNKNOWN_MODEL == (int)NLP__V1__STATUS_CODE__UNKNOWN_MODEL,
+               "codes mirror the wire");
 
 /* Bounds how long nlpc_client_destroy() may block on unsent requests, and how long a
  * send may wait for queue room (the high-water mark) before it counts as a timeout. */
@@ -24,12 +26,12 @@ _Static_assert((int)NLPC_UNKNOWN_MODEL == (int)NLP__V1__STATUS_CODE__UNKNOWN_MOD
 #define NLPC_SEND_TIMEOUT_MS 10000
 
 struct nlpc_client {
-    void *zctx;                  /* own context: a library must not share the caller's */
-    void *sock;                  /* DEALER */
-    void *mon;                   /* PAIR receiving the DEALER's connection events; NULL
+    void *zctx;          /* own context: a library must not share the caller's */
+    void *sock;          /* DEALER */
+    void *mon;           /* PAIR receiving the DEALER's connection events; NULL
                                   * when the monitor could not be set up */
-    nlpc_conn_info conn;         /* what the events said so far */
-    size_t max_message;          /* 0: no limit */
+    nlpc_conn_info conn; /* what the events said so far */
+    size_t max_message;  /* 0: no limit */
     uint64_t next_id;
     int in_flight;
     /* Replies received while nlpc_call() waited for another id, oldest first. */
@@ -70,8 +72,7 @@ static void monitor_start(nlpc_client *c)
 {
     char ep[64];
     snprintf(ep, sizeof ep, "inproc://nlpc-monitor-%p", (void *)c);
-    if (zmq_socket_monitor(c->sock, ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
-        return;
+    if (zmq_socket_monitor(c->sock, ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0) return;
     void *mon = zmq_socket(c->zctx, ZMQ_PAIR);
     if (!mon) goto fail;
     int linger = 0;
@@ -130,7 +131,7 @@ int nlpc_client_conn(nlpc_client *c, nlpc_conn_info *out)
 int nlpc_client_wait_connected(nlpc_client *c, int timeout_ms)
 {
     if (!c) return NLPC_EINVAL;
-    if (!c->mon) return 0;   /* unknown: let the reply's timeout decide */
+    if (!c->mon) return 0; /* unknown: let the reply's timeout decide */
     int64_t end = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
         monitor_drain(c);
@@ -138,7 +139,7 @@ int nlpc_client_wait_connected(nlpc_client *c, int timeout_ms)
         int64_t left = end - now_ms();
         if (left <= 0) break;
         zmq_pollitem_t it = { c->mon, 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll(&it, 1, (long)left) < 0) break;   /* a signal: the caller decides */
+        if (zmq_poll(&it, 1, (long)left) < 0) break; /* a signal: the caller decides */
     }
     return fail(c, NLPC_ETIMEOUT, "not connected within %d ms (is nlpd running there?)",
                 timeout_ms);
@@ -163,8 +164,7 @@ static int cert_value(const char *line, const char *name, char *out)
     while (*line == ' ' || *line == '\t') line++;
     char q = *line == '"' || *line == '\'' ? *line++ : 0;
     size_t n = 0;
-    while (line[n] && line[n] != q && line[n] != '\n' && line[n] != '\r' && line[n] != ' ')
-        n++;
+    while (line[n] && line[n] != q && line[n] != '\n' && line[n] != '\r' && line[n] != ' ') n++;
     if (n != 40) return -2;
     memcpy(out, line, 40);
     out[40] = 0;
@@ -194,8 +194,8 @@ int nlpc_cert_read(const char *path, char *pub, char *sec, char *err, size_t err
     return NLPC_EINVAL;
 }
 
-nlpc_client *nlpc_client_new_curve(const char *endpoint, const nlpc_curve_keys *keys,
-                                   char *err, size_t errlen)
+nlpc_client *nlpc_client_new_curve(const char *endpoint, const nlpc_curve_keys *keys, char *err,
+                                   size_t errlen)
 {
     if (!endpoint || !*endpoint) {
         snprintf(err, errlen, "no endpoint given");
@@ -283,7 +283,10 @@ void nlpc_client_destroy(nlpc_client **cp)
 
 const char *nlpc_client_error(const nlpc_client *c) { return c ? c->err : "no client"; }
 int nlpc_in_flight(const nlpc_client *c) { return c->in_flight + c->n_kept; }
-void nlpc_client_set_max_message(nlpc_client *c, size_t bytes) { if (c) c->max_message = bytes; }
+void nlpc_client_set_max_message(nlpc_client *c, size_t bytes)
+{
+    if (c) c->max_message = bytes;
+}
 
 void nlpc_request_init(nlpc_request *rq, nlpc_task task)
 {
@@ -314,14 +317,14 @@ static int pack_fail(char *err, size_t errlen, int code, const char *fmt, ...)
     return code;
 }
 
-int nlpc_request_pack(const nlpc_request *rq, uint64_t id, uint8_t **buf, size_t *len,
-                      char *err, size_t errlen)
+int nlpc_request_pack(const nlpc_request *rq, uint64_t id, uint8_t **buf, size_t *len, char *err,
+                      size_t errlen)
 {
     return nlpc_request_pack_model(rq, NULL, id, buf, len, err, errlen);
 }
 
-int nlpc_request_pack_model(const nlpc_request *rq, const char *model, uint64_t id,
-                            uint8_t **buf, size_t *len, char *err, size_t errlen)
+int nlpc_request_pack_model(const nlpc_request *rq, const char *model, uint64_t id, uint8_t **buf,
+                            size_t *len, char *err, size_t errlen)
 {
     if (!rq || !buf || !len) return pack_fail(err, errlen, NLPC_EINVAL, "NULL argument");
     Nlp__V1__Request r = NLP__V1__REQUEST__INIT;
@@ -380,13 +383,12 @@ int nlpc_request_pack_model(const nlpc_request *rq, const char *model, uint64_t 
         r.task_case = NLP__V1__REQUEST__TASK_STATS;
         r.stats = &sr;
         break;
-    default:
-        return pack_fail(err, errlen, NLPC_EINVAL, "unknown task %d", (int)rq->task);
+    default: return pack_fail(err, errlen, NLPC_EINVAL, "unknown task %d", (int)rq->task);
     }
     if (is_task(rq->task)) {
         if (rq->n_docs < 1 || !rq->docs)
             return pack_fail(err, errlen, NLPC_EINVAL, "a %s request needs at least one document",
-                        nlpc_task_name(rq->task));
+                             nlpc_task_name(rq->task));
         for (int i = 0; i < rq->n_docs; i++)
             if (!rq->docs[i]) return pack_fail(err, errlen, NLPC_EINVAL, "document %d is NULL", i);
         r.n_documents = (size_t)rq->n_docs;
@@ -395,21 +397,21 @@ int nlpc_request_pack_model(const nlpc_request *rq, const char *model, uint64_t 
 
     const nlpc_decode_opts *o = &rq->opts;
     int any = 0;
-#define SET_INT(field, val)                                                   \
-    do {                                                                      \
-        if ((val) >= 0) {                                                     \
-            op.has_##field = 1;                                               \
-            op.field = (uint32_t)(val);                                       \
-            any = 1;                                                          \
-        }                                                                     \
+#define SET_INT(field, val)             \
+    do {                                \
+        if ((val) >= 0) {               \
+            op.has_##field = 1;         \
+            op.field = (uint32_t)(val); \
+            any = 1;                    \
+        }                               \
     } while (0)
-#define SET_FLOAT(field, val)                                                 \
-    do {                                                                      \
-        if (!isnan(val)) {                                                    \
-            op.has_##field = 1;                                               \
-            op.field = (val);                                                 \
-            any = 1;                                                          \
-        }                                                                     \
+#define SET_FLOAT(field, val)   \
+    do {                        \
+        if (!isnan(val)) {      \
+            op.has_##field = 1; \
+            op.field = (val);   \
+            any = 1;            \
+        }                       \
     } while (0)
     SET_INT(max_new_tokens, o->max_new_tokens);
     SET_INT(num_beams, o->num_beams);
@@ -451,10 +453,7 @@ int nlpc_request_pack_model(const nlpc_request *rq, const char *model, uint64_t 
     return 0;
 }
 
-int64_t nlpc_send(nlpc_client *c, const nlpc_request *rq)
-{
-    return nlpc_send_model(c, rq, NULL);
-}
+int64_t nlpc_send(nlpc_client *c, const nlpc_request *rq) { return nlpc_send_model(c, rq, NULL); }
 
 int64_t nlpc_send_model(nlpc_client *c, const nlpc_request *rq, const char *model)
 {
@@ -466,8 +465,8 @@ int64_t nlpc_send_model(nlpc_client *c, const nlpc_request *rq, const char *mode
     if (rc < 0) return rc;
     if (c->max_message && len > c->max_message) {
         free(buf);
-        return fail(c, NLPC_ETOOBIG, "the request is %zu bytes, over the limit of %zu",
-                    len, c->max_message);
+        return fail(c, NLPC_ETOOBIG, "the request is %zu bytes, over the limit of %zu", len,
+                    c->max_message);
     }
     int n = zmq_send(c->sock, buf, len, 0);
     int e = errno;
@@ -623,7 +622,7 @@ static nlpc_response *convert(Nlp__V1__Response *pb)
     return r;
 
 fail:
-    r->priv = NULL;   /* the caller still owns pb on failure */
+    r->priv = NULL; /* the caller still owns pb on failure */
     nlpc_response_free(&r);
     return NULL;
 }
@@ -742,7 +741,7 @@ int nlpc_call_model(nlpc_client *c, const nlpc_request *rq, const char *model, i
         }
         nlpc_response *r = NULL;
         int rc = recv_one(c, left, &r);
-        if (rc == NLPC_EPROTO) continue;   /* garbage on the wire is not our reply */
+        if (rc == NLPC_EPROTO) continue; /* garbage on the wire is not our reply */
         if (rc < 0) return rc;
         if (r->id == (uint64_t)id) {
             *out = r;

@@ -34,17 +34,16 @@ typedef struct nlpc_client nlpc_client;
 
 /* Call failures (negative). Values are stable. */
 enum {
-    NLPC_EINVAL = -1,    /* bad argument (programmer error or bad user option) */
-    NLPC_ETIMEOUT = -2,  /* no reply within the time given (daemon down or busy) */
-    NLPC_ECONN = -3,     /* socket error: endpoint unusable, send failed */
-    NLPC_EPROTO = -4,    /* the reply is not a valid Response */
+    NLPC_EINVAL = -1,   /* bad argument (programmer error or bad user option) */
+    NLPC_ETIMEOUT = -2, /* no reply within the time given (daemon down or busy) */
+    NLPC_ECONN = -3,    /* socket error: endpoint unusable, send failed */
+    NLPC_EPROTO = -4,   /* the reply is not a valid Response */
     NLPC_ENOMEM = -5,
-    NLPC_ETOOBIG = -6,   /* the packed request is over nlpc_client_set_max_message() */
+    NLPC_ETOOBIG = -6, /* the packed request is over nlpc_client_set_max_message() */
 };
 
 /* The nlpd release these clients belong to (the daemon's `nlpd --version`). */
 #define NLPC_VERSION "0.1.0"
-
 
 /* Server status codes: the values of nlp.v1.StatusCode, mirrored so callers need no
  * protobuf header. Only grow. */
@@ -60,8 +59,8 @@ enum {
     NLPC_TOO_MANY_DOCUMENTS = 8,
     NLPC_SHUTTING_DOWN = 9,
     NLPC_MALFORMED = 10,
-    NLPC_UNSUPPORTED = 11,     /* a task the model cannot do (qa on BART, ...) */
-    NLPC_UNKNOWN_MODEL = 12,   /* the request names no model the daemon serves */
+    NLPC_UNSUPPORTED = 11,   /* a task the model cannot do (qa on BART, ...) */
+    NLPC_UNKNOWN_MODEL = 12, /* the request names no model the daemon serves */
 };
 
 typedef enum nlpc_task {
@@ -81,30 +80,30 @@ typedef struct nlpc_decode_opts {
     int max_new_tokens, min_new_tokens, num_beams, num_return_sequences;
     int no_repeat_ngram_size, top_k;
     float length_penalty, repetition_penalty, temperature, top_p;
-    int64_t seed;                /* < 0: unset */
-    int return_hypotheses;       /* 0/1 */
+    int64_t seed;          /* < 0: unset */
+    int return_hypotheses; /* 0/1 */
 } nlpc_decode_opts;
 
 /* A request, as plain C. All pointers are borrowed: they must stay valid only for the
  * duration of nlpc_send()/nlpc_call() (the request is packed before they return). */
 typedef struct nlpc_request {
     nlpc_task task;
-    const char *const *docs;     /* [n_docs] documents (qa: the contexts) */
+    const char *const *docs; /* [n_docs] documents (qa: the contexts) */
     int n_docs;
-    const char *source_lang;     /* translate; NULL: server default */
-    const char *target_lang;     /* translate; required */
-    const char *const *labels;   /* classify: [n_labels] */
+    const char *source_lang;   /* translate; NULL: server default */
+    const char *target_lang;   /* translate; required */
+    const char *const *labels; /* classify: [n_labels] */
     int n_labels;
-    int multi_label;             /* classify */
-    const char *question;        /* qa */
+    int multi_label;      /* classify */
+    const char *question; /* qa */
     nlpc_decode_opts opts;
-    uint32_t deadline_ms;        /* 0: server default */
-    int priority;                /* -100..100; 0 default */
+    uint32_t deadline_ms; /* 0: server default */
+    int priority;         /* -100..100; 0 default */
 } nlpc_request;
 
 typedef struct nlpc_label {
     const char *label;
-    double score;                /* probability */
+    double score; /* probability */
 } nlpc_label;
 
 typedef struct nlpc_hyp {
@@ -115,14 +114,14 @@ typedef struct nlpc_hyp {
 /* One document's result. Strings are never NULL ("" when absent) and are owned by the
  * response that holds them. */
 typedef struct nlpc_result {
-    int code;                    /* NLPC_OK or a server status code */
+    int code; /* NLPC_OK or a server status code */
     const char *message;
-    const char *text;            /* summarize / translate / text2text */
-    const char *answer;          /* qa */
+    const char *text;   /* summarize / translate / text2text */
+    const char *answer; /* qa */
     double score;
-    int n_labels;                /* classify, best first */
+    int n_labels; /* classify, best first */
     const nlpc_label *labels;
-    int n_hyps;                  /* when return_hypotheses */
+    int n_hyps; /* when return_hypotheses */
     const nlpc_hyp *hyps;
     unsigned input_tokens, output_tokens;
     int truncated;
@@ -136,8 +135,8 @@ typedef struct nlpc_code_count {
 /* A daemon in queue mode (Redis Streams, docs/queue.md); has 0 for one without. */
 typedef struct nlpc_queue_stats {
     int has, connected;
-    uint64_t lag, pending;     /* the consumer group's */
-    unsigned held;             /* entries this daemon holds */
+    uint64_t lag, pending; /* the consumer group's */
+    unsigned held;         /* entries this daemon holds */
     uint64_t claims, dead_letters, results, lost, reconnects;
 } nlpc_queue_stats;
 
@@ -146,8 +145,8 @@ typedef struct nlpc_health {
     const char *model, *version;
     double uptime_s;
     nlpc_queue_stats queue;
-    const char *model_type;    /* the model's family: "t5", "bart", "marian", ... ("" if old) */
-    const char *const *tasks;  /* the tasks it serves */
+    const char *model_type;   /* the model's family: "t5", "bart", "marian", ... ("" if old) */
+    const char *const *tasks; /* the tasks it serves */
     int n_tasks;
     const char *const *languages; /* translate: the language codes it takes */
     int n_languages;
@@ -156,8 +155,8 @@ typedef struct nlpc_health {
 typedef struct nlpc_stats {
     uint64_t requests, documents, batches, input_tokens, output_tokens;
     unsigned queue_depth, in_flight;
-    unsigned peak_rows;        /* most decoder rows the daemon has run at once */
-    uint64_t replies_dropped;  /* replies to connections that left too much unread */
+    unsigned peak_rows;       /* most decoder rows the daemon has run at once */
+    uint64_t replies_dropped; /* replies to connections that left too much unread */
     double tokens_per_s, latency_p50_ms, latency_p90_ms, latency_p99_ms;
     double mean_batch_size, uptime_s;
     int n_responses;
@@ -167,37 +166,37 @@ typedef struct nlpc_stats {
 
 /* One model the daemon serves (Health.models; `nlpc models`). Strings are never NULL. */
 typedef struct nlpc_model_info {
-    const char *name;          /* what a request names it by (nlpc_send_model) */
-    const char *path;          /* its checkpoint directory */
-    const char *model_type;    /* family: "t5", "bart", "marian", ... */
-    const char *weights;       /* how its weights are held: "f32", "bf16", "f16", "int8" */
-    const char *const *tasks;  /* the tasks it serves */
+    const char *name;         /* what a request names it by (nlpc_send_model) */
+    const char *path;         /* its checkpoint directory */
+    const char *model_type;   /* family: "t5", "bart", "marian", ... */
+    const char *weights;      /* how its weights are held: "f32", "bf16", "f16", "int8" */
+    const char *const *tasks; /* the tasks it serves */
     int n_tasks;
-    const char *const *languages;  /* translate: the language codes it takes */
+    const char *const *languages; /* translate: the language codes it takes */
     int n_languages;
-    uint64_t resident_bytes;   /* weight memory it keeps resident */
-    uint64_t requests;         /* documents it has served */
-    const char *state;         /* "loading", "serving", "draining" */
+    uint64_t resident_bytes; /* weight memory it keeps resident */
+    uint64_t requests;       /* documents it has served */
+    const char *state;       /* "loading", "serving", "draining" */
 } nlpc_model_info;
 
 /* A reply. Owned by the caller; free with nlpc_response_free(). */
 typedef struct nlpc_response {
     uint64_t id;
-    int code;                    /* request-level status */
+    int code; /* request-level status */
     const char *message;
     int n_results;
-    const nlpc_result *results;  /* [n_results], one per document, in order */
+    const nlpc_result *results; /* [n_results], one per document, in order */
     double queue_ms, compute_ms, total_ms;
     int has_health;
     nlpc_health health;
     int has_stats;
     nlpc_stats stats;
-    void *priv;                  /* the decoded frame the strings point into */
+    void *priv; /* the decoded frame the strings point into */
     /* Health of a daemon with a model registry (since 0.2). Appended, not in nlpc_health:
      * the library allocates responses, so programs built before keep their offsets. */
-    int loading;                 /* a model is still loading (health.ok is 0 until one serves) */
+    int loading; /* a model is still loading (health.ok is 0 until one serves) */
     int n_models;
-    const nlpc_model_info *models;   /* every model the daemon serves, in its config's order */
+    const nlpc_model_info *models; /* every model the daemon serves, in its config's order */
 } nlpc_response;
 
 /* Connects a DEALER socket to `endpoint` (several may be given, separated by commas: the
@@ -217,8 +216,8 @@ typedef struct nlpc_curve_keys {
     const char *client_public;
     const char *client_secret;
 } nlpc_curve_keys;
-nlpc_client *nlpc_client_new_curve(const char *endpoint, const nlpc_curve_keys *keys,
-                                   char *err, size_t errlen);
+nlpc_client *nlpc_client_new_curve(const char *endpoint, const nlpc_curve_keys *keys, char *err,
+                                   size_t errlen);
 /* Reads a CZMQ certificate (zcert_save's format, as nlpd --make-keypair writes): its
  * public key and, when sec is not NULL, its secret key ("" if the file has none), 41
  * bytes each with the NUL. 0, or NLPC_EINVAL with the reason in err. */
@@ -239,9 +238,9 @@ void nlpc_client_set_max_message(nlpc_client *c, size_t bytes);
  * replies to a connection that is gone: a request in flight when `disconnects` grows
  * will get no reply and must be sent again. Counts are since nlpc_client_new(). */
 typedef struct nlpc_conn_info {
-    int connected;               /* endpoints connected now */
-    uint64_t connects;           /* connections made (reconnections included) */
-    uint64_t disconnects;        /* connections lost */
+    int connected;        /* endpoints connected now */
+    uint64_t connects;    /* connections made (reconnections included) */
+    uint64_t disconnects; /* connections lost */
 } nlpc_conn_info;
 /* Fills *out from the connection events seen so far (does not block). 0, or
  * NLPC_EINVAL when the events are not available (then *out says connected). */
@@ -279,17 +278,17 @@ int nlpc_call_model(nlpc_client *c, const nlpc_request *rq, const char *model, i
  * `id` into a malloc'd buffer (*buf, *len; the caller frees): 0 or NLPC_EINVAL (with
  * the reason in err) / NLPC_ENOMEM. nlpc_response_decode() turns one frame into a
  * response the caller frees: 0, or NLPC_EPROTO for bytes that are not a Response. */
-int nlpc_request_pack(const nlpc_request *rq, uint64_t id, uint8_t **buf, size_t *len,
-                      char *err, size_t errlen);
+int nlpc_request_pack(const nlpc_request *rq, uint64_t id, uint8_t **buf, size_t *len, char *err,
+                      size_t errlen);
 int nlpc_response_decode(const void *frame, size_t len, nlpc_response **out);
 /* nlpc_request_pack() with Request.model set (NULL or "": none). */
-int nlpc_request_pack_model(const nlpc_request *rq, const char *model, uint64_t id,
-                            uint8_t **buf, size_t *len, char *err, size_t errlen);
+int nlpc_request_pack_model(const nlpc_request *rq, const char *model, uint64_t id, uint8_t **buf,
+                            size_t *len, char *err, size_t errlen);
 
-const char *nlpc_version(void);              /* NLPC_VERSION of the library linked */
-const char *nlpc_strerror(int err);          /* NLPC_E* */
-const char *nlpc_code_name(int code);        /* "OK", "INVALID_ARGUMENT", ... */
-const char *nlpc_task_name(nlpc_task task);  /* "summarize", ... */
-nlpc_task nlpc_task_from_name(const char *name);   /* NLPC_TASK_NONE if unknown */
+const char *nlpc_version(void);                  /* NLPC_VERSION of the library linked */
+const char *nlpc_strerror(int err);              /* NLPC_E* */
+const char *nlpc_code_name(int code);            /* "OK", "INVALID_ARGUMENT", ... */
+const char *nlpc_task_name(nlpc_task task);      /* "summarize", ... */
+nlpc_task nlpc_task_from_name(const char *name); /* NLPC_TASK_NONE if unknown */
 
 #endif

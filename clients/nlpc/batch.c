@@ -34,8 +34,8 @@
 
 #define BATCH_RETRY_BASE_MS 50
 #define BATCH_RETRY_MAX_MS 2000
-#define BATCH_PROBE_MAX_MS 2000   /* a probe is answered at once; longer is "no answer" */
-#define BATCH_RESEND_DELAY_MS 1000   /* a send the socket refused is tried again after */
+#define BATCH_PROBE_MAX_MS 2000    /* a probe is answered at once; longer is "no answer" */
+#define BATCH_RESEND_DELAY_MS 1000 /* a send the socket refused is tried again after */
 /* A line in flight through this many lost connections gets an error instead of another
  * send: a request that makes the connection drop (a frame the daemon's ZeroMQ refuses
  * when --max-message-bytes is set above the daemon's limit) must not loop forever. */
@@ -44,16 +44,16 @@
 enum { S_FREE = 0, S_WAIT, S_SENT, S_DONE };
 
 typedef struct slot {
-    cJSON *in;                /* the parsed input line; NULL when it is not JSON */
-    char *out;                /* the rendered output line, once answered (S_DONE) */
+    cJSON *in; /* the parsed input line; NULL when it is not JSON */
+    char *out; /* the rendered output line, once answered (S_DONE) */
     long lineno;
     int state;
-    int overloads;            /* OVERLOADED answers so far */
-    int late;                 /* its reply took longer than --timeout (counted once) */
-    int resends;              /* sends lost with the connection or the daemon */
-    uint64_t req_id;          /* id of the latest send (S_SENT) */
-    int64_t sent_at;          /* S_SENT: since when the reply is awaited */
-    int64_t retry_at;         /* S_WAIT: send at or after this time */
+    int overloads;    /* OVERLOADED answers so far */
+    int late;         /* its reply took longer than --timeout (counted once) */
+    int resends;      /* sends lost with the connection or the daemon */
+    uint64_t req_id;  /* id of the latest send (S_SENT) */
+    int64_t sent_at;  /* S_SENT: since when the reply is awaited */
+    int64_t retry_at; /* S_WAIT: send at or after this time */
 } slot;
 
 /* Every id sent for a line that is not written yet: replies are matched through it. */
@@ -66,29 +66,29 @@ typedef struct batch {
     nlpc_cli *cli;
     nlpc_client *c;
     FILE *out;
-    slot *slots;              /* [window]; line seq s lives in slots[s % window] */
+    slot *slots; /* [window]; line seq s lives in slots[s % window] */
     int window;
-    long head, next;          /* seqs: first not yet written, next to read */
+    long head, next; /* seqs: first not yet written, next to read */
     owed *owed;
     int n_owed, cap_owed;
     int eof, stopping, gone;
-    long lineno;              /* input lines read (blank ones included) */
-    long to_skip;             /* --resume: non-blank lines already answered */
-    FILE *resume_in;          /* --resume: the kept output, read while skipping */
+    long lineno;     /* input lines read (blank ones included) */
+    long to_skip;    /* --resume: non-blank lines already answered */
+    FILE *resume_in; /* --resume: the kept output, read while skipping */
     long skipped;
-    long total;               /* non-blank input lines, -1 unknown (not a file) */
+    long total; /* non-blank input lines, -1 unknown (not a file) */
     long n_ok, n_err, n_retried, n_resent, n_late;
     int64_t t0, last_progress, stop_at;
     int progress;
     /* liveness */
     int probe_ms;
-    uint64_t probe_id;        /* the stats probe awaited; 0: none */
+    uint64_t probe_id; /* the stats probe awaited; 0: none */
     int64_t probe_at;
-    int64_t unreachable_since;   /* 0: the daemon answered since it last looked gone */
-    double uptime;            /* the daemon's, at the last probe (restart detection) */
+    int64_t unreachable_since; /* 0: the daemon answered since it last looked gone */
+    double uptime;             /* the daemon's, at the last probe (restart detection) */
     int connected;
     uint64_t disconnects;
-    char usage[320];          /* set: a usage error found in the first line */
+    char usage[320]; /* set: a usage error found in the first line */
 } batch;
 
 /* Set by the signal handler only (the one thing a handler may touch): the last stop
@@ -162,8 +162,10 @@ static void write_done(batch *b)
 static const char *required_field(const nlpc_request *rq, const char **opt)
 {
     const char *key = cm_json_missing(rq);
-    *opt = !key ? NULL : !strcmp(key, "to") ? "--to LANG"
-           : !strcmp(key, "labels") ? "--labels a,b,c" : "--question Q";
+    *opt = !key                     ? NULL
+           : !strcmp(key, "to")     ? "--to LANG"
+           : !strcmp(key, "labels") ? "--labels a,b,c"
+                                    : "--question Q";
     return key;
 }
 
@@ -171,8 +173,8 @@ static const char *required_field(const nlpc_request *rq, const char **opt)
  * (common/cm_json.c: only those of the task, others are ignored; "model" for every task)
  * into *rq and *model. 0, or -1 with the line answered with the reason. *doc, labels and
  * labels_buf back rq's pointers. */
-static int line_request(batch *b, slot *s, nlpc_request *rq, const char **model,
-                        const char **doc, const char **labels, char **labels_buf)
+static int line_request(batch *b, slot *s, nlpc_request *rq, const char **model, const char **doc,
+                        const char **labels, char **labels_buf)
 {
     *rq = b->cli->rq;
     *model = b->cli->model;
@@ -196,8 +198,8 @@ static int line_request(batch *b, slot *s, nlpc_request *rq, const char **model,
     }
     const char *opt, *field = required_field(rq, &opt);
     if (field) {
-        snprintf(msg, sizeof msg, "%s needs %s or a \"%s\" on the line", nlpc_task_name(t),
-                 opt, field);
+        snprintf(msg, sizeof msg, "%s needs %s or a \"%s\" on the line", nlpc_task_name(t), opt,
+                 field);
         finish_error(b, s, "INVALID_ARGUMENT", msg);
         return -1;
     }
@@ -209,7 +211,7 @@ static void owe(batch *b, uint64_t id, long seq)
     if (b->n_owed == b->cap_owed) {
         int cap = b->cap_owed ? 2 * b->cap_owed : 2 * b->window;
         owed *o = realloc(b->owed, (size_t)cap * sizeof *o);
-        if (!o) return;   /* the line waits for its latest id only */
+        if (!o) return; /* the line waits for its latest id only */
         b->owed = o;
         b->cap_owed = cap;
     }
@@ -244,8 +246,7 @@ static void send_slot(batch *b, slot *s, long seq)
     }
     if (id == NLPC_ETOOBIG) {
         char msg[320];
-        snprintf(msg, sizeof msg, "%s (--max-message-bytes): not sent",
-                 nlpc_client_error(b->c));
+        snprintf(msg, sizeof msg, "%s (--max-message-bytes): not sent", nlpc_client_error(b->c));
         finish_error(b, s, "MESSAGE_TOO_LARGE", msg);
     } else if (id == NLPC_EINVAL || id == NLPC_ENOMEM) {
         finish_error(b, s, id == NLPC_EINVAL ? "INVALID_ARGUMENT" : "INTERNAL",
@@ -319,7 +320,7 @@ static int resume_check(batch *b, const char *line, size_t len)
     free(o);
     cJSON *in;
     char msg[320];
-    nlpc_cli_parse_line(line, len, &in, msg, sizeof msg);   /* as the run read it: NULL if refused */
+    nlpc_cli_parse_line(line, len, &in, msg, sizeof msg); /* as the run read it: NULL if refused */
     const cJSON *want = cJSON_GetObjectItemCaseSensitive(in, "id");
     const cJSON *got = cJSON_GetObjectItemCaseSensitive(oj, want ? "id" : "line");
     int ok = want ? got && cJSON_Compare(want, got, 1)
@@ -328,8 +329,8 @@ static int resume_check(batch *b, const char *line, size_t len)
         char *w = want ? cJSON_PrintUnformatted(want) : NULL;
         cm_fmt(b->usage, sizeof b->usage,
                "--resume: output line %ld does not answer input line %ld (%s %.60s): "
-               "not the output of this input?", b->skipped + 1, b->lineno,
-               want ? "id" : "line", w ? w : "");
+               "not the output of this input?",
+               b->skipped + 1, b->lineno, want ? "id" : "line", w ? w : "");
         cJSON_free(w);
     }
     cJSON_Delete(in);
@@ -374,11 +375,12 @@ static void read_lines(batch *b, char **line, size_t *cap)
         if (n < 0) {
             if (errno == EINTR) {
                 clearerr(stdin);
-                return;   /* a signal: the loop stops reading */
+                return; /* a signal: the loop stops reading */
             }
             b->eof = 1;
             if (b->to_skip > 0 && b->resume_in)
-                cm_fmt(b->usage, sizeof b->usage, "--resume: the output has more lines "
+                cm_fmt(b->usage, sizeof b->usage,
+                       "--resume: the output has more lines "
                        "than the input (%ld answered, %ld in the input)",
                        b->skipped + b->to_skip, b->skipped);
             return;
@@ -405,12 +407,13 @@ static void read_lines(batch *b, char **line, size_t *cap)
          * missing from the run: say so before anything is sent. */
         const char *opt, *field = required_field(&b->cli->rq, &opt);
         if (seq == 0 && field && !cJSON_GetObjectItemCaseSensitive(s->in, field)) {
-            snprintf(b->usage, sizeof b->usage, "batch --task %s needs %s (or a \"%s\" on "
-                     "every line; line %ld has none)", nlpc_task_name(b->cli->rq.task),
-                     opt, field, b->lineno);
+            snprintf(b->usage, sizeof b->usage,
+                     "batch --task %s needs %s (or a \"%s\" on "
+                     "every line; line %ld has none)",
+                     nlpc_task_name(b->cli->rq.task), opt, field, b->lineno);
             return;
         }
-        s->state = S_WAIT;   /* sent by send_due, once connected */
+        s->state = S_WAIT; /* sent by send_due, once connected */
         s->retry_at = 0;
     }
 }
@@ -424,8 +427,10 @@ static void resend_lost(batch *b, uint64_t before, int64_t now)
         if (s->state != S_SENT || (before && s->req_id >= before)) continue;
         if (++s->resends > BATCH_MAX_RESENDS) {
             char msg[128];
-            snprintf(msg, sizeof msg, "the connection was lost %d times with this line in "
-                     "flight", BATCH_MAX_RESENDS + 1);
+            snprintf(msg, sizeof msg,
+                     "the connection was lost %d times with this line in "
+                     "flight",
+                     BATCH_MAX_RESENDS + 1);
             finish_error(b, s, "CONNECTION_LOST", msg);
             continue;
         }
@@ -464,7 +469,7 @@ static void on_probe(batch *b, const nlpc_response *r, int64_t now)
     for (long q = b->head; q < b->next; q++) {
         slot *s = &b->slots[q % b->window];
         if (s->state == S_SENT && now - s->sent_at >= b->cli->timeout_ms) {
-            s->sent_at = now;   /* late, and still owed: wait on */
+            s->sent_at = now; /* late, and still owed: wait on */
             b->n_late += !s->late;
             s->late = 1;
         }
@@ -486,12 +491,12 @@ static void on_reply(batch *b, nlpc_response *r)
             b->owed[i] = b->owed[--b->n_owed];
             break;
         }
-    if (seq < b->head || seq >= b->next) return;   /* written already */
+    if (seq < b->head || seq >= b->next) return; /* written already */
     slot *s = &b->slots[seq % b->window];
-    if (s->state == S_DONE) return;                /* a second answer to a resent line */
+    if (s->state == S_DONE) return; /* a second answer to a resent line */
     const nlpc_result *res = r->n_results == 1 ? &r->results[0] : NULL;
     if (!res && (r->code == NLPC_OVERLOADED || r->code == NLPC_SHUTTING_DOWN)) {
-        if (s->state != S_SENT || r->id != s->req_id) return;   /* a newer send is out */
+        if (s->state != S_SENT || r->id != s->req_id) return; /* a newer send is out */
         if (r->code == NLPC_OVERLOADED && s->overloads >= b->cli->retries) {
             char msg[400];
             cm_fmt(msg, sizeof msg, "%s (after %d retries)", r->message, s->overloads);
@@ -526,12 +531,12 @@ static void check_daemon(batch *b, int64_t now)
     nlpc_client_conn(b->c, &ci);
     if (ci.disconnects != b->disconnects) {
         b->disconnects = ci.disconnects;
-        resend_lost(b, 0, now);   /* the replies owed on that connection are dropped */
+        resend_lost(b, 0, now); /* the replies owed on that connection are dropped */
     }
     b->connected = ci.connected;
     if (b->connected <= 0) mark_unreachable(b, now);
     if (b->probe_id && now - b->probe_at >= b->probe_ms) {
-        mark_unreachable(b, b->probe_at);   /* no answer to what is answered at once */
+        mark_unreachable(b, b->probe_at); /* no answer to what is answered at once */
         b->probe_id = 0;
     }
     if (b->unreachable_since && now - b->unreachable_since >= b->cli->reconnect_ms) {
@@ -574,8 +579,7 @@ static void show_progress(batch *b, int final)
     char tot[96] = "";
     if (b->total >= 0) {
         long all = b->total - b->skipped;
-        if (final || rate <= 0)
-            snprintf(tot, sizeof tot, "; %ld/%ld lines", done, all);
+        if (final || rate <= 0) snprintf(tot, sizeof tot, "; %ld/%ld lines", done, all);
         else
             snprintf(tot, sizeof tot, "; %ld/%ld lines, ETA %.0f s", done, all,
                      (double)(all - done) / rate);
@@ -583,9 +587,11 @@ static void show_progress(batch *b, int final)
     char more[64] = "";
     if (b->skipped) snprintf(more, sizeof more, ", %ld skipped (--resume)", b->skipped);
     int tty = isatty(2) && !final;
-    fprintf(stderr, "%snlpc batch: %ld done, %ld errors, %ld retried, %ld resent, %ld late"
-            "%s%s, %.1f s, %.1f docs/s%s", tty ? "\r" : "", done, b->n_err, b->n_retried,
-            b->n_resent, b->n_late, more, tot, secs, rate, tty ? "\033[K" : "\n");
+    fprintf(stderr,
+            "%snlpc batch: %ld done, %ld errors, %ld retried, %ld resent, %ld late"
+            "%s%s, %.1f s, %.1f docs/s%s",
+            tty ? "\r" : "", done, b->n_err, b->n_retried, b->n_resent, b->n_late, more, tot, secs,
+            rate, tty ? "\033[K" : "\n");
 }
 
 /* The last line of every run, also after a signal or a daemon that is gone: what was
@@ -594,18 +600,21 @@ static void summary(batch *b)
 {
     if (b->progress && isatty(2)) fputc('\n', stderr);
     show_progress(b, 1);
-    long read = b->next - b->head;   /* read, not written */
+    long read = b->next - b->head; /* read, not written */
     long unread = b->eof ? 0 : b->total >= 0 ? b->total - b->skipped - b->next : -1;
     if (read == 0 && unread == 0) return;
-    const char *why = b->gone ? "the daemon is gone (no answer, no connection)"
+    const char *why = b->gone                ? "the daemon is gone (no answer, no connection)"
                       : batch_sig == SIGTERM ? "stopped by SIGTERM"
-                      : batch_sig == SIGINT ? "stopped by SIGINT" : "stopped";
+                      : batch_sig == SIGINT  ? "stopped by SIGINT"
+                                             : "stopped";
     char rest[64] = "the rest of the input";
     if (unread >= 0) snprintf(rest, sizeof rest, "%ld not read", unread);
-    fprintf(stderr, "nlpc batch: %s: %ld%s lines not written (%ld read: %ld in flight, %ld "
-            "waiting to be sent; %s); %s\n", why, read + (unread > 0 ? unread : 0),
-            unread < 0 ? "+" : "", read, count_state(b, S_SENT), count_state(b, S_WAIT),
-            rest, b->cli->output ? "--resume continues" : "-o FILE --resume continues");
+    fprintf(stderr,
+            "nlpc batch: %s: %ld%s lines not written (%ld read: %ld in flight, %ld "
+            "waiting to be sent; %s); %s\n",
+            why, read + (unread > 0 ? unread : 0), unread < 0 ? "+" : "", read,
+            count_state(b, S_SENT), count_state(b, S_WAIT), rest,
+            b->cli->output ? "--resume continues" : "-o FILE --resume continues");
 }
 
 /* ---- the run ---- */
@@ -621,7 +630,7 @@ int nlpc_cli_batch(nlpc_cli *cli)
 {
     char err[256];
     batch b;
-    if (cli->queue) return nlpc_cli_queue_batch(cli);   /* through Redis: queue.c */
+    if (cli->queue) return nlpc_cli_queue_batch(cli); /* through Redis: queue.c */
     memset(&b, 0, sizeof b);
     b.cli = cli;
     b.window = cli->window;
@@ -652,7 +661,7 @@ int nlpc_cli_batch(nlpc_cli *cli)
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;   /* no SA_RESTART: a blocked read returns to the loop */
+    sa.sa_handler = on_signal; /* no SA_RESTART: a blocked read returns to the loop */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
@@ -666,7 +675,7 @@ int nlpc_cli_batch(nlpc_cli *cli)
             b.stopping = 1;
             b.stop_at = now + cli->drain_ms;
         }
-        if (batch_nsig > 1) b.stop_at = now;   /* a second signal: stop waiting */
+        if (batch_nsig > 1) b.stop_at = now; /* a second signal: stop waiting */
         if (!b.stopping) read_lines(&b, &line, &cap);
         if (b.usage[0]) break;
         write_done(&b);

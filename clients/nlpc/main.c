@@ -12,70 +12,73 @@
 #include "common/common.h"
 
 static const char usage_text[] =
-"usage: nlpc [--connect ENDPOINT] TASK [options] [TEXT|-]\n"
-"       nlpc batch --task TASK [task options] [-o out.jsonl [--resume]] < in.jsonl\n"
-"       nlpc --version | --help\n"
-"\n"
-"Sends TEXT (or stdin when TEXT is '-' or absent) to nlpd and prints the result.\n"
-"\n"
-"tasks:\n"
-"  summarize                     summary of the text\n"
-"  translate --to LANG [--from LANG]   LANG: ISO code (de) or English name (German)\n"
-"  classify --labels a,b,c [--multi-label]   one 'label<TAB>probability' line per label, best first\n"
-"  qa --question Q               answer from the text (the context)\n"
-"  text2text                     the text is the prompt, as is\n"
-"  health                        is the daemon up (exit 0) and which model it serves\n"
-"  models                        each model served: family, weights, tasks, languages,\n"
-"                                memory, requests served, state\n"
-"  stats                         the daemon's counters\n"
-"  batch --task TASK             JSON lines in, JSON lines out (see below)\n"
-"Options of another task are ignored.\n"
-"\n"
-"connection and request:\n"
-"  --connect ENDPOINT    default $NLPD_ENDPOINT, else " NLPC_DEFAULT_ENDPOINT "\n"
-"  --server-key FILE --key FILE   CurveZMQ: the daemon's public certificate and this\n"
-"                        client's secret one (nlpd --make-keypair writes both kinds)\n"
-"                        (several, comma-separated: requests spread over them)\n"
-"  --timeout MS          how long to wait for a reply (default 30000; batch: per\n"
-"                        request, then the daemon is asked whether it still owes it)\n"
-"  --deadline MS         server-side deadline: work not started by then is dropped\n"
-"  --priority N          -100..100, higher runs first (default 0)\n"
-"  --model NAME          the model, by a name `nlpc models` lists (default: the daemon\n"
-"                        picks by task and language pair)\n"
-"  --max-message-bytes N requests larger than this are refused before they are sent\n"
-"                        (MESSAGE_TOO_LARGE); default 1048576, nlpd's\n"
-"                        limits.max_message_bytes\n"
-"  --json                print one JSON object instead of readable text\n"
-"\n"
-"decoding (unset: the daemon's configured default for the task):\n"
-"  --max-new-tokens N  --min-new-tokens N  --num-beams N  --length-penalty F\n"
-"  --no-repeat-ngram-size N  --repetition-penalty F\n"
-"  --temperature F  --top-k N  --top-p F  --seed N   (any of these four: sampling)\n"
-"  --num-return N        sequences to return (<= num-beams; up to 16 when sampling)\n"
-"  --hypotheses          print every hypothesis with its score\n"
-"\n"
-"batch mode: each input line is a JSON object {\"id\": any, \"text\": \"...\"} with optional\n"
-"per-line \"labels\" (array or \"a,b\"), \"question\", \"to\", \"from\", \"model\" overriding the\n"
-"options.\n"
-"Each output line is {\"id\": ..., <result>} or {\"id\": ..., \"error\": ...}, in input order;\n"
-"blank input lines are skipped. A late reply is waited for while the daemon still owes\n"
-"it; lost requests are sent again; only a daemon that is gone ends the run early.\n"
-"  --window N            lines in flight (default 32)\n"
-"  -o, --output FILE     write the output lines to FILE instead of stdout\n"
-"  --resume              keep FILE's answered lines and skip as many input lines\n"
-"  --retries N           OVERLOADED retries per line, with backoff (default 10)\n"
-"  --reconnect MS        how long an unreachable daemon is waited for (default 10000)\n"
-"  --drain MS            after SIGINT/SIGTERM, wait this long for replies (default 5000)\n"
-"  --progress / --no-progress   progress every second (default: when stderr is a tty)\n"
-"  --queue redis://HOST:PORT|unix:///PATH   through a Redis stream instead (nlpd in queue\n"
-"                        mode, docs/queue.md); --stream S (nlpd:requests), --results R\n"
-"                        (nlpd:results); output as above, in input order\n"
-"\n"
-"exit codes: 0 ok, 1 the server answered with an error (message on stderr, e.g.\n"
-"UNKNOWN_MODEL: no model of that name; batch: some line failed), 2 usage, 3 timeout or\n"
-"connection failure (batch: the daemon is gone, lines not written), 130 / 143 batch\n"
-"stopped by SIGINT / SIGTERM with lines not written (the summary on stderr says how\n"
-"many; --resume continues).\n";
+    "usage: nlpc [--connect ENDPOINT] TASK [options] [TEXT|-]\n"
+    "       nlpc batch --task TASK [task options] [-o out.jsonl [--resume]] < in.jsonl\n"
+    "       nlpc --version | --help\n"
+    "\n"
+    "Sends TEXT (or stdin when TEXT is '-' or absent) to nlpd and prints the result.\n"
+    "\n"
+    "tasks:\n"
+    "  summarize                     summary of the text\n"
+    "  translate --to LANG [--from LANG]   LANG: ISO code (de) or English name (German)\n"
+    "  classify --labels a,b,c [--multi-label]   one 'label<TAB>probability' line per label, best "
+    "first\n"
+    "  qa --question Q               answer from the text (the context)\n"
+    "  text2text                     the text is the prompt, as is\n"
+    "  health                        is the daemon up (exit 0) and which model it serves\n"
+    "  models                        each model served: family, weights, tasks, languages,\n"
+    "                                memory, requests served, state\n"
+    "  stats                         the daemon's counters\n"
+    "  batch --task TASK             JSON lines in, JSON lines out (see below)\n"
+    "Options of another task are ignored.\n"
+    "\n"
+    "connection and request:\n"
+    "  --connect ENDPOINT    default $NLPD_ENDPOINT, else " NLPC_DEFAULT_ENDPOINT "\n"
+    "  --server-key FILE --key FILE   CurveZMQ: the daemon's public certificate and this\n"
+    "                        client's secret one (nlpd --make-keypair writes both kinds)\n"
+    "                        (several, comma-separated: requests spread over them)\n"
+    "  --timeout MS          how long to wait for a reply (default 30000; batch: per\n"
+    "                        request, then the daemon is asked whether it still owes it)\n"
+    "  --deadline MS         server-side deadline: work not started by then is dropped\n"
+    "  --priority N          -100..100, higher runs first (default 0)\n"
+    "  --model NAME          the model, by a name `nlpc models` lists (default: the daemon\n"
+    "                        picks by task and language pair)\n"
+    "  --max-message-bytes N requests larger than this are refused before they are sent\n"
+    "                        (MESSAGE_TOO_LARGE); default 1048576, nlpd's\n"
+    "                        limits.max_message_bytes\n"
+    "  --json                print one JSON object instead of readable text\n"
+    "\n"
+    "decoding (unset: the daemon's configured default for the task):\n"
+    "  --max-new-tokens N  --min-new-tokens N  --num-beams N  --length-penalty F\n"
+    "  --no-repeat-ngram-size N  --repetition-penalty F\n"
+    "  --temperature F  --top-k N  --top-p F  --seed N   (any of these four: sampling)\n"
+    "  --num-return N        sequences to return (<= num-beams; up to 16 when sampling)\n"
+    "  --hypotheses          print every hypothesis with its score\n"
+    "\n"
+    "batch mode: each input line is a JSON object {\"id\": any, \"text\": \"...\"} with optional\n"
+    "per-line \"labels\" (array or \"a,b\"), \"question\", \"to\", \"from\", \"model\" overriding "
+    "the\n"
+    "options.\n"
+    "Each output line is {\"id\": ..., <result>} or {\"id\": ..., \"error\": ...}, in input "
+    "order;\n"
+    "blank input lines are skipped. A late reply is waited for while the daemon still owes\n"
+    "it; lost requests are sent again; only a daemon that is gone ends the run early.\n"
+    "  --window N            lines in flight (default 32)\n"
+    "  -o, --output FILE     write the output lines to FILE instead of stdout\n"
+    "  --resume              keep FILE's answered lines and skip as many input lines\n"
+    "  --retries N           OVERLOADED retries per line, with backoff (default 10)\n"
+    "  --reconnect MS        how long an unreachable daemon is waited for (default 10000)\n"
+    "  --drain MS            after SIGINT/SIGTERM, wait this long for replies (default 5000)\n"
+    "  --progress / --no-progress   progress every second (default: when stderr is a tty)\n"
+    "  --queue redis://HOST:PORT|unix:///PATH   through a Redis stream instead (nlpd in queue\n"
+    "                        mode, docs/queue.md); --stream S (nlpd:requests), --results R\n"
+    "                        (nlpd:results); output as above, in input order\n"
+    "\n"
+    "exit codes: 0 ok, 1 the server answered with an error (message on stderr, e.g.\n"
+    "UNKNOWN_MODEL: no model of that name; batch: some line failed), 2 usage, 3 timeout or\n"
+    "connection failure (batch: the daemon is gone, lines not written), 130 / 143 batch\n"
+    "stopped by SIGINT / SIGTERM with lines not written (the summary on stderr says how\n"
+    "many; --resume continues).\n";
 
 static int usage_error(const char *fmt, const char *arg)
 {
@@ -86,8 +89,7 @@ static int usage_error(const char *fmt, const char *arg)
 }
 
 /* A number option's value in [lo, hi], or a usage error that gives the range. */
-static int number_arg(const char *opt, const char *v, long long lo, long long hi,
-                      long long *out)
+static int number_arg(const char *opt, const char *v, long long lo, long long hi, long long *out)
 {
     int rc = cm_parse_ll(v, lo, hi, out);
     if (rc == 0) return 0;
@@ -179,12 +181,39 @@ nlpc_client *nlpc_cli_client_new(const nlpc_cli *cli, char *err, size_t errlen)
 static int known_value_opt(const char *a)
 {
     static const char *const names[] = {
-        "--max-new-tokens", "--min-new-tokens", "--num-beams", "--num-return",
-        "--no-repeat-ngram-size", "--top-k", "--timeout", "--window", "--priority",
-        "--retries", "--reconnect", "--drain", "--length-penalty", "--repetition-penalty",
-        "--temperature", "--top-p", "--seed", "--deadline", "--max-message-bytes", "--output",
-        "-o", "--connect", "--server-key", "--key", "--to", "--from", "--question", "--task", "--labels",
-        "--queue", "--stream", "--results", "--model",
+        "--max-new-tokens",
+        "--min-new-tokens",
+        "--num-beams",
+        "--num-return",
+        "--no-repeat-ngram-size",
+        "--top-k",
+        "--timeout",
+        "--window",
+        "--priority",
+        "--retries",
+        "--reconnect",
+        "--drain",
+        "--length-penalty",
+        "--repetition-penalty",
+        "--temperature",
+        "--top-p",
+        "--seed",
+        "--deadline",
+        "--max-message-bytes",
+        "--output",
+        "-o",
+        "--connect",
+        "--server-key",
+        "--key",
+        "--to",
+        "--from",
+        "--question",
+        "--task",
+        "--labels",
+        "--queue",
+        "--stream",
+        "--results",
+        "--model",
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(a, names[i])) return 1;
@@ -215,17 +244,35 @@ static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
             fputs(usage_text, stdout);
             return NLPC_EXIT_OK;
         }
-        if (!strcmp(a, "--json")) { cli->json = 1; continue; }
-        if (!strcmp(a, "--multi-label")) { cli->rq.multi_label = 1; continue; }
-        if (!strcmp(a, "--hypotheses")) { cli->rq.opts.return_hypotheses = 1; continue; }
-        if (!strcmp(a, "--progress")) { cli->progress = 1; continue; }
-        if (!strcmp(a, "--resume")) { cli->resume = 1; continue; }
+        if (!strcmp(a, "--json")) {
+            cli->json = 1;
+            continue;
+        }
+        if (!strcmp(a, "--multi-label")) {
+            cli->rq.multi_label = 1;
+            continue;
+        }
+        if (!strcmp(a, "--hypotheses")) {
+            cli->rq.opts.return_hypotheses = 1;
+            continue;
+        }
+        if (!strcmp(a, "--progress")) {
+            cli->progress = 1;
+            continue;
+        }
+        if (!strcmp(a, "--resume")) {
+            cli->resume = 1;
+            continue;
+        }
         if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
             printf("nlpc %s\n", NLPC_VERSION);
             return NLPC_EXIT_OK;
         }
         if (!known_value_opt(a)) return usage_error("unknown option %s", a);
-        if (!strcmp(a, "--no-progress")) { cli->progress = 0; continue; }
+        if (!strcmp(a, "--no-progress")) {
+            cli->progress = 0;
+            continue;
+        }
 
         /* everything below takes a value */
         if (i + 1 >= argc) return usage_error("option %s needs a value", a);
@@ -237,8 +284,7 @@ static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
             if (number_arg(a, v, lo, hi, &n) < 0) return NLPC_EXIT_USAGE;
             *ip = (int)n;
         } else if ((fp = float_opt(cli, a))) {
-            if (cm_parse_float(v, fp) < 0)
-                return usage_error("%s needs a finite number", a);
+            if (cm_parse_float(v, fp) < 0) return usage_error("%s needs a finite number", a);
         } else if (!strcmp(a, "--seed")) {
             if (number_arg(a, v, 0, INT64_MAX, &n) < 0) return NLPC_EXIT_USAGE;
             cli->rq.opts.seed = n;
@@ -281,7 +327,7 @@ static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
         fputs(usage_text, stderr);
         return NLPC_EXIT_USAGE;
     }
-    if (!strcmp(task, "models")) {   /* the health reply, shown as the model's listing */
+    if (!strcmp(task, "models")) { /* the health reply, shown as the model's listing */
         cli->models = 1;
         task = "health";
     }
@@ -316,8 +362,7 @@ static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
         return usage_error("%s is for batch mode", "--queue");
     if ((cli->stream || cli->results) && !cli->queue)
         return usage_error("%s needs --queue URL", cli->stream ? "--stream" : "--results");
-    if (cli->queue && cli->resume)
-        return usage_error("%s does not go with --queue", "--resume");
+    if (cli->queue && cli->resume) return usage_error("%s does not go with --queue", "--resume");
     if ((cli->output || cli->resume) && !*is_batch)
         return usage_error("%s is for batch mode", cli->resume ? "--resume" : "--output");
     if (t == NLPC_TASK_TRANSLATE && !cli->rq.target_lang && !*is_batch)
@@ -370,14 +415,14 @@ static void print_models(const nlpc_response *r)
     for (int i = 0; i < r->n_models; i++) {
         const nlpc_model_info *m = &r->models[i];
         if (i) putchar('\n');
-        printf("model      %s\npath       %s\nfamily     %s\nweights    %s\n", m->name,
-               m->path, m->model_type[0] ? m->model_type : "(not reported)",
+        printf("model      %s\npath       %s\nfamily     %s\nweights    %s\n", m->name, m->path,
+               m->model_type[0] ? m->model_type : "(not reported)",
                m->weights[0] ? m->weights : "(not reported)");
         print_list("tasks", m->tasks, m->n_tasks, "(none)");
         print_list("languages", m->languages, m->n_languages, "(none listed)");
         printf("memory     %.1f MiB\nrequests   %llu\nstate      %s\n",
-               (double)m->resident_bytes / (1024.0 * 1024.0),
-               (unsigned long long)m->requests, m->state[0] ? m->state : "(not reported)");
+               (double)m->resident_bytes / (1024.0 * 1024.0), (unsigned long long)m->requests,
+               m->state[0] ? m->state : "(not reported)");
     }
     if (r->loading) printf("\n(loading: a model is not ready yet)\n");
 }
@@ -388,7 +433,7 @@ static void print_readable(const nlpc_cli *cli, const nlpc_response *r)
         print_models(r);
         return;
     }
-    if (r->has_health && cli->models) {   /* a daemon of one model, before the registry */
+    if (r->has_health && cli->models) { /* a daemon of one model, before the registry */
         const nlpc_health *h = &r->health;
         printf("model      %s\nfamily     %s\ntasks     ", h->model,
                h->model_type[0] ? h->model_type : "(not reported)");
@@ -402,10 +447,10 @@ static void print_readable(const nlpc_cli *cli, const nlpc_response *r)
     if (r->has_health) {
         printf("%s model=%s version=%s uptime=%.1fs%s%s%s\n", r->health.ok ? "ok" : "NOT OK",
                r->health.model, r->health.version, r->health.uptime_s,
-               r->loading ? " (loading)" : "",
-               r->health.shutting_down ? " (shutting down)" : "",
-               !r->health.queue.has ? "" : r->health.queue.connected ? " queue=connected"
-                                                                     : " queue=down");
+               r->loading ? " (loading)" : "", r->health.shutting_down ? " (shutting down)" : "",
+               !r->health.queue.has        ? ""
+               : r->health.queue.connected ? " queue=connected"
+                                           : " queue=down");
         return;
     }
     if (r->has_stats) {
@@ -427,28 +472,25 @@ static void print_readable(const nlpc_cli *cli, const nlpc_response *r)
         for (int i = 0; i < s->n_responses; i++)
             printf("responses        %-18s %llu\n", nlpc_code_name(s->responses[i].code),
                    (unsigned long long)s->responses[i].count);
-        if (s->queue.has)   /* queue mode: docs/queue.md */
+        if (s->queue.has) /* queue mode: docs/queue.md */
             printf("queue            %s lag %llu pending %llu held %u claims %llu "
                    "dead_letters %llu results %llu lost %llu reconnects %llu\n",
                    s->queue.connected ? "connected" : "down", (unsigned long long)s->queue.lag,
                    (unsigned long long)s->queue.pending, s->queue.held,
-                   (unsigned long long)s->queue.claims,
-                   (unsigned long long)s->queue.dead_letters,
+                   (unsigned long long)s->queue.claims, (unsigned long long)s->queue.dead_letters,
                    (unsigned long long)s->queue.results, (unsigned long long)s->queue.lost,
                    (unsigned long long)s->queue.reconnects);
         return;
     }
     for (int i = 0; i < r->n_results; i++) {
         const nlpc_result *res = &r->results[i];
-        if (res->code != NLPC_OK) continue;   /* reported on stderr by the caller */
+        if (res->code != NLPC_OK) continue; /* reported on stderr by the caller */
         switch (cli->rq.task) {
         case NLPC_TASK_CLASSIFY:
             for (int k = 0; k < res->n_labels; k++)
                 printf("%s\t%.4f\n", res->labels[k].label, res->labels[k].score);
             break;
-        case NLPC_TASK_QA:
-            printf("%s\n", res->answer);
-            break;
+        case NLPC_TASK_QA: printf("%s\n", res->answer); break;
         default:
             if (res->n_hyps) {
                 for (int k = 0; k < res->n_hyps; k++)
@@ -514,8 +556,8 @@ static int run_one(nlpc_cli *cli)
     int rc = 0;
     if (cli->rq.task >= NLPC_TASK_HEALTH) {
         /* answered at once when the daemon is there: do not wait --timeout for nobody */
-        int probe = cli->timeout_ms < NLPC_CONNECT_PROBE_MS ? cli->timeout_ms
-                                                            : NLPC_CONNECT_PROBE_MS;
+        int probe =
+            cli->timeout_ms < NLPC_CONNECT_PROBE_MS ? cli->timeout_ms : NLPC_CONNECT_PROBE_MS;
         rc = nlpc_client_wait_connected(c, probe);
     }
     if (rc == 0) rc = nlpc_call_model(c, &cli->rq, cli->model, cli->timeout_ms, &r);

@@ -27,15 +27,15 @@
 #include "clients/nlpc/nlpc_cli.h"
 #include "common/common.h"
 
-#define Q_CHUNK 256            /* XADDs per round trip */
-#define Q_READ_COUNT 1000      /* results per XREAD */
+#define Q_CHUNK 256       /* XADDs per round trip */
+#define Q_READ_COUNT 1000 /* results per XREAD */
 #define Q_BLOCK_MS 500
 
 typedef struct qline {
     long lineno;
-    uint64_t ms, sq;           /* its entry id, once added (ms 0: not yet) */
-    char *job;                 /* the entry's json (NULL once added or answered here) */
-    char *out;                 /* the output line, once answered */
+    uint64_t ms, sq; /* its entry id, once added (ms 0: not yet) */
+    char *job;       /* the entry's json (NULL once added or answered here) */
+    char *out;       /* the output line, once answered */
     int ok;
 } qline;
 
@@ -47,9 +47,9 @@ typedef struct qrun {
     const char *stream, *results;
     qline *lines;
     long n, cap;
-    long head;                 /* first line not written */
-    long added;                /* lines [0, added) have been through XADD or answered */
-    char cursor[48];           /* results read up to here */
+    long head;       /* first line not written */
+    long added;      /* lines [0, added) have been through XADD or answered */
+    char cursor[48]; /* results read up to here */
     FILE *out;
     long n_ok, n_err;
 } qrun;
@@ -120,8 +120,7 @@ static void answer(qline *l, cJSON *o, int ok)
     l->ok = ok;
 }
 
-static void answer_error(qline *l, const cJSON *in, const char *status,
-                         const char *msg)
+static void answer_error(qline *l, const cJSON *in, const char *status, const char *msg)
 {
     cJSON *o = cJSON_CreateObject();
     const cJSON *id = in ? cJSON_GetObjectItemCaseSensitive(in, "id") : NULL;
@@ -152,8 +151,7 @@ static void add_options(cJSON *job, const nlpc_cli *cli)
         cJSON_AddNumberToObject(o, "length_penalty", d->length_penalty);
     if (d->repetition_penalty == d->repetition_penalty)
         cJSON_AddNumberToObject(o, "repetition_penalty", d->repetition_penalty);
-    if (d->temperature == d->temperature)
-        cJSON_AddNumberToObject(o, "temperature", d->temperature);
+    if (d->temperature == d->temperature) cJSON_AddNumberToObject(o, "temperature", d->temperature);
     if (d->top_p == d->top_p) cJSON_AddNumberToObject(o, "top_p", d->top_p);
     if (d->seed >= 0) cJSON_AddNumberToObject(o, "seed", (double)d->seed);
     if (d->return_hypotheses) cJSON_AddBoolToObject(o, "return_hypotheses", 1);
@@ -200,14 +198,18 @@ static int take_line(qrun *q, const char *line, size_t len, long lineno)
     }
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(in, "text");
     const char *field = t == NLPC_TASK_TRANSLATE && !cli->rq.target_lang ? "to"
-                        : t == NLPC_TASK_CLASSIFY && !cli->rq.n_labels ? "labels"
-                        : t == NLPC_TASK_QA && !cli->rq.question ? "question" : NULL;
-    const char *opt = t == NLPC_TASK_TRANSLATE ? "--to LANG"
-                      : t == NLPC_TASK_CLASSIFY ? "--labels a,b,c" : "--question Q";
+                        : t == NLPC_TASK_CLASSIFY && !cli->rq.n_labels   ? "labels"
+                        : t == NLPC_TASK_QA && !cli->rq.question         ? "question"
+                                                                         : NULL;
+    const char *opt = t == NLPC_TASK_TRANSLATE  ? "--to LANG"
+                      : t == NLPC_TASK_CLASSIFY ? "--labels a,b,c"
+                                                : "--question Q";
     const cJSON *fv = field ? cJSON_GetObjectItemCaseSensitive(in, field) : NULL;
     if (q->n == 1 && field && !fv) {
-        fprintf(stderr, "nlpc: batch --task %s needs %s (or a \"%s\" on every line; line %ld "
-                "has none)\n", nlpc_task_name(t), opt, field, lineno);
+        fprintf(stderr,
+                "nlpc: batch --task %s needs %s (or a \"%s\" on every line; line %ld "
+                "has none)\n",
+                nlpc_task_name(t), opt, field, lineno);
         cJSON_Delete(in);
         return -1;
     }
@@ -216,8 +218,8 @@ static int take_line(qrun *q, const char *line, size_t len, long lineno)
     } else if (nlpc_cli_empty_text(t, text->valuestring, msg, sizeof msg)) {
         answer_error(l, in, "INVALID_ARGUMENT", msg);
     } else if (field && (!fv || cJSON_IsNull(fv))) {
-        snprintf(msg, sizeof msg, "%s needs %s or a \"%s\" on the line", nlpc_task_name(t),
-                 opt, field);
+        snprintf(msg, sizeof msg, "%s needs %s or a \"%s\" on the line", nlpc_task_name(t), opt,
+                 field);
         answer_error(l, in, "INVALID_ARGUMENT", msg);
     } else {
         cJSON *job = cJSON_Duplicate(in, 1);
@@ -229,8 +231,8 @@ static int take_line(qrun *q, const char *line, size_t len, long lineno)
                 cJSON_AddNumberToObject(job, "line", (double)lineno);
             }
             if (t == NLPC_TASK_CLASSIFY && cli->rq.n_labels)
-                set_default(job, "labels", cJSON_CreateStringArray(cli->rq.labels,
-                                                                   cli->rq.n_labels));
+                set_default(job, "labels",
+                            cJSON_CreateStringArray(cli->rq.labels, cli->rq.n_labels));
             if (t == NLPC_TASK_CLASSIFY && cli->rq.multi_label)
                 set_default(job, "multi_label", cJSON_CreateTrue());
             if (t == NLPC_TASK_QA && cli->rq.question)
@@ -304,11 +306,11 @@ static int add_jobs(qrun *q)
 
 static qline *find(qrun *q, uint64_t ms, uint64_t sq)
 {
-    long lo = 0, hi = q->added;   /* added lines' ids grow with the index */
+    long lo = 0, hi = q->added; /* added lines' ids grow with the index */
     while (lo < hi) {
         long mid = lo + (hi - lo) / 2;
         long m = mid;
-        while (m < hi && !q->lines[m].ms) m++;   /* lines answered here have no id */
+        while (m < hi && !q->lines[m].ms) m++; /* lines answered here have no id */
         if (m == hi) {
             hi = mid;
             continue;
@@ -336,8 +338,9 @@ static int read_results(qrun *q)
     char block[16], count[16];
     snprintf(block, sizeof block, "%d", Q_BLOCK_MS);
     snprintf(count, sizeof count, "%d", Q_READ_COUNT);
-    const char *argv[] = { "XREAD", "COUNT", count, "BLOCK", block, "STREAMS", q->results,
-                           q->cursor };
+    const char *argv[] = {
+        "XREAD", "COUNT", count, "BLOCK", block, "STREAMS", q->results, q->cursor
+    };
     redisReply *rep = redisCommandArgv(q->rc, 8, argv, NULL);
     if (!rep) return -1;
     for (size_t s = 0; rep->type == REDIS_REPLY_ARRAY && s < rep->elements; s++) {
@@ -347,16 +350,14 @@ static int read_results(qrun *q)
         for (size_t i = 0; es->type == REDIS_REPLY_ARRAY && i < es->elements; i++) {
             const redisReply *e = es->element[i];
             if (e->type != REDIS_REPLY_ARRAY || e->elements < 2) continue;
-            if (e->element[0]->type == REDIS_REPLY_STRING &&
-                e->element[0]->len < sizeof q->cursor)
+            if (e->element[0]->type == REDIS_REPLY_STRING && e->element[0]->len < sizeof q->cursor)
                 snprintf(q->cursor, sizeof q->cursor, "%s", e->element[0]->str);
             const redisReply *en = value(e->element[1], "entry");
             const redisReply *js = value(e->element[1], "json");
             uint64_t ms, sq;
-            if (!en || en->type != REDIS_REPLY_STRING || parse_id(en->str, &ms, &sq) < 0)
-                continue;
+            if (!en || en->type != REDIS_REPLY_STRING || parse_id(en->str, &ms, &sq) < 0) continue;
             qline *l = find(q, ms, sq);
-            if (!l || l->out) continue;   /* another client's, or answered already */
+            if (!l || l->out) continue; /* another client's, or answered already */
             cJSON *o = js && js->type == REDIS_REPLY_STRING ? cJSON_Parse(js->str) : NULL;
             if (!o) {
                 cJSON *eo = cJSON_CreateObject();
@@ -470,10 +471,13 @@ int nlpc_cli_queue_batch(nlpc_cli *cli)
     fprintf(stderr, "nlpc batch: %ld done, %ld errors through %s, %.1f s\n", q.n_ok + q.n_err,
             q.n_err, cli->queue, secs);
     if (q.head < q.n) {
-        fprintf(stderr, "nlpc batch: %s: %ld lines not written (their jobs stay on %s; "
-                "their results will be on %s)\n", q_sig == SIGTERM ? "stopped by SIGTERM"
-                : q_sig ? "stopped by SIGINT" : "Redis is gone", q.n - q.head, q.stream,
-                q.results);
+        fprintf(stderr,
+                "nlpc batch: %s: %ld lines not written (their jobs stay on %s; "
+                "their results will be on %s)\n",
+                q_sig == SIGTERM ? "stopped by SIGTERM"
+                : q_sig          ? "stopped by SIGINT"
+                                 : "Redis is gone",
+                q.n - q.head, q.stream, q.results);
         if (code == NLPC_EXIT_OK) code = NLPC_EXIT_SIGNAL_BASE + (q_sig ? q_sig : SIGINT);
     } else if (q.n_err) {
         code = NLPC_EXIT_SERVER;

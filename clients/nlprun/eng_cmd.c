@@ -95,7 +95,7 @@ typedef struct ec_common {
     int32_t *ids, *dec;
     int n_ids, n_dec;
     int threads;
-    int weights;               /* eng_weights */
+    int weights; /* eng_weights */
 } ec_common;
 
 /* Options both commands share; 1 if `opt` was one of them (argv[*i] consumed), 0 if not,
@@ -225,7 +225,7 @@ int nlprun_generate(int argc, char **argv)
     rc = 1;
     if (!(m = ec_load(&c))) goto out;
     p = eng_model_gen_params(m, NULL);
-    for (int i = 1; i < argc; i++) {   /* second pass: the options over the model's own */
+    for (int i = 1; i < argc; i++) { /* second pass: the options over the model's own */
         ec_common seen = { 0 };
         int r = ec_common_opt(&seen, argc, argv, &i);
         free(seen.ids);
@@ -348,7 +348,7 @@ int nlprun_logits(int argc, char **argv)
     }
     if (!c.dec) {
         fprintf(stderr, "nlprun logits: --decoder-ids is required (the model has no "
-                "classification head)\n");
+                        "classification head)\n");
         rc = 2;
         goto out;
     }

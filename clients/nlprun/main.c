@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "common/common.h"
-#include "clients/libnlpclient/nlpclient.h"   /* NLPC_VERSION only: nlprun links no client */
+#include "clients/libnlpclient/nlpclient.h" /* NLPC_VERSION only: nlprun links no client */
 #include "clients/nlprun/nlprun.h"
 
 static const struct {
@@ -33,7 +33,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    cm_omp_wait_default(argv);   /* before any thread: libgomp reads it at its start */
+    cm_omp_wait_default(argv); /* before any thread: libgomp reads it at its start */
     if (argc < 2) {
         usage(stderr);
         return 2;

@@ -33,19 +33,19 @@ typedef struct task_cli {
     const char *model_dir;
     const char *config;
     const char *from, *to;
-    char *labels_arg;              /* owned copy, cut into labels[] */
+    char *labels_arg; /* owned copy, cut into labels[] */
     const char **labels;
     int n_labels;
     int multi_label;
     const char *question;
     int json;
     int threads;
-    int weights;                   /* eng_weights (--weights) */
+    int weights; /* eng_weights (--weights) */
     task_decode_opts opts;
     /* Decoding options as given, checked once the config's limits are known (the
      * options table, tasks/opts.c: the daemon's and the tasks file's ranges). */
     double opt_val[TASK_OPT_N];
-    unsigned opt_set;              /* bit per task_opt_id */
+    unsigned opt_set; /* bit per task_opt_id */
 } task_cli;
 
 /* The task's own options only (classify generates nothing: no decoding options); the
@@ -54,33 +54,36 @@ static void task_usage(FILE *f, const char *task)
 {
     int generates = strcmp(task, "classify") != 0;
     fprintf(f, "usage: nlprun %s --model DIR [options] < TEXT\n", task);
-    if (!strcmp(task, "summarize"))
-        fputs("Summarizes the text on stdin (one document).\n", f);
+    if (!strcmp(task, "summarize")) fputs("Summarizes the text on stdin (one document).\n", f);
     else if (!strcmp(task, "translate"))
         fputs("Translates the text on stdin.\n"
               "  --to LANG                target language: ISO code or English name (required)\n"
-              "  --from LANG              source language (default: the config's)\n", f);
+              "  --from LANG              source language (default: the config's)\n",
+              f);
     else if (!strcmp(task, "classify"))
         fputs("Classifies the text on stdin: one 'label<TAB>probability' line per label.\n"
               "  --labels a,b,c           candidate labels (required)\n"
-              "  --multi-label            independent per-label probabilities\n", f);
+              "  --multi-label            independent per-label probabilities\n",
+              f);
     else if (!strcmp(task, "qa"))
         fputs("Answers a question from the text on stdin (the context).\n"
-              "  --question Q             the question (required)\n", f);
-    else
-        fputs("Generates from the text on stdin, the prompt as is.\n", f);
+              "  --question Q             the question (required)\n",
+              f);
+    else fputs("Generates from the text on stdin, the prompt as is.\n", f);
     if (generates)
         fputs("  --max-new-tokens N --min-new-tokens N --num-beams N --num-return N\n"
               "  --length-penalty F --no-repeat-ngram-size N --repetition-penalty F\n"
               "  --temperature F --top-k N --top-p F --seed N   (any of these four: sampling)\n"
-              "  --hypotheses             every hypothesis with its score\n", f);
+              "  --hypotheses             every hypothesis with its score\n",
+              f);
     fputs("  --config FILE            tasks settings (default: " DEFAULT_CONFIG
           " if present, else built-in)\n"
           "  --threads N              matrix-product threads, 0..256 (default 1; 0 = the\n"
           "                           CPUs nlprun may use: CPU quota and affinity)\n"
           "  --weights TYPE           weights held as auto (the checkpoint's), f32, bf16,\n"
           "                           f16 or int8 (docs/models.md)\n"
-          "  --json                   one JSON object with the whole result\n", f);
+          "  --json                   one JSON object with the whole result\n",
+          f);
 }
 
 static int parse_int(const char *s, long lo, long hi, int *out)
@@ -111,9 +114,29 @@ static int split_labels(task_cli *cli, const char *arg)
 }
 
 enum {
-    O_MODEL = 256, O_CONFIG, O_FROM, O_TO, O_LABELS, O_MULTI, O_QUESTION, O_JSON, O_THREADS, O_WEIGHTS,
-    O_MAXNEW, O_MINNEW, O_BEAMS, O_NRET, O_LP, O_NOREP, O_REPP, O_TEMP, O_TOPK, O_TOPP,
-    O_SEED, O_HYPS, O_HELP,
+    O_MODEL = 256,
+    O_CONFIG,
+    O_FROM,
+    O_TO,
+    O_LABELS,
+    O_MULTI,
+    O_QUESTION,
+    O_JSON,
+    O_THREADS,
+    O_WEIGHTS,
+    O_MAXNEW,
+    O_MINNEW,
+    O_BEAMS,
+    O_NRET,
+    O_LP,
+    O_NOREP,
+    O_REPP,
+    O_TEMP,
+    O_TOPK,
+    O_TOPP,
+    O_SEED,
+    O_HYPS,
+    O_HELP,
 };
 
 static int parse_args(int argc, char **argv, task_cli *cli)
@@ -168,8 +191,16 @@ static int parse_args(int argc, char **argv, task_cli *cli)
                 return -1;
             }
             break;
-        case O_MAXNEW: case O_MINNEW: case O_BEAMS: case O_NRET: case O_NOREP: case O_TOPK:
-        case O_LP: case O_REPP: case O_TEMP: case O_TOPP: {
+        case O_MAXNEW:
+        case O_MINNEW:
+        case O_BEAMS:
+        case O_NRET:
+        case O_NOREP:
+        case O_TOPK:
+        case O_LP:
+        case O_REPP:
+        case O_TEMP:
+        case O_TOPP: {
             /* a number now; its range once the config is read (check_opts) */
             int id = c == O_NRET ? TASK_OPT_NUM_RETURN_SEQUENCES : task_opt_find(lo[li].name);
             double v = 0;
@@ -186,27 +217,26 @@ static int parse_args(int argc, char **argv, task_cli *cli)
         }
         case O_HELP: return 1;
         default:
-            if (c == ':' || (optopt && optopt >= O_MODEL))   /* a known option's value missing */
+            if (c == ':' || (optopt && optopt >= O_MODEL)) /* a known option's value missing */
                 fprintf(stderr, "nlprun %s: option '%s' needs a value\n", argv[0],
                         argv[optind - 1]);
-            else
-                fprintf(stderr, "nlprun %s: unknown option '%s'\n", argv[0], argv[optind - 1]);
+            else fprintf(stderr, "nlprun %s: unknown option '%s'\n", argv[0], argv[optind - 1]);
             return -1;
         }
         if (bad && c == O_THREADS)
             fprintf(stderr, "nlprun %s: --threads needs an integer in [0, 256], not '%s'\n",
                     argv[0], optarg);
         else if (bad && c == O_SEED)
-            fprintf(stderr, "nlprun %s: --seed needs an integer in [0, %lld], not '%s'\n",
-                    argv[0], LLONG_MAX, optarg);
+            fprintf(stderr, "nlprun %s: --seed needs an integer in [0, %lld], not '%s'\n", argv[0],
+                    LLONG_MAX, optarg);
         else if (bad)
-            fprintf(stderr, "nlprun %s: --%s needs a number, not '%s'\n", argv[0],
-                    lo[li].name, optarg);
+            fprintf(stderr, "nlprun %s: --%s needs a number, not '%s'\n", argv[0], lo[li].name,
+                    optarg);
         if (bad) return -1;
     }
     if (optind < argc) {
-        fprintf(stderr, "nlprun %s: unexpected argument '%s' (the text goes on stdin)\n",
-                argv[0], argv[optind]);
+        fprintf(stderr, "nlprun %s: unexpected argument '%s' (the text goes on stdin)\n", argv[0],
+                argv[optind]);
         return -1;
     }
     if (!cli->model_dir) {
@@ -356,10 +386,8 @@ int nlprun_task(int argc, char **argv)
     cli.threads = 1;
     int pr = parse_args(argc, argv, &cli);
     if (pr != 0) {
-        if (pr > 0)
-            task_usage(stdout, argv[0]);
-        else
-            fprintf(stderr, "(nlprun %s --help lists the options)\n", argv[0]);
+        if (pr > 0) task_usage(stdout, argv[0]);
+        else fprintf(stderr, "(nlprun %s --help lists the options)\n", argv[0]);
         ret = pr > 0 ? 0 : 2;
         goto out;
     }
@@ -401,13 +429,19 @@ int nlprun_task(int argc, char **argv)
         fprintf(stderr, "nlprun: %s\n", err);
         goto out;
     }
-    task_env env = { .tok = tok, .conf = conf,
+    task_env env = { .tok = tok,
+                     .conf = conf,
                      .max_input_tokens = task_conf_max_input_tokens(conf) };
     task_env_set_model(&env, cli.model_dir, model);
-    task_input in = { .kind = kind, .text = text, .text_len = text_len,
-                      .source_lang = cli.from, .target_lang = cli.to,
-                      .labels = cli.labels, .n_labels = cli.n_labels,
-                      .multi_label = cli.multi_label, .question = cli.question,
+    task_input in = { .kind = kind,
+                      .text = text,
+                      .text_len = text_len,
+                      .source_lang = cli.from,
+                      .target_lang = cli.to,
+                      .labels = cli.labels,
+                      .n_labels = cli.n_labels,
+                      .multi_label = cli.multi_label,
+                      .question = cli.question,
                       .opts = cli.opts };
     task_doc doc;
     task_result res = { 0 };

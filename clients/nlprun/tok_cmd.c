@@ -120,8 +120,7 @@ static int tok_cmd_lang_args(int *argc, char **argv, const char **lang)
 
 /* The id of the language `name` names in t: one of its codes, else what engine/langs.h
  * maps an ISO code or English name to. -1 (with a message) when t has none. */
-static int32_t tok_cmd_lang(const char *cmd, const tok_model *t, const char *opt,
-                            const char *name)
+static int32_t tok_cmd_lang(const char *cmd, const tok_model *t, const char *opt, const char *name)
 {
     int n = tok_n_langs(t);
     if (!n) {
@@ -139,9 +138,10 @@ static int32_t tok_cmd_lang(const char *cmd, const tok_model *t, const char *opt
         free(codes);
     }
     if (id < 0)
-        fprintf(stderr, "nlprun %s: %s '%s': the tokenizer has no such language (it has %d "
-                        "codes: %s ... %s)\n", cmd, opt, name, n, tok_lang_code(t, 0),
-                tok_lang_code(t, n - 1));
+        fprintf(stderr,
+                "nlprun %s: %s '%s': the tokenizer has no such language (it has %d "
+                "codes: %s ... %s)\n",
+                cmd, opt, name, n, tok_lang_code(t, 0), tok_lang_code(t, n - 1));
     return id;
 }
 
@@ -164,13 +164,12 @@ int nlprun_tokenize(int argc, char **argv)
 {
     const char *path;
     int flags = TOK_ADD_SPECIAL;
-    const char *lang[2] = { NULL, NULL };  /* --src-lang, --tgt-lang */
+    const char *lang[2] = { NULL, NULL }; /* --src-lang, --tgt-lang */
     int rc = tok_cmd_lang_args(&argc, argv, lang);
     if (!rc) rc = tok_cmd_args(argc, argv, &path, &flags);
     if (rc) return rc < 0 ? 0 : rc;
     if (lang[1] && !(flags & TOK_TARGET)) {
-        fprintf(stderr, "nlprun %s: --tgt-lang is for target-side text: add --target\n",
-                argv[0]);
+        fprintf(stderr, "nlprun %s: --tgt-lang is for target-side text: add --target\n", argv[0]);
         return 2;
     }
     tok_model *t = tok_cmd_load(argv[0], path);
@@ -183,8 +182,10 @@ int nlprun_tokenize(int argc, char **argv)
     }
     if ((flags & TOK_TARGET) && tok_n_langs(t) && opts.tgt_lang < 0 && tok_lang_default(t, 1) < 0) {
         /* transformers refuses target text without a target language too */
-        fprintf(stderr, "nlprun %s: --target: give the target language with --tgt-lang (the "
-                        "tokenizer config names none)\n", argv[0]);
+        fprintf(stderr,
+                "nlprun %s: --target: give the target language with --tgt-lang (the "
+                "tokenizer config names none)\n",
+                argv[0]);
         tok_free(&t);
         return 2;
     }
@@ -195,7 +196,7 @@ int nlprun_tokenize(int argc, char **argv)
     size_t lcap = 0;
     int32_t *ids = NULL;
     int idcap = 0;
-    char *txt = NULL;  /* formatted ids: <= 12 bytes each */
+    char *txt = NULL; /* formatted ids: <= 12 bytes each */
     long lineno = 0;
     int status = 0;
     ssize_t n;
@@ -306,10 +307,12 @@ int nlprun_detokenize(int argc, char **argv)
             }
         }
         if (k < 0) {
-            if (bad) fprintf(stderr, "nlprun %s: line %ld: not an id list near '%.20s'\n",
-                             argv[0], lineno, bad);
-            else fprintf(stderr, "nlprun %s: line %ld: %s\n", argv[0], lineno,
-                         k == TOK_ERANGE ? "id outside the vocabulary" : "out of memory");
+            if (bad)
+                fprintf(stderr, "nlprun %s: line %ld: not an id list near '%.20s'\n", argv[0],
+                        lineno, bad);
+            else
+                fprintf(stderr, "nlprun %s: line %ld: %s\n", argv[0], lineno,
+                        k == TOK_ERANGE ? "id outside the vocabulary" : "out of memory");
             putchar('\n');
             status = 1;
             continue;

@@ -46,12 +46,14 @@ static const char *const labels[N_LABELS] = {
 };
 
 static const char *const words[] = {
-    "the", "council", "approved", "a", "new", "budget", "for", "public", "parks", "while",
-    "researchers", "reported", "that", "regular", "exercise", "improves", "memory", "in",
-    "older", "adults", "and", "markets", "rallied", "after", "strong", "earnings", "from",
-    "technology", "companies", "as", "rain", "is", "expected", "across", "the", "region",
-    "during", "weekend", "festival", "of", "music", "food", "travelers", "crowded", "airports",
-    "team", "won", "final", "match", "with", "late", "goal", "minister", "announced", "plans",
+    "the",       "council",  "approved", "a",           "new",       "budget", "for",
+    "public",    "parks",    "while",    "researchers", "reported",  "that",   "regular",
+    "exercise",  "improves", "memory",   "in",          "older",     "adults", "and",
+    "markets",   "rallied",  "after",    "strong",      "earnings",  "from",   "technology",
+    "companies", "as",       "rain",     "is",          "expected",  "across", "the",
+    "region",    "during",   "weekend",  "festival",    "of",        "music",  "food",
+    "travelers", "crowded",  "airports", "team",        "won",       "final",  "match",
+    "with",      "late",     "goal",     "minister",    "announced", "plans",
 };
 
 static char *docs[MAX_DOCS];
@@ -136,7 +138,7 @@ static const char *endpoint;
 typedef struct drun {
     task_kind kind;
     int n_docs;
-    int next;                 /* next document to send; under lock */
+    int next; /* next document to send; under lock */
     int errors;
     int out_tokens;
     pthread_mutex_t lock;
@@ -231,8 +233,7 @@ static int run_group(inproc *p, task_kind kind, const char *const *group, int n,
         lens[i] = jobs[i]->n_ids;
         if (jobs[i]->kind == TASK_JOB_SCORE)
             rows[i] = jobs[i]->score.n_cands > 0 ? jobs[i]->score.n_cands : 1;
-        else
-            rows[i] = jobs[i]->params.num_beams > 0 ? jobs[i]->params.num_beams : 1;
+        else rows[i] = jobs[i]->params.num_beams > 0 ? jobs[i]->params.num_beams : 1;
     }
     int calls = dmn_sched_split(lens, rows, n_jobs, p->max_batch_tokens, p->max_rows, ends);
     for (int c = 0, start = 0; c < calls; start = ends[c++]) {
@@ -241,11 +242,13 @@ static int run_group(inproc *p, task_kind kind, const char *const *group, int n,
         if (jobs[start]->kind == TASK_JOB_SCORE) {
             for (int k = 0; k < cnt; k++) sreq[k] = jobs[start + k]->score;
             rc = eng_score(p->ctx, sreq, cnt);
-            for (int k = 0; k < cnt; k++) jobs[start + k]->score.status = rc < 0 ? rc : sreq[k].status;
+            for (int k = 0; k < cnt; k++)
+                jobs[start + k]->score.status = rc < 0 ? rc : sreq[k].status;
         } else {
             for (int k = 0; k < cnt; k++) greq[k] = jobs[start + k]->gen;
             rc = eng_generate(p->ctx, greq, cnt);
-            for (int k = 0; k < cnt; k++) jobs[start + k]->gen.status = rc < 0 ? rc : greq[k].status;
+            for (int k = 0; k < cnt; k++)
+                jobs[start + k]->gen.status = rc < 0 ? rc : greq[k].status;
         }
     }
     for (int i = 0; i < n; i++) {
@@ -283,7 +286,7 @@ int main(int argc, char **argv)
     int threads = 0, max_rows = 32, max_batch_tokens = 8192;
     double scale = 1.0;
     int reps = 5;
-    cm_omp_wait_default(argv);   /* the in-process side waits as nlpd's threads do */
+    cm_omp_wait_default(argv); /* the in-process side waits as nlpd's threads do */
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--connect")) endpoint = argv[i + 1];
         else if (!strcmp(argv[i], "--model")) model_dir = argv[i + 1];
@@ -299,8 +302,9 @@ int main(int argc, char **argv)
         }
     }
     if (!endpoint || !model_dir || scale <= 0 || reps < 1) {
-        fprintf(stderr, "usage: bench_daemon --connect EP --model DIR [--config FILE] "
-                        "[--threads N] [--max-rows N] [--max-batch-tokens N] [--scale F] [--reps R]\n");
+        fprintf(stderr,
+                "usage: bench_daemon --connect EP --model DIR [--config FILE] "
+                "[--threads N] [--max-rows N] [--max-batch-tokens N] [--scale F] [--reps R]\n");
         return 2;
     }
 
@@ -349,8 +353,8 @@ int main(int argc, char **argv)
     double dps[4][2];
     int failed = 0;
     printf("bench_daemon: model %s, %d-token documents, classify %d labels, summarize greedy "
-           "%d new tokens (EOS ignored); %s kernels\n", model_dir, DOC_TOKENS, N_LABELS,
-           NEW_TOKENS, eng_kernels());
+           "%d new tokens (EOS ignored); %s kernels\n",
+           model_dir, DOC_TOKENS, N_LABELS, NEW_TOKENS, eng_kernels());
     printf("best of %d rounds of all rows\n", reps);
     printf("%-10s %8s %6s %14s %14s %10s\n", "task", "clients", "docs", "daemon doc/s",
            "in-proc doc/s", "overhead");
@@ -377,8 +381,10 @@ int main(int argc, char **argv)
             if (dk < 0 || ik < 0) failed = 1;
             if (runs[r].kind == TASK_SUMMARIZE &&
                 (t_d != n * NEW_TOKENS || t_i != n * NEW_TOKENS)) {
-                fprintf(stderr, "bench_daemon: expected %d output tokens, daemon %d, "
-                                "in-process %d\n", n * NEW_TOKENS, t_d, t_i);
+                fprintf(stderr,
+                        "bench_daemon: expected %d output tokens, daemon %d, "
+                        "in-process %d\n",
+                        n * NEW_TOKENS, t_d, t_i);
                 failed = 1;
             }
             if (dk > dps[r][0]) dps[r][0] = dk;
@@ -397,7 +403,8 @@ int main(int argc, char **argv)
     double cls_x = dps[1][0] / dps[0][0], sum_x = dps[3][0] / dps[2][0];
     double cls_xi = dps[1][1] / dps[0][1], sum_xi = dps[3][1] / dps[2][1];
     printf("16 clients / 1 client: classify %.2fx (in-process batch 16 / 1: %.2fx), "
-           "summarize %.2fx (in-process %.2fx)\n", cls_x, cls_xi, sum_x, sum_xi);
+           "summarize %.2fx (in-process %.2fx)\n",
+           cls_x, cls_xi, sum_x, sum_xi);
     printf("  target: daemon overhead < 5%% in every row: %s (worst %.1f%%)\n",
            worst < 0.05 ? "MET" : "NOT MET", worst * 100);
     printf("  target: summarize 16 clients >= 4x 1 client: %s (%.2fx)\n",

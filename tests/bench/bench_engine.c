@@ -79,9 +79,9 @@ static void be_ids(int32_t *ids, int n, uint32_t seed, const eng_config *c)
 
 static double be_sgemm_gflops(int m, int n, int k, int reps, int door)
 {
-    float *a = malloc((size_t)m * k * sizeof *a);  /* [m, k] */
-    float *b = malloc((size_t)n * k * sizeof *b);  /* [n, k] */
-    float *c = malloc((size_t)m * n * sizeof *c);  /* [m, n] */
+    float *a = malloc((size_t)m * k * sizeof *a); /* [m, k] */
+    float *b = malloc((size_t)n * k * sizeof *b); /* [n, k] */
+    float *c = malloc((size_t)m * n * sizeof *c); /* [m, n] */
     if (!a || !b || !c) {
         free(a), free(b), free(c);
         return 0;
@@ -91,10 +91,10 @@ static double be_sgemm_gflops(int m, int n, int k, int reps, int door)
     double best = 1e30;
     for (int r = 0; r < reps + 1; r++) { /* first run warms up */
         double t0 = be_now();
-        if (door)
-            eng_gemm(m, n, k, a, k, b, k, 1, 0.0f, c, n);
+        if (door) eng_gemm(m, n, k, a, k, b, k, 1, 0.0f, c, n);
         else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 0.0f, c, n);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 0.0f, c,
+                        n);
         double t = be_now() - t0;
         if (r > 0 && t < best) best = t;
     }
@@ -107,10 +107,10 @@ static double be_sgemm_gflops(int m, int n, int k, int reps, int door)
 static double be_enc_flops(const eng_config *c, double n)
 {
     double d = c->d_model, in = (double)c->num_heads * c->d_kv, f = c->d_ff;
-    double per = 3 * 2 * n * d * in     /* q, k, v */
-               + 2 * n * in * d         /* o */
-               + 2 * 2 * n * n * in     /* scores + context */
-               + (c->arch.gated ? 3 : 2) * 2 * n * d * f;
+    double per = 3 * 2 * n * d * in   /* q, k, v */
+                 + 2 * n * in * d     /* o */
+                 + 2 * 2 * n * n * in /* scores + context */
+                 + (c->arch.gated ? 3 : 2) * 2 * n * d * f;
     return per * c->num_layers;
 }
 
@@ -126,8 +126,8 @@ static double be_cross_kv_flops(const eng_config *c, double n)
 static double be_step_flops(const eng_config *c, double t, double n_in)
 {
     double d = c->d_model, in = (double)c->num_heads * c->d_kv, f = c->d_ff;
-    double per = 6 * 2 * d * in + (c->arch.gated ? 3 : 2) * 2 * d * f +
-                 2 * 2 * (t + 1) * in + 2 * 2 * n_in * in;
+    double per = 6 * 2 * d * in + (c->arch.gated ? 3 : 2) * 2 * d * f + 2 * 2 * (t + 1) * in +
+                 2 * 2 * n_in * in;
     return per * c->num_decoder_layers + 2 * d * c->vocab_size;
 }
 
@@ -143,14 +143,15 @@ static double be_gen_flops(const eng_config *c, int b, int rows, int n_in, int n
 
 typedef struct be_batch {
     int n;
-    int32_t *ids;            /* [n, len] */
+    int32_t *ids; /* [n, len] */
     int len;
     eng_gen_params gp;
-    eng_gen_req *reqs;       /* [n] */
-    eng_gen_result *res;     /* [n] */
+    eng_gen_req *reqs;   /* [n] */
+    eng_gen_result *res; /* [n] */
 } be_batch;
 
-static int be_batch_init(be_batch *b, int n, int len, int new_tokens, int beams, const eng_config *c)
+static int be_batch_init(be_batch *b, int n, int len, int new_tokens, int beams,
+                         const eng_config *c)
 {
     memset(b, 0, sizeof *b);
     b->n = n;
@@ -167,18 +168,16 @@ static int be_batch_init(be_batch *b, int n, int len, int new_tokens, int beams,
     return 0;
 }
 
-static void be_batch_free(be_batch *b)
-{
-    free(b->ids), free(b->reqs), free(b->res);
-}
+static void be_batch_free(be_batch *b) { free(b->ids), free(b->reqs), free(b->res); }
 
 /* One eng_generate of the batch; seconds, or < 0 on error (message printed). *tokens
  * gets the number of generated tokens of the best hypothesis of every sequence. */
 static double be_generate(eng_ctx *ctx, be_batch *b, long *tokens)
 {
     for (int i = 0; i < b->n; i++)
-        b->reqs[i] = (eng_gen_req){ .ids = b->ids + (size_t)i * b->len, .n_ids = b->len,
-                                    .params = &b->gp, .out = &b->res[i] };
+        b->reqs[i] = (eng_gen_req){
+            .ids = b->ids + (size_t)i * b->len, .n_ids = b->len, .params = &b->gp, .out = &b->res[i]
+        };
     double t0 = be_now();
     int rc = eng_generate(ctx, b->reqs, b->n);
     double t = be_now() - t0;
@@ -214,7 +213,8 @@ static double be_generate_best(eng_ctx *ctx, be_batch *b, int warmup, int reps, 
 
 /* Best of reps (after warmup runs) of `count` eng_encode calls of n tokens each; -1 on
  * error. */
-static double be_encode_best(eng_ctx *ctx, const eng_config *c, int count, int n, int warmup, int reps)
+static double be_encode_best(eng_ctx *ctx, const eng_config *c, int count, int n, int warmup,
+                             int reps)
 {
     int32_t *ids = malloc((size_t)n * sizeof *ids);
     float *out = malloc((size_t)n * c->d_model * sizeof *out); /* [n, d_model] */
@@ -271,7 +271,8 @@ static size_t be_vmrss(void)
 static void be_usage(FILE *to)
 {
     fprintf(to, "usage: bench_engine --model DIR [--threads N] [--reps N] [--warmup N]\n"
-                "                    [--weights auto|f32|bf16|f16|int8] [--only peak,encoder,greedy,beam4]\n"
+                "                    [--weights auto|f32|bf16|f16|int8] [--only "
+                "peak,encoder,greedy,beam4]\n"
                 "                    [--batch 1,16] [--new-tokens N] [--in-tokens N]\n"
                 "                    [--target-enc-frac F] [--target-decode-b1 TOK_S]\n");
 }
@@ -281,10 +282,8 @@ static void be_row(const char *what, double secs, double tokens, double flops, d
     printf("  %-34s %9.1f ms %11.1f", what, secs * 1e3, tokens / secs);
     if (flops > 0 && peak > 0)
         printf(" %9.1f %8.0f%%\n", flops / secs / 1e9, 100.0 * flops / secs / 1e9 / peak);
-    else if (flops > 0)
-        printf(" %9.1f %9s\n", flops / secs / 1e9, "-");
-    else
-        printf(" %9s %9s\n", "-", "-");
+    else if (flops > 0) printf(" %9.1f %9s\n", flops / secs / 1e9, "-");
+    else printf(" %9s %9s\n", "-", "-");
 }
 
 /* "1,16" -> out[0..n); -1 unless every item is an integer in 1..max. */
@@ -306,8 +305,14 @@ enum { BE_F_PEAK = 1, BE_F_ENC = 2, BE_F_GREEDY = 4, BE_F_BEAM = 8 };
 
 static int be_only(const char *s)
 {
-    static const struct { const char *name; int bit; } f[] = {
-        { "peak", BE_F_PEAK }, { "encoder", BE_F_ENC }, { "greedy", BE_F_GREEDY }, { "beam4", BE_F_BEAM },
+    static const struct {
+        const char *name;
+        int bit;
+    } f[] = {
+        { "peak", BE_F_PEAK },
+        { "encoder", BE_F_ENC },
+        { "greedy", BE_F_GREEDY },
+        { "beam4", BE_F_BEAM },
     };
     int bits = 0;
     while (*s) {
@@ -346,22 +351,28 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--weights") == 0) {
             weights = eng_weights_parse(v);
             if (weights < 0) {
-                fprintf(stderr, "bench_engine: --weights must be auto, f32, bf16, f16 or int8, not '%s'\n", v);
+                fprintf(stderr,
+                        "bench_engine: --weights must be auto, f32, bf16, f16 or int8, not '%s'\n",
+                        v);
                 return 2;
             }
         } else if (strcmp(a, "--only") == 0) {
             if ((only = be_only(v)) < 0) {
-                fprintf(stderr, "bench_engine: --only takes peak, encoder, greedy, beam4 (comma-separated), not '%s'\n", v);
+                fprintf(stderr,
+                        "bench_engine: --only takes peak, encoder, greedy, beam4 "
+                        "(comma-separated), not '%s'\n",
+                        v);
                 return 2;
             }
         } else if (strcmp(a, "--batch") == 0) {
             if ((n_batches = be_int_list(v, batches, BE_MAX_BATCHES, 256)) < 0) {
-                fprintf(stderr, "bench_engine: --batch takes up to %d sizes 1..256, comma-separated, not '%s'\n",
+                fprintf(stderr,
+                        "bench_engine: --batch takes up to %d sizes 1..256, comma-separated, not "
+                        "'%s'\n",
                         BE_MAX_BATCHES, v);
                 return 2;
             }
-        }
-        else if (strcmp(a, "--threads") == 0) threads = atoi(v);
+        } else if (strcmp(a, "--threads") == 0) threads = atoi(v);
         else if (strcmp(a, "--reps") == 0) reps = atoi(v);
         else if (strcmp(a, "--warmup") == 0) warmup = atoi(v);
         else if (strcmp(a, "--new-tokens") == 0) new_tokens = atoi(v);
@@ -385,8 +396,8 @@ int main(int argc, char **argv)
     if (only & BE_F_PEAK) {
         /* Measured before loading, so the machine's figure shows even if the engine fails. */
         peak = be_sgemm_gflops(1024, 1024, 1024, reps + 2, 0);
-        printf("sgemm 1024 x 1024 x 1024 (OpenBLAS, %d threads, best of %d): %.1f GFLOP/s\n", threads,
-               reps + 2, peak);
+        printf("sgemm 1024 x 1024 x 1024 (OpenBLAS, %d threads, best of %d): %.1f GFLOP/s\n",
+               threads, reps + 2, peak);
         fflush(stdout);
     }
 
@@ -407,21 +418,26 @@ int main(int argc, char **argv)
     static const char *acts[] = { "relu", "gelu", "gelu-tanh", "silu" };
 
     printf("model %s (%s): d_model %d, heads %d x d_kv %d, d_ff %d, layers %d+%d, %s%s, vocab %d; "
-           "%d threads; load %.0f ms\n", dir, c->model_type, c->d_model, c->num_heads, c->d_kv,
-           c->d_ff, c->num_layers, c->num_decoder_layers, c->arch.gated ? "gated-" : "",
+           "%d threads; load %.0f ms\n",
+           dir, c->model_type, c->d_model, c->num_heads, c->d_kv, c->d_ff, c->num_layers,
+           c->num_decoder_layers, c->arch.gated ? "gated-" : "",
            c->arch.act >= 0 && c->arch.act < 4 ? acts[c->arch.act] : "?", c->vocab_size, threads,
            t_load * 1e3);
     size_t rss1 = be_vmrss();
     printf("weights %s (asked %s): resident after load %.0f MiB VmRSS (%.0f MiB before load), "
-           "eng_model_resident_bytes %.0f MiB\n", eng_weights_name(eng_model_weights(m)),
-           eng_weights_name(weights), rss1 / 1048576.0, rss0 / 1048576.0,
-           eng_model_resident_bytes(m) / 1048576.0);
+           "eng_model_resident_bytes %.0f MiB\n",
+           eng_weights_name(eng_model_weights(m)), eng_weights_name(weights), rss1 / 1048576.0,
+           rss0 / 1048576.0, eng_model_resident_bytes(m) / 1048576.0);
     printf("  %-34s %9.0f MiB\n", "resident after load (VmRSS)", rss1 / 1048576.0);
-    printf("  %-34s %9.0f MiB\n", "eng_model_resident_bytes", eng_model_resident_bytes(m) / 1048576.0);
+    printf("  %-34s %9.0f MiB\n", "eng_model_resident_bytes",
+           eng_model_resident_bytes(m) / 1048576.0);
 
     if (only & BE_F_PEAK) {
         /* product peak with the encoder's own shapes at 8 x 128 = 1024 rows, and the cube. */
-        struct { const char *name; int m, n, k; } shapes[] = {
+        struct {
+            const char *name;
+            int m, n, k;
+        } shapes[] = {
             { "1024 x inner x d_model (q,k,v)", 1024, inner, c->d_model },
             { "1024 x d_ff x d_model (wi)", 1024, c->d_ff, c->d_model },
             { "1024 x d_model x d_ff (wo)", 1024, c->d_model, c->d_ff },
@@ -468,7 +484,8 @@ int main(int argc, char **argv)
     }
     if ((only & (BE_F_GREEDY | BE_F_BEAM)) && max_pos > 0 &&
         (in_tokens > max_pos || new_tokens + 1 > max_pos)) {
-        fprintf(stderr, "bench_engine: --in-tokens %d / --new-tokens %d: the model has %d positions\n",
+        fprintf(stderr,
+                "bench_engine: --in-tokens %d / --new-tokens %d: the model has %d positions\n",
                 in_tokens, new_tokens, max_pos);
         goto done;
     }
@@ -514,8 +531,8 @@ int main(int argc, char **argv)
                      new_tokens);
             be_row(what, t, (double)tok, be_gen_flops(c, b, beams, in_tokens, new_tokens), peak);
             if (mode)
-                printf("  %-34s %12s %11.1f rows: %d beams x %d sequences\n", "  (per beam row)", "",
-                       (double)tok * beams / t, beams, b);
+                printf("  %-34s %12s %11.1f rows: %d beams x %d sequences\n", "  (per beam row)",
+                       "", (double)tok * beams / t, beams, b);
             printf("  %-34s %9.2f ms/step\n", "  (step, incl. prefill)", t / new_tokens * 1e3);
             if (!mode && b == 1) b1_rate = tok / t;
             fflush(stdout);
@@ -529,8 +546,8 @@ int main(int argc, char **argv)
     be_loadavg("at end");
 
     if (target_frac > 0 && frac >= 0)
-        printf("  target: encoder 8 x 128 >= %.0f%% of product peak: %s (%.0f%%)\n", target_frac * 100,
-               frac >= target_frac ? "MET" : "NOT MET", frac * 100);
+        printf("  target: encoder 8 x 128 >= %.0f%% of product peak: %s (%.0f%%)\n",
+               target_frac * 100, frac >= target_frac ? "MET" : "NOT MET", frac * 100);
     if (target_b1 > 0 && b1_rate >= 0)
         printf("  target: greedy decode batch 1 >= %.0f tokens/s: %s (%.1f)\n", target_b1,
                b1_rate >= target_b1 ? "MET" : "NOT MET", b1_rate);

@@ -40,7 +40,7 @@ typedef struct mk_tensor {
     char name[96];
     int ndim;
     int64_t shape[2];
-    float scale;       /* std of the normal; MK_ONES: all ones (layer norms); MK_ZEROS */
+    float scale; /* std of the normal; MK_ONES: all ones (layer norms); MK_ZEROS */
 } mk_tensor;
 
 typedef struct mk_list {
@@ -104,9 +104,9 @@ static uint16_t mk_f16(float f)
     memcpy(&u, &f, 4);
     uint32_t sign = (u >> 16) & 0x8000u;
     uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);       /* NaN */
-    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);      /* rounds to inf */
-    if (a < 0x38800000u) {                                        /* half subnormal / 0 */
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);  /* NaN */
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds to inf */
+    if (a < 0x38800000u) {                                   /* half subnormal / 0 */
         float v;
         memcpy(&v, &a, 4);
         return (uint16_t)(sign | (uint32_t)lrintf(v * 16777216.0f)); /* v / 2^-24 */
@@ -183,7 +183,9 @@ static int mk_shapes(const eng_config *c, mk_list *l)
         mk_norm(l, n, c, &bad);
     }
     mk_norm(l, "decoder.final_layer_norm.weight", c, &bad);
-    if (!c->arch.tied) bad |= mk_add(l, "lm_head.weight", c->vocab_size, c->d_model, 1.0f / sqrtf((float)c->d_model));
+    if (!c->arch.tied)
+        bad |=
+            mk_add(l, "lm_head.weight", c->vocab_size, c->d_model, 1.0f / sqrtf((float)c->d_model));
     return bad ? -1 : 0;
 }
 
@@ -265,7 +267,10 @@ static int mk_bart_shapes(const eng_config *c, mk_list *l)
     return bad ? -1 : 0;
 }
 
-static int64_t mk_elems(const mk_tensor *t) { return t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1); }
+static int64_t mk_elems(const mk_tensor *t)
+{
+    return t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1);
+}
 
 /* The header JSON, padded with spaces to a multiple of 8 so F32 data stays aligned. */
 static char *mk_header(const mk_list *l, st_dtype dt, size_t *len, uint64_t *total)
@@ -279,7 +284,8 @@ static char *mk_header(const mk_list *l, st_dtype dt, size_t *len, uint64_t *tot
         cJSON *e = cJSON_AddObjectToObject(h, t->name);
         cJSON_AddStringToObject(e, "dtype", st_dtype_name(dt));
         cJSON *s = cJSON_AddArrayToObject(e, "shape");
-        for (int d = 0; d < t->ndim; d++) cJSON_AddItemToArray(s, cJSON_CreateNumber((double)t->shape[d]));
+        for (int d = 0; d < t->ndim; d++)
+            cJSON_AddItemToArray(s, cJSON_CreateNumber((double)t->shape[d]));
         uint64_t nb = (uint64_t)mk_elems(t) * st_dtype_size(dt);
         cJSON *o = cJSON_AddArrayToObject(e, "data_offsets");
         cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
@@ -333,8 +339,8 @@ static int mk_write(const char *path, const mk_list *l, st_dtype dt, uint64_t se
 {
     size_t hlen;
     char *hdr = mk_header(l, dt, &hlen, total);
-    float *f = malloc(MK_CHUNK * sizeof *f);             /* [MK_CHUNK] values */
-    uint16_t *h = malloc(MK_CHUNK * sizeof *h);          /* [MK_CHUNK] half/bf16 */
+    float *f = malloc(MK_CHUNK * sizeof *f);    /* [MK_CHUNK] values */
+    uint16_t *h = malloc(MK_CHUNK * sizeof *h); /* [MK_CHUNK] half/bf16 */
     FILE *out = fopen(path, "wb");
     int rc = -1;
     if (!hdr || !f || !h || !out) goto done;
@@ -375,7 +381,8 @@ done:
 
 static void mk_usage(FILE *to)
 {
-    fprintf(to, "usage: mkmodel --config CONFIG.json --out DIR [--dtype f32|f16|bf16] [--seed N]\n");
+    fprintf(to,
+            "usage: mkmodel --config CONFIG.json --out DIR [--dtype f32|f16|bf16] [--seed N]\n");
 }
 
 int main(int argc, char **argv)

@@ -80,7 +80,7 @@ static int load_cases(const char *path, cJSON **keep)
         c->rq.target_lang = cJSON_GetStringValue(cJSON_GetObjectItem(o, "to"));
         c->rq.source_lang = cJSON_GetStringValue(cJSON_GetObjectItem(o, "from"));
         const cJSON *l;
-        cJSON_ArrayForEach(l, cJSON_GetObjectItem(o, "labels")) {
+        cJSON_ArrayForEach (l, cJSON_GetObjectItem(o, "labels")) {
             if (c->rq.n_labels < MAX_LABELS) c->labels[c->rq.n_labels++] = l->valuestring;
         }
         c->rq.labels = c->labels;
@@ -105,10 +105,7 @@ static void remember(expect *e, const nlpc_result *r)
     }
 }
 
-static int close_enough(double a, double b)
-{
-    return fabs(a - b) <= SCORE_TOL * (1.0 + fabs(b));
-}
+static int close_enough(double a, double b) { return fabs(a - b) <= SCORE_TOL * (1.0 + fabs(b)); }
 
 /* 0 if r matches e; else writes why into why. */
 static int compare(const expect *e, const nlpc_result *r, char *why, size_t n)
@@ -216,8 +213,8 @@ static void *worker_main(void *arg)
             int ci = (w->index * 7 + k) % n_cases;
             done++;
             if (r->n_results != 1) {
-                fprintf(stderr, "client %d req %d: %s: %s\n", w->index, k,
-                        nlpc_code_name(r->code), r->message);
+                fprintf(stderr, "client %d req %d: %s: %s\n", w->index, k, nlpc_code_name(r->code),
+                        r->message);
                 w->bad++;
             } else if (compare(&want[ci], &r->results[0], why, sizeof why) < 0) {
                 fprintf(stderr, "client %d req %d (case %d, %s): %s\n", w->index, k, ci,
@@ -331,7 +328,8 @@ int main(int argc, char **argv)
     }
     double dt = now_s() - t0;
     printf("concurrent: %d clients x %d requests (window %d): %d equal, %d wrong, %d lost, "
-           "%.2f s\n", n_clients, n_requests, window, ok, bad, lost, dt);
+           "%.2f s\n",
+           n_clients, n_requests, window, ok, bad, lost, dt);
     free(ws);
     free_all(keep);
     return (bad || lost || ok != n_clients * n_requests) ? 1 : 0;

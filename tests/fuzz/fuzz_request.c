@@ -22,14 +22,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (!init) {
         dmn_conf_defaults(&conf);
-        conf.limits.max_message_bytes = 4096;   /* so large inputs hit the size check */
+        conf.limits.max_message_bytes = 4096; /* so large inputs hit the size check */
         conf.limits.max_documents = 8;
         conf.limits.max_labels = 8;
         init = 1;
     }
     int code = dmn_req_decode(data, size, &conf.limits, 16, &r, &id, err, sizeof err);
     if (code != DMN_OK) {
-        if (r) abort();                          /* contract: no request on error */
+        if (r) abort(); /* contract: no request on error */
         if (code <= DMN_OK || code >= DMN_N_CODES) abort();
         if (dmn_resp_error(id, code, err, &buf, &len) == 0) free(buf);
         return 0;

@@ -87,8 +87,20 @@ static void fz_decode(const uint8_t *data, size_t size)
  * arbitrary (mostly broken) tables. */
 static void fz_charsmap(const uint8_t *data, size_t size)
 {
-    static const char *pieces[] = { "<pad>", "</s>", "<unk>", "\xe2\x96\x81", "a", "b", "ab",
-                                     ("\xe2\x96\x81" "a"), "c", " ", "x", "\xc3\xa9", "<u>" };
+    static const char *pieces[] = { "<pad>",
+                                    "</s>",
+                                    "<unk>",
+                                    "\xe2\x96\x81",
+                                    "a",
+                                    "b",
+                                    "ab",
+                                    ("\xe2\x96\x81"
+                                     "a"),
+                                    "c",
+                                    " ",
+                                    "x",
+                                    "\xc3\xa9",
+                                    "<u>" };
     enum { NP = sizeof pieces / sizeof pieces[0] };
     Sentencepiece__ModelProto__SentencePiece sp[NP], *spp[NP];
     for (int i = 0; i < NP; i++) {
@@ -99,10 +111,10 @@ static void fz_charsmap(const uint8_t *data, size_t size)
         sp[i].has_score = 1;
         sp[i].score = -(float)i;
         sp[i].has_type = 1;
-        sp[i].type = i < 2 ? SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__TYPE__CONTROL
-                   : i == 2 ? SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__TYPE__UNKNOWN
-                   : i == NP - 1 ? SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__TYPE__USER_DEFINED
-                   : SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__TYPE__NORMAL;
+        sp[i].type = i < 2         ? SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__TYPE__CONTROL
+                     : i == 2      ? SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__TYPE__UNKNOWN
+                     : i == NP - 1 ? SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__TYPE__USER_DEFINED
+                                   : SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__TYPE__NORMAL;
         spp[i] = &sp[i];
     }
     const uint8_t *sep = memchr(data, 0xFF, size);

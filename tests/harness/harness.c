@@ -78,9 +78,9 @@ typedef struct th_job {
     th_fn fn;
     const char *script;
     int timeout_s;
-    pid_t pid;            /* running: its process group too */
+    pid_t pid; /* running: its process group too */
     double t0;
-    FILE *out;            /* its stdout and stderr, shown when it ends */
+    FILE *out; /* its stdout and stderr, shown when it ends */
 } th_job;
 
 /* Starts a job in a child of its own process group, its output into a temp file. */
@@ -130,15 +130,12 @@ static int end_job(th_job *j, int status, int timed_out)
     while ((n = fread(buf, 1, sizeof buf, j->out)) > 0) fwrite(buf, 1, n, stdout);
     fclose(j->out);
     int ok = !timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (ok)
-        printf("ok    %-44s %7.2fs\n", j->name, dt);
-    else if (timed_out)
-        printf("FAIL  %-44s timed out after %ds\n", j->name, j->timeout_s);
+    if (ok) printf("ok    %-44s %7.2fs\n", j->name, dt);
+    else if (timed_out) printf("FAIL  %-44s timed out after %ds\n", j->name, j->timeout_s);
     else if (WIFSIGNALED(status))
         printf("FAIL  %-44s killed by signal %d (%s)\n", j->name, WTERMSIG(status),
                strsignal(WTERMSIG(status)));
-    else
-        printf("FAIL  %-44s exit %d\n", j->name, WEXITSTATUS(status));
+    else printf("FAIL  %-44s exit %d\n", j->name, WEXITSTATUS(status));
     fflush(stdout);
     j->pid = 0;
     return ok;
@@ -150,10 +147,8 @@ static void run_jobs(th_job *jobs, int n, int par, int *passed, int *failed)
     int next = 0, running = 0;
     while (next < n || running > 0) {
         while (running < par && next < n) {
-            if (start_job(&jobs[next]) == 0)
-                running++;
-            else
-                (*failed)++;
+            if (start_job(&jobs[next]) == 0) running++;
+            else (*failed)++;
             next++;
         }
         int progressed = 0;
@@ -169,10 +164,8 @@ static void run_jobs(th_job *jobs, int n, int par, int *passed, int *failed)
                 waitpid(j->pid, &status, 0);
                 timed_out = 1;
             }
-            if (end_job(j, status, timed_out))
-                (*passed)++;
-            else
-                (*failed)++;
+            if (end_job(j, status, timed_out)) (*passed)++;
+            else (*failed)++;
             running--;
             progressed = 1;
         }
@@ -207,8 +200,7 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "-l")) {
             list = 1;
         } else {
-            fprintf(stderr, "usage: %s [-k SUBSTRING] [-j JOBS] [-l] [script.sh ...]\n",
-                    argv[0]);
+            fprintf(stderr, "usage: %s [-k SUBSTRING] [-j JOBS] [-l] [script.sh ...]\n", argv[0]);
             return 2;
         }
     }
@@ -222,12 +214,13 @@ int main(int argc, char **argv)
         const char *base = strrchr(argv[k], '/');
         base = base ? base + 1 : argv[k];
         if (filter && !strstr(base, filter)) continue;
-        jobs[n++] = (th_job){ .name = base, .script = argv[k],
-                              .timeout_s = script_timeout() * scale };
+        jobs[n++] =
+            (th_job){ .name = base, .script = argv[k], .timeout_s = script_timeout() * scale };
     }
     for (int t = 0; t < th_n; t++) {
         if (filter && !strstr(th_tests[t].name, filter)) continue;
-        jobs[n++] = (th_job){ .name = th_tests[t].name, .fn = th_tests[t].fn,
+        jobs[n++] = (th_job){ .name = th_tests[t].name,
+                              .fn = th_tests[t].fn,
                               .timeout_s = th_tests[t].timeout_s * scale };
     }
     if (list) {

@@ -27,40 +27,40 @@ const char *th_build(void);
 
 #define TH_DEFAULT_TIMEOUT 60
 
-#define TEST_TIMEOUT(name, secs)                                              \
-    static void name(void);                                                   \
-    __attribute__((constructor)) static void name##_register(void)            \
-    {                                                                         \
-        th_register(#name, name, (secs));                                     \
-    }                                                                         \
+#define TEST_TIMEOUT(name, secs)                                   \
+    static void name(void);                                        \
+    __attribute__((constructor)) static void name##_register(void) \
+    {                                                              \
+        th_register(#name, name, (secs));                          \
+    }                                                              \
     static void name(void)
 
 #define TEST(name) TEST_TIMEOUT(name, TH_DEFAULT_TIMEOUT)
 
-#define CHECK(cond)                                                           \
-    do {                                                                      \
-        if (!(cond)) th_fail(__FILE__, __LINE__, "CHECK(%s)", #cond);         \
+#define CHECK(cond)                                                   \
+    do {                                                              \
+        if (!(cond)) th_fail(__FILE__, __LINE__, "CHECK(%s)", #cond); \
     } while (0)
 
-#define CHECK_MSG(cond, ...)                                                  \
-    do {                                                                      \
-        if (!(cond)) th_fail(__FILE__, __LINE__, __VA_ARGS__);                \
+#define CHECK_MSG(cond, ...)                                   \
+    do {                                                       \
+        if (!(cond)) th_fail(__FILE__, __LINE__, __VA_ARGS__); \
     } while (0)
 
-#define REQUIRE(cond)                                                         \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            th_fail(__FILE__, __LINE__, "REQUIRE(%s)", #cond);                \
-            th_end();                                                         \
-        }                                                                     \
+#define REQUIRE(cond)                                          \
+    do {                                                       \
+        if (!(cond)) {                                         \
+            th_fail(__FILE__, __LINE__, "REQUIRE(%s)", #cond); \
+            th_end();                                          \
+        }                                                      \
     } while (0)
 
-#define REQUIRE_MSG(cond, ...)                                                \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            th_fail(__FILE__, __LINE__, __VA_ARGS__);                         \
-            th_end();                                                         \
-        }                                                                     \
+#define REQUIRE_MSG(cond, ...)                        \
+    do {                                              \
+        if (!(cond)) {                                \
+            th_fail(__FILE__, __LINE__, __VA_ARGS__); \
+            th_end();                                 \
+        }                                             \
     } while (0)
 
 #endif

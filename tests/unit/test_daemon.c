@@ -109,13 +109,14 @@ TEST(daemon_conf_file_values)
 {
     dmn_conf c;
     char err[256] = "";
-    const char *p = write_tmp("a.conf",
-        "model = \"/m\";\nthreads = 3;\nlog_level = \"debug\";\n"
-        "bind = [ \"ipc:///tmp/x.sock\" ];\n"
-        "limits = { max_documents = 7; queue_size = 70; max_input_tokens = 100; };\n"
-        "batching = { max_wait_ms = 0; max_rows = 5; max_batch_tokens = 100; };\n"
-        "pipeline = { pull = \"tcp://127.0.0.1:9\"; push = \"tcp://127.0.0.1:10\"; connect = false; };\n"
-        "tasks = { anything = \"belongs to the tasks module\"; };\n");
+    const char *p = write_tmp(
+        "a.conf", "model = \"/m\";\nthreads = 3;\nlog_level = \"debug\";\n"
+                  "bind = [ \"ipc:///tmp/x.sock\" ];\n"
+                  "limits = { max_documents = 7; queue_size = 70; max_input_tokens = 100; };\n"
+                  "batching = { max_wait_ms = 0; max_rows = 5; max_batch_tokens = 100; };\n"
+                  "pipeline = { pull = \"tcp://127.0.0.1:9\"; push = \"tcp://127.0.0.1:10\"; "
+                  "connect = false; };\n"
+                  "tasks = { anything = \"belongs to the tasks module\"; };\n");
     REQUIRE(p);
     dmn_conf_defaults(&c);
     REQUIRE_MSG(dmn_conf_load(&c, p, err, sizeof err) == 0, "%s", err);
@@ -124,7 +125,7 @@ TEST(daemon_conf_file_values)
     CHECK(c.log_level == DMN_LOG_DEBUG);
     CHECK(c.n_binds == 1 && strcmp(c.binds[0], "ipc:///tmp/x.sock") == 0);
     CHECK(c.limits.max_documents == 7 && c.limits.queue_size == 70);
-    CHECK(c.limits.max_message_bytes == 1 << 20);   /* untouched keys keep defaults */
+    CHECK(c.limits.max_message_bytes == 1 << 20); /* untouched keys keep defaults */
     CHECK(c.batching.max_wait_ms == 0 && c.batching.max_rows == 5);
     CHECK(strcmp(c.pull, "tcp://127.0.0.1:9") == 0 && c.pipeline_connect == 0);
 }
@@ -143,7 +144,8 @@ static void expect_conf_error(const char *text, const char *needle)
 
 TEST(daemon_conf_errors_name_file_and_line)
 {
-    expect_conf_error("\n\nlimits = { queue_size = 0; };\n", "bad.conf:3: limits.queue_size = 0 is out of range");
+    expect_conf_error("\n\nlimits = { queue_size = 0; };\n",
+                      "bad.conf:3: limits.queue_size = 0 is out of range");
     expect_conf_error("threads = -1;\n", ":1: threads = -1 is out of range [0, 256]");
     expect_conf_error("limitz = { };\n", ":1: unknown setting 'limitz'");
     expect_conf_error("limits = { max_docs = 3; };\n", "unknown setting 'limits.max_docs'");
@@ -157,7 +159,7 @@ TEST(daemon_conf_errors_name_file_and_line)
     expect_conf_error("limits = { max_documents = 10; queue_size = 5; };\n",
                       "must be at least limits.max_documents");
     expect_conf_error("pipeline = { pull = \"tcp://127.0.0.1:9\"; };\n", "both pull and push");
-    expect_conf_error("limits = { max_documents = 3 \n", ":2:");   /* syntax error */
+    expect_conf_error("limits = { max_documents = 3 \n", ":2:"); /* syntax error */
     expect_conf_error("@include \"missing.conf\"\n", "include");
 }
 
@@ -338,13 +340,13 @@ TEST(common_utf8_valid)
     CHECK(cm_utf8_valid("plain ascii", 11, NULL));
     CHECK(cm_utf8_valid("\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, NULL));
     CHECK(!cm_utf8_valid("ab\xff", 3, &bad) && bad == 2);
-    CHECK(!cm_utf8_valid("\xc0\xaf", 2, &bad) && bad == 0);           /* overlong '/' */
-    CHECK(!cm_utf8_valid("\xe0\x80\xaf", 3, NULL));                   /* overlong */
-    CHECK(!cm_utf8_valid("\xed\xa0\x80", 3, NULL));                   /* surrogate */
-    CHECK(!cm_utf8_valid("\xf4\x90\x80\x80", 4, NULL));               /* > U+10FFFF */
-    CHECK(!cm_utf8_valid("x\xe2\x82", 3, &bad) && bad == 1);          /* truncated */
-    CHECK(!cm_utf8_valid("\x80", 1, NULL));                           /* lone continuation */
-    CHECK(!cm_utf8_valid("\xc3\x28", 2, NULL));                       /* bad continuation */
+    CHECK(!cm_utf8_valid("\xc0\xaf", 2, &bad) && bad == 0);  /* overlong '/' */
+    CHECK(!cm_utf8_valid("\xe0\x80\xaf", 3, NULL));          /* overlong */
+    CHECK(!cm_utf8_valid("\xed\xa0\x80", 3, NULL));          /* surrogate */
+    CHECK(!cm_utf8_valid("\xf4\x90\x80\x80", 4, NULL));      /* > U+10FFFF */
+    CHECK(!cm_utf8_valid("x\xe2\x82", 3, &bad) && bad == 1); /* truncated */
+    CHECK(!cm_utf8_valid("\x80", 1, NULL));                  /* lone continuation */
+    CHECK(!cm_utf8_valid("\xc3\x28", 2, NULL));              /* bad continuation */
     CHECK(dmn_utf8_valid("\xc3\xa9", 2, NULL) && !dmn_utf8_valid("\xc3", 1, NULL));
 }
 
@@ -383,9 +385,14 @@ TEST(common_utf8_cut_copy_and_format_at_every_offset)
                   "quoted into %zu bytes: %zu", k + 9, w);
     }
     /* invalid bytes and NUL bytes become U+FFFD */
-    CHECK(cm_utf8_copy(out, sizeof out, "a\xff" "b\0c\xc0\xaf", 7) == 15);
-    CHECK(strcmp(out, "a\xef\xbf\xbd" "b\xef\xbf\xbd" "c\xef\xbf\xbd\xef\xbf\xbd") == 0);
-    CHECK(cm_utf8_copy(out, 4, "a\xff", 2) == 1);   /* U+FFFD does not fit: stop before */
+    CHECK(cm_utf8_copy(out, sizeof out,
+                       "a\xff"
+                       "b\0c\xc0\xaf",
+                       7) == 15);
+    CHECK(strcmp(out, "a\xef\xbf\xbd"
+                      "b\xef\xbf\xbd"
+                      "c\xef\xbf\xbd\xef\xbf\xbd") == 0);
+    CHECK(cm_utf8_copy(out, 4, "a\xff", 2) == 1); /* U+FFFD does not fit: stop before */
     CHECK(cm_utf8_copy(out, 0, "abc", 3) == 0);
     /* dst may be an argument */
     snprintf(out, sizeof out, "why");
@@ -460,9 +467,9 @@ TEST(daemon_decode_valid_requests)
     CHECK(r->in.multi_label == 1);
     CHECK(r->priority == -5 && r->deadline_ms == 1234);
     CHECK(r->in.opts.num_beams == 3);
-    CHECK(r->in.opts.seed == 0);               /* set, and 0: not "unset" */
+    CHECK(r->in.opts.seed == 0); /* set, and 0: not "unset" */
     CHECK(fabsf(r->in.opts.top_p - 0.5f) < 1e-6);
-    CHECK(r->in.opts.max_new_tokens < 0);      /* not set: the task's default */
+    CHECK(r->in.opts.max_new_tokens < 0); /* not set: the task's default */
     CHECK(isnan(r->in.opts.temperature));
     dmn_req_free(&r);
     CHECK(r == NULL);
@@ -542,7 +549,7 @@ TEST(daemon_decode_rejects_with_the_documented_code)
     CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_INVALID_ARGUMENT);
     opts.num_return_sequences = 4;
     CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_OK);
-    opts.has_max_new_tokens = 1, opts.max_new_tokens = 65;   /* limit 64 */
+    opts.has_max_new_tokens = 1, opts.max_new_tokens = 65; /* limit 64 */
     CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_INVALID_ARGUMENT);
     opts.max_new_tokens = 64;
     CHECK(decode_summarize(one, 1, &id, err, with_opts) == DMN_OK);
@@ -595,7 +602,7 @@ TEST(daemon_decode_task_fields)
     Nlp__V1__Classify cl = NLP__V1__CLASSIFY__INIT;
     q.task_case = NLP__V1__REQUEST__TASK_CLASSIFY, q.classify = &cl;
     CHECK(decode(buf, pack_req(&q, buf, sizeof buf), &r, &id, err) == DMN_INVALID_ARGUMENT);
-    cl.labels = labels, cl.n_labels = 9;   /* limit 8 */
+    cl.labels = labels, cl.n_labels = 9; /* limit 8 */
     CHECK(decode(buf, pack_req(&q, buf, sizeof buf), &r, &id, err) == DMN_INVALID_ARGUMENT);
     cl.n_labels = 8;
     CHECK(decode(buf, pack_req(&q, buf, sizeof buf), &r, &id, err) == DMN_OK);
@@ -606,10 +613,10 @@ TEST(daemon_decode_task_fields)
  * protobuf decoders do for a oneof. */
 TEST(daemon_decode_last_task_field_wins)
 {
-    static const uint8_t sum_then_tr[] = { 0x12, 0x00, 0x1a, 0x04, 0x12, 0x02, 'd', 'e',
-                                           0x4a, 0x01, 'x' };
-    static const uint8_t tr_then_sum[] = { 0x1a, 0x04, 0x12, 0x02, 'd', 'e', 0x12, 0x00,
-                                           0x4a, 0x01, 'x' };
+    static const uint8_t sum_then_tr[] = { 0x12, 0x00, 0x1a, 0x04, 0x12, 0x02,
+                                           'd',  'e',  0x4a, 0x01, 'x' };
+    static const uint8_t tr_then_sum[] = { 0x1a, 0x04, 0x12, 0x02, 'd', 'e',
+                                           0x12, 0x00, 0x4a, 0x01, 'x' };
     char err[256];
     uint64_t id;
     dmn_req *r = NULL;
@@ -626,12 +633,12 @@ TEST(daemon_decode_garbage)
     char err[256];
     uint64_t id = 1;
     dmn_req *r = (dmn_req *)1;
-    const uint8_t trunc[] = { 0x08, 0x05, 0x4a, 0x10, 'a', 'b' };     /* string cut short */
-    const uint8_t wt[] = { 0x08, 0x06, 0x48, 0x01 };                  /* documents as varint */
+    const uint8_t trunc[] = { 0x08, 0x05, 0x4a, 0x10, 'a', 'b' }; /* string cut short */
+    const uint8_t wt[] = { 0x08, 0x06, 0x48, 0x01 };              /* documents as varint */
     const uint8_t bad[] = { 0x07, 0x01, 0x02 };
     CHECK(decode(trunc, sizeof trunc, &r, &id, err) == DMN_MALFORMED);
     CHECK(r == NULL);
-    CHECK(id == 5);   /* peeked from the leading field */
+    CHECK(id == 5); /* peeked from the leading field */
     CHECK(decode(wt, sizeof wt, &r, &id, err) == DMN_MALFORMED);
     CHECK(id == 6);
     CHECK(decode(bad, sizeof bad, &r, &id, err) == DMN_MALFORMED);
@@ -815,7 +822,7 @@ TEST(daemon_responses_carry_only_valid_utf8)
     memset(r->out[1].message, 0, sizeof r->out[1].message);
     for (size_t i = 0; i + 3 < sizeof r->out[1].message; i += 3)
         memcpy(r->out[1].message + i, "\xe2\x82\xac", 3);
-    r->out[1].message[sizeof r->out[1].message - 2] = '\0';   /* cut inside a character */
+    r->out[1].message[sizeof r->out[1].message - 2] = '\0'; /* cut inside a character */
     void *buf;
     size_t len;
     REQUIRE(dmn_resp_task(r, 1.0, &buf, &len) == 0);
@@ -860,7 +867,7 @@ TEST(daemon_decode_rejects_nul_and_bad_utf8_in_every_string_field)
 {
     static const struct {
         int task;
-        const char *field;    /* as the error names it */
+        const char *field; /* as the error names it */
     } cases[] = {
         { NLP__V1__REQUEST__TASK_SUMMARIZE, "documents[1]" },
         { NLP__V1__REQUEST__TASK_CLASSIFY, "classify.labels[1]" },
@@ -879,7 +886,7 @@ TEST(daemon_decode_rejects_nul_and_bad_utf8_in_every_string_field)
         Nlp__V1__Translate tr = NLP__V1__TRANSLATE__INIT;
         q.n_documents = 2, q.documents = docs;
         q.task_case = (Nlp__V1__Request__TaskCase)cases[c].task;
-        switch (cases[c].task) {   /* one member of the oneof's union */
+        switch (cases[c].task) { /* one member of the oneof's union */
         case NLP__V1__REQUEST__TASK_SUMMARIZE: q.summarize = &su; break;
         case NLP__V1__REQUEST__TASK_CLASSIFY: q.classify = &cl; break;
         case NLP__V1__REQUEST__TASK_QA: q.qa = &qa; break;
@@ -931,9 +938,9 @@ TEST(daemon_queue_priority_then_arrival)
     CHECK(dmn_queue_depth(q) == 5);
     int n = dmn_queue_take(q, it, 16, 1 << 20, 0, 16, 0);
     REQUIRE(n == 5);
-    CHECK(it[0].req == b && it[1].req == d);              /* priority 5, in arrival order */
+    CHECK(it[0].req == b && it[1].req == d); /* priority 5, in arrival order */
     CHECK(it[2].req == a && it[2].doc == 0 && it[3].req == a && it[3].doc == 1);
-    CHECK(it[4].req == c);                                 /* lowest priority last */
+    CHECK(it[4].req == c); /* lowest priority last */
     CHECK(dmn_queue_depth(q) == 0);
     dmn_req_free(&a), dmn_req_free(&b), dmn_req_free(&c), dmn_req_free(&d);
     dmn_queue_free(&q);
@@ -945,17 +952,17 @@ TEST(daemon_queue_is_bounded_all_or_nothing)
     dmn_queue *q = dmn_queue_new(4, 512);
     dmn_req *a = fake_req(3, 0, 8), *b = fake_req(2, 0, 8), *c = fake_req(1, 0, 8);
     CHECK(dmn_queue_push(q, a, 0) == 0);
-    CHECK(dmn_queue_push(q, b, 0) < 0);       /* 3 + 2 > 4: none of b is queued */
+    CHECK(dmn_queue_push(q, b, 0) < 0); /* 3 + 2 > 4: none of b is queued */
     CHECK(dmn_queue_depth(q) == 3);
     CHECK(dmn_queue_push(q, c, 0) == 0);
     CHECK(dmn_queue_depth(q) == 4);
     dmn_queue_close(q);
     dmn_req *late = fake_req(1, 0, 8);
-    CHECK(dmn_queue_push(q, late, 0) < 0);   /* closed: nothing more is taken */
+    CHECK(dmn_queue_push(q, late, 0) < 0); /* closed: nothing more is taken */
     dmn_req_free(&late);
     dmn_item it[8];
-    CHECK(dmn_queue_take(q, it, 8, 1 << 20, 1000, 8, 0) == 4);   /* closed: no waiting */
-    CHECK(dmn_queue_take(q, it, 8, 1 << 20, 1000, 8, 0) == 0);   /* closed and drained */
+    CHECK(dmn_queue_take(q, it, 8, 1 << 20, 1000, 8, 0) == 4); /* closed: no waiting */
+    CHECK(dmn_queue_take(q, it, 8, 1 << 20, 1000, 8, 0) == 0); /* closed and drained */
     dmn_req_free(&a), dmn_req_free(&b), dmn_req_free(&c);
     dmn_queue_free(&q);
 }
@@ -969,12 +976,12 @@ TEST(daemon_queue_take_respects_batch_bounds)
     dmn_item it[64];
     REQUIRE(dmn_queue_push(q, a, 0) == 0 && dmn_queue_push(q, b, 0) == 0);
     int n = dmn_queue_take(q, it, 3, 1 << 20, 0, 3, 0);
-    CHECK(n == 3);                                        /* max_items */
+    CHECK(n == 3); /* max_items */
     CHECK(it[0].est_tokens == 52);
     n = dmn_queue_take(q, it, 64, 110, 0, 64, 0);
-    CHECK_MSG(n == 2, "token bound: took %d", n);         /* 52 + 52 <= 110 < 156 */
+    CHECK_MSG(n == 2, "token bound: took %d", n); /* 52 + 52 <= 110 < 156 */
     n = dmn_queue_take(q, it, 64, 10, 0, 64, 0);
-    CHECK(n == 1);                                        /* always at least one */
+    CHECK(n == 1); /* always at least one */
     n = dmn_queue_take(q, it, 64, 1 << 20, 0, 64, 0);
     CHECK(n == 5 && it[4].req == b && it[4].est_tokens == 100);
     dmn_req_free(&a), dmn_req_free(&b);
@@ -1059,7 +1066,7 @@ TEST(daemon_queue_waits_to_fill_a_batch)
     take_start(&t, q, 80, 4, 0);
     REQUIRE(slept(q, 1));
     fake_move(q, 100.079);
-    REQUIRE(slept(q, 2));   /* woken, it read 79 ms and went back to waiting */
+    REQUIRE(slept(q, 2)); /* woken, it read 79 ms and went back to waiting */
     CHECK_MSG(!atomic_load(&t.returned), "returned after 79 of 80 ms (took %d)", t.n);
     fake_move(q, 100.081);
     pthread_join(t.th, NULL);
@@ -1122,7 +1129,7 @@ TEST(daemon_queue_expire_removes_late_documents)
     REQUIRE(dmn_queue_push(q, a, 0) == 0 && dmn_queue_push(q, b, 0) == 0 &&
             dmn_queue_push(q, c, 0) == 0);
     CHECK(dmn_queue_expire(q, 4.0, it, 16, &next) == 0 && next == 5.0);
-    CHECK(dmn_queue_expire(q, 11.0, it, 16, &next) == 3);   /* b, and both of a */
+    CHECK(dmn_queue_expire(q, 11.0, it, 16, &next) == 3); /* b, and both of a */
     CHECK(next == 20.0);
     CHECK(dmn_queue_depth(q) == 1);
     int n = dmn_queue_take(q, it, 16, 1 << 20, 0, 16, 0);
@@ -1156,17 +1163,17 @@ TEST(daemon_queue_take_survives_an_expiry_during_the_wait)
     a->t_deadline = 100.05;
     REQUIRE(dmn_queue_push(q, a, 100.0) == 0);
     take_start(&t, q, 1000, 2, 0);
-    REQUIRE(slept(q, 1));                     /* the taker waits for a second document */
+    REQUIRE(slept(q, 1)); /* the taker waits for a second document */
     uint64_t s0 = dmn_queue_sleeps(q);
     fake_set(100.1);
     CHECK(dmn_queue_expire(q, 100.1, gone, 4, NULL) == 1 && gone[0].req == a);
-    REQUIRE(slept(q, s0 + 1));                /* it woke to an empty queue and waits */
-    fake_move(q, 101.2);                      /* past max_wait_ms: nothing to take */
+    REQUIRE(slept(q, s0 + 1)); /* it woke to an empty queue and waits */
+    fake_move(q, 101.2);       /* past max_wait_ms: nothing to take */
     REQUIRE(slept(q, s0 + 2));
     CHECK_MSG(!atomic_load(&t.returned), "take returned %d with the queue open", t.n);
     b->t_deadline = 160.0;
     REQUIRE(dmn_queue_push(q, b, 101.2) == 0);
-    fake_move(q, 102.3);                      /* b alone waited its max_wait_ms too */
+    fake_move(q, 102.3); /* b alone waited its max_wait_ms too */
     pthread_join(t.th, NULL);
     CHECK_MSG(t.n == 1 && t.it[0].req == b, "took %d document(s)", t.n);
     dmn_req_free(&a), dmn_req_free(&b);
@@ -1181,7 +1188,7 @@ TEST(daemon_split_bounds_engine_calls)
     /* tokens <= 64 padded: {10,10,20} = 3*20 = 60; {30} then + 40 -> 2*40 = 80 > 64 */
     int n = dmn_sched_split(lens, rows, 6, 64, 100, ends);
     REQUIRE(n == 4);
-    CHECK(ends[0] == 3 && ends[1] == 4 && ends[2] == 5 && ends[3] == 6);   /* 200 alone */
+    CHECK(ends[0] == 3 && ends[1] == 4 && ends[2] == 5 && ends[3] == 6); /* 200 alone */
     /* rows <= 5: {1,1} (+4 would be 6), {4}, {4}, {4,1} */
     n = dmn_sched_split(lens, rows, 6, 1 << 20, 5, ends);
     REQUIRE(n == 4);
@@ -1196,7 +1203,7 @@ TEST(daemon_split_bounds_engine_calls)
 TEST(daemon_percentiles)
 {
     double v[100];
-    for (int i = 0; i < 100; i++) v[i] = 100 - i;    /* 100 .. 1, unsorted */
+    for (int i = 0; i < 100; i++) v[i] = 100 - i; /* 100 .. 1, unsorted */
     CHECK(dmn_percentile(v, 100, 50) == 50);
     CHECK(dmn_percentile(v, 100, 90) == 90);
     CHECK(dmn_percentile(v, 100, 99) == 99);
@@ -1214,8 +1221,8 @@ TEST(daemon_stats_counts_and_window)
     for (int i = 0; i < 5; i++) dmn_stats_request(s);
     dmn_stats_response(s, DMN_OK, 10);
     dmn_stats_response(s, DMN_OK, 30);
-    dmn_stats_response(s, DMN_MALFORMED, -1);     /* not a latency sample */
-    dmn_stats_response(s, 99, -1);                /* out of range: ignored */
+    dmn_stats_response(s, DMN_MALFORMED, -1); /* not a latency sample */
+    dmn_stats_response(s, 99, -1);            /* out of range: ignored */
     dmn_stats_batch(s, 4, 100, 40, 101.0);
     dmn_stats_batch(s, 2, 50, 20, 102.0);
     dmn_stats_documents(s, 6);
@@ -1274,8 +1281,8 @@ static dmn_req *make_req(int task, const char *doc, uint64_t id, double deadline
     o.has_max_new_tokens = 1, o.max_new_tokens = 8;
     if (task != NLP__V1__REQUEST__TASK_CLASSIFY) q.options = &o;
     dmn_limits lim = test_limits();
-    if (dmn_req_decode(buf, pack_req(&q, buf, sizeof buf), &lim, 16, &r, &rid, err,
-                       sizeof err) != DMN_OK)
+    if (dmn_req_decode(buf, pack_req(&q, buf, sizeof buf), &lim, 16, &r, &rid, err, sizeof err) !=
+        DMN_OK)
         return NULL;
     r->t_recv = cm_now();
     r->t_deadline = r->t_recv + deadline_s;
@@ -1289,9 +1296,9 @@ static void run_worker_tokens(int max_rows, int max_batch_tokens, dmn_req **reqs
 {
     dmn_server *srv = &dmn_srv;
     char err[512];
-    dmn_log_set_level(DMN_LOG_ERROR);   /* the expected deadline line stays quiet */
+    dmn_log_set_level(DMN_LOG_ERROR); /* the expected deadline line stays quiet */
     dmn_conf_defaults(&srv->conf);
-    srv->conf.path[0] = '\0';   /* built-in task defaults */
+    srv->conf.path[0] = '\0'; /* built-in task defaults */
     snprintf(srv->conf.model_dir, sizeof srv->conf.model_dir, "%s", th_data("models/tiny-flan"));
     srv->conf.batching.max_rows = max_rows;
     if (max_batch_tokens > 0) srv->conf.batching.max_batch_tokens = max_batch_tokens;
@@ -1315,7 +1322,7 @@ static void run_worker_tokens(int max_rows, int max_batch_tokens, dmn_req **reqs
         REQUIRE(dmn_server_prepare(srv, reqs[i]) == 0 &&
                 dmn_queue_push(m->queue, reqs[i], cm_now()) == 0);
     }
-    dmn_queue_close(m->queue);   /* the worker drains it without waiting, then ends */
+    dmn_queue_close(m->queue); /* the worker drains it without waiting, then ends */
     pthread_t th;
     REQUIRE(pthread_create(&th, NULL, dmn_worker_main, m) == 0);
     pthread_join(th, NULL);
@@ -1327,7 +1334,7 @@ static void run_worker_tokens(int max_rows, int max_batch_tokens, dmn_req **reqs
         CHECK(found);
     }
     dmn_req *extra;
-    CHECK(zmq_recv(srv->done_rx, &extra, sizeof extra, ZMQ_DONTWAIT) < 0);   /* each once */
+    CHECK(zmq_recv(srv->done_rx, &extra, sizeof extra, ZMQ_DONTWAIT) < 0); /* each once */
     dmn_stats_snapshot(srv->stats, snap, cm_now());
     zmq_close(srv->done_rx);
     zmq_close(srv->done_tx);
@@ -1415,8 +1422,8 @@ TEST_TIMEOUT(daemon_worker_joins_documents_into_a_running_generation, 120)
     for (int i = 0; i < 3; i++) {
         REQUIRE(r[i]->out[0].code == DMN_OK && t[i]->out[0].code == DMN_OK);
         CHECK_MSG(strcmp(r[i]->out[0].res.text, t[i]->out[0].res.text) == 0,
-                  "document %d: \"%s\" joined, \"%s\" taken together", i,
-                  r[i]->out[0].res.text, t[i]->out[0].res.text);
+                  "document %d: \"%s\" joined, \"%s\" taken together", i, r[i]->out[0].res.text,
+                  t[i]->out[0].res.text);
         dmn_req_free(&r[i]);
         dmn_req_free(&t[i]);
     }
@@ -1435,7 +1442,7 @@ TEST_TIMEOUT(daemon_health_reports_a_dead_worker, 60)
     srv.tasks = task_conf_default();
     REQUIRE(dmn_conf_add_model(&srv.conf, "", th_data("models/tiny-flan"), "", 0, err,
                                sizeof err) == 0);
-    CHECK(dmn_server_ok(&srv) == 0);   /* no model yet */
+    CHECK(dmn_server_ok(&srv) == 0); /* no model yet */
     REQUIRE_MSG(dmn_models_begin(&srv, err, sizeof err) == 0, "%s", err);
     for (int i = 0; i < 30000 && rc == 0; i++)
         if ((rc = dmn_models_poll(&srv, err, sizeof err)) == 0) usleep(1000);
@@ -1445,7 +1452,7 @@ TEST_TIMEOUT(daemon_health_reports_a_dead_worker, 60)
     srv.shutting_down = 1;
     CHECK(dmn_server_ok(&srv) == 0);
     srv.shutting_down = 0;
-    dmn_models_close(&srv);   /* its worker drains the empty queue and returns */
+    dmn_models_close(&srv); /* its worker drains the empty queue and returns */
     for (int i = 0; i < 30000 && dmn_models_lost_worker(&srv) == NULL; i++) usleep(1000);
     CHECK(dmn_models_lost_worker(&srv) != NULL);
     CHECK(dmn_server_ok(&srv) == 0);

@@ -4,7 +4,7 @@
  * errors, and a distinct message for each kind of damaged checkpoint. */
 #include "engine/engine.h"
 #include "engine/eng_int.h" /* owned_bytes: which tensors were converted */
-#include "tasks/task_int.h"  /* task_job_status: how tasks report an engine status */
+#include "tasks/task_int.h" /* task_job_status: how tasks report an engine status */
 #include "tests/harness/harness.h"
 
 #include <cjson/cJSON.h>
@@ -49,10 +49,11 @@ static int et_cases(const char *model, et_case *cs)
     REQUIRE(g);
     int k = 0;
     const cJSON *c;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItem(g, "cases")) {
+    cJSON_ArrayForEach (c, cJSON_GetObjectItem(g, "cases")) {
         const cJSON *e;
         cs[k].n = 0;
-        cJSON_ArrayForEach(e, cJSON_GetObjectItem(c, "input_ids")) cs[k].ids[cs[k].n++] = e->valueint;
+        cJSON_ArrayForEach (e, cJSON_GetObjectItem(c, "input_ids"))
+            cs[k].ids[cs[k].n++] = e->valueint;
         k++;
     }
     cJSON_Delete(g);
@@ -105,17 +106,17 @@ TEST(eng_relative_buckets_match_table)
     int from = cJSON_GetObjectItem(j, "relative_position_from")->valueint;
     const cJSON *t;
     int ntab = 0, nbad = 0, n = 0;
-    cJSON_ArrayForEach(t, cJSON_GetObjectItem(j, "tables")) {
+    cJSON_ArrayForEach (t, cJSON_GetObjectItem(j, "tables")) {
         int nb = cJSON_GetObjectItem(t, "num_buckets")->valueint;
         int md = cJSON_GetObjectItem(t, "max_distance")->valueint;
         int bi = cJSON_IsTrue(cJSON_GetObjectItem(t, "bidirectional"));
         int i = 0;
         const cJSON *e;
-        cJSON_ArrayForEach(e, cJSON_GetObjectItem(t, "bucket")) {
+        cJSON_ArrayForEach (e, cJSON_GetObjectItem(t, "bucket")) {
             int got = eng_relative_bucket(from + i, bi, nb, md);
             if (got != e->valueint && nbad++ < 5)
-                CHECK_MSG(0, "bucket(%d, bi=%d, %d, %d) = %d, want %d", from + i, bi, nb, md,
-                          got, e->valueint);
+                CHECK_MSG(0, "bucket(%d, bi=%d, %d, %d) = %d, want %d", from + i, bi, nb, md, got,
+                          e->valueint);
             i++;
             n++;
         }
@@ -155,13 +156,16 @@ static void et_batched(const char *model, int rows, int batch_tokens)
     ps[3].seed = 7;
     ps[3].num_return_sequences = 2;
     int n = nc * NP;
-    eng_gen_req *alone = calloc((size_t)n, sizeof *alone), *batch = calloc((size_t)n, sizeof *batch);
+    eng_gen_req *alone = calloc((size_t)n, sizeof *alone),
+                *batch = calloc((size_t)n, sizeof *batch);
     eng_gen_result *ra = calloc((size_t)n, sizeof *ra), *rb = calloc((size_t)n, sizeof *rb);
     REQUIRE(alone && batch && ra && rb);
     for (int i = 0; i < n; i++) {
         /* interleave lengths and decoding kinds */
         const et_case *k = &cs[i % nc];
-        alone[i] = (eng_gen_req){ .ids = k->ids, .n_ids = k->n, .params = &ps[(i / nc + i) % NP], .out = &ra[i] };
+        alone[i] = (eng_gen_req){
+            .ids = k->ids, .n_ids = k->n, .params = &ps[(i / nc + i) % NP], .out = &ra[i]
+        };
         batch[i] = alone[i];
         batch[i].out = &rb[i];
         REQUIRE(eng_generate(c, &alone[i], 1) == 0);
@@ -222,8 +226,8 @@ static void et_incremental(const char *model)
             sum += lg[r.hyps[0].tokens[t]] - (mx + log(lse));
             dec[t + 1] = r.hyps[0].tokens[t];
         }
-        CHECK_MSG(fabs(sum - r.hyps[0].sum_logprobs) < 1e-4, "%s case %d: sum %.7f vs %.7f",
-                  model, k, sum, r.hyps[0].sum_logprobs);
+        CHECK_MSG(fabs(sum - r.hyps[0].sum_logprobs) < 1e-4, "%s case %d: sum %.7f vs %.7f", model,
+                  k, sum, r.hyps[0].sum_logprobs);
         CHECK(r.hyps[0].score == r.hyps[0].sum_logprobs);
         eng_gen_result_clear(&r);
     }
@@ -268,8 +272,18 @@ TEST(eng_score_equals_teacher_forcing)
     int lens[] = { 1, 3, 2, 0 };
     double lp[4] = { 0 }, lp2[4] = { 0 };
     eng_score_req rq[2] = {
-        { .ids = cs[3].ids, .n_ids = cs[3].n, .n_cands = 4, .cand_ids = cands, .cand_lens = lens, .logprobs = lp },
-        { .ids = cs[0].ids, .n_ids = cs[0].n, .n_cands = 3, .cand_ids = cands, .cand_lens = lens, .logprobs = lp2 },
+        { .ids = cs[3].ids,
+          .n_ids = cs[3].n,
+          .n_cands = 4,
+          .cand_ids = cands,
+          .cand_lens = lens,
+          .logprobs = lp },
+        { .ids = cs[0].ids,
+          .n_ids = cs[0].n,
+          .n_cands = 3,
+          .cand_ids = cands,
+          .cand_lens = lens,
+          .logprobs = lp2 },
     };
     REQUIRE(eng_score(c, rq, 2) == 0);
     REQUIRE(rq[0].status == 0 && rq[1].status == 0);
@@ -289,7 +303,12 @@ TEST(eng_score_equals_teacher_forcing)
     int32_t bad[] = { 99999 };
     const int32_t *bc[] = { bad };
     int bl[] = { 1 };
-    eng_score_req br = { .ids = cs[0].ids, .n_ids = cs[0].n, .n_cands = 1, .cand_ids = bc, .cand_lens = bl, .logprobs = lp };
+    eng_score_req br = { .ids = cs[0].ids,
+                         .n_ids = cs[0].n,
+                         .n_cands = 1,
+                         .cand_ids = bc,
+                         .cand_lens = bl,
+                         .logprobs = lp };
     CHECK(eng_score(c, &br, 1) == 0 && br.status == ENG_EINVAL);
     int longl[] = { 40 };
     br.cand_lens = longl;
@@ -349,15 +368,19 @@ TEST(eng_score_shared_prefixes_equal_teacher_forcing)
                 in.n = 20;
             }
             double lp[NC], lp_small[NC];
-            eng_score_req q = { .ids = in.ids, .n_ids = in.n, .n_cands = NC,
-                                .cand_ids = cands, .cand_lens = lens, .logprobs = lp };
+            eng_score_req q = { .ids = in.ids,
+                                .n_ids = in.n,
+                                .n_cands = NC,
+                                .cand_ids = cands,
+                                .cand_lens = lens,
+                                .logprobs = lp };
             REQUIRE(eng_score(c, &q, 1) == 0 && q.status == 0);
             q.logprobs = lp_small;
             REQUIRE(eng_score(small, &q, 1) == 0 && q.status == 0);
             for (int k = 0; k < NC; k++) {
                 double want = et_teacher_lp(c, cf, &in, cands[k], lens[k], lg);
-                CHECK_MSG(fabs(lp[k] - want) < 1e-4, "%s req %d cand %d: %.6f vs %.6f",
-                          models[mi], r, k, lp[k], want);
+                CHECK_MSG(fabs(lp[k] - want) < 1e-4, "%s req %d cand %d: %.6f vs %.6f", models[mi],
+                          r, k, lp[k], want);
                 CHECK_MSG(fabs(lp_small[k] - want) < 1e-4, "%s req %d cand %d split: %.6f vs %.6f",
                           models[mi], r, k, lp_small[k], want);
             }
@@ -389,8 +412,12 @@ TEST(eng_score_batched_equals_alone)
         eng_ctx *c1x = et_ctx(m, 8, 0);
         for (int r = 0; r < nc; r++) {
             int n = 1 + r % 5;
-            eng_score_req q = { .ids = cs[r].ids, .n_ids = cs[r].n, .n_cands = n,
-                                .cand_ids = cands, .cand_lens = lens, .logprobs = alone[r] };
+            eng_score_req q = { .ids = cs[r].ids,
+                                .n_ids = cs[r].n,
+                                .n_cands = n,
+                                .cand_ids = cands,
+                                .cand_lens = lens,
+                                .logprobs = alone[r] };
             REQUIRE(eng_score(c1x, &q, 1) == 0 && q.status == 0);
         }
         /* rows 64: the whole batch in one run; rows 2 / 512 batch tokens: split runs */
@@ -399,15 +426,20 @@ TEST(eng_score_batched_equals_alone)
             eng_ctx *c = et_ctx(m, rows[v], bt[v]);
             eng_score_req q[8];
             for (int r = 0; r < nc; r++)
-                q[r] = (eng_score_req){ .ids = cs[r].ids, .n_ids = cs[r].n, .n_cands = 1 + r % 5,
-                                        .cand_ids = cands, .cand_lens = lens, .logprobs = lp[r] };
+                q[r] = (eng_score_req){ .ids = cs[r].ids,
+                                        .n_ids = cs[r].n,
+                                        .n_cands = 1 + r % 5,
+                                        .cand_ids = cands,
+                                        .cand_lens = lens,
+                                        .logprobs = lp[r] };
             REQUIRE(eng_score(c, q, nc) == 0);
             for (int r = 0; r < nc; r++) {
-                CHECK_MSG(q[r].status == 0, "%s v%d req %d status %d", models[mi], v, r, q[r].status);
+                CHECK_MSG(q[r].status == 0, "%s v%d req %d status %d", models[mi], v, r,
+                          q[r].status);
                 for (int k = 0; k < q[r].n_cands; k++)
                     CHECK_MSG(fabs(lp[r][k] - alone[r][k]) <= 1e-5 * fmax(1.0, fabs(alone[r][k])),
-                              "%s v%d req %d cand %d: %.9f batched vs %.9f alone", models[mi], v,
-                              r, k, lp[r][k], alone[r][k]);
+                              "%s v%d req %d cand %d: %.9f batched vs %.9f alone", models[mi], v, r,
+                              k, lp[r][k], alone[r][k]);
             }
             eng_ctx_free(&c);
         }
@@ -480,7 +512,8 @@ TEST(eng_processors_greedy)
     /* plain greedy repeats tokens on this model (golden: 17190 17190 17190 ...) */
     et_gen1(c, &cs[0], &p, &r);
     int rep = 0;
-    for (int i = 1; i < r.hyps[0].n_tokens; i++) rep += r.hyps[0].tokens[i] == r.hyps[0].tokens[i - 1];
+    for (int i = 1; i < r.hyps[0].n_tokens; i++)
+        rep += r.hyps[0].tokens[i] == r.hyps[0].tokens[i - 1];
     CHECK(rep > 0);
     eng_gen_result_clear(&r);
     /* no_repeat_ngram_size 1: no token twice (start token 0 included) */
@@ -505,7 +538,8 @@ TEST(eng_processors_greedy)
     p.repetition_penalty = 50.0f;
     et_gen1(c, &cs[0], &p, &r);
     rep = 0;
-    for (int i = 1; i < r.hyps[0].n_tokens; i++) rep += r.hyps[0].tokens[i] == r.hyps[0].tokens[i - 1];
+    for (int i = 1; i < r.hyps[0].n_tokens; i++)
+        rep += r.hyps[0].tokens[i] == r.hyps[0].tokens[i - 1];
     CHECK_MSG(rep == 0, "repetition penalty left %d repeats", rep);
     eng_gen_result_clear(&r);
     eng_ctx_free(&c);
@@ -713,7 +747,7 @@ TEST(eng_min_new_tokens)
     p.num_beams = 3;
     p.num_return_sequences = 3;
     p.length_penalty = 0.5f;
-    p.early_stopping = ENG_EARLY_TRUE;   /* stop at 3 finished: all of them end in EOS */
+    p.early_stopping = ENG_EARLY_TRUE; /* stop at 3 finished: all of them end in EOS */
     et_gen1(c, &cs[1], &p, &r);
     CHECK(r.n_hyps == 3);
     for (int h = 0; h < r.n_hyps; h++) {
@@ -728,13 +762,20 @@ TEST(eng_min_new_tokens)
     et_rmdir(dir);
 }
 
-static void et_drop_wo(cJSON *h) { cJSON_DeleteItemFromObject(h, "decoder.block.1.layer.2.DenseReluDense.wo.weight"); }
+static void et_drop_wo(cJSON *h)
+{
+    cJSON_DeleteItemFromObject(h, "decoder.block.1.layer.2.DenseReluDense.wo.weight");
+}
 static void et_drop_lm_head(cJSON *h) { cJSON_DeleteItemFromObject(h, "lm_head.weight"); }
 static void et_drop_bias(cJSON *h)
 {
-    cJSON_DeleteItemFromObject(h, "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
+    cJSON_DeleteItemFromObject(
+        h, "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
 }
-static void et_drop_ln(cJSON *h) { cJSON_DeleteItemFromObject(h, "encoder.final_layer_norm.weight"); }
+static void et_drop_ln(cJSON *h)
+{
+    cJSON_DeleteItemFromObject(h, "encoder.final_layer_norm.weight");
+}
 /* [48, 64] -> [64, 48]: same bytes, wrong shape */
 static void et_transpose_q(cJSON *h)
 {
@@ -755,7 +796,8 @@ TEST_TIMEOUT(eng_damaged_checkpoints, 60)
 {
     char e[8][512];
     et_damaged("tiny-flan", et_drop_wo, NULL, NULL, e[0], sizeof e[0]);
-    CHECK_MSG(strstr(e[0], "missing tensor 'decoder.block.1.layer.2.DenseReluDense.wo.weight'"), "%s", e[0]);
+    CHECK_MSG(strstr(e[0], "missing tensor 'decoder.block.1.layer.2.DenseReluDense.wo.weight'"),
+              "%s", e[0]);
     et_damaged("tiny-flan", et_drop_lm_head, NULL, NULL, e[1], sizeof e[1]);
     CHECK_MSG(strstr(e[1], "missing tensor 'lm_head.weight'"), "%s", e[1]);
     et_damaged("tiny-t5", et_drop_bias, NULL, NULL, e[2], sizeof e[2]);
@@ -763,16 +805,24 @@ TEST_TIMEOUT(eng_damaged_checkpoints, 60)
     et_damaged("tiny-t5", et_drop_ln, NULL, NULL, e[3], sizeof e[3]);
     CHECK_MSG(strstr(e[3], "missing tensor 'encoder.final_layer_norm.weight'"), "%s", e[3]);
     et_damaged("tiny-flan", et_transpose_q, NULL, NULL, e[4], sizeof e[4]);
-    CHECK_MSG(strstr(e[4], "'encoder.block.1.layer.0.SelfAttention.q.weight' has shape [64, 48], expected [48, 64]"), "%s", e[4]);
+    CHECK_MSG(strstr(e[4], "'encoder.block.1.layer.0.SelfAttention.q.weight' has shape [64, 48], "
+                           "expected [48, 64]"),
+              "%s", e[4]);
     et_damaged("tiny-flan", et_flatten_ln, NULL, NULL, e[5], sizeof e[5]);
-    CHECK_MSG(strstr(e[5], "'decoder.block.0.layer.1.layer_norm.weight' has shape [1, 64], expected [64]"), "%s", e[5]);
+    CHECK_MSG(
+        strstr(e[5],
+               "'decoder.block.0.layer.1.layer_norm.weight' has shape [1, 64], expected [64]"),
+        "%s", e[5]);
     /* config disagrees with the weights: relu model declared gated */
     et_damaged("tiny-t5", NULL, "\"relu\"", "\"gated-gelu\"", e[6], sizeof e[6]);
-    CHECK_MSG(strstr(e[6], "missing tensor 'encoder.block.0.layer.1.DenseReluDense.wi_0.weight'"), "%s", e[6]);
+    CHECK_MSG(strstr(e[6], "missing tensor 'encoder.block.0.layer.1.DenseReluDense.wi_0.weight'"),
+              "%s", e[6]);
     et_damaged("tiny-t5", NULL, "\"d_ff\":\t128", "\"d_ff\":\t100", e[7], sizeof e[7]);
-    CHECK_MSG(strstr(e[7], "DenseReluDense.wi.weight' has shape [128, 64], expected [100, 64]"), "%s", e[7]);
+    CHECK_MSG(strstr(e[7], "DenseReluDense.wi.weight' has shape [128, 64], expected [100, 64]"),
+              "%s", e[7]);
     for (int i = 0; i < 8; i++)
-        for (int j = 0; j < i; j++) CHECK_MSG(strcmp(e[i], e[j]), "same message %d %d: %s", i, j, e[i]);
+        for (int j = 0; j < i; j++)
+            CHECK_MSG(strcmp(e[i], e[j]), "same message %d %d: %s", i, j, e[i]);
     char err[256];
     CHECK(eng_model_load("/nonexistent/model", NULL, err, sizeof err) == NULL);
     CHECK(strstr(err, "/nonexistent/model") != NULL);
@@ -817,7 +867,7 @@ static void et_write_variant(char *dir, int to_f16)
     REQUIRE(out);
     size_t o = 0;
     cJSON *t;
-    cJSON_ArrayForEach(t, h) {
+    cJSON_ArrayForEach (t, h) {
         if (!strcmp(t->string, "__metadata__")) continue;
         REQUIRE(!strcmp(cJSON_GetObjectItem(t, "dtype")->valuestring, "F32"));
         cJSON *offs = cJSON_GetObjectItem(t, "data_offsets");
@@ -841,7 +891,8 @@ static void et_write_variant(char *dir, int to_f16)
         o += len;
     }
     et_write_st(dir, h, to_f16 ? 0 : 2, out, o); /* F32 variant: 8 + L = 2 mod 8 */
-    snprintf(rel, sizeof rel, "cp '%s' '%s/config.json'", th_data("models/tiny-t5/config.json"), dir);
+    snprintf(rel, sizeof rel, "cp '%s' '%s/config.json'", th_data("models/tiny-t5/config.json"),
+             dir);
     REQUIRE(system(rel) == 0);
     cJSON_Delete(h), free(out), free(data);
 }
@@ -855,7 +906,7 @@ static void et_variant(int to_f16, double tol)
     eng_model *mv = eng_model_load(dir, &wp, err, sizeof err);
     REQUIRE_MSG(mv, "%s", err);
     eng_model *m = et_model("tiny-t5");
-    CHECK(m->owned_bytes == 0);                       /* aligned F32: in place */
+    CHECK(m->owned_bytes == 0); /* aligned F32: in place */
     CHECK_MSG(mv->owned_bytes > 8000000, "%zu bytes converted", mv->owned_bytes); /* all copied */
     eng_ctx *c = et_ctx(m, 2, 0), *cv = et_ctx(mv, 2, 0);
     static et_case cs[8];
@@ -871,7 +922,8 @@ static void et_variant(int to_f16, double tol)
         md = fmax(md, fabs((double)a[v] - b[v]));
         mx = fmax(mx, fabs(a[v]));
     }
-    CHECK_MSG(md <= tol, "%s: logits differ by %g (max |logit| %g)", to_f16 ? "F16" : "unaligned F32", md, mx);
+    CHECK_MSG(md <= tol, "%s: logits differ by %g (max |logit| %g)",
+              to_f16 ? "F16" : "unaligned F32", md, mx);
     CHECK(mx > 1.0);
     free(a), free(b);
     eng_ctx_free(&c), eng_ctx_free(&cv);
@@ -889,7 +941,8 @@ TEST(eng_f16_checkpoint)
     CHECK(et_f32_to_f16(1.0f + 3.0f / 2048) == 0x3c02);
     for (float v = -3.0f; v < 3.0f; v += 0.0123f)
         CHECK(fabsf(eng_f16_to_f32(et_f32_to_f16(v)) - v) <= fabsf(v) / 2048 + 1e-7f);
-    CHECK(eng_f16_to_f32(et_f32_to_f16(3e-6f)) > 2.9e-6f && eng_f16_to_f32(et_f32_to_f16(3e-6f)) < 3.1e-6f);
+    CHECK(eng_f16_to_f32(et_f32_to_f16(3e-6f)) > 2.9e-6f &&
+          eng_f16_to_f32(et_f32_to_f16(3e-6f)) < 3.1e-6f);
     et_variant(1, 2e-2);
 }
 /* misaligned F32 data is copied at load: bit-identical results */
@@ -927,7 +980,8 @@ TEST(eng_sampling_respects_top_k_top_p)
                 if (mode == 0) {
                     int above = 0;
                     for (int v = 0; v < V; v++) above += lg[v] > lg[tok];
-                    CHECK_MSG(above < 3, "seed %d step %d: token %d has %d better", (int)seed, t, tok, above);
+                    CHECK_MSG(above < 3, "seed %d step %d: token %d has %d better", (int)seed, t,
+                              tok, above);
                     nonargmax += above > 0;
                 } else {
                     double mx = -INFINITY, sum = 0, more = 0;
@@ -935,7 +989,8 @@ TEST(eng_sampling_respects_top_k_top_p)
                     for (int v = 0; v < V; v++) sum += pr[v] = exp(lg[v] / 2.0 - mx);
                     for (int v = 0; v < V; v++)
                         if (pr[v] > pr[tok]) more += pr[v] / sum;
-                    CHECK_MSG(more < 0.3 + 1e-4, "seed %d step %d: mass above token %g", (int)seed, t, more);
+                    CHECK_MSG(more < 0.3 + 1e-4, "seed %d step %d: mass above token %g", (int)seed,
+                              t, more);
                 }
                 dec[t + 1] = tok;
             }
@@ -1002,7 +1057,11 @@ TEST(eng_threads_share_a_model)
     for (int i = 0; i < NT; i++) pthread_join(th[i], NULL);
     for (int i = 0; i < NT; i++) {
         CHECK(t[i].rc == 0);
-        CHECK_MSG(et_same(&t[i].r, &s[i].r, 0), "thread %d differs from the serial run (%d/%d hyps, score %.17g vs %.17g, %d vs %d tokens)", i, t[i].r.n_hyps, s[i].r.n_hyps, t[i].r.hyps[0].score, s[i].r.hyps[0].score, t[i].r.hyps[0].n_tokens, s[i].r.hyps[0].n_tokens);
+        CHECK_MSG(et_same(&t[i].r, &s[i].r, 0),
+                  "thread %d differs from the serial run (%d/%d hyps, score %.17g vs %.17g, %d vs "
+                  "%d tokens)",
+                  i, t[i].r.n_hyps, s[i].r.n_hyps, t[i].r.hyps[0].score, s[i].r.hyps[0].score,
+                  t[i].r.hyps[0].n_tokens, s[i].r.hyps[0].n_tokens);
         eng_gen_result_clear(&t[i].r);
         eng_gen_result_clear(&s[i].r);
     }
@@ -1060,8 +1119,12 @@ static void et_threads_run(eng_model *m, eng_gen_result *res, double *lp)
     }
     eng_score_req s[ET_TN];
     for (int d = 0; d < ET_TN; d++)
-        s[d] = (eng_score_req){ .ids = ids[d], .n_ids = ET_TLEN, .n_cands = ET_TLABELS,
-                                .cand_ids = cp, .cand_lens = cl, .logprobs = lp + d * ET_TLABELS };
+        s[d] = (eng_score_req){ .ids = ids[d],
+                                .n_ids = ET_TLEN,
+                                .n_cands = ET_TLABELS,
+                                .cand_ids = cp,
+                                .cand_lens = cl,
+                                .logprobs = lp + d * ET_TLABELS };
     REQUIRE(eng_score(c, s, ET_TN) == 0);
     for (int d = 0; d < ET_TN; d++) CHECK_MSG(s[d].status == 0, "score %d: %d", d, s[d].status);
     eng_ctx_free(&c);
@@ -1095,12 +1158,12 @@ TEST(eng_thread_count_does_not_change_results)
 /* ---- continuous batching: requests join a running batch ---- */
 
 typedef struct et_stream {
-    eng_gen_req *pool;     /* requests handed out by join, in order */
+    eng_gen_req *pool; /* requests handed out by join, in order */
     int n_pool, next;
-    int calls;             /* join calls so far */
-    int every;             /* hand out one request every `every` calls */
-    int done_count[16];    /* per request (pool and initial), by tag */
-    int bad_room;          /* a join asked with rows or tokens <= 0 */
+    int calls;          /* join calls so far */
+    int every;          /* hand out one request every `every` calls */
+    int done_count[16]; /* per request (pool and initial), by tag */
+    int bad_room;       /* a join asked with rows or tokens <= 0 */
 } et_stream;
 
 static eng_gen_req *et_join(void *user, int rows, int tokens)
@@ -1140,7 +1203,10 @@ TEST(eng_stream_joiners_match_running_alone)
         if (i % 3 == 1) p[i].num_beams = 2, p[i].num_return_sequences = 2;
         if (i % 3 == 2) p[i].do_sample = 1, p[i].seed = 7 + i, p[i].top_k = 20;
         const et_case *k = &cs[i % nc];
-        q[i] = (eng_gen_req){ .ids = k->ids, .n_ids = k->n, .params = &p[i], .out = &alone[i],
+        q[i] = (eng_gen_req){ .ids = k->ids,
+                              .n_ids = k->n,
+                              .params = &p[i],
+                              .out = &alone[i],
                               .tag = (void *)(intptr_t)i };
         if (i == 5) q[i].ids = bad_ids, q[i].n_ids = 2; /* an invalid id: EINVAL */
         REQUIRE(eng_generate(c, &q[i], 1) == 0);
@@ -1223,7 +1289,10 @@ TEST(eng_stream_reuses_rows_and_tokens)
         p[i].max_new_tokens = 3 + (i * 7) % 11;
         if (i % 4 == 1) p[i].num_beams = 2, p[i].num_return_sequences = 2;
         if (i % 4 == 3) p[i].do_sample = 1, p[i].seed = 100 + i;
-        q[i] = (eng_gen_req){ .ids = ids[i], .n_ids = len, .params = &p[i], .out = &alone[i],
+        q[i] = (eng_gen_req){ .ids = ids[i],
+                              .n_ids = len,
+                              .params = &p[i],
+                              .out = &alone[i],
                               .tag = (void *)(intptr_t)i };
         REQUIRE(eng_generate(c, &q[i], 1) == 0);
         REQUIRE(q[i].status == 0);
@@ -1282,7 +1351,8 @@ static void et_poison(const char *dir, const char *tensor, size_t elem, char kin
         static const uint32_t bits[] = { 0x7fc00000u, 0x7f800000u, 0xff800000u };
         memcpy(data + off + 4 * elem, &bits[k], 4);
     } else {
-        static const uint16_t f16[] = { 0x7e00, 0x7c00, 0xfc00 }, bf16[] = { 0x7fc0, 0x7f80, 0xff80 };
+        static const uint16_t f16[] = { 0x7e00, 0x7c00, 0xfc00 },
+                              bf16[] = { 0x7fc0, 0x7f80, 0xff80 };
         memcpy(data + off + 2 * elem, !strcmp(dt, "F16") ? &f16[k] : &bf16[k], 2);
     }
     et_write_st(dir, h, 0, data, nd);
@@ -1293,26 +1363,27 @@ static void et_poison(const char *dir, const char *tensor, size_t elem, char kin
 TEST(eng_nonfinite_weights_refused)
 {
     static const struct {
-        const char *src;    /* tiny-t5 (F32), tiny-flan (BF16), or "f16" (tiny-t5 as F16) */
+        const char *src; /* tiny-t5 (F32), tiny-flan (BF16), or "f16" (tiny-t5 as F16) */
         const char *tensor;
         size_t elem;
         char kind;
         const char *want;
     } cases[] = {
-        { "tiny-t5", "decoder.block.1.layer.2.DenseReluDense.wo.weight", 77, 'n', "holds NaN at element 77 (F32)" },
+        { "tiny-t5", "decoder.block.1.layer.2.DenseReluDense.wo.weight", 77, 'n',
+          "holds NaN at element 77 (F32)" },
         { "tiny-t5", "shared.weight", 32128u * 64 - 1, '+', "holds +inf at element 2056191 (F32)" },
         { "tiny-t5", "encoder.final_layer_norm.weight", 0, '-', "holds -inf at element 0 (F32)" },
         { "tiny-flan", "lm_head.weight", 12345, 'n', "holds NaN at element 12345 (BF16)" },
-        { "tiny-flan", "encoder.block.2.layer.1.DenseReluDense.wi_1.weight", 64, '+', "holds +inf at element 64 (BF16)" },
-        { "f16", "encoder.block.0.layer.0.SelfAttention.q.weight", 5, 'n', "holds NaN at element 5 (F16)" },
+        { "tiny-flan", "encoder.block.2.layer.1.DenseReluDense.wi_1.weight", 64, '+',
+          "holds +inf at element 64 (BF16)" },
+        { "f16", "encoder.block.0.layer.0.SelfAttention.q.weight", 5, 'n',
+          "holds NaN at element 5 (F16)" },
         { "f16", "decoder.final_layer_norm.weight", 63, '+', "holds +inf at element 63 (F16)" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char dir[64], err[512] = "";
-        if (!strcmp(cases[i].src, "f16"))
-            et_write_variant(dir, 1);
-        else
-            et_copy_model(dir, cases[i].src, NULL, NULL, NULL, NULL);
+        if (!strcmp(cases[i].src, "f16")) et_write_variant(dir, 1);
+        else et_copy_model(dir, cases[i].src, NULL, NULL, NULL, NULL);
         et_poison(dir, cases[i].tensor, cases[i].elem, cases[i].kind);
         eng_model *m = eng_model_load(dir, NULL, err, sizeof err);
         CHECK_MSG(m == NULL, "case %zu: loaded with a non-finite weight", i);
@@ -1346,8 +1417,8 @@ TEST(eng_nonfinite_logits_are_errors)
     REQUIRE(owned == 3);
     float *targets[] = {
         (float *)m->lm_head.w + (size_t)5962 * cf->d_model + 3, /* one logit of every row */
-        (float *)m->dec.final_norm.w,                            /* every decoder output */
-        (float *)m->enc.final_norm.w + 5,                        /* the encoder's output */
+        (float *)m->dec.final_norm.w,                           /* every decoder output */
+        (float *)m->enc.final_norm.w + 5,                       /* the encoder's output */
     };
     const float poison[] = { NAN, INFINITY, NAN };
     eng_gen_params greedy = eng_gen_default_params();
@@ -1375,13 +1446,18 @@ TEST(eng_nonfinite_logits_are_errors)
         };
         REQUIRE(eng_generate(c, q, 3) == 0);
         for (int i = 0; i < 3; i++) {
-            CHECK_MSG(q[i].status == ENG_ENONFINITE, "poison %d req %d: status %d", p, i, q[i].status);
+            CHECK_MSG(q[i].status == ENG_ENONFINITE, "poison %d req %d: status %d", p, i,
+                      q[i].status);
             CHECK(r[i].n_hyps == 0 && r[i].storage == NULL);
             eng_gen_result_clear(&r[i]);
         }
         double lp[2] = { 0, 0 };
-        eng_score_req sr = { .ids = cs[3].ids, .n_ids = cs[3].n, .n_cands = 2, .cand_ids = cands,
-                             .cand_lens = lens, .logprobs = lp };
+        eng_score_req sr = { .ids = cs[3].ids,
+                             .n_ids = cs[3].n,
+                             .n_cands = 2,
+                             .cand_ids = cands,
+                             .cand_lens = lens,
+                             .logprobs = lp };
         REQUIRE(eng_score(c, &sr, 1) == 0);
         CHECK_MSG(sr.status == ENG_ENONFINITE, "poison %d score: status %d", p, sr.status);
         *targets[p] = saved;

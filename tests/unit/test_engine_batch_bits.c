@@ -92,8 +92,9 @@ static void bb_run(eng_ctx *c, const bb_doc *docs, int n, bb_out *out)
     for (int beam = 0; beam < 2; beam++) {
         eng_gen_params p = bb_params(beam);
         for (int i = 0; i < n; i++)
-            q[i] = (eng_gen_req){ .ids = docs[i].ids, .n_ids = docs[i].n, .params = &p,
-                                  .out = &res[i] };
+            q[i] = (eng_gen_req){
+                .ids = docs[i].ids, .n_ids = docs[i].n, .params = &p, .out = &res[i]
+            };
         REQUIRE(eng_generate(c, q, n) == 0);
         for (int i = 0; i < n; i++) {
             REQUIRE_MSG(q[i].status == 0, "request %d: %d", i, q[i].status);
@@ -111,8 +112,11 @@ static void bb_run(eng_ctx *c, const bb_doc *docs, int n, bb_out *out)
     }
     static eng_score_req s[64];
     for (int i = 0; i < n; i++)
-        s[i] = (eng_score_req){ .ids = docs[i].ids, .n_ids = docs[i].n, .n_cands = BB_LABELS,
-                                .cand_ids = bb_labels, .cand_lens = bb_label_lens,
+        s[i] = (eng_score_req){ .ids = docs[i].ids,
+                                .n_ids = docs[i].n,
+                                .n_cands = BB_LABELS,
+                                .cand_ids = bb_labels,
+                                .cand_lens = bb_label_lens,
                                 .logprobs = out[i].lp };
     REQUIRE(eng_score(c, s, n) == 0);
     for (int i = 0; i < n; i++) REQUIRE_MSG(s[i].status == 0, "score %d: %d", i, s[i].status);
@@ -139,9 +143,10 @@ static int bb_compare(const char *what, const bb_out *want, const bb_out *got, i
         for (int k = 0; k < BB_LABELS && !diff; k++)
             if (memcmp(&a->lp[k], &b->lp[k], sizeof(double))) diff = "label log-likelihoods";
         if (diff && bad++ < 4)
-            CHECK_MSG(0, "%s: document %d: %s differ (greedy score %.17g vs %.17g, label 0 "
-                      "%.17g vs %.17g)", what, i, diff, a->score[0][0], b->score[0][0],
-                      a->lp[0], b->lp[0]);
+            CHECK_MSG(0,
+                      "%s: document %d: %s differ (greedy score %.17g vs %.17g, label 0 "
+                      "%.17g vs %.17g)",
+                      what, i, diff, a->score[0][0], b->score[0][0], a->lp[0], b->lp[0]);
     }
     return bad;
 }
@@ -283,8 +288,8 @@ TEST_TIMEOUT(eng_batch_bits_bart_classify, 120)
         char err[512];
         eng_model_params mp = eng_model_default_params();
         mp.n_threads = threads;
-        eng_model *m = eng_model_load(th_data("families/models/tiny-bart-mnli"), &mp, err,
-                                      sizeof err);
+        eng_model *m =
+            eng_model_load(th_data("families/models/tiny-bart-mnli"), &mp, err, sizeof err);
         REQUIRE_MSG(m, "%s", err);
         eng_ctx *c = eng_ctx_new(m, NULL, err, sizeof err);
         REQUIRE_MSG(c, "%s", err);
@@ -292,7 +297,8 @@ TEST_TIMEOUT(eng_batch_bits_bart_classify, 120)
         REQUIRE(nl > 0 && nl <= 8);
         for (int d = 0; d < DOCS; d++) {
             float one[8];
-            eng_cls_req q = { .ids = ids[d], .n_ids = n_ids[d],
+            eng_cls_req q = { .ids = ids[d],
+                              .n_ids = n_ids[d],
                               .logits = threads == 1 ? ref[d] : one };
             REQUIRE(eng_classify(c, &q, 1) == 0 && q.status == 0);
             if (threads == 2 && memcmp(one, ref[d], (size_t)nl * sizeof(float)) && bad++ < 4)
@@ -309,8 +315,10 @@ TEST_TIMEOUT(eng_batch_bits_bart_classify, 120)
             for (int i = 0; i < ALL; i++) REQUIRE_MSG(q[i].status == 0, "request %d", i);
             for (int d = 0; d < DOCS; d++)
                 if (memcmp(got[d], ref[d], (size_t)nl * sizeof(float)) && bad++ < 4)
-                    CHECK_MSG(0, "document %d in company (order %d, %d threads): %.9g vs %.9g "
-                              "alone", d, order, threads, got[d][0], ref[d][0]);
+                    CHECK_MSG(0,
+                              "document %d in company (order %d, %d threads): %.9g vs %.9g "
+                              "alone",
+                              d, order, threads, got[d][0], ref[d][0]);
         }
         eng_ctx_free(&c);
         eng_model_free(&m);

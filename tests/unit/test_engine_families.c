@@ -31,7 +31,7 @@ static int fam_ids(const cJSON *arr, int32_t *out, int max)
 {
     int n = 0;
     const cJSON *e;
-    cJSON_ArrayForEach(e, arr) {
+    cJSON_ArrayForEach (e, arr) {
         if (n < max) out[n] = (int32_t)e->valueint;
         n++;
     }
@@ -48,7 +48,7 @@ static double fam_diff(const st_set *g, const char *name, const float *got, size
         float w;
         memcpy(&w, (const char *)t->data + i * sizeof w, sizeof w);
         double d = fabs((double)got[i] - w);
-        if (!(d <= mx)) mx = d;   /* NaN too */
+        if (!(d <= mx)) mx = d; /* NaN too */
     }
     return mx;
 }
@@ -76,7 +76,7 @@ static void fam_check(const char *model, int generating)
     float *enc = malloc((size_t)512 * D * sizeof *enc), *lg = malloc((size_t)V * sizeof *lg);
     REQUIRE(enc && lg);
     const cJSON *cs;
-    cJSON_ArrayForEach(cs, cJSON_GetObjectItem(gold, "cases")) {
+    cJSON_ArrayForEach (cs, cJSON_GetObjectItem(gold, "cases")) {
         const char *name = cJSON_GetObjectItem(cs, "name")->valuestring;
         int32_t ids[512], dec[8];
         int n = fam_ids(cJSON_GetObjectItem(cs, "input_ids"), ids, 512);
@@ -92,8 +92,8 @@ static void fam_check(const char *model, int generating)
         CHECK_MSG(start->valueint == cf->decoder_start_token_id, "%s: decoder start %d, want %d",
                   model, cf->decoder_start_token_id, start->valueint);
         dec[0] = cf->decoder_start_token_id;
-        int ng = fam_ids(cJSON_GetObjectItem(cJSON_GetObjectItem(cs, "greedy"), "tokens"),
-                         dec + 1, 2);
+        int ng =
+            fam_ids(cJSON_GetObjectItem(cJSON_GetObjectItem(cs, "greedy"), "tokens"), dec + 1, 2);
         int k = ng + 1 < 3 ? ng + 1 : 3;
         snprintf(rel, sizeof rel, "%s.logits", name);
         const st_tensor *t = st_find(gst, rel);
@@ -138,13 +138,14 @@ static eng_gen_params fam_params(const cJSON *j, int32_t *words, int *off)
     if ((v = cJSON_GetObjectItem(j, "forced_eos_token_id"))) p.forced_eos_token_id = v->valueint;
     if ((v = cJSON_GetObjectItem(j, "early_stopping")))
         p.early_stopping = cJSON_IsString(v) ? ENG_EARLY_NEVER
-                           : cJSON_IsTrue(v) ? ENG_EARLY_TRUE : ENG_EARLY_FALSE;
+                           : cJSON_IsTrue(v) ? ENG_EARLY_TRUE
+                                             : ENG_EARLY_FALSE;
     if ((v = cJSON_GetObjectItem(j, "bad_words_ids"))) {
         const cJSON *w, *t;
         int n = 0, k = 0;
         off[0] = 0;
-        cJSON_ArrayForEach(w, v) {
-            cJSON_ArrayForEach(t, w) words[k++] = t->valueint;
+        cJSON_ArrayForEach (w, v) {
+            cJSON_ArrayForEach (t, w) words[k++] = t->valueint;
             off[++n] = k;
         }
         p.bad_words = words, p.bad_off = off, p.n_bad_words = n;
@@ -170,7 +171,7 @@ static void fam_generate(const char *model)
     int runs = 0, hyps = 0;
     double worst = 0;
     const cJSON *cs;
-    cJSON_ArrayForEach(cs, cJSON_GetObjectItem(gold, "cases")) {
+    cJSON_ArrayForEach (cs, cJSON_GetObjectItem(gold, "cases")) {
         const char *name = cJSON_GetObjectItem(cs, "name")->valuestring;
         int32_t ids[512], want[64], words[64];
         int off[17];
@@ -184,34 +185,38 @@ static void fam_generate(const char *model)
         REQUIRE_MSG(r.status == 0, "%s %s greedy: %s", model, name, eng_strerror(r.status));
         int nw = fam_ids(cJSON_GetObjectItem(gr, "tokens"), want, 64);
         CHECK_MSG(out.hyps[0].n_tokens == nw &&
-                  !memcmp(out.hyps[0].tokens, want, (size_t)nw * sizeof *want),
+                      !memcmp(out.hyps[0].tokens, want, (size_t)nw * sizeof *want),
                   "%s %s: greedy ids differ", model, name);
         eng_gen_result_clear(&out);
         runs++;
         const cJSON *bm;
         int bi = 0;
-        cJSON_ArrayForEach(bm, cJSON_GetObjectItem(cs, "beam")) {
+        cJSON_ArrayForEach (bm, cJSON_GetObjectItem(cs, "beam")) {
             p = fam_params(cJSON_GetObjectItem(bm, "params"), words, off);
             r = (eng_gen_req){ .ids = ids, .n_ids = n, .params = &p, .out = &out };
             REQUIRE(eng_generate(c, &r, 1) == 0);
             REQUIRE_MSG(r.status == 0, "%s %s beam %d: %s", model, name, bi,
                         eng_strerror(r.status));
             const cJSON *hs = cJSON_GetObjectItem(bm, "hypotheses"), *h;
-            CHECK_MSG(out.n_hyps == cJSON_GetArraySize(hs), "%s %s beam %d: %d hypotheses, "
-                      "want %d", model, name, bi, out.n_hyps, cJSON_GetArraySize(hs));
+            CHECK_MSG(out.n_hyps == cJSON_GetArraySize(hs),
+                      "%s %s beam %d: %d hypotheses, "
+                      "want %d",
+                      model, name, bi, out.n_hyps, cJSON_GetArraySize(hs));
             int k = 0;
-            cJSON_ArrayForEach(h, hs) {
+            cJSON_ArrayForEach (h, hs) {
                 if (k >= out.n_hyps) break;
                 nw = fam_ids(cJSON_GetObjectItem(h, "tokens"), want, 64);
                 const eng_hyp *got = &out.hyps[k];
                 CHECK_MSG(got->n_tokens == nw &&
-                          !memcmp(got->tokens, want, (size_t)nw * sizeof *want),
+                              !memcmp(got->tokens, want, (size_t)nw * sizeof *want),
                           "%s %s beam %d: hypothesis %d differs", model, name, bi, k);
                 double ds = fabs(got->score - cJSON_GetObjectItem(h, "score")->valuedouble);
-                double dl = fabs(got->sum_logprobs -
-                                 cJSON_GetObjectItem(h, "sum_logprobs")->valuedouble);
-                CHECK_MSG(ds <= FAM_TOL && dl <= FAM_TOL, "%s %s beam %d hyp %d: score off by "
-                          "%.3g, sum by %.3g", model, name, bi, k, ds, dl);
+                double dl =
+                    fabs(got->sum_logprobs - cJSON_GetObjectItem(h, "sum_logprobs")->valuedouble);
+                CHECK_MSG(ds <= FAM_TOL && dl <= FAM_TOL,
+                          "%s %s beam %d hyp %d: score off by "
+                          "%.3g, sum by %.3g",
+                          model, name, bi, k, ds, dl);
                 if (ds > worst) worst = ds;
                 if (dl > worst) worst = dl;
                 k++, hyps++;
@@ -252,20 +257,23 @@ TEST(fam_bart_mnli_classify)
     eng_cls_req reqs[MAXR];
     int n = 0;
     const cJSON *cs, *it, *pr, *v;
-    cJSON_ArrayForEach(cs, cJSON_GetObjectItem(gold, "cases")) {
+    cJSON_ArrayForEach (cs, cJSON_GetObjectItem(gold, "cases")) {
         REQUIRE(n < MAXR);
         int k = 0;
-        cJSON_ArrayForEach(v, cJSON_GetObjectItem(cs, "logits")) want[n][k++] = v->valuedouble;
-        reqs[n] = (eng_cls_req){ .ids = ids[n], .logits = got[n],
-                                 .n_ids = fam_ids(cJSON_GetObjectItem(cs, "input_ids"), ids[n], 128) };
+        cJSON_ArrayForEach (v, cJSON_GetObjectItem(cs, "logits")) want[n][k++] = v->valuedouble;
+        reqs[n] =
+            (eng_cls_req){ .ids = ids[n],
+                           .logits = got[n],
+                           .n_ids = fam_ids(cJSON_GetObjectItem(cs, "input_ids"), ids[n], 128) };
         n++;
     }
-    cJSON_ArrayForEach(it, cJSON_GetObjectItem(cJSON_GetObjectItem(gold, "zero_shot"), "items"))
-        cJSON_ArrayForEach(pr, cJSON_GetObjectItem(it, "pairs")) {
+    cJSON_ArrayForEach (it, cJSON_GetObjectItem(cJSON_GetObjectItem(gold, "zero_shot"), "items"))
+        cJSON_ArrayForEach (pr, cJSON_GetObjectItem(it, "pairs")) {
             REQUIRE(n < MAXR);
             int k = 0;
-            cJSON_ArrayForEach(v, cJSON_GetObjectItem(pr, "logits")) want[n][k++] = v->valuedouble;
-            reqs[n] = (eng_cls_req){ .ids = ids[n], .logits = got[n],
+            cJSON_ArrayForEach (v, cJSON_GetObjectItem(pr, "logits")) want[n][k++] = v->valuedouble;
+            reqs[n] = (eng_cls_req){ .ids = ids[n],
+                                     .logits = got[n],
                                      .n_ids = fam_ids(cJSON_GetObjectItem(pr, "input_ids"), ids[n],
                                                       128) };
             n++;
@@ -342,7 +350,8 @@ TEST(fam_unknown_model_type_is_named)
     eng_model *m = eng_model_load(dir, NULL, err, sizeof err);
     CHECK(m == NULL);
     CHECK_MSG(strstr(err, "unknown model_type 'pegasus'") && strstr(err, "bart") &&
-              strstr(err, "marian") && strstr(err, "t5"), "%s", err);
+                  strstr(err, "marian") && strstr(err, "t5"),
+              "%s", err);
     unlink(path);
     rmdir(dir);
 }

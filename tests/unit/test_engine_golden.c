@@ -37,7 +37,7 @@ static int eg_ids(const cJSON *arr, int32_t *out, int max)
 {
     int n = 0;
     const cJSON *e;
-    cJSON_ArrayForEach(e, arr) {
+    cJSON_ArrayForEach (e, arr) {
         if (n < max) out[n] = (int32_t)e->valueint;
         n++;
     }
@@ -101,7 +101,7 @@ static void eg_encoder_and_logits(const char *model)
     REQUIRE(out);
     const cJSON *cs;
     int ncases = 0;
-    cJSON_ArrayForEach(cs, cJSON_GetObjectItem(f.gold, "cases")) {
+    cJSON_ArrayForEach (cs, cJSON_GetObjectItem(f.gold, "cases")) {
         const char *name = cJSON_GetObjectItem(cs, "name")->valuestring;
         int32_t ids[512], dec[8];
         int n = eg_ids(cJSON_GetObjectItem(cs, "input_ids"), ids, 512);
@@ -122,7 +122,8 @@ static void eg_encoder_and_logits(const char *model)
         for (int s = 0; s < 3; s++) {
             CHECK(eng_logits(f.c, ids, n, dec, s + 1, out) == 0);
             md = 0;
-            for (int v = 0; v < V; v++) md = fmax(md, fabs((double)out[v] - glog[(size_t)s * V + v]));
+            for (int v = 0; v < V; v++)
+                md = fmax(md, fabs((double)out[v] - glog[(size_t)s * V + v]));
             CHECK_MSG(md <= EG_TOL, "%s/%s: logits step %d max abs diff %g", model, name, s, md);
         }
         ncases++;
@@ -135,8 +136,7 @@ static void eg_encoder_and_logits(const char *model)
 TEST(eng_golden_encoder_logits_tiny_t5) { eg_encoder_and_logits("tiny-t5"); }
 TEST(eng_golden_encoder_logits_tiny_flan) { eg_encoder_and_logits("tiny-flan"); }
 
-static void eg_check_hyps(const char *what, const cJSON *want, const eng_gen_result *res,
-                          int beam)
+static void eg_check_hyps(const char *what, const cJSON *want, const eng_gen_result *res, int beam)
 {
     int nw = cJSON_GetArraySize(want);
     CHECK_MSG(res->n_hyps == nw, "%s: %d hypotheses, want %d", what, res->n_hyps, nw);
@@ -165,7 +165,7 @@ static void eg_generate(const char *model, int beams_too)
     eg_open(&f, model);
     const cJSON *cs;
     int nbeam = 0;
-    cJSON_ArrayForEach(cs, cJSON_GetObjectItem(f.gold, "cases")) {
+    cJSON_ArrayForEach (cs, cJSON_GetObjectItem(f.gold, "cases")) {
         const char *name = cJSON_GetObjectItem(cs, "name")->valuestring;
         int32_t ids[512];
         int n = eg_ids(cJSON_GetObjectItem(cs, "input_ids"), ids, 512);
@@ -180,7 +180,8 @@ static void eg_generate(const char *model, int beams_too)
             REQUIRE_MSG(rq.status == 0, "%s: status %d", name, rq.status);
             cJSON *wrap = cJSON_CreateArray();
             cJSON *h = cJSON_CreateObject();
-            cJSON_AddItemToObject(h, "tokens", cJSON_Duplicate(cJSON_GetObjectItem(gr, "tokens"), 1));
+            cJSON_AddItemToObject(h, "tokens",
+                                  cJSON_Duplicate(cJSON_GetObjectItem(gr, "tokens"), 1));
             cJSON_AddItemToArray(wrap, h);
             snprintf(what, sizeof what, "%s/%s greedy", model, name);
             eg_check_hyps(what, wrap, &res, 0);
@@ -189,7 +190,7 @@ static void eg_generate(const char *model, int beams_too)
             continue;
         }
         const cJSON *b;
-        cJSON_ArrayForEach(b, cJSON_GetObjectItem(cs, "beam")) {
+        cJSON_ArrayForEach (b, cJSON_GetObjectItem(cs, "beam")) {
             const cJSON *bp = cJSON_GetObjectItem(b, "params");
             p = eng_gen_default_params();
             p.num_beams = cJSON_GetObjectItem(bp, "num_beams")->valueint;

@@ -56,7 +56,8 @@ TEST(eng_kernel_gelu_softmax_lse)
 
 TEST(eng_kernel_rmsnorm_and_conversions)
 {
-    float x[2][5] = { { 1, -2, 3, -4, 5 }, { 0.5f, 0.5f, 0.5f, 0.5f, 0.5f } }, w[5] = { 1, 2, 1, 2, 1 };
+    float x[2][5] = { { 1, -2, 3, -4, 5 }, { 0.5f, 0.5f, 0.5f, 0.5f, 0.5f } },
+          w[5] = { 1, 2, 1, 2, 1 };
     float o[2][5];
     eng_rmsnorm(&x[0][0], w, 2, 5, 1e-6f, &o[0][0]);
     double ms = (1 + 4 + 9 + 16 + 25) / 5.0;
@@ -67,8 +68,8 @@ TEST(eng_kernel_rmsnorm_and_conversions)
     CHECK(eng_f16_to_f32(0x3c00) == 1.0f);
     CHECK(eng_f16_to_f32(0xc000) == -2.0f);
     CHECK(eng_f16_to_f32(0x7bff) == 65504.0f);
-    CHECK(eng_f16_to_f32(0x0001) == ldexpf(1.0f, -24));     /* smallest subnormal */
-    CHECK(eng_f16_to_f32(0x03ff) == ldexpf(1023.0f, -24));  /* largest subnormal */
+    CHECK(eng_f16_to_f32(0x0001) == ldexpf(1.0f, -24));    /* smallest subnormal */
+    CHECK(eng_f16_to_f32(0x03ff) == ldexpf(1023.0f, -24)); /* largest subnormal */
     CHECK(isinf(eng_f16_to_f32(0x7c00)) && isnan(eng_f16_to_f32(0x7e00)));
     CHECK(eng_f16_to_f32(0x8000) == 0.0f && signbit(eng_f16_to_f32(0x8000)));
 }
@@ -98,8 +99,8 @@ static void et_fill_uniform(float *x, size_t n, unsigned *r)
 }
 
 /* A product under test: C = A op(B) (+ beta C) as eng_gemm takes it; 0 if it ran. */
-typedef int (*et_product)(int M, int N, int K, const float *A, int lda, const float *B,
-                          int ldb, int trans_b, float beta, float *C, int ldc);
+typedef int (*et_product)(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                          int trans_b, float beta, float *C, int ldc);
 
 /* Every (trans_b from tb0 to 1, beta 0 and 0.5, m, n, k) of the lists through fn, with
  * strided operands (row stride 320), against the double reference: each output within
@@ -132,9 +133,10 @@ static int et_sweep(const char *who, et_product fn, int tb0, const int *ms, size
                             for (int j = 0; j < n; j++) {
                                 double d = fabs(C[i * LD + j] - R[i * n + j]);
                                 if (d > 1e-6 * MAG[i * n + j] + 1e-30 && bad++ < 5)
-                                    CHECK_MSG(0, "%s m=%d n=%d k=%d trans_b=%d beta=%g: "
-                                              "C[%d][%d] off by %g", who, m, n, k, tb, beta,
-                                              i, j, d);
+                                    CHECK_MSG(0,
+                                              "%s m=%d n=%d k=%d trans_b=%d beta=%g: "
+                                              "C[%d][%d] off by %g",
+                                              who, m, n, k, tb, beta, i, j, d);
                             }
                             if (C[i * LD + n] != C0[i * LD + n] && bad++ < 5)
                                 CHECK_MSG(0, "%s m=%d n=%d k=%d: wrote beyond N", who, m, n, k);
@@ -272,8 +274,8 @@ TEST(eng_kernel_transpose)
             for (int c = 0; c < LD; c++)
                 for (int r = 0; r < LD; r++) {
                     float want = c < cols && r < rows ? src[r * LS + c] : -1.0f;
-                    REQUIRE_MSG(dst[c * LD + r] == want, "%d x %d: dst[%d][%d] = %g, want %g",
-                                rows, cols, c, r, dst[c * LD + r], want);
+                    REQUIRE_MSG(dst[c * LD + r] == want, "%d x %d: dst[%d][%d] = %g, want %g", rows,
+                                cols, c, r, dst[c * LD + r], want);
                 }
         }
 }

@@ -68,7 +68,8 @@ TEST(eng_wt_widen_every_f16)
     for (int i = 0; i < 65536 + 7; i++) {
         float want = eng_f16_to_f32(h[i]);
         if (isnan(want) ? !isnan(out[i]) : memcmp(&want, &out[i], 4) != 0) {
-            if (bad++ < 5) th_fail(__FILE__, __LINE__, "f16 %04x -> %a, want %a", h[i], out[i], want);
+            if (bad++ < 5)
+                th_fail(__FILE__, __LINE__, "f16 %04x -> %a, want %a", h[i], out[i], want);
         }
     }
     CHECK(bad == 0);
@@ -81,8 +82,9 @@ TEST(eng_wt_widen_every_f16)
     /* the converters of this test agree with the engine's widening */
     for (int i = 0; i < 65536; i++) {
         float f = eng_f16_to_f32((uint16_t)i);
-        if (isfinite(f)) CHECK_MSG(wt_f16(f) == i || (f == 0 && (wt_f16(f) & 0x7fff) == 0),
-                                   "wt_f16(%a) = %04x, want %04x", f, wt_f16(f), i);
+        if (isfinite(f))
+            CHECK_MSG(wt_f16(f) == i || (f == 0 && (wt_f16(f) & 0x7fff) == 0),
+                      "wt_f16(%a) = %04x, want %04x", f, wt_f16(f), i);
     }
 }
 
@@ -149,7 +151,8 @@ TEST(eng_wt_half_kernels)
     eng_gemm_w(17, 19, 33, A, 33, ENG_W_F32, Wf, 33, 0.5f, Cf, 19);
     CHECK(memcmp(C, Cf, sizeof(float) * 17 * 19) == 0);
     printf("%d shapes x 2 types: bitwise equal to the F32 widening; worst error against double "
-           "%.3g of sum|a w|\n", cases / 2, worst);
+           "%.3g of sum|a w|\n",
+           cases / 2, worst);
     CHECK_MSG(worst < 1e-5, "relative error %g", worst);
     free(A), free(Wf), free(Wh), free(C), free(Cf), free(C1), free(Cm);
 }
@@ -240,8 +243,10 @@ static void wt_convert(const char *src, char *dst, size_t dstlen, int to, int ma
     src = abs;
     snprintf(dst, dstlen, "/tmp/nlpd-wt-XXXXXX");
     REQUIRE(mkdtemp(dst));
-    snprintf(path, sizeof path, "for f in '%s'/*; do case \"$f\" in *.safetensors|*golden*) ;; "
-             "*) ln -s \"$f\" '%s'/ ;; esac; done", src, dst);
+    snprintf(path, sizeof path,
+             "for f in '%s'/*; do case \"$f\" in *.safetensors|*golden*) ;; "
+             "*) ln -s \"$f\" '%s'/ ;; esac; done",
+             src, dst);
     REQUIRE(system(path) == 0);
     snprintf(path, sizeof path, "%s/model.safetensors", src);
     st_set *s = st_open_file(path, err, sizeof err);
@@ -261,10 +266,11 @@ static void wt_convert(const char *src, char *dst, size_t dstlen, int to, int ma
         int conv = wt_conv(t, mats_only);
         size_t n = t->nbytes / st_dtype_size(t->dtype);
         cJSON *e = cJSON_AddObjectToObject(h, t->name);
-        cJSON_AddStringToObject(e, "dtype", conv ? (to == ENG_W_BF16 ? "BF16" : "F16")
-                                                 : st_dtype_name(t->dtype));
+        cJSON_AddStringToObject(
+            e, "dtype", conv ? (to == ENG_W_BF16 ? "BF16" : "F16") : st_dtype_name(t->dtype));
         cJSON *shape = cJSON_AddArrayToObject(e, "shape");
-        for (int d = 0; d < t->ndim; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+        for (int d = 0; d < t->ndim; d++)
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
         size_t len = conv ? 2 * n : t->nbytes;
         for (size_t k = 0; conv && k < n; k++) {
             float v;
@@ -323,7 +329,7 @@ static int wt_ids(const cJSON *arr, int32_t *out, int max)
 {
     int n = 0;
     const cJSON *e;
-    cJSON_ArrayForEach(e, arr) {
+    cJSON_ArrayForEach (e, arr) {
         if (n < max) out[n] = (int32_t)e->valueint;
         n++;
     }
@@ -344,7 +350,8 @@ static eng_gen_params wt_params(const cJSON *j)
     if ((v = cJSON_GetObjectItem(j, "forced_eos_token_id"))) p.forced_eos_token_id = v->valueint;
     if ((v = cJSON_GetObjectItem(j, "early_stopping")))
         p.early_stopping = cJSON_IsString(v) ? ENG_EARLY_NEVER
-                           : cJSON_IsTrue(v) ? ENG_EARLY_TRUE : ENG_EARLY_FALSE;
+                           : cJSON_IsTrue(v) ? ENG_EARLY_TRUE
+                                             : ENG_EARLY_FALSE;
     return p;
 }
 
@@ -382,13 +389,14 @@ static void wt_compare(const char *gold, eng_model *a, eng_model *r, int steps, 
     float *la = malloc(sizeof(float) * V), *lr = malloc(sizeof(float) * V);
     REQUIRE(ea && er && la && lr);
     const cJSON *cs;
-    cJSON_ArrayForEach(cs, cJSON_GetObjectItem(g, "cases")) {
+    cJSON_ArrayForEach (cs, cJSON_GetObjectItem(g, "cases")) {
         int32_t ids[512], dec[64];
         int n = wt_ids(cJSON_GetObjectItem(cs, "input_ids"), ids, 512);
         REQUIRE(n > 0 && n <= 512);
         REQUIRE(eng_encode(ca, ids, n, ea) == 0);
         REQUIRE(eng_encode(cr, ids, n, er) == 0);
-        for (int i = 0; i < n * D; i++) st->enc_max = fmax(st->enc_max, fabs((double)ea[i] - er[i]));
+        for (int i = 0; i < n * D; i++)
+            st->enc_max = fmax(st->enc_max, fabs((double)ea[i] - er[i]));
         st->cases++;
         const cJSON *greedy = cJSON_GetObjectItem(cs, "greedy");
         if (!greedy) continue; /* a classifier */
@@ -404,7 +412,7 @@ static void wt_compare(const char *gold, eng_model *a, eng_model *r, int steps, 
             CHECK_MSG(wt_same_hyps(&ra, &rr), "%s: greedy tokens differ", gold);
             st->gens++;
             const cJSON *b;
-            cJSON_ArrayForEach(b, cJSON_GetObjectItem(cs, "beam")) {
+            cJSON_ArrayForEach (b, cJSON_GetObjectItem(cs, "beam")) {
                 eng_gen_params bp = wt_params(cJSON_GetObjectItem(b, "params"));
                 eng_gen_result ba = { 0 }, br = { 0 };
                 eng_gen_req xa = { .ids = ids, .n_ids = n, .params = &bp, .out = &ba };
@@ -427,7 +435,8 @@ static void wt_compare(const char *gold, eng_model *a, eng_model *r, int steps, 
             int ta = 0, tr = 0;
             for (int v = 0; v < V; v++) {
                 st->lg_max = fmax(st->lg_max, fabs((double)la[v] - lr[v]));
-                dot += (double)la[v] * lr[v], na += (double)la[v] * la[v], nr += (double)lr[v] * lr[v];
+                dot += (double)la[v] * lr[v], na += (double)la[v] * la[v],
+                    nr += (double)lr[v] * lr[v];
                 if (la[v] > la[ta]) ta = v;
                 if (lr[v] > lr[tr]) tr = v;
             }
@@ -470,7 +479,8 @@ static void wt_half_in_place(int wt)
         eng_model *a = wt_load(dir, ENG_WEIGHTS_AUTO), *r = wt_load(dir, ENG_WEIGHTS_F32);
         CHECK_MSG(eng_model_weights(a) == (wt == ENG_W_BF16 ? ENG_WEIGHTS_BF16 : ENG_WEIGHTS_F16),
                   "%s: held as %s", wt_models[i].dir, eng_weights_name(eng_model_weights(a)));
-        CHECK((int)a->lm_head.type == wt && (int)a->enc.embed.type == wt && (int)a->dec.layers[0].wo.type == wt);
+        CHECK((int)a->lm_head.type == wt && (int)a->enc.embed.type == wt &&
+              (int)a->dec.layers[0].wo.type == wt);
         /* in place: the widening load owns the matrices as F32, twice the bytes that the
          * in-place load maps (both own the same widened norms and computed tables) */
         CHECK_MSG(r->owned_bytes - a->owned_bytes == 2 * a->mapped_bytes,
@@ -478,8 +488,9 @@ static void wt_half_in_place(int wt)
                   r->owned_bytes, a->mapped_bytes);
         wt_stats st = { .cos_min = 1 };
         wt_compare(th_data(wt_models[i].gold), a, r, 3, 1, &st);
-        CHECK_MSG(st.lg_max <= 1e-4 && st.enc_max <= 1e-4, "%s: logits differ by %.3g, encoder by %.3g",
-                  wt_models[i].dir, st.lg_max, st.enc_max);
+        CHECK_MSG(st.lg_max <= 1e-4 && st.enc_max <= 1e-4,
+                  "%s: logits differ by %.3g, encoder by %.3g", wt_models[i].dir, st.lg_max,
+                  st.enc_max);
         CHECK(st.cases > 0);
         lg = fmax(lg, st.lg_max), enc = fmax(enc, st.enc_max);
         cases += st.cases, gens += st.gens;
@@ -491,15 +502,9 @@ static void wt_half_in_place(int wt)
            wt == ENG_W_BF16 ? "BF16" : "F16", WT_NMODELS, cases, gens, lg, enc);
 }
 
-TEST_TIMEOUT(eng_wt_bf16_in_place_golden, 300)
-{
-    wt_half_in_place(ENG_W_BF16);
-}
+TEST_TIMEOUT(eng_wt_bf16_in_place_golden, 300) { wt_half_in_place(ENG_W_BF16); }
 
-TEST_TIMEOUT(eng_wt_f16_in_place_golden, 300)
-{
-    wt_half_in_place(ENG_W_F16);
-}
+TEST_TIMEOUT(eng_wt_f16_in_place_golden, 300) { wt_half_in_place(ENG_W_F16); }
 
 /* --weights bf16 / f16 on an F32 checkpoint rounds the matrices once at load: the same
  * results, bit for bit, as a file whose matrices were rounded the same way beforehand
@@ -541,8 +546,8 @@ TEST_TIMEOUT(eng_wt_int8_accuracy, 300)
               a->dec.layers[0].self.q.type == ENG_W_I8);
         wt_stats st = { .cos_min = 1 };
         wt_compare(th_data(wt_models[i].gold), a, r, 8, 0, &st);
-        printf("int8 %-32s %3d steps: top-1 agreement %5.1f%%, min cosine %.5f\n",
-               wt_models[i].dir, st.steps, st.steps ? 100.0 * st.top1 / st.steps : 0, st.cos_min);
+        printf("int8 %-32s %3d steps: top-1 agreement %5.1f%%, min cosine %.5f\n", wt_models[i].dir,
+               st.steps, st.steps ? 100.0 * st.top1 / st.steps : 0, st.cos_min);
         CHECK_MSG(st.cos_min >= 0.995, "%s: cosine %.5f < 0.995", wt_models[i].dir, st.cos_min);
         steps += st.steps, top1 += st.top1, cos_min = fmin(cos_min, st.cos_min);
         eng_model_free(&a), eng_model_free(&r);
@@ -654,13 +659,12 @@ TEST_TIMEOUT(eng_wt_int8_cache_file, 120)
         } else {
             if (strstr(cases[i].damage, "/../"))
                 snprintf(cmd, sizeof cmd, "touch -d '2001-01-01' '%s/model.safetensors'", dir);
-            else
-                snprintf(cmd, sizeof cmd, cases[i].damage, q8);
+            else snprintf(cmd, sizeof cmd, cases[i].damage, q8);
             REQUIRE(system(cmd) == 0);
         }
         m = wt_q8_load(dir, msg, sizeof msg, lg);
         CHECK_MSG(strstr(msg, cases[i].want) && strstr(msg, "quantizing the model from its "
-                                                             "checkpoint again"),
+                                                            "checkpoint again"),
                   "case %zu: said '%s', want '%s'", i, msg, cases[i].want);
         CHECK_MSG(memcmp(ref, lg, sizeof(float) * V) == 0, "case %zu: logits differ", i);
         eng_model_free(&m);

@@ -30,8 +30,9 @@ static void mkm_run(const char *dir, const char *cfg_json, const char *dtype, co
     REQUIRE(f);
     fputs(cfg_json, f);
     REQUIRE(fclose(f) == 0);
-    snprintf(cmd, sizeof cmd, "%s/bench/mkmodel --config %s --out %s/%s --dtype %s --seed 3 >/dev/null",
-             th_build(), path, dir, sub, dtype);
+    snprintf(cmd, sizeof cmd,
+             "%s/bench/mkmodel --config %s --out %s/%s --dtype %s --seed 3 >/dev/null", th_build(),
+             path, dir, sub, dtype);
     REQUIRE_MSG(system(cmd) == 0, "failed: %s", cmd);
 }
 
@@ -40,7 +41,8 @@ TEST(mkmodel_gated_untied_loads)
     const char *dir = mkm_tmpdir();
     mkm_run(dir,
             "{\"model_type\":\"t5\",\"vocab_size\":100,\"d_model\":16,\"d_kv\":4,\"num_heads\":3,"
-            "\"d_ff\":24,\"num_layers\":2,\"num_decoder_layers\":1,\"feed_forward_proj\":\"gated-gelu\","
+            "\"d_ff\":24,\"num_layers\":2,\"num_decoder_layers\":1,\"feed_forward_proj\":\"gated-"
+            "gelu\","
             "\"tie_word_embeddings\":false,\"relative_attention_num_buckets\":8,"
             "\"relative_attention_max_distance\":16}",
             "bf16", "m");
@@ -61,8 +63,10 @@ TEST(mkmodel_gated_untied_loads)
     t = st_find(s, "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
     REQUIRE(t);
     CHECK(t->shape[0] == 8 && t->shape[1] == 3);
-    CHECK(st_find(s, "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight") == NULL);
-    CHECK(st_find(s, "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight") == NULL);
+    CHECK(st_find(s, "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight") ==
+          NULL);
+    CHECK(st_find(s, "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight") ==
+          NULL);
     t = st_find(s, "decoder.block.0.layer.2.DenseReluDense.wi_1.weight");
     REQUIRE(t);
     CHECK(t->shape[0] == 24 && t->shape[1] == 16);
@@ -75,7 +79,8 @@ TEST(mkmodel_gated_untied_loads)
     /* The config is copied and reads back. */
     eng_config c;
     snprintf(path, sizeof path, "%s/m/config.json", dir);
-    REQUIRE_MSG(hf_config_load(path, &c, &(const eng_arch *){ NULL }, err, sizeof err) == 0, "%s", err);
+    REQUIRE_MSG(hf_config_load(path, &c, &(const eng_arch *){ NULL }, err, sizeof err) == 0, "%s",
+                err);
     CHECK(c.d_model == 16 && c.arch.gated == 1 && c.arch.tied == 0 && c.num_decoder_layers == 1);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -124,10 +129,12 @@ TEST(mkmodel_relu_tied_f32_scales)
 TEST(mkmodel_rejects_bad_args)
 {
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "%s/bench/mkmodel --config %s --out /tmp/nlp-mkm-never --dtype i8 2>/dev/null",
+    snprintf(cmd, sizeof cmd,
+             "%s/bench/mkmodel --config %s --out /tmp/nlp-mkm-never --dtype i8 2>/dev/null",
              th_build(), th_data("configs/t5-small.json"));
     CHECK(system(cmd) != 0);
-    snprintf(cmd, sizeof cmd, "%s/bench/mkmodel --config /nonexistent.json --out /tmp/nlp-mkm-never 2>/dev/null",
+    snprintf(cmd, sizeof cmd,
+             "%s/bench/mkmodel --config /nonexistent.json --out /tmp/nlp-mkm-never 2>/dev/null",
              th_build());
     CHECK(system(cmd) != 0);
 }
@@ -204,7 +211,10 @@ TEST(mkmodel_m2m100_layout_loads) { mkm_family("tiny-m2m100"); }
  * parameter counts of bench_families.sh follow from them). */
 TEST(mkmodel_bench_configs_read)
 {
-    static const struct { const char *file; int layers, d, ff, heads, vocab, start; } cf[] = {
+    static const struct {
+        const char *file;
+        int layers, d, ff, heads, vocab, start;
+    } cf[] = {
         { "configs/bart-large-cnn.json", 12, 1024, 4096, 16, 50264, 2 },
         { "configs/opus-mt-en-de.json", 6, 512, 2048, 8, 58101, 58100 },
         { "configs/nllb-200-distilled-600M.json", 12, 1024, 4096, 16, 256206, 2 },
@@ -213,10 +223,11 @@ TEST(mkmodel_bench_configs_read)
         eng_config c;
         char err[512] = "";
         REQUIRE_MSG(hf_config_load(th_data(cf[i].file), &c, &(const eng_arch *){ NULL }, err,
-                                   sizeof err) == 0, "%s", err);
+                                   sizeof err) == 0,
+                    "%s", err);
         CHECK_MSG(c.num_layers == cf[i].layers && c.num_decoder_layers == cf[i].layers &&
-                  c.d_model == cf[i].d && c.d_ff == cf[i].ff && c.num_heads == cf[i].heads &&
-                  c.vocab_size == cf[i].vocab && c.decoder_start_token_id == cf[i].start,
+                      c.d_model == cf[i].d && c.d_ff == cf[i].ff && c.num_heads == cf[i].heads &&
+                      c.vocab_size == cf[i].vocab && c.decoder_start_token_id == cf[i].start,
                   "%s", cf[i].file);
     }
 }

@@ -28,9 +28,9 @@ typedef struct mock {
     char endpoint[128];
     void *zctx, *sock;
     int hold;
-    int serve;            /* requests to answer before the thread ends */
+    int serve; /* requests to answer before the thread ends */
     pthread_t th;
-    Nlp__V1__Request *last;   /* copy of the last request seen (owned by the mock) */
+    Nlp__V1__Request *last; /* copy of the last request seen (owned by the mock) */
 } mock;
 
 static int count_opts(const Nlp__V1__DecodingOptions *o)
@@ -106,7 +106,7 @@ static void answer(mock *m, zmq_msg_t *ident, Nlp__V1__Request *rq)
             res.n_labels = n;
             res.labels = lsp;
         }
-        if (rq->model && *rq->model) {   /* the model named, echoed */
+        if (rq->model && *rq->model) { /* the model named, echoed */
             size_t k = strlen(text);
             snprintf(text + k, sizeof text - k, "@%s", rq->model);
         }
@@ -138,8 +138,8 @@ static void *mock_main(void *arg)
         zmq_msg_init(&payload);
         if (zmq_msg_recv(&id, m->sock, 0) < 0) break;
         if (zmq_msg_recv(&payload, m->sock, 0) < 0) break;
-        Nlp__V1__Request *rq = nlp__v1__request__unpack(NULL, zmq_msg_size(&payload),
-                                                        zmq_msg_data(&payload));
+        Nlp__V1__Request *rq =
+            nlp__v1__request__unpack(NULL, zmq_msg_size(&payload), zmq_msg_data(&payload));
         zmq_msg_close(&payload);
         if (!rq) {
             zmq_msg_close(&id);
@@ -210,9 +210,9 @@ TEST(nlpc_call_every_task)
     CHECK(r->code == NLPC_OK);
     REQUIRE(r->n_results == 1);
     CHECK_MSG(!strcmp(r->results[0].text, "2:hello world"), "text '%s'", r->results[0].text);
-    CHECK(r->results[0].score == 0);   /* no options set: none on the wire */
+    CHECK(r->results[0].score == 0); /* no options set: none on the wire */
     CHECK(r->total_ms == 1.5);
-    CHECK(!strcmp(r->results[0].answer, ""));   /* absent strings are "" */
+    CHECK(!strcmp(r->results[0].answer, "")); /* absent strings are "" */
     nlpc_response_free(&r);
     CHECK(r == NULL);
 
@@ -252,7 +252,7 @@ TEST(nlpc_call_every_task)
     rq.n_docs = 1;
     nlpc_decode_opts *o = &rq.opts;
     o->max_new_tokens = 5;
-    o->min_new_tokens = 0;   /* 0 is a value, not "unset" */
+    o->min_new_tokens = 0; /* 0 is a value, not "unset" */
     o->num_beams = 2;
     o->num_return_sequences = 2;
     o->no_repeat_ngram_size = 3;
@@ -289,7 +289,7 @@ TEST(nlpc_many_in_flight_out_of_order)
 {
     enum { N = 20 };
     mock m;
-    mock_start(&m, N, N);   /* answers all 20 only once all arrived, last first */
+    mock_start(&m, N, N); /* answers all 20 only once all arrived, last first */
     char err[256];
     nlpc_client *c = nlpc_client_new(m.endpoint, err, sizeof err);
     REQUIRE(c);
@@ -318,7 +318,7 @@ TEST(nlpc_many_in_flight_out_of_order)
         char want[32];
         snprintf(want, sizeof want, "2:doc%d", i);
         CHECK_MSG(!strcmp(r->results[0].text, want), "id %d got '%s'", i, r->results[0].text);
-        if (k == 0) CHECK(i == N - 1);   /* the mock answers last first */
+        if (k == 0) CHECK(i == N - 1); /* the mock answers last first */
         seen[i]++;
         nlpc_response_free(&r);
     }
@@ -331,7 +331,7 @@ TEST(nlpc_many_in_flight_out_of_order)
 TEST(nlpc_call_keeps_other_replies)
 {
     mock m;
-    mock_start(&m, 3, 3);   /* three requests, answered in reverse */
+    mock_start(&m, 3, 3); /* three requests, answered in reverse */
     char err[256];
     nlpc_client *c = nlpc_client_new(m.endpoint, err, sizeof err);
     REQUIRE(c);
@@ -346,7 +346,7 @@ TEST(nlpc_call_keeps_other_replies)
     REQUIRE(ida > 0 && idb > 0);
     rq.docs = &x;
     nlpc_response *r = NULL;
-    REQUIRE(nlpc_call(c, &rq, 5000, &r) == 0);   /* X comes first, nothing kept yet */
+    REQUIRE(nlpc_call(c, &rq, 5000, &r) == 0); /* X comes first, nothing kept yet */
     CHECK(!strcmp(r->results[0].text, "2:X"));
     nlpc_response_free(&r);
     REQUIRE(nlpc_recv(c, 5000, &r) == 0);
@@ -362,7 +362,7 @@ TEST(nlpc_call_keeps_other_replies)
 TEST(nlpc_call_buffers_earlier_replies)
 {
     mock m;
-    mock_start(&m, 2, 1);   /* answered in order: A's reply arrives while waiting for B */
+    mock_start(&m, 2, 1); /* answered in order: A's reply arrives while waiting for B */
     char err[256];
     nlpc_client *c = nlpc_client_new(m.endpoint, err, sizeof err);
     REQUIRE(c);
@@ -377,7 +377,7 @@ TEST(nlpc_call_buffers_earlier_replies)
     REQUIRE(nlpc_call(c, &rq, 5000, &r) == 0);
     CHECK(!strcmp(r->results[0].text, "2:B"));
     nlpc_response_free(&r);
-    CHECK(nlpc_in_flight(c) == 1);   /* A's reply is kept, not yet returned */
+    CHECK(nlpc_in_flight(c) == 1); /* A's reply is kept, not yet returned */
     REQUIRE(nlpc_recv(c, 0, &r) == 0);
     CHECK(r->id == (uint64_t)ida && !strcmp(r->results[0].text, "2:A"));
     nlpc_response_free(&r);
@@ -405,7 +405,7 @@ TEST(nlpc_timeout_without_server)
     CHECK_MSG(ms >= 150 && ms < 2000, "waited %.0f ms", ms);
     CHECK(r == NULL);
     CHECK(strstr(nlpc_client_error(c), "200 ms") != NULL);
-    nlpc_client_destroy(&c);   /* bounded linger: must not hang on the unsent request */
+    nlpc_client_destroy(&c); /* bounded linger: must not hang on the unsent request */
 }
 
 TEST(nlpc_garbage_reply_is_an_error)
@@ -447,14 +447,14 @@ TEST(nlpc_bad_requests_rejected_locally)
     nlpc_request_init(&rq, NLPC_TASK_CLASSIFY);
     rq.docs = &d;
     rq.n_docs = 1;
-    CHECK(nlpc_send(c, &rq) == NLPC_EINVAL);   /* no labels */
+    CHECK(nlpc_send(c, &rq) == NLPC_EINVAL); /* no labels */
     CHECK(strstr(nlpc_client_error(c), "label") != NULL);
     nlpc_request_init(&rq, NLPC_TASK_TRANSLATE);
     rq.docs = &d;
     rq.n_docs = 1;
-    CHECK(nlpc_send(c, &rq) == NLPC_EINVAL);   /* no target */
+    CHECK(nlpc_send(c, &rq) == NLPC_EINVAL); /* no target */
     nlpc_request_init(&rq, NLPC_TASK_SUMMARIZE);
-    CHECK(nlpc_send(c, &rq) == NLPC_EINVAL);   /* no document */
+    CHECK(nlpc_send(c, &rq) == NLPC_EINVAL); /* no document */
     nlpc_request_init(&rq, (nlpc_task)99);
     CHECK(nlpc_send(c, &rq) == NLPC_EINVAL);
     CHECK(nlpc_in_flight(c) == 0);
@@ -544,8 +544,8 @@ TEST(nlpc_model_is_sent_by_name)
     char want[64];
     snprintf(want, sizeof want, "%d:hello", (int)NLP__V1__REQUEST__TASK_SUMMARIZE);
     CHECK_MSG(r->n_results == 1 && !strncmp(r->results[0].text, want, strlen(want)) &&
-              !strcmp(r->results[0].text + strlen(want), "@en-de"), "%s",
-              r->n_results ? r->results[0].text : "(none)");
+                  !strcmp(r->results[0].text + strlen(want), "@en-de"),
+              "%s", r->n_results ? r->results[0].text : "(none)");
     nlpc_response_free(&r);
     REQUIRE(nlpc_call_model(c, &rq, "", 5000, &r) == 0);
     CHECK(r->n_results == 1 && !strcmp(r->results[0].text, want));
@@ -624,7 +624,9 @@ static cJSON *parse_or(const char *s, char *err, size_t errlen)
 /* common/cm_json.c: what nlpc batch and the HTTP front refuse, with the reason. */
 TEST(cm_json_parse_object_says_why)
 {
-    static const struct { const char *in, *what, *at, *msg; } cases[] = {
+    static const struct {
+        const char *in, *what, *at, *msg;
+    } cases[] = {
         { "{\"a\":1} x", "line", "column", "text after the JSON object at column 9" },
         { "{\"a\":\"\\ud800\"}", "body", "byte", "lone UTF-16 surrogate \\ud800 at byte 7" },
         { "{\"a\":1,\"a\":2}", "line", "column", "the key \"a\" appears twice" },
@@ -703,15 +705,25 @@ TEST(cm_json_task_fields_and_model)
 TEST(cm_json_result_shapes)
 {
     nlpc_label l[2] = { { "pos", 0.75 }, { "neg", 0.25 } };
-    nlpc_result r = { .code = NLPC_OK, .message = "", .text = "t", .answer = "a",
-                      .score = -1.5, .n_labels = 2, .labels = l, .input_tokens = 4,
+    nlpc_result r = { .code = NLPC_OK,
+                      .message = "",
+                      .text = "t",
+                      .answer = "a",
+                      .score = -1.5,
+                      .n_labels = 2,
+                      .labels = l,
+                      .input_tokens = 4,
                       .output_tokens = 2 };
-    static const struct { int task; const char *want; } cases[] = {
+    static const struct {
+        int task;
+        const char *want;
+    } cases[] = {
         { NLPC_TASK_SUMMARIZE, "{\"status\":\"OK\",\"text\":\"t\",\"score\":-1.5,"
-          "\"input_tokens\":4,\"output_tokens\":2,\"truncated\":false}" },
+                               "\"input_tokens\":4,\"output_tokens\":2,\"truncated\":false}" },
         { NLPC_TASK_QA, "{\"status\":\"OK\",\"answer\":\"a\",\"score\":-1.5,"
-          "\"input_tokens\":4,\"output_tokens\":2,\"truncated\":false}" },
-        { NLPC_TASK_CLASSIFY, "{\"status\":\"OK\",\"labels\":[{\"label\":\"pos\",\"score\":0.75},"
+                        "\"input_tokens\":4,\"output_tokens\":2,\"truncated\":false}" },
+        { NLPC_TASK_CLASSIFY,
+          "{\"status\":\"OK\",\"labels\":[{\"label\":\"pos\",\"score\":0.75},"
           "{\"label\":\"neg\",\"score\":0.25}],\"input_tokens\":4,\"output_tokens\":2,"
           "\"truncated\":false}" },
     };
@@ -795,7 +807,7 @@ TEST(nlpc_connection_events)
     nlpc_response *r = NULL;
     REQUIRE(nlpc_call(c, &rq, 5000, &r) == 0);
     nlpc_response_free(&r);
-    mock_stop(&m);   /* closes the ROUTER */
+    mock_stop(&m); /* closes the ROUTER */
     for (int i = 0; i < 500; i++) {
         nlpc_client_conn(c, &ci);
         if (ci.disconnects) break;

@@ -131,7 +131,8 @@ TEST(st_tiny_flan_bf16_loads)
     CHECK_MSG(st_count(s) == 61, "count %d", st_count(s));
     const st_tensor *t = st_find(s, "encoder.block.0.layer.0.SelfAttention.q.weight");
     REQUIRE(t);
-    CHECK(t->dtype == ST_BF16 && t->shape[0] == 48 && t->shape[1] == 64 && t->nbytes == 48 * 64 * 2);
+    CHECK(t->dtype == ST_BF16 && t->shape[0] == 48 && t->shape[1] == 64 &&
+          t->nbytes == 48 * 64 * 2);
     t = st_find(s, "encoder.block.0.layer.0.SelfAttention.o.weight");
     REQUIRE(t);
     CHECK(t->shape[0] == 64 && t->shape[1] == 48);
@@ -195,7 +196,8 @@ static void write_shard(const st_set *src, const char *path, int part)
         cJSON *e = cJSON_AddObjectToObject(h, t->name);
         cJSON_AddStringToObject(e, "dtype", st_dtype_name(t->dtype));
         cJSON *sh = cJSON_AddArrayToObject(e, "shape");
-        for (int d = 0; d < t->ndim; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
+        for (int d = 0; d < t->ndim; d++)
+            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
         cJSON *o = cJSON_AddArrayToObject(e, "data_offsets");
         cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
         cJSON_AddItemToArray(o, cJSON_CreateNumber((double)(off + t->nbytes)));
@@ -335,7 +337,10 @@ TEST(st_damage_header_length)
     char path[128], err[512];
     snprintf(path, sizeof path, "%s/a.safetensors", dir);
     const char *hdr = "{" T1 "}";
-    struct { uint64_t len; const char *want; } cases[] = {
+    struct {
+        uint64_t len;
+        const char *want;
+    } cases[] = {
         { strlen(hdr) + 17, "past the end of the file" },
         { (uint64_t)1 << 40, "absurd" },
         { UINT64_MAX, "absurd" },
@@ -419,7 +424,8 @@ TEST(st_damage_shape)
     expect_st_err("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,4],\"data_offsets\":[0,16]}}", 16,
                   "too many dims", "'w'");
     expect_st_err("{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],"
-                  "\"data_offsets\":[0,16]}}", 16, "shape product overflows", "'w'");
+                  "\"data_offsets\":[0,16]}}",
+                  16, "shape product overflows", "'w'");
     expect_st_err("{\"w\":{\"dtype\":\"F32\",\"shape\":[1e300],\"data_offsets\":[0,16]}}", 16,
                   "not a non-negative integer", "'w'");
 }
@@ -439,8 +445,9 @@ TEST(st_damage_offsets)
                   "end 0 < begin 16", "'w'");
     expect_st_err("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 12,
                   "past the end of the data region", "'w'");
-    expect_st_err("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,18446744073709551615]}}",
-                  16, "not non-negative integers", "'w'");
+    expect_st_err(
+        "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,18446744073709551615]}}", 16,
+        "not non-negative integers", "'w'");
     expect_st_err("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,12]}}", 16,
                   "does not match shape", "'w'");
     expect_st_err("{\"w\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[0,16]}}", 16,
@@ -450,15 +457,15 @@ TEST(st_damage_offsets)
 TEST(st_damage_overlap_duplicate)
 {
     expect_st_err("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
-                  "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]}}", 20,
-                  "overlapping tensor 'a'", "'b'");
+                  "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]}}",
+                  20, "overlapping tensor 'a'", "'b'");
     /* Listed out of order: still caught, since ranges are sorted by begin. */
     expect_st_err("{\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
-                  "\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 16,
-                  "overlapping", "'b'");
+                  "\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}",
+                  16, "overlapping", "'b'");
     expect_st_err("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
-                  "\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[16,32]}}", 32,
-                  "duplicate tensor name", "'a'");
+                  "\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[16,32]}}",
+                  32, "duplicate tensor name", "'a'");
 }
 
 TEST(st_damage_truncated_real_file)
@@ -479,7 +486,8 @@ TEST(st_damage_truncated_real_file)
     st_set *s = st_open_dir(dir, err, sizeof err);
     CHECK(s == NULL);
     CHECK_MSG(strstr(err, "past the end of the data region") && strstr(err, path) &&
-                  strstr(err, "tensor '"), "'%s'", err);
+                  strstr(err, "tensor '"),
+              "'%s'", err);
     /* Cut inside the header. */
     write_bytes(path, buf, 2000);
     s = st_open_dir(dir, err, sizeof err);
@@ -516,21 +524,25 @@ TEST(hfcfg_tiny_models)
 {
     eng_config c;
     char err[512] = "";
-    REQUIRE_MSG(hf_config_load(th_data("models/tiny-t5/config.json"), &c, &(const eng_arch *){ NULL }, err, sizeof err) == 0,
+    REQUIRE_MSG(hf_config_load(th_data("models/tiny-t5/config.json"), &c,
+                               &(const eng_arch *){ NULL }, err, sizeof err) == 0,
                 "%s", err);
     CHECK(c.vocab_size == 32128 && c.d_model == 64 && c.d_kv == 16 && c.num_heads == 4);
     CHECK(c.d_ff == 128 && c.num_layers == 2 && c.num_decoder_layers == 2);
     CHECK(c.arch.num_buckets == 32 && c.arch.max_distance == 128 && c.arch.norm_eps == 1e-6f);
     CHECK(c.arch.gated == 0 && c.arch.tied == 1);
     CHECK(c.decoder_start_token_id == 0 && c.eos_token_id == 1 && c.pad_token_id == 0);
-    REQUIRE_MSG(hf_config_load(th_data("models/tiny-flan/config.json"), &c, &(const eng_arch *){ NULL }, err, sizeof err) == 0,
+    REQUIRE_MSG(hf_config_load(th_data("models/tiny-flan/config.json"), &c,
+                               &(const eng_arch *){ NULL }, err, sizeof err) == 0,
                 "%s", err);
     CHECK(c.d_kv == 8 && c.num_heads == 6 && c.d_ff == 96);
     CHECK(c.num_layers == 3 && c.num_decoder_layers == 2 && c.arch.gated == 1 && c.arch.tied == 0);
-    REQUIRE_MSG(hf_config_load(th_data("configs/flan-t5-base.json"), &c, &(const eng_arch *){ NULL }, err, sizeof err) == 0,
+    REQUIRE_MSG(hf_config_load(th_data("configs/flan-t5-base.json"), &c,
+                               &(const eng_arch *){ NULL }, err, sizeof err) == 0,
                 "%s", err);
     CHECK(c.d_model == 768 && c.num_heads == 12 && c.d_ff == 2048 && c.num_layers == 12);
-    REQUIRE_MSG(hf_config_load(th_data("configs/t5-small.json"), &c, &(const eng_arch *){ NULL }, err, sizeof err) == 0,
+    REQUIRE_MSG(hf_config_load(th_data("configs/t5-small.json"), &c, &(const eng_arch *){ NULL },
+                               err, sizeof err) == 0,
                 "%s", err);
     CHECK(c.d_model == 512 && c.arch.gated == 0 && c.arch.tied == 1 && c.num_decoder_layers == 6);
 }
@@ -552,7 +564,8 @@ TEST(hfcfg_defaults)
     /* architectures alone identifies the model. */
     REQUIRE_MSG(load_cfg_text("{\"architectures\":[\"MT5ForConditionalGeneration\"],"
                               "\"feed_forward_proj\":\"gated-gelu\",\"tie_word_embeddings\":false}",
-                              &c, err, sizeof err) == 0, "%s", err);
+                              &c, err, sizeof err) == 0,
+                "%s", err);
     CHECK(c.arch.gated == 1 && c.arch.tied == 0);
 }
 
@@ -563,20 +576,26 @@ TEST(hfcfg_hostile)
     expect_cfg_err("{\"architectures\":[\"PegasusForConditionalGeneration\"]}",
                    "unknown architecture");
     expect_cfg_err("{}", "unknown architecture");
-    expect_cfg_err("{\"model_type\":\"t5\",\"architectures\":\"T5\"}", "'architectures' must be an array");
+    expect_cfg_err("{\"model_type\":\"t5\",\"architectures\":\"T5\"}",
+                   "'architectures' must be an array");
     expect_cfg_err("{\"model_type\":\"t5\",\"feed_forward_proj\":\"gated-relu\"}",
                    "unsupported feed_forward_proj 'gated-relu'");
     expect_cfg_err("{\"model_type\":\"t5\",\"feed_forward_proj\":\"swish\"}", "'swish'");
-    expect_cfg_err("{\"model_type\":\"t5\",\"feed_forward_proj\":1}", "key 'feed_forward_proj' must be a string");
-    expect_cfg_err("{\"model_type\":\"t5\",\"d_model\":\"512\"}", "key 'd_model' must be an integer");
+    expect_cfg_err("{\"model_type\":\"t5\",\"feed_forward_proj\":1}",
+                   "key 'feed_forward_proj' must be a string");
+    expect_cfg_err("{\"model_type\":\"t5\",\"d_model\":\"512\"}",
+                   "key 'd_model' must be an integer");
     expect_cfg_err("{\"model_type\":\"t5\",\"d_model\":512.5}", "key 'd_model' must be an integer");
     expect_cfg_err("{\"model_type\":\"t5\",\"d_model\":[512]}", "key 'd_model' must be an integer");
-    expect_cfg_err("{\"model_type\":\"t5\",\"d_model\":1e12}", "key 'd_model' = 1000000000000 out of range");
+    expect_cfg_err("{\"model_type\":\"t5\",\"d_model\":1e12}",
+                   "key 'd_model' = 1000000000000 out of range");
     expect_cfg_err("{\"model_type\":\"t5\",\"vocab_size\":0}", "key 'vocab_size' = 0 out of range");
-    expect_cfg_err("{\"model_type\":\"t5\",\"vocab_size\":-5}", "key 'vocab_size' = -5 out of range");
+    expect_cfg_err("{\"model_type\":\"t5\",\"vocab_size\":-5}",
+                   "key 'vocab_size' = -5 out of range");
     expect_cfg_err("{\"model_type\":\"t5\",\"num_layers\":100000}", "key 'num_layers'");
     expect_cfg_err("{\"model_type\":\"t5\",\"num_decoder_layers\":0}", "key 'num_decoder_layers'");
-    expect_cfg_err("{\"model_type\":\"t5\",\"num_heads\":1024,\"d_kv\":4096}", "'num_heads' x 'd_kv'");
+    expect_cfg_err("{\"model_type\":\"t5\",\"num_heads\":1024,\"d_kv\":4096}",
+                   "'num_heads' x 'd_kv'");
     expect_cfg_err("{\"model_type\":\"t5\",\"relative_attention_num_buckets\":2}",
                    "key 'relative_attention_num_buckets'");
     expect_cfg_err("{\"model_type\":\"t5\",\"relative_attention_max_distance\":8}",
@@ -585,7 +604,8 @@ TEST(hfcfg_hostile)
                    "key 'eos_token_id' = 100 not below vocab_size");
     expect_cfg_err("{\"model_type\":\"t5\",\"layer_norm_epsilon\":\"1e-6\"}",
                    "key 'layer_norm_epsilon' must be a number");
-    expect_cfg_err("{\"model_type\":\"t5\",\"layer_norm_epsilon\":0}", "'layer_norm_epsilon' = 0 out of range");
+    expect_cfg_err("{\"model_type\":\"t5\",\"layer_norm_epsilon\":0}",
+                   "'layer_norm_epsilon' = 0 out of range");
     expect_cfg_err("{\"model_type\":\"t5\",\"tie_word_embeddings\":\"yes\"}",
                    "key 'tie_word_embeddings' must be true or false");
     expect_cfg_err("{\"model_type\":\"t5\",", "not valid JSON");
@@ -611,7 +631,8 @@ TEST(hfcfg_hostile)
     free(huge);
     eng_config c;
     char err[256] = "";
-    CHECK(hf_config_load("/nonexistent/config.json", &c, &(const eng_arch *){ NULL }, err, sizeof err) < 0);
+    CHECK(hf_config_load("/nonexistent/config.json", &c, &(const eng_arch *){ NULL }, err,
+                         sizeof err) < 0);
     CHECK(strstr(err, "cannot open") && strstr(err, "/nonexistent/config.json"));
 }
 
@@ -650,7 +671,8 @@ TEST(st_open_mem_same_as_file)
         const st_tensor *a = st_at(f, i), *b = st_at(m, i);
         CHECK(!strcmp(a->name, b->name) && a->dtype == b->dtype && a->nbytes == b->nbytes);
         CHECK(!memcmp(a->shape, b->shape, sizeof a->shape) && !memcmp(a->data, b->data, a->nbytes));
-        CHECK((const unsigned char *)b->data >= buf && (const unsigned char *)b->data + b->nbytes <= buf + n);
+        CHECK((const unsigned char *)b->data >= buf &&
+              (const unsigned char *)b->data + b->nbytes <= buf + n);
         CHECK(!strcmp(b->file, "mem:tiny-t5"));
     }
     st_close(&m);
@@ -658,7 +680,8 @@ TEST(st_open_mem_same_as_file)
     /* Damage gets the file path's messages, naming the buffer. */
     m = st_open_mem(buf, n - 100, "mem:cut", err, sizeof err);
     CHECK(m == NULL);
-    CHECK_MSG(strstr(err, "mem:cut: tensor '") && strstr(err, "past the end of the data region"), "%s", err);
+    CHECK_MSG(strstr(err, "mem:cut: tensor '") && strstr(err, "past the end of the data region"),
+              "%s", err);
     m = st_open_mem(buf, 7, "mem:short", err, sizeof err);
     CHECK(m == NULL && strstr(err, "mem:short: truncated: 7 bytes, too short"));
     m = st_open_mem(NULL, 0, NULL, err, sizeof err);
@@ -690,13 +713,16 @@ TEST(hfcfg_parse_in_memory)
     eng_config c;
     char err[256] = "";
     const char *js = "{\"model_type\":\"t5\",\"d_model\":64}";
-    REQUIRE_MSG(hf_config_parse(js, strlen(js), "mem.json", &c, NULL, err, sizeof err) == 0, "%s", err);
+    REQUIRE_MSG(hf_config_parse(js, strlen(js), "mem.json", &c, NULL, err, sizeof err) == 0, "%s",
+                err);
     CHECK(c.d_model == 64 && c.d_kv == 64);
     /* not NUL-terminated: only len bytes count */
-    CHECK(hf_config_parse("{\"model_type\":\"t5\"}xx", 19, "mem.json", &c, NULL, err, sizeof err) == 0);
+    CHECK(hf_config_parse("{\"model_type\":\"t5\"}xx", 19, "mem.json", &c, NULL, err, sizeof err) ==
+          0);
     CHECK(hf_config_parse(js, 10, "mem.json", &c, NULL, err, sizeof err) < 0);
     CHECK(strstr(err, "mem.json: not valid JSON"));
-    CHECK(hf_config_parse(NULL, 0, NULL, &c, NULL, err, sizeof err) < 0 && strstr(err, "not valid JSON"));
+    CHECK(hf_config_parse(NULL, 0, NULL, &c, NULL, err, sizeof err) < 0 &&
+          strstr(err, "not valid JSON"));
 }
 
 /* ---- NaN and infinity: the load-time scan ---- */
@@ -731,14 +757,20 @@ TEST(st_nonfinite_scan)
     static const struct {
         const char *dt;
         size_t esz;
-        uint32_t fin[6];   /* finite edge values: max, -max, smallest subnormal, -0, 1, -1 */
-        uint32_t bad[4];   /* +inf, -inf, quiet NaN, NaN with the sign set */
+        uint32_t fin[6]; /* finite edge values: max, -max, smallest subnormal, -0, 1, -1 */
+        uint32_t bad[4]; /* +inf, -inf, quiet NaN, NaN with the sign set */
     } kinds[] = {
-        { "F32", 4, { 0x7f7fffff, 0xff7fffff, 0x00000001, 0x80000000, 0x3f800000, 0xbf800000 },
+        { "F32",
+          4,
+          { 0x7f7fffff, 0xff7fffff, 0x00000001, 0x80000000, 0x3f800000, 0xbf800000 },
           { 0x7f800000, 0xff800000, 0x7fc00000, 0xffc00001 } },
-        { "F16", 2, { 0x7bff, 0xfbff, 0x0001, 0x8000, 0x3c00, 0xbc00 },
+        { "F16",
+          2,
+          { 0x7bff, 0xfbff, 0x0001, 0x8000, 0x3c00, 0xbc00 },
           { 0x7c00, 0xfc00, 0x7e00, 0xfc01 } },
-        { "BF16", 2, { 0x7f7f, 0xff7f, 0x0001, 0x8000, 0x3f80, 0xbf80 },
+        { "BF16",
+          2,
+          { 0x7f7f, 0xff7f, 0x0001, 0x8000, 0x3f80, 0xbf80 },
           { 0x7f80, 0xff80, 0x7fc0, 0xff81 } },
     };
     static const size_t at[] = { 0, 63, 64, 130, 191, 192, 199 };
@@ -812,15 +844,18 @@ TEST(hfcfg_duplicate_keys_last_wins)
                               "\"feed_forward_proj\":\"gated-gelu\",\"tie_word_embeddings\":true,"
                               "\"tie_word_embeddings\":false,\"layer_norm_epsilon\":1e-6,"
                               "\"layer_norm_epsilon\":1e-5,\"num_decoder_layers\":2,"
-                              "\"num_decoder_layers\":null}", &c, err, sizeof err) == 0, "%s", err);
+                              "\"num_decoder_layers\":null}",
+                              &c, err, sizeof err) == 0,
+                "%s", err);
     CHECK(c.d_model == 64 && c.arch.gated == 1 && c.arch.tied == 0 && c.arch.norm_eps == 1e-5f);
     CHECK(c.num_decoder_layers == c.num_layers); /* null last: the default */
     /* and a bad last value is refused even after a good first one */
     expect_cfg_err("{\"model_type\":\"t5\",\"model_type\":\"pegasus\"}",
                    "unknown model_type 'pegasus'");
     expect_cfg_err("{\"model_type\":\"t5\",\"d_model\":64,\"d_model\":1e12}", "key 'd_model'");
-    expect_cfg_err("{\"model_type\":\"t5\",\"vocab_size\":100,\"eos_token_id\":1,\"eos_token_id\":100}",
-                   "key 'eos_token_id' = 100 not below vocab_size");
+    expect_cfg_err(
+        "{\"model_type\":\"t5\",\"vocab_size\":100,\"eos_token_id\":1,\"eos_token_id\":100}",
+        "key 'eos_token_id' = 100 not below vocab_size");
 }
 
 TEST(st_duplicate_keys_last_wins)
@@ -838,15 +873,16 @@ TEST(st_duplicate_keys_last_wins)
     CHECK(t && t->dtype == ST_F32 && t->ndim == 2 && t->shape[1] == 2 && t->nbytes == 16);
     st_close(&s);
     free(img);
-    img = mem_st("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16],\"dtype\":\"BF16\"}}",
-                 four, sizeof four, &n);
+    img = mem_st(
+        "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16],\"dtype\":\"BF16\"}}",
+        four, sizeof four, &n);
     s = st_open_mem(img, n, "dup", err, sizeof err);
     CHECK(s == NULL && strstr(err, "(4 elements of BF16)"));
     free(img);
     /* a tensor named twice in one header stays an error (see st.h) */
     expect_st_err("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
-                  "\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[16,32]}}", 32,
-                  "duplicate tensor name", "'a'");
+                  "\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[16,32]}}",
+                  32, "duplicate tensor name", "'a'");
 
     /* the sharded index: a tensor listed twice is in the shard named last */
     st_set *src = NULL;
@@ -856,8 +892,10 @@ TEST(st_duplicate_keys_last_wins)
     int i_sw = 0;
     while (st_at(src, i_sw) != sw) i_sw++;
     char extra[160];
-    snprintf(extra, sizeof extra, ",\"shared.weight\":\"nowhere.safetensors\","
-             "\"shared.weight\":\"model-0000%d-of-00002.safetensors\"", i_sw % 2 + 1);
+    snprintf(extra, sizeof extra,
+             ",\"shared.weight\":\"nowhere.safetensors\","
+             "\"shared.weight\":\"model-0000%d-of-00002.safetensors\"",
+             i_sw % 2 + 1);
     write_index(src, dir, extra); /* the bogus shard is overridden: never opened */
     s = st_open_dir(dir, err, sizeof err);
     CHECK_MSG(s != NULL, "%s", err);

@@ -25,8 +25,9 @@ static void fx_init(fx *f, int max_input_tokens)
     REQUIRE_MSG(f->tok, "tok_load: %s", err);
     f->conf = task_conf_default();
     REQUIRE(f->conf);
-    f->env = (task_env){ .tok = f->tok, .model = NULL, .conf = f->conf,
-                         .max_input_tokens = max_input_tokens };
+    f->env = (task_env){
+        .tok = f->tok, .model = NULL, .conf = f->conf, .max_input_tokens = max_input_tokens
+    };
 }
 
 static void fx_free(fx *f)
@@ -75,8 +76,7 @@ static void fake_gen(const fx *f, task_job *job, int n, const char *const *texts
     int at = 0;
     for (int i = 0; i < n; i++) {
         memcpy(job->result.storage + at, ids[i], (size_t)lens[i] * sizeof(int32_t));
-        job->result.hyps[i] = (eng_hyp){ job->result.storage + at, lens[i], scores[i],
-                                         scores[i] };
+        job->result.hyps[i] = (eng_hyp){ job->result.storage + at, lens[i], scores[i], scores[i] };
         at += lens[i];
         free(ids[i]);
     }
@@ -112,9 +112,9 @@ TEST(task_gen_params_defaults_and_overrides)
     CHECK(fabsf(p.length_penalty - 2.0f) < 1e-6 && p.no_repeat_ngram_size == 3);
     CHECK(p.do_sample == 0 && p.num_return_sequences == 1);
 
-    o.max_new_tokens = 5;        /* the configured minimum yields */
+    o.max_new_tokens = 5; /* the configured minimum yields */
     o.num_beams = 2;
-    o.return_hypotheses = 1;     /* -> every beam */
+    o.return_hypotheses = 1; /* -> every beam */
     REQUIRE(task_gen_params(c, TASK_SUMMARIZE, &o, &p, err, sizeof err) == 0);
     CHECK(p.max_new_tokens == 5 && p.min_new_tokens == 5 && p.num_beams == 2);
     CHECK(p.num_return_sequences == 2);
@@ -145,7 +145,10 @@ TEST(task_gen_params_defaults_and_overrides)
     o.num_beams = 1, o.num_return_sequences = 2;
     CHECK(task_gen_params(c, TASK_TEXT2TEXT, &o, &p, err, sizeof err) == TASK_EINVAL);
 
-    struct { const char *what; task_decode_opts o; } bad[4];
+    struct {
+        const char *what;
+        task_decode_opts o;
+    } bad[4];
     for (int i = 0; i < 4; i++) task_decode_opts_unset(&bad[i].o);
     bad[0].o.max_new_tokens = 0;
     bad[1].o.num_beams = 1000;
@@ -153,8 +156,8 @@ TEST(task_gen_params_defaults_and_overrides)
     bad[3].o.top_p = 1.5f;
     for (int i = 0; i < 4; i++) {
         err[0] = 0;
-        CHECK_MSG(task_gen_params(c, TASK_TEXT2TEXT, &bad[i].o, &p, err, sizeof err) ==
-                      TASK_EINVAL, "bad option %d accepted", i);
+        CHECK_MSG(task_gen_params(c, TASK_TEXT2TEXT, &bad[i].o, &p, err, sizeof err) == TASK_EINVAL,
+                  "bad option %d accepted", i);
         CHECK_MSG(err[0] != 0, "no message for bad option %d", i);
     }
     task_conf_free(&c);
@@ -173,7 +176,7 @@ TEST(task_template_fill_and_check)
     CHECK(n == strlen(s));
     free(s);
     s = task_fill("{json: {x} } {text}", names, vals, lens, 1, &n);
-    CHECK(s == NULL);   /* {x} unknown */
+    CHECK(s == NULL); /* {x} unknown */
     s = task_fill("{ not a placeholder } {text}{text}", names, vals, lens, 1, &n);
     REQUIRE(s);
     CHECK(!strcmp(s, "{ not a placeholder } Hello.Hello."));
@@ -213,8 +216,8 @@ static void check_split(const task_conf *c, const char *text, int n, const char 
     CHECK_MSG(got == n, "'%s': %d sentences, want %d", text, got, n);
     for (int i = 0; i < got && i < n; i++)
         CHECK_MSG(sp[i].len == strlen(want[i]) && !memcmp(text + sp[i].off, want[i], sp[i].len),
-                  "'%s' sentence %d: '%.*s', want '%s'", text, i, (int)sp[i].len,
-                  text + sp[i].off, want[i]);
+                  "'%s' sentence %d: '%.*s', want '%s'", text, i, (int)sp[i].len, text + sp[i].off,
+                  want[i]);
     free(sp);
 }
 
@@ -245,8 +248,8 @@ TEST(task_split_sentences_cases)
 TEST(task_split_sentences_invariants)
 {
     static const char *const pieces[] = {
-        "word", "Dr.", "U.S.", "3.14", " ", "  ", "\n", "\n\n", ". ", "!", "?", "...",
-        "\"", ")", "。", "！", "？", "」", "é", "Ab", "x", ".\n", "e.g.", "A.", "\t",
+        "word", "Dr.", "U.S.", "3.14", " ",  "  ", "\n", "\n\n", ". ",  "!",    "?",  "...", "\"",
+        ")",    "。",  "！",   "？",   "」", "é",  "Ab", "x",    ".\n", "e.g.", "A.", "\t",
     };
     const int np = (int)(sizeof pieces / sizeof pieces[0]);
     task_conf *c = task_conf_default();
@@ -273,10 +276,10 @@ TEST(task_split_sentences_invariants)
             CHECK_MSG(sp[i].len > 0 && sp[i].off >= end && sp[i].off + sp[i].len <= len,
                       "'%s': span %d out of order", text, i);
             CHECK_MSG(!strchr(" \t\n", *a) && !strchr(" \t\n", *z), "'%s': untrimmed", text);
-            CHECK_MSG(((unsigned char)*a & 0xC0) != 0x80 &&
-                          (sp[i].off + sp[i].len == len ||
-                           ((unsigned char)a[sp[i].len] & 0xC0) != 0x80),
-                      "'%s': span %d splits a character", text, i);
+            CHECK_MSG(
+                ((unsigned char)*a & 0xC0) != 0x80 &&
+                    (sp[i].off + sp[i].len == len || ((unsigned char)a[sp[i].len] & 0xC0) != 0x80),
+                "'%s': span %d splits a character", text, i);
             for (size_t b = end; b < sp[i].off; b++)
                 CHECK_MSG(strchr(" \t\n", text[b]), "'%s': byte %zu dropped", text, b);
             end = sp[i].off + sp[i].len;
@@ -305,13 +308,14 @@ TEST(task_qa_chunks_cover_and_overlap)
                     for (int i = 0; i < k; i++) {
                         CHECK(s[i].len >= 1 && s[i].len <= (size_t)window);
                         if (i) {
-                            CHECK(s[i].off > s[i - 1].off);   /* progress */
+                            CHECK(s[i].off > s[i - 1].off); /* progress */
                             /* contiguous coverage, and at least the overlap asked for */
                             CHECK(s[i].off <= s[i - 1].off + s[i - 1].len);
                             size_t shared = s[i - 1].off + s[i - 1].len - s[i].off;
                             CHECK_MSG(snap || shared == (size_t)(ov < window ? ov : window - 1),
                                       "n=%d w=%d ov=%d: shared %zu", n, window, ov, shared);
-                            size_t least = (size_t)ov < s[i - 1].len - 1 ? (size_t)ov : s[i - 1].len - 1;
+                            size_t least =
+                                (size_t)ov < s[i - 1].len - 1 ? (size_t)ov : s[i - 1].len - 1;
                             CHECK_MSG(shared >= least, "n=%d w=%d ov=%d snap: shared %zu", n,
                                       window, ov, shared);
                         }
@@ -330,7 +334,7 @@ TEST(task_label_probs_softmax_and_multi)
     double z = exp(-1.0) + exp(-2.0) + exp(-4.0);
     CHECK(fabs(p[0] - exp(-1.0) / z) < 1e-12 && fabs(p[2] - exp(-4.0) / z) < 1e-12);
     CHECK(fabs(p[0] + p[1] + p[2] - 1) < 1e-12);
-    double big[2] = { -1000.0, -1001.0 };   /* stable far from 0 */
+    double big[2] = { -1000.0, -1001.0 }; /* stable far from 0 */
     task_label_probs(big, 2, 0, 0, p);
     CHECK(fabs(p[0] - 1 / (1 + exp(-1.0))) < 1e-12);
     task_label_probs(lp, 3, 1, -2.0, p);
@@ -372,7 +376,7 @@ TEST(task_conf_loads_repo_file)
     CHECK(task_lang_find(c, "Deutsch") == task_lang_find(c, "de"));
     CHECK(task_lang_find(c, "ja") != NULL);
     CHECK(c->truncate == 1 && c->qa_overlap == 64);
-    CHECK(task_conf_max_input_tokens(c) == 512);   /* no limits group in tasks.conf */
+    CHECK(task_conf_max_input_tokens(c) == 512); /* no limits group in tasks.conf */
     /* The file spells out the built-in defaults: the same decoding settings. */
     task_conf *d = task_conf_default();
     REQUIRE(d);
@@ -397,12 +401,13 @@ TEST(task_conf_include_and_limits)
               "  translate = { languages = { en = \"English\"; xx = [\"Xish\", \"Xian\"]; };\n"
               "                abbreviations = [\"Zt.\"]; };\n"
               "};\n");
-    char *main = write_tmp(dir, "nlpd.conf",
-                           "limits = { max_input_tokens = 64; max_new_tokens = 32; queue_size = 9; };\n"
-                           "@include \"tasks.conf\"\n");
+    char *main =
+        write_tmp(dir, "nlpd.conf",
+                  "limits = { max_input_tokens = 64; max_new_tokens = 32; queue_size = 9; };\n"
+                  "@include \"tasks.conf\"\n");
     char cwd[512];
     REQUIRE(getcwd(cwd, sizeof cwd));
-    REQUIRE(chdir("/") == 0);   /* the include resolves from the file's directory */
+    REQUIRE(chdir("/") == 0); /* the include resolves from the file's directory */
     task_conf *c = task_conf_load(main, err, sizeof err);
     REQUIRE(chdir(cwd) == 0);
     REQUIRE_MSG(c, "%s", err);
@@ -410,7 +415,7 @@ TEST(task_conf_include_and_limits)
     CHECK(c->spec[TASK_SUMMARIZE].dec.num_beams == 2);
     CHECK(c->spec[TASK_SUMMARIZE].dec.length_penalty == 1.0);
     CHECK(!strcmp(c->spec[TASK_SUMMARIZE].prompt, "tl;dr: {text}"));
-    CHECK(c->spec[TASK_SUMMARIZE].dec.no_repeat_ngram_size == 3);   /* untouched default */
+    CHECK(c->spec[TASK_SUMMARIZE].dec.no_repeat_ngram_size == 3); /* untouched default */
     CHECK(task_conf_max_input_tokens(c) == 64 && task_conf_max_new_tokens(c) == 32);
     CHECK(c->n_langs == 2 && task_lang_find(c, "xian") == task_lang_find(c, "xx"));
     CHECK(task_lang_find(c, "de") == NULL);
@@ -432,8 +437,9 @@ TEST(task_conf_errors_name_file_and_line)
         { "tasks = {\n  summarise = { };\n};\n", 2, "unknown setting tasks.summarise" },
         { "tasks = {\n  qa = {\n\n    chunk_overlap = \"64\";\n  };\n};\n", 4, "integer" },
         { "tasks = {\n  truncate = 1;\n};\n", 2, "true or false" },
-        { "tasks = {\n  summarize = { num_beams = ; };\n};\n", 2, NULL },   /* syntax */
-        { "tasks = {\n  translate = {\n    languages = { de = 5; };\n  };\n};\n", 3, "language 'de'" },
+        { "tasks = {\n  summarize = { num_beams = ; };\n};\n", 2, NULL }, /* syntax */
+        { "tasks = {\n  translate = {\n    languages = { de = 5; };\n  };\n};\n", 3,
+          "language 'de'" },
         { "limits = {\n  max_input_tokens = 3;\n};\n", 2, "max_input_tokens" },
         { "tasks = {\n  text2text = { length_penalty = 1e9; };\n};\n", 2, "out of range" },
     };
@@ -455,7 +461,8 @@ TEST(task_conf_errors_name_file_and_line)
     }
     /* Cross-key and prompt errors name the key's line too. */
     char err[512], want[600];
-    char *p = write_tmp(dir, "p.conf", "tasks = {\n qa = {\n prompt = \"{question} only\"; }; };\n");
+    char *p =
+        write_tmp(dir, "p.conf", "tasks = {\n qa = {\n prompt = \"{question} only\"; }; };\n");
     CHECK(task_conf_load(p, err, sizeof err) == NULL);
     snprintf(want, sizeof want, "%s:3: tasks.qa.prompt: the prompt must contain {context}", p);
     CHECK_MSG(!strcmp(err, want), "'%s', want '%s'", err, want);
@@ -470,7 +477,8 @@ TEST(task_conf_errors_name_file_and_line)
     CHECK_MSG(!strcmp(err, want), "'%s', want '%s'", err, want);
     p = write_tmp(dir, "m.conf", "tasks = {\n max_beams = 2; };\n");
     CHECK(task_conf_load(p, err, sizeof err) == NULL);
-    snprintf(want, sizeof want, "%s:2: tasks.summarize.num_beams (4) exceeds tasks.max_beams (2)", p);
+    snprintf(want, sizeof want, "%s:2: tasks.summarize.num_beams (4) exceeds tasks.max_beams (2)",
+             p);
     CHECK_MSG(!strcmp(err, want), "'%s', want '%s'", err, want);
     CHECK(task_conf_load("/nonexistent/nlpd.conf", err, sizeof err) == NULL);
     CHECK_MSG(strstr(err, "/nonexistent/nlpd.conf"), "%s", err);
@@ -507,7 +515,7 @@ TEST(task_summarize_prompt_and_finish)
     CHECK(r.output_tokens == nout && r.input_tokens == n);
     REQUIRE(r.n_hyps == 2);
     CHECK(!strcmp(r.hyps[1].text, "The cat.") && r.hyps[1].score == -0.9);
-    CHECK(doc.jobs == NULL && doc.n_jobs == 0);   /* finish released the doc */
+    CHECK(doc.jobs == NULL && doc.n_jobs == 0); /* finish released the doc */
     task_result_clear(&r);
     CHECK(r.text == NULL && r.hyps == NULL);
     fx_free(&f);
@@ -613,7 +621,8 @@ TEST(task_translate_join_and_hypotheses)
     REQUIRE_MSG(task_prepare(&f.env, &in, &doc, err, sizeof err) == 0, "%s", err);
     REQUIRE(doc.n_jobs == 2);
     fake_gen(&f, &doc.jobs[0], 2, (const char *[]){ "Bonjour.", "Salut." }, (double[]){ -1, -2 });
-    fake_gen(&f, &doc.jobs[1], 2, (const char *[]){ "Merci.", "Merci bien." }, (double[]){ -3, -4 });
+    fake_gen(&f, &doc.jobs[1], 2, (const char *[]){ "Merci.", "Merci bien." },
+             (double[]){ -3, -4 });
     task_result r;
     REQUIRE(task_finish(&f.env, &in, &doc, &r) == TASK_OK);
     CHECK_MSG(!strcmp(r.text, "Bonjour. Merci."), "'%s'", r.text);
@@ -651,10 +660,11 @@ TEST(task_classify_probabilities_from_logprobs)
     task_job *j = &doc.jobs[0];
     CHECK(j->score.n_cands == 3 && j->score.ids == j->ids);
     int n;
-    int32_t *want = enc(&f, "The match ended in a draw.\nOPTIONS:\n- sports\n- politics\n- science fiction", 1, &n);
+    int32_t *want = enc(
+        &f, "The match ended in a draw.\nOPTIONS:\n- sports\n- politics\n- science fiction", 1, &n);
     CHECK(same_ids(j->ids, j->n_ids, want, n));
     free(want);
-    for (int i = 0; i < 3; i++) {   /* labels without EOS */
+    for (int i = 0; i < 3; i++) { /* labels without EOS */
         int32_t *l = enc(&f, labels[i], 0, &n);
         CHECK_MSG(same_ids(j->score.cand_ids[i], j->score.cand_lens[i], l, n), "label %d", i);
         free(l);
@@ -664,7 +674,8 @@ TEST(task_classify_probabilities_from_logprobs)
     REQUIRE(task_finish(&f.env, &in, &doc, &r) == TASK_OK);
     REQUIRE(r.n_labels == 3);
     double z = exp(-3.0) + exp(-1.0) + exp(-2.0);
-    CHECK(!strcmp(r.labels[0].label, "politics") && fabs(r.labels[0].score - exp(-1.0) / z) < 1e-12);
+    CHECK(!strcmp(r.labels[0].label, "politics") &&
+          fabs(r.labels[0].score - exp(-1.0) / z) < 1e-12);
     CHECK(!strcmp(r.labels[1].label, "science fiction"));
     CHECK(!strcmp(r.labels[2].label, "sports") && fabs(r.labels[2].score - exp(-3.0) / z) < 1e-12);
     CHECK(!strcmp(r.text, "politics") && r.score == r.labels[0].score);
@@ -681,7 +692,8 @@ TEST(task_classify_probabilities_from_logprobs)
     fake_score(&doc.jobs[0], (double[]){ -3.0, -1.0, -2.0, -2.0 });
     REQUIRE(task_finish(&f.env, &in, &doc, &r) == TASK_OK);
     REQUIRE(r.n_labels == 3);
-    CHECK(!strcmp(r.labels[0].label, "politics") && fabs(r.labels[0].score - 1 / (1 + exp(-1.0))) < 1e-12);
+    CHECK(!strcmp(r.labels[0].label, "politics") &&
+          fabs(r.labels[0].score - 1 / (1 + exp(-1.0))) < 1e-12);
     CHECK(!strcmp(r.labels[1].label, "science fiction") && fabs(r.labels[1].score - 0.5) < 1e-12);
     CHECK(fabs(r.labels[2].score - 1 / (1 + exp(1.0))) < 1e-12);
     task_result_clear(&r);
@@ -697,12 +709,12 @@ TEST(task_classify_many_labels_split_jobs)
     task_input in = input(TASK_CLASSIFY, "text");
     in.labels = labels;
     in.n_labels = 5;
-    in.multi_label = 1;   /* 6 candidates -> 3 jobs of 2 */
+    in.multi_label = 1; /* 6 candidates -> 3 jobs of 2 */
     task_doc doc;
     char err[256];
     REQUIRE_MSG(task_prepare(&f.env, &in, &doc, err, sizeof err) == 0, "%s", err);
     REQUIRE(doc.n_jobs == 3);
-    CHECK(doc.input_tokens == doc.jobs[0].n_ids);   /* counted once */
+    CHECK(doc.input_tokens == doc.jobs[0].n_ids); /* counted once */
     for (int i = 0; i < 3; i++) {
         CHECK(doc.jobs[i].score.n_cands == 2);
         CHECK(same_ids(doc.jobs[i].ids, doc.jobs[i].n_ids, doc.jobs[0].ids, doc.jobs[0].n_ids));
@@ -710,7 +722,7 @@ TEST(task_classify_many_labels_split_jobs)
     }
     fake_score(&doc.jobs[0], (double[]){ -5, -1 });
     fake_score(&doc.jobs[1], (double[]){ -4, -3 });
-    fake_score(&doc.jobs[2], (double[]){ -2, -3 });   /* e, then the contrast */
+    fake_score(&doc.jobs[2], (double[]){ -2, -3 }); /* e, then the contrast */
     task_result r;
     REQUIRE(task_finish(&f.env, &in, &doc, &r) == TASK_OK);
     REQUIRE(r.n_labels == 5);
@@ -761,7 +773,9 @@ TEST(task_qa_single_and_chunked)
     REQUIRE_MSG(task_prepare(&f.env, &in, &doc, err, sizeof err) == 0, "%s", err);
     REQUIRE(doc.n_jobs == 1);
     int n;
-    int32_t *want = enc(&f, "question: What is the capital of France? context: Paris is the capital of France.", 1, &n);
+    int32_t *want =
+        enc(&f, "question: What is the capital of France? context: Paris is the capital of France.",
+            1, &n);
     CHECK(same_ids(doc.jobs[0].ids, doc.jobs[0].n_ids, want, n));
     free(want);
     task_doc_clear(&doc);
@@ -856,7 +870,7 @@ TEST(task_qa_chunks_as_from_pieces)
     /* The old way. */
     const char *tmpl = g.conf->spec[TASK_QA].prompt;
     const char *at = strstr(tmpl, "{context}");
-    REQUIRE(at && !at[strlen("{context}")]);   /* the default prompt ends with it */
+    REQUIRE(at && !at[strlen("{context}")]); /* the default prompt ends with it */
     char *pre_t = strndup(tmpl, (size_t)(at - tmpl));
     static const char *const names[] = { "question" };
     const char *vals[] = { in.question };
@@ -916,8 +930,8 @@ TEST(task_empty_text_is_einval)
             in.question = "why?";
             task_doc doc;
             char err[256] = "";
-            CHECK_MSG(task_prepare(&f.env, &in, &doc, err, sizeof err) == TASK_EINVAL,
-                      "%s text %d", task_kind_name((task_kind)k), t);
+            CHECK_MSG(task_prepare(&f.env, &in, &doc, err, sizeof err) == TASK_EINVAL, "%s text %d",
+                      task_kind_name((task_kind)k), t);
             CHECK_MSG(strstr(err, "empty"), "%s: '%s'", task_kind_name((task_kind)k), err);
         }
     }
@@ -952,7 +966,7 @@ TEST(task_overlong_input_truncates_or_fails)
         CHECK_MSG(doc.jobs[0].n_ids <= 32 && doc.jobs[0].n_ids >= 28, "%s: %d ids",
                   task_kind_name(kinds[k]), doc.jobs[0].n_ids);
         CHECK(doc.jobs[0].ids[doc.jobs[0].n_ids - 1] == 1);
-        if (kinds[k] == TASK_CLASSIFY) {   /* the prompt's end (the options) survives */
+        if (kinds[k] == TASK_CLASSIFY) { /* the prompt's end (the options) survives */
             int n;
             int32_t *tail = enc(&f, "OPTIONS:\n- greek\n- latin", 1, &n);
             int m = doc.jobs[0].n_ids;
@@ -1068,7 +1082,8 @@ TEST_TIMEOUT(task_real_summarize_and_text2text, 120)
 {
     rig r;
     rig_init(&r, 512);
-    const char *text = "The city council met on Monday to discuss the new park. Residents asked for more trees.";
+    const char *text =
+        "The city council met on Monday to discuss the new park. Residents asked for more trees.";
     task_input in = input(TASK_SUMMARIZE, text);
     in.opts.max_new_tokens = 12;
     task_result res;
@@ -1119,7 +1134,8 @@ TEST_TIMEOUT(task_real_translate, 120)
     CHECK_MSG(want && !strcmp(res.text, want), "'%s' vs '%s'", res.text, want);
     /* Batched (the task's two sentences together) and single runs differ in float
      * rounding only: the text is the same, the score to ~1e-6. */
-    CHECK_MSG(fabs(res.score - (s1 + s2) / 2) < 1e-4, "%.17g vs %.17g (%g %g)", res.score, (s1 + s2) / 2, s1, s2);
+    CHECK_MSG(fabs(res.score - (s1 + s2) / 2) < 1e-4, "%.17g vs %.17g (%g %g)", res.score,
+              (s1 + s2) / 2, s1, s2);
     free(a);
     free(b);
     free(want);
@@ -1144,7 +1160,9 @@ TEST_TIMEOUT(task_real_classify, 120)
     CHECK(res.labels[0].score >= res.labels[1].score && res.labels[1].score >= res.labels[2].score);
     /* the same numbers straight from eng_score */
     int n, nl[3];
-    int32_t *ids = enc(&r.f, "I loved this film, it was wonderful.\nOPTIONS:\n- positive\n- negative\n- neutral", 1, &n);
+    int32_t *ids = enc(
+        &r.f, "I loved this film, it was wonderful.\nOPTIONS:\n- positive\n- negative\n- neutral",
+        1, &n);
     int32_t *li[3];
     for (int i = 0; i < 3; i++) li[i] = enc(&r.f, labels[i], 0, &nl[i]);
     double lp[3], pr[3];
@@ -1176,7 +1194,8 @@ TEST_TIMEOUT(task_real_qa_chunked, 120)
     char ctx[2048] = "";
     for (int i = 0; i < 12; i++) {
         char s[80];
-        snprintf(s, sizeof s, "Room %d of the museum shows paintings from year %d. ", i, 1800 + i * 9);
+        snprintf(s, sizeof s, "Room %d of the museum shows paintings from year %d. ", i,
+                 1800 + i * 9);
         strcat(ctx, s);
     }
     task_input in = input(TASK_QA, ctx);

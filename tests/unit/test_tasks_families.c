@@ -35,7 +35,7 @@ static int tf_ids(const cJSON *arr, int32_t *out, int max)
 {
     int n = 0;
     const cJSON *e;
-    cJSON_ArrayForEach(e, arr) {
+    cJSON_ArrayForEach (e, arr) {
         if (n < max) out[n] = (int32_t)e->valueint;
         n++;
     }
@@ -63,8 +63,7 @@ TEST_TIMEOUT(tasks_fam_zero_shot_golden, 300)
     REQUIRE(task_pair_layout_of(tok, &lay) == 0);
     CHECK(lay.n_head == 1 && lay.n_mid == 2 && lay.n_tail == 1);
 
-    eng_model *m = eng_model_load(th_data("families/models/tiny-bart-mnli"), NULL, err,
-                                  sizeof err);
+    eng_model *m = eng_model_load(th_data("families/models/tiny-bart-mnli"), NULL, err, sizeof err);
     REQUIRE_MSG(m, "%s", err);
     const eng_config *cfg = eng_model_config(m);
     int ent, con;
@@ -83,12 +82,12 @@ TEST_TIMEOUT(tasks_fam_zero_shot_golden, 300)
     eng_cls_req reqs[64];
     int nr = 0;
     const cJSON *item;
-    cJSON_ArrayForEach(item, cJSON_GetObjectItem(zs, "items")) {
+    cJSON_ArrayForEach (item, cJSON_GetObjectItem(zs, "items")) {
         int32_t prem[128], hyp[32], want[128];
         int np = tf_ids(cJSON_GetObjectItem(item, "premise_ids"), prem, 128);
         int li = 0;
         const cJSON *pair;
-        cJSON_ArrayForEach(pair, cJSON_GetObjectItem(item, "pairs")) {
+        cJSON_ArrayForEach (pair, cJSON_GetObjectItem(item, "pairs")) {
             const char *label = cJSON_GetArrayItem(labels, li)->valuestring;
             int nh = tf_ids(cJSON_GetObjectItem(hyps, label), hyp, 32);
             int nw = tf_ids(cJSON_GetObjectItem(pair, "input_ids"), want, 128);
@@ -104,7 +103,7 @@ TEST_TIMEOUT(tasks_fam_zero_shot_golden, 300)
     REQUIRE(eng_classify(ctx, reqs, nr) == 0);
     double worst = 0;
     int r0 = 0;
-    cJSON_ArrayForEach(item, cJSON_GetObjectItem(zs, "items")) {
+    cJSON_ArrayForEach (item, cJSON_GetObjectItem(zs, "items")) {
         for (int k = 0; k < nl; k++) REQUIRE(reqs[r0 + k].status == 0);
         float flat[8 * ENG_MAX_LABELS];
         for (int k = 0; k < nl; k++)
@@ -112,8 +111,8 @@ TEST_TIMEOUT(tasks_fam_zero_shot_golden, 300)
         for (int multi = 0; multi < 2; multi++) {
             double got[8], want[8];
             task_zs_scores(flat, nl, cfg->num_labels, ent, con, multi, got);
-            const cJSON *w = cJSON_GetObjectItem(item, multi ? "multi_label_scores"
-                                                              : "single_label_scores");
+            const cJSON *w =
+                cJSON_GetObjectItem(item, multi ? "multi_label_scores" : "single_label_scores");
             for (int k = 0; k < nl; k++) {
                 want[k] = cJSON_GetArrayItem(w, k)->valuedouble;
                 double d = fabs(got[k] - want[k]);
@@ -189,9 +188,9 @@ TEST(tasks_fam_gen_params_layers)
     task_decode_opts_unset(&o);
     eng_gen_params p;
     REQUIRE(task_gen_params_env(&env, TASK_SUMMARIZE, &o, &p, err, sizeof err) == 0);
-    CHECK(p.num_beams == 3);                 /* the operator's file over the checkpoint */
-    CHECK(p.max_new_tokens == 50);           /* the checkpoint over the built-in 128 */
-    CHECK(p.min_new_tokens == 10);           /* built-in: neither states it */
+    CHECK(p.num_beams == 3);       /* the operator's file over the checkpoint */
+    CHECK(p.max_new_tokens == 50); /* the checkpoint over the built-in 128 */
+    CHECK(p.min_new_tokens == 10); /* built-in: neither states it */
     CHECK(fabsf(p.length_penalty - 2.0f) < 1e-6);
     CHECK(p.early_stopping == ENG_EARLY_TRUE && p.forced_bos_token_id == 0 &&
           p.forced_eos_token_id == 2);
@@ -203,12 +202,12 @@ TEST(tasks_fam_gen_params_layers)
     env.info.hf_base = 1;
     task_decode_opts_unset(&o);
     REQUIRE(task_gen_params_env(&env, TASK_SUMMARIZE, &o, &p, err, sizeof err) == 0);
-    CHECK(p.num_beams == 3 && p.max_new_tokens == 50);   /* the file, the checkpoint */
+    CHECK(p.num_beams == 3 && p.max_new_tokens == 50); /* the file, the checkpoint */
     CHECK(p.min_new_tokens == 0 && fabsf(p.length_penalty - 1.0f) < 1e-6 &&
-          p.no_repeat_ngram_size == 0);                  /* HF's, not T5's 10, 2.0, 3 */
+          p.no_repeat_ngram_size == 0); /* HF's, not T5's 10, 2.0, 3 */
     env.info.gen_set = 0;
     REQUIRE(task_gen_params_env(&env, TASK_TRANSLATE, &o, &p, err, sizeof err) == 0);
-    CHECK(p.num_beams == 1 && p.max_new_tokens == 128);  /* NLLB: greedy, as HF */
+    CHECK(p.num_beams == 1 && p.max_new_tokens == 128); /* NLLB: greedy, as HF */
     env.info.hf_base = 0;
     /* No checkpoint settings: exactly task_gen_params (T5 as before). */
     env.info.known = 0;
@@ -296,14 +295,14 @@ TEST(tasks_fam_nli_jobs)
     const char *hyp[] = { "This example is sports.", "This example is politics." };
     for (int i = 0; i < 2; i++) {
         int32_t want[64];
-        int n = tok_encode_pair(tok, in.text, in.text_len, hyp[i], strlen(hyp[i]),
-                                TOK_ADD_SPECIAL, want, NULL, 64);
+        int n = tok_encode_pair(tok, in.text, in.text_len, hyp[i], strlen(hyp[i]), TOK_ADD_SPECIAL,
+                                want, NULL, 64);
         CHECK(doc.jobs[i].kind == TASK_JOB_CLASSIFY && doc.jobs[i].n_ids == n &&
               !memcmp(doc.jobs[i].ids, want, (size_t)n * sizeof *want));
         CHECK(doc.jobs[i].cls.ids == doc.jobs[i].ids && doc.jobs[i].cls.n_ids == n);
     }
     task_doc_clear(&doc);
-    env.max_input_tokens = 12;   /* the text is cut to fit beside each hypothesis */
+    env.max_input_tokens = 12; /* the text is cut to fit beside each hypothesis */
     REQUIRE(task_prepare(&env, &in, &doc, err, sizeof err) == 0);
     CHECK(doc.truncated == 1 && doc.jobs[0].n_ids <= 12 && doc.jobs[1].n_ids <= 12);
     task_doc_clear(&doc);
@@ -355,13 +354,14 @@ TEST(tasks_fam_translate_langs)
     CHECK(doc.jobs[0].params.forced_bos_token_id == tok_lang_id(nl, "deu_Latn"));
     CHECK(doc.jobs[0].ids[0] == tok_lang_id(nl, "fra_Latn"));
     task_doc_clear(&doc);
-    in.source_lang = NULL;   /* tasks.translate.default_source "en" -> eng_Latn */
+    in.source_lang = NULL; /* tasks.translate.default_source "en" -> eng_Latn */
     REQUIRE(task_prepare(&env, &in, &doc, err, sizeof err) == 0);
     CHECK(doc.jobs[0].ids[0] == tok_lang_id(nl, "eng_Latn"));
     task_doc_clear(&doc);
     in.target_lang = "Klingon";
     CHECK(task_prepare(&env, &in, &doc, err, sizeof err) == TASK_EINVAL);
-    CHECK_MSG(strstr(err, "unknown target language 'Klingon'") && strstr(err, "health reply lists them"),
+    CHECK_MSG(strstr(err, "unknown target language 'Klingon'") &&
+                  strstr(err, "health reply lists them"),
               "%s", err);
     tok_free(&mt);
     tok_free(&nl);

@@ -68,8 +68,7 @@ TEST(tok_golden_ids)
     int n = 0, bad = 0;
     int32_t ids[8192];
     const cJSON *c;
-    cJSON_ArrayForEach(c, cases)
-    {
+    cJSON_ArrayForEach (c, cases) {
         size_t len;
         const char *text = tok_t_text(c, &len);
         REQUIRE(text);
@@ -81,14 +80,14 @@ TEST(tok_golden_ids)
         if (strcmp(text, "x") == 0 && cJSON_GetArraySize(pieces) == 4) continue;
         int got = tok_encode(t, text, len, 1, ids, 8192);
         int same = got == nw;
-        for (int i = 0; same && i < nw; i++)
-            same = ids[i] == cJSON_GetArrayItem(want, i)->valueint;
+        for (int i = 0; same && i < nw; i++) same = ids[i] == cJSON_GetArrayItem(want, i)->valueint;
         if (!same) {
             bad++;
             if (bad <= 5) {
                 int i = 0;
                 while (i < got && i < nw && ids[i] == cJSON_GetArrayItem(want, i)->valueint) i++;
-                CHECK_MSG(0, "case %d '%.60s': got %d ids, want %d; first diff at %d (got %d want %d)",
+                CHECK_MSG(0,
+                          "case %d '%.60s': got %d ids, want %d; first diff at %d (got %d want %d)",
                           n, text, got, nw, i, i < got ? ids[i] : -1,
                           i < nw ? cJSON_GetArrayItem(want, i)->valueint : -1);
             }
@@ -111,14 +110,12 @@ TEST(tok_golden_decode)
     int32_t ids[8192];
     static char out[1 << 16];
     const cJSON *c;
-    cJSON_ArrayForEach(c, cases)
-    {
+    cJSON_ArrayForEach (c, cases) {
         const cJSON *want = cJSON_GetObjectItemCaseSensitive(c, "ids");
         const char *dec = cJSON_GetObjectItemCaseSensitive(c, "decoded")->valuestring;
         int k = 0;
         const cJSON *id;
-        cJSON_ArrayForEach(id, want)
-        {
+        cJSON_ArrayForEach (id, want) {
             int v = id->valueint;
             if (v == tok_pad_id(t) || v == tok_eos_id(t) || v == tok_unk_id(t) ||
                 tok_is_sentinel(t, v))
@@ -184,7 +181,7 @@ TEST(tok_decode_contract)
 {
     tok_model *t = tok_t_load();
     char out[64];
-    int32_t ids[] = { 37, 1782, 2, 1 };  /* ▁The ▁dog <unk> </s> */
+    int32_t ids[] = { 37, 1782, 2, 1 }; /* ▁The ▁dog <unk> </s> */
     int full = tok_decode(t, ids, 4, NULL, 0);
     CHECK(full > 0);
     int r = tok_decode(t, ids, 4, out, sizeof out);
@@ -221,8 +218,9 @@ TEST(tok_invalid_utf8)
 {
     tok_model *t = tok_t_load();
     int32_t ids[64];
-    const char *bad[] = { "abc\xff", "\xc3", "\xe2\x82", "\xed\xa0\x80", "\xc0\xaf",
-                          "ok \xf4\x90\x80\x80", "\xf0\x82\x82\xac", "\x80" };
+    const char *bad[] = { "abc\xff",          "\xc3",     "\xe2\x82",
+                          "\xed\xa0\x80",     "\xc0\xaf", "ok \xf4\x90\x80\x80",
+                          "\xf0\x82\x82\xac", "\x80" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK_MSG(tok_encode(t, bad[i], strlen(bad[i]), 1, ids, 64) == TOK_EINVAL,
                   "bad utf-8 #%zu accepted", i);
@@ -382,7 +380,8 @@ static uint8_t *tok_t_variant(size_t *outlen)
     REQUIRE(np && extra);
     memcpy(np, mp->pieces, n0 * sizeof *np);
     for (size_t i = 0; i < 256 + nu; i++) {
-        Sentencepiece__ModelProto__SentencePiece init = SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__INIT;
+        Sentencepiece__ModelProto__SentencePiece init =
+            SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__INIT;
         extra[i] = init;
         extra[i].has_type = 1;
         extra[i].has_score = 1;
@@ -449,13 +448,16 @@ TEST_TIMEOUT(tok_spm_parity_byte_fallback_user_defined, 120)
 
     /* Texts: golden ones without sentinels or line breaks, plus user-defined cases. */
     cJSON *root = tok_t_golden();
-    const char *extra[] = { "a<sep>b xyzxyz <sep> the theme", "qq ▁qq xqq the", "日本語 ok ĳ",
-                            "Привет <sep>мир", "the the", "😀😀 emoji" };
+    const char *extra[] = { "a<sep>b xyzxyz <sep> the theme",
+                            "qq ▁qq xqq the",
+                            "日本語 ok ĳ",
+                            "Привет <sep>мир",
+                            "the the",
+                            "😀😀 emoji" };
     int ntext = 0;
     static const char *texts[1024];
     const cJSON *c;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "cases"))
-    {
+    cJSON_ArrayForEach (c, cJSON_GetObjectItemCaseSensitive(root, "cases")) {
         const char *s = cJSON_GetObjectItemCaseSensitive(c, "text")->valuestring;
         if (strstr(s, "<extra_id_") || strpbrk(s, "\n\r") || ntext >= 1000) continue;
         texts[ntext++] = s;
@@ -480,7 +482,7 @@ TEST_TIMEOUT(tok_spm_parity_byte_fallback_user_defined, 120)
             o += (size_t)snprintf(mine + o, sizeof mine - o, k ? " %d" : "%d", ids[k]);
             if (ids[k] >= 32000 && ids[k] < 32256) bytes_seen = 1;
             if (ids[k] >= 32256) user_seen = 1;
-            CHECK(ids[k] != 8);  /* unused piece never produced */
+            CHECK(ids[k] != 8); /* unused piece never produced */
         }
         line[strcspn(line, "\n")] = '\0';
         if (strcmp(mine, line) != 0) {
@@ -497,10 +499,11 @@ TEST_TIMEOUT(tok_spm_parity_byte_fallback_user_defined, 120)
     /* Byte pieces decode back to the characters they spell. */
     int n = tok_encode(t, "日本語", strlen("日本語"), 0, ids, 64);
     char out[64];
-    CHECK(n == 10);  /* ▁ + 9 bytes */
+    CHECK(n == 10); /* ▁ + 9 bytes */
     CHECK(tok_decode(t, ids, n, out, sizeof out) == 9 && strcmp(out, "日本語") == 0);
-    int32_t broken[] = { 32000 + 0xE6, 32000 + 0x41 };  /* cut sequence, then 'A' */
-    CHECK(tok_decode(t, broken, 2, out, sizeof out) == 4 && strcmp(out, "\xEF\xBF\xBD" "A") == 0);
+    int32_t broken[] = { 32000 + 0xE6, 32000 + 0x41 }; /* cut sequence, then 'A' */
+    CHECK(tok_decode(t, broken, 2, out, sizeof out) == 4 && strcmp(out, "\xEF\xBF\xBD"
+                                                                        "A") == 0);
 
     unlink(mpath);
     unlink(tpath);
@@ -524,7 +527,9 @@ TEST(tok_load_bad_charsmap_and_dir)
     ProtobufCBinaryData *cm = &mp->normalizer_spec->precompiled_charsmap;
     uint8_t save[4];
     memcpy(save, cm->data, 4);
-    static const uint8_t bad_sizes[][4] = { { 0xFF, 0xFF, 0xFF, 0x7F }, { 3, 0, 0, 0 }, { 0, 0, 0, 0 } };
+    static const uint8_t bad_sizes[][4] = { { 0xFF, 0xFF, 0xFF, 0x7F },
+                                            { 3, 0, 0, 0 },
+                                            { 0, 0, 0, 0 } };
     for (size_t i = 0; i < 3; i++) {
         memcpy(cm->data, bad_sizes[i], 4);
         size_t pl = sentencepiece__model_proto__get_packed_size(mp);
@@ -592,14 +597,15 @@ TEST_TIMEOUT(tok_spm_decode_parity, 120)
             x = x * 1103515245u + 12345u;
             uint32_t r = x >> 8, v;
             switch (r % 9) {
-            case 0: v = r / 9 % 4; break;                  /* pad, EOS, unk, ▁ */
-            case 1: case 2: v = 32000 + (r / 9) % 256; break; /* byte pieces */
-            case 3: v = 32000 + 0xE6 + (r / 9) % 3; break;    /* lead bytes */
-            case 4: v = 32000 + 0x80 + (r / 9) % 8; break;    /* continuation bytes */
-            case 5: v = 32256 + (r / 9) % 3; break;           /* user-defined */
-            default: v = 4 + (r / 9) % 31996; break;          /* normal pieces */
+            case 0: v = r / 9 % 4; break; /* pad, EOS, unk, ▁ */
+            case 1:
+            case 2: v = 32000 + (r / 9) % 256; break;      /* byte pieces */
+            case 3: v = 32000 + 0xE6 + (r / 9) % 3; break; /* lead bytes */
+            case 4: v = 32000 + 0x80 + (r / 9) % 8; break; /* continuation bytes */
+            case 5: v = 32256 + (r / 9) % 3; break;        /* user-defined */
+            default: v = 4 + (r / 9) % 31996; break;       /* normal pieces */
             }
-            if (v == 8) v = 9;  /* the variant's unused piece: spm_decode shows it too */
+            if (v == 8) v = 9; /* the variant's unused piece: spm_decode shows it too */
             /* Bytes NUL, LF, CR would break the line-by-line comparison. */
             if (v == 32000 || v == 32000 + '\n' || v == 32000 + '\r') v = 32000 + 'A';
             seq[i][k] = (int32_t)v;
@@ -646,14 +652,14 @@ TEST(tok_golden_engine_inputs)
         free(js);
         REQUIRE(root);
         const cJSON *c;
-        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(root, "cases"))
-        {
+        cJSON_ArrayForEach (c, cJSON_GetObjectItemCaseSensitive(root, "cases")) {
             const char *text = cJSON_GetObjectItemCaseSensitive(c, "text")->valuestring;
             const cJSON *want = cJSON_GetObjectItemCaseSensitive(c, "input_ids");
             int32_t ids[1024];
             int n = tok_encode(t, text, strlen(text), 1, ids, 1024);
             int same = n == cJSON_GetArraySize(want);
-            for (int i = 0; same && i < n; i++) same = ids[i] == cJSON_GetArrayItem(want, i)->valueint;
+            for (int i = 0; same && i < n; i++)
+                same = ids[i] == cJSON_GetArrayItem(want, i)->valueint;
             CHECK_MSG(same, "%s: '%.40s' differs", files[f], text);
             checked++;
         }
@@ -673,8 +679,7 @@ static int tok_t_spans_cases(const tok_model *t, const cJSON *cases, const char 
     static tok_span sp[8192];
     int n = 0, bad = 0;
     const cJSON *c;
-    cJSON_ArrayForEach(c, cases)
-    {
+    cJSON_ArrayForEach (c, cases) {
         const char *text = cJSON_GetObjectItemCaseSensitive(c, "text")->valuestring;
         const cJSON *wid = cJSON_GetObjectItemCaseSensitive(c, "ids");
         const cJSON *wsp = cJSON_GetObjectItemCaseSensitive(c, "spans");
@@ -740,12 +745,12 @@ TEST(tok_spans_contract)
     REQUIRE(n == 4);
     CHECK(n == tok_encode(t, s, len, TOK_ADD_SPECIAL, plain, 16) &&
           !memcmp(ids, plain, sizeof *ids * 4));
-    CHECK(ids[0] == 37 && sp[0].begin == 0 && sp[0].end == 3);      /* ▁The: "The" */
-    CHECK(ids[1] == 32099 && sp[1].begin == 4 && sp[1].end == 16);  /* the marker */
+    CHECK(ids[0] == 37 && sp[0].begin == 0 && sp[0].end == 3);     /* ▁The: "The" */
+    CHECK(ids[1] == 32099 && sp[1].begin == 4 && sp[1].end == 16); /* the marker */
     /* ▁walks: a segment starts like a text, its leading space dropped, so the span
      * starts at the letter; trailing spaces are dropped too. EOS sits at the end. */
-    CHECK_MSG(ids[2] == 10681 && sp[2].begin == 17 && sp[2].end == 22, "[%zu, %zu)",
-              sp[2].begin, sp[2].end);
+    CHECK_MSG(ids[2] == 10681 && sp[2].begin == 17 && sp[2].end == 22, "[%zu, %zu)", sp[2].begin,
+              sp[2].end);
     /* Inside a segment, the space before a word is in the word's span. */
     n = tok_encode_spans(t, "Hello world", 11, 0, ids, sp, 16);
     CHECK(n == 2 && sp[0].begin == 0 && sp[0].end == 5 && sp[1].begin == 5 && sp[1].end == 11);
@@ -760,7 +765,7 @@ TEST(tok_spans_contract)
     CHECK(tok_encode_spans(t, "", 0, TOK_ADD_SPECIAL, ids, sp, 16) == 1 && sp[0].begin == 0);
 
     /* A run of unknown characters is one unk id spanning all of them. */
-    const char *u = "a \xf0\x9f\x98\x80\xf0\x9f\x98\x80 b";   /* two emoji */
+    const char *u = "a \xf0\x9f\x98\x80\xf0\x9f\x98\x80 b"; /* two emoji */
     n = tok_encode_spans(t, u, strlen(u), 0, ids, sp, 16);
     int unk = -1;
     for (int i = 0; i < n; i++)
@@ -785,7 +790,7 @@ TEST(tok_word_start_is_the_piece_rule)
     }
     CHECK(starts > 10000);
     CHECK(!tok_word_start(t, tok_eos_id(t)) && !tok_word_start(t, 32099));
-    CHECK(tok_word_start(t, 37) && !tok_word_start(t, 5));   /* ▁The, "." */
+    CHECK(tok_word_start(t, 37) && !tok_word_start(t, 5)); /* ▁The, "." */
     tok_free(&t);
 }
 
@@ -913,15 +918,15 @@ TEST(tok_open_dir_dispatch)
 TEST(tok_nlprun_cli_dir)
 {
     char cmd[1024], line[256] = "";
-    snprintf(cmd, sizeof cmd, "echo 'Hello world' | %s/nlprun tokenize --tokenizer %s",
-             th_build(), th_data("models/tiny-flan"));
+    snprintf(cmd, sizeof cmd, "echo 'Hello world' | %s/nlprun tokenize --tokenizer %s", th_build(),
+             th_data("models/tiny-flan"));
     FILE *p = popen(cmd, "r");
     REQUIRE(p);
     if (!fgets(line, sizeof line, p)) line[0] = '\0';
     CHECK(pclose(p) == 0);
     CHECK_MSG(strcmp(line, "8774 296 1\n") == 0, "got: %s", line);
-    snprintf(cmd, sizeof cmd, "echo '8774 296 1' | %s/nlprun detokenize --tokenizer %s",
-             th_build(), th_data("models/tiny-flan"));
+    snprintf(cmd, sizeof cmd, "echo '8774 296 1' | %s/nlprun detokenize --tokenizer %s", th_build(),
+             th_data("models/tiny-flan"));
     p = popen(cmd, "r");
     REQUIRE(p);
     if (!fgets(line, sizeof line, p)) line[0] = '\0';

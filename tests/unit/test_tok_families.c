@@ -62,8 +62,7 @@ static int tf_ids_equal(const int32_t *ids, int n, const cJSON *want)
     if (!cJSON_IsArray(want) || cJSON_GetArraySize(want) != n) return 0;
     int i = 0;
     const cJSON *v;
-    cJSON_ArrayForEach(v, want)
-    {
+    cJSON_ArrayForEach (v, want) {
         if (!cJSON_IsNumber(v) || v->valueint != ids[i]) return 0;
         i++;
     }
@@ -95,8 +94,7 @@ static int tf_ids_from(const cJSON *arr, int32_t *ids, int cap)
 {
     int n = 0;
     const cJSON *v;
-    cJSON_ArrayForEach(v, arr)
-    {
+    cJSON_ArrayForEach (v, arr) {
         if (n < cap) ids[n] = v->valueint;
         n++;
     }
@@ -130,8 +128,7 @@ static struct tf_counts tf_run_golden(const tok_model *t, const char *rel, int t
     static tok_span sp[TF_MAX_IDS];
     static char out[1 << 16];
     const cJSON *c;
-    cJSON_ArrayForEach(c, cases)
-    {
+    cJSON_ArrayForEach (c, cases) {
         size_t len, dl;
         const char *text = tf_str(c, "text", 0, &len);
         k.cases++;
@@ -158,8 +155,7 @@ static struct tf_counts tf_run_golden(const tok_model *t, const char *rel, int t
         if (toks) {
             int i = 0, ok = cJSON_GetArraySize(toks) == nd;
             const cJSON *s;
-            cJSON_ArrayForEach(s, toks)
-            {
+            cJSON_ArrayForEach (s, toks) {
                 const char *p = i < nd ? tok_piece(t, ids[i]) : NULL;
                 ok = ok && p && !strcmp(p, s->valuestring);
                 i++;
@@ -174,8 +170,9 @@ static struct tf_counts tf_run_golden(const tok_model *t, const char *rel, int t
         d = tf_str(c, "decoded_no_cleanup", 1, &dl);
         r = tok_decode(t, ids, nd, out, sizeof out);
         if (r >= 0 && (size_t)r == dl && !memcmp(out, d, dl)) k.no_cleanup++;
-        else CHECK_MSG(0, "%s case %d decoded_no_cleanup: got '%.60s' want '%.60s'", rel,
-                       k.cases - 1, out, d);
+        else
+            CHECK_MSG(0, "%s case %d decoded_no_cleanup: got '%.60s' want '%.60s'", rel,
+                      k.cases - 1, out, d);
     }
     cJSON_Delete(root);
     return k;
@@ -189,7 +186,8 @@ TEST_TIMEOUT(tok_bpe_golden, 120)
     CHECK(tok_bos_id(t) == 0 && tok_pad_id(t) == 1 && tok_eos_id(t) == 2 && tok_unk_id(t) == 3);
     struct tf_counts k = tf_run_golden(t, "families/tokenizers/bart-bpe.golden.json", 0);
     printf("  bart-bpe: %d cases: ids %d, tokens %d, decoded %d, decoded_no_cleanup %d, "
-           "spans %d\n", k.cases, k.ids, k.tokens, k.decoded, k.no_cleanup, k.spans);
+           "spans %d\n",
+           k.cases, k.ids, k.tokens, k.decoded, k.no_cleanup, k.spans);
     CHECK(k.cases == 585);
     CHECK(k.ids == k.cases && k.tokens == k.cases && k.decoded == k.cases &&
           k.no_cleanup == k.cases && k.spans == k.cases);
@@ -205,8 +203,8 @@ TEST_TIMEOUT(tok_marian_golden, 120)
     CHECK(tok_bos_id(t) == -1);
     struct tf_counts k = tf_run_golden(t, "families/tokenizers/marian-en-mg.golden.json", 1);
     printf("  marian-en-mg: %d cases: ids %d, target_ids %d, decoded %d, "
-           "decoded_no_cleanup %d, spans %d\n", k.cases, k.ids, k.target_ids, k.decoded,
-           k.no_cleanup, k.spans);
+           "decoded_no_cleanup %d, spans %d\n",
+           k.cases, k.ids, k.target_ids, k.decoded, k.no_cleanup, k.spans);
     CHECK(k.cases == 585);
     CHECK(k.ids == k.cases && k.target_ids == k.cases && k.decoded == k.cases &&
           k.no_cleanup == k.cases && k.spans == k.cases);
@@ -421,8 +419,8 @@ TEST(tok_bpe_hostile_files)
         int32_t ids[8];
         /* "he" merges; " " and "x" are not in this vocabulary: <unk>. */
         int n = tok_encode(t, "he x", 4, TOK_ADD_SPECIAL, ids, 8);
-        CHECK_MSG(n == 5 && ids[0] == 0 && ids[1] == 6 && ids[2] == 3 && ids[3] == 3 &&
-                      ids[4] == 2, "n=%d", n);
+        CHECK_MSG(n == 5 && ids[0] == 0 && ids[1] == 6 && ids[2] == 3 && ids[3] == 3 && ids[4] == 2,
+                  "n=%d", n);
         tok_free(&t);
     }
     const char *bad = "#version: 0.2\nh e\nx y z\n";

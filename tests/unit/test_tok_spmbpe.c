@@ -160,8 +160,7 @@ TEST(spmbpe_golden_raw)
     static char out[1 << 16];
     int n = 0, bad_ids = 0, bad_pieces = 0, bad_dec = 0;
     const cJSON *c;
-    cJSON_ArrayForEach(c, sb_cases(root))
-    {
+    cJSON_ArrayForEach (c, sb_cases(root)) {
         size_t len;
         const char *text = sb_text_len(c, &len);
         char why[200];
@@ -177,8 +176,8 @@ TEST(spmbpe_golden_raw)
                 if (ids[i] == tok_unk_id(t)) continue;
                 if (strcmp(tok_piece(t, ids[i]), want)) {
                     if (++bad_pieces <= 5)
-                        CHECK_MSG(0, "case %d piece %d: '%s' want '%s'", n, i,
-                                  tok_piece(t, ids[i]), want);
+                        CHECK_MSG(0, "case %d piece %d: '%s' want '%s'", n, i, tok_piece(t, ids[i]),
+                                  want);
                     break;
                 }
             }
@@ -213,8 +212,7 @@ TEST(spmbpe_round_trip_and_spans)
     static char out[1 << 16];
     int n = 0, trips = 0, bad = 0;
     const cJSON *c;
-    cJSON_ArrayForEach(c, sb_cases(root))
-    {
+    cJSON_ArrayForEach (c, sb_cases(root)) {
         size_t len;
         const char *text = sb_text_len(c, &len);
         int k = tok_encode_spans(t, text, len, TOK_ADD_SPECIAL, ids, sp, SB_MAXIDS);
@@ -223,8 +221,7 @@ TEST(spmbpe_round_trip_and_spans)
         size_t prev = 0;
         for (int i = 0; i < k; i++) {
             CHECK_MSG(sp[i].begin >= prev && sp[i].begin <= sp[i].end && sp[i].end <= len,
-                      "case %d span %d [%zu, %zu) after %zu", n, i, sp[i].begin, sp[i].end,
-                      prev);
+                      "case %d span %d [%zu, %zu) after %zu", n, i, sp[i].begin, sp[i].end, prev);
             prev = sp[i].end > prev ? sp[i].end : prev;
         }
         int unk = 0;
@@ -240,7 +237,7 @@ TEST(spmbpe_round_trip_and_spans)
         n++;
     }
     CHECK(bad == 0);
-    CHECK_MSG(trips >= 438, "%d round trips", trips);  /* the cases without unknowns */
+    CHECK_MSG(trips >= 438, "%d round trips", trips); /* the cases without unknowns */
     cJSON_Delete(root);
     tok_free(&t);
 }
@@ -254,8 +251,7 @@ static void sb_variant(tok_model *t, const cJSON *root, const char *ids_key, con
     static char out[1 << 16];
     int n = 0, bad = 0;
     const cJSON *c;
-    cJSON_ArrayForEach(c, sb_cases(root))
-    {
+    cJSON_ArrayForEach (c, sb_cases(root)) {
         size_t len;
         const char *text = sb_text_len(c, &len);
         char why[200];
@@ -290,8 +286,8 @@ static cJSON *sb_variants(void)
 TEST(spmbpe_byte_fallback_user_defined)
 {
     char err[256] = "";
-    tok_model *t = tok_load(th_data("families/tokenizers/spm-bpe-bytes/spm-bpe-bytes.model"),
-                            err, sizeof err);
+    tok_model *t =
+        tok_load(th_data("families/tokenizers/spm-bpe-bytes/spm-bpe-bytes.model"), err, sizeof err);
     REQUIRE_MSG(t, "%s", err);
     CHECK(!strcmp(tok_kind(t), "sentencepiece-bpe"));
     cJSON *root = sb_variants();
@@ -318,8 +314,7 @@ TEST(spmbpe_unused_pieces)
     cJSON *root = sb_variants();
     const cJSON *u, *un = cJSON_GetObjectItemCaseSensitive(root, "unused_pieces");
     REQUIRE(cJSON_GetArraySize(un) > 100);
-    cJSON_ArrayForEach(u, un)
-    {
+    cJSON_ArrayForEach (u, un) {
         REQUIRE(u->valueint > 0 && (size_t)u->valueint < mp->n_pieces);
         mp->pieces[u->valueint]->has_type = 1;
         mp->pieces[u->valueint]->type = SENTENCEPIECE__MODEL_PROTO__SENTENCE_PIECE__TYPE__UNUSED;
@@ -345,9 +340,27 @@ TEST(spmbpe_by_word)
 {
     const char *paths[] = { "families/tokenizers/spm-bpe/spm-bpe.model",
                             "families/tokenizers/spm-bpe-bytes/spm-bpe-bytes.model" };
-    const char *pool[] = { "a", "b", "ab", " ", "  ", "\t", "<sep>", "xyz", "\xe2\x96\x81qq",
-                           "qq", "\xe2\x96\x81", "\xe6\x97\xa5", "\xc3\xa9", "the", "ing",
-                           ".", "x", "\xf0\x9f\x98\x80", "e\xcc\x81", "tion", "er" };
+    const char *pool[] = { "a",
+                           "b",
+                           "ab",
+                           " ",
+                           "  ",
+                           "\t",
+                           "<sep>",
+                           "xyz",
+                           "\xe2\x96\x81qq",
+                           "qq",
+                           "\xe2\x96\x81",
+                           "\xe6\x97\xa5",
+                           "\xc3\xa9",
+                           "the",
+                           "ing",
+                           ".",
+                           "x",
+                           "\xf0\x9f\x98\x80",
+                           "e\xcc\x81",
+                           "tion",
+                           "er" };
     const int np = (int)(sizeof pool / sizeof pool[0]);
     static char text[100000];
     static int32_t a[200000], b[200000];
@@ -374,7 +387,7 @@ TEST(spmbpe_by_word)
                       "%s round %d: %d vs %d ids", paths[m], r, na, nb);
         }
         sp->bpe_by_word = by_word;
-        if (m == 0) CHECK(by_word);  /* the golden model qualifies */
+        if (m == 0) CHECK(by_word); /* the golden model qualifies */
         tok_free(&t);
     }
 }
@@ -402,8 +415,7 @@ TEST(spmbpe_spans_golden)
         REQUIRE_MSG(t, "%s", err);
         int n = 0, bad = 0;
         const cJSON *c;
-        cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(sg, models[m][0]))
-        {
+        cJSON_ArrayForEach (c, cJSON_GetObjectItemCaseSensitive(sg, models[m][0])) {
             int i = cJSON_GetObjectItemCaseSensitive(c, "i")->valueint;
             size_t len;
             const char *text = sb_text_len(cJSON_GetArrayItem(vc, i), &len);
@@ -417,8 +429,8 @@ TEST(spmbpe_spans_golden)
                      sp[j].begin == (size_t)cJSON_GetArrayItem(s2, 0)->valueint &&
                      sp[j].end == (size_t)cJSON_GetArrayItem(s2, 1)->valueint;
                 if (!ok && ++bad <= 5)
-                    CHECK_MSG(0, "%s case %d '%.40s' id %d: %d [%zu, %zu)", models[m][0], i,
-                              text, j, ids[j], sp[j].begin, sp[j].end);
+                    CHECK_MSG(0, "%s case %d '%.40s' id %d: %d [%zu, %zu)", models[m][0], i, text,
+                              j, ids[j], sp[j].begin, sp[j].end);
             }
             if (!ok && k != cJSON_GetArraySize(wi) && ++bad <= 5)
                 CHECK_MSG(0, "%s case %d: %d ids", models[m][0], i, k);
@@ -440,7 +452,7 @@ TEST(spmbpe_spans_golden)
 static void sb_cleanup(char *s)
 {
     static const char *const rep[][2] = {
-        { " .", "." }, { " ?", "?" }, { " !", "!" }, { " ,", "," }, { " ' ", "'" },
+        { " .", "." },     { " ?", "?" },   { " !", "!" },   { " ,", "," },     { " ' ", "'" },
         { " n't", "n't" }, { " 'm", "'m" }, { " 's", "'s" }, { " 've", "'ve" }, { " 're", "'re" },
     };
     for (size_t k = 0; k < sizeof rep / sizeof rep[0]; k++) {
@@ -464,8 +476,7 @@ static void sb_check_field(tok_model *t, const cJSON *root, const char *field,
     static int32_t ids[SB_MAXIDS];
     int n = 0, bad = 0;
     const cJSON *c;
-    cJSON_ArrayForEach(c, sb_cases(root))
-    {
+    cJSON_ArrayForEach (c, sb_cases(root)) {
         size_t len;
         const char *text = sb_text_len(c, &len);
         char why[200];
@@ -516,7 +527,7 @@ TEST(spmbpe_nllb_legacy_golden)
     cJSON *root = sb_golden();
     tok_encode_opts o = tok_encode_default_opts();
     sb_check_field(t, root, "nllb_legacy_ids", &o);
-    o.flags |= TOK_TARGET;  /* tgt_lang from the config */
+    o.flags |= TOK_TARGET; /* tgt_lang from the config */
     sb_check_field(t, root, "nllb_legacy_target_ids", &o);
     o.tgt_lang = tok_lang_id(t, "fra_Latn");
     sb_check_field(t, root, "nllb_legacy_target_ids", &o);
@@ -537,8 +548,7 @@ TEST(spmbpe_nllb_decode)
                              "nllb_legacy_target_ids" };
     int n = 0, bad = 0;
     const cJSON *c;
-    cJSON_ArrayForEach(c, sb_cases(root))
-    {
+    cJSON_ArrayForEach (c, sb_cases(root)) {
         const char *dw = cJSON_GetObjectItemCaseSensitive(c, "nllb_decoded")->valuestring;
         for (int f = 0; f < 4; f++) {
             const cJSON *w = cJSON_GetObjectItemCaseSensitive(c, fields[f]);
@@ -580,8 +590,7 @@ TEST(spmbpe_nllb_round_trip)
     tok_encode_opts o = { TOK_ADD_SPECIAL | TOK_TARGET, -1, tok_lang_id(t, "deu_Latn") };
     int trips = 0, bad = 0;
     const cJSON *c;
-    cJSON_ArrayForEach(c, sb_cases(root))
-    {
+    cJSON_ArrayForEach (c, sb_cases(root)) {
         size_t len;
         const char *text = sb_text_len(c, &len);
         int k = tok_encode_opt(t, text, len, &o, ids, NULL, SB_MAXIDS);
@@ -594,8 +603,8 @@ TEST(spmbpe_nllb_round_trip)
         REQUIRE(d >= 0);
         int k2 = tok_encode_opt(t, out, (size_t)d, &o, again, NULL, SB_MAXIDS);
         /* the cleanup (" ." -> ".") may join what the text had apart: then skip */
-        if (strstr(text, " .") || strstr(text, " ,") || strstr(text, " !") ||
-            strstr(text, " ?") || strstr(text, " '"))
+        if (strstr(text, " .") || strstr(text, " ,") || strstr(text, " !") || strstr(text, " ?") ||
+            strstr(text, " '"))
             continue;
         if (!(k2 == k && !memcmp(ids, again, (size_t)k * sizeof *ids)) && ++bad <= 5)
             CHECK_MSG(0, "'%.50s': no round trip ('%.50s')", text, out);
@@ -839,8 +848,8 @@ TEST(spmbpe_hostile_dir)
     snprintf(dir, sizeof dir, "/tmp/nlp_spmbpe_e_%d", (int)getpid());
     REQUIRE(mkdir(dir, 0700) == 0);
     CHECK(tok_open_dir(dir, err, sizeof err) == NULL);
-    CHECK_MSG(strstr(err, "sentencepiece.bpe.model + tokenizer_config.json (NLLB") != NULL,
-              "%s", err);
+    CHECK_MSG(strstr(err, "sentencepiece.bpe.model + tokenizer_config.json (NLLB") != NULL, "%s",
+              err);
     rmdir(dir);
 }
 
@@ -851,40 +860,91 @@ TEST(langs_resolve_nllb)
     int n = lang_nllb_count();
     const char *codes[256];
     for (int i = 0; i < n; i++) codes[i] = lang_nllb_code(i);
-    struct { const char *user, *want; } cases[] = {
-        { "de", "deu_Latn" }, { "deu", "deu_Latn" }, { "ger", "deu_Latn" },
-        { "German", "deu_Latn" }, { "german", "deu_Latn" }, { "GERMAN", "deu_Latn" },
-        { "deu_Latn", "deu_Latn" }, { "DEU_LATN", "deu_Latn" }, { "de_DE", "deu_Latn" },
-        { "de-DE", "deu_Latn" }, { " de ", "deu_Latn" }, { "__de__", "deu_Latn" },
-        { "fr", "fra_Latn" }, { "fre", "fra_Latn" }, { "French", "fra_Latn" },
-        { "en", "eng_Latn" }, { "en_XX", "eng_Latn" }, { "English", "eng_Latn" },
-        { "ar", "arb_Arab" }, { "ara", "arb_Arab" }, { "Arabic", "arb_Arab" },
-        { "fa", "pes_Arab" }, { "Persian", "pes_Arab" }, { "Farsi", "pes_Arab" },
-        { "zh", "zho_Hans" }, { "Chinese", "zho_Hans" }, { "zh_CN", "zho_Hans" },
-        { "zh-TW", "zho_Hant" }, { "zh_Hant", "zho_Hant" }, { "zh-Hant-TW", "zho_Hant" },
-        { "no", "nob_Latn" }, { "nb", "nob_Latn" }, { "Norwegian", "nob_Latn" },
-        { "nn", "nno_Latn" }, { "el", "ell_Grek" }, { "Greek", "ell_Grek" },
-        { "Modern Greek", "ell_Grek" }, { "ms", "zsm_Latn" }, { "Malay", "zsm_Latn" },
-        { "sw", "swh_Latn" }, { "Swahili", "swh_Latn" }, { "lv", "lvs_Latn" },
-        { "et", "est_Latn" }, { "uz", "uzn_Latn" }, { "sq", "als_Latn" },
-        { "Albanian", "als_Latn" }, { "mn", "khk_Cyrl" }, { "ne", "npi_Deva" },
-        { "Nepali", "npi_Deva" }, { "ps", "pbt_Arab" }, { "Pashto", "pbt_Arab" },
-        { "or", "ory_Orya" }, { "Oriya", "ory_Orya" }, { "Odia", "ory_Orya" },
-        { "yi", "ydd_Hebr" }, { "iw", "heb_Hebr" }, { "he", "heb_Hebr" },
-        { "tl", "tgl_Latn" }, { "Filipino", "tgl_Latn" }, { "ja", "jpn_Jpan" },
-        { "Japanese", "jpn_Jpan" }, { "ko", "kor_Hang" }, { "Haitian Creole", "hat_Latn" },
-        { "Punjabi", "pan_Guru" }, { "Bangla", "ben_Beng" }, { "Yue Chinese", "yue_Hant" },
-        { "Cantonese", "yue_Hant" }, { "ace", "ace_Arab" }, { "ace_Latn", "ace_Latn" },
-        { "ks", "kas_Arab" }, { "kas-Deva", "kas_Deva" }, { "taq_Tfng", "taq_Tfng" },
-        { "Norwegian Bokm\xc3\xa5l", "nob_Latn" }, { "Kabiy\xc3\xa8", "kbp_Latn" },
+    struct {
+        const char *user, *want;
+    } cases[] = {
+        { "de", "deu_Latn" },
+        { "deu", "deu_Latn" },
+        { "ger", "deu_Latn" },
+        { "German", "deu_Latn" },
+        { "german", "deu_Latn" },
+        { "GERMAN", "deu_Latn" },
+        { "deu_Latn", "deu_Latn" },
+        { "DEU_LATN", "deu_Latn" },
+        { "de_DE", "deu_Latn" },
+        { "de-DE", "deu_Latn" },
+        { " de ", "deu_Latn" },
+        { "__de__", "deu_Latn" },
+        { "fr", "fra_Latn" },
+        { "fre", "fra_Latn" },
+        { "French", "fra_Latn" },
+        { "en", "eng_Latn" },
+        { "en_XX", "eng_Latn" },
+        { "English", "eng_Latn" },
+        { "ar", "arb_Arab" },
+        { "ara", "arb_Arab" },
+        { "Arabic", "arb_Arab" },
+        { "fa", "pes_Arab" },
+        { "Persian", "pes_Arab" },
+        { "Farsi", "pes_Arab" },
+        { "zh", "zho_Hans" },
+        { "Chinese", "zho_Hans" },
+        { "zh_CN", "zho_Hans" },
+        { "zh-TW", "zho_Hant" },
+        { "zh_Hant", "zho_Hant" },
+        { "zh-Hant-TW", "zho_Hant" },
+        { "no", "nob_Latn" },
+        { "nb", "nob_Latn" },
+        { "Norwegian", "nob_Latn" },
+        { "nn", "nno_Latn" },
+        { "el", "ell_Grek" },
+        { "Greek", "ell_Grek" },
+        { "Modern Greek", "ell_Grek" },
+        { "ms", "zsm_Latn" },
+        { "Malay", "zsm_Latn" },
+        { "sw", "swh_Latn" },
+        { "Swahili", "swh_Latn" },
+        { "lv", "lvs_Latn" },
+        { "et", "est_Latn" },
+        { "uz", "uzn_Latn" },
+        { "sq", "als_Latn" },
+        { "Albanian", "als_Latn" },
+        { "mn", "khk_Cyrl" },
+        { "ne", "npi_Deva" },
+        { "Nepali", "npi_Deva" },
+        { "ps", "pbt_Arab" },
+        { "Pashto", "pbt_Arab" },
+        { "or", "ory_Orya" },
+        { "Oriya", "ory_Orya" },
+        { "Odia", "ory_Orya" },
+        { "yi", "ydd_Hebr" },
+        { "iw", "heb_Hebr" },
+        { "he", "heb_Hebr" },
+        { "tl", "tgl_Latn" },
+        { "Filipino", "tgl_Latn" },
+        { "ja", "jpn_Jpan" },
+        { "Japanese", "jpn_Jpan" },
+        { "ko", "kor_Hang" },
+        { "Haitian Creole", "hat_Latn" },
+        { "Punjabi", "pan_Guru" },
+        { "Bangla", "ben_Beng" },
+        { "Yue Chinese", "yue_Hant" },
+        { "Cantonese", "yue_Hant" },
+        { "ace", "ace_Arab" },
+        { "ace_Latn", "ace_Latn" },
+        { "ks", "kas_Arab" },
+        { "kas-Deva", "kas_Deva" },
+        { "taq_Tfng", "taq_Tfng" },
+        { "Norwegian Bokm\xc3\xa5l", "nob_Latn" },
+        { "Kabiy\xc3\xa8", "kbp_Latn" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int j = lang_resolve(cases[i].user, codes, n);
-        CHECK_MSG(j >= 0 && !strcmp(codes[j], cases[i].want), "'%s' -> %s, want %s",
-                  cases[i].user, j >= 0 ? codes[j] : "none", cases[i].want);
+        CHECK_MSG(j >= 0 && !strcmp(codes[j], cases[i].want), "'%s' -> %s, want %s", cases[i].user,
+                  j >= 0 ? codes[j] : "none", cases[i].want);
     }
-    const char *none[] = { "", "xx", "Klingon", "tlh", "zho_Latn", "deu_Cyrl", "d",
-                           "Germanic", "en GB", "__", "____" };
+    const char *none[] = { "",  "xx",       "Klingon", "tlh", "zho_Latn", "deu_Cyrl",
+                           "d", "Germanic", "en GB",   "__",  "____" };
     for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
         int j = lang_resolve(none[i], codes, n);
         CHECK_MSG(j == -1, "'%s' -> %s, want none", none[i], j >= 0 ? codes[j] : "");
@@ -902,25 +962,32 @@ TEST(langs_resolve_nllb)
 /* The same table on other models' code lists: mBART-50's de_DE and M2M100's __de__. */
 TEST(langs_resolve_other_models)
 {
-    const char *mbart[] = { "ar_AR", "cs_CZ", "de_DE", "en_XX", "es_XX", "zh_CN", "fa_IR",
-                            "he_IL", "nl_XX", "pt_XX", "sv_SE" };
+    const char *mbart[] = { "ar_AR", "cs_CZ", "de_DE", "en_XX", "es_XX", "zh_CN",
+                            "fa_IR", "he_IL", "nl_XX", "pt_XX", "sv_SE" };
     const int nm = (int)(sizeof mbart / sizeof mbart[0]);
-    struct { const char *user; int want; } m[] = {
-        { "de", 2 }, { "German", 2 }, { "deu_Latn", 2 }, { "deu", 2 }, { "de_DE", 2 },
-        { "de_AT", 2 }, { "arb_Arab", 0 }, { "Arabic", 0 }, { "zh", 5 }, { "zho_Hans", 5 },
-        { "Persian", 6 }, { "pes_Arab", 6 }, { "Hebrew", 7 }, { "Dutch", 8 },
-        { "Portuguese", 9 }, { "sv", 10 }, { "zho_Hant", -1 }, { "fr", -1 }, { "French", -1 },
+    struct {
+        const char *user;
+        int want;
+    } m[] = {
+        { "de", 2 },        { "German", 2 },   { "deu_Latn", 2 },   { "deu", 2 },
+        { "de_DE", 2 },     { "de_AT", 2 },    { "arb_Arab", 0 },   { "Arabic", 0 },
+        { "zh", 5 },        { "zho_Hans", 5 }, { "Persian", 6 },    { "pes_Arab", 6 },
+        { "Hebrew", 7 },    { "Dutch", 8 },    { "Portuguese", 9 }, { "sv", 10 },
+        { "zho_Hant", -1 }, { "fr", -1 },      { "French", -1 },
     };
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
         CHECK_MSG(lang_resolve(m[i].user, mbart, nm) == m[i].want, "mbart '%s' -> %d want %d",
                   m[i].user, lang_resolve(m[i].user, mbart, nm), m[i].want);
-    const char *m2m[] = { "__af__", "__ar__", "__de__", "__en__", "__fa__", "__zh__", "__no__",
-                          "__ms__" };
+    const char *m2m[] = { "__af__", "__ar__", "__de__", "__en__",
+                          "__fa__", "__zh__", "__no__", "__ms__" };
     const int n2 = (int)(sizeof m2m / sizeof m2m[0]);
-    struct { const char *user; int want; } q[] = {
-        { "de", 2 }, { "__de__", 2 }, { "deu_Latn", 2 }, { "German", 2 }, { "arb_Arab", 1 },
-        { "Afrikaans", 0 }, { "pes_Arab", 4 }, { "zho_Hant", 5 }, { "nob_Latn", 6 },
-        { "zsm_Latn", 7 }, { "Malay", 7 }, { "fr", -1 },
+    struct {
+        const char *user;
+        int want;
+    } q[] = {
+        { "de", 2 },       { "__de__", 2 },    { "deu_Latn", 2 }, { "German", 2 },
+        { "arb_Arab", 1 }, { "Afrikaans", 0 }, { "pes_Arab", 4 }, { "zho_Hant", 5 },
+        { "nob_Latn", 6 }, { "zsm_Latn", 7 },  { "Malay", 7 },    { "fr", -1 },
     };
     for (size_t i = 0; i < sizeof q / sizeof q[0]; i++)
         CHECK_MSG(lang_resolve(q[i].user, m2m, n2) == q[i].want, "m2m '%s' -> %d want %d",
