@@ -1,8 +1,11 @@
 /* JSON requests and results as nlpc batch and the daemon's JSON fronts (HTTP, the
  * queue's json results) read and write them, on cJSON: one parser of a request object's
  * text and task fields, one renderer of a result, so a line of `nlpc batch` and an HTTP
- * answer to the same input read alike. Pure functions over their arguments: any thread.
- * The types are libnlpclient's (clients/libnlpclient/nlpclient.h): plain C, no protobuf. */
+ * answer to the same input read alike. A result's readable lines too: nlpc and nlprun
+ * print a result with the same two functions (cm_json_result, cm_result_print), so the
+ * same result prints the same bytes from either. Pure functions over their arguments:
+ * any thread. The types are libnlpclient's (clients/libnlpclient/nlpclient.h): plain C,
+ * no protobuf. */
 #include "common/common.h"
 
 #include <stdio.h>
@@ -227,4 +230,20 @@ cJSON *cm_json_result(cJSON *o, int task, const nlpc_result *r)
     cJSON_AddNumberToObject(o, "output_tokens", r->output_tokens);
     cJSON_AddBoolToObject(o, "truncated", r->truncated);
     return o;
+}
+
+void cm_result_print(FILE *f, int task, const nlpc_result *r)
+{
+    if (r->code != NLPC_OK) return; /* the caller says why, on stderr */
+    if (task == NLPC_TASK_CLASSIFY) {
+        for (int k = 0; k < r->n_labels; k++)
+            fprintf(f, "%s\t%.4f\n", r->labels[k].label, r->labels[k].score);
+    } else if (task == NLPC_TASK_QA) {
+        fprintf(f, "%s\n", r->answer);
+    } else if (r->n_hyps) {
+        for (int k = 0; k < r->n_hyps; k++)
+            fprintf(f, "%.4f\t%s\n", r->hyps[k].score, r->hyps[k].text);
+    } else {
+        fprintf(f, "%s\n", r->text);
+    }
 }

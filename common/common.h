@@ -70,7 +70,8 @@ int cm_parse_float(const char *s, float *out);
 
 /* ---- JSON requests and results (common/cm_json.c, on cJSON) ----
  * What `nlpc batch` and the daemon's JSON fronts (HTTP, the queue's json results) read and
- * write alike. The request and result types are libnlpclient's plain C ones. */
+ * write alike, and how nlpc and nlprun print a result (readable or --json). The request
+ * and result types are libnlpclient's plain C ones. */
 struct cJSON;
 struct nlpc_request;
 struct nlpc_result;
@@ -106,6 +107,12 @@ const char *cm_json_missing(const struct nlpc_request *rq);
  * "answer" | "labels", "score", ["hypotheses"]), "input_tokens", "output_tokens",
  * "truncated". task is an nlpc_task. */
 struct cJSON *cm_json_result(struct cJSON *o, int task, const struct nlpc_result *r);
+
+/* One document's result as nlpc and nlprun print it readable (docs/clients.md's table):
+ * classify `label<TAB>probability` lines, best first, to 4 decimals; qa the answer;
+ * the others the text, or with hypotheses one `score<TAB>text` line each, best first.
+ * Nothing for a result that is not OK (the caller reports it on stderr). */
+void cm_result_print(FILE *f, int task, const struct nlpc_result *r);
 
 /* ---- lists (command lines and JSON) ---- */
 

@@ -482,31 +482,17 @@ static void print_readable(const nlpc_cli *cli, const nlpc_response *r)
                    (unsigned long long)s->queue.reconnects);
         return;
     }
-    for (int i = 0; i < r->n_results; i++) {
-        const nlpc_result *res = &r->results[i];
-        if (res->code != NLPC_OK) continue; /* reported on stderr by the caller */
-        switch (cli->rq.task) {
-        case NLPC_TASK_CLASSIFY:
-            for (int k = 0; k < res->n_labels; k++)
-                printf("%s\t%.4f\n", res->labels[k].label, res->labels[k].score);
-            break;
-        case NLPC_TASK_QA: printf("%s\n", res->answer); break;
-        default:
-            if (res->n_hyps) {
-                for (int k = 0; k < res->n_hyps; k++)
-                    printf("%.4f\t%s\n", res->hyps[k].score, res->hyps[k].text);
-            } else {
-                printf("%s\n", res->text);
-            }
-        }
-    }
+    /* nlprun prints its result with the same function (common/cm_json.c); one not OK
+     * prints nothing here: the caller reports it on stderr */
+    for (int i = 0; i < r->n_results; i++) cm_result_print(stdout, cli->rq.task, &r->results[i]);
 }
 
 static void print_json(const nlpc_cli *cli, const nlpc_response *r)
 {
     cJSON *o;
     if (r->n_results == 1) {
-        /* one document: its result flattened, plus the request's id and timings */
+        /* one document: its result flattened (as nlprun --json prints it), plus the
+         * request's id and timings */
         o = cJSON_CreateObject();
         if (o) {
             cJSON_AddNumberToObject(o, "id", (double)r->id);

@@ -744,6 +744,45 @@ TEST(cm_json_result_shapes)
     cJSON_Delete(o);
 }
 
+/* One result as nlpc and nlprun print it readable (cm_result_print): classify's lines to
+ * 4 decimals, qa's answer alone, the hypotheses when there are some, nothing when not OK. */
+TEST(cm_result_print_shapes)
+{
+    nlpc_label l[2] = { { "pos", 0.756789 }, { "neg", 0.243211 } };
+    nlpc_hyp h[2] = { { "best", -0.123456 }, { "next", -2.5 } };
+    nlpc_result r = { .code = NLPC_OK,
+                      .message = "",
+                      .text = "t",
+                      .answer = "a",
+                      .score = -1.5,
+                      .n_labels = 2,
+                      .labels = l };
+    static const struct {
+        int task, hyps;
+        const char *want;
+    } cases[] = {
+        { NLPC_TASK_SUMMARIZE, 0, "t\n" },
+        { NLPC_TASK_TEXT2TEXT, 1, "-0.1235\tbest\n-2.5000\tnext\n" },
+        { NLPC_TASK_QA, 0, "a\n" },
+        { NLPC_TASK_CLASSIFY, 0, "pos\t0.7568\nneg\t0.2432\n" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        REQUIRE(f);
+        r.n_hyps = cases[i].hyps ? 2 : 0;
+        r.hyps = cases[i].hyps ? h : NULL;
+        cm_result_print(f, cases[i].task, &r);
+        r.code = NLPC_INVALID_ARGUMENT; /* not OK: nothing */
+        cm_result_print(f, cases[i].task, &r);
+        r.code = NLPC_OK;
+        fclose(f);
+        CHECK_MSG(buf && !strcmp(buf, cases[i].want), "%d: '%s'", cases[i].task, buf);
+        free(buf);
+    }
+}
+
 TEST(nlpc_oversize_request_refused_before_sending)
 {
     mock m;
