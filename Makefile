@@ -144,7 +144,9 @@ ALL_LIBS := $(LIBDAEMON) $(LIBTASKS) $(LIBCLIENT) $(LIBENGINE) $(LIBCOMMON)
 
 $(B)/nlpd: $(call obj,daemon/main.c) $(ALL_LIBS)
 $(B)/nlpc: $(call obj,$(NLPC_SRC)) $(LIBCLIENT) $(LIBCOMMON)
-$(B)/nlprun: $(call obj,$(NLPRUN_SRC)) $(LIBTASKS) $(LIBENGINE) $(LIBCOMMON)
+# nlprun prints a task's result as nlpc does, with common/cm_json.c's printers on
+# libnlpclient's result type and status names (nlpc_code_name).
+$(B)/nlprun: $(call obj,$(NLPRUN_SRC)) $(LIBTASKS) $(LIBENGINE) $(LIBCOMMON) $(LIBCLIENT)
 $(B)/tests/unit: $(call obj,$(UNIT_SRC)) $(ALL_LIBS)
 $(BENCH_BINS): $(B)/bench/%: $(B)/obj/tests/bench/%.o $(ALL_LIBS)
 

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "common/common.h"
-#include "clients/libnlpclient/nlpclient.h" /* NLPC_VERSION only: nlprun links no client */
+#include "clients/libnlpclient/nlpclient.h" /* NLPC_VERSION */
 #include "clients/nlprun/nlprun.h"
 
 static const struct {

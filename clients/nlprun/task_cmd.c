@@ -2,15 +2,18 @@
  * stdin is one document), without the daemon. Single-threaded.
  *
  * The output is deterministic (same model, config, options and text: same bytes), since
- * the daemon's end-to-end test compares the daemon's results with it:
+ * the daemon's end-to-end test compares the daemon's results with it. It is what nlpc
+ * prints for the same result from nlpd, printed by the same functions (common/cm_json.c,
+ * docs/clients.md; tests/scripts/shapes_nlpc_nlprun.sh compares them):
  *   text       summarize/translate/text2text: the text; classify: `label<TAB>prob` lines,
- *              best first; qa: `answer<TAB>score`. With --hypotheses (or --num-return > 1)
- *              every hypothesis as `score<TAB>text`, best first.
- *   --json     one JSON object: task, status, message, text, answer (qa), score,
- *              labels [{label, score}], hypotheses [{text, score}], input_tokens,
- *              output_tokens, truncated.
- * Exit: 0 ok, 1 the task failed (the reason on stderr; with --json also the object on
- * stdout), 2 usage. */
+ *              best first, 4 decimals; qa: the answer. With --hypotheses (or
+ *              --num-return > 1) every hypothesis as `score<TAB>text`, best first.
+ *   --json     one JSON object, nlpc --json's without its id and timings: status, then
+ *              error, or text (summarize/translate/text2text) | answer (qa) | labels
+ *              [{label, score}] (classify), score (not classify), hypotheses [{text,
+ *              score}] (when asked), input_tokens, output_tokens, truncated.
+ * Exit: 0 ok, 1 the task failed (the reason on stderr; with --json also the object,
+ * {"status", "error"}, on stdout), 2 usage. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
@@ -21,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clients/libnlpclient/nlpclient.h"
 #include "clients/nlprun/nlprun.h"
 #include "common/common.h"
 #include "engine/engine.h"
@@ -308,62 +312,63 @@ static void run_jobs(eng_ctx *ctx, const eng_ctx_params *cp, task_doc *doc)
     free(idx);
 }
 
-static const char *status_name(int st)
+/* The status code nlpd answers a document's task status with (dmn_code_from_task). */
+static int result_code(int st)
 {
     switch (st) {
-    case TASK_OK: return "OK";
-    case TASK_EINVAL: return "INVALID_ARGUMENT";
-    case TASK_ETOOLONG: return "INPUT_TOO_LONG";
-    case TASK_EUNSUPPORTED: return "UNSUPPORTED";
-    case TASK_ENOMEM: return "INTERNAL";
-    default: return "INTERNAL";
+    case TASK_OK: return NLPC_OK;
+    case TASK_EINVAL: return NLPC_INVALID_ARGUMENT;
+    case TASK_ETOOLONG: return NLPC_INPUT_TOO_LONG;
+    case TASK_EUNSUPPORTED: return NLPC_UNSUPPORTED;
+    default: return NLPC_INTERNAL;
     }
 }
 
-static void print_json(task_kind kind, const task_result *r)
+/* Prints r as nlpc prints the same result from nlpd: r as the clients' nlpc_result (what
+ * nlpd's reply decodes to: qa's text as the answer, every string "" when absent), then
+ * common/cm_json.c's printers, readable or --json (nlpc's object less its request id
+ * and timings, which nlprun has not). */
+static void print_result(task_kind kind, const task_result *r, int json)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "task", task_kind_name(kind));
-    cJSON_AddStringToObject(o, "status", status_name(r->status));
-    cJSON_AddStringToObject(o, "message", r->message);
-    cJSON_AddStringToObject(o, "text", r->text ? r->text : "");
-    if (kind == TASK_QA) cJSON_AddStringToObject(o, "answer", r->text ? r->text : "");
-    cJSON_AddNumberToObject(o, "score", r->score);
-    cJSON *labels = cJSON_AddArrayToObject(o, "labels");
-    for (int i = 0; i < r->n_labels; i++) {
-        cJSON *l = cJSON_CreateObject();
-        cJSON_AddStringToObject(l, "label", r->labels[i].label);
-        cJSON_AddNumberToObject(l, "score", r->labels[i].score);
-        cJSON_AddItemToArray(labels, l);
+    nlpc_task task = nlpc_task_from_name(task_kind_name(kind));
+    nlpc_label *labels = calloc((size_t)r->n_labels + 1, sizeof *labels);
+    nlpc_hyp *hyps = calloc((size_t)r->n_hyps + 1, sizeof *hyps);
+    if (!labels || !hyps) {
+        fprintf(stderr, "nlprun: out of memory\n");
+        free(labels);
+        free(hyps);
+        return;
     }
-    cJSON *hyps = cJSON_AddArrayToObject(o, "hypotheses");
-    for (int i = 0; i < r->n_hyps; i++) {
-        cJSON *h = cJSON_CreateObject();
-        cJSON_AddStringToObject(h, "text", r->hyps[i].text);
-        cJSON_AddNumberToObject(h, "score", r->hyps[i].score);
-        cJSON_AddItemToArray(hyps, h);
-    }
-    cJSON_AddNumberToObject(o, "input_tokens", r->input_tokens);
-    cJSON_AddNumberToObject(o, "output_tokens", r->output_tokens);
-    cJSON_AddBoolToObject(o, "truncated", r->truncated);
-    char *s = cJSON_PrintUnformatted(o);
-    if (s) printf("%s\n", s);
-    free(s);
-    cJSON_Delete(o);
-}
-
-static void print_text(task_kind kind, const task_result *r, int hyps)
-{
-    if (kind == TASK_CLASSIFY) {
-        for (int i = 0; i < r->n_labels; i++)
-            printf("%s\t%.6f\n", r->labels[i].label, r->labels[i].score);
-    } else if (hyps) {
-        for (int i = 0; i < r->n_hyps; i++) printf("%.6f\t%s\n", r->hyps[i].score, r->hyps[i].text);
-    } else if (kind == TASK_QA) {
-        printf("%s\t%.6f\n", r->text ? r->text : "", r->score);
+    const char *text = r->text ? r->text : "";
+    nlpc_result c = {
+        .code = result_code(r->status),
+        .message = r->message[0] ? r->message : "task failed",
+        .text = kind == TASK_QA ? "" : text,
+        .answer = kind == TASK_QA ? text : "",
+        .score = r->score,
+        .n_labels = r->n_labels,
+        .labels = labels,
+        .n_hyps = r->n_hyps,
+        .hyps = hyps,
+        .input_tokens = (unsigned)(r->input_tokens > 0 ? r->input_tokens : 0),
+        .output_tokens = (unsigned)(r->output_tokens > 0 ? r->output_tokens : 0),
+        .truncated = r->truncated != 0,
+    };
+    for (int i = 0; i < r->n_labels; i++)
+        labels[i] = (nlpc_label){ r->labels[i].label, r->labels[i].score };
+    for (int i = 0; i < r->n_hyps; i++) hyps[i] = (nlpc_hyp){ r->hyps[i].text, r->hyps[i].score };
+    if (json) {
+        cJSON *o = cm_json_result(NULL, task, &c);
+        char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+        if (s) printf("%s\n", s);
+        else fprintf(stderr, "nlprun: out of memory\n");
+        cJSON_free(s);
+        cJSON_Delete(o);
     } else {
-        printf("%s\n", r->text ? r->text : "");
+        cm_result_print(stdout, task, &c);
     }
+    free(labels);
+    free(hyps);
 }
 
 int nlprun_task(int argc, char **argv)
@@ -453,13 +458,9 @@ int nlprun_task(int argc, char **argv)
         run_jobs(ctx, &cp, &doc);
         rc = task_finish(&env, &in, &doc, &res);
     }
-    if (cli.json) print_json(kind, &res);
-    if (rc < 0) {
-        fprintf(stderr, "nlprun: %s\n", res.message);
-    } else {
-        if (!cli.json) print_text(kind, &res, cli.opts.return_hypotheses);
-        ret = 0;
-    }
+    if (cli.json || rc >= 0) print_result(kind, &res, cli.json);
+    if (rc < 0) fprintf(stderr, "nlprun: %s\n", res.message);
+    else ret = 0;
     task_result_clear(&res);
 out:
     fflush(stdout);

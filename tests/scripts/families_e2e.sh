@@ -158,15 +158,16 @@ with nlpclient.Client(ep, timeout_ms=120000) as c:
             r = c.call_raw(c.build(task, [text], **kw))
             res = nlpclient.response_dict(task, r)
             st, err = res.get("status"), res.get("error", "")
-            if ref["status"] != want or st != want or msg not in err or msg not in ref["message"]:
+            if ref["status"] != want or st != want or msg not in err or \
+                    msg not in ref.get("error", ""):
                 bad += 1
                 print("%s: want %s ~%r; nlprun %s %r, daemon %s %r" %
-                      (where, want, msg, ref["status"], ref["message"], st, err))
+                      (where, want, msg, ref["status"], ref.get("error"), st, err))
             else:
                 print("%s: nlprun and daemon %s: %s" % (where, st, err))
             continue
         if ref["status"] != "OK":
-            bad += 1; print("%s: nlprun %s %s" % (where, ref["status"], ref["message"])); continue
+            bad += 1; print("%s: nlprun %s %s" % (where, ref["status"], ref.get("error"))); continue
         why = differ(task, ref, got)
         if why:
             bad += 1; print("%s nlpc: %s" % (where, why))
@@ -183,8 +184,8 @@ with nlpclient.Client(ep, timeout_ms=120000) as c:
             bad += 1; print("%s batched: %s" % (where, why))
         else:
             print("%s: nlprun = nlpc = python = batched: %s" %
-                  (where, ref.get("text") or [(l["label"], round(l["score"], 6))
-                                              for l in ref["labels"]]))
+                  (where, ref["text"] if "text" in ref else ref["answer"] if "answer" in ref
+                   else [(l["label"], round(l["score"], 6)) for l in ref["labels"]]))
 sys.exit(1 if bad else 0)
 PYEOF
     stop

@@ -2,7 +2,7 @@
 # nlprun's and nlpc's command lines (issue 21): each task's --help shows that task's
 # options only; --version on both; an unknown option says "unknown option"; an
 # out-of-range number says the range; nlpc --json's timings are to the microsecond; and
-# the two print the same text for the same generated result (tiny model, greedy).
+# the two print the same text for the same result (tiny model, greedy).
 source tests/scripts/daemon_lib.bash
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
@@ -63,10 +63,10 @@ range "-100..100" "$B/nlpc" --priority 500 summarize x
 write_conf ""
 start_daemon
 TEXT="The city council met on Tuesday to discuss the new budget for public parks."
-# (classify's and qa's readable lines still differ: nlpc 4 decimals and qa's answer alone,
-# nlprun 6 decimals and answer<TAB>score, which tests/scripts/task_nlprun.sh pins)
+# (every task, readable and --json: tests/scripts/shapes_nlpc_nlprun.sh)
 for args in "summarize --max-new-tokens 4" "translate --to de --max-new-tokens 4" \
-            "text2text --max-new-tokens 4"; do
+            "text2text --max-new-tokens 4" "classify --labels parks,budget" \
+            "qa --question Who? --max-new-tokens 4"; do
     a=$(echo "$TEXT" | "$B/nlpc" --connect "$IPC" $args -) || fail "nlpc $args"
     b=$(echo "$TEXT" | "$B/nlprun" $args --model "$MODEL") || fail "nlprun $args"
     [ "$a" = "$b" ] || fail "nlpc and nlprun print differently for $args: '$a' vs '$b'"
