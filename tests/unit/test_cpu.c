@@ -130,10 +130,14 @@ TEST(cpu_omp_passive_by_default)
     static const char *progs[] = { "nlpd", "nlprun" };
     char spin[64];
 #ifndef _OPENMP
-    /* a build without OpenMP (make asan's clang pass): no libgomp, nothing to choose */
+    /* A build without OpenMP (make asan's clang pass) chooses nothing: the engine has no
+     * OpenMP team; libgomp may still be loaded through OpenBLAS's OpenMP build, which
+     * computes nothing here, so its spin count is libgomp's own. The programs must run. */
+    (void)spin;
     for (int i = 0; i < 2; i++) {
-        REQUIRE(omp_spin_of(progs[i], "", spin, sizeof spin) == 0);
-        CHECK_MSG(spin[0] == '\0', "%s: an OpenMP runtime without -fopenmp?", progs[i]);
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "%s/%s --version >/dev/null 2>&1", th_build(), progs[i]);
+        CHECK_MSG(system(cmd) == 0, "%s --version failed", progs[i]);
     }
     return;
 #endif
