@@ -4,6 +4,10 @@
  * Usage: unit [-k SUBSTRING] [-j JOBS] [-l] [script.sh ...] */
 #include "tests/harness/harness.h"
 
+#include <cjson/cJSON.h>
+
+#include "common/common.h"
+
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -57,6 +61,27 @@ const char *th_data(const char *rel)
     char *p = buf[slot++ & 7];
     snprintf(p, 1024, "%s/%s", dir ? dir : "tests/data", rel);
     return p;
+}
+
+cJSON *th_json(const char *rel)
+{
+    char *buf;
+    size_t n;
+    if (cm_read_file(th_data(rel), 64 << 20, &buf, &n) != 0) return NULL;
+    cJSON *j = cJSON_ParseWithLength(buf, n);
+    free(buf);
+    return j;
+}
+
+int th_ids(const cJSON *arr, int32_t *out, int max)
+{
+    int n = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach (e, arr) {
+        if (n < max) out[n] = (int32_t)e->valueint;
+        n++;
+    }
+    return n;
 }
 
 const char *th_build(void)

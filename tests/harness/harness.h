@@ -11,6 +11,8 @@
 #ifndef NLP_HARNESS_H
 #define NLP_HARNESS_H
 
+#include <stdint.h>
+
 #include <stdio.h>
 
 typedef void (*th_fn)(void);
@@ -24,6 +26,12 @@ void th_end(void) __attribute__((noreturn));
 const char *th_data(const char *rel);
 /* Build directory with the binaries (NLP_BUILD, default "build"). */
 const char *th_build(void);
+
+struct cJSON;
+/* The JSON file at th_data(rel), parsed (cJSON_Delete it), or NULL. */
+struct cJSON *th_json(const char *rel);
+/* The integers of a JSON array into out[0..max): returns how many it holds (may be > max). */
+int th_ids(const struct cJSON *arr, int32_t *out, int max);
 
 #define TH_DEFAULT_TIMEOUT 60
 

@@ -17,27 +17,6 @@
 
 #define FAM_TOL 1e-4
 
-static cJSON *fam_json(const char *rel)
-{
-    char *buf;
-    size_t n;
-    if (cm_read_file(th_data(rel), 64 << 20, &buf, &n) != 0) return NULL;
-    cJSON *j = cJSON_ParseWithLength(buf, n);
-    free(buf);
-    return j;
-}
-
-static int fam_ids(const cJSON *arr, int32_t *out, int max)
-{
-    int n = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach (e, arr) {
-        if (n < max) out[n] = (int32_t)e->valueint;
-        n++;
-    }
-    return n;
-}
-
 /* max |a - b| over n floats of a golden F32 tensor named name. */
 static double fam_diff(const st_set *g, const char *name, const float *got, size_t n)
 {
@@ -58,7 +37,7 @@ static void fam_check(const char *model, int generating)
 {
     char rel[160], err[512];
     snprintf(rel, sizeof rel, "families/models/%s/golden.json", model);
-    cJSON *gold = fam_json(rel);
+    cJSON *gold = th_json(rel);
     REQUIRE_MSG(gold, "cannot read %s", rel);
     snprintf(rel, sizeof rel, "families/models/%s/golden.safetensors", model);
     st_set *gst = st_open_file(th_data(rel), err, sizeof err);
@@ -79,7 +58,7 @@ static void fam_check(const char *model, int generating)
     cJSON_ArrayForEach (cs, cJSON_GetObjectItem(gold, "cases")) {
         const char *name = cJSON_GetObjectItem(cs, "name")->valuestring;
         int32_t ids[512], dec[8];
-        int n = fam_ids(cJSON_GetObjectItem(cs, "input_ids"), ids, 512);
+        int n = th_ids(cJSON_GetObjectItem(cs, "input_ids"), ids, 512);
         REQUIRE(n > 0 && n <= 512);
         REQUIRE(eng_encode(c, ids, n, enc) == 0);
         snprintf(rel, sizeof rel, "%s.encoder_out", name);
@@ -93,7 +72,7 @@ static void fam_check(const char *model, int generating)
                   model, cf->decoder_start_token_id, start->valueint);
         dec[0] = cf->decoder_start_token_id;
         int ng =
-            fam_ids(cJSON_GetObjectItem(cJSON_GetObjectItem(cs, "greedy"), "tokens"), dec + 1, 2);
+            th_ids(cJSON_GetObjectItem(cJSON_GetObjectItem(cs, "greedy"), "tokens"), dec + 1, 2);
         int k = ng + 1 < 3 ? ng + 1 : 3;
         snprintf(rel, sizeof rel, "%s.logits", name);
         const st_tensor *t = st_find(gst, rel);
@@ -159,7 +138,7 @@ static void fam_generate(const char *model)
 {
     char rel[160], err[512];
     snprintf(rel, sizeof rel, "families/models/%s/golden.json", model);
-    cJSON *gold = fam_json(rel);
+    cJSON *gold = th_json(rel);
     REQUIRE_MSG(gold, "cannot read %s", rel);
     snprintf(rel, sizeof rel, "families/models/%s", model);
     eng_model_params mp = eng_model_default_params();
@@ -175,7 +154,7 @@ static void fam_generate(const char *model)
         const char *name = cJSON_GetObjectItem(cs, "name")->valuestring;
         int32_t ids[512], want[64], words[64];
         int off[17];
-        int n = fam_ids(cJSON_GetObjectItem(cs, "input_ids"), ids, 512);
+        int n = th_ids(cJSON_GetObjectItem(cs, "input_ids"), ids, 512);
         const cJSON *gr = cJSON_GetObjectItem(cs, "greedy");
         eng_gen_params p = fam_params(cJSON_GetObjectItem(gr, "params"), words, off);
         p.max_new_tokens = cJSON_GetObjectItem(gr, "max_new_tokens")->valueint;
@@ -183,7 +162,7 @@ static void fam_generate(const char *model)
         eng_gen_req r = { .ids = ids, .n_ids = n, .params = &p, .out = &out };
         REQUIRE(eng_generate(c, &r, 1) == 0);
         REQUIRE_MSG(r.status == 0, "%s %s greedy: %s", model, name, eng_strerror(r.status));
-        int nw = fam_ids(cJSON_GetObjectItem(gr, "tokens"), want, 64);
+        int nw = th_ids(cJSON_GetObjectItem(gr, "tokens"), want, 64);
         CHECK_MSG(out.hyps[0].n_tokens == nw &&
                       !memcmp(out.hyps[0].tokens, want, (size_t)nw * sizeof *want),
                   "%s %s: greedy ids differ", model, name);
@@ -205,7 +184,7 @@ static void fam_generate(const char *model)
             int k = 0;
             cJSON_ArrayForEach (h, hs) {
                 if (k >= out.n_hyps) break;
-                nw = fam_ids(cJSON_GetObjectItem(h, "tokens"), want, 64);
+                nw = th_ids(cJSON_GetObjectItem(h, "tokens"), want, 64);
                 const eng_hyp *got = &out.hyps[k];
                 CHECK_MSG(got->n_tokens == nw &&
                               !memcmp(got->tokens, want, (size_t)nw * sizeof *want),
@@ -238,7 +217,7 @@ static void fam_generate(const char *model)
 TEST(fam_bart_mnli_classify)
 {
     char err[512];
-    cJSON *gold = fam_json("families/models/tiny-bart-mnli/golden.json");
+    cJSON *gold = th_json("families/models/tiny-bart-mnli/golden.json");
     REQUIRE(gold);
     eng_model_params mp = eng_model_default_params();
     mp.n_threads = 1;
@@ -264,7 +243,7 @@ TEST(fam_bart_mnli_classify)
         reqs[n] =
             (eng_cls_req){ .ids = ids[n],
                            .logits = got[n],
-                           .n_ids = fam_ids(cJSON_GetObjectItem(cs, "input_ids"), ids[n], 128) };
+                           .n_ids = th_ids(cJSON_GetObjectItem(cs, "input_ids"), ids[n], 128) };
         n++;
     }
     cJSON_ArrayForEach (it, cJSON_GetObjectItem(cJSON_GetObjectItem(gold, "zero_shot"), "items"))
@@ -272,10 +251,10 @@ TEST(fam_bart_mnli_classify)
             REQUIRE(n < MAXR);
             int k = 0;
             cJSON_ArrayForEach (v, cJSON_GetObjectItem(pr, "logits")) want[n][k++] = v->valuedouble;
-            reqs[n] = (eng_cls_req){ .ids = ids[n],
-                                     .logits = got[n],
-                                     .n_ids = fam_ids(cJSON_GetObjectItem(pr, "input_ids"), ids[n],
-                                                      128) };
+            reqs[n] =
+                (eng_cls_req){ .ids = ids[n],
+                               .logits = got[n],
+                               .n_ids = th_ids(cJSON_GetObjectItem(pr, "input_ids"), ids[n], 128) };
             n++;
         }
     REQUIRE(eng_classify(c, reqs, n) == 0);

@@ -33,17 +33,6 @@ static cJSON *eg_load_json(const char *path)
     return j;
 }
 
-static int eg_ids(const cJSON *arr, int32_t *out, int max)
-{
-    int n = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach (e, arr) {
-        if (n < max) out[n] = (int32_t)e->valueint;
-        n++;
-    }
-    return n;
-}
-
 typedef struct eg_fix {
     cJSON *gold;
     st_set *gst;
@@ -104,7 +93,7 @@ static void eg_encoder_and_logits(const char *model)
     cJSON_ArrayForEach (cs, cJSON_GetObjectItem(f.gold, "cases")) {
         const char *name = cJSON_GetObjectItem(cs, "name")->valuestring;
         int32_t ids[512], dec[8];
-        int n = eg_ids(cJSON_GetObjectItem(cs, "input_ids"), ids, 512);
+        int n = th_ids(cJSON_GetObjectItem(cs, "input_ids"), ids, 512);
         REQUIRE(n <= 512);
         int64_t ne = 0, nl = 0;
         const float *genc = eg_tensor(&f, name, "encoder_out", &ne);
@@ -143,7 +132,7 @@ static void eg_check_hyps(const char *what, const cJSON *want, const eng_gen_res
     for (int h = 0; h < nw && h < res->n_hyps; h++) {
         const cJSON *wh = cJSON_GetArrayItem(want, h);
         int32_t tk[256];
-        int nt = eg_ids(cJSON_GetObjectItem(wh, "tokens"), tk, 256);
+        int nt = th_ids(cJSON_GetObjectItem(wh, "tokens"), tk, 256);
         const eng_hyp *g = &res->hyps[h];
         int same = g->n_tokens == nt;
         for (int i = 0; same && i < nt; i++) same = g->tokens[i] == tk[i];
@@ -168,7 +157,7 @@ static void eg_generate(const char *model, int beams_too)
     cJSON_ArrayForEach (cs, cJSON_GetObjectItem(f.gold, "cases")) {
         const char *name = cJSON_GetObjectItem(cs, "name")->valuestring;
         int32_t ids[512];
-        int n = eg_ids(cJSON_GetObjectItem(cs, "input_ids"), ids, 512);
+        int n = th_ids(cJSON_GetObjectItem(cs, "input_ids"), ids, 512);
         const cJSON *gr = cJSON_GetObjectItem(cs, "greedy");
         eng_gen_params p = eng_gen_default_params();
         p.max_new_tokens = cJSON_GetObjectItem(gr, "max_new_tokens")->valueint;

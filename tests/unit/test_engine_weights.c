@@ -325,17 +325,6 @@ static cJSON *wt_json(const char *path)
     return cJSON_Parse(buf);
 }
 
-static int wt_ids(const cJSON *arr, int32_t *out, int max)
-{
-    int n = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach (e, arr) {
-        if (n < max) out[n] = (int32_t)e->valueint;
-        n++;
-    }
-    return n;
-}
-
 static eng_gen_params wt_params(const cJSON *j)
 {
     eng_gen_params p = eng_gen_default_params();
@@ -391,7 +380,7 @@ static void wt_compare(const char *gold, eng_model *a, eng_model *r, int steps, 
     const cJSON *cs;
     cJSON_ArrayForEach (cs, cJSON_GetObjectItem(g, "cases")) {
         int32_t ids[512], dec[64];
-        int n = wt_ids(cJSON_GetObjectItem(cs, "input_ids"), ids, 512);
+        int n = th_ids(cJSON_GetObjectItem(cs, "input_ids"), ids, 512);
         REQUIRE(n > 0 && n <= 512);
         REQUIRE(eng_encode(ca, ids, n, ea) == 0);
         REQUIRE(eng_encode(cr, ids, n, er) == 0);

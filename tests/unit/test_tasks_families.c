@@ -21,34 +21,13 @@
 
 #define ZS_TOL 1e-5
 
-static cJSON *tf_json(const char *rel)
-{
-    char *buf;
-    size_t n;
-    if (cm_read_file(th_data(rel), 64 << 20, &buf, &n) != 0) return NULL;
-    cJSON *j = cJSON_ParseWithLength(buf, n);
-    free(buf);
-    return j;
-}
-
-static int tf_ids(const cJSON *arr, int32_t *out, int max)
-{
-    int n = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach (e, arr) {
-        if (n < max) out[n] = (int32_t)e->valueint;
-        n++;
-    }
-    return n;
-}
-
 /* Every zero-shot item: pair ids as the task builds them (BART's pair layout, read from
  * the real BART tokenizer) equal the pipeline's; eng_classify of all pairs of all items
  * in one batch; single- and multi-label scores within ZS_TOL of the golden. */
 TEST_TIMEOUT(tasks_fam_zero_shot_golden, 300)
 {
     char err[512];
-    cJSON *gold = tf_json("families/models/tiny-bart-mnli/golden.json");
+    cJSON *gold = th_json("families/models/tiny-bart-mnli/golden.json");
     REQUIRE(gold);
     const cJSON *zs = cJSON_GetObjectItem(gold, "zero_shot");
     REQUIRE(zs);
@@ -84,13 +63,13 @@ TEST_TIMEOUT(tasks_fam_zero_shot_golden, 300)
     const cJSON *item;
     cJSON_ArrayForEach (item, cJSON_GetObjectItem(zs, "items")) {
         int32_t prem[128], hyp[32], want[128];
-        int np = tf_ids(cJSON_GetObjectItem(item, "premise_ids"), prem, 128);
+        int np = th_ids(cJSON_GetObjectItem(item, "premise_ids"), prem, 128);
         int li = 0;
         const cJSON *pair;
         cJSON_ArrayForEach (pair, cJSON_GetObjectItem(item, "pairs")) {
             const char *label = cJSON_GetArrayItem(labels, li)->valuestring;
-            int nh = tf_ids(cJSON_GetObjectItem(hyps, label), hyp, 32);
-            int nw = tf_ids(cJSON_GetObjectItem(pair, "input_ids"), want, 128);
+            int nh = th_ids(cJSON_GetObjectItem(hyps, label), hyp, 32);
+            int nw = th_ids(cJSON_GetObjectItem(pair, "input_ids"), want, 128);
             int n = task_pair_ids(&lay, prem, np, hyp, nh, ids[nr]);
             CHECK_MSG(n == nw && !memcmp(ids[nr], want, (size_t)n * sizeof *want),
                       "item pair %s: ids differ from the pipeline's", label);
