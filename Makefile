@@ -81,6 +81,7 @@ help:
 	@echo "make asan       the same tests under AddressSanitizer + UBSan (build/asan, build/asan-omp)"
 	@echo "make fuzz       build and run every libFuzzer target (FUZZ_SECONDS each, default 60),"
 	@echo "                then the wire fuzzer on a live nlpd (WIRE_FUZZ_SECONDS, default 300)"
+	@echo "                and chaos (CHAOS_SECONDS, default 120)"
 	@echo "make fuzz-build build the libFuzzer targets (clang)"
 	@echo "make bench      benchmarks (tokenizer, engine, daemon); not part of test"
 	@echo "make run        deps + build + start nlpd on conf/nlpd.conf"

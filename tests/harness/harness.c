@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -105,7 +106,8 @@ typedef struct th_job {
     int timeout_s;
     pid_t pid; /* running: its process group too */
     double t0;
-    FILE *out; /* its stdout and stderr, shown when it ends */
+    double cpu; /* user + system seconds of the child and the children it waited for */
+    FILE *out;  /* its stdout and stderr, shown when it ends */
 } th_job;
 
 /* Starts a job in a child of its own process group, its output into a temp file. */
@@ -155,7 +157,7 @@ static int end_job(th_job *j, int status, int timed_out)
     while ((n = fread(buf, 1, sizeof buf, j->out)) > 0) fwrite(buf, 1, n, stdout);
     fclose(j->out);
     int ok = !timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (ok) printf("ok    %-44s %7.2fs\n", j->name, dt);
+    if (ok) printf("ok    %-44s %7.2fs  cpu %6.2fs\n", j->name, dt, j->cpu);
     else if (timed_out) printf("FAIL  %-44s timed out after %ds\n", j->name, j->timeout_s);
     else if (WIFSIGNALED(status))
         printf("FAIL  %-44s killed by signal %d (%s)\n", j->name, WTERMSIG(status),
@@ -181,14 +183,17 @@ static void run_jobs(th_job *jobs, int n, int par, int *passed, int *failed)
             th_job *j = &jobs[k];
             if (!j->pid) continue;
             int status = 0, timed_out = 0;
-            pid_t r = waitpid(j->pid, &status, WNOHANG);
+            struct rusage ru = { 0 };
+            pid_t r = wait4(j->pid, &status, WNOHANG, &ru);
             if (r != j->pid) {
                 if (now_s() - j->t0 <= j->timeout_s) continue;
                 kill(-j->pid, SIGKILL);
                 kill(j->pid, SIGKILL);
-                waitpid(j->pid, &status, 0);
+                wait4(j->pid, &status, 0, &ru);
                 timed_out = 1;
             }
+            j->cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+                     ru.ru_stime.tv_usec / 1e6;
             if (end_job(j, status, timed_out)) (*passed)++;
             else (*failed)++;
             running--;

@@ -13,11 +13,12 @@
 #
 # Figures (requests, rounds, faults, time) are printed per phase and in total.
 #   CHAOS_SEED     the seed of the first phase (default: from the clock; printed)
-#   CHAOS_SECONDS  traffic time over all phases (default 24; rounds are also capped)
+#   CHAOS_SECONDS  traffic time over all phases (default 9 in make test; `make fuzz` runs
+#                  it for 120; rounds are also capped)
 . tests/scripts/daemon_lib.bash
 
 SEED=${CHAOS_SEED:-$(( $(date +%s) % 100000 ))}
-SECS=${CHAOS_SECONDS:-24}
+SECS=${CHAOS_SECONDS:-9}
 PHASES=(5 1 25)
 PER=$($PY -c "print(max(1.0, $SECS / ${#PHASES[@]}))")
 echo "chaos: seed $SEED (CHAOS_SEED=$SEED reproduces the traffic), ${PER}s per phase"
@@ -34,7 +35,7 @@ batching = { max_batch_tokens = 1024; max_wait_ms = $w; max_rows = 8; };"
     start_daemon --bind "$IPC" --bind "$TCP"
     echo "--- phase $((i + 1)): max_wait_ms = $w, seed $seed"
     timeout 120 $PY tests/scripts/chaos.py run --ep "$IPC" --ep "$TCP" --pid "$DPID" \
-        --seed "$seed" --seconds "$PER" --rounds 60 --max-docs 16 --label "$w" \
+        --seed "$seed" --seconds "$PER" --rounds $((SECS * 3 + 20)) --max-docs 16 --label "$w" \
         --nlprun "$B/nlprun" --model "$MODEL" > "$TMP/chaos.out" 2>&1
     prc=$?
     cat "$TMP/chaos.out"

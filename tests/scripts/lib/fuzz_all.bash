@@ -7,6 +7,7 @@
 #   FUZZ_SECONDS       seconds per libFuzzer target (default 60)
 #   WIRE_FUZZ_SECONDS  seconds of wire fuzzing against a live nlpd (default 300; 0 skips)
 #   WIRE_FUZZ_SEED     the wire fuzzer's seed (default: from the clock; printed)
+#   CHAOS_SECONDS      seconds of chaos traffic (tests/scripts/chaos.sh; default 120; 0 skips)
 #
 # Each target $NLP_BUILD/fuzz/fuzz_X starts from tests/fuzz/corpus/fuzz_X (a scratch copy:
 # the checked-in seeds do not change) with the max_len its tests/scripts/fuzz_X.sh uses.
@@ -15,6 +16,7 @@ set -u
 B=${NLP_BUILD:-build}
 SECS=${FUZZ_SECONDS:-60}
 WSECS=${WIRE_FUZZ_SECONDS:-300}
+CSECS=${CHAOS_SECONDS:-120}
 . tests/scripts/lib/fuzz.bash
 failed=()
 n=0
@@ -32,8 +34,12 @@ if [ "$WSECS" != 0 ]; then
     echo "=== wire_fuzz: ${WSECS}s against a live nlpd"
     WIRE_FUZZ_SECONDS=$WSECS NLP_BUILD=$B bash tests/scripts/wire_fuzz.sh || failed+=(wire_fuzz)
 fi
+if [ "$CSECS" != 0 ]; then
+    echo "=== chaos: ${CSECS}s of random traffic and faults against live nlpds"
+    CHAOS_SECONDS=$CSECS NLP_BUILD=$B bash tests/scripts/chaos.sh || failed+=(chaos)
+fi
 if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzz: FAILED: ${failed[*]}"
     exit 1
 fi
-echo "fuzz: $n libFuzzer targets (${SECS}s each) and the wire fuzzer (${WSECS}s): no failure"
+echo "fuzz: $n libFuzzer targets (${SECS}s each), the wire fuzzer (${WSECS}s) and chaos (${CSECS}s): no failure"
