@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential pkg-config clang clang-format libclang-rt-dev \
 libzmq3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libopenblas-dev libopenblas-openmp-dev libconfig-dev libcjson-dev libmicrohttpd-dev libhiredis-dev libsystemd-dev \
-curl prometheus python3 python3-yaml python3-zmq python3-protobuf python3-numpy python3-redis python3-venv man-db sentencepiece redis-server"
+curl prometheus python3 python3-yaml python3-zmq python3-protobuf python3-numpy python3-redis python3-venv python3-pip man-db sentencepiece redis-server"
 
 missing=""
 for p in $PKGS; do
