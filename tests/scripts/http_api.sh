@@ -8,16 +8,20 @@ URL=http://127.0.0.1:$HP
 TOKEN=tok-$RANDOM-$RANDOM
 printf '# API tokens\n\nother-token\n%s\n' "$TOKEN" > "$TMP/tokens"
 # The default deadline: past it behind two long generations (http_api.py's floods),
-# within it for a LibreTranslate array's second document. Sanitizers run slower.
-# The floods' generations last FLOOD tokens (EOS forbidden): about a second or more; the
-# sanitizers' builds are slow enough with fewer, and must finish them at SIGTERM in time.
-DEADLINE=1000
-export FLOOD=1024
-[ -n "${NLP_ASAN:-}" ] && DEADLINE=3000 FLOOD=256
+# within it for a LibreTranslate array's second document. Every task's default length is
+# 16 tokens here (the random model never ends early), so a request without one is short.
+# The floods' generations last FLOOD tokens (EOS forbidden): about 0.7 s; the sanitizers'
+# builds are slow enough with fewer, and must finish them at SIGTERM in time.
+DEADLINE=400
+export FLOOD=384
+[ -n "${NLP_ASAN:-}" ] && DEADLINE=2500 FLOOD=192
 write_conf "http = { bind = \"127.0.0.1:$HP\"; tokens_file = \"$TMP/tokens\"; };
 limits = { max_new_tokens = 1024; max_documents = 2; queue_size = 3; max_message_bytes = 4096;
            default_deadline_ms = $DEADLINE; };
 batching = { max_rows = 1; max_wait_ms = 0; };"
+sed -i 's/^\( *\)# max_new_tokens = [0-9]*;/\1max_new_tokens = 16;/' "$TMP/tasks.conf"
+[ "$(grep -c '^ *max_new_tokens = 16;' "$TMP/tasks.conf")" -eq 4 ] || {
+    echo "http_api: conf/tasks.conf no longer has the 4 generating tasks' commented max_new_tokens"; exit 1; }
 start_daemon
 fail() { echo "http_api: $*"; show_log_on_failure; exit 1; }
 C() { curl -s -m 30 -H "Authorization: Bearer $TOKEN" "$@"; }
