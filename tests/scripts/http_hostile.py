@@ -2,10 +2,12 @@
 """Hostile HTTP against nlpd's front: garbage, a header flood, bodies over the limit
 (announced and chunked), slow senders, many idle connections. After each, a normal
 request is served. Run by http_hostile.sh against a daemon with http.max_connections =
-32, http.timeout_s = 2 and limits.max_message_bytes = 4096. Usage: http_hostile.py PORT"""
+32, http.timeout_s = 1 and limits.max_message_bytes = 4096. Usage: http_hostile.py PORT
+Waits for a timeout are bounded polls for the close, not fixed sleeps."""
 import json
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -62,10 +64,26 @@ def status(resp):
         return None
 
 
+def started(data):
+    """raw(data) in a thread, begun now: the cases the server closes only at
+    http.timeout_s wait side by side instead of one after the other. Returns a call
+    that gives raw's answer."""
+    out = []
+    t = threading.Thread(target=lambda: out.append(raw(data)))
+    t.start()
+    return lambda: (t.join(), out[0])[1]
+
+
 # garbage
-for junk in [b"\x00\xff\xfe garbage \r\n\r\n", b"GET\r\n\r\n", b"HELLO / FTP/9.9\r\n\r\n",
-             bytes(range(256)) * 64, b"POST /v1/qa HTTP/1.1\r\nContent-Length: -5\r\n\r\n"]:
-    r = raw(junk)
+GARBAGE = [b"\x00\xff\xfe garbage \r\n\r\n", b"GET\r\n\r\n", b"HELLO / FTP/9.9\r\n\r\n",
+           bytes(range(256)) * 64, b"POST /v1/qa HTTP/1.1\r\nContent-Length: -5\r\n\r\n"]
+body = b'{"text":"' + b"x" * 20000 + b'"}'
+chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 1000]), body[i:i + 1000])
+                   for i in range(0, len(body), 1000)) + b"0\r\n\r\n"
+chunked_answer = started(b"POST /v1/summarize HTTP/1.1\r\nHost: x\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n" + chunked)
+for junk, answer in [(j, started(j)) for j in GARBAGE]:
+    r = answer()
     check(r == b"" or status(r) in (400, 404, 405, 413, 431, 501, 505),
           f"garbage {junk[:20]!r}: {r[:60]!r}")
 served("garbage")
@@ -85,10 +103,7 @@ r = raw(b"POST /v1/summarize HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\
         b"Content-Type: application/json\r\n\r\n")
 check(status(r) == 413 and b"max_message_bytes" in r, f"Content-Length 100 MB: {r[:200]!r}")
 check(time.time() - t0 < 5, "a 413 for a body never sent took the connection timeout")
-body = b'{"text":"' + b"x" * 20000 + b'"}'
-chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 1000]), body[i:i + 1000])
-                   for i in range(0, len(body), 1000)) + b"0\r\n\r\n"
-r = raw(b"POST /v1/summarize HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked)
+r = chunked_answer()   # sent with the garbage
 check(status(r) == 413, f"chunked 20 KB: {r[:200]!r}")
 try:
     req = urllib.request.Request(URL + "/v1/summarize", method="POST", data=body)
@@ -110,14 +125,26 @@ s = socket.create_connection(("127.0.0.1", PORT), timeout=10)
 s.sendall(b"GET /heal")
 slow.append(s)
 served("slow senders (while they wait)")
-time.sleep(3.5)
-closed = 0
+
+
+def closed_by_server(socks, bound=20):
+    """How many of socks the server closes within bound seconds (each read blocks
+    until the close: the poll ends as soon as http.timeout_s has passed)."""
+    n = 0
+    end = time.time() + bound
+    for s in socks:
+        try:
+            s.settimeout(max(0.1, end - time.time()))
+            n += s.recv(100) == b""
+        except socket.timeout:
+            pass
+        except OSError:
+            n += 1   # reset by the server: closed too
+    return n
+
+
+closed = closed_by_server(slow)
 for s in slow:
-    try:
-        s.settimeout(2)
-        closed += s.recv(100) == b""
-    except OSError:
-        closed += 1
     s.close()
 check(closed == len(slow), f"slow senders: {closed}/{len(slow)} closed after http.timeout_s")
 
@@ -131,7 +158,8 @@ for _ in range(60):
         more.append(socket.create_connection(("127.0.0.1", PORT), timeout=2))
     except OSError:
         break
-time.sleep(3.5)   # http.timeout_s = 2
+n = closed_by_server(idle)   # http.timeout_s = 1
+check(n == len(idle), f"idle connections: {n}/{len(idle)} closed after http.timeout_s")
 served("88 idle connections, after the timeout")
 for s in idle + more:
     s.close()
