@@ -92,35 +92,46 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
         if (pass) (ptr) = (void *)(base + used);                  \
         used += ((size_t)(n) * sizeof *(ptr) + 63) & ~(size_t)63; \
     } while (0)
+    /* A buffer that holds nothing from one decode step to the next: listed in c->scratch */
+#define SCRATCH(ptr, n)                                                                          \
+    do {                                                                                         \
+        if (pass && c->n_scratch < ENG_MAX_SCRATCH)                                              \
+            c->scratch[c->n_scratch++] = (eng_span){ base + used, (size_t)(n) * sizeof *(ptr) }; \
+        CARVE(ptr, n);                                                                           \
+    } while (0)
     for (int pass = 0; pass < 2; pass++) {
         used = 0;
+        c->n_scratch = 0;
         /* the forward pass's workspace */
-        CARVE(c->w.x, T * D);
-        CARVE(c->w.h, T * D);
-        CARVE(c->w.q, T * I);
-        CARVE(c->w.k, T * I);
-        CARVE(c->w.v, T * I);
-        CARVE(c->w.att, T * I);
-        CARVE(c->w.ff0, T * F);
-        CARVE(c->w.ff1, T * F);
-        CARVE(c->w.scores, (SL > R ? SL : R) * L);
-        CARVE(c->w.keys_t, NT * cf->d_kv * c->w.keys_ld);
-        CARVE(c->w.enc_out, BT * D);
+        SCRATCH(c->w.x, T * D);
+        SCRATCH(c->w.h, T * D);
+        SCRATCH(c->w.q, T * I);
+        SCRATCH(c->w.k, T * I);
+        SCRATCH(c->w.v, T * I);
+        SCRATCH(c->w.att, T * I);
+        SCRATCH(c->w.ff0, T * F);
+        SCRATCH(c->w.ff1, T * F);
+        SCRATCH(c->w.scores, (SL > R ? SL : R) * L);
+        SCRATCH(c->w.keys_t, NT * cf->d_kv * c->w.keys_ld);
+        SCRATCH(c->w.enc_out, BT * D);
         /* two cross K/V regions: a running generation's rows keep theirs in [0] while
          * its hooks score into [1] (eng_stream) */
         for (int r = 0; r < 2; r++)
-            for (int kv = 0; kv < 2; kv++) CARVE(c->w.cross[r][kv], NL * BT * I);
+            for (int kv = 0; kv < 2; kv++) {
+                if (r) SCRATCH(c->w.cross[r][kv], NL * BT * I);
+                else CARVE(c->w.cross[r][kv], NL * BT * I);
+            }
         if (rel) { /* the bucketed bias by relative position, per head */
             CARVE(c->w.enc_bias, H * (2 * L - 1));
             CARVE(c->w.dec_bias, H * L);
         }
-        CARVE(c->w.pos_ids, T);
+        SCRATCH(c->w.pos_ids, T);
         CARVE(c->w.kv, R * c->w.kv_block);
-        CARVE(c->w.logits, (size_t)c->w.logit_rows * V);
-        CARVE(c->w.enc_ids, BT);
-        CARVE(c->w.tok_off, R + 1);
-        CARVE(c->w.enc_off, R + 1);
-        CARVE(c->w.enc_len, R + 1);
+        SCRATCH(c->w.logits, (size_t)c->w.logit_rows * V);
+        SCRATCH(c->w.enc_ids, BT);
+        SCRATCH(c->w.tok_off, R + 1);
+        SCRATCH(c->w.enc_off, R + 1);
+        SCRATCH(c->w.enc_len, R + 1);
         /* generation */
         CARVE(c->d.hist, R * (P + 1));
         CARVE(c->d.hist2, (R + 1) * (P + 1));
@@ -154,25 +165,25 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
         if (pass) c->d.greq = (void *)(base + used);
         used += (R * eng_greq_size() + 63) & ~(size_t)63;
         /* label scoring */
-        CARVE(c->s.run, R);
-        CARVE(c->s.cand_off, CT + 1);
-        CARVE(c->s.cand_order, CT);
-        CARVE(c->s.cand_lp, CT);
-        CARVE(c->s.cand_tgt, CP);
-        CARVE(c->s.cand_node, CP);
-        CARVE(c->s.cand_pos_lp, CP);
-        CARVE(c->s.tree_off, CT + 1);
-        CARVE(c->s.tree_eoff, CT);
-        CARVE(c->s.tree_elen, CT);
-        CARVE(c->s.node_tok, CP);
-        CARVE(c->s.node_dep, CP);
-        CARVE(c->s.node_end, CP);
-        CARVE(c->s.node_lse, CP);
+        SCRATCH(c->s.run, R);
+        SCRATCH(c->s.cand_off, CT + 1);
+        SCRATCH(c->s.cand_order, CT);
+        SCRATCH(c->s.cand_lp, CT);
+        SCRATCH(c->s.cand_tgt, CP);
+        SCRATCH(c->s.cand_node, CP);
+        SCRATCH(c->s.cand_pos_lp, CP);
+        SCRATCH(c->s.tree_off, CT + 1);
+        SCRATCH(c->s.tree_eoff, CT);
+        SCRATCH(c->s.tree_elen, CT);
+        SCRATCH(c->s.node_tok, CP);
+        SCRATCH(c->s.node_dep, CP);
+        SCRATCH(c->s.node_end, CP);
+        SCRATCH(c->s.node_lse, CP);
         /* classification */
-        CARVE(c->cl.dec, BT);
-        CARVE(c->cl.h, 2 * R * D);
-        CARVE(c->cl.run, R);
-        CARVE(c->cl.eos, R);
+        SCRATCH(c->cl.dec, BT);
+        SCRATCH(c->cl.h, 2 * R * D);
+        SCRATCH(c->cl.run, R);
+        SCRATCH(c->cl.eos, R);
         if (pass == 0 && !(base = calloc(1, used))) break;
     }
     c->mem = base;
@@ -180,6 +191,7 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     int bad = !base;
     c->w.cross_k = c->w.cross[0][0];
     c->w.cross_v = c->w.cross[0][1];
+#undef SCRATCH
 #undef CARVE
     for (size_t t = 0; !bad && t < NT; t++)
         c->d.rb[t] = (eng_rowbuf){ .lp = c->d.lp_row + t * V,

@@ -425,6 +425,12 @@ typedef struct eng_clsstate {
 
 /* Every buffer is carved from one allocation, sized in eng_ctx_new (its pages are
  * touched only when used); nothing is allocated afterwards. */
+typedef struct eng_span {
+    void *p;
+    size_t bytes;
+} eng_span;
+#define ENG_MAX_SCRATCH 48
+
 struct eng_ctx {
     const eng_model *m;
     eng_ctx_params p;
@@ -437,6 +443,11 @@ struct eng_ctx {
     eng_clsstate cl;
     void *mem; /* the one allocation */
     size_t mem_bytes;
+    /* The buffers that hold nothing from one decode step to the next (the forward pass's
+     * scratch, the hooks' cross K/V region, label scoring, classification): a test
+     * overwrites them between steps to show no step reads what an earlier one left. */
+    eng_span scratch[ENG_MAX_SCRATCH];
+    int n_scratch;
 };
 
 #endif

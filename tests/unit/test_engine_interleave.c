@@ -59,51 +59,12 @@ static eng_ctx *il_ctx(const eng_model *m)
     return c;
 }
 
-/* Every buffer of c that holds nothing from one decode step to the next, overwritten. */
+/* Every buffer of c that holds nothing from one decode step to the next (ctx.c lists them
+ * as it carves them), overwritten with NaN. */
 static void il_poison(eng_ctx *c)
 {
-    const eng_config *cf = &c->m->cfg;
-    size_t T = (size_t)c->max_tok, D = (size_t)cf->d_model, I = (size_t)c->m->inner;
-    size_t F = (size_t)cf->d_ff, V = (size_t)cf->vocab_size, L = (size_t)c->max_len;
-    size_t R = (size_t)c->p.max_rows, BT = (size_t)c->p.max_batch_tokens;
-    size_t NT = (size_t)c->m->n_threads, NL = (size_t)cf->num_decoder_layers;
-    size_t CT = (size_t)c->s.max_cand_total, CP = CT * (size_t)c->p.max_cand_len;
-    size_t SL = NT * L > R ? NT * L : R;
-#define IL_FILL(p, n) memset((p), 0xff, (size_t)(n) * sizeof *(p))
-    IL_FILL(c->w.x, T * D);
-    IL_FILL(c->w.h, T * D);
-    IL_FILL(c->w.q, T * I);
-    IL_FILL(c->w.k, T * I);
-    IL_FILL(c->w.v, T * I);
-    IL_FILL(c->w.att, T * I);
-    IL_FILL(c->w.ff0, T * F);
-    IL_FILL(c->w.ff1, T * F);
-    IL_FILL(c->w.scores, SL * L);
-    IL_FILL(c->w.keys_t, NT * (size_t)cf->d_kv * (size_t)c->w.keys_ld);
-    IL_FILL(c->w.enc_out, BT * D);
-    IL_FILL(c->w.cross[1][0], NL * BT * I);
-    IL_FILL(c->w.cross[1][1], NL * BT * I);
-    IL_FILL(c->w.pos_ids, T);
-    IL_FILL(c->w.logits, (size_t)c->w.logit_rows * V);
-    IL_FILL(c->w.enc_ids, BT);
-    IL_FILL(c->w.tok_off, R + 1);
-    IL_FILL(c->w.enc_off, R + 1);
-    IL_FILL(c->w.enc_len, R + 1);
-    IL_FILL(c->s.run, R);
-    IL_FILL(c->s.cand_off, CT + 1);
-    IL_FILL(c->s.cand_order, CT);
-    IL_FILL(c->s.cand_lp, CT);
-    IL_FILL(c->s.cand_tgt, CP);
-    IL_FILL(c->s.cand_node, CP);
-    IL_FILL(c->s.cand_pos_lp, CP);
-    IL_FILL(c->s.tree_off, CT + 1);
-    IL_FILL(c->s.node_tok, CP);
-    IL_FILL(c->s.node_lse, CP);
-    IL_FILL(c->cl.dec, BT);
-    IL_FILL(c->cl.h, 2 * R * D);
-    IL_FILL(c->cl.run, R);
-    IL_FILL(c->cl.eos, R);
-#undef IL_FILL
+    REQUIRE(c->n_scratch > 0 && c->n_scratch < ENG_MAX_SCRATCH);
+    for (int i = 0; i < c->n_scratch; i++) memset(c->scratch[i].p, 0xff, c->scratch[i].bytes);
 }
 
 /* What the hooks run: scoring requests (label scoring, or classification on a model with
