@@ -11,12 +11,9 @@ start_redis
 rcli XADD $STREAM 1000-1 json '{"id":"old","task":"summarize","text":"a b c"}' > /dev/null
 write_qconf d1 "claim_idle_ms = 1000;"
 start_qd d1
-$PY $QT bad "$URL" $STREAM $GROUP $RESULTS $DEAD || { show_logs d1; exit 1; }
-res=$(rcli XRANGE $RESULTS - + | grep -a -A5 '^1000-1$' | grep -a '^{')
-echo "$res" | grep -q '"id":"old","status":"DEADLINE_EXCEEDED","error":"deadline passed' ||
-    { echo "FAIL: the entry of 1970: $res" >&2; show_logs d1; exit 1; }
 
-# the poison job, on a daemon whose model computes infinities
+# the poison job, on a daemon whose model computes infinities: started first, so that
+# its three deliveries (claim_idle_ms apart) go on while d1 answers the malformed entries
 mkdir -p "$TMP/poison"
 $PY - "$MODEL" "$TMP/poison" <<'PY'
 import json, shutil, struct, sys
@@ -34,6 +31,12 @@ write_qconf p1 'stream = "poison:jobs"; results = "poison:results"; dead_letter 
     claim_idle_ms = 300; max_deliveries = 3;'
 start_qd p1 "$TMP/poison"
 entry=$(rcli XADD poison:jobs '*' json '{"id":"p","task":"summarize","text":"poison"}')
+
+$PY $QT bad "$URL" $STREAM $GROUP $RESULTS $DEAD || { show_logs d1; exit 1; }
+res=$(rcli XRANGE $RESULTS - + | grep -a -A5 '^1000-1$' | grep -a '^{')
+echo "$res" | grep -q '"id":"old","status":"DEADLINE_EXCEEDED","error":"deadline passed' ||
+    { echo "FAIL: the entry of 1970: $res" >&2; show_logs d1; exit 1; }
+
 for i in $(seq 1 300); do
     [ "$(rcli XLEN poison:dead)" = 1 ] && break
     sleep 0.1

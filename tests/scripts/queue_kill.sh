@@ -4,12 +4,11 @@
 # them (XAUTOCLAIM) and answer them: every job gets exactly one result, none is lost,
 # none is left pending, and the survivors' stats count the claims.
 source tests/scripts/queue_lib.bash
-N=${QUEUE_KILL_JOBS:-240}
+N=${QUEUE_KILL_JOBS:-150}
 start_redis
 for d in d1 d2 d3; do write_qconf $d "claim_idle_ms = 1000;"; done
 for d in d1 d2 d3; do start_qd $d; done
-$PY $QT gen "$N" "$TMP" || exit 1
-$PY $QT add "$URL" $STREAM "$TMP" > /dev/null || exit 1
+$PY $QT gen "$N" "$TMP" "$URL" $STREAM > /dev/null || exit 1
 held=0
 for i in $(seq 1 200); do
     held=$(pending_of d1)
@@ -19,9 +18,8 @@ done
 [ "$held" -gt 0 ] || { echo "FAIL: d1 never held a job" >&2; show_logs d1; exit 1; }
 kill_qd d1
 left=$(pending_of d1)
-$PY $QT wait "$URL" $RESULTS "$N" 90 || { show_logs d2 d3; exit 1; }
-sleep 0.5   # a second result for a reclaimed job would be here by now
-$PY $QT check "$URL" $STREAM $GROUP $RESULTS "$TMP" || { show_logs d2 d3; exit 1; }
+# all N results, then 0.5 s more: a second result for a reclaimed job would be there
+$PY $QT check "$URL" $STREAM $GROUP $RESULTS "$TMP" --wait 90 0.5 || { show_logs d2 d3; exit 1; }
 claims=0
 for d in d2 d3; do
     c=$("$B/nlpc" --connect "ipc://$TMP/$d.sock" --json stats |

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Queue mode: redis-server (appendonly, fsync always) is killed -9 in the middle of a run
-# and started again on its files. The daemons log the loss, retry with backoff and serve
-# again; nlpc batch --queue reconnects and reads on: every line is answered once, in
-# input order, equal to the same lines over ZeroMQ; no job is lost or answered twice.
+# and started again on its files once both daemons have logged the loss and a failed
+# retry. The daemons log the loss, retry with backoff and serve again; nlpc batch --queue
+# reconnects and reads on: every line is answered once, in input order, equal to the
+# same lines over ZeroMQ; no job is lost or answered twice.
 source tests/scripts/queue_lib.bash
-N=${QUEUE_RESTART_JOBS:-200}
+N=${QUEUE_RESTART_JOBS:-150}
 start_redis
 for d in d1 d2; do write_qconf $d "claim_idle_ms = 2000;"; done
 for d in d1 d2; do start_qd $d; done
@@ -24,7 +25,13 @@ for i in $(seq 1 300); do
     sleep 0.02
 done
 kill_redis
-sleep 1
+# Redis stays down until both daemons have logged the loss and a retry that failed
+# (their backoff at work), then comes back on its files
+for i in $(seq 1 200); do
+    grep -q "connection to Redis .* failed" "$TMP/d1.log" &&
+        grep -q "connection to Redis .* failed" "$TMP/d2.log" && break
+    sleep 0.05
+done
 start_redis
 for i in $(seq 1 600); do kill -0 $NPID 2>/dev/null || break; sleep 0.1; done
 if kill -0 $NPID 2>/dev/null; then
@@ -42,11 +49,11 @@ cmp -s "$TMP/q.out" "$TMP/z.out" || {
     diff "$TMP/q.out" "$TMP/z.out" | head -5 >&2
     exit 1
 }
-entries=$(rcli XRANGE $RESULTS - + | grep -c '^[0-9]*-[0-9]*$')
-uniq=$($PY -c "
+# distinct jobs answered and entries pending, from one Python
+read -r uniq pend < <($PY -c "
 import redis; r = redis.Redis(port=$RPORT)
-print(len({f[b'entry'] for _, f in r.xrange('$RESULTS')}))")
-pend=$($PY $QT pending "$URL" $STREAM $GROUP)
+print(len({f[b'entry'] for _, f in r.xrange('$RESULTS')}),
+      r.xpending('$STREAM', '$GROUP')['pending'])")
 [ "$uniq" = "$N" ] || { echo "FAIL: $uniq distinct jobs answered, expected $N" >&2; exit 1; }
 [ "$pend" = 0 ] || { echo "FAIL: $pend entries still pending" >&2; exit 1; }
 grep -q "connection to Redis .* lost" "$TMP/d1.log" "$TMP/d2.log" ||

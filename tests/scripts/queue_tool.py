@@ -3,12 +3,16 @@
 Redis stream, waits for and checks their results. Uses Debian's python3-redis and the
 generated nlp_pb2 ($NLP_BUILD/gen/python). Loopback only; every wait is bounded.
 
-  gen N DIR                 DIR/jobs.jsonl (mixed tasks, some as packed `req`) and
-                            DIR/in_<task>.jsonl (the same inputs for nlpc batch)
+  gen N DIR [URL STREAM]    DIR/jobs.jsonl (mixed tasks, some as packed `req`) and
+                            DIR/in_<task>.jsonl (the same inputs for nlpc batch); with
+                            URL and STREAM also adds them all (as `add`): one process
   add URL STREAM DIR [FROM COUNT]   XADDs jobs; appends their entry ids to DIR/entries
   wait URL RESULTS N SECONDS        until the results stream has N entries
-  check URL STREAM GROUP RESULTS DIR [--ref]   one result per job, none twice, none
-                            pending; with --ref each equal to DIR/out_<task>.jsonl
+  check URL STREAM GROUP RESULTS DIR [--ref] [--wait SECONDS SETTLE]   one result per
+                            job, none twice, none pending; with --ref each equal to
+                            DIR/out_<task>.jsonl; with --wait first `wait` for one result
+                            per job, then SETTLE seconds more (a second result for a job
+                            would be there by then)
   pending URL STREAM GROUP [CONSUMER]   pending entries (of one consumer)
   bad URL STREAM GROUP RESULTS DEAD     malformed entries: each gets its error result
 """
@@ -327,11 +331,19 @@ def main():
     cmd = a[0]
     if cmd == "gen":
         gen(int(a[1]), a[2])
+        if len(a) > 4:
+            add(a[3], a[4], a[2])
     elif cmd == "add":
         add(a[1], a[2], a[3], *(int(x) for x in a[4:6]))
     elif cmd == "wait":
         wait(a[1], a[2], int(a[3]), float(a[4]))
     elif cmd == "check":
+        if "--wait" in a:
+            k = a.index("--wait")
+            with open(os.path.join(a[5], "entries")) as f:
+                n = sum(1 for _ in f)
+            wait(a[1], a[4], n, float(a[k + 1]))
+            time.sleep(float(a[k + 2]))
         check(a[1], a[2], a[3], a[4], a[5], "--ref" in a)
     elif cmd == "pending":
         pending(*a[1:])
