@@ -24,13 +24,20 @@ timeout 120 "$B/nlpc" --connect "$TCP" batch --task classify --labels business,s
 [ $rc -eq 1 ] || e2e_fail "batch rc=$rc (one bad line: expect 1): $(cat "$T/err")"
 grep -q "nlpc batch: 61 done, 1 errors" "$T/err" || e2e_fail "progress: $(cat "$T/err")"
 
-# one by one, the same requests
-while IFS= read -r line; do
-    text=$($PY -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["text"] if isinstance(d["text"], str) else "")' "$line")
-    labels=$($PY -c 'import json,sys; print(",".join(json.loads(sys.argv[1]).get("labels", ["business","sports","politics","health"])))' "$line")
+# one by one, the same requests (each line's text and labels read by one Python, as
+# "text<US>labels" lines, US the unit separator 0x1f; the texts have no US or newline)
+$PY -c '
+import json, sys
+for l in open(sys.argv[1]):
+    d = json.loads(l)
+    text = d["text"] if isinstance(d["text"], str) else ""
+    assert "\x1f" not in text and "\n" not in text
+    print(text + "\x1f" + ",".join(d.get("labels", ["business", "sports", "politics", "health"])))
+' "$T/in.jsonl" >"$T/in.tsv"
+while IFS=$'\x1f' read -r text labels; do
     if [ -z "$text" ]; then echo '{}'; continue; fi
     timeout 60 "$B/nlpc" --connect "$IPC" --json classify --labels "$labels" "$text"
-done <"$T/in.jsonl" >"$T/single.jsonl"
+done <"$T/in.tsv" >"$T/single.jsonl"
 
 $PY - "$T/in.jsonl" "$T/out.jsonl" "$T/single.jsonl" <<'PYEOF' || e2e_fail "batch output"
 import json, sys
