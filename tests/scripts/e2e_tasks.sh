@@ -11,17 +11,15 @@ timeout 120 "$B/bench/nlpc_stress" --connect "$IPC" --cases "$CASES" --clients 0
     --out "$T/lib.jsonl" >/dev/null || e2e_fail "libnlpclient reference run"
 
 n=0
-while IFS= read -r c; do
-    [ -n "$c" ] || continue
-    text=$($PY -c 'import json,sys; print(json.loads(sys.argv[1])["text"])' "$c")
-    args=$(e2e_case_args "$c")
+e2e_cases_args "$CASES" >"$T/cases.args"
+while IFS=$'\x1f' read -r args text; do
     ep=$TCP; [ $((n % 2)) -eq 1 ] && ep=$IPC
     eval "printf '%s' \"\$text\" | timeout 60 $B/nlprun $args --model $MODEL --json" \
         >"$T/run.$n" || e2e_fail "nlprun case $n ($args)"
     eval "timeout 60 $B/nlpc --connect $ep --json $args \"\$text\"" >"$T/nlpc.$n" \
         || e2e_fail "nlpc case $n ($args)"
     n=$((n + 1))
-done <"$CASES"
+done <"$T/cases.args"
 
 NLP_BUILD=$B timeout 120 $PY - "$CASES" "$T" "$TCP" <<'PYEOF' || e2e_fail "results differ"
 import json, sys

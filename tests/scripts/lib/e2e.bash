@@ -46,15 +46,21 @@ e2e_start() {
     e2e_fail "nlpd did not answer health within ~20 s"
 }
 
-# nlprun_json CASE_JSON: nlprun TASK --json on the case's text with the case's options.
-e2e_case_args() {
+# e2e_cases_args CASES_JSONL: for each case (one Python for all), a line
+# "ARGS<US>TEXT": ARGS the shell-quoted command-line arguments of the case's task and
+# options (for nlprun and nlpc), US the unit separator 0x1f, TEXT the case's text.
+e2e_cases_args() {
     $PY -c '
 import json, shlex, sys
-c = json.loads(sys.argv[1])
-a = [c["task"]]
-for k, f in (("to", "--to"), ("from", "--from"), ("question", "--question"),
-             ("max_new_tokens", "--max-new-tokens"), ("num_beams", "--num-beams")):
-    if k in c: a += [f, str(c[k])]
-if "labels" in c: a += ["--labels", ",".join(c["labels"])]
-print(" ".join(shlex.quote(x) for x in a))' "$1"
+for l in open(sys.argv[1]):
+    if not l.strip():
+        continue
+    c = json.loads(l)
+    a = [c["task"]]
+    for k, f in (("to", "--to"), ("from", "--from"), ("question", "--question"),
+                 ("max_new_tokens", "--max-new-tokens"), ("num_beams", "--num-beams")):
+        if k in c: a += [f, str(c[k])]
+    if "labels" in c: a += ["--labels", ",".join(c["labels"])]
+    assert "\x1f" not in c["text"] and "\n" not in c["text"]
+    print(" ".join(shlex.quote(x) for x in a) + "\x1f" + c["text"])' "$1"
 }
