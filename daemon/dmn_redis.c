@@ -762,12 +762,12 @@ static int json_options(const cJSON *o, nlpc_decode_opts *d, char *msg, size_t m
 }
 
 /* A json job: the object `nlpc batch` reads ("text", "labels", "question", "to",
- * "from") with its "task" and, optionally, "options", "deadline_ms", "priority",
- * "multi_label", "id" (echoed first in the result, as nlpc prints it) or "line".
- * Fills *rq (pointers into the parsed object, labels into labels/lbuf). Returns DMN_OK,
- * or a code with the reason in msg. */
+ * "from", "model") with its "task" and, optionally, "options", "deadline_ms",
+ * "priority", "multi_label", "id" (echoed first in the result, as nlpc prints it) or
+ * "line". Fills *rq (pointers into the parsed object, labels into labels/lbuf) and
+ * *model (NULL: none named). Returns DMN_OK, or a code with the reason in msg. */
 static int json_request(const cJSON *in, nlpc_request *rq, const char **doc, const char **labels,
-                        char **lbuf, uint32_t *deadline, char *msg, size_t mlen)
+                        char **lbuf, const char **model, uint32_t *deadline, char *msg, size_t mlen)
 {
     int bad = 0;
     const char *task = str_field(in, "task", NULL, &bad);
@@ -791,69 +791,22 @@ static int json_request(const cJSON *in, nlpc_request *rq, const char **doc, con
     }
     rq->docs = doc;
     rq->n_docs = 1;
-    if (t == NLPC_TASK_QA) rq->question = str_field(in, "question", NULL, &bad);
-    if (t == NLPC_TASK_TRANSLATE) {
-        rq->target_lang = str_field(in, "to", NULL, &bad);
-        rq->source_lang = str_field(in, "from", NULL, &bad);
-    }
-    if (bad) {
-        snprintf(msg, mlen, "%s must be a string",
-                 t == NLPC_TASK_QA ? "\"question\"" : "\"to\" and \"from\"");
+    /* The task's own fields and "model", as on an nlpc batch line (common/cm_json.c). */
+    *model = NULL;
+    if (cm_json_task_fields(in, rq, model, labels, MAX_LABELS, lbuf, msg, mlen) < 0)
+        return DMN_INVALID_ARGUMENT;
+    const char *need = cm_json_missing(rq);
+    if (need) {
+        cm_fmt(msg, mlen, "%s needs \"%s\"", task, need);
         return DMN_INVALID_ARGUMENT;
     }
     if (t == NLPC_TASK_CLASSIFY) {
-        const cJSON *lj = cJSON_GetObjectItemCaseSensitive(in, "labels");
-        int n = -1;
-        if (cJSON_IsString(lj)) {
-            *lbuf = strdup(lj->valuestring);
-            if (*lbuf) {
-                n = 0;
-                for (char *p = *lbuf, *comma; n >= 0; p = comma + 1) {
-                    comma = strchr(p, ',');
-                    if (comma) *comma = '\0';
-                    while (*p == ' ') p++;
-                    size_t l = strlen(p);
-                    while (l && p[l - 1] == ' ') p[--l] = '\0';
-                    if (!*p || n == MAX_LABELS) n = -1;
-                    else labels[n++] = p;
-                    if (!comma) break;
-                }
-            }
-        } else if (cJSON_IsArray(lj)) {
-            const cJSON *e;
-            n = 0;
-            cJSON_ArrayForEach (e, lj) {
-                if (!cJSON_IsString(e) || !*e->valuestring || n == MAX_LABELS) {
-                    n = -1;
-                    break;
-                }
-                labels[n++] = e->valuestring;
-            }
-        }
-        if (!lj || cJSON_IsNull(lj)) {
-            snprintf(msg, mlen, "classify needs \"labels\"");
-            return DMN_INVALID_ARGUMENT;
-        }
-        if (n < 1) {
-            snprintf(msg, mlen, "\"labels\" must be a non-empty array of strings or \"a,b,c\"");
-            return DMN_INVALID_ARGUMENT;
-        }
-        rq->labels = labels;
-        rq->n_labels = n;
         const cJSON *ml = cJSON_GetObjectItemCaseSensitive(in, "multi_label");
         if (ml && !cJSON_IsNull(ml) && !cJSON_IsBool(ml)) {
             snprintf(msg, mlen, "\"multi_label\" must be true or false");
             return DMN_INVALID_ARGUMENT;
         }
         rq->multi_label = cJSON_IsTrue(ml);
-    }
-    if (t == NLPC_TASK_TRANSLATE && !rq->target_lang) {
-        snprintf(msg, mlen, "translate needs \"to\"");
-        return DMN_INVALID_ARGUMENT;
-    }
-    if (t == NLPC_TASK_QA && !rq->question) {
-        snprintf(msg, mlen, "qa needs \"question\"");
-        return DMN_INVALID_ARGUMENT;
     }
     if (json_options(cJSON_GetObjectItemCaseSensitive(in, "options"), &rq->opts, msg, mlen) < 0)
         return DMN_INVALID_ARGUMENT;
@@ -1132,7 +1085,7 @@ static void on_entry(rt *r, const char *entry, const redisReply *fields, long lo
     cJSON_Delete(eo);
     idtext = idj ? cJSON_PrintUnformatted(idj) : NULL;
     nlpc_request rq;
-    const char *doc, *labels[MAX_LABELS];
+    const char *doc, *labels[MAX_LABELS], *model = NULL;
     char *lbuf = NULL;
     uint32_t dl = 0;
     int task = 0;
@@ -1140,7 +1093,8 @@ static void on_entry(rt *r, const char *entry, const redisReply *fields, long lo
     size_t len = 0;
     int code = echo && strlen(echo) <= MAX_ECHO ? DMN_OK : DMN_INVALID_ARGUMENT;
     if (code != DMN_OK) snprintf(msg, sizeof msg, "the job's \"id\" is over %d bytes", MAX_ECHO);
-    if (code == DMN_OK) code = json_request(in, &rq, &doc, labels, &lbuf, &dl, msg, sizeof msg);
+    if (code == DMN_OK)
+        code = json_request(in, &rq, &doc, labels, &lbuf, &model, &dl, msg, sizeof msg);
     if (code == DMN_OK) {
         double left = (double)(dl ? dl : dflt) - elapsed;
         task = rq.task;
@@ -1153,7 +1107,8 @@ static void on_entry(rt *r, const char *entry, const redisReply *fields, long lo
         } else {
             char err[256];
             rq.deadline_ms = (uint32_t)left;
-            int rc = nlpc_request_pack(&rq, ++r->next_job_id, &pb, &len, err, sizeof err);
+            int rc =
+                nlpc_request_pack_model(&rq, model, ++r->next_job_id, &pb, &len, err, sizeof err);
             if (rc < 0) {
                 cm_fmt(msg, sizeof msg, "%s", err);
                 code = rc == NLPC_ENOMEM ? DMN_INTERNAL : DMN_INVALID_ARGUMENT;
