@@ -242,9 +242,10 @@ static void rs_compare(eng_model *a, eng_model *r, int n_in, int steps, rs_stats
             const float *pa = la + (size_t)s * V, *pr = lr + (size_t)s * V;
             float ma, mr;
             int ta = rs_top(pa, V, &ma), tr = rs_top(pr, V, &mr);
-            /* along the greedy path, F32's argmax is the token greedy took */
-            CHECK_MSG(tr == greedy[s], "input %d step %d: argmax %d, greedy took %d", i, s, tr,
-                      greedy[s]);
+            /* along the greedy path, F32's argmax is the token greedy took (a near tie
+             * may go either way between the step and the teacher-forced pass) */
+            CHECK_MSG(tr == greedy[s] || pr[greedy[s]] >= pr[tr] - 1e-4f,
+                      "input %d step %d: argmax %d, greedy took %d", i, s, tr, greedy[s]);
             double c = rs_cos(pa, pr, V);
             CHECK_MSG(c >= 0.995, "input %d step %d: cosine %.5f < 0.995", i, s, c);
             st->cos_min = fmin(st->cos_min, c), st->cos_sum += c;
