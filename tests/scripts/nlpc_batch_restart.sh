@@ -45,7 +45,7 @@ nlpc_cleanup() { [ -n "$NLPC_PID" ] && kill -KILL "$NLPC_PID" 2>/dev/null; daemo
 trap nlpc_cleanup EXIT
 
 # ---- 1: killed and restarted within --reconnect ----
-"$B/nlpc" --connect "$IPC" batch --task summarize --max-new-tokens 32 --window 16 \
+"$B/nlpc" --connect "$IPC" batch --task summarize --max-new-tokens 16 --window 16 \
     --timeout 500 --reconnect 30000 -o "$TMP/out1.jsonl" <"$TMP/in.jsonl" 2>"$TMP/err1" &
 NLPC_PID=$!
 wait_lines "$TMP/out1.jsonl" 5 || fail "no output before the kill: $(cat "$TMP/err1")"
@@ -64,7 +64,7 @@ resent=$(sed -n 's/.* \([0-9]*\) resent.*/\1/p' "$TMP/err1" | tail -1)
 
 # ---- 1b: stopped gracefully (SIGTERM: it answers what it took, SHUTTING_DOWN to the
 # rest) and started again: the refused lines are retried until the new daemon takes them
-"$B/nlpc" --connect "$IPC" batch --task summarize --max-new-tokens 32 --window 16 \
+"$B/nlpc" --connect "$IPC" batch --task summarize --max-new-tokens 16 --window 16 \
     --timeout 500 --reconnect 30000 -o "$TMP/out1b.jsonl" <"$TMP/in.jsonl" 2>"$TMP/err1b" &
 NLPC_PID=$!
 wait_lines "$TMP/out1b.jsonl" 5 || fail "no output before SIGTERM: $(cat "$TMP/err1b")"
@@ -81,7 +81,7 @@ check_out "$TMP/out1b.jsonl" || fail "graceful restart: output"
 retried=$(sed -n 's/.* \([0-9]*\) retried.*/\1/p' "$TMP/err1b" | tail -1)
 
 # ---- 2: gone for longer than --reconnect, then --resume ----
-"$B/nlpc" --connect "$IPC" batch --task summarize --max-new-tokens 32 --window 16 \
+"$B/nlpc" --connect "$IPC" batch --task summarize --max-new-tokens 16 --window 16 \
     --timeout 500 --reconnect 1000 -o "$TMP/out2.jsonl" <"$TMP/in.jsonl" 2>"$TMP/err2" &
 NLPC_PID=$!
 wait_lines "$TMP/out2.jsonl" 5 || fail "no output before the kill: $(cat "$TMP/err2")"
@@ -98,7 +98,7 @@ k=$(wc -l <"$TMP/out2.jsonl")
 printf '{"id":' >>"$TMP/out2.jsonl"           # the torn line of a killed writer
 start_daemon
 rc=0
-timeout 120 "$B/nlpc" --connect "$IPC" batch --task summarize --max-new-tokens 32 \
+timeout 120 "$B/nlpc" --connect "$IPC" batch --task summarize --max-new-tokens 16 \
     --window 16 -o "$TMP/out2.jsonl" --resume <"$TMP/in.jsonl" 2>"$TMP/err3" || rc=$?
 [ $rc -eq 0 ] || fail "--resume: rc=$rc: $(cat "$TMP/err3")"
 grep -q "$k skipped" "$TMP/err3" || fail "--resume did not skip $k lines: $(cat "$TMP/err3")"
