@@ -12,9 +12,11 @@ write_conf "
 http = { bind = \"127.0.0.1:$HP\"; tokens_file = \"$TMP/tokens\"; };
 limits = { max_client_documents = 2; max_new_tokens = 1024; };
 batching = { max_rows = 1; max_wait_ms = 0; };"
-# The HTTP part's busy generations: seconds of work; the sanitizers' builds are slow
-# enough with fewer steps (token b waits for one of them, within its 60 s deadline).
-export BUSY=1024
+# The HTTP part's busy generations: long enough that the first still runs when token a's
+# third request arrives, which is sent as soon as /metrics shows both accepted (a bounded
+# poll, not a sleep); the sanitizers' builds are slow enough with fewer steps (token b
+# waits for both of them, within its 60 s deadline).
+export BUSY=512
 [ -n "${NLP_ASAN:-}" ] && BUSY=256
 start_daemon
 timeout 120 $PY - "$IPC" <<'PYEOF' || { show_log_on_failure; exit 1; }
@@ -65,8 +67,18 @@ res = []
 ts = [threading.Thread(target=lambda: res.append(post("token-a", busy))) for _ in range(2)]
 for t in ts:
     t.start()
-import time
-time.sleep(0.2)   # both accepted (one runs, one waits: seconds of work)
+import re, time
+
+def in_flight():
+    rq = urllib.request.Request(sys.argv[1] + "/metrics",
+                                headers={"Authorization": "Bearer token-b"})
+    with urllib.request.urlopen(rq, timeout=10) as r:
+        m = re.search(rb"^nlpd_in_flight_requests (\d+)$", r.read(), re.M)
+        return int(m.group(1)) if m else -1
+
+end = time.time() + 30
+while in_flight() < 2 and time.time() < end:   # both accepted (one runs, one waits)
+    time.sleep(0.01)
 third = post("token-a", {"text": "One more from a.", "max_new_tokens": 4})
 other = post("token-b", {"text": "Token b is served.", "max_new_tokens": 4})
 for t in ts:
