@@ -52,7 +52,8 @@ static const char usage_text[] =
     "  --max-new-tokens N  --min-new-tokens N  --num-beams N  --length-penalty F\n"
     "  --no-repeat-ngram-size N  --repetition-penalty F\n"
     "  --temperature F  --top-k N  --top-p F  --seed N   (any of these four: sampling)\n"
-    "  --num-return N        sequences to return (<= num-beams; up to 16 when sampling)\n"
+    "  --num-return N        sequences to return (<= num-beams; up to 16 when sampling);\n"
+    "                        over 1: each printed as --hypotheses prints them\n"
     "  --hypotheses          print every hypothesis with its score\n"
     "\n"
     "batch mode: each input line is a JSON object {\"id\": any, \"text\": \"...\"} with optional\n"
@@ -283,6 +284,9 @@ static int parse_args(nlpc_cli *cli, int argc, char **argv, int *is_batch)
         if ((ip = int_opt(cli, a, &lo, &hi))) {
             if (number_arg(a, v, lo, hi, &n) < 0) return NLPC_EXIT_USAGE;
             *ip = (int)n;
+            /* several sequences asked for: every one printed, as nlprun prints them */
+            if (ip == &cli->rq.opts.num_return_sequences && n > 1)
+                cli->rq.opts.return_hypotheses = 1;
         } else if ((fp = float_opt(cli, a))) {
             if (cm_parse_float(v, fp) < 0) return usage_error("%s needs a finite number", a);
         } else if (!strcmp(a, "--seed")) {

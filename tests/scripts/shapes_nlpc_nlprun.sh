@@ -38,6 +38,7 @@ classify --labels art,history --multi-label
 qa --question "When did the museum open?" --max-new-tokens 4
 text2text --max-new-tokens 5
 text2text --max-new-tokens 5 --num-beams 2 --num-return 2 --hypotheses
+summarize --max-new-tokens 6 --num-beams 3 --num-return 2
 EOF
 
 # A task error: nlprun exits 1 and nlpc 1, both with the object on stdout.
