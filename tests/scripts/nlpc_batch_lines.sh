@@ -107,22 +107,25 @@ rc=0; $NLPC batch --task summarize --window 0 </dev/null 2>"$T/e" || rc=$?
 [ $rc -eq 2 ] && grep -q "range 1..4096" "$T/e" || fail "window range: $(cat "$T/e")"
 rc=0; $NLPC summarize --num-beams two x 2>"$T/e" || rc=$?
 [ $rc -eq 2 ] && grep -q "not a whole number" "$T/e" || fail "not a number: $(cat "$T/e")"
-# nobody there: the connect probe answers, not --timeout (the bound only guards the test)
-rc=0; timeout 20 $B/nlpc --connect "ipc://$T/nobody.sock" --timeout 30000 health 2>"$T/e" || rc=$?
+# nobody there: the connect probe answers, not --timeout (the bound only guards the test);
+# nlpc's and the Python CLI's probes wait side by side
+rc=0; timeout 20 $B/nlpc --connect "ipc://$T/nobody.sock" --timeout 30000 health 2>"$T/e" &
+ppid=$!
+rc2=0; timeout 20 $PY clients/python/nlpclient.py --connect "ipc://$T/nobody.sock" health 2>"$T/e2" || rc2=$?
+wait $ppid || rc=$?
 [ $rc -eq 3 ] && grep -q "not connected within 1500 ms" "$T/e" || fail "health probe: rc=$rc $(cat "$T/e")"
-rc=0; timeout 20 $PY clients/python/nlpclient.py --connect "ipc://$T/nobody.sock" health 2>"$T/e" || rc=$?
-[ $rc -eq 3 ] && grep -q "not connected within 1500 ms" "$T/e" || fail "python health probe: rc=$rc $(cat "$T/e")"
+[ $rc2 -eq 3 ] && grep -q "not connected within 1500 ms" "$T/e2" || fail "python health probe: rc=$rc2 $(cat "$T/e2")"
 
 # ---- the Python CLI prints what nlpc prints ----
+# nlpc once per case; the Python CLI's main() for every case in one Python (its stdout
+# and exit code per case, as `nlpclient.py ARGS` prints and returns them)
+n=0
 while IFS= read -r args; do
-    rc1=0; rc2=0
-    eval "$NLPC $args" >"$T/c.out" 2>/dev/null || rc1=$?
-    eval "$PY clients/python/nlpclient.py --connect $EP $args" >"$T/p.out" 2>/dev/null || rc2=$?
-    [ $rc1 -eq $rc2 ] || fail "python vs nlpc exit code for '$args': $rc2 vs $rc1"
-    cmp -s "$T/c.out" "$T/p.out" || fail "python vs nlpc for '$args':
-$(cat "$T/c.out")
----
-$(cat "$T/p.out")"
+    rc1=0
+    eval "$NLPC $args" >"$T/c.$n.out" 2>/dev/null || rc1=$?
+    echo "$rc1" >"$T/c.$n.rc"
+    printf '%s\n' "$args" >>"$T/cases"
+    n=$((n + 1))
 done <<'ARGS'
 summarize "hello world"
 --json summarize --max-new-tokens 5 --num-beams 2 --length-penalty 0.5 --seed 0 ab
@@ -140,4 +143,25 @@ health
 stats
 --json stats
 ARGS
+[ "$n" = 15 ] || fail "$n CLI cases run, expected 15"
+$PY - "$T" "$EP" <<'PYEOF' || fail "python vs nlpc"
+import contextlib, io, os, shlex, sys
+sys.path.insert(0, "clients/python")
+import nlpclient
+T, ep = sys.argv[1], sys.argv[2]
+bad = 0
+for n, args in enumerate(open(T + "/cases").read().splitlines()):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        rc = nlpclient.main(["--connect", ep] + shlex.split(args))
+    want = open("%s/c.%d.out" % (T, n), encoding="utf-8", newline="").read()
+    want_rc = int(open("%s/c.%d.rc" % (T, n)).read())
+    if rc != want_rc:
+        bad += 1
+        print("FAIL: python vs nlpc exit code for '%s': %d vs %d" % (args, rc, want_rc))
+    if out.getvalue() != want:
+        bad += 1
+        print("FAIL: python vs nlpc for '%s':\n%s---\n%s" % (args, want, out.getvalue()))
+sys.exit(1 if bad else 0)
+PYEOF
 echo "nlpc_batch_lines: per-line errors, task options, empty text, command lines, python = nlpc"
