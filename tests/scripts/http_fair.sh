@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fairness between clients: an interactive client is not starved by one that queued
-# 2,000 documents (http_fair.py). Loopback only; bounded.
+# 1,000 documents (http_fair.py). Loopback only; bounded.
 source tests/scripts/daemon_lib.bash
 fail() { echo "http_fair: $*"; show_log_on_failure; exit 1; }
 write_conf "log_level = \"info\";
