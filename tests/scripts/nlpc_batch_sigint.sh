@@ -22,7 +22,7 @@ trap nlpc_cleanup EXIT
 
 # stop_run SIG OUT ERR: start a run, signal it once a few lines are out; sets rc
 stop_run() {
-    "$B/nlpc" --connect "$IPC" batch --task summarize --max-new-tokens 32 --window 8 \
+    "$B/nlpc" --connect "$IPC" batch --task summarize --max-new-tokens 16 --window 8 \
         --drain 20000 -o "$2" <"$TMP/in.jsonl" 2>"$3" &
     NLPC_PID=$!
     local i
@@ -65,7 +65,7 @@ stop_run TERM "$TMP/out2.jsonl" "$TMP/err2"
 grep -q "stopped by SIGTERM" "$TMP/err2" || fail "SIGTERM summary: $(cat "$TMP/err2")"
 
 rc=0
-timeout 120 "$B/nlpc" --connect "$IPC" batch --task summarize --max-new-tokens 32 \
+timeout 120 "$B/nlpc" --connect "$IPC" batch --task summarize --max-new-tokens 16 \
     -o "$TMP/out.jsonl" --resume <"$TMP/in.jsonl" 2>"$TMP/err3" || rc=$?
 [ $rc -eq 0 ] || fail "--resume: rc=$rc: $(cat "$TMP/err3")"
 [ "$(check_prefix "$TMP/out.jsonl")" = $N ] || fail "--resume output"

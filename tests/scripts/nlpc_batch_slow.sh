@@ -1,5 +1,5 @@
 #!/bin/bash
-# nlpc batch against a daemon made slow (one decoder row at a time, so 40 summaries queue
+# nlpc batch against a daemon made slow (one decoder row at a time, so 20 summaries queue
 # up behind each other) with a per-request --timeout far below the queue's wait: every
 # line is answered in order, none is written TIMEOUT, and the summary counts the lines
 # whose replies came late (they were waited for because the daemon still owed them).
@@ -9,17 +9,17 @@ fail() { echo "FAIL: $*" >&2; show_log_on_failure; exit 1; }
 write_conf 'batching = { max_rows = 1; max_wait_ms = 0; };'
 start_daemon
 
-for i in $(seq 0 39); do
+for i in $(seq 0 19); do
     echo "{\"id\":\"s-$i\",\"text\":\"Document $i is about the weather, the markets and the news.\"}"
 done >"$TMP/in.jsonl"
 rc=0
-timeout 120 "$B/nlpc" --connect "$IPC" batch --task summarize --max-new-tokens 48 \
-    --window 40 --timeout 100 -o "$TMP/out.jsonl" <"$TMP/in.jsonl" 2>"$TMP/err" || rc=$?
+timeout 120 "$B/nlpc" --connect "$IPC" batch --task summarize --max-new-tokens 24 \
+    --window 20 --timeout 100 -o "$TMP/out.jsonl" <"$TMP/in.jsonl" 2>"$TMP/err" || rc=$?
 [ $rc -eq 0 ] || fail "rc=$rc: $(cat "$TMP/err")"
 $PY - "$TMP/out.jsonl" <<'PYEOF' || fail "output"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-assert [r["id"] for r in rows] == ["s-%d" % i for i in range(40)], [r.get("id") for r in rows]
+assert [r["id"] for r in rows] == ["s-%d" % i for i in range(20)], [r.get("id") for r in rows]
 bad = [r for r in rows if r["status"] != "OK"]
 assert not bad, bad[:3]
 PYEOF
@@ -27,5 +27,5 @@ grep -q "TIMEOUT" "$TMP/out.jsonl" "$TMP/err" && fail "TIMEOUT written: $(cat "$
 # the run really had replies later than --timeout (else this test tests nothing)
 late=$(sed -n 's/.* \([0-9]*\) late.*/\1/p' "$TMP/err" | tail -1)
 [ -n "$late" ] && [ "$late" -gt 0 ] || fail "no late replies counted: $(cat "$TMP/err")"
-grep -q "40/40 lines" "$TMP/err" || fail "summary without the total: $(cat "$TMP/err")"
-echo "nlpc_batch_slow: 40 lines answered, $late of them after --timeout, none TIMEOUT"
+grep -q "20/20 lines" "$TMP/err" || fail "summary without the total: $(cat "$TMP/err")"
+echo "nlpc_batch_slow: 20 lines answered, $late of them after --timeout, none TIMEOUT"
