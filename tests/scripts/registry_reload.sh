@@ -22,15 +22,9 @@ conf() {   # conf MODELS-LIST: the test's config with that models list
     write_conf "models = ( $1 );"
     sed -i '/^model = /d' "$TMP/nlpd.conf"
 }
-health() { timeout 30 $PY tests/scripts/registry_wire.py health "$IPC"; }
-# wait_for PYTHON-CONDITION-ON-h: polls health (bounded, 30 s)
+# wait_for PYTHON-CONDITION-ON-h-AND-m: polls health from one Python (bounded, 30 s)
 wait_for() {
-    local i
-    for i in $(seq 1 300); do
-        health | $PY -c "import json, sys; h = json.load(sys.stdin); m = {x['name']: x for x in h['models']}; sys.exit(0 if ($1) else 1)" && return 0
-        sleep 0.1
-    done
-    fail "health never showed: $1 (last: $(health))"
+    timeout 60 $PY tests/scripts/registry_wire.py wait "$IPC" "$1" 30 || fail "health: $1"
 }
 hup() {
     local n

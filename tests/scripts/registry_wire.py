@@ -5,6 +5,9 @@ Health.loading (11), UNKNOWN_MODEL (12). Every wait is bounded; a failed expecta
 exits 1 naming it.
 
   registry_wire.py health EP                      health as one JSON line
+  registry_wire.py wait EP COND SECONDS           polls health until the Python
+                                                  expression COND holds (h: health,
+                                                  m: its models by name), bounded
   registry_wire.py route EP NLPRUN FLAN MG BART   routing by name, task and pair, each
                                                   result equal to nlprun on its model
   registry_wire.py flood EP                       a flood on one model, another served
@@ -255,6 +258,14 @@ def main():
     cmd, ep = sys.argv[1], sys.argv[2]
     if cmd == "health":
         print(json.dumps(health(w.dealer(ep))))
+    elif cmd == "wait":
+        s, end, h = w.dealer(ep), time.time() + float(sys.argv[4]), None
+        while time.time() < end:
+            h = health(s)
+            if h is not None and eval(sys.argv[3], {"h": h, "m": {x["name"]: x for x in h["models"]}}):
+                return
+            time.sleep(0.05)
+        sys.exit("health never showed: %s (last: %s)" % (sys.argv[3], json.dumps(h)))
     elif cmd == "route":
         cmd_route(ep, *sys.argv[3:7])
     elif cmd == "flood":
