@@ -169,7 +169,7 @@ def cmd_flood(ep):
     n = 32
     doc = "the cat sat on the mat. this is a good day. " * 4
     for i in range(n):
-        flood.send(req(1000 + i, "summarize", [doc], "flan", max_new=32))
+        flood.send(req(1000 + i, "summarize", [doc], "flan", max_new=16))
     time.sleep(0.05)
     t0 = time.time()
     other.send(req(1, "summarize", ["a dog ran home."], "bart", max_new=8))
