@@ -52,37 +52,18 @@ check "too long" 1 $? "$out" "over the limit of 16"
 # compares the two on the same results): the JSON keys the task has, in nlpc's order;
 # classify's probabilities to 4 decimals, qa's answer alone.
 T="The museum opened in 1901. It holds paintings and old maps of the city."
-run() {   # run NAME ARGS...: json and text output of one task
+nrun=0
+run() {   # run NAME ARGS...: json and text output of one task (checked together below)
     local name=$1; shift
     local j1 j2 txt
     j1=$(echo "$T" | "$R" "$@" --model $M --json) || { echo "FAIL $name: exit $?" >&2; fail=1; return; }
     j2=$(echo "$T" | "$R" "$@" --model $M --json)
     [ "$j1" == "$j2" ] || { echo "FAIL $name: not deterministic" >&2; fail=1; }
     txt=$(echo "$T" | "$R" "$@" --model $M) || { echo "FAIL $name: text exit" >&2; fail=1; }
-    /usr/bin/python3 - "$name" "$j1" "$txt" "$1" <<'PY' || fail=1
-import json, sys
-name, j, txt, task = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
-field = {"classify": ["labels"], "qa": ["answer", "score"]}.get(task, ["text", "score"])
-keys = ["status"] + field + (["hypotheses"] if "hypotheses" in j else []) + \
-    ["input_tokens", "output_tokens", "truncated"]
-ok = list(j) == keys and j["status"] == "OK" and j["input_tokens"] > 0
-ok = ok and ("hypotheses" in j) == (name == "text2text")  # --num-return 2 asks for them
-if task == "classify":
-    lines = [l.split("\t") for l in txt.splitlines()]
-    ok = ok and [l[0] for l in lines] == [x["label"] for x in j["labels"]]
-    ok = ok and all(l[1] == "%.4f" % x["score"] for l, x in zip(lines, j["labels"]))
-    ok = ok and j["output_tokens"] == 0
-elif task == "qa":
-    ok = ok and txt == j["answer"]
-elif "hypotheses" in j:
-    ok = ok and txt.splitlines() == ["%.4f\t%s" % (h["score"], h["text"]) for h in j["hypotheses"]]
-    ok = ok and j["text"] == j["hypotheses"][0]["text"]
-else:
-    ok = ok and txt == j["text"] and j["output_tokens"] >= 1
-if not ok:
-    print("FAIL %s: %s | %r" % (name, j, txt), file=sys.stderr)
-sys.exit(0 if ok else 1)
-PY
+    printf '%s\n' "$name" "$1" >"$work/run.$nrun.meta"
+    printf '%s' "$j1" >"$work/run.$nrun.json"
+    printf '%s' "$txt" >"$work/run.$nrun.txt"
+    nrun=$((nrun + 1))
 }
 run summarize summarize --max-new-tokens 8
 run translate translate --to fr --from English --max-new-tokens 6
@@ -91,5 +72,36 @@ run multi-label classify --labels "art,history" --multi-label
 run qa qa --question "When did the museum open?" --max-new-tokens 4
 run text2text text2text --max-new-tokens 5 --num-beams 2 --num-return 2
 run sampling text2text --max-new-tokens 5 --seed 3 --top-k 20
+[ "$nrun" = 7 ] || { echo "FAIL: $nrun of 7 runs" >&2; fail=1; }
+# every run's JSON and text, in one Python
+/usr/bin/python3 - "$work" "$nrun" <<'PY' || fail=1
+import json, sys
+bad = 0
+for i in range(int(sys.argv[2])):
+    base = "%s/run.%d" % (sys.argv[1], i)
+    name, task = open(base + ".meta").read().split("\n")[:2]
+    j, txt = json.loads(open(base + ".json").read()), open(base + ".txt").read()
+    field = {"classify": ["labels"], "qa": ["answer", "score"]}.get(task, ["text", "score"])
+    keys = ["status"] + field + (["hypotheses"] if "hypotheses" in j else []) + \
+        ["input_tokens", "output_tokens", "truncated"]
+    ok = list(j) == keys and j["status"] == "OK" and j["input_tokens"] > 0
+    ok = ok and ("hypotheses" in j) == (name == "text2text")  # --num-return 2 asks for them
+    if task == "classify":
+        lines = [l.split("\t") for l in txt.splitlines()]
+        ok = ok and [l[0] for l in lines] == [x["label"] for x in j["labels"]]
+        ok = ok and all(l[1] == "%.4f" % x["score"] for l, x in zip(lines, j["labels"]))
+        ok = ok and j["output_tokens"] == 0
+    elif task == "qa":
+        ok = ok and txt == j["answer"]
+    elif "hypotheses" in j:
+        ok = ok and txt.splitlines() == ["%.4f\t%s" % (h["score"], h["text"]) for h in j["hypotheses"]]
+        ok = ok and j["text"] == j["hypotheses"][0]["text"]
+    else:
+        ok = ok and txt == j["text"] and j["output_tokens"] >= 1
+    if not ok:
+        bad += 1
+        print("FAIL %s: %s | %r" % (name, j, txt), file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
 
 exit $fail
