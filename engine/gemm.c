@@ -32,6 +32,15 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* F16 weights are widened by F16C's vcvtph2ps in kernels compiled for x86-64-v4 and -v3
+ * (EK_W_F16_V4, EK_W_F16_V3 below), chosen at run time: target_clones cannot tell a clone
+ * which instructions it may use. immintrin.h declares the builtins they call. */
+#define EK_F16C 1
+#include <immintrin.h>
+#define EK_TGT_V4 __attribute__((target("arch=x86-64-v4")))
+#define EK_TGT_V3 __attribute__((target("arch=x86-64-v3")))
+#endif
 
 /* Products smaller than this many multiply-adds run on one thread: waking the others
  * costs more than it saves. */
@@ -62,6 +71,11 @@ typedef uint16_t ek_h16 __attribute__((vector_size(32)));
 typedef uint32_t ek_u16 __attribute__((vector_size(64)));
 typedef int32_t ek_i16 __attribute__((vector_size(64)));
 
+/* F16 weights widened by vcvtph2ps, 16 at once (AVX-512) or 8 (AVX2 + F16C): only in the
+ * kernels compiled for those targets. The same values as the integer widening (F16 to F32
+ * is exact; a signalling NaN comes out quiet, which no product can tell apart). */
+enum { EK_W_F16_V4 = 16, EK_W_F16_V3 = 17 };
+
 /* Bytes of one weight of type wt (F32, BF16, F16). */
 static inline size_t ek_wsize(int wt) { return wt == ENG_W_F32 ? 4 : 2; }
 
@@ -75,6 +89,22 @@ __attribute__((always_inline)) static inline ek_v16 ek_wload(const void *p, int 
     }
     ek_h16 h;
     memcpy(&h, (const uint16_t *)p + k, sizeof h);
+#ifdef EK_F16C
+    if (wt == EK_W_F16_V4) {
+        typedef short s16 __attribute__((vector_size(32)));
+        typedef float f16v __attribute__((vector_size(64)));
+        f16v r = __builtin_ia32_vcvtph2ps512_mask((s16)h, (f16v){ 0 }, (unsigned short)0xffff, 4);
+        return (ek_v16)r;
+    }
+    if (wt == EK_W_F16_V3) {
+        typedef short s8 __attribute__((vector_size(16)));
+        typedef float f8 __attribute__((vector_size(32)));
+        s8 lo = (s8)__builtin_shufflevector(h, h, 0, 1, 2, 3, 4, 5, 6, 7);
+        s8 hi = (s8)__builtin_shufflevector(h, h, 8, 9, 10, 11, 12, 13, 14, 15);
+        f8 a = __builtin_ia32_vcvtph2ps256(lo), b = __builtin_ia32_vcvtph2ps256(hi);
+        return __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    }
+#endif
     ek_u16 u = __builtin_convertvector(h, ek_u16);
     ek_v16 f;
     if (wt == ENG_W_BF16) {
@@ -190,6 +220,46 @@ __attribute__((always_inline)) static inline void ek_transpose16(ek_v16 x[16])
         if (!(i & 2)) ek_swap2(&x[i], &x[i + 2]);
 #pragma GCC unroll 16
     for (int i = 0; i < 16; i += 2) ek_swap1(&x[i], &x[i + 1]);
+}
+
+/* x[j] lane i = w[i][k0 + j], widened, for 16 BF16 weight rows w[0..15] (j < 16): the
+ * transpose and the widening in one. Rows i and i + 8 are loaded into one vector (32
+ * halves); a BF16 value widens to F32 by moving it to the high half of a 32-bit lane, so
+ * each such vector gives the even k of both rows (shifted up 16) and the odd k (the low
+ * half masked off) without a widening instruction. Those 16 vectors hold row bit 3 and
+ * k bits 3..1 in their lanes and k bit 0 and row bits 2..0 in their index; three block
+ * exchanges (4, 2, 1) move the row bits into the lanes: 48 shuffles for 16 x 16 weights
+ * against the F32 transpose's 64. v[j] then holds k = 2 (j & 7) + (j >> 3). */
+__attribute__((always_inline)) static inline void ek_bf16_block16(const void *const w[16], int k0,
+                                                                  ek_v16 x[16])
+{
+    typedef uint16_t h32 __attribute__((vector_size(64)));
+    ek_v16 v[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        ek_h16 lo, hi;
+        memcpy(&lo, (const uint16_t *)w[i] + k0, sizeof lo);
+        memcpy(&hi, (const uint16_t *)w[i + 8] + k0, sizeof hi);
+        h32 z =
+            __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                    16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
+        ek_u16 d, e, o;
+        memcpy(&d, &z, sizeof d);
+        e = d << 16;
+        o = d & 0xffff0000u;
+        memcpy(&v[i], &e, sizeof e);
+        memcpy(&v[i + 8], &o, sizeof o);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++)
+        if (!(i & 4)) ek_swap4(&v[i], &v[i + 4]);
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++)
+        if (!(i & 2)) ek_swap2(&v[i], &v[i + 2]);
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i += 2) ek_swap1(&v[i], &v[i + 1]);
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) x[j] = v[(j >> 1) | (j & 1) << 3];
 }
 
 /* The 16 sums of 16 accumulators at once, added in the pairs ek_hsum adds (lanes i and
@@ -513,17 +583,22 @@ static void ek_pack_panels(int p0, int p1, int pc, int M, int K, const float *A,
  * not stored). */
 __attribute__((always_inline)) static inline void ek_many_tile(int pw, int K, const float *ap,
                                                                const float *W, int ldw, int n0,
-                                                               int nr, int rows, const float *next,
-                                                               float beta, float *C, int ldc)
+                                                               int nr, int rows, const char *next,
+                                                               size_t nld, int nes, float beta,
+                                                               float *C, int ldc)
 {
+    /* next: the next tile's first weight row (nld bytes to the next row, nes bytes a
+     * weight), fetched a line per row every 64 / nes k */
+    int kmask = 64 / (nes ? nes : 4) - 1;
     const float *w[EK_NR];
     for (int i = 0; i < EK_NR; i++) w[i] = W + (size_t)(n0 + (i < nr ? i : nr - 1)) * ldw;
     ek_v16 s[2][16]; /* s[h][i]: weight row n0 + i times input rows 16 h .. 16 h + 15 */
     for (int i = 0; i < 16; i++) s[0][i] = s[1][i] = (ek_v16){ 0 };
     for (int k = 0; k < K; k++) {
-        if (next && !(k & 15))
+        if (next && !(k & kmask))
 #pragma GCC unroll 12
-            for (int i = 0; i < EK_NR; i++) __builtin_prefetch(next + (size_t)i * ldw + k, 0, 2);
+            for (int i = 0; i < EK_NR; i++)
+                __builtin_prefetch(next + (size_t)i * nld + (size_t)k * nes, 0, 2);
         ek_v16 a0 = ek_load(ap + (size_t)k * pw);
         ek_v16 a1 = pw > 16 ? ek_load(ap + (size_t)k * pw + 16) : a0;
 #pragma GCC unroll 12
@@ -564,6 +639,46 @@ __attribute__((always_inline)) static inline void ek_widen_rows(int wt, const vo
     }
 }
 
+/* The F16C level of this CPU: 4 (x86-64-v4: AVX-512), 3 (x86-64-v3: AVX2, F16C), 0. */
+static int ek_f16c_level(void)
+{
+#ifdef EK_F16C
+    if (__builtin_cpu_supports("x86-64-v4")) return 4;
+    if (__builtin_cpu_supports("x86-64-v3")) return 3;
+#endif
+    return 0;
+}
+
+#ifdef EK_F16C
+EK_TGT_V4 static void ek_widen_f16_v4(const void *W, int ldw, int n0, int nr, int K, float *out)
+{
+    ek_widen_rows(EK_W_F16_V4, W, ldw, n0, nr, K, out);
+}
+EK_TGT_V3 static void ek_widen_f16_v3(const void *W, int ldw, int n0, int nr, int K, float *out)
+{
+    ek_widen_rows(EK_W_F16_V3, W, ldw, n0, nr, K, out);
+}
+#endif
+
+ENG_CLONES
+static void ek_widen_f16_int(const void *W, int ldw, int n0, int nr, int K, float *out)
+{
+    ek_widen_rows(ENG_W_F16, W, ldw, n0, nr, K, out);
+}
+
+/* F16 rows n0 .. n0 + nr - 1 widened into out [nr][K], by F16C where the CPU has it. */
+static void ek_widen_f16(const void *W, int ldw, int n0, int nr, int K, float *out)
+{
+#ifdef EK_F16C
+    switch (ek_f16c_level()) {
+    case 4: ek_widen_f16_v4(W, ldw, n0, nr, K, out); return;
+    case 3: ek_widen_f16_v3(W, ldw, n0, nr, K, out); return;
+    default: break;
+    }
+#endif
+    ek_widen_f16_int(W, ldw, n0, nr, K, out);
+}
+
 /* One thread's share of a chunk: weight tiles t0..t1-1 against the packed panels
  * p0..p1-1 at Ap. BF16/F16 weights: each tile is widened into wbuf [EK_NR][K] first (once
  * per tile and chunk, against up to a chunk of panels), then taken as F32 weights: the
@@ -579,21 +694,24 @@ static void ek_many_part(int t0, int t1, int p0, int p1, int M, int N, int K, co
         if (wt != ENG_W_F32) {
             switch (wt) {
             case ENG_W_BF16: ek_widen_rows(ENG_W_BF16, W, ldw, n0, nr, K, wbuf); break;
-            default: ek_widen_rows(ENG_W_F16, W, ldw, n0, nr, K, wbuf); break;
+            default: ek_widen_f16(W, ldw, n0, nr, K, wbuf); break;
             }
             Wt = wbuf, ldt = K, nt0 = 0;
         }
         for (int p = p0; p < p1; p++) {
             int m0 = p * EK_PW, rows = M - m0 < EK_PW ? M - m0 : EK_PW;
-            /* the first panel of a tile fetches the next tile's weights into L2 */
-            const float *next = wt == ENG_W_F32 && p == p0 && n0 + 2 * EK_NR <= N
-                                    ? Wt + (size_t)(n0 + EK_NR) * ldw
-                                    : NULL;
+            /* the first panel of a tile fetches the next tile's weights (as they are in
+             * W: F32, or the halves the next widening reads) into L2 */
+            const char *next = p == p0 && n0 + 2 * EK_NR <= N
+                                   ? (const char *)ek_wrow(W, wt, (size_t)n0 + EK_NR, ldw)
+                                   : NULL;
+            size_t nld = (size_t)ldw * ek_wsize(wt);
+            int nes = (int)ek_wsize(wt);
             const float *ap = Ap + (size_t)(p - p0) * K * EK_PW;
             float *c = C + (size_t)m0 * ldc + n0 - nt0;
             if (ek_panel_width(p, M) == EK_PW)
-                ek_many_tile(EK_PW, K, ap, Wt, ldt, nt0, nr, rows, next, beta, c, ldc);
-            else ek_many_tile(16, K, ap, Wt, ldt, nt0, nr, rows, next, beta, c, ldc);
+                ek_many_tile(EK_PW, K, ap, Wt, ldt, nt0, nr, rows, next, nld, nes, beta, c, ldc);
+            else ek_many_tile(16, K, ap, Wt, ldt, nt0, nr, rows, next, nld, nes, beta, c, ldc);
         }
     }
 }
@@ -604,7 +722,7 @@ static void ek_widen_rows_any(int wt, const void *W, int ldw, int r, int K, floa
 {
     switch (wt) {
     case ENG_W_BF16: ek_widen_rows(ENG_W_BF16, W, ldw, r, 1, K, out); break;
-    case ENG_W_F16: ek_widen_rows(ENG_W_F16, W, ldw, r, 1, K, out); break;
+    case ENG_W_F16: ek_widen_f16(W, ldw, r, 1, K, out); break;
     default: memcpy(out, ek_wrow(W, ENG_W_F32, (size_t)r, ldw), (size_t)K * sizeof *out); break;
     }
 }
@@ -688,14 +806,18 @@ __attribute__((always_inline)) static inline void ek_few_tile(int M, int K, cons
     int K16 = K & ~15;
     for (int k0 = 0; k0 < K16; k0 += 16) {
         ek_v16 x[16];
+        if (wt == ENG_W_BF16) {
+            ek_bf16_block16(w, k0, x); /* x[j] lane i: w[i][k0 + j] */
+        } else {
 #pragma GCC unroll 16
-        for (int i = 0; i < 16; i++) x[i] = ek_wload(w[i], wt, k0);
+            for (int i = 0; i < 16; i++) x[i] = ek_wload(w[i], wt, k0);
+            ek_transpose16(x); /* x[j] lane i: w[i][k0 + j] */
+        }
         /* a line holds 16 F32 weights, 32 halves: prefetch each line once */
         if (pf && (wt == ENG_W_F32 || !(k0 & 31)))
 #pragma GCC unroll 16
             for (int i = 0; i < 16; i++)
                 __builtin_prefetch((const char *)w[i] + ahead + k0 * ek_wsize(wt), 0, 2);
-        ek_transpose16(x); /* x[j] lane i: w[i][k0 + j] */
 #pragma GCC unroll 16
         for (int j = 0; j < 16; j++)
 #pragma GCC unroll 8
@@ -749,22 +871,48 @@ static void ek_few_part(int t0, int t1, int M, int N, int K, const float *A, int
     }
 }
 
+#ifdef EK_F16C
+EK_TGT_V4 static void ek_few_part_f16_v4(int t0, int t1, int M, int N, int K, const float *A,
+                                         int lda, int wt, const void *W, int ldw, float beta,
+                                         float *C, int ldc)
+{
+    (void)wt;
+    ek_few_tiles(EK_W_F16_V4, t0, t1, M, N, K, A, lda, W, ldw, beta, C, ldc);
+}
+EK_TGT_V3 static void ek_few_part_f16_v3(int t0, int t1, int M, int N, int K, const float *A,
+                                         int lda, int wt, const void *W, int ldw, float beta,
+                                         float *C, int ldc)
+{
+    (void)wt;
+    ek_few_tiles(EK_W_F16_V3, t0, t1, M, N, K, A, lda, W, ldw, beta, C, ldc);
+}
+#endif
+
 static void ek_few(int M, int N, int K, const float *A, int lda, int wt, const void *W, int ldw,
                    float beta, float *C, int ldc)
 {
     int tiles = (N + 15) / 16;
+    void (*part)(int, int, int, int, int, const float *, int, int, const void *, int, float,
+                 float *, int) = ek_few_part;
+#ifdef EK_F16C
+    if (wt == ENG_W_F16) {
+        int level = ek_f16c_level();
+        if (level == 4) part = ek_few_part_f16_v4;
+        else if (level == 3) part = ek_few_part_f16_v3;
+    }
+#endif
 #ifdef _OPENMP
     if ((double)M * N * K >= EK_PAR_MIN) {
 #pragma omp parallel
         {
             int nt = omp_get_num_threads(), id = omp_get_thread_num();
             int t0 = (int)((long)tiles * id / nt), t1 = (int)((long)tiles * (id + 1) / nt);
-            ek_few_part(t0, t1, M, N, K, A, lda, wt, W, ldw, beta, C, ldc);
+            part(t0, t1, M, N, K, A, lda, wt, W, ldw, beta, C, ldc);
         }
         return;
     }
 #endif
-    ek_few_part(0, tiles, M, N, K, A, lda, wt, W, ldw, beta, C, ldc);
+    part(0, tiles, M, N, K, A, lda, wt, W, ldw, beta, C, ldc);
 }
 
 const char *eng_kernels(void)
