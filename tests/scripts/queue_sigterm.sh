@@ -3,10 +3,10 @@
 # acknowledges what it holds (anything Redis delivered after the signal is handed to
 # another consumer), exits 0, and nothing is left pending on it. The other daemon
 # completes the run: one result per job. claim_idle_ms is long (30 s): nothing here
-# may rely on an idle entry being claimed. 100 jobs: more than the two daemons hold
+# may rely on an idle entry being claimed. 150 jobs: more than the two daemons hold
 # (2 x (8 + 32)), so some are still in Redis when d1 stops.
 source tests/scripts/queue_lib.bash
-N=${QUEUE_SIGTERM_JOBS:-100}
+N=${QUEUE_SIGTERM_JOBS:-150}
 start_redis
 for d in d1 d2; do write_qconf $d "claim_idle_ms = 30000;"; done
 for d in d1 d2; do start_qd $d; done

@@ -4,7 +4,7 @@
 # and answers them. d1 then resumes with those jobs still in its hands; its results for
 # them are refused by the ownership check (counted `lost`), not written twice.
 source tests/scripts/queue_lib.bash
-N=${QUEUE_SLOW_JOBS:-100}
+N=${QUEUE_SLOW_JOBS:-150}
 start_redis
 for d in d1 d2; do write_qconf $d "claim_idle_ms = 1000;"; done
 for d in d1 d2; do start_qd $d; done
