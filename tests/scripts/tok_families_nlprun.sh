@@ -15,18 +15,25 @@ bad() { echo "FAIL: $*" >&2; fail=1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# golden NAME FIELD: the one-line cases' FIELD, one per line (ids space-separated).
-golden() {
-    $PY - "$D/$1.golden.json" "$2" <<'PYEOF'
+# The one-line golden cases of both tokenizers, each field in its own file (one Python):
+# $work/NAME.FIELD, one case a line (ids space-separated).
+$PY - "$D" "$work" bart-bpe marian-en-mg <<'PYEOF' || bad "golden files"
 import json, sys
-d = json.load(open(sys.argv[1]))
-for c in d["cases"]:
-    if any(ch in c["text"] + c["decoded"] + c["decoded_no_cleanup"] for ch in "\n\r\0"):
-        continue
-    v = c[sys.argv[2]]
-    print(" ".join(map(str, v)) if isinstance(v, list) else v)
+D, work = sys.argv[1], sys.argv[2]
+for name in sys.argv[3:]:
+    d = json.load(open("%s/%s.golden.json" % (D, name)))
+    cases = [c for c in d["cases"]
+             if not any(ch in c["text"] + c["decoded"] + c["decoded_no_cleanup"] for ch in "\n\r\0")]
+    for field in ("text", "ids", "target_ids", "decoded", "decoded_no_cleanup"):
+        if field not in cases[0]:
+            continue
+        with open("%s/%s.%s" % (work, name, field), "w") as f:
+            for c in cases:
+                v = c[field]
+                f.write((" ".join(map(str, v)) if isinstance(v, list) else v) + "\n")
 PYEOF
-}
+# golden NAME FIELD: the one-line cases' FIELD, one per line
+golden() { cat "$work/$1.$2"; }
 
 check() {  # what, got-file, want-file
     if ! cmp -s "$2" "$3"; then
