@@ -14,11 +14,13 @@ files=$(ls README.md docs/*.md docs/man/* Makefile Dockerfile conf/*.conf 2>/dev
             'scripts/*' 'clients/*.py' 2>/dev/null)
 T=$(mktemp)
 trap 'rm -f "$T"' EXIT
-for f in $files; do
-    [ -f "$f" ] || continue
+# the files that exist, each searched once: one grep (and one loop) over all of them
+ex=()
+for f in $files; do [ -f "$f" ] && ex+=("$f"); done
+{
     # words that begin a path at a word boundary (not inside /usr/..., build/..., a URL)
-    grep -noE "(^|[^A-Za-z0-9_./~$-])($TOP)/[A-Za-z0-9_./*<>{}%-]*[A-Za-z0-9_*>}%]" "$f" |
-        sed -E "s/^([0-9]+):[^a-z]?/\1 /" | while read -r line p; do
+    grep -HnoE "(^|[^A-Za-z0-9_./~$-])($TOP)/[A-Za-z0-9_./*<>{}%-]*[A-Za-z0-9_*>}%]" "${ex[@]}" |
+        sed -E "s/^([^:]+):([0-9]+):[^a-z]?/\1 \2 /" | while read -r f line p; do
             [[ $p == *"}" && $p != *"{"* ]] && p=${p%\}}   # ${VAR:-path}
             case $p in
             *%*|*\**|*\<*|*\{*|*XXXX*|docs/s|*.pb-c.[ch]|*_pb2.py) continue ;;
@@ -29,15 +31,13 @@ for f in $files; do
             [ -e "$p" ] || echo "$f:$line: $p does not exist"
         done
     # markdown links, relative to the page
-    case $f in
-    *.md)
-        grep -noE '\]\([^)#: ]+' "$f" | while IFS=: read -r line m; do
-            p=${m#](}
-            [ -e "$(dirname "$f")/$p" ] || echo "$f:$line: link $p does not exist"
-        done
-        ;;
-    esac
-done >"$T"
+    md=()
+    for f in "${ex[@]}"; do [[ $f == *.md ]] && md+=("$f"); done
+    grep -HnoE '\]\([^)#: ]+' "${md[@]}" | while IFS=: read -r f line m; do
+        p=${m#](}
+        [ -e "$(dirname "$f")/$p" ] || echo "$f:$line: link $p does not exist"
+    done
+} >"$T"
 if [ -s "$T" ]; then
     cat "$T" >&2
     echo "FAIL: $(wc -l <"$T") references to files that do not exist" >&2
