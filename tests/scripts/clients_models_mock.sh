@@ -111,19 +111,36 @@ assert m[0]["resident_bytes"] == 307 * 1024 * 1024 + 52429 and m[1]["requests"] 
 ' || fail "nlpc --json models: $j"
 
 # ---- the Python client: the same shapes, byte for byte ----
-for args in "models" "--json models" "--json health" "health" \
-            "--model mock-marian translate --to de abc" "--json --model mock-t5 qa --question q c"; do
-    # shellcheck disable=SC2086
-    a=$($NLPC $args | sed 's/"id":[0-9]*/"id":N/; s/uptime=[0-9.]*s/uptime=Ns/') \
-        || fail "nlpc $args"
-    # shellcheck disable=SC2086
-    b=$($PYC $args | sed 's/"id":[0-9]*/"id":N/; s/uptime=[0-9.]*s/uptime=Ns/') \
-        || fail "python $args"
-    # requests counts moved between the two calls: compare without them
-    a=$(echo "$a" | sed 's/"requests":[0-9]*/"requests":N/g; s/^requests .*/requests N/')
-    b=$(echo "$b" | sed 's/"requests":[0-9]*/"requests":N/g; s/^requests .*/requests N/')
-    [ "$a" = "$b" ] || fail "python vs nlpc for '$args':"$'\n'"$a"$'\n---\n'"$b"
-done
+# One Python runs each case as nlpc (a process) and then as the Python CLI (its main(), in
+# this process: the stdout and exit code `nlpclient.py ARGS` gives), in turn as before.
+$PY - "$B/nlpc" "$EP" <<'PYEOF' || fail "python vs nlpc"
+import contextlib, io, re, shlex, subprocess, sys
+sys.path.insert(0, "clients/python")
+import nlpclient
+nlpc, ep = sys.argv[1], sys.argv[2]
+
+def norm(out):   # the ids and uptimes differ; requests counts moved between the two calls
+    out = "\n".join(re.sub(r"uptime=[0-9.]*s", "uptime=Ns", re.sub(r'"id":[0-9]*', '"id":N', l, 1), 1)
+                    for l in out.split("\n"))
+    out = "\n".join(re.sub(r"^requests .*", "requests N", re.sub(r'"requests":[0-9]*', '"requests":N', l))
+                    for l in out.split("\n"))
+    return out.rstrip("\n")   # as $(...) keeps it
+
+for args in ["models", "--json models", "--json health", "health",
+             "--model mock-marian translate --to de abc", "--json --model mock-t5 qa --question q c"]:
+    argv = ["--connect", ep, "--timeout", "5000"] + shlex.split(args)
+    p = subprocess.run([nlpc] + argv, stdout=subprocess.PIPE)
+    if p.returncode != 0:
+        sys.exit("FAIL: nlpc %s: exit %d" % (args, p.returncode))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = nlpclient.main(argv)
+    if rc != 0:
+        sys.exit("FAIL: python %s: exit %d" % (args, rc))
+    a, b = norm(p.stdout.decode()), norm(out.getvalue())
+    if a != b:
+        sys.exit("FAIL: python vs nlpc for '%s':\n%s\n---\n%s" % (args, a, b))
+PYEOF
 $PY - "$EP" <<'PYEOF' || fail "python library"
 import sys
 sys.path.insert(0, "clients/python")
