@@ -11,9 +11,10 @@
  * initialisation (Mesh TensorFlow's) fold that into q, ~ N(0, 1/(d_model d_kv)). With
  * mkmodel's q the scores have a standard deviation of about sqrt(d_kv) = 8, the softmax
  * picks one key almost outright, and the network amplifies any perturbation: rounding
- * the weights to BF16 alone (relative error 2^-9) gives logits cosines down to 0.14 (mean
- * 0.45, no top-1 agreeing) on flan-t5-small, int8 down to 0.25 (mean 0.50), measured on
- * this test's inputs without rs_fix_q. No trained checkpoint behaves so (flan-t5 is
+ * the weights to BF16 alone (relative error 2^-9) gives logits cosines down to 0.14-0.36
+ * (means 0.45-0.70, top-1 agreement 0-15%) on flan-t5-small, int8 down to 0.25 (mean
+ * 0.50), measured on this test's inputs without rs_fix_q; the figures move from build to
+ * build as a kernel's summation order changes. No trained checkpoint behaves so (flan-t5 is
  * trained in BF16), so the test brings q to HF's scale first (rs_fix_q: a power of two,
  * exact in F32 and BF16, 1/8 for d_kv = 64; nothing when the file has it already). Every
  * other matrix keeps mkmodel's Gaussian, which has no outlier rows or channels as trained
