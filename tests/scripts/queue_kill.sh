@@ -4,7 +4,7 @@
 # them (XAUTOCLAIM) and answer them: every job gets exactly one result, none is lost,
 # none is left pending, and the survivors' stats count the claims.
 source tests/scripts/queue_lib.bash
-N=${QUEUE_KILL_JOBS:-150}
+N=${QUEUE_KILL_JOBS:-240}
 start_redis
 for d in d1 d2 d3; do write_qconf $d "claim_idle_ms = 1000;"; done
 for d in d1 d2 d3; do start_qd $d; done
