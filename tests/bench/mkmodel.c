@@ -17,9 +17,14 @@
  *
  *   mkmodel --config tests/data/configs/flan-t5-small.json --out DIR [--dtype f32|f16|bf16] [--seed N]
  *
- * Scales keep activations finite: layer norms 1 (their biases 0), T5's shared.weight
- * ~ N(0, 1), BART's shared embedding and learned positions ~ N(0, 1/d_model) (logits of
- * the tied head ~ N(0, 1)), every other matrix ~ N(0, 1/in_features), Linear biases 0. */
+ * Scales are those of transformers' own initialisation, so activations and attention
+ * behave as a trained model's do: layer norms 1 (their biases 0), T5's shared.weight
+ * ~ N(0, 1), T5's q ~ N(0, 1/(d_model d_kv)) (T5 does not divide its scores by sqrt(d_kv):
+ * q carries it; at 1/d_model the scores spread ~8 wide, attention picks one key outright
+ * and BF16 rounding alone moves the logits' cosine to 0.2-0.4) and its relative bias
+ * ~ N(0, 1/d_model), BART's shared embedding and learned positions ~ N(0, 1/d_model)
+ * (logits of the tied head ~ N(0, 1)), every other matrix ~ N(0, 1/in_features), Linear
+ * biases 0. make_random_t5.py draws q at 1/d_model: its checkpoints differ there. */
 #include "engine/hfconfig.h"
 #include "engine/st.h"
 
@@ -76,15 +81,18 @@ static uint64_t mk_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-/* Fills out[0..n) with N(0, 1) values. */
+/* Fills out[0..n) with N(0, 1) values: two per 64-bit draw, in float (24-bit uniforms:
+ * the tails reach 5.8 sigma, past any row's maximum here). */
 static void mk_normal(uint64_t *s, float *out, size_t n)
 {
     for (size_t i = 0; i < n; i += 2) {
-        double u1 = ((mk_next(s) >> 11) + 1.0) * (1.0 / 9007199254740993.0); /* (0, 1] */
-        double u2 = (mk_next(s) >> 11) * (1.0 / 9007199254740992.0);
-        double r = sqrt(-2.0 * log(u1));
-        out[i] = (float)(r * cos(2.0 * M_PI * u2));
-        if (i + 1 < n) out[i + 1] = (float)(r * sin(2.0 * M_PI * u2));
+        uint64_t z = mk_next(s);
+        float u1 = ((float)(z >> 40) + 1.0f) * (1.0f / 16777216.0f); /* (0, 1] */
+        float u2 = (float)((z >> 16) & 0xffffff) * (1.0f / 16777216.0f);
+        float r = sqrtf(-2.0f * logf(u1)), sn, cs;
+        sincosf(2.0f * (float)M_PI * u2, &sn, &cs);
+        out[i] = r * cs;
+        if (i + 1 < n) out[i + 1] = r * sn;
     }
 }
 
@@ -124,13 +132,14 @@ static void mk_attn(mk_list *l, const char *p, const eng_config *c, int rel, int
     const char *qkv[] = { "q", "k", "v" };
     for (int i = 0; i < 3; i++) {
         snprintf(n, sizeof n, "%s%s.weight", p, qkv[i]);
-        *bad |= mk_add(l, n, inner, c->d_model, 1.0f / sqrtf((float)c->d_model));
+        float in = (float)c->d_model * (i == 0 ? (float)c->d_kv : 1.0f);
+        *bad |= mk_add(l, n, inner, c->d_model, 1.0f / sqrtf(in));
     }
     snprintf(n, sizeof n, "%so.weight", p);
     *bad |= mk_add(l, n, c->d_model, inner, 1.0f / sqrtf((float)inner));
     if (rel) {
         snprintf(n, sizeof n, "%srelative_attention_bias.weight", p);
-        *bad |= mk_add(l, n, c->arch.num_buckets, c->num_heads, 1.0f / sqrtf((float)c->num_heads));
+        *bad |= mk_add(l, n, c->arch.num_buckets, c->num_heads, 1.0f / sqrtf((float)c->d_model));
     }
 }
 

@@ -6,20 +6,17 @@
  * step: top-1 agreement and the cosine of the full logits vectors; cosine >= 0.995 at
  * every step.
  *
- * Realistic scales. mkmodel draws every matrix ~ N(0, 1/in_features), q included. T5
- * does not divide its attention scores by sqrt(d_kv): trained checkpoints and HF's own
- * initialisation (Mesh TensorFlow's) fold that into q, ~ N(0, 1/(d_model d_kv)). With
- * mkmodel's q the scores have a standard deviation of about sqrt(d_kv) = 8, the softmax
- * picks one key almost outright, and the network amplifies any perturbation: rounding
- * the weights to BF16 alone (relative error 2^-9) gives logits cosines down to 0.14-0.36
- * (means 0.45-0.70, top-1 agreement 0-15%) on flan-t5-small, int8 down to 0.25 (mean
- * 0.50), measured on this test's inputs without rs_fix_q; the figures move from build to
- * build as a kernel's summation order changes. No trained checkpoint behaves so (flan-t5 is
- * trained in BF16), so the test brings q to HF's scale first (rs_fix_q: a power of two,
- * exact in F32 and BF16, 1/8 for d_kv = 64; nothing when the file has it already). Every
- * other matrix keeps mkmodel's Gaussian, which has no outlier rows or channels as trained
- * weights and activations do: the figures are those of the dimensions (K = 512 and 1024,
- * 8 + 8 layers, 32128 logits), not of a trained model's outliers.
+ * Realistic scales. T5 does not divide its attention scores by sqrt(d_kv): trained
+ * checkpoints and transformers' own initialisation fold that into q, ~ N(0, 1/(d_model
+ * d_kv)), and so does mkmodel; the test checks the file's q RMS is there (rs_q_rms).
+ * With q ~ N(0, 1/d_model), as mkmodel drew it before, the scores spread about
+ * sqrt(d_kv) = 8 wide, the softmax picks one key almost outright, and the network
+ * amplifies any perturbation: rounding the weights to BF16 alone (relative error 2^-9)
+ * gave logits cosines down to 0.14-0.36 (means 0.45-0.70, top-1 agreement 0-15%) on
+ * flan-t5-small, int8 down to 0.25 (mean 0.50). No trained checkpoint behaves so
+ * (flan-t5 is trained in BF16). mkmodel's Gaussians have no outlier rows or channels as
+ * trained weights and activations do: the figures are those of the dimensions (K = 512
+ * and 1024, 8 + 8 layers, 32128 logits), not of a trained model's outliers.
  *
  * The check has teeth only if the logits are not degenerate: logits that hardly depend on
  * the position would give any two vectors a cosine near 1. So F32's logits at consecutive
@@ -30,21 +27,18 @@
  * NLP_Q8RS_DTYPE (mkmodel's --dtype, f32 or bf16: the F32 reference then widens the BF16
  * values exactly), NLP_Q8RS_INPUTS, NLP_Q8RS_STEPS and NLP_Q8RS_THREADS change the
  * checkpoint and the work: tests/bench/bench_q8_accuracy.sh runs this test on more steps,
- * flan-t5-base and BF16 files that way. To see the scale problem above: NLP_Q8RS_KEEP_Q=1
- * keeps mkmodel's q, NLP_Q8RS_WEIGHTS=bf16 compares --weights bf16 (rounding only) in
- * place of int8 against f32; the cosine bound then fails at every step. */
+ * flan-t5-base and BF16 files that way. NLP_Q8RS_WEIGHTS=bf16 compares --weights bf16
+ * (rounding only) in place of int8 against f32. */
 #include "engine/eng_int.h"
 #include "engine/hfconfig.h"
 #include "engine/st.h"
 #include "tests/harness/harness.h"
 
-#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,29 +88,19 @@ static int rs_is_q(const st_tensor *t)
     return 1;
 }
 
-/* A T5 checkpoint's q matrices brought to HF's scale, in place: their RMS over all layers
- * times a power of two (exact in F32 and BF16, so the file stays what a BF16 checkpoint
- * can hold) to within a factor sqrt(2) of 1/sqrt(d_model d_kv). Returns the factor (1
- * when already there, or for other families, whose attention divides by sqrt(d_kv)). */
-static float rs_fix_q(const char *dir, double *rms_out)
+/* The RMS of a T5 checkpoint's q matrices over all layers, required within a factor
+ * sqrt(2) of transformers' 1/sqrt(d_model d_kv); 0 for other families (their attention
+ * divides by sqrt(d_kv) itself). */
+static double rs_q_rms(const char *dir)
 {
     char path[256], err[512];
     snprintf(path, sizeof path, "%s/config.json", dir);
     eng_config cf;
     const eng_arch *arch = NULL;
     REQUIRE_MSG(hf_config_load(path, &cf, &arch, err, sizeof err) == 0, "%s", err);
-    *rms_out = 0;
-    if (strcmp(arch->name, "t5") != 0) return 1.0f;
-
+    if (strcmp(arch->name, "t5") != 0) return 0;
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    int fd = open(path, O_RDWR);
-    struct stat sb;
-    REQUIRE(fd >= 0 && fstat(fd, &sb) == 0);
-    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    REQUIRE(map != MAP_FAILED);
-    close(fd);
-    /* the parser over our writable mapping: tensor data points into it */
-    st_set *s = st_open_mem(map, (size_t)sb.st_size, path, err, sizeof err);
+    st_set *s = st_open_file(path, err, sizeof err);
     REQUIRE_MSG(s, "%s", err);
     double sq = 0;
     size_t n = 0;
@@ -126,26 +110,14 @@ static float rs_fix_q(const char *dir, double *rms_out)
         for (size_t j = 0; j < t->nbytes / st_dtype_size(t->dtype); j++, n++)
             sq += (double)rs_get(t, j) * rs_get(t, j);
     }
-    REQUIRE(n > 0);
-    *rms_out = sqrt(sq / (double)n);
-    float by = ldexpf(1.0f, (int)lround(log2(1.0 / sqrt((double)cf.d_model * cf.d_kv) / *rms_out)));
-    for (int i = 0; i < st_count(s) && by != 1.0f; i++) {
-        const st_tensor *t = st_at(s, i);
-        if (!rs_is_q(t)) continue;
-        for (size_t j = 0; j < t->nbytes / st_dtype_size(t->dtype); j++) {
-            float f = rs_get(t, j) * by; /* a power of two: exact, in BF16 too */
-            if (t->dtype == ST_F32) {
-                ((float *)t->data)[j] = f;
-            } else {
-                uint32_t u;
-                memcpy(&u, &f, 4);
-                ((uint16_t *)t->data)[j] = (uint16_t)(u >> 16);
-            }
-        }
-    }
     st_close(&s);
-    REQUIRE(munmap(map, (size_t)sb.st_size) == 0);
-    return by;
+    REQUIRE(n > 0);
+    double rms = sqrt(sq / (double)n), want = 1.0 / sqrt((double)cf.d_model * cf.d_kv);
+    REQUIRE_MSG(rms > want / M_SQRT2 && rms < want * M_SQRT2,
+                "q's RMS is %.4g, transformers' initialisation gives %.4g: not a realistic "
+                "T5 checkpoint",
+                rms, want);
+    return rms;
 }
 
 static eng_model *rs_load(const char *dir, eng_weights w, int threads, char *err, size_t errlen)
@@ -279,7 +251,6 @@ TEST_TIMEOUT(eng_q8_realsize_accuracy, 300)
     eng_weights w = wname && *wname ? eng_weights_parse(wname) : ENG_WEIGHTS_INT8;
     REQUIRE_MSG(w == ENG_WEIGHTS_INT8 || w == ENG_WEIGHTS_BF16, "NLP_Q8RS_WEIGHTS=%s", wname);
     int wt = w == ENG_WEIGHTS_INT8 ? ENG_W_I8 : ENG_W_BF16;
-    const char *keep = getenv("NLP_Q8RS_KEEP_Q");
     unsetenv("NLPD_Q8_CACHE"); /* no model.q8 beside the temp checkpoint */
 
     char dir[64], mk[1024], rm[128], err[512] = "", err2[512] = "";
@@ -294,8 +265,7 @@ TEST_TIMEOUT(eng_q8_realsize_accuracy, 300)
         CHECK(system(rm) == 0);
         REQUIRE_MSG(0, "failed: %s", mk);
     }
-    double q_rms = 0;
-    float q_by = keep && *keep == '1' ? 1.0f : rs_fix_q(dir, &q_rms);
+    double q_rms = rs_q_rms(dir);
     double t1 = rs_now();
     eng_model *a = rs_load(dir, w, threads, err, sizeof err);
     double t2 = rs_now();
@@ -315,13 +285,13 @@ TEST_TIMEOUT(eng_q8_realsize_accuracy, 300)
     CHECK_MSG(st.cross_sum / st.cross_n < 0.9,
               "F32 logits of consecutive positions: mean cosine %.4f: degenerate",
               st.cross_sum / st.cross_n);
-    printf("%s vs F32, random %s (%s file; q RMS %.4g scaled by %g), %d inputs x %d "
+    printf("%s vs F32, random %s (%s file; q RMS %.4g), %d inputs x %d "
            "teacher-forced steps = %d steps:\n"
            "  top-1 agreement %.1f%% (%d/%d), cosine min %.5f mean %.5f (required >= 0.995)\n"
            "  F32: top-1 margin mean %.3f, largest where %s's top-1 differs %.3f; "
            "consecutive positions' cosine mean %.3f max %.3f\n"
            "  time: mkmodel %.1f s, %s load %.1f s, f32 load %.1f s, compare %.1f s\n",
-           eng_weights_name(w), cfg, dtype, q_rms, q_by, n_in, steps, st.steps,
+           eng_weights_name(w), cfg, dtype, q_rms, n_in, steps, st.steps,
            100.0 * st.top1 / st.steps, st.top1, st.steps, st.cos_min, st.cos_sum / st.steps,
            st.margin_sum / st.steps, eng_weights_name(w), st.flip_margin_max,
            st.cross_sum / st.cross_n, st.cross_max, t1 - t0, eng_weights_name(w), t2 - t1, t3 - t2,
