@@ -85,10 +85,25 @@ CONF
 
 # start_qd NAME [MODEL_DIR]: starts nlpd and waits (bounded) for its "ready" line.
 start_qd() {
+    launch_qd "$@"
+    wait_ready "$1"
+}
+
+# start_qds NAME...: starts them side by side, then waits for each one's "ready" line.
+start_qds() {
+    local n
+    for n in "$@"; do launch_qd "$n"; done
+    for n in "$@"; do wait_ready "$n"; done
+}
+
+launch_qd() {
     local args=()
     [ $# -gt 1 ] && args=(--model "$2")
     "$B/nlpd" -c "$TMP/$1.conf" "${args[@]}" >> "$TMP/$1.log" 2>&1 &
     DPID[$1]=$!
+}
+
+wait_ready() {
     local i
     for i in $(seq 1 300); do
         if grep -q " ready: " "$TMP/$1.log" 2>/dev/null; then return 0; fi

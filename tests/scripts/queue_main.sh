@@ -11,7 +11,7 @@ source tests/scripts/queue_lib.bash
 N=${QUEUE_JOBS:-300}
 start_redis
 for d in d1 d2 d3; do write_qconf $d "claim_idle_ms = 5000;"; done
-for d in d1 d2 d3; do start_qd $d; done
+start_qds d1 d2 d3
 t0=$(date +%s.%N)
 $PY $QT gen "$N" "$TMP" "$URL" $STREAM > /dev/null || exit 1
 # backpressure: a daemon holds no more than its queue's room (limits.queue_size = 8)

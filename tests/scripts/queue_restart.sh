@@ -8,7 +8,7 @@ source tests/scripts/queue_lib.bash
 N=${QUEUE_RESTART_JOBS:-150}
 start_redis
 for d in d1 d2; do write_qconf $d "claim_idle_ms = 2000;"; done
-for d in d1 d2; do start_qd $d; done
+start_qds d1 d2
 $PY -c "
 import json, random
 rnd = random.Random(5)
