@@ -639,17 +639,15 @@ __attribute__((always_inline)) static inline void ek_widen_rows(int wt, const vo
     }
 }
 
+#ifdef EK_F16C
 /* The F16C level of this CPU: 4 (x86-64-v4: AVX-512), 3 (x86-64-v3: AVX2, F16C), 0. */
 static int ek_f16c_level(void)
 {
-#ifdef EK_F16C
     if (__builtin_cpu_supports("x86-64-v4")) return 4;
     if (__builtin_cpu_supports("x86-64-v3")) return 3;
-#endif
     return 0;
 }
 
-#ifdef EK_F16C
 EK_TGT_V4 static void ek_widen_f16_v4(const void *W, int ldw, int n0, int nr, int K, float *out)
 {
     ek_widen_rows(EK_W_F16_V4, W, ldw, n0, nr, K, out);
