@@ -39,6 +39,7 @@
  * Lines of figures start with two spaces and a fixed label, for scripts.
  * Exit status: 0 when everything ran (targets are reported, not enforced), 1 when the
  * engine failed, 2 on bad options. */
+#include "common/common.h"
 #include "engine/engine.h"
 #include "engine/eng_int.h" /* eng_gemm: the engine's door, for the peak */
 
@@ -329,6 +330,8 @@ static int be_only(const char *s)
 
 int main(int argc, char **argv)
 {
+    /* threads wait as nlpd's and nlprun's do (OMP_WAIT_POLICY=active times spinning) */
+    cm_omp_wait_default(argv);
     const char *dir = NULL;
     int threads = 2, reps = 3, warmup = 1, new_tokens = 64, in_tokens = 16;
     int only = BE_F_PEAK | BE_F_ENC | BE_F_GREEDY;
