@@ -16,16 +16,19 @@ batching = { max_rows = 1; max_wait_ms = 0; };"
 # third request arrives, which is sent as soon as /metrics shows both accepted (a bounded
 # poll, not a sleep); the sanitizers' builds are slow enough with fewer steps (token b
 # waits for both of them, within its 60 s deadline).
-export BUSY=512
-[ -n "${NLP_ASAN:-}" ] && BUSY=256
+export BUSY=512 LONG=256
+# (the ZeroMQ part's two long generations: LONG steps; under the sanitizers 32, as 256
+# steps twice outlasted the 30 s client b waits on a loaded machine's ASan build)
+[ -n "${NLP_ASAN:-}" ] && BUSY=64 LONG=32
 start_daemon
 timeout 120 $PY - "$IPC" <<'PYEOF' || { show_log_on_failure; exit 1; }
-import sys
+import os, sys
 sys.path.insert(0, "tests/scripts")
 import daemon_wire as w
 
 ep = sys.argv[1]
-long_opts = {1: 256, 4: 256}   # max_new_tokens, min_new_tokens: a generation of 256 steps
+n = int(os.environ["LONG"])
+long_opts = {1: n, 4: n}   # max_new_tokens, min_new_tokens: a generation of LONG steps
 a, b = w.dealer(ep), w.dealer(ep)
 for rid in (1, 2):   # two documents of client a, accepted (one runs, one waits)
     a.send(w.request(rid, "summarize", docs=["Client a keeps the daemon busy %d." % rid],
