@@ -1,5 +1,5 @@
 /* Test runner: forks one child per test, bounds it with a timeout, runs several side by
- * side (one per CPU unless -j / NLP_TEST_JOBS says otherwise), and reports each with its
+ * side (two per CPU unless -j / NLP_TEST_JOBS says otherwise), and reports each with its
  * output once it ends, so outputs never interleave.
  * Usage: unit [-k SUBSTRING] [-j JOBS] [-l] [script.sh ...] */
 #include "tests/harness/harness.h"
@@ -209,11 +209,12 @@ static int script_timeout(void)
     return t ? atoi(t) : 180;
 }
 
-/* Tests run side by side: NLP_TEST_JOBS, else -j, else one per online CPU. */
+/* Tests run side by side: NLP_TEST_JOBS, else -j, else two per online CPU: most scripts
+ * wait (on daemons, sockets, timeouts) for more of their time than they compute. */
 static int default_jobs(void)
 {
     const char *e = getenv("NLP_TEST_JOBS");
-    long n = e ? strtol(e, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+    long n = e ? strtol(e, NULL, 10) : 2 * sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : n > 64 ? 64 : (int)n;
 }
 
