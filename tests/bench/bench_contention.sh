@@ -59,6 +59,7 @@ run() {
     threads1) conf=threads1 envs= ;;
     passive) conf=threads0 envs=OMP_WAIT_POLICY=passive ;;
     spin) conf=threads0 envs=GOMP_SPINCOUNT=300000 ;;
+    spin*k) conf=threads0 envs=GOMP_SPINCOUNT=${1#spin}000 ;;
     esac
     env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT $envs "$B/nlpd" -c "$T/$conf.conf" \
         --model "$M" --bind "$EP" --log-level warn >"$T/log" 2>&1 &
@@ -105,7 +106,7 @@ run() {
     awk -v n="$DOCS" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", n / (b - a) }'
 }
 
-SETTINGS="default threads1 passive spin"
+SETTINGS=${BENCH_SETTINGS:-"default threads1 passive spin"}
 echo "bench_contention: $DOCS documents x $ROUNDS rounds, $NCPU CPUs (cm_cpu_count's" \
     "default threads), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 r=1
