@@ -9,7 +9,7 @@ batching = { max_batch_tokens = 1024; max_wait_ms = 0; max_rows = 2; };'
 start_daemon
 
 N=12
-timeout 120 $PY $WIRE sigterm "$IPC" "$DPID" "$N" || { show_log_on_failure; exit 1; }
+timeout $((120 * SLOW)) $PY $WIRE sigterm "$IPC" "$DPID" "$N" || { show_log_on_failure; exit 1; }
 wait_daemon
 [ "$DAEMON_RC" -eq 0 ] || { echo "nlpd exit code $DAEMON_RC"; show_log_on_failure; exit 1; }
 grep -q "stopped cleanly" "$TMP/nlpd.log" || { show_log_on_failure; exit 1; }

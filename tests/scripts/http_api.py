@@ -209,7 +209,8 @@ for p in POSTS:
 
 # ---- 503: stop the daemon while the floods keep it busy ----
 long = threading.Thread(target=call, args=("POST", "/v1/text2text", {
-    "text": "a long text", "max_new_tokens": 256, "deadline_ms": 60000}), daemon=True)
+    "text": "a long text", "max_new_tokens": int(os.environ.get("FLOOD", "384")),
+    "deadline_ms": 60000}), daemon=True)
 long.start()
 time.sleep(0.2)   # queued behind the flood's generation: the drain takes seconds
 os.kill(PID, signal.SIGTERM)
