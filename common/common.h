@@ -135,15 +135,23 @@ int cm_cpu_count_at(const char *root, int affinity);
 /* The cgroup CPU quota alone, in CPUs (1.5 for "150000 100000"); 0 when there is none. */
 double cm_cpu_quota(const char *root);
 
-/* Threads that do not spin when they cannot run: without OMP_WAIT_POLICY and
- * GOMP_SPINCOUNT in the environment, libgomp's threads spin ~300000 rounds at every
- * barrier and at the end of every parallel region; on a shared or quota-limited CPU the
- * spinning thread takes the core from the one its team waits for (issue 21: several
- * times slower). This sets OMP_WAIT_POLICY=passive and re-executes the program
- * (/proc/self/exe, same argv), since libgomp reads it before main. Call it first in
- * main, before any thread exists. Returns when either variable was set by the user (left
- * alone) or the re-exec failed (the program goes on with libgomp's default). */
-void cm_omp_wait_default(char **argv);
+/* A reading of the CPU time this process could have used until now: its own CPU time
+ * (all threads, CLOCK_PROCESS_CPUTIME_ID) and the idle time of the CPUs in its affinity
+ * mask (/proc/stat's idle + iowait), in seconds, at cm_now()'s wall time `wall`. */
+typedef struct {
+    double wall, own, idle;
+} cm_cpu_reading;
+
+/* Takes a reading: 0, or -1 when /proc/stat or the clocks cannot be read. The _at form
+ * reads `root`/proc/stat (tests). */
+int cm_cpu_read(cm_cpu_reading *r);
+int cm_cpu_read_at(const char *root, cm_cpu_reading *r);
+
+/* The CPUs the process had between readings a and b: (its CPU time + the idle time of
+ * its CPUs) / wall time. What it used plus what nobody used: beside a busy neighbour it
+ * is below the CPU count even while the process spins on every CPU it runs on. -1 when
+ * b is not after a. */
+double cm_cpu_free(const cm_cpu_reading *a, const cm_cpu_reading *b);
 
 /* ---- the runtime directory (common/rundir.c) ---- */
 

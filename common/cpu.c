@@ -1,5 +1,5 @@
-/* How many CPUs this process really has (see common.h), and the OpenMP wait policy that
- * suits a shared machine (cm_omp_wait_default).
+/* How many CPUs this process really has (see common.h), and how many of them it could
+ * use right now (cm_cpu_read, cm_cpu_free).
  *
  * The host's core count is the wrong default on a shared machine: a container with a CPU
  * quota (docker --cpus, systemd CPUQuota=) or a narrower affinity mask (taskset, cpuset)
@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Reads the first line of the file at path into buf. 0, or -1 when there is none. */
@@ -167,19 +168,55 @@ int cm_cpu_count_at(const char *root, int affinity)
 
 int cm_cpu_count(void) { return cm_cpu_count_at("", 0); }
 
-/* libgomp reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, in its constructor, before
- * main and before any constructor of the program (shared libraries are initialised
- * first; an executable's .preinit_array runs earlier still, but before libc has set up
- * environ, so a setenv there is lost). Hence a re-exec: the one way to choose libgomp's
- * default from inside the program. It costs one execve at start, before any thread. */
-void cm_omp_wait_default(char **argv)
+/* The idle time (idle + iowait) of the CPUs in `mask`, in ticks, from a /proc/stat-format
+ * text: the "cpuN ..." lines. Steal time is not idle: the hypervisor ran someone else. */
+static long long stat_idle(FILE *f, const cpu_set_t *mask)
 {
-#ifndef _OPENMP
-    (void)argv; /* no OpenMP runtime (the clang builds): nothing waits */
-#else
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) < 0) return;
-    execv("/proc/self/exe", argv);
-    /* No /proc: go on with libgomp's spinning default; children see passive. */
-#endif
+    char line[512];
+    long long sum = 0;
+    int seen = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned cpu;
+        long long v[5];
+        if (strncmp(line, "cpu", 3) != 0) {
+            if (seen) break; /* the cpu lines come first, together */
+            continue;
+        }
+        if (line[3] < '0' || line[3] > '9') continue; /* "cpu  ...": the total */
+        if (sscanf(line + 3, "%u %lld %lld %lld %lld %lld", &cpu, &v[0], &v[1], &v[2], &v[3],
+                   &v[4]) != 6)
+            continue;
+        seen = 1;
+        if (cpu < CPU_SETSIZE && CPU_ISSET(cpu, mask)) sum += v[3] + v[4];
+    }
+    return seen ? sum : -1;
+}
+
+int cm_cpu_read_at(const char *root, cm_cpu_reading *r)
+{
+    char path[PATH_MAX];
+    cpu_set_t mask;
+    if (sched_getaffinity(0, sizeof mask, &mask) < 0) return -1;
+    snprintf(path, sizeof path, "%s/proc/stat", root);
+    FILE *f = fopen(path, "re");
+    if (!f) return -1;
+    long long idle = stat_idle(f, &mask);
+    fclose(f);
+    long hz = sysconf(_SC_CLK_TCK);
+    struct timespec own;
+    if (idle < 0 || hz <= 0 || clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &own) < 0) return -1;
+    r->wall = cm_now();
+    r->own = (double)own.tv_sec + own.tv_nsec * 1e-9;
+    r->idle = (double)idle / (double)hz;
+    return 0;
+}
+
+int cm_cpu_read(cm_cpu_reading *r) { return cm_cpu_read_at("", r); }
+
+double cm_cpu_free(const cm_cpu_reading *a, const cm_cpu_reading *b)
+{
+    double wall = b->wall - a->wall;
+    if (!(wall > 0)) return -1;
+    double f = ((b->own - a->own) + (b->idle - a->idle)) / wall;
+    return f < 0 ? 0 : f;
 }

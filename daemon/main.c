@@ -80,7 +80,6 @@ int main(int argc, char **argv)
     char err[1024];
     dmn_server *srv = &dmn_srv;
 
-    cm_omp_wait_default(argv); /* before any thread: libgomp reads it at its start */
     while ((c = getopt_long(argc, argv, "c:m:b:l:Vh", opts, NULL)) != -1) {
         switch (c) {
         case 'c': config = optarg; break;

@@ -63,7 +63,7 @@ int eng_classify(eng_ctx *c, eng_cls_req *reqs, int n)
 {
     if (!c || n < 0 || (n > 0 && !reqs)) return ENG_EINVAL;
     if (c->m->cfg.num_labels <= 0) return ENG_EINVAL; /* no classification head */
-    eng_set_threads(c->m->n_threads);
+    eng_threads_step(c);
     int R = c->p.max_rows, BT = c->p.max_batch_tokens;
     int *run = c->cl.run, *eos = c->cl.eos;
     int k = 0, tokens = 0;

@@ -60,6 +60,7 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
         snprintf(err, errlen, "eng_ctx_new: out of memory");
         return NULL;
     }
+    c->nt = model->n_threads;
     const eng_config *cf = &model->cfg;
     c->m = model;
     c->p = q;
@@ -239,7 +240,7 @@ int eng_encode(eng_ctx *c, const int32_t *ids, int n_ids, float *out)
     if (!c || !ids || !out || n_ids <= 0) return ENG_EINVAL;
     if (n_ids > c->p.max_input_len) return ENG_ETOOLONG;
     if (ctx_check_ids(c, ids, n_ids)) return ENG_EINVAL;
-    eng_set_threads(c->m->n_threads);
+    eng_threads_step(c);
     int off[2] = { 0, n_ids };
     c->m->arch->fwd->encode(c, ids, off, 1, -1);
     size_t n = (size_t)n_ids * c->m->cfg.d_model;
@@ -255,7 +256,7 @@ int eng_logits(eng_ctx *c, const int32_t *ids, int n_ids, const int32_t *dec_ids
     if (!c || !ids || !dec_ids || !out || n_ids <= 0 || n_dec <= 0) return ENG_EINVAL;
     if (n_ids > c->p.max_input_len || n_dec > c->max_len || n_dec > c->max_tok) return ENG_ETOOLONG;
     if (ctx_check_ids(c, ids, n_ids) || ctx_check_ids(c, dec_ids, n_dec)) return ENG_EINVAL;
-    eng_set_threads(c->m->n_threads);
+    eng_threads_step(c);
     int off[2] = { 0, n_ids };
     const eng_fwd *f = c->m->arch->fwd;
     f->encode(c, ids, off, 1, 0);

@@ -737,12 +737,13 @@ static void dc_run(eng_ctx *c, dc_batch *bt)
             }
         }
         if (!na) break;
+        eng_threads_step(c);
         c->m->arch->fwd->decode_step(c, c->d.act_tok, c->d.act_blk, c->w.enc_off, c->w.enc_len, na,
                                      c->d.act_pos);
         c->m->arch->fwd->lm_head(c, c->w.h, na, c->w.logits);
         /* Greedy and sampled rows: each on its own (logits row a is active row a), shared
          * between the threads. Beam requests: one at a time, their beams together. */
-        ENG_PARALLEL_FOR_NT(na > 1, c->m->n_threads)
+        ENG_PARALLEL_FOR_NT(na > 1, c->nt)
         for (int a = 0; a < na; a++) {
             eng_greq *g = &gs[c->d.act_req[a]];
             if (!g->beam) dc_row_step(c, &c->d.rb[eng_thread_id()], g, c->d.act[a], a, g->pos);
@@ -776,7 +777,7 @@ int eng_generate_stream(eng_ctx *c, eng_gen_req *const *reqs, int n, const eng_s
     if (!c || n < 0 || (n > 0 && !reqs)) return ENG_EINVAL;
     if (c->d.running) return ENG_EINVAL; /* from a hook: its state is in use */
     c->d.running = 1;
-    eng_set_threads(c->m->n_threads);
+    eng_threads_step(c);
     int i = 0;
     do {
         dc_batch bt = { .gs = c->d.greq, .s = s };
@@ -953,7 +954,7 @@ static void dc_score_run(eng_ctx *c, eng_score_req *reqs, const int *run, int nr
 int eng_score(eng_ctx *c, eng_score_req *reqs, int n)
 {
     if (!c || n < 0 || (n > 0 && !reqs)) return ENG_EINVAL;
-    eng_set_threads(c->m->n_threads);
+    eng_threads_step(c);
     int *run = c->s.run;
     int i = 0;
     while (i < n) {

@@ -37,6 +37,15 @@ void eng_wrow(int wt, const void *W, int ldw, int r, int K, float *out);
  * public entry point with the model's count, since OpenMP keeps the setting per thread.
  * Returns the count set (>= 1). */
 int eng_set_threads(int n);
+/* The thread count of the next step of an engine call on c (engine/threads.c): the
+ * model's n_threads, or with threads_auto the CPUs free over the last fraction of a
+ * second shared between the contexts computing, at most n_threads. Sets it for the
+ * calling thread (eng_set_threads) and keeps it in c->nt. Call it at every entry point
+ * and decode step. */
+int eng_threads_step(eng_ctx *c);
+/* The count for free_cpus CPUs free (cm_cpu_free; < 0: unknown, then max) shared by
+ * `users` contexts, 1..max: threads_step's arithmetic, for tests. */
+int eng_threads_pick(double free_cpus, int users, int max);
 /* C[M,N] = A[M,K] W[N,K]^T (+ beta C) by the packed many-rows kernel whatever M (eng_gemm's
  * choice past 8 rows): for tests. 0, or -1 out of memory. */
 int eng_gemm_many(int M, int N, int K, const float *A, int lda, const float *W, int ldw, float beta,
@@ -221,13 +230,14 @@ struct eng_model {
     eng_weights weights; /* the type matrix weights are held in (eng_model_weights) */
     eng_q8cache *q8c;    /* int8: the cache file whose blobs it uses, or NULL */
     int q8_fresh;        /* int8: matrices quantized at this load (not from q8c) */
-    int n_threads;
-    char dir[1024];     /* the checkpoint directory (messages) */
-    eng_lin cls_dense;  /* classification head: [d_model, d_model] */
-    eng_lin cls_out;    /* [num_labels, d_model] */
-    eng_gen_params gen; /* the checkpoint's generation settings */
-    unsigned gen_set;   /* ENG_GEN_SET_* bits of what it states */
-    int32_t *bad_words; /* gen's bad_words_ids, owned */
+    int n_threads;       /* threads of a step: exactly, or at most with threads_auto */
+    int threads_auto;    /* loaded with n_threads = 0: the step picks (eng_threads_step) */
+    char dir[1024];      /* the checkpoint directory (messages) */
+    eng_lin cls_dense;   /* classification head: [d_model, d_model] */
+    eng_lin cls_out;     /* [num_labels, d_model] */
+    eng_gen_params gen;  /* the checkpoint's generation settings */
+    unsigned gen_set;    /* ENG_GEN_SET_* bits of what it states */
+    int32_t *bad_words;  /* gen's bad_words_ids, owned */
     int *bad_off;
 };
 
@@ -448,6 +458,8 @@ struct eng_ctx {
      * overwrites them between steps to show no step reads what an earlier one left. */
     eng_span scratch[ENG_MAX_SCRATCH];
     int n_scratch;
+    int nt;             /* threads of the current step (eng_threads_step) */
+    unsigned nt_window; /* the last reading window this context computed in */
 };
 
 #endif

@@ -113,7 +113,7 @@ int eng_weights_parse(const char *s);
 const char *eng_weights_name(int w);
 
 typedef struct eng_model_params {
-    int n_threads;       /* matrix-product threads (OpenBLAS, OpenMP); 0 = all cores */
+    int n_threads;       /* threads of each step; 0 = as many as are free (below) */
     eng_weights weights; /* ENG_WEIGHTS_AUTO */
 } eng_model_params;
 
@@ -126,8 +126,11 @@ eng_model_params eng_model_default_params(void);
  * the checkpoint for the next load, docs/models.md). Missing or
  * mis-shaped tensors, and tensors holding a NaN or an infinity, fail with a message
  * naming the tensor (every weight is read once here to check). p may be NULL (defaults);
- * p->n_threads is applied process-wide to OpenBLAS, and to the OpenMP team of each
- * thread that calls the engine. */
+ * p->n_threads > 0 runs that many threads in every step of every call. 0 runs up to
+ * cm_cpu_count() and fewer when the machine is contended: each step takes the CPUs the
+ * process could use over the last fraction of a second (its own CPU time plus its CPUs'
+ * idle time), shared between the contexts computing (engine/threads.c). Results do not
+ * depend on the thread count. */
 eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err, size_t errlen);
 void eng_model_free(eng_model **model);
 const eng_config *eng_model_config(const eng_model *model);
@@ -158,6 +161,8 @@ eng_ctx_params eng_ctx_default_params(void);
  * to max_positions: nothing longer can be computed. */
 eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err, size_t errlen);
 void eng_ctx_free(eng_ctx **ctx);
+/* The threads the context's last step ran (eng_model_params.n_threads). */
+int eng_ctx_threads(const eng_ctx *c);
 /* The longest sequence the model can compute: its position table's max_positions, or
  * `limit` when that is smaller or the model has no table (T5's relative positions).
  * Tasks truncate their inputs to it. */

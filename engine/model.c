@@ -418,6 +418,7 @@ eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err,
     if (m->q8c) eng_q8cache_commit(m->q8c, st_identity(m->st), m->q8_fresh);
     if (hf_generation_load(dir, m, err, errlen) < 0) goto fail;
     m->n_threads = eng_set_threads(p->n_threads);
+    m->threads_auto = p->n_threads <= 0;
     if (m->weights == ENG_WEIGHTS_AUTO) /* what the checkpoint's lm_head is held in */
         m->weights = m->lm_head.type == ENG_W_BF16  ? ENG_WEIGHTS_BF16
                      : m->lm_head.type == ENG_W_F16 ? ENG_WEIGHTS_F16

@@ -175,7 +175,7 @@ static void tf_attend(eng_ctx *c, int n, const int *qoff, const float *k, const 
         work += 2.0 * lq * (klen ? klen[i] : lq) * dk * H;
     }
     size_t L = (size_t)c->max_len;
-    int par = work >= ENG_PAR_FLOATS * 4.0, nt = c->m->n_threads;
+    int par = work >= ENG_PAR_FLOATS * 4.0, nt = c->nt;
     (void)par, (void)nt; /* without OpenMP */
     ENG_PARALLEL_FOR_NT(par, nt)
     for (int it = 0; it < n * H; it++) {

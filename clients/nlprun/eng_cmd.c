@@ -26,7 +26,7 @@ static const char ec_gen_usage[] =
     "  --early-stopping MODE       beam search: true, false (HF's default) or never\n"
     "  --sample                    sample instead of argmax; with --temperature F (1.0),\n"
     "                              --top-k K (0: off), --top-p P (1.0: off), --seed S (0)\n"
-    "  --threads N                 matrix-product threads (0: all cores)\n"
+    "  --threads N                 threads (0: up to the CPUs, fewer while they are busy)\n"
     "  --weights TYPE              how weights are held: auto (the checkpoint's type),\n"
     "                              f32, bf16, f16 or int8 (docs/models.md)\n"
     "Defaults are the model directory's own (generation_config.json, else config.json:\n"

@@ -33,7 +33,6 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    cm_omp_wait_default(argv); /* before any thread: libgomp reads it at its start */
     if (argc < 2) {
         usage(stderr);
         return 2;

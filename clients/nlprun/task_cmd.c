@@ -82,8 +82,8 @@ static void task_usage(FILE *f, const char *task)
               f);
     fputs("  --config FILE            tasks settings (default: " DEFAULT_CONFIG
           " if present, else built-in)\n"
-          "  --threads N              matrix-product threads, 0..256 (default 1; 0 = the\n"
-          "                           CPUs nlprun may use: CPU quota and affinity)\n"
+          "  --threads N              threads, 0..256 (default 1; 0 = up to the CPUs\n"
+          "                           nlprun may use, fewer while they are busy)\n"
           "  --weights TYPE           weights held as auto (the checkpoint's), f32, bf16,\n"
           "                           f16 or int8 (docs/models.md)\n"
           "  --json                   one JSON object with the whole result\n",

@@ -286,7 +286,6 @@ int main(int argc, char **argv)
     int threads = 0, max_rows = 32, max_batch_tokens = 8192;
     double scale = 1.0;
     int reps = 5;
-    cm_omp_wait_default(argv); /* the in-process side waits as nlpd's threads do */
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--connect")) endpoint = argv[i + 1];
         else if (!strcmp(argv[i], "--model")) model_dir = argv[i + 1];

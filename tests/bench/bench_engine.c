@@ -330,8 +330,6 @@ static int be_only(const char *s)
 
 int main(int argc, char **argv)
 {
-    /* threads wait as nlpd's and nlprun's do (OMP_WAIT_POLICY=active times spinning) */
-    cm_omp_wait_default(argv);
     const char *dir = NULL;
     int threads = 2, reps = 3, warmup = 1, new_tokens = 64, in_tokens = 16;
     int only = BE_F_PEAK | BE_F_ENC | BE_F_GREEDY;

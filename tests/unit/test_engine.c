@@ -2,6 +2,7 @@
  * incremental decoding = full recompute, label scoring = teacher forcing by hand,
  * sampling reproducible and consistent with greedy at its limits, the processors, API
  * errors, and a distinct message for each kind of damaged checkpoint. */
+#include "common/common.h"
 #include "engine/engine.h"
 #include "engine/eng_int.h" /* owned_bytes: which tensors were converted */
 #include "tasks/task_int.h" /* task_job_status: how tasks report an engine status */
@@ -10,9 +11,11 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static cJSON *et_json(const char *path)
@@ -1153,6 +1156,66 @@ TEST(eng_thread_count_does_not_change_results)
         eng_model_free(&m1);
         eng_model_free(&m2);
     }
+}
+
+/* The thread count a step picks (eng_threads_step): the free CPUs shared between the
+ * contexts computing, rounded up from 0.7, within 1..max; the model's own with no reading. */
+TEST(eng_threads_pick_shares_free_cpus)
+{
+    CHECK(eng_threads_pick(-1, 1, 4) == 4);   /* no reading yet */
+    CHECK(eng_threads_pick(2.0, 1, 2) == 2);  /* alone */
+    CHECK(eng_threads_pick(1.75, 1, 2) == 2); /* a client's share of a CPU */
+    CHECK(eng_threads_pick(1.33, 1, 2) == 1); /* two spinning threads beside a hog */
+    CHECK(eng_threads_pick(1.0, 1, 2) == 1);  /* one thread beside a hog */
+    CHECK(eng_threads_pick(0.1, 1, 2) == 1);  /* never 0 */
+    CHECK(eng_threads_pick(8.0, 1, 2) == 2);  /* never above the model's */
+    CHECK(eng_threads_pick(2.0, 2, 2) == 1);  /* two contexts computing share them */
+    CHECK(eng_threads_pick(15.0, 1, 16) == 15);
+    CHECK(eng_threads_pick(16.0, 3, 16) == 5);
+    CHECK(eng_threads_pick(16.0, 0, 16) == 16);
+}
+
+/* Beside busy processes on every CPU, a model loaded with n_threads = 0 steps on one
+ * thread within a few readings; one loaded with 2 keeps 2. (Busy CPUs are the direction
+ * a test can show on a machine others use: a test machine is never known to be idle.) */
+TEST(eng_threads_auto_yields_to_busy_cpus)
+{
+    int ncpu = cm_cpu_count();
+    if (ncpu > 16) ncpu = 16;
+    pid_t hog[16];
+    for (int i = 0; i < ncpu; i++) {
+        hog[i] = fork();
+        REQUIRE(hog[i] >= 0);
+        if (hog[i] == 0) {
+            alarm(30); /* never outlives a killed test */
+            for (volatile unsigned long x = 0;; x++) continue;
+        }
+    }
+    eng_model *ma = et_model_threads("tiny-flan", 0), *m2 = et_model_threads("tiny-flan", 2);
+    eng_ctx *ca = et_ctx(ma, 4, 256), *c2 = et_ctx(m2, 4, 256);
+    int32_t ids[] = { 13959, 1566, 12, 2968, 10, 8774, 1 };
+    eng_gen_params p = eng_gen_default_params();
+    p.max_new_tokens = 24;
+    double t0 = cm_now();
+    int steps = 0;
+    while (cm_now() - t0 < 1.0) { /* five readings */
+        eng_gen_result r;
+        eng_gen_req q = { .ids = ids, .n_ids = 7, .params = &p, .out = &r };
+        REQUIRE(eng_generate(ca, &q, 1) == 0 && q.status == 0);
+        eng_gen_result_clear(&r);
+        steps++;
+    }
+    int auto_nt = eng_ctx_threads(ca);
+    eng_gen_result r;
+    eng_gen_req q = { .ids = ids, .n_ids = 7, .params = &p, .out = &r };
+    REQUIRE(eng_generate(c2, &q, 1) == 0 && q.status == 0);
+    eng_gen_result_clear(&r);
+    for (int i = 0; i < ncpu; i++) kill(hog[i], SIGKILL), waitpid(hog[i], NULL, 0);
+    CHECK_MSG(auto_nt == 1, "auto: %d threads beside %d busy CPUs after %d calls", auto_nt, ncpu,
+              steps);
+    CHECK(eng_ctx_threads(c2) == 2);
+    eng_ctx_free(&ca), eng_ctx_free(&c2);
+    eng_model_free(&ma), eng_model_free(&m2);
 }
 
 /* ---- continuous batching: requests join a running batch ---- */
