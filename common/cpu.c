@@ -8,6 +8,7 @@
 #include "common/common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
 #include <stdio.h>
@@ -168,26 +169,49 @@ int cm_cpu_count_at(const char *root, int affinity)
 
 int cm_cpu_count(void) { return cm_cpu_count_at("", 0); }
 
-/* The idle time (idle + iowait) of the CPUs in `mask`, in ticks, from a /proc/stat-format
- * text: the "cpuN ..." lines. Steal time is not idle: the hypervisor ran someone else. */
-static long long stat_idle(FILE *f, const cpu_set_t *mask)
+/* One "cpuN user nice system idle iowait ..." line of /proc/stat: adds its idle + iowait
+ * to *sum when N is in mask. 1 for a cpuN line, 0 for the "cpu" total or a short line,
+ * -1 for a line that is not about a CPU (the cpu lines come first, together). Steal
+ * time is not idle: the hypervisor ran someone else. */
+static int stat_line(const char *line, const cpu_set_t *mask, long long *sum)
 {
-    char line[512];
+    unsigned cpu;
+    long long v[5];
+    if (strncmp(line, "cpu", 3) != 0) return -1;
+    if (line[3] < '0' || line[3] > '9') return 0; /* "cpu  ...": the total */
+    if (sscanf(line + 3, "%u %lld %lld %lld %lld %lld", &cpu, &v[0], &v[1], &v[2], &v[3], &v[4]) !=
+        6)
+        return 0;
+    if (cpu < CPU_SETSIZE && CPU_ISSET(cpu, mask)) *sum += v[3] + v[4];
+    return 1;
+}
+
+/* The idle ticks of the CPUs in mask from the /proc/stat-format file fd, read in chunks
+ * into a buffer on the stack (the engine reads it between decode steps, where nothing
+ * allocates). -1 when it has no cpuN line. */
+static long long stat_idle(int fd, const cpu_set_t *mask)
+{
+    char buf[4096];
+    size_t have = 0;
     long long sum = 0;
     int seen = 0;
-    while (fgets(line, sizeof line, f)) {
-        unsigned cpu;
-        long long v[5];
-        if (strncmp(line, "cpu", 3) != 0) {
-            if (seen) break; /* the cpu lines come first, together */
-            continue;
+    for (;;) {
+        ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        have += (size_t)n;
+        buf[have] = '\0';
+        char *p = buf, *nl;
+        while ((nl = strchr(p, '\n'))) {
+            *nl = '\0';
+            int k = stat_line(p, mask, &sum);
+            if (k < 0 && seen) return sum; /* past the cpu lines */
+            seen |= k > 0;
+            p = nl + 1;
         }
-        if (line[3] < '0' || line[3] > '9') continue; /* "cpu  ...": the total */
-        if (sscanf(line + 3, "%u %lld %lld %lld %lld %lld", &cpu, &v[0], &v[1], &v[2], &v[3],
-                   &v[4]) != 6)
-            continue;
-        seen = 1;
-        if (cpu < CPU_SETSIZE && CPU_ISSET(cpu, mask)) sum += v[3] + v[4];
+        have = (size_t)(buf + have - p);
+        if (have == sizeof buf - 1) have = 0; /* a line longer than the buffer: skip */
+        memmove(buf, p, have);
     }
     return seen ? sum : -1;
 }
@@ -198,10 +222,10 @@ int cm_cpu_read_at(const char *root, cm_cpu_reading *r)
     cpu_set_t mask;
     if (sched_getaffinity(0, sizeof mask, &mask) < 0) return -1;
     snprintf(path, sizeof path, "%s/proc/stat", root);
-    FILE *f = fopen(path, "re");
-    if (!f) return -1;
-    long long idle = stat_idle(f, &mask);
-    fclose(f);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    long long idle = stat_idle(fd, &mask);
+    close(fd);
     long hz = sysconf(_SC_CLK_TCK);
     struct timespec own;
     if (idle < 0 || hz <= 0 || clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &own) < 0) return -1;

@@ -117,7 +117,7 @@ TEST(cpu_read_idle_of_own_cpus)
     char *r = fake_root(), text[1 << 16];
     size_t n = (size_t)snprintf(text, sizeof text, "cpu  999 0 999 99999 999 0 0 999 0 0\n");
     long long want = 0;
-    for (int cpu = 0; cpu < 64; cpu++) {
+    for (int cpu = 0; cpu < 300; cpu++) { /* 10 KB: read in chunks */
         long long idle = 1000 + cpu, iowait = 7 * cpu;
         n += (size_t)snprintf(text + n, sizeof text - n, "cpu%d 5 0 5 %lld %lld 0 0 300 0 0\n", cpu,
                               idle, iowait);
