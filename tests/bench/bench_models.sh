@@ -4,7 +4,8 @@
 # a directory of links to the same files, so a separate model, its own context, queue and
 # worker), summarize with 8 new tokens (EOS forbidden before), 4 clients per model, one
 # document per request. Each model's worker runs the engine with `threads` threads of its
-# own: runs with threads = 1 (two models: two threads on the machine's cores) and with
+# own: runs with threads = 0 (the default: each step takes its share of the free CPUs,
+# engine/threads.c), threads = 1 (two models: two threads on the machine's cores) and
 # threads = 2 (two models: four threads), to show what sharing the cores costs.
 # Reported: docs/s alone, docs/s together, together/alone per model, and the sum (each the
 # best of two runs, alternating).
@@ -62,7 +63,7 @@ CONF
 A="{ name = \"a\"; path = \"$PWD/$M\"; }"
 Bm="{ name = \"b\"; path = \"$T/b\"; }"
 max() { awk -v x="$1" -v y="$2" 'BEGIN { print (x > y ? x : y) }'; }
-for th in 1 2; do
+for th in 0 1 2; do
     # twice each, alternating, the best of the two: other load on the machine comes and
     # goes during a run, and the best is the figure least disturbed by it
     a=0 b=0 ta=0 tb=0
