@@ -69,11 +69,6 @@ void eng_lin_row(const eng_lin *l, int r, float *out)
     else eng_wrow(l->type, l->w, l->in, r, l->in, out);
 }
 
-void eng_scale(float *x, size_t n, float s)
-{
-    for (size_t i = 0; i < n; i++) x[i] *= s;
-}
-
 void eng_sinusoids(float *out, int rows, int d, int shift)
 {
     int half = d / 2;

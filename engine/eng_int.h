@@ -105,6 +105,9 @@ void eng_gemm_serial(int M, int N, int K, const float *A, int lda, const float *
 /* ---- kernels.c: the elementwise kernels ---- */
 /* out[rows, d] = w * x / sqrt(mean(x^2) + eps); out may alias x. */
 void eng_rmsnorm(const float *x, const float *w, int rows, int d, float eps, float *out);
+/* x[rows, d] += h, then out = eng_rmsnorm(x) (bitwise the two calls); out may be h. */
+void eng_add_rmsnorm(float *x, const float *h, const float *w, int rows, int d, float eps,
+                     float *out);
 /* In place over n values; fp32 with max subtraction. -INFINITY entries become 0. */
 void eng_softmax(float *x, int n);
 /* x[i] = gelu_new(x[i]), times y[i] when y is not NULL (the gated feed-forward), over n
@@ -113,6 +116,16 @@ void eng_gelu_new(float *x, const float *y, size_t n);
 void eng_relu(float *x, size_t n);
 /* x[i] += y[i] over n values. */
 void eng_add(float *x, const float *y, size_t n);
+/* Attention of one head, on the calling thread: S[Lq, Lk] (row stride lds) = Q[Lq, dk]
+ * (row stride ldq) KT[dk, Lk] (the keys transposed, row stride ldk), plus row i's bias
+ * bias + i * bstep ([Lk], when bias is not NULL) added to the sums. Each sum is the chain
+ * eng_gemm_serial computes (bitwise the same), the bias added after it. */
+void eng_attn_scores(int Lq, int Lk, int dk, const float *q, int ldq, const float *kt, int ldk,
+                     const float *bias, long bstep, float *s, int lds);
+/* O[Lq, dk] (row stride ldo) = P[Lq, Lk] (ldp) V[Lk, dk] (ldv), bitwise as eng_gemm_serial
+ * (trans_b 0, beta 0). */
+void eng_attn_pv(int Lq, int Lk, int dk, const float *p, int ldp, const float *v, int ldv,
+                 float *o, int ldo);
 /* Natural-log normaliser of a logit row, accumulated in double: log(sum(exp(x))). */
 double eng_logsumexp(const float *x, int n);
 /* F16 / BF16 -> F32. */

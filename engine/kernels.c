@@ -66,8 +66,21 @@ __attribute__((always_inline)) static inline float ek_vmax(ek_vf v)
 /* The largest of x[0..n), -inf for none (or all -inf). */
 __attribute__((always_inline)) static inline float ek_max(const float *x, size_t n)
 {
-    ek_vf m = ek_vsplat(-INFINITY);
+    ek_vf m = ek_vsplat(-INFINITY), m1 = m, m2 = m, m3 = m;
     size_t i = 0;
+    /* four chains, for the latency of the compare and select: a max is the same value
+     * in any order (a -0 for a +0 changes no difference x - max) */
+    for (; i + 4 * EK_LANES <= n; i += 4 * EK_LANES) {
+        ek_vf v = ek_vload(x + i), v1 = ek_vload(x + i + 16), v2 = ek_vload(x + i + 32),
+              v3 = ek_vload(x + i + 48);
+        m = ek_vsel(v > m, v, m);
+        m1 = ek_vsel(v1 > m1, v1, m1);
+        m2 = ek_vsel(v2 > m2, v2, m2);
+        m3 = ek_vsel(v3 > m3, v3, m3);
+    }
+    m = ek_vsel(m1 > m, m1, m);
+    m2 = ek_vsel(m3 > m2, m3, m2);
+    m = ek_vsel(m2 > m, m2, m);
     for (; i + EK_LANES <= n; i += EK_LANES) {
         ek_vf v = ek_vload(x + i);
         m = ek_vsel(v > m, v, m);
@@ -92,7 +105,10 @@ static void ek_rmsnorm_row(const float *x, const float *w, int d, float eps, flo
     float ss = ek_vsum(acc);
     for (; i < d; i++) ss += x[i] * x[i];
     float inv = 1.0f / sqrtf(ss / (float)d + eps);
-    for (i = 0; i < d; i++) o[i] = w[i] * (x[i] * inv);
+    ek_vf vinv = ek_vsplat(inv);
+    for (i = 0; i + EK_LANES <= d; i += EK_LANES)
+        ek_vstore(o + i, ek_vload(w + i) * (ek_vload(x + i) * vinv));
+    for (; i < d; i++) o[i] = w[i] * (x[i] * inv);
 }
 
 void eng_rmsnorm(const float *x, const float *w, int rows, int d, float eps, float *out)
@@ -100,6 +116,39 @@ void eng_rmsnorm(const float *x, const float *w, int rows, int d, float eps, flo
     ENG_PARALLEL_FOR((size_t)rows * (size_t)d >= ENG_PAR_FLOATS)
     for (int r = 0; r < rows; r++)
         ek_rmsnorm_row(x + (size_t)r * d, w, d, eps, out + (size_t)r * d);
+}
+
+/* x += h, then out = the RMS norm of x (ek_rmsnorm_row's arithmetic): the residual and the
+ * next sublayer's norm in one pass over x. out may be h. */
+ENG_CLONES
+static void ek_add_rmsnorm_row(float *x, const float *h, const float *w, int d, float eps,
+                               float *o)
+{
+    ek_vf acc = { 0 };
+    int i = 0;
+    for (; i + EK_LANES <= d; i += EK_LANES) {
+        ek_vf v = ek_vload(x + i) + ek_vload(h + i);
+        ek_vstore(x + i, v);
+        acc += v * v;
+    }
+    float ss = ek_vsum(acc);
+    for (; i < d; i++) {
+        x[i] += h[i];
+        ss += x[i] * x[i];
+    }
+    float inv = 1.0f / sqrtf(ss / (float)d + eps);
+    ek_vf vinv = ek_vsplat(inv);
+    for (i = 0; i + EK_LANES <= d; i += EK_LANES)
+        ek_vstore(o + i, ek_vload(w + i) * (ek_vload(x + i) * vinv));
+    for (; i < d; i++) o[i] = w[i] * (x[i] * inv);
+}
+
+void eng_add_rmsnorm(float *x, const float *h, const float *w, int rows, int d, float eps,
+                     float *out)
+{
+    ENG_PARALLEL_FOR((size_t)rows * (size_t)d >= ENG_PAR_FLOATS)
+    for (int r = 0; r < rows; r++)
+        ek_add_rmsnorm_row(x + (size_t)r * d, h + (size_t)r * d, w, d, eps, out + (size_t)r * d);
 }
 
 /* ---- exp: a Cephes-style polynomial (about 2 ulp). libm's expf and tanhf are a fifth of
@@ -148,7 +197,9 @@ void eng_softmax(float *x, int n)
         memcpy(x + i, &v, (size_t)(n - i) * sizeof(float));
     }
     float inv = 1.0f / ek_vsum(acc);
-    for (i = 0; i < n; i++) x[i] *= inv;
+    ek_vf vinv = ek_vsplat(inv);
+    for (i = 0; i + EK_LANES <= n; i += EK_LANES) ek_vstore(x + i, ek_vload(x + i) * vinv);
+    for (; i < n; i++) x[i] *= inv;
 }
 
 /* gelu_new: 0.5 x (1 + tanh(u)) = x * (1 - 1 / (1 + exp(2u))),
@@ -189,18 +240,36 @@ void eng_gelu_new(float *x, const float *y, size_t n)
     }
 }
 
-void eng_relu(float *x, size_t n)
+/* n values of x: op 0: x += y; 1: relu; 2: x *= s. Lane by lane, so the bits of the
+ * plain loop. */
+ENG_CLONES
+static void ek_elem_block(int op, float *x, const float *y, float s, size_t n)
 {
-    ENG_PARALLEL_FOR(n >= ENG_PAR_FLOATS)
-    for (size_t i = 0; i < n; i++)
-        if (!(x[i] > 0.0f)) x[i] = 0.0f;
+    size_t i = 0;
+    ek_vf vs = ek_vsplat(s), z = { 0 };
+    for (; i + EK_LANES <= n; i += EK_LANES) {
+        ek_vf v = ek_vload(x + i);
+        v = op == 0 ? v + ek_vload(y + i) : op == 1 ? ek_vsel(v > z, v, z) : v * vs;
+        ek_vstore(x + i, v);
+    }
+    for (; i < n; i++) x[i] = op == 0 ? x[i] + y[i] : op == 1 ? (x[i] > 0.0f ? x[i] : 0.0f) : x[i] * s;
 }
 
-void eng_add(float *x, const float *y, size_t n)
+static void ek_elem(int op, float *x, const float *y, float s, size_t n)
 {
+    long blocks = (long)((n + EK_BLOCK - 1) / EK_BLOCK);
     ENG_PARALLEL_FOR(n >= ENG_PAR_FLOATS)
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
+    for (long b = 0; b < blocks; b++) {
+        size_t i = (size_t)b * EK_BLOCK;
+        ek_elem_block(op, x + i, y ? y + i : NULL, s, n - i < EK_BLOCK ? n - i : EK_BLOCK);
+    }
 }
+
+void eng_relu(float *x, size_t n) { ek_elem(1, x, NULL, 0.0f, n); }
+
+void eng_add(float *x, const float *y, size_t n) { ek_elem(0, x, y, 0.0f, n); }
+
+void eng_scale(float *x, size_t n, float s) { ek_elem(2, x, NULL, s, n); }
 
 ENG_CLONES
 double eng_logsumexp(const float *x, int n)
@@ -257,3 +326,141 @@ float eng_f16_to_f32(uint16_t h)
     memcpy(&f, &u, sizeof f);
     return f;
 }
+
+/* ---- attention's products for one head ----
+ * Each output is one multiply-add chain over k in order, as eng_gemm_serial computes it
+ * (a*b+c is one FMA where the clone has FMA, else a product then a sum, as in gemm.c,
+ * which is compiled with -ffp-contract=fast): the same bits as eng_gemm_serial, for
+ * every row whatever the others. What differs is the order of the loops: a block of the
+ * operand that every row reuses (64 columns of the transposed keys; 64 rows of the
+ * values) stays in L1 while all the rows pass, instead of being read again from L2 for
+ * every 4 rows. */
+#if defined(__clang__)
+#pragma clang fp contract(fast)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=fast")
+#endif
+
+/* The first n (<= 16) lanes of v to p. */
+__attribute__((always_inline)) static inline void ek_vstore_part(float *p, ek_vf v, int n)
+{
+    if (n == EK_LANES) ek_vstore(p, v);
+    else memcpy(p, &v, (size_t)n * sizeof(float));
+}
+
+/* nr rows x nc vectors (the last one nlast lanes wide) of S = Q KT (+ bias). */
+__attribute__((always_inline)) static inline void ek_qk_block(int nr, int nc, int nlast, int dk,
+                                                              const float *q, int ldq,
+                                                              const float *kt, int ldk,
+                                                              const float *b, long bstep,
+                                                              float *s, int lds)
+{
+    ek_vf acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) acc[r][c] = (ek_vf){ 0 };
+    for (int k = 0; k < dk; k++) {
+        const float *kk = kt + (size_t)k * ldk;
+#pragma GCC unroll 4
+        for (int c = 0; c < nc; c++) {
+            ek_vf y = c == nc - 1 && nlast < EK_LANES ? ek_vload_part(kk + 16 * c, (size_t)nlast, 0.0f)
+                                                     : ek_vload(kk + 16 * c);
+#pragma GCC unroll 4
+            for (int r = 0; r < nr; r++) acc[r][c] += q[(size_t)r * ldq + k] * y;
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < nr; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < nc; c++) {
+            int n = c == nc - 1 ? nlast : EK_LANES;
+            ek_vf v = acc[r][c];
+            if (b) v += n == EK_LANES ? ek_vload(b + r * bstep + 16 * c)
+                                      : ek_vload_part(b + r * bstep + 16 * c, (size_t)n, 0.0f);
+            ek_vstore_part(s + (size_t)r * lds + 16 * c, v, n);
+        }
+}
+
+ENG_CLONES
+void eng_attn_scores(int Lq, int Lk, int dk, const float *q, int ldq, const float *kt, int ldk,
+                     const float *bias, long bstep, float *s, int lds)
+{
+    for (int j = 0; j < Lk; j += 64) {
+        int w = Lk - j < 64 ? Lk - j : 64, nc = (w + 15) / 16, nlast = w - 16 * (nc - 1);
+        for (int i = 0; i < Lq; i += 4) {
+            int nr = Lq - i < 4 ? Lq - i : 4;
+            const float *qi = q + (size_t)i * ldq, *b = bias ? bias + i * bstep + j : NULL;
+            float *si = s + (size_t)i * lds + j;
+            /* the common shapes by constants, so that the accumulators stay in registers */
+            if (nr == 4 && nc == 4) ek_qk_block(4, 4, nlast, dk, qi, ldq, kt + j, ldk, b, bstep, si, lds);
+            else if (nc == 4) ek_qk_block(nr, 4, nlast, dk, qi, ldq, kt + j, ldk, b, bstep, si, lds);
+            else ek_qk_block(nr, nc, nlast, dk, qi, ldq, kt + j, ldk, b, bstep, si, lds);
+        }
+    }
+}
+
+/* Rows q of O += P V over the keys j0 .. j1 - 1, nr rows x nc vectors of columns (the
+ * last nlast lanes wide): the sums so far are read back from O (first: from zero), so
+ * each output stays one chain over the keys in order. */
+__attribute__((always_inline)) static inline void ek_pv_block(int nr, int nc, int nlast, int j0,
+                                                              int j1, const float *p, int ldp,
+                                                              const float *v, int ldv, float *o,
+                                                              int ldo)
+{
+    ek_vf acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            int n = c == nc - 1 ? nlast : EK_LANES;
+            acc[r][c] = (ek_vf){ 0 };
+            if (r < nr && c < nc && j0 > 0)
+                acc[r][c] = n == EK_LANES ? ek_vload(o + (size_t)r * ldo + 16 * c)
+                                          : ek_vload_part(o + (size_t)r * ldo + 16 * c, (size_t)n, 0.0f);
+        }
+    for (int j = j0; j < j1; j++) {
+        const float *vj = v + (size_t)j * ldv;
+#pragma GCC unroll 4
+        for (int c = 0; c < nc; c++) {
+            ek_vf y = c == nc - 1 && nlast < EK_LANES ? ek_vload_part(vj + 16 * c, (size_t)nlast, 0.0f)
+                                                     : ek_vload(vj + 16 * c);
+#pragma GCC unroll 4
+            for (int r = 0; r < nr; r++) acc[r][c] += p[(size_t)r * ldp + j] * y;
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < nr; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < nc; c++)
+            ek_vstore_part(o + (size_t)r * ldo + 16 * c, acc[r][c], c == nc - 1 ? nlast : EK_LANES);
+}
+
+/* Keys per block of the values kept in L1 while the rows pass (64 x 64 floats: 16 KiB). */
+#define EK_PV_KEYS 64
+
+ENG_CLONES
+void eng_attn_pv(int Lq, int Lk, int dk, const float *p, int ldp, const float *v, int ldv,
+                 float *o, int ldo)
+{
+    for (int j0 = 0; j0 < Lk; j0 += EK_PV_KEYS) {
+        int j1 = Lk - j0 < EK_PV_KEYS ? Lk : j0 + EK_PV_KEYS;
+        for (int d = 0; d < dk; d += 64) {
+            int w = dk - d < 64 ? dk - d : 64, nc = (w + 15) / 16, nlast = w - 16 * (nc - 1);
+            for (int i = 0; i < Lq; i += 4) {
+                int nr = Lq - i < 4 ? Lq - i : 4;
+                const float *pi = p + (size_t)i * ldp;
+                float *oi = o + (size_t)i * ldo + d;
+                if (nr == 4 && nc == 4 && nlast == EK_LANES)
+                    ek_pv_block(4, 4, EK_LANES, j0, j1, pi, ldp, v + d, ldv, oi, ldo);
+                else ek_pv_block(nr, nc, nlast, j0, j1, pi, ldp, v + d, ldv, oi, ldo);
+            }
+        }
+    }
+}
+#if defined(__clang__)
+#pragma clang fp contract(on)
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif

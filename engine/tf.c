@@ -47,16 +47,37 @@ static void tf_residual(eng_ctx *c, const eng_norm_w *ln, int n)
     if (!a->pre_norm) eng_norm(a, ln, c->w.x, n, D, c->w.x);
 }
 
-/* Residual feed-forward on x[n, d_model] (uses h, ff0, ff1). */
-static void tf_ff(eng_ctx *c, const eng_layer_w *l, int n)
+/* x += h (the sublayer's output), then the input of the next sublayer (pre-norm: its
+ * norm `next` of x into h; none when next is NULL), as tf_residual then tf_in compute it:
+ * for an RMS norm, in one pass over x. */
+static const float *tf_residual_in(eng_ctx *c, const eng_norm_w *ln, const eng_norm_w *next,
+                                   int n)
+{
+    const eng_arch_config *a = &c->m->cfg.arch;
+    if (next && a->pre_norm && a->norm == ENG_NORM_RMS) {
+        eng_add_rmsnorm(c->w.x, c->w.h, next->w, n, c->m->cfg.d_model, a->norm_eps, c->w.h);
+        return c->w.h;
+    }
+    tf_residual(c, ln, n);
+    return next ? tf_in(c, next, n) : NULL;
+}
+
+/* The feed-forward of the sublayer's input in [n, d_model] into h (uses ff0, ff1); the
+ * caller adds it to x. */
+static void tf_ff_out(eng_ctx *c, const eng_layer_w *l, const float *in, int n)
 {
     const eng_arch_config *a = &c->m->cfg.arch;
     size_t F = (size_t)c->m->cfg.d_ff;
-    const float *in = tf_in(c, &l->ln_ff, n);
     eng_lin_apply(&l->wi, in, n, c->w.ff0);
     if (a->gated) eng_lin_apply(&l->wi1, in, n, c->w.ff1);
     eng_activate(a->act, c->w.ff0, a->gated ? c->w.ff1 : NULL, (size_t)n * F);
     eng_lin_apply(&l->wo, c->w.ff0, n, c->w.h);
+}
+
+/* Residual feed-forward on x[n, d_model] (uses h, ff0, ff1). */
+static void tf_ff(eng_ctx *c, const eng_layer_w *l, int n)
+{
+    tf_ff_out(c, l, tf_in(c, &l->ln_ff, n), n);
     tf_residual(c, &l->ln_ff, n);
 }
 
@@ -126,17 +147,21 @@ static void tf_attend_head(const eng_ctx *c, const float *q, float *att, int Lq,
                            float *s, float *kt)
 {
     int I = c->m->inner, dk = c->m->cfg.d_kv, L = c->max_len;
+    /* the encoder's relative position bias: row i's is enc_bias[hd] from L - 1 - i */
+    const float *eb = NULL;
+    if (mode == 0 && c->w.enc_bias) eb = c->w.enc_bias + (size_t)hd * (2 * L - 1) + (L - 1);
     if (Lq >= 4) {
         eng_transpose(Lk, dk, k + hd * dk, I, kt, c->w.keys_ld);
-        eng_gemm_serial(Lq, Lk, dk, q + hd * dk, I, kt, c->w.keys_ld, 0, 0.0f, s, Lk);
+        eng_attn_scores(Lq, Lk, dk, q + hd * dk, I, kt, c->w.keys_ld, eb, -1, s, Lk);
     } else {
         eng_gemm_serial(Lq, Lk, dk, q + hd * dk, I, k + hd * dk, I, 1, 0.0f, s, Lk);
+        for (int i = 0; eb && i < Lq; i++)
+            for (int j = 0; j < Lk; j++) s[(size_t)i * Lk + j] += eb[j - i];
     }
     for (int i = 0; i < Lq; i++) {
         float *si = s + (size_t)i * Lk;
-        if (mode == 0 && c->w.enc_bias) {
-            const float *b = c->w.enc_bias + (size_t)hd * (2 * L - 1) + (L - 1) - i;
-            for (int j = 0; j < Lk; j++) si[j] += b[j];
+        if (mode == 0) {
+            /* the bias is in the scores */
         } else if (mode == 1 && c->w.dec_bias) {
             const float *b = c->w.dec_bias + (size_t)hd * L;
             if (dep) {
@@ -156,7 +181,8 @@ static void tf_attend_head(const eng_ctx *c, const float *q, float *att, int Lq,
         }
         eng_softmax(si, Lk);
     }
-    eng_gemm_serial(Lq, dk, Lk, s, Lk, v + hd * dk, I, 0, 0.0f, att + hd * dk, I);
+    if (Lq >= 4) eng_attn_pv(Lq, Lk, dk, s, Lk, v + hd * dk, I, att + hd * dk, I);
+    else eng_gemm_serial(Lq, dk, Lk, s, Lk, v + hd * dk, I, 0, 0.0f, att + hd * dk, I);
 }
 
 /* Attention of n sequences into c->w.att: sequence i's queries are rows qoff[i] ..
@@ -196,13 +222,15 @@ static void tf_encode(eng_ctx *c, const int32_t *ids, const int *tok_off, int n,
     int D = cf->d_model, I = m->inner, T = tok_off[n];
     tf_positions(c, ids, tok_off, n, cf->arch.pos_pad_zero);
     tf_embed(c, &m->enc, ids, c->w.pos_ids, T);
+    const float *in = cf->num_layers > 0 ? tf_in(c, &m->enc.layers[0].ln_self, T) : NULL;
     for (int li = 0; li < cf->num_layers; li++) {
         const eng_layer_w *l = &m->enc.layers[li];
-        tf_qkv(c, &l->self, tf_in(c, &l->ln_self, T), T, 1);
+        tf_qkv(c, &l->self, in, T, 1);
         tf_attend(c, n, tok_off, c->w.k, c->w.v, NULL, NULL, 0, NULL, NULL);
         eng_lin_apply(&l->self.o, c->w.att, T, c->w.h);
-        tf_residual(c, &l->ln_self, T);
-        tf_ff(c, l, T);
+        tf_ff_out(c, l, tf_residual_in(c, &l->ln_self, &l->ln_ff, T), T);
+        const eng_norm_w *next = li + 1 < cf->num_layers ? &m->enc.layers[li + 1].ln_self : NULL;
+        in = tf_residual_in(c, &l->ln_ff, next, T);
     }
     tf_final(c, &m->enc, T, c->w.enc_out);
     if (cross_at < 0) return;
