@@ -46,6 +46,11 @@ int eng_threads_step(eng_ctx *c);
 /* The count for free_cpus CPUs free (cm_cpu_free; < 0: unknown, then max) shared by
  * `users` contexts, 1..max: threads_step's arithmetic, for tests. */
 int eng_threads_pick(double free_cpus, int users, int max);
+/* For tests: the F16 kernels use F16C at most at `level` (4: the AVX-512 kernels, 3: the
+ * AVX2 ones, 0: the integer widening); -1 restores the CPU's best. Not thread-safe
+ * against running products. 0, or -1 when the build has no F16C kernels (then every
+ * level is the integer widening). */
+int eng_gemm_set_f16c(int level);
 /* C[M,N] = A[M,K] W[N,K]^T (+ beta C) by the packed many-rows kernel whatever M (eng_gemm's
  * choice past 8 rows): for tests. 0, or -1 out of memory. */
 int eng_gemm_many(int M, int N, int K, const float *A, int lda, const float *W, int ldw, float beta,

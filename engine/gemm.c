@@ -639,12 +639,25 @@ __attribute__((always_inline)) static inline void ek_widen_rows(int wt, const vo
     }
 }
 
+static int ek_f16c_cap = 4; /* eng_gemm_set_f16c */
+
+int eng_gemm_set_f16c(int level)
+{
+    ek_f16c_cap = level < 0 ? 4 : level;
 #ifdef EK_F16C
-/* The F16C level of this CPU: 4 (x86-64-v4: AVX-512), 3 (x86-64-v3: AVX2, F16C), 0. */
+    return 0;
+#else
+    return -1;
+#endif
+}
+
+#ifdef EK_F16C
+/* The F16C level of this CPU: 4 (x86-64-v4: AVX-512), 3 (x86-64-v3: AVX2, F16C), 0;
+ * at most ek_f16c_cap. */
 static int ek_f16c_level(void)
 {
-    if (__builtin_cpu_supports("x86-64-v4")) return 4;
-    if (__builtin_cpu_supports("x86-64-v3")) return 3;
+    if (ek_f16c_cap >= 4 && __builtin_cpu_supports("x86-64-v4")) return 4;
+    if (ek_f16c_cap >= 3 && __builtin_cpu_supports("x86-64-v3")) return 3;
     return 0;
 }
 

@@ -1,7 +1,7 @@
 /* The half-precision kernel paths (engine/gemm.c): BF16 weights widened inside the
  * few-rows kernel's transpose (two rows a vector, even and odd k split, three block
  * exchanges), F16 weights widened by F16C (AVX-512 and AVX2 kernels chosen at run time,
- * the integer widening elsewhere), and the packed kernel's widened tiles with the next
+ * the integer widening elsewhere: each forced in turn, eng_gemm_set_f16c), and the packed kernel's widened tiles with the next
  * tile's halves prefetched. Each against the same product with the weights widened to
  * F32 (bitwise: the contract of the weight types) and a double reference, over full and
  * partial 16-row tiles, several tiles (the prefetch), K not a multiple of 16 and M = 1,
@@ -62,11 +62,16 @@ TEST(eng_kernel_half_paths)
     REQUIRE(A && Wf && Wh && C && Cf && C1);
     double worst = 0;
     int cases = 0, bad = 0;
-    for (int wt = ENG_W_BF16; wt <= ENG_W_F16; wt++)
+    /* BF16; F16 at each F16C level the CPU has (4: AVX-512, 3: AVX2, 0: integer) */
+    static const int runs[][2] = {
+        { ENG_W_BF16, -1 }, { ENG_W_F16, 4 }, { ENG_W_F16, 3 }, { ENG_W_F16, 0 }
+    };
+    for (size_t ri = 0; ri < sizeof runs / sizeof *runs; ri++)
         for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++)
             for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
                 for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++) {
-                    int M = Ms[mi], N = Ns[ni], K = Ks[ki];
+                    int wt = runs[ri][0], M = Ms[mi], N = Ns[ni], K = Ks[ki];
+                    eng_gemm_set_f16c(runs[ri][1]);
                     if (M * N * K > 4000000 && K != 517) continue; /* one large K is enough */
                     for (int i = 0; i < M * K; i++) A[i] = kh_rand();
                     for (int i = 0; i < N * K; i++) {
@@ -81,8 +86,10 @@ TEST(eng_kernel_half_paths)
                     size_t bytes = sizeof(float) * M * N;
                     if (memcmp(C, Cf, bytes) != 0 || memcmp(C1, Cf, bytes) != 0) {
                         if (bad++ < 5)
-                            CHECK_MSG(0, "wt %d M %d N %d K %d: differs from the F32 widening", wt,
-                                      M, N, K);
+                            CHECK_MSG(0,
+                                      "wt %d (F16C level %d) M %d N %d K %d: differs from the "
+                                      "F32 widening",
+                                      wt, runs[ri][1], M, N, K);
                         continue;
                     }
                     for (int m = 0; m < M; m++)
@@ -97,6 +104,7 @@ TEST(eng_kernel_half_paths)
                         }
                     cases++;
                 }
+    eng_gemm_set_f16c(-1);
     CHECK_MSG(bad == 0, "%d shapes differ from the F32 widening", bad);
     /* one fp32 chain over up to 517 terms: sqrt(517) 2^-24 is 1.4e-6 */
     CHECK_MSG(worst <= 2e-6, "worst error %g of the sum of |terms|", worst);
@@ -120,9 +128,11 @@ TEST(eng_kernel_half_f16_specials)
     for (int n = 0; n < N; n += 3) Wh[n * K + (n * 7) % K] = specials[n % 5];
     for (int i = 0; i < N * K; i++) Wf[i] = eng_f16_to_f32(Wh[i]);
     static const int Ms[] = { 1, 4, 20 };
-    for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++) {
-        int M = Ms[mi];
+    for (size_t mi = 0; mi < 3 * sizeof Ms / sizeof *Ms; mi++) {
+        int M = Ms[mi % 3];
+        eng_gemm_set_f16c(mi < 3 ? 4 : mi < 6 ? 3 : 0);
         eng_gemm_w(M, N, K, A, K, ENG_W_F16, Wh, K, 0.0f, C, N);
+        eng_gemm_set_f16c(-1);
         eng_gemm_w(M, N, K, A, K, ENG_W_F32, Wf, K, 0.0f, Cf, N);
         for (int i = 0; i < M * N; i++) {
             CHECK_MSG(isnan(C[i]) == isnan(Cf[i]) && (isnan(C[i]) || C[i] == Cf[i]),
