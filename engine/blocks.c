@@ -63,6 +63,32 @@ void eng_lin_apply(const eng_lin *l, const float *x, int rows, float *y)
     }
 }
 
+void eng_lin_apply_n(const eng_lin *const ls[], int n, const float *x, int rows, float *const ys[])
+{
+    int shared = n > 1 && n <= ENG_Q8_MAX_SHARED;
+    for (int i = 0; shared && i < n; i++)
+        shared = ls[i]->type == ENG_W_I8 && ls[i]->in == ls[0]->in;
+    if (!shared) {
+        for (int i = 0; i < n; i++) eng_lin_apply(ls[i], x, rows, ys[i]);
+        return;
+    }
+    const void *w[ENG_Q8_MAX_SHARED];
+    int N[ENG_Q8_MAX_SHARED], ld[ENG_Q8_MAX_SHARED];
+    for (int i = 0; i < n; i++) w[i] = ls[i]->w, N[i] = ld[i] = ls[i]->out;
+    if (eng_gemm_q8_n(rows, ls[0]->in, x, ls[0]->in, n, w, N, ys, ld) < 0)
+        for (int i = 0; i < n; i++) /* no scratch: no result */
+            for (size_t j = 0; j < (size_t)rows * N[i]; j++) ys[i][j] = NAN;
+    for (int i = 0; i < n; i++) {
+        const eng_lin *l = ls[i];
+        if (!l->b) continue;
+        ENG_PARALLEL_FOR((size_t)rows * l->out >= ENG_PAR_FLOATS)
+        for (int r = 0; r < rows; r++) {
+            float *yr = ys[i] + (size_t)r * l->out;
+            for (int j = 0; j < l->out; j++) yr[j] += l->b[j];
+        }
+    }
+}
+
 void eng_lin_row(const eng_lin *l, int r, float *out)
 {
     if (l->type == ENG_W_I8) eng_q8_weight_row(l->w, l->out, l->in, r, out);

@@ -129,8 +129,8 @@ void eng_attn_scores(int Lq, int Lk, int dk, const float *q, int ldq, const floa
                      const float *bias, long bstep, float *s, int lds);
 /* O[Lq, dk] (row stride ldo) = P[Lq, Lk] (ldp) V[Lk, dk] (ldv), bitwise as eng_gemm_serial
  * (trans_b 0, beta 0). */
-void eng_attn_pv(int Lq, int Lk, int dk, const float *p, int ldp, const float *v, int ldv,
-                 float *o, int ldo);
+void eng_attn_pv(int Lq, int Lk, int dk, const float *p, int ldp, const float *v, int ldv, float *o,
+                 int ldo);
 /* Natural-log normaliser of a logit row, accumulated in double: log(sum(exp(x))). */
 double eng_logsumexp(const float *x, int n);
 /* F16 / BF16 -> F32. */
@@ -153,6 +153,11 @@ void eng_layernorm(const float *x, const float *w, const float *b, int rows, int
 /* y[rows, l->out] = x[rows, l->in] W^T + b: the one door for Linear layers (every weight
  * type: eng_gemm_w, or eng_gemm_q8 for int8). */
 void eng_lin_apply(const struct eng_lin *l, const float *x, int rows, float *y);
+/* ys[i] = eng_lin_apply(ls[i], x) for n Linear layers of one input (q, k, v; a gated
+ * feed-forward's halves), bitwise; int8 weights of the same input size take one product
+ * (eng_gemm_q8_n: the input quantized once, one parallel region). */
+void eng_lin_apply_n(const struct eng_lin *const ls[], int n, const float *x, int rows,
+                     float *const ys[]);
 /* out[l->in] = row r of l's weight widened or dequantized to F32 (the embedding gather). */
 void eng_lin_row(const struct eng_lin *l, int r, float *out);
 /* x[rows, d] *= s. */

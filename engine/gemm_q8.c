@@ -805,6 +805,88 @@ static void *q8_scratch(size_t need)
     return p;
 }
 
+/* Checks the arguments of one product; 0, or eng_gemm_q8's error. */
+static int q8_check(int M, int N, int K, int lda, const void *packed, int ldc, q8_hdr *h)
+{
+    if (M < 0 || !q8_shape_ok(N, K) || lda < K || ldc < N || !packed || ((uintptr_t)packed & 3))
+        return -1;
+    q8_hdr want = q8_layout(N, K);
+    memcpy(h, packed, sizeof *h);
+    return memcmp(h, &want, sizeof *h) != 0 ? -2 : 0;
+}
+
+int eng_gemm_q8_n(int M, int K, const float *A, int lda, int n, const void *const packed[],
+                  const int N[], float *const C[], const int ldc[])
+{
+    if (n < 1 || n > ENG_Q8_MAX_SHARED || M < 0) return -1;
+    q8_hdr h[ENG_Q8_MAX_SHARED];
+    double work = 0;
+    for (int i = 0; i < n; i++) {
+        int rc = q8_check(M, N[i], K, lda, packed[i], ldc[i], &h[i]);
+        if (rc < 0) return rc;
+        work += (double)M * N[i] * K;
+    }
+    if (M == 0) return 0;
+    if (!A) return -1;
+    for (int i = 0; i < n; i++)
+        if (!C[i]) return -1;
+    const q8_kernel *kern = q8_get();
+    size_t as = ((size_t)h[0].kp * kern->elem + 63) & ~(size_t)63;
+    char *buf = q8_scratch((size_t)M * as + (size_t)M * sizeof(float));
+    if (!buf) return -9;
+    float *sa = (float *)(buf + (size_t)M * as);
+    q8_args p[ENG_Q8_MAX_SHARED];
+    int first[ENG_Q8_MAX_SHARED + 1] = { 0 }; /* each weight's first tile of them all */
+    for (int i = 0; i < n; i++) {
+        const unsigned char *b = packed[i];
+        p[i] = (q8_args){
+            .M = M,
+            .N = N[i],
+            .kp = (int)h[i].kp,
+            .aq = buf,
+            .as = as,
+            .sa = sa,
+            .w = (const int8_t *)(b + h[i].data_off),
+            .sw = (const float *)(b + h[i].scales_off),
+            .sum = (const int32_t *)(b + h[i].sums_off),
+            .beta = 0.0f,
+            .C = C[i],
+            .ldc = ldc[i],
+        };
+        first[i + 1] = first[i] + (int)(h[i].np / Q8_TN);
+    }
+    int tiles = first[n];
+    int nt = 1;
+#ifdef _OPENMP
+    if (work >= Q8_PAR_MIN) nt = omp_get_max_threads();
+#endif
+    (void)work;
+    /* Each thread quantizes its share of the rows, then computes its share of the tiles of
+     * every weight (tiles t0 .. t1 - 1 of them all, in order): any split gives every
+     * output the same exact integer sum and the same epilogue. */
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+    {
+#ifdef _OPENMP
+        int nth = omp_get_num_threads(), id = omp_get_thread_num();
+#else
+        int nth = 1, id = 0;
+#endif
+        for (int m = (int)((long)M * id / nth); m < (int)((long)M * (id + 1) / nth); m++)
+            sa[m] = kern->quant(A + (size_t)m * lda, K, (int)h[0].kp, buf + (size_t)m * as);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+        int t0 = (int)((long)tiles * id / nth), t1 = (int)((long)tiles * (id + 1) / nth);
+        for (int i = 0; i < n; i++) {
+            int a = t0 > first[i] ? t0 : first[i], z = t1 < first[i + 1] ? t1 : first[i + 1];
+            if (a < z) kern->tiles(&p[i], a - first[i], z - first[i]);
+        }
+    }
+    return 0;
+}
+
 int eng_gemm_q8(int M, int N, int K, const float *A, int lda, const void *packed, float beta,
                 float *C, int ldc)
 {

@@ -121,8 +121,7 @@ void eng_rmsnorm(const float *x, const float *w, int rows, int d, float eps, flo
 /* x += h, then out = the RMS norm of x (ek_rmsnorm_row's arithmetic): the residual and the
  * next sublayer's norm in one pass over x. out may be h. */
 ENG_CLONES
-static void ek_add_rmsnorm_row(float *x, const float *h, const float *w, int d, float eps,
-                               float *o)
+static void ek_add_rmsnorm_row(float *x, const float *h, const float *w, int d, float eps, float *o)
 {
     ek_vf acc = { 0 };
     int i = 0;
@@ -252,7 +251,8 @@ static void ek_elem_block(int op, float *x, const float *y, float s, size_t n)
         v = op == 0 ? v + ek_vload(y + i) : op == 1 ? ek_vsel(v > z, v, z) : v * vs;
         ek_vstore(x + i, v);
     }
-    for (; i < n; i++) x[i] = op == 0 ? x[i] + y[i] : op == 1 ? (x[i] > 0.0f ? x[i] : 0.0f) : x[i] * s;
+    for (; i < n; i++)
+        x[i] = op == 0 ? x[i] + y[i] : op == 1 ? (x[i] > 0.0f ? x[i] : 0.0f) : x[i] * s;
 }
 
 static void ek_elem(int op, float *x, const float *y, float s, size_t n)
@@ -353,8 +353,8 @@ __attribute__((always_inline)) static inline void ek_vstore_part(float *p, ek_vf
 __attribute__((always_inline)) static inline void ek_qk_block(int nr, int nc, int nlast, int dk,
                                                               const float *q, int ldq,
                                                               const float *kt, int ldk,
-                                                              const float *b, long bstep,
-                                                              float *s, int lds)
+                                                              const float *b, long bstep, float *s,
+                                                              int lds)
 {
     ek_vf acc[4][4];
 #pragma GCC unroll 4
@@ -365,8 +365,9 @@ __attribute__((always_inline)) static inline void ek_qk_block(int nr, int nc, in
         const float *kk = kt + (size_t)k * ldk;
 #pragma GCC unroll 4
         for (int c = 0; c < nc; c++) {
-            ek_vf y = c == nc - 1 && nlast < EK_LANES ? ek_vload_part(kk + 16 * c, (size_t)nlast, 0.0f)
-                                                     : ek_vload(kk + 16 * c);
+            ek_vf y = c == nc - 1 && nlast < EK_LANES
+                          ? ek_vload_part(kk + 16 * c, (size_t)nlast, 0.0f)
+                          : ek_vload(kk + 16 * c);
 #pragma GCC unroll 4
             for (int r = 0; r < nr; r++) acc[r][c] += q[(size_t)r * ldq + k] * y;
         }
@@ -377,8 +378,9 @@ __attribute__((always_inline)) static inline void ek_qk_block(int nr, int nc, in
         for (int c = 0; c < nc; c++) {
             int n = c == nc - 1 ? nlast : EK_LANES;
             ek_vf v = acc[r][c];
-            if (b) v += n == EK_LANES ? ek_vload(b + r * bstep + 16 * c)
-                                      : ek_vload_part(b + r * bstep + 16 * c, (size_t)n, 0.0f);
+            if (b)
+                v += n == EK_LANES ? ek_vload(b + r * bstep + 16 * c)
+                                   : ek_vload_part(b + r * bstep + 16 * c, (size_t)n, 0.0f);
             ek_vstore_part(s + (size_t)r * lds + 16 * c, v, n);
         }
 }
@@ -394,8 +396,10 @@ void eng_attn_scores(int Lq, int Lk, int dk, const float *q, int ldq, const floa
             const float *qi = q + (size_t)i * ldq, *b = bias ? bias + i * bstep + j : NULL;
             float *si = s + (size_t)i * lds + j;
             /* the common shapes by constants, so that the accumulators stay in registers */
-            if (nr == 4 && nc == 4) ek_qk_block(4, 4, nlast, dk, qi, ldq, kt + j, ldk, b, bstep, si, lds);
-            else if (nc == 4) ek_qk_block(nr, 4, nlast, dk, qi, ldq, kt + j, ldk, b, bstep, si, lds);
+            if (nr == 4 && nc == 4)
+                ek_qk_block(4, 4, nlast, dk, qi, ldq, kt + j, ldk, b, bstep, si, lds);
+            else if (nc == 4)
+                ek_qk_block(nr, 4, nlast, dk, qi, ldq, kt + j, ldk, b, bstep, si, lds);
             else ek_qk_block(nr, nc, nlast, dk, qi, ldq, kt + j, ldk, b, bstep, si, lds);
         }
     }
@@ -417,15 +421,17 @@ __attribute__((always_inline)) static inline void ek_pv_block(int nr, int nc, in
             int n = c == nc - 1 ? nlast : EK_LANES;
             acc[r][c] = (ek_vf){ 0 };
             if (r < nr && c < nc && j0 > 0)
-                acc[r][c] = n == EK_LANES ? ek_vload(o + (size_t)r * ldo + 16 * c)
-                                          : ek_vload_part(o + (size_t)r * ldo + 16 * c, (size_t)n, 0.0f);
+                acc[r][c] = n == EK_LANES
+                                ? ek_vload(o + (size_t)r * ldo + 16 * c)
+                                : ek_vload_part(o + (size_t)r * ldo + 16 * c, (size_t)n, 0.0f);
         }
     for (int j = j0; j < j1; j++) {
         const float *vj = v + (size_t)j * ldv;
 #pragma GCC unroll 4
         for (int c = 0; c < nc; c++) {
-            ek_vf y = c == nc - 1 && nlast < EK_LANES ? ek_vload_part(vj + 16 * c, (size_t)nlast, 0.0f)
-                                                     : ek_vload(vj + 16 * c);
+            ek_vf y = c == nc - 1 && nlast < EK_LANES
+                          ? ek_vload_part(vj + 16 * c, (size_t)nlast, 0.0f)
+                          : ek_vload(vj + 16 * c);
 #pragma GCC unroll 4
             for (int r = 0; r < nr; r++) acc[r][c] += p[(size_t)r * ldp + j] * y;
         }
@@ -441,8 +447,8 @@ __attribute__((always_inline)) static inline void ek_pv_block(int nr, int nc, in
 #define EK_PV_KEYS 64
 
 ENG_CLONES
-void eng_attn_pv(int Lq, int Lk, int dk, const float *p, int ldp, const float *v, int ldv,
-                 float *o, int ldo)
+void eng_attn_pv(int Lq, int Lk, int dk, const float *p, int ldp, const float *v, int ldv, float *o,
+                 int ldo)
 {
     for (int j0 = 0; j0 < Lk; j0 += EK_PV_KEYS) {
         int j1 = Lk - j0 < EK_PV_KEYS ? Lk : j0 + EK_PV_KEYS;

@@ -50,8 +50,7 @@ static void tf_residual(eng_ctx *c, const eng_norm_w *ln, int n)
 /* x += h (the sublayer's output), then the input of the next sublayer (pre-norm: its
  * norm `next` of x into h; none when next is NULL), as tf_residual then tf_in compute it:
  * for an RMS norm, in one pass over x. */
-static const float *tf_residual_in(eng_ctx *c, const eng_norm_w *ln, const eng_norm_w *next,
-                                   int n)
+static const float *tf_residual_in(eng_ctx *c, const eng_norm_w *ln, const eng_norm_w *next, int n)
 {
     const eng_arch_config *a = &c->m->cfg.arch;
     if (next && a->pre_norm && a->norm == ENG_NORM_RMS) {
@@ -68,8 +67,9 @@ static void tf_ff_out(eng_ctx *c, const eng_layer_w *l, const float *in, int n)
 {
     const eng_arch_config *a = &c->m->cfg.arch;
     size_t F = (size_t)c->m->cfg.d_ff;
-    eng_lin_apply(&l->wi, in, n, c->w.ff0);
-    if (a->gated) eng_lin_apply(&l->wi1, in, n, c->w.ff1);
+    const eng_lin *wi[2] = { &l->wi, &l->wi1 };
+    float *const out[2] = { c->w.ff0, c->w.ff1 };
+    eng_lin_apply_n(wi, a->gated ? 2 : 1, in, n, out);
     eng_activate(a->act, c->w.ff0, a->gated ? c->w.ff1 : NULL, (size_t)n * F);
     eng_lin_apply(&l->wo, c->w.ff0, n, c->w.h);
 }
@@ -86,11 +86,10 @@ static void tf_ff(eng_ctx *c, const eng_layer_w *l, int n)
 static void tf_qkv(eng_ctx *c, const eng_attn_w *w, const float *in, int n, int kv)
 {
     float s = c->m->cfg.arch.attn_scale;
-    eng_lin_apply(&w->q, in, n, c->w.q);
+    const eng_lin *ls[3] = { &w->q, &w->k, &w->v };
+    float *const out[3] = { c->w.q, c->w.k, c->w.v };
+    eng_lin_apply_n(ls, kv ? 3 : 1, in, n, out);
     if (s != 1.0f) eng_scale(c->w.q, (size_t)n * c->m->inner, s);
-    if (!kv) return;
-    eng_lin_apply(&w->k, in, n, c->w.k);
-    eng_lin_apply(&w->v, in, n, c->w.v);
 }
 
 /* x[n, d_model] = the stack's embeddings of tok at positions pos (scaled, plus the

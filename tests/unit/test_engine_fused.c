@@ -78,8 +78,8 @@ TEST(eng_fused_attention_products_bitwise)
                             double want = 0;
                             for (int j = 0; j < Lk; j++)
                                 want += (double)s1[(size_t)i * Lk + j] * v[(size_t)j * LDQ + e];
-                            worst = fmax(worst, fabs(o1[(size_t)i * LDQ + e] - want) /
-                                                    (1.0 + fabs(want)));
+                            worst = fmax(worst,
+                                         fabs(o1[(size_t)i * LDQ + e] - want) / (1.0 + fabs(want)));
                         }
                     cases++;
                 }
@@ -115,7 +115,8 @@ TEST(eng_fused_add_rmsnorm_bitwise)
             for (int i = 0; i < d; i++) ss += (double)x2[(size_t)r * d + i] * x2[(size_t)r * d + i];
             double inv = 1.0 / sqrt(ss / d + 1e-6);
             for (int i = 0; i < d; i++)
-                worst = fmax(worst, fabs(h1[(size_t)r * d + i] - w[i] * x2[(size_t)r * d + i] * inv));
+                worst =
+                    fmax(worst, fabs(h1[(size_t)r * d + i] - w[i] * x2[(size_t)r * d + i] * inv));
         }
         CHECK_MSG(worst < 1e-5, "rmsnorm off the double reference by %g at d %d", worst, d);
     }
