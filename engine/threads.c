@@ -66,7 +66,7 @@ int eng_threads_step(eng_ctx *c)
         n = eng_threads_pick(th_free, th_users > th_prev ? th_users : th_prev, n);
         pthread_mutex_unlock(&th_lock);
     }
-    c->nt = n;
+    __atomic_store_n(&c->nt, n, __ATOMIC_RELAXED); /* eng_ctx_threads reads it anywhere */
 #ifdef _OPENMP
     /* the calling thread's OpenMP setting, which other code may have changed */
     if (omp_get_max_threads() != n) eng_set_threads(n);
@@ -74,4 +74,4 @@ int eng_threads_step(eng_ctx *c)
     return n;
 }
 
-int eng_ctx_threads(const eng_ctx *c) { return c->nt; }
+int eng_ctx_threads(const eng_ctx *c) { return __atomic_load_n(&c->nt, __ATOMIC_RELAXED); }
