@@ -11,6 +11,7 @@
  * own slice. Padding would only cost work: the result of a sequence never sees another's
  * rows. */
 #include "engine/eng_int.h"
+#include "engine/eng_q8.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -234,10 +235,18 @@ static void tf_encode(eng_ctx *c, const int32_t *ids, const int *tok_off, int n,
     tf_final(c, &m->enc, T, c->w.enc_out);
     if (cross_at < 0) return;
     size_t BT = (size_t)c->p.max_batch_tokens, at = (size_t)cross_at * I;
-    for (int li = 0; li < cf->num_decoder_layers; li++) {
-        const eng_layer_w *l = &m->dec.layers[li];
-        eng_lin_apply(&l->cross.k, c->w.enc_out, T, c->w.cross_k + li * BT * I + at);
-        eng_lin_apply(&l->cross.v, c->w.enc_out, T, c->w.cross_v + li * BT * I + at);
+    /* every decoder layer's cross K and V from the same input: int8 quantizes it once
+     * per ENG_Q8_MAX_SHARED / 2 layers */
+    for (int l0 = 0; l0 < cf->num_decoder_layers; l0 += ENG_Q8_MAX_SHARED / 2) {
+        const eng_lin *ls[ENG_Q8_MAX_SHARED];
+        float *out[ENG_Q8_MAX_SHARED];
+        int nl = 0;
+        for (int li = l0; li < cf->num_decoder_layers && li < l0 + ENG_Q8_MAX_SHARED / 2; li++) {
+            const eng_layer_w *l = &m->dec.layers[li];
+            ls[nl] = &l->cross.k, out[nl++] = c->w.cross_k + li * BT * I + at;
+            ls[nl] = &l->cross.v, out[nl++] = c->w.cross_v + li * BT * I + at;
+        }
+        eng_lin_apply_n(ls, nl, c->w.enc_out, T, out);
     }
     (void)D;
 }
