@@ -7,11 +7,10 @@
 
 /* The loops below run 16 lanes at a time with GCC/Clang vector extensions, compiled for
  * AVX-512, AVX2 and the baseline (ENG_CLONES). This file is compiled without contracting
- * a * b + c into one FMA, so every clone computes the same bits, except in two regions
- * marked below (softmax and gelu_new; attention's products), which contract where the
- * clone has FMA, as gemm.c does: each clone is deterministic. The helpers that take
- * or return vectors are always inlined: a call between code built for different CPUs
- * would pass 64-byte vectors in different ways. */
+ * a * b + c into one FMA, so every clone computes the same bits, except in the region
+ * marked below (attention's products), which contracts where the clone has FMA, as gemm.c
+ * does. The helpers that take or return vectors are always inlined: a call between code
+ * built for different CPUs would pass 64-byte vectors in different ways. */
 typedef float ek_vf __attribute__((vector_size(64)));
 typedef int32_t ek_vi __attribute__((vector_size(64)));
 #define EK_LANES 16
@@ -175,18 +174,6 @@ __attribute__((always_inline)) static inline ek_vf ek_exp(ek_vf x)
     return (ek_vf)(~under & (ek_vi)y);
 }
 
-/* Softmax and gelu_new (the encoder's two exponentials per score and per feed-forward
- * value) contract a * b + c into one FMA where the clone has FMA: a third fewer
- * instructions in ek_exp. Each clone is deterministic (the same bits for a row whatever
- * the others and the thread count); the FMA clones and the baseline differ by rounding,
- * as gemm.c's do. */
-#if defined(__clang__)
-#pragma clang fp contract(fast)
-#elif defined(__GNUC__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=fast")
-#endif
-
 ENG_CLONES
 void eng_softmax(float *x, int n)
 {
@@ -239,12 +226,6 @@ static void ek_gelu_block(float *x, const float *y, size_t n)
         memcpy(x + i, &v, (n - i) * sizeof(float));
     }
 }
-
-#if defined(__clang__)
-#pragma clang fp contract(on)
-#elif defined(__GNUC__)
-#pragma GCC pop_options
-#endif
 
 /* Blocks of EK_BLOCK values shared out between the threads. */
 #define EK_BLOCK 4096
