@@ -528,6 +528,20 @@ static char *render_metrics(ht *h)
             "# HELP nlpd_up 1 while the daemon takes work; 0 while it stops.\n"
             "# TYPE nlpd_up gauge\nnlpd_up %d\n",
             dmn_server_ok(srv));
+    dmn_model *ms[4 * DMN_MAX_MODELS];
+    int nm = dmn_models_list(srv, ms, (int)(sizeof ms / sizeof ms[0]));
+    fprintf(f, "# HELP nlpd_model_threads Threads of the model's last engine step (threads = 0: "
+               "its share of the CPUs free, docs/deploy.md).\n"
+               "# TYPE nlpd_model_threads gauge\n");
+    for (int i = 0; i < nm; i++) {
+        fputs("nlpd_model_threads{model=\"", f);
+        for (const char *p = ms[i]->conf.name; *p; p++) { /* a label value's escapes */
+            if (*p == '\\' || *p == '"') fputc('\\', f);
+            if (*p == '\n') fputs("\\n", f);
+            else fputc(*p, f);
+        }
+        fprintf(f, "\"} %d\n", eng_ctx_threads(ms[i]->ctx));
+    }
     dmn_qstats q; /* queue mode on Redis Streams (dmn_redis.c), when configured */
     dmn_stats_get_queue(srv->stats, &q);
     if (q.enabled) {

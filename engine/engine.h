@@ -161,7 +161,7 @@ eng_ctx_params eng_ctx_default_params(void);
  * to max_positions: nothing longer can be computed. */
 eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err, size_t errlen);
 void eng_ctx_free(eng_ctx **ctx);
-/* The threads the context's last step ran (eng_model_params.n_threads). */
+/* The threads the context's last step ran (eng_model_params.n_threads). Any thread. */
 int eng_ctx_threads(const eng_ctx *c);
 /* The longest sequence the model can compute: its position table's max_positions, or
  * `limit` when that is smaller or the model has no table (T5's relative positions).

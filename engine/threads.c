@@ -26,6 +26,7 @@
 static pthread_mutex_t th_lock = PTHREAD_MUTEX_INITIALIZER;
 static cm_cpu_reading th_last; /* the reading at the start of the current window */
 static int th_have;            /* th_last holds a reading */
+static double th_t0 = -1;      /* when the current window began (cm_now) */
 static double th_free = -1;    /* CPUs free over the last window; -1: none yet */
 static unsigned th_window = 1; /* the current window's number (0: never ran) */
 static int th_users, th_prev;  /* contexts that ran in this window and in the last */
@@ -47,12 +48,16 @@ int eng_threads_step(eng_ctx *c)
     if (c->m->threads_auto) {
         double now = cm_now();
         pthread_mutex_lock(&th_lock);
-        if (!th_have || now - th_last.wall >= TH_WINDOW_S) {
+        if (th_t0 < 0 || now - th_t0 >= TH_WINDOW_S) {
             cm_cpu_reading r;
+            th_t0 = now;
             if (cm_cpu_read(&r) == 0) {
                 if (th_have) th_free = cm_cpu_free(&th_last, &r);
                 th_last = r;
                 th_have = 1;
+            } else { /* no /proc/stat: the model's count */
+                th_free = -1;
+                th_have = 0;
             }
             /* a window with no engine call (an idle daemon) says nobody else computes */
             th_prev = th_users;
@@ -66,7 +71,7 @@ int eng_threads_step(eng_ctx *c)
         n = eng_threads_pick(th_free, th_users > th_prev ? th_users : th_prev, n);
         pthread_mutex_unlock(&th_lock);
     }
-    c->nt = n;
+    __atomic_store_n(&c->nt, n, __ATOMIC_RELAXED); /* eng_ctx_threads reads it anywhere */
 #ifdef _OPENMP
     /* the calling thread's OpenMP setting, which other code may have changed */
     if (omp_get_max_threads() != n) eng_set_threads(n);
@@ -74,4 +79,4 @@ int eng_threads_step(eng_ctx *c)
     return n;
 }
 
-int eng_ctx_threads(const eng_ctx *c) { return c->nt; }
+int eng_ctx_threads(const eng_ctx *c) { return __atomic_load_n(&c->nt, __ATOMIC_RELAXED); }

@@ -55,6 +55,10 @@ for k in ["nlpd_input_tokens_total", "nlpd_output_tokens_total", "nlpd_batch_siz
 for k in ["process_resident_memory_bytes", "nlpd_startup_seconds", "nlpd_up"]:
     if b.get(k, 0) <= 0:
         bad.append(f"{k} is {b.get(k)}")
+# threads = 1 in the test config: every model's steps run exactly one thread
+th = {k: v for k, v in b.items() if k.startswith('nlpd_model_threads{model="')}
+if not th or any(v != 1 for v in th.values()):
+    bad.append(f"nlpd_model_threads: {th}, want 1 for each model")
 if b.get("nlpd_queue_depth") != 0 or b.get("nlpd_in_flight_requests") != 0:
     bad.append("queue depth / in flight not 0 when idle")
 # histogram buckets are cumulative and end at _count
