@@ -43,6 +43,9 @@ int eng_set_threads(int n);
  * calling thread (eng_set_threads) and keeps it in c->nt. Call it at every entry point
  * and decode step. */
 int eng_threads_step(eng_ctx *c);
+/* Takes the first reading (a model with threads_auto is loaded), so that the first
+ * engine call judges the CPUs free since then. */
+void eng_threads_prime(void);
 /* The count for free_cpus CPUs free (cm_cpu_free; < 0: unknown, then max) shared by
  * `users` contexts, 1..max: threads_step's arithmetic, for tests. */
 int eng_threads_pick(double free_cpus, int users, int max);

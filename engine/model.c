@@ -376,6 +376,7 @@ eng_model *eng_model_load(const char *dir, const eng_model_params *p, char *err,
     }
     eng_model_params dp = eng_model_default_params();
     if (!p) p = &dp;
+    if (p->n_threads <= 0) eng_threads_prime(); /* the load is the first window */
     if ((int)p->weights < ENG_WEIGHTS_AUTO || p->weights > ENG_WEIGHTS_INT8) {
         ml_err(err, errlen, "%s: weights %d: not a weight type (auto, f32, bf16, f16, int8)", dir,
                (int)p->weights);

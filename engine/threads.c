@@ -42,33 +42,47 @@ int eng_threads_pick(double free_cpus, int users, int max)
     return n < 1 ? 1 : n > max ? max : n;
 }
 
+/* Ends the current window: a reading, the CPUs free since the last one. th_lock held. */
+static void th_roll(double now)
+{
+    cm_cpu_reading r;
+    th_t0 = now;
+    if (cm_cpu_read(&r) == 0) {
+        if (th_have) th_free = cm_cpu_free(&th_last, &r);
+        th_last = r;
+        th_have = 1;
+    } else { /* no /proc/stat: the model's count */
+        th_free = -1;
+        th_have = 0;
+    }
+    /* a window with no engine call (an idle daemon) says nobody else computes */
+    th_prev = th_users;
+    th_users = 0;
+    th_window++;
+}
+
+void eng_threads_prime(void)
+{
+    pthread_mutex_lock(&th_lock);
+    if (th_t0 < 0) th_roll(cm_now());
+    pthread_mutex_unlock(&th_lock);
+}
+
 int eng_threads_step(eng_ctx *c)
 {
     int n = c->m->n_threads;
     if (c->m->threads_auto) {
         double now = cm_now();
         pthread_mutex_lock(&th_lock);
-        if (th_t0 < 0 || now - th_t0 >= TH_WINDOW_S) {
-            cm_cpu_reading r;
-            th_t0 = now;
-            if (cm_cpu_read(&r) == 0) {
-                if (th_have) th_free = cm_cpu_free(&th_last, &r);
-                th_last = r;
-                th_have = 1;
-            } else { /* no /proc/stat: the model's count */
-                th_free = -1;
-                th_have = 0;
-            }
-            /* a window with no engine call (an idle daemon) says nobody else computes */
-            th_prev = th_users;
-            th_users = 0;
-            th_window++;
-        }
+        if (th_t0 < 0 || now - th_t0 >= TH_WINDOW_S) th_roll(now);
         if (c->nt_window != th_window) {
             c->nt_window = th_window;
             th_users++;
         }
-        n = eng_threads_pick(th_free, th_users > th_prev ? th_users : th_prev, n);
+        /* Before the first whole window, one thread: a team spinning beside busy CPUs
+         * can be 30x slower than one thread, a thread too few alone 2x for 0.2 s. */
+        double free_cpus = th_have && th_free < 0 ? 1.0 : th_free;
+        n = eng_threads_pick(free_cpus, th_users > th_prev ? th_users : th_prev, n);
         pthread_mutex_unlock(&th_lock);
     }
     __atomic_store_n(&c->nt, n, __ATOMIC_RELAXED); /* eng_ctx_threads reads it anywhere */
