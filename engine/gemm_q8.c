@@ -860,7 +860,7 @@ int eng_gemm_q8_n(int M, int K, const float *A, int lda, int n, const void *cons
 #ifdef _OPENMP
     if (work >= Q8_PAR_MIN) nt = omp_get_max_threads();
 #endif
-    (void)work;
+    (void)work, (void)nt; /* without OpenMP */
     /* Each thread quantizes its share of the rows, then computes its share of the tiles of
      * every weight (tiles t0 .. t1 - 1 of them all, in order): any split gives every
      * output the same exact integer sum and the same epilogue. */
