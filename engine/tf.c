@@ -141,7 +141,9 @@ static void tf_positions(eng_ctx *c, const int32_t *tok, const int *off, int n, 
  * s: [Lq, Lk] scratch, kt: [d_kv, keys_ld] scratch. Runs on the calling thread.
  * With 4 queries or more the keys are transposed first, so that the scores are rows
  * times columns (16 sums of 4 rows x 64 keys in registers, 2x the speed of one dot
- * product per key); a single query takes the dot products. */
+ * product per key), by eng_attn_scores and eng_attn_pv (blocked for L1; the bias added
+ * in the scores' store: the bits eng_gemm_serial on the transposed keys gives); fewer
+ * queries take eng_gemm_serial's dot products. */
 static void tf_attend_head(const eng_ctx *c, const float *q, float *att, int Lq, const float *k,
                            const float *v, int Lk, int mode, const int *dep, const int *end, int hd,
                            float *s, float *kt)
