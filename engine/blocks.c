@@ -72,8 +72,9 @@ void eng_lin_apply_n(const eng_lin *const ls[], int n, const float *x, int rows,
         for (int i = 0; i < n; i++) eng_lin_apply(ls[i], x, rows, ys[i]);
         return;
     }
-    const void *w[ENG_Q8_MAX_SHARED];
-    int N[ENG_Q8_MAX_SHARED], ld[ENG_Q8_MAX_SHARED];
+    /* zeroed: gcc -O1 cannot see that the loop below fills the first n */
+    const void *w[ENG_Q8_MAX_SHARED] = { 0 };
+    int N[ENG_Q8_MAX_SHARED] = { 0 }, ld[ENG_Q8_MAX_SHARED] = { 0 };
     for (int i = 0; i < n; i++) w[i] = ls[i]->w, N[i] = ld[i] = ls[i]->out;
     if (eng_gemm_q8_n(rows, ls[0]->in, x, ls[0]->in, n, w, N, ys, ld) < 0)
         for (int i = 0; i < n; i++) /* no scratch: no result */
