@@ -1159,12 +1159,15 @@ TEST(eng_thread_count_does_not_change_results)
 }
 
 /* The thread count a step picks (eng_threads_step): the free CPUs shared between the
- * contexts computing, rounded up from 0.7, within 1..max; the model's own with no reading. */
+ * contexts computing, rounded to the nearest, within 1..max; the model's own with no
+ * reading. */
 TEST(eng_threads_pick_shares_free_cpus)
 {
     CHECK(eng_threads_pick(-1, 1, 4) == 4);   /* no reading yet */
     CHECK(eng_threads_pick(2.0, 1, 2) == 2);  /* alone */
     CHECK(eng_threads_pick(1.75, 1, 2) == 2); /* a client's share of a CPU */
+    CHECK(eng_threads_pick(1.5, 1, 2) == 2);  /* half a CPU busy */
+    CHECK(eng_threads_pick(1.45, 1, 2) == 1);
     CHECK(eng_threads_pick(1.33, 1, 2) == 1); /* two spinning threads beside a hog */
     CHECK(eng_threads_pick(1.0, 1, 2) == 1);  /* one thread beside a hog */
     CHECK(eng_threads_pick(0.1, 1, 2) == 1);  /* never 0 */
