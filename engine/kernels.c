@@ -350,27 +350,37 @@ __attribute__((always_inline)) static inline void ek_vstore_part(float *p, ek_vf
     else memcpy(p, &v, (size_t)n * sizeof(float));
 }
 
-/* nr rows x nc vectors (the last one nlast lanes wide) of S = Q KT (+ bias). */
-__attribute__((always_inline)) static inline void ek_qk_block(int nr, int nc, int nlast, int dk,
-                                                              const float *q, int ldq,
-                                                              const float *kt, int ldk,
-                                                              const float *b, long bstep, float *s,
-                                                              int lds)
+/* Rows o[0..nr-1] by nc vectors of columns (the last nlast lanes wide) of O = A B over
+ * the inner indices k0 .. k1 - 1, B row-major: each output one chain over k in order.
+ * From zero when k0 is 0, else from O's sums so far (a later block of k); bias (rows
+ * bstep apart) added at the store. Q KT (+ the position bias) and P V. */
+__attribute__((always_inline)) static inline void ek_ab_block(int nr, int nc, int nlast, int k0,
+                                                              int k1, const float *a, int lda,
+                                                              const float *B, int ldb,
+                                                              const float *bias, long bstep,
+                                                              float *o, int ldo)
 {
     ek_vf acc[4][4];
 #pragma GCC unroll 4
     for (int r = 0; r < 4; r++)
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) acc[r][c] = (ek_vf){ 0 };
-    for (int k = 0; k < dk; k++) {
-        const float *kk = kt + (size_t)k * ldk;
+        for (int c = 0; c < 4; c++) {
+            int n = c == nc - 1 ? nlast : EK_LANES;
+            acc[r][c] = (ek_vf){ 0 };
+            if (r < nr && c < nc && k0 > 0)
+                acc[r][c] = n == EK_LANES
+                                ? ek_vload(o + (size_t)r * ldo + 16 * c)
+                                : ek_vload_part(o + (size_t)r * ldo + 16 * c, (size_t)n, 0.0f);
+        }
+    for (int k = k0; k < k1; k++) {
+        const float *bk = B + (size_t)k * ldb;
 #pragma GCC unroll 4
         for (int c = 0; c < nc; c++) {
             ek_vf y = c == nc - 1 && nlast < EK_LANES
-                          ? ek_vload_part(kk + 16 * c, (size_t)nlast, 0.0f)
-                          : ek_vload(kk + 16 * c);
+                          ? ek_vload_part(bk + 16 * c, (size_t)nlast, 0.0f)
+                          : ek_vload(bk + 16 * c);
 #pragma GCC unroll 4
-            for (int r = 0; r < nr; r++) acc[r][c] += q[(size_t)r * ldq + k] * y;
+            for (int r = 0; r < nr; r++) acc[r][c] += a[(size_t)r * lda + k] * y;
         }
     }
 #pragma GCC unroll 4
@@ -379,10 +389,10 @@ __attribute__((always_inline)) static inline void ek_qk_block(int nr, int nc, in
         for (int c = 0; c < nc; c++) {
             int n = c == nc - 1 ? nlast : EK_LANES;
             ek_vf v = acc[r][c];
-            if (b)
-                v += n == EK_LANES ? ek_vload(b + r * bstep + 16 * c)
-                                   : ek_vload_part(b + r * bstep + 16 * c, (size_t)n, 0.0f);
-            ek_vstore_part(s + (size_t)r * lds + 16 * c, v, n);
+            if (bias)
+                v += n == EK_LANES ? ek_vload(bias + r * bstep + 16 * c)
+                                   : ek_vload_part(bias + r * bstep + 16 * c, (size_t)n, 0.0f);
+            ek_vstore_part(o + (size_t)r * ldo + 16 * c, v, n);
         }
 }
 
@@ -398,50 +408,12 @@ void eng_attn_scores(int Lq, int Lk, int dk, const float *q, int ldq, const floa
             float *si = s + (size_t)i * lds + j;
             /* the common shapes by constants, so that the accumulators stay in registers */
             if (nr == 4 && nc == 4)
-                ek_qk_block(4, 4, nlast, dk, qi, ldq, kt + j, ldk, b, bstep, si, lds);
+                ek_ab_block(4, 4, nlast, 0, dk, qi, ldq, kt + j, ldk, b, bstep, si, lds);
             else if (nc == 4)
-                ek_qk_block(nr, 4, nlast, dk, qi, ldq, kt + j, ldk, b, bstep, si, lds);
-            else ek_qk_block(nr, nc, nlast, dk, qi, ldq, kt + j, ldk, b, bstep, si, lds);
+                ek_ab_block(nr, 4, nlast, 0, dk, qi, ldq, kt + j, ldk, b, bstep, si, lds);
+            else ek_ab_block(nr, nc, nlast, 0, dk, qi, ldq, kt + j, ldk, b, bstep, si, lds);
         }
     }
-}
-
-/* Rows q of O += P V over the keys j0 .. j1 - 1, nr rows x nc vectors of columns (the
- * last nlast lanes wide): the sums so far are read back from O (first: from zero), so
- * each output stays one chain over the keys in order. */
-__attribute__((always_inline)) static inline void ek_pv_block(int nr, int nc, int nlast, int j0,
-                                                              int j1, const float *p, int ldp,
-                                                              const float *v, int ldv, float *o,
-                                                              int ldo)
-{
-    ek_vf acc[4][4];
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; r++)
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            int n = c == nc - 1 ? nlast : EK_LANES;
-            acc[r][c] = (ek_vf){ 0 };
-            if (r < nr && c < nc && j0 > 0)
-                acc[r][c] = n == EK_LANES
-                                ? ek_vload(o + (size_t)r * ldo + 16 * c)
-                                : ek_vload_part(o + (size_t)r * ldo + 16 * c, (size_t)n, 0.0f);
-        }
-    for (int j = j0; j < j1; j++) {
-        const float *vj = v + (size_t)j * ldv;
-#pragma GCC unroll 4
-        for (int c = 0; c < nc; c++) {
-            ek_vf y = c == nc - 1 && nlast < EK_LANES
-                          ? ek_vload_part(vj + 16 * c, (size_t)nlast, 0.0f)
-                          : ek_vload(vj + 16 * c);
-#pragma GCC unroll 4
-            for (int r = 0; r < nr; r++) acc[r][c] += p[(size_t)r * ldp + j] * y;
-        }
-    }
-#pragma GCC unroll 4
-    for (int r = 0; r < nr; r++)
-#pragma GCC unroll 4
-        for (int c = 0; c < nc; c++)
-            ek_vstore_part(o + (size_t)r * ldo + 16 * c, acc[r][c], c == nc - 1 ? nlast : EK_LANES);
 }
 
 /* Keys per block of the values kept in L1 while the rows pass (64 x 64 floats: 16 KiB). */
@@ -460,8 +432,8 @@ void eng_attn_pv(int Lq, int Lk, int dk, const float *p, int ldp, const float *v
                 const float *pi = p + (size_t)i * ldp;
                 float *oi = o + (size_t)i * ldo + d;
                 if (nr == 4 && nc == 4 && nlast == EK_LANES)
-                    ek_pv_block(4, 4, EK_LANES, j0, j1, pi, ldp, v + d, ldv, oi, ldo);
-                else ek_pv_block(nr, nc, nlast, j0, j1, pi, ldp, v + d, ldv, oi, ldo);
+                    ek_ab_block(4, 4, EK_LANES, j0, j1, pi, ldp, v + d, ldv, NULL, 0, oi, ldo);
+                else ek_ab_block(nr, nc, nlast, j0, j1, pi, ldp, v + d, ldv, NULL, 0, oi, ldo);
             }
         }
     }
