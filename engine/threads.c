@@ -5,8 +5,10 @@
  * a machine the process has to itself: 3.5x the tokens/s of sleeping threads on the 2-vCPU
  * development machine, where waking a sleeping vCPU is slow. Beside a busy neighbour the
  * same spinning is ruinous: a team waits at every barrier for the thread the kernel has
- * descheduled, while its partner burns the core the neighbour wanted (flan-t5-small ran
- * 3-10x slower than one thread). No single setting wins both (issue 21's contention
+ * descheduled, while its partner burns the core the neighbour wanted (flan-t5-small:
+ * beside a busy loop per CPU a spinning team did 0.5-0.6x one thread's documents/s, and
+ * under heavier load a summary took 8-38 s where one thread took 1.1 s). No single
+ * setting wins both (issue 21's contention
  * figures, docs/deploy.md), so a model loaded with n_threads = 0 chooses per step: it
  * reads, about every TH_WINDOW_S seconds, the CPUs the process could use (its own CPU
  * time plus the idle time of its CPUs: cm_cpu_free) and shares them between the engine
