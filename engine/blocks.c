@@ -49,18 +49,24 @@ void eng_activate(eng_act act, float *x, const float *y, size_t n)
         for (size_t i = 0; i < n; i++) x[i] *= y[i];
 }
 
-void eng_lin_apply(const eng_lin *l, const float *x, int rows, float *y)
+/* y[rows, out] += the layer's bias, if it has one. */
+static void lin_bias(const eng_lin *l, int rows, float *y)
 {
-    if (l->type != ENG_W_I8)
-        eng_gemm_w(rows, l->out, l->in, x, l->in, l->type, l->w, l->in, 0.0f, y, l->out);
-    else if (eng_gemm_q8(rows, l->out, l->in, x, l->in, l->w, 0.0f, y, l->out) < 0)
-        for (size_t i = 0; i < (size_t)rows * l->out; i++) y[i] = NAN; /* no scratch: no result */
     if (!l->b) return;
     ENG_PARALLEL_FOR((size_t)rows * l->out >= ENG_PAR_FLOATS)
     for (int r = 0; r < rows; r++) {
         float *yr = y + (size_t)r * l->out;
         for (int i = 0; i < l->out; i++) yr[i] += l->b[i];
     }
+}
+
+void eng_lin_apply(const eng_lin *l, const float *x, int rows, float *y)
+{
+    if (l->type != ENG_W_I8)
+        eng_gemm_w(rows, l->out, l->in, x, l->in, l->type, l->w, l->in, 0.0f, y, l->out);
+    else if (eng_gemm_q8(rows, l->out, l->in, x, l->in, l->w, 0.0f, y, l->out) < 0)
+        for (size_t i = 0; i < (size_t)rows * l->out; i++) y[i] = NAN; /* no scratch: no result */
+    lin_bias(l, rows, y);
 }
 
 void eng_lin_apply_n(const eng_lin *const ls[], int n, const float *x, int rows, float *const ys[])
@@ -79,15 +85,7 @@ void eng_lin_apply_n(const eng_lin *const ls[], int n, const float *x, int rows,
     if (eng_gemm_q8_n(rows, ls[0]->in, x, ls[0]->in, n, w, N, ys, ld) < 0)
         for (int i = 0; i < n; i++) /* no scratch: no result */
             for (size_t j = 0; j < (size_t)rows * N[i]; j++) ys[i][j] = NAN;
-    for (int i = 0; i < n; i++) {
-        const eng_lin *l = ls[i];
-        if (!l->b) continue;
-        ENG_PARALLEL_FOR((size_t)rows * l->out >= ENG_PAR_FLOATS)
-        for (int r = 0; r < rows; r++) {
-            float *yr = ys[i] + (size_t)r * l->out;
-            for (int j = 0; j < l->out; j++) yr[j] += l->b[j];
-        }
-    }
+    for (int i = 0; i < n; i++) lin_bias(ls[i], rows, ys[i]);
 }
 
 void eng_lin_row(const eng_lin *l, int r, float *out)

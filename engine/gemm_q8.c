@@ -815,8 +815,10 @@ static int q8_check(int M, int N, int K, int lda, const void *packed, int ldc, q
     return memcmp(h, &want, sizeof *h) != 0 ? -2 : 0;
 }
 
-int eng_gemm_q8_n(int M, int K, const float *A, int lda, int n, const void *const packed[],
-                  const int N[], float *const C[], const int ldc[])
+/* C[i] = dequant(q8(A) . Wq_i^T) (+ beta C[i]) for the n weights: eng_gemm_q8 (n = 1)
+ * and eng_gemm_q8_n. */
+static int q8_products(int M, int K, const float *A, int lda, int n, const void *const packed[],
+                       const int N[], float *const C[], const int ldc[], float beta)
 {
     if (n < 1 || n > ENG_Q8_MAX_SHARED || M < 0) return -1;
     q8_hdr h[ENG_Q8_MAX_SHARED];
@@ -849,7 +851,7 @@ int eng_gemm_q8_n(int M, int K, const float *A, int lda, int n, const void *cons
             .w = (const int8_t *)(b + h[i].data_off),
             .sw = (const float *)(b + h[i].scales_off),
             .sum = (const int32_t *)(b + h[i].sums_off),
-            .beta = 0.0f,
+            .beta = beta,
             .C = C[i],
             .ldc = ldc[i],
         };
@@ -887,52 +889,14 @@ int eng_gemm_q8_n(int M, int K, const float *A, int lda, int n, const void *cons
     return 0;
 }
 
+int eng_gemm_q8_n(int M, int K, const float *A, int lda, int n, const void *const packed[],
+                  const int N[], float *const C[], const int ldc[])
+{
+    return q8_products(M, K, A, lda, n, packed, N, C, ldc, 0.0f);
+}
+
 int eng_gemm_q8(int M, int N, int K, const float *A, int lda, const void *packed, float beta,
                 float *C, int ldc)
 {
-    if (M < 0 || !q8_shape_ok(N, K) || lda < K || ldc < N || !packed || ((uintptr_t)packed & 3))
-        return -1;
-    if (M == 0) return 0;
-    if (!A || !C) return -1;
-    q8_hdr h, want = q8_layout(N, K);
-    memcpy(&h, packed, sizeof h);
-    if (memcmp(&h, &want, sizeof h) != 0) return -2;
-    const q8_kernel *kern = q8_get();
-    size_t as = ((size_t)h.kp * kern->elem + 63) & ~(size_t)63;
-    char *buf = q8_scratch((size_t)M * as + (size_t)M * sizeof(float));
-    if (!buf) return -9;
-    const unsigned char *b = packed;
-    q8_args p = {
-        .M = M,
-        .N = N,
-        .kp = (int)h.kp,
-        .aq = buf,
-        .as = as,
-        .sa = (const float *)(buf + (size_t)M * as),
-        .w = (const int8_t *)(b + h.data_off),
-        .sw = (const float *)(b + h.scales_off),
-        .sum = (const int32_t *)(b + h.sums_off),
-        .beta = beta,
-        .C = C,
-        .ldc = ldc,
-    };
-    float *sa = (float *)(buf + (size_t)M * as);
-    int tiles = (int)(h.np / Q8_TN);
-#ifdef _OPENMP
-    if ((double)M * N * K >= Q8_PAR_MIN && omp_get_max_threads() > 1) {
-#pragma omp parallel
-        {
-            int nt = omp_get_num_threads(), id = omp_get_thread_num();
-            for (int m = (int)((long)M * id / nt); m < (int)((long)M * (id + 1) / nt); m++)
-                sa[m] = kern->quant(A + (size_t)m * lda, K, (int)h.kp, buf + (size_t)m * as);
-#pragma omp barrier
-            kern->tiles(&p, (int)((long)tiles * id / nt), (int)((long)tiles * (id + 1) / nt));
-        }
-        return 0;
-    }
-#endif
-    for (int m = 0; m < M; m++)
-        sa[m] = kern->quant(A + (size_t)m * lda, K, (int)h.kp, buf + (size_t)m * as);
-    kern->tiles(&p, 0, tiles);
-    return 0;
+    return q8_products(M, K, A, lda, 1, &packed, &N, &C, &ldc, beta);
 }

@@ -93,6 +93,18 @@ __attribute__((always_inline)) static inline float ek_max(const float *x, size_t
     return ek_vmax(m);
 }
 
+/* o = w * (x / sqrt(ss / d + eps)): an RMS norm's scaling, ss the sum of x's squares. */
+__attribute__((always_inline)) static inline void ek_rms_scale(const float *x, const float *w,
+                                                               int d, float ss, float eps, float *o)
+{
+    float inv = 1.0f / sqrtf(ss / (float)d + eps);
+    ek_vf vinv = ek_vsplat(inv);
+    int i = 0;
+    for (; i + EK_LANES <= d; i += EK_LANES)
+        ek_vstore(o + i, ek_vload(w + i) * (ek_vload(x + i) * vinv));
+    for (; i < d; i++) o[i] = w[i] * (x[i] * inv);
+}
+
 ENG_CLONES
 static void ek_rmsnorm_row(const float *x, const float *w, int d, float eps, float *o)
 {
@@ -105,11 +117,7 @@ static void ek_rmsnorm_row(const float *x, const float *w, int d, float eps, flo
     }
     float ss = ek_vsum(acc);
     for (; i < d; i++) ss += x[i] * x[i];
-    float inv = 1.0f / sqrtf(ss / (float)d + eps);
-    ek_vf vinv = ek_vsplat(inv);
-    for (i = 0; i + EK_LANES <= d; i += EK_LANES)
-        ek_vstore(o + i, ek_vload(w + i) * (ek_vload(x + i) * vinv));
-    for (; i < d; i++) o[i] = w[i] * (x[i] * inv);
+    ek_rms_scale(x, w, d, ss, eps, o);
 }
 
 void eng_rmsnorm(const float *x, const float *w, int rows, int d, float eps, float *out)
@@ -136,11 +144,7 @@ static void ek_add_rmsnorm_row(float *x, const float *h, const float *w, int d, 
         x[i] += h[i];
         ss += x[i] * x[i];
     }
-    float inv = 1.0f / sqrtf(ss / (float)d + eps);
-    ek_vf vinv = ek_vsplat(inv);
-    for (i = 0; i + EK_LANES <= d; i += EK_LANES)
-        ek_vstore(o + i, ek_vload(w + i) * (ek_vload(x + i) * vinv));
-    for (; i < d; i++) o[i] = w[i] * (x[i] * inv);
+    ek_rms_scale(x, w, d, ss, eps, o);
 }
 
 void eng_add_rmsnorm(float *x, const float *h, const float *w, int rows, int d, float eps,
