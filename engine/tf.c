@@ -162,9 +162,8 @@ static void tf_attend_head(const eng_ctx *c, const float *q, float *att, int Lq,
     }
     for (int i = 0; i < Lq; i++) {
         float *si = s + (size_t)i * Lk;
-        if (mode == 0) {
-            /* the bias is in the scores */
-        } else if (mode == 1 && c->w.dec_bias) {
+        /* mode 0's bias is in the scores already; mode 2 has none */
+        if (mode == 1 && c->w.dec_bias) {
             const float *b = c->w.dec_bias + (size_t)hd * L;
             if (dep) {
                 for (int j = 0; j < Lk; j++)
