@@ -2,6 +2,7 @@
  * eng_ctx_new() from the model and the context parameters (nothing is allocated after
  * it), and the lower-level entry points eng_encode / eng_logits. */
 #include "engine/eng_int.h"
+#include "engine/eng_q8.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -85,6 +86,12 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     size_t SL = NT * L; /* a thread's head of one sequence [L, L] each, or [max_rows, L] */
     size_t CT = (size_t)c->s.max_cand_total, CP = CT * (size_t)q.max_cand_len;
     c->w.keys_ld = (int)((L + 15) & ~(size_t)15) + 16;
+    /* an int8 model's encoder attention: a head's keys [L, d_kv] and values transposed
+     * [d_kv, L] as int8 blobs (tf.c) */
+    c->w.q8_attn_bytes = model->weights == ENG_WEIGHTS_INT8
+                             ? ((eng_q8_weight_bytes((int)L, cf->d_kv) + 63) & ~(size_t)63) +
+                                   ((eng_q8_weight_bytes(cf->d_kv, (int)L) + 63) & ~(size_t)63)
+                             : 0;
     c->w.logit_rows = imax(q.max_rows, ENG_SCORE_CHUNK);
     unsigned char *base = NULL;
     size_t used = 0;
@@ -114,6 +121,7 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
         SCRATCH(c->w.ff1, T * F);
         SCRATCH(c->w.scores, (SL > R ? SL : R) * L);
         SCRATCH(c->w.keys_t, NT * cf->d_kv * c->w.keys_ld);
+        if (c->w.q8_attn_bytes) SCRATCH(c->w.q8_attn, NT * c->w.q8_attn_bytes);
         SCRATCH(c->w.enc_out, BT * D);
         /* two cross K/V regions: a running generation's rows keep theirs in [0] while
          * its hooks score into [1] (eng_stream) */

@@ -380,7 +380,11 @@ typedef struct eng_work {
     float *scores;    /* [n_threads][max_len, max_len]: a head each; or [max_rows, max_len] */
     float *keys_t;    /* [n_threads][d_kv, keys_ld]: a head's keys transposed */
     int keys_ld;      /* max_len rounded up to 16, plus 16 (no power-of-two stride) */
-    float *enc_out;   /* [max_batch_tokens, d_model] */
+    /* int8 models: [n_threads][q8_attn_bytes], a head's keys and values quantized (tf.c);
+     * else NULL and 0 */
+    unsigned char *q8_attn;
+    size_t q8_attn_bytes;
+    float *enc_out;           /* [max_batch_tokens, d_model] */
     float *cross_k, *cross_v; /* [n_dec_layers][max_batch_tokens][inner]: the cross K/V
                                 * the forward pass writes (encode) and reads (decoding):
                                 * cross[0], or cross[1] while a generation's hook runs */

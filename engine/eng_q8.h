@@ -79,6 +79,19 @@ int eng_gemm_q8(int M, int N, int K, const float *A, int lda, const void *packed
 int eng_gemm_q8_n(int M, int K, const float *A, int lda, int n, const void *const packed[],
                   const int N[], float *const C[], const int ldc[]);
 
+/* An operand made at run time (an int8 model's attention keys and values, engine/tf.c):
+ * src [N, K] F32 (row stride lds) quantized per row as activations are (scale max|a| /
+ * 127, q = round-half-even(a * 127 / max|a|); a row of zeros gets scale 0, a row holding
+ * Inf or NaN a NaN scale, so its outputs are NaN as the float product's would be) into a
+ * blob of eng_q8_weight_bytes(N, K) bytes in eng_q8_weight_pack's layout. Vectorised: a
+ * head of 512 x 64 values takes microseconds. 0, or -1 on bad arguments. */
+int eng_q8_pack_rows(const float *src, int N, int K, int lds, void *dst);
+
+/* eng_gemm_q8 (beta 0) on the calling thread only (inside a parallel region), plus row
+ * m's bias + m * bstep [N] added to its outputs when bias is not NULL. */
+int eng_gemm_q8_serial(int M, int N, int K, const float *A, int lda, const void *packed,
+                       const float *bias, long bstep, float *C, int ldc);
+
 /* out[K] = row `row` dequantized: q[row, k] * sw[row] (embedding gather, tied lm_head).
  * A row out of range writes nothing. */
 void eng_q8_weight_row(const void *packed, int N, int K, int row, float *out);

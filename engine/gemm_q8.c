@@ -6,7 +6,7 @@
  * exact, as the true sum fits in int32), the activations are quantized by the same
  * IEEE operations (a multiply and a round-to-nearest-even conversion), and the float
  * epilogue is the same expression in every kernel: (float)isum * (sa * sw), then
- * + beta * c. This file is compiled with -ffp-contract=off (Makefile) so that no kernel
+ * + bias (eng_gemm_q8_serial's), then + beta * c. This file is compiled with -ffp-contract=off (Makefile) so that no kernel
  * fuses that into an FMA. So the kernels, the thread count and the other rows of a call
  * never change a row's outputs.
  *
@@ -232,6 +232,8 @@ typedef struct q8_args {
     const float *sw;    /* [np] */
     const int32_t *sum; /* [np] */
     float beta;
+    const float *bias; /* row m's at bias + m * bstep, or NULL */
+    long bstep;
     float *C;
     int ldc;
 } q8_args;
@@ -241,6 +243,10 @@ typedef struct q8_args {
 typedef float (*q8_quant_fn)(const float *a, int K, int kp, void *dst);
 /* Tiles t0 .. t1 - 1 of the product, every row. */
 typedef void (*q8_tiles_fn)(const q8_args *p, int t0, int t1);
+/* Row a[K] quantized as an activation row is, signed, into its place in a blob's tiles
+ * (t its first block, the next 64 bytes on, K's padding zero); its row sum in *sum, its
+ * scale returned: eng_q8_pack_rows. */
+typedef float (*q8_pack_fn)(const float *a, int K, int8_t *t, int32_t *sum);
 
 /* The row's scale and 127 / max|a|, the same in every kernel; *inv 0 for a row of zeros
  * (or tiny values), NaN scale for a row with Inf or NaN. */
@@ -258,11 +264,19 @@ static inline float q8_row_scale(float mx, int finite, float *inv)
     return mx / 127.0f;
 }
 
-/* One output: the epilogue every kernel computes (vectors do it lane by lane). */
-static inline void q8_store1(float *c, int32_t isum, float sa, float sw, float beta)
+/* One output: the epilogue every kernel computes (vectors do it lane by lane). b: its
+ * bias, or NULL. */
+static inline void q8_store1(float *c, int32_t isum, float sa, float sw, const float *b, float beta)
 {
     float v = (float)isum * (sa * sw);
+    if (b) v += *b;
     *c = beta == 0.0f ? v : v + beta * *c;
+}
+
+/* Row m's bias, or NULL. */
+static inline const float *q8_bias(const q8_args *p, int m)
+{
+    return p->bias ? p->bias + (long)m * p->bstep : NULL;
 }
 
 /* -- portable C -- */
@@ -300,7 +314,9 @@ static void q8_tiles_c(const q8_args *p, int t0, int t1)
                     for (int j = 0; j < Q8_KB; j++) acc[i] += ab[j] * wb[i * Q8_KB + j];
             }
             float *c = p->C + (size_t)m * p->ldc + n0;
-            for (int i = 0; i < nv; i++) q8_store1(c + i, acc[i], p->sa[m], p->sw[n0 + i], p->beta);
+            const float *b = q8_bias(p, m);
+            for (int i = 0; i < nv; i++)
+                q8_store1(c + i, acc[i], p->sa[m], p->sw[n0 + i], b ? b + n0 + i : NULL, p->beta);
         }
     }
 }
@@ -312,6 +328,46 @@ static inline int q8_q1(float a, float inv)
     float x = a * inv;
     x = x > 127.0f ? 127.0f : x < -127.0f ? -127.0f : x;
     return (int)lrintf(x);
+}
+
+/* A row of zeros in the tiles (a row whose scale is 0 or NaN): K rounded up to 4 values. */
+static void q8_pack_zero(int K, int8_t *t, int32_t *sum)
+{
+    for (int kb = 0; kb < (K + Q8_KB - 1) / Q8_KB; kb++)
+        memset(t + (size_t)kb * Q8_KB * Q8_TN, 0, Q8_KB);
+    *sum = 0;
+}
+
+/* Row a[K] quantized as an activation row is (q8_quant_c's values, signed) into its
+ * place in a blob's tiles: t is its first block, the next 64 bytes on; its row sum
+ * in *sum, its scale returned. */
+static float q8_pack_c(const float *a, int K, int8_t *t, int32_t *sum)
+{
+    /* max |a| as the largest bit pattern of |a| (q8_quant_512's way): from 0x7f800000 up
+     * an infinity or a NaN */
+    uint32_t mb = 0;
+    for (int k = 0; k < K; k++) {
+        uint32_t u;
+        memcpy(&u, a + k, sizeof u);
+        u &= 0x7fffffffu;
+        mb = u > mb ? u : mb;
+    }
+    float mx, inv;
+    memcpy(&mx, &mb, sizeof mx);
+    float s = q8_row_scale(mx, mb < 0x7f800000u, &inv);
+    if (inv == 0.0f) {
+        q8_pack_zero(K, t, sum);
+        return s;
+    }
+    int32_t sm = 0;
+    for (int k = 0; k < K; k++) {
+        int q = q8_q1(a[k], inv);
+        t[(size_t)(k / Q8_KB) * Q8_KB * Q8_TN + k % Q8_KB] = (int8_t)q;
+        sm += q;
+    }
+    for (int k = K; k % Q8_KB; k++) t[(size_t)(k / Q8_KB) * Q8_KB * Q8_TN + k % Q8_KB] = 0;
+    *sum = sm;
+    return s;
 }
 
 #ifdef Q8_X86
@@ -371,6 +427,38 @@ Q8_T512 static float q8_quant_512(const float *a, int K, int kp, void *dst)
     return s;
 }
 
+/* q8_pack_c's bytes, 16 values at a time: the max as q8_quant_512 finds it, the values as
+ * it rounds them (no clamp needed), saturated to bytes, 4 blocks of 4 stored apart. */
+Q8_T512 static float q8_pack_512(const float *a, int K, int8_t *t, int32_t *sum)
+{
+    __m512i vmx = _mm512_setzero_si512(), absm = _mm512_set1_epi32(0x7fffffff);
+    for (int k = 0; k < K; k += 16) {
+        __mmask16 mk = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+        vmx = _mm512_max_epu32(vmx, _mm512_and_si512(_mm512_maskz_loadu_epi32(mk, a + k), absm));
+    }
+    uint32_t mb = (uint32_t)_mm512_reduce_max_epu32(vmx);
+    float mxf, inv;
+    memcpy(&mxf, &mb, sizeof mxf);
+    float s = q8_row_scale(mxf, mb < 0x7f800000u, &inv);
+    if (inv == 0.0f) {
+        q8_pack_zero(K, t, sum);
+        return s;
+    }
+    __m512 vi = _mm512_set1_ps(inv);
+    __m512i vs = _mm512_setzero_si512();
+    for (int k = 0; k < K; k += 16) {
+        __mmask16 mk = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+        __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, a + k), vi));
+        vs = _mm512_add_epi32(vs, v);
+        int32_t b[4];
+        _mm_storeu_si128((__m128i *)b, _mm512_cvtsepi32_epi8(v));
+        for (int j = 0; j < 4 && k + 4 * j < K; j++)
+            memcpy(t + (size_t)(k / Q8_KB + j) * Q8_KB * Q8_TN, &b[j], Q8_KB);
+    }
+    *sum = _mm512_reduce_add_epi32(vs);
+    return s;
+}
+
 /* Row r's 1-3 accumulators += its 4 activations (broadcast) times the NT weight blocks. */
 Q8_T512 __attribute__((always_inline)) static inline void q8_dp512(int NT, const uint8_t *a,
                                                                    __m512i w0, __m512i w1,
@@ -398,6 +486,7 @@ Q8_T512 __attribute__((always_inline)) static inline void q8_out512(int NT, cons
         __m512 s = _mm512_mul_ps(_mm512_set1_ps(p->sa[m]), _mm512_loadu_ps(p->sw + n0));
         __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(c[t], corr)), s);
         float *out = p->C + (size_t)m * p->ldc + n0;
+        if (p->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, q8_bias(p, m) + n0));
         if (p->beta != 0.0f)
             v = _mm512_add_ps(
                 v, _mm512_mul_ps(_mm512_set1_ps(p->beta), _mm512_maskz_loadu_ps(mk, out)));
@@ -506,6 +595,39 @@ Q8_T256 __attribute__((always_inline)) static inline __m256i q8_q8x(const float 
     return _mm256_cvtps_epi32(x);
 }
 
+/* q8_pack_c's bytes, 8 values at a time (the clamp and rounding of q8_q8x). */
+Q8_T256 static float q8_pack_256(const float *a, int K, int8_t *t, int32_t *sum)
+{
+    float inv, s = q8_scan256(a, K, &inv);
+    if (inv == 0.0f) {
+        q8_pack_zero(K, t, sum);
+        return s;
+    }
+    __m256 vi = _mm256_set1_ps(inv);
+    __m256i vs = _mm256_setzero_si256();
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256i v = q8_q8x(a + k, vi);
+        vs = _mm256_add_epi32(vs, v);
+        __m128i h = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        int32_t b[4];
+        _mm_storeu_si128((__m128i *)b, _mm_packs_epi16(h, h));
+        memcpy(t + (size_t)(k / Q8_KB) * Q8_KB * Q8_TN, &b[0], Q8_KB);
+        memcpy(t + (size_t)(k / Q8_KB + 1) * Q8_KB * Q8_TN, &b[1], Q8_KB);
+    }
+    int32_t l[8], sm = 0;
+    _mm256_storeu_si256((__m256i *)l, vs);
+    for (int j = 0; j < 8; j++) sm += l[j];
+    for (; k < K; k++) {
+        int q = q8_q1(a[k], inv);
+        t[(size_t)(k / Q8_KB) * Q8_KB * Q8_TN + k % Q8_KB] = (int8_t)q;
+        sm += q;
+    }
+    for (; k % Q8_KB; k++) t[(size_t)(k / Q8_KB) * Q8_KB * Q8_TN + k % Q8_KB] = 0;
+    *sum = sm;
+    return s;
+}
+
 /* AVX2: int16 activations. */
 Q8_T256 static float q8_quant_avx2(const float *a, int K, int kp, void *dst)
 {
@@ -556,13 +678,18 @@ Q8_T256 __attribute__((always_inline)) static inline void q8_store8(const q8_arg
     __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(isum), s);
     float *c = p->C + (size_t)m * p->ldc + n0;
     float tmp[8];
+    if (nv <= 0) return;
+    if (p->bias) {
+        memset(tmp, 0, sizeof tmp);
+        memcpy(tmp, q8_bias(p, m) + n0, (size_t)nv * sizeof(float));
+        v = _mm256_add_ps(v, _mm256_loadu_ps(tmp));
+    }
     if (nv == 8) {
         if (p->beta != 0.0f)
             v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(p->beta), _mm256_loadu_ps(c)));
         _mm256_storeu_ps(c, v);
         return;
     }
-    if (nv <= 0) return;
     memset(tmp, 0, sizeof tmp);
     if (p->beta != 0.0f) {
         memcpy(tmp, c, (size_t)nv * sizeof(float));
@@ -725,6 +852,7 @@ typedef struct q8_kernel {
     int elem; /* bytes of one quantized activation */
     q8_quant_fn quant;
     q8_tiles_fn tiles;
+    q8_pack_fn pack;
     int (*supported)(void);
 } q8_kernel;
 
@@ -733,11 +861,11 @@ static int q8_always(void) { return 1; }
 /* Best first. */
 static const q8_kernel q8_kernels[] = {
 #ifdef Q8_X86
-    { "avx512vnni", 1, q8_quant_512, q8_tiles_512, q8_has_512vnni },
-    { "avxvnni", 1, q8_quant_u8_256, q8_tiles_vnni, q8_has_avxvnni },
-    { "avx2", 2, q8_quant_avx2, q8_tiles_avx2, q8_has_avx2 },
+    { "avx512vnni", 1, q8_quant_512, q8_tiles_512, q8_pack_512, q8_has_512vnni },
+    { "avxvnni", 1, q8_quant_u8_256, q8_tiles_vnni, q8_pack_256, q8_has_avxvnni },
+    { "avx2", 2, q8_quant_avx2, q8_tiles_avx2, q8_pack_256, q8_has_avx2 },
 #endif
-    { "c", 1, q8_quant_c, q8_tiles_c, q8_always },
+    { "c", 1, q8_quant_c, q8_tiles_c, q8_pack_c, q8_always },
 };
 #define Q8_NKERNELS ((int)(sizeof q8_kernels / sizeof q8_kernels[0]))
 
@@ -784,6 +912,28 @@ int eng_q8_set_kernel(const char *name)
     return 0;
 }
 
+int eng_q8_pack_rows(const float *src, int N, int K, int lds, void *dst)
+{
+    if (!src || !dst || !q8_shape_ok(N, K) || lds < K || ((uintptr_t)dst & 3)) return -1;
+    q8_hdr h = q8_layout(N, K);
+    unsigned char *b = dst;
+    memcpy(b, &h, sizeof h);
+    memset(b + sizeof h, 0, (size_t)(h.data_off - sizeof h));
+    float *scales = (float *)(b + h.scales_off);
+    int32_t *sums = (int32_t *)(b + h.sums_off);
+    int8_t *q = (int8_t *)(b + h.data_off);
+    /* the rows past N are zeros (a row writes its own K padding) */
+    if (h.np > (uint32_t)N)
+        for (uint32_t kb = 0; kb < h.kp / Q8_KB; kb++)
+            memset(q + ((size_t)(h.np / Q8_TN - 1) * h.kp + kb * Q8_KB) * Q8_TN +
+                       (size_t)(N % Q8_TN) * Q8_KB,
+                   0, (size_t)(h.np - (uint32_t)N) * Q8_KB);
+    q8_pack_fn pack = q8_get()->pack;
+    for (int n = 0; n < N; n++)
+        scales[n] = pack(src + (size_t)n * lds, K, q + q8_at(h.kp, n, 0), &sums[n]);
+    return 0;
+}
+
 /* ---- scratch: the calling thread's, grown once, freed when the thread exits ---- */
 
 static pthread_key_t q8_key;
@@ -818,7 +968,8 @@ static int q8_check(int M, int N, int K, int lda, const void *packed, int ldc, q
 /* C[i] = dequant(q8(A) . Wq_i^T) (+ beta C[i]) for the n weights: eng_gemm_q8 (n = 1)
  * and eng_gemm_q8_n. */
 static int q8_products(int M, int K, const float *A, int lda, int n, const void *const packed[],
-                       const int N[], float *const C[], const int ldc[], float beta)
+                       const int N[], float *const C[], const int ldc[], float beta,
+                       const float *bias, long bstep, int serial)
 {
     if (n < 1 || n > ENG_Q8_MAX_SHARED || M < 0) return -1;
     q8_hdr h[ENG_Q8_MAX_SHARED];
@@ -852,6 +1003,8 @@ static int q8_products(int M, int K, const float *A, int lda, int n, const void 
             .sw = (const float *)(b + h[i].scales_off),
             .sum = (const int32_t *)(b + h[i].sums_off),
             .beta = beta,
+            .bias = bias,
+            .bstep = bstep,
             .C = C[i],
             .ldc = ldc[i],
         };
@@ -860,9 +1013,9 @@ static int q8_products(int M, int K, const float *A, int lda, int n, const void 
     int tiles = first[n];
     int nt = 1;
 #ifdef _OPENMP
-    if (work >= Q8_PAR_MIN) nt = omp_get_max_threads();
+    if (work >= Q8_PAR_MIN && !serial) nt = omp_get_max_threads();
 #endif
-    (void)work, (void)nt; /* without OpenMP */
+    (void)work, (void)nt, (void)serial; /* without OpenMP */
     /* Each thread quantizes its share of the rows, then computes its share of the tiles of
      * every weight (tiles t0 .. t1 - 1 of them all, in order): any split gives every
      * output the same exact integer sum and the same epilogue. */
@@ -892,11 +1045,17 @@ static int q8_products(int M, int K, const float *A, int lda, int n, const void 
 int eng_gemm_q8_n(int M, int K, const float *A, int lda, int n, const void *const packed[],
                   const int N[], float *const C[], const int ldc[])
 {
-    return q8_products(M, K, A, lda, n, packed, N, C, ldc, 0.0f);
+    return q8_products(M, K, A, lda, n, packed, N, C, ldc, 0.0f, NULL, 0, 0);
 }
 
 int eng_gemm_q8(int M, int N, int K, const float *A, int lda, const void *packed, float beta,
                 float *C, int ldc)
 {
-    return q8_products(M, K, A, lda, 1, &packed, &N, &C, &ldc, beta);
+    return q8_products(M, K, A, lda, 1, &packed, &N, &C, &ldc, beta, NULL, 0, 0);
+}
+
+int eng_gemm_q8_serial(int M, int N, int K, const float *A, int lda, const void *packed,
+                       const float *bias, long bstep, float *C, int ldc)
+{
+    return q8_products(M, K, A, lda, 1, &packed, &N, &C, &ldc, 0.0f, bias, bstep, 1);
 }

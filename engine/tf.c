@@ -143,15 +143,32 @@ static void tf_positions(eng_ctx *c, const int32_t *tok, const int *off, int n, 
  * times columns (16 sums of 4 rows x 64 keys in registers, 2x the speed of one dot
  * product per key), by eng_attn_scores and eng_attn_pv (blocked for L1; the bias added
  * in the scores' store: the bits eng_gemm_serial on the transposed keys gives); fewer
- * queries take eng_gemm_serial's dot products. */
+ * queries take eng_gemm_serial's dot products. q8: an int8 model's scratch for the
+ * encoder's int8 attention (below), or NULL. */
 static void tf_attend_head(const eng_ctx *c, const float *q, float *att, int Lq, const float *k,
                            const float *v, int Lk, int mode, const int *dep, const int *end, int hd,
-                           float *s, float *kt)
+                           float *s, float *kt, unsigned char *q8)
 {
     int I = c->m->inner, dk = c->m->cfg.d_kv, L = c->max_len;
     /* the encoder's relative position bias: row i's is enc_bias[hd] from L - 1 - i */
     const float *eb = NULL;
     if (mode == 0 && c->w.enc_bias) eb = c->w.enc_bias + (size_t)hd * (2 * L - 1) + (L - 1);
+    /* An int8 model's encoder: both products in int8 (eng_gemm_q8_serial; the keys and the
+     * values transposed quantized per row, the queries and the probabilities per row as
+     * any activation), the softmax in F32. Each row's result depends on the sequence's
+     * own keys and values only. */
+    if (q8 && mode == 0 && Lq >= 4) {
+        unsigned char *kq = q8, *vq = q8 + ((eng_q8_weight_bytes(L, dk) + 63) & ~(size_t)63);
+        int rc = eng_q8_pack_rows(k + hd * dk, Lk, dk, I, kq);
+        if (rc == 0) rc = eng_gemm_q8_serial(Lq, Lk, dk, q + hd * dk, I, kq, eb, -1, s, Lk);
+        for (int i = 0; rc == 0 && i < Lq; i++) eng_softmax(s + (size_t)i * Lk, Lk);
+        eng_transpose(Lk, dk, v + hd * dk, I, kt, c->w.keys_ld);
+        if (rc == 0) rc = eng_q8_pack_rows(kt, dk, Lk, c->w.keys_ld, vq);
+        if (rc == 0) rc = eng_gemm_q8_serial(Lq, dk, Lk, s, Lk, vq, NULL, 0, att + hd * dk, I);
+        for (int i = 0; rc < 0 && i < Lq; i++) /* no scratch: no result, as eng_lin_apply */
+            for (int d = 0; d < dk; d++) att[(size_t)i * I + hd * dk + d] = NAN;
+        return;
+    }
     if (Lq >= 4) {
         eng_transpose(Lk, dk, k + hd * dk, I, kt, c->w.keys_ld);
         eng_attn_scores(Lq, Lk, dk, q + hd * dk, I, kt, c->w.keys_ld, eb, -1, s, Lk);
@@ -218,7 +235,8 @@ static void tf_attend(eng_ctx *c, int n, const int *qoff, const float *k, const 
         tf_attend_head(c, c->w.q + (size_t)q0 * I, c->w.att + (size_t)q0 * I, lq,
                        k + (size_t)k0 * I, v + (size_t)k0 * I, lk, mode, dep ? dep + q0 : NULL,
                        end ? end + q0 : NULL, hd, c->w.scores + (size_t)eng_thread_id() * L * L,
-                       c->w.keys_t + (size_t)eng_thread_id() * dk * c->w.keys_ld);
+                       c->w.keys_t + (size_t)eng_thread_id() * dk * c->w.keys_ld,
+                       c->w.q8_attn ? c->w.q8_attn + eng_thread_id() * c->w.q8_attn_bytes : NULL);
     }
 }
 

@@ -4,8 +4,9 @@
  * Alone, a short document's products take the few-rows kernel (up to 8 rows); in company
  * (documents of other lengths sharing every engine call, hundreds of encoder rows and 20+
  * decoder rows) the packed many-rows kernel. Both at 1 and 2 threads, on both tiny
- * models; and sequence classification (tiny-bart-mnli). And at the kernel level: a row's
- * output through eng_gemm is the same bits at 1..200 rows, wherever the row falls. */
+ * models, and on tiny-flan held in int8; and sequence classification (tiny-bart-mnli).
+ * And at the kernel level: a row's output through eng_gemm is the same bits at 1..200
+ * rows, wherever the row falls. */
 #include "engine/eng_int.h"
 #include "engine/engine.h"
 #include "tests/harness/harness.h"
@@ -30,12 +31,13 @@ static void bb_ids(int32_t *ids, int n, unsigned *r)
     ids[n - 1] = 1;
 }
 
-static eng_model *bb_model(const char *name, int threads)
+static eng_model *bb_model(const char *name, int threads, eng_weights weights)
 {
     char rel[64], err[512];
     snprintf(rel, sizeof rel, "models/%s", name);
     eng_model_params mp = eng_model_default_params();
     mp.n_threads = threads;
+    mp.weights = weights;
     eng_model *m = eng_model_load(th_data(rel), &mp, err, sizeof err);
     REQUIRE_MSG(m, "%s", err);
     return m;
@@ -155,7 +157,7 @@ static int bb_compare(const char *what, const bb_out *want, const bb_out *got, i
  * 8 rows, others not) alone at 1 thread are the reference; then alone at 2 threads, and
  * in two rounds of random company (other documents of 5 to 160 tokens, shuffled in) at 1
  * and 2 threads. */
-static void bb_model_case(const char *name)
+static void bb_model_case(const char *name, eng_weights weights)
 {
     static const int lens[BB_DOCS] = { 3, 7, 12, 25, 40 };
     static bb_doc docs[BB_DOCS], batch[BB_DOCS + BB_COMPANY];
@@ -167,7 +169,7 @@ static void bb_model_case(const char *name)
     }
     int bad = 0;
     for (int threads = 1; threads <= 2; threads++) {
-        eng_model *m = bb_model(name, threads);
+        eng_model *m = bb_model(name, threads, weights);
         eng_ctx *c = bb_ctx(m);
         for (int d = 0; d < BB_DOCS; d++) bb_run(c, &docs[d], 1, threads == 1 ? &ref[d] : &mine[d]);
         if (threads == 2) {
@@ -209,8 +211,10 @@ static void bb_model_case(const char *name)
     CHECK_MSG(bad == 0, "%s: %d results not bitwise those of the document alone", name, bad);
 }
 
-TEST_TIMEOUT(eng_batch_bits_tiny_flan, 300) { bb_model_case("tiny-flan"); }
-TEST_TIMEOUT(eng_batch_bits_tiny_t5, 300) { bb_model_case("tiny-t5"); }
+TEST_TIMEOUT(eng_batch_bits_tiny_flan, 300) { bb_model_case("tiny-flan", ENG_WEIGHTS_AUTO); }
+TEST_TIMEOUT(eng_batch_bits_tiny_t5, 300) { bb_model_case("tiny-t5", ENG_WEIGHTS_AUTO); }
+/* int8 (issue 16): its products, and its encoder's attention in int8 too (tf.c) */
+TEST_TIMEOUT(eng_batch_bits_tiny_flan_int8, 300) { bb_model_case("tiny-flan", ENG_WEIGHTS_INT8); }
 
 /* x[0..n) uniform in [-1, 1) */
 static void bb_fill(float *x, size_t n, unsigned *r)

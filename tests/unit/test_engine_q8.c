@@ -453,3 +453,168 @@ TEST(q8_extremes)
     CHECK(eng_gemm_q8(1, N, K, NULL, K, p, 0.0f, C, N) < 0);
     free(p);
 }
+
+/* eng_q8_pack_rows (an int8 model's attention keys and values, made at run time): on every
+ * kernel the same bytes; each row's values and scale those of the activation rule
+ * (q8t_quant_a), its row sum theirs, padding zero (eng_q8_weight_check passes); a row of
+ * zeros gets scale 0, a row with Inf or NaN a NaN scale and NaN outputs. Shapes off the
+ * vector widths: N 1, 3, 17, 64, 300; K 1 .. 515. */
+TEST_TIMEOUT(q8_pack_rows_all_kernels, 120)
+{
+    static const int Ks[] = { 1, 3, 4, 17, 63, 64, 65, 515 }, Ns[] = { 1, 3, 17, 64, 300 };
+    enum { LD = 520, MAXN = 300 };
+    float *X = malloc(sizeof(float) * MAXN * LD);
+    REQUIRE(X);
+    uint32_t s = 777;
+    q8t_fill(X, (size_t)MAXN * LD, &s);
+    int q[LD], checked = 0;
+    for (size_t a = 0; a < sizeof Ks / sizeof *Ks; a++)
+        for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++) {
+            int K = Ks[a], N = Ns[b];
+            size_t bytes = eng_q8_weight_bytes(N, K);
+            unsigned char *first = NULL;
+            for (int ki = 0; ki < Q8T_NK; ki++) {
+                if (eng_q8_set_kernel(q8t_kernels[ki]) != 0) continue;
+                unsigned char *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+                REQUIRE(p);
+                memset(p, 0x5a, bytes); /* whatever was there before */
+                REQUIRE(eng_q8_pack_rows(X, N, K, LD, p) == 0);
+                if (!first) {
+                    first = p;
+                    CHECK_MSG(eng_q8_weight_check(p, bytes, N, K) == 0, "N %d K %d: %s", N, K,
+                              eng_q8_strerror(eng_q8_weight_check(p, bytes, N, K)));
+                    for (int n = 0; n < N; n++) {
+                        float sc = q8t_quant_a(X + (size_t)n * LD, K, q), row[LD];
+                        eng_q8_weight_row(p, N, K, n, row);
+                        int off = 0;
+                        for (int k = 0; k < K; k++) off += row[k] != (float)q[k] * sc;
+                        CHECK_MSG(off == 0, "N %d K %d row %d: %d values off the rule", N, K, n,
+                                  off);
+                        checked++;
+                    }
+                    continue;
+                }
+                CHECK_MSG(memcmp(first, p, bytes) == 0, "N %d K %d: %s's blob differs", N, K,
+                          q8t_kernels[ki]);
+                free(p);
+            }
+            free(first);
+        }
+    printf("    pack_rows: %d rows as the activation rule, every kernel the same bytes\n", checked);
+    /* extremes: zeros, tiny, Inf, NaN */
+    enum { EN = 5, EK = 37 };
+    float E[EN * EK], A[2 * EK], C[2 * EN];
+    q8t_fill(E, EN * EK, &s);
+    q8t_fill(A, 2 * EK, &s);
+    for (int k = 0; k < EK; k++) {
+        E[0 * EK + k] = 0.0f;
+        E[1 * EK + k] = 1e-35f;
+        E[3 * EK + k] = k == 30 ? INFINITY : E[3 * EK + k];
+        E[4 * EK + k] = k == 2 ? NAN : E[4 * EK + k];
+    }
+    for (int ki = 0; ki < Q8T_NK; ki++) {
+        if (eng_q8_set_kernel(q8t_kernels[ki]) != 0) continue;
+        size_t bytes = eng_q8_weight_bytes(EN, EK);
+        unsigned char *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+        REQUIRE(p);
+        REQUIRE(eng_q8_pack_rows(E, EN, EK, EK, p) == 0);
+        float row[EK];
+        for (int n = 0; n < 2; n++) {
+            eng_q8_weight_row(p, EN, EK, n, row);
+            for (int k = 0; k < EK; k++) CHECK(row[k] == 0.0f && !signbit(row[k]));
+        }
+        REQUIRE(eng_gemm_q8(2, EN, EK, A, EK, p, 0.0f, C, EN) == 0);
+        for (int m = 0; m < 2; m++) {
+            CHECK(C[m * EN + 0] == 0.0f && C[m * EN + 1] == 0.0f);
+            CHECK(isfinite(C[m * EN + 2]));
+            CHECK_MSG(isnan(C[m * EN + 3]) && isnan(C[m * EN + 4]), "%s: Inf/NaN rows give %g %g",
+                      q8t_kernels[ki], C[m * EN + 3], C[m * EN + 4]);
+        }
+        free(p);
+    }
+    CHECK(eng_q8_set_kernel(NULL) == 0);
+    CHECK(eng_q8_pack_rows(NULL, 1, 1, 1, E) < 0);
+    CHECK(eng_q8_pack_rows(E, 0, 1, 1, E) < 0);
+    CHECK(eng_q8_pack_rows(E, 2, 8, 7, E) < 0); /* lds < K */
+    free(X);
+}
+
+/* eng_gemm_q8_serial: the bits of eng_gemm_q8 (beta 0) plus the bias row added to each
+ * output (row m's at bias + m * bstep: attention's position bias is bstep -1, one table
+ * read from further left each row), on every kernel; bias NULL is eng_gemm_q8; inside a
+ * parallel region each thread's call gives those bits too. */
+TEST_TIMEOUT(q8_serial_bias, 120)
+{
+    static const int Ms[] = { 1, 3, 17, 64, 300 }, Ks[] = { 3, 64, 130 }, Ns[] = { 5, 64, 300 };
+    enum { LD = 301, MAXM = 300, BL = 2 * 300 + 300 };
+    float *A = malloc(sizeof(float) * MAXM * LD), *W = malloc(sizeof(float) * 300 * LD);
+    float *C = malloc(sizeof(float) * MAXM * LD), *R = malloc(sizeof(float) * MAXM * LD);
+    float *bias = malloc(sizeof(float) * BL);
+    REQUIRE(A && W && C && R && bias);
+    uint32_t s = 4242;
+    q8t_fill(A, (size_t)MAXM * LD, &s);
+    q8t_fill(W, (size_t)300 * LD, &s);
+    q8t_fill(bias, BL, &s);
+    int cases = 0;
+    for (int ki = 0; ki < Q8T_NK; ki++) {
+        if (eng_q8_set_kernel(q8t_kernels[ki]) != 0) continue;
+        for (size_t a = 0; a < sizeof Ks / sizeof *Ks; a++)
+            for (size_t b = 0; b < sizeof Ns / sizeof *Ns; b++) {
+                int K = Ks[a], N = Ns[b];
+                size_t bytes = eng_q8_weight_bytes(N, K);
+                unsigned char *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+                REQUIRE(p);
+                REQUIRE(eng_q8_pack_rows(W, N, K, LD, p) == 0);
+                for (size_t c = 0; c < sizeof Ms / sizeof *Ms; c++) {
+                    int M = Ms[c];
+                    for (int mode = 0; mode < 3; mode++) {
+                        /* mode 0: no bias; 1: bstep -1 from the middle; 2: bstep N */
+                        const float *b0 = mode == 0 ? NULL : mode == 1 ? bias + MAXM : bias;
+                        long step = mode == 1 ? -1 : N;
+                        if (mode == 2 && (long)(M - 1) * N + N > BL) continue;
+                        REQUIRE(eng_gemm_q8(M, N, K, A, LD, p, 0.0f, R, LD) == 0);
+                        for (int m = 0; b0 && m < M; m++)
+                            for (int n = 0; n < N; n++) R[(size_t)m * LD + n] += b0[m * step + n];
+                        for (size_t i = 0; i < (size_t)M * LD; i++) C[i] = 7.0f;
+                        REQUIRE(eng_gemm_q8_serial(M, N, K, A, LD, p, b0, step, C, LD) == 0);
+                        int off = 0;
+                        for (int m = 0; m < M; m++) {
+                            off += memcmp(C + (size_t)m * LD, R + (size_t)m * LD,
+                                          sizeof(float) * N) != 0;
+                            for (int n = N; n < LD; n++) off += C[(size_t)m * LD + n] != 7.0f;
+                        }
+                        CHECK_MSG(off == 0, "%s M %d N %d K %d bias mode %d: %d rows differ",
+                                  q8t_kernels[ki], M, N, K, mode, off);
+                        cases++;
+                    }
+                }
+                free(p);
+            }
+    }
+    /* two threads at once, each its own serial products: the same bits */
+    int M = 300, N = 300, K = 130;
+    size_t bytes = eng_q8_weight_bytes(N, K);
+    unsigned char *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+    REQUIRE(p);
+    CHECK(eng_q8_set_kernel(NULL) == 0);
+    REQUIRE(eng_q8_pack_rows(W, N, K, LD, p) == 0);
+    REQUIRE(eng_gemm_q8_serial(M, N, K, A, LD, p, bias + MAXM, -1, R, LD) == 0);
+    float *C2 = malloc(sizeof(float) * MAXM * LD);
+    REQUIRE(C2);
+    eng_set_threads(2);
+    int rc[2] = { -1, -1 };
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(2)
+#endif
+    for (int t = 0; t < 2; t++)
+        rc[t] = eng_gemm_q8_serial(M, N, K, A, LD, p, bias + MAXM, -1, t ? C2 : C, LD);
+    CHECK(rc[0] == 0 && rc[1] == 0);
+    for (int m = 0; m < M; m++) {
+        CHECK(memcmp(C + (size_t)m * LD, R + (size_t)m * LD, sizeof(float) * N) == 0);
+        CHECK(memcmp(C2 + (size_t)m * LD, R + (size_t)m * LD, sizeof(float) * N) == 0);
+    }
+    /* a blob of another shape is refused */
+    CHECK(eng_gemm_q8_serial(M, N - 1, K, A, LD, p, NULL, 0, C, LD) < 0);
+    printf("    serial + bias: %d cases bitwise eng_gemm_q8 + bias\n", cases);
+    free(p), free(A), free(W), free(C), free(C2), free(R), free(bias);
+}
