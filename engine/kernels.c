@@ -50,18 +50,33 @@ __attribute__((always_inline)) static inline ek_vf ek_vsel(ek_vi mask, ek_vf a, 
 }
 
 /* The sum of the lanes, pairwise: lanes i and i + 8, then i + 4, i + 2, i + 1. */
+/* v's lanes from 8 h up (h = 1, 2, 4 or 8) in lanes 0 .. h - 1 and again above: one
+ * step of the pairwise trees below, in registers (lane loops went through memory). */
+#define EK_HALF(v, h)                                                                               \
+    ((h) == 8   ? __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, \
+                                          14, 15)                                                   \
+     : (h) == 4 ? __builtin_shufflevector(v, v, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7, 4, 5, 6, 7)     \
+     : (h) == 2 ? __builtin_shufflevector(v, v, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3)     \
+                : __builtin_shufflevector(v, v, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1))
+
 __attribute__((always_inline)) static inline float ek_vsum(ek_vf v)
 {
-    for (int h = EK_LANES / 2; h >= 1; h /= 2)
-        for (int l = 0; l < h; l++) v[l] += v[l + h];
+    v += EK_HALF(v, 8);
+    v += EK_HALF(v, 4);
+    v += EK_HALF(v, 2);
+    v += EK_HALF(v, 1);
     return v[0];
 }
 
+/* The largest lane (none is NaN: the callers' maxima only take a value greater than
+ * theirs), by the same tree: a max is the same value in any order. */
 __attribute__((always_inline)) static inline float ek_vmax(ek_vf v)
 {
-    float m = v[0];
-    for (int l = 1; l < EK_LANES; l++) m = v[l] > m ? v[l] : m;
-    return m;
+    for (int h = EK_LANES / 2; h >= 1; h /= 2) {
+        ek_vf u = EK_HALF(v, h);
+        v = ek_vsel(u > v, u, v);
+    }
+    return v[0];
 }
 
 /* The largest of x[0..n), -inf for none (or all -inf). */
