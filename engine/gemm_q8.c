@@ -494,14 +494,13 @@ Q8_T512 __attribute__((always_inline)) static inline void q8_out512(int NT, cons
     }
 }
 
-/* Rows m0 .. m0 + MR - 1 x tiles t0 .. t0 + nt - 1 (MR <= 8 a constant at every call;
- * nt <= 3: a group of fewer tiles repeats its last, computed, not stored, so that there
- * are 8 instances, not 24): 24 named accumulators (GCC keeps an array of them in memory
- * as well). */
-Q8_T512 __attribute__((always_inline)) static inline void q8_mk512(int MR, int nt, const q8_args *p,
-                                                                   int m0, int t0)
+/* Rows m0 .. m0 + MR - 1 x tiles t0 .. t0 + nt - 1 (MR <= 8 and NT, 2 or 3, constants at
+ * every call; nt <= NT: a group of fewer tiles repeats its last, computed, not stored, so
+ * that there are 16 instances, not 24): 24 named accumulators (GCC keeps an array of them
+ * in memory as well). */
+Q8_T512 __attribute__((always_inline)) static inline void q8_mk512(int MR, int NT, int nt,
+                                                                   const q8_args *p, int m0, int t0)
 {
-    const int NT = Q8_NT512;
     __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
     __m512i c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
     __m512i c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00, c52 = c00;
@@ -514,7 +513,7 @@ Q8_T512 __attribute__((always_inline)) static inline void q8_mk512(int MR, int n
     for (int kb = 0; kb < nkb; kb++, w += 64, a += Q8_KB) {
         __m512i w0 = _mm512_loadu_si512(w);
         __m512i w1 = _mm512_loadu_si512(w + o1);
-        __m512i w2 = _mm512_loadu_si512(w + o2);
+        __m512i w2 = NT > 2 ? _mm512_loadu_si512(w + o2) : w1;
         q8_dp512(NT, a, w0, w1, w2, &c00, &c01, &c02);
         if (MR > 1) q8_dp512(NT, a + as, w0, w1, w2, &c10, &c11, &c12);
         if (MR > 2) q8_dp512(NT, a + 2 * as, w0, w1, w2, &c20, &c21, &c22);
@@ -534,24 +533,35 @@ Q8_T512 __attribute__((always_inline)) static inline void q8_mk512(int MR, int n
     if (MR > 7) q8_out512(nt, p, m0 + 7, t0, c70, c71, c72);
 }
 
+/* Rows m .. of tiles t .. t + nt - 1 with the NT-tile kernel, by the rows left. */
+#define Q8_ROWS512(NT)                                   \
+    switch (p->M - m < Q8_MR512 ? p->M - m : Q8_MR512) { \
+    case 1: q8_mk512(1, NT, nt, p, m, t); break;         \
+    case 2: q8_mk512(2, NT, nt, p, m, t); break;         \
+    case 3: q8_mk512(3, NT, nt, p, m, t); break;         \
+    case 4: q8_mk512(4, NT, nt, p, m, t); break;         \
+    case 5: q8_mk512(5, NT, nt, p, m, t); break;         \
+    case 6: q8_mk512(6, NT, nt, p, m, t); break;         \
+    case 7: q8_mk512(7, NT, nt, p, m, t); break;         \
+    default: q8_mk512(8, NT, nt, p, m, t); break;        \
+    }
+
 Q8_T512 static void q8_tiles_512(const q8_args *p, int t0, int t1)
 {
-    for (int t = t0; t < t1; t += Q8_NT512) {
-        int nt = t1 - t < Q8_NT512 ? t1 - t : Q8_NT512;
+    for (int t = t0, nt; t < t1; t += nt) {
+        /* groups of 3 tiles; 1 or 2 left, or 4 (an attention head's 64 values: 2 + 2,
+         * not 3 + 1 computed as 3) by the 2-tile kernel */
+        nt = t1 - t == 4 ? 2 : t1 - t < Q8_NT512 ? t1 - t : Q8_NT512;
         for (int m = 0; m < p->M; m += Q8_MR512) {
-            switch (p->M - m < Q8_MR512 ? p->M - m : Q8_MR512) {
-            case 1: q8_mk512(1, nt, p, m, t); break;
-            case 2: q8_mk512(2, nt, p, m, t); break;
-            case 3: q8_mk512(3, nt, p, m, t); break;
-            case 4: q8_mk512(4, nt, p, m, t); break;
-            case 5: q8_mk512(5, nt, p, m, t); break;
-            case 6: q8_mk512(6, nt, p, m, t); break;
-            case 7: q8_mk512(7, nt, p, m, t); break;
-            default: q8_mk512(8, nt, p, m, t); break;
+            if (nt == 3) {
+                Q8_ROWS512(3)
+            } else {
+                Q8_ROWS512(2)
             }
         }
     }
 }
+#undef Q8_ROWS512
 
 /* ---- 256-bit: AVX-VNNI (vpdpbusd on u8 activations) and AVX2 (vpmaddwd on int16) ----
  * A tile is two halves of 8 weight rows (32 bytes per 4 k); MR rows x one half. */

@@ -286,9 +286,9 @@ TEST(q8_check_rejects_corrupt)
  * and the same bits on every kernel. */
 TEST_TIMEOUT(q8_product_shapes_all_kernels, 120)
 {
-    static const int Ks[] = { 1, 3, 17, 63, 64, 65, 300, 1000 }, Ns[] = { 1, 5, 16, 17, 33 };
+    static const int Ks[] = { 1, 3, 17, 63, 64, 65, 300, 1000 }, Ns[] = { 1, 5, 16, 17, 33, 64 };
     static const int Ms[] = { 1, 3, 17, 64, 300 };
-    enum { LD = 1003, MAXM = 300, MAXN = 33, LDC = 35 };
+    enum { LD = 1003, MAXM = 300, MAXN = 64, LDC = 67 };
     float *A = malloc(sizeof(float) * MAXM * LD), *W = malloc(sizeof(float) * MAXN * LD);
     float *C0 = malloc(sizeof(float) * MAXM * LDC), *C = malloc(sizeof(float) * MAXM * LDC);
     float *first = malloc(sizeof(float) * MAXM * LDC);
