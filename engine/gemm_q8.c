@@ -473,7 +473,8 @@ Q8_T512 __attribute__((always_inline)) static inline void q8_dp512(int NT, const
     if (NT > 2) *c2 = _mm512_dpbusd_epi32(*c2, av, w2);
 }
 
-/* Output row m, tiles t0 .. t0 + NT - 1: the epilogue, 16 outputs per tile. */
+/* Output row m, tiles t0 .. t0 + NT - 1: the epilogue, 16 outputs per tile (the sums
+ * c0 .. c2 started from -128 rowsum: they are the exact isums). */
 Q8_T512 __attribute__((always_inline)) static inline void q8_out512(int NT, const q8_args *p, int m,
                                                                     int t0, __m512i c0, __m512i c1,
                                                                     __m512i c2)
@@ -482,9 +483,8 @@ Q8_T512 __attribute__((always_inline)) static inline void q8_out512(int NT, cons
     for (int t = 0; t < NT; t++) {
         int n0 = (t0 + t) * Q8_TN, nv = p->N - n0 < Q8_TN ? p->N - n0 : Q8_TN;
         __mmask16 mk = (__mmask16)((1u << nv) - 1);
-        __m512i corr = _mm512_slli_epi32(_mm512_loadu_si512(p->sum + n0), 7);
         __m512 s = _mm512_mul_ps(_mm512_set1_ps(p->sa[m]), _mm512_loadu_ps(p->sw + n0));
-        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(c[t], corr)), s);
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(c[t]), s);
         float *out = p->C + (size_t)m * p->ldc + n0;
         if (p->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, q8_bias(p, m) + n0));
         if (p->beta != 0.0f)
@@ -501,12 +501,20 @@ Q8_T512 __attribute__((always_inline)) static inline void q8_out512(int NT, cons
 Q8_T512 __attribute__((always_inline)) static inline void q8_mk512(int MR, int NT, int nt,
                                                                    const q8_args *p, int m0, int t0)
 {
-    __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
-    __m512i c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
-    __m512i c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00, c52 = c00;
-    __m512i c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
     size_t ts = (size_t)p->kp * Q8_TN, as = p->as;          /* bytes of a tile, of a row */
     size_t o1 = nt > 1 ? ts : 0, o2 = nt > 2 ? 2 * ts : o1; /* the 2nd and 3rd tiles */
+    /* each tile's sums start from -128 times its weight rows' sums: the activations come
+     * as q + 128 (exact modulo 2^32, so the exact isum at the end) */
+    const int32_t *rs = p->sum + (size_t)t0 * Q8_TN;
+    int r1 = nt > 1 ? Q8_TN : 0, r2 = nt > 2 ? 2 * Q8_TN : r1; /* their row sums */
+    __m512i z = _mm512_setzero_si512();
+    __m512i c00 = _mm512_sub_epi32(z, _mm512_slli_epi32(_mm512_loadu_si512(rs), 7));
+    __m512i c01 = _mm512_sub_epi32(z, _mm512_slli_epi32(_mm512_loadu_si512(rs + r1), 7));
+    __m512i c02 = _mm512_sub_epi32(z, _mm512_slli_epi32(_mm512_loadu_si512(rs + r2), 7));
+    __m512i c10 = c00, c11 = c01, c12 = c02, c20 = c00, c21 = c01, c22 = c02;
+    __m512i c30 = c00, c31 = c01, c32 = c02, c40 = c00, c41 = c01, c42 = c02;
+    __m512i c50 = c00, c51 = c01, c52 = c02, c60 = c00, c61 = c01, c62 = c02;
+    __m512i c70 = c00, c71 = c01, c72 = c02;
     const int8_t *w = p->w + (size_t)t0 * ts;
     const uint8_t *a = (const uint8_t *)p->aq + (size_t)m0 * as;
     int nkb = p->kp / Q8_KB;
