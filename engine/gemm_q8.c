@@ -264,6 +264,16 @@ static inline float q8_row_scale(float mx, int finite, float *inv)
     return mx / 127.0f;
 }
 
+/* q8_row_scale of a row whose largest |a| has the bit pattern mb (the vector kernels'
+ * way to find it: the same order as the values for non-negative floats; from 0x7f800000
+ * up an infinity or a NaN). */
+static inline float q8_bits_scale(uint32_t mb, float *inv)
+{
+    float mx;
+    memcpy(&mx, &mb, sizeof mx);
+    return q8_row_scale(mx, mb < 0x7f800000u, inv);
+}
+
 /* One output: the epilogue every kernel computes (vectors do it lane by lane). b: its
  * bias, or NULL. */
 static inline void q8_store1(float *c, int32_t isum, float sa, float sw, const float *b, float beta)
@@ -352,9 +362,7 @@ static float q8_pack_c(const float *a, int K, int8_t *t, int32_t *sum)
         u &= 0x7fffffffu;
         mb = u > mb ? u : mb;
     }
-    float mx, inv;
-    memcpy(&mx, &mb, sizeof mx);
-    float s = q8_row_scale(mx, mb < 0x7f800000u, &inv);
+    float inv, s = q8_bits_scale(mb, &inv);
     if (inv == 0.0f) {
         q8_pack_zero(K, t, sum);
         return s;
@@ -377,6 +385,17 @@ static float q8_pack_c(const float *a, int K, int8_t *t, int32_t *sum)
 #define Q8_MR512 8 /* rows at a time: 8 x 3 accumulators + 3 weight blocks + 1 */
 #define Q8_NT512 3
 
+/* The largest bit pattern of |a[k]| over the row (q8_bits_scale's argument). */
+Q8_T512 __attribute__((always_inline)) static inline uint32_t q8_max_bits512(const float *a, int K)
+{
+    __m512i vmx = _mm512_setzero_si512(), absm = _mm512_set1_epi32(0x7fffffff);
+    for (int k = 0; k < K; k += 16) {
+        __mmask16 mk = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+        vmx = _mm512_max_epu32(vmx, _mm512_and_si512(_mm512_maskz_loadu_epi32(mk, a + k), absm));
+    }
+    return (uint32_t)_mm512_reduce_max_epu32(vmx);
+}
+
 /* The row's max |a| found as the largest bit pattern of |a| (the same order for
  * non-negative floats; a pattern from 0x7f800000 up is an infinity or a NaN: not finite),
  * then 64 values at a time scaled, rounded to nearest even (vcvtps2dq) and packed to
@@ -385,16 +404,7 @@ static float q8_pack_c(const float *a, int K, int8_t *t, int32_t *sum)
 Q8_T512 static float q8_quant_512(const float *a, int K, int kp, void *dst)
 {
     uint8_t *q = dst;
-    __m512i vmx = _mm512_setzero_si512(), absm = _mm512_set1_epi32(0x7fffffff);
-    for (int k = 0; k < K; k += 16) {
-        __mmask16 mk = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
-        __m512i x = _mm512_maskz_loadu_epi32(mk, a + k);
-        vmx = _mm512_max_epu32(vmx, _mm512_and_si512(x, absm));
-    }
-    uint32_t mb = (uint32_t)_mm512_reduce_max_epu32(vmx);
-    float mxf;
-    memcpy(&mxf, &mb, sizeof mxf);
-    float inv, s = q8_row_scale(mxf, mb < 0x7f800000u, &inv);
+    float inv, s = q8_bits_scale(q8_max_bits512(a, K), &inv);
     if (inv == 0.0f) {
         memset(q, 128, (size_t)kp);
         return s;
@@ -431,15 +441,7 @@ Q8_T512 static float q8_quant_512(const float *a, int K, int kp, void *dst)
  * it rounds them (no clamp needed), saturated to bytes, 4 blocks of 4 stored apart. */
 Q8_T512 static float q8_pack_512(const float *a, int K, int8_t *t, int32_t *sum)
 {
-    __m512i vmx = _mm512_setzero_si512(), absm = _mm512_set1_epi32(0x7fffffff);
-    for (int k = 0; k < K; k += 16) {
-        __mmask16 mk = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
-        vmx = _mm512_max_epu32(vmx, _mm512_and_si512(_mm512_maskz_loadu_epi32(mk, a + k), absm));
-    }
-    uint32_t mb = (uint32_t)_mm512_reduce_max_epu32(vmx);
-    float mxf, inv;
-    memcpy(&mxf, &mb, sizeof mxf);
-    float s = q8_row_scale(mxf, mb < 0x7f800000u, &inv);
+    float inv, s = q8_bits_scale(q8_max_bits512(a, K), &inv);
     if (inv == 0.0f) {
         q8_pack_zero(K, t, sum);
         return s;
