@@ -172,12 +172,12 @@ void eng_add_rmsnorm(float *x, const float *h, const float *w, int rows, int d, 
 
 /* ---- exp: a Cephes-style polynomial (about 2 ulp). libm's expf and tanhf are a fifth of
  * the encoder's time otherwise (gelu, softmax). */
-__attribute__((always_inline)) static inline ek_vf ek_exp(ek_vf x)
+__attribute__((always_inline)) static inline ek_vf ek_exp_any(ek_vf x, int may_overflow)
 {
     ek_vf hi = ek_vsplat(88.3762626647949f), lo = ek_vsplat(-87.3365447504019f);
-    x = ek_vsel(x > hi, hi, x);
-    ek_vi under = x < lo; /* exp underflows: exactly 0 (also -inf) */
-    x = ek_vsel(under, lo, x);
+    if (may_overflow) x = ek_vsel(x > hi, hi, x);
+    ek_vi under = x < lo; /* exp underflows: exactly 0 (also -inf); what the lanes
+                           * compute below is masked off at the end */
     /* n = round(x / ln 2) via the 1.5 * 2^23 trick; r = x - n ln 2 in two parts */
     const float magic = 12582912.0f;
     ek_vf n = (x * 1.44269504088896341f + magic) - magic;
@@ -193,6 +193,11 @@ __attribute__((always_inline)) static inline ek_vf ek_exp(ek_vf x)
     return (ek_vf)(~under & (ek_vi)y);
 }
 
+__attribute__((always_inline)) static inline ek_vf ek_exp(ek_vf x) { return ek_exp_any(x, 1); }
+
+/* exp of x <= 0 (softmax's x - max): the same values without the overflow clamp. */
+__attribute__((always_inline)) static inline ek_vf ek_exp_le0(ek_vf x) { return ek_exp_any(x, 0); }
+
 ENG_CLONES
 void eng_softmax(float *x, int n)
 {
@@ -206,12 +211,12 @@ void eng_softmax(float *x, int n)
     ek_vf acc = { 0 };
     int i = 0;
     for (; i + EK_LANES <= n; i += EK_LANES) {
-        ek_vf v = ek_exp(ek_vload(x + i) - mx);
+        ek_vf v = ek_exp_le0(ek_vload(x + i) - mx);
         acc += v;
         ek_vstore(x + i, v);
     }
     if (i < n) {
-        ek_vf v = ek_exp(ek_vload_part(x + i, (size_t)(n - i), -INFINITY) - mx);
+        ek_vf v = ek_exp_le0(ek_vload_part(x + i, (size_t)(n - i), -INFINITY) - mx);
         acc += v;
         memcpy(x + i, &v, (size_t)(n - i) * sizeof(float));
     }
@@ -302,9 +307,9 @@ double eng_logsumexp(const float *x, int n)
     while (i < n) {
         ek_vf acc = { 0 };
         int end = n - i > 256 ? i + 256 : n;
-        for (; i + EK_LANES <= end; i += EK_LANES) acc += ek_exp(ek_vload(x + i) - mx);
+        for (; i + EK_LANES <= end; i += EK_LANES) acc += ek_exp_le0(ek_vload(x + i) - mx);
         if (i < end) {
-            acc += ek_exp(ek_vload_part(x + i, (size_t)(end - i), -INFINITY) - mx);
+            acc += ek_exp_le0(ek_vload_part(x + i, (size_t)(end - i), -INFINITY) - mx);
             i = end;
         }
         s += (double)ek_vsum(acc);
