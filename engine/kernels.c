@@ -188,7 +188,10 @@ __attribute__((always_inline)) static inline ek_vf ek_exp_any(ek_vf x, int may_o
     p = p * r + 1.6666665459E-1f;
     p = p * r + 5.0000001201E-1f;
     ek_vf y = p * r * r + r + 1.0f;
-    ek_vi e = (__builtin_convertvector(n, ek_vi) + 127) << 23;
+    /* the underflowing lanes' n (down to -inf, or NaN) held at -127, so that the
+     * conversion is in range (beside the polynomial, not on its chain) */
+    ek_vf nlo = ek_vsplat(-127.0f);
+    ek_vi e = (__builtin_convertvector(ek_vsel(n > nlo, n, nlo), ek_vi) + 127) << 23;
     y = y * (ek_vf)e;
     return (ek_vf)(~under & (ek_vi)y);
 }
