@@ -86,12 +86,12 @@ eng_ctx *eng_ctx_new(const eng_model *model, const eng_ctx_params *p, char *err,
     size_t SL = NT * L; /* a thread's head of one sequence [L, L] each, or [max_rows, L] */
     size_t CT = (size_t)c->s.max_cand_total, CP = CT * (size_t)q.max_cand_len;
     c->w.keys_ld = (int)((L + 15) & ~(size_t)15) + 16;
-    /* an int8 model's encoder attention: a head's keys [L, d_kv] and values transposed
-     * [d_kv, L] as int8 blobs (tf.c) */
-    c->w.q8_attn_bytes = model->weights == ENG_WEIGHTS_INT8
-                             ? ((eng_q8_weight_bytes((int)L, cf->d_kv) + 63) & ~(size_t)63) +
-                                   ((eng_q8_weight_bytes(cf->d_kv, (int)L) + 63) & ~(size_t)63)
-                             : 0;
+    /* an int8 model's encoder attention: a head's keys and values as int8 blobs (tf.c) */
+    if (model->weights == ENG_WEIGHTS_INT8) {
+        c->w.q8_attn_v = (eng_q8_weight_bytes((int)L, cf->d_kv) + 63) & ~(size_t)63;
+        c->w.q8_attn_bytes =
+            c->w.q8_attn_v + ((eng_q8_weight_bytes(cf->d_kv, (int)L) + 63) & ~(size_t)63);
+    }
     c->w.logit_rows = imax(q.max_rows, ENG_SCORE_CHUNK);
     unsigned char *base = NULL;
     size_t used = 0;

@@ -380,10 +380,11 @@ typedef struct eng_work {
     float *scores;    /* [n_threads][max_len, max_len]: a head each; or [max_rows, max_len] */
     float *keys_t;    /* [n_threads][d_kv, keys_ld]: a head's keys transposed */
     int keys_ld;      /* max_len rounded up to 16, plus 16 (no power-of-two stride) */
-    /* int8 models: [n_threads][q8_attn_bytes], a head's keys and values quantized (tf.c);
+    /* int8 models: [n_threads][q8_attn_bytes], a head's keys [max_len, d_kv] then its
+     * values transposed [d_kv, max_len] as int8 blobs, the second at q8_attn_v (tf.c);
      * else NULL and 0 */
     unsigned char *q8_attn;
-    size_t q8_attn_bytes;
+    size_t q8_attn_v, q8_attn_bytes;
     float *enc_out;           /* [max_batch_tokens, d_model] */
     float *cross_k, *cross_v; /* [n_dec_layers][max_batch_tokens][inner]: the cross K/V
                                 * the forward pass writes (encode) and reads (decoding):

@@ -158,7 +158,7 @@ static void tf_attend_head(const eng_ctx *c, const float *q, float *att, int Lq,
      * any activation), the softmax in F32. Each row's result depends on the sequence's
      * own keys and values only. */
     if (q8 && mode == 0 && Lq >= 4) {
-        unsigned char *kq = q8, *vq = q8 + ((eng_q8_weight_bytes(L, dk) + 63) & ~(size_t)63);
+        unsigned char *kq = q8, *vq = q8 + c->w.q8_attn_v;
         int rc = eng_q8_pack_rows(k + hd * dk, Lk, dk, I, kq);
         if (rc == 0) rc = eng_gemm_q8_serial(Lq, Lk, dk, q + hd * dk, I, kq, eb, -1, s, Lk);
         for (int i = 0; rc == 0 && i < Lq; i++) eng_softmax(s + (size_t)i * Lk, Lk);
