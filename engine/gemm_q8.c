@@ -6,9 +6,9 @@
  * exact, as the true sum fits in int32), the activations are quantized by the same
  * IEEE operations (a multiply and a round-to-nearest-even conversion), and the float
  * epilogue is the same expression in every kernel: (float)isum * (sa * sw), then
- * + bias (eng_gemm_q8_serial's), then + beta * c. This file is compiled with -ffp-contract=off (Makefile) so that no kernel
- * fuses that into an FMA. So the kernels, the thread count and the other rows of a call
- * never change a row's outputs.
+ * + bias (eng_gemm_q8_serial's), then + beta * c. This file is compiled with
+ * -ffp-contract=off (Makefile) so that no kernel fuses that into an FMA. So the kernels,
+ * the thread count and the other rows of a call never change a row's outputs.
  *
  * Layout (eng_q8.h): tiles of 16 weight rows, [Kp/4][16][4] each. One 64-byte block is
  * 4 k of 16 rows: the s8 operand of one AVX-512 vpdpbusd, whose u8 operand is 4

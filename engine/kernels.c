@@ -50,8 +50,9 @@ __attribute__((always_inline)) static inline ek_vf ek_vsel(ek_vi mask, ek_vf a, 
 }
 
 /* The sum of the lanes, pairwise: lanes i and i + 8, then i + 4, i + 2, i + 1. */
-/* v's lanes from 8 h up (h = 1, 2, 4 or 8) in lanes 0 .. h - 1 and again above: one
- * step of the pairwise trees below, in registers (lane loops went through memory). */
+/* v's lanes h .. 2h - 1 (h = 8, 4, 2 or 1) moved to lanes 0 .. h - 1 (the lanes above
+ * get copies): one step of the pairwise trees below, in registers (lane loops went
+ * through memory). */
 #define EK_HALF(v, h)                                                                               \
     ((h) == 8   ? __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, \
                                           14, 15)                                                   \
