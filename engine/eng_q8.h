@@ -72,9 +72,9 @@ int eng_gemm_q8(int M, int N, int K, const float *A, int lda, const void *packed
 
 /* The products of up to ENG_Q8_MAX_SHARED weights with one input (attention's q, k, v; a
  * gated feed-forward's two halves; the decoder layers' cross K and V): C[i][M, N[i]] =
- * dequant(q8(A) . Wq_i^T), beta 0, row strides ldc[i]. A is quantized once and every weight's tiles are shared between the
- * threads in one parallel region: bitwise the n calls of eng_gemm_q8. 0, or <0 as
- * eng_gemm_q8 (nothing is written then). */
+ * dequant(q8(A) . Wq_i^T), beta 0, row strides ldc[i]. A is quantized once and every
+ * weight's tiles are shared between the threads in one parallel region: bitwise the n
+ * calls of eng_gemm_q8. 0, or <0 as eng_gemm_q8 (nothing is written then). */
 #define ENG_Q8_MAX_SHARED 16
 int eng_gemm_q8_n(int M, int K, const float *A, int lda, int n, const void *const packed[],
                   const int N[], float *const C[], const int ldc[]);
