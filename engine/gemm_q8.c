@@ -348,6 +348,21 @@ static void q8_pack_zero(int K, int8_t *t, int32_t *sum)
     *sum = 0;
 }
 
+/* Values k0 .. K - 1 of a row quantized (q8_q1) into their places in the tiles (t the
+ * row's first block), K's padding to a multiple of 4 zero: their sum. */
+static int32_t q8_pack_from(const float *a, int k0, int K, float inv, int8_t *t)
+{
+    int32_t sm = 0;
+    int k = k0;
+    for (; k < K; k++) {
+        int q = q8_q1(a[k], inv);
+        t[(size_t)(k / Q8_KB) * Q8_KB * Q8_TN + k % Q8_KB] = (int8_t)q;
+        sm += q;
+    }
+    for (; k % Q8_KB; k++) t[(size_t)(k / Q8_KB) * Q8_KB * Q8_TN + k % Q8_KB] = 0;
+    return sm;
+}
+
 /* Row a[K] quantized as an activation row is (q8_quant_c's values, signed) into its
  * place in a blob's tiles: t is its first block, the next 64 bytes on; its row sum
  * in *sum, its scale returned. */
@@ -367,14 +382,7 @@ static float q8_pack_c(const float *a, int K, int8_t *t, int32_t *sum)
         q8_pack_zero(K, t, sum);
         return s;
     }
-    int32_t sm = 0;
-    for (int k = 0; k < K; k++) {
-        int q = q8_q1(a[k], inv);
-        t[(size_t)(k / Q8_KB) * Q8_KB * Q8_TN + k % Q8_KB] = (int8_t)q;
-        sm += q;
-    }
-    for (int k = K; k % Q8_KB; k++) t[(size_t)(k / Q8_KB) * Q8_KB * Q8_TN + k % Q8_KB] = 0;
-    *sum = sm;
+    *sum = q8_pack_from(a, 0, K, inv, t);
     return s;
 }
 
@@ -635,15 +643,9 @@ Q8_T256 static float q8_pack_256(const float *a, int K, int8_t *t, int32_t *sum)
         memcpy(t + (size_t)(k / Q8_KB) * Q8_KB * Q8_TN, &b[0], Q8_KB);
         memcpy(t + (size_t)(k / Q8_KB + 1) * Q8_KB * Q8_TN, &b[1], Q8_KB);
     }
-    int32_t l[8], sm = 0;
+    int32_t l[8], sm = q8_pack_from(a, k, K, inv, t);
     _mm256_storeu_si256((__m256i *)l, vs);
     for (int j = 0; j < 8; j++) sm += l[j];
-    for (; k < K; k++) {
-        int q = q8_q1(a[k], inv);
-        t[(size_t)(k / Q8_KB) * Q8_KB * Q8_TN + k % Q8_KB] = (int8_t)q;
-        sm += q;
-    }
-    for (; k % Q8_KB; k++) t[(size_t)(k / Q8_KB) * Q8_KB * Q8_TN + k % Q8_KB] = 0;
     *sum = sm;
     return s;
 }
@@ -985,8 +987,9 @@ static int q8_check(int M, int N, int K, int lda, const void *packed, int ldc, q
     return memcmp(h, &want, sizeof *h) != 0 ? -2 : 0;
 }
 
-/* C[i] = dequant(q8(A) . Wq_i^T) (+ beta C[i]) for the n weights: eng_gemm_q8 (n = 1)
- * and eng_gemm_q8_n. */
+/* C[i] = dequant(q8(A) . Wq_i^T) (+ bias rows) (+ beta C[i]) for the n weights:
+ * eng_gemm_q8 (n = 1), eng_gemm_q8_n and, on the calling thread only (serial),
+ * eng_gemm_q8_serial. */
 static int q8_products(int M, int K, const float *A, int lda, int n, const void *const packed[],
                        const int N[], float *const C[], const int ldc[], float beta,
                        const float *bias, long bstep, int serial)

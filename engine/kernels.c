@@ -49,7 +49,6 @@ __attribute__((always_inline)) static inline ek_vf ek_vsel(ek_vi mask, ek_vf a, 
     return (ek_vf)((mask & (ek_vi)a) | (~mask & (ek_vi)b));
 }
 
-/* The sum of the lanes, pairwise: lanes i and i + 8, then i + 4, i + 2, i + 1. */
 /* v's lanes h .. 2h - 1 (h = 8, 4, 2 or 1) moved to lanes 0 .. h - 1 (the lanes above
  * get copies): one step of the pairwise trees below, in registers (lane loops went
  * through memory). */
@@ -60,6 +59,7 @@ __attribute__((always_inline)) static inline ek_vf ek_vsel(ek_vi mask, ek_vf a, 
      : (h) == 2 ? __builtin_shufflevector(v, v, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3)     \
                 : __builtin_shufflevector(v, v, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1))
 
+/* The sum of the lanes, pairwise: lanes i and i + 8, then i + 4, i + 2, i + 1. */
 __attribute__((always_inline)) static inline float ek_vsum(ek_vf v)
 {
     v += EK_HALF(v, 8);

@@ -8,11 +8,10 @@
  * descheduled, while its partner burns the core the neighbour wanted (flan-t5-small:
  * beside a busy loop per CPU a spinning team did 0.5-0.6x one thread's documents/s, and
  * under heavier load a summary took 8-38 s where one thread took 1.1 s). No single
- * setting wins both (issue 21's contention
- * figures, docs/deploy.md), so a model loaded with n_threads = 0 chooses per step: it
- * reads, about every TH_WINDOW_S seconds, the CPUs the process could use (its own CPU
- * time plus the idle time of its CPUs: cm_cpu_free) and shares them between the engine
- * contexts that ran in that window. A neighbour that takes a CPU takes a thread away; one
+ * setting wins both (issue 21's contention figures, docs/deploy.md), so a model loaded
+ * with n_threads = 0 chooses per step: it reads, about every TH_WINDOW_S seconds, the
+ * CPUs the process could use (its own CPU time plus the idle time of its CPUs:
+ * cm_cpu_free) and shares them between the engine contexts that ran in that window. A neighbour that takes a CPU takes a thread away; one
  * that leaves gives it back at the next reading. Results do not depend on the thread
  * count (every work item is computed the same way whichever thread takes it), so
  * changing it between steps changes no bits. A model loaded with n_threads = N > 0 runs
